@@ -1,0 +1,42 @@
+# The two commands of the README:
+#   make run    build the bundled examples and run them on the best available backend
+#   make test   lint, type-check and run the whole test suite
+# Both create .venv/ with everything the project needs on first use.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+EXAMPLES := $(sort $(wildcard examples/*.py))
+
+.PHONY: run test test-fast bench golden clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) scripts/check-python.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	for f in $(EXAMPLES); do $(BIN)/ringgen build $$f -o generated || exit 1; done
+	$(BIN)/python scripts/run_examples.py
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+# Everything but the long soak and stress runs.
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow"
+
+bench: $(STAMP)
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# Rewrite the golden trees and generated/ from the current code (review the diff!).
+golden: $(STAMP)
+	$(BIN)/pytest tests/test_golden.py --update-golden
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

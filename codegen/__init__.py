@@ -1,0 +1,1 @@
+"""ringgen.codegen: schemas and actor modules -> IR -> C/CUDA sources and a Python package."""

@@ -1,0 +1,100 @@
+"""`ringgen build` / `check`: modules -> IR -> rendered files -> the package folder."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ringgen.codegen import render
+from ringgen.codegen.reader import SchemaSet, read_modules, read_package
+from ringgen.codegen.writer import (
+    MANIFEST,
+    is_current,
+    manifest_text,
+    sha256_text,
+    stale_files,
+    write_package,
+)
+from ringgen.runtime.modules import is_path
+
+
+@dataclass
+class Plan:
+    """Everything a build would write, computed without touching the disk."""
+
+    schema: SchemaSet
+    package_dir: Path
+    command: str
+    input_hash: str
+
+    def files(self) -> dict[str, str]:
+        pkg = self.schema.package
+        files = render.render_package(pkg, self.command, self.schema.host_only)
+        manifest = {
+            "package": pkg.name,
+            "schema_hash": pkg.schema_hash,
+            "input_hash": self.input_hash,
+            "build_command": self.command,
+            "sources": list(pkg.sources),
+            "files": {n: sha256_text(t) for n, t in sorted(files.items())},
+            "messages": {m.name: {"qualified_name": m.qualified_name, "type_id": m.type_id,
+                                  "size": m.layout.size, "align": m.layout.align}
+                         for m in pkg.messages},
+            "host_only": {h.name: h.reason for h in self.schema.host_only},
+            "kernels": {k.kernel_id: {"input": k.input, "output": k.output, "block": k.block,
+                                      "grid": k.grid, "queue_size": k.queue_size,
+                                      "host_actor": k.host_actor}
+                        for k in pkg.kernels},
+        }
+        files[MANIFEST] = manifest_text(manifest)
+        return files
+
+
+def _templates_hash() -> str:
+    h = hashlib.sha256()
+    for name in sorted(("init.py.j2", "messages.h.j2", "codec.h.j2", *render.STATIC_HEADERS)):
+        h.update(name.encode() + render.template_text(name).encode())
+    return h.hexdigest()
+
+
+def plan(modules: Sequence[str], out_dir: str | Path, name: str | None = None) -> Plan:
+    """Read the modules and lay out their messages; `out_dir` is the folder that receives the
+    package folder `<name>/` (the stem of the first module unless given)."""
+    from ringgen import __version__
+
+    out = Path(out_dir)
+    base = out.resolve().parent  # sources are recorded relative to the folder that holds `out`
+    sources = [Path(os.path.relpath(Path(m).resolve(), base)).as_posix() if is_path(m) else m
+               for m in modules]
+    loaded, _ = read_modules(modules)
+    pkg_name = name or (Path(modules[0]).stem if is_path(modules[0]) else modules[0].split(".")[-1])
+    schema = read_package(pkg_name, loaded, sources)
+    command = f"ringgen build {' '.join(sources)} -o {out.resolve().name}" + (
+        f" --name {name}" if name else "")
+    input_hash = hashlib.sha256(
+        f"{schema.package.schema_hash}|{__version__}|{_templates_hash()}|{command}|"
+        f"{sorted((h.name, h.reason) for h in schema.host_only)}".encode()
+    ).hexdigest()[:16]
+    return Plan(schema, out / pkg_name, command, input_hash)
+
+
+@dataclass
+class BuildResult:
+    plan: Plan
+    changed: list[str]
+    skipped: bool  # nothing to do: the package on disk was built from the same inputs
+
+
+def build(modules: Sequence[str], out_dir: str | Path, name: str | None = None) -> BuildResult:
+    p = plan(modules, out_dir, name)
+    if is_current(p.package_dir, p.input_hash):
+        return BuildResult(p, [], True)
+    return BuildResult(p, write_package(p.package_dir, p.files()), False)
+
+
+def check(modules: Sequence[str], out_dir: str | Path, name: str | None = None) -> tuple[Plan, list[str]]:
+    p = plan(modules, out_dir, name)
+    return p, stale_files(p.package_dir, p.files())

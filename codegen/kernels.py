@@ -1,0 +1,62 @@
+"""Ring kernels found in user modules -> KernelIR."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from types import ModuleType
+from typing import Any
+
+from ringgen.codegen.ir import KernelIR
+from ringgen.runtime.kernels import KernelSpec, kernel_spec
+from ringgen.runtime.messages import Message
+
+from ringgen.errors import SchemaError
+
+
+def collect_kernels(modules: Sequence[ModuleType]) -> dict[str, KernelSpec]:
+    """kernel_id -> spec, for every @ring_kernel defined in the modules, in definition order."""
+    found: dict[str, KernelSpec] = {}
+    for module in modules:
+        for obj in vars(module).values():
+            spec = kernel_spec(obj)
+            if spec is None or getattr(obj, "__module__", None) != module.__name__:
+                continue
+            if spec.kernel_id in found and found[spec.kernel_id] is not spec:
+                raise SchemaError(f"two ring kernels have the id {spec.kernel_id!r}; rename one")
+            found[spec.kernel_id] = spec
+    return found
+
+
+def kernel_messages(specs: Iterable[KernelSpec]) -> list[type[Message]]:
+    """The message classes that device kernels exchange, which must have a C layout."""
+    out: list[type[Message]] = []
+    for spec in specs:
+        if spec.host_actor:
+            continue
+        for cls in (spec.input, spec.output):
+            if cls is not None and cls not in out:
+                out.append(cls)
+    return out
+
+
+def kernel_ir(spec: KernelSpec, reader: Any) -> KernelIR:
+    """`reader` lays out the messages of device kernels (host actors need no C layout)."""
+    if spec.host_actor:
+        source, file, line = "", "", 0
+        names = [cls.__name__ if cls else None for cls in (spec.input, spec.output)]
+    else:
+        source, file, line = spec.handler_source()
+        names = [reader.read_message(cls).name if cls else None for cls in (spec.input, spec.output)]
+    return KernelIR(
+        kernel_id=spec.kernel_id,
+        input=names[0] or "",
+        output=names[1],
+        block=spec.block,
+        grid=spec.grid,
+        queue_size=spec.queue_size,
+        cuda_source=source,
+        cuda_file=file,
+        cuda_line=line,
+        python_name=spec.fn.__name__,
+        host_actor=spec.host_actor,
+    )

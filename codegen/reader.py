@@ -1,0 +1,217 @@
+"""Schema reader: user modules -> PackageIR, with every message's C layout computed once."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from ringgen.codegen import layout
+from ringgen.codegen.ir import HEADER_SIZE, CType, FieldIR, MessageIR, PackageIR
+from ringgen.runtime.messages import Message, is_message_class
+from ringgen.runtime.modules import load_module
+from ringgen.runtime.serialization import HEADER_FIELDS, FieldSpec, read_fields
+
+from ringgen.errors import SchemaError
+
+_HEADER_MEMBERS: list[tuple[str, CType | str, int]] = [
+    ("message_id", layout.UUID_TYPE, 0),
+    ("correlation_id", layout.UUID_TYPE, 0),
+    ("type_id", "uint32_t", 0),
+    ("priority", "uint8_t", 0),
+    ("flags", "uint8_t", 0),
+]
+_GENERATED_MEMBER_NAMES = frozenset({"type_id", "flags"})
+_HEADER_ANNOTATIONS = {"message_id": "UUID", "priority": "int", "correlation_id": "UUID | None"}
+_PRIORITY = CType("uint", "uint8_t", 1, 1, "u8", bits=8, numpy="|u1")
+_CORRELATION = CType("correlation", "rg_uuid", 16, 1, "uuid")
+
+
+@dataclass
+class HostOnly:
+    """A message that cannot be laid out in C: usable by host actors only."""
+
+    name: str
+    reason: str
+
+
+@dataclass
+class SchemaSet:
+    """The messages and kernels found in a package's modules."""
+
+    package: PackageIR
+    host_only: list[HostOnly] = field(default_factory=list)
+    classes: dict[str, type[Message]] = field(default_factory=dict)
+    kernels: dict[str, Any] = field(default_factory=dict)  # kernel_id -> KernelSpec
+
+
+def source_location(cls: type) -> tuple[str, int, list[str]]:
+    """(file, first line, source lines) of a class, as far as Python can tell."""
+    try:
+        lines, start = inspect.getsourcelines(cls)
+        return inspect.getsourcefile(cls) or "<unknown>", start, lines
+    except (OSError, TypeError):
+        return "<unknown>", 0, []
+
+
+def field_line(cls: type, name: str) -> int:
+    _, start, lines = source_location(cls)
+    pattern = re.compile(rf"^\s+{re.escape(name)}\s*:")
+    for i, text in enumerate(lines):
+        if pattern.match(text):
+            return start + i
+    return start
+
+
+class _Reader:
+    def __init__(self) -> None:
+        self.structs = layout.LayoutContext(self._message_type)
+        self.messages: dict[type, MessageIR] = {}
+        self.in_progress: list[type] = []
+        self.names: dict[str, type] = {}
+
+    def where(self, cls: type, name: str) -> str:
+        file, _, _ = source_location(cls)
+        return f"{file}:{field_line(cls, name)}: {cls.__qualname__}.{name}"
+
+    def _message_type(self, cls: type, where: str) -> CType:
+        if cls in self.in_progress:
+            chain = " -> ".join(c.__qualname__ for c in [*self.in_progress, cls])
+            raise SchemaError(
+                f"{where}: message {cls.__qualname__} contains itself ({chain}), which no "
+                "fixed-size struct can hold; break the cycle with a BufferRef or an id field"
+            )
+        ir = self.read_message(cls)
+        return layout.message_ctype(ir.name, ir.layout.size, ir.layout.align)
+
+    def read_message(self, cls: type[Message]) -> MessageIR:
+        if cls in self.messages:
+            return self.messages[cls]
+        file, line, _ = source_location(cls)
+        layout.check_c_name(cls.__name__, f"{file}:{line}: message {cls.__qualname__}")
+        other = self.names.get(cls.__name__)
+        if other is not None and other is not cls:
+            raise SchemaError(
+                f"{file}:{line}: message {cls.__qualname__} of {cls.__module__} has the same C "
+                f"name as the one of {other.__module__}; rename one of them"
+            )
+        self.in_progress.append(cls)
+        try:
+            specs = read_fields(cls)
+            fields, members = [], list(_HEADER_MEMBERS)
+            for spec in specs:
+                where = self.where(cls, spec.name)
+                if spec.name in HEADER_FIELDS:
+                    fields.append(self._header_field(spec, where, field_line(cls, spec.name)))
+                    continue
+                layout.check_c_name(spec.name, where, _GENERATED_MEMBER_NAMES)
+                ctype = layout.c_type(spec.node, where, self.structs)
+                fields.append(FieldIR(spec.name, ctype, -1, False, spec.node.describe(),
+                                      _default_c(spec, ctype), field_line(cls, spec.name)))
+                members.append((spec.name, ctype, 0))
+        finally:
+            self.in_progress.pop()
+        struct = layout.lay_out(cls.__name__, members, f"message {cls.__qualname__}")
+        offsets = {m.name: m.offset for m in struct.members}
+        fields = [FieldIR(f.name, f.ctype, offsets[f.name], f.header, f.python_type, f.default_c,
+                          f.line) for f in fields]
+        assert offsets["type_id"] == 32 and struct.members[5].offset == HEADER_SIZE - 2
+        ir = MessageIR(cls.__name__, cls.qualified_name(), cls.type_id(), file, line,
+                       tuple(fields), struct)
+        self.structs.structs[cls.__name__] = struct
+        self.messages[cls] = ir
+        self.names[cls.__name__] = cls
+        return ir
+
+    @staticmethod
+    def _header_field(spec: FieldSpec, where: str, line: int) -> FieldIR:
+        annotation = _HEADER_ANNOTATIONS[spec.name]
+        if spec.node.describe() != annotation:
+            raise SchemaError(f"{where}: header field {spec.name} must be annotated {annotation}, "
+                              f"not {spec.node.describe()}; fix the annotation or rename the field")
+        ctype = {"message_id": layout.UUID_TYPE, "priority": _PRIORITY,
+                 "correlation_id": _CORRELATION}[spec.name]
+        offset = {"message_id": 0, "correlation_id": 16, "priority": 36}[spec.name]
+        default = _default_c(spec, ctype) if spec.name == "priority" else ""
+        return FieldIR(spec.name, ctype, offset, True, spec.node.describe(), default, line)
+
+
+def _c_float(v: float) -> str | None:
+    return repr(float(v)) if math.isfinite(v) else None
+
+
+def _c_bytes(data: bytes) -> str:
+    return '"' + "".join(chr(b) if 32 <= b < 127 and chr(b) not in '"\\?' else f"\\x{b:02x}\"\""
+                         for b in data) + '"'
+
+
+def _default_c(spec: FieldSpec, ctype: CType) -> str | None:
+    """A C statement on `{lv}` that sets the field's default; '' when the zero value is the
+    default or the default is made by a factory at run time; None when the field is required."""
+    if spec.required:
+        return None
+    if spec.default_factory is not dataclasses.MISSING:
+        return ""
+    v = spec.default
+    if v is None or (isinstance(v, (list, tuple)) and not v):
+        return ""
+    kind = ctype.kind
+    if kind in ("int", "uint", "bool", "enum") or kind == "float":
+        value = getattr(v, "value", v)
+        text = _c_float(value) if kind == "float" else str(int(value))
+        return "" if text is None else f"{{lv}} = {text};"
+    if kind in ("str", "bytes"):
+        data = v.encode() if isinstance(v, str) else bytes(v)
+        return f"{{lv}}.len = {len(data)}; rg_mp_copy({{lv}}.data, {_c_bytes(data)}, {len(data)});"
+    return ""
+
+
+def read_modules(specs: Sequence[str], base: Path | None = None) -> tuple[list[ModuleType], list[str]]:
+    modules = [load_module(s, base) for s in specs]
+    return modules, [s.replace("\\", "/") for s in specs]
+
+
+def read_package(name: str, modules: Sequence[ModuleType], sources: Sequence[str]) -> SchemaSet:
+    """Every message defined in `modules` (and every message they nest), laid out."""
+    from ringgen.codegen.kernels import collect_kernels, kernel_ir, kernel_messages
+
+    reader = _Reader()
+    classes: dict[str, type[Message]] = {}
+    for module in modules:
+        for obj in vars(module).values():
+            if is_message_class(obj) and obj.__module__ == module.__name__:
+                classes[obj.__name__] = obj
+    kernels = collect_kernels(modules)
+    needed = kernel_messages(kernels.values())
+    host_only = []
+    for cls in classes.values():
+        try:
+            reader.read_message(cls)
+        except SchemaError as e:
+            if cls in needed:
+                raise
+            host_only.append(HostOnly(cls.__name__, str(e)))
+    for cls in needed:  # messages of kernels that live in other modules
+        reader.read_message(cls)
+    _check_type_ids(reader.messages.values())
+    ordered = tuple(reader.messages[c] for c in reader.messages)
+    kernel_irs = tuple(kernel_ir(k, reader) for k in kernels.values())
+    package = PackageIR(name, tuple(sources), tuple(reader.structs.structs.values()), ordered,
+                        kernel_irs)
+    return SchemaSet(package, host_only, {m.name: c for c, m in reader.messages.items()} | {
+        h.name: classes[h.name] for h in host_only}, kernels)
+
+
+def _check_type_ids(messages: Any) -> None:
+    seen: dict[int, str] = {}
+    for m in messages:
+        if m.type_id in seen:
+            raise SchemaError(f"messages {seen[m.type_id]} and {m.qualified_name} hash to the same "
+                              f"type id {m.type_id:#x}; rename one of them")
+        seen[m.type_id] = m.qualified_name

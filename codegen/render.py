@@ -1,0 +1,69 @@
+"""Jinja2 rendering: PackageIR -> the text of every generated file. Pure: writes nothing."""
+
+from __future__ import annotations
+
+import pprint
+from importlib import resources
+from typing import Any
+
+import jinja2
+from ringgen.codegen.ir import PackageIR
+from ringgen.codegen.sizes import dtype_spec, max_packed_size
+
+# Static headers copied verbatim into every generated package, so that it compiles on its own.
+STATIC_HEADERS = ("rg_platform.h", "rg_msgpack.h")
+
+HEADER_COMMENTS = {
+    "message_id": "UUID of this message",
+    "correlation_id": "message_id of the request (flags & RG_FLAG_HAS_CORRELATION)",
+    "type_id": "RG_TYPE_ID_<Msg>",
+    "priority": "0..255, higher first",
+    "flags": "RG_FLAG_*",
+}
+
+
+def _pyrepr(value: Any) -> str:
+    """A deterministic Python literal, wrapped to fit a readable line width."""
+    return pprint.pformat(value, width=96, compact=True, sort_dicts=False)
+
+
+def template_text(name: str) -> str:
+    return resources.files("ringgen.templates").joinpath(name).read_text(encoding="utf-8")
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(template_text),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["pyrepr"] = _pyrepr
+    return env
+
+
+def render_package(pkg: PackageIR, command: str, host_only: list[Any]) -> dict[str, str]:
+    """File name -> text for everything in the package folder except manifest.json."""
+    env = environment()
+    headers = [f"{pkg.name}_messages.h", f"{pkg.name}_codec.h", *STATIC_HEADERS]
+    common = {
+        "pkg": pkg,
+        "command": command,
+        "sources": ", ".join(pkg.sources),
+        "headers": headers,
+        "host_only": host_only,
+        "message_names": {m.name for m in pkg.messages},
+        "header_comments": HEADER_COMMENTS,
+        "dtypes": {m.name: dtype_spec(pkg, m.layout) for m in pkg.messages},
+        "max_packed": {m.name: max_packed_size(pkg, m) for m in pkg.messages},
+    }
+    files = {
+        "__init__.py": env.get_template("init.py.j2").render(common),
+        f"{pkg.name}_messages.h": env.get_template("messages.h.j2").render(common),
+        f"{pkg.name}_codec.h": env.get_template("codec.h.j2").render(common),
+    }
+    for name in STATIC_HEADERS:
+        files[name] = template_text(name)
+    return files

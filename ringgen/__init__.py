@@ -1,0 +1,32 @@
+"""ringgen: typed messages in, typed messages out, through persistent GPU actor kernels."""
+
+from __future__ import annotations
+
+from ringgen.errors import (
+    BackendUnavailableError,
+    KernelFaultError,
+    KernelStateError,
+    MessageSerializationError,
+    QueueFullError,
+    SchemaError,
+    StaleSchemaError,
+)
+from ringgen.runtime.messages import Message, message
+from ringgen.runtime.types import BufferRef, MaxLen
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendUnavailableError",
+    "BufferRef",
+    "KernelFaultError",
+    "KernelStateError",
+    "MaxLen",
+    "Message",
+    "MessageSerializationError",
+    "QueueFullError",
+    "SchemaError",
+    "StaleSchemaError",
+    "__version__",
+    "message",
+]

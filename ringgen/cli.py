@@ -1,0 +1,98 @@
+"""The `ringgen` command: build, check and inspect generated packages."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from ringgen import __version__
+from ringgen.errors import RinggenError
+
+log = logging.getLogger("ringgen")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ringgen",
+        description="Compile @message schemas and @ring_kernel actors into CUDA ring kernels "
+                    "and a Python package that runs them.",
+    )
+    p.add_argument("--version", action="version", version=f"ringgen {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what is done")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def modules_and_out(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("modules", nargs="+", metavar="MODULE",
+                        help="actor/message module: a .py path or a dotted module name")
+        sp.add_argument("-o", "--out", required=True, metavar="DIR",
+                        help="folder that receives the package folder DIR/<name>/")
+        sp.add_argument("--name", help="package name (default: the first module's name)")
+
+    b = sub.add_parser("build", help="generate (and compile) the package of MODULE...")
+    modules_and_out(b)
+    b.add_argument("--no-compile", action="store_true", help="only write the sources")
+    c = sub.add_parser("check", help="exit 1 if the generated package on disk is stale")
+    modules_and_out(c)
+    i = sub.add_parser("inspect", help="print each message's C layout")
+    i.add_argument("modules", nargs="+", metavar="MODULE")
+    return p
+
+
+def _build(args: argparse.Namespace) -> int:
+    from ringgen.codegen.build import build
+
+    result = build(args.modules, args.out, args.name)
+    pkg = result.plan.schema.package
+    where = result.plan.package_dir
+    if result.skipped:
+        print(f"{where}: up to date ({len(pkg.messages)} messages, {len(pkg.kernels)} kernels)")
+    else:
+        print(f"{where}: wrote {len(result.changed)} file(s): {', '.join(result.changed) or '-'}")
+    for h in result.plan.schema.host_only:
+        print(f"note: {h.name} is host-only (no C layout): {h.reason}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from ringgen.codegen.build import check
+
+    plan, stale = check(args.modules, args.out, args.name)
+    if stale:
+        print(f"{plan.package_dir} is stale: {', '.join(stale)}\nrebuild with: {plan.command}")
+        return 1
+    print(f"{plan.package_dir}: up to date")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from ringgen.codegen.layout import describe_layout
+    from ringgen.codegen.reader import read_modules, read_package
+
+    loaded, sources = read_modules(args.modules)
+    schema = read_package("inspect", loaded, sources)
+    for m in schema.package.messages:
+        print(f"{m.name} ({m.qualified_name}): {m.layout.size} bytes, align {m.layout.align}, "
+              f"type id {m.type_id:#010x}")
+        rows = [("member", "C type", "offset", "size"),
+                *((n, t, str(o), str(s)) for n, t, o, s in describe_layout(m.layout))]
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        for r in rows:
+            print("  " + "  ".join(c.ljust(w) if i < 2 else c.rjust(w)
+                                   for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+    for h in schema.host_only:
+        print(f"{h.name}: host-only: {h.reason}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    handlers = {"build": _build, "check": _check, "inspect": _inspect}
+    try:
+        return handlers[args.command](args)
+    except (RinggenError, ImportError) as e:
+        print(f"ringgen {args.command}: error: {e}", file=sys.stderr)
+        return 1

@@ -1,0 +1,52 @@
+"""Every exception ringgen raises. Each message says what happened and what to do."""
+
+from __future__ import annotations
+
+
+class RinggenError(Exception):
+    """Base class of all ringgen errors."""
+
+
+class SchemaError(RinggenError, TypeError):
+    """A message schema that ringgen cannot use (or cannot lay out as a C struct)."""
+
+
+class MessageSerializationError(RinggenError, ValueError):
+    """Bytes that are not a valid encoding of the message they are decoded as."""
+
+
+class QueueFullError(RinggenError):
+    """A kernel's queue is full and its backpressure strategy refused the message."""
+
+
+class KernelFaultError(RinggenError):
+    """A kernel crashed or failed; its pending requests fail with this error."""
+
+
+class KernelStateError(RinggenError):
+    """An operation that the kernel's lifecycle state does not allow."""
+
+
+class StaleSchemaError(RinggenError, ImportError):
+    """A generated package whose source schemas changed since it was built."""
+
+
+class BackendUnavailableError(RinggenError):
+    """The requested backend cannot run on this machine."""
+
+
+class CompileError(RinggenError):
+    """A generated or user-written source failed to compile."""
+
+
+__all__ = [
+    "BackendUnavailableError",
+    "CompileError",
+    "KernelFaultError",
+    "KernelStateError",
+    "MessageSerializationError",
+    "QueueFullError",
+    "RinggenError",
+    "SchemaError",
+    "StaleSchemaError",
+]

@@ -1,0 +1,1 @@
+"""ringgen.runtime: messages and their serialization, and the machinery that runs actors."""

@@ -1,0 +1,126 @@
+"""`@ring_kernel`: declare an actor — a device ring kernel, or a host actor (`async def f(ctx)`).
+
+The decorator records a KernelSpec on the function and returns the function unchanged, so the
+Python function stays callable: for a device kernel it is the reference semantics the CUDA
+handler is tested against; for a host actor it is the actor's body.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ringgen.runtime.messages import Message, is_message_class
+
+from ringgen.errors import SchemaError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+BACKPRESSURE = ("block", "reject", "drop_oldest", "drop_newest")
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    kernel_id: str
+    fn: Callable[..., Any]
+    input: type[Message] | None
+    output: type[Message] | None
+    block: int
+    grid: int
+    queue_size: int
+    cuda: str | None
+    cuda_file: str | None
+    backpressure: str
+
+    @property
+    def host_actor(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
+
+    @property
+    def module_file(self) -> Path | None:
+        file = inspect.getsourcefile(self.fn)
+        return Path(file) if file else None
+
+    def handler_source(self) -> tuple[str, str, int]:
+        """(CUDA source, file it came from, line of its first line) of a device kernel."""
+        file = self.module_file
+        if self.cuda_file is not None:
+            path = (file.parent if file else Path()) / self.cuda_file
+            try:
+                return path.read_text(), str(path), 1
+            except OSError as e:
+                raise SchemaError(f"kernel {self.kernel_id!r}: cannot read cuda_file {path} "
+                                  f"({e}); give a path relative to the module") from None
+        assert self.cuda is not None
+        return self.cuda, str(file or "<unknown>"), _string_line(self.fn, self.cuda)
+
+
+def _string_line(fn: Callable[..., Any], text: str) -> int:
+    """The line of the module where an inline CUDA string starts (for #line directives)."""
+    try:
+        lines, _ = inspect.findsource(fn)
+    except (OSError, TypeError):
+        return 1
+    first = next((ln for ln in text.splitlines() if ln.strip()), "")
+    offset = next((i for i, ln in enumerate(text.splitlines()) if ln.strip()), 0)
+    for i, ln in enumerate(lines):
+        if first and ln.rstrip("\n") == first:
+            return i + 1 - offset
+    return 1
+
+
+def ring_kernel(
+    *,
+    kernel_id: str,
+    input: type[Message] | None = None,
+    output: type[Message] | None = None,
+    block: int = 32,
+    grid: int = 1,
+    queue_size: int = 1024,
+    cuda: str | None = None,
+    cuda_file: str | None = None,
+    backpressure: str = "block",
+) -> Callable[[F], F]:
+    """Declare an actor. With `cuda=` or `cuda_file=` it is a device ring kernel whose handler
+    `__device__ bool <kernel_id>_handle(const In&, Out&, rg_ctx&)` runs with the whole block;
+    an `async def f(ctx)` is a host actor on the same queues."""
+
+    def decorate(fn: F) -> F:
+        where = f"@ring_kernel(kernel_id={kernel_id!r}) on {getattr(fn, '__qualname__', fn)}"
+        if not kernel_id.isidentifier():
+            raise SchemaError(f"{where}: kernel_id must be a C identifier (letters, digits, _)")
+        for name, cls in (("input", input), ("output", output)):
+            if cls is not None and not is_message_class(cls):
+                raise SchemaError(f"{where}: {name} must be a @message class, got {cls!r}")
+        if backpressure not in BACKPRESSURE:
+            raise SchemaError(f"{where}: backpressure must be one of {', '.join(BACKPRESSURE)}")
+        if queue_size < 2 or queue_size & (queue_size - 1):
+            raise SchemaError(f"{where}: queue_size must be a power of two >= 2, got {queue_size}")
+        if not 1 <= block <= 1024 or not 1 <= grid <= 1024:
+            raise SchemaError(f"{where}: block must be 1..1024 threads and grid 1..1024 blocks")
+        device = cuda is not None or cuda_file is not None
+        if inspect.iscoroutinefunction(fn):
+            if device:
+                raise SchemaError(f"{where}: an async def is a host actor and takes no CUDA "
+                                  "source; drop cuda=/cuda_file= or make it a plain def")
+        elif not device:
+            raise SchemaError(f"{where}: a device kernel needs its handler as cuda='...' or "
+                              "cuda_file='x.cu' (or make the function `async def f(ctx)` for a "
+                              "host actor)")
+        elif input is None:
+            raise SchemaError(f"{where}: a device kernel needs input=<@message class>")
+        if cuda is not None and cuda_file is not None:
+            raise SchemaError(f"{where}: give cuda= or cuda_file=, not both")
+        fn.__rg_kernel__ = KernelSpec(  # type: ignore[attr-defined]
+            kernel_id, fn, input, output, block, grid, queue_size, cuda, cuda_file, backpressure)
+        return fn
+
+    return decorate
+
+
+def kernel_spec(obj: object) -> KernelSpec | None:
+    spec = getattr(obj, "__rg_kernel__", None)
+    return spec if isinstance(spec, KernelSpec) else None

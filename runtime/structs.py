@@ -1,0 +1,203 @@
+"""Vectorised conversion between message objects and arrays of their C structs.
+
+`pack(cls, dtype, msgs)` fills one numpy structured array (the generated dtype, the C layout)
+column by column; `unpack(cls, arr)` reads it back. Work is per field and per batch, not per
+message: a list field of a whole batch is scattered with one fancy-indexed assignment.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from itertools import chain
+from typing import Any
+
+import numpy as np
+from ringgen.runtime.codec import uuid_from_bytes
+from ringgen.runtime.serialization import read_fields
+from ringgen.runtime.types import BufferRef, Kind, TypeNode
+
+from ringgen.errors import MessageSerializationError
+
+RG_FLAG_HAS_CORRELATION = 0x01
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_new = object.__new__
+
+
+class StructConversionError(MessageSerializationError):
+    """A value that its C struct cannot hold, or struct bytes that are no valid message."""
+
+
+def datetime_to_ns(v: datetime) -> int:
+    """int64 ns since the epoch, UTC; a naive datetime is taken as UTC."""
+    if v.tzinfo is None:
+        v = v.replace(tzinfo=timezone.utc)
+    delta = v - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+def ns_to_datetime(ns: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+# --- objects -> structs ------------------------------------------------------------------------
+
+
+def pack(cls: type, dtype: np.dtype, msgs: Sequence[Any]) -> np.ndarray:
+    """An array of `dtype` holding `msgs` (instances of `cls`)."""
+    return _message_array(cls, msgs, dtype)
+
+
+_NO_UUID = bytes(16)
+
+
+def _message_array(cls: Any, msgs: Sequence[Any], dtype: np.dtype) -> np.ndarray:
+    out = np.zeros(len(msgs), dtype=dtype)
+    dicts = [m.__dict__ for m in msgs]
+    out["type_id"] = cls.type_id()
+    for spec in read_fields(cls):
+        values = [d[spec.name] for d in dicts]
+        try:
+            if spec.name == "correlation_id":  # header: the id, and a flag that it is there
+                out["flags"] = [RG_FLAG_HAS_CORRELATION if v is not None else 0 for v in values]
+                raw = b"".join(_NO_UUID if v is None else v.bytes for v in values)
+                out["correlation_id"] = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 16)
+            else:
+                out[spec.name] = _column(spec.node, values, dtype[spec.name])
+        except (OverflowError, ValueError, TypeError) as e:
+            if isinstance(e, StructConversionError):
+                raise
+            raise StructConversionError(f"{cls.__qualname__}.{spec.name}: {e}") from None
+    return out
+
+
+def _column(node: TypeNode, values: list[Any], dtype: np.dtype) -> np.ndarray:
+    """An array of `dtype` (one field's C type) holding `values`, one row each."""
+    k = node.kind
+    if k in (Kind.INT, Kind.FLOAT, Kind.BOOL, Kind.NUMPY, Kind.ENUM, Kind.DATETIME,
+             Kind.BUFFER_REF):
+        if k is Kind.ENUM:
+            values = [v.value for v in values]
+        elif k is Kind.DATETIME:
+            values = [datetime_to_ns(v) for v in values]
+        elif k is Kind.BUFFER_REF:
+            values = [v.buffer_id for v in values]
+        return np.array(values, dtype=dtype) if values else np.zeros(0, dtype)
+    if k is Kind.UUID:
+        return np.frombuffer(b"".join(v.bytes for v in values), dtype=np.uint8).reshape(-1, 16)
+    if k is Kind.MESSAGE:
+        return _message_array(node.py, values, dtype)
+    out = np.zeros(len(values), dtype=dtype)
+    if k in (Kind.STR, Kind.BYTES):
+        data = [v.encode("utf-8") if k is Kind.STR else v for v in values]
+        out["len"] = [len(b) for b in data]
+        field = dtype["data"]
+        width = field.itemsize if k is Kind.STR else field.shape[0]
+        padded = b"".join(b.ljust(width, b"\0") for b in data)
+        out["data"] = np.frombuffer(padded, dtype=field.base).reshape(out["data"].shape)
+    elif k is Kind.OPTIONAL:
+        present = np.array([v is not None for v in values], dtype=bool)
+        out["present"] = present
+        inner = [v for v in values if v is not None]
+        out["value"][present] = _column(node.args[0], inner, dtype["value"])
+    else:  # list, tuple, fixed tuple: count (not for fixed) + items, scattered in one go
+        lengths = np.array([len(v) for v in values], dtype=np.int64)
+        if k is not Kind.FIXED_TUPLE:
+            out["count"] = lengths
+        flat = list(chain.from_iterable(values))
+        rows, idx = _positions(lengths)
+        out["items"][rows, idx] = _column(node.args[0], flat, dtype["items"].base)
+    return out
+
+
+def _positions(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, index within the row) of every item of rows of these lengths, in order."""
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    idx = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return rows, idx
+
+
+# --- structs -> objects ------------------------------------------------------------------------
+
+
+def unpack(cls: type, arr: np.ndarray) -> list[Any]:
+    """Message objects from an array of their structs (e.g. popped from a ring)."""
+    return _read_message(arr, cls)
+
+
+def _read_message(col: np.ndarray, cls: Any) -> list[Any]:
+    specs = read_fields(cls)
+    columns = []
+    for spec in specs:
+        try:
+            if spec.name == "correlation_id":
+                has = (col["flags"] & RG_FLAG_HAS_CORRELATION) != 0
+                ids = _read(col["correlation_id"], TypeNode(Kind.UUID))
+                columns.append([u if h else None for u, h in zip(ids, has.tolist(), strict=True)])
+            else:
+                columns.append(_read(col[spec.name], spec.node))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise StructConversionError(f"{cls.__qualname__}.{spec.name}: {e}") from None
+    names = [s.name for s in specs]
+    out = []
+    for row in zip(*columns, strict=True):
+        o = _new(cls)
+        o.__dict__.update(zip(names, row, strict=True))
+        out.append(o)
+    return out
+
+
+def _read(col: np.ndarray, node: TypeNode) -> list[Any]:
+    k = node.kind
+    if k in (Kind.INT, Kind.FLOAT, Kind.NUMPY, Kind.BOOL):
+        values = col.tolist()
+        return [bool(v) for v in values] if k is Kind.BOOL else values
+    if k is Kind.ENUM:
+        return [_enum_member(node.py, v) for v in col.tolist()]
+    if k is Kind.DATETIME:
+        return [ns_to_datetime(v) for v in col.tolist()]
+    if k is Kind.BUFFER_REF:
+        return [BufferRef(v) for v in col.tolist()]
+    if k is Kind.UUID:
+        raw = np.ascontiguousarray(col).tobytes()
+        return [uuid_from_bytes(raw[i:i + 16]) for i in range(0, len(raw), 16)]
+    if k in (Kind.STR, Kind.BYTES):
+        lengths = col["len"].tolist()
+        data = np.ascontiguousarray(col["data"])
+        width = data.dtype.itemsize if k is Kind.STR else data.shape[-1]
+        raw = data.tobytes()
+        bound = node.max_len or 0
+        if any(n > bound for n in lengths):
+            raise ValueError(f"a length {max(lengths)} exceeds the bound MaxLen({bound})")
+        chunks = [raw[i * width:i * width + n] for i, n in enumerate(lengths)]
+        return [c.decode("utf-8") for c in chunks] if k is Kind.STR else chunks
+    if k is Kind.MESSAGE:
+        return _read_message(col, node.py)
+    if k is Kind.OPTIONAL:
+        present = col["present"] != 0
+        inner = iter(_read(col["value"][present], node.args[0]))
+        return [next(inner) if p else None for p in present.tolist()]
+    items = col["items"]
+    if k is Kind.FIXED_TUPLE:
+        lengths = np.full(len(col), items.shape[1], dtype=np.int64)
+    else:
+        lengths = col["count"].astype(np.int64)
+        if len(lengths) and int(lengths.max()) > items.shape[1]:
+            raise ValueError(f"a count {int(lengths.max())} exceeds the bound "
+                             f"MaxLen({items.shape[1]})")
+    rows, idx = _positions(lengths)
+    flat = _read(items[rows, idx], node.args[0])
+    make = list if k is Kind.LIST else tuple
+    out, start = [], 0
+    for n in lengths.tolist():
+        out.append(make(flat[start:start + n]))
+        start += n
+    return out
+
+
+def _enum_member(cls: type[enum.Enum], value: int) -> enum.Enum:
+    try:
+        return cls(value)
+    except ValueError:
+        raise ValueError(f"{value} is not a member of {cls.__name__}") from None

@@ -1,0 +1,63 @@
+"""Shared test helpers: golden-file updating, compilers, and small C harness builds."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CUDA_HOME = Path(os.environ.get("CUDA_HOME", "/usr/local/cuda"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true",
+                     help="rewrite tests/golden/*/out and generated/ from the current code")
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-golden"))
+
+
+def have_nvcc() -> bool:
+    return shutil.which("nvcc") is not None
+
+
+def compile_cpp(sources: Sequence[Path], output: Path, includes: Sequence[Path],
+                extra: Sequence[str] = ()) -> None:
+    """g++ with every warning an error; raises with the compiler's output on failure."""
+    cmd = ["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-g", "-O1",
+           *(f"-I{i}" for i in includes), *extra, *map(str, sources), "-o", str(output)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode:
+        raise AssertionError(f"{' '.join(cmd)}\n{result.stderr}")
+
+
+def compile_nvcc(source: Path, output: Path, includes: Sequence[Path]) -> None:
+    cmd = ["nvcc", "-arch=sm_90", "-std=c++17", "-Werror", "all-warnings",
+           *(f"-I{i}" for i in includes), "-c", str(source), "-o", str(output)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode:
+        raise AssertionError(f"{' '.join(cmd)}\n{result.stderr}")
+
+
+def import_package(package_dir: Path, alias: str | None = None) -> object:
+    """Import a generated package from its folder under a unique module name."""
+    import importlib.util
+    import sys
+
+    name = alias or f"rg_test_{package_dir.parent.name}_{package_dir.name}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(
+        name, package_dir / "__init__.py", submodule_search_locations=[str(package_dir)])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,1 @@
+"""Message schemas used across the tests (and as golden cases)."""

