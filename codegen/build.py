@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from ringgen.codegen import render
@@ -54,9 +56,11 @@ class Plan:
 
 
 def _templates_hash() -> str:
+    """Every template and static source: a new ringgen that renders differently rebuilds."""
     h = hashlib.sha256()
-    for name in sorted(("init.py.j2", "messages.h.j2", "codec.h.j2", *render.STATIC_HEADERS)):
-        h.update(name.encode() + render.template_text(name).encode())
+    for path in sorted(resources.files("ringgen.templates").iterdir(), key=lambda p: p.name):
+        if path.name.endswith((".j2", ".h", ".cpp")):
+            h.update(path.name.encode() + path.read_bytes())
     return h.hexdigest()
 
 
@@ -67,11 +71,14 @@ def plan(modules: Sequence[str], out_dir: str | Path, name: str | None = None) -
 
     out = Path(out_dir)
     base = out.resolve().parent  # sources are recorded relative to the folder that holds `out`
-    sources = [Path(os.path.relpath(Path(m).resolve(), base)).as_posix() if is_path(m) else m
-               for m in modules]
+    sources = [_relative(m, base) if is_path(m) else m for m in modules]
     loaded, _ = read_modules(modules)
     pkg_name = name or (Path(modules[0]).stem if is_path(modules[0]) else modules[0].split(".")[-1])
     schema = read_package(pkg_name, loaded, sources)
+    # Handler files by their path relative to `base`, as the sources: no absolute paths.
+    kernels = tuple(dataclasses.replace(k, cuda_file=_relative(k.cuda_file, base)) if k.cuda_file
+                    else k for k in schema.package.kernels)
+    schema.package = dataclasses.replace(schema.package, kernels=kernels)
     command = f"ringgen build {' '.join(sources)} -o {out.resolve().name}" + (
         f" --name {name}" if name else "")
     input_hash = hashlib.sha256(
@@ -79,6 +86,10 @@ def plan(modules: Sequence[str], out_dir: str | Path, name: str | None = None) -
         f"{sorted((h.name, h.reason) for h in schema.host_only)}".encode()
     ).hexdigest()[:16]
     return Plan(schema, out / pkg_name, command, input_hash)
+
+
+def _relative(path: str, base: Path) -> str:
+    return Path(os.path.relpath(Path(path).resolve(), base)).as_posix()
 
 
 @dataclass

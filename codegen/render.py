@@ -11,7 +11,7 @@ from ringgen.codegen.ir import PackageIR
 from ringgen.codegen.sizes import dtype_spec, max_packed_size
 
 # Static headers copied verbatim into every generated package, so that it compiles on its own.
-STATIC_HEADERS = ("rg_platform.h", "rg_msgpack.h")
+STATIC_HEADERS = ("rg_platform.h", "rg_msgpack.h", "rg_ring.h", "rg_kernel.h", "rg_cpu_shim.h")
 
 HEADER_COMMENTS = {
     "message_id": "UUID of this message",
@@ -64,6 +64,20 @@ def render_package(pkg: PackageIR, command: str, host_only: list[Any]) -> dict[s
         f"{pkg.name}_messages.h": env.get_template("messages.h.j2").render(common),
         f"{pkg.name}_codec.h": env.get_template("codec.h.j2").render(common),
     }
+    kernel_template = env.get_template("kernel.cu.j2")
+    for k in pkg.kernels:
+        if not k.host_actor:
+            files[f"{k.kernel_id}.cu"] = _number_lines(kernel_template.render(common, k=k))
     for name in STATIC_HEADERS:
         files[name] = template_text(name)
     return files
+
+
+def _number_lines(text: str) -> str:
+    """Fill in `#line @NEXT_LINE@`: the generated file's own line after the user's handler, so
+    that compiler messages point at the handler's source lines and then back at the .cu."""
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if "@NEXT_LINE@" in line:
+            lines[i] = line.replace("@NEXT_LINE@", str(i + 2))
+    return "\n".join(lines)

@@ -11,6 +11,7 @@ from ringgen.errors import (
     SchemaError,
     StaleSchemaError,
 )
+from ringgen.runtime.kernels import ring_kernel
 from ringgen.runtime.messages import Message, message
 from ringgen.runtime.types import BufferRef, MaxLen
 
@@ -29,4 +30,5 @@ __all__ = [
     "StaleSchemaError",
     "__version__",
     "message",
+    "ring_kernel",
 ]

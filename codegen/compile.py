@@ -1,0 +1,130 @@
+"""Compiling what codegen wrote: the CPU backend's kernel runners and host library (g++), and
+cubins for the GPU (nvcc). Every artifact goes through the compile cache."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from ringgen.codegen.cache import cache_key, cached
+from ringgen.errors import BackendUnavailableError, CompileError
+
+log = logging.getLogger("ringgen.compile")
+
+CXX_FLAGS = ("-std=c++17", "-O2", "-pthread", "-fno-strict-aliasing")
+TSAN_FLAGS = ("-std=c++17", "-O1", "-g", "-pthread", "-fsanitize=thread")
+NVCC_FLAGS = ("-std=c++17", "-O3")
+
+
+def templates_dir() -> Path:
+    return Path(str(resources.files("ringgen.templates")))
+
+
+def cxx() -> str:
+    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    if not compiler:
+        raise BackendUnavailableError(
+            "the CPU backend compiles kernels with a C++17 compiler and none was found; install "
+            "g++ (e.g. `apt-get install g++`) or set CXX")
+    return compiler
+
+
+def nvcc() -> str | None:
+    cuda_home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH") or "/usr/local/cuda"
+    return shutil.which("nvcc") or (str(Path(cuda_home, "bin", "nvcc"))
+                                    if Path(cuda_home, "bin", "nvcc").exists() else None)
+
+
+def cccl_include() -> Path:
+    """The libcu++ headers (<cuda/atomic>) that the ring protocol is written against."""
+    candidates = []
+    if os.environ.get("RINGGEN_CCCL_INCLUDE"):
+        candidates.append(Path(os.environ["RINGGEN_CCCL_INCLUDE"]))
+    for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if home:
+            candidates += [Path(home, "include", "cccl"), Path(home, "include")]
+    for entry in sys.path:  # the nvidia-cuda-cccl wheel, a dependency of ringgen
+        candidates.append(Path(entry, "nvidia", "cuda_cccl", "include"))
+    for c in candidates:
+        if (c / "cuda" / "atomic").is_file():
+            return c
+    raise BackendUnavailableError(
+        "libcu++ (<cuda/atomic>) was not found; reinstall ringgen (its nvidia-cuda-cccl "
+        "dependency ships it), install the CUDA toolkit, or set RINGGEN_CCCL_INCLUDE")
+
+
+def _run(cmd: Sequence[str], what: str) -> None:
+    log.info("%s: %s", what, " ".join(cmd))
+    result = subprocess.run(list(cmd), capture_output=True, text=True)
+    if result.returncode:
+        raise CompileError(f"{what} failed:\n{result.stderr.strip()}\n(command: {' '.join(cmd)})")
+
+
+def _inputs(package_dir: Path, extra: Sequence[Path]) -> list[bytes]:
+    files = sorted(p for p in package_dir.iterdir() if p.suffix in (".h", ".cu")) + list(extra)
+    return [p.name.encode() + b"\0" + p.read_bytes() for p in files]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path
+    cached: bool
+
+
+def compile_runner(package_dir: Path, kernel_id: str, sanitize_thread: bool = False) -> Artifact:
+    """The CPU backend's process for one kernel: the kernel's .cu, the fiber runtime, main()."""
+    source = package_dir / f"{kernel_id}.cu"
+    if not source.is_file():
+        raise CompileError(f"{source} does not exist; run `ringgen build` for its package")
+    runtime = [templates_dir() / "rg_cpu_runtime.cpp", templates_dir() / "rg_cpu_runner.cpp"]
+    flags = [*(TSAN_FLAGS if sanitize_thread else CXX_FLAGS), f"-DRG_ENTRY={kernel_id}_ring_kernel"]
+    compiler = cxx()
+    key = cache_key(_inputs(package_dir, runtime) + [kernel_id.encode()], flags, compiler)
+
+    def produce(out: Path) -> None:
+        _run([compiler, *flags, f"-I{package_dir}", f"-I{cccl_include()}", "-x", "c++",
+              str(source), *map(str, runtime), "-o", str(out)],
+             f"compiling kernel {kernel_id!r} for the CPU backend")
+
+    path, hit = cached(key, ".runner", produce)
+    return Artifact(path, hit)
+
+
+def compile_host_library(sanitize_thread: bool = False) -> Artifact:
+    """librg_host: push, pop and lifecycle calls on a region, called through ctypes."""
+    source = templates_dir() / "rg_host.cpp"
+    headers = [templates_dir() / n for n in ("rg_ring.h", "rg_platform.h")]
+    flags = [*(TSAN_FLAGS if sanitize_thread else CXX_FLAGS), "-shared", "-fPIC"]
+    compiler = cxx()
+    key = cache_key([p.read_bytes() for p in (source, *headers)], flags, compiler)
+
+    def produce(out: Path) -> None:
+        _run([compiler, *flags, f"-I{templates_dir()}", f"-I{cccl_include()}", str(source),
+              "-o", str(out)], "compiling the host ring library")
+
+    path, hit = cached(key, ".so", produce)
+    return Artifact(path, hit)
+
+
+def compile_cubin(package_dir: Path, kernel_id: str, arch: str = "sm_90") -> Artifact:
+    """The kernel as a cubin for `arch`, as the CUDA backend loads it."""
+    compiler = nvcc()
+    if compiler is None:
+        raise BackendUnavailableError("nvcc was not found; install the CUDA toolkit or set CUDA_HOME")
+    source = package_dir / f"{kernel_id}.cu"
+    flags = [*NVCC_FLAGS, f"-arch={arch}", "-cubin"]
+    key = cache_key(_inputs(package_dir, []) + [kernel_id.encode()], flags, compiler)
+
+    def produce(out: Path) -> None:
+        _run([compiler, *flags, f"-I{package_dir}", str(source), "-o", str(out)],
+             f"compiling kernel {kernel_id!r} with nvcc for {arch}")
+
+    path, hit = cached(key, f".{arch}.cubin", produce)
+    return Artifact(path, hit)

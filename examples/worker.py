@@ -1,0 +1,49 @@
+"""The DESIGN's worker: a block-wide sum of a request's data, on the device.
+
+    ringgen build examples/worker.py -o generated
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from ringgen import MaxLen, message, ring_kernel
+
+
+@message
+@dataclass
+class WorkRequest:
+    data: Annotated[list[float], MaxLen(256)]  # bounded: becomes a fixed C array
+    operation: Annotated[str, MaxLen(16)] = "sum"
+
+
+@message
+@dataclass
+class WorkResponse:
+    result: float = 0.0
+    success: bool = True
+    error_code: int = 0
+
+
+WORKER_CU = r"""
+__device__ bool worker_handle(const WorkRequest& req, WorkResponse& resp, rg_ctx& ctx) {
+    __shared__ double part[128];                       // the whole block runs the handler
+    double s = 0.0;
+    for (uint32_t i = threadIdx.x; i < req.data.count; i += blockDim.x) s += req.data.items[i];
+    part[threadIdx.x] = s;
+    __syncthreads();
+    for (int w = blockDim.x / 2; w > 0; w /= 2) {
+        if (threadIdx.x < w) part[threadIdx.x] += part[threadIdx.x + w];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) resp.result = part[0];
+    return true;                                       // emit the response
+}
+"""
+
+
+@ring_kernel(kernel_id="worker", input=WorkRequest, output=WorkResponse,
+             block=128, queue_size=1024, cuda=WORKER_CU)
+def worker(req: WorkRequest) -> WorkResponse:  # Python reference semantics
+    return WorkResponse(result=sum(req.data))

@@ -1,0 +1,167 @@
+"""The low-level kernel API both backends share: a launched ring kernel's lanes, output rings,
+lifecycle commands and counters, over a region laid out by rg_ring.h.
+
+Everything here works on the region through librg_host; a backend only decides where the region
+lives (shared memory, mapped pinned memory), how the kernel is started, and how it dies.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from ringgen.errors import KernelFaultError, KernelStateError
+from ringgen.runtime.backends import native
+
+DEFAULT_LANE_CAPACITY = 64
+DEFAULT_OUT_CAPACITY = 1024
+
+
+@dataclass(frozen=True)
+class KernelInfo:
+    """What a generated package says about one device kernel."""
+
+    kernel_id: str
+    package: ModuleType
+    input: type
+    output: type | None
+    in_dtype: np.dtype
+    out_dtype: np.dtype | None
+    block: int
+    grid: int
+    queue_size: int
+    source: Any  # Path of the .cu
+
+    @property
+    def package_dir(self) -> Any:
+        return self.package.PATH
+
+
+def kernel_info(package: ModuleType, kernel_id: str) -> KernelInfo:
+    try:
+        k = package.KERNELS[kernel_id]
+    except KeyError:
+        raise KernelStateError(
+            f"package {package.PACKAGE!r} has no kernel {kernel_id!r}; it has "
+            f"{', '.join(package.KERNELS) or 'none'}") from None
+    if k["host_actor"]:
+        raise KernelStateError(f"{kernel_id!r} is a host actor, not a device kernel")
+    classes = package.MESSAGE_CLASSES
+    out = k["output"]
+    return KernelInfo(kernel_id, package, classes[k["input"]], classes[out] if out else None,
+                      package.DTYPES[k["input"]], package.DTYPES[out] if out else None,
+                      k["block"], k["grid"], k["queue_size"], k["source"])
+
+
+@dataclass(frozen=True)
+class BlockStatus:
+    state: int
+    processed: int
+    emitted: int
+    errors: int
+    heartbeat: int
+
+
+class RingKernel(ABC):
+    """A launched ring kernel. Thread-safe as the rings are: one pushing thread per lane and
+    one popping thread at a time."""
+
+    poll_ns = 20_000_000  # longest sleep inside one native pop: how soon a death is noticed
+
+    def __init__(self, info: KernelInfo, lane_capacity: int = DEFAULT_LANE_CAPACITY,
+                 out_capacity: int = DEFAULT_OUT_CAPACITY):
+        self.info = info
+        self.kernel_id = info.kernel_id
+        self.grid = info.grid
+        self.lane_capacity = lane_capacity
+        self.out_capacity = out_capacity
+        self.lib = native.host_library()
+        out_slot = info.out_dtype.itemsize if info.out_dtype is not None else 8
+        self.region_size = int(self.lib.rg_host_region_size(
+            info.grid, info.block, lane_capacity, out_capacity, info.in_dtype.itemsize, out_slot))
+        self.region_ptr = 0
+        self._next_block = ctypes.c_uint32(0)
+        self._status = (ctypes.c_uint64 * (5 * info.grid))()
+        self.closed = False
+
+    def _init_region(self, address: int, seed: int) -> None:
+        info = self.info
+        out_slot = info.out_dtype.itemsize if info.out_dtype is not None else 8
+        self.lib.rg_host_region_init(address, info.grid, info.block, self.lane_capacity,
+                                     self.out_capacity, info.in_dtype.itemsize, out_slot, seed)
+        self.region_ptr = address
+
+    # -- rings ----------------------------------------------------------------------------
+
+    def push(self, block: int, lane: int, structs: np.ndarray) -> int:
+        """Push as many of `structs` (the input dtype, contiguous) as fit; returns the count."""
+        if structs.dtype != self.info.in_dtype or not structs.flags.c_contiguous:
+            raise TypeError(f"push takes a contiguous array of {self.info.input.__name__} structs")
+        return int(self.lib.rg_host_push(self.region_ptr, block, lane, structs.ctypes.data,
+                                         len(structs)))
+
+    def lane_size(self, block: int, lane: int) -> int:
+        return int(self.lib.rg_host_lane_size(self.region_ptr, block, lane))
+
+    def pop(self, max_count: int, timeout: float = 0.0) -> np.ndarray:
+        """Up to max_count responses (the output dtype); waits up to `timeout` s for the first."""
+        if self.info.out_dtype is None:
+            raise KernelStateError(f"kernel {self.kernel_id!r} has no output (fire-and-forget)")
+        out = np.empty(max_count, dtype=self.info.out_dtype)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            step = int(min(max(left, 0.0), self.poll_ns / 1e9) * 1e9)
+            n = self.lib.rg_host_pop(self.region_ptr, out.ctypes.data, max_count, step,
+                                     ctypes.byref(self._next_block), self.poll_ns)
+            if n or left <= 0 or self.failure() is not None:
+                return out[:n]
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def command(self, command: int, timeout: float) -> bool:
+        """Send a command to every block; True once all acknowledged it within `timeout`."""
+        seq = self.lib.rg_host_command(self.region_ptr, command)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            step = min(0.05, max(deadline - time.monotonic(), 0.0))
+            if self.lib.rg_host_wait_ack(self.region_ptr, seq, int(step * 1e9)):
+                return True
+            if self.failure() is not None:
+                return False
+        return bool(self.lib.rg_host_wait_ack(self.region_ptr, seq, 0))
+
+    def activate(self, timeout: float = 1.0) -> None:
+        self._expect(self.command(native.CMD_ACTIVATE, timeout), "activate", timeout)
+
+    def deactivate(self, timeout: float = 1.0) -> None:
+        self._expect(self.command(native.CMD_DEACTIVATE, timeout), "deactivate", timeout)
+
+    def _expect(self, acked: bool, what: str, timeout: float) -> None:
+        if acked:
+            return
+        reason = self.failure()
+        if reason is not None:
+            raise KernelFaultError(f"kernel {self.kernel_id!r} failed: {reason}")
+        raise KernelStateError(f"kernel {self.kernel_id!r} did not acknowledge {what} within "
+                               f"{timeout} s; is a handler stuck in a loop?")
+
+    def status(self) -> list[BlockStatus]:
+        self.lib.rg_host_status(self.region_ptr, self._status)
+        values = list(self._status)
+        return [BlockStatus(values[5 * b] & 0xFF, *values[5 * b + 1:5 * b + 5])
+                for b in range(self.grid)]
+
+    @abstractmethod
+    def failure(self) -> str | None:
+        """None while the kernel runs (or ended cleanly); else why it died."""
+
+    @abstractmethod
+    def terminate(self, timeout: float = 1.0) -> None:
+        """Acknowledged stop within `timeout` seconds (forced after it), then release memory."""

@@ -1,0 +1,116 @@
+"""The CPU backend: the generated .cu compiled by g++ into a runner process per kernel.
+
+The region lives in a shared-memory file mapped by Python and by the runner, so the host side
+is the same librg_host code that drives a GPU. A crash of the runner (a segfault, abort or
+__trap() in a handler) ends that process only; `failure()` then gives its reason.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import logging
+import mmap
+import os
+import secrets
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from ringgen.codegen.compile import compile_runner
+from ringgen.errors import KernelFaultError
+from ringgen.runtime.backends import native
+from ringgen.runtime.backends.base import (
+    DEFAULT_LANE_CAPACITY,
+    DEFAULT_OUT_CAPACITY,
+    KernelInfo,
+    RingKernel,
+)
+
+log = logging.getLogger("ringgen.cpu")
+
+START_TIMEOUT = 10.0
+
+
+def _shm_dir() -> str:
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else tempfile.gettempdir()
+
+
+class CpuKernel(RingKernel):
+    def __init__(self, info: KernelInfo, lane_capacity: int = DEFAULT_LANE_CAPACITY,
+                 out_capacity: int = DEFAULT_OUT_CAPACITY, sanitize_thread: bool = False):
+        super().__init__(info, lane_capacity, out_capacity)
+        runner = compile_runner(Path(info.package_dir), info.kernel_id, sanitize_thread).path
+        fd, path = tempfile.mkstemp(prefix=f"ringgen-{info.kernel_id}-", dir=_shm_dir())
+        try:
+            os.ftruncate(fd, self.region_size)
+            self._map = mmap.mmap(fd, self.region_size)
+        finally:
+            os.close(fd)
+        self._anchor: ctypes.c_char | None = ctypes.c_char.from_buffer(self._map)
+        self._init_region(ctypes.addressof(self._anchor), secrets.randbits(64))
+        self._stderr: collections.deque[str] = collections.deque(maxlen=40)
+        self._ended_cleanly = False
+        try:
+            self.proc = subprocess.Popen([str(runner), path], stdin=subprocess.DEVNULL,
+                                         stderr=subprocess.PIPE, text=True, errors="replace")
+            threading.Thread(target=self._read_stderr, daemon=True,
+                             name=f"ringgen-{info.kernel_id}-stderr").start()
+            self._wait_started()
+        finally:
+            os.unlink(path)  # both processes have it mapped: nothing is left behind in /dev/shm
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            line = line.rstrip("\n")
+            self._stderr.append(line)
+            log.warning("kernel %s: %s", self.kernel_id, line)
+
+    def _wait_started(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if all(s.heartbeat > 0 for s in self.status()):
+                return
+            if self.failure() is not None:
+                raise KernelFaultError(f"kernel {self.kernel_id!r} failed to start: {self.failure()}")
+            time.sleep(0.001)
+        self.proc.kill()
+        raise KernelFaultError(f"kernel {self.kernel_id!r} did not start within {START_TIMEOUT} s")
+
+    def failure(self) -> str | None:
+        rc = self.proc.poll()
+        if rc is None or (rc == 0 and self._ended_cleanly):
+            return None
+        time.sleep(0.01)  # let the stderr reader catch the runner's last words
+        reports = [line for line in self._stderr if line.startswith("ringgen:")]
+        if rc < 0:
+            name = signal.Signals(-rc).name
+            detail = reports[-1].removeprefix("ringgen: ") if reports else f"killed by {name}"
+            return f"{detail} (the runner process died of {name})"
+        tail = "; ".join(list(self._stderr)[-3:])
+        return f"the runner process exited with status {rc}" + (f": {tail}" if tail else "")
+
+    def terminate(self, timeout: float = 1.0) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.proc.poll() is None:
+            acked = self.command(native.CMD_TERMINATE, timeout)
+            try:
+                self.proc.wait(timeout=timeout if acked else 0.1)
+                self._ended_cleanly = True
+            except subprocess.TimeoutExpired:
+                log.warning("kernel %s did not exit within %.1f s of terminate; killed",
+                            self.kernel_id, timeout)
+                self.proc.kill()
+                self.proc.wait()
+        elif self.proc.returncode == 0:
+            self._ended_cleanly = True
+        self.region_ptr = 0
+        self._anchor = None
+        self._map.close()

@@ -1,0 +1,335 @@
+// rg_cpu_runtime.cpp - how the CPU backend runs a CUDA kernel: one OS thread per block, the
+// block's threads as fibers on it.
+//
+// A block barrier is a chain: the fiber that reaches __syncthreads switches to the next live
+// fiber of the block; the last one switches back to the first, which then finds every other
+// fiber waiting at the same barrier. A warp barrier is the same chain within 32 fibers. The
+// switch is a few instructions of assembly on x86-64 (no system call, unlike swapcontext);
+// other architectures use ucontext. Under ThreadSanitizer each fiber is announced with its
+// fiber API, so TSan sees the switches as the hand-overs they are.
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+#include <vector>
+
+#include "rg_cpu_shim.h"
+
+#if defined(__SANITIZE_THREAD__)
+#define RG_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define RG_TSAN 1
+#endif
+#endif
+
+#ifdef RG_TSAN
+extern "C" {
+void* __tsan_get_current_fiber(void);
+void* __tsan_create_fiber(unsigned flags);
+void __tsan_destroy_fiber(void* fiber);
+void __tsan_switch_to_fiber(void* fiber, unsigned flags);
+}
+#endif
+
+#if defined(__x86_64__) && !defined(RG_FIBERS_UCONTEXT)
+// rg_fiber_switch(save, to): pushes the callee-saved registers and the SSE/x87 control words
+// on the current stack, stores the stack pointer in *save, loads `to` and pops the same.
+extern "C" void rg_fiber_switch(void** save, void* to);
+extern "C" void rg_fiber_trampoline();
+asm(R"(
+    .text
+    .globl rg_fiber_switch
+    .type rg_fiber_switch, @function
+rg_fiber_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw 4(%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    ldmxcsr (%rsp)
+    fldcw 4(%rsp)
+    addq $8, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size rg_fiber_switch, .-rg_fiber_switch
+
+    .globl rg_fiber_trampoline
+    .type rg_fiber_trampoline, @function
+rg_fiber_trampoline:
+    movq %r12, %rdi
+    call rg_fiber_main
+    ud2
+    .size rg_fiber_trampoline, .-rg_fiber_trampoline
+)");
+#define RG_ASM_FIBERS 1
+#else
+#include <ucontext.h>
+#endif
+
+namespace rg_cpu {
+
+struct Fiber {
+    void* sp = nullptr;  // saved stack pointer while switched out
+    uint8_t* stack = nullptr;
+    size_t stack_size = 0;
+    bool done = false;
+#ifndef RG_ASM_FIBERS
+    ucontext_t ctx;
+#endif
+#ifdef RG_TSAN
+    void* tsan = nullptr;
+#endif
+};
+
+struct Block {
+    void (*kernel)(uint8_t*) = nullptr;
+    uint8_t* arg = nullptr;
+    unsigned index = 0, size = 0, grid = 0;
+    unsigned current = 0;
+    unsigned live = 0;
+    std::vector<Fiber> fibers;
+    std::vector<uint64_t> exchange;
+    Fiber main;  // the OS thread's own context, resumed when every fiber has finished
+};
+
+static thread_local Block* tl_block = nullptr;
+
+unsigned thread_index() { return tl_block->current; }
+unsigned block_index() { return tl_block->index; }
+unsigned block_size() { return tl_block->size; }
+unsigned grid_size() { return tl_block->grid; }
+uint64_t* warp_exchange() { return tl_block->exchange.data(); }
+
+static void switch_fiber(Fiber& from, Fiber& to) {
+#ifdef RG_TSAN
+    __tsan_switch_to_fiber(to.tsan, 0);
+#endif
+#ifdef RG_ASM_FIBERS
+    rg_fiber_switch(&from.sp, to.sp);
+#else
+    swapcontext(&from.ctx, &to.ctx);
+#endif
+}
+
+// Switch from the running fiber to fiber `next` of the block (nothing to do when it is itself).
+static void run_fiber(Block* b, unsigned next) {
+    unsigned me = b->current;
+    if (next == me) return;
+    b->current = next;
+    switch_fiber(b->fibers[me], b->fibers[next]);
+}
+
+// The next live fiber after `me` within [first, first + count), wrapping.
+static unsigned next_live(Block* b, unsigned me, unsigned first, unsigned count) {
+    for (unsigned step = 1; step <= count; ++step) {
+        unsigned f = first + (me - first + step) % count;
+        if (!b->fibers[f].done) return f;
+    }
+    return me;
+}
+
+void sync_block() {
+    Block* b = tl_block;
+    run_fiber(b, next_live(b, b->current, 0, b->size));
+}
+
+void sync_warp() {
+    Block* b = tl_block;
+    unsigned first = b->current - b->current % 32;
+    unsigned count = b->size - first < 32 ? b->size - first : 32;
+    run_fiber(b, next_live(b, b->current, first, count));
+}
+
+}  // namespace rg_cpu
+
+extern "C" void rg_fiber_main(rg_cpu::Block* b) {
+    b->kernel(b->arg);
+    b->fibers[b->current].done = true;
+    if (--b->live == 0) {  // the last one out returns to the OS thread
+        rg_cpu::Fiber& me = b->fibers[b->current];
+        rg_cpu::switch_fiber(me, b->main);
+    }
+    rg_cpu::run_fiber(b, rg_cpu::next_live(b, b->current, 0, b->size));
+    __builtin_unreachable();
+}
+
+#ifndef RG_ASM_FIBERS
+static void rg_fiber_start(unsigned hi, unsigned lo) {
+    rg_fiber_main((rg_cpu::Block*)(((uintptr_t)hi << 32) | lo));
+}
+#endif
+
+namespace rg_cpu {
+
+static size_t fiber_stack_size() {
+    const char* env = getenv("RINGGEN_FIBER_STACK_KB");
+    size_t kb = env ? strtoul(env, nullptr, 10) : 256;
+    return (kb < 16 ? 16 : kb) * 1024;
+}
+
+static void make_fiber(Block* b, Fiber& f) {
+    long page = sysconf(_SC_PAGESIZE);
+    f.stack_size = fiber_stack_size();
+    // One guard page below the stack: an overflow faults instead of corrupting a neighbour.
+    void* mem = mmap(nullptr, f.stack_size + page, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (mem == MAP_FAILED) {
+        perror("ringgen: fiber stack");
+        abort();
+    }
+    mprotect(mem, page, PROT_NONE);
+    f.stack = (uint8_t*)mem;
+    uint8_t* top = f.stack + page + f.stack_size;
+#ifdef RG_ASM_FIBERS
+    // `ret` of the first switch pops the trampoline's address and leaves the stack 16-byte
+    // aligned, as the System V ABI wants it at the trampoline's `call`.
+    uint64_t* sp = (uint64_t*)((uintptr_t)top & ~(uintptr_t)15);
+    *--sp = (uint64_t)&rg_fiber_trampoline;
+    *--sp = 0;                                   // rbp
+    *--sp = 0;                                   // rbx
+    *--sp = (uint64_t)b;                         // r12: the trampoline's argument
+    *--sp = 0;                                   // r13
+    *--sp = 0;                                   // r14
+    *--sp = 0;                                   // r15
+    uint32_t mxcsr;
+    uint16_t fpucw;
+    asm volatile("stmxcsr %0" : "=m"(mxcsr));
+    asm volatile("fnstcw %0" : "=m"(fpucw));
+    *--sp = (uint64_t)mxcsr | ((uint64_t)fpucw << 32);
+    f.sp = sp;
+#else
+    getcontext(&f.ctx);
+    f.ctx.uc_stack.ss_sp = f.stack + page;
+    f.ctx.uc_stack.ss_size = f.stack_size;
+    f.ctx.uc_link = nullptr;
+    uintptr_t p = (uintptr_t)b;
+    makecontext(&f.ctx, (void (*)())rg_fiber_start, 2, (unsigned)(p >> 32), (unsigned)p);
+#endif
+#ifdef RG_TSAN
+    f.tsan = __tsan_create_fiber(0);
+#endif
+}
+
+// Runs block `index` of `kernel` on the calling OS thread until all its threads return.
+void run_block(void (*kernel)(uint8_t*), uint8_t* arg, unsigned index, unsigned grid,
+               unsigned size) {
+    Block b;
+    b.kernel = kernel;
+    b.arg = arg;
+    b.index = index;
+    b.grid = grid;
+    b.size = size;
+    b.live = size;
+    b.fibers.resize(size);
+    b.exchange.assign(size, 0);
+    for (Fiber& f : b.fibers) make_fiber(&b, f);
+    // Faults are reported on an alternate stack (per thread): a fiber's own may have overflowed.
+    static thread_local uint8_t alt[64 * 1024];
+    stack_t ss = {};
+    ss.ss_sp = alt;
+    ss.ss_size = sizeof alt;
+    sigaltstack(&ss, nullptr);
+#ifdef RG_TSAN
+    b.main.tsan = __tsan_get_current_fiber();
+#endif
+    tl_block = &b;
+    b.current = 0;
+    switch_fiber(b.main, b.fibers[0]);
+    tl_block = nullptr;
+    long page = sysconf(_SC_PAGESIZE);
+    for (Fiber& f : b.fibers) {
+#ifdef RG_TSAN
+        __tsan_destroy_fiber(f.tsan);
+#endif
+        munmap(f.stack, f.stack_size + page);
+    }
+}
+
+void run_grid(void (*kernel)(uint8_t*), uint8_t* arg, unsigned grid, unsigned size) {
+    std::vector<std::thread> blocks;
+    for (unsigned i = 0; i < grid; ++i)
+        blocks.emplace_back([=] { run_block(kernel, arg, i, grid, size); });
+    for (std::thread& t : blocks) t.join();
+}
+
+void sleep_ns(unsigned ns) {
+    if (ns < 2000) {
+        for (unsigned i = 0; i < ns / 10 + 1; ++i) std::atomic_signal_fence(std::memory_order_seq_cst);
+        return;
+    }
+    struct timespec ts = {0, (long)ns};
+    nanosleep(&ts, nullptr);
+}
+
+// Writes "ringgen: <what> in block B thread T\n" with async-signal-safe calls only.
+static void report(const char* what) {
+    char buf[160];
+    size_t n = 0;
+    auto put = [&](const char* s) {
+        while (*s && n < sizeof buf - 1) buf[n++] = *s++;
+    };
+    auto put_uint = [&](unsigned v) {
+        char d[12];
+        int k = 0;
+        do d[k++] = (char)('0' + v % 10); while ((v /= 10) && k < 11);
+        while (k && n < sizeof buf - 1) buf[n++] = d[--k];
+    };
+    put("ringgen: ");
+    put(what);
+    if (tl_block) {
+        put(" in block ");
+        put_uint(tl_block->index);
+        put(" thread ");
+        put_uint(tl_block->current);
+    }
+    put("\n");
+    ssize_t ignored = write(2, buf, n);
+    (void)ignored;
+}
+
+void trap(const char* file, int line) {
+    fprintf(stderr, "ringgen: __trap() at %s:%d", file, line);
+    if (tl_block) fprintf(stderr, " in block %u thread %u", tl_block->index, tl_block->current);
+    fprintf(stderr, "\n");
+    fflush(stderr);
+    signal(SIGABRT, SIG_DFL);
+    abort();
+}
+
+static void on_fault(int sig) {
+    const char* name = sig == SIGSEGV ? "segmentation fault (SIGSEGV)"
+                     : sig == SIGBUS  ? "bus error (SIGBUS)"
+                     : sig == SIGFPE  ? "arithmetic fault (SIGFPE)"
+                     : sig == SIGILL  ? "illegal instruction (SIGILL)"
+                                      : "abort (SIGABRT)";
+    report(name);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void install_fault_reports() {
+    struct sigaction sa = {};
+    sa.sa_handler = on_fault;
+    sa.sa_flags = SA_ONSTACK | SA_RESETHAND;
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) sigaction(sig, &sa, nullptr);
+}
+
+}  // namespace rg_cpu

@@ -1,0 +1,104 @@
+// rg_host.cpp - the host side of the rings, as a small shared library (librg_host) that Python
+// calls through ctypes, which releases the GIL for the length of each call.
+//
+// The same functions serve both backends: the region is shared memory on the CPU backend and
+// mapped pinned memory on CUDA. Waits sleep on the output doorbell (a futex the CPU backend's
+// kernels ring) for at most `poll_ns` at a time, so on CUDA they poll at that interval.
+#include <time.h>
+
+#include "rg_ring.h"
+
+static int64_t now_ns() {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+extern "C" {
+
+uint64_t rg_host_region_size(uint32_t grid, uint32_t block, uint32_t lane_capacity,
+                             uint32_t out_capacity, uint32_t in_slot, uint32_t out_slot) {
+    return rg_region_init(nullptr, grid, block, lane_capacity, out_capacity, in_slot, out_slot, 0);
+}
+
+uint64_t rg_host_region_init(void* mem, uint32_t grid, uint32_t block, uint32_t lane_capacity,
+                             uint32_t out_capacity, uint32_t in_slot, uint32_t out_slot,
+                             uint64_t seed) {
+    return rg_region_init(mem, grid, block, lane_capacity, out_capacity, in_slot, out_slot, seed);
+}
+
+// Pushes up to n structs into lane `lane` of block `block`; returns how many fit.
+uint64_t rg_host_push(void* region, uint32_t block, uint32_t lane, const void* src, uint64_t n) {
+    rg_region* r = (rg_region*)region;
+    uint64_t pushed = rg_ring_push(rg_region_ring(r, block, lane), src, n);
+    if (pushed) rg_bell_ring(&r->control.doorbell.value);
+    return pushed;
+}
+
+// Slots waiting in a lane (pushed, not yet taken by the kernel).
+uint64_t rg_host_lane_size(void* region, uint32_t block, uint32_t lane) {
+    return rg_ring_size(rg_region_ring((rg_region*)region, block, lane));
+}
+
+// Pops up to `max` responses from the blocks' output rings, starting at block *next (updated,
+// so that no block starves); waits up to timeout_ns for the first one. Returns the count.
+uint64_t rg_host_pop(void* region, void* dst, uint64_t max, int64_t timeout_ns, uint32_t* next,
+                     int64_t poll_ns) {
+    rg_region* r = (rg_region*)region;
+    int64_t deadline = timeout_ns > 0 ? now_ns() + timeout_ns : 0;
+    uint8_t* out = (uint8_t*)dst;
+    for (;;) {
+        uint64_t bell = rg_load_acquire(&r->control.out_bell.value);
+        uint64_t n = 0;
+        for (uint32_t i = 0; i < r->grid && n < max; ++i) {
+            uint32_t b = (*next + i) % r->grid;
+            n += rg_ring_pop(rg_region_ring(r, b, RG_LANES), out + n * r->out_slot_size, max - n);
+        }
+        *next = (*next + 1) % r->grid;
+        if (n || timeout_ns <= 0) return n;
+        int64_t left = deadline - now_ns();
+        if (left <= 0) return 0;
+        rg_bell_wait(&r->control.out_bell.value, bell, (uint64_t)(left < poll_ns ? left : poll_ns));
+    }
+}
+
+// Writes a command for every block; returns its sequence number, for rg_host_wait_ack.
+uint64_t rg_host_command(void* region, uint32_t command) {
+    rg_region* r = (rg_region*)region;
+    uint64_t seq = (rg_load_relaxed(&r->control.command.value) >> 8) + 1;
+    rg_store_release(&r->control.command.value, (seq << 8) | command);
+    rg_bell_ring(&r->control.doorbell.value);
+    return seq;
+}
+
+// Waits until every block has applied command `seq`; 1 if they did within timeout_ns.
+int rg_host_wait_ack(void* region, uint64_t seq, int64_t timeout_ns) {
+    rg_region* r = (rg_region*)region;
+    int64_t deadline = now_ns() + timeout_ns;
+    uint32_t sleep_ns = 1000;
+    for (;;) {
+        uint32_t acked = 0;
+        for (uint32_t b = 0; b < r->grid; ++b)
+            acked += (rg_load_acquire(&rg_region_status(r, b)->state) >> 8) >= seq;
+        if (acked == r->grid) return 1;
+        if (now_ns() > deadline) return 0;
+        struct timespec ts = {0, (long)sleep_ns};
+        nanosleep(&ts, nullptr);
+        sleep_ns = sleep_ns < 200000 ? sleep_ns * 2 : sleep_ns;
+    }
+}
+
+// Per block: state, processed, emitted, errors, heartbeat (5 values each).
+void rg_host_status(void* region, uint64_t* out) {
+    rg_region* r = (rg_region*)region;
+    for (uint32_t b = 0; b < r->grid; ++b) {
+        rg_block_status* s = rg_region_status(r, b);
+        out[5 * b + 0] = rg_load_acquire(&s->state);
+        out[5 * b + 1] = rg_load_acquire(&s->processed);
+        out[5 * b + 2] = rg_load_acquire(&s->emitted);
+        out[5 * b + 3] = rg_load_acquire(&s->errors);
+        out[5 * b + 4] = rg_load_acquire(&s->heartbeat);
+    }
+}
+
+}  // extern "C"
