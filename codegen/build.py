@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -109,3 +111,39 @@ def build(modules: Sequence[str], out_dir: str | Path, name: str | None = None) 
 def check(modules: Sequence[str], out_dir: str | Path, name: str | None = None) -> tuple[Plan, list[str]]:
     p = plan(modules, out_dir, name)
     return p, stale_files(p.package_dir, p.files())
+
+
+@dataclass(frozen=True)
+class Compiled:
+    what: str
+    path: Path
+    cached: bool
+    seconds: float
+
+
+def compile_package(p: Plan, progress: Callable[[str], None] | None = None) -> list[Compiled]:
+    """Compile every device kernel of a built package: g++ (the CPU backend's runner) always,
+    nvcc (a cubin for sm_90) where nvcc exists. Cached: an unchanged kernel costs nothing."""
+    from ringgen.codegen import compile as cc
+
+    jobs: list[tuple[str, Callable[[], cc.Artifact]]] = []
+    for k in p.schema.package.kernels:
+        if k.host_actor:
+            continue
+        jobs.append((f"g++  {k.kernel_id}", functools.partial(cc.compile_runner, p.package_dir,
+                                                              k.kernel_id)))
+        if cc.nvcc() is not None:
+            jobs.append((f"nvcc {k.kernel_id} (sm_90)",
+                         functools.partial(cc.compile_cubin, p.package_dir, k.kernel_id)))
+    if not jobs:
+        return []
+    jobs.insert(0, ("g++  host ring library", cc.compile_host_library))
+    done = []
+    for i, (what, job) in enumerate(jobs, 1):
+        start = time.monotonic()
+        artifact = job()
+        seconds = time.monotonic() - start
+        done.append(Compiled(what, artifact.path, artifact.cached, seconds))
+        if progress is not None and len(jobs) > 1:
+            progress(f"[{i}/{len(jobs)}] {what}: {'cached' if artifact.cached else f'{seconds:.1f} s'}")
+    return done

@@ -28,12 +28,13 @@ class WorkResponse:
 
 WORKER_CU = r"""
 __device__ bool worker_handle(const WorkRequest& req, WorkResponse& resp, rg_ctx& ctx) {
+    (void)ctx;
     __shared__ double part[128];                       // the whole block runs the handler
     double s = 0.0;
     for (uint32_t i = threadIdx.x; i < req.data.count; i += blockDim.x) s += req.data.items[i];
     part[threadIdx.x] = s;
     __syncthreads();
-    for (int w = blockDim.x / 2; w > 0; w /= 2) {
+    for (unsigned w = blockDim.x / 2; w > 0; w /= 2) {
         if (threadIdx.x < w) part[threadIdx.x] += part[threadIdx.x + w];
         __syncthreads();
     }

@@ -52,6 +52,10 @@ def _build(args: argparse.Namespace) -> int:
         print(f"{where}: wrote {len(result.changed)} file(s): {', '.join(result.changed) or '-'}")
     for h in result.plan.schema.host_only:
         print(f"note: {h.name} is host-only (no C layout): {h.reason}")
+    if not args.no_compile:
+        from ringgen.codegen.build import compile_package
+
+        compile_package(result.plan, progress=lambda line: print(line, flush=True))
     return 0
 
 

@@ -45,30 +45,34 @@ class KernelSpec:
         return Path(file) if file else None
 
     def handler_source(self) -> tuple[str, str, int]:
-        """(CUDA source, file it came from, line of its first line) of a device kernel."""
+        """(CUDA source from its first non-blank line, file it came from, that line's number)
+        of a device kernel: what #line directives need to point compiler messages home."""
         file = self.module_file
         if self.cuda_file is not None:
             path = (file.parent if file else Path()) / self.cuda_file
             try:
-                return path.read_text(), str(path), 1
+                return path.read_text().rstrip() + "\n", str(path), 1
             except OSError as e:
                 raise SchemaError(f"kernel {self.kernel_id!r}: cannot read cuda_file {path} "
                                   f"({e}); give a path relative to the module") from None
         assert self.cuda is not None
-        return self.cuda, str(file or "<unknown>"), _string_line(self.fn, self.cuda)
+        lines = self.cuda.rstrip().splitlines()
+        skipped = next((i for i, ln in enumerate(lines) if ln.strip()), len(lines))
+        text = "\n".join(lines[skipped:]) + "\n"
+        return text, str(file or "<unknown>"), _line_of(self.fn, lines[skipped:])
 
 
-def _string_line(fn: Callable[..., Any], text: str) -> int:
-    """The line of the module where an inline CUDA string starts (for #line directives)."""
+def _line_of(fn: Callable[..., Any], lines: list[str]) -> int:
+    """The line of fn's module where `lines` (an inline CUDA string) starts, 1 if not found."""
     try:
-        lines, _ = inspect.findsource(fn)
+        module_lines, _ = inspect.findsource(fn)
     except (OSError, TypeError):
         return 1
-    first = next((ln for ln in text.splitlines() if ln.strip()), "")
-    offset = next((i for i, ln in enumerate(text.splitlines()) if ln.strip()), 0)
-    for i, ln in enumerate(lines):
-        if first and ln.rstrip("\n") == first:
-            return i + 1 - offset
+    module_lines = [ln.rstrip("\n") for ln in module_lines]
+    n = len(lines)
+    for i in range(len(module_lines) - n + 1):
+        if module_lines[i:i + n] == lines:
+            return i + 1
     return 1
 
 

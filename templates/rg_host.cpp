@@ -31,8 +31,29 @@ uint64_t rg_host_region_init(void* mem, uint32_t grid, uint32_t block, uint32_t 
 uint64_t rg_host_push(void* region, uint32_t block, uint32_t lane, const void* src, uint64_t n) {
     rg_region* r = (rg_region*)region;
     uint64_t pushed = rg_ring_push(rg_region_ring(r, block, lane), src, n);
-    if (pushed) rg_bell_ring(&r->control.doorbell.value);
+    if (pushed) rg_bell_ring(&r->control.doorbell);
     return pushed;
+}
+
+// Pushes all n structs, napping while the lane is full, for at most timeout_ns; returns how
+// many went in. A full lane drains at the kernel's pace, so the nap is a plain sleep of
+// nap_ns: no bell per request for the kernel to ring.
+uint64_t rg_host_push_wait(void* region, uint32_t block, uint32_t lane, const void* src,
+                           uint64_t n, int64_t timeout_ns, int64_t nap_ns) {
+    rg_region* r = (rg_region*)region;
+    rg_ring* ring = rg_region_ring(r, block, lane);
+    int64_t deadline = now_ns() + timeout_ns;
+    uint64_t done = 0;
+    for (;;) {
+        uint64_t pushed = rg_ring_push(ring, (const uint8_t*)src + done * ring->slot_size, n - done);
+        if (pushed) rg_bell_ring(&r->control.doorbell);
+        done += pushed;
+        if (done == n) return done;
+        int64_t left = deadline - now_ns();
+        if (left <= 0) return done;
+        struct timespec ts = {0, (long)(left < nap_ns ? left : nap_ns)};
+        nanosleep(&ts, nullptr);
+    }
 }
 
 // Slots waiting in a lane (pushed, not yet taken by the kernel).
@@ -55,10 +76,11 @@ uint64_t rg_host_pop(void* region, void* dst, uint64_t max, int64_t timeout_ns, 
             n += rg_ring_pop(rg_region_ring(r, b, RG_LANES), out + n * r->out_slot_size, max - n);
         }
         *next = (*next + 1) % r->grid;
+        if (n) rg_bell_ring(&r->control.doorbell);  // a block waiting for room may go on
         if (n || timeout_ns <= 0) return n;
         int64_t left = deadline - now_ns();
         if (left <= 0) return 0;
-        rg_bell_wait(&r->control.out_bell.value, bell, (uint64_t)(left < poll_ns ? left : poll_ns));
+        rg_bell_sleep(&r->control.out_bell, bell, (uint64_t)(left < poll_ns ? left : poll_ns));
     }
 }
 
@@ -67,7 +89,7 @@ uint64_t rg_host_command(void* region, uint32_t command) {
     rg_region* r = (rg_region*)region;
     uint64_t seq = (rg_load_relaxed(&r->control.command.value) >> 8) + 1;
     rg_store_release(&r->control.command.value, (seq << 8) | command);
-    rg_bell_ring(&r->control.doorbell.value);
+    rg_bell_ring(&r->control.doorbell);
     return seq;
 }
 

@@ -54,33 +54,48 @@ RG_FN void rg_store_release(uint64_t* p, uint64_t v) {
     rg_atomic_u64(*p).store(v, cuda::std::memory_order_release);
 }
 
-// Doorbells: a counter bumped after each push. On the host a sleeper waits on it with a futex
-// (its low 32 bits), so the CPU backend wakes at once; a GPU just sleeps a while and looks again.
-// A GPU rings no bell: no read-modify-write crosses the bus, and the host polls its rings.
-RG_FN void rg_bell_ring(uint64_t* bell) {
+typedef struct alignas(RG_LINE) rg_line {
+    uint64_t value;
+    uint8_t _pad[RG_LINE - 8];
+} rg_line;
+
+// A doorbell: a counter bumped after each push, and the number of threads asleep on it. On the
+// host a sleeper waits on the counter with a futex (its low 32 bits) and a ringer makes the
+// wake-up system call only when someone sleeps, so the CPU backend wakes at once and costs
+// nothing when busy. A GPU neither rings nor sleeps on a bell: no read-modify-write crosses
+// the bus; the host polls its rings, the kernel naps with __nanosleep.
+typedef struct alignas(RG_LINE) rg_bell {
+    uint64_t value;
+    uint64_t sleepers;
+    uint8_t _pad[RG_LINE - 16];
+} rg_bell;
+
+RG_FN void rg_bell_ring(rg_bell* bell) {
 #if defined(__CUDA_ARCH__)
     (void)bell;
 #else
-    rg_atomic_u64(*bell).fetch_add(1, cuda::std::memory_order_release);
-    syscall(SYS_futex, bell, FUTEX_WAKE, 0x7fffffff, nullptr, nullptr, 0);
+    rg_atomic_u64(bell->value).fetch_add(1, cuda::std::memory_order_seq_cst);
+    if (rg_atomic_u64(bell->sleepers).load(cuda::std::memory_order_seq_cst))
+        syscall(SYS_futex, &bell->value, FUTEX_WAKE, 0x7fffffff, nullptr, nullptr, 0);
 #endif
 }
 
-RG_FN void rg_bell_wait(uint64_t* bell, uint64_t seen, uint64_t ns) {
+// Sleeps up to `ns` unless the bell rang since its value was `seen` (read before looking for
+// work: a push after that look changes the value, and the futex then returns at once).
+RG_FN void rg_bell_sleep(rg_bell* bell, uint64_t seen, uint64_t ns) {
 #if defined(__CUDA_ARCH__)
     (void)bell;
     (void)seen;
     __nanosleep((unsigned)ns);
 #else
-    struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
-    syscall(SYS_futex, bell, FUTEX_WAIT, (uint32_t)seen, &ts, nullptr, 0);
+    rg_atomic_u64(bell->sleepers).fetch_add(1, cuda::std::memory_order_seq_cst);
+    if (rg_atomic_u64(bell->value).load(cuda::std::memory_order_seq_cst) == seen) {
+        struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+        syscall(SYS_futex, &bell->value, FUTEX_WAIT, (uint32_t)seen, &ts, nullptr, 0);
+    }
+    rg_atomic_u64(bell->sleepers).fetch_sub(1, cuda::std::memory_order_seq_cst);
 #endif
 }
-
-typedef struct alignas(RG_LINE) rg_line {
-    uint64_t value;
-    uint8_t _pad[RG_LINE - 8];
-} rg_line;
 
 typedef struct rg_ring {
     rg_line head;  // consumer-owned
@@ -93,8 +108,8 @@ typedef struct rg_ring {
 
 typedef struct rg_control {
     rg_line command;   // host-owned: (seq << 8) | RG_CMD_*
-    rg_line doorbell;  // host-owned: bumped after every push (the CPU backend sleeps on it)
-    rg_line out_bell;  // kernel side: bumped after every response push (the host sleeps on it)
+    rg_bell doorbell;  // rung by the host after every push and command (idle blocks sleep on it)
+    rg_bell out_bell;  // rung by the kernel after every response (a waiting host sleeps on it)
 } rg_control;
 
 typedef struct alignas(RG_LINE) rg_block_status {

@@ -61,3 +61,23 @@ def import_package(package_dir: Path, alias: str | None = None) -> object:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def build_package(module: str, out_dir: Path) -> object:
+    """`ringgen build MODULE -o out_dir` (no compile) and import the package."""
+    from ringgen.codegen.build import plan
+    from ringgen.codegen.writer import write_package
+
+    p = plan([module], out_dir)
+    write_package(p.package_dir, p.files())
+    return import_package(p.package_dir, f"rg_built_{out_dir.parent.name}_{p.package_dir.name}")
+
+
+@pytest.fixture(scope="session")
+def kernels_pkg(tmp_path_factory: pytest.TempPathFactory) -> object:
+    return build_package("schemas.kernels", tmp_path_factory.mktemp("kernels") / "gen")
+
+
+@pytest.fixture(scope="session")
+def worker_pkg() -> object:
+    return import_package(ROOT / "generated" / "worker", "rg_generated_worker")

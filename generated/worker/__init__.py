@@ -11,7 +11,7 @@ import numpy as np
 from ringgen.runtime.package import bind_package
 
 PACKAGE = 'worker'
-SCHEMA_HASH = '1c3bc7176f1fd799'
+SCHEMA_HASH = '5c706801708a092c'
 BUILD_COMMAND = 'ringgen build examples/worker.py -o generated'
 # Modules the package was built from: dotted names, or paths relative to the folder that holds
 # this package's parent folder.

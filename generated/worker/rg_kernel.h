@@ -7,6 +7,8 @@
 // over) and pushes it, waiting while the output ring is full: a response is never overwritten.
 #pragma once
 
+#include <assert.h>  // device code may assert(); a failed assert ends the kernel
+
 #include "rg_platform.h"
 #if !defined(__CUDACC__)
 #include "rg_cpu_shim.h"
@@ -79,8 +81,9 @@ RG_FN void rg_uuid4(uint64_t* state, rg_uuid* out) {
     out->bytes[8] = (uint8_t)((out->bytes[8] & 0x3f) | 0x80);  // RFC 4122 variant
 }
 
-#define RG_ACT_HANDLE 1u
-#define RG_ACT_EXIT 2u
+#define RG_ACT_HANDLE 1u  // a request is in req[cur]
+#define RG_ACT_FLUSH 2u   // no request waits: finish the previous one
+#define RG_ACT_EXIT 3u    // terminated
 #define RG_SPIN_POLLS 64u           // polls before the first sleep
 #define RG_MAX_IDLE_NS 200000u      // longest sleep between polls when idle
 
@@ -110,9 +113,10 @@ struct rg_poller {
         return state != RG_STATE_TERMINATED;
     }
 
-    // Waits for the next request (highest lane first) into `req`; RG_ACT_EXIT on terminate.
+    // Waits for the next request (highest lane first) into `req`; RG_ACT_EXIT on terminate,
+    // RG_ACT_FLUSH at once when none waits and a finished request still has to go out.
     template <class In>
-    RG_HD uint32_t next(In* req, uint32_t* lane) {
+    RG_HD uint32_t next(In* req, uint32_t* lane, bool pending) {
         uint32_t idle = 0, sleep_ns = 1000;
         for (;;) {
             rg_store_release(&status->heartbeat, ++heartbeat);
@@ -126,8 +130,9 @@ struct rg_poller {
                     }
                 }
             }
+            if (pending) return RG_ACT_FLUSH;
             if (++idle > RG_SPIN_POLLS) {
-                rg_bell_wait(&region->control.doorbell.value, bell, sleep_ns);
+                rg_bell_sleep(&region->control.doorbell, bell, sleep_ns);
                 sleep_ns = sleep_ns * 2 > RG_MAX_IDLE_NS ? RG_MAX_IDLE_NS : sleep_ns * 2;
             }
         }
@@ -141,10 +146,10 @@ struct rg_poller {
         while (!rg_ring_push(out, resp, 1)) {
             if (!apply_control()) return false;
             uint64_t bell = rg_load_acquire(&region->control.doorbell.value);
-            rg_bell_wait(&region->control.doorbell.value, bell, sleep_ns);
+            rg_bell_sleep(&region->control.doorbell, bell, sleep_ns);
             sleep_ns = sleep_ns * 2 > RG_MAX_IDLE_NS ? RG_MAX_IDLE_NS : sleep_ns * 2;
         }
-        rg_bell_ring(&region->control.out_bell.value);
+        rg_bell_ring(&region->control.out_bell);
         return true;
     }
 
@@ -158,55 +163,71 @@ struct rg_poller {
 // The kernel body, for a generated `Kernel` type that names In and Out (rg_no_output for
 // fire-and-forget), Out's type id, `init(Out*)` (its field defaults) and the handler call:
 // `bool operator()(const In&, Out&, rg_ctx&)`, or `void operator()(const In&, rg_ctx&)`.
+//
+// One barrier per request while requests keep coming: requests and responses are double
+// buffered, and thread 0 finishes (stamps and pushes) response i right after the barrier that
+// starts request i + 1, which is also the first point where every thread is done with it.
+// When no request waits, thread 0 asks for one more barrier (RG_ACT_FLUSH) to finish the last
+// response before it goes to sleep.
 template <class Kernel>
 __device__ void rg_ring_loop(uint8_t* region_mem) {
     typedef typename Kernel::In In;
     typedef typename Kernel::Out Out;
     constexpr bool has_output = !cuda::std::is_same<Out, rg_no_output>::value;
-    __shared__ In req;
-    __shared__ Out resp;
-    __shared__ rg_ctx ctx;
+    __shared__ In req[2];
+    __shared__ Out resp[2];
+    __shared__ rg_ctx ctx[2];
     __shared__ uint32_t action;
     rg_region* region = (rg_region*)region_mem;
     rg_poller poller = {};
-    uint32_t lane = 0;
+    uint32_t cur = 0;
+    bool pending = false, pending_emit = false;  // thread 0: request cur ^ 1 still to finish
     if (threadIdx.x == 0) {
         poller.region = region;
         poller.status = rg_region_status(region, blockIdx.x);
         poller.random = region->seed ^ (0x9e3779b97f4a7c15ull * (blockIdx.x + 1));
         poller.state = RG_STATE_LAUNCHED;
         poller.publish_state();
-        ctx.region = region;
+        ctx[0].region = ctx[1].region = region;
     }
     for (;;) {
         if (threadIdx.x == 0) {
-            action = poller.next(&req, &lane);
-            ctx.lane = lane;
-            ctx.failed = 0;
-            if constexpr (has_output) {
-                Kernel::init(&resp);
-                resp.priority = req.priority;
-            }
-        }
-        __syncthreads();
-        if (action == RG_ACT_EXIT) break;
-        bool emit = false;
-        if constexpr (has_output) emit = Kernel()(req, resp, ctx);
-        else Kernel()(req, ctx);
-        __syncthreads();  // every thread is done with req and resp
-        if (threadIdx.x == 0) {
-            if constexpr (has_output) {
-                if (emit) {
-                    rg_uuid4(&poller.random, &resp.message_id);
-                    resp.type_id = Kernel::out_type_id;
-                    if (!(resp.flags & RG_FLAG_HAS_CORRELATION)) {
-                        resp.correlation_id = req.message_id;
-                        resp.flags |= RG_FLAG_HAS_CORRELATION;
-                    }
-                    if (!poller.push(&resp)) emit = false;
+            action = poller.next(&req[cur], &ctx[cur].lane, pending);
+            if (action == RG_ACT_HANDLE) {
+                ctx[cur].failed = 0;
+                if constexpr (has_output) {
+                    Kernel::init(&resp[cur]);
+                    resp[cur].priority = req[cur].priority;
                 }
             }
-            poller.count(ctx.failed != 0, emit);
         }
+        __syncthreads();  // req[cur] is ready, and every thread is done with request cur ^ 1
+        if (threadIdx.x == 0 && pending) {
+            uint32_t done = cur ^ 1;
+            if constexpr (has_output) {
+                if (pending_emit) {
+                    Out& r = resp[done];
+                    rg_uuid4(&poller.random, &r.message_id);
+                    r.type_id = Kernel::out_type_id;
+                    if (!(r.flags & RG_FLAG_HAS_CORRELATION)) {
+                        r.correlation_id = req[done].message_id;
+                        r.flags |= RG_FLAG_HAS_CORRELATION;
+                    }
+                    if (!poller.push(&r)) pending_emit = false;
+                }
+            }
+            poller.count(ctx[done].failed != 0, pending_emit);
+            pending = false;
+        }
+        if (action == RG_ACT_EXIT) break;
+        if (action != RG_ACT_HANDLE) continue;  // RG_ACT_FLUSH: the last response went out
+        bool emit = false;
+        if constexpr (has_output) emit = Kernel()(req[cur], resp[cur], ctx[cur]);
+        else Kernel()(req[cur], ctx[cur]);
+        if (threadIdx.x == 0) {
+            pending = true;
+            pending_emit = emit;
+        }
+        cur ^= 1;
     }
 }

@@ -9,21 +9,22 @@
 #include "worker_codec.h"
 
 // ---- the handler, as written in examples/worker.py ----
-#line 29 "examples/worker.py"
+#line 30 "examples/worker.py"
 __device__ bool worker_handle(const WorkRequest& req, WorkResponse& resp, rg_ctx& ctx) {
+    (void)ctx;
     __shared__ double part[128];                       // the whole block runs the handler
     double s = 0.0;
     for (uint32_t i = threadIdx.x; i < req.data.count; i += blockDim.x) s += req.data.items[i];
     part[threadIdx.x] = s;
     __syncthreads();
-    for (int w = blockDim.x / 2; w > 0; w /= 2) {
+    for (unsigned w = blockDim.x / 2; w > 0; w /= 2) {
         if (threadIdx.x < w) part[threadIdx.x] += part[threadIdx.x + w];
         __syncthreads();
     }
     if (threadIdx.x == 0) resp.result = part[0];
     return true;                                       // emit the response
 }
-#line 27 "worker.cu"
+#line 28 "worker.cu"
 // ---- end of the handler ----
 
 struct worker_kernel {

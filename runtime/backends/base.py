@@ -73,6 +73,7 @@ class RingKernel(ABC):
     one popping thread at a time."""
 
     poll_ns = 20_000_000  # longest sleep inside one native pop: how soon a death is noticed
+    push_nap_ns = 50_000  # how long a push into a full lane naps before it looks again
 
     def __init__(self, info: KernelInfo, lane_capacity: int = DEFAULT_LANE_CAPACITY,
                  out_capacity: int = DEFAULT_OUT_CAPACITY):
@@ -101,10 +102,28 @@ class RingKernel(ABC):
 
     def push(self, block: int, lane: int, structs: np.ndarray) -> int:
         """Push as many of `structs` (the input dtype, contiguous) as fit; returns the count."""
-        if structs.dtype != self.info.in_dtype or not structs.flags.c_contiguous:
-            raise TypeError(f"push takes a contiguous array of {self.info.input.__name__} structs")
+        self._check_structs(structs)
         return int(self.lib.rg_host_push(self.region_ptr, block, lane, structs.ctypes.data,
                                          len(structs)))
+
+    def push_wait(self, block: int, lane: int, structs: np.ndarray, timeout: float) -> int:
+        """Push all of `structs`, sleeping (without the GIL) while the lane is full, for at most
+        `timeout` seconds; returns how many went in."""
+        self._check_structs(structs)
+        done, deadline = 0, time.monotonic() + timeout
+        while done < len(structs):
+            left = deadline - time.monotonic()
+            step = int(min(max(left, 0.0), self.poll_ns / 1e9) * 1e9)
+            done += int(self.lib.rg_host_push_wait(
+                self.region_ptr, block, lane, structs.ctypes.data + done * structs.itemsize,
+                len(structs) - done, step, self.push_nap_ns))
+            if left <= 0 or self.failure() is not None:
+                break
+        return done
+
+    def _check_structs(self, structs: np.ndarray) -> None:
+        if structs.dtype != self.info.in_dtype or not structs.flags.c_contiguous:
+            raise TypeError(f"push takes a contiguous array of {self.info.input.__name__} structs")
 
     def lane_size(self, block: int, lane: int) -> int:
         return int(self.lib.rg_host_lane_size(self.region_ptr, block, lane))

@@ -28,6 +28,7 @@ def host_library(sanitize_thread: bool = False) -> ctypes.CDLL:
         "rg_host_region_size": (U64, [U32, U32, U32, U32, U32, U32]),
         "rg_host_region_init": (U64, [VP, U32, U32, U32, U32, U32, U32, U64]),
         "rg_host_push": (U64, [VP, U32, U32, VP, U64]),
+        "rg_host_push_wait": (U64, [VP, U32, U32, VP, U64, I64, I64]),
         "rg_host_lane_size": (U64, [VP, U32, U32]),
         "rg_host_pop": (U64, [VP, VP, U64, I64, ctypes.POINTER(U32), I64]),
         "rg_host_command": (U64, [VP, U32]),

@@ -5,6 +5,8 @@
 //       writes the bytes of Python's msg.serialize(); returns their count or RG_MP_ERR_*.
 //   int64_t rg_unpack_<Msg>(const uint8_t* in, size_t len, Msg* m);
 //       reads them back (unknown keys skipped, missing ones defaulted); returns `len` or an error.
+//   void rg_init_<Msg>(Msg* m);
+//       zeroes *m and applies its constant field defaults (what a kernel's response starts as).
 //   RG_MAX_PACKED_<Msg>: the largest serialized size, for sizing `out`.
 //
 // All functions are __host__ __device__, bounds-checked, and never read or write out of range.
@@ -31,11 +33,16 @@ RG_FN void rg_write_Leaf(rg_mp_writer* w, const Leaf* m) {
     else rg_mp_write_nil(w);
 }
 
-RG_FN void rg_read_Leaf(rg_mp_reader* r, Leaf* m) {
+// Zeroes *m and applies the field defaults that are constants (a default_factory leaves zero).
+RG_FN void rg_init_Leaf(Leaf* m) {
     for (size_t i = 0; i < sizeof *m; ++i) ((uint8_t*)m)[i] = 0;
     m->type_id = RG_TYPE_ID_Leaf;
     m->label.len = 4; rg_mp_copy(m->label.data, "leaf", 4);
     m->priority = 128;
+}
+
+RG_FN void rg_read_Leaf(rg_mp_reader* r, Leaf* m) {
+    rg_init_Leaf(m);
     int seen_value = 0;
     uint32_t n;
     if (!rg_mp_read_map(r, &n)) return;
@@ -107,11 +114,16 @@ RG_FN void rg_write_Branch(rg_mp_writer* w, const Branch* m) {
     else rg_mp_write_nil(w);
 }
 
-RG_FN void rg_read_Branch(rg_mp_reader* r, Branch* m) {
+// Zeroes *m and applies the field defaults that are constants (a default_factory leaves zero).
+RG_FN void rg_init_Branch(Branch* m) {
     for (size_t i = 0; i < sizeof *m; ++i) ((uint8_t*)m)[i] = 0;
     m->type_id = RG_TYPE_ID_Branch;
     m->weight = 1.0;
     m->priority = 128;
+}
+
+RG_FN void rg_read_Branch(rg_mp_reader* r, Branch* m) {
+    rg_init_Branch(m);
     int seen_leaves = 0;
     uint32_t n;
     if (!rg_mp_read_map(r, &n)) return;
@@ -254,7 +266,8 @@ RG_FN void rg_write_Everything(rg_mp_writer* w, const Everything* m) {
     else rg_mp_write_nil(w);
 }
 
-RG_FN void rg_read_Everything(rg_mp_reader* r, Everything* m) {
+// Zeroes *m and applies the field defaults that are constants (a default_factory leaves zero).
+RG_FN void rg_init_Everything(Everything* m) {
     for (size_t i = 0; i < sizeof *m; ++i) ((uint8_t*)m)[i] = 0;
     m->type_id = RG_TYPE_ID_Everything;
     m->i8 = 0;
@@ -262,6 +275,10 @@ RG_FN void rg_read_Everything(rg_mp_reader* r, Everything* m) {
     m->u64 = 0;
     m->f32 = 0.0;
     m->priority = 128;
+}
+
+RG_FN void rg_read_Everything(rg_mp_reader* r, Everything* m) {
+    rg_init_Everything(m);
     int seen_count = 0;
     int seen_ratio = 0;
     int seen_enabled = 0;

@@ -18,6 +18,24 @@
 // Header-only functions: one copy per translation unit, no link-time clashes.
 #define RG_FN static inline RG_HD
 
+// Copies a ring slot or a message: memcpy on the host; on the device 8-byte words where
+// both sides allow it (slots and structs of 8-byte alignment), else bytes.
+RG_FN void rg_copy_bytes(void* dst, const void* src, size_t n) {
+#if defined(__CUDA_ARCH__)
+    if ((((uintptr_t)dst | (uintptr_t)src | n) & 7) == 0) {
+        uint64_t* d = (uint64_t*)dst;
+        const uint64_t* s = (const uint64_t*)src;
+        for (size_t i = 0; i < n / 8; ++i) d[i] = s[i];
+        return;
+    }
+    uint8_t* d = (uint8_t*)dst;
+    const uint8_t* s = (const uint8_t*)src;
+    for (size_t i = 0; i < n; ++i) d[i] = s[i];
+#else
+    memcpy(dst, src, n);
+#endif
+}
+
 // A 16-byte UUID, big-endian as Python's UUID.bytes.
 typedef struct rg_uuid {
     uint8_t bytes[16];

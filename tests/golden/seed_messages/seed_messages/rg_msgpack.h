@@ -351,7 +351,7 @@ RG_FN int rg_mp_read_len(rg_mp_reader* r, int want_str, uint32_t* n) {
     return 1;
 }
 
-// A str or bin into a bounded field: data[cap] and its length.
+// A str or bin into a bounded field: data[cap] and its length; the rest of data is zeroed.
 RG_FN int rg_mp_read_bytes(rg_mp_reader* r, int want_str, void* data, uint32_t* len, uint32_t cap) {
     uint32_t n;
     const uint8_t* p;
@@ -362,6 +362,7 @@ RG_FN int rg_mp_read_bytes(rg_mp_reader* r, int want_str, void* data, uint32_t* 
     }
     if (!rg_mp_take(r, n, &p)) return 0;
     rg_mp_copy(data, p, n);
+    for (uint32_t i = n; i < cap; ++i) ((uint8_t*)data)[i] = 0;  // a canonical struct: no stale bytes
     *len = n;
     return 1;
 }
@@ -477,7 +478,7 @@ RG_FN int rg_mp_read_datetime(rg_mp_reader* r, int64_t* ns) {
     uint32_t n;
     const uint8_t* s;
     if (!rg_mp_read_len(r, 1, &n) || !rg_mp_take(r, n, &s)) return 0;
-    int64_t y, mo, d, h, mi, sec = 0, frac = 0, off = 0;
+    int64_t y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0, frac = 0, off = 0;
     uint32_t i = 16;
     int ok = n >= 16 && rg_parse_digits(s, 4, &y) && s[4] == '-' && rg_parse_digits(s + 5, 2, &mo) &&
              s[7] == '-' && rg_parse_digits(s + 8, 2, &d) && (s[10] == 'T' || s[10] == ' ') &&
@@ -497,7 +498,7 @@ RG_FN int rg_mp_read_datetime(rg_mp_reader* r, int64_t* ns) {
         if (s[i] == 'Z' && i + 1 == n) {
             ++i;
         } else if ((s[i] == '+' || s[i] == '-') && i + 6 <= n && s[i + 3] == ':') {
-            int64_t oh, om;
+            int64_t oh = 0, om = 0;
             ok = rg_parse_digits(s + i + 1, 2, &oh) && rg_parse_digits(s + i + 4, 2, &om) &&
                  oh < 24 && om < 60;
             off = (s[i] == '-' ? -1 : 1) * (oh * 3600 + om * 60);

@@ -5,6 +5,8 @@
 //       writes the bytes of Python's msg.serialize(); returns their count or RG_MP_ERR_*.
 //   int64_t rg_unpack_<Msg>(const uint8_t* in, size_t len, Msg* m);
 //       reads them back (unknown keys skipped, missing ones defaulted); returns `len` or an error.
+//   void rg_init_<Msg>(Msg* m);
+//       zeroes *m and applies its constant field defaults (what a kernel's response starts as).
 //   RG_MAX_PACKED_<Msg>: the largest serialized size, for sizing `out`.
 //
 // All functions are __host__ __device__, bounds-checked, and never read or write out of range.
@@ -36,11 +38,16 @@ RG_FN void rg_write_WorkRequest(rg_mp_writer* w, const WorkRequest* m) {
     else rg_mp_write_nil(w);
 }
 
-RG_FN void rg_read_WorkRequest(rg_mp_reader* r, WorkRequest* m) {
+// Zeroes *m and applies the field defaults that are constants (a default_factory leaves zero).
+RG_FN void rg_init_WorkRequest(WorkRequest* m) {
     for (size_t i = 0; i < sizeof *m; ++i) ((uint8_t*)m)[i] = 0;
     m->type_id = RG_TYPE_ID_WorkRequest;
     m->operation.len = 3; rg_mp_copy(m->operation.data, "sum", 3);
     m->priority = 128;
+}
+
+RG_FN void rg_read_WorkRequest(rg_mp_reader* r, WorkRequest* m) {
+    rg_init_WorkRequest(m);
     int seen_data = 0;
     uint32_t n;
     if (!rg_mp_read_map(r, &n)) return;
@@ -108,10 +115,15 @@ RG_FN void rg_write_CalculateRequest(rg_mp_writer* w, const CalculateRequest* m)
     else rg_mp_write_nil(w);
 }
 
-RG_FN void rg_read_CalculateRequest(rg_mp_reader* r, CalculateRequest* m) {
+// Zeroes *m and applies the field defaults that are constants (a default_factory leaves zero).
+RG_FN void rg_init_CalculateRequest(CalculateRequest* m) {
     for (size_t i = 0; i < sizeof *m; ++i) ((uint8_t*)m)[i] = 0;
     m->type_id = RG_TYPE_ID_CalculateRequest;
     m->priority = 128;
+}
+
+RG_FN void rg_read_CalculateRequest(rg_mp_reader* r, CalculateRequest* m) {
+    rg_init_CalculateRequest(m);
     int seen_expression = 0;
     uint32_t n;
     if (!rg_mp_read_map(r, &n)) return;
@@ -176,11 +188,16 @@ RG_FN void rg_write_CalculateResponse(rg_mp_writer* w, const CalculateResponse* 
     else rg_mp_write_nil(w);
 }
 
-RG_FN void rg_read_CalculateResponse(rg_mp_reader* r, CalculateResponse* m) {
+// Zeroes *m and applies the field defaults that are constants (a default_factory leaves zero).
+RG_FN void rg_init_CalculateResponse(CalculateResponse* m) {
     for (size_t i = 0; i < sizeof *m; ++i) ((uint8_t*)m)[i] = 0;
     m->type_id = RG_TYPE_ID_CalculateResponse;
     m->success = 1;
     m->priority = 128;
+}
+
+RG_FN void rg_read_CalculateResponse(rg_mp_reader* r, CalculateResponse* m) {
+    rg_init_CalculateResponse(m);
     int seen_result = 0;
     uint32_t n;
     if (!rg_mp_read_map(r, &n)) return;
@@ -250,10 +267,15 @@ RG_FN void rg_write_LogEvent(rg_mp_writer* w, const LogEvent* m) {
     else rg_mp_write_nil(w);
 }
 
-RG_FN void rg_read_LogEvent(rg_mp_reader* r, LogEvent* m) {
+// Zeroes *m and applies the field defaults that are constants (a default_factory leaves zero).
+RG_FN void rg_init_LogEvent(LogEvent* m) {
     for (size_t i = 0; i < sizeof *m; ++i) ((uint8_t*)m)[i] = 0;
     m->type_id = RG_TYPE_ID_LogEvent;
     m->priority = 128;
+}
+
+RG_FN void rg_read_LogEvent(rg_mp_reader* r, LogEvent* m) {
+    rg_init_LogEvent(m);
     int seen_level = 0;
     int seen_message = 0;
     uint32_t n;

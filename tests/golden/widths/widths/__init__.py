@@ -22,6 +22,9 @@ HEADERS = {
     'widths_codec.h': PATH / 'widths_codec.h',
     'rg_platform.h': PATH / 'rg_platform.h',
     'rg_msgpack.h': PATH / 'rg_msgpack.h',
+    'rg_ring.h': PATH / 'rg_ring.h',
+    'rg_kernel.h': PATH / 'rg_kernel.h',
+    'rg_cpu_shim.h': PATH / 'rg_cpu_shim.h',
 }
 
 # message name -> stable type id, and numpy structured dtype (the C struct's exact layout)

@@ -5,6 +5,8 @@
 //       writes the bytes of Python's msg.serialize(); returns their count or RG_MP_ERR_*.
 //   int64_t rg_unpack_<Msg>(const uint8_t* in, size_t len, Msg* m);
 //       reads them back (unknown keys skipped, missing ones defaulted); returns `len` or an error.
+//   void rg_init_<Msg>(Msg* m);
+//       zeroes *m and applies its constant field defaults (what a kernel's response starts as).
 //   RG_MAX_PACKED_<Msg>: the largest serialized size, for sizing `out`.
 //
 // All functions are __host__ __device__, bounds-checked, and never read or write out of range.
@@ -49,7 +51,8 @@ RG_FN void rg_write_Widths(rg_mp_writer* w, const Widths* m) {
     else rg_mp_write_nil(w);
 }
 
-RG_FN void rg_read_Widths(rg_mp_reader* r, Widths* m) {
+// Zeroes *m and applies the field defaults that are constants (a default_factory leaves zero).
+RG_FN void rg_init_Widths(Widths* m) {
     for (size_t i = 0; i < sizeof *m; ++i) ((uint8_t*)m)[i] = 0;
     m->type_id = RG_TYPE_ID_Widths;
     m->a = 0;
@@ -64,6 +67,10 @@ RG_FN void rg_read_Widths(rg_mp_reader* r, Widths* m) {
     m->j = 0;
     m->k = 0;
     m->priority = 128;
+}
+
+RG_FN void rg_read_Widths(rg_mp_reader* r, Widths* m) {
+    rg_init_Widths(m);
     uint32_t n;
     if (!rg_mp_read_map(r, &n)) return;
     for (uint32_t k = 0; k < n && !r->err; ++k) {

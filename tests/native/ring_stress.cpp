@@ -1,0 +1,120 @@
+// ring_stress.cpp - the ring protocol under ThreadSanitizer, in one process so that TSan sees
+// both sides: the real kernel loop (a generated .cu, one OS thread per block, fibers within)
+// and the real host library (rg_host.cpp), driven by one producer thread per block and one
+// consumer thread.
+//
+// Build: g++ -fsanitize=thread -DRG_KERNEL_CU='"<pkg>/echo4.cu"' -DRG_ENTRY=echo4_ring_kernel
+//        -I<pkg> -I<cccl> ring_stress.cpp rg_cpu_runtime.cpp rg_host.cpp
+// Run:   ring_stress MESSAGES  -> "OK <received>" and exit 0, or a message and exit 1.
+//
+// Checks: every request answered exactly once, FIFO within each (block, lane), each response's
+// correlation_id the message_id of its request, and all five lanes used.
+#include RG_KERNEL_CU
+
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+#include <vector>
+
+extern "C" {
+uint64_t rg_host_region_size(uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t);
+uint64_t rg_host_region_init(void*, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t,
+                             uint64_t);
+uint64_t rg_host_push(void*, uint32_t, uint32_t, const void*, uint64_t);
+uint64_t rg_host_pop(void*, void*, uint64_t, int64_t, uint32_t*, int64_t);
+uint64_t rg_host_command(void*, uint32_t);
+int rg_host_wait_ack(void*, uint64_t, int64_t);
+}
+
+static const uint8_t kLanePriority[RG_LANES] = {10, 100, 128, 150, 220};
+
+// message_id of request `seq` of (block, lane): recoverable from the response's correlation_id.
+static void make_id(rg_uuid* id, uint64_t block, uint64_t lane, uint64_t seq) {
+    uint64_t words[2] = {block << 32 | lane, seq};
+    memcpy(id->bytes, words, 16);
+}
+
+int main(int argc, char** argv) {
+    const uint64_t total = argc > 1 ? strtoull(argv[1], nullptr, 10) : 1000000;
+    const uint32_t grid = 4, block = 8, lane_cap = 64, out_cap = 256;
+    uint64_t size = rg_host_region_size(grid, block, lane_cap, out_cap, sizeof(Ping), sizeof(Pong));
+    void* region = aligned_alloc(RG_LINE, rg_round_up(size, RG_LINE));
+    rg_host_region_init(region, grid, block, lane_cap, out_cap, sizeof(Ping), sizeof(Pong), 42);
+    std::thread kernel([&] { rg_cpu::run_grid(RG_ENTRY, (uint8_t*)region, grid, block); });
+    if (!rg_host_wait_ack(region, rg_host_command(region, RG_CMD_ACTIVATE), 10000000000)) {
+        fprintf(stderr, "activate was not acknowledged\n");
+        return 1;
+    }
+
+    const uint64_t per_block = total / grid;
+    std::vector<std::thread> producers;
+    for (uint32_t b = 0; b < grid; ++b) {
+        producers.emplace_back([=] {
+            uint64_t seq[RG_LANES] = {0};
+            Ping batch[16];
+            for (uint64_t sent = 0; sent < per_block;) {
+                uint32_t lane = (uint32_t)(sent / 7 % RG_LANES);  // runs of 7 per lane
+                uint64_t n = per_block - sent < 16 ? per_block - sent : 16;
+                for (uint64_t i = 0; i < n; ++i) {
+                    rg_init_Ping(&batch[i]);
+                    make_id(&batch[i].message_id, b, lane, seq[lane] + i);
+                    batch[i].priority = kLanePriority[lane];
+                    batch[i].seq = (int64_t)(seq[lane] + i);
+                }
+                uint64_t pushed = rg_host_push(region, b, lane, batch, n);
+                seq[lane] += pushed;
+                sent += pushed;
+                if (!pushed) std::this_thread::yield();
+            }
+        });
+    }
+
+    uint64_t received = 0, errors = 0;
+    std::vector<std::vector<int64_t>> next(grid, std::vector<int64_t>(RG_LANES, 0));
+    std::vector<uint64_t> per_lane(RG_LANES, 0);
+    std::vector<Pong> out(256);
+    uint32_t cursor = 0;
+    while (received < per_block * grid && errors < 10) {
+        uint64_t n = rg_host_pop(region, out.data(), out.size(), 5000000000, &cursor, 1000000);
+        if (!n) {
+            fprintf(stderr, "no response within 5 s after %llu\n", (unsigned long long)received);
+            return 1;
+        }
+        for (uint64_t i = 0; i < n; ++i) {
+            const Pong& p = out[i];
+            uint64_t words[2];
+            memcpy(words, p.correlation_id.bytes, 16);
+            uint64_t b = words[0] >> 32, lane = words[0] & 0xffffffff, seq = words[1];
+            bool ok = (p.flags & RG_FLAG_HAS_CORRELATION) && b < grid && lane < RG_LANES &&
+                      (uint64_t)p.block == b && p.priority == kLanePriority[lane] &&
+                      (uint64_t)p.seq == seq && (int64_t)seq == next[b][lane];
+            if (!ok) {
+                fprintf(stderr, "bad response: block %llu lane %llu seq %llu expected %lld\n",
+                        (unsigned long long)b, (unsigned long long)lane, (unsigned long long)seq,
+                        b < grid && lane < RG_LANES ? (long long)next[b][lane] : -1LL);
+                ++errors;
+                continue;
+            }
+            ++next[b][lane];
+            ++per_lane[lane];
+            ++received;
+        }
+    }
+    for (std::thread& t : producers) t.join();
+    if (!rg_host_wait_ack(region, rg_host_command(region, RG_CMD_TERMINATE), 10000000000)) {
+        fprintf(stderr, "terminate was not acknowledged\n");
+        return 1;
+    }
+    kernel.join();
+    uint64_t extra = rg_host_pop(region, out.data(), out.size(), 0, &cursor, 0);
+    for (uint32_t l = 0; l < RG_LANES; ++l)
+        if (!per_lane[l]) ++errors;
+    if (errors || extra) {
+        fprintf(stderr, "%llu errors, %llu unexpected responses\n", (unsigned long long)errors,
+                (unsigned long long)extra);
+        return 1;
+    }
+    printf("OK %llu\n", (unsigned long long)received);
+    free(region);
+    return 0;
+}
