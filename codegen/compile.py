@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from ringgen.codegen.cache import cache_key, cached
+
 from ringgen.errors import BackendUnavailableError, CompileError
 
 log = logging.getLogger("ringgen.compile")
@@ -86,7 +87,7 @@ def compile_runner(package_dir: Path, kernel_id: str, sanitize_thread: bool = Fa
     runtime = [templates_dir() / "rg_cpu_runtime.cpp", templates_dir() / "rg_cpu_runner.cpp"]
     flags = [*(TSAN_FLAGS if sanitize_thread else CXX_FLAGS), f"-DRG_ENTRY={kernel_id}_ring_kernel"]
     compiler = cxx()
-    key = cache_key(_inputs(package_dir, runtime) + [kernel_id.encode()], flags, compiler)
+    key = cache_key([*_inputs(package_dir, runtime), kernel_id.encode()], flags, compiler)
 
     def produce(out: Path) -> None:
         _run([compiler, *flags, f"-I{package_dir}", f"-I{cccl_include()}", "-x", "c++",
@@ -120,7 +121,7 @@ def compile_cubin(package_dir: Path, kernel_id: str, arch: str = "sm_90") -> Art
         raise BackendUnavailableError("nvcc was not found; install the CUDA toolkit or set CUDA_HOME")
     source = package_dir / f"{kernel_id}.cu"
     flags = [*NVCC_FLAGS, f"-arch={arch}", "-cubin"]
-    key = cache_key(_inputs(package_dir, []) + [kernel_id.encode()], flags, compiler)
+    key = cache_key([*_inputs(package_dir, []), kernel_id.encode()], flags, compiler)
 
     def produce(out: Path) -> None:
         _run([compiler, *flags, f"-I{package_dir}", str(source), "-o", str(out)],

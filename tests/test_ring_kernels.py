@@ -11,18 +11,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from conftest import ROOT, compile_cpp, compile_nvcc, have_nvcc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from ringgen.codegen.compile import cccl_include, templates_dir
-from ringgen.errors import CompileError, KernelStateError
 from ringgen.runtime import structs
 from ringgen.runtime.backends import native
 from ringgen.runtime.backends.base import RingKernel, kernel_info
 from ringgen.runtime.backends.cpu import CpuKernel
+
+from ringgen.errors import CompileError, KernelStateError
 
 
 def _kernel_sources(kernels_pkg: Any) -> list[Path]:
@@ -209,7 +208,6 @@ def test_fire_and_forget_kernel(launch: Any, kernels_pkg: Any) -> None:
 
 def test_handler_compile_error_points_at_the_users_line(tmp_path: Path) -> None:
     from conftest import build_package
-
     from ringgen.codegen.compile import compile_runner
 
     module = tmp_path / "broken_kernel.py"

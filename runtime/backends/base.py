@@ -15,9 +15,9 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+from ringgen.runtime.backends import native
 
 from ringgen.errors import KernelFaultError, KernelStateError
-from ringgen.runtime.backends import native
 
 DEFAULT_LANE_CAPACITY = 64
 DEFAULT_OUT_CAPACITY = 1024
@@ -72,6 +72,7 @@ class RingKernel(ABC):
     """A launched ring kernel. Thread-safe as the rings are: one pushing thread per lane and
     one popping thread at a time."""
 
+    closed: bool
     poll_ns = 20_000_000  # longest sleep inside one native pop: how soon a death is noticed
     push_nap_ns = 50_000  # how long a push into a full lane naps before it looks again
 

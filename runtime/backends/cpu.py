@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 from ringgen.codegen.compile import compile_runner
-from ringgen.errors import KernelFaultError
 from ringgen.runtime.backends import native
 from ringgen.runtime.backends.base import (
     DEFAULT_LANE_CAPACITY,
@@ -29,6 +28,8 @@ from ringgen.runtime.backends.base import (
     KernelInfo,
     RingKernel,
 )
+
+from ringgen.errors import KernelFaultError
 
 log = logging.getLogger("ringgen.cpu")
 
