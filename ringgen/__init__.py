@@ -13,6 +13,7 @@ from ringgen.errors import (
 )
 from ringgen.runtime.kernels import ring_kernel
 from ringgen.runtime.messages import Message, message
+from ringgen.runtime.runtime import DeadLetter, KernelState, RingKernelRuntime
 from ringgen.runtime.types import BufferRef, MaxLen
 
 __version__ = "0.1.0"
@@ -20,12 +21,15 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendUnavailableError",
     "BufferRef",
+    "DeadLetter",
     "KernelFaultError",
+    "KernelState",
     "KernelStateError",
     "MaxLen",
     "Message",
     "MessageSerializationError",
     "QueueFullError",
+    "RingKernelRuntime",
     "SchemaError",
     "StaleSchemaError",
     "__version__",

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 from ringgen.runtime.codec import uuid_from_bytes
-from ringgen.runtime.serialization import read_fields
 from ringgen.runtime.types import BufferRef, Kind, TypeNode
 
 from ringgen.errors import MessageSerializationError
@@ -56,7 +55,7 @@ def _message_array(cls: Any, msgs: Sequence[Any], dtype: np.dtype) -> np.ndarray
     out = np.zeros(len(msgs), dtype=dtype)
     dicts = [m.__dict__ for m in msgs]
     out["type_id"] = cls.type_id()
-    for spec in read_fields(cls):
+    for spec in cls._rg_codec().fields:
         values = [d[spec.name] for d in dicts]
         try:
             if spec.name == "correlation_id":  # header: the id, and a flag that it is there
@@ -127,7 +126,7 @@ def unpack(cls: type, arr: np.ndarray) -> list[Any]:
 
 
 def _read_message(col: np.ndarray, cls: Any) -> list[Any]:
-    specs = read_fields(cls)
+    specs = cls._rg_codec().fields
     columns = []
     for spec in specs:
         try:

@@ -110,6 +110,18 @@ int rg_host_wait_ack(void* region, uint64_t seq, int64_t timeout_ns) {
     }
 }
 
+// CPU backend: how long an idle block polls before it sleeps (see rg_poller::spinning).
+void rg_host_set_spin(void* region, uint64_t spin_ns) { ((rg_region*)region)->spin_ns = spin_ns; }
+
+// An event loop's interest in responses: while armed (delta +1 .. -1), every response also
+// writes to the eventfd `notify_fd` (set once, -1 for none).
+void rg_host_arm(void* region, int64_t delta, int32_t notify_fd) {
+    rg_region* r = (rg_region*)region;
+    if (notify_fd >= 0) r->control.out_bell.notify_fd_plus1 = (uint64_t)notify_fd + 1;
+    if (delta > 0) rg_atomic_u64(r->control.out_bell.sleepers).fetch_add(1, cuda::std::memory_order_seq_cst);
+    if (delta < 0) rg_atomic_u64(r->control.out_bell.sleepers).fetch_sub(1, cuda::std::memory_order_seq_cst);
+}
+
 // Per block: state, processed, emitted, errors, heartbeat (5 values each).
 void rg_host_status(void* region, uint64_t* out) {
     rg_region* r = (rg_region*)region;

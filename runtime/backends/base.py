@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -73,6 +74,9 @@ class RingKernel(ABC):
     one popping thread at a time."""
 
     closed: bool
+    backend_name = "?"
+    notify_fd: int | None = None  # an eventfd that turns readable on responses while armed
+    on_exit: Callable[[], None] | None = None  # called (from any thread) when the kernel ends
     poll_ns = 20_000_000  # longest sleep inside one native pop: how soon a death is noticed
     push_nap_ns = 50_000  # how long a push into a full lane naps before it looks again
 
@@ -89,7 +93,10 @@ class RingKernel(ABC):
             info.grid, info.block, lane_capacity, out_capacity, info.in_dtype.itemsize, out_slot))
         self.region_ptr = 0
         self._next_block = ctypes.c_uint32(0)
+        self._next_block_ref = ctypes.byref(self._next_block)
+        self._pop_address = 0
         self._status = (ctypes.c_uint64 * (5 * info.grid))()
+        self._pop_buffer: np.ndarray | None = None
         self.closed = False
 
     def _init_region(self, address: int, seed: int) -> None:
@@ -104,8 +111,8 @@ class RingKernel(ABC):
     def push(self, block: int, lane: int, structs: np.ndarray) -> int:
         """Push as many of `structs` (the input dtype, contiguous) as fit; returns the count."""
         self._check_structs(structs)
-        return int(self.lib.rg_host_push(self.region_ptr, block, lane, structs.ctypes.data,
-                                         len(structs)))
+        address = structs.__array_interface__["data"][0]  # cheaper than .ctypes.data
+        return int(self.lib.rg_host_push(self.region_ptr, block, lane, address, len(structs)))
 
     def push_wait(self, block: int, lane: int, structs: np.ndarray, timeout: float) -> int:
         """Push all of `structs`, sleeping (without the GIL) while the lane is full, for at most
@@ -133,15 +140,18 @@ class RingKernel(ABC):
         """Up to max_count responses (the output dtype); waits up to `timeout` s for the first."""
         if self.info.out_dtype is None:
             raise KernelStateError(f"kernel {self.kernel_id!r} has no output (fire-and-forget)")
-        out = np.empty(max_count, dtype=self.info.out_dtype)
+        out = self._pop_buffer
+        if out is None or len(out) < max_count:
+            out = self._pop_buffer = np.empty(max_count, dtype=self.info.out_dtype)
+            self._pop_address = out.ctypes.data
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             step = int(min(max(left, 0.0), self.poll_ns / 1e9) * 1e9)
-            n = self.lib.rg_host_pop(self.region_ptr, out.ctypes.data, max_count, step,
-                                     ctypes.byref(self._next_block), self.poll_ns)
+            n = self.lib.rg_host_pop(self.region_ptr, self._pop_address, max_count, step,
+                                     self._next_block_ref, self.poll_ns)
             if n or left <= 0 or self.failure() is not None:
-                return out[:n]
+                return out[:n].copy()  # the buffer is reused: a big allocation per pop is slow
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -172,6 +182,10 @@ class RingKernel(ABC):
         raise KernelStateError(f"kernel {self.kernel_id!r} did not acknowledge {what} within "
                                f"{timeout} s; is a handler stuck in a loop?")
 
+    def arm(self, armed: bool) -> None:
+        """Ask (or stop asking) to be notified through `notify_fd` of every response."""
+        self.lib.rg_host_arm(self.region_ptr, 1 if armed else -1, -1)
+
     def status(self) -> list[BlockStatus]:
         self.lib.rg_host_status(self.region_ptr, self._status)
         values = list(self._status)
@@ -183,5 +197,14 @@ class RingKernel(ABC):
         """None while the kernel runs (or ended cleanly); else why it died."""
 
     @abstractmethod
+    def stop(self, timeout: float = 1.0) -> None:
+        """Acknowledged terminate within `timeout` seconds (forced after it); the region stays
+        readable until release()."""
+
+    @abstractmethod
+    def release(self) -> None:
+        """Free the region and everything else the launch holds."""
+
     def terminate(self, timeout: float = 1.0) -> None:
-        """Acknowledged stop within `timeout` seconds (forced after it), then release memory."""
+        self.stop(timeout)
+        self.release()

@@ -34,6 +34,9 @@ from ringgen.errors import KernelFaultError
 log = logging.getLogger("ringgen.cpu")
 
 START_TIMEOUT = 10.0
+# An idle block polls this long before it sleeps: a request within it is taken at once. It
+# costs a core's time only while requests come that often; RINGGEN_CPU_SPIN_US changes it.
+DEFAULT_SPIN_US = 200
 
 
 def _shm_dir() -> str:
@@ -42,6 +45,8 @@ def _shm_dir() -> str:
 
 
 class CpuKernel(RingKernel):
+    backend_name = "cpu"
+
     def __init__(self, info: KernelInfo, lane_capacity: int = DEFAULT_LANE_CAPACITY,
                  out_capacity: int = DEFAULT_OUT_CAPACITY, sanitize_thread: bool = False):
         super().__init__(info, lane_capacity, out_capacity)
@@ -54,11 +59,17 @@ class CpuKernel(RingKernel):
             os.close(fd)
         self._anchor: ctypes.c_char | None = ctypes.c_char.from_buffer(self._map)
         self._init_region(ctypes.addressof(self._anchor), secrets.randbits(64))
+        self.lib.rg_host_set_spin(self.region_ptr, int(float(os.environ.get(
+            "RINGGEN_CPU_SPIN_US", DEFAULT_SPIN_US)) * 1000))
         self._stderr: collections.deque[str] = collections.deque(maxlen=40)
-        self._ended_cleanly = False
+        # The runner writes to this eventfd on responses while a host event loop is armed.
+        self._eventfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.notify_fd = self._eventfd
+        self.lib.rg_host_arm(self.region_ptr, 0, self._eventfd)
         try:
             self.proc = subprocess.Popen([str(runner), path], stdin=subprocess.DEVNULL,
-                                         stderr=subprocess.PIPE, text=True, errors="replace")
+                                         stderr=subprocess.PIPE, text=True, errors="replace",
+                                         pass_fds=(self._eventfd,))
             threading.Thread(target=self._read_stderr, daemon=True,
                              name=f"ringgen-{info.kernel_id}-stderr").start()
             self._wait_started()
@@ -71,6 +82,9 @@ class CpuKernel(RingKernel):
             line = line.rstrip("\n")
             self._stderr.append(line)
             log.warning("kernel %s: %s", self.kernel_id, line)
+        self.proc.wait()
+        if self.on_exit is not None:
+            self.on_exit()
 
     def _wait_started(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -85,7 +99,7 @@ class CpuKernel(RingKernel):
 
     def failure(self) -> str | None:
         rc = self.proc.poll()
-        if rc is None or (rc == 0 and self._ended_cleanly):
+        if rc is None or rc == 0:  # the runner exits 0 only once terminated
             return None
         time.sleep(0.01)  # let the stderr reader catch the runner's last words
         reports = [line for line in self._stderr if line.startswith("ringgen:")]
@@ -96,22 +110,29 @@ class CpuKernel(RingKernel):
         tail = "; ".join(list(self._stderr)[-3:])
         return f"the runner process exited with status {rc}" + (f": {tail}" if tail else "")
 
-    def terminate(self, timeout: float = 1.0) -> None:
+    def stop(self, timeout: float = 1.0) -> None:
+        """Acknowledged terminate, the process waited for (killed after `timeout`); the region
+        stays mapped, so what the kernel answered can still be popped."""
+        if self.proc.poll() is not None:
+            return
+        acked = self.command(native.CMD_TERMINATE, timeout)
+        try:
+            self.proc.wait(timeout=timeout if acked else 0.1)
+        except subprocess.TimeoutExpired:
+            log.warning("kernel %s did not exit within %.1f s of terminate; killed",
+                        self.kernel_id, timeout)
+            self.proc.kill()
+            self.proc.wait()
+
+    def release(self) -> None:
         if self.closed:
             return
         self.closed = True
-        if self.proc.poll() is None:
-            acked = self.command(native.CMD_TERMINATE, timeout)
-            try:
-                self.proc.wait(timeout=timeout if acked else 0.1)
-                self._ended_cleanly = True
-            except subprocess.TimeoutExpired:
-                log.warning("kernel %s did not exit within %.1f s of terminate; killed",
-                            self.kernel_id, timeout)
-                self.proc.kill()
-                self.proc.wait()
-        elif self.proc.returncode == 0:
-            self._ended_cleanly = True
         self.region_ptr = 0
         self._anchor = None
         self._map.close()
+        os.close(self._eventfd)
+
+    def terminate(self, timeout: float = 1.0) -> None:
+        self.stop(timeout)
+        self.release()

@@ -33,6 +33,8 @@ def host_library(sanitize_thread: bool = False) -> ctypes.CDLL:
         "rg_host_command": (U64, [VP, U32]),
         "rg_host_wait_ack": (ctypes.c_int, [VP, U64, I64]),
         "rg_host_status": (None, [VP, ctypes.POINTER(U64)]),
+        "rg_host_arm": (None, [VP, I64, ctypes.c_int32]),
+        "rg_host_set_spin": (None, [VP, U64]),
     }
     for name, (restype, argtypes) in signatures.items():
         fn = getattr(lib, name)

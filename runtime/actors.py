@@ -1,0 +1,130 @@
+"""Host actors: `@ring_kernel(kernel_id=...) async def f(ctx)` — the seed's loop style — run as
+asyncio tasks on the same queues and rules as device kernels."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from ringgen.runtime.channels import Channel, KernelState
+
+if TYPE_CHECKING:
+    from ringgen.runtime.runtime import RingKernelRuntime
+
+log = logging.getLogger("ringgen.runtime")
+
+Actor = Callable[["ActorContext"], Awaitable[Any]]
+
+
+class ActorContext:
+    """What a host actor's body is given."""
+
+    def __init__(self, channel: HostChannel) -> None:
+        self._channel = channel
+        self.kernel_id = channel.kernel_id
+        self.runtime: RingKernelRuntime = channel.runtime
+
+    @property
+    def should_terminate(self) -> bool:
+        return self._channel.terminating
+
+    async def receive(self, timeout: float | None = None) -> Any:
+        """The next message in priority order; None on timeout or when terminating."""
+        return await self._channel.next_message(timeout)
+
+    async def send(self, response: Any) -> None:
+        """A response to this actor's callers: to the request() it answers (by correlation_id),
+        else to whoever calls receive() on this actor."""
+        self._channel.check_response(response)
+        self._channel.route([response])
+
+    def fail(self) -> None:
+        """Count a handler error without stopping the actor (as ctx.fail() on a device)."""
+        self._channel.counters.errors += 1
+
+
+class HostChannel(Channel):
+    backend_name = "host"
+
+    def __init__(self, runtime: RingKernelRuntime, kernel_id: str, actor: Actor,
+                 input_cls: type | None, output_cls: type | None, queue_size: int,
+                 backpressure: str) -> None:
+        out_dtype = None
+        if output_cls is not None:
+            out_dtype = runtime.dtype_of(output_cls)
+        super().__init__(runtime, kernel_id, input_cls, output_cls, queue_size, backpressure,
+                         out_dtype)
+        self.actor = actor
+        self.answers = True  # a host actor may ctx.send() whatever its declaration says
+        self.terminating = False
+        self._receivers: deque[asyncio.Future[None]] = deque()
+        self.ctx = ActorContext(self)
+        self.task = self.loop.create_task(self._run(), name=f"ringgen actor {kernel_id}")
+
+    async def _run(self) -> None:
+        try:
+            await self.actor(self.ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self.counters.errors += 1
+            log.exception("host actor %s raised", self.kernel_id)
+            self.fail(f"{type(e).__name__}: {e}")
+
+    def check_response(self, response: Any) -> None:
+        if self.output_cls is not None and type(response) is not self.output_cls:
+            raise TypeError(f"actor {self.kernel_id!r} answers {self.output_cls.__name__}, "
+                            f"not {type(response).__name__}")
+        if not hasattr(response, "correlation_id"):
+            raise TypeError(f"ctx.send takes @message objects, not {type(response).__name__}")
+
+    def enqueued(self) -> None:
+        self._wake_receivers()
+
+    def _wake_receivers(self) -> None:
+        while self._receivers:
+            waiter = self._receivers.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def next_message(self, timeout: float | None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.terminating:
+            if self.state is KernelState.ACTIVE and len(self.backlog):
+                msg = self.backlog.pop()
+                self.counters.processed += 1
+                self.space_freed()
+                return msg
+            waiter = self.loop.create_future()
+            self._receivers.append(waiter)
+            try:
+                left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+                await asyncio.wait_for(waiter, left)
+            except asyncio.TimeoutError:
+                return None
+            finally:
+                if waiter in self._receivers:
+                    self._receivers.remove(waiter)
+        return None
+
+    async def activate(self) -> None:
+        await super().activate()
+        self._wake_receivers()
+
+    async def terminate(self, timeout: float) -> None:
+        if self.state is KernelState.TERMINATED:
+            return
+        self.terminating = True
+        self._wake_receivers()
+        done, _ = await asyncio.wait({self.task}, timeout=timeout)
+        if not done:
+            log.warning("host actor %s did not return within %.1f s of terminate; cancelled",
+                        self.kernel_id, timeout)
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        if self.state is not KernelState.FAILED:
+            self.closed("actor terminated before receiving it")

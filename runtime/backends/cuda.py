@@ -1,0 +1,208 @@
+"""The CUDA backend: the same generated kernels, launched persistently through PyCUDA.
+
+pycuda is the `cuda` extra and is imported only here, lazily. The ring region is mapped pinned
+memory (pagelocked, DEVICEMAP): the host side uses librg_host on its host address exactly as on
+the CPU backend, and the kernel gets the device address as an np.uintp. Modules, streams and
+allocations are all made before the persistent launch (with CUDA_MODULE_LOADING=EAGER, set
+before the context exists), because a lazy module load or a stream creation can block behind a
+running persistent kernel; the kernel runs on a non-blocking stream and nothing touches the
+legacy stream while it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ringgen.codegen.compile import compile_cubin
+from ringgen.runtime.backends import native
+from ringgen.runtime.backends.base import (
+    DEFAULT_LANE_CAPACITY,
+    DEFAULT_OUT_CAPACITY,
+    KernelInfo,
+    RingKernel,
+)
+
+from ringgen.errors import BackendUnavailableError, KernelFaultError
+
+log = logging.getLogger("ringgen.cuda")
+
+START_TIMEOUT = 30.0
+_lock = threading.Lock()
+_state: dict[str, Any] = {}  # the driver module, the device and its primary context
+_resident_blocks = 0  # blocks of the persistent kernels running now, across launches
+
+
+def _driver() -> Any:
+    os.environ.setdefault("CUDA_MODULE_LOADING", "EAGER")  # before any context exists
+    import pycuda.driver as drv
+
+    return drv
+
+
+def probe() -> str | None:
+    """None if the cuda backend can run here, else why not (and how to fix it)."""
+    try:
+        drv = _driver()
+    except ImportError:
+        return "pycuda is not installed (pip install 'ringgen[cuda]' on a machine with a driver)"
+    try:
+        drv.init()
+        if drv.Device.count() == 0:
+            return "the CUDA driver reports no device"
+    except Exception as e:  # pycuda raises its own LogicError/RuntimeError kinds
+        return f"the CUDA driver did not answer ({e})"
+    return None
+
+
+def _device() -> tuple[Any, Any, Any]:
+    """(driver, device 0, its primary context), made once per process."""
+    with _lock:
+        if not _state:
+            drv = _driver()
+            drv.init()
+            device = drv.Device(int(os.environ.get("RINGGEN_CUDA_DEVICE", "0")))
+            _check_device(drv, device)
+            _state.update(drv=drv, device=device, context=device.retain_primary_context())
+        return _state["drv"], _state["device"], _state["context"]
+
+
+def device_name() -> str:
+    _, device, _ = _device()
+    return f"{device.name()}, sm_{''.join(map(str, device.compute_capability()))}"
+
+
+def _check_device(drv: Any, device: Any) -> None:
+    attr = drv.device_attribute
+    if device.get_attribute(attr.KERNEL_EXEC_TIMEOUT):
+        raise BackendUnavailableError(
+            f"{device.name()} has a kernel run-time limit (a display watchdog), which would "
+            "kill a persistent kernel; use a GPU without a display attached")
+    if not device.get_attribute(attr.CAN_MAP_HOST_MEMORY) or not device.get_attribute(
+            attr.UNIFIED_ADDRESSING):
+        raise BackendUnavailableError(f"{device.name()} cannot map host memory, which the "
+                                      "rings live in")
+    if not device.get_attribute(attr.CONCURRENT_MANAGED_ACCESS):
+        log.warning("%s lacks concurrent managed access: UnifiedBuffers cannot be touched "
+                    "by the host while kernels run", device.name())
+
+
+@contextmanager
+def current_context() -> Iterator[Any]:
+    """The primary context, current in this thread for the length of the block."""
+    drv, _, context = _device()
+    context.push()
+    try:
+        yield drv
+    finally:
+        drv.Context.pop()
+
+
+def concurrent_managed_access() -> bool:
+    drv, device, _ = _device()
+    return bool(device.get_attribute(drv.device_attribute.CONCURRENT_MANAGED_ACCESS))
+
+
+class CudaKernel(RingKernel):
+    backend_name = "cuda"
+    poll_ns = 20_000  # no GPU rings a bell: the host polls its rings this often while waiting
+
+    def __init__(self, info: KernelInfo, lane_capacity: int = DEFAULT_LANE_CAPACITY,
+                 out_capacity: int = DEFAULT_OUT_CAPACITY):
+        super().__init__(info, lane_capacity, out_capacity)
+        global _resident_blocks
+        with current_context() as drv:
+            _, device, _ = _device()
+            self._drv = drv
+            sms = device.get_attribute(drv.device_attribute.MULTIPROCESSOR_COUNT)
+            with _lock:
+                if _resident_blocks + info.grid > sms:
+                    raise BackendUnavailableError(
+                        f"kernel {info.kernel_id!r} needs {info.grid} resident blocks but "
+                        f"{_resident_blocks} of this GPU's {sms} multiprocessors already run "
+                        "persistent blocks; a block that cannot be resident would starve the "
+                        "others. Lower grid or terminate a kernel first")
+                _resident_blocks += info.grid
+            self._blocks = info.grid
+            major, minor = device.compute_capability()
+            cubin = compile_cubin(Path(info.package_dir), info.kernel_id, f"sm_{major}{minor}")
+            self.module = drv.module_from_buffer(cubin.path.read_bytes())
+            self.function = self.module.get_function(f"{info.kernel_id}_ring_kernel")
+            limit = self.function.get_attribute(drv.function_attribute.MAX_THREADS_PER_BLOCK)
+            if info.block > limit:
+                raise BackendUnavailableError(
+                    f"kernel {info.kernel_id!r} asks for {info.block} threads a block; its code "
+                    f"allows at most {limit} on {device.name()} (registers); lower block")
+            self.stream = drv.Stream(flags=1)  # CU_STREAM_NON_BLOCKING
+            self.region = drv.pagelocked_empty(self.region_size, np.uint8,
+                                               mem_flags=drv.host_alloc_flags.DEVICEMAP)
+            self._init_region(self.region.ctypes.data, secrets.randbits(64))
+            device_ptr = np.uintp(self.region.base.get_device_pointer())
+            self.function(device_ptr, block=(info.block, 1, 1), grid=(info.grid, 1),
+                          stream=self.stream)
+        self._fault: str | None = None
+        self._wait_started()
+
+    def _wait_started(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if all(s.heartbeat > 0 for s in self.status()):
+                return
+            reason = self.failure()
+            if reason is not None:
+                raise KernelFaultError(f"kernel {self.kernel_id!r} failed to start: {reason}")
+            time.sleep(0.001)
+        raise KernelFaultError(f"kernel {self.kernel_id!r} did not start within {START_TIMEOUT} "
+                               "s; are other kernels occupying the GPU?")
+
+    def failure(self) -> str | None:
+        if self._fault is not None or self.closed:
+            return self._fault
+        with current_context() as drv:
+            if not self.stream.is_done():
+                return None
+            try:
+                self.stream.synchronize()
+            except drv.Error as e:  # an illegal address, __trap(), a failed assert...
+                self._fault = f"{type(e).__name__}: {e}"
+                if self.on_exit is not None:
+                    self.on_exit()
+                return self._fault
+        states = [s.state for s in self.status()]
+        if all(s == native.STATE_TERMINATED for s in states):
+            return None
+        self._fault = "the kernel returned without being terminated"
+        return self._fault
+
+    def stop(self, timeout: float = 1.0) -> None:
+        if self.closed or self.failure() is not None:
+            return
+        acked = self.command(native.CMD_TERMINATE, timeout)
+        deadline = time.monotonic() + (timeout if acked else 0.1)
+        with current_context():
+            while not self.stream.is_done() and time.monotonic() < deadline:
+                time.sleep(0.0005)
+            if not self.stream.is_done():
+                # A persistent kernel cannot be killed alone: the context would have to go.
+                log.error("kernel %s did not exit within %.1f s of terminate; it keeps its "
+                          "blocks until the process ends", self.kernel_id, timeout)
+
+    def release(self) -> None:
+        global _resident_blocks
+        if self.closed:
+            return
+        self.closed = True
+        with current_context():
+            if self.stream.is_done():
+                self.region.base.free()
+                with _lock:
+                    _resident_blocks -= self._blocks
+        self.region_ptr = 0

@@ -1,0 +1,246 @@
+"""A device ring kernel on the event loop: the backlog feeds the lanes with bounded credit, and
+responses come back through the backend's eventfd (or a polling thread where there is none).
+
+Lanes are fed only while the kernel is active, highest priority first within each lane's
+class: the backlog keeps the exact 0..255 order, and a late urgent message overtakes whatever
+waits in lower lanes because the kernel polls its lanes highest first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from ringgen.runtime.backends.base import KernelInfo, RingKernel
+from ringgen.runtime.channels import _VECTOR_MIN, Channel, KernelState
+from ringgen.runtime.struct_codec import StructCodec
+
+if TYPE_CHECKING:
+    from ringgen.runtime.runtime import RingKernelRuntime
+
+# The priorities of each lane (lane 0 lowest): the seed's classes.
+LANE_RANGES = ((0, 63), (64, 127), (128, 128), (129, 191), (192, 255))
+REFILL_DELAY = 0.0005  # how soon a backlog that did not fit the lanes tries again
+POP_BATCH = 4096
+_SENT_AT_MEMORY = 100_000
+
+
+class DeviceChannel(Channel):
+    def __init__(self, runtime: RingKernelRuntime, info: KernelInfo, kernel: RingKernel,
+                 queue_size: int, backpressure: str) -> None:
+        super().__init__(runtime, info.kernel_id, info.input, info.output, queue_size,
+                         backpressure, info.out_dtype)
+        self.kernel = kernel
+        self.backend_name = kernel.backend_name
+        self.in_dtype = info.in_dtype
+        self.in_codec = StructCodec(info.input, info.in_dtype)
+        self.out_codec = (StructCodec(info.output, info.out_dtype)
+                          if info.output is not None and info.out_dtype is not None else None)
+        self.sent_at = OrderedDict()
+        self._refill: asyncio.TimerHandle | None = None
+        self._armed = False
+        self._poller: threading.Thread | None = None
+        self._stop_polling = threading.Event()
+        kernel.on_exit = self._exited
+        if kernel.notify_fd is not None:
+            self.loop.add_reader(kernel.notify_fd, self._on_notify)
+        elif info.output is not None:  # no eventfd (a GPU): a thread waits in the native pop
+            self._poller = threading.Thread(target=self._poll_thread, daemon=True,
+                                            name=f"ringgen-{self.kernel_id}-responses")
+            self._poller.start()
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def entry_of(self, msg: Any) -> bytes:
+        return self.in_codec.pack(msg)
+
+    def message_of(self, entry: Any) -> Any:
+        return self.in_codec.unpack(entry) if isinstance(entry, bytes) else entry
+
+    async def send_array(self, arr: np.ndarray, timeout: float | None) -> int:
+        """Enqueue struct rows (the input dtype) without a Python object per message; rows go
+        in priority order, FIFO within a priority. Returns how many were accepted."""
+        self.check_open()
+        if arr.dtype != self.in_dtype:
+            raise TypeError(f"kernel {self.kernel_id!r} takes arrays of dtype "
+                            f"DTYPES[{self.in_codec.cls.__name__!r}], not {arr.dtype}")
+        if not len(arr):
+            return 0
+        priorities = arr["priority"]
+        order = np.argsort(-priorities.astype(np.int16), kind="stable")
+        rows = np.ascontiguousarray(arr[order])
+        bounds = np.flatnonzero(np.diff(priorities[order].astype(np.int16))) + 1
+        accepted = 0
+        for chunk in np.split(rows, bounds):
+            p = int(chunk["priority"][0])
+            for start in range(0, len(chunk), self.queue_size):  # each piece can fit
+                piece = chunk[start:start + self.queue_size]
+                if await self._admit(piece, p, piece, len(piece), timeout):
+                    accepted += len(piece)
+        self.enqueued()
+        return accepted
+
+    def enqueued(self) -> None:
+        self.feed()
+        if len(self.sent_at) > _SENT_AT_MEMORY:  # requests whose handler answered nothing
+            for _ in range(len(self.sent_at) - _SENT_AT_MEMORY):
+                self.sent_at.popitem(last=False)  # type: ignore[call-arg]
+
+    def feed(self) -> None:
+        """Move backlog into the lanes, as far as their free slots go."""
+        if self.state is not KernelState.ACTIVE or not len(self.backlog):
+            return
+        kernel = self.kernel
+        for lane in range(4, -1, -1):
+            lo, hi = LANE_RANGES[lane]
+            if not self.backlog.has(lo, hi):
+                continue
+            for block in range(kernel.grid):
+                free = kernel.lane_capacity - kernel.lane_size(block, lane)
+                if free <= 0:
+                    continue
+                batch = self._contiguous(self.backlog.take(free, lo, hi))
+                pushed = kernel.push(block, lane, batch)
+                assert pushed == len(batch), "only this channel pushes into its lanes"
+                if not self.backlog.has(lo, hi):
+                    break
+        self.space_freed()
+        if len(self.backlog) and self._refill is None:
+            self._refill = self.loop.call_later(REFILL_DELAY, self._refill_now)
+
+    def _refill_now(self) -> None:
+        self._refill = None
+        self.poll_responses()
+        self.feed()
+
+    def _contiguous(self, entries: list[Any]) -> np.ndarray:
+        if len(entries) == 1 and isinstance(entries[0], np.ndarray):
+            return np.ascontiguousarray(entries[0])
+        raw = b"".join(e if isinstance(e, bytes) else e.tobytes() for e in entries)
+        return np.frombuffer(raw, dtype=self.in_dtype)
+
+    # -- responses -------------------------------------------------------------------------
+
+    def poll_responses(self) -> None:
+        if self.output_cls is None or self.kernel.closed:
+            return
+        while True:
+            rows = self.kernel.pop(POP_BATCH, 0.0)
+            if not len(rows):
+                break
+            self._arrived(rows)
+            if len(rows) < POP_BATCH:
+                break
+        self.feed()
+
+    def _arrived(self, rows: np.ndarray) -> None:
+        if not (self.pending or self.expired or self.sent_at):
+            self.inbox.append(rows)  # nothing to correlate: stays a struct array
+            self.inbox_count += len(rows)
+            self.responses_arrived()
+            return
+        self.route(self.unpack_rows(rows))
+
+    def unpack_rows(self, rows: np.ndarray) -> list[Any]:
+        if len(rows) >= _VECTOR_MIN or self.out_codec is None:
+            return super().unpack_rows(rows)
+        raw, size = rows.tobytes(), rows.dtype.itemsize
+        return [self.out_codec.unpack(raw[i:i + size]) for i in range(0, len(raw), size)]
+
+    def want_responses(self) -> None:
+        if self.kernel.notify_fd is None or self._armed or self.kernel.closed:
+            return
+        self.kernel.arm(True)
+        self._armed = True
+        self.poll_responses()  # what came before the arming rang nothing
+
+    def _on_notify(self) -> None:
+        assert self.kernel.notify_fd is not None
+        try:
+            os.eventfd_read(self.kernel.notify_fd)
+        except BlockingIOError:
+            pass
+        if self._armed:
+            self.kernel.arm(False)
+            self._armed = False
+        self.poll_responses()
+        if self.pending or self._response_waiters:
+            self.want_responses()
+
+    def _poll_thread(self) -> None:
+        """Backends without an eventfd: wait for responses in the native pop, off the loop."""
+        while not self._stop_polling.is_set() and not self.kernel.closed:
+            try:
+                rows = self.kernel.pop(POP_BATCH, 0.05)
+            except Exception:  # the region went away under us: the kernel is finished
+                return
+            if len(rows):
+                self.loop.call_soon_threadsafe(self._arrived_and_feed, rows)
+
+    def _arrived_and_feed(self, rows: np.ndarray) -> None:
+        self._arrived(rows)
+        self.feed()
+
+    def _exited(self) -> None:  # from the backend's thread
+        self.loop.call_soon_threadsafe(self._on_exit)
+
+    def _on_exit(self) -> None:
+        """The kernel's process ended: unexpectedly unless we terminated it."""
+        if self.state in (KernelState.TERMINATED, KernelState.FAILED):
+            return
+        reason = self.kernel.failure() or "the kernel exited without being terminated"
+        self.poll_responses()  # what it answered before it died is still delivered
+        self.fail(reason)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def activate(self) -> None:
+        self.check_open()
+        await self.loop.run_in_executor(None, self.kernel.activate)
+        self.state = KernelState.ACTIVE
+        self.feed()
+
+    async def deactivate(self) -> None:
+        self.check_open()
+        await self.loop.run_in_executor(None, self.kernel.deactivate)
+        self.state = KernelState.PAUSED
+
+    async def terminate(self, timeout: float) -> None:
+        if self.state is KernelState.TERMINATED:
+            return
+        was_failed = self.state is KernelState.FAILED
+        self.state = KernelState.TERMINATED  # from here on its exit is expected
+        if self._refill is not None:
+            self._refill.cancel()
+        try:
+            await self.loop.run_in_executor(None, self.kernel.stop, timeout)
+            if not was_failed:
+                self.poll_responses()
+        finally:
+            self._stop_polling.set()
+            if self.kernel.notify_fd is not None:
+                self.loop.remove_reader(self.kernel.notify_fd)
+            if self._poller is not None:
+                await self.loop.run_in_executor(None, self._poller.join)
+            self.device_counts()  # the last figures, before the counters go away
+            self.kernel.release()
+        self.closed("kernel terminated before processing it")
+
+    def device_counts(self) -> tuple[int, int]:
+        if self.kernel.closed:
+            return self._final_counts
+        status = self.kernel.status()
+        self._final_counts = (sum(s.processed for s in status), sum(s.errors for s in status))
+        return self._final_counts
+
+    _final_counts = (0, 0)
+
+    def in_device(self) -> int:
+        if self.kernel.closed:
+            return 0
+        return sum(self.kernel.lane_size(b, lane) for b in range(self.kernel.grid)
+                   for lane in range(5))

@@ -1,0 +1,194 @@
+"""RingKernelRuntime: launch kernels of generated packages (and host actors), send and receive
+typed messages with exact priorities, correlation, backpressure and telemetry.
+
+    async with RingKernelRuntime(pkg) as runtime:        # backend="auto": cuda if usable, else cpu
+        await runtime.launch("worker")
+        resp = await runtime.request("worker", WorkRequest(data=[4.0]), timeout=5.0)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from types import ModuleType, TracebackType
+from typing import Any
+
+import numpy as np
+from ringgen.runtime.actors import Actor, HostChannel
+from ringgen.runtime.backends.base import DEFAULT_LANE_CAPACITY, RingKernel, kernel_info
+from ringgen.runtime.backends.select import create_kernel, resolve_backend
+from ringgen.runtime.channels import Channel, DeadLetter, KernelState
+from ringgen.runtime.device_channel import DeviceChannel
+from ringgen.runtime.kernels import BACKPRESSURE, kernel_spec
+from ringgen.runtime.telemetry import Telemetry
+
+from ringgen.errors import KernelStateError
+
+log = logging.getLogger("ringgen.runtime")
+
+DEAD_LETTER_MEMORY = 100_000
+
+
+class RingKernelRuntime:
+    """An async context manager that owns the kernels it launches."""
+
+    def __init__(self, *packages: ModuleType, backend: str = "auto",
+                 dead_letter_hook: Callable[[DeadLetter], None] | None = None,
+                 lane_capacity: int = DEFAULT_LANE_CAPACITY) -> None:
+        self.packages = packages
+        self.requested_backend = backend
+        self.backend = ""  # "cpu" or "cuda", once resolved (on entering)
+        self.dead_letter_hook = dead_letter_hook
+        self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTER_MEMORY)
+        self.lane_capacity = lane_capacity
+        self._channels: dict[str, Channel] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._warned_dead_letters = False
+
+    # -- context ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> RingKernelRuntime:
+        self._loop = asyncio.get_running_loop()
+        self.backend = resolve_backend(self.requested_backend)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.shutdown()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise KernelStateError("use the runtime inside `async with RingKernelRuntime(...)`")
+        return self._loop
+
+    # -- kernels ---------------------------------------------------------------------------
+
+    def _package_of(self, kernel_id: str) -> ModuleType | None:
+        for pkg in self.packages:
+            if kernel_id in pkg.KERNELS:
+                return pkg
+        return None
+
+    def dtype_of(self, cls: type) -> np.dtype | None:
+        for pkg in self.packages:
+            if pkg.MESSAGE_CLASSES.get(cls.__name__) is cls and cls.__name__ in pkg.DTYPES:
+                return pkg.DTYPES[cls.__name__]
+        return None
+
+    def channel(self, kernel_id: str) -> Channel:
+        try:
+            return self._channels[kernel_id]
+        except KeyError:
+            raise KernelStateError(f"kernel {kernel_id!r} is not launched; await "
+                                   f"runtime.launch({kernel_id!r}) first") from None
+
+    async def launch(self, kernel_id: str, actor: Actor | None = None, activate: bool = True, *,
+                     queue_size: int | None = None, backpressure: str | None = None,
+                     lane_capacity: int | None = None) -> None:
+        """Start a kernel of the packages (or `actor`, an `async def f(ctx)` host actor)."""
+        old = self._channels.get(kernel_id)
+        if old is not None and old.state not in (KernelState.TERMINATED, KernelState.FAILED):
+            raise KernelStateError(f"kernel {kernel_id!r} is already running; terminate it first")
+        pkg = self._package_of(kernel_id)
+        spec = pkg.KERNEL_SPECS[kernel_id] if pkg is not None else None
+        if spec is None and actor is None:
+            names = sorted(k for p in self.packages for k in p.KERNELS)
+            raise KernelStateError(f"no kernel {kernel_id!r} in the runtime's packages (they have "
+                                   f"{', '.join(names) or 'none'}); pass actor= for a host actor")
+        queue_size = queue_size or (spec.queue_size if spec else 1024)
+        backpressure = backpressure or (spec.backpressure if spec else "block")
+        if backpressure not in BACKPRESSURE:
+            raise ValueError(f"backpressure must be one of {', '.join(BACKPRESSURE)}")
+        channel: Channel
+        if actor is not None or (spec is not None and spec.host_actor):
+            fn = actor or (spec.fn if spec else None)
+            assert fn is not None
+            channel = HostChannel(self, kernel_id, fn, spec.input if spec else None,
+                                  spec.output if spec else None, queue_size, backpressure)
+        else:
+            assert pkg is not None
+            info = kernel_info(pkg, kernel_id)
+            capacity = lane_capacity or self.lane_capacity
+            kernel: RingKernel = await self.loop.run_in_executor(
+                None, create_kernel, self.backend, info, capacity)
+            channel = DeviceChannel(self, info, kernel, queue_size, backpressure)
+        self._channels[kernel_id] = channel
+        log.info("launched %s on %s", kernel_id, channel.backend_name)
+        if activate:
+            await channel.activate()
+
+    async def activate(self, kernel_id: str) -> None:
+        await self.channel(kernel_id).activate()
+
+    async def deactivate(self, kernel_id: str) -> None:
+        await self.channel(kernel_id).deactivate()
+
+    async def terminate(self, kernel_id: str, timeout: float = 1.0) -> None:
+        """Acknowledged stop within `timeout` s; what was never processed becomes dead letters."""
+        await self.channel(kernel_id).terminate(timeout)
+
+    async def shutdown(self, timeout: float = 1.0) -> None:
+        """Terminate every kernel, concurrently, within about `timeout` seconds."""
+        channels = list(self._channels.values())
+        results = await asyncio.gather(*(c.terminate(timeout) for c in channels),
+                                       return_exceptions=True)
+        for channel, result in zip(channels, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("terminating %s failed: %s", channel.kernel_id, result)
+
+    # -- messages --------------------------------------------------------------------------
+
+    async def send(self, kernel_id: str, msg: Any, timeout: float | None = None) -> bool:
+        """Enqueue `msg`; False if backpressure dropped it (it is then a dead letter)."""
+        return await self.channel(kernel_id).send(msg, timeout)
+
+    async def send_many(self, kernel_id: str, msgs: Sequence[Any],
+                        timeout: float | None = None) -> int:
+        return await self.channel(kernel_id).send_many(msgs, timeout)
+
+    async def send_array(self, kernel_id: str, arr: np.ndarray, timeout: float | None = None) -> int:
+        channel = self.channel(kernel_id)
+        if not isinstance(channel, DeviceChannel):
+            raise KernelStateError(f"{kernel_id!r} is a host actor; send it message objects")
+        return await channel.send_array(arr, timeout)
+
+    async def receive(self, kernel_id: str, timeout: float | None = None) -> Any:
+        """The next response from the kernel (not one a request() is waiting for)."""
+        return await self.channel(kernel_id).receive(timeout)
+
+    async def receive_many(self, kernel_id: str, max_count: int,
+                           timeout: float | None = None) -> list[Any]:
+        """Up to max_count responses, waiting up to `timeout` for the first ([] on timeout)."""
+        return await self.channel(kernel_id).receive_many(max_count, timeout)
+
+    async def receive_array(self, kernel_id: str, max_count: int,
+                            timeout: float | None = None) -> np.ndarray:
+        return await self.channel(kernel_id).receive_array(max_count, timeout)
+
+    async def request(self, kernel_id: str, msg: Any, timeout: float | None = None) -> Any:
+        """Send `msg` and await the response correlated to it."""
+        return await self.channel(kernel_id).request(msg, timeout)
+
+    def telemetry(self, kernel_id: str) -> Telemetry:
+        return self.channel(kernel_id).telemetry()
+
+    def state(self, kernel_id: str) -> KernelState:
+        return self.channel(kernel_id).state
+
+    # -- dead letters ----------------------------------------------------------------------
+
+    def add_dead_letter(self, letter: DeadLetter) -> None:
+        if len(self.dead_letters) == self.dead_letters.maxlen and not self._warned_dead_letters:
+            log.warning("more than %d dead letters: the oldest are forgotten (telemetry still "
+                        "counts them); read runtime.dead_letters or pass dead_letter_hook",
+                        DEAD_LETTER_MEMORY)
+            self._warned_dead_letters = True
+        self.dead_letters.append(letter)
+        if self.dead_letter_hook is not None:
+            self.dead_letter_hook(letter)
+
+
+__all__ = ["DeadLetter", "KernelState", "RingKernelRuntime", "kernel_spec"]

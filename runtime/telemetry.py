@@ -1,0 +1,41 @@
+"""Per-kernel figures: counts kept by the runtime, device counters read from the kernel, and
+round-trip latency (send of a request to the arrival of its correlated response)."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    kernel_id: str
+    state: str
+    backend: str
+    sent: int            # messages accepted by send/send_many/send_array/request
+    received: int        # responses handed to callers (receive*, request)
+    processed: int       # requests the kernel finished
+    dropped: int         # messages dropped by backpressure (see the dead letters)
+    errors: int          # handler errors (ctx.fail() on a device, exceptions in host actors)
+    queue_depth: int     # waiting in the host backlog plus in the device lanes
+    in_flight: int       # sent but not yet processed
+    latency_p50_us: float | None
+    latency_p99_us: float | None
+
+
+@dataclass
+class Counters:
+    sent: int = 0
+    received: int = 0
+    processed: int = 0
+    dropped: int = 0
+    errors: int = 0
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+
+    def percentiles(self) -> tuple[float | None, float | None]:
+        if not self.latencies:
+            return None, None
+        p50, p99 = np.percentile(np.fromiter(self.latencies, dtype=float), [50, 99]) * 1e6
+        return float(p50), float(p99)
