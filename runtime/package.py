@@ -27,6 +27,7 @@ def bind_package(ns: dict[str, Any]) -> None:
     for name, cls in schema.classes.items():
         ns.setdefault(name, cls)
     ns["MESSAGE_CLASSES"] = dict(schema.classes)
+    ns["SOURCE_MODULES"] = modules
     ns["KERNEL_SPECS"] = dict(schema.kernels)
     for spec in schema.kernels.values():
         ns.setdefault(spec.fn.__name__, spec.fn)

@@ -131,13 +131,17 @@ class RingKernelRuntime:
         await self.channel(kernel_id).terminate(timeout)
 
     async def shutdown(self, timeout: float = 1.0) -> None:
-        """Terminate every kernel, concurrently, within about `timeout` seconds."""
-        channels = list(self._channels.values())
-        results = await asyncio.gather(*(c.terminate(timeout) for c in channels),
-                                       return_exceptions=True)
-        for channel, result in zip(channels, results, strict=True):
-            if isinstance(result, BaseException):
-                log.error("terminating %s failed: %s", channel.kernel_id, result)
+        """Terminate every kernel within about `timeout` seconds (host actors, then kernels)."""
+        # Host actors first: they are the ones that forward to device kernels, and should not
+        # find a kernel gone under them.
+        hosts = [c for c in self._channels.values() if isinstance(c, HostChannel)]
+        devices = [c for c in self._channels.values() if not isinstance(c, HostChannel)]
+        for group in (hosts, devices):
+            results = await asyncio.gather(*(c.terminate(timeout) for c in group),
+                                           return_exceptions=True)
+            for channel, result in zip(group, results, strict=True):
+                if isinstance(result, BaseException):
+                    log.error("terminating %s failed: %s", channel.kernel_id, result)
 
     # -- messages --------------------------------------------------------------------------
 

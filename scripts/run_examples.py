@@ -1,24 +1,44 @@
-"""The main job: import every generated example package and show what it declares."""
+"""The main job: run every bundled example (built into generated/) on the best backend.
+
+    python scripts/run_examples.py [--backend auto|cpu|cuda] [EXAMPLE...]
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import importlib
+import logging
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ringgen import RingKernelRuntime  # noqa: E402
+
+ORDER = ["worker", "calculator", "logger", "pubsub", "pipeline", "errors"]
+
+
+async def run(name: str, backend: str) -> None:
+    pkg = importlib.import_module(f"generated.{name}")
+    module = pkg.SOURCE_MODULES[0]
+    start = time.perf_counter()
+    async with RingKernelRuntime(pkg, backend=backend) as runtime:
+        print(f"== {name}: {(module.__doc__ or '').strip().splitlines()[0]}  [{runtime.backend}]")
+        await module.demo(runtime)
+    print(f"   ({time.perf_counter() - start:.2f} s, shutdown included)")
 
 
 def main() -> int:
-    sys.path.insert(0, str(ROOT))
-    packages = sorted(p.name for p in (ROOT / "generated").iterdir() if (p / "__init__.py").exists())
-    for name in packages:
-        pkg = importlib.import_module(f"generated.{name}")
-        print(f"== generated/{name} (schema {pkg.SCHEMA_HASH})")
-        for msg, dtype in pkg.DTYPES.items():
-            print(f"   message {msg}: {dtype.itemsize} bytes, type id {pkg.TYPE_IDS[msg]:#010x}")
-        for kernel, info in pkg.KERNELS.items():
-            print(f"   kernel {kernel}: {info['input']} -> {info['output']}")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("examples", nargs="*", default=ORDER)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="   %(levelname)s %(name)s: %(message)s")
+    for name in args.examples:
+        asyncio.run(run(name, args.backend))
     return 0
 
 

@@ -194,7 +194,7 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
     __shared__ In req[2];
     __shared__ Out resp[2];
     __shared__ rg_ctx ctx[2];
-    __shared__ uint32_t action;
+    __shared__ uint32_t actions[2];  // double buffered too: thread 0 may run a round ahead
     rg_region* region = (rg_region*)region_mem;
     rg_poller poller = {};
     uint32_t cur = 0;
@@ -209,8 +209,8 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
     }
     for (;;) {
         if (threadIdx.x == 0) {
-            action = poller.next(&req[cur], &ctx[cur].lane, pending);
-            if (action == RG_ACT_HANDLE) {
+            actions[cur] = poller.next(&req[cur], &ctx[cur].lane, pending);
+            if (actions[cur] == RG_ACT_HANDLE) {
                 ctx[cur].failed = 0;
                 if constexpr (has_output) {
                     Kernel::init(&resp[cur]);
@@ -219,6 +219,7 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
             }
         }
         __syncthreads();  // req[cur] is ready, and every thread is done with request cur ^ 1
+        uint32_t action = actions[cur];
         if (threadIdx.x == 0 && pending) {
             uint32_t done = cur ^ 1;
             if constexpr (has_output) {

@@ -64,10 +64,14 @@ typedef struct alignas(RG_LINE) rg_line {
 // wake-up system call only when someone sleeps, so the CPU backend wakes at once and costs
 // nothing when busy. A GPU neither rings nor sleeps on a bell: no read-modify-write crosses
 // the bus; the host polls its rings, the kernel naps with __nanosleep.
+//
+// A host event loop cannot sleep on a futex; it arms the bell instead (sleepers + 1) and
+// watches an eventfd, whose number (plus one; zero: none) the ringer's process writes to.
 typedef struct alignas(RG_LINE) rg_bell {
     uint64_t value;
     uint64_t sleepers;
-    uint8_t _pad[RG_LINE - 16];
+    uint64_t notify_fd_plus1;
+    uint8_t _pad[RG_LINE - 24];
 } rg_bell;
 
 RG_FN void rg_bell_ring(rg_bell* bell) {
@@ -75,8 +79,13 @@ RG_FN void rg_bell_ring(rg_bell* bell) {
     (void)bell;
 #else
     rg_atomic_u64(bell->value).fetch_add(1, cuda::std::memory_order_seq_cst);
-    if (rg_atomic_u64(bell->sleepers).load(cuda::std::memory_order_seq_cst))
+    if (rg_atomic_u64(bell->sleepers).load(cuda::std::memory_order_seq_cst)) {
         syscall(SYS_futex, &bell->value, FUTEX_WAKE, 0x7fffffff, nullptr, nullptr, 0);
+        uint64_t fd = bell->notify_fd_plus1, one = 1;
+        if (fd && write((int)(fd - 1), &one, sizeof one) < 0) {
+            // the eventfd's counter is full, so the loop is already being woken
+        }
+    }
 #endif
 }
 
@@ -132,6 +141,7 @@ typedef struct rg_region {
     uint64_t rings_offset;     // per block: RG_LANES lanes then the output ring
     uint64_t lane_stride, out_stride;
     uint64_t buffers_offset;   // rg_buffer_entry[RG_MAX_BUFFERS]
+    uint64_t spin_ns;          // CPU backend: how long an idle block polls before it sleeps
     rg_control control;        // starts on the next 128-byte line
 } rg_region;
 

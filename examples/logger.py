@@ -1,0 +1,48 @@
+"""Fire-and-forget (the seed's logger): send and carry on; a host actor writes the events."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from ringgen import MaxLen, RingKernelRuntime, message, ring_kernel
+from ringgen.runtime.actors import ActorContext
+
+log = logging.getLogger("examples.logger")
+
+
+@message
+@dataclass
+class LogEvent:
+    level: Annotated[str, MaxLen(8)]
+    message: Annotated[str, MaxLen(200)]
+    timestamp: float = field(default_factory=time.time)
+
+
+# What the logger wrote, for whoever wants to look (the demo, the tests).
+WRITTEN: list[LogEvent] = []
+
+
+@ring_kernel(kernel_id="logger", input=LogEvent)
+async def logger(ctx: ActorContext) -> None:
+    while not ctx.should_terminate:
+        event = await ctx.receive(timeout=0.1)
+        if event is None:
+            continue
+        WRITTEN.append(event)
+        log.log(logging.getLevelName(event.level), "%s", event.message)
+
+
+async def demo(runtime: RingKernelRuntime) -> None:
+    await runtime.launch("logger")
+    await runtime.send("logger", LogEvent(level="INFO", message="Started"))
+    await runtime.send("logger", LogEvent(level="WARNING", message="Disk 91% full", priority=200))
+    await runtime.send("logger", LogEvent(level="DEBUG", message="cache warm", priority=10))
+    print("  sent 3 events without waiting for anything")
+    while runtime.telemetry("logger").processed < 3:  # only to show what the actor wrote
+        await asyncio.sleep(0.001)
+    for event in WRITTEN:
+        print(f"  logged {event.level:7} {event.message}")
