@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Annotated
 from uuid import UUID
 
-from ringgen import KernelStateError, MaxLen, RingKernelRuntime, message, ring_kernel
 from ringgen.runtime.actors import ActorContext
+
+from ringgen import KernelStateError, MaxLen, RingKernelRuntime, message, ring_kernel
 
 LIMIT = 1000.0
 
@@ -137,4 +138,4 @@ async def demo(runtime: RingKernelRuntime) -> None:
         by_origin[total.origin] = total
     for raw in inputs:
         total = by_origin[raw.message_id]
-        print(f"  {len(raw.values):2} values -> energy {total.energy:g} (after clipping to +-{LIMIT:g})")
+        print(f"  {len(raw.values):2} values -> energy {total.energy} (after clipping to +-{LIMIT:g})")

@@ -148,13 +148,16 @@ class Channel:
                 self.dead_letter(self.message_of(victim),
                                  "dropped by backpressure 'drop_oldest': queue full")
                 continue
-            await self._wait_for_space(deadline)
+            await self._wait_for_space(deadline, count)
             self.check_open()
         self.backlog.push(entry, priority)
         self.counters.sent += count
         return True
 
-    async def _wait_for_space(self, deadline: float | None) -> None:
+    async def _wait_for_space(self, deadline: float | None, count: int) -> None:
+        self.enqueued()  # move on what send_many admitted so far: it may make the room
+        if len(self.backlog) + count <= self.queue_size:
+            return
         waiter = self.loop.create_future()
         self._space_waiters.append(waiter)
         try:
@@ -169,7 +172,10 @@ class Channel:
                 self._space_waiters.remove(waiter)
 
     def space_freed(self) -> None:
-        while self._space_waiters and len(self.backlog) < self.queue_size:
+        """Wake the blocked senders; each checks whether its messages fit now."""
+        if len(self.backlog) >= self.queue_size:
+            return
+        while self._space_waiters:
             waiter = self._space_waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
@@ -309,7 +315,7 @@ class Channel:
             self.poll_responses()
         chunks = self._take(max_count)
         arrays = [c if isinstance(c, np.ndarray) else self.pack_response(c) for c in chunks]
-        return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+        return arrays[0] if len(arrays) == 1 else structs.concatenate(arrays)
 
     def pack_response(self, msg: Any) -> np.ndarray:
         if self.out_dtype is None or self.output_cls is None:

@@ -108,6 +108,10 @@ class DeviceChannel(Channel):
                 assert pushed == len(batch), "only this channel pushes into its lanes"
                 if not self.backlog.has(lo, hi):
                     break
+            if self.backlog.has(lo, hi):
+                # Higher priorities still wait on the host: feeding a lower lane now would let
+                # the kernel take a lower message first. The lower lanes wait for a refill.
+                break
         self.space_freed()
         if len(self.backlog) and self._refill is None:
             self._refill = self.loop.call_later(REFILL_DELAY, self._refill_now)

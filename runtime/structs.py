@@ -117,6 +117,17 @@ def _positions(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows, idx
 
 
+def concatenate(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """np.concatenate for struct arrays: numpy's drops the padding of a structured dtype (its
+    offsets), and with it the C layout."""
+    out = np.empty(sum(len(a) for a in arrays), dtype=arrays[0].dtype)
+    start = 0
+    for a in arrays:
+        out[start:start + len(a)] = a
+        start += len(a)
+    return out
+
+
 # --- structs -> objects ------------------------------------------------------------------------
 
 

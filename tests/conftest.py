@@ -81,3 +81,25 @@ def kernels_pkg(tmp_path_factory: pytest.TempPathFactory) -> object:
 @pytest.fixture(scope="session")
 def worker_pkg() -> object:
     return import_package(ROOT / "generated" / "worker", "rg_generated_worker")
+
+
+def _cuda_problem() -> str | None:
+    from ringgen.runtime.backends import cuda
+
+    return cuda.probe()
+
+
+BACKENDS = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(
+        _cuda_problem() is not None, reason=f"cuda backend unusable: {_cuda_problem()}")),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def generated_package(name: str) -> object:
+    return import_package(ROOT / "generated" / name, f"rg_generated_{name}")

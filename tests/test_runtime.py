@@ -1,0 +1,335 @@
+"""RingKernelRuntime: exact priorities, backpressure, correlation, faults, telemetry, arrays,
+shutdown — on every backend this machine has (the CPU backend everywhere)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+from ringgen.runtime import structs
+from ringgen.runtime.actors import ActorContext
+
+from ringgen import (
+    KernelFaultError,
+    KernelState,
+    KernelStateError,
+    QueueFullError,
+    RingKernelRuntime,
+)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def _receive_all(rt: RingKernelRuntime, kernel_id: str, n: int) -> list[Any]:
+    got: list[Any] = []
+    while len(got) < n:
+        batch = await rt.receive_many(kernel_id, n - len(got), timeout=10.0)
+        assert batch, f"only {len(got)} of {n} responses"
+        got += batch
+    return got
+
+
+def test_backend_is_chosen_and_reported(kernels_pkg: Any, backend: str) -> None:
+    async def main() -> None:
+        async with RingKernelRuntime(kernels_pkg, backend=backend) as rt:
+            assert rt.backend == backend
+            await rt.launch("echo")
+            assert rt.telemetry("echo").backend == backend
+
+    run(main())
+
+
+def test_exact_priority_order_over_all_256_values(kernels_pkg: Any, backend: str) -> None:
+    """Sent to a paused kernel in random order, two per priority: answered highest first,
+    FIFO within a priority."""
+    ping = kernels_pkg.Ping
+    order = [(p, k) for p in range(256) for k in range(2)]
+    random.Random(7).shuffle(order)
+    by_priority: dict[int, list[int]] = {}
+
+    async def main() -> list[Any]:
+        async with RingKernelRuntime(kernels_pkg, backend=backend) as rt:
+            await rt.launch("echo", activate=False)
+            for seq, (p, _) in enumerate(order):
+                by_priority.setdefault(p, []).append(seq)
+                await rt.send("echo", ping(seq=seq, priority=p))
+            await rt.activate("echo")
+            return await _receive_all(rt, "echo", len(order))
+
+    got = run(main())
+    assert [r.priority for r in got] == sorted((p for p, _ in order), reverse=True)
+    assert [r.seq for r in got] == [s for p in range(255, -1, -1) for s in by_priority[p]]
+
+
+def test_urgent_message_overtakes_a_backlog(kernels_pkg: Any) -> None:
+    async def main() -> list[int]:
+        async with RingKernelRuntime(kernels_pkg, backend="cpu") as rt:
+            await rt.launch("echo", activate=False, queue_size=4096)
+            await rt.send_many("echo", [kernels_pkg.Ping(seq=i, priority=5) for i in range(2000)])
+            await rt.send("echo", kernels_pkg.Ping(seq=-1, priority=255))
+            await rt.activate("echo")
+            return [r.seq for r in await _receive_all(rt, "echo", 2001)]
+
+    seqs = run(main())
+    assert seqs[0] == -1 and seqs[1:] == list(range(2000))
+
+
+@pytest.mark.parametrize("strategy", ["block", "reject", "drop_oldest", "drop_newest"])
+def test_backpressure(kernels_pkg: Any, strategy: str) -> None:
+    """A paused kernel with room for 5: exactly which messages go through, which are dropped,
+    and the counts add up to what was sent."""
+    ping = kernels_pkg.Ping
+    msgs = [ping(seq=i, priority=p) for i, p in enumerate([10, 50, 10, 200, 50, 10, 90, 10])]
+    letters: list[Any] = []
+
+    async def main() -> tuple[list[int], Any]:
+        async with RingKernelRuntime(kernels_pkg, backend="cpu",
+                                     dead_letter_hook=letters.append) as rt:
+            await rt.launch("echo", activate=False, queue_size=5, backpressure=strategy)
+            refused = 0
+            for m in msgs:
+                try:
+                    await rt.send("echo", m, timeout=0.05)
+                except QueueFullError:
+                    assert strategy in ("block", "reject")
+                    refused += 1
+            await rt.activate("echo")
+            expected = len(msgs) - refused - len(letters)  # a later drop may evict an earlier one
+            got = [r.seq for r in await _receive_all(rt, "echo", expected)]
+            return got, rt.telemetry("echo")
+
+    got, telemetry = run(main())
+    dropped = [d.message.seq for d in letters]
+    if strategy in ("block", "reject"):  # the first five got in; the rest were refused
+        assert sorted(got) == [0, 1, 2, 3, 4] and dropped == []
+    elif strategy == "drop_newest":
+        assert sorted(got) == [0, 1, 2, 3, 4] and dropped == [5, 6, 7]
+    else:  # drop_oldest: the oldest of the lowest priority goes first
+        assert dropped == [0, 2, 5] and sorted(got) == [1, 3, 4, 6, 7]
+    assert telemetry.dropped == len(dropped)
+    assert len(got) + len(dropped) + (3 if strategy in ("block", "reject") else 0) == len(msgs)
+    assert all(d.reason.startswith("dropped by backpressure") for d in letters)
+
+
+def test_blocked_sender_proceeds_when_room_frees(kernels_pkg: Any) -> None:
+    async def main() -> list[int]:
+        async with RingKernelRuntime(kernels_pkg, backend="cpu") as rt:
+            await rt.launch("echo", activate=False, queue_size=2, backpressure="block")
+            sender = asyncio.ensure_future(rt.send_many(
+                "echo", [kernels_pkg.Ping(seq=i) for i in range(10)], timeout=5.0))
+            await asyncio.sleep(0.05)
+            assert not sender.done()  # blocked on the full queue
+            await rt.activate("echo")
+            assert await sender == 10
+            return sorted(r.seq for r in await _receive_all(rt, "echo", 10))
+
+    assert run(main()) == list(range(10))
+
+
+def test_concurrent_requests_get_their_own_replies(kernels_pkg: Any, backend: str) -> None:
+    async def main() -> None:
+        async with RingKernelRuntime(kernels_pkg, backend=backend) as rt:
+            await rt.launch("echo4")
+            reqs = [kernels_pkg.Ping(seq=i, priority=i % 256) for i in range(100)]
+            replies = await asyncio.gather(*(rt.request("echo4", r, timeout=10.0) for r in reqs))
+            for req, rep in zip(reqs, replies, strict=True):
+                assert rep.correlation_id == req.message_id and rep.seq == req.seq
+            t = rt.telemetry("echo4")
+            assert (t.sent, t.received, t.processed) == (100, 100, 100)
+            assert t.latency_p50_us is not None and t.latency_p99_us >= t.latency_p50_us
+
+    run(main())
+
+
+def test_late_reply_goes_to_the_dead_letters(kernels_pkg: Any) -> None:
+    async def main() -> RingKernelRuntime:
+        async with RingKernelRuntime(kernels_pkg, backend="cpu") as rt:
+            await rt.launch("echo", activate=False)
+            late = kernels_pkg.Ping(seq=1)
+            with pytest.raises(asyncio.TimeoutError, match="late reply will go to the dead"):
+                await rt.request("echo", late, timeout=0.05)
+            await rt.activate("echo")
+            nxt = await rt.request("echo", kernels_pkg.Ping(seq=2), timeout=5.0)
+            assert nxt.seq == 2  # not the late reply
+            deadline = time.monotonic() + 5
+            while not rt.dead_letters and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            [letter] = rt.dead_letters
+            assert letter.message.correlation_id == late.message_id
+            assert "late reply" in letter.reason
+            return rt
+
+    run(main())
+
+
+def test_wrong_message_type_is_refused_and_nothing_enqueued(kernels_pkg: Any) -> None:
+    async def main() -> None:
+        async with RingKernelRuntime(kernels_pkg, backend="cpu") as rt:
+            await rt.launch("echo", activate=False)
+            with pytest.raises(TypeError, match="takes Ping messages, not Numbers"):
+                await rt.send("echo", kernels_pkg.Numbers(values=[1]))
+            assert rt.telemetry("echo").queue_depth == 0 and rt.telemetry("echo").sent == 0
+
+    run(main())
+
+
+def test_crashing_device_handler_fails_pending_requests(kernels_pkg: Any) -> None:
+    async def main() -> None:
+        async with RingKernelRuntime(kernels_pkg, backend="cpu") as rt:
+            await rt.launch("crasher")
+            await rt.launch("echo")
+            ok = await rt.request("crasher", kernels_pkg.Ping(seq=1), timeout=5.0)
+            assert ok.seq == 1
+            with pytest.raises(KernelFaultError, match="SIGSEGV"):
+                await rt.request("crasher", kernels_pkg.Ping(seq=2, mode=1), timeout=5.0)
+            assert rt.state("crasher") is KernelState.FAILED
+            with pytest.raises(KernelFaultError, match="failed"):
+                await rt.send("crasher", kernels_pkg.Ping(seq=3))
+            assert (await rt.request("echo", kernels_pkg.Ping(seq=4), timeout=5.0)).seq == 4
+
+    run(main())
+
+
+def test_host_actor_that_raises_fails_its_requests(kernels_pkg: Any) -> None:
+    async def broken(ctx: ActorContext) -> None:
+        msg = await ctx.receive()
+        raise RuntimeError(f"cannot handle {msg.seq}")
+
+    async def main() -> None:
+        async with RingKernelRuntime(kernels_pkg, backend="cpu") as rt:
+            await rt.launch("broken", actor=broken)
+            with pytest.raises(KernelFaultError, match="RuntimeError: cannot handle 5"):
+                await rt.request("broken", kernels_pkg.Ping(seq=5), timeout=5.0)
+            assert rt.state("broken") is KernelState.FAILED
+            assert rt.telemetry("broken").errors == 1
+
+    run(main())
+
+
+def test_receive_on_a_terminated_kernel(kernels_pkg: Any) -> None:
+    async def main() -> None:
+        async with RingKernelRuntime(kernels_pkg, backend="cpu") as rt:
+            await rt.launch("echo")
+            await rt.send("echo", kernels_pkg.Ping(seq=1))
+            await asyncio.sleep(0.05)
+            await rt.terminate("echo")
+            assert (await rt.receive("echo", timeout=1.0)).seq == 1  # what it answered is kept
+            with pytest.raises(KernelStateError, match="terminated"):
+                await rt.receive("echo", timeout=1.0)
+            with pytest.raises(KernelStateError, match="terminated"):
+                await rt.send("echo", kernels_pkg.Ping(seq=2))
+
+    run(main())
+
+
+def test_terminate_sends_the_unprocessed_backlog_to_the_dead_letters(kernels_pkg: Any) -> None:
+    async def main() -> None:
+        async with RingKernelRuntime(kernels_pkg, backend="cpu") as rt:
+            await rt.launch("echo", activate=False)
+            await rt.send_many("echo", [kernels_pkg.Ping(seq=i) for i in range(3)])
+            await rt.terminate("echo")
+            assert sorted(d.message.seq for d in rt.dead_letters) == [0, 1, 2]
+
+    run(main())
+
+
+def test_shutdown_under_a_second_with_idle_actors(kernels_pkg: Any) -> None:
+    async def idle(ctx: ActorContext) -> None:
+        while not ctx.should_terminate:
+            await ctx.receive()  # no timeout
+
+    async def main() -> float:
+        async with RingKernelRuntime(kernels_pkg, backend="cpu") as rt:
+            for i in range(3):
+                await rt.launch(f"idle{i}", actor=idle)
+            await rt.launch("echo")
+            await rt.launch("stats")
+            start = time.monotonic()
+        return time.monotonic() - start
+
+    assert run(main()) < 1.0
+
+
+def test_arrays_in_and_out_without_message_objects(kernels_pkg: Any, backend: str) -> None:
+    async def main() -> np.ndarray:
+        async with RingKernelRuntime(kernels_pkg, backend=backend) as rt:
+            await rt.launch("echo", lane_capacity=1024)
+            batch = np.zeros(10_000, dtype=kernels_pkg.DTYPES["Ping"])
+            batch["seq"] = np.arange(10_000)
+            batch["priority"] = 128
+            assert await rt.send_array("echo", batch) == 10_000
+            got: list[np.ndarray] = []
+            while sum(map(len, got)) < 10_000:
+                got.append(await rt.receive_array("echo", 4096, timeout=10.0))
+            return structs.concatenate(got)
+
+    out = run(main())
+    assert out.dtype == kernels_pkg.DTYPES["Pong"]
+    assert sorted(out["seq"].tolist()) == list(range(10_000))
+
+
+def test_telemetry_counts(kernels_pkg: Any) -> None:
+    async def main() -> Any:
+        async with RingKernelRuntime(kernels_pkg, backend="cpu") as rt:
+            await rt.launch("crasher")
+            await rt.send_many("crasher", [kernels_pkg.Ping(seq=i, mode=4 if i % 2 else 0)
+                                           for i in range(10)])
+            await _receive_all(rt, "crasher", 10)
+            return rt.telemetry("crasher")
+
+    t = run(main())
+    assert (t.sent, t.received, t.processed, t.errors, t.dropped) == (10, 10, 10, 5, 0)
+    assert t.queue_depth == 0 and t.in_flight == 0 and t.state == "active"
+
+
+@pytest.mark.slow
+def test_soak_a_million_messages_through_a_pipeline_of_device_kernels(kernels_pkg: Any) -> None:
+    """echo4 (4 blocks) then echo, arrays with mixed priorities: none lost or duplicated."""
+    total, chunk = 1_000_000, 50_000
+    rng = np.random.default_rng(3)
+
+    async def main() -> np.ndarray:
+        async with RingKernelRuntime(kernels_pkg, backend="cpu", lane_capacity=2048) as rt:
+            await rt.launch("echo4", queue_size=1 << 20)
+            await rt.launch("echo", queue_size=1 << 20)
+            dtype_in = kernels_pkg.DTYPES["Ping"]
+            seen: list[np.ndarray] = []
+            received = 0
+
+            async def relay() -> None:
+                nonlocal received
+                forwarded = 0
+                while forwarded < total:
+                    mid = await rt.receive_array("echo4", chunk, timeout=30.0)
+                    assert len(mid), "stage 1 stalled"
+                    onward = np.zeros(len(mid), dtype=dtype_in)
+                    onward["seq"], onward["priority"] = mid["seq"], mid["priority"]
+                    await rt.send_array("echo", onward)
+                    forwarded += len(mid)
+
+            async def sink() -> None:
+                nonlocal received
+                while received < total:
+                    out = await rt.receive_array("echo", chunk, timeout=30.0)
+                    assert len(out), "stage 2 stalled"
+                    seen.append(out["seq"].copy())
+                    received += len(out)
+
+            tasks = [asyncio.ensure_future(relay()), asyncio.ensure_future(sink())]
+            for start in range(0, total, chunk):
+                batch = np.zeros(chunk, dtype=dtype_in)
+                batch["seq"] = np.arange(start, start + chunk)
+                batch["priority"] = rng.integers(0, 256, chunk)
+                await rt.send_array("echo4", batch)
+            await asyncio.wait_for(asyncio.gather(*tasks), 240)
+            return np.concatenate(seen)  # plain int64 arrays
+
+    seqs = run(main())
+    assert len(seqs) == total
+    assert np.array_equal(np.sort(seqs), np.arange(total))  # none lost, none duplicated
