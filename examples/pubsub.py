@@ -37,9 +37,15 @@ __device__ bool subscriber_ack(int32_t n, const Event& req, Delivery& resp) {
     }
     return true;
 }
-__device__ bool sub1_handle(const Event& req, Delivery& resp, rg_ctx&) { return subscriber_ack(1, req, resp); }
-__device__ bool sub2_handle(const Event& req, Delivery& resp, rg_ctx&) { return subscriber_ack(2, req, resp); }
-__device__ bool sub3_handle(const Event& req, Delivery& resp, rg_ctx&) { return subscriber_ack(3, req, resp); }
+__device__ bool sub1_handle(const Event& req, Delivery& resp, rg_ctx&) {
+    return subscriber_ack(1, req, resp);
+}
+__device__ bool sub2_handle(const Event& req, Delivery& resp, rg_ctx&) {
+    return subscriber_ack(2, req, resp);
+}
+__device__ bool sub3_handle(const Event& req, Delivery& resp, rg_ctx&) {
+    return subscriber_ack(3, req, resp);
+}
 """
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from ringgen.runtime.package import bind_package
 
 PACKAGE = 'pubsub'
-SCHEMA_HASH = 'bdcf5c3546ba5774'
+SCHEMA_HASH = 'bf6aa1f98ba010c0'
 BUILD_COMMAND = 'ringgen build examples/pubsub.py -o generated'
 # Modules the package was built from: dotted names, or paths relative to the folder that holds
 # this package's parent folder.

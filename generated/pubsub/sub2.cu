@@ -19,10 +19,16 @@ __device__ bool subscriber_ack(int32_t n, const Event& req, Delivery& resp) {
     }
     return true;
 }
-__device__ bool sub1_handle(const Event& req, Delivery& resp, rg_ctx&) { return subscriber_ack(1, req, resp); }
-__device__ bool sub2_handle(const Event& req, Delivery& resp, rg_ctx&) { return subscriber_ack(2, req, resp); }
-__device__ bool sub3_handle(const Event& req, Delivery& resp, rg_ctx&) { return subscriber_ack(3, req, resp); }
-#line 26 "sub2.cu"
+__device__ bool sub1_handle(const Event& req, Delivery& resp, rg_ctx&) {
+    return subscriber_ack(1, req, resp);
+}
+__device__ bool sub2_handle(const Event& req, Delivery& resp, rg_ctx&) {
+    return subscriber_ack(2, req, resp);
+}
+__device__ bool sub3_handle(const Event& req, Delivery& resp, rg_ctx&) {
+    return subscriber_ack(3, req, resp);
+}
+#line 32 "sub2.cu"
 // ---- end of the handler ----
 
 struct sub2_kernel {
