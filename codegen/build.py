@@ -84,7 +84,7 @@ def plan(modules: Sequence[str], out_dir: str | Path, name: str | None = None) -
     command = f"ringgen build {' '.join(sources)} -o {out.resolve().name}" + (
         f" --name {name}" if name else "")
     input_hash = hashlib.sha256(
-        f"{schema.package.schema_hash}|{__version__}|{_templates_hash()}|{command}|"
+        f"{schema.package.content_hash}|{__version__}|{_templates_hash()}|{command}|"
         f"{sorted((h.name, h.reason) for h in schema.host_only)}".encode()
     ).hexdigest()[:16]
     return Plan(schema, out / pkg_name, command, input_hash)

@@ -130,6 +130,12 @@ class PackageIR:
         return next(m for m in self.messages if m.name == name)
 
     @property
+    def content_hash(self) -> str:
+        """Hash of everything that is rendered, source positions included."""
+        text = json.dumps(dataclasses.asdict(self), sort_keys=True, default=_json_default)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
     def schema_hash(self) -> str:
         """Hash of everything the generated code depends on; sources' paths excluded, so the
         package built from another working directory is the same package."""

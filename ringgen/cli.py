@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -100,3 +101,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RinggenError, ImportError) as e:
         print(f"ringgen {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `ringgen build ... | head`: the reader left, which is fine
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        return 0
