@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import numpy as np
 
 HERE = Path(__file__).resolve().parent

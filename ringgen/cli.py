@@ -102,5 +102,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ringgen {args.command}: error: {e}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `ringgen build ... | head`: the reader left, which is fine
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        sys.stdout = open(os.devnull, "w")
         return 0

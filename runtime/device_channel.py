@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from ringgen.runtime import structs
 from ringgen.runtime.backends.base import KernelInfo, RingKernel
 from ringgen.runtime.channels import _VECTOR_MIN, Channel, KernelState
 from ringgen.runtime.struct_codec import StructCodec
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
 LANE_RANGES = ((0, 63), (64, 127), (128, 128), (129, 191), (192, 255))
 REFILL_DELAY = 0.0005  # how soon a backlog that did not fit the lanes tries again
 POP_BATCH = 4096
+DISARM_AFTER = 0.01  # seconds without anyone waiting for responses before the bell is disarmed
 _SENT_AT_MEMORY = 100_000
 
 
@@ -43,6 +47,7 @@ class DeviceChannel(Channel):
         self.sent_at = OrderedDict()
         self._refill: asyncio.TimerHandle | None = None
         self._armed = False
+        self._disarm: asyncio.TimerHandle | None = None
         self._poller: threading.Thread | None = None
         self._stop_polling = threading.Event()
         kernel.on_exit = self._exited
@@ -60,6 +65,20 @@ class DeviceChannel(Channel):
 
     def message_of(self, entry: Any) -> Any:
         return self.in_codec.unpack(entry) if isinstance(entry, bytes) else entry
+
+    async def send_many(self, msgs: Sequence[Any], timeout: float | None = None) -> int:
+        """A batch that fits the queue is packed in one vectorised pass and enqueued like an
+        array; otherwise (or for a few messages) one by one under the backpressure rules."""
+        if len(msgs) < _VECTOR_MIN or len(self.backlog) + len(msgs) > self.queue_size:
+            return await super().send_many(msgs, timeout)
+        self.check_open()
+        for m in msgs:
+            self.check_message(m)
+        rows = structs.pack(self.in_codec.cls, self.in_dtype, msgs)
+        if self.answers:
+            now = time.perf_counter()
+            self.sent_at.update((m.message_id.bytes, now) for m in msgs)
+        return await self.send_array(rows, timeout)
 
     async def send_array(self, arr: np.ndarray, timeout: float | None) -> int:
         """Enqueue struct rows (the input dtype) without a Python object per message; rows go
@@ -103,9 +122,10 @@ class DeviceChannel(Channel):
                 free = kernel.lane_capacity - kernel.lane_size(block, lane)
                 if free <= 0:
                     continue
-                batch = self._contiguous(self.backlog.take(free, lo, hi))
-                pushed = kernel.push(block, lane, batch)
-                assert pushed == len(batch), "only this channel pushes into its lanes"
+                entries = self.backlog.take(free, lo, hi)
+                pushed = kernel.push(block, lane, self._contiguous(entries))
+                assert pushed == sum(len(e) if isinstance(e, np.ndarray) else 1
+                                     for e in entries), "only this channel pushes into its lanes"
                 if not self.backlog.has(lo, hi):
                     break
             if self.backlog.has(lo, hi):
@@ -121,11 +141,13 @@ class DeviceChannel(Channel):
         self.poll_responses()
         self.feed()
 
-    def _contiguous(self, entries: list[Any]) -> np.ndarray:
-        if len(entries) == 1 and isinstance(entries[0], np.ndarray):
-            return np.ascontiguousarray(entries[0])
-        raw = b"".join(e if isinstance(e, bytes) else e.tobytes() for e in entries)
-        return np.frombuffer(raw, dtype=self.in_dtype)
+    @staticmethod
+    def _contiguous(entries: list[Any]) -> np.ndarray | bytes:
+        """One buffer of structs for one native push."""
+        if len(entries) == 1:
+            e = entries[0]
+            return e if isinstance(e, bytes) else np.ascontiguousarray(e)
+        return b"".join(e if isinstance(e, bytes) else e.tobytes() for e in entries)
 
     # -- responses -------------------------------------------------------------------------
 
@@ -168,12 +190,21 @@ class DeviceChannel(Channel):
             os.eventfd_read(self.kernel.notify_fd)
         except BlockingIOError:
             pass
-        if self._armed:
-            self.kernel.arm(False)
-            self._armed = False
         self.poll_responses()
+        # Stay armed while responses are wanted, and a little longer: a caller that asks
+        # again at once (a request loop) then finds the bell armed, with no native calls.
+        if self._armed and self._disarm is None:
+            self._disarm = self.loop.call_later(DISARM_AFTER, self._disarm_if_idle)
+
+    def _disarm_if_idle(self) -> None:
+        self._disarm = None
+        if not self._armed or self.kernel.closed:
+            return
         if self.pending or self._response_waiters:
-            self.want_responses()
+            self._disarm = self.loop.call_later(DISARM_AFTER, self._disarm_if_idle)
+            return
+        self.kernel.arm(False)
+        self._armed = False
 
     def _poll_thread(self) -> None:
         """Backends without an eventfd: wait for responses in the native pop, off the loop."""
@@ -218,8 +249,9 @@ class DeviceChannel(Channel):
             return
         was_failed = self.state is KernelState.FAILED
         self.state = KernelState.TERMINATED  # from here on its exit is expected
-        if self._refill is not None:
-            self._refill.cancel()
+        for timer in (self._refill, self._disarm):
+            if timer is not None:
+                timer.cancel()
         try:
             await self.loop.run_in_executor(None, self.kernel.stop, timeout)
             if not was_failed:

@@ -118,7 +118,7 @@ struct rg_poller {
     // Applies a new command, if any; false once the kernel must exit.
     RG_HD bool apply_control() {
         uint64_t cmd = rg_load_acquire(&region->control.command.value);
-        if ((cmd >> 8) == seq) return true;
+        if ((cmd >> 8) == seq) return state != RG_STATE_TERMINATED;
         seq = cmd >> 8;
         switch (cmd & 0xff) {
             case RG_CMD_ACTIVATE: state = RG_STATE_ACTIVE; break;

@@ -108,11 +108,17 @@ class RingKernel(ABC):
 
     # -- rings ----------------------------------------------------------------------------
 
-    def push(self, block: int, lane: int, structs: np.ndarray) -> int:
-        """Push as many of `structs` (the input dtype, contiguous) as fit; returns the count."""
+    def push(self, block: int, lane: int, structs: np.ndarray | bytes) -> int:
+        """Push as many of `structs` as fit (a contiguous array of the input dtype, or the
+        bytes of such structs: one message packs to bytes without numpy); returns the count."""
+        if isinstance(structs, bytes):
+            count, rest = divmod(len(structs), self.info.in_dtype.itemsize)
+            if rest:
+                raise TypeError("push takes whole structs")
+            return int(self.lib.rg_host_push(self.region_ptr, block, lane, structs, count))
         self._check_structs(structs)
-        address = structs.__array_interface__["data"][0]  # cheaper than .ctypes.data
-        return int(self.lib.rg_host_push(self.region_ptr, block, lane, address, len(structs)))
+        return int(self.lib.rg_host_push(self.region_ptr, block, lane, structs.ctypes.data,
+                                         len(structs)))
 
     def push_wait(self, block: int, lane: int, structs: np.ndarray, timeout: float) -> int:
         """Push all of `structs`, sleeping (without the GIL) while the lane is full, for at most
