@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
 import inspect
+import linecache
 import math
 import re
 from collections.abc import Sequence
@@ -51,13 +54,43 @@ class SchemaSet:
     kernels: dict[str, Any] = field(default_factory=dict)  # kernel_id -> KernelSpec
 
 
+@functools.cache
+def _class_lines(file: str) -> dict[str, tuple[int, int]]:
+    """qualname -> (first line, last line) of every class in a file, from one parse of it
+    (inspect.getsourcelines parses the whole module again for every class it is asked)."""
+    try:
+        tree = ast.parse(Path(file).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return {}
+    found: dict[str, tuple[int, int]] = {}
+
+    def walk(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef):
+                first = min([child.lineno, *(d.lineno for d in child.decorator_list)])
+                found[prefix + child.name] = (first, child.end_lineno or child.lineno)
+                walk(child, f"{prefix}{child.name}.")
+            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                walk(child, f"{prefix}{child.name}.<locals>.")
+            else:
+                walk(child, prefix)
+
+    walk(tree, "")
+    return found
+
+
+@functools.cache
 def source_location(cls: type) -> tuple[str, int, list[str]]:
     """(file, first line, source lines) of a class, as far as Python can tell."""
     try:
-        lines, start = inspect.getsourcelines(cls)
-        return inspect.getsourcefile(cls) or "<unknown>", start, lines
-    except (OSError, TypeError):
-        return "<unknown>", 0, []
+        file = inspect.getsourcefile(cls)
+    except TypeError:
+        file = None
+    span = _class_lines(file).get(cls.__qualname__) if file else None
+    if file is None or span is None:
+        return file or "<unknown>", 0, []
+    lines = linecache.getlines(file)[span[0] - 1:span[1]]
+    return file, span[0], lines
 
 
 def field_line(cls: type, name: str) -> int:

@@ -23,8 +23,11 @@ HEADER_COMMENTS = {
 
 
 def _pyrepr(value: Any) -> str:
-    """A deterministic Python literal, wrapped to fit a readable line width."""
-    return pprint.pformat(value, width=96, compact=True, sort_dicts=False)
+    """A deterministic Python literal, wrapped to a readable width when it is small (pprint
+    takes quadratic time on deeply nested values, such as the dtype of a nested message)."""
+    text = repr(value)
+    return text if len(text) <= 96 or len(text) > 4000 else pprint.pformat(
+        value, width=96, compact=True, sort_dicts=False)
 
 
 def template_text(name: str) -> str:
