@@ -79,7 +79,6 @@ def _class_lines(file: str) -> dict[str, tuple[int, int]]:
     return found
 
 
-@functools.cache
 def source_location(cls: type) -> tuple[str, int, list[str]]:
     """(file, first line, source lines) of a class, as far as Python can tell."""
     try:
