@@ -11,6 +11,7 @@ from ringgen.errors import (
     SchemaError,
     StaleSchemaError,
 )
+from ringgen.runtime.buffers import BufferState, UnifiedBuffer
 from ringgen.runtime.kernels import ring_kernel
 from ringgen.runtime.messages import Message, message
 from ringgen.runtime.runtime import DeadLetter, KernelState, RingKernelRuntime
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendUnavailableError",
     "BufferRef",
+    "BufferState",
     "DeadLetter",
     "KernelFaultError",
     "KernelState",
@@ -32,6 +34,7 @@ __all__ = [
     "RingKernelRuntime",
     "SchemaError",
     "StaleSchemaError",
+    "UnifiedBuffer",
     "__version__",
     "message",
     "ring_kernel",

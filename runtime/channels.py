@@ -77,6 +77,8 @@ class Channel:
         self.pending: dict[bytes, asyncio.Future[Any]] = {}  # request() by message_id bytes
         self.expired: OrderedDict[bytes, None] = OrderedDict()
         self.sent_at: dict[bytes, float] = {}
+        self._buffer_fields = _buffer_fields(input_cls)
+        self._buffers_in_flight: dict[bytes, list[Any]] = {}  # message_id -> its buffers
         self._space_waiters: deque[asyncio.Future[None]] = deque()
         self._response_waiters: deque[asyncio.Future[None]] = deque()
 
@@ -98,7 +100,24 @@ class Channel:
 
     def entry_of(self, msg: Any) -> Any:
         """What the backlog keeps for a message: the message itself, for host actors."""
+        self.buffers_to_device(msg)
         return msg
+
+    def buffers_to_device(self, msg: Any) -> None:
+        """Publish the host's writes to the buffers a message references, before it goes."""
+        if not self._buffer_fields:
+            return
+        from ringgen.runtime.buffers import lookup
+
+        buffers = []
+        for name in self._buffer_fields:
+            ref = getattr(msg, name)
+            if ref is not None:
+                buffer = lookup(ref)
+                buffer.to_device()
+                buffers.append(buffer)
+        if buffers:
+            self._buffers_in_flight[msg.message_id.bytes] = buffers
 
     async def send(self, msg: Any, timeout: float | None = None) -> bool:
         """Enqueue one message under the backpressure strategy; False if it was dropped."""
@@ -201,6 +220,8 @@ class Channel:
             corr = resp.correlation_id
             key = corr.bytes if corr is not None else None
             if key is not None:
+                for buffer in self._buffers_in_flight.pop(key, ()):
+                    buffer.device_wrote()
                 sent = self.sent_at.pop(key, None)
                 if sent is not None:
                     self.counters.latencies.append(now - sent)
@@ -423,3 +444,17 @@ async def _with_timeout(loop: asyncio.AbstractEventLoop, future: asyncio.Future[
         return await future
     finally:
         timer.cancel()
+
+
+def _buffer_fields(cls: type | None) -> list[str]:
+    """The fields of a message class that hold a BufferRef (or an optional one)."""
+    from ringgen.runtime.types import Kind
+
+    if cls is None:
+        return []
+    fields = []
+    for spec in cls._rg_codec().fields:  # type: ignore[attr-defined]
+        node = spec.node.args[0] if spec.node.kind is Kind.OPTIONAL else spec.node
+        if node.kind is Kind.BUFFER_REF:
+            fields.append(spec.name)
+    return fields

@@ -61,6 +61,7 @@ class DeviceChannel(Channel):
     # -- sending ---------------------------------------------------------------------------
 
     def entry_of(self, msg: Any) -> bytes:
+        self.buffers_to_device(msg)
         return self.in_codec.pack(msg)
 
     def message_of(self, entry: Any) -> Any:
@@ -74,6 +75,7 @@ class DeviceChannel(Channel):
         self.check_open()
         for m in msgs:
             self.check_message(m)
+            self.buffers_to_device(m)
         rows = structs.pack(self.in_codec.cls, self.in_dtype, msgs)
         if self.answers:
             now = time.perf_counter()

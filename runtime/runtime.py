@@ -19,6 +19,7 @@ import numpy as np
 from ringgen.runtime.actors import Actor, HostChannel
 from ringgen.runtime.backends.base import DEFAULT_LANE_CAPACITY, RingKernel, kernel_info
 from ringgen.runtime.backends.select import create_kernel, resolve_backend
+from ringgen.runtime.buffers import UnifiedBuffer
 from ringgen.runtime.channels import Channel, DeadLetter, KernelState
 from ringgen.runtime.device_channel import DeviceChannel
 from ringgen.runtime.kernels import BACKPRESSURE, kernel_spec
@@ -29,6 +30,7 @@ from ringgen.errors import KernelStateError
 log = logging.getLogger("ringgen.runtime")
 
 DEAD_LETTER_MEMORY = 100_000
+MAX_BUFFERS = 256  # RG_MAX_BUFFERS: the size of a kernel's buffer table
 
 
 class RingKernelRuntime:
@@ -44,6 +46,7 @@ class RingKernelRuntime:
         self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTER_MEMORY)
         self.lane_capacity = lane_capacity
         self._channels: dict[str, Channel] = {}
+        self._buffers: dict[int, tuple[int, UnifiedBuffer]] = {}  # id -> (table slot, buffer)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._warned_dead_letters = False
 
@@ -114,6 +117,8 @@ class RingKernelRuntime:
             capacity = lane_capacity or self.lane_capacity
             kernel: RingKernel = await self.loop.run_in_executor(
                 None, create_kernel, self.backend, info, capacity)
+            for slot, buffer in self._buffers.values():
+                kernel.set_buffer(slot, buffer.entry())
             channel = DeviceChannel(self, info, kernel, queue_size, backpressure)
         self._channels[kernel_id] = channel
         log.info("launched %s on %s", kernel_id, channel.backend_name)
@@ -181,6 +186,37 @@ class RingKernelRuntime:
 
     def state(self, kernel_id: str) -> KernelState:
         return self.channel(kernel_id).state
+
+    # -- buffers ---------------------------------------------------------------------------
+
+    def unified_buffer(self, shape: int | tuple[int, ...], dtype: Any = np.float64) -> UnifiedBuffer:
+        """A UnifiedBuffer on this runtime's backend, registered with it."""
+        buffer = UnifiedBuffer(shape, dtype, backend=self.backend or "cpu")
+        self.register(buffer)
+        return buffer
+
+    def register(self, buffer: UnifiedBuffer) -> None:
+        """Make a buffer visible to every kernel (those launched later too)."""
+        if buffer.backend != (self.backend or "cpu"):
+            raise KernelStateError(f"a {buffer.backend} buffer cannot serve the "
+                                   f"{self.backend} backend; make it with unified_buffer()")
+        if buffer.buffer_id in self._buffers:
+            return
+        used = {slot for slot, _ in self._buffers.values()}
+        slot = next((i for i in range(MAX_BUFFERS) if i not in used), None)
+        if slot is None:
+            raise KernelStateError(f"at most {MAX_BUFFERS} buffers can be registered; "
+                                   "unregister one first")
+        self._buffers[buffer.buffer_id] = (slot, buffer)
+        for channel in self._channels.values():
+            if isinstance(channel, DeviceChannel) and not channel.kernel.closed:
+                channel.kernel.set_buffer(slot, buffer.entry())
+
+    def unregister(self, buffer: UnifiedBuffer) -> None:
+        slot, _ = self._buffers.pop(buffer.buffer_id)
+        for channel in self._channels.values():
+            if isinstance(channel, DeviceChannel) and not channel.kernel.closed:
+                channel.kernel.set_buffer(slot, (0, 0, 0, 0, 0, b""))
 
     # -- dead letters ----------------------------------------------------------------------
 

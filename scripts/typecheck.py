@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MAPPED = {"codegen": "codegen", "runtime": "runtime", "templates": "templates"}
 
 
-def main() -> int:
-    tree = ROOT / ".cache" / "typecheck"
+def package_tree(tree: Path) -> Path:
+    """Lay the package out under `tree` as installed (symbolic links); returns tree/ringgen."""
     shutil.rmtree(tree, ignore_errors=True)
     package = tree / "ringgen"
     package.mkdir(parents=True)
@@ -26,6 +26,15 @@ def main() -> int:
             (package / item.name).symlink_to(item)
     for name, folder in MAPPED.items():
         (package / name).symlink_to(ROOT / folder, target_is_directory=True)
+    return package
+
+
+def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--tree-only":  # scripts/gpu-check uses this
+        package_tree(Path(sys.argv[2]))
+        return 0
+    tree = ROOT / ".cache" / "typecheck"
+    package = package_tree(tree)
     cmd = [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"), str(package)]
     return subprocess.run(cmd, cwd=tree).returncode
 

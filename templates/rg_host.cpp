@@ -122,6 +122,25 @@ void rg_host_arm(void* region, int64_t delta, int32_t notify_fd) {
     if (delta < 0) rg_atomic_u64(r->control.out_bell.sleepers).fetch_sub(1, cuda::std::memory_order_seq_cst);
 }
 
+// Publishes UnifiedBuffer `buffer_id` in table slot `slot` (0 frees the slot): the fields
+// first, the id last with a release store, so a kernel never sees half an entry.
+int rg_host_set_buffer(void* region, uint32_t slot, uint64_t buffer_id, uint64_t device_ptr,
+                       uint64_t nbytes, uint32_t dtype_code, uint32_t itemsize,
+                       const char* path) {
+    if (slot >= RG_MAX_BUFFERS) return 0;
+    rg_buffer_entry* e = rg_region_buffers((rg_region*)region) + slot;
+    rg_store_release(&e->buffer_id, 0);
+    e->device_ptr = device_ptr;
+    e->nbytes = nbytes;
+    e->dtype_code = dtype_code;
+    e->itemsize = itemsize;
+    size_t n = 0;
+    for (; path && path[n] && n + 1 < sizeof e->path; ++n) e->path[n] = path[n];
+    e->path[n] = 0;
+    rg_store_release(&e->buffer_id, buffer_id);
+    return 1;
+}
+
 // Per block: state, processed, emitted, errors, heartbeat (5 values each).
 void rg_host_status(void* region, uint64_t* out) {
     rg_region* r = (rg_region*)region;

@@ -57,9 +57,9 @@ DTYPES = {
  'itemsize': 120}),
 }
 HOST_ONLY = {
-    'HostResponse': ('/work/main/examples/errors.py:67: HostResponse.error: str has no bound, so it cannot live in '
- 'a fixed-size C struct; write Annotated[str, MaxLen(N)], or pass large data as a BufferRef to '
- 'a UnifiedBuffer'),
+    'HostResponse': ('examples/errors.py:67: HostResponse.error: str has no bound, so it cannot live in a '
+ 'fixed-size C struct; write Annotated[str, MaxLen(N)], or pass large data as a BufferRef to a '
+ 'UnifiedBuffer'),
 }
 # kernel id -> how it was declared, and its CUDA source for device kernels
 KERNELS = {

@@ -188,6 +188,11 @@ class RingKernel(ABC):
         raise KernelStateError(f"kernel {self.kernel_id!r} did not acknowledge {what} within "
                                f"{timeout} s; is a handler stuck in a loop?")
 
+    def set_buffer(self, slot: int, entry: tuple[int, int, int, int, int, bytes]) -> None:
+        """Publish a UnifiedBuffer in the kernel's table (an id of 0 frees the slot)."""
+        if not self.lib.rg_host_set_buffer(self.region_ptr, slot, *entry):
+            raise KernelStateError(f"no buffer slot {slot}: at most 256 buffers are registered")
+
     def arm(self, armed: bool) -> None:
         """Ask (or stop asking) to be notified through `notify_fd` of every response."""
         self.lib.rg_host_arm(self.region_ptr, 1 if armed else -1, -1)

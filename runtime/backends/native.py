@@ -35,6 +35,7 @@ def host_library(sanitize_thread: bool = False) -> ctypes.CDLL:
         "rg_host_status": (None, [VP, ctypes.POINTER(U64)]),
         "rg_host_arm": (None, [VP, I64, ctypes.c_int32]),
         "rg_host_set_spin": (None, [VP, U64]),
+        "rg_host_set_buffer": (ctypes.c_int, [VP, U32, U64, U64, U64, U32, U32, ctypes.c_char_p]),
     }
     for name, (restype, argtypes) in signatures.items():
         fn = getattr(lib, name)

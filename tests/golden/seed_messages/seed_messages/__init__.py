@@ -84,9 +84,9 @@ DTYPES = {
  'itemsize': 184}),
 }
 HOST_ONLY = {
-    'Response': ('/work/main/tests/schemas/seed_messages.py:52: Response.error: str has no bound, so it cannot '
- 'live in a fixed-size C struct; write Annotated[str, MaxLen(N)], or pass large data as a '
- 'BufferRef to a UnifiedBuffer'),
+    'Response': ('../schemas/seed_messages.py:52: Response.error: str has no bound, so it cannot live in a '
+ 'fixed-size C struct; write Annotated[str, MaxLen(N)], or pass large data as a BufferRef to a '
+ 'UnifiedBuffer'),
 }
 # kernel id -> how it was declared, and its CUDA source for device kernels
 KERNELS = {

@@ -1,0 +1,142 @@
+"""UnifiedBuffer: large data shared by the host and the kernels, referenced from messages by a
+BufferRef instead of being copied into them (the seed's "Large Data").
+
+The memory is a shared-memory file on the CPU backend (mapped by the host and, on first use,
+by each kernel's runner) and managed memory on CUDA. A kernel resolves a reference with
+`ctx.buffer(ref)`: pointer, size and numpy type character.
+
+State is kept true by the runtime: the host's writes are published (host dirty ->
+synchronized) before a message that references the buffer is enqueued, and a response to such a
+message marks the buffer device dirty until the host next looks (`.host`), which synchronizes.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import mmap
+import os
+import tempfile
+import threading
+import weakref
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ringgen.runtime.types import BufferRef
+
+from ringgen.errors import BackendUnavailableError
+
+_ids = itertools.count(1)
+_registry: weakref.WeakValueDictionary[int, UnifiedBuffer] = weakref.WeakValueDictionary()
+_lock = threading.Lock()
+
+
+class BufferState(enum.Enum):
+    HOST_DIRTY = "host dirty"          # the host wrote; kernels may not see it yet
+    DEVICE_DIRTY = "device dirty"      # a kernel may have written; the host must synchronize
+    SYNCHRONIZED = "synchronized"
+
+
+def _fence() -> None:
+    """A full memory barrier between this process and the kernels (a lock round trip is one;
+    numpy and Python give no other portable way)."""
+    with _lock:
+        pass
+
+
+class UnifiedBuffer:
+    """An array that both the host (`.host`) and the kernels (`ctx.buffer(ref)`) address."""
+
+    def __init__(self, shape: int | tuple[int, ...], dtype: Any = np.float64,
+                 backend: str = "cpu") -> None:
+        self.dtype = np.dtype(dtype)
+        self.shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
+        if self.nbytes <= 0:
+            raise ValueError("a UnifiedBuffer needs at least one element")
+        self.backend = backend
+        self.buffer_id = next(_ids)
+        self.path = ""
+        self.device_ptr = 0
+        if backend == "cpu":
+            self._array = self._shared_file()
+        elif backend == "cuda":
+            self._array = self._managed()
+        else:
+            raise ValueError(f"backend must be 'cpu' or 'cuda', not {backend!r}")
+        self.state = BufferState.SYNCHRONIZED
+        with _lock:
+            _registry[self.buffer_id] = self
+
+    def _shared_file(self) -> np.ndarray:
+        shm = Path("/dev/shm")
+        folder = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else tempfile.gettempdir()
+        fd, self.path = tempfile.mkstemp(prefix=f"ringgen-buffer-{self.buffer_id}-", dir=folder)
+        try:
+            os.ftruncate(fd, self.nbytes)
+            self._map = mmap.mmap(fd, self.nbytes)
+        finally:
+            os.close(fd)
+        weakref.finalize(self, _remove, self.path)
+        return np.frombuffer(self._map, dtype=self.dtype).reshape(self.shape)
+
+    def _managed(self) -> np.ndarray:
+        from ringgen.runtime.backends import cuda
+
+        with cuda.current_context() as drv:
+            free, _ = drv.mem_get_info()
+            if self.nbytes > free:
+                raise BackendUnavailableError(
+                    f"a UnifiedBuffer of {self.nbytes} bytes does not fit the {free} bytes the "
+                    "GPU has free; asking for more managed memory than that can hang the GPU")
+            array = drv.managed_empty(self.shape, self.dtype,
+                                      mem_flags=drv.mem_attach_flags.GLOBAL)
+            self.device_ptr = int(array.base.get_device_pointer())
+        return array
+
+    @property
+    def ref(self) -> BufferRef:
+        """What a message carries to name this buffer."""
+        return BufferRef(self.buffer_id)
+
+    @property
+    def host(self) -> np.ndarray:
+        """The host's view. Looking synchronizes what kernels wrote; the host may write, so the
+        buffer is host dirty until the next message that references it is enqueued."""
+        if self.state is BufferState.DEVICE_DIRTY:
+            _fence()
+        self.state = BufferState.HOST_DIRTY
+        return self._array
+
+    def to_device(self) -> None:
+        """Publish the host's writes (the runtime calls it before enqueuing a reference)."""
+        if self.state is BufferState.HOST_DIRTY:
+            _fence()
+            self.state = BufferState.SYNCHRONIZED
+
+    def device_wrote(self) -> None:
+        """A kernel answered a message that referenced the buffer."""
+        self.state = BufferState.DEVICE_DIRTY
+
+    def entry(self) -> tuple[int, int, int, int, int, bytes]:
+        """(id, device pointer, bytes, numpy type character, item size, path) for the tables
+        of the kernels' regions."""
+        return (self.buffer_id, self.device_ptr, self.nbytes, ord(self.dtype.char),
+                self.dtype.itemsize, self.path.encode())
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def lookup(ref: BufferRef | int) -> UnifiedBuffer:
+    """The live buffer a reference names (for Python reference semantics of a kernel)."""
+    key = ref.buffer_id if isinstance(ref, BufferRef) else ref
+    try:
+        return _registry[key]
+    except KeyError:
+        raise LookupError(f"no live UnifiedBuffer with id {key}") from None
