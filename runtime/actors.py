@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ringgen.runtime.channels import Channel, KernelState
+from ringgen.runtime.channels import Channel, KernelState, wake_all
 
 if TYPE_CHECKING:
     from ringgen.runtime.runtime import RingKernelRuntime
@@ -83,13 +83,7 @@ class HostChannel(Channel):
             raise TypeError(f"ctx.send takes @message objects, not {type(response).__name__}")
 
     def enqueued(self) -> None:
-        self._wake_receivers()
-
-    def _wake_receivers(self) -> None:
-        while self._receivers:
-            waiter = self._receivers.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+        wake_all(self._receivers)
 
     async def next_message(self, timeout: float | None) -> Any:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -113,13 +107,13 @@ class HostChannel(Channel):
 
     async def activate(self) -> None:
         await super().activate()
-        self._wake_receivers()
+        wake_all(self._receivers)
 
     async def terminate(self, timeout: float) -> None:
         if self.state is KernelState.TERMINATED:
             return
         self.terminating = True
-        self._wake_receivers()
+        wake_all(self._receivers)
         done, _ = await asyncio.wait({self.task}, timeout=timeout)
         if not done:
             log.warning("host actor %s did not return within %.1f s of terminate; cancelled",

@@ -192,12 +192,8 @@ class Channel:
 
     def space_freed(self) -> None:
         """Wake the blocked senders; each checks whether its messages fit now."""
-        if len(self.backlog) >= self.queue_size:
-            return
-        while self._space_waiters:
-            waiter = self._space_waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+        if len(self.backlog) < self.queue_size:
+            wake_all(self._space_waiters)
 
     def enqueued(self) -> None:
         """New messages are in the backlog (subclasses move them on)."""
@@ -240,10 +236,7 @@ class Channel:
         self.responses_arrived()
 
     def responses_arrived(self) -> None:
-        while self._response_waiters:
-            waiter = self._response_waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+        wake_all(self._response_waiters)
 
     def _take(self, n: int) -> list[Any]:
         """Up to n inbox entries' worth of responses, in order (arrays split as needed)."""
@@ -389,9 +382,8 @@ class Channel:
             if not future.done():
                 future.set_exception(error)
         self.pending.clear()
-        for waiter in list(self._space_waiters) + list(self._response_waiters):
-            if not waiter.done():
-                waiter.set_result(None)  # they re-check and raise
+        wake_all(self._space_waiters)  # they re-check and raise
+        wake_all(self._response_waiters)
 
     def closed(self, reason: str) -> None:
         """After terminate: whatever was never processed goes to the dead letters."""
@@ -458,3 +450,11 @@ def _buffer_fields(cls: type | None) -> list[str]:
         if node.kind is Kind.BUFFER_REF:
             fields.append(spec.name)
     return fields
+
+
+def wake_all(waiters: deque[asyncio.Future[None]]) -> None:
+    """Resolve every waiting future of a queue of waiters; each then re-checks its condition."""
+    while waiters:
+        waiter = waiters.popleft()
+        if not waiter.done():
+            waiter.set_result(None)

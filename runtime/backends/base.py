@@ -203,6 +203,25 @@ class RingKernel(ABC):
         return [BlockStatus(values[5 * b] & 0xFF, *values[5 * b + 1:5 * b + 5])
                 for b in range(self.grid)]
 
+    start_timeout = 10.0  # seconds for every block to show a heartbeat after the launch
+
+    def _wait_started(self) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if all(s.heartbeat > 0 for s in self.status()):
+                return
+            reason = self.failure()
+            if reason is not None:
+                raise KernelFaultError(f"kernel {self.kernel_id!r} failed to start: {reason}")
+            time.sleep(0.001)
+        self._start_timed_out()
+        raise KernelFaultError(f"kernel {self.kernel_id!r} did not start within "
+                               f"{self.start_timeout} s; are other kernels occupying the device?")
+
+    def _start_timed_out(self) -> None:
+        """Clean up a launch that never showed a heartbeat (nothing to do by default)."""
+        return None
+
     @abstractmethod
     def failure(self) -> str | None:
         """None while the kernel runs (or ended cleanly); else why it died."""

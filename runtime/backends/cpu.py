@@ -29,11 +29,8 @@ from ringgen.runtime.backends.base import (
     RingKernel,
 )
 
-from ringgen.errors import KernelFaultError
-
 log = logging.getLogger("ringgen.cpu")
 
-START_TIMEOUT = 10.0
 # An idle block polls this long before it sleeps: a request within it is taken at once. It
 # costs a core's time only while requests come that often; RINGGEN_CPU_SPIN_US changes it.
 DEFAULT_SPIN_US = 200
@@ -86,16 +83,8 @@ class CpuKernel(RingKernel):
         if self.on_exit is not None:
             self.on_exit()
 
-    def _wait_started(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if all(s.heartbeat > 0 for s in self.status()):
-                return
-            if self.failure() is not None:
-                raise KernelFaultError(f"kernel {self.kernel_id!r} failed to start: {self.failure()}")
-            time.sleep(0.001)
+    def _start_timed_out(self) -> None:
         self.proc.kill()
-        raise KernelFaultError(f"kernel {self.kernel_id!r} did not start within {START_TIMEOUT} s")
 
     def failure(self) -> str | None:
         rc = self.proc.poll()

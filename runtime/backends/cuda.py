@@ -31,11 +31,10 @@ from ringgen.runtime.backends.base import (
     RingKernel,
 )
 
-from ringgen.errors import BackendUnavailableError, KernelFaultError
+from ringgen.errors import BackendUnavailableError
 
 log = logging.getLogger("ringgen.cuda")
 
-START_TIMEOUT = 30.0
 _lock = threading.Lock()
 _state: dict[str, Any] = {}  # the driver module, the device and its primary context
 _resident_blocks = 0  # blocks of the persistent kernels running now, across launches
@@ -113,6 +112,7 @@ def concurrent_managed_access() -> bool:
 
 class CudaKernel(RingKernel):
     backend_name = "cuda"
+    start_timeout = 30.0
     poll_ns = 20_000  # no GPU rings a bell: the host polls its rings this often while waiting
 
     def __init__(self, info: KernelInfo, lane_capacity: int = DEFAULT_LANE_CAPACITY,
@@ -150,18 +150,6 @@ class CudaKernel(RingKernel):
                           stream=self.stream)
         self._fault: str | None = None
         self._wait_started()
-
-    def _wait_started(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if all(s.heartbeat > 0 for s in self.status()):
-                return
-            reason = self.failure()
-            if reason is not None:
-                raise KernelFaultError(f"kernel {self.kernel_id!r} failed to start: {reason}")
-            time.sleep(0.001)
-        raise KernelFaultError(f"kernel {self.kernel_id!r} did not start within {START_TIMEOUT} "
-                               "s; are other kernels occupying the GPU?")
 
     def failure(self) -> str | None:
         if self._fault is not None or self.closed:
