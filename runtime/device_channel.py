@@ -47,6 +47,7 @@ class DeviceChannel(Channel):
         self.sent_at = OrderedDict()
         self._refill: asyncio.TimerHandle | None = None
         self._armed = False
+        self._final_counts = (0, 0)  # (processed, errors) as last read from the kernel
         self._disarm: asyncio.TimerHandle | None = None
         self._poller: threading.Thread | None = None
         self._stop_polling = threading.Event()
@@ -274,8 +275,6 @@ class DeviceChannel(Channel):
         status = self.kernel.status()
         self._final_counts = (sum(s.processed for s in status), sum(s.errors for s in status))
         return self._final_counts
-
-    _final_counts = (0, 0)
 
     def in_device(self) -> int:
         if self.kernel.closed:
