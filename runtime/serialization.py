@@ -232,6 +232,9 @@ class MessageCodec:
             missing = None
         if f.node.kind is Kind.UUID:
             convert = f"v = _uuid(v) if type(v) is bytes and len(v) == 16 else _r{i}(v)"
+        elif f.node.kind is Kind.OPTIONAL and f.node.args[0].kind is Kind.UUID:
+            convert = (f"v = None if v is None else _uuid(v) if type(v) is bytes and len(v) == 16 "
+                       f"else _r{i}(v)")
         else:
             guard = _PRIORITY_GUARD if f.name == "priority" else _valid_as_decoded(f.node)
             convert = f"v = _r{i}(v)" if guard is None else f"if not ({guard}): v = _r{i}(v)"
