@@ -21,6 +21,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_ring import build_echo  # noqa: E402
+
 from ringgen.runtime.backends import cuda  # noqa: E402
 from ringgen.runtime.backends.base import kernel_info  # noqa: E402
 

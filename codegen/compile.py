@@ -14,7 +14,6 @@ from importlib import resources
 from pathlib import Path
 
 from ringgen.codegen.cache import cache_key, cached
-
 from ringgen.errors import BackendUnavailableError, CompileError
 
 log = logging.getLogger("ringgen.compile")

@@ -7,10 +7,9 @@ from types import ModuleType
 from typing import Any
 
 from ringgen.codegen.ir import KernelIR
+from ringgen.errors import SchemaError
 from ringgen.runtime.kernels import KernelSpec, kernel_spec
 from ringgen.runtime.messages import Message
-
-from ringgen.errors import SchemaError
 
 
 def collect_kernels(modules: Sequence[ModuleType]) -> dict[str, KernelSpec]:

@@ -17,11 +17,10 @@ from typing import Any
 
 from ringgen.codegen import layout
 from ringgen.codegen.ir import HEADER_SIZE, CType, FieldIR, MessageIR, PackageIR
+from ringgen.errors import SchemaError
 from ringgen.runtime.messages import Message, is_message_class
 from ringgen.runtime.modules import load_module
 from ringgen.runtime.serialization import HEADER_FIELDS, FieldSpec, read_fields
-
-from ringgen.errors import SchemaError
 
 _HEADER_MEMBERS: list[tuple[str, CType | str, int]] = [
     ("message_id", layout.UUID_TYPE, 0),

@@ -7,6 +7,7 @@ from importlib import resources
 from typing import Any
 
 import jinja2
+
 from ringgen.codegen.ir import PackageIR
 from ringgen.codegen.sizes import dtype_spec, max_packed_size
 

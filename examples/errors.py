@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from ringgen.runtime.actors import ActorContext
-
 from ringgen import KernelFaultError, MaxLen, RingKernelRuntime, message, ring_kernel
+from ringgen.runtime.actors import ActorContext
 
 
 @message

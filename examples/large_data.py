@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from ringgen.runtime.buffers import lookup
 
 from ringgen import BufferRef, RingKernelRuntime, message, ring_kernel
+from ringgen.runtime.buffers import lookup
 
 
 @message

@@ -8,9 +8,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from ringgen.runtime.actors import ActorContext
-
 from ringgen import MaxLen, RingKernelRuntime, message, ring_kernel
+from ringgen.runtime.actors import ActorContext
 
 log = logging.getLogger("examples.logger")
 

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from typing import Annotated
 from uuid import UUID
 
-from ringgen.runtime.actors import ActorContext
-
 from ringgen import KernelStateError, MaxLen, RingKernelRuntime, message, ring_kernel
+from ringgen.runtime.actors import ActorContext
 
 LIMIT = 1000.0
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import numpy as np
-from ringgen.runtime.actors import ActorContext
 
 from ringgen import MaxLen, RingKernelRuntime, message, ring_kernel
+from ringgen.runtime.actors import ActorContext
 
 
 @message

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ringgen.runtime.types import BufferRef
 
 from ringgen.errors import BackendUnavailableError
+from ringgen.runtime.types import BufferRef
 
 _ids = itertools.count(1)
 _registry: weakref.WeakValueDictionary[int, UnifiedBuffer] = weakref.WeakValueDictionary()

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from ringgen.errors import KernelFaultError, KernelStateError, QueueFullError
 from ringgen.runtime import structs
 from ringgen.runtime.queues import PriorityBacklog
 from ringgen.runtime.telemetry import Counters, Telemetry
-
-from ringgen.errors import KernelFaultError, KernelStateError, QueueFullError
 
 if TYPE_CHECKING:
     from ringgen.runtime.runtime import RingKernelRuntime

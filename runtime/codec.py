@@ -21,6 +21,7 @@ from typing import Any
 from uuid import UUID, SafeUUID
 
 import numpy as np
+
 from ringgen.runtime.types import BufferRef, Kind, TypeNode
 
 Conv = Callable[[Any], Any]

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
 from ringgen.runtime import structs
 from ringgen.runtime.backends.base import KernelInfo, RingKernel
 from ringgen.runtime.backends.native import LANE_OF

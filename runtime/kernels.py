@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ringgen.runtime.messages import Message, is_message_class
-
 from ringgen.errors import SchemaError
+from ringgen.runtime.messages import Message, is_message_class
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ringgen.runtime.modules import load_module
-
 from ringgen.errors import StaleSchemaError
+from ringgen.runtime.modules import load_module
 
 
 def bind_package(ns: dict[str, Any]) -> None:

@@ -16,6 +16,8 @@ from types import ModuleType, TracebackType
 from typing import Any
 
 import numpy as np
+
+from ringgen.errors import KernelStateError
 from ringgen.runtime.actors import Actor, HostChannel
 from ringgen.runtime.backends.base import DEFAULT_LANE_CAPACITY, RingKernel, kernel_info
 from ringgen.runtime.backends.select import create_kernel, resolve_backend
@@ -24,8 +26,6 @@ from ringgen.runtime.channels import Channel, DeadLetter, KernelState
 from ringgen.runtime.device_channel import DeviceChannel
 from ringgen.runtime.kernels import BACKPRESSURE, kernel_spec
 from ringgen.runtime.telemetry import Telemetry
-
-from ringgen.errors import KernelStateError
 
 log = logging.getLogger("ringgen.runtime")
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import msgpack
 import numpy as np
-from ringgen.runtime import codec
-from ringgen.runtime.types import Kind, TypeNode, read_type
 
 from ringgen.errors import MessageSerializationError, SchemaError
+from ringgen.runtime import codec
+from ringgen.runtime.types import Kind, TypeNode, read_type
 
 _MISSING = dataclasses.MISSING
 # The header's priority is a uint8 on the device: 0..255, higher first.

@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 from conftest import compile_cpp
+
 from ringgen.codegen.ir import PackageIR
 
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]

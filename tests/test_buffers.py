@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import generated_package
-from ringgen.runtime.buffers import lookup
 
 from ringgen import BufferState, RingKernelRuntime, UnifiedBuffer
+from ringgen.runtime.buffers import lookup
 
 
 def test_state_machine() -> None:

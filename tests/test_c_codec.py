@@ -14,10 +14,11 @@ from c_harness import CodecHarness
 from conftest import compile_cpp, compile_nvcc, have_nvcc, import_package
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import message_strategy
+
 from ringgen.codegen.build import Plan, plan
 from ringgen.codegen.writer import write_package
 from ringgen.runtime import structs
-from strategies import message_strategy
 
 # .example() draws the seed messages of the fuzz and key tests: fine outside @given.
 pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.NonInteractiveExampleWarning")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+
 from ringgen.codegen.build import plan
 from ringgen.codegen.writer import stale_files, write_package
 

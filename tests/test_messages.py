@@ -9,7 +9,6 @@ from uuid import UUID
 
 import msgpack
 import pytest
-from ringgen.runtime.messages import lookup
 from schemas.seed_messages import (
     CalculateRequest,
     CalculateResponse,
@@ -19,6 +18,7 @@ from schemas.seed_messages import (
 )
 
 from ringgen import MaxLen, Message, SchemaError, message
+from ringgen.runtime.messages import lookup
 
 
 def test_seed_work_request_gets_header_fields() -> None:

@@ -15,13 +15,13 @@ import pytest
 from conftest import ROOT, compile_cpp, compile_nvcc, have_nvcc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from ringgen.codegen.compile import cccl_include, templates_dir
+from ringgen.errors import CompileError, KernelStateError
 from ringgen.runtime import structs
 from ringgen.runtime.backends import native
 from ringgen.runtime.backends.base import RingKernel, kernel_info
 from ringgen.runtime.backends.cpu import CpuKernel
-
-from ringgen.errors import CompileError, KernelStateError
 
 
 def _kernel_sources(kernels_pkg: Any) -> list[Path]:
@@ -208,6 +208,7 @@ def test_fire_and_forget_kernel(launch: Any, kernels_pkg: Any) -> None:
 
 def test_handler_compile_error_points_at_the_users_line(tmp_path: Path) -> None:
     from conftest import build_package
+
     from ringgen.codegen.compile import compile_runner
 
     module = tmp_path / "broken_kernel.py"

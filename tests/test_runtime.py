@@ -10,8 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from ringgen.runtime import structs
-from ringgen.runtime.actors import ActorContext
 
 from ringgen import (
     KernelFaultError,
@@ -20,6 +18,8 @@ from ringgen import (
     QueueFullError,
     RingKernelRuntime,
 )
+from ringgen.runtime import structs
+from ringgen.runtime.actors import ActorContext
 
 
 def run(coro: Any) -> Any:

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import pytest
-from ringgen.codegen.reader import _Reader
-from ringgen.runtime.kernels import ring_kernel
 
 from ringgen import MaxLen, SchemaError, message
+from ringgen.codegen.reader import _Reader
+from ringgen.runtime.kernels import ring_kernel
 
 
 def _layout(cls: type) -> None:

@@ -16,9 +16,9 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-from ringgen.runtime.backends import native
 
 from ringgen.errors import KernelFaultError, KernelStateError
+from ringgen.runtime.backends import native
 
 DEFAULT_LANE_CAPACITY = 64
 DEFAULT_OUT_CAPACITY = 1024

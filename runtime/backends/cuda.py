@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from ringgen.codegen.compile import compile_cubin
+from ringgen.errors import BackendUnavailableError
 from ringgen.runtime.backends import native
 from ringgen.runtime.backends.base import (
     DEFAULT_LANE_CAPACITY,
@@ -30,8 +32,6 @@ from ringgen.runtime.backends.base import (
     KernelInfo,
     RingKernel,
 )
-
-from ringgen.errors import BackendUnavailableError
 
 log = logging.getLogger("ringgen.cuda")
 

@@ -10,6 +10,7 @@ import ctypes
 import functools
 
 import numpy as np
+
 from ringgen.codegen.compile import compile_host_library
 
 U32, U64, I64, VP = ctypes.c_uint32, ctypes.c_uint64, ctypes.c_int64, ctypes.c_void_p

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import logging
 
-from ringgen.runtime.backends.base import KernelInfo, RingKernel
-
 from ringgen.errors import BackendUnavailableError
+from ringgen.runtime.backends.base import KernelInfo, RingKernel
 
 log = logging.getLogger("ringgen.runtime")
 
