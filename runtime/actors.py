@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ringgen.runtime.channels import Channel, KernelState, wake_all
+from ringgen.runtime.channels import Channel, KernelState, wait_in, wake_all
 
 if TYPE_CHECKING:
     from ringgen.runtime.runtime import RingKernelRuntime
@@ -93,16 +93,8 @@ class HostChannel(Channel):
                 self.counters.processed += 1
                 self.space_freed()
                 return msg
-            waiter = self.loop.create_future()
-            self._receivers.append(waiter)
-            try:
-                left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-                await asyncio.wait_for(waiter, left)
-            except asyncio.TimeoutError:
+            if not await wait_in(self.loop, self._receivers, deadline):
                 return None
-            finally:
-                if waiter in self._receivers:
-                    self._receivers.remove(waiter)
         return None
 
     async def activate(self) -> None:

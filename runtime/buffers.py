@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import enum
 import itertools
-import mmap
 import os
-import tempfile
 import threading
 import weakref
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ringgen.errors import BackendUnavailableError
+from ringgen.runtime.shm import shared_file
 from ringgen.runtime.types import BufferRef
 
 _ids = itertools.count(1)
@@ -70,14 +68,7 @@ class UnifiedBuffer:
             _registry[self.buffer_id] = self
 
     def _shared_file(self) -> np.ndarray:
-        shm = Path("/dev/shm")
-        folder = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else tempfile.gettempdir()
-        fd, self.path = tempfile.mkstemp(prefix=f"ringgen-buffer-{self.buffer_id}-", dir=folder)
-        try:
-            os.ftruncate(fd, self.nbytes)
-            self._map = mmap.mmap(fd, self.nbytes)
-        finally:
-            os.close(fd)
+        self.path, self._map = shared_file(f"ringgen-buffer-{self.buffer_id}-", self.nbytes)
         weakref.finalize(self, _remove, self.path)
         return np.frombuffer(self._map, dtype=self.dtype).reshape(self.shape)
 

@@ -177,18 +177,10 @@ class Channel:
         self.enqueued()  # move on what send_many admitted so far: it may make the room
         if len(self.backlog) + count <= self.queue_size:
             return
-        waiter = self.loop.create_future()
-        self._space_waiters.append(waiter)
-        try:
-            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            await asyncio.wait_for(waiter, left)
-        except asyncio.TimeoutError:
+        if not await wait_in(self.loop, self._space_waiters, deadline):
             raise QueueFullError(
                 f"kernel {self.kernel_id!r}: no room in its queue of {self.queue_size} messages "
-                "within the timeout (backpressure='block'); is the kernel activated?") from None
-        finally:
-            if waiter in self._space_waiters:
-                self._space_waiters.remove(waiter)
+                "within the timeout (backpressure='block'); is the kernel activated?")
 
     def space_freed(self) -> None:
         """Wake the blocked senders; each checks whether its messages fit now."""
@@ -275,18 +267,8 @@ class Channel:
     async def _wait_for_responses(self, deadline: float | None) -> bool:
         """Waits until the inbox may hold something; False on timeout."""
         self.check_receivable()
-        waiter = self.loop.create_future()
-        self._response_waiters.append(waiter)
         self.want_responses()
-        try:
-            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            await asyncio.wait_for(waiter, left)
-            return True
-        except asyncio.TimeoutError:
-            return False
-        finally:
-            if waiter in self._response_waiters:
-                self._response_waiters.remove(waiter)
+        return await wait_in(self.loop, self._response_waiters, deadline)
 
     def want_responses(self) -> None:
         """Someone waits for responses (a device channel makes sure it will be woken)."""
@@ -450,6 +432,23 @@ def _buffer_fields(cls: type | None) -> list[str]:
         if node.kind is Kind.BUFFER_REF:
             fields.append(spec.name)
     return fields
+
+
+async def wait_in(loop: asyncio.AbstractEventLoop, waiters: deque[asyncio.Future[None]],
+                  deadline: float | None) -> bool:
+    """Park in a queue of waiters until wake_all() or the monotonic `deadline`; False if the
+    deadline came first. The woken caller re-checks its own condition."""
+    waiter: asyncio.Future[None] = loop.create_future()
+    waiters.append(waiter)
+    try:
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        await _with_timeout(loop, waiter, left)
+        return True
+    except asyncio.TimeoutError:
+        return False
+    finally:
+        if waiter in waiters:
+            waiters.remove(waiter)
 
 
 def wake_all(waiters: deque[asyncio.Future[None]]) -> None:

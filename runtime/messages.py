@@ -12,6 +12,7 @@ fields the class does not declare itself:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import inspect
 import sys
@@ -104,6 +105,7 @@ _DATACLASS_ATTRS = frozenset({
 })
 
 
+@functools.cache  # asked per batch of structs: hash each name once
 def type_id_of(qualified_name: str) -> int:
     """A stable 32-bit id of a message type: the first bytes of the SHA-256 of its name."""
     return int.from_bytes(hashlib.sha256(qualified_name.encode()).digest()[:4], "little")

@@ -10,12 +10,10 @@ from __future__ import annotations
 import collections
 import ctypes
 import logging
-import mmap
 import os
 import secrets
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -28,17 +26,13 @@ from ringgen.runtime.backends.base import (
     KernelInfo,
     RingKernel,
 )
+from ringgen.runtime.shm import shared_file
 
 log = logging.getLogger("ringgen.cpu")
 
 # An idle block polls this long before it sleeps: a request within it is taken at once. It
 # costs a core's time only while requests come that often; RINGGEN_CPU_SPIN_US changes it.
 DEFAULT_SPIN_US = 200
-
-
-def _shm_dir() -> str:
-    shm = Path("/dev/shm")
-    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else tempfile.gettempdir()
 
 
 class CpuKernel(RingKernel):
@@ -48,12 +42,7 @@ class CpuKernel(RingKernel):
                  out_capacity: int = DEFAULT_OUT_CAPACITY, sanitize_thread: bool = False):
         super().__init__(info, lane_capacity, out_capacity)
         runner = compile_runner(Path(info.package_dir), info.kernel_id, sanitize_thread).path
-        fd, path = tempfile.mkstemp(prefix=f"ringgen-{info.kernel_id}-", dir=_shm_dir())
-        try:
-            os.ftruncate(fd, self.region_size)
-            self._map = mmap.mmap(fd, self.region_size)
-        finally:
-            os.close(fd)
+        path, self._map = shared_file(f"ringgen-{info.kernel_id}-", self.region_size)
         self._anchor: ctypes.c_char | None = ctypes.c_char.from_buffer(self._map)
         self._init_region(ctypes.addressof(self._anchor), secrets.randbits(64))
         self.lib.rg_host_set_spin(self.region_ptr, int(float(os.environ.get(
