@@ -267,7 +267,9 @@ class Channel:
     async def _wait_for_responses(self, deadline: float | None) -> bool:
         """Waits until the inbox may hold something; False on timeout."""
         self.check_receivable()
-        self.want_responses()
+        self.want_responses()  # may itself find responses: then there is nothing to wait for
+        if self.inbox_count:
+            return True
         return await wait_in(self.loop, self._response_waiters, deadline)
 
     def want_responses(self) -> None:

@@ -170,11 +170,14 @@ struct rg_poller {
         return true;
     }
 
-    RG_HD void count(bool failed, bool emitted_one) {
+    // Counted before the response is pushed: a host that holds the response must already see
+    // the request counted.
+    RG_HD void count(bool failed) {
         rg_store_release(&status->processed, ++processed);
         if (failed) rg_store_release(&status->errors, ++errors);
-        if (emitted_one) rg_store_release(&status->emitted, ++emitted);
     }
+
+    RG_HD void count_emitted() { rg_store_release(&status->emitted, ++emitted); }
 };
 
 // The kernel body, for a generated `Kernel` type that names In and Out (rg_no_output for
@@ -222,6 +225,7 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
         uint32_t action = actions[cur];
         if (threadIdx.x == 0 && pending) {
             uint32_t done = cur ^ 1;
+            poller.count(ctx[done].failed != 0);
             if constexpr (has_output) {
                 if (pending_emit) {
                     Out& r = resp[done];
@@ -231,10 +235,9 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
                         r.correlation_id = req[done].message_id;
                         r.flags |= RG_FLAG_HAS_CORRELATION;
                     }
-                    if (!poller.push(&r)) pending_emit = false;
+                    if (poller.push(&r)) poller.count_emitted();
                 }
             }
-            poller.count(ctx[done].failed != 0, pending_emit);
             pending = false;
         }
         if (action == RG_ACT_EXIT) break;
