@@ -177,7 +177,13 @@ struct rg_poller {
         if (failed) rg_store_release(&status->errors, ++errors);
     }
 
-    RG_HD void count_emitted() { rg_store_release(&status->emitted, ++emitted); }
+    // Emitted is counted before the push for the same reason, and taken back when the kernel
+    // was terminated while it waited for room: that response never reached the host.
+    template <class Out>
+    RG_HD void emit(const Out* resp) {
+        rg_store_release(&status->emitted, ++emitted);
+        if (!push(resp)) rg_store_release(&status->emitted, --emitted);
+    }
 };
 
 // The kernel body, for a generated `Kernel` type that names In and Out (rg_no_output for
@@ -235,7 +241,7 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
                         r.correlation_id = req[done].message_id;
                         r.flags |= RG_FLAG_HAS_CORRELATION;
                     }
-                    if (poller.push(&r)) poller.count_emitted();
+                    poller.emit(&r);
                 }
             }
             pending = false;
