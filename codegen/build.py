@@ -58,10 +58,12 @@ class Plan:
 
 
 def _templates_hash() -> str:
-    """Every template and static source: a new ringgen that renders differently rebuilds."""
+    """Every template and header that goes into a package: a ringgen that renders differently
+    rebuilds. (The CPU runner's and the host module's sources are not in the package: the
+    compile cache keys on them.)"""
     h = hashlib.sha256()
     for path in sorted(resources.files("ringgen.templates").iterdir(), key=lambda p: p.name):
-        if path.name.endswith((".j2", ".h", ".cpp")):
+        if path.name.endswith(".j2") or path.name in render.STATIC_HEADERS:
             h.update(path.name.encode() + path.read_bytes())
     return h.hexdigest()
 
@@ -145,7 +147,7 @@ def compile_package(p: Plan, progress: Callable[[str], None] | None = None) -> l
                          functools.partial(cc.compile_cubin, p.package_dir, k.kernel_id)))
     if not jobs:
         return []
-    jobs.insert(0, ("g++  host ring library", cc.compile_host_library))
+    jobs.insert(0, ("g++  host ring module", cc.compile_host_module))
     done = []
     for i, (what, job) in enumerate(jobs, 1):
         start = time.monotonic()

@@ -1,4 +1,4 @@
-"""Compiling what codegen wrote: the CPU backend's kernel runners and host library (g++), and
+"""Compiling what codegen wrote: the CPU backend's kernel runners and host module (g++), and
 cubins for the GPU (nvcc). Every artifact goes through the compile cache."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -97,17 +98,22 @@ def compile_runner(package_dir: Path, kernel_id: str, sanitize_thread: bool = Fa
     return Artifact(path, hit)
 
 
-def compile_host_library(sanitize_thread: bool = False) -> Artifact:
-    """librg_host: push, pop and lifecycle calls on a region, called through ctypes."""
+def compile_host_module() -> Artifact:
+    """_rg_host, the Python extension module (pybind11) that drives regions from the host."""
+    import pybind11
+
     source = templates_dir() / "rg_host.cpp"
-    headers = [templates_dir() / n for n in ("rg_ring.h", "rg_platform.h")]
-    flags = [*(TSAN_FLAGS if sanitize_thread else CXX_FLAGS), "-shared", "-fPIC"]
+    headers = [templates_dir() / n for n in ("rg_host.h", "rg_ring.h", "rg_platform.h")]
+    includes = [f"-I{templates_dir()}", f"-I{cccl_include()}", f"-I{pybind11.get_include()}",
+                f"-I{sysconfig.get_paths()['include']}"]
+    flags = [*CXX_FLAGS, "-shared", "-fPIC", "-fvisibility=hidden"]
     compiler = cxx()
-    key = cache_key([p.read_bytes() for p in (source, *headers)], flags, compiler)
+    abi = f"{sys.implementation.cache_tag} pybind11 {pybind11.__version__}".encode()
+    key = cache_key([abi, *(p.read_bytes() for p in (source, *headers))], flags, compiler)
 
     def produce(out: Path) -> None:
-        _run([compiler, *flags, f"-I{templates_dir()}", f"-I{cccl_include()}", str(source),
-              "-o", str(out)], "compiling the host ring library")
+        _run([compiler, *flags, *includes, str(source), "-o", str(out)],
+             "compiling the host ring module")
 
     path, hit = cached(key, ".so", produce)
     return Artifact(path, hit)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ringgen.runtime.channels import Channel, KernelState, wait_in, wake_all
+from ringgen.runtime.channels import Channel, KernelState
+from ringgen.runtime.waiting import wait_in, wake_all
 
 if TYPE_CHECKING:
     from ringgen.runtime.runtime import RingKernelRuntime
@@ -86,14 +86,14 @@ class HostChannel(Channel):
         wake_all(self._receivers)
 
     async def next_message(self, timeout: float | None) -> Any:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else self.loop.time() + timeout
         while not self.terminating:
             if self.state is KernelState.ACTIVE and len(self.backlog):
                 msg = self.backlog.pop()
                 self.counters.processed += 1
                 self.space_freed()
                 return msg
-            if not await wait_in(self.loop, self._receivers, deadline):
+            if not await wait_in(self.deadlines, self._receivers, deadline):
                 return None
         return None
 

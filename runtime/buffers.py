@@ -110,11 +110,11 @@ class UnifiedBuffer:
         """A kernel answered a message that referenced the buffer."""
         self.state = BufferState.DEVICE_DIRTY
 
-    def entry(self) -> tuple[int, int, int, int, int, bytes]:
+    def entry(self) -> tuple[int, int, int, int, int, str]:
         """(id, device pointer, bytes, numpy type character, item size, path) for the tables
         of the kernels' regions."""
         return (self.buffer_id, self.device_ptr, self.nbytes, ord(self.dtype.char),
-                self.dtype.itemsize, self.path.encode())
+                self.dtype.itemsize, self.path)
 
 
 def _remove(path: str) -> None:

@@ -23,6 +23,7 @@ from ringgen.errors import KernelFaultError, KernelStateError, QueueFullError
 from ringgen.runtime import structs
 from ringgen.runtime.queues import PriorityBacklog
 from ringgen.runtime.telemetry import Counters, Telemetry
+from ringgen.runtime.waiting import wait_in, wake_all
 
 if TYPE_CHECKING:
     from ringgen.runtime.runtime import RingKernelRuntime
@@ -31,6 +32,7 @@ log = logging.getLogger("ringgen.runtime")
 
 # Unpacking one message at a time beats numpy's per-call cost below this many.
 _VECTOR_MIN = 16
+LATENCY_SAMPLE = 8  # one message sent in this many is timed (and every request())
 _EXPIRED_MEMORY = 100_000  # ids of timed-out requests remembered, to catch late replies
 
 
@@ -62,6 +64,7 @@ class Channel:
                  out_dtype: np.dtype | None) -> None:
         self.runtime = runtime
         self.loop = runtime.loop
+        self.deadlines = runtime.deadlines
         self.kernel_id = kernel_id
         self.input_cls, self.output_cls = input_cls, output_cls
         self.queue_size = queue_size
@@ -78,7 +81,7 @@ class Channel:
         self.expired: OrderedDict[bytes, None] = OrderedDict()
         self.sent_at: dict[bytes, float] = {}
         self._buffer_fields = _buffer_fields(input_cls)
-        self._buffers_in_flight: dict[bytes, list[Any]] = {}  # message_id -> its buffers
+        self.buffers_in_flight: dict[bytes, list[Any]] = {}  # message_id -> its buffers
         self._space_waiters: deque[asyncio.Future[None]] = deque()
         self._response_waiters: deque[asyncio.Future[None]] = deque()
 
@@ -117,7 +120,7 @@ class Channel:
                 buffer.to_device()
                 buffers.append(buffer)
         if buffers:
-            self._buffers_in_flight[msg.message_id.bytes] = buffers
+            self.buffers_in_flight[msg.message_id.bytes] = buffers
 
     async def send(self, msg: Any, timeout: float | None = None) -> bool:
         """Enqueue one message under the backpressure strategy; False if it was dropped."""
@@ -126,10 +129,15 @@ class Channel:
         entry = self.entry_of(msg)
         if not await self._admit(entry, msg.priority, msg, 1, timeout):
             return False
-        if self.answers:
-            self.sent_at[msg.message_id.bytes] = time.perf_counter()
+        self.sample_sent(msg)
         self.enqueued()
         return True
+
+    def sample_sent(self, msg: Any) -> None:
+        """Time one accepted message in LATENCY_SAMPLE for the latency figures: a dict entry
+        per message would cost a bulk sender more than the rest of its bookkeeping."""
+        if self.answers and not self.counters.sent % LATENCY_SAMPLE:
+            self.sent_at[msg.message_id.bytes] = time.perf_counter()
 
     async def send_many(self, msgs: Sequence[Any], timeout: float | None = None) -> int:
         """Enqueue messages in order; returns how many were accepted (drops excluded)."""
@@ -137,18 +145,16 @@ class Channel:
         for m in msgs:
             self.check_message(m)
         accepted = 0
-        now = time.perf_counter()
         for msg in msgs:
             if await self._admit(self.entry_of(msg), msg.priority, msg, 1, timeout):
                 accepted += 1
-                if self.answers:
-                    self.sent_at[msg.message_id.bytes] = now
+                self.sample_sent(msg)
         self.enqueued()
         return accepted
 
     async def _admit(self, entry: Any, priority: int, original: Any, count: int,
                      timeout: float | None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else self.loop.time() + timeout
         while len(self.backlog) + count > self.queue_size:
             strategy = self.backpressure
             if strategy == "reject":
@@ -177,7 +183,7 @@ class Channel:
         self.enqueued()  # move on what send_many admitted so far: it may make the room
         if len(self.backlog) + count <= self.queue_size:
             return
-        if not await wait_in(self.loop, self._space_waiters, deadline):
+        if not await wait_in(self.deadlines, self._space_waiters, deadline):
             raise QueueFullError(
                 f"kernel {self.kernel_id!r}: no room in its queue of {self.queue_size} messages "
                 "within the timeout (backpressure='block'); is the kernel activated?")
@@ -208,7 +214,7 @@ class Channel:
             corr = resp.correlation_id
             key = corr.bytes if corr is not None else None
             if key is not None:
-                for buffer in self._buffers_in_flight.pop(key, ()):
+                for buffer in self.buffers_in_flight.pop(key, ()):
                     buffer.device_wrote()
                 sent = self.sent_at.pop(key, None)
                 if sent is not None:
@@ -270,7 +276,7 @@ class Channel:
         self.want_responses()  # may itself find responses: then there is nothing to wait for
         if self.inbox_count:
             return True
-        return await wait_in(self.loop, self._response_waiters, deadline)
+        return await wait_in(self.deadlines, self._response_waiters, deadline)
 
     def want_responses(self) -> None:
         """Someone waits for responses (a device channel makes sure it will be woken)."""
@@ -288,7 +294,7 @@ class Channel:
                                    "responses left to receive")
 
     async def receive_many(self, max_count: int, timeout: float | None) -> list[Any]:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else self.loop.time() + timeout
         self.poll_responses()
         while not self.inbox_count:
             if not await self._wait_for_responses(deadline):
@@ -304,7 +310,7 @@ class Channel:
         return got[0]
 
     async def receive_array(self, max_count: int, timeout: float | None) -> np.ndarray:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else self.loop.time() + timeout
         self.poll_responses()
         while not self.inbox_count:
             if not await self._wait_for_responses(deadline):
@@ -331,12 +337,13 @@ class Channel:
         key = msg.message_id.bytes
         future: asyncio.Future[Any] = self.loop.create_future()
         self.pending[key] = future
+        self.sent_at[key] = time.perf_counter()  # every request is timed
         try:
             if not await self.send(msg, timeout):
                 raise QueueFullError(f"kernel {self.kernel_id!r}: the request was dropped by "
                                      f"backpressure '{self.backpressure}'")
             self.want_responses()
-            return await _with_timeout(self.loop, future, timeout)
+            return await self.deadlines.wait(future, timeout)
         except asyncio.TimeoutError:
             self.expired[key] = None
             while len(self.expired) > _EXPIRED_MEMORY:
@@ -404,24 +411,6 @@ class Channel:
 
 
 
-def _expire(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_exception(asyncio.TimeoutError())
-
-
-async def _with_timeout(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any],
-                        timeout: float | None) -> Any:
-    """await a future for at most `timeout` s: asyncio.wait_for without its extra task and
-    callbacks, which cost as much as the rest of a request's host side."""
-    if timeout is None:
-        return await future
-    timer = loop.call_later(timeout, _expire, future)
-    try:
-        return await future
-    finally:
-        timer.cancel()
-
-
 def _buffer_fields(cls: type | None) -> list[str]:
     """The fields of a message class that hold a BufferRef (or an optional one)."""
     from ringgen.runtime.types import Kind
@@ -434,28 +423,3 @@ def _buffer_fields(cls: type | None) -> list[str]:
         if node.kind is Kind.BUFFER_REF:
             fields.append(spec.name)
     return fields
-
-
-async def wait_in(loop: asyncio.AbstractEventLoop, waiters: deque[asyncio.Future[None]],
-                  deadline: float | None) -> bool:
-    """Park in a queue of waiters until wake_all() or the monotonic `deadline`; False if the
-    deadline came first. The woken caller re-checks its own condition."""
-    waiter: asyncio.Future[None] = loop.create_future()
-    waiters.append(waiter)
-    try:
-        left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-        await _with_timeout(loop, waiter, left)
-        return True
-    except asyncio.TimeoutError:
-        return False
-    finally:
-        if waiter in waiters:
-            waiters.remove(waiter)
-
-
-def wake_all(waiters: deque[asyncio.Future[None]]) -> None:
-    """Resolve every waiting future of a queue of waiters; each then re-checks its condition."""
-    while waiters:
-        waiter = waiters.popleft()
-        if not waiter.done():
-            waiter.set_result(None)

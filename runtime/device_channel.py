@@ -21,7 +21,7 @@ import numpy as np
 from ringgen.runtime import structs
 from ringgen.runtime.backends.base import KernelInfo, RingKernel
 from ringgen.runtime.backends.native import LANE_OF
-from ringgen.runtime.channels import _VECTOR_MIN, Channel, KernelState
+from ringgen.runtime.channels import _VECTOR_MIN, LATENCY_SAMPLE, Channel, KernelState
 from ringgen.runtime.struct_codec import StructCodec
 
 if TYPE_CHECKING:
@@ -33,6 +33,9 @@ REFILL_DELAY = 0.0005  # how soon a backlog that did not fit the lanes tries aga
 POP_BATCH = 4096
 DISARM_AFTER = 0.01  # seconds without anyone waiting for responses before the bell is disarmed
 _SENT_AT_MEMORY = 100_000
+# How long the event loop polls for the responses it awaits before it waits for the kernel's
+# eventfd; RINGGEN_HOST_SPIN_US changes it (0: never poll).
+SPIN_S = float(os.environ.get("RINGGEN_HOST_SPIN_US", 50)) / 1e6
 
 
 class DeviceChannel(Channel):
@@ -43,19 +46,24 @@ class DeviceChannel(Channel):
         self.kernel = kernel
         self.backend_name = kernel.backend_name
         self.in_dtype = info.in_dtype
+        self.out_size = info.out_dtype.itemsize if info.out_dtype is not None else 0
+        self._correlation_offset = (info.out_dtype.fields["correlation_id"][1]  # type: ignore[index]
+                                    if info.out_dtype is not None else 0)
         self.in_codec = StructCodec(info.input, info.in_dtype)
         self.out_codec = (StructCodec(info.output, info.out_dtype)
                           if info.output is not None and info.out_dtype is not None else None)
         self.sent_at = OrderedDict()
         self._refill: asyncio.TimerHandle | None = None
         self._armed = False
+        self._spinning = False
+        self._spin_until = 0.0
         self._final_counts = (0, 0)  # (processed, errors) as last read from the kernel
         self._next_block = 0  # round robin of the direct path over the blocks
         self._disarm: asyncio.TimerHandle | None = None
         self._poller: threading.Thread | None = None
         self._stop_polling = threading.Event()
         kernel.on_exit = self._exited
-        if kernel.notify_fd is not None:
+        if kernel.notify_fd is not None and info.output is not None:
             self.loop.add_reader(kernel.notify_fd, self._on_notify)
         elif info.output is not None:  # no eventfd (a GPU): a thread waits in the native pop
             self._poller = threading.Thread(target=self._poll_thread, daemon=True,
@@ -79,10 +87,9 @@ class DeviceChannel(Channel):
             data = self.entry_of(msg)
             block = self._next_block
             self._next_block = (block + 1) % self.kernel.grid
-            if self.kernel.push(block, int(LANE_OF[msg.priority]), data):
+            if self.kernel.push(block, LANE_OF[msg.priority], data):
                 self.counters.sent += 1
-                if self.answers:
-                    self.sent_at[msg.message_id.bytes] = time.perf_counter()
+                self.sample_sent(msg)
                 return True
         return await super().send(msg, timeout)
 
@@ -98,7 +105,7 @@ class DeviceChannel(Channel):
         rows = structs.pack(self.in_codec.cls, self.in_dtype, msgs)
         if self.answers:
             now = time.perf_counter()
-            self.sent_at.update((m.message_id.bytes, now) for m in msgs)
+            self.sent_at.update((m.message_id.bytes, now) for m in msgs[::LATENCY_SAMPLE])
         return await self.send_array(rows, timeout)
 
     async def send_array(self, arr: np.ndarray, timeout: float | None) -> int:
@@ -172,46 +179,80 @@ class DeviceChannel(Channel):
 
     # -- responses -------------------------------------------------------------------------
 
-    def poll_responses(self) -> None:
+    def poll_responses(self, clear_notify: bool = False) -> None:
         if self.output_cls is None or self.kernel.closed:
             return
         while True:
-            rows = self.kernel.pop(POP_BATCH, 0.0)
-            if not len(rows):
+            raw = self.kernel.pop_bytes(POP_BATCH, 0.0, clear_notify)
+            clear_notify = False
+            if not raw:
                 break
-            self._arrived(rows)
-            if len(rows) < POP_BATCH:
+            self._arrived(raw)
+            if len(raw) < POP_BATCH * self.out_size:
                 break
         self.feed()
 
-    def _arrived(self, rows: np.ndarray) -> None:
-        if not (self.pending or self.expired or self.sent_at):
-            self.inbox.append(rows)  # nothing to correlate: stays a struct array
+    def _arrived(self, raw: bytes) -> None:
+        """Responses as popped: kept as a struct array when no request() or buffer waits for
+        one (a receive_array takes them as they are), else routed as objects."""
+        if not (self.pending or self.expired or self.buffers_in_flight):
+            if self.sent_at:
+                self._time_arrivals(raw)
+            rows = np.frombuffer(bytearray(raw), dtype=self.out_dtype)
+            self.inbox.append(rows)
             self.inbox_count += len(rows)
             self.responses_arrived()
-            return
-        self.route(self.unpack_rows(rows))
+        else:
+            self.route(self._objects_of(raw))
+
+    def _time_arrivals(self, raw: bytes) -> None:
+        """Latencies of the timed messages among these responses, found by correlation_id."""
+        now, pop, latencies = time.perf_counter(), self.sent_at.pop, self.counters.latencies
+        for at in range(self._correlation_offset, len(raw), self.out_size):
+            sent = pop(raw[at:at + 16], None)
+            if sent is not None:
+                latencies.append(now - sent)
+
+    def _objects_of(self, raw: bytes) -> list[Any]:
+        """Response objects from struct bytes: a few one by one (numpy's fixed cost per call
+        is higher below _VECTOR_MIN), more in one vectorised pass."""
+        if len(raw) >= _VECTOR_MIN * self.out_size or self.out_codec is None:
+            return super().unpack_rows(np.frombuffer(raw, dtype=self.out_dtype))
+        size, unpack = self.out_size, self.out_codec.unpack
+        return [unpack(raw[i:i + size]) for i in range(0, len(raw), size)]
 
     def unpack_rows(self, rows: np.ndarray) -> list[Any]:
-        if len(rows) >= _VECTOR_MIN or self.out_codec is None:
+        if len(rows) >= _VECTOR_MIN:
             return super().unpack_rows(rows)
-        raw, size = rows.tobytes(), rows.dtype.itemsize
-        return [self.out_codec.unpack(raw[i:i + size]) for i in range(0, len(raw), size)]
+        return self._objects_of(rows.tobytes())
 
     def want_responses(self) -> None:
-        if self.kernel.notify_fd is None or self._armed or self.kernel.closed:
+        if self.kernel.notify_fd is None or self.kernel.closed:
             return
-        self.kernel.arm(True)
-        self._armed = True
-        self.poll_responses()  # what came before the arming rang nothing
+        if not self._armed:
+            self.kernel.arm(True)
+            self._armed = True
+            self.poll_responses()  # what came before the arming rang nothing
+        # Poll from the loop for a moment before relying on the bell: an answer that comes
+        # within SPIN_S is found a loop iteration after it lands, not after the kernel's
+        # eventfd write and the loop's wake-up (several microseconds, tens on a busy machine).
+        self._spin_until = time.perf_counter() + SPIN_S
+        if not self._spinning and SPIN_S > 0:
+            self._spinning = True
+            self.loop.call_soon(self._spin)
+
+    def _spin(self) -> None:
+        if self.kernel.closed or not (self.pending or self._response_waiters):
+            self._spinning = False
+            return
+        self.poll_responses()
+        if time.perf_counter() < self._spin_until:
+            self.loop.call_soon(self._spin)
+        else:
+            self._spinning = False
 
     def _on_notify(self) -> None:
-        assert self.kernel.notify_fd is not None
-        try:
-            os.eventfd_read(self.kernel.notify_fd)
-        except BlockingIOError:
-            pass
-        self.poll_responses()
+        self.poll_responses(clear_notify=True)
         # Stay armed while responses are wanted, and a little longer: a caller that asks
         # again at once (a request loop) then finds the bell armed, with no native calls.
         if self._armed and self._disarm is None:
@@ -231,18 +272,21 @@ class DeviceChannel(Channel):
         """Backends without an eventfd: wait for responses in the native pop, off the loop."""
         while not self._stop_polling.is_set() and not self.kernel.closed:
             try:
-                rows = self.kernel.pop(POP_BATCH, 0.05)
+                raw = self.kernel.pop_bytes(POP_BATCH, 0.05)
             except Exception:  # the region went away under us: the kernel is finished
                 return
-            if len(rows):
-                self.loop.call_soon_threadsafe(self._arrived_and_feed, rows)
+            if raw:
+                self.loop.call_soon_threadsafe(self._arrived_and_feed, raw)
 
-    def _arrived_and_feed(self, rows: np.ndarray) -> None:
-        self._arrived(rows)
+    def _arrived_and_feed(self, raw: bytes) -> None:
+        self._arrived(raw)
         self.feed()
 
     def _exited(self) -> None:  # from the backend's thread
-        self.loop.call_soon_threadsafe(self._on_exit)
+        try:
+            self.loop.call_soon_threadsafe(self._on_exit)
+        except RuntimeError:  # the loop is closed: nobody is left to tell
+            pass
 
     def _on_exit(self) -> None:
         """The kernel's process ended: unexpectedly unless we terminated it."""
@@ -270,6 +314,7 @@ class DeviceChannel(Channel):
             return
         was_failed = self.state is KernelState.FAILED
         self.state = KernelState.TERMINATED  # from here on its exit is expected
+        self.kernel.on_exit = None
         for timer in (self._refill, self._disarm):
             if timer is not None:
                 timer.cancel()

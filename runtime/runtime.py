@@ -26,6 +26,7 @@ from ringgen.runtime.channels import Channel, DeadLetter, KernelState
 from ringgen.runtime.device_channel import DeviceChannel
 from ringgen.runtime.kernels import BACKPRESSURE, kernel_spec
 from ringgen.runtime.telemetry import Telemetry
+from ringgen.runtime.waiting import Deadlines
 
 log = logging.getLogger("ringgen.runtime")
 
@@ -48,12 +49,14 @@ class RingKernelRuntime:
         self._channels: dict[str, Channel] = {}
         self._buffers: dict[int, tuple[int, UnifiedBuffer]] = {}  # id -> (table slot, buffer)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._deadlines: Deadlines | None = None
         self._warned_dead_letters = False
 
     # -- context ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> RingKernelRuntime:
         self._loop = asyncio.get_running_loop()
+        self._deadlines = Deadlines(self._loop)
         self.backend = resolve_backend(self.requested_backend)
         return self
 
@@ -66,6 +69,13 @@ class RingKernelRuntime:
         if self._loop is None:
             raise KernelStateError("use the runtime inside `async with RingKernelRuntime(...)`")
         return self._loop
+
+    @property
+    def deadlines(self) -> Deadlines:
+        """The timeouts of every wait on this runtime's loop (one timer for all of them)."""
+        if self._deadlines is None:
+            raise KernelStateError("use the runtime inside `async with RingKernelRuntime(...)`")
+        return self._deadlines
 
     # -- kernels ---------------------------------------------------------------------------
 
@@ -216,7 +226,7 @@ class RingKernelRuntime:
         slot, _ = self._buffers.pop(buffer.buffer_id)
         for channel in self._channels.values():
             if isinstance(channel, DeviceChannel) and not channel.kernel.closed:
-                channel.kernel.set_buffer(slot, (0, 0, 0, 0, 0, b""))
+                channel.kernel.set_buffer(slot, (0, 0, 0, 0, 0, ""))
 
     # -- dead letters ----------------------------------------------------------------------
 

@@ -195,6 +195,24 @@ def test_ctx_fail_counts_errors_and_still_answers(launch: Any, kernels_pkg: Any)
     assert (status.processed, status.errors, status.emitted) == (2, 1, 2)
 
 
+def test_host_module_refuses_misuse_instead_of_touching_memory(launch: Any, kernels_pkg: Any) -> None:
+    kernel = launch("echo")
+    size = kernel.info.in_dtype.itemsize
+    with pytest.raises(TypeError, match=f"whole structs of {size} bytes"):
+        kernel.push(0, 2, bytes(size + 1))
+    with pytest.raises(IndexError, match="no lane 5 of block 0"):
+        kernel.push(0, 5, bytes(size))
+    with pytest.raises(IndexError, match="no lane 0 of block 1"):
+        kernel.lane_size(1, 0)
+    rows = structs.pack(kernel.info.input, kernel.info.in_dtype, [kernels_pkg.Ping(seq=i) for i in range(3)])
+    with pytest.raises(TypeError, match="contiguous"):
+        kernel.push(0, 2, rows[::2])
+    assert kernel.push(0, 2, rows) == 3 and len(_receive(kernel, 3)) == 3
+    kernel.terminate()
+    with pytest.raises(ValueError, match="region was released"):
+        kernel.rings.lane_size(0, 0)
+
+
 def test_fire_and_forget_kernel(launch: Any, kernels_pkg: Any) -> None:
     kernel = launch("sink")
     _send(kernel, [kernels_pkg.Ping(seq=i) for i in range(20)])
@@ -230,11 +248,11 @@ def test_handler_compile_error_points_at_the_users_line(tmp_path: Path) -> None:
 
 def test_ring_protocol_under_thread_sanitizer(kernels_pkg: Any, tmp_path: Path) -> None:
     """A million messages, four blocks, all five lanes: none lost or duplicated, FIFO per lane,
-    every response correlated; the kernel loop and librg_host in one process, TSan clean."""
+    every response correlated; the kernel loop and rg_host.h in one process, TSan clean."""
     binary = tmp_path / "ring_stress"
     package = Path(kernels_pkg.PATH)
-    compile_cpp([ROOT / "tests" / "native" / "ring_stress.cpp", templates_dir() / "rg_cpu_runtime.cpp",
-                 templates_dir() / "rg_host.cpp"], binary, [package, cccl_include()],
+    compile_cpp([ROOT / "tests" / "native" / "ring_stress.cpp", templates_dir() / "rg_cpu_runtime.cpp"],
+                binary, [package, templates_dir(), cccl_include()],
                 ["-fsanitize=thread", "-pthread", f"-DRG_KERNEL_CU=\"{package / 'echo4.cu'}\"",
                  "-DRG_ENTRY=echo4_ring_kernel", "-Wno-error"])
     result = subprocess.run([str(binary), "1000000"], capture_output=True, text=True, timeout=300,

@@ -4,7 +4,8 @@
 // threads as fibers on it, switched in user space at __syncthreads and the warp intrinsics
 // (rg_cpu_runtime.cpp). `__shared__` variables are `static thread_local`: one copy per block.
 // threadIdx reads the running fiber's index. Included by rg_kernel.h when not under nvcc.
-#pragma once
+#ifndef RG_CPU_SHIM_H
+#define RG_CPU_SHIM_H
 
 #if defined(__CUDACC__)
 #error "rg_cpu_shim.h is for host compilers; nvcc has the real built-ins"
@@ -196,3 +197,5 @@ inline T atomicCAS(T* addr, T compare, T val) {
 
 using std::max;
 using std::min;
+
+#endif  // RG_CPU_SHIM_H

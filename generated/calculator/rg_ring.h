@@ -13,7 +13,8 @@
 // `tail - head` is the fill level and they never wrap in practice. A producer publishes slots
 // with a release store of `tail`, which the consumer's acquire load of `tail` pairs with, and
 // vice versa for freed slots: there is no read-modify-write across the bus.
-#pragma once
+#ifndef RG_RING_H
+#define RG_RING_H
 
 #include <cuda/atomic>
 
@@ -65,13 +66,18 @@ typedef struct alignas(RG_LINE) rg_line {
 // nothing when busy. A GPU neither rings nor sleeps on a bell: no read-modify-write crosses
 // the bus; the host polls its rings, the kernel naps with __nanosleep.
 //
-// A host event loop cannot sleep on a futex; it arms the bell instead (sleepers + 1) and
-// watches an eventfd, whose number (plus one; zero: none) the ringer's process writes to.
+// A host event loop cannot sleep on a futex; it arms the bell instead and watches an eventfd,
+// whose number (plus one; zero: none) the ringer's process writes to. One write per wake-up
+// of the loop, not one per ring: `notified` stays 1 from a write until the loop has read the
+// eventfd, and the loop clears it before it looks at the rings (see rg_host_clear_notify), so
+// a ring it does not hear about is one whose push that look finds.
 typedef struct alignas(RG_LINE) rg_bell {
     uint64_t value;
-    uint64_t sleepers;
+    uint64_t sleepers;         // threads asleep on the futex
+    uint64_t armed;            // event loops watching the eventfd
+    uint64_t notified;         // 1: the eventfd was written and the loop has not cleared it yet
     uint64_t notify_fd_plus1;
-    uint8_t _pad[RG_LINE - 24];
+    uint8_t _pad[RG_LINE - 40];
 } rg_bell;
 
 RG_FN void rg_bell_ring(rg_bell* bell) {
@@ -79,10 +85,12 @@ RG_FN void rg_bell_ring(rg_bell* bell) {
     (void)bell;
 #else
     rg_atomic_u64(bell->value).fetch_add(1, cuda::std::memory_order_seq_cst);
-    if (rg_atomic_u64(bell->sleepers).load(cuda::std::memory_order_seq_cst)) {
+    if (rg_atomic_u64(bell->sleepers).load(cuda::std::memory_order_seq_cst))
         syscall(SYS_futex, &bell->value, FUTEX_WAKE, 0x7fffffff, nullptr, nullptr, 0);
-        uint64_t fd = bell->notify_fd_plus1, one = 1;
-        if (fd && write((int)(fd - 1), &one, sizeof one) < 0) {
+    uint64_t fd = bell->notify_fd_plus1, one = 1;
+    if (fd && rg_atomic_u64(bell->armed).load(cuda::std::memory_order_seq_cst) &&
+        !rg_atomic_u64(bell->notified).exchange(1, cuda::std::memory_order_seq_cst)) {
+        if (write((int)(fd - 1), &one, sizeof one) < 0) {
             // the eventfd's counter is full, so the loop is already being woken
         }
     }
@@ -260,3 +268,5 @@ RG_FN uint64_t rg_ring_pop(rg_ring* ring, void* dst, uint64_t max) {
 RG_FN uint64_t rg_ring_size(rg_ring* ring) {
     return rg_load_acquire(&ring->tail.value) - rg_load_acquire(&ring->head.value);
 }
+
+#endif  // RG_RING_H

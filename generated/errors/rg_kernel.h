@@ -5,7 +5,8 @@
 // thread calls the handler, and thread 0 stamps the response (fresh UUIDv4 message_id,
 // correlation_id = the request's message_id unless the handler set one, priority carried
 // over) and pushes it, waiting while the output ring is full: a response is never overwritten.
-#pragma once
+#ifndef RG_KERNEL_H
+#define RG_KERNEL_H
 
 #include <assert.h>  // device code may assert(); a failed assert ends the kernel
 
@@ -258,3 +259,5 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
         cur ^= 1;
     }
 }
+
+#endif  // RG_KERNEL_H

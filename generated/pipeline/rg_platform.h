@@ -3,7 +3,11 @@
 // Everything ringgen generates is written against these macros: with nvcc they expand to the
 // CUDA qualifiers, with a host compiler to nothing (the CPU backend adds its own shim for the
 // kernel built-ins on top of this file).
-#pragma once
+//
+// Include guards, not #pragma once: a package's copy of this header and ringgen's own are
+// one header to the compiler.
+#ifndef RG_PLATFORM_H
+#define RG_PLATFORM_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -43,3 +47,5 @@ typedef struct rg_uuid {
 
 // Bits of every message's `flags` header member.
 #define RG_FLAG_HAS_CORRELATION 0x01u
+
+#endif  // RG_PLATFORM_H

@@ -4,7 +4,8 @@
 // strings, bin for bytes, float 64 for double and float 32 for float) so that the generated
 // rg_pack_<Msg> functions produce the bytes of Python's msg.serialize(). The reader accepts
 // every encoding of a value and never reads past `len`: errors are sticky in `err`.
-#pragma once
+#ifndef RG_MSGPACK_H
+#define RG_MSGPACK_H
 
 #include "rg_platform.h"
 
@@ -520,3 +521,5 @@ RG_FN int rg_mp_read_datetime(rg_mp_reader* r, int64_t* ns) {
     *ns = ((days * 86400 + h * 3600 + mi * 60 + sec - off) * 1000000000) + frac;
     return 1;
 }
+
+#endif  // RG_MSGPACK_H

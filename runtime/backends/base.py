@@ -1,13 +1,12 @@
 """The low-level kernel API both backends share: a launched ring kernel's lanes, output rings,
 lifecycle commands and counters, over a region laid out by rg_ring.h.
 
-Everything here works on the region through librg_host; a backend only decides where the region
-lives (shared memory, mapped pinned memory), how the kernel is started, and how it dies.
+Everything here works on the region through _rg_host's Region; a backend only decides where the
+region lives (shared memory, mapped pinned memory), how the kernel is started, and how it dies.
 """
 
 from __future__ import annotations
 
-import ctypes
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -87,50 +86,53 @@ class RingKernel(ABC):
         self.grid = info.grid
         self.lane_capacity = lane_capacity
         self.out_capacity = out_capacity
-        self.lib = native.host_library()
-        out_slot = info.out_dtype.itemsize if info.out_dtype is not None else 8
-        self.region_size = int(self.lib.rg_host_region_size(
-            info.grid, info.block, lane_capacity, out_capacity, info.in_dtype.itemsize, out_slot))
-        self.region_ptr = 0
-        self._next_block = ctypes.c_uint32(0)
-        self._next_block_ref = ctypes.byref(self._next_block)
-        self._pop_address = 0
-        self._status = (ctypes.c_uint64 * (5 * info.grid))()
-        self._pop_buffer: np.ndarray | None = None
+        self._out_slot = info.out_dtype.itemsize if info.out_dtype is not None else 8
+        self.region_size = native.region_type().size(
+            info.grid, info.block, lane_capacity, out_capacity, info.in_dtype.itemsize,
+            self._out_slot)
+        self.region: native.Region | None = None
         self.closed = False
 
-    def _init_region(self, address: int, seed: int) -> None:
+    def _init_region(self, address: int, seed: int) -> native.Region:
+        """Lay the region out in the backend's memory at `address` (region_size bytes)."""
         info = self.info
-        out_slot = info.out_dtype.itemsize if info.out_dtype is not None else 8
-        self.lib.rg_host_region_init(address, info.grid, info.block, self.lane_capacity,
-                                     self.out_capacity, info.in_dtype.itemsize, out_slot, seed)
-        self.region_ptr = address
+        self.region = native.region_type()(address, info.grid, info.block, self.lane_capacity,
+                                           self.out_capacity, info.in_dtype.itemsize,
+                                           self._out_slot, seed)
+        return self.region
+
+    @property
+    def rings(self) -> native.Region:
+        if self.region is None:
+            raise KernelStateError(f"kernel {self.kernel_id!r} has no region (not launched)")
+        return self.region
+
+    def _release_region(self) -> None:
+        """The region's memory is about to go: later calls raise instead of touching it."""
+        if self.region is not None:
+            self.region.detach()
 
     # -- rings ----------------------------------------------------------------------------
 
     def push(self, block: int, lane: int, structs: np.ndarray | bytes) -> int:
         """Push as many of `structs` as fit (a contiguous array of the input dtype, or the
         bytes of such structs: one message packs to bytes without numpy); returns the count."""
-        if isinstance(structs, bytes):
-            count, rest = divmod(len(structs), self.info.in_dtype.itemsize)
-            if rest:
-                raise TypeError("push takes whole structs")
-            return int(self.lib.rg_host_push(self.region_ptr, block, lane, structs, count))
-        self._check_structs(structs)
-        return int(self.lib.rg_host_push(self.region_ptr, block, lane, structs.ctypes.data,
-                                         len(structs)))
+        if not isinstance(structs, bytes):
+            self._check_structs(structs)
+            structs = structs.view(np.uint8)
+        return self.rings.push(block, lane, structs)
 
     def push_wait(self, block: int, lane: int, structs: np.ndarray, timeout: float) -> int:
         """Push all of `structs`, sleeping (without the GIL) while the lane is full, for at most
         `timeout` seconds; returns how many went in."""
         self._check_structs(structs)
+        flat = structs.view(np.uint8)
         done, deadline = 0, time.monotonic() + timeout
         while done < len(structs):
             left = deadline - time.monotonic()
             step = int(min(max(left, 0.0), self.poll_ns / 1e9) * 1e9)
-            done += int(self.lib.rg_host_push_wait(
-                self.region_ptr, block, lane, structs.ctypes.data + done * structs.itemsize,
-                len(structs) - done, step, self.push_nap_ns))
+            done += self.rings.push_wait(block, lane, flat[done * structs.itemsize:], step,
+                                         self.push_nap_ns)
             if left <= 0 or self.failure() is not None:
                 break
         return done
@@ -140,38 +142,43 @@ class RingKernel(ABC):
             raise TypeError(f"push takes a contiguous array of {self.info.input.__name__} structs")
 
     def lane_size(self, block: int, lane: int) -> int:
-        return int(self.lib.rg_host_lane_size(self.region_ptr, block, lane))
+        return self.rings.lane_size(block, lane)
 
     def pop(self, max_count: int, timeout: float = 0.0) -> np.ndarray:
         """Up to max_count responses (the output dtype); waits up to `timeout` s for the first."""
+        raw = self.pop_bytes(max_count, timeout)
+        assert self.info.out_dtype is not None  # pop_bytes refuses a kernel without output
+        return np.frombuffer(bytearray(raw), dtype=self.info.out_dtype)
+
+    def pop_bytes(self, max_count: int, timeout: float = 0.0, clear_notify: bool = False) -> bytes:
+        """pop() as the bytes of the structs: what a few responses at a time want, since
+        making even a one-row structured array costs numpy microseconds. With clear_notify,
+        `notify_fd` is read first (what an event loop woken by it wants)."""
         if self.info.out_dtype is None:
             raise KernelStateError(f"kernel {self.kernel_id!r} has no output (fire-and-forget)")
-        out = self._pop_buffer
-        if out is None or len(out) < max_count:
-            out = self._pop_buffer = np.empty(max_count, dtype=self.info.out_dtype)
-            self._pop_address = out.ctypes.data
+        if timeout <= 0:  # what is there now: the event loop's pop, on every response it awaits
+            return self.rings.pop(max_count, 0, self.poll_ns, clear_notify)
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             step = int(min(max(left, 0.0), self.poll_ns / 1e9) * 1e9)
-            n = self.lib.rg_host_pop(self.region_ptr, self._pop_address, max_count, step,
-                                     self._next_block_ref, self.poll_ns)
-            if n or left <= 0 or self.failure() is not None:
-                return out[:n].copy()  # the buffer is reused: a big allocation per pop is slow
+            raw = self.rings.pop(max_count, step, self.poll_ns, clear_notify)
+            if raw or left <= 0 or self.failure() is not None:
+                return raw
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def command(self, command: int, timeout: float) -> bool:
         """Send a command to every block; True once all acknowledged it within `timeout`."""
-        seq = self.lib.rg_host_command(self.region_ptr, command)
+        seq = self.rings.command(command)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             step = min(0.05, max(deadline - time.monotonic(), 0.0))
-            if self.lib.rg_host_wait_ack(self.region_ptr, seq, int(step * 1e9)):
+            if self.rings.wait_ack(seq, int(step * 1e9)):
                 return True
             if self.failure() is not None:
                 return False
-        return bool(self.lib.rg_host_wait_ack(self.region_ptr, seq, 0))
+        return self.rings.wait_ack(seq, 0)
 
     def activate(self, timeout: float = 1.0) -> None:
         self._expect(self.command(native.CMD_ACTIVATE, timeout), "activate", timeout)
@@ -188,20 +195,19 @@ class RingKernel(ABC):
         raise KernelStateError(f"kernel {self.kernel_id!r} did not acknowledge {what} within "
                                f"{timeout} s; is a handler stuck in a loop?")
 
-    def set_buffer(self, slot: int, entry: tuple[int, int, int, int, int, bytes]) -> None:
+    def set_buffer(self, slot: int, entry: tuple[int, int, int, int, int, str]) -> None:
         """Publish a UnifiedBuffer in the kernel's table (an id of 0 frees the slot)."""
-        if not self.lib.rg_host_set_buffer(self.region_ptr, slot, *entry):
-            raise KernelStateError(f"no buffer slot {slot}: at most 256 buffers are registered")
+        try:
+            self.rings.set_buffer(slot, *entry)
+        except IndexError as e:
+            raise KernelStateError(str(e)) from None
 
     def arm(self, armed: bool) -> None:
         """Ask (or stop asking) to be notified through `notify_fd` of every response."""
-        self.lib.rg_host_arm(self.region_ptr, 1 if armed else -1, -1)
+        self.rings.arm(armed)
 
     def status(self) -> list[BlockStatus]:
-        self.lib.rg_host_status(self.region_ptr, self._status)
-        values = list(self._status)
-        return [BlockStatus(values[5 * b] & 0xFF, *values[5 * b + 1:5 * b + 5])
-                for b in range(self.grid)]
+        return [BlockStatus(state & 0xFF, *counts) for state, *counts in self.rings.status()]
 
     start_timeout = 10.0  # seconds for every block to show a heartbeat after the launch
 

@@ -1,7 +1,7 @@
 """The CPU backend: the generated .cu compiled by g++ into a runner process per kernel.
 
 The region lives in a shared-memory file mapped by Python and by the runner, so the host side
-is the same librg_host code that drives a GPU. A crash of the runner (a segfault, abort or
+is the same _rg_host code that drives a GPU. A crash of the runner (a segfault, abort or
 __trap() in a handler) ends that process only; `failure()` then gives its reason.
 """
 
@@ -44,14 +44,13 @@ class CpuKernel(RingKernel):
         runner = compile_runner(Path(info.package_dir), info.kernel_id, sanitize_thread).path
         path, self._map = shared_file(f"ringgen-{info.kernel_id}-", self.region_size)
         self._anchor: ctypes.c_char | None = ctypes.c_char.from_buffer(self._map)
-        self._init_region(ctypes.addressof(self._anchor), secrets.randbits(64))
-        self.lib.rg_host_set_spin(self.region_ptr, int(float(os.environ.get(
-            "RINGGEN_CPU_SPIN_US", DEFAULT_SPIN_US)) * 1000))
+        region = self._init_region(ctypes.addressof(self._anchor), secrets.randbits(64))
+        region.set_spin(int(float(os.environ.get("RINGGEN_CPU_SPIN_US", DEFAULT_SPIN_US)) * 1000))
         self._stderr: collections.deque[str] = collections.deque(maxlen=40)
         # The runner writes to this eventfd on responses while a host event loop is armed.
         self._eventfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.notify_fd = self._eventfd
-        self.lib.rg_host_arm(self.region_ptr, 0, self._eventfd)
+        region.set_notify_fd(self._eventfd)
         try:
             self.proc = subprocess.Popen([str(runner), path], stdin=subprocess.DEVNULL,
                                          stderr=subprocess.PIPE, text=True, errors="replace",
@@ -106,7 +105,7 @@ class CpuKernel(RingKernel):
         if self.closed:
             return
         self.closed = True
-        self.region_ptr = 0
+        self._release_region()
         self._anchor = None
         self._map.close()
         os.close(self._eventfd)

@@ -1,7 +1,7 @@
 """The CUDA backend: the same generated kernels, launched persistently through PyCUDA.
 
 pycuda is the `cuda` extra and is imported only here, lazily. The ring region is mapped pinned
-memory (pagelocked, DEVICEMAP): the host side uses librg_host on its host address exactly as on
+memory (pagelocked, DEVICEMAP): the host side uses _rg_host on its host address exactly as on
 the CPU backend, and the kernel gets the device address as an np.uintp. Modules, streams and
 allocations are all made before the persistent launch (with CUDA_MODULE_LOADING=EAGER, set
 before the context exists), because a lazy module load or a stream creation can block behind a
@@ -142,10 +142,10 @@ class CudaKernel(RingKernel):
                     f"kernel {info.kernel_id!r} asks for {info.block} threads a block; its code "
                     f"allows at most {limit} on {device.name()} (registers); lower block")
             self.stream = drv.Stream(flags=1)  # CU_STREAM_NON_BLOCKING
-            self.region = drv.pagelocked_empty(self.region_size, np.uint8,
+            self.memory = drv.pagelocked_empty(self.region_size, np.uint8,
                                                mem_flags=drv.host_alloc_flags.DEVICEMAP)
-            self._init_region(self.region.ctypes.data, secrets.randbits(64))
-            device_ptr = np.uintp(self.region.base.get_device_pointer())
+            self._init_region(self.memory.ctypes.data, secrets.randbits(64))
+            device_ptr = np.uintp(self.memory.base.get_device_pointer())
             self.function(device_ptr, block=(info.block, 1, 1), grid=(info.grid, 1),
                           stream=self.stream)
         self._fault: str | None = None
@@ -188,9 +188,9 @@ class CudaKernel(RingKernel):
         if self.closed:
             return
         self.closed = True
+        self._release_region()
         with current_context():
             if self.stream.is_done():
-                self.region.base.free()
+                self.memory.base.free()
                 with _lock:
                     _resident_blocks -= self._blocks
-        self.region_ptr = 0

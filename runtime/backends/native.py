@@ -1,47 +1,61 @@
-"""ctypes bindings of librg_host (templates/rg_host.cpp): the host side of the rings.
+"""The host side of the rings: _rg_host (templates/rg_host.cpp), a pybind11 module compiled into
+the compile cache on first use. Its `Region` drives one kernel's region in place.
 
-ctypes releases the GIL for the length of each call, so a thread blocked in `pop` does not
+The calls that wait release the GIL while they wait, so a thread blocked in `pop` does not
 stop the event loop or the other kernels' threads.
 """
 
 from __future__ import annotations
 
-import ctypes
 import functools
+import importlib.machinery
+import importlib.util
+from typing import Protocol, cast
 
 import numpy as np
 
-from ringgen.codegen.compile import compile_host_library
-
-U32, U64, I64, VP = ctypes.c_uint32, ctypes.c_uint64, ctypes.c_int64, ctypes.c_void_p
+from ringgen.codegen.compile import compile_host_module
 
 STATE_LAUNCHED, STATE_ACTIVE, STATE_PAUSED, STATE_TERMINATED = 0, 1, 2, 3
 CMD_ACTIVATE, CMD_DEACTIVATE, CMD_TERMINATE = 1, 2, 3
 LANES = 5
-STATUS_FIELDS = ("state", "processed", "emitted", "errors", "heartbeat")
 
 
-@functools.lru_cache(maxsize=2)
-def host_library(sanitize_thread: bool = False) -> ctypes.CDLL:
-    lib = ctypes.CDLL(str(compile_host_library(sanitize_thread).path))
-    signatures = {
-        "rg_host_region_size": (U64, [U32, U32, U32, U32, U32, U32]),
-        "rg_host_region_init": (U64, [VP, U32, U32, U32, U32, U32, U32, U64]),
-        "rg_host_push": (U64, [VP, U32, U32, VP, U64]),
-        "rg_host_push_wait": (U64, [VP, U32, U32, VP, U64, I64, I64]),
-        "rg_host_lane_size": (U64, [VP, U32, U32]),
-        "rg_host_pop": (U64, [VP, VP, U64, I64, ctypes.POINTER(U32), I64]),
-        "rg_host_command": (U64, [VP, U32]),
-        "rg_host_wait_ack": (ctypes.c_int, [VP, U64, I64]),
-        "rg_host_status": (None, [VP, ctypes.POINTER(U64)]),
-        "rg_host_arm": (None, [VP, I64, ctypes.c_int32]),
-        "rg_host_set_spin": (None, [VP, U64]),
-        "rg_host_set_buffer": (ctypes.c_int, [VP, U32, U64, U64, U64, U32, U32, ctypes.c_char_p]),
-    }
-    for name, (restype, argtypes) in signatures.items():
-        fn = getattr(lib, name)
-        fn.restype, fn.argtypes = restype, argtypes
-    return lib
+class Region(Protocol):
+    """_rg_host.Region: one kernel's region, laid out in place at an address."""
+
+    def push(self, block: int, lane: int, structs: bytes | np.ndarray, /) -> int: ...
+    def push_wait(self, block: int, lane: int, structs: bytes | np.ndarray, timeout_ns: int,
+                  nap_ns: int, /) -> int: ...
+    def lane_size(self, block: int, lane: int, /) -> int: ...
+    def pop(self, max_count: int, timeout_ns: int, poll_ns: int, clear_notify: bool, /) -> bytes: ...
+    def command(self, command: int, /) -> int: ...
+    def wait_ack(self, seq: int, timeout_ns: int, /) -> bool: ...
+    def status(self) -> list[tuple[int, int, int, int, int]]: ...
+    def arm(self, armed: bool, /) -> None: ...
+    def set_notify_fd(self, fd: int, /) -> None: ...
+    def set_spin(self, spin_ns: int, /) -> None: ...
+    def set_buffer(self, slot: int, buffer_id: int, device_ptr: int, nbytes: int,
+                   dtype_code: int, itemsize: int, path: str, /) -> None: ...
+    def detach(self) -> None: ...
+
+
+class RegionType(Protocol):
+    def __call__(self, address: int, grid: int, block: int, lane_capacity: int,
+                 out_capacity: int, in_slot: int, out_slot: int, seed: int) -> Region: ...
+    def size(self, grid: int, block: int, lane_capacity: int, out_capacity: int, in_slot: int,
+             out_slot: int, /) -> int: ...
+
+
+@functools.lru_cache(maxsize=1)
+def region_type() -> RegionType:
+    path = str(compile_host_module().path)
+    loader = importlib.machinery.ExtensionFileLoader("_rg_host", path)
+    spec = importlib.util.spec_from_file_location("_rg_host", path, loader=loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return cast(RegionType, module.Region)
 
 
 def lane_of(priority: int) -> int:
@@ -50,4 +64,4 @@ def lane_of(priority: int) -> int:
         3 if priority < 192 else 4
 
 
-LANE_OF = np.array([lane_of(p) for p in range(256)], dtype=np.uint8)
+LANE_OF = tuple(lane_of(p) for p in range(256))

@@ -1,10 +1,10 @@
 // ring_stress.cpp - the ring protocol under ThreadSanitizer, in one process so that TSan sees
 // both sides: the real kernel loop (a generated .cu, one OS thread per block, fibers within)
-// and the real host library (rg_host.cpp), driven by one producer thread per block and one
-// consumer thread.
+// and the real host side (rg_host.h, what Python's _rg_host binds), driven by one producer
+// thread per block and one consumer thread.
 //
 // Build: g++ -fsanitize=thread -DRG_KERNEL_CU='"<pkg>/echo4.cu"' -DRG_ENTRY=echo4_ring_kernel
-//        -I<pkg> -I<cccl> ring_stress.cpp rg_cpu_runtime.cpp rg_host.cpp
+//        -I<pkg> -I<templates> -I<cccl> ring_stress.cpp rg_cpu_runtime.cpp
 // Run:   ring_stress MESSAGES  -> "OK <received>" and exit 0, or a message and exit 1.
 //
 // Checks: every request answered exactly once, FIFO within each (block, lane), each response's
@@ -16,15 +16,7 @@
 #include <thread>
 #include <vector>
 
-extern "C" {
-uint64_t rg_host_region_size(uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t);
-uint64_t rg_host_region_init(void*, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t,
-                             uint64_t);
-uint64_t rg_host_push(void*, uint32_t, uint32_t, const void*, uint64_t);
-uint64_t rg_host_pop(void*, void*, uint64_t, int64_t, uint32_t*, int64_t);
-uint64_t rg_host_command(void*, uint32_t);
-int rg_host_wait_ack(void*, uint64_t, int64_t);
-}
+#include "rg_host.h"
 
 static const uint8_t kLanePriority[RG_LANES] = {10, 100, 128, 150, 220};
 
@@ -37,9 +29,9 @@ static void make_id(rg_uuid* id, uint64_t block, uint64_t lane, uint64_t seq) {
 int main(int argc, char** argv) {
     const uint64_t total = argc > 1 ? strtoull(argv[1], nullptr, 10) : 1000000;
     const uint32_t grid = 4, block = 8, lane_cap = 64, out_cap = 256;
-    uint64_t size = rg_host_region_size(grid, block, lane_cap, out_cap, sizeof(Ping), sizeof(Pong));
-    void* region = aligned_alloc(RG_LINE, rg_round_up(size, RG_LINE));
-    rg_host_region_init(region, grid, block, lane_cap, out_cap, sizeof(Ping), sizeof(Pong), 42);
+    uint64_t size = rg_region_init(nullptr, grid, block, lane_cap, out_cap, sizeof(Ping), sizeof(Pong), 0);
+    rg_region* region = (rg_region*)aligned_alloc(RG_LINE, rg_round_up(size, RG_LINE));
+    rg_region_init(region, grid, block, lane_cap, out_cap, sizeof(Ping), sizeof(Pong), 42);
     std::thread kernel([&] { rg_cpu::run_grid(RG_ENTRY, (uint8_t*)region, grid, block); });
     if (!rg_host_wait_ack(region, rg_host_command(region, RG_CMD_ACTIVATE), 10000000000)) {
         fprintf(stderr, "activate was not acknowledged\n");
@@ -75,7 +67,11 @@ int main(int argc, char** argv) {
     std::vector<Pong> out(256);
     uint32_t cursor = 0;
     while (received < per_block * grid && errors < 10) {
-        uint64_t n = rg_host_pop(region, out.data(), out.size(), 5000000000, &cursor, 1000000);
+        uint64_t n = rg_host_wait_responses(region, out.size(), 5000000000, 1000000);
+        if (rg_host_pop(region, out.data(), n, &cursor) != n) {
+            fprintf(stderr, "fewer responses popped than were counted\n");
+            return 1;
+        }
         if (!n) {
             fprintf(stderr, "no response within 5 s after %llu\n", (unsigned long long)received);
             return 1;
@@ -106,7 +102,7 @@ int main(int argc, char** argv) {
         return 1;
     }
     kernel.join();
-    uint64_t extra = rg_host_pop(region, out.data(), out.size(), 0, &cursor, 0);
+    uint64_t extra = rg_host_pop(region, out.data(), out.size(), &cursor);
     for (uint32_t l = 0; l < RG_LANES; ++l)
         if (!per_lane[l]) ++errors;
     if (errors || extra) {

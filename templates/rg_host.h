@@ -1,0 +1,154 @@
+// rg_host.h - the host side of the rings: push into lanes, pop responses, lifecycle commands,
+// counters and the buffer table of one region. Plain C++ over rg_ring.h, so that the TSan
+// stress test (tests/native/ring_stress.cpp) runs exactly the code that Python's _rg_host
+// module (rg_host.cpp) binds.
+//
+// The same functions serve both backends: the region is shared memory on the CPU backend and
+// mapped pinned memory on CUDA. Waits sleep on the output doorbell (a futex the CPU backend's
+// kernels ring) for at most `poll_ns` at a time, so on CUDA, where the kernel rings nothing,
+// they poll at that interval.
+#ifndef RG_HOST_H
+#define RG_HOST_H
+
+#include <time.h>
+#include <unistd.h>
+
+#include "rg_ring.h"
+
+static inline int64_t rg_host_now_ns() {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+// Pushes up to n structs into lane `lane` of block `block`; returns how many fit.
+static inline uint64_t rg_host_push(rg_region* r, uint32_t block, uint32_t lane, const void* src,
+                                    uint64_t n) {
+    uint64_t pushed = rg_ring_push(rg_region_ring(r, block, lane), src, n);
+    if (pushed) rg_bell_ring(&r->control.doorbell);
+    return pushed;
+}
+
+// Pushes all n structs, napping while the lane is full, for at most timeout_ns; returns how
+// many went in. A full lane drains at the kernel's pace, so the nap is a plain sleep of
+// nap_ns: no bell per request for the kernel to ring.
+static inline uint64_t rg_host_push_wait(rg_region* r, uint32_t block, uint32_t lane,
+                                         const void* src, uint64_t n, int64_t timeout_ns,
+                                         int64_t nap_ns) {
+    rg_ring* ring = rg_region_ring(r, block, lane);
+    int64_t deadline = rg_host_now_ns() + timeout_ns;
+    uint64_t done = 0;
+    for (;;) {
+        uint64_t pushed = rg_ring_push(ring, (const uint8_t*)src + done * ring->slot_size, n - done);
+        if (pushed) rg_bell_ring(&r->control.doorbell);
+        done += pushed;
+        if (done == n) return done;
+        int64_t left = deadline - rg_host_now_ns();
+        if (left <= 0) return done;
+        struct timespec ts = {0, (long)(left < nap_ns ? left : nap_ns)};
+        nanosleep(&ts, nullptr);
+    }
+}
+
+// Responses waiting in all output rings, at most max (a snapshot: more may come, none go,
+// since only the one popping thread takes them).
+static inline uint64_t rg_host_responses(rg_region* r, uint64_t max) {
+    uint64_t n = 0;
+    for (uint32_t b = 0; b < r->grid && n < max; ++b)
+        n += rg_ring_size(rg_region_ring(r, b, RG_LANES));
+    return n < max ? n : max;
+}
+
+// rg_host_responses, waiting up to timeout_ns for the first response.
+static inline uint64_t rg_host_wait_responses(rg_region* r, uint64_t max, int64_t timeout_ns,
+                                              int64_t poll_ns) {
+    int64_t deadline = rg_host_now_ns() + timeout_ns;
+    for (;;) {
+        uint64_t bell = rg_load_acquire(&r->control.out_bell.value);
+        uint64_t n = rg_host_responses(r, max);
+        int64_t left = deadline - rg_host_now_ns();
+        if (n || left <= 0) return n;
+        rg_bell_sleep(&r->control.out_bell, bell, (uint64_t)(left < poll_ns ? left : poll_ns));
+    }
+}
+
+// Pops up to n responses into dst from the blocks' output rings, starting at block *next
+// (advanced, so that no block starves); returns how many.
+static inline uint64_t rg_host_pop(rg_region* r, void* dst, uint64_t n, uint32_t* next) {
+    uint8_t* out = (uint8_t*)dst;
+    uint64_t got = 0;
+    for (uint32_t i = 0; i < r->grid && got < n; ++i) {
+        uint32_t b = (*next + i) % r->grid;
+        got += rg_ring_pop(rg_region_ring(r, b, RG_LANES), out + got * r->out_slot_size, n - got);
+    }
+    *next = (*next + 1) % r->grid;
+    if (got) rg_bell_ring(&r->control.doorbell);  // a block waiting for room may go on
+    return got;
+}
+
+// Writes a command for every block; returns its sequence number, for rg_host_wait_ack.
+static inline uint64_t rg_host_command(rg_region* r, uint32_t command) {
+    uint64_t seq = (rg_load_relaxed(&r->control.command.value) >> 8) + 1;
+    rg_store_release(&r->control.command.value, (seq << 8) | command);
+    rg_bell_ring(&r->control.doorbell);
+    return seq;
+}
+
+// Waits until every block has applied command `seq`; true if they did within timeout_ns.
+static inline bool rg_host_wait_ack(rg_region* r, uint64_t seq, int64_t timeout_ns) {
+    int64_t deadline = rg_host_now_ns() + timeout_ns;
+    uint32_t sleep_ns = 1000;
+    for (;;) {
+        uint32_t acked = 0;
+        for (uint32_t b = 0; b < r->grid; ++b)
+            acked += (rg_load_acquire(&rg_region_status(r, b)->state) >> 8) >= seq;
+        if (acked == r->grid) return true;
+        if (rg_host_now_ns() > deadline) return false;
+        struct timespec ts = {0, (long)sleep_ns};
+        nanosleep(&ts, nullptr);
+        sleep_ns = sleep_ns < 200000 ? sleep_ns * 2 : sleep_ns;
+    }
+}
+
+// An event loop's interest in responses: while armed (+1 .. -1), responses also write to the
+// region's notify eventfd (once per wake-up: see rg_bell).
+static inline void rg_host_arm(rg_region* r, bool armed) {
+    auto count = rg_atomic_u64(r->control.out_bell.armed);
+    if (armed) count.fetch_add(1, cuda::std::memory_order_seq_cst);
+    else count.fetch_sub(1, cuda::std::memory_order_seq_cst);
+}
+
+// Reads (so resets) the notify eventfd, then lets the next response write it again; the
+// caller looks at the rings after this, so a response it is not woken for is one it finds.
+// (In the other order, a write between the two would be read here and never be followed by
+// another: the loop would sleep through every later response.)
+static inline void rg_host_clear_notify(rg_region* r) {
+    uint64_t fd = r->control.out_bell.notify_fd_plus1, count;
+    if (!fd) return;
+    if (read((int)(fd - 1), &count, sizeof count) < 0) {
+        // EAGAIN: nothing was written since the last read
+    }
+    rg_atomic_u64(r->control.out_bell.notified).store(0, cuda::std::memory_order_seq_cst);
+}
+
+// Publishes UnifiedBuffer `buffer_id` in table slot `slot` (0 frees the slot): the fields
+// first, the id last with a release store, so a kernel never sees half an entry. False if
+// there is no such slot or the path does not fit.
+static inline bool rg_host_set_buffer(rg_region* r, uint32_t slot, uint64_t buffer_id,
+                                      uint64_t device_ptr, uint64_t nbytes, uint32_t dtype_code,
+                                      uint32_t itemsize, const char* path, size_t path_len) {
+    if (slot >= RG_MAX_BUFFERS) return false;
+    rg_buffer_entry* e = rg_region_buffers(r) + slot;
+    if (path_len >= sizeof e->path) return false;
+    rg_store_release(&e->buffer_id, 0);
+    e->device_ptr = device_ptr;
+    e->nbytes = nbytes;
+    e->dtype_code = dtype_code;
+    e->itemsize = itemsize;
+    for (size_t i = 0; i < path_len; ++i) e->path[i] = path[i];
+    e->path[path_len] = 0;
+    rg_store_release(&e->buffer_id, buffer_id);
+    return true;
+}
+
+#endif  // RG_HOST_H
