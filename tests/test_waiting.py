@@ -1,0 +1,56 @@
+"""Deadlines: many timed waits on one loop timer, each expiring at its own time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from ringgen.runtime.waiting import Deadlines
+
+
+def test_each_wait_expires_at_its_own_deadline_and_answered_ones_never() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        deadlines = Deadlines(loop)
+        expired: dict[str, float] = {}
+        start = time.monotonic()
+
+        async def wait(name: str, timeout: float | None, answer_after: float | None = None) -> str:
+            future: asyncio.Future[str] = loop.create_future()
+            if answer_after is not None:
+                loop.call_later(answer_after, future.set_result, name)
+            try:
+                return await deadlines.wait(future, timeout)
+            except asyncio.TimeoutError:
+                expired[name] = time.monotonic() - start
+                raise
+
+        # A long wait first (it sets the timer), shorter ones after it (they move it earlier),
+        # an answered one, and one without a limit.
+        results = await asyncio.gather(
+            wait("long", 0.30), wait("short", 0.05), wait("middle", 0.15),
+            wait("answered", 0.10, answer_after=0.01), wait("unlimited", None, answer_after=0.2),
+            return_exceptions=True)
+        assert results[3] == "answered" and results[4] == "unlimited"
+        assert all(isinstance(r, asyncio.TimeoutError) for r in results[:3])
+        assert set(expired) == {"long", "short", "middle"}
+        for name, timeout in (("short", 0.05), ("middle", 0.15), ("long", 0.30)):
+            assert timeout <= expired[name] < timeout + 0.1, (name, expired[name])
+        assert not deadlines._due  # nothing left behind
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_wait_leaves_nothing_behind() -> None:
+    async def main() -> None:
+        deadlines = Deadlines(asyncio.get_running_loop())
+        task = asyncio.ensure_future(deadlines.wait(asyncio.get_running_loop().create_future(), 5.0))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not deadlines._due
+
+    asyncio.run(main())
