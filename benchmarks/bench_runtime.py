@@ -4,8 +4,9 @@ consumer. A 32-thread kernel with a trivial handler (benchmarks/bench_kernels.py
 
     python benchmarks/bench_runtime.py
 
-(a) round-trip p50/p99 of request(); (b) throughput of send_many/receive_many with message
-objects; (c) throughput of send_array/receive_array with numpy struct arrays.
+(a) round-trip p50/p99 of request(), baseline and ringgen in alternating rounds; (b) throughput
+of send_many/receive_many with message objects; (c) throughput of send_array/receive_array with
+numpy struct arrays.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from bench_ring import build_echo  # noqa: E402
 
 from ringgen import RingKernelRuntime  # noqa: E402
 
-LATENCY_N = 3000
+LATENCY_N = 6000
+LATENCY_ROUNDS = 12
 OBJECTS_N = 100_000
 ARRAYS_N = 2_000_000
 
@@ -71,15 +73,20 @@ def pct(samples: list[float], q: float) -> float:
     return float(np.percentile(np.array(samples) * 1e6, q))
 
 
-async def latency(request: Any, make: Any) -> list[float]:
-    for i in range(200):
-        await request(make(i))  # warm up
-    samples = []
-    for i in range(LATENCY_N):
-        msg = make(i)
-        start = time.perf_counter()
-        await request(msg)
-        samples.append(time.perf_counter() - start)
+async def latency(requests: list[Any], make: Any) -> list[list[float]]:
+    """Round trips of each request function, taken in alternating rounds: a shared machine's
+    speed drifts by tens of percent over seconds, and both sides should see the same drift."""
+    for request in requests:
+        for i in range(200):
+            await request(make(i))  # warm up
+    samples: list[list[float]] = [[] for _ in requests]
+    for _ in range(LATENCY_ROUNDS):
+        for request, taken in zip(requests, samples, strict=True):
+            for i in range(LATENCY_N // LATENCY_ROUNDS):
+                msg = make(i)
+                start = time.perf_counter()
+                await request(msg)
+                taken.append(time.perf_counter() - start)
     return samples
 
 
@@ -105,7 +112,6 @@ async def main() -> None:
         job, done = pkg.Job, pkg.Done
 
         base = Baseline(job, done)
-        base_lat = await latency(base.request, lambda i: job(seq=i))
 
         async def base_many(msgs: list[Any]) -> None:
             for m in msgs:
@@ -118,12 +124,11 @@ async def main() -> None:
             return out
 
         base_obj = await throughput_objects(base_many, base_recv, lambda i: job(seq=i), OBJECTS_N // 2)
-        base.task.cancel()
 
         async with RingKernelRuntime(pkg, backend="cpu", lane_capacity=1024) as rt:
             await rt.launch("echo", queue_size=1 << 21)
-            ours_lat = await latency(lambda m: rt.request("echo", m, timeout=10.0),
-                                     lambda i: job(seq=i))
+            base_lat, ours_lat = await latency(
+                [base.request, lambda m: rt.request("echo", m, timeout=10.0)], lambda i: job(seq=i))
             ours_obj = await throughput_objects(
                 lambda ms: rt.send_many("echo", ms),
                 lambda k: rt.receive_many("echo", k, timeout=10.0), lambda i: job(seq=i),
@@ -143,6 +148,7 @@ async def main() -> None:
                 await rt.send_array("echo", arr[i:i + (1 << 16)])
             await consumer
             ours_arr = ARRAYS_N / (time.perf_counter() - start)
+        base.task.cancel()
 
     print("(a) request() round trip, p50 / p99")
     print(f"    baseline (asyncio.PriorityQueue + msgpack): {pct(base_lat, 50):7.1f} / "

@@ -227,34 +227,45 @@ class DeviceChannel(Channel):
         return self._objects_of(rows.tobytes())
 
     def want_responses(self) -> None:
+        """Someone awaits responses. The loop first polls for them for SPIN_S: an answer that
+        comes within it is found an iteration after it lands, rather than after the kernel's
+        eventfd write and the loop's wake-up (several microseconds, tens on a busy machine).
+        The bell is disarmed meanwhile: the kernel writes no eventfd for what the loop finds."""
         if self.kernel.notify_fd is None or self.kernel.closed:
             return
-        if not self._armed:
-            self.kernel.arm(True)
-            self._armed = True
-            self.poll_responses()  # what came before the arming rang nothing
-        # Poll from the loop for a moment before relying on the bell: an answer that comes
-        # within SPIN_S is found a loop iteration after it lands, not after the kernel's
-        # eventfd write and the loop's wake-up (several microseconds, tens on a busy machine).
         self._spin_until = time.perf_counter() + SPIN_S
-        if not self._spinning and SPIN_S > 0:
+        if self._spinning:
+            return
+        if SPIN_S > 0:
+            self._set_armed(False)
             self._spinning = True
             self.loop.call_soon(self._spin)
+        else:
+            self._set_armed(True)
 
     def _spin(self) -> None:
+        if not self.kernel.closed and (self.pending or self._response_waiters):
+            self.poll_responses()
         if self.kernel.closed or not (self.pending or self._response_waiters):
             self._spinning = False
-            return
-        self.poll_responses()
-        if time.perf_counter() < self._spin_until:
+        elif time.perf_counter() < self._spin_until:
             self.loop.call_soon(self._spin)
-        else:
+        else:  # the answer takes a while: the kernel's eventfd wakes the loop from here on
             self._spinning = False
+            self._set_armed(True)
+
+    def _set_armed(self, armed: bool) -> None:
+        if armed == self._armed or self.kernel.closed:
+            return
+        self.kernel.arm(armed)
+        self._armed = armed
+        if armed:
+            self.poll_responses()  # what came before the arming rang nothing
 
     def _on_notify(self) -> None:
         self.poll_responses(clear_notify=True)
-        # Stay armed while responses are wanted, and a little longer: a caller that asks
-        # again at once (a request loop) then finds the bell armed, with no native calls.
+        # Stay armed while responses are wanted, and a little longer: without polling
+        # (SPIN_S = 0), a caller that asks again at once then finds the bell armed.
         if self._armed and self._disarm is None:
             self._disarm = self.loop.call_later(DISARM_AFTER, self._disarm_if_idle)
 
@@ -265,8 +276,7 @@ class DeviceChannel(Channel):
         if self.pending or self._response_waiters:
             self._disarm = self.loop.call_later(DISARM_AFTER, self._disarm_if_idle)
             return
-        self.kernel.arm(False)
-        self._armed = False
+        self._set_armed(False)
 
     def _poll_thread(self) -> None:
         """Backends without an eventfd: wait for responses in the native pop, off the loop."""
