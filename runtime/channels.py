@@ -126,7 +126,10 @@ class Channel:
         """Enqueue one message under the backpressure strategy; False if it was dropped."""
         self.check_open()
         self.check_message(msg)
-        entry = self.entry_of(msg)
+        return await self.enqueue(msg, self.entry_of(msg), timeout)
+
+    async def enqueue(self, msg: Any, entry: Any, timeout: float | None) -> bool:
+        """send() of a checked message whose backlog entry is made already."""
         if not await self._admit(entry, msg.priority, msg, 1, timeout):
             return False
         self.sample_sent(msg)

@@ -91,6 +91,7 @@ class DeviceChannel(Channel):
                 self.counters.sent += 1
                 self.sample_sent(msg)
                 return True
+            return await self.enqueue(msg, data, timeout)  # the lane is full: via the backlog
         return await super().send(msg, timeout)
 
     async def send_many(self, msgs: Sequence[Any], timeout: float | None = None) -> int:
