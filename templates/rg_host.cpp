@@ -55,14 +55,16 @@ class Region {
     }
 
     // Up to `max` responses as the bytes of their structs, waiting (without the GIL) up to
-    // timeout_ns for the first; with clear_notify, the notify eventfd is read first.
-    py::bytes pop(uint64_t max, int64_t timeout_ns, int64_t poll_ns, bool clear_notify) {
+    // timeout_ns for the first (see rg_host_wait_responses); with clear_notify, the notify
+    // eventfd is read first.
+    py::bytes pop(uint64_t max, int64_t timeout_ns, int64_t poll_ns, int64_t spin_ns,
+                  bool clear_notify) {
         rg_region* r = region();
         if (clear_notify) rg_host_clear_notify(r);
         uint64_t n = rg_host_responses(r, max);
         if (!n && timeout_ns > 0) {
             py::gil_scoped_release nogil;
-            n = rg_host_wait_responses(r, max, timeout_ns, poll_ns);
+            n = rg_host_wait_responses(r, max, timeout_ns, poll_ns, spin_ns);
         }
         // Sized before the pop: only this thread pops, so the n responses counted are there.
         PyObject* out = PyBytes_FromStringAndSize(nullptr, (Py_ssize_t)(n * r->out_slot_size));

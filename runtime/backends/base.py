@@ -76,7 +76,9 @@ class RingKernel(ABC):
     backend_name = "?"
     notify_fd: int | None = None  # an eventfd that turns readable on responses while armed
     on_exit: Callable[[], None] | None = None  # called (from any thread) when the kernel ends
-    poll_ns = 20_000_000  # longest sleep inside one native pop: how soon a death is noticed
+    death_check_s = 0.02  # a wait in native code returns this often to see if the kernel died
+    poll_ns = 20_000_000  # longest nap of a waiting pop (the CPU backend's kernels ring it awake)
+    pop_spin_ns = 0  # how long a waiting pop polls before it naps
     push_nap_ns = 50_000  # how long a push into a full lane naps before it looks again
 
     def __init__(self, info: KernelInfo, lane_capacity: int = DEFAULT_LANE_CAPACITY,
@@ -130,7 +132,7 @@ class RingKernel(ABC):
         done, deadline = 0, time.monotonic() + timeout
         while done < len(structs):
             left = deadline - time.monotonic()
-            step = int(min(max(left, 0.0), self.poll_ns / 1e9) * 1e9)
+            step = int(min(max(left, 0.0), self.death_check_s) * 1e9)
             done += self.rings.push_wait(block, lane, flat[done * structs.itemsize:], step,
                                          self.push_nap_ns)
             if left <= 0 or self.failure() is not None:
@@ -157,12 +159,12 @@ class RingKernel(ABC):
         if self.info.out_dtype is None:
             raise KernelStateError(f"kernel {self.kernel_id!r} has no output (fire-and-forget)")
         if timeout <= 0:  # what is there now: the event loop's pop, on every response it awaits
-            return self.rings.pop(max_count, 0, self.poll_ns, clear_notify)
+            return self.rings.pop(max_count, 0, 0, 0, clear_notify)
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
-            step = int(min(max(left, 0.0), self.poll_ns / 1e9) * 1e9)
-            raw = self.rings.pop(max_count, step, self.poll_ns, clear_notify)
+            step = int(min(max(left, 0.0), self.death_check_s) * 1e9)
+            raw = self.rings.pop(max_count, step, self.poll_ns, self.pop_spin_ns, clear_notify)
             if raw or left <= 0 or self.failure() is not None:
                 return raw
 
@@ -173,7 +175,7 @@ class RingKernel(ABC):
         seq = self.rings.command(command)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            step = min(0.05, max(deadline - time.monotonic(), 0.0))
+            step = min(self.death_check_s, max(deadline - time.monotonic(), 0.0))
             if self.rings.wait_ack(seq, int(step * 1e9)):
                 return True
             if self.failure() is not None:

@@ -113,7 +113,10 @@ def concurrent_managed_access() -> bool:
 class CudaKernel(RingKernel):
     backend_name = "cuda"
     start_timeout = 30.0
-    poll_ns = 20_000  # no GPU rings a bell: the host polls its rings this often while waiting
+    # No GPU rings a bell: a waiting pop polls the rings for pop_spin_ns (a response within it
+    # is seen at once), then naps poll_ns at a time.
+    poll_ns = 20_000
+    pop_spin_ns = 200_000
 
     def __init__(self, info: KernelInfo, lane_capacity: int = DEFAULT_LANE_CAPACITY,
                  out_capacity: int = DEFAULT_OUT_CAPACITY):

@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
     std::vector<Pong> out(256);
     uint32_t cursor = 0;
     while (received < per_block * grid && errors < 10) {
-        uint64_t n = rg_host_wait_responses(region, out.size(), 5000000000, 1000000);
+        uint64_t n = rg_host_wait_responses(region, out.size(), 5000000000, 1000000, 20000);
         if (rg_host_pop(region, out.data(), n, &cursor) != n) {
             fprintf(stderr, "fewer responses popped than were counted\n");
             return 1;
