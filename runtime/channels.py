@@ -174,7 +174,7 @@ class Channel:
                     return False
                 victim = self.backlog.drop_oldest_lowest()
                 self.dead_letter(self.message_of(victim),
-                                 "dropped by backpressure 'drop_oldest': queue full")
+                                 "dropped by backpressure 'drop_oldest': queue full", accepted=True)
                 continue
             await self._wait_for_space(deadline, count)
             self.check_open()
@@ -203,8 +203,12 @@ class Channel:
         """The message object (or struct array) an entry stands for, for a dead letter."""
         return entry
 
-    def dead_letter(self, message: Any, reason: str) -> None:
-        self.counters.dropped += len(message) if isinstance(message, np.ndarray) else 1
+    def dead_letter(self, message: Any, reason: str, accepted: bool = False) -> None:
+        """Hand a message over to the dead letters; `accepted`: it had been counted as sent."""
+        count = len(message) if isinstance(message, np.ndarray) else 1
+        self.counters.dropped += count
+        if accepted:
+            self.counters.evicted += count
         self.runtime.add_dead_letter(DeadLetter(self.kernel_id, message, reason))
 
     # -- responses -------------------------------------------------------------------------
@@ -369,7 +373,8 @@ class Channel:
         error = KernelFaultError(f"kernel {self.kernel_id!r} failed: {reason}")
         self._fail_waiters(error)
         for entry in self.backlog.clear():
-            self.dead_letter(self.message_of(entry), f"kernel failed before processing it: {reason}")
+            self.dead_letter(self.message_of(entry), f"kernel failed before processing it: {reason}",
+                             accepted=True)
 
     def _fail_waiters(self, error: Exception) -> None:
         for future in list(self.pending.values()):
@@ -384,7 +389,7 @@ class Channel:
         self.state = KernelState.TERMINATED
         self._fail_waiters(KernelStateError(f"kernel {self.kernel_id!r} was terminated"))
         for entry in self.backlog.clear():
-            self.dead_letter(self.message_of(entry), reason)
+            self.dead_letter(self.message_of(entry), reason, accepted=True)
 
     def device_counts(self) -> tuple[int, int]:
         """(processed, errors) as the kernel counts them."""
@@ -399,7 +404,31 @@ class Channel:
         depth = len(self.backlog) + self.in_device()
         return Telemetry(self.kernel_id, self.state.value, self.backend_name, self.counters.sent,
                          self.counters.received, processed, self.counters.dropped, errors,
-                         depth, max(self.counters.sent - processed, 0), p50, p99)
+                         depth, self.in_flight(), p50, p99)
+
+    def in_flight(self) -> int:
+        """Accepted and neither processed nor dropped since."""
+        processed, _ = self.device_counts()
+        return max(self.counters.sent - self.counters.evicted - processed, 0)
+
+    async def drain(self, timeout: float | None) -> None:
+        """Wait until the kernel has processed every message accepted so far (responses may
+        still wait in the inbox): what a fire-and-forget sender does before it shuts down."""
+        deadline = None if timeout is None else self.loop.time() + timeout
+        nap = 0.0001
+        while self.in_flight():
+            self.check_open()
+            if self.state is not KernelState.ACTIVE:
+                raise KernelStateError(
+                    f"kernel {self.kernel_id!r} is {self.state.value}: its {self.in_flight()} "
+                    "messages in flight would never be processed; activate it first")
+            if deadline is not None and self.loop.time() >= deadline:
+                raise asyncio.TimeoutError(
+                    f"kernel {self.kernel_id!r} still has {self.in_flight()} messages in flight "
+                    f"after {timeout} s")
+            self.poll_responses()  # a kernel whose output ring is full waits for the host
+            await asyncio.sleep(nap)
+            nap = min(nap * 2, 0.005)
 
     async def activate(self) -> None:
         self.check_open()

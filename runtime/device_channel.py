@@ -307,6 +307,20 @@ class DeviceChannel(Channel):
         self.poll_responses()  # what it answered before it died is still delivered
         self.fail(reason)
 
+    def fail(self, reason: str) -> None:
+        if self.state in (KernelState.TERMINATED, KernelState.FAILED):
+            return
+        super().fail(reason)
+        self._evict_untaken(f"kernel failed before processing it: {reason}")
+
+    def _evict_untaken(self, reason: str) -> None:
+        """The requests still in the lanes of a kernel that has exited go to the dead letters
+        (as messages), highest lane first: a kernel stops between two requests, not after the
+        last one, and what it never took must not vanish with its region."""
+        rows = self.kernel.untaken()
+        for msg in structs.unpack(self.in_codec.cls, rows) if len(rows) else ():
+            self.dead_letter(msg, reason, accepted=True)
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def activate(self) -> None:
@@ -333,6 +347,7 @@ class DeviceChannel(Channel):
             await self.loop.run_in_executor(None, self.kernel.stop, timeout)
             if not was_failed:
                 self.poll_responses()
+                self._evict_untaken("kernel terminated before processing it")
         finally:
             self._stop_polling.set()
             if self.kernel.notify_fd is not None:

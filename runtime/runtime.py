@@ -191,6 +191,13 @@ class RingKernelRuntime:
         """Send `msg` and await the response correlated to it."""
         return await self.channel(kernel_id).request(msg, timeout)
 
+    async def drain(self, kernel_id: str | None = None, timeout: float | None = None) -> None:
+        """Wait until the kernel (every kernel: None) has processed all it accepted so far;
+        asyncio.TimeoutError after `timeout`, KernelStateError if it is paused (it would never
+        finish), KernelFaultError if it failed. Responses stay in the inbox for receive()."""
+        channels = [self.channel(kernel_id)] if kernel_id is not None else list(self._channels.values())
+        await asyncio.gather(*(c.drain(timeout) for c in channels))
+
     def telemetry(self, kernel_id: str) -> Telemetry:
         return self.channel(kernel_id).telemetry()
 

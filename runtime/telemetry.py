@@ -20,7 +20,7 @@ class Telemetry:
     dropped: int         # messages dropped by backpressure (see the dead letters)
     errors: int          # handler errors (ctx.fail() on a device, exceptions in host actors)
     queue_depth: int     # waiting in the host backlog plus in the device lanes
-    in_flight: int       # sent but not yet processed
+    in_flight: int       # sent, not yet processed, not dropped since
     latency_p50_us: float | None
     latency_p99_us: float | None
 
@@ -31,6 +31,7 @@ class Counters:
     received: int = 0
     processed: int = 0
     dropped: int = 0
+    evicted: int = 0  # accepted, then dead-lettered unprocessed (drop_oldest, terminate, failure)
     errors: int = 0
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
 

@@ -73,6 +73,16 @@ class Region {
         return py::reinterpret_steal<py::bytes>(out);
     }
 
+    // The structs left in a lane, as bytes; only once the kernel is gone (rg_host_take_lane).
+    py::bytes take_lane(uint32_t block, uint32_t lane) {
+        rg_region* r = lane_region(block, lane);
+        uint64_t n = rg_ring_size(rg_region_ring(r, block, lane));
+        PyObject* out = PyBytes_FromStringAndSize(nullptr, (Py_ssize_t)(n * r->in_slot_size));
+        if (!out) throw py::error_already_set();
+        rg_host_take_lane(r, block, lane, PyBytes_AS_STRING(out), n);
+        return py::reinterpret_steal<py::bytes>(out);
+    }
+
     uint64_t command(uint32_t command) { return rg_host_command(region(), command); }
 
     bool wait_ack(uint64_t seq, int64_t timeout_ns) {
@@ -154,6 +164,7 @@ PYBIND11_MODULE(_rg_host, m) {
         .def("push_wait", &Region::push_wait)
         .def("lane_size", &Region::lane_size)
         .def("pop", &Region::pop)
+        .def("take_lane", &Region::take_lane)
         .def("command", &Region::command)
         .def("wait_ack", &Region::wait_ack)
         .def("status", &Region::status)

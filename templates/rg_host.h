@@ -104,6 +104,14 @@ static inline uint64_t rg_host_pop(rg_region* r, void* dst, uint64_t n, uint32_t
     return got;
 }
 
+// Takes what is left in lane `lane` of block `block` into dst (up to max structs). Only once
+// the kernel is gone: the host then owns both ends of the ring. This is how the messages a
+// terminated or crashed kernel never took reach the dead letters instead of vanishing.
+static inline uint64_t rg_host_take_lane(rg_region* r, uint32_t block, uint32_t lane, void* dst,
+                                         uint64_t max) {
+    return rg_ring_pop(rg_region_ring(r, block, lane), dst, max);
+}
+
 // Writes a command for every block; returns its sequence number, for rg_host_wait_ack.
 static inline uint64_t rg_host_command(rg_region* r, uint32_t command) {
     uint64_t seq = (rg_load_relaxed(&r->control.command.value) >> 8) + 1;

@@ -62,8 +62,7 @@ def test_logger_fire_and_forget(backend: str) -> None:
                                       ("ERROR", "boom", 250)):
             assert await rt.send("logger", pkg.LogEvent(level=level, message=text,
                                                         priority=priority)) is True
-        while rt.telemetry("logger").processed < 3:
-            await asyncio.sleep(0.001)
+        await rt.drain("logger", timeout=5.0)
 
     run(pkg, backend, body)
     assert sorted(e.message for e in module.WRITTEN) == ["Started", "boom", "tick"]

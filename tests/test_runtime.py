@@ -239,6 +239,65 @@ def test_terminate_sends_the_unprocessed_backlog_to_the_dead_letters(kernels_pkg
     run(main())
 
 
+def test_requests_left_in_the_lanes_reach_the_dead_letters(kernels_pkg: Any) -> None:
+    """A kernel stops between two requests: what it never took is handed back as dead letters,
+    on terminate and on a crash, and the counts add up."""
+    ping = kernels_pkg.Ping
+
+    async def terminated() -> None:
+        async with RingKernelRuntime(kernels_pkg, backend="cpu") as rt:
+            await rt.launch("crasher")
+            await rt.send_many("crasher", [ping(seq=0, mode=5)] + [ping(seq=i) for i in range(1, 11)])
+            await asyncio.sleep(0.05)  # seq 0 sleeps in the handler; 1..10 wait in a lane
+            await rt.terminate("crasher")
+            assert sorted(d.message.seq for d in rt.dead_letters) == list(range(1, 11))
+            assert all(isinstance(d.message, ping) and "terminated" in d.reason for d in rt.dead_letters)
+            t = rt.telemetry("crasher")
+            assert (t.sent, t.processed, t.dropped, t.in_flight) == (11, 1, 10, 0)
+
+    async def crashed() -> None:
+        async with RingKernelRuntime(kernels_pkg, backend="cpu") as rt:
+            await rt.launch("crasher")
+            await rt.send_many("crasher", [ping(seq=0, mode=1)] + [ping(seq=i) for i in range(1, 11)])
+            deadline = time.monotonic() + 5
+            while rt.state("crasher") is not KernelState.FAILED and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            assert sorted(d.message.seq for d in rt.dead_letters) == list(range(1, 11))
+            assert all("SIGSEGV" in d.reason for d in rt.dead_letters)
+            t = rt.telemetry("crasher")  # in flight: the request that crashed the kernel
+            assert (t.sent, t.processed, t.dropped, t.in_flight) == (11, 0, 10, 1)
+
+    run(terminated())
+    run(crashed())
+
+
+def test_drain_waits_until_everything_accepted_was_processed(kernels_pkg: Any) -> None:
+    ping = kernels_pkg.Ping
+
+    async def main() -> None:
+        async with RingKernelRuntime(kernels_pkg, backend="cpu") as rt:
+            await rt.launch("sink")
+            await rt.send_many("sink", [ping(seq=i) for i in range(500)])
+            await rt.drain("sink", timeout=10.0)
+            t = rt.telemetry("sink")
+            assert (t.sent, t.processed, t.in_flight) == (500, 500, 0)
+
+            await rt.launch("crasher")
+            await rt.send("crasher", ping(seq=1, mode=5))  # 200 ms in the handler
+            with pytest.raises(asyncio.TimeoutError, match="1 messages in flight"):
+                await rt.drain("crasher", timeout=0.02)
+            await rt.drain(timeout=10.0)  # every kernel
+            assert rt.telemetry("crasher").processed == 1
+            assert (await rt.receive("crasher", timeout=1.0)).seq == 1  # responses stay
+
+            await rt.deactivate("crasher")
+            await rt.send("crasher", ping(seq=2))
+            with pytest.raises(KernelStateError, match=r"paused.*activate it first"):
+                await rt.drain("crasher")
+
+    run(main())
+
+
 def test_shutdown_under_a_second_with_idle_actors(kernels_pkg: Any) -> None:
     async def idle(ctx: ActorContext) -> None:
         while not ctx.should_terminate:

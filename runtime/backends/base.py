@@ -243,6 +243,19 @@ class RingKernel(ABC):
     def release(self) -> None:
         """Free the region and everything else the launch holds."""
 
+    @abstractmethod
+    def exited(self) -> bool:
+        """True once the kernel runs no more (terminated, crashed or killed)."""
+
+    def untaken(self) -> np.ndarray:
+        """The requests left in the lanes, which the kernel never took (input dtype), once it
+        has exited; empty while it might still run."""
+        if self.closed or not self.exited():
+            return np.empty(0, dtype=self.info.in_dtype)
+        raw = b"".join(self.rings.take_lane(block, lane) for block in range(self.grid)
+                       for lane in range(native.LANES - 1, -1, -1))
+        return np.frombuffer(bytearray(raw), dtype=self.info.in_dtype)
+
     def terminate(self, timeout: float = 1.0) -> None:
         self.stop(timeout)
         self.release()

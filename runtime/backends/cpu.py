@@ -101,6 +101,9 @@ class CpuKernel(RingKernel):
             self.proc.kill()
             self.proc.wait()
 
+    def exited(self) -> bool:
+        return self.proc.poll() is not None
+
     def release(self) -> None:
         if self.closed:
             return

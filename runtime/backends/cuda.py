@@ -186,6 +186,12 @@ class CudaKernel(RingKernel):
                 log.error("kernel %s did not exit within %.1f s of terminate; it keeps its "
                           "blocks until the process ends", self.kernel_id, timeout)
 
+    def exited(self) -> bool:
+        if self.closed:
+            return True
+        with current_context():
+            return bool(self.stream.is_done())
+
     def release(self) -> None:
         global _resident_blocks
         if self.closed:

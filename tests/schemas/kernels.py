@@ -15,7 +15,7 @@ from ringgen import MaxLen, message, ring_kernel
 @dataclass
 class Ping:
     seq: int
-    mode: np.int32 = 0  # crasher: 1 segfault, 2 failed assert, 3 __trap(), 4 ctx.fail()
+    mode: np.int32 = 0  # crasher: 1 segfault, 2 failed assert, 3 __trap(), 4 ctx.fail(), 5 slow
 
 
 @message
@@ -109,6 +109,7 @@ __device__ bool crasher_handle(const Ping& req, Pong& resp, rg_ctx& ctx) {
         assert(req.mode != 2);  // a failed device assert aborts the kernel
         if (req.mode == 3) __trap();
         if (req.mode == 4) ctx.fail();
+        for (int i = 0; req.mode == 5 && i < 200; ++i) __nanosleep(1000000);  // 200 ms
         resp.seq = req.seq;
     }
     return true;

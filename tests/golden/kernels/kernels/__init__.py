@@ -11,7 +11,7 @@ import numpy as np
 from ringgen.runtime.package import bind_package
 
 PACKAGE = 'kernels'
-SCHEMA_HASH = '816a734451d04b56'
+SCHEMA_HASH = '5fcf7090d74f0b58'
 BUILD_COMMAND = 'ringgen build schemas.kernels -o kernels'
 # Modules the package was built from: dotted names, or paths relative to the folder that holds
 # this package's parent folder.

@@ -16,11 +16,12 @@ __device__ bool crasher_handle(const Ping& req, Pong& resp, rg_ctx& ctx) {
         assert(req.mode != 2);  // a failed device assert aborts the kernel
         if (req.mode == 3) __trap();
         if (req.mode == 4) ctx.fail();
+        for (int i = 0; req.mode == 5 && i < 200; ++i) __nanosleep(1000000);  // 200 ms
         resp.seq = req.seq;
     }
     return true;
 }
-#line 24 "crasher.cu"
+#line 25 "crasher.cu"
 // ---- end of the handler ----
 
 struct crasher_kernel {
