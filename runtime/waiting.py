@@ -3,16 +3,20 @@
 A request or a receive is usually answered within microseconds, so the way it times out must
 cost less than that. asyncio's call_later costs ~1.6 us per wait (a TimerHandle, a heap push,
 and a cancel that leaves the handle in the heap until it is due); `asyncio.wait_for` adds a
-task on top. `Deadlines` keeps a wait's deadline as a dict entry and one loop timer, set for
-the earliest deadline, that expires what is due when it fires and re-arms for the next.
+task on top. `Deadlines` files each wait under its deadline rounded up to the millisecond, in a
+set per millisecond, and keeps one loop timer, set for the earliest millisecond that has waits:
+a wait costs two set operations, and expiring is proportional to what expires.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import math
 from collections import deque
 from typing import Any
+
+TICKS_PER_S = 1000  # deadlines are kept to this resolution: a timeout fires up to 1 ms late
 
 
 class Deadlines:
@@ -20,39 +24,47 @@ class Deadlines:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._due: dict[asyncio.Future[Any], float] = {}  # future -> loop.time() it expires
+        self._due: dict[int, set[asyncio.Future[Any]]] = {}  # tick -> futures expiring then
+        self._ticks: list[int] = []  # heap of the keys of _due (and of ticks emptied since)
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = math.inf
+        self._timer_tick = math.inf
 
     async def wait(self, future: asyncio.Future[Any], timeout: float | None) -> Any:
         """await `future` for at most `timeout` s (None: no limit); asyncio.TimeoutError after."""
         if timeout is None:
             return await future
-        at = self.loop.time() + timeout
-        self._due[future] = at
-        if at < self._timer_at:
-            self._arm(at)
+        tick = math.ceil((self.loop.time() + timeout) * TICKS_PER_S)
+        waits = self._due.get(tick)
+        if waits is None:
+            waits = self._due[tick] = set()
+            heapq.heappush(self._ticks, tick)
+            if tick < self._timer_tick:
+                self._arm(tick)
+        waits.add(future)
         try:
             return await future
         finally:
-            self._due.pop(future, None)
+            waits.discard(future)
 
-    def _arm(self, at: float) -> None:
+    def pending(self) -> int:
+        """Timed waits not yet over."""
+        return sum(len(waits) for waits in self._due.values())
+
+    def _arm(self, tick: int) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer_at = at
-        self._timer = self.loop.call_at(at, self._fire)
+        self._timer_tick = tick
+        self._timer = self.loop.call_at(tick / TICKS_PER_S, self._fire)
 
     def _fire(self) -> None:
-        self._timer, self._timer_at = None, math.inf
-        now = self.loop.time()
-        for future, at in list(self._due.items()):
-            if at <= now:
-                del self._due[future]
+        self._timer, self._timer_tick = None, math.inf
+        now = self.loop.time() * TICKS_PER_S
+        while self._ticks and (self._ticks[0] <= now or not self._due[self._ticks[0]]):
+            for future in self._due.pop(heapq.heappop(self._ticks)):
                 if not future.done():
                     future.set_exception(asyncio.TimeoutError())
-        if self._due:  # the waits still running: the timer follows the earliest of them
-            self._arm(min(self._due.values()))
+        if self._ticks:  # the timer follows the earliest tick that still has waits
+            self._arm(self._ticks[0])
 
 
 async def wait_in(deadlines: Deadlines, waiters: deque[asyncio.Future[None]],
