@@ -1,5 +1,6 @@
 """A device ring kernel on the event loop: the backlog feeds the lanes with bounded credit, and
-responses come back through the backend's eventfd (or a polling thread where there is none).
+responses come back as the loop polls for them while it awaits them, then through the
+backend's eventfd (or, where there is none, a thread that waits in the native pop).
 
 Lanes are fed only while the kernel is active, highest priority first within each lane's
 class: the backlog keeps the exact 0..255 order, and a late urgent message overtakes whatever
