@@ -1,6 +1,7 @@
 """A device ring kernel on the event loop: the backlog feeds the lanes with bounded credit, and
 responses come back as the loop polls for them while it awaits them, then through the
-backend's eventfd (or, where there is none, a thread that waits in the native pop).
+kernel's notify eventfd (written by the CPU runner, or by a watcher thread on CUDA). The loop
+is the only thread that pops.
 
 Lanes are fed only while the kernel is active, highest priority first within each lane's
 class: the backlog keeps the exact 0..255 order, and a late urgent message overtakes whatever
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -61,15 +61,9 @@ class DeviceChannel(Channel):
         self._final_counts = (0, 0)  # (processed, errors) as last read from the kernel
         self._next_block = 0  # round robin of the direct path over the blocks
         self._disarm: asyncio.TimerHandle | None = None
-        self._poller: threading.Thread | None = None
-        self._stop_polling = threading.Event()
         kernel.on_exit = self._exited
-        if kernel.notify_fd is not None and info.output is not None:
+        if info.output is not None:
             self.loop.add_reader(kernel.notify_fd, self._on_notify)
-        elif info.output is not None:  # no eventfd (a GPU): a thread waits in the native pop
-            self._poller = threading.Thread(target=self._poll_thread, daemon=True,
-                                            name=f"ringgen-{self.kernel_id}-responses")
-            self._poller.start()
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -233,7 +227,7 @@ class DeviceChannel(Channel):
         comes within it is found an iteration after it lands, rather than after the kernel's
         eventfd write and the loop's wake-up (several microseconds, tens on a busy machine).
         The bell is disarmed meanwhile: the kernel writes no eventfd for what the loop finds."""
-        if self.kernel.notify_fd is None or self.kernel.closed:
+        if self.output_cls is None or self.kernel.closed:
             return
         self._spin_until = time.perf_counter() + SPIN_S
         if self._spinning:
@@ -279,20 +273,6 @@ class DeviceChannel(Channel):
             self._disarm = self.loop.call_later(DISARM_AFTER, self._disarm_if_idle)
             return
         self._set_armed(False)
-
-    def _poll_thread(self) -> None:
-        """Backends without an eventfd: wait for responses in the native pop, off the loop."""
-        while not self._stop_polling.is_set() and not self.kernel.closed:
-            try:
-                raw = self.kernel.pop_bytes(POP_BATCH, 0.05)
-            except Exception:  # the region went away under us: the kernel is finished
-                return
-            if raw:
-                self.loop.call_soon_threadsafe(self._arrived_and_feed, raw)
-
-    def _arrived_and_feed(self, raw: bytes) -> None:
-        self._arrived(raw)
-        self.feed()
 
     def _exited(self) -> None:  # from the backend's thread
         try:
@@ -350,11 +330,7 @@ class DeviceChannel(Channel):
                 self.poll_responses()
                 self._evict_untaken("kernel terminated before processing it")
         finally:
-            self._stop_polling.set()
-            if self.kernel.notify_fd is not None:
-                self.loop.remove_reader(self.kernel.notify_fd)
-            if self._poller is not None:
-                await self.loop.run_in_executor(None, self._poller.join)
+            self.loop.remove_reader(self.kernel.notify_fd)
             self.device_counts()  # the last figures, before the counters go away
             self.kernel.release()
         self.closed("kernel terminated before processing it")

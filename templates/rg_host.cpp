@@ -6,7 +6,9 @@
 // push_wait with a timeout, wait_ack) release the GIL while they wait.
 #include <pybind11/pybind11.h>
 
+#include <atomic>
 #include <string>
+#include <thread>
 
 #include "rg_host.h"
 
@@ -29,6 +31,8 @@ class Region {
         if (!address) throw py::value_error("a region needs memory: the address is 0");
         rg_region_init(r_, grid, block, lane_capacity, out_capacity, in_slot, out_slot, seed);
     }
+
+    ~Region() { stop_watcher(); }
 
     static uint64_t size(uint32_t grid, uint32_t block, uint32_t lane_capacity,
                          uint32_t out_capacity, uint32_t in_slot, uint32_t out_slot) {
@@ -60,7 +64,7 @@ class Region {
     py::bytes pop(uint64_t max, int64_t timeout_ns, int64_t poll_ns, int64_t spin_ns,
                   bool clear_notify) {
         rg_region* r = region();
-        if (clear_notify) rg_host_clear_notify(r);
+        if (clear_notify && notify_fd_ >= 0) rg_host_clear_notify(r, notify_fd_);
         uint64_t n = rg_host_responses(r, max);
         if (!n && timeout_ns > 0) {
             py::gil_scoped_release nogil;
@@ -106,7 +110,29 @@ class Region {
 
     void arm(bool armed) { rg_host_arm(region(), armed); }
 
-    void set_notify_fd(int fd) { region()->control.out_bell.notify_fd_plus1 = (uint64_t)fd + 1; }
+    // The eventfd that wakes an armed event loop; `kernel_writes`: the kernel's own process
+    // writes it (CPU backend), else a watcher thread must (start_watcher).
+    void set_notify_fd(int fd, bool kernel_writes) {
+        notify_fd_ = fd;
+        region()->control.out_bell.notify_fd_plus1 = kernel_writes ? (uint64_t)fd + 1 : 0;
+    }
+
+    // A host thread that does for a kernel that rings no bell (a GPU) what rg_bell_ring does on
+    // the CPU backend: see rg_host_watch. Stopped by stop_watcher() or detach().
+    void start_watcher(int64_t nap_ns, int64_t spin_ns) {
+        rg_region* r = region();
+        if (notify_fd_ < 0) throw py::value_error("start_watcher needs set_notify_fd first");
+        if (watcher_.joinable()) throw py::value_error("the watcher runs already");
+        stop_.store(false);
+        watcher_ = std::thread(rg_host_watch, r, notify_fd_, &stop_, nap_ns, spin_ns);
+    }
+
+    void stop_watcher() {
+        if (!watcher_.joinable()) return;
+        stop_.store(true, std::memory_order_release);
+        py::gil_scoped_release nogil;
+        watcher_.join();
+    }
 
     // CPU backend: how long an idle block polls before it sleeps (see rg_poller::spinning).
     void set_spin(uint64_t spin_ns) { region()->spin_ns = spin_ns; }
@@ -121,11 +147,17 @@ class Region {
     }
 
     // The memory is about to go: from here on every call raises instead of touching it.
-    void detach() { r_ = nullptr; }
+    void detach() {
+        stop_watcher();
+        r_ = nullptr;
+    }
 
   private:
     rg_region* r_;
     uint32_t next_ = 0;  // the block the next pop starts at
+    int notify_fd_ = -1;
+    std::atomic<bool> stop_{false};
+    std::thread watcher_;
 
     rg_region* region() {
         if (!r_) throw py::value_error("the kernel's region was released");
@@ -170,6 +202,8 @@ PYBIND11_MODULE(_rg_host, m) {
         .def("status", &Region::status)
         .def("arm", &Region::arm)
         .def("set_notify_fd", &Region::set_notify_fd)
+        .def("start_watcher", &Region::start_watcher)
+        .def("stop_watcher", &Region::stop_watcher)
         .def("set_spin", &Region::set_spin)
         .def("set_buffer", &Region::set_buffer)
         .def("detach", &Region::detach);

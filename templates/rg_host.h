@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
+
 #include "rg_ring.h"
 
 static inline int64_t rg_host_now_ns() {
@@ -144,17 +146,42 @@ static inline void rg_host_arm(rg_region* r, bool armed) {
     else count.fetch_sub(1, cuda::std::memory_order_seq_cst);
 }
 
-// Reads (so resets) the notify eventfd, then lets the next response write it again; the
+// Reads (so resets) the notify eventfd `fd`, then lets the next response write it again; the
 // caller looks at the rings after this, so a response it is not woken for is one it finds.
 // (In the other order, a write between the two would be read here and never be followed by
 // another: the loop would sleep through every later response.)
-static inline void rg_host_clear_notify(rg_region* r) {
-    uint64_t fd = r->control.out_bell.notify_fd_plus1, count;
-    if (!fd) return;
-    if (read((int)(fd - 1), &count, sizeof count) < 0) {
+static inline void rg_host_clear_notify(rg_region* r, int fd) {
+    uint64_t count;
+    if (read(fd, &count, sizeof count) < 0) {
         // EAGAIN: nothing was written since the last read
     }
     rg_atomic_u64(r->control.out_bell.notified).store(0, cuda::std::memory_order_seq_cst);
+}
+
+// A GPU rings no bell, so on CUDA a host thread watches the output rings in its stead and
+// wakes an armed event loop through eventfd `fd` by the same rule (rg_bell_notify). It polls
+// for spin_ns after the loop arms or is woken, then looks every nap_ns; it returns once *stop.
+static inline void rg_host_watch(rg_region* r, int fd, const std::atomic<bool>* stop,
+                                 int64_t nap_ns, int64_t spin_ns) {
+    rg_bell* bell = &r->control.out_bell;
+    int64_t active_at = rg_host_now_ns();
+    bool was_watching = false;
+    while (!stop->load(std::memory_order_acquire)) {
+        bool watching = rg_atomic_u64(bell->armed).load(cuda::std::memory_order_seq_cst) &&
+                        !rg_atomic_u64(bell->notified).load(cuda::std::memory_order_seq_cst);
+        int64_t now = rg_host_now_ns();
+        if (watching && !was_watching) active_at = now;
+        was_watching = watching;
+        if (watching && rg_host_responses(r, 1)) {
+            rg_bell_notify(bell, fd);
+            active_at = now;
+        } else if (watching && now - active_at < spin_ns) {
+            rg_host_relax();
+        } else {
+            struct timespec ts = {0, (long)nap_ns};
+            nanosleep(&ts, nullptr);
+        }
+    }
 }
 
 // Publishes UnifiedBuffer `buffer_id` in table slot `slot` (0 frees the slot): the fields

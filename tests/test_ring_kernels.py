@@ -248,15 +248,21 @@ def test_handler_compile_error_points_at_the_users_line(tmp_path: Path) -> None:
 
 def test_ring_protocol_under_thread_sanitizer(kernels_pkg: Any, tmp_path: Path) -> None:
     """A million messages, four blocks, all five lanes: none lost or duplicated, FIFO per lane,
-    every response correlated; the kernel loop and rg_host.h in one process, TSan clean."""
+    every response correlated; the kernel loop and rg_host.h in one process, TSan clean. Then
+    the event loop's wake-up protocol (armed / notified / eventfd), with the kernel and with a
+    watcher thread writing the eventfd: a lost wake-up fails it (it did for a clear_notify that
+    reset `notified` before reading the eventfd)."""
     binary = tmp_path / "ring_stress"
     package = Path(kernels_pkg.PATH)
     compile_cpp([ROOT / "tests" / "native" / "ring_stress.cpp", templates_dir() / "rg_cpu_runtime.cpp"],
                 binary, [package, templates_dir(), cccl_include()],
                 ["-fsanitize=thread", "-pthread", f"-DRG_KERNEL_CU=\"{package / 'echo4.cu'}\"",
                  "-DRG_ENTRY=echo4_ring_kernel", "-Wno-error"])
-    result = subprocess.run([str(binary), "1000000"], capture_output=True, text=True, timeout=300,
-                            env={"TSAN_OPTIONS": "halt_on_error=1 exitcode=66"})
-    assert "ThreadSanitizer" not in result.stderr, result.stderr[-4000:]
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert result.stdout.strip() == "OK 1000000"
+    # The consumer waits on the futex, then as an event loop on an eventfd that the kernel
+    # writes (CPU backend) or a watcher thread writes (CUDA backend).
+    for messages, mode in (("1000000", "futex"), ("200000", "eventfd"), ("200000", "watch")):
+        result = subprocess.run([str(binary), messages, mode], capture_output=True, text=True,
+                                timeout=300, env={"TSAN_OPTIONS": "halt_on_error=1 exitcode=66"})
+        assert "ThreadSanitizer" not in result.stderr, (mode, result.stderr[-4000:])
+        assert result.returncode == 0, (mode, result.stderr[-4000:])
+        assert result.stdout.strip() == f"OK {messages}", mode

@@ -20,6 +20,7 @@ from ringgen import (
 )
 from ringgen.runtime import structs
 from ringgen.runtime.actors import ActorContext
+from ringgen.runtime.backends.cpu import CpuKernel
 
 
 def run(coro: Any) -> Any:
@@ -294,6 +295,28 @@ def test_drain_waits_until_everything_accepted_was_processed(kernels_pkg: Any) -
             await rt.send("crasher", ping(seq=2))
             with pytest.raises(KernelStateError, match=r"paused.*activate it first"):
                 await rt.drain("crasher")
+
+    run(main())
+
+
+def test_a_watcher_thread_wakes_the_loop_as_on_a_gpu(kernels_pkg: Any, monkeypatch: Any) -> None:
+    """How the CUDA backend wakes the event loop (a GPU rings no bell: a host thread watches
+    the rings and writes the eventfd), run on the CPU backend with the runner's writes off."""
+    monkeypatch.setattr(CpuKernel, "kernel_writes_notify", False)
+    ping = kernels_pkg.Ping
+
+    async def main() -> None:
+        async with RingKernelRuntime(kernels_pkg, backend="cpu") as rt:
+            await rt.launch("crasher")
+            for i in range(50):
+                assert (await rt.request("crasher", ping(seq=i), timeout=5.0)).seq == i
+            # 200 ms in the handler, far beyond the loop's own polling: only the watcher wakes it
+            assert (await rt.request("crasher", ping(seq=99, mode=5), timeout=5.0)).seq == 99
+            replies = await asyncio.gather(*(rt.request("crasher", ping(seq=i), timeout=5.0)
+                                             for i in range(100)))
+            assert [r.seq for r in replies] == list(range(100))
+            await rt.send("crasher", ping(seq=7, mode=5))
+            assert (await rt.receive("crasher", timeout=5.0)).seq == 7
 
     run(main())
 

@@ -7,6 +7,7 @@ region lives (shared memory, mapped pinned memory), how the kernel is started, a
 
 from __future__ import annotations
 
+import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -74,11 +75,12 @@ class RingKernel(ABC):
 
     closed: bool
     backend_name = "?"
-    notify_fd: int | None = None  # an eventfd that turns readable on responses while armed
+    notify_fd: int  # an eventfd that turns readable on responses while an event loop is armed
     on_exit: Callable[[], None] | None = None  # called (from any thread) when the kernel ends
     death_check_s = 0.02  # a wait in native code returns this often to see if the kernel died
     poll_ns = 20_000_000  # longest nap of a waiting pop (the CPU backend's kernels ring it awake)
-    pop_spin_ns = 0  # how long a waiting pop polls before it naps
+    pop_spin_ns = 0  # how long a waiting pop (or a watcher thread) polls before it naps
+    watch_nap_ns = 20_000  # a watcher thread's nap between looks at the rings
     push_nap_ns = 50_000  # how long a push into a full lane naps before it looks again
 
     def __init__(self, info: KernelInfo, lane_capacity: int = DEFAULT_LANE_CAPACITY,
@@ -93,6 +95,7 @@ class RingKernel(ABC):
             info.grid, info.block, lane_capacity, out_capacity, info.in_dtype.itemsize,
             self._out_slot)
         self.region: native.Region | None = None
+        self.notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.closed = False
 
     def _init_region(self, address: int, seed: int) -> native.Region:
@@ -109,10 +112,18 @@ class RingKernel(ABC):
             raise KernelStateError(f"kernel {self.kernel_id!r} has no region (not launched)")
         return self.region
 
+    def _connect_notify(self, kernel_writes: bool) -> None:
+        """Wake armed event loops through notify_fd: written by the kernel's own process (CPU
+        backend), or by a watcher thread for a kernel that rings no bell (a GPU)."""
+        self.rings.set_notify_fd(self.notify_fd, kernel_writes)
+        if not kernel_writes:
+            self.rings.start_watcher(self.watch_nap_ns, self.pop_spin_ns)
+
     def _release_region(self) -> None:
         """The region's memory is about to go: later calls raise instead of touching it."""
         if self.region is not None:
-            self.region.detach()
+            self.region.detach()  # stops a watcher thread first
+        os.close(self.notify_fd)
 
     # -- rings ----------------------------------------------------------------------------
 

@@ -37,6 +37,9 @@ DEFAULT_SPIN_US = 200
 
 class CpuKernel(RingKernel):
     backend_name = "cpu"
+    # The runner writes the notify eventfd itself. False: a watcher thread does, as on CUDA
+    # (where no kernel can) -- what tests set to run that path of the host side on a CPU.
+    kernel_writes_notify = True
 
     def __init__(self, info: KernelInfo, lane_capacity: int = DEFAULT_LANE_CAPACITY,
                  out_capacity: int = DEFAULT_OUT_CAPACITY, sanitize_thread: bool = False):
@@ -47,14 +50,11 @@ class CpuKernel(RingKernel):
         region = self._init_region(ctypes.addressof(self._anchor), secrets.randbits(64))
         region.set_spin(int(float(os.environ.get("RINGGEN_CPU_SPIN_US", DEFAULT_SPIN_US)) * 1000))
         self._stderr: collections.deque[str] = collections.deque(maxlen=40)
-        # The runner writes to this eventfd on responses while a host event loop is armed.
-        self._eventfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self.notify_fd = self._eventfd
-        region.set_notify_fd(self._eventfd)
+        self._connect_notify(self.kernel_writes_notify)
         try:
-            self.proc = subprocess.Popen([str(runner), path], stdin=subprocess.DEVNULL,
-                                         stderr=subprocess.PIPE, text=True, errors="replace",
-                                         pass_fds=(self._eventfd,))
+            self.proc = subprocess.Popen(
+                [str(runner), path], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                errors="replace", pass_fds=(self.notify_fd,) if self.kernel_writes_notify else ())
             threading.Thread(target=self._read_stderr, daemon=True,
                              name=f"ringgen-{info.kernel_id}-stderr").start()
             self._wait_started()
@@ -111,7 +111,6 @@ class CpuKernel(RingKernel):
         self._release_region()
         self._anchor = None
         self._map.close()
-        os.close(self._eventfd)
 
     def terminate(self, timeout: float = 1.0) -> None:
         self.stop(timeout)

@@ -113,8 +113,8 @@ def concurrent_managed_access() -> bool:
 class CudaKernel(RingKernel):
     backend_name = "cuda"
     start_timeout = 30.0
-    # No GPU rings a bell: a waiting pop polls the rings for pop_spin_ns (a response within it
-    # is seen at once), then naps poll_ns at a time.
+    # No GPU rings a bell: a waiting pop, and the watcher thread that wakes an armed event
+    # loop, poll the rings for pop_spin_ns (a response within it is seen at once), then nap.
     poll_ns = 20_000
     pop_spin_ns = 200_000
 
@@ -148,6 +148,7 @@ class CudaKernel(RingKernel):
             self.memory = drv.pagelocked_empty(self.region_size, np.uint8,
                                                mem_flags=drv.host_alloc_flags.DEVICEMAP)
             self._init_region(self.memory.ctypes.data, secrets.randbits(64))
+            self._connect_notify(kernel_writes=False)
             device_ptr = np.uintp(self.memory.base.get_device_pointer())
             self.function(device_ptr, block=(info.block, 1, 1), grid=(info.grid, 1),
                           stream=self.stream)

@@ -5,14 +5,22 @@
 //
 // Build: g++ -fsanitize=thread -DRG_KERNEL_CU='"<pkg>/echo4.cu"' -DRG_ENTRY=echo4_ring_kernel
 //        -I<pkg> -I<templates> -I<cccl> ring_stress.cpp rg_cpu_runtime.cpp
-// Run:   ring_stress MESSAGES  -> "OK <received>" and exit 0, or a message and exit 1.
+// Run:   ring_stress MESSAGES [futex|eventfd|watch]  -> "OK <received>" and exit 0, or a
+//        message and exit 1.
 //
 // Checks: every request answered exactly once, FIFO within each (block, lane), each response's
-// correlation_id the message_id of its request, and all five lanes used.
+// correlation_id the message_id of its request, and all five lanes used. How the consumer
+// waits: on the output bell's futex (futex), or as an event loop does, armed and waiting on an
+// eventfd that the kernel writes (eventfd, the CPU backend) or a watcher thread writes (watch,
+// the CUDA backend); a lost wake-up shows as 5 s without a response.
 #include RG_KERNEL_CU
+
+#include <poll.h>
+#include <sys/eventfd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <thread>
 #include <vector>
 
@@ -28,10 +36,24 @@ static void make_id(rg_uuid* id, uint64_t block, uint64_t lane, uint64_t seq) {
 
 int main(int argc, char** argv) {
     const uint64_t total = argc > 1 ? strtoull(argv[1], nullptr, 10) : 1000000;
+    const char* mode = argc > 2 ? argv[2] : "futex";
+    const bool futex = !strcmp(mode, "futex"), watch = !strcmp(mode, "watch");
+    if (!futex && !watch && strcmp(mode, "eventfd")) {
+        fprintf(stderr, "unknown mode %s\n", mode);
+        return 1;
+    }
     const uint32_t grid = 4, block = 8, lane_cap = 64, out_cap = 256;
     uint64_t size = rg_region_init(nullptr, grid, block, lane_cap, out_cap, sizeof(Ping), sizeof(Pong), 0);
     rg_region* region = (rg_region*)aligned_alloc(RG_LINE, rg_round_up(size, RG_LINE));
     rg_region_init(region, grid, block, lane_cap, out_cap, sizeof(Ping), sizeof(Pong), 42);
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    std::atomic<bool> stop_watching{false};
+    std::thread watcher;
+    if (!futex) {
+        if (!watch) region->control.out_bell.notify_fd_plus1 = (uint64_t)fd + 1;
+        else watcher = std::thread(rg_host_watch, region, fd, &stop_watching, 20000, 200000);
+        rg_host_arm(region, true);
+    }
     std::thread kernel([&] { rg_cpu::run_grid(RG_ENTRY, (uint8_t*)region, grid, block); });
     if (!rg_host_wait_ack(region, rg_host_command(region, RG_CMD_ACTIVATE), 10000000000)) {
         fprintf(stderr, "activate was not acknowledged\n");
@@ -66,8 +88,22 @@ int main(int argc, char** argv) {
     std::vector<uint64_t> per_lane(RG_LANES, 0);
     std::vector<Pong> out(256);
     uint32_t cursor = 0;
+    bool woken = false;
     while (received < per_block * grid && errors < 10) {
-        uint64_t n = rg_host_wait_responses(region, out.size(), 5000000000, 1000000, 20000);
+        uint64_t n;
+        if (futex) {
+            n = rg_host_wait_responses(region, out.size(), 5000000000, 1000000, 20000);
+        } else {  // as the event loop: clears only when the eventfd woke it, pops whatever is
+                  // there, and waits on the eventfd when nothing is
+            if (woken) rg_host_clear_notify(region, fd);
+            woken = false;
+            n = rg_host_responses(region, out.size());
+            struct pollfd pfd = {fd, POLLIN, 0};
+            if (!n && poll(&pfd, 1, 5000) > 0) {
+                woken = true;
+                continue;
+            }
+        }
         if (rg_host_pop(region, out.data(), n, &cursor) != n) {
             fprintf(stderr, "fewer responses popped than were counted\n");
             return 1;
@@ -102,6 +138,11 @@ int main(int argc, char** argv) {
         return 1;
     }
     kernel.join();
+    if (watch) {
+        stop_watching.store(true);
+        watcher.join();
+    }
+    close(fd);
     uint64_t extra = rg_host_pop(region, out.data(), out.size(), &cursor);
     for (uint32_t l = 0; l < RG_LANES; ++l)
         if (!per_lane[l]) ++errors;

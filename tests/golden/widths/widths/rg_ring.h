@@ -80,6 +80,20 @@ typedef struct alignas(RG_LINE) rg_bell {
     uint8_t _pad[RG_LINE - 40];
 } rg_bell;
 
+#if !defined(__CUDA_ARCH__)
+// Wakes an armed event loop through eventfd `fd`, unless a write since it last cleared
+// `notified` is still unread.
+RG_FN void rg_bell_notify(rg_bell* bell, int fd) {
+    uint64_t one = 1;
+    if (rg_atomic_u64(bell->armed).load(cuda::std::memory_order_seq_cst) &&
+        !rg_atomic_u64(bell->notified).exchange(1, cuda::std::memory_order_seq_cst)) {
+        if (write(fd, &one, sizeof one) < 0) {
+            // the eventfd's counter is full, so the loop is already being woken
+        }
+    }
+}
+#endif
+
 RG_FN void rg_bell_ring(rg_bell* bell) {
 #if defined(__CUDA_ARCH__)
     (void)bell;
@@ -87,13 +101,7 @@ RG_FN void rg_bell_ring(rg_bell* bell) {
     rg_atomic_u64(bell->value).fetch_add(1, cuda::std::memory_order_seq_cst);
     if (rg_atomic_u64(bell->sleepers).load(cuda::std::memory_order_seq_cst))
         syscall(SYS_futex, &bell->value, FUTEX_WAKE, 0x7fffffff, nullptr, nullptr, 0);
-    uint64_t fd = bell->notify_fd_plus1, one = 1;
-    if (fd && rg_atomic_u64(bell->armed).load(cuda::std::memory_order_seq_cst) &&
-        !rg_atomic_u64(bell->notified).exchange(1, cuda::std::memory_order_seq_cst)) {
-        if (write((int)(fd - 1), &one, sizeof one) < 0) {
-            // the eventfd's counter is full, so the loop is already being woken
-        }
-    }
+    if (bell->notify_fd_plus1) rg_bell_notify(bell, (int)(bell->notify_fd_plus1 - 1));
 #endif
 }
 
