@@ -154,6 +154,22 @@ class CudaKernel(RingKernel):
                           stream=self.stream)
         self._fault: str | None = None
         self._wait_started()
+        # A faulted GPU kernel tells no one (the CPU backend's runner process ends, and its
+        # stderr reader says so): this thread looks, so that pending requests fail promptly.
+        threading.Thread(target=self._watch_for_fault, daemon=True,
+                         name=f"ringgen-{info.kernel_id}-fault-watch").start()
+
+    fault_check_s = 0.02
+
+    def _watch_for_fault(self) -> None:
+        while not self.closed:
+            time.sleep(self.fault_check_s)
+            try:
+                if self.closed or self.failure() is not None or self.exited():
+                    return  # failure() called on_exit; a clean exit was a terminate
+            except Exception as e:  # the region went away under us: released meanwhile
+                log.debug("kernel %s: fault watch ends: %s", self.kernel_id, e)
+                return
 
     def failure(self) -> str | None:
         if self._fault is not None or self.closed:
@@ -164,15 +180,16 @@ class CudaKernel(RingKernel):
             try:
                 self.stream.synchronize()
             except drv.Error as e:  # an illegal address, __trap(), a failed assert...
-                self._fault = f"{type(e).__name__}: {e}"
-                if self.on_exit is not None:
-                    self.on_exit()
-                return self._fault
-        states = [s.state for s in self.status()]
-        if all(s == native.STATE_TERMINATED for s in states):
+                return self._failed(f"{type(e).__name__}: {e}")
+        if all(s.state == native.STATE_TERMINATED for s in self.status()):
             return None
-        self._fault = "the kernel returned without being terminated"
-        return self._fault
+        return self._failed("the kernel returned without being terminated")
+
+    def _failed(self, reason: str) -> str:
+        self._fault = reason
+        if self.on_exit is not None:
+            self.on_exit()
+        return reason
 
     def stop(self, timeout: float = 1.0) -> None:
         if self.closed or self.failure() is not None:
