@@ -4,9 +4,9 @@
 // module (rg_host.cpp) binds.
 //
 // The same functions serve both backends: the region is shared memory on the CPU backend and
-// mapped pinned memory on CUDA. Waits sleep on the output doorbell (a futex the CPU backend's
-// kernels ring) for at most `poll_ns` at a time, so on CUDA, where the kernel rings nothing,
-// they poll at that interval.
+// mapped pinned memory on CUDA. Waits poll for a while, then sleep on the output doorbell (a
+// futex the CPU backend's kernels ring) for at most `poll_ns` at a time; on CUDA, where the
+// kernel rings nothing, that is how often they look.
 #ifndef RG_HOST_H
 #define RG_HOST_H
 
@@ -37,13 +37,10 @@ static inline uint64_t rg_host_push(rg_region* r, uint32_t block, uint32_t lane,
 static inline uint64_t rg_host_push_wait(rg_region* r, uint32_t block, uint32_t lane,
                                          const void* src, uint64_t n, int64_t timeout_ns,
                                          int64_t nap_ns) {
-    rg_ring* ring = rg_region_ring(r, block, lane);
     int64_t deadline = rg_host_now_ns() + timeout_ns;
     uint64_t done = 0;
     for (;;) {
-        uint64_t pushed = rg_ring_push(ring, (const uint8_t*)src + done * ring->slot_size, n - done);
-        if (pushed) rg_bell_ring(&r->control.doorbell);
-        done += pushed;
+        done += rg_host_push(r, block, lane, (const uint8_t*)src + done * r->in_slot_size, n - done);
         if (done == n) return done;
         int64_t left = deadline - rg_host_now_ns();
         if (left <= 0) return done;
