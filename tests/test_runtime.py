@@ -249,7 +249,9 @@ def test_requests_left_in_the_lanes_reach_the_dead_letters(kernels_pkg: Any) -> 
         async with RingKernelRuntime(kernels_pkg, backend="cpu") as rt:
             await rt.launch("crasher")
             await rt.send_many("crasher", [ping(seq=0, mode=5)] + [ping(seq=i) for i in range(1, 11)])
-            await asyncio.sleep(0.05)  # seq 0 sleeps in the handler; 1..10 wait in a lane
+            deadline = time.monotonic() + 5  # until seq 0 sleeps in the handler, 1..10 in a lane
+            while rt.telemetry("crasher").queue_depth != 10 and time.monotonic() < deadline:
+                await asyncio.sleep(0.001)
             await rt.terminate("crasher")
             assert sorted(d.message.seq for d in rt.dead_letters) == list(range(1, 11))
             assert all(isinstance(d.message, ping) and "terminated" in d.reason for d in rt.dead_letters)
