@@ -96,6 +96,7 @@ class RingKernel(ABC):
             self._out_slot)
         self.region: native.Region | None = None
         self.notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._needs_watcher = False
         self.closed = False
 
     def _init_region(self, address: int, seed: int) -> native.Region:
@@ -114,10 +115,10 @@ class RingKernel(ABC):
 
     def _connect_notify(self, kernel_writes: bool) -> None:
         """Wake armed event loops through notify_fd: written by the kernel's own process (CPU
-        backend), or by a watcher thread for a kernel that rings no bell (a GPU)."""
+        backend), or by a watcher thread for a kernel that rings no bell (a GPU), which
+        _wait_started starts once the kernel runs (earlier, it would outlive a failed launch)."""
         self.rings.set_notify_fd(self.notify_fd, kernel_writes)
-        if not kernel_writes:
-            self.rings.start_watcher(self.watch_nap_ns, self.pop_spin_ns)
+        self._needs_watcher = not kernel_writes
 
     def _release_region(self) -> None:
         """The region's memory is about to go: later calls raise instead of touching it."""
@@ -228,6 +229,8 @@ class RingKernel(ABC):
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if all(s.heartbeat > 0 for s in self.status()):
+                if self._needs_watcher:
+                    self.rings.start_watcher(self.watch_nap_ns, self.pop_spin_ns)
                 return
             reason = self.failure()
             if reason is not None:
