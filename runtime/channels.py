@@ -33,6 +33,7 @@ log = logging.getLogger("ringgen.runtime")
 # Unpacking one message at a time beats numpy's per-call cost below this many.
 _VECTOR_MIN = 16
 LATENCY_SAMPLE = 8  # one message sent in this many is timed (and every request())
+SENT_AT_MEMORY = 100_000  # send times kept for latencies, at most
 _EXPIRED_MEMORY = 100_000  # ids of timed-out requests remembered, to catch late replies
 
 
@@ -79,7 +80,7 @@ class Channel:
         self.inbox_count = 0
         self.pending: dict[bytes, asyncio.Future[Any]] = {}  # request() by message_id bytes
         self.expired: OrderedDict[bytes, None] = OrderedDict()
-        self.sent_at: dict[bytes, float] = {}
+        self.sent_at: OrderedDict[bytes, float] = OrderedDict()  # timed messages, by id
         self._buffer_fields = _buffer_fields(input_cls)
         self.buffers_in_flight: dict[bytes, list[Any]] = {}  # message_id -> its buffers
         self._space_waiters: deque[asyncio.Future[None]] = deque()
@@ -141,6 +142,13 @@ class Channel:
         per message would cost a bulk sender more than the rest of its bookkeeping."""
         if self.answers and not self.counters.sent % LATENCY_SAMPLE:
             self.sent_at[msg.message_id.bytes] = time.perf_counter()
+            self.forget_unanswered()
+
+    def forget_unanswered(self) -> None:
+        """Send times are taken back by route() with their responses; a handler that answers
+        nothing would leave them forever, so the oldest go past SENT_AT_MEMORY."""
+        while len(self.sent_at) > SENT_AT_MEMORY:
+            self.sent_at.popitem(last=False)
 
     async def send_many(self, msgs: Sequence[Any], timeout: float | None = None) -> int:
         """Enqueue messages in order; returns how many were accepted (drops excluded)."""
@@ -345,6 +353,7 @@ class Channel:
         future: asyncio.Future[Any] = self.loop.create_future()
         self.pending[key] = future
         self.sent_at[key] = time.perf_counter()  # every request is timed
+        self.forget_unanswered()
         try:
             if not await self.send(msg, timeout):
                 raise QueueFullError(f"kernel {self.kernel_id!r}: the request was dropped by "

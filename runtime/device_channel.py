@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +32,6 @@ LANE_RANGES = ((0, 63), (64, 127), (128, 128), (129, 191), (192, 255))
 REFILL_DELAY = 0.0005  # how soon a backlog that did not fit the lanes tries again
 POP_BATCH = 4096
 DISARM_AFTER = 0.01  # seconds without anyone waiting for responses before the bell is disarmed
-_SENT_AT_MEMORY = 100_000
 # How long the event loop polls for the responses it awaits before it waits for the kernel's
 # eventfd; RINGGEN_HOST_SPIN_US changes it (0: never poll).
 SPIN_S = float(os.environ.get("RINGGEN_HOST_SPIN_US", 50)) / 1e6
@@ -53,7 +51,6 @@ class DeviceChannel(Channel):
         self.in_codec = StructCodec(info.input, info.in_dtype)
         self.out_codec = (StructCodec(info.output, info.out_dtype)
                           if info.output is not None and info.out_dtype is not None else None)
-        self.sent_at = OrderedDict()
         self._refill: asyncio.TimerHandle | None = None
         self._armed = False
         self._spinning = False
@@ -102,6 +99,7 @@ class DeviceChannel(Channel):
         if self.answers:
             now = time.perf_counter()
             self.sent_at.update((m.message_id.bytes, now) for m in msgs[::LATENCY_SAMPLE])
+            self.forget_unanswered()
         return await self.send_array(rows, timeout)
 
     async def send_array(self, arr: np.ndarray, timeout: float | None) -> int:
@@ -129,9 +127,6 @@ class DeviceChannel(Channel):
 
     def enqueued(self) -> None:
         self.feed()
-        if len(self.sent_at) > _SENT_AT_MEMORY:  # requests whose handler answered nothing
-            for _ in range(len(self.sent_at) - _SENT_AT_MEMORY):
-                self.sent_at.popitem(last=False)  # type: ignore[call-arg]
 
     def feed(self) -> None:
         """Move backlog into the lanes, as far as their free slots go."""

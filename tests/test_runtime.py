@@ -197,6 +197,27 @@ def test_crashing_device_handler_fails_pending_requests(kernels_pkg: Any) -> Non
     run(main())
 
 
+def test_send_times_of_unanswered_messages_are_bounded(kernels_pkg: Any, monkeypatch: Any) -> None:
+    """A host actor that never answers (fire-and-forget) must not make the runtime remember
+    the send time of every message it was sent."""
+    from ringgen.runtime import channels
+
+    monkeypatch.setattr(channels, "SENT_AT_MEMORY", 10)
+
+    async def silent(ctx: ActorContext) -> None:
+        while not ctx.should_terminate:
+            await ctx.receive(timeout=0.05)
+
+    async def main() -> None:
+        async with RingKernelRuntime(kernels_pkg, backend="cpu") as rt:
+            await rt.launch("silent", actor=silent)
+            await rt.send_many("silent", [kernels_pkg.Ping(seq=i) for i in range(1000)])
+            await rt.drain("silent", timeout=5.0)
+            assert 0 < len(rt.channel("silent").sent_at) <= 10
+
+    run(main())
+
+
 def test_host_actor_that_raises_fails_its_requests(kernels_pkg: Any) -> None:
     async def broken(ctx: ActorContext) -> None:
         msg = await ctx.receive()
