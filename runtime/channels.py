@@ -33,7 +33,7 @@ log = logging.getLogger("ringgen.runtime")
 # Unpacking one message at a time beats numpy's per-call cost below this many.
 _VECTOR_MIN = 16
 LATENCY_SAMPLE = 8  # one message sent in this many is timed (and every request())
-SENT_AT_MEMORY = 100_000  # send times kept for latencies, at most
+SENT_AT_MEMORY = 100_000  # send times (for latencies) and buffers in flight kept, at most
 _EXPIRED_MEMORY = 100_000  # ids of timed-out requests remembered, to catch late replies
 
 
@@ -82,7 +82,7 @@ class Channel:
         self.expired: OrderedDict[bytes, None] = OrderedDict()
         self.sent_at: OrderedDict[bytes, float] = OrderedDict()  # timed messages, by id
         self._buffer_fields = _buffer_fields(input_cls)
-        self.buffers_in_flight: dict[bytes, list[Any]] = {}  # message_id -> its buffers
+        self.buffers_in_flight: OrderedDict[bytes, list[Any]] = OrderedDict()  # id -> its buffers
         self._space_waiters: deque[asyncio.Future[None]] = deque()
         self._response_waiters: deque[asyncio.Future[None]] = deque()
 
@@ -122,6 +122,8 @@ class Channel:
                 buffers.append(buffer)
         if buffers:
             self.buffers_in_flight[msg.message_id.bytes] = buffers
+            while len(self.buffers_in_flight) > SENT_AT_MEMORY:  # never answered: forgotten
+                self.buffers_in_flight.popitem(last=False)
 
     async def send(self, msg: Any, timeout: float | None = None) -> bool:
         """Enqueue one message under the backpressure strategy; False if it was dropped."""
