@@ -453,7 +453,6 @@ class Channel:
         raise NotImplementedError
 
 
-
 def _buffer_fields(cls: type | None) -> list[str]:
     """The fields of a message class that hold a BufferRef (or an optional one)."""
     from ringgen.runtime.types import Kind
