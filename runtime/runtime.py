@@ -48,15 +48,13 @@ class RingKernelRuntime:
         self.lane_capacity = lane_capacity
         self._channels: dict[str, Channel] = {}
         self._buffers: dict[int, tuple[int, UnifiedBuffer]] = {}  # id -> (table slot, buffer)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._deadlines: Deadlines | None = None
+        self._deadlines: Deadlines | None = None  # made on entering, for the running loop
         self._warned_dead_letters = False
 
     # -- context ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> RingKernelRuntime:
-        self._loop = asyncio.get_running_loop()
-        self._deadlines = Deadlines(self._loop)
+        self._deadlines = Deadlines(asyncio.get_running_loop())
         self.backend = resolve_backend(self.requested_backend)
         return self
 
@@ -66,9 +64,7 @@ class RingKernelRuntime:
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None:
-            raise KernelStateError("use the runtime inside `async with RingKernelRuntime(...)`")
-        return self._loop
+        return self.deadlines.loop
 
     @property
     def deadlines(self) -> Deadlines:

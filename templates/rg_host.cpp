@@ -118,7 +118,7 @@ class Region {
     }
 
     // A host thread that does for a kernel that rings no bell (a GPU) what rg_bell_ring does on
-    // the CPU backend: see rg_host_watch. Stopped by stop_watcher() or detach().
+    // the CPU backend: see rg_host_watch. Stopped by detach() (or when the Region goes).
     void start_watcher(int64_t nap_ns, int64_t spin_ns) {
         rg_region* r = region();
         if (notify_fd_ < 0) throw py::value_error("start_watcher needs set_notify_fd first");
@@ -203,7 +203,6 @@ PYBIND11_MODULE(_rg_host, m) {
         .def("arm", &Region::arm)
         .def("set_notify_fd", &Region::set_notify_fd)
         .def("start_watcher", &Region::start_watcher)
-        .def("stop_watcher", &Region::stop_watcher)
         .def("set_spin", &Region::set_spin)
         .def("set_buffer", &Region::set_buffer)
         .def("detach", &Region::detach);

@@ -111,7 +111,3 @@ class CpuKernel(RingKernel):
         self._release_region()
         self._anchor = None
         self._map.close()
-
-    def terminate(self, timeout: float = 1.0) -> None:
-        self.stop(timeout)
-        self.release()

@@ -105,11 +105,6 @@ def current_context() -> Iterator[Any]:
         drv.Context.pop()
 
 
-def concurrent_managed_access() -> bool:
-    drv, device, _ = _device()
-    return bool(device.get_attribute(drv.device_attribute.CONCURRENT_MANAGED_ACCESS))
-
-
 class CudaKernel(RingKernel):
     backend_name = "cuda"
     start_timeout = 30.0
