@@ -25,10 +25,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from ringgen.codegen.build import plan  # noqa: E402
-from ringgen.codegen.compile import cccl_include, cxx, templates_dir  # noqa: E402
 from ringgen.codegen.writer import write_package  # noqa: E402
 from ringgen.runtime.backends.base import kernel_info  # noqa: E402
 from ringgen.runtime.backends.cpu import CpuKernel  # noqa: E402
+from ringgen.toolchain.compile import cccl_include, cxx, templates_dir  # noqa: E402
 
 THROUGHPUT_N = 2_000_000
 BASELINE_N = 200_000

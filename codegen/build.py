@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ringgen._version import __version__
 from ringgen.codegen import render
 from ringgen.codegen.reader import SchemaSet, read_modules, read_package
 from ringgen.codegen.writer import (
@@ -22,7 +23,7 @@ from ringgen.codegen.writer import (
     stale_files,
     write_package,
 )
-from ringgen.runtime.modules import is_path
+from ringgen.schema.modules import is_path
 
 
 @dataclass
@@ -71,8 +72,6 @@ def _templates_hash() -> str:
 def plan(modules: Sequence[str], out_dir: str | Path, name: str | None = None) -> Plan:
     """Read the modules and lay out their messages; `out_dir` is the folder that receives the
     package folder `<name>/` (the stem of the first module unless given)."""
-    from ringgen import __version__
-
     out = Path(out_dir)
     base = out.resolve().parent  # sources are recorded relative to the folder that holds `out`
     sources = [_relative(m, base) if is_path(m) else m for m in modules]
@@ -134,7 +133,7 @@ class Compiled:
 def compile_package(p: Plan, progress: Callable[[str], None] | None = None) -> list[Compiled]:
     """Compile every device kernel of a built package: g++ (the CPU backend's runner) always,
     nvcc (a cubin for sm_90) where nvcc exists. Cached: an unchanged kernel costs nothing."""
-    from ringgen.codegen import compile as cc
+    from ringgen.toolchain import compile as cc
 
     jobs: list[tuple[str, Callable[[], cc.Artifact]]] = []
     for k in p.schema.package.kernels:

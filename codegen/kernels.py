@@ -8,8 +8,8 @@ from typing import Any
 
 from ringgen.codegen.ir import KernelIR
 from ringgen.errors import SchemaError
-from ringgen.runtime.kernels import KernelSpec, kernel_spec
-from ringgen.runtime.messages import Message
+from ringgen.schema.kernels import KernelSpec, kernel_spec
+from ringgen.schema.messages import Message
 
 
 def collect_kernels(modules: Sequence[ModuleType]) -> dict[str, KernelSpec]:

@@ -14,7 +14,7 @@ import numpy as np
 
 from ringgen.codegen.ir import CType, Member, StructLayout
 from ringgen.errors import SchemaError
-from ringgen.runtime.types import Kind, TypeNode
+from ringgen.schema.types import Kind, TypeNode
 
 # C and C++ keywords, and CUDA built-in names, that a field or message may not be called.
 C_RESERVED = frozenset("""

@@ -15,12 +15,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ringgen.codecs.msgpack import HEADER_FIELDS, FieldSpec, read_fields
 from ringgen.codegen import layout
 from ringgen.codegen.ir import HEADER_SIZE, CType, FieldIR, MessageIR, PackageIR
 from ringgen.errors import SchemaError
-from ringgen.runtime.messages import Message, is_message_class
-from ringgen.runtime.modules import load_module
-from ringgen.runtime.serialization import HEADER_FIELDS, FieldSpec, read_fields
+from ringgen.schema.messages import Message, is_message_class
+from ringgen.schema.modules import load_module
 
 _HEADER_MEMBERS: list[tuple[str, CType | str, int]] = [
     ("message_id", layout.UUID_TYPE, 0),

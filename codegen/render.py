@@ -8,8 +8,8 @@ from typing import Any
 
 import jinja2
 
+from ringgen.codegen.dtypes import dtype_spec, max_packed_size
 from ringgen.codegen.ir import PackageIR
-from ringgen.codegen.sizes import dtype_spec, max_packed_size
 
 # Static headers copied verbatim into every generated package, so that it compiles on its own.
 STATIC_HEADERS = ("rg_platform.h", "rg_msgpack.h", "rg_ring.h", "rg_kernel.h", "rg_cpu_shim.h")

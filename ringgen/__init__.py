@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ringgen._version import __version__
 from ringgen.errors import (
     BackendUnavailableError,
     KernelFaultError,
@@ -12,12 +13,10 @@ from ringgen.errors import (
     StaleSchemaError,
 )
 from ringgen.runtime.buffers import BufferState, UnifiedBuffer
-from ringgen.runtime.kernels import ring_kernel
-from ringgen.runtime.messages import Message, message
 from ringgen.runtime.runtime import DeadLetter, KernelState, RingKernelRuntime
-from ringgen.runtime.types import BufferRef, MaxLen
-
-__version__ = "0.1.0"
+from ringgen.schema.kernels import ring_kernel
+from ringgen.schema.messages import Message, message
+from ringgen.schema.types import BufferRef, MaxLen
 
 __all__ = [
     "BackendUnavailableError",

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ringgen import __version__
+from ringgen._version import __version__
 from ringgen.errors import RinggenError
 
 log = logging.getLogger("ringgen")

@@ -23,7 +23,7 @@ import numpy as np
 
 from ringgen.errors import BackendUnavailableError
 from ringgen.runtime.shm import shared_file
-from ringgen.runtime.types import BufferRef
+from ringgen.schema.types import BufferRef
 
 _ids = itertools.count(1)
 _registry: weakref.WeakValueDictionary[int, UnifiedBuffer] = weakref.WeakValueDictionary()

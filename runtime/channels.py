@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ringgen.codecs import struct_columns as structs
 from ringgen.errors import KernelFaultError, KernelStateError, QueueFullError
-from ringgen.runtime import structs
-from ringgen.runtime.queues import PriorityBacklog
+from ringgen.runtime.backlog import PriorityBacklog
 from ringgen.runtime.telemetry import Counters, Telemetry
 from ringgen.runtime.waiting import wait_in, wake_all
 
@@ -455,7 +455,7 @@ class Channel:
 
 def _buffer_fields(cls: type | None) -> list[str]:
     """The fields of a message class that hold a BufferRef (or an optional one)."""
-    from ringgen.runtime.types import Kind
+    from ringgen.schema.types import Kind
 
     if cls is None:
         return []

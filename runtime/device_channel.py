@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ringgen.runtime import structs
+from ringgen.codecs import struct_columns as structs
+from ringgen.codecs.struct_rows import StructCodec
 from ringgen.runtime.backends.base import KernelInfo, RingKernel
-from ringgen.runtime.backends.native import LANE_OF
+from ringgen.runtime.backends.rings import LANE_OF
 from ringgen.runtime.channels import _VECTOR_MIN, LATENCY_SAMPLE, Channel, KernelState
-from ringgen.runtime.struct_codec import StructCodec
 
 if TYPE_CHECKING:
     from ringgen.runtime.runtime import RingKernelRuntime

@@ -24,9 +24,9 @@ from ringgen.runtime.backends.select import create_kernel, resolve_backend
 from ringgen.runtime.buffers import UnifiedBuffer
 from ringgen.runtime.channels import Channel, DeadLetter, KernelState
 from ringgen.runtime.device_channel import DeviceChannel
-from ringgen.runtime.kernels import BACKPRESSURE, kernel_spec
 from ringgen.runtime.telemetry import Telemetry
 from ringgen.runtime.waiting import Deadlines
+from ringgen.schema.kernels import BACKPRESSURE, kernel_spec
 
 log = logging.getLogger("ringgen.runtime")
 

@@ -1,19 +1,21 @@
-"""mypy over the package as Python imports it.
+"""mypy and the import-linter contracts (pyproject) over the package as Python imports it.
 
-pyproject maps the top-level folders codegen/, runtime/ and templates/ into ringgen.*, which
+pyproject maps the top-level folders (schema/, codecs/, toolchain/, codegen/, runtime/,
+templates/) into ringgen.*, which
 mypy cannot follow from the source tree; this lays the package out as installed (symbolic
 links under .cache/typecheck/) and checks that, so every cross-module type is really checked.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MAPPED = {"codegen": "codegen", "runtime": "runtime", "templates": "templates"}
+MAPPED = ("schema", "codecs", "toolchain", "codegen", "runtime", "templates")
 
 
 def package_tree(tree: Path) -> Path:
@@ -24,8 +26,8 @@ def package_tree(tree: Path) -> Path:
     for item in (ROOT / "ringgen").iterdir():
         if item.name != "__pycache__":
             (package / item.name).symlink_to(item)
-    for name, folder in MAPPED.items():
-        (package / name).symlink_to(ROOT / folder, target_is_directory=True)
+    for name in MAPPED:
+        (package / name).symlink_to(ROOT / name, target_is_directory=True)
     return package
 
 
@@ -35,8 +37,13 @@ def main() -> int:
         return 0
     tree = ROOT / ".cache" / "typecheck"
     package = package_tree(tree)
-    cmd = [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"), str(package)]
-    return subprocess.run(cmd, cwd=tree).returncode
+    config = str(ROOT / "pyproject.toml")
+    mypy = [sys.executable, "-m", "mypy", "--config-file", config, str(package)]
+    # import-linter finds the packages as Python would: here, through the laid-out tree.
+    layers = [str(Path(sys.executable).with_name("lint-imports")), "--config", config]
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    failed = [subprocess.run(cmd, cwd=tree, env=env).returncode for cmd in (mypy, layers)]
+    return max(failed)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ import numpy as np
 from hypothesis import strategies as st
 
 from ringgen import BufferRef
-from ringgen.runtime.serialization import read_fields
-from ringgen.runtime.types import Kind, TypeNode
+from ringgen.codecs.msgpack import read_fields
+from ringgen.schema.types import Kind, TypeNode
 
 # What an int64 ns since the epoch can hold (the device's datetime), at Python's microseconds.
 DEVICE_DATETIMES = st.datetimes(min_value=datetime(1678, 1, 1), max_value=datetime(2261, 12, 31),

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import message_strategy
 
+from ringgen.codecs import struct_columns as structs
 from ringgen.codegen.build import Plan, plan
 from ringgen.codegen.writer import write_package
-from ringgen.runtime import structs
 
 # .example() draws the seed messages of the fuzz and key tests: fine outside @given.
 pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.NonInteractiveExampleWarning")

@@ -11,9 +11,9 @@ import pytest
 from conftest import ROOT, have_nvcc
 
 from ringgen import BackendUnavailableError, RingKernelRuntime
-from ringgen.codegen.compile import NVCC_FLAGS, compile_cubin, nvcc
 from ringgen.runtime.backends import cuda
 from ringgen.runtime.backends.select import resolve_backend
+from ringgen.toolchain.compile import NVCC_FLAGS, compile_cubin, nvcc
 
 
 @pytest.mark.nvcc

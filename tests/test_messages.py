@@ -18,7 +18,7 @@ from schemas.seed_messages import (
 )
 
 from ringgen import MaxLen, Message, SchemaError, message
-from ringgen.runtime.messages import lookup
+from ringgen.schema.messages import lookup
 
 
 def test_seed_work_request_gets_header_fields() -> None:

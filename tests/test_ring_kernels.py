@@ -16,12 +16,12 @@ from conftest import ROOT, compile_cpp, compile_nvcc, have_nvcc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ringgen.codegen.compile import cccl_include, templates_dir
+from ringgen.codecs import struct_columns as structs
 from ringgen.errors import CompileError, KernelStateError
-from ringgen.runtime import structs
-from ringgen.runtime.backends import native
+from ringgen.runtime.backends import rings
 from ringgen.runtime.backends.base import RingKernel, kernel_info
 from ringgen.runtime.backends.cpu import CpuKernel
+from ringgen.toolchain.compile import cccl_include, templates_dir
 
 
 def _kernel_sources(kernels_pkg: Any) -> list[Path]:
@@ -45,7 +45,7 @@ def test_every_kernel_compiles_with_nvcc_sm90(kernels_pkg: Any, tmp_path: Path) 
 def _send(kernel: RingKernel, msgs: list[Any], lane: int | None = None, block: int = 0) -> None:
     for msg in msgs:
         arr = structs.pack(kernel.info.input, kernel.info.in_dtype, [msg])
-        target = native.lane_of(msg.priority) if lane is None else lane
+        target = rings.lane_of(msg.priority) if lane is None else lane
         assert kernel.push(block, target, arr) == 1
 
 
@@ -131,16 +131,16 @@ def test_lanes_are_polled_highest_first(launch: Any, kernels_pkg: Any) -> None:
     _send(kernel, [kernels_pkg.Ping(seq=p, priority=p) for p in priorities])
     kernel.activate()
     seen = [p.seq for p in _receive(kernel, len(priorities))]
-    lanes = [native.lane_of(p) for p in seen]
+    lanes = [rings.lane_of(p) for p in seen]
     assert lanes == sorted(lanes, reverse=True)
     assert seen == [192, 255, 129, 191, 128, 64, 127, 0, 63]  # FIFO within a lane
 
 
 def test_lifecycle_is_acknowledged_and_pause_pops_nothing(launch: Any, kernels_pkg: Any) -> None:
     kernel = launch("echo")
-    assert kernel.status()[0].state == native.STATE_ACTIVE
+    assert kernel.status()[0].state == rings.STATE_ACTIVE
     kernel.deactivate()
-    assert kernel.status()[0].state == native.STATE_PAUSED
+    assert kernel.status()[0].state == rings.STATE_PAUSED
     _send(kernel, [kernels_pkg.Ping(seq=i) for i in range(5)])
     time.sleep(0.2)
     assert kernel.status()[0].processed == 0 and kernel.lane_size(0, 2) == 5
@@ -227,7 +227,7 @@ def test_fire_and_forget_kernel(launch: Any, kernels_pkg: Any) -> None:
 def test_handler_compile_error_points_at_the_users_line(tmp_path: Path) -> None:
     from conftest import build_package
 
-    from ringgen.codegen.compile import compile_runner
+    from ringgen.toolchain.compile import compile_runner
 
     module = tmp_path / "broken_kernel.py"
     module.write_text(

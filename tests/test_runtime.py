@@ -18,7 +18,7 @@ from ringgen import (
     QueueFullError,
     RingKernelRuntime,
 )
-from ringgen.runtime import structs
+from ringgen.codecs import struct_columns as structs
 from ringgen.runtime.actors import ActorContext
 from ringgen.runtime.backends.cpu import CpuKernel
 

@@ -10,7 +10,7 @@ import pytest
 
 from ringgen import MaxLen, SchemaError, message
 from ringgen.codegen.reader import _Reader
-from ringgen.runtime.kernels import ring_kernel
+from ringgen.schema.kernels import ring_kernel
 
 
 def _layout(cls: type) -> None:
@@ -122,7 +122,7 @@ def test_kernel_messages_must_be_laid_out_others_are_host_only(tmp_path: Any) ->
         "from dataclasses import dataclass\n"
         "from typing import Annotated\n"
         "from ringgen import MaxLen, message\n"
-        "from ringgen.runtime.kernels import ring_kernel\n"
+        "from ringgen.schema.kernels import ring_kernel\n"
         "@message\n@dataclass\nclass Note:\n    text: str\n"
         "@message\n@dataclass\nclass Job:\n    items: list[int]\n"
         "@ring_kernel(kernel_id='jobs', input=Job, cuda='')\n"

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from strategies import message_strategy
 
 from ringgen import MessageSerializationError
-from ringgen.runtime import structs
-from ringgen.runtime.struct_codec import StructCodec
+from ringgen.codecs import struct_columns as structs
+from ringgen.codecs.struct_rows import StructCodec
 
 CASES = ["everything", "widths", "seed_messages", "kernels"]
 

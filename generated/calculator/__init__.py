@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ringgen.runtime.package import bind_package
+from ringgen.codegen.binder import bind_package
 
 PACKAGE = 'calculator'
 SCHEMA_HASH = '5f90d0a4552000c3'

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ringgen.runtime.package import bind_package
+from ringgen.codegen.binder import bind_package
 
 PACKAGE = 'errors'
 SCHEMA_HASH = 'a5e0bd9e2621ff23'

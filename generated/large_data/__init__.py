@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ringgen.runtime.package import bind_package
+from ringgen.codegen.binder import bind_package
 
 PACKAGE = 'large_data'
 SCHEMA_HASH = 'c7aed9d151c806d0'

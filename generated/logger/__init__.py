@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ringgen.runtime.package import bind_package
+from ringgen.codegen.binder import bind_package
 
 PACKAGE = 'logger'
 SCHEMA_HASH = '96b421efa22973b2'

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ringgen.errors import KernelFaultError, KernelStateError
-from ringgen.runtime.backends import native
+from ringgen.runtime.backends import rings
 
 DEFAULT_LANE_CAPACITY = 64
 DEFAULT_OUT_CAPACITY = 1024
@@ -91,24 +91,24 @@ class RingKernel(ABC):
         self.lane_capacity = lane_capacity
         self.out_capacity = out_capacity
         self._out_slot = info.out_dtype.itemsize if info.out_dtype is not None else 8
-        self.region_size = native.region_type().size(
+        self.region_size = rings.region_type().size(
             info.grid, info.block, lane_capacity, out_capacity, info.in_dtype.itemsize,
             self._out_slot)
-        self.region: native.Region | None = None
+        self.region: rings.Region | None = None
         self.notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._needs_watcher = False
         self.closed = False
 
-    def _init_region(self, address: int, seed: int) -> native.Region:
+    def _init_region(self, address: int, seed: int) -> rings.Region:
         """Lay the region out in the backend's memory at `address` (region_size bytes)."""
         info = self.info
-        self.region = native.region_type()(address, info.grid, info.block, self.lane_capacity,
+        self.region = rings.region_type()(address, info.grid, info.block, self.lane_capacity,
                                            self.out_capacity, info.in_dtype.itemsize,
                                            self._out_slot, seed)
         return self.region
 
     @property
-    def rings(self) -> native.Region:
+    def rings(self) -> rings.Region:
         if self.region is None:
             raise KernelStateError(f"kernel {self.kernel_id!r} has no region (not launched)")
         return self.region
@@ -195,10 +195,10 @@ class RingKernel(ABC):
         return self.rings.wait_ack(seq, 0)
 
     def activate(self, timeout: float = 1.0) -> None:
-        self._expect(self.command(native.CMD_ACTIVATE, timeout), "activate", timeout)
+        self._expect(self.command(rings.CMD_ACTIVATE, timeout), "activate", timeout)
 
     def deactivate(self, timeout: float = 1.0) -> None:
-        self._expect(self.command(native.CMD_DEACTIVATE, timeout), "deactivate", timeout)
+        self._expect(self.command(rings.CMD_DEACTIVATE, timeout), "deactivate", timeout)
 
     def _expect(self, acked: bool, what: str, timeout: float) -> None:
         if acked:
@@ -267,7 +267,7 @@ class RingKernel(ABC):
         if self.closed or not self.exited():
             return np.empty(0, dtype=self.info.in_dtype)
         raw = b"".join(self.rings.take_lane(block, lane) for block in range(self.grid)
-                       for lane in range(native.LANES - 1, -1, -1))
+                       for lane in range(rings.LANES - 1, -1, -1))
         return np.frombuffer(bytearray(raw), dtype=self.info.in_dtype)
 
     def terminate(self, timeout: float = 1.0) -> None:

@@ -18,8 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from ringgen.codegen.compile import compile_runner
-from ringgen.runtime.backends import native
+from ringgen.runtime.backends import rings
 from ringgen.runtime.backends.base import (
     DEFAULT_LANE_CAPACITY,
     DEFAULT_OUT_CAPACITY,
@@ -27,6 +26,7 @@ from ringgen.runtime.backends.base import (
     RingKernel,
 )
 from ringgen.runtime.shm import shared_file
+from ringgen.toolchain.compile import compile_runner
 
 log = logging.getLogger("ringgen.cpu")
 
@@ -92,7 +92,7 @@ class CpuKernel(RingKernel):
         stays mapped, so what the kernel answered can still be popped."""
         if self.proc.poll() is not None:
             return
-        acked = self.command(native.CMD_TERMINATE, timeout)
+        acked = self.command(rings.CMD_TERMINATE, timeout)
         try:
             self.proc.wait(timeout=timeout if acked else 0.1)
         except subprocess.TimeoutExpired:

@@ -23,15 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from ringgen.codegen.compile import compile_cubin
 from ringgen.errors import BackendUnavailableError
-from ringgen.runtime.backends import native
+from ringgen.runtime.backends import rings
 from ringgen.runtime.backends.base import (
     DEFAULT_LANE_CAPACITY,
     DEFAULT_OUT_CAPACITY,
     KernelInfo,
     RingKernel,
 )
+from ringgen.toolchain.compile import compile_cubin
 
 log = logging.getLogger("ringgen.cuda")
 
@@ -176,7 +176,7 @@ class CudaKernel(RingKernel):
                 self.stream.synchronize()
             except drv.Error as e:  # an illegal address, __trap(), a failed assert...
                 return self._failed(f"{type(e).__name__}: {e}")
-        if all(s.state == native.STATE_TERMINATED for s in self.status()):
+        if all(s.state == rings.STATE_TERMINATED for s in self.status()):
             return None
         return self._failed("the kernel returned without being terminated")
 
@@ -189,7 +189,7 @@ class CudaKernel(RingKernel):
     def stop(self, timeout: float = 1.0) -> None:
         if self.closed or self.failure() is not None:
             return
-        acked = self.command(native.CMD_TERMINATE, timeout)
+        acked = self.command(rings.CMD_TERMINATE, timeout)
         deadline = time.monotonic() + (timeout if acked else 0.1)
         with current_context():
             while not self.stream.is_done() and time.monotonic() < deadline:

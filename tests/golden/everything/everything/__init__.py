@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ringgen.runtime.package import bind_package
+from ringgen.codegen.binder import bind_package
 
 PACKAGE = 'everything'
 SCHEMA_HASH = '6c1eae4a8ad9be2e'

@@ -18,13 +18,13 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from ringgen.codecs import converters
 from ringgen.errors import MessageSerializationError, SchemaError
-from ringgen.runtime import codec
-from ringgen.runtime.types import Kind, TypeNode, read_type
+from ringgen.schema.types import Kind, TypeNode, read_type
 
 _MISSING = dataclasses.MISSING
 # The header's priority is a uint8 on the device: 0..255, higher first.
-_PRIORITY_CHECK = codec.int_checker(TypeNode(Kind.INT), 0, 255)
+_PRIORITY_CHECK = converters.int_checker(TypeNode(Kind.INT), 0, 255)
 _PRIORITY_GUARD = "type(v) is int and 0 <= v <= 255"
 HEADER_FIELDS = ("message_id", "priority", "correlation_id")
 
@@ -61,7 +61,7 @@ def read_fields(cls: type) -> list[FieldSpec]:
 
 
 def _packer_default(v: Any) -> Any:
-    return codec.any_to_wire(v)
+    return converters.any_to_wire(v)
 
 
 class _ThreadPackers(threading.local):
@@ -136,7 +136,7 @@ class MessageCodec:
             "_cls": self.cls,
             "_new": object.__new__,
             "_M": _MISSING,
-            "_FVE": codec.FieldValueError,
+            "_FVE": converters.FieldValueError,
             "_MSE": MessageSerializationError,
             "_bad": self._decode_error,
             "_invalid": self._construct_error,
@@ -146,7 +146,7 @@ class MessageCodec:
             "_tl": _packers,
             "_unpackb": msgpack.unpackb,
             "_write_f32": self._write_float32,
-            "_uuid": codec.uuid_from_bytes,
+            "_uuid": converters.uuid_from_bytes,
             "_types_in": _types_in,
         }
         to_items, from_lines, check_lines = [], [], []
@@ -154,7 +154,7 @@ class MessageCodec:
             key = repr(f.name)
             to_items.append(f"{key}: {self._wire_expr(f, i, ns)}")
             from_lines += self._decode_lines(f, i, ns)
-            ns[f"_c{i}"] = _PRIORITY_CHECK if f.name == "priority" else codec.checker(f.node)
+            ns[f"_c{i}"] = _PRIORITY_CHECK if f.name == "priority" else converters.checker(f.node)
             check_lines += [
                 f"    try: d[{key}] = _c{i}(d[{key}])",
                 f"    except _FVE as e: raise _invalid({key}, e) from None",
@@ -212,7 +212,7 @@ class MessageCodec:
             return f"{get}.bytes"
         if node.kind is Kind.OPTIONAL and node.args[0].kind is Kind.UUID:
             return f"(None if (t := {get}) is None else t.bytes)"
-        conv = codec.to_wire(node)
+        conv = converters.to_wire(node)
         if conv is None:
             return get
         ns[f"_w{i}"] = conv
@@ -221,7 +221,7 @@ class MessageCodec:
     @staticmethod
     def _decode_lines(f: FieldSpec, i: int, ns: dict[str, Any]) -> list[str]:
         key = repr(f.name)
-        ns[f"_r{i}"] = _PRIORITY_CHECK if f.name == "priority" else codec.from_wire(f.node)
+        ns[f"_r{i}"] = _PRIORITY_CHECK if f.name == "priority" else converters.from_wire(f.node)
         if f.default_factory is not _MISSING:
             ns[f"_f{i}"] = f.default_factory
             missing = f"_f{i}()"

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ringgen.errors import StaleSchemaError
-from ringgen.runtime.modules import load_module
+from ringgen.schema.modules import load_module
 
 
 def bind_package(ns: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from typing import Protocol, cast
 
 import numpy as np
 
-from ringgen.codegen.compile import compile_host_module
+from ringgen.toolchain.compile import compile_host_module
 
 STATE_LAUNCHED, STATE_ACTIVE, STATE_PAUSED, STATE_TERMINATED = 0, 1, 2, 3
 CMD_ACTIVATE, CMD_DEACTIVATE, CMD_TERMINATE = 1, 2, 3

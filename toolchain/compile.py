@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ringgen.codegen.cache import cache_key, cached
 from ringgen.errors import BackendUnavailableError, CompileError
+from ringgen.toolchain.cache import cache_key, cached
 
 log = logging.getLogger("ringgen.compile")
 

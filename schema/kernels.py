@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ringgen.errors import SchemaError
-from ringgen.runtime.messages import Message, is_message_class
+from ringgen.schema.messages import Message, is_message_class
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar, overload
 from uuid import UUID, uuid4
 
+from ringgen.codecs.msgpack import HEADER_FIELDS, MessageCodec
 from ringgen.errors import SchemaError
-from ringgen.runtime.serialization import HEADER_FIELDS, MessageCodec
 
 M = TypeVar("M", bound="Message")
 T = TypeVar("T")

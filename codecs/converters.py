@@ -22,7 +22,7 @@ from uuid import UUID, SafeUUID
 
 import numpy as np
 
-from ringgen.runtime.types import BufferRef, Kind, TypeNode
+from ringgen.schema.types import BufferRef, Kind, TypeNode
 
 Conv = Callable[[Any], Any]
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from ringgen.codecs.converters import uuid_from_bytes
 from ringgen.errors import MessageSerializationError
-from ringgen.runtime.codec import uuid_from_bytes
-from ringgen.runtime.types import BufferRef, Kind, TypeNode
+from ringgen.schema.types import BufferRef, Kind, TypeNode
 
 RG_FLAG_HAS_CORRELATION = 0x01
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from ringgen.codecs.converters import uuid_from_bytes
+from ringgen.codecs.struct_columns import RG_FLAG_HAS_CORRELATION, datetime_to_ns, ns_to_datetime
 from ringgen.errors import MessageSerializationError
-from ringgen.runtime.codec import uuid_from_bytes
-from ringgen.runtime.structs import RG_FLAG_HAS_CORRELATION, datetime_to_ns, ns_to_datetime
-from ringgen.runtime.types import BufferRef, Kind, TypeNode
+from ringgen.schema.types import BufferRef, Kind, TypeNode
 
 _new = object.__new__
 Pack = Callable[[Any, list[Any]], None]  # value -> flat values appended to the list

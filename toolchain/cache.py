@@ -11,7 +11,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ringgen.codegen.writer import atomic_write
+from ringgen.toolchain.files import atomic_write
 
 
 def cache_dir() -> Path:

@@ -1,0 +1,1 @@
+"""ringgen.toolchain: compiler calls and the compile cache they go through."""
