@@ -19,7 +19,7 @@ import msgpack
 import numpy as np
 
 from ringgen.codecs import converters
-from ringgen.errors import MessageSerializationError, SchemaError
+from ringgen.errors import MessageSerializationError, SchemaError, ValidationError
 from ringgen.schema.types import Kind, TypeNode, read_type
 
 _MISSING = dataclasses.MISSING
@@ -256,8 +256,8 @@ class MessageCodec:
     def _decode_error(self, field: str, err: object) -> MessageSerializationError:
         return MessageSerializationError(f"{self.cls.__qualname__}.{field}: {err}")
 
-    def _construct_error(self, field: str, err: object) -> ValueError:
-        return ValueError(f"{self.cls.__qualname__}.{field}: {err}")
+    def _construct_error(self, field: str, err: object) -> ValidationError:
+        return ValidationError(f"{self.cls.__qualname__}.{field}: {err}")
 
     def _not_a_map(self, wire: object, nested: bool) -> MessageSerializationError:
         what = "a nested message" if nested else "the message"

@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from ringgen import KernelFaultError, MaxLen, RingKernelRuntime, message, ring_kernel
-from ringgen.runtime.actors import ActorContext
+from ringgen import ActorContext, KernelFaultError, MaxLen, RingKernelRuntime, message, ring_kernel
 
 
 @message

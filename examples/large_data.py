@@ -7,8 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ringgen import BufferRef, RingKernelRuntime, message, ring_kernel
-from ringgen.runtime.buffers import lookup
+from ringgen import BufferRef, RingKernelRuntime, UnifiedBuffer, message, ring_kernel
 
 
 @message
@@ -61,7 +60,7 @@ __device__ bool reduce_handle(const GoodRequest& req, Reduction& resp, rg_ctx& c
 
 @ring_kernel(kernel_id="reduce", input=GoodRequest, output=Reduction, block=256, cuda=REDUCE_CU)
 def reduce(req: GoodRequest) -> Reduction:
-    data = lookup(req.buffer).host[:req.size]
+    data = UnifiedBuffer.of(req.buffer).host[:req.size]
     return Reduction(total=float(np.sum(data)), maximum=float(np.max(data)), found=True)
 
 

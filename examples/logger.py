@@ -7,8 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from ringgen import MaxLen, RingKernelRuntime, message, ring_kernel
-from ringgen.runtime.actors import ActorContext
+from ringgen import ActorContext, MaxLen, RingKernelRuntime, message, ring_kernel
 
 log = logging.getLogger("examples.logger")
 

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from typing import Annotated
 from uuid import UUID
 
-from ringgen import KernelStateError, MaxLen, RingKernelRuntime, message, ring_kernel
-from ringgen.runtime.actors import ActorContext
+from ringgen import ActorContext, KernelStateError, MaxLen, RingKernelRuntime, message, ring_kernel
 
 LIMIT = 1000.0
 

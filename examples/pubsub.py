@@ -8,8 +8,7 @@ from typing import Annotated
 
 import numpy as np
 
-from ringgen import MaxLen, RingKernelRuntime, message, ring_kernel
-from ringgen.runtime.actors import ActorContext
+from ringgen import ActorContext, MaxLen, RingKernelRuntime, message, ring_kernel
 
 
 @message

@@ -1,28 +1,42 @@
-"""ringgen: typed messages in, typed messages out, through persistent GPU actor kernels."""
+"""ringgen: typed messages in, typed messages out, through persistent GPU actor kernels.
+
+Everything a user needs is importable from here; the subpackages (ringgen.schema, .codecs,
+.codegen, .runtime, .toolchain) are the implementation and may change between versions.
+"""
 
 from __future__ import annotations
 
 from ringgen._version import __version__
 from ringgen.errors import (
     BackendUnavailableError,
+    CompileError,
     KernelFaultError,
     KernelStateError,
     MessageSerializationError,
     QueueFullError,
+    RinggenError,
     SchemaError,
     StaleSchemaError,
+    ValidationError,
 )
+from ringgen.runtime.actors import ActorContext
 from ringgen.runtime.buffers import BufferState, UnifiedBuffer
-from ringgen.runtime.runtime import DeadLetter, KernelState, RingKernelRuntime
+from ringgen.runtime.channels import KernelState
+from ringgen.runtime.dead_letters import DeadLetter, DeadLetterReason
+from ringgen.runtime.runtime import RingKernelRuntime
+from ringgen.runtime.telemetry import Telemetry
 from ringgen.schema.kernels import ring_kernel
 from ringgen.schema.messages import Message, message
 from ringgen.schema.types import BufferRef, MaxLen
 
 __all__ = [
+    "ActorContext",
     "BackendUnavailableError",
     "BufferRef",
     "BufferState",
+    "CompileError",
     "DeadLetter",
+    "DeadLetterReason",
     "KernelFaultError",
     "KernelState",
     "KernelStateError",
@@ -31,9 +45,12 @@ __all__ = [
     "MessageSerializationError",
     "QueueFullError",
     "RingKernelRuntime",
+    "RinggenError",
     "SchemaError",
     "StaleSchemaError",
+    "Telemetry",
     "UnifiedBuffer",
+    "ValidationError",
     "__version__",
     "message",
     "ring_kernel",

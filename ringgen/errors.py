@@ -36,7 +36,18 @@ class BackendUnavailableError(RinggenError):
 
 
 class CompileError(RinggenError):
-    """A generated or user-written source failed to compile."""
+    """A generated or user-written source failed to compile. `command` is the compiler's
+    command line and `output` what it printed (as CuPy's CompileException carries them)."""
+
+    def __init__(self, message: str, command: list[str] | None = None, output: str = "") -> None:
+        super().__init__(message)
+        self.command = command or []
+        self.output = output
+
+
+class ValidationError(RinggenError, ValueError):
+    """A value ringgen cannot accept: a message field out of its type or bound, a launch
+    parameter out of range. Also a ValueError, as Python's own validation errors are."""
 
 
 __all__ = [
@@ -49,4 +60,5 @@ __all__ = [
     "RinggenError",
     "SchemaError",
     "StaleSchemaError",
+    "ValidationError",
 ]

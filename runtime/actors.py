@@ -40,7 +40,7 @@ class ActorContext:
         """A response to this actor's callers: to the request() it answers (by correlation_id),
         else to whoever calls receive() on this actor."""
         self._channel.check_response(response)
-        self._channel.route([response])
+        self._channel.replies.route([response])
 
     def fail(self) -> None:
         """Count a handler error without stopping the actor (as ctx.fail() on a device)."""

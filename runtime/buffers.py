@@ -67,6 +67,12 @@ class UnifiedBuffer:
         with _lock:
             _registry[self.buffer_id] = self
 
+    @staticmethod
+    def of(ref: BufferRef | int) -> UnifiedBuffer:
+        """The live buffer a message's BufferRef names (what a kernel's Python function uses
+        where its CUDA handler calls ctx.buffer(ref))."""
+        return lookup(ref)
+
     def _shared_file(self) -> np.ndarray:
         self.path, self._map = shared_file(f"ringgen-buffer-{self.buffer_id}-", self.nbytes)
         weakref.finalize(self, _remove, self.path)

@@ -1,6 +1,9 @@
-"""A launched kernel as the event loop sees it: its backlog, backpressure, response routing,
-correlation of requests, telemetry and lifecycle. `DeviceChannel` feeds a ring kernel's lanes;
-`HostChannel` runs an `async def f(ctx)` actor on the same rules.
+"""A launched kernel as the event loop sees it: its backlog in exact priority order, admission
+under its backpressure strategy, its lifecycle and telemetry; where its responses go is its
+`Replies` (runtime/replies.py). `DeviceChannel` feeds a ring kernel's lanes; `HostChannel`
+runs an `async def f(ctx)` actor on the same rules.
+
+Admission is synchronous (`try_admit`, `send_nowait`); the async `send` only waits for room.
 
 Everything here runs on the event loop's thread; the only other threads are a backend's own
 (the CPU runner's stderr reader hands its news over with call_soon_threadsafe).
@@ -11,10 +14,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,6 +23,8 @@ import numpy as np
 from ringgen.codecs import struct_columns as structs
 from ringgen.errors import KernelFaultError, KernelStateError, QueueFullError
 from ringgen.runtime.backlog import PriorityBacklog
+from ringgen.runtime.dead_letters import DeadLetter, DeadLetterReason
+from ringgen.runtime.replies import Replies
 from ringgen.runtime.telemetry import Counters, Telemetry
 from ringgen.runtime.waiting import wait_in, wake_all
 
@@ -32,9 +35,6 @@ log = logging.getLogger("ringgen.runtime")
 
 # Unpacking one message at a time beats numpy's per-call cost below this many.
 _VECTOR_MIN = 16
-LATENCY_SAMPLE = 8  # one message sent in this many is timed (and every request())
-SENT_AT_MEMORY = 100_000  # send times (for latencies) and buffers in flight kept, at most
-_EXPIRED_MEMORY = 100_000  # ids of timed-out requests remembered, to catch late replies
 
 
 class KernelState(enum.Enum):
@@ -45,18 +45,17 @@ class KernelState(enum.Enum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True)
-class DeadLetter:
-    """A message that was not delivered, and why: nothing disappears silently."""
+class Admission(enum.Enum):
+    """What try_admit() did with a message."""
 
-    kernel_id: str
-    message: Any  # a message object, or a struct array (from send_array)
-    reason: str
+    ACCEPTED = "accepted"  # in the backlog, counted as sent
+    DROPPED = "dropped"  # backpressure dropped it (or an older one): a dead letter now
+    FULL = "full"  # backpressure 'block' and no room: wait for space_freed() and try again
 
 
 class Channel:
     """What device kernels and host actors share: the backlog in exact priority order with
-    its backpressure, the inbox of responses, request correlation and the counters."""
+    its backpressure, the replies (runtime/replies.py), the lifecycle and the counters."""
 
     backend_name = "host"
 
@@ -76,15 +75,9 @@ class Channel:
         self.failure: str | None = None
         self.backlog = PriorityBacklog()
         self.counters = Counters()
-        self.inbox: deque[Any] = deque()  # response objects and struct-array chunks, in order
-        self.inbox_count = 0
-        self.pending: dict[bytes, asyncio.Future[Any]] = {}  # request() by message_id bytes
-        self.expired: OrderedDict[bytes, None] = OrderedDict()
-        self.sent_at: OrderedDict[bytes, float] = OrderedDict()  # timed messages, by id
+        self.replies = Replies(kernel_id, self.counters, self.dead_letter)
         self._buffer_fields = _buffer_fields(input_cls)
-        self.buffers_in_flight: OrderedDict[bytes, list[Any]] = OrderedDict()  # id -> its buffers
         self._space_waiters: deque[asyncio.Future[None]] = deque()
-        self._response_waiters: deque[asyncio.Future[None]] = deque()
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -121,9 +114,60 @@ class Channel:
                 buffer.to_device()
                 buffers.append(buffer)
         if buffers:
-            self.buffers_in_flight[msg.message_id.bytes] = buffers
-            while len(self.buffers_in_flight) > SENT_AT_MEMORY:  # never answered: forgotten
-                self.buffers_in_flight.popitem(last=False)
+            self.replies.hold_buffers(msg.message_id.bytes, buffers)
+
+    def try_admit(self, entry: Any, priority: int, original: Any, count: int) -> Admission:
+        """Put a backlog entry of `count` messages in, under the backpressure strategy, without
+        waiting: ACCEPTED, DROPPED (a dead letter now) or FULL ('block': no room yet).
+        QueueFullError with 'reject'."""
+        while len(self.backlog) + count > self.queue_size:
+            strategy = self.backpressure
+            if strategy == "reject":
+                raise QueueFullError(
+                    f"kernel {self.kernel_id!r}: its queue holds {len(self.backlog)} of "
+                    f"{self.queue_size} messages (backpressure='reject'); retry later, raise "
+                    "queue_size, or choose 'block'")
+            if strategy == "drop_newest":
+                self.dead_letter(original, DeadLetterReason.DROPPED_NEWEST,
+                                 "dropped by backpressure 'drop_newest': queue full")
+                return Admission.DROPPED
+            if strategy == "drop_oldest":
+                detail = "dropped by backpressure 'drop_oldest': queue full"
+                if priority < self.backlog.lowest():  # the new one is the oldest of the lowest
+                    self.dead_letter(original, DeadLetterReason.DROPPED_OLDEST, detail)
+                    return Admission.DROPPED
+                victim = self.backlog.drop_oldest_lowest()
+                self.dead_letter(self.message_of(victim), DeadLetterReason.DROPPED_OLDEST, detail,
+                                 accepted=True)
+                continue
+            return Admission.FULL
+        self.backlog.push(entry, priority)
+        self.counters.sent += count
+        return Admission.ACCEPTED
+
+    async def admit(self, entry: Any, priority: int, original: Any, count: int,
+                    timeout: float | None) -> bool:
+        """try_admit(), waiting up to `timeout` for room while the queue is full ('block');
+        False if the message was dropped."""
+        deadline = None if timeout is None else self.loop.time() + timeout
+        while (outcome := self.try_admit(entry, priority, original, count)) is Admission.FULL:
+            await self._wait_for_space(deadline, count)
+            self.check_open()
+        return outcome is Admission.ACCEPTED
+
+    def send_nowait(self, msg: Any) -> bool:
+        """Enqueue one message now or not at all: False if backpressure dropped it,
+        QueueFullError where send() would wait for room."""
+        self.check_open()
+        self.check_message(msg)
+        outcome = self.try_admit(self.entry_of(msg), msg.priority, msg, 1)
+        if outcome is Admission.FULL:
+            raise QueueFullError(
+                f"kernel {self.kernel_id!r}: its queue of {self.queue_size} messages is full; "
+                "await send() to wait for room")
+        if outcome is Admission.ACCEPTED:
+            self.sent(msg)
+        return outcome is Admission.ACCEPTED
 
     async def send(self, msg: Any, timeout: float | None = None) -> bool:
         """Enqueue one message under the backpressure strategy; False if it was dropped."""
@@ -133,24 +177,16 @@ class Channel:
 
     async def enqueue(self, msg: Any, entry: Any, timeout: float | None) -> bool:
         """send() of a checked message whose backlog entry is made already."""
-        if not await self._admit(entry, msg.priority, msg, 1, timeout):
+        if not await self.admit(entry, msg.priority, msg, 1, timeout):
             return False
-        self.sample_sent(msg)
-        self.enqueued()
+        self.sent(msg)
         return True
 
-    def sample_sent(self, msg: Any) -> None:
-        """Time one accepted message in LATENCY_SAMPLE for the latency figures: a dict entry
-        per message would cost a bulk sender more than the rest of its bookkeeping."""
-        if self.answers and not self.counters.sent % LATENCY_SAMPLE:
-            self.sent_at[msg.message_id.bytes] = time.perf_counter()
-            self.forget_unanswered()
-
-    def forget_unanswered(self) -> None:
-        """Send times are taken back by route() with their responses; a handler that answers
-        nothing would leave them forever, so the oldest go past SENT_AT_MEMORY."""
-        while len(self.sent_at) > SENT_AT_MEMORY:
-            self.sent_at.popitem(last=False)
+    def sent(self, msg: Any) -> None:
+        """One message was accepted: sample its send time, move the backlog on."""
+        if self.answers:
+            self.replies.sample(msg)
+        self.enqueued()
 
     async def send_many(self, msgs: Sequence[Any], timeout: float | None = None) -> int:
         """Enqueue messages in order; returns how many were accepted (drops excluded)."""
@@ -159,38 +195,12 @@ class Channel:
             self.check_message(m)
         accepted = 0
         for msg in msgs:
-            if await self._admit(self.entry_of(msg), msg.priority, msg, 1, timeout):
+            if await self.admit(self.entry_of(msg), msg.priority, msg, 1, timeout):
                 accepted += 1
-                self.sample_sent(msg)
+                if self.answers:
+                    self.replies.sample(msg)
         self.enqueued()
         return accepted
-
-    async def _admit(self, entry: Any, priority: int, original: Any, count: int,
-                     timeout: float | None) -> bool:
-        deadline = None if timeout is None else self.loop.time() + timeout
-        while len(self.backlog) + count > self.queue_size:
-            strategy = self.backpressure
-            if strategy == "reject":
-                raise QueueFullError(
-                    f"kernel {self.kernel_id!r}: its queue holds {len(self.backlog)} of "
-                    f"{self.queue_size} messages (backpressure='reject'); retry later, raise "
-                    "queue_size, or choose 'block'")
-            if strategy == "drop_newest":
-                self.dead_letter(original, "dropped by backpressure 'drop_newest': queue full")
-                return False
-            if strategy == "drop_oldest":
-                if priority < self.backlog.lowest():  # the new one is the oldest of the lowest
-                    self.dead_letter(original, "dropped by backpressure 'drop_oldest': queue full")
-                    return False
-                victim = self.backlog.drop_oldest_lowest()
-                self.dead_letter(self.message_of(victim),
-                                 "dropped by backpressure 'drop_oldest': queue full", accepted=True)
-                continue
-            await self._wait_for_space(deadline, count)
-            self.check_open()
-        self.backlog.push(entry, priority)
-        self.counters.sent += count
-        return True
 
     async def _wait_for_space(self, deadline: float | None, count: int) -> None:
         self.enqueued()  # move on what send_many admitted so far: it may make the room
@@ -213,66 +223,16 @@ class Channel:
         """The message object (or struct array) an entry stands for, for a dead letter."""
         return entry
 
-    def dead_letter(self, message: Any, reason: str, accepted: bool = False) -> None:
+    def dead_letter(self, message: Any, reason: DeadLetterReason, detail: str,
+                    accepted: bool = False) -> None:
         """Hand a message over to the dead letters; `accepted`: it had been counted as sent."""
         count = len(message) if isinstance(message, np.ndarray) else 1
         self.counters.dropped += count
         if accepted:
             self.counters.evicted += count
-        self.runtime.add_dead_letter(DeadLetter(self.kernel_id, message, reason))
+        self.runtime.add_dead_letter(DeadLetter(self.kernel_id, message, reason, detail))
 
     # -- responses -------------------------------------------------------------------------
-
-    def route(self, responses: Sequence[Any]) -> None:
-        """Deliver response objects: to the request() awaiting them, to the dead letters if
-        that request already gave up, else to the inbox for receive()."""
-        now = time.perf_counter()
-        for resp in responses:
-            corr = resp.correlation_id
-            key = corr.bytes if corr is not None else None
-            if key is not None:
-                for buffer in self.buffers_in_flight.pop(key, ()):
-                    buffer.device_wrote()
-                sent = self.sent_at.pop(key, None)
-                if sent is not None:
-                    self.counters.latencies.append(now - sent)
-                future = self.pending.pop(key, None)
-                if future is not None:
-                    self.counters.received += 1
-                    if not future.done():
-                        future.set_result(resp)
-                    continue
-                if key in self.expired:
-                    del self.expired[key]
-                    self.dead_letter(resp, "late reply: its request() had timed out")
-                    continue
-            self.inbox.append(resp)
-            self.inbox_count += 1
-        self.responses_arrived()
-
-    def responses_arrived(self) -> None:
-        wake_all(self._response_waiters)
-
-    def _take(self, n: int) -> list[Any]:
-        """Up to n inbox entries' worth of responses, in order (arrays split as needed)."""
-        out: list[Any] = []
-        taken = 0
-        while self.inbox and taken < n:
-            head = self.inbox[0]
-            if isinstance(head, np.ndarray):
-                k = min(len(head), n - taken)
-                out.append(head[:k])
-                if k == len(head):
-                    self.inbox.popleft()
-                else:
-                    self.inbox[0] = head[k:]
-                taken += k
-            else:
-                out.append(self.inbox.popleft())
-                taken += 1
-        self.inbox_count -= taken
-        self.counters.received += taken
-        return out
 
     def objects_of(self, entries: list[Any]) -> list[Any]:
         out: list[Any] = []
@@ -291,15 +251,15 @@ class Channel:
         """Waits until the inbox may hold something; False on timeout."""
         self.check_receivable()
         self.want_responses()  # may itself find responses: then there is nothing to wait for
-        if self.inbox_count:
+        if self.replies.inbox_count:
             return True
-        return await wait_in(self.deadlines, self._response_waiters, deadline)
+        return await wait_in(self.deadlines, self.replies.waiters, deadline)
 
     def want_responses(self) -> None:
         """Someone waits for responses (a device channel makes sure it will be woken)."""
 
     def check_receivable(self) -> None:
-        if self.inbox_count:
+        if self.replies.inbox_count:
             return
         if not self.answers:
             raise KernelStateError(f"kernel {self.kernel_id!r} sends no responses "
@@ -310,14 +270,18 @@ class Channel:
             raise KernelStateError(f"kernel {self.kernel_id!r} is terminated and has no "
                                    "responses left to receive")
 
-    async def receive_many(self, max_count: int, timeout: float | None) -> list[Any]:
+    async def _take_when_there(self, max_count: int, timeout: float | None) -> list[Any]:
+        """Up to max_count inbox entries' worth, waiting up to `timeout` for the first."""
         deadline = None if timeout is None else self.loop.time() + timeout
         self.poll_responses()
-        while not self.inbox_count:
+        while not self.replies.inbox_count:
             if not await self._wait_for_responses(deadline):
                 return []
             self.poll_responses()
-        return self.objects_of(self._take(max_count))
+        return self.replies.take(max_count)
+
+    async def receive_many(self, max_count: int, timeout: float | None) -> list[Any]:
+        return self.objects_of(await self._take_when_there(max_count, timeout))
 
     async def receive(self, timeout: float | None) -> Any:
         got = await self.receive_many(1, timeout)
@@ -327,14 +291,10 @@ class Channel:
         return got[0]
 
     async def receive_array(self, max_count: int, timeout: float | None) -> np.ndarray:
-        deadline = None if timeout is None else self.loop.time() + timeout
-        self.poll_responses()
-        while not self.inbox_count:
-            if not await self._wait_for_responses(deadline):
-                assert self.out_dtype is not None
-                return np.empty(0, dtype=self.out_dtype)
-            self.poll_responses()
-        chunks = self._take(max_count)
+        chunks = await self._take_when_there(max_count, timeout)
+        if not chunks:
+            assert self.out_dtype is not None
+            return np.empty(0, dtype=self.out_dtype)
         arrays = [c if isinstance(c, np.ndarray) else self.pack_response(c) for c in chunks]
         return arrays[0] if len(arrays) == 1 else structs.concatenate(arrays)
 
@@ -353,9 +313,8 @@ class Channel:
                                    "(fire-and-forget); use send()")
         key = msg.message_id.bytes
         future: asyncio.Future[Any] = self.loop.create_future()
-        self.pending[key] = future
-        self.sent_at[key] = time.perf_counter()  # every request is timed
-        self.forget_unanswered()
+        self.replies.expect(key, future)
+        timed_out = False
         try:
             if not await self.send(msg, timeout):
                 raise QueueFullError(f"kernel {self.kernel_id!r}: the request was dropped by "
@@ -363,14 +322,12 @@ class Channel:
             self.want_responses()
             return await self.deadlines.wait(future, timeout)
         except asyncio.TimeoutError:
-            self.expired[key] = None
-            while len(self.expired) > _EXPIRED_MEMORY:
-                self.expired.popitem(last=False)
+            timed_out = True
             raise asyncio.TimeoutError(
                 f"no reply from kernel {self.kernel_id!r} within {timeout} s; a late reply "
                 "will go to the dead letters") from None
         finally:
-            self.pending.pop(key, None)
+            self.replies.settle(key, timed_out)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -381,26 +338,23 @@ class Channel:
         self.state = KernelState.FAILED
         self.failure = reason
         log.error("kernel %s failed: %s", self.kernel_id, reason)
-        error = KernelFaultError(f"kernel {self.kernel_id!r} failed: {reason}")
-        self._fail_waiters(error)
-        for entry in self.backlog.clear():
-            self.dead_letter(self.message_of(entry), f"kernel failed before processing it: {reason}",
-                             accepted=True)
+        self._fail_waiters(KernelFaultError(f"kernel {self.kernel_id!r} failed: {reason}"))
+        self._evict_backlog(DeadLetterReason.KERNEL_FAILED,
+                            f"kernel failed before processing it: {reason}")
 
     def _fail_waiters(self, error: Exception) -> None:
-        for future in list(self.pending.values()):
-            if not future.done():
-                future.set_exception(error)
-        self.pending.clear()
+        self.replies.fail_all(error)
         wake_all(self._space_waiters)  # they re-check and raise
-        wake_all(self._response_waiters)
 
-    def closed(self, reason: str) -> None:
+    def _evict_backlog(self, reason: DeadLetterReason, detail: str) -> None:
+        for entry in self.backlog.clear():
+            self.dead_letter(self.message_of(entry), reason, detail, accepted=True)
+
+    def closed(self, detail: str) -> None:
         """After terminate: whatever was never processed goes to the dead letters."""
         self.state = KernelState.TERMINATED
         self._fail_waiters(KernelStateError(f"kernel {self.kernel_id!r} was terminated"))
-        for entry in self.backlog.clear():
-            self.dead_letter(self.message_of(entry), reason, accepted=True)
+        self._evict_backlog(DeadLetterReason.TERMINATED, detail)
 
     def device_counts(self) -> tuple[int, int]:
         """(processed, errors) as the kernel counts them."""

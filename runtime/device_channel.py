@@ -22,7 +22,8 @@ from ringgen.codecs import struct_columns as structs
 from ringgen.codecs.struct_rows import StructCodec
 from ringgen.runtime.backends.base import KernelInfo, RingKernel
 from ringgen.runtime.backends.rings import LANE_OF
-from ringgen.runtime.channels import _VECTOR_MIN, LATENCY_SAMPLE, Channel, KernelState
+from ringgen.runtime.channels import _VECTOR_MIN, Channel, KernelState
+from ringgen.runtime.dead_letters import DeadLetterReason
 
 if TYPE_CHECKING:
     from ringgen.runtime.runtime import RingKernelRuntime
@@ -81,7 +82,7 @@ class DeviceChannel(Channel):
             self._next_block = (block + 1) % self.kernel.grid
             if self.kernel.push(block, LANE_OF[msg.priority], data):
                 self.counters.sent += 1
-                self.sample_sent(msg)
+                self.replies.sample(msg)
                 return True
             return await self.enqueue(msg, data, timeout)  # the lane is full: via the backlog
         return await super().send(msg, timeout)
@@ -97,9 +98,7 @@ class DeviceChannel(Channel):
             self.buffers_to_device(m)
         rows = structs.pack(self.in_codec.cls, self.in_dtype, msgs)
         if self.answers:
-            now = time.perf_counter()
-            self.sent_at.update((m.message_id.bytes, now) for m in msgs[::LATENCY_SAMPLE])
-            self.forget_unanswered()
+            self.replies.sample_many(msgs)
         return await self.send_array(rows, timeout)
 
     async def send_array(self, arr: np.ndarray, timeout: float | None) -> int:
@@ -120,7 +119,7 @@ class DeviceChannel(Channel):
             p = int(chunk["priority"][0])
             for start in range(0, len(chunk), self.queue_size):  # each piece can fit
                 piece = chunk[start:start + self.queue_size]
-                if await self._admit(piece, p, piece, len(piece), timeout):
+                if await self.admit(piece, p, piece, len(piece), timeout):
                     accepted += len(piece)
         self.enqueued()
         return accepted
@@ -186,23 +185,11 @@ class DeviceChannel(Channel):
     def _arrived(self, raw: bytes) -> None:
         """Responses as popped: kept as a struct array when no request() or buffer waits for
         one (a receive_array takes them as they are), else routed as objects."""
-        if not (self.pending or self.expired or self.buffers_in_flight):
-            if self.sent_at:
-                self._time_arrivals(raw)
-            rows = np.frombuffer(bytearray(raw), dtype=self.out_dtype)
-            self.inbox.append(rows)
-            self.inbox_count += len(rows)
-            self.responses_arrived()
+        if not self.replies.wants_objects:
+            self.replies.time_arrivals(raw, self._correlation_offset, self.out_size)
+            self.replies.deliver_rows(np.frombuffer(bytearray(raw), dtype=self.out_dtype))
         else:
-            self.route(self._objects_of(raw))
-
-    def _time_arrivals(self, raw: bytes) -> None:
-        """Latencies of the timed messages among these responses, found by correlation_id."""
-        now, pop, latencies = time.perf_counter(), self.sent_at.pop, self.counters.latencies
-        for at in range(self._correlation_offset, len(raw), self.out_size):
-            sent = pop(raw[at:at + 16], None)
-            if sent is not None:
-                latencies.append(now - sent)
+            self.replies.route(self._objects_of(raw))
 
     def _objects_of(self, raw: bytes) -> list[Any]:
         """Response objects from struct bytes: a few one by one (numpy's fixed cost per call
@@ -235,9 +222,9 @@ class DeviceChannel(Channel):
             self._set_armed(True)
 
     def _spin(self) -> None:
-        if not self.kernel.closed and (self.pending or self._response_waiters):
+        if not self.kernel.closed and self.replies.awaited:
             self.poll_responses()
-        if self.kernel.closed or not (self.pending or self._response_waiters):
+        if self.kernel.closed or not self.replies.awaited:
             self._spinning = False
         elif time.perf_counter() < self._spin_until:
             self.loop.call_soon(self._spin)
@@ -264,7 +251,7 @@ class DeviceChannel(Channel):
         self._disarm = None
         if not self._armed or self.kernel.closed:
             return
-        if self.pending or self._response_waiters:
+        if self.replies.awaited:
             self._disarm = self.loop.call_later(DISARM_AFTER, self._disarm_if_idle)
             return
         self._set_armed(False)
@@ -287,15 +274,16 @@ class DeviceChannel(Channel):
         if self.state in (KernelState.TERMINATED, KernelState.FAILED):
             return
         super().fail(reason)
-        self._evict_untaken(f"kernel failed before processing it: {reason}")
+        self._evict_untaken(DeadLetterReason.KERNEL_FAILED,
+                            f"kernel failed before processing it: {reason}")
 
-    def _evict_untaken(self, reason: str) -> None:
+    def _evict_untaken(self, reason: DeadLetterReason, detail: str) -> None:
         """The requests still in the lanes of a kernel that has exited go to the dead letters
         (as messages), highest lane first: a kernel stops between two requests, not after the
         last one, and what it never took must not vanish with its region."""
         rows = self.kernel.untaken()
         for msg in structs.unpack(self.in_codec.cls, rows) if len(rows) else ():
-            self.dead_letter(msg, reason, accepted=True)
+            self.dead_letter(msg, reason, detail, accepted=True)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -323,7 +311,8 @@ class DeviceChannel(Channel):
             await self.loop.run_in_executor(None, self.kernel.stop, timeout)
             if not was_failed:
                 self.poll_responses()
-                self._evict_untaken("kernel terminated before processing it")
+                self._evict_untaken(DeadLetterReason.TERMINATED,
+                                    "kernel terminated before processing it")
         finally:
             self.loop.remove_reader(self.kernel.notify_fd)
             self.device_counts()  # the last figures, before the counters go away

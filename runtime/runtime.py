@@ -17,16 +17,17 @@ from typing import Any
 
 import numpy as np
 
-from ringgen.errors import KernelStateError
+from ringgen.errors import KernelStateError, ValidationError
 from ringgen.runtime.actors import Actor, HostChannel
 from ringgen.runtime.backends.base import DEFAULT_LANE_CAPACITY, RingKernel, kernel_info
 from ringgen.runtime.backends.select import create_kernel, resolve_backend
 from ringgen.runtime.buffers import UnifiedBuffer
-from ringgen.runtime.channels import Channel, DeadLetter, KernelState
+from ringgen.runtime.channels import Channel, KernelState
+from ringgen.runtime.dead_letters import DeadLetter
 from ringgen.runtime.device_channel import DeviceChannel
 from ringgen.runtime.telemetry import Telemetry
 from ringgen.runtime.waiting import Deadlines
-from ringgen.schema.kernels import BACKPRESSURE, kernel_spec
+from ringgen.schema.kernels import BACKPRESSURE
 
 log = logging.getLogger("ringgen.runtime")
 
@@ -110,7 +111,7 @@ class RingKernelRuntime:
         queue_size = queue_size or (spec.queue_size if spec else 1024)
         backpressure = backpressure or (spec.backpressure if spec else "block")
         if backpressure not in BACKPRESSURE:
-            raise ValueError(f"backpressure must be one of {', '.join(BACKPRESSURE)}")
+            raise ValidationError(f"backpressure must be one of {', '.join(BACKPRESSURE)}")
         channel: Channel
         if actor is not None or (spec is not None and spec.host_actor):
             fn = actor or (spec.fn if spec else None)
@@ -159,6 +160,11 @@ class RingKernelRuntime:
     async def send(self, kernel_id: str, msg: Any, timeout: float | None = None) -> bool:
         """Enqueue `msg`; False if backpressure dropped it (it is then a dead letter)."""
         return await self.channel(kernel_id).send(msg, timeout)
+
+    def send_nowait(self, kernel_id: str, msg: Any) -> bool:
+        """send() without waiting: False if backpressure dropped `msg` (a dead letter), and
+        QueueFullError where send() would wait for room (backpressure 'block')."""
+        return self.channel(kernel_id).send_nowait(msg)
 
     async def send_many(self, kernel_id: str, msgs: Sequence[Any],
                         timeout: float | None = None) -> int:
@@ -244,4 +250,3 @@ class RingKernelRuntime:
             self.dead_letter_hook(letter)
 
 
-__all__ = ["DeadLetter", "KernelState", "RingKernelRuntime", "kernel_spec"]

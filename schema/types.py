@@ -16,7 +16,7 @@ from uuid import UUID
 
 import numpy as np
 
-from ringgen.errors import SchemaError
+from ringgen.errors import SchemaError, ValidationError
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class BufferRef:
 
     def __post_init__(self) -> None:
         if not isinstance(self.buffer_id, int) or not 0 <= self.buffer_id < 2**64:
-            raise ValueError(f"BufferRef.buffer_id must be an int in 0..2**64-1, got {self.buffer_id!r}")
+            raise ValidationError(f"BufferRef.buffer_id must be an int in 0..2**64-1, got {self.buffer_id!r}")
 
 
 class Kind(enum.Enum):

@@ -11,7 +11,6 @@ import pytest
 from conftest import generated_package
 
 from ringgen import BufferState, RingKernelRuntime, UnifiedBuffer
-from ringgen.runtime.buffers import lookup
 
 
 def test_state_machine() -> None:
@@ -24,7 +23,7 @@ def test_state_machine() -> None:
     assert buf.state is BufferState.DEVICE_DIRTY
     buf.host[0] = 1.0
     assert buf.state is BufferState.HOST_DIRTY
-    assert lookup(buf.ref) is buf and buf.ref.buffer_id == buf.buffer_id
+    assert UnifiedBuffer.of(buf.ref) is buf and buf.ref.buffer_id == buf.buffer_id
     with pytest.raises(ValueError, match="at least one element"):
         UnifiedBuffer(0)
 

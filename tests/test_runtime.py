@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from ringgen import (
+    ActorContext,
+    DeadLetterReason,
     KernelFaultError,
     KernelState,
     KernelStateError,
@@ -19,7 +21,6 @@ from ringgen import (
     RingKernelRuntime,
 )
 from ringgen.codecs import struct_columns as structs
-from ringgen.runtime.actors import ActorContext
 from ringgen.runtime.backends.cpu import CpuKernel
 
 
@@ -115,7 +116,9 @@ def test_backpressure(kernels_pkg: Any, strategy: str) -> None:
         assert dropped == [0, 2, 5] and sorted(got) == [1, 3, 4, 6, 7]
     assert telemetry.dropped == len(dropped)
     assert len(got) + len(dropped) + (3 if strategy in ("block", "reject") else 0) == len(msgs)
-    assert all(d.reason.startswith("dropped by backpressure") for d in letters)
+    expected_reason = {"drop_newest": DeadLetterReason.DROPPED_NEWEST,
+                       "drop_oldest": DeadLetterReason.DROPPED_OLDEST}.get(strategy)
+    assert all(d.reason is expected_reason and strategy in d.detail for d in letters)
 
 
 def test_blocked_sender_proceeds_when_room_frees(kernels_pkg: Any) -> None:
@@ -163,7 +166,7 @@ def test_late_reply_goes_to_the_dead_letters(kernels_pkg: Any) -> None:
                 await asyncio.sleep(0.01)
             [letter] = rt.dead_letters
             assert letter.message.correlation_id == late.message_id
-            assert "late reply" in letter.reason
+            assert letter.reason is DeadLetterReason.LATE_REPLY
             return rt
 
     run(main())
@@ -200,9 +203,9 @@ def test_crashing_device_handler_fails_pending_requests(kernels_pkg: Any) -> Non
 def test_send_times_of_unanswered_messages_are_bounded(kernels_pkg: Any, monkeypatch: Any) -> None:
     """A host actor that never answers (fire-and-forget) must not make the runtime remember
     the send time of every message it was sent."""
-    from ringgen.runtime import channels
+    from ringgen.runtime import replies
 
-    monkeypatch.setattr(channels, "SENT_AT_MEMORY", 10)
+    monkeypatch.setattr(replies, "MEMORY", 10)
 
     async def silent(ctx: ActorContext) -> None:
         while not ctx.should_terminate:
@@ -213,7 +216,7 @@ def test_send_times_of_unanswered_messages_are_bounded(kernels_pkg: Any, monkeyp
             await rt.launch("silent", actor=silent)
             await rt.send_many("silent", [kernels_pkg.Ping(seq=i) for i in range(1000)])
             await rt.drain("silent", timeout=5.0)
-            assert 0 < len(rt.channel("silent").sent_at) <= 10
+            assert 0 < len(rt.channel("silent").replies.sent_at) <= 10
 
     run(main())
 
@@ -275,7 +278,8 @@ def test_requests_left_in_the_lanes_reach_the_dead_letters(kernels_pkg: Any) -> 
                 await asyncio.sleep(0.001)
             await rt.terminate("crasher")
             assert sorted(d.message.seq for d in rt.dead_letters) == list(range(1, 11))
-            assert all(isinstance(d.message, ping) and "terminated" in d.reason for d in rt.dead_letters)
+            assert all(isinstance(d.message, ping) and d.reason is DeadLetterReason.TERMINATED
+                       for d in rt.dead_letters)
             t = rt.telemetry("crasher")
             assert (t.sent, t.processed, t.dropped, t.in_flight) == (11, 1, 10, 0)
 
@@ -287,7 +291,8 @@ def test_requests_left_in_the_lanes_reach_the_dead_letters(kernels_pkg: Any) -> 
             while rt.state("crasher") is not KernelState.FAILED and time.monotonic() < deadline:
                 await asyncio.sleep(0.005)
             assert sorted(d.message.seq for d in rt.dead_letters) == list(range(1, 11))
-            assert all("SIGSEGV" in d.reason for d in rt.dead_letters)
+            assert all(d.reason is DeadLetterReason.KERNEL_FAILED and "SIGSEGV" in d.detail
+                       for d in rt.dead_letters)
             t = rt.telemetry("crasher")  # in flight: the request that crashed the kernel
             assert (t.sent, t.processed, t.dropped, t.in_flight) == (11, 0, 10, 1)
 

@@ -65,7 +65,8 @@ def _run(cmd: Sequence[str], what: str) -> None:
     log.info("%s: %s", what, " ".join(cmd))
     result = subprocess.run(list(cmd), capture_output=True, text=True)
     if result.returncode:
-        raise CompileError(f"{what} failed:\n{result.stderr.strip()}\n(command: {' '.join(cmd)})")
+        raise CompileError(f"{what} failed:\n{result.stderr.strip()}\n(command: {' '.join(cmd)})",
+                           command=list(cmd), output=result.stderr)
 
 
 def _inputs(package_dir: Path, extra: Sequence[Path]) -> list[bytes]:

@@ -57,7 +57,7 @@ DTYPES = {
  'itemsize': 120}),
 }
 HOST_ONLY = {
-    'HostResponse': ('examples/errors.py:66: HostResponse.error: str has no bound, so it cannot live in a '
+    'HostResponse': ('examples/errors.py:65: HostResponse.error: str has no bound, so it cannot live in a '
  'fixed-size C struct; write Annotated[str, MaxLen(N)], or pass large data as a BufferRef to a '
  'UnifiedBuffer'),
 }

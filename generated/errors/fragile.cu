@@ -9,7 +9,7 @@
 #include "errors_codec.h"
 
 // ---- the handler, as written in examples/errors.py ----
-#line 97 "examples/errors.py"
+#line 96 "examples/errors.py"
 __device__ bool fragile_handle(const Measurement& req, Response& resp, rg_ctx& ctx) {
     (void)ctx;
     if (threadIdx.x == 0) {

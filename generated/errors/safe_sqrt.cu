@@ -9,7 +9,7 @@
 #include "errors_codec.h"
 
 // ---- the handler, as written in examples/errors.py ----
-#line 29 "examples/errors.py"
+#line 28 "examples/errors.py"
 __device__ void set_error(Response& resp, const char* text, int64_t code) {
     resp.success = 0;
     resp.error.present = 1;

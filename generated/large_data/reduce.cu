@@ -9,7 +9,7 @@
 #include "large_data_codec.h"
 
 // ---- the handler, as written in examples/large_data.py ----
-#line 30 "examples/large_data.py"
+#line 29 "examples/large_data.py"
 __device__ bool reduce_handle(const GoodRequest& req, Reduction& resp, rg_ctx& ctx) {
     __shared__ double sums[256];
     __shared__ double maxima[256];

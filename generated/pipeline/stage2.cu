@@ -9,7 +9,7 @@
 #include "pipeline_codec.h"
 
 // ---- the handler, as written in examples/pipeline.py ----
-#line 67 "examples/pipeline.py"
+#line 66 "examples/pipeline.py"
 __device__ bool stage2_handle(const Clipped& req, Squares& resp, rg_ctx& ctx) {
     (void)ctx;
     for (uint32_t i = threadIdx.x; i < req.values.count; i += blockDim.x)

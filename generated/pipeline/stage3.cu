@@ -9,7 +9,7 @@
 #include "pipeline_codec.h"
 
 // ---- the handler, as written in examples/pipeline.py ----
-#line 98 "examples/pipeline.py"
+#line 97 "examples/pipeline.py"
 __device__ bool stage3_handle(const Squares& req, Total& resp, rg_ctx& ctx) {
     (void)ctx;
     __shared__ double part[32];

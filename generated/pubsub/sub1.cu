@@ -9,7 +9,7 @@
 #include "pubsub_codec.h"
 
 // ---- the handler, as written in examples/pubsub.py ----
-#line 31 "examples/pubsub.py"
+#line 30 "examples/pubsub.py"
 // A subscriber acknowledges an event with its number (from the block's kernel) and the
 // event's length; the three kernels share this handler.
 __device__ bool subscriber_ack(int32_t n, const Event& req, Delivery& resp) {

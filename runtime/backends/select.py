@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from ringgen.errors import BackendUnavailableError
+from ringgen.errors import BackendUnavailableError, ValidationError
 from ringgen.runtime.backends.base import KernelInfo, RingKernel
 
 log = logging.getLogger("ringgen.runtime")
@@ -15,7 +15,7 @@ BACKENDS = ("auto", "cpu", "cuda")
 
 def resolve_backend(requested: str) -> str:
     if requested not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {requested!r}")
+        raise ValidationError(f"backend must be one of {', '.join(BACKENDS)}, not {requested!r}")
     if requested == "cpu":
         return "cpu"
     from ringgen.runtime.backends import cuda
