@@ -26,7 +26,6 @@ sys.path.insert(0, str(HERE))
 from bench_ring import build_echo  # noqa: E402
 
 from ringgen.runtime.backends import cuda  # noqa: E402
-from ringgen.runtime.backends.base import kernel_info  # noqa: E402
 
 LATENCY_N = 5000
 THROUGHPUT_N = 20_000_000
@@ -79,7 +78,7 @@ def main() -> None:
         sys.exit(1 if "--require-gpu" in sys.argv else 0)
     with tempfile.TemporaryDirectory() as tmp:
         pkg = build_echo(Path(tmp))
-        info = kernel_info(pkg, "echo")
+        info = pkg.package.kernel("echo")
         kernel = cuda.CudaKernel(info, lane_capacity=4096, out_capacity=1 << 16)
         kernel.activate()
         try:
@@ -111,7 +110,7 @@ def main() -> None:
             throughput = received / (time.perf_counter() - start)
         finally:
             kernel.terminate()
-        once = launch_per_message(Path(pkg.PATH), info.in_dtype, info.out_dtype)
+        once = launch_per_message(pkg.package.path, info.in_dtype, info.out_dtype)
     print(f"device: {cuda.device_name()}")
     print("(a) round trip of one message, p50 / p99")
     print(f"    persistent ring kernel:      {pct(ring, 50):7.1f} / {pct(ring, 99):7.1f} us")

@@ -26,7 +26,6 @@ sys.path.insert(0, str(HERE))
 
 from ringgen.codegen.build import plan  # noqa: E402
 from ringgen.codegen.writer import write_package  # noqa: E402
-from ringgen.runtime.backends.base import kernel_info  # noqa: E402
 from ringgen.runtime.backends.cpu import CpuKernel  # noqa: E402
 from ringgen.toolchain.compile import cccl_include, cxx, templates_dir  # noqa: E402
 
@@ -151,7 +150,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         pkg = build_echo(work)
-        kernel = CpuKernel(kernel_info(pkg, "echo"), lane_capacity=1024, out_capacity=4096)
+        kernel = CpuKernel(pkg.package.kernel("echo"), lane_capacity=1024, out_capacity=4096)
         kernel.activate()
         try:
             ring_throughput(kernel, 50_000)  # warm up
@@ -160,7 +159,7 @@ def main() -> None:
             ring_lat, queue_lat = ring_latency(kernel, LATENCY_N), queue_latency(LATENCY_N)
         finally:
             kernel.terminate()
-        barrier = syncthreads_ns(Path(pkg.PATH), work)
+        barrier = syncthreads_ns(pkg.package.path, work)
 
     print("(a) throughput, one 32-thread kernel, batched push/pop")
     print(f"    ringgen CPU backend:          {ours:12,.0f} messages/s")

@@ -7,57 +7,23 @@ few calls, with no per-call reflection over the fields.
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 import threading
-import typing
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 import numpy as np
 
 from ringgen.codecs import converters
-from ringgen.errors import MessageSerializationError, SchemaError, ValidationError
-from ringgen.schema.types import Kind, TypeNode, read_type
+from ringgen.errors import MessageSerializationError, ValidationError
+from ringgen.schema import header
+from ringgen.schema.types import MISSING, FieldSpec, Kind, TypeNode, read_fields
 
-_MISSING = dataclasses.MISSING
-# The header's priority is a uint8 on the device: 0..255, higher first.
-_PRIORITY_CHECK = converters.int_checker(TypeNode(Kind.INT), 0, 255)
-_PRIORITY_GUARD = "type(v) is int and 0 <= v <= 255"
-HEADER_FIELDS = ("message_id", "priority", "correlation_id")
-
-
-@dataclass(frozen=True)
-class FieldSpec:
-    """A message field as the codec and the code generator see it."""
-
-    name: str
-    node: TypeNode
-    default: Any = _MISSING
-    default_factory: Any = _MISSING
-
-    @property
-    def required(self) -> bool:
-        return self.default is _MISSING and self.default_factory is _MISSING
-
-
-def read_fields(cls: type) -> list[FieldSpec]:
-    """The fields of a @message class, in declaration order, with their types resolved."""
-    try:
-        hints = typing.get_type_hints(cls, localns=getattr(cls, "__rg_localns__", None),
-                                      include_extras=True)
-    except NameError as e:
-        raise SchemaError(
-            f"{cls.__qualname__}: cannot resolve an annotation ({e}); define or import the type "
-            "before the message is first used"
-        ) from None
-    specs = []
-    for f in dataclasses.fields(cls):
-        node = read_type(hints[f.name], f"{cls.__qualname__}.{f.name}")
-        specs.append(FieldSpec(f.name, node, f.default, f.default_factory))
-    return specs
+_MISSING = MISSING
+# The header's priority is a uint8 on the device.
+_PRIORITY_CHECK = converters.int_checker(TypeNode(Kind.INT), header.PRIORITY_MIN, header.PRIORITY_MAX)
+_PRIORITY_GUARD = f"type(v) is int and {header.PRIORITY_MIN} <= v <= {header.PRIORITY_MAX}"
 
 
 def _packer_default(v: Any) -> Any:

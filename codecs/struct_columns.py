@@ -17,9 +17,9 @@ import numpy as np
 
 from ringgen.codecs.converters import uuid_from_bytes
 from ringgen.errors import MessageSerializationError
+from ringgen.schema import header
 from ringgen.schema.types import BufferRef, Kind, TypeNode
 
-RG_FLAG_HAS_CORRELATION = 0x01
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _new = object.__new__
 
@@ -59,7 +59,7 @@ def _message_array(cls: Any, msgs: Sequence[Any], dtype: np.dtype) -> np.ndarray
         values = [d[spec.name] for d in dicts]
         try:
             if spec.name == "correlation_id":  # header: the id, and a flag that it is there
-                out["flags"] = [RG_FLAG_HAS_CORRELATION if v is not None else 0 for v in values]
+                out["flags"] = [header.FLAG_HAS_CORRELATION if v is not None else 0 for v in values]
                 raw = b"".join(_NO_UUID if v is None else v.bytes for v in values)
                 out["correlation_id"] = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 16)
             else:
@@ -142,7 +142,7 @@ def _read_message(col: np.ndarray, cls: Any) -> list[Any]:
     for spec in specs:
         try:
             if spec.name == "correlation_id":
-                has = (col["flags"] & RG_FLAG_HAS_CORRELATION) != 0
+                has = (col["flags"] & header.FLAG_HAS_CORRELATION) != 0
                 ids = _read(col["correlation_id"], TypeNode(Kind.UUID))
                 columns.append([u if h else None for u, h in zip(ids, has.tolist(), strict=True)])
             else:

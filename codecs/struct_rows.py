@@ -1,6 +1,6 @@
 """One message <-> the bytes of its C struct, with Python's `struct` module.
 
-runtime/structs.py converts whole batches column by column with numpy, which costs a fixed
+struct_columns.py converts whole batches column by column with numpy, which costs a fixed
 ~15 us per call; a request or a receive of one message would pay it every time. This codec
 flattens the struct (the generated dtype gives every offset) into one `struct.Struct` format,
 explicit padding included, so one message packs or unpacks with a single C call plus one small
@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from ringgen.codecs.converters import uuid_from_bytes
-from ringgen.codecs.struct_columns import RG_FLAG_HAS_CORRELATION, datetime_to_ns, ns_to_datetime
+from ringgen.codecs.struct_columns import datetime_to_ns, ns_to_datetime
 from ringgen.errors import MessageSerializationError
+from ringgen.schema import header
 from ringgen.schema.types import BufferRef, Kind, TypeNode
 
 _new = object.__new__
@@ -192,31 +193,26 @@ def message_flat(cls: Any, dtype: np.dtype) -> _Flat:
     assert fields is not None
     specs = cls._rg_codec().fields
     members: list[tuple[int, str, _Flat]] = [
-        (fields["message_id"][1], "message_id", _uuid()),
-        (fields["correlation_id"][1], "correlation_id", _uuid()),
-        (fields["type_id"][1], "type_id", _scalar("I")),
-        (fields["priority"][1], "priority", _scalar("B")),
-        (fields["flags"][1], "flags", _scalar("B")),
-    ]
+        (m.offset, m.name, _uuid() if m.c_type == "rg_uuid" else _scalar(m.struct_code))
+        for m in header.MEMBERS]
     by_name = {s.name: s for s in specs}
     for name in fields:
-        if name not in ("message_id", "correlation_id", "type_id", "priority", "flags"):
+        if name not in header.MEMBER_NAMES:
             members.append((fields[name][1], name, flat_type(by_name[name].node, fields[name][0])))
     members.sort(key=lambda m: m[0])
     fmt, zeros = _padded([(offset, flat) for offset, _, flat in members], dtype.itemsize)
     type_id = cls.type_id()
-    body = [(name, flat) for _, name, flat in members
-            if name not in ("message_id", "correlation_id", "type_id", "priority", "flags")]
+    body = [(name, flat) for _, name, flat in members if name not in header.MEMBER_NAMES]
     names = [s.name for s in specs]
 
-    def pack(m: Any, out: list[Any]) -> None:
+    def pack(m: Any, out: list[Any]) -> None:  # the header members in header.MEMBERS order
         d = m.__dict__
         corr = d["correlation_id"]
         out.append(d["message_id"].bytes)
         out.append(b"" if corr is None else corr.bytes)
         out.append(type_id)
         out.append(d["priority"])
-        out.append(0 if corr is None else RG_FLAG_HAS_CORRELATION)
+        out.append(0 if corr is None else header.FLAG_HAS_CORRELATION)
         for name, flat in body:
             flat.pack(d[name], out)
 
@@ -241,7 +237,7 @@ def _message_unpacker(cls: Any, names: list[str], members: list[tuple[int, str, 
             at[name] = f"uuid(f[i + {k}])"
         elif name == "correlation_id":
             at[name] = (f"uuid(f[i + {k}]) if f[i + {index['flags']}] & "
-                        f"{RG_FLAG_HAS_CORRELATION} else None")
+                        f"{header.FLAG_HAS_CORRELATION} else None")
         elif flat.plain:
             at[name] = f"f[i + {k}]"
         else:
@@ -253,7 +249,7 @@ def _message_unpacker(cls: Any, names: list[str], members: list[tuple[int, str, 
     return ns["unpack"]
 
 
-class StructCodec:
+class RowCodec:
     """pack/unpack of single messages of one class, as bytes of its C struct."""
 
     def __init__(self, cls: Any, dtype: np.dtype):

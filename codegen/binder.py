@@ -1,45 +1,60 @@
 """What a generated package's __init__ runs at import: load its sources, make sure they still
-match what it was built from, and bind the message classes and kernels into it."""
+match what it was built from, define the message classes and kernel functions in it, and make
+its `Package` (ringgen.schema.package), what RingKernelRuntime takes."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
+import numpy as np
+
+from ringgen.codegen.reader import read_package
+from ringgen.codegen.render import STATIC_HEADERS, template_text
 from ringgen.errors import StaleSchemaError
 from ringgen.schema.modules import load_module
+from ringgen.schema.package import KernelDef, Package
 
 
-def bind_package(ns: dict[str, Any]) -> None:
-    from ringgen.codegen.reader import read_package  # the schema reader, not the renderer
-
-    base = Path(ns["PATH"]).parent.parent
-    modules = [load_module(s, base) for s in ns["SOURCES"]]
-    schema = read_package(ns["PACKAGE"], modules, ns["SOURCES"])
-    if schema.package.schema_hash != ns["SCHEMA_HASH"]:
+def bind_package(ns: dict[str, Any], *, name: str, schema_hash: str, build_command: str,
+                 sources: Sequence[str], type_ids: Mapping[str, int],
+                 dtypes: Mapping[str, np.dtype], host_only: Mapping[str, str]) -> Package:
+    """`sources`: dotted module names, or paths relative to the folder that holds the
+    package's parent folder (where `build_command` runs)."""
+    path = Path(ns["__file__"]).resolve().parent
+    base = path.parent.parent
+    modules = [load_module(s, base) for s in sources]
+    schema = read_package(name, modules, sources)
+    if schema.package.schema_hash != schema_hash:
         raise StaleSchemaError(
-            f"generated package {ns['PACKAGE']!r} ({ns['PATH']}) is stale: its sources "
-            f"({', '.join(ns['SOURCES'])}) changed since it was built; rebuild it with "
-            f"`{ns['BUILD_COMMAND']}` (run from {base})"
-        )
-    _check_runtime_headers(Path(ns["PATH"]), ns)
-    for name, cls in schema.classes.items():
-        ns.setdefault(name, cls)
-    ns["MESSAGE_CLASSES"] = dict(schema.classes)
-    ns["SOURCE_MODULES"] = modules
-    ns["KERNEL_SPECS"] = dict(schema.kernels)
-    for spec in schema.kernels.values():
+            f"generated package {name!r} ({path}) is stale: its sources ({', '.join(sources)}) "
+            f"changed since it was built; rebuild it with `{build_command}` (run from {base})")
+    _check_runtime_headers(path, name, build_command)
+    for class_name, cls in schema.classes.items():
+        ns.setdefault(class_name, cls)
+    kernels = {}
+    for kernel_id, spec in schema.kernels.items():
         ns.setdefault(spec.fn.__name__, spec.fn)
+        device = not spec.host_actor
+
+        def struct_of(cls: type | None, device: bool = device) -> np.dtype | None:
+            return dtypes[cls.__name__] if device and cls is not None else None
+
+        kernels[kernel_id] = KernelDef(spec, struct_of(spec.input), struct_of(spec.output),
+                                       path / f"{kernel_id}.cu" if device else None, path)
+    return Package(name, path, MappingProxyType(dict(schema.classes)), MappingProxyType(dict(dtypes)),
+                   MappingProxyType(dict(type_ids)), MappingProxyType(dict(host_only)),
+                   MappingProxyType(kernels), tuple(modules))
 
 
-def _check_runtime_headers(package_dir: Path, ns: dict[str, Any]) -> None:
+def _check_runtime_headers(package_dir: Path, name: str, build_command: str) -> None:
     """The package's copies of ringgen's C headers must be this ringgen's: the host side of the
     rings is compiled from the installed ones, the kernels from the package's."""
-    from ringgen.codegen.render import STATIC_HEADERS, template_text
-
-    for name in STATIC_HEADERS:
-        copy = package_dir / name
-        if copy.exists() and copy.read_text() != template_text(name):
+    for header in STATIC_HEADERS:
+        copy = package_dir / header
+        if copy.exists() and copy.read_text() != template_text(header):
             raise StaleSchemaError(
-                f"generated package {ns['PACKAGE']!r} ({package_dir}) was built by another "
-                f"version of ringgen ({name} differs); rebuild it with `{ns['BUILD_COMMAND']}`")
+                f"generated package {name!r} ({package_dir}) was built by another version of "
+                f"ringgen ({header} differs); rebuild it with `{build_command}`")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import os
@@ -77,19 +76,9 @@ def plan(modules: Sequence[str], out_dir: str | Path, name: str | None = None) -
     sources = [_relative(m, base) if is_path(m) else m for m in modules]
     loaded, _ = read_modules(modules)
     pkg_name = name or (Path(modules[0]).stem if is_path(modules[0]) else modules[0].split(".")[-1])
-    schema = read_package(pkg_name, loaded, sources)
-    # Handler and message files by their path relative to `base`, as the sources: no absolute
-    # paths, so the package built in another checkout is the same package.
-    kernels = tuple(dataclasses.replace(k, cuda_file=_relative(k.cuda_file, base)) if k.cuda_file
-                    else k for k in schema.package.kernels)
-    messages = tuple(dataclasses.replace(m, source=_relative(m.source, base))
-                     if Path(m.source).is_absolute() else m for m in schema.package.messages)
-    schema.package = dataclasses.replace(schema.package, kernels=kernels, messages=messages)
-    for h in schema.host_only:  # their reasons name the file too
-        for m in loaded:
-            file = getattr(m, "__file__", None)
-            if file:
-                h.reason = h.reason.replace(str(Path(file).resolve()), _relative(file, base))
+    # Message and handler files relative to `base`, as the sources: no absolute paths, so the
+    # package built in another checkout is the same package.
+    schema = read_package(pkg_name, loaded, sources, base)
     command = f"ringgen build {' '.join(sources)} -o {out.resolve().name}" + (
         f" --name {name}" if name else "")
     input_hash = hashlib.sha256(

@@ -12,8 +12,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-HEADER_SIZE = 40  # rg_header members inlined at the start of every message struct
-
 
 @dataclass(frozen=True)
 class CType:

@@ -45,6 +45,7 @@ def kernel_ir(spec: KernelSpec, reader: Any) -> KernelIR:
         names = [cls.__name__ if cls else None for cls in (spec.input, spec.output)]
     else:
         source, file, line = spec.handler_source()
+        file = reader.shown(file)
         names = [reader.read_message(cls).name if cls else None for cls in (spec.input, spec.output)]
     return KernelIR(
         kernel_id=spec.kernel_id,

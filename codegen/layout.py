@@ -1,6 +1,6 @@
 """C layout: each field type lays itself out as a CType; structs get explicit padding.
 
-Rules (DESIGN.md, Codegen): natural alignment, every padding byte an explicit `_padN` member,
+Rules: natural alignment, every padding byte an explicit `_padN` member,
 little-endian. A type that cannot live in a fixed-size struct raises SchemaError with the fix.
 """
 

@@ -8,6 +8,7 @@ import functools
 import inspect
 import linecache
 import math
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,24 +16,21 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ringgen.codecs.msgpack import HEADER_FIELDS, FieldSpec, read_fields
 from ringgen.codegen import layout
-from ringgen.codegen.ir import HEADER_SIZE, CType, FieldIR, MessageIR, PackageIR
+from ringgen.codegen.ir import CType, FieldIR, MessageIR, PackageIR
 from ringgen.errors import SchemaError
+from ringgen.schema import header
 from ringgen.schema.messages import Message, is_message_class
 from ringgen.schema.modules import load_module
+from ringgen.schema.types import FieldSpec, read_fields
 
-_HEADER_MEMBERS: list[tuple[str, CType | str, int]] = [
-    ("message_id", layout.UUID_TYPE, 0),
-    ("correlation_id", layout.UUID_TYPE, 0),
-    ("type_id", "uint32_t", 0),
-    ("priority", "uint8_t", 0),
-    ("flags", "uint8_t", 0),
-]
-_GENERATED_MEMBER_NAMES = frozenset({"type_id", "flags"})
-_HEADER_ANNOTATIONS = {"message_id": "UUID", "priority": "int", "correlation_id": "UUID | None"}
 _PRIORITY = CType("uint", "uint8_t", 1, 1, "u8", bits=8, numpy="|u1")
 _CORRELATION = CType("correlation", "rg_uuid", 16, 1, "uuid")
+# The C types of the header's fields (type_id and flags are raw members: no Python field).
+_HEADER_CTYPES = {"message_id": layout.UUID_TYPE, "correlation_id": _CORRELATION, "priority": _PRIORITY}
+_HEADER_MEMBERS: list[tuple[str, CType | str, int]] = [
+    (m.name, _HEADER_CTYPES.get(m.name, m.c_type), 0) for m in header.MEMBERS]
+_GENERATED_MEMBER_NAMES = frozenset(m.name for m in header.MEMBERS if m.python is None)
 
 
 @dataclass
@@ -101,15 +99,26 @@ def field_line(cls: type, name: str) -> int:
 
 
 class _Reader:
-    def __init__(self) -> None:
+    def __init__(self, base: Path | None = None) -> None:
+        self.base = base
         self.structs = layout.LayoutContext(self._message_type)
         self.messages: dict[type, MessageIR] = {}
         self.in_progress: list[type] = []
         self.names: dict[str, type] = {}
 
+    def shown(self, file: str) -> str:
+        """A source file as the IR and errors name it: relative to `base` when given (so a
+        package built in another checkout is the same package), else as Python found it."""
+        if self.base is None or not Path(file).is_absolute():
+            return file
+        return Path(os.path.relpath(file, self.base)).as_posix()
+
+    def location(self, cls: type) -> tuple[str, int]:
+        file, line, _ = source_location(cls)
+        return self.shown(file), line
+
     def where(self, cls: type, name: str) -> str:
-        file, _, _ = source_location(cls)
-        return f"{file}:{field_line(cls, name)}: {cls.__qualname__}.{name}"
+        return f"{self.location(cls)[0]}:{field_line(cls, name)}: {cls.__qualname__}.{name}"
 
     def _message_type(self, cls: type, where: str) -> CType:
         if cls in self.in_progress:
@@ -124,7 +133,7 @@ class _Reader:
     def read_message(self, cls: type[Message]) -> MessageIR:
         if cls in self.messages:
             return self.messages[cls]
-        file, line, _ = source_location(cls)
+        file, line = self.location(cls)
         layout.check_c_name(cls.__name__, f"{file}:{line}: message {cls.__qualname__}")
         other = self.names.get(cls.__name__)
         if other is not None and other is not cls:
@@ -138,7 +147,7 @@ class _Reader:
             fields, members = [], list(_HEADER_MEMBERS)
             for spec in specs:
                 where = self.where(cls, spec.name)
-                if spec.name in HEADER_FIELDS:
+                if spec.name in header.FIELDS:
                     fields.append(self._header_field(spec, where, field_line(cls, spec.name)))
                     continue
                 layout.check_c_name(spec.name, where, _GENERATED_MEMBER_NAMES)
@@ -152,7 +161,7 @@ class _Reader:
         offsets = {m.name: m.offset for m in struct.members}
         fields = [FieldIR(f.name, f.ctype, offsets[f.name], f.header, f.python_type, f.default_c,
                           f.line) for f in fields]
-        assert offsets["type_id"] == 32 and struct.members[5].offset == HEADER_SIZE - 2
+        assert all(offsets[m.name] == m.offset for m in header.MEMBERS), "header layout moved"
         ir = MessageIR(cls.__name__, cls.qualified_name(), cls.type_id(), file, line,
                        tuple(fields), struct)
         self.structs.structs[cls.__name__] = struct
@@ -162,15 +171,14 @@ class _Reader:
 
     @staticmethod
     def _header_field(spec: FieldSpec, where: str, line: int) -> FieldIR:
-        annotation = _HEADER_ANNOTATIONS[spec.name]
+        member = next(m for m in header.MEMBERS if m.name == spec.name)
+        annotation = member.python
         if spec.node.describe() != annotation:
             raise SchemaError(f"{where}: header field {spec.name} must be annotated {annotation}, "
                               f"not {spec.node.describe()}; fix the annotation or rename the field")
-        ctype = {"message_id": layout.UUID_TYPE, "priority": _PRIORITY,
-                 "correlation_id": _CORRELATION}[spec.name]
-        offset = {"message_id": 0, "correlation_id": 16, "priority": 36}[spec.name]
+        ctype = _HEADER_CTYPES[spec.name]
         default = _default_c(spec, ctype) if spec.name == "priority" else ""
-        return FieldIR(spec.name, ctype, offset, True, spec.node.describe(), default, line)
+        return FieldIR(spec.name, ctype, member.offset, True, spec.node.describe(), default, line)
 
 
 def _c_float(v: float) -> str | None:
@@ -203,16 +211,18 @@ def _default_c(spec: FieldSpec, ctype: CType) -> str | None:
     return ""
 
 
-def read_modules(specs: Sequence[str], base: Path | None = None) -> tuple[list[ModuleType], list[str]]:
-    modules = [load_module(s, base) for s in specs]
+def read_modules(specs: Sequence[str]) -> tuple[list[ModuleType], list[str]]:
+    modules = [load_module(s) for s in specs]
     return modules, [s.replace("\\", "/") for s in specs]
 
 
-def read_package(name: str, modules: Sequence[ModuleType], sources: Sequence[str]) -> SchemaSet:
-    """Every message defined in `modules` (and every message they nest), laid out."""
+def read_package(name: str, modules: Sequence[ModuleType], sources: Sequence[str],
+                 base: Path | None = None) -> SchemaSet:
+    """Every message defined in `modules` (and every message they nest), laid out; source
+    files are named relative to `base` when given."""
     from ringgen.codegen.kernels import collect_kernels, kernel_ir, kernel_messages
 
-    reader = _Reader()
+    reader = _Reader(base)
     classes: dict[str, type[Message]] = {}
     for module in modules:
         for obj in vars(module).values():

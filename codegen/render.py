@@ -10,17 +10,12 @@ import jinja2
 
 from ringgen.codegen.dtypes import dtype_spec, max_packed_size
 from ringgen.codegen.ir import PackageIR
+from ringgen.schema import header
 
 # Static headers copied verbatim into every generated package, so that it compiles on its own.
 STATIC_HEADERS = ("rg_platform.h", "rg_msgpack.h", "rg_ring.h", "rg_kernel.h", "rg_cpu_shim.h")
 
-HEADER_COMMENTS = {
-    "message_id": "UUID of this message",
-    "correlation_id": "message_id of the request (flags & RG_FLAG_HAS_CORRELATION)",
-    "type_id": "RG_TYPE_ID_<Msg>",
-    "priority": "0..255, higher first",
-    "flags": "RG_FLAG_*",
-}
+HEADER_COMMENTS = {m.name: m.comment for m in header.MEMBERS}
 
 
 def _pyrepr(value: Any) -> str:
@@ -51,15 +46,14 @@ def environment() -> jinja2.Environment:
 def render_package(pkg: PackageIR, command: str, host_only: list[Any]) -> dict[str, str]:
     """File name -> text for everything in the package folder except manifest.json."""
     env = environment()
-    headers = [f"{pkg.name}_messages.h", f"{pkg.name}_codec.h", *STATIC_HEADERS]
     common = {
         "pkg": pkg,
         "command": command,
         "sources": ", ".join(pkg.sources),
-        "headers": headers,
         "host_only": host_only,
         "message_names": {m.name for m in pkg.messages},
         "header_comments": HEADER_COMMENTS,
+        "flag_has_correlation": header.FLAG_HAS_CORRELATION,
         "dtypes": {m.name: dtype_spec(pkg, m.layout) for m in pkg.messages},
         "max_packed": {m.name: max_packed_size(pkg, m) for m in pkg.messages},
     }

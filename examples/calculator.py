@@ -1,4 +1,4 @@
-"""Request-response (the seed's calculator): `a op b` evaluated on the device.
+"""Request-response: `a op b` evaluated on the device.
 
     resp = await runtime.request("calculator", CalculateRequest(expression="2 + 2"), timeout=5.0)
 """

@@ -1,4 +1,4 @@
-"""Error handling (the seed's pattern): responses carry success / error / error_code; a
+"""Error handling: responses carry success / error / error_code; a
 handler's error is counted; a handler that crashes fails its kernel, not the program."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ class Measurement:
 
 @message
 @dataclass
-class Response:  # the seed's error-carrying response, with a device layout
+class Response:  # an error-carrying response, with a device layout
     success: bool = True
     error: Annotated[str, MaxLen(48)] | None = None
     error_code: int | None = None
@@ -60,7 +60,7 @@ class ValidationError(ValueError):
 
 @message
 @dataclass
-class HostResponse:  # the seed's Response exactly: `result: Any` lives on the host only
+class HostResponse:  # `result: Any` has no C layout: this one lives on the host only
     success: bool = True
     error: str | None = None
     error_code: int | None = None

@@ -1,4 +1,4 @@
-"""Large data (the seed's GoodRequest): the message carries a reference to a UnifiedBuffer,
+"""Large data: the message carries a reference to a UnifiedBuffer,
 and the kernel reduces a million elements in place instead of copying them into a message."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Fire-and-forget (the seed's logger): send and carry on; a host actor writes the events."""
+"""Fire-and-forget: send and carry on; a host actor writes the events."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pipeline (the seed's stages): a host stage validates and acknowledges, two device stages
+"""Pipeline: a host stage validates and acknowledges, two device stages
 compute, a host relay connects them.
 
     raw values -> stage1 (host: clip, ack) -> stage2 (device: squares) -> relay -> stage3

@@ -1,4 +1,4 @@
-"""Pub-sub (the seed's topic processor): one producer, a host actor fanning each event out to
+"""Pub-sub: one producer, a host actor fanning each event out to
 three subscriber kernels on the device."""
 
 from __future__ import annotations

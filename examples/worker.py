@@ -1,4 +1,4 @@
-"""The DESIGN's worker: a block-wide sum of a request's data, on the device.
+"""The worker: a block-wide sum of a request's data, on the device.
 
     ringgen build examples/worker.py -o generated
 """

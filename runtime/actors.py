@@ -1,4 +1,4 @@
-"""Host actors: `@ring_kernel(kernel_id=...) async def f(ctx)` — the seed's loop style — run as
+"""Host actors: `@ring_kernel(kernel_id=...) async def f(ctx)`, a loop over ctx.receive(), run as
 asyncio tasks on the same queues and rules as device kernels."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """UnifiedBuffer: large data shared by the host and the kernels, referenced from messages by a
-BufferRef instead of being copied into them (the seed's "Large Data").
+BufferRef instead of being copied into them.
 
 The memory is a shared-memory file on the CPU backend (mapped by the host and, on first use,
 by each kernel's runner) and managed memory on CUDA. A kernel resolves a reference with

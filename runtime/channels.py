@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ringgen.codecs import struct_columns as structs
+from ringgen.codecs.structs import StructCodec, concatenate
 from ringgen.errors import KernelFaultError, KernelStateError, QueueFullError
 from ringgen.runtime.backlog import PriorityBacklog
 from ringgen.runtime.dead_letters import DeadLetter, DeadLetterReason
@@ -32,9 +32,6 @@ if TYPE_CHECKING:
     from ringgen.runtime.runtime import RingKernelRuntime
 
 log = logging.getLogger("ringgen.runtime")
-
-# Unpacking one message at a time beats numpy's per-call cost below this many.
-_VECTOR_MIN = 16
 
 
 class KernelState(enum.Enum):
@@ -70,6 +67,9 @@ class Channel:
         self.queue_size = queue_size
         self.backpressure = backpressure
         self.out_dtype = out_dtype
+        # responses as C structs: device kernels' (and host actors' answering receive_array())
+        self.out_codec = (StructCodec(output_cls, out_dtype)
+                          if output_cls is not None and out_dtype is not None else None)
         self.answers = output_cls is not None  # sends responses (host actors always may)
         self.state = KernelState.LAUNCHED
         self.failure: str | None = None
@@ -244,8 +244,8 @@ class Channel:
         return out
 
     def unpack_rows(self, rows: np.ndarray) -> list[Any]:
-        assert self.output_cls is not None
-        return structs.unpack(self.output_cls, rows)
+        assert self.out_codec is not None  # struct rows come only from a struct layout
+        return self.out_codec.unpack_many(rows)
 
     async def _wait_for_responses(self, deadline: float | None) -> bool:
         """Waits until the inbox may hold something; False on timeout."""
@@ -296,13 +296,13 @@ class Channel:
             assert self.out_dtype is not None
             return np.empty(0, dtype=self.out_dtype)
         arrays = [c if isinstance(c, np.ndarray) else self.pack_response(c) for c in chunks]
-        return arrays[0] if len(arrays) == 1 else structs.concatenate(arrays)
+        return arrays[0] if len(arrays) == 1 else concatenate(arrays)
 
     def pack_response(self, msg: Any) -> np.ndarray:
-        if self.out_dtype is None or self.output_cls is None:
+        if self.out_codec is None:
             raise KernelStateError(f"responses of {self.kernel_id!r} have no C layout, so no "
                                    "struct array; use receive_many()")
-        return structs.pack(self.output_cls, self.out_dtype, [msg])
+        return self.out_codec.pack_many([msg])
 
     def poll_responses(self) -> None:
         """Move responses that arrived meanwhile into the inbox (device channels)."""

@@ -18,17 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ringgen.codecs import struct_columns as structs
-from ringgen.codecs.struct_rows import StructCodec
-from ringgen.runtime.backends.base import KernelInfo, RingKernel
+from ringgen.codecs.structs import VECTOR_MIN, StructCodec
+from ringgen.runtime.backends.base import KernelDef, RingKernel
 from ringgen.runtime.backends.rings import LANE_OF
-from ringgen.runtime.channels import _VECTOR_MIN, Channel, KernelState
+from ringgen.runtime.channels import Channel, KernelState
 from ringgen.runtime.dead_letters import DeadLetterReason
 
 if TYPE_CHECKING:
     from ringgen.runtime.runtime import RingKernelRuntime
 
-# The priorities of each lane (lane 0 lowest): the seed's classes.
+# The priorities of each lane, lane 0 lowest: low 0-63, below normal 64-127, normal 128,
+# above normal 129-191, high 192-255.
 LANE_RANGES = ((0, 63), (64, 127), (128, 128), (129, 191), (192, 255))
 REFILL_DELAY = 0.0005  # how soon a backlog that did not fit the lanes tries again
 POP_BATCH = 4096
@@ -39,19 +39,17 @@ SPIN_S = float(os.environ.get("RINGGEN_HOST_SPIN_US", 50)) / 1e6
 
 
 class DeviceChannel(Channel):
-    def __init__(self, runtime: RingKernelRuntime, info: KernelInfo, kernel: RingKernel,
+    def __init__(self, runtime: RingKernelRuntime, info: KernelDef, kernel: RingKernel,
                  queue_size: int, backpressure: str) -> None:
         super().__init__(runtime, info.kernel_id, info.input, info.output, queue_size,
                          backpressure, info.out_dtype)
         self.kernel = kernel
         self.backend_name = kernel.backend_name
-        self.in_dtype = info.in_dtype
+        self.in_dtype = kernel.in_dtype
         self.out_size = info.out_dtype.itemsize if info.out_dtype is not None else 0
         self._correlation_offset = (info.out_dtype.fields["correlation_id"][1]  # type: ignore[index]
                                     if info.out_dtype is not None else 0)
-        self.in_codec = StructCodec(info.input, info.in_dtype)
-        self.out_codec = (StructCodec(info.output, info.out_dtype)
-                          if info.output is not None and info.out_dtype is not None else None)
+        self.in_codec = StructCodec(info.input, kernel.in_dtype)
         self._refill: asyncio.TimerHandle | None = None
         self._armed = False
         self._spinning = False
@@ -88,15 +86,16 @@ class DeviceChannel(Channel):
         return await super().send(msg, timeout)
 
     async def send_many(self, msgs: Sequence[Any], timeout: float | None = None) -> int:
-        """A batch that fits the queue is packed in one vectorised pass and enqueued like an
-        array; otherwise (or for a few messages) one by one under the backpressure rules."""
-        if len(msgs) < _VECTOR_MIN or len(self.backlog) + len(msgs) > self.queue_size:
+        """A batch that fits the queue is packed at once and enqueued like an array; otherwise,
+        and for fewer than VECTOR_MIN messages (admitting those one by one costs less than an
+        array's sort and split), one by one under the backpressure rules."""
+        if len(msgs) < VECTOR_MIN or len(self.backlog) + len(msgs) > self.queue_size:
             return await super().send_many(msgs, timeout)
         self.check_open()
         for m in msgs:
             self.check_message(m)
             self.buffers_to_device(m)
-        rows = structs.pack(self.in_codec.cls, self.in_dtype, msgs)
+        rows = self.in_codec.pack_many(msgs)
         if self.answers:
             self.replies.sample_many(msgs)
         return await self.send_array(rows, timeout)
@@ -189,20 +188,8 @@ class DeviceChannel(Channel):
             self.replies.time_arrivals(raw, self._correlation_offset, self.out_size)
             self.replies.deliver_rows(np.frombuffer(bytearray(raw), dtype=self.out_dtype))
         else:
-            self.replies.route(self._objects_of(raw))
-
-    def _objects_of(self, raw: bytes) -> list[Any]:
-        """Response objects from struct bytes: a few one by one (numpy's fixed cost per call
-        is higher below _VECTOR_MIN), more in one vectorised pass."""
-        if len(raw) >= _VECTOR_MIN * self.out_size or self.out_codec is None:
-            return super().unpack_rows(np.frombuffer(raw, dtype=self.out_dtype))
-        size, unpack = self.out_size, self.out_codec.unpack
-        return [unpack(raw[i:i + size]) for i in range(0, len(raw), size)]
-
-    def unpack_rows(self, rows: np.ndarray) -> list[Any]:
-        if len(rows) >= _VECTOR_MIN:
-            return super().unpack_rows(rows)
-        return self._objects_of(rows.tobytes())
+            assert self.out_codec is not None
+            self.replies.route(self.out_codec.unpack_many(raw))
 
     def want_responses(self) -> None:
         """Someone awaits responses. The loop first polls for them for SPIN_S: an answer that
@@ -282,7 +269,7 @@ class DeviceChannel(Channel):
         (as messages), highest lane first: a kernel stops between two requests, not after the
         last one, and what it never took must not vanish with its region."""
         rows = self.kernel.untaken()
-        for msg in structs.unpack(self.in_codec.cls, rows) if len(rows) else ():
+        for msg in self.in_codec.unpack_many(rows):
             self.dead_letter(msg, reason, detail, accepted=True)
 
     # -- lifecycle -------------------------------------------------------------------------

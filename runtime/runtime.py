@@ -19,7 +19,7 @@ import numpy as np
 
 from ringgen.errors import KernelStateError, ValidationError
 from ringgen.runtime.actors import Actor, HostChannel
-from ringgen.runtime.backends.base import DEFAULT_LANE_CAPACITY, RingKernel, kernel_info
+from ringgen.runtime.backends.base import DEFAULT_LANE_CAPACITY, RingKernel
 from ringgen.runtime.backends.select import create_kernel, resolve_backend
 from ringgen.runtime.buffers import UnifiedBuffer
 from ringgen.runtime.channels import Channel, KernelState
@@ -28,6 +28,7 @@ from ringgen.runtime.device_channel import DeviceChannel
 from ringgen.runtime.telemetry import Telemetry
 from ringgen.runtime.waiting import Deadlines
 from ringgen.schema.kernels import BACKPRESSURE
+from ringgen.schema.package import KernelDef, Package, package_of
 
 log = logging.getLogger("ringgen.runtime")
 
@@ -38,10 +39,10 @@ MAX_BUFFERS = 256  # RG_MAX_BUFFERS: the size of a kernel's buffer table
 class RingKernelRuntime:
     """An async context manager that owns the kernels it launches."""
 
-    def __init__(self, *packages: ModuleType, backend: str = "auto",
+    def __init__(self, *packages: ModuleType | Package, backend: str = "auto",
                  dead_letter_hook: Callable[[DeadLetter], None] | None = None,
                  lane_capacity: int = DEFAULT_LANE_CAPACITY) -> None:
-        self.packages = packages
+        self.packages = [package_of(p) for p in packages]
         self.requested_backend = backend
         self.backend = ""  # "cpu" or "cuda", once resolved (on entering)
         self.dead_letter_hook = dead_letter_hook
@@ -76,16 +77,17 @@ class RingKernelRuntime:
 
     # -- kernels ---------------------------------------------------------------------------
 
-    def _package_of(self, kernel_id: str) -> ModuleType | None:
+    def _kernel(self, kernel_id: str) -> KernelDef | None:
         for pkg in self.packages:
-            if kernel_id in pkg.KERNELS:
-                return pkg
+            if kernel_id in pkg.kernels:
+                return pkg.kernels[kernel_id]
         return None
 
     def dtype_of(self, cls: type) -> np.dtype | None:
         for pkg in self.packages:
-            if pkg.MESSAGE_CLASSES.get(cls.__name__) is cls and cls.__name__ in pkg.DTYPES:
-                return pkg.DTYPES[cls.__name__]
+            dtype = pkg.dtype_of(cls)
+            if dtype is not None:
+                return dtype
         return None
 
     def channel(self, kernel_id: str) -> Channel:
@@ -102,10 +104,10 @@ class RingKernelRuntime:
         old = self._channels.get(kernel_id)
         if old is not None and old.state not in (KernelState.TERMINATED, KernelState.FAILED):
             raise KernelStateError(f"kernel {kernel_id!r} is already running; terminate it first")
-        pkg = self._package_of(kernel_id)
-        spec = pkg.KERNEL_SPECS[kernel_id] if pkg is not None else None
+        kdef = self._kernel(kernel_id)
+        spec = kdef.spec if kdef is not None else None
         if spec is None and actor is None:
-            names = sorted(k for p in self.packages for k in p.KERNELS)
+            names = sorted(k for p in self.packages for k in p.kernels)
             raise KernelStateError(f"no kernel {kernel_id!r} in the runtime's packages (they have "
                                    f"{', '.join(names) or 'none'}); pass actor= for a host actor")
         queue_size = queue_size or (spec.queue_size if spec else 1024)
@@ -119,14 +121,13 @@ class RingKernelRuntime:
             channel = HostChannel(self, kernel_id, fn, spec.input if spec else None,
                                   spec.output if spec else None, queue_size, backpressure)
         else:
-            assert pkg is not None
-            info = kernel_info(pkg, kernel_id)
+            assert kdef is not None
             capacity = lane_capacity or self.lane_capacity
             kernel: RingKernel = await self.loop.run_in_executor(
-                None, create_kernel, self.backend, info, capacity)
+                None, create_kernel, self.backend, kdef, capacity)
             for slot, buffer in self._buffers.values():
                 kernel.set_buffer(slot, buffer.entry())
-            channel = DeviceChannel(self, info, kernel, queue_size, backpressure)
+            channel = DeviceChannel(self, kdef, kernel, queue_size, backpressure)
         self._channels[kernel_id] = channel
         log.info("launched %s on %s", kernel_id, channel.backend_name)
         if activate:

@@ -21,26 +21,19 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar, overload
 from uuid import UUID, uuid4
 
-from ringgen.codecs.msgpack import HEADER_FIELDS, MessageCodec
+from ringgen.codecs.msgpack import MessageCodec
 from ringgen.errors import SchemaError
+from ringgen.schema import header
 
 M = TypeVar("M", bound="Message")
 T = TypeVar("T")
-
-DEFAULT_PRIORITY = 128
-
-_HEADER_ANNOTATIONS: dict[str, Any] = {
-    "message_id": UUID,
-    "priority": int,
-    "correlation_id": UUID | None,
-}
 
 
 def _header_field(name: str) -> Any:
     if name == "message_id":
         return dataclasses.field(default_factory=uuid4, kw_only=True)
     if name == "priority":
-        return dataclasses.field(default=DEFAULT_PRIORITY, kw_only=True)
+        return dataclasses.field(default=header.DEFAULT_PRIORITY, kw_only=True)
     return dataclasses.field(default=None, kw_only=True)
 
 
@@ -95,7 +88,6 @@ class Message:
 
 
 _codec_lock = threading.RLock()
-_REGISTRY: dict[str, type[Message]] = {}
 
 # What @dataclass generated on the class it was given; the rebuilt class gets its own.
 _DATACLASS_ATTRS = frozenset({
@@ -137,7 +129,6 @@ def _make_message(cls: type[T]) -> type[T]:
     # Names visible where the class was defined, for string annotations of a class defined in
     # a function (`from __future__ import annotations`); the class can name itself.
     result.__rg_localns__ = {**_defining_locals(), cls.__name__: result}
-    _REGISTRY[f"{result.__module__}.{result.__qualname__}"] = result
     return result
 
 
@@ -172,9 +163,9 @@ def _rebuilt_namespace(cls: type) -> dict[str, Any]:
     declared = set(annotations) | {
         f.name for b in cls.__mro__[1:] if dataclasses.is_dataclass(b) for f in dataclasses.fields(b)
     }
-    for name in HEADER_FIELDS:
+    for name in header.FIELDS:
         if name not in declared:
-            annotations[name] = _HEADER_ANNOTATIONS[name]
+            annotations[name] = header.ANNOTATIONS[name]
             namespace[name] = _header_field(name)
     namespace["__annotations__"] = annotations
     # Each class gets its own entries, which its codec replaces by compiled ones on first use;
@@ -193,16 +184,6 @@ def _chain_post_init(user: Callable[[Any], None]) -> Callable[[Any], None]:
         user(self)
 
     return __post_init__
-
-
-def lookup(qualified_name: str) -> type[Message]:
-    """The @message class registered under `module.QualName`."""
-    try:
-        return _REGISTRY[qualified_name]
-    except KeyError:
-        raise LookupError(
-            f"no @message class named {qualified_name!r}; import the module that defines it"
-        ) from None
 
 
 def is_message_class(obj: object) -> bool:

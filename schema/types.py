@@ -1,4 +1,5 @@
-"""The type model: a message field's annotation read once into a small tree of `TypeNode`s.
+"""The type model: a message field's annotation read once into a small tree of `TypeNode`s,
+and a message's fields as `FieldSpec`s (name, type tree, default).
 
 Serialization (runtime/codec.py), construction checks (runtime/messages.py) and the C layout
 (codegen/layout.py) all read this tree, so the three agree on what a field is.
@@ -6,10 +7,11 @@ Serialization (runtime/codec.py), construction checks (runtime/messages.py) and 
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass
 from datetime import datetime
 from typing import Annotated, Any, Union
 from uuid import UUID
@@ -152,3 +154,34 @@ def read_type(annotation: Any, where: str) -> TypeNode:
         f"{where}: type {annotation!r} is not supported; use int, float, bool, str, bytes, None, "
         "list, tuple, dict, UUID, datetime, an Enum, a numpy scalar, BufferRef or a @message class"
     )
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """A message field as the codec and the code generator see it."""
+
+    name: str
+    node: TypeNode
+    default: Any = MISSING
+    default_factory: Any = MISSING
+
+    @property
+    def required(self) -> bool:
+        return self.default is MISSING and self.default_factory is MISSING
+
+
+def read_fields(cls: type) -> list[FieldSpec]:
+    """The fields of a @message class, in declaration order, with their types resolved."""
+    try:
+        hints = typing.get_type_hints(cls, localns=getattr(cls, "__rg_localns__", None),
+                                      include_extras=True)
+    except NameError as e:
+        raise SchemaError(
+            f"{cls.__qualname__}: cannot resolve an annotation ({e}); define or import the type "
+            "before the message is first used"
+        ) from None
+    specs = []
+    for f in dataclasses.fields(cls):
+        node = read_type(hints[f.name], f"{cls.__qualname__}.{f.name}")
+        specs.append(FieldSpec(f.name, node, f.default, f.default_factory))
+    return specs

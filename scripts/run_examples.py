@@ -23,7 +23,7 @@ ORDER = ["worker", "calculator", "logger", "pubsub", "pipeline", "errors", "larg
 
 async def run(name: str, backend: str) -> None:
     pkg = importlib.import_module(f"generated.{name}")
-    module = pkg.SOURCE_MODULES[0]
+    module = pkg.package.modules[0]
     start = time.perf_counter()
     async with RingKernelRuntime(pkg, backend=backend) as runtime:
         print(f"== {name}: {(module.__doc__ or '').strip().splitlines()[0]}  [{runtime.backend}]")

@@ -109,7 +109,7 @@ def test_c_pack_equals_python_serialize_and_unpack_inverts_it(built: Built,
                                                               data: st.DataObject) -> None:
     assert built.harness is not None
     for m in built.pkg.messages:
-        cls = built.package.MESSAGE_CLASSES[m.name]
+        cls = built.package.package.classes[m.name]
         msg = data.draw(message_strategy(cls), label=m.name)
         as_struct = structs.pack(cls, built.package.DTYPES[m.name], [msg])
         rc, packed = built.harness.pack(m.name, as_struct.tobytes())
@@ -125,7 +125,7 @@ def test_c_pack_equals_python_serialize_and_unpack_inverts_it(built: Built,
 def test_c_unpack_skips_unknown_keys_and_fills_defaults(built: Built) -> None:
     assert built.harness is not None
     for m in built.pkg.messages:
-        cls = built.package.MESSAGE_CLASSES[m.name]
+        cls = built.package.package.classes[m.name]
         wire = msgpack.unpackb(message_strategy(cls).example().serialize())
         wire = {"zz_unknown": {"nested": [1, 2.5, b"x"]}, **wire, 7: "int key"}
         rc, _ = built.harness.unpack(m.name, msgpack.packb(wire))
@@ -140,7 +140,7 @@ def test_c_unpack_skips_unknown_keys_and_fills_defaults(built: Built) -> None:
 def test_c_unpack_rejects_out_of_bound_values(built: Built) -> None:
     assert built.harness is not None
     for m in built.pkg.messages:
-        cls = built.package.MESSAGE_CLASSES[m.name]
+        cls = built.package.package.classes[m.name]
         wire = msgpack.unpackb(message_strategy(cls).example().serialize())
         for f in m.body_fields:
             if f.ctype.kind in ("str", "bytes", "list"):
@@ -155,7 +155,7 @@ def test_c_unpack_survives_random_and_mutated_input(built: Built) -> None:
     assert built.harness is not None
     rng = random.Random(1234)
     for m in built.pkg.messages:
-        cls = built.package.MESSAGE_CLASSES[m.name]
+        cls = built.package.package.classes[m.name]
         seeds = [message_strategy(cls).example().serialize() for _ in range(5)]
         for i in range(600):
             if i % 3 == 0:

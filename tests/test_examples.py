@@ -53,7 +53,7 @@ def test_calculator_agrees_with_its_reference(expression: str, backend: str) -> 
 
 def test_logger_fire_and_forget(backend: str) -> None:
     pkg: Any = generated_package("logger")
-    module = pkg.SOURCE_MODULES[0]
+    module = pkg.package.modules[0]
     module.WRITTEN.clear()
 
     async def body(rt: RingKernelRuntime) -> None:
@@ -103,7 +103,7 @@ def test_pipeline_three_stages(backend: str) -> None:
 
     got = run(pkg, backend, body)
     for raw in inputs:  # each stage's reference, composed
-        limit = pkg.SOURCE_MODULES[0].LIMIT
+        limit = pkg.package.modules[0].LIMIT
         clipped = [min(max(v, -limit), limit) for v in raw.values]
         squares = pkg.stage2(pkg.Clipped(origin=raw.message_id, values=clipped))
         want = pkg.stage3(squares)

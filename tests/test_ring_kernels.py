@@ -19,14 +19,14 @@ from hypothesis import strategies as st
 from ringgen.codecs import struct_columns as structs
 from ringgen.errors import CompileError, KernelStateError
 from ringgen.runtime.backends import rings
-from ringgen.runtime.backends.base import RingKernel, kernel_info
+from ringgen.runtime.backends.base import RingKernel
 from ringgen.runtime.backends.cpu import CpuKernel
 from ringgen.toolchain.compile import cccl_include, templates_dir
 
 
 def _kernel_sources(kernels_pkg: Any) -> list[Path]:
     generated = sorted((ROOT / "generated").glob("*/*.cu"))
-    return generated + sorted(Path(kernels_pkg.PATH).glob("*.cu"))
+    return generated + sorted(kernels_pkg.package.path.glob("*.cu"))
 
 
 def test_every_kernel_compiles_with_gpp_werror(kernels_pkg: Any, tmp_path: Path) -> None:
@@ -65,7 +65,7 @@ def launch(kernels_pkg: Any) -> Iterator[Any]:
     started: list[CpuKernel] = []
 
     def start(kernel_id: str, package: Any = None, activate: bool = True) -> CpuKernel:
-        k = CpuKernel(kernel_info(package or kernels_pkg, kernel_id))
+        k = CpuKernel((package or kernels_pkg).package.kernel(kernel_id))
         started.append(k)
         if activate:
             k.activate()
@@ -243,7 +243,7 @@ def test_handler_compile_error_points_at_the_users_line(tmp_path: Path) -> None:
         "def broken(req: Req) -> Req: ...\n")
     pkg: Any = build_package(str(module), tmp_path / "gen")
     with pytest.raises(CompileError, match=r"broken_kernel\.py:9:\d+: error: .*undefined_name"):
-        compile_runner(Path(pkg.PATH), "broken")
+        compile_runner(pkg.package.path, "broken")
 
 
 def test_ring_protocol_under_thread_sanitizer(kernels_pkg: Any, tmp_path: Path) -> None:
@@ -253,7 +253,7 @@ def test_ring_protocol_under_thread_sanitizer(kernels_pkg: Any, tmp_path: Path) 
     watcher thread writing the eventfd: a lost wake-up fails it (it did for a clear_notify that
     reset `notified` before reading the eventfd)."""
     binary = tmp_path / "ring_stress"
-    package = Path(kernels_pkg.PATH)
+    package = kernels_pkg.package.path
     compile_cpp([ROOT / "tests" / "native" / "ring_stress.cpp", templates_dir() / "rg_cpu_runtime.cpp"],
                 binary, [package, templates_dir(), cccl_include()],
                 ["-fsanitize=thread", "-pthread", f"-DRG_KERNEL_CU=\"{package / 'echo4.cu'}\"",

@@ -8,9 +8,8 @@ from typing import Annotated, Any
 
 import pytest
 
-from ringgen import MaxLen, SchemaError, message
+from ringgen import MaxLen, SchemaError, message, ring_kernel
 from ringgen.codegen.reader import _Reader
-from ringgen.schema.kernels import ring_kernel
 
 
 def _layout(cls: type) -> None:
@@ -121,14 +120,13 @@ def test_kernel_messages_must_be_laid_out_others_are_host_only(tmp_path: Any) ->
     module.write_text(
         "from dataclasses import dataclass\n"
         "from typing import Annotated\n"
-        "from ringgen import MaxLen, message\n"
-        "from ringgen.schema.kernels import ring_kernel\n"
+        "from ringgen import MaxLen, message, ring_kernel\n"
         "@message\n@dataclass\nclass Note:\n    text: str\n"
         "@message\n@dataclass\nclass Job:\n    items: list[int]\n"
         "@ring_kernel(kernel_id='jobs', input=Job, cuda='')\n"
         "def jobs(job: Job) -> None: ...\n"
     )
-    with pytest.raises(SchemaError, match=r"host_and_device\.py:12: Job\.items: .*MaxLen"):
+    with pytest.raises(SchemaError, match=r"host_and_device\.py:11: Job\.items: .*MaxLen"):
         plan([str(module)], tmp_path / "out")
     module.write_text(module.read_text().replace("list[int]", "Annotated[list[int], MaxLen(4)]"))
     import sys

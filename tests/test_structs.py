@@ -14,7 +14,7 @@ from strategies import message_strategy
 
 from ringgen import MessageSerializationError
 from ringgen.codecs import struct_columns as structs
-from ringgen.codecs.struct_rows import StructCodec
+from ringgen.codecs.structs import VECTOR_MIN, StructCodec
 
 CASES = ["everything", "widths", "seed_messages", "kernels"]
 
@@ -29,7 +29,7 @@ def _package(case: str) -> Any:
 def test_struct_codec_equals_numpy_and_round_trips(case: str, data: st.DataObject) -> None:
     pkg = _package(case)
     for name, dtype in pkg.DTYPES.items():
-        cls = pkg.MESSAGE_CLASSES[name]
+        cls = pkg.package.classes[name]
         msgs = data.draw(st.lists(message_strategy(cls), min_size=1, max_size=3), label=name)
         rows = structs.pack(cls, dtype, msgs)
         codec = StructCodec(cls, dtype)
@@ -61,3 +61,14 @@ def test_concatenate_keeps_the_c_layout() -> None:
     parts = [np.zeros(2, dtype=dtype), np.ones(3, dtype=dtype)]
     joined = structs.concatenate(parts)
     assert joined.dtype == dtype and joined.dtype.itemsize == dtype.itemsize and len(joined) == 5
+
+
+@pytest.mark.parametrize("n", [0, 1, VECTOR_MIN - 1, VECTOR_MIN, 3 * VECTOR_MIN])
+def test_struct_codec_gives_the_same_whichever_engine_the_count_picks(n: int) -> None:
+    pkg = _package("kernels")
+    codec = StructCodec(pkg.Ping, pkg.DTYPES["Ping"])
+    msgs = [pkg.Ping(seq=i, priority=i % 256) for i in range(n)]
+    rows = codec.pack_many(msgs)
+    assert rows.dtype == pkg.DTYPES["Ping"]
+    assert rows.tobytes() == b"".join(codec.pack(m) for m in msgs)
+    assert codec.unpack_many(rows) == msgs == codec.unpack_many(rows.tobytes())

@@ -4,28 +4,9 @@ Rebuild (from the folder that holds this package's parent folder):
     ringgen build examples/calculator.py -o generated
 """
 
-from pathlib import Path
-
 import numpy as np
 
 from ringgen.codegen.binder import bind_package
-
-PACKAGE = 'calculator'
-SCHEMA_HASH = '5f90d0a4552000c3'
-BUILD_COMMAND = 'ringgen build examples/calculator.py -o generated'
-# Modules the package was built from: dotted names, or paths relative to the folder that holds
-# this package's parent folder.
-SOURCES = ('examples/calculator.py',)
-PATH = Path(__file__).resolve().parent
-HEADERS = {
-    'calculator_messages.h': PATH / 'calculator_messages.h',
-    'calculator_codec.h': PATH / 'calculator_codec.h',
-    'rg_platform.h': PATH / 'rg_platform.h',
-    'rg_msgpack.h': PATH / 'rg_msgpack.h',
-    'rg_ring.h': PATH / 'rg_ring.h',
-    'rg_kernel.h': PATH / 'rg_kernel.h',
-    'rg_cpu_shim.h': PATH / 'rg_cpu_shim.h',
-}
 
 # message name -> stable type id, and numpy structured dtype (the C struct's exact layout)
 TYPE_IDS = {
@@ -34,7 +15,7 @@ TYPE_IDS = {
 }
 DTYPES = {
     'CalculateRequest': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'expression'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1',
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1',
              {'names': ['len', 'data'],
               'formats': ['<u4', 'S64'],
               'offsets': [0, 4],
@@ -43,7 +24,7 @@ DTYPES = {
  'itemsize': 108}),
     'CalculateResponse': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'result', 'success',
            'error'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1', '<f8', '?',
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '<f8', '?',
              {'names': ['present', 'value'],
               'formats': ['u1',
                           {'names': ['len', 'data'],
@@ -55,22 +36,21 @@ DTYPES = {
  'offsets': [0, 16, 32, 36, 37, 40, 48, 52],
  'itemsize': 128}),
 }
+# messages that have no C layout (host actors only), and why
 HOST_ONLY = {
 }
-# kernel id -> how it was declared, and its CUDA source for device kernels
-KERNELS = {
-    'calculator': {
-        "python_name": 'calculator',
-        "host_actor": False,
-        "input": 'CalculateRequest',
-        "output": 'CalculateResponse',
-        "block": 32,
-        "grid": 1,
-        "queue_size": 1024,
-        "source": PATH / 'calculator.cu',
-    },
-}
 
-# Imports the sources, checks SCHEMA_HASH against them (StaleSchemaError if they changed) and
-# defines here every message class and kernel function by name.
-bind_package(globals())
+# Imports the sources, checks them against the schema hash (StaleSchemaError if they changed),
+# defines here every message class and kernel function by name, and makes `package`, what
+# RingKernelRuntime takes. Kernels (device ones compile from <kernel_id>.cu beside this file):
+#   calculator: CalculateRequest -> CalculateResponse, grid 1 x block 32
+package = bind_package(
+    globals(),
+    name='calculator',
+    schema_hash='b80c6de66c9ea91d',
+    build_command='ringgen build examples/calculator.py -o generated',
+    sources=('examples/calculator.py',),
+    type_ids=TYPE_IDS,
+    dtypes=DTYPES,
+    host_only=HOST_ONLY,
+)

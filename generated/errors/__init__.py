@@ -4,28 +4,9 @@ Rebuild (from the folder that holds this package's parent folder):
     ringgen build examples/errors.py -o generated
 """
 
-from pathlib import Path
-
 import numpy as np
 
 from ringgen.codegen.binder import bind_package
-
-PACKAGE = 'errors'
-SCHEMA_HASH = 'a5e0bd9e2621ff23'
-BUILD_COMMAND = 'ringgen build examples/errors.py -o generated'
-# Modules the package was built from: dotted names, or paths relative to the folder that holds
-# this package's parent folder.
-SOURCES = ('examples/errors.py',)
-PATH = Path(__file__).resolve().parent
-HEADERS = {
-    'errors_messages.h': PATH / 'errors_messages.h',
-    'errors_codec.h': PATH / 'errors_codec.h',
-    'rg_platform.h': PATH / 'rg_platform.h',
-    'rg_msgpack.h': PATH / 'rg_msgpack.h',
-    'rg_ring.h': PATH / 'rg_ring.h',
-    'rg_kernel.h': PATH / 'rg_kernel.h',
-    'rg_cpu_shim.h': PATH / 'rg_cpu_shim.h',
-}
 
 # message name -> stable type id, and numpy structured dtype (the C struct's exact layout)
 TYPE_IDS = {
@@ -34,12 +15,12 @@ TYPE_IDS = {
 }
 DTYPES = {
     'Measurement': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'value'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1', '<f8'],
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '<f8'],
  'offsets': [0, 16, 32, 36, 37, 40],
  'itemsize': 48}),
     'Response': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'success', 'error',
            'error_code', 'result'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1', '?',
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '?',
              {'names': ['present', 'value'],
               'formats': ['u1',
                           {'names': ['len', 'data'],
@@ -56,45 +37,26 @@ DTYPES = {
  'offsets': [0, 16, 32, 36, 37, 38, 40, 96, 112],
  'itemsize': 120}),
 }
+# messages that have no C layout (host actors only), and why
 HOST_ONLY = {
     'HostResponse': ('examples/errors.py:65: HostResponse.error: str has no bound, so it cannot live in a '
  'fixed-size C struct; write Annotated[str, MaxLen(N)], or pass large data as a BufferRef to a '
  'UnifiedBuffer'),
 }
-# kernel id -> how it was declared, and its CUDA source for device kernels
-KERNELS = {
-    'safe_sqrt': {
-        "python_name": 'safe_sqrt',
-        "host_actor": False,
-        "input": 'Measurement',
-        "output": 'Response',
-        "block": 32,
-        "grid": 1,
-        "queue_size": 1024,
-        "source": PATH / 'safe_sqrt.cu',
-    },
-    'risky': {
-        "python_name": 'risky',
-        "host_actor": True,
-        "input": 'Measurement',
-        "output": 'HostResponse',
-        "block": 32,
-        "grid": 1,
-        "queue_size": 1024,
-        "source": None,
-    },
-    'fragile': {
-        "python_name": 'fragile',
-        "host_actor": False,
-        "input": 'Measurement',
-        "output": 'Response',
-        "block": 32,
-        "grid": 1,
-        "queue_size": 1024,
-        "source": PATH / 'fragile.cu',
-    },
-}
 
-# Imports the sources, checks SCHEMA_HASH against them (StaleSchemaError if they changed) and
-# defines here every message class and kernel function by name.
-bind_package(globals())
+# Imports the sources, checks them against the schema hash (StaleSchemaError if they changed),
+# defines here every message class and kernel function by name, and makes `package`, what
+# RingKernelRuntime takes. Kernels (device ones compile from <kernel_id>.cu beside this file):
+#   safe_sqrt: Measurement -> Response, grid 1 x block 32
+#   risky: Measurement -> HostResponse, host actor
+#   fragile: Measurement -> Response, grid 1 x block 32
+package = bind_package(
+    globals(),
+    name='errors',
+    schema_hash='7bf9b563d603dc74',
+    build_command='ringgen build examples/errors.py -o generated',
+    sources=('examples/errors.py',),
+    type_ids=TYPE_IDS,
+    dtypes=DTYPES,
+    host_only=HOST_ONLY,
+)

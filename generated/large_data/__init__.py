@@ -4,28 +4,9 @@ Rebuild (from the folder that holds this package's parent folder):
     ringgen build examples/large_data.py -o generated
 """
 
-from pathlib import Path
-
 import numpy as np
 
 from ringgen.codegen.binder import bind_package
-
-PACKAGE = 'large_data'
-SCHEMA_HASH = 'c7aed9d151c806d0'
-BUILD_COMMAND = 'ringgen build examples/large_data.py -o generated'
-# Modules the package was built from: dotted names, or paths relative to the folder that holds
-# this package's parent folder.
-SOURCES = ('examples/large_data.py',)
-PATH = Path(__file__).resolve().parent
-HEADERS = {
-    'large_data_messages.h': PATH / 'large_data_messages.h',
-    'large_data_codec.h': PATH / 'large_data_codec.h',
-    'rg_platform.h': PATH / 'rg_platform.h',
-    'rg_msgpack.h': PATH / 'rg_msgpack.h',
-    'rg_ring.h': PATH / 'rg_ring.h',
-    'rg_kernel.h': PATH / 'rg_kernel.h',
-    'rg_cpu_shim.h': PATH / 'rg_cpu_shim.h',
-}
 
 # message name -> stable type id, and numpy structured dtype (the C struct's exact layout)
 TYPE_IDS = {
@@ -34,31 +15,30 @@ TYPE_IDS = {
 }
 DTYPES = {
     'GoodRequest': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'buffer', 'size'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1', '<u8', '<i8'],
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '<u8', '<i8'],
  'offsets': [0, 16, 32, 36, 37, 40, 48],
  'itemsize': 56}),
     'Reduction': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'total', 'maximum',
            'found'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1', '<f8', '<f8', '?'],
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '<f8', '<f8', '?'],
  'offsets': [0, 16, 32, 36, 37, 40, 48, 56],
  'itemsize': 64}),
 }
+# messages that have no C layout (host actors only), and why
 HOST_ONLY = {
 }
-# kernel id -> how it was declared, and its CUDA source for device kernels
-KERNELS = {
-    'reduce': {
-        "python_name": 'reduce',
-        "host_actor": False,
-        "input": 'GoodRequest',
-        "output": 'Reduction',
-        "block": 256,
-        "grid": 1,
-        "queue_size": 1024,
-        "source": PATH / 'reduce.cu',
-    },
-}
 
-# Imports the sources, checks SCHEMA_HASH against them (StaleSchemaError if they changed) and
-# defines here every message class and kernel function by name.
-bind_package(globals())
+# Imports the sources, checks them against the schema hash (StaleSchemaError if they changed),
+# defines here every message class and kernel function by name, and makes `package`, what
+# RingKernelRuntime takes. Kernels (device ones compile from <kernel_id>.cu beside this file):
+#   reduce: GoodRequest -> Reduction, grid 1 x block 256
+package = bind_package(
+    globals(),
+    name='large_data',
+    schema_hash='ed287be616028e24',
+    build_command='ringgen build examples/large_data.py -o generated',
+    sources=('examples/large_data.py',),
+    type_ids=TYPE_IDS,
+    dtypes=DTYPES,
+    host_only=HOST_ONLY,
+)

@@ -27,7 +27,7 @@
 #include <unistd.h>
 #endif
 
-#define RG_LANES 5           // priority classes of the seed: 0-63, 64-127, 128, 129-191, 192-255
+#define RG_LANES 5           // priority classes: 0-63, 64-127, 128, 129-191, 192-255
 #define RG_LINE 128          // bytes between independently written words
 #define RG_REGION_MAGIC 0x31474e4952475230ull  // "0RGRING1"
 
@@ -230,7 +230,8 @@ RG_FN rg_buffer_entry* rg_region_buffers(rg_region* r) {
     return (rg_buffer_entry*)((uint8_t*)r + r->buffers_offset);
 }
 
-// The lane of a priority: the seed's table, lane 0 lowest.
+// The lane of a priority: low 0-63, below normal 64-127, normal 128, above normal 129-191,
+// high 192-255; lane 0 lowest.
 RG_FN uint32_t rg_lane_of(uint32_t priority) {
     return priority < 64 ? 0 : priority < 128 ? 1 : priority == 128 ? 2 : priority < 192 ? 3 : 4;
 }

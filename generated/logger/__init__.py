@@ -4,28 +4,9 @@ Rebuild (from the folder that holds this package's parent folder):
     ringgen build examples/logger.py -o generated
 """
 
-from pathlib import Path
-
 import numpy as np
 
 from ringgen.codegen.binder import bind_package
-
-PACKAGE = 'logger'
-SCHEMA_HASH = '96b421efa22973b2'
-BUILD_COMMAND = 'ringgen build examples/logger.py -o generated'
-# Modules the package was built from: dotted names, or paths relative to the folder that holds
-# this package's parent folder.
-SOURCES = ('examples/logger.py',)
-PATH = Path(__file__).resolve().parent
-HEADERS = {
-    'logger_messages.h': PATH / 'logger_messages.h',
-    'logger_codec.h': PATH / 'logger_codec.h',
-    'rg_platform.h': PATH / 'rg_platform.h',
-    'rg_msgpack.h': PATH / 'rg_msgpack.h',
-    'rg_ring.h': PATH / 'rg_ring.h',
-    'rg_kernel.h': PATH / 'rg_kernel.h',
-    'rg_cpu_shim.h': PATH / 'rg_cpu_shim.h',
-}
 
 # message name -> stable type id, and numpy structured dtype (the C struct's exact layout)
 TYPE_IDS = {
@@ -34,7 +15,7 @@ TYPE_IDS = {
 DTYPES = {
     'LogEvent': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'level', 'message',
            'timestamp'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1',
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1',
              {'names': ['len', 'data'],
               'formats': ['<u4', 'S8'],
               'offsets': [0, 4],
@@ -47,22 +28,21 @@ DTYPES = {
  'offsets': [0, 16, 32, 36, 37, 40, 52, 256],
  'itemsize': 264}),
 }
+# messages that have no C layout (host actors only), and why
 HOST_ONLY = {
 }
-# kernel id -> how it was declared, and its CUDA source for device kernels
-KERNELS = {
-    'logger': {
-        "python_name": 'logger',
-        "host_actor": True,
-        "input": 'LogEvent',
-        "output": None,
-        "block": 32,
-        "grid": 1,
-        "queue_size": 1024,
-        "source": None,
-    },
-}
 
-# Imports the sources, checks SCHEMA_HASH against them (StaleSchemaError if they changed) and
-# defines here every message class and kernel function by name.
-bind_package(globals())
+# Imports the sources, checks them against the schema hash (StaleSchemaError if they changed),
+# defines here every message class and kernel function by name, and makes `package`, what
+# RingKernelRuntime takes. Kernels (device ones compile from <kernel_id>.cu beside this file):
+#   logger: LogEvent -> -, host actor
+package = bind_package(
+    globals(),
+    name='logger',
+    schema_hash='0352d24bf0343858',
+    build_command='ringgen build examples/logger.py -o generated',
+    sources=('examples/logger.py',),
+    type_ids=TYPE_IDS,
+    dtypes=DTYPES,
+    host_only=HOST_ONLY,
+)

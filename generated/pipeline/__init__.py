@@ -4,28 +4,9 @@ Rebuild (from the folder that holds this package's parent folder):
     ringgen build examples/pipeline.py -o generated
 """
 
-from pathlib import Path
-
 import numpy as np
 
 from ringgen.codegen.binder import bind_package
-
-PACKAGE = 'pipeline'
-SCHEMA_HASH = '8ce97c80e17ae367'
-BUILD_COMMAND = 'ringgen build examples/pipeline.py -o generated'
-# Modules the package was built from: dotted names, or paths relative to the folder that holds
-# this package's parent folder.
-SOURCES = ('examples/pipeline.py',)
-PATH = Path(__file__).resolve().parent
-HEADERS = {
-    'pipeline_messages.h': PATH / 'pipeline_messages.h',
-    'pipeline_codec.h': PATH / 'pipeline_codec.h',
-    'rg_platform.h': PATH / 'rg_platform.h',
-    'rg_msgpack.h': PATH / 'rg_msgpack.h',
-    'rg_ring.h': PATH / 'rg_ring.h',
-    'rg_kernel.h': PATH / 'rg_kernel.h',
-    'rg_cpu_shim.h': PATH / 'rg_cpu_shim.h',
-}
 
 # message name -> stable type id, and numpy structured dtype (the C struct's exact layout)
 TYPE_IDS = {
@@ -37,7 +18,7 @@ TYPE_IDS = {
 }
 DTYPES = {
     'RawData': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'values'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1',
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1',
              {'names': ['count', 'items'],
               'formats': ['<u4', ('<f8', (64,))],
               'offsets': [0, 8],
@@ -45,11 +26,11 @@ DTYPES = {
  'offsets': [0, 16, 32, 36, 37, 40],
  'itemsize': 560}),
     'Ack': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'accepted'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1', '<i8'],
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '<i8'],
  'offsets': [0, 16, 32, 36, 37, 40],
  'itemsize': 48}),
     'Clipped': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'origin', 'values'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1', ('u1', (16,)),
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', ('u1', (16,)),
              {'names': ['count', 'items'],
               'formats': ['<u4', ('<f8', (64,))],
               'offsets': [0, 8],
@@ -57,7 +38,7 @@ DTYPES = {
  'offsets': [0, 16, 32, 36, 37, 38, 56],
  'itemsize': 576}),
     'Squares': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'origin', 'values'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1', ('u1', (16,)),
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', ('u1', (16,)),
              {'names': ['count', 'items'],
               'formats': ['<u4', ('<f8', (64,))],
               'offsets': [0, 8],
@@ -66,56 +47,28 @@ DTYPES = {
  'itemsize': 576}),
     'Total': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'origin', 'energy',
            'count'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1', ('u1', (16,)), '<f8', '<i8'],
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', ('u1', (16,)), '<f8', '<i8'],
  'offsets': [0, 16, 32, 36, 37, 38, 56, 64],
  'itemsize': 72}),
 }
+# messages that have no C layout (host actors only), and why
 HOST_ONLY = {
 }
-# kernel id -> how it was declared, and its CUDA source for device kernels
-KERNELS = {
-    'stage1': {
-        "python_name": 'stage1',
-        "host_actor": True,
-        "input": 'RawData',
-        "output": 'Ack',
-        "block": 32,
-        "grid": 1,
-        "queue_size": 1024,
-        "source": None,
-    },
-    'stage2': {
-        "python_name": 'stage2',
-        "host_actor": False,
-        "input": 'Clipped',
-        "output": 'Squares',
-        "block": 64,
-        "grid": 1,
-        "queue_size": 1024,
-        "source": PATH / 'stage2.cu',
-    },
-    'relay': {
-        "python_name": 'relay',
-        "host_actor": True,
-        "input": '',
-        "output": None,
-        "block": 32,
-        "grid": 1,
-        "queue_size": 1024,
-        "source": None,
-    },
-    'stage3': {
-        "python_name": 'stage3',
-        "host_actor": False,
-        "input": 'Squares',
-        "output": 'Total',
-        "block": 32,
-        "grid": 1,
-        "queue_size": 1024,
-        "source": PATH / 'stage3.cu',
-    },
-}
 
-# Imports the sources, checks SCHEMA_HASH against them (StaleSchemaError if they changed) and
-# defines here every message class and kernel function by name.
-bind_package(globals())
+# Imports the sources, checks them against the schema hash (StaleSchemaError if they changed),
+# defines here every message class and kernel function by name, and makes `package`, what
+# RingKernelRuntime takes. Kernels (device ones compile from <kernel_id>.cu beside this file):
+#   stage1: RawData -> Ack, host actor
+#   stage2: Clipped -> Squares, grid 1 x block 64
+#   relay: - -> -, host actor
+#   stage3: Squares -> Total, grid 1 x block 32
+package = bind_package(
+    globals(),
+    name='pipeline',
+    schema_hash='42ae5d15a584ff83',
+    build_command='ringgen build examples/pipeline.py -o generated',
+    sources=('examples/pipeline.py',),
+    type_ids=TYPE_IDS,
+    dtypes=DTYPES,
+    host_only=HOST_ONLY,
+)

@@ -4,28 +4,9 @@ Rebuild (from the folder that holds this package's parent folder):
     ringgen build examples/pubsub.py -o generated
 """
 
-from pathlib import Path
-
 import numpy as np
 
 from ringgen.codegen.binder import bind_package
-
-PACKAGE = 'pubsub'
-SCHEMA_HASH = 'bf6aa1f98ba010c0'
-BUILD_COMMAND = 'ringgen build examples/pubsub.py -o generated'
-# Modules the package was built from: dotted names, or paths relative to the folder that holds
-# this package's parent folder.
-SOURCES = ('examples/pubsub.py',)
-PATH = Path(__file__).resolve().parent
-HEADERS = {
-    'pubsub_messages.h': PATH / 'pubsub_messages.h',
-    'pubsub_codec.h': PATH / 'pubsub_codec.h',
-    'rg_platform.h': PATH / 'rg_platform.h',
-    'rg_msgpack.h': PATH / 'rg_msgpack.h',
-    'rg_ring.h': PATH / 'rg_ring.h',
-    'rg_kernel.h': PATH / 'rg_kernel.h',
-    'rg_cpu_shim.h': PATH / 'rg_cpu_shim.h',
-}
 
 # message name -> stable type id, and numpy structured dtype (the C struct's exact layout)
 TYPE_IDS = {
@@ -34,7 +15,7 @@ TYPE_IDS = {
 }
 DTYPES = {
     'Event': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'data'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1',
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1',
              {'names': ['len', 'data'],
               'formats': ['<u4', 'S32'],
               'offsets': [0, 4],
@@ -43,56 +24,28 @@ DTYPES = {
  'itemsize': 76}),
     'Delivery': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'subscriber',
            'length'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1', '<i4', '<i4'],
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '<i4', '<i4'],
  'offsets': [0, 16, 32, 36, 37, 40, 44],
  'itemsize': 48}),
 }
+# messages that have no C layout (host actors only), and why
 HOST_ONLY = {
 }
-# kernel id -> how it was declared, and its CUDA source for device kernels
-KERNELS = {
-    'sub1': {
-        "python_name": 'sub1',
-        "host_actor": False,
-        "input": 'Event',
-        "output": 'Delivery',
-        "block": 32,
-        "grid": 1,
-        "queue_size": 1024,
-        "source": PATH / 'sub1.cu',
-    },
-    'sub2': {
-        "python_name": 'sub2',
-        "host_actor": False,
-        "input": 'Event',
-        "output": 'Delivery',
-        "block": 32,
-        "grid": 1,
-        "queue_size": 1024,
-        "source": PATH / 'sub2.cu',
-    },
-    'sub3': {
-        "python_name": 'sub3',
-        "host_actor": False,
-        "input": 'Event',
-        "output": 'Delivery',
-        "block": 32,
-        "grid": 1,
-        "queue_size": 1024,
-        "source": PATH / 'sub3.cu',
-    },
-    'topic_processor': {
-        "python_name": 'topic_processor',
-        "host_actor": True,
-        "input": 'Event',
-        "output": None,
-        "block": 32,
-        "grid": 1,
-        "queue_size": 1024,
-        "source": None,
-    },
-}
 
-# Imports the sources, checks SCHEMA_HASH against them (StaleSchemaError if they changed) and
-# defines here every message class and kernel function by name.
-bind_package(globals())
+# Imports the sources, checks them against the schema hash (StaleSchemaError if they changed),
+# defines here every message class and kernel function by name, and makes `package`, what
+# RingKernelRuntime takes. Kernels (device ones compile from <kernel_id>.cu beside this file):
+#   sub1: Event -> Delivery, grid 1 x block 32
+#   sub2: Event -> Delivery, grid 1 x block 32
+#   sub3: Event -> Delivery, grid 1 x block 32
+#   topic_processor: Event -> -, host actor
+package = bind_package(
+    globals(),
+    name='pubsub',
+    schema_hash='e5707e7ba5a1b167',
+    build_command='ringgen build examples/pubsub.py -o generated',
+    sources=('examples/pubsub.py',),
+    type_ids=TYPE_IDS,
+    dtypes=DTYPES,
+    host_only=HOST_ONLY,
+)

@@ -4,28 +4,9 @@ Rebuild (from the folder that holds this package's parent folder):
     ringgen build examples/worker.py -o generated
 """
 
-from pathlib import Path
-
 import numpy as np
 
 from ringgen.codegen.binder import bind_package
-
-PACKAGE = 'worker'
-SCHEMA_HASH = '5c706801708a092c'
-BUILD_COMMAND = 'ringgen build examples/worker.py -o generated'
-# Modules the package was built from: dotted names, or paths relative to the folder that holds
-# this package's parent folder.
-SOURCES = ('examples/worker.py',)
-PATH = Path(__file__).resolve().parent
-HEADERS = {
-    'worker_messages.h': PATH / 'worker_messages.h',
-    'worker_codec.h': PATH / 'worker_codec.h',
-    'rg_platform.h': PATH / 'rg_platform.h',
-    'rg_msgpack.h': PATH / 'rg_msgpack.h',
-    'rg_ring.h': PATH / 'rg_ring.h',
-    'rg_kernel.h': PATH / 'rg_kernel.h',
-    'rg_cpu_shim.h': PATH / 'rg_cpu_shim.h',
-}
 
 # message name -> stable type id, and numpy structured dtype (the C struct's exact layout)
 TYPE_IDS = {
@@ -34,7 +15,7 @@ TYPE_IDS = {
 }
 DTYPES = {
     'WorkRequest': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'data', 'operation'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1',
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1',
              {'names': ['count', 'items'],
               'formats': ['<u4', ('<f8', (256,))],
               'offsets': [0, 8],
@@ -47,26 +28,25 @@ DTYPES = {
  'itemsize': 2120}),
     'WorkResponse': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'result', 'success',
            'error_code'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1', '<f8', '?', '<i8'],
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '<f8', '?', '<i8'],
  'offsets': [0, 16, 32, 36, 37, 40, 48, 56],
  'itemsize': 64}),
 }
+# messages that have no C layout (host actors only), and why
 HOST_ONLY = {
 }
-# kernel id -> how it was declared, and its CUDA source for device kernels
-KERNELS = {
-    'worker': {
-        "python_name": 'worker',
-        "host_actor": False,
-        "input": 'WorkRequest',
-        "output": 'WorkResponse',
-        "block": 128,
-        "grid": 1,
-        "queue_size": 1024,
-        "source": PATH / 'worker.cu',
-    },
-}
 
-# Imports the sources, checks SCHEMA_HASH against them (StaleSchemaError if they changed) and
-# defines here every message class and kernel function by name.
-bind_package(globals())
+# Imports the sources, checks them against the schema hash (StaleSchemaError if they changed),
+# defines here every message class and kernel function by name, and makes `package`, what
+# RingKernelRuntime takes. Kernels (device ones compile from <kernel_id>.cu beside this file):
+#   worker: WorkRequest -> WorkResponse, grid 1 x block 128
+package = bind_package(
+    globals(),
+    name='worker',
+    schema_hash='9a3f638de3bff9b9',
+    build_command='ringgen build examples/worker.py -o generated',
+    sources=('examples/worker.py',),
+    type_ids=TYPE_IDS,
+    dtypes=DTYPES,
+    host_only=HOST_ONLY,
+)

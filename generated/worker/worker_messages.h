@@ -8,6 +8,8 @@
 
 #include "rg_platform.h"
 
+static_assert(RG_FLAG_HAS_CORRELATION == 1u, "rg_platform.h and ringgen disagree on the header's flags");
+
 // Annotated[list[float], MaxLen(256)]: count + items
 typedef struct rg_list_f64_256 {
     uint32_t count;                    //    0: 4 B

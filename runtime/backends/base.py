@@ -12,52 +12,15 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import ModuleType
-from typing import Any
 
 import numpy as np
 
 from ringgen.errors import KernelFaultError, KernelStateError
 from ringgen.runtime.backends import rings
+from ringgen.schema.package import KernelDef
 
 DEFAULT_LANE_CAPACITY = 64
 DEFAULT_OUT_CAPACITY = 1024
-
-
-@dataclass(frozen=True)
-class KernelInfo:
-    """What a generated package says about one device kernel."""
-
-    kernel_id: str
-    package: ModuleType
-    input: type
-    output: type | None
-    in_dtype: np.dtype
-    out_dtype: np.dtype | None
-    block: int
-    grid: int
-    queue_size: int
-    source: Any  # Path of the .cu
-
-    @property
-    def package_dir(self) -> Any:
-        return self.package.PATH
-
-
-def kernel_info(package: ModuleType, kernel_id: str) -> KernelInfo:
-    try:
-        k = package.KERNELS[kernel_id]
-    except KeyError:
-        raise KernelStateError(
-            f"package {package.PACKAGE!r} has no kernel {kernel_id!r}; it has "
-            f"{', '.join(package.KERNELS) or 'none'}") from None
-    if k["host_actor"]:
-        raise KernelStateError(f"{kernel_id!r} is a host actor, not a device kernel")
-    classes = package.MESSAGE_CLASSES
-    out = k["output"]
-    return KernelInfo(kernel_id, package, classes[k["input"]], classes[out] if out else None,
-                      package.DTYPES[k["input"]], package.DTYPES[out] if out else None,
-                      k["block"], k["grid"], k["queue_size"], k["source"])
 
 
 @dataclass(frozen=True)
@@ -83,16 +46,19 @@ class RingKernel(ABC):
     watch_nap_ns = 20_000  # a watcher thread's nap between looks at the rings
     push_nap_ns = 50_000  # how long a push into a full lane naps before it looks again
 
-    def __init__(self, info: KernelInfo, lane_capacity: int = DEFAULT_LANE_CAPACITY,
+    def __init__(self, info: KernelDef, lane_capacity: int = DEFAULT_LANE_CAPACITY,
                  out_capacity: int = DEFAULT_OUT_CAPACITY):
+        if info.in_dtype is None:
+            raise KernelStateError(f"{info.kernel_id!r} is a host actor, not a device kernel")
         self.info = info
+        self.in_dtype: np.dtype = info.in_dtype
         self.kernel_id = info.kernel_id
         self.grid = info.grid
         self.lane_capacity = lane_capacity
         self.out_capacity = out_capacity
         self._out_slot = info.out_dtype.itemsize if info.out_dtype is not None else 8
         self.region_size = rings.region_type().size(
-            info.grid, info.block, lane_capacity, out_capacity, info.in_dtype.itemsize,
+            info.grid, info.block, lane_capacity, out_capacity, self.in_dtype.itemsize,
             self._out_slot)
         self.region: rings.Region | None = None
         self.notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -103,7 +69,7 @@ class RingKernel(ABC):
         """Lay the region out in the backend's memory at `address` (region_size bytes)."""
         info = self.info
         self.region = rings.region_type()(address, info.grid, info.block, self.lane_capacity,
-                                           self.out_capacity, info.in_dtype.itemsize,
+                                           self.out_capacity, self.in_dtype.itemsize,
                                            self._out_slot, seed)
         return self.region
 
@@ -152,7 +118,7 @@ class RingKernel(ABC):
         return done
 
     def _check_structs(self, structs: np.ndarray) -> None:
-        if structs.dtype != self.info.in_dtype or not structs.flags.c_contiguous:
+        if structs.dtype != self.in_dtype or not structs.flags.c_contiguous:
             raise TypeError(f"push takes a contiguous array of {self.info.input.__name__} structs")
 
     def lane_size(self, block: int, lane: int) -> int:
@@ -265,10 +231,10 @@ class RingKernel(ABC):
         """The requests left in the lanes, which the kernel never took (input dtype), once it
         has exited; empty while it might still run."""
         if self.closed or not self.exited():
-            return np.empty(0, dtype=self.info.in_dtype)
+            return np.empty(0, dtype=self.in_dtype)
         raw = b"".join(self.rings.take_lane(block, lane) for block in range(self.grid)
                        for lane in range(rings.LANES - 1, -1, -1))
-        return np.frombuffer(bytearray(raw), dtype=self.info.in_dtype)
+        return np.frombuffer(bytearray(raw), dtype=self.in_dtype)
 
     def terminate(self, timeout: float = 1.0) -> None:
         self.stop(timeout)

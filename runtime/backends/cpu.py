@@ -22,7 +22,7 @@ from ringgen.runtime.backends import rings
 from ringgen.runtime.backends.base import (
     DEFAULT_LANE_CAPACITY,
     DEFAULT_OUT_CAPACITY,
-    KernelInfo,
+    KernelDef,
     RingKernel,
 )
 from ringgen.runtime.shm import shared_file
@@ -41,7 +41,7 @@ class CpuKernel(RingKernel):
     # (where no kernel can) -- what tests set to run that path of the host side on a CPU.
     kernel_writes_notify = True
 
-    def __init__(self, info: KernelInfo, lane_capacity: int = DEFAULT_LANE_CAPACITY,
+    def __init__(self, info: KernelDef, lane_capacity: int = DEFAULT_LANE_CAPACITY,
                  out_capacity: int = DEFAULT_OUT_CAPACITY, sanitize_thread: bool = False):
         super().__init__(info, lane_capacity, out_capacity)
         runner = compile_runner(Path(info.package_dir), info.kernel_id, sanitize_thread).path

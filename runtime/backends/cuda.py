@@ -28,7 +28,7 @@ from ringgen.runtime.backends import rings
 from ringgen.runtime.backends.base import (
     DEFAULT_LANE_CAPACITY,
     DEFAULT_OUT_CAPACITY,
-    KernelInfo,
+    KernelDef,
     RingKernel,
 )
 from ringgen.toolchain.compile import compile_cubin
@@ -113,7 +113,7 @@ class CudaKernel(RingKernel):
     poll_ns = 20_000
     pop_spin_ns = 200_000
 
-    def __init__(self, info: KernelInfo, lane_capacity: int = DEFAULT_LANE_CAPACITY,
+    def __init__(self, info: KernelDef, lane_capacity: int = DEFAULT_LANE_CAPACITY,
                  out_capacity: int = DEFAULT_OUT_CAPACITY):
         super().__init__(info, lane_capacity, out_capacity)
         global _resident_blocks

@@ -62,7 +62,8 @@ def region_type() -> RegionType:
 
 
 def lane_of(priority: int) -> int:
-    """The seed's priority classes: 0-63, 64-127, 128, 129-191, 192-255 (lane 0 lowest)."""
+    """The lane of a priority class: low 0-63, below normal 64-127, normal 128, above
+    normal 129-191, high 192-255 (lane 0 lowest)."""
     return 0 if priority < 64 else 1 if priority < 128 else 2 if priority == 128 else \
         3 if priority < 192 else 4
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from ringgen.errors import BackendUnavailableError, ValidationError
-from ringgen.runtime.backends.base import KernelInfo, RingKernel
+from ringgen.runtime.backends.base import KernelDef, RingKernel
 
 log = logging.getLogger("ringgen.runtime")
 
@@ -30,7 +30,7 @@ def resolve_backend(requested: str) -> str:
     return "cpu"
 
 
-def create_kernel(backend: str, info: KernelInfo, lane_capacity: int) -> RingKernel:
+def create_kernel(backend: str, info: KernelDef, lane_capacity: int) -> RingKernel:
     if backend == "cuda":
         from ringgen.runtime.backends.cuda import CudaKernel
 

@@ -4,28 +4,9 @@ Rebuild (from the folder that holds this package's parent folder):
     ringgen build schemas.everything -o everything
 """
 
-from pathlib import Path
-
 import numpy as np
 
 from ringgen.codegen.binder import bind_package
-
-PACKAGE = 'everything'
-SCHEMA_HASH = '6c1eae4a8ad9be2e'
-BUILD_COMMAND = 'ringgen build schemas.everything -o everything'
-# Modules the package was built from: dotted names, or paths relative to the folder that holds
-# this package's parent folder.
-SOURCES = ('schemas.everything',)
-PATH = Path(__file__).resolve().parent
-HEADERS = {
-    'everything_messages.h': PATH / 'everything_messages.h',
-    'everything_codec.h': PATH / 'everything_codec.h',
-    'rg_platform.h': PATH / 'rg_platform.h',
-    'rg_msgpack.h': PATH / 'rg_msgpack.h',
-    'rg_ring.h': PATH / 'rg_ring.h',
-    'rg_kernel.h': PATH / 'rg_kernel.h',
-    'rg_cpu_shim.h': PATH / 'rg_cpu_shim.h',
-}
 
 # message name -> stable type id, and numpy structured dtype (the C struct's exact layout)
 TYPE_IDS = {
@@ -35,7 +16,7 @@ TYPE_IDS = {
 }
 DTYPES = {
     'Leaf': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'value', 'label'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1', '<f8',
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '<f8',
              {'names': ['len', 'data'],
               'formats': ['<u4', 'S8'],
               'offsets': [0, 4],
@@ -44,12 +25,12 @@ DTYPES = {
  'itemsize': 64}),
     'Branch': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'leaves', 'best',
            'weight'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1',
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1',
              {'names': ['count', 'items'],
               'formats': ['<u4',
                           ({'names': ['message_id', 'correlation_id', 'type_id', 'priority',
                                       'flags', 'value', 'label'],
-                            'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1', '<f8',
+                            'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '<f8',
                                         {'names': ['len', 'data'],
                                          'formats': ['<u4', 'S8'],
                                          'offsets': [0, 4],
@@ -63,7 +44,7 @@ DTYPES = {
               'formats': ['u1',
                           {'names': ['message_id', 'correlation_id', 'type_id', 'priority',
                                      'flags', 'value', 'label'],
-                           'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1', '<f8',
+                           'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '<f8',
                                        {'names': ['len', 'data'],
                                         'formats': ['<u4', 'S8'],
                                         'offsets': [0, 4],
@@ -79,7 +60,7 @@ DTYPES = {
            'enabled', 'name', 'blob', 'samples', 'ids', 'position', 'owner', 'created', 'mode',
            'tree', 'i8', 'u16', 'u64', 'f32', 'maybe_int', 'maybe_text', 'buffer',
            'flags_list'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1', '<i8', '<f8', '?',
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '<i8', '<f8', '?',
              {'names': ['len', 'data'],
               'formats': ['<u4', 'S24'],
               'offsets': [0, 4],
@@ -100,12 +81,12 @@ DTYPES = {
              ('u1', (16,)), '<i8', '<i4',
              {'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags',
                         'leaves', 'best', 'weight'],
-              'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1',
+              'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1',
                           {'names': ['count', 'items'],
                            'formats': ['<u4',
                                        ({'names': ['message_id', 'correlation_id', 'type_id',
                                                    'priority', 'flags', 'value', 'label'],
-                                         'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1',
+                                         'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1',
                                                      'u1', '<f8',
                                                      {'names': ['len', 'data'],
                                                       'formats': ['<u4', 'S8'],
@@ -120,7 +101,7 @@ DTYPES = {
                            'formats': ['u1',
                                        {'names': ['message_id', 'correlation_id', 'type_id',
                                                   'priority', 'flags', 'value', 'label'],
-                                        'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1',
+                                        'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1',
                                                     'u1', '<f8',
                                                     {'names': ['len', 'data'],
                                                      'formats': ['<u4', 'S8'],
@@ -158,12 +139,20 @@ DTYPES = {
              592, 600, 608, 624, 640, 656],
  'itemsize': 672}),
 }
+# messages that have no C layout (host actors only), and why
 HOST_ONLY = {
 }
-# kernel id -> how it was declared, and its CUDA source for device kernels
-KERNELS = {
-}
 
-# Imports the sources, checks SCHEMA_HASH against them (StaleSchemaError if they changed) and
-# defines here every message class and kernel function by name.
-bind_package(globals())
+# Imports the sources, checks them against the schema hash (StaleSchemaError if they changed),
+# defines here every message class and kernel function by name, and makes `package`, what
+# RingKernelRuntime takes. Kernels (device ones compile from <kernel_id>.cu beside this file):
+package = bind_package(
+    globals(),
+    name='everything',
+    schema_hash='5724f20d053ace6d',
+    build_command='ringgen build schemas.everything -o everything',
+    sources=('schemas.everything',),
+    type_ids=TYPE_IDS,
+    dtypes=DTYPES,
+    host_only=HOST_ONLY,
+)

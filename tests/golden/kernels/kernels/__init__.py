@@ -4,28 +4,9 @@ Rebuild (from the folder that holds this package's parent folder):
     ringgen build schemas.kernels -o kernels
 """
 
-from pathlib import Path
-
 import numpy as np
 
 from ringgen.codegen.binder import bind_package
-
-PACKAGE = 'kernels'
-SCHEMA_HASH = '5fcf7090d74f0b58'
-BUILD_COMMAND = 'ringgen build schemas.kernels -o kernels'
-# Modules the package was built from: dotted names, or paths relative to the folder that holds
-# this package's parent folder.
-SOURCES = ('schemas.kernels',)
-PATH = Path(__file__).resolve().parent
-HEADERS = {
-    'kernels_messages.h': PATH / 'kernels_messages.h',
-    'kernels_codec.h': PATH / 'kernels_codec.h',
-    'rg_platform.h': PATH / 'rg_platform.h',
-    'rg_msgpack.h': PATH / 'rg_msgpack.h',
-    'rg_ring.h': PATH / 'rg_ring.h',
-    'rg_kernel.h': PATH / 'rg_kernel.h',
-    'rg_cpu_shim.h': PATH / 'rg_cpu_shim.h',
-}
 
 # message name -> stable type id, and numpy structured dtype (the C struct's exact layout)
 TYPE_IDS = {
@@ -36,15 +17,15 @@ TYPE_IDS = {
 }
 DTYPES = {
     'Ping': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'seq', 'mode'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1', '<i8', '<i4'],
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '<i8', '<i4'],
  'offsets': [0, 16, 32, 36, 37, 40, 48],
  'itemsize': 56}),
     'Pong': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'seq', 'block'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1', '<i8', '<i4'],
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '<i8', '<i4'],
  'offsets': [0, 16, 32, 36, 37, 40, 48],
  'itemsize': 56}),
     'Numbers': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'values'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1',
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1',
              {'names': ['count', 'items'],
               'formats': ['<u4', ('<i8', (100,))],
               'offsets': [0, 8],
@@ -53,66 +34,29 @@ DTYPES = {
  'itemsize': 848}),
     'Stats': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'total', 'maximum',
            'count'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1', '<i8', '<i8', '<i4'],
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '<i8', '<i8', '<i4'],
  'offsets': [0, 16, 32, 36, 37, 40, 48, 56],
  'itemsize': 64}),
 }
+# messages that have no C layout (host actors only), and why
 HOST_ONLY = {
 }
-# kernel id -> how it was declared, and its CUDA source for device kernels
-KERNELS = {
-    'echo': {
-        "python_name": 'echo',
-        "host_actor": False,
-        "input": 'Ping',
-        "output": 'Pong',
-        "block": 32,
-        "grid": 1,
-        "queue_size": 1024,
-        "source": PATH / 'echo.cu',
-    },
-    'echo4': {
-        "python_name": 'echo4',
-        "host_actor": False,
-        "input": 'Ping',
-        "output": 'Pong',
-        "block": 8,
-        "grid": 4,
-        "queue_size": 1024,
-        "source": PATH / 'echo4.cu',
-    },
-    'stats': {
-        "python_name": 'stats',
-        "host_actor": False,
-        "input": 'Numbers',
-        "output": 'Stats',
-        "block": 64,
-        "grid": 1,
-        "queue_size": 1024,
-        "source": PATH / 'stats.cu',
-    },
-    'crasher': {
-        "python_name": 'crasher',
-        "host_actor": False,
-        "input": 'Ping',
-        "output": 'Pong',
-        "block": 32,
-        "grid": 1,
-        "queue_size": 1024,
-        "source": PATH / 'crasher.cu',
-    },
-    'sink': {
-        "python_name": 'sink',
-        "host_actor": False,
-        "input": 'Ping',
-        "output": None,
-        "block": 32,
-        "grid": 1,
-        "queue_size": 1024,
-        "source": PATH / 'sink.cu',
-    },
-}
 
-# Imports the sources, checks SCHEMA_HASH against them (StaleSchemaError if they changed) and
-# defines here every message class and kernel function by name.
-bind_package(globals())
+# Imports the sources, checks them against the schema hash (StaleSchemaError if they changed),
+# defines here every message class and kernel function by name, and makes `package`, what
+# RingKernelRuntime takes. Kernels (device ones compile from <kernel_id>.cu beside this file):
+#   echo: Ping -> Pong, grid 1 x block 32
+#   echo4: Ping -> Pong, grid 4 x block 8
+#   stats: Numbers -> Stats, grid 1 x block 64
+#   crasher: Ping -> Pong, grid 1 x block 32
+#   sink: Ping -> -, grid 1 x block 32
+package = bind_package(
+    globals(),
+    name='kernels',
+    schema_hash='425fb199f29a28d6',
+    build_command='ringgen build schemas.kernels -o kernels',
+    sources=('schemas.kernels',),
+    type_ids=TYPE_IDS,
+    dtypes=DTYPES,
+    host_only=HOST_ONLY,
+)

@@ -8,6 +8,8 @@
 
 #include "rg_platform.h"
 
+static_assert(RG_FLAG_HAS_CORRELATION == 1u, "rg_platform.h and ringgen disagree on the header's flags");
+
 // message Ping
 typedef struct Ping {
     rg_uuid message_id;                //    0: 16 B, UUID of this message

@@ -4,28 +4,9 @@ Rebuild (from the folder that holds this package's parent folder):
     ringgen build schemas.seed_messages -o seed_messages
 """
 
-from pathlib import Path
-
 import numpy as np
 
 from ringgen.codegen.binder import bind_package
-
-PACKAGE = 'seed_messages'
-SCHEMA_HASH = 'f3ffa35dff94065c'
-BUILD_COMMAND = 'ringgen build schemas.seed_messages -o seed_messages'
-# Modules the package was built from: dotted names, or paths relative to the folder that holds
-# this package's parent folder.
-SOURCES = ('schemas.seed_messages',)
-PATH = Path(__file__).resolve().parent
-HEADERS = {
-    'seed_messages_messages.h': PATH / 'seed_messages_messages.h',
-    'seed_messages_codec.h': PATH / 'seed_messages_codec.h',
-    'rg_platform.h': PATH / 'rg_platform.h',
-    'rg_msgpack.h': PATH / 'rg_msgpack.h',
-    'rg_ring.h': PATH / 'rg_ring.h',
-    'rg_kernel.h': PATH / 'rg_kernel.h',
-    'rg_cpu_shim.h': PATH / 'rg_cpu_shim.h',
-}
 
 # message name -> stable type id, and numpy structured dtype (the C struct's exact layout)
 TYPE_IDS = {
@@ -36,7 +17,7 @@ TYPE_IDS = {
 }
 DTYPES = {
     'WorkRequest': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'data', 'operation'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1',
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1',
              {'names': ['count', 'items'],
               'formats': ['<u4', ('<f8', (256,))],
               'offsets': [0, 8],
@@ -48,7 +29,7 @@ DTYPES = {
  'offsets': [0, 16, 32, 36, 37, 40, 2096],
  'itemsize': 2120}),
     'CalculateRequest': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'expression'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1',
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1',
              {'names': ['len', 'data'],
               'formats': ['<u4', 'S64'],
               'offsets': [0, 4],
@@ -57,7 +38,7 @@ DTYPES = {
  'itemsize': 108}),
     'CalculateResponse': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'result', 'success',
            'error'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1', '<f8', '?',
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '<f8', '?',
              {'names': ['present', 'value'],
               'formats': ['u1',
                           {'names': ['len', 'data'],
@@ -70,7 +51,7 @@ DTYPES = {
  'itemsize': 128}),
     'LogEvent': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'level', 'message',
            'timestamp'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1',
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1',
              {'names': ['len', 'data'],
               'formats': ['<u4', 'S8'],
               'offsets': [0, 4],
@@ -83,15 +64,23 @@ DTYPES = {
  'offsets': [0, 16, 32, 36, 37, 40, 52, 176],
  'itemsize': 184}),
 }
+# messages that have no C layout (host actors only), and why
 HOST_ONLY = {
     'Response': ('../schemas/seed_messages.py:52: Response.error: str has no bound, so it cannot live in a '
  'fixed-size C struct; write Annotated[str, MaxLen(N)], or pass large data as a BufferRef to a '
  'UnifiedBuffer'),
 }
-# kernel id -> how it was declared, and its CUDA source for device kernels
-KERNELS = {
-}
 
-# Imports the sources, checks SCHEMA_HASH against them (StaleSchemaError if they changed) and
-# defines here every message class and kernel function by name.
-bind_package(globals())
+# Imports the sources, checks them against the schema hash (StaleSchemaError if they changed),
+# defines here every message class and kernel function by name, and makes `package`, what
+# RingKernelRuntime takes. Kernels (device ones compile from <kernel_id>.cu beside this file):
+package = bind_package(
+    globals(),
+    name='seed_messages',
+    schema_hash='e2e49ee10fe3c2dc',
+    build_command='ringgen build schemas.seed_messages -o seed_messages',
+    sources=('schemas.seed_messages',),
+    type_ids=TYPE_IDS,
+    dtypes=DTYPES,
+    host_only=HOST_ONLY,
+)

@@ -4,28 +4,9 @@ Rebuild (from the folder that holds this package's parent folder):
     ringgen build schemas.widths -o widths
 """
 
-from pathlib import Path
-
 import numpy as np
 
 from ringgen.codegen.binder import bind_package
-
-PACKAGE = 'widths'
-SCHEMA_HASH = '32152adb11119407'
-BUILD_COMMAND = 'ringgen build schemas.widths -o widths'
-# Modules the package was built from: dotted names, or paths relative to the folder that holds
-# this package's parent folder.
-SOURCES = ('schemas.widths',)
-PATH = Path(__file__).resolve().parent
-HEADERS = {
-    'widths_messages.h': PATH / 'widths_messages.h',
-    'widths_codec.h': PATH / 'widths_codec.h',
-    'rg_platform.h': PATH / 'rg_platform.h',
-    'rg_msgpack.h': PATH / 'rg_msgpack.h',
-    'rg_ring.h': PATH / 'rg_ring.h',
-    'rg_kernel.h': PATH / 'rg_kernel.h',
-    'rg_cpu_shim.h': PATH / 'rg_cpu_shim.h',
-}
 
 # message name -> stable type id, and numpy structured dtype (the C struct's exact layout)
 TYPE_IDS = {
@@ -34,17 +15,25 @@ TYPE_IDS = {
 DTYPES = {
     'Widths': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'a', 'b', 'c', 'd',
            'e', 'f', 'g', 'h', 'i', 'j', 'k'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', 'u1', 'u1', '|u1', '<i8', '|i1', '<u4', '<i2',
-             '<f8', '<u2', '<f4', '?', '<i4', '<u8'],
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '|u1', '<i8', '|i1', '<u4',
+             '<i2', '<f8', '<u2', '<f4', '?', '<i4', '<u8'],
  'offsets': [0, 16, 32, 36, 37, 38, 40, 48, 52, 56, 64, 72, 76, 80, 84, 88],
  'itemsize': 96}),
 }
+# messages that have no C layout (host actors only), and why
 HOST_ONLY = {
 }
-# kernel id -> how it was declared, and its CUDA source for device kernels
-KERNELS = {
-}
 
-# Imports the sources, checks SCHEMA_HASH against them (StaleSchemaError if they changed) and
-# defines here every message class and kernel function by name.
-bind_package(globals())
+# Imports the sources, checks them against the schema hash (StaleSchemaError if they changed),
+# defines here every message class and kernel function by name, and makes `package`, what
+# RingKernelRuntime takes. Kernels (device ones compile from <kernel_id>.cu beside this file):
+package = bind_package(
+    globals(),
+    name='widths',
+    schema_hash='737a0045622d83cb',
+    build_command='ringgen build schemas.widths -o widths',
+    sources=('schemas.widths',),
+    type_ids=TYPE_IDS,
+    dtypes=DTYPES,
+    host_only=HOST_ONLY,
+)
