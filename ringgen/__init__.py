@@ -17,6 +17,7 @@ from ringgen.errors import (
     RinggenError,
     SchemaError,
     StaleSchemaError,
+    UntrustedCacheError,
     ValidationError,
 )
 from ringgen.runtime.actors import ActorContext
@@ -50,6 +51,7 @@ __all__ = [
     "StaleSchemaError",
     "Telemetry",
     "UnifiedBuffer",
+    "UntrustedCacheError",
     "ValidationError",
     "__version__",
     "message",
