@@ -25,7 +25,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ringgen.codegen import escape
-from ringgen.errors import UntrustedCacheError
+from ringgen.errors import UntrustedCacheError, ValidationError
 from ringgen.toolchain.cache import DIGEST_SUFFIX
 from ringgen.toolchain.compile import Artifact, cccl_include, compile_runner
 
@@ -253,6 +253,8 @@ def test_a_crafted_file_name_neither_runs_at_import_nor_breaks_compilation(
     (tmp_path / CRAFTED_DIR).mkdir()
     source = tmp_path / CRAFTED_DIR / CRAFTED
     source.write_text(CRAFTED_MODULE)
+    with pytest.raises(ValidationError, match=r"not a Python identifier.*--name"):
+        build([str(source)], tmp_path / "gen")  # the stem would name the package and its headers
     result = build([str(source)], tmp_path / "gen", name="crafted")
     pkg: Any = import_package(result.plan.package_dir, "rg_crafted_name")
     assert not (tmp_path / "PWNED").exists(), "importing the package ran code from a file name"
