@@ -17,6 +17,7 @@ from ringgen.errors import (
     RinggenError,
     SchemaError,
     StaleSchemaError,
+    UntrustedCacheError,
     ValidationError,
 )
 from ringgen.runtime.actors import ActorContext
@@ -54,6 +55,7 @@ __all__ = [
     "SyncRuntime",
     "Telemetry",
     "UnifiedBuffer",
+    "UntrustedCacheError",
     "ValidationError",
     "__version__",
     "message",
