@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ringgen.codecs.structs import VECTOR_MIN, StructCodec
+from ringgen.errors import KernelFaultError
+from ringgen.runtime.backends import rings
 from ringgen.runtime.backends.base import KernelDef, RingKernel
-from ringgen.runtime.backends.rings import LANE_OF
 from ringgen.runtime.channels import Channel, KernelState
 from ringgen.runtime.dead_letters import DeadLetterReason
 
@@ -78,7 +79,7 @@ class DeviceChannel(Channel):
             data = self.entry_of(msg)
             block = self._next_block
             self._next_block = (block + 1) % self.kernel.grid
-            if self.kernel.push(block, LANE_OF[msg.priority], data):
+            if self.kernel.push(block, rings.LANE_OF[msg.priority], data):
                 self.counters.sent += 1
                 self.replies.sample(msg)
                 return True
@@ -253,9 +254,11 @@ class DeviceChannel(Channel):
         """The kernel's process ended: unexpectedly unless we terminated it."""
         if self.state in (KernelState.TERMINATED, KernelState.FAILED):
             return
-        reason = self.kernel.failure() or "the kernel exited without being terminated"
-        self.poll_responses()  # what it answered before it died is still delivered
-        self.fail(reason)
+        try:
+            self.poll_responses()  # what it answered before it died is still delivered
+        except KernelFaultError:  # unless it broke its region: then nothing more is read
+            pass
+        self.fail(self.kernel.failure() or "the kernel exited without being terminated")
 
     def fail(self, reason: str) -> None:
         if self.state in (KernelState.TERMINATED, KernelState.FAILED):

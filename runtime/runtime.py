@@ -19,6 +19,7 @@ import numpy as np
 
 from ringgen.errors import KernelStateError, ValidationError
 from ringgen.runtime.actors import Actor, HostChannel
+from ringgen.runtime.backends import rings
 from ringgen.runtime.backends.base import DEFAULT_LANE_CAPACITY, RingKernel
 from ringgen.runtime.backends.select import create_kernel, resolve_backend
 from ringgen.runtime.buffers import UnifiedBuffer
@@ -33,7 +34,6 @@ from ringgen.schema.package import KernelDef, Package, package_of
 log = logging.getLogger("ringgen.runtime")
 
 DEAD_LETTER_MEMORY = 100_000
-MAX_BUFFERS = 256  # RG_MAX_BUFFERS: the size of a kernel's buffer table
 
 
 class RingKernelRuntime:
@@ -223,9 +223,9 @@ class RingKernelRuntime:
         if buffer.buffer_id in self._buffers:
             return
         used = {slot for slot, _ in self._buffers.values()}
-        slot = next((i for i in range(MAX_BUFFERS) if i not in used), None)
+        slot = next((i for i in range(rings.MAX_BUFFERS) if i not in used), None)
         if slot is None:
-            raise KernelStateError(f"at most {MAX_BUFFERS} buffers can be registered; "
+            raise KernelStateError(f"at most {rings.MAX_BUFFERS} buffers can be registered; "
                                    "unregister one first")
         self._buffers[buffer.buffer_id] = (slot, buffer)
         for channel in self._channels.values():
