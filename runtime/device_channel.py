@@ -173,7 +173,10 @@ class DeviceChannel(Channel):
         if self.output_cls is None or self.kernel.closed:
             return
         while True:
-            raw = self.kernel.pop_bytes(POP_BATCH, 0.0, clear_notify)
+            try:
+                raw = self.kernel.pop_bytes(POP_BATCH, 0.0, clear_notify)
+            except KernelFaultError:  # it broke its region and was stopped: its exit fails us
+                return
             clear_notify = False
             if not raw:
                 break
@@ -254,10 +257,7 @@ class DeviceChannel(Channel):
         """The kernel's process ended: unexpectedly unless we terminated it."""
         if self.state in (KernelState.TERMINATED, KernelState.FAILED):
             return
-        try:
-            self.poll_responses()  # what it answered before it died is still delivered
-        except KernelFaultError:  # unless it broke its region: then nothing more is read
-            pass
+        self.poll_responses()  # what it answered before it died is still delivered
         self.fail(self.kernel.failure() or "the kernel exited without being terminated")
 
     def fail(self, reason: str) -> None:

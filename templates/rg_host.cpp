@@ -56,7 +56,7 @@ class Region {
     }
 
     uint64_t lane_size(uint32_t block, uint32_t lane) {
-        return rg_host_lane_fill(lane_host(block, lane), block, lane);
+        return rg_host_lane_fill(lane_host(block, lane), block, lane, false);
     }
 
     // Up to `max` responses as the bytes of their structs, waiting (without the GIL) up to
@@ -66,7 +66,7 @@ class Region {
                   bool clear_notify) {
         rg_host* h = host();
         if (clear_notify && notify_fd_ >= 0) rg_host_clear_notify(h, notify_fd_);
-        uint64_t n = rg_host_responses(h, max);  // at most grid * out_capacity: bounded
+        uint64_t n = rg_host_responses(h, max, true);  // at most grid * out_capacity: bounded
         if (!n && timeout_ns > 0) {
             py::gil_scoped_release nogil;
             n = rg_host_wait_responses(h, max, timeout_ns, poll_ns, spin_ns);
@@ -85,7 +85,7 @@ class Region {
     // The structs left in a lane, as bytes; only once the kernel is gone (rg_host_take_lane).
     py::bytes take_lane(uint32_t block, uint32_t lane) {
         rg_host* h = lane_host(block, lane);
-        uint64_t n = rg_host_lane_fill(h, block, lane);  // at most lane_capacity: bounded
+        uint64_t n = rg_host_lane_fill(h, block, lane, true);  // at most lane_capacity: bounded
         py::bytes out = take_bytes(n * h->in_slot);
         if (rg_host_take_lane(h, block, lane, PyBytes_AS_STRING(out.ptr()), n) != n)
             throw rg_host_fault("lane " + std::to_string(lane) + " of block " +

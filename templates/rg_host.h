@@ -102,20 +102,79 @@ static inline rg_block_status* rg_host_status(const rg_host* h, uint32_t b) {
                         " slots can have: the kernel wrote over its region");
 }
 
-// Structs in lane `l` of block `b`: the host's tail less the kernel's head, bounded.
-static inline uint64_t rg_host_lane_fill(const rg_host* h, uint32_t b, uint32_t l) {
-    uint64_t tail = h->lane_tail[(size_t)b * RG_LANES + l].load(std::memory_order_relaxed);
-    uint64_t head = rg_load_acquire(&rg_host_ring(h, b, l)->head.value);
-    if (tail - head > h->lane_capacity) rg_host_bad_ring(b, l, head, tail, h->lane_capacity);
-    return tail - head;
+// A ring's header as the kernel must have left it: the capacity and slot size the host laid
+// out (the kernel's own copies of the layout, which it reads on every push and pop).
+static inline rg_ring* rg_host_checked_ring(const rg_host* h, uint32_t b, uint32_t l) {
+    rg_ring* ring = rg_host_ring(h, b, l);
+    uint64_t capacity = l < RG_LANES ? h->lane_capacity : h->out_capacity;
+    uint64_t slot = l < RG_LANES ? h->in_slot : h->out_slot;
+    if (ring->capacity != capacity || ring->slot_size != slot) {
+        std::string which = l < RG_LANES ? "lane " + std::to_string(l) : std::string("output ring");
+        throw rg_host_fault("block " + std::to_string(b) + "'s " + which + " says " +
+                            std::to_string(ring->capacity) + " slots of " +
+                            std::to_string(ring->slot_size) + " bytes where the host laid out " +
+                            std::to_string(capacity) + " of " + std::to_string(slot) +
+                            ": the kernel wrote over its region");
+    }
+    return ring;
 }
 
-// Responses in block `b`'s output ring: the kernel's tail less the host's head, bounded.
-static inline uint64_t rg_host_out_fill(const rg_host* h, uint32_t b) {
-    uint64_t head = h->out_head[b].load(std::memory_order_relaxed);
-    uint64_t tail = rg_load_acquire(&rg_host_ring(h, b, RG_LANES)->tail.value);
-    if (tail - head > h->out_capacity) rg_host_bad_ring(b, RG_LANES, head, tail, h->out_capacity);
-    return tail - head;
+// The host's own index of a ring (`index`, in the region) is what it last stored (`own`):
+// checked by the one thread that moves it, before it does.
+static inline void rg_host_check_own(uint32_t b, uint32_t l, uint64_t* index, uint64_t own) {
+    uint64_t seen = rg_load_relaxed(index);
+    if (seen != own) {
+        std::string which = l < RG_LANES ? "lane " + std::to_string(l) + "'s tail"
+                                         : std::string("output ring's head");
+        throw rg_host_fault("block " + std::to_string(b) + "'s " + which + " is " +
+                            std::to_string(seen) + " where the host left " + std::to_string(own) +
+                            ": the kernel wrote over its region");
+    }
+}
+
+// Two kinds of reader. The owner of a ring's host end (the thread that pushes into a lane, the
+// one that pops an output ring) sees the host's index stand still while it reads the kernel's,
+// so it checks exactly: at most `capacity` slots between them. Any other thread (lane_size, a
+// watcher) reads the two indices at different moments, between which both may move, so it
+// checks only what no interleaving can break (a head never passes its tail, the index the
+// host publishes never passes the one it keeps) and clamps the count it returns to the
+// capacity; the owner's next look catches the rest.
+
+// Structs in lane `l` of block `b`, as its pushing thread (owner) or any thread sees them.
+static inline uint64_t rg_host_lane_fill(const rg_host* h, uint32_t b, uint32_t l, bool owner) {
+    rg_ring* ring = rg_host_checked_ring(h, b, l);
+    const std::atomic<uint64_t>& own = h->lane_tail[(size_t)b * RG_LANES + l];
+    if (owner) {
+        uint64_t tail = own.load(std::memory_order_relaxed);
+        uint64_t head = rg_load_acquire(&ring->head.value);
+        if (tail - head > h->lane_capacity) rg_host_bad_ring(b, l, head, tail, h->lane_capacity);
+        return tail - head;
+    }
+    // The pusher stores its own copy before the region's tail, so in this order of reads
+    // head <= published tail <= own tail always holds.
+    uint64_t head = rg_load_acquire(&ring->head.value);
+    uint64_t tail = rg_load_acquire(&ring->tail.value);
+    uint64_t kept = own.load(std::memory_order_acquire);
+    if ((int64_t)(tail - head) < 0 || (int64_t)(kept - tail) < 0)
+        rg_host_bad_ring(b, l, head, tail, h->lane_capacity);
+    return kept - head < h->lane_capacity ? kept - head : h->lane_capacity;
+}
+
+// Responses in block `b`'s output ring, as its popping thread (owner) or any thread sees them.
+static inline uint64_t rg_host_out_fill(const rg_host* h, uint32_t b, bool owner) {
+    rg_ring* ring = rg_host_checked_ring(h, b, RG_LANES);
+    uint64_t head = h->out_head[b].load(std::memory_order_acquire);
+    uint64_t tail = rg_load_acquire(&ring->tail.value);
+    if (owner ? tail - head > h->out_capacity : (int64_t)(tail - head) < 0)
+        rg_host_bad_ring(b, RG_LANES, head, tail, h->out_capacity);
+    return tail - head < h->out_capacity ? tail - head : h->out_capacity;
+}
+
+// Every lane of block `b` as any thread may check it: run whenever the block answered, so that
+// a kernel that wrote over a lane the host is not pushing into (and that now feeds it
+// garbage, or nothing) is caught while it answers.
+static inline void rg_host_audit_lanes(const rg_host* h, uint32_t b) {
+    for (uint32_t l = 0; l < RG_LANES; ++l) rg_host_lane_fill(h, b, l, false);
 }
 
 // Copies n slots between a ring (from ring index `index`, wrapping at `capacity`) and `flat`.
@@ -153,15 +212,16 @@ static inline int64_t rg_host_now_ns() {
 // Pushes up to n structs into lane `l` of block `b`; returns how many fit.
 static inline uint64_t rg_host_push(rg_host* h, uint32_t b, uint32_t l, const void* src,
                                     uint64_t n) {
-    uint64_t room = h->lane_capacity - rg_host_lane_fill(h, b, l);
+    uint64_t room = h->lane_capacity - rg_host_lane_fill(h, b, l, true);
     if (n > room) n = room;
     if (!n) return 0;
     std::atomic<uint64_t>& own = h->lane_tail[(size_t)b * RG_LANES + l];
     uint64_t tail = own.load(std::memory_order_relaxed);
     rg_ring* ring = rg_host_ring(h, b, l);
+    rg_host_check_own(b, l, &ring->tail.value, tail);
     rg_host_copy(ring, h->lane_capacity, h->in_slot, tail, (uint8_t*)src, n, true);
+    own.store(tail + n, std::memory_order_release);  // first: see rg_host_lane_fill
     rg_store_release(&ring->tail.value, tail + n);
-    own.store(tail + n, std::memory_order_relaxed);
     rg_host_ring_doorbell(h);
     return n;
 }
@@ -185,9 +245,9 @@ static inline uint64_t rg_host_push_wait(rg_host* h, uint32_t b, uint32_t l, con
 
 // Responses waiting in all output rings, at most max (a snapshot: more may come, none go,
 // since only the one popping thread takes them).
-static inline uint64_t rg_host_responses(const rg_host* h, uint64_t max) {
+static inline uint64_t rg_host_responses(const rg_host* h, uint64_t max, bool owner) {
     uint64_t n = 0;
-    for (uint32_t b = 0; b < h->grid && n < max; ++b) n += rg_host_out_fill(h, b);
+    for (uint32_t b = 0; b < h->grid && n < max; ++b) n += rg_host_out_fill(h, b, owner);
     return n < max ? n : max;
 }
 
@@ -211,7 +271,7 @@ static inline uint64_t rg_host_wait_responses(const rg_host* h, uint64_t max, in
     int64_t deadline = start + timeout_ns, spin_until = start + spin_ns;
     for (;;) {
         uint64_t bell = rg_load_acquire(&out_bell->value);
-        uint64_t n = rg_host_responses(h, max);
+        uint64_t n = rg_host_responses(h, max, true);
         int64_t now = rg_host_now_ns();
         if (n || now >= deadline) return n;
         if (now < spin_until) {
@@ -230,14 +290,16 @@ static inline uint64_t rg_host_pop(rg_host* h, void* dst, uint64_t n, uint32_t* 
     uint64_t got = 0;
     for (uint32_t i = 0; i < h->grid && got < n; ++i) {
         uint32_t b = (*next + i) % h->grid;
-        uint64_t k = rg_host_out_fill(h, b);
+        uint64_t k = rg_host_out_fill(h, b, true);
         if (k > n - got) k = n - got;
         if (!k) continue;
+        rg_host_audit_lanes(h, b);
         uint64_t head = h->out_head[b].load(std::memory_order_relaxed);
         rg_ring* ring = rg_host_ring(h, b, RG_LANES);
+        rg_host_check_own(b, RG_LANES, &ring->head.value, head);
         rg_host_copy(ring, h->out_capacity, h->out_slot, head, out + got * h->out_slot, k, false);
         rg_store_release(&ring->head.value, head + k);
-        h->out_head[b].store(head + k, std::memory_order_relaxed);
+        h->out_head[b].store(head + k, std::memory_order_release);
         got += k;
     }
     *next = (*next + 1) % h->grid;
@@ -252,9 +314,10 @@ static inline uint64_t rg_host_take_lane(rg_host* h, uint32_t b, uint32_t l, voi
                                          uint64_t max) {
     rg_ring* ring = rg_host_ring(h, b, l);
     uint64_t tail = h->lane_tail[(size_t)b * RG_LANES + l].load(std::memory_order_relaxed);
-    uint64_t head = rg_load_acquire(&ring->head.value);
-    if (tail - head > h->lane_capacity) rg_host_bad_ring(b, l, head, tail, h->lane_capacity);
-    uint64_t n = tail - head < max ? tail - head : max;
+    rg_host_check_own(b, l, &ring->tail.value, tail);
+    uint64_t n = rg_host_lane_fill(h, b, l, true);
+    uint64_t head = tail - n;
+    if (n > max) n = max;
     if (!n) return 0;
     rg_host_copy(ring, h->lane_capacity, h->in_slot, head, (uint8_t*)dst, n, false);
     rg_store_release(&ring->head.value, head + n);
@@ -330,7 +393,7 @@ static inline void rg_host_watch(const rg_host* h, int fd, const std::atomic<boo
         was_watching = watching;
         bool ready;
         try {
-            ready = watching && rg_host_responses(h, 1);
+            ready = watching && rg_host_responses(h, 1, false);
         } catch (const rg_host_fault&) {
             uint64_t one = 1;
             if (write(fd, &one, sizeof one) < 0) {

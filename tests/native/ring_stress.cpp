@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
                   // there, and waits on the eventfd when nothing is
             if (woken) rg_host_clear_notify(&host, fd);
             woken = false;
-            n = rg_host_responses(&host, out.size());
+            n = rg_host_responses(&host, out.size(), true);
             struct pollfd pfd = {fd, POLLIN, 0};
             if (!n && poll(&pfd, 1, 5000) > 0) {
                 woken = true;
