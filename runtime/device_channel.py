@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ringgen.codecs.struct_bounds import check_rows
 from ringgen.codecs.structs import VECTOR_MIN, StructCodec
 from ringgen.errors import KernelFaultError
 from ringgen.runtime.backends import rings
@@ -105,9 +106,7 @@ class DeviceChannel(Channel):
         """Enqueue struct rows (the input dtype) without a Python object per message; rows go
         in priority order, FIFO within a priority. Returns how many were accepted."""
         self.check_open()
-        if arr.dtype != self.in_dtype:
-            raise TypeError(f"kernel {self.kernel_id!r} takes arrays of dtype "
-                            f"DTYPES[{self.in_codec.cls.__name__!r}], not {arr.dtype}")
+        arr = check_rows(self.in_codec.cls, self.in_dtype, arr)
         if not len(arr):
             return 0
         priorities = arr["priority"]

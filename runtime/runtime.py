@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ringgen.errors import KernelStateError, ValidationError
+from ringgen.runtime import limits
 from ringgen.runtime.actors import Actor, HostChannel
 from ringgen.runtime.backends import rings
 from ringgen.runtime.backends.base import DEFAULT_LANE_CAPACITY, RingKernel
@@ -47,7 +48,7 @@ class RingKernelRuntime:
         self.backend = ""  # "cpu" or "cuda", once resolved (on entering)
         self.dead_letter_hook = dead_letter_hook
         self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTER_MEMORY)
-        self.lane_capacity = lane_capacity
+        self.lane_capacity = limits.ring_capacity("lane_capacity", lane_capacity)
         self._channels: dict[str, Channel] = {}
         self._buffers: dict[int, tuple[int, UnifiedBuffer]] = {}  # id -> (table slot, buffer)
         self._deadlines: Deadlines | None = None  # made on entering, for the running loop
@@ -110,7 +111,10 @@ class RingKernelRuntime:
             names = sorted(k for p in self.packages for k in p.kernels)
             raise KernelStateError(f"no kernel {kernel_id!r} in the runtime's packages (they have "
                                    f"{', '.join(names) or 'none'}); pass actor= for a host actor")
-        queue_size = queue_size or (spec.queue_size if spec else 1024)
+        queue_size = limits.queue_size(queue_size if queue_size is not None else
+                                       spec.queue_size if spec else 1024)
+        if lane_capacity is not None:
+            limits.ring_capacity("lane_capacity", lane_capacity)
         backpressure = backpressure or (spec.backpressure if spec else "block")
         if backpressure not in BACKPRESSURE:
             raise ValidationError(f"backpressure must be one of {', '.join(BACKPRESSURE)}")
@@ -122,7 +126,7 @@ class RingKernelRuntime:
                                   spec.output if spec else None, queue_size, backpressure)
         else:
             assert kdef is not None
-            capacity = lane_capacity or self.lane_capacity
+            capacity = lane_capacity if lane_capacity is not None else self.lane_capacity
             kernel: RingKernel = await self.loop.run_in_executor(
                 None, create_kernel, self.backend, kdef, capacity)
             for slot, buffer in self._buffers.values():

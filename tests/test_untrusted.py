@@ -8,18 +8,24 @@ wrote, the failure is a segfault of the process that runs them."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import ROOT, build_package
 from schemas import scribbler as sc
 
-from ringgen import RingKernelRuntime
+from ringgen import RingKernelRuntime, UnifiedBuffer, ValidationError
+from ringgen.codecs import struct_columns as structs
+from ringgen.runtime.backends import rings
+from ringgen.runtime.backends.cpu import CpuKernel
 
 TESTS = ROOT / "tests"
 
@@ -162,3 +168,98 @@ def test_fuzz_a_kernel_scribbling_over_its_region(scribbler_pkg: Any, watcher: b
     assert total == 3 * FUZZ_SEEDS
     print(outcomes)
     assert not outcomes["stalled"], outcomes
+
+
+# -- launch parameters ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("capacity", [0, 3, 48, 1000, -64, 1 << 30])
+def test_lane_capacity_must_be_a_power_of_two_in_range(scribbler_pkg: Any, capacity: int) -> None:
+    """A lane capacity that is not a power of two once corrupted the rings (the slot mask
+    wraps wrong: duplicates and losses) or crashed; it is refused where it is given."""
+    with pytest.raises(ValidationError, match="lane_capacity must be a power of two"):
+        RingKernelRuntime(scribbler_pkg, backend="cpu", lane_capacity=capacity)
+    with pytest.raises(ValidationError, match="out_capacity must be a power of two"):
+        CpuKernel(scribbler_pkg.package.kernel("scribbler"), out_capacity=capacity)
+
+    async def launch() -> None:
+        async with RingKernelRuntime(scribbler_pkg, backend="cpu") as rt:
+            await rt.launch("scribbler", lane_capacity=capacity)
+
+    with pytest.raises(ValidationError, match="lane_capacity must be a power of two"):
+        asyncio.run(launch())
+
+
+@pytest.mark.parametrize("size", [0, -1, 2.5, "8"])
+def test_queue_size_is_checked(scribbler_pkg: Any, size: Any) -> None:
+    async def launch() -> None:
+        async with RingKernelRuntime(scribbler_pkg, backend="cpu") as rt:
+            await rt.launch("scribbler", queue_size=size)
+
+    with pytest.raises(ValidationError, match="queue_size must be"):
+        asyncio.run(launch())
+
+
+def test_the_native_region_refuses_a_capacity_its_mask_cannot_index() -> None:
+    """The native layer holds the same rule for callers that bypass Python's checks."""
+    memory = bytearray(1 << 20)
+    address = ctypes.addressof(ctypes.c_char.from_buffer(memory))
+    with pytest.raises(ValueError, match="powers of two"):
+        rings.region_type()(address, 1, 32, 48, 64, 64, 64, 0)
+
+
+def test_ring_constants_are_the_headers(scribbler_pkg: Any) -> None:
+    """The protocol's constants are defined once, in rg_ring.h; Python reads the module's."""
+    header = (ROOT / "templates" / "rg_ring.h").read_text()
+    defined = dict(re.findall(r"#define RG_(\w+) (\d+)u?\b", header))
+    for name in ("LANES", "MAX_BUFFERS", "CMD_ACTIVATE", "CMD_DEACTIVATE", "CMD_TERMINATE",
+                 "STATE_LAUNCHED", "STATE_ACTIVE", "STATE_PAUSED", "STATE_TERMINATED"):
+        assert getattr(rings, name) == int(defined[name]), name
+    assert rings.LANE_OF[63:66] == (0, 1, 1) and rings.LANE_OF[127:130] == (1, 2, 3)
+    assert rings.LANE_OF[191:193] == (3, 4) and len(rings.LANE_OF) == 256
+
+
+# -- arrays and buffer references ----------------------------------------------------------
+
+
+def _numbers_rows(kernels_pkg: Any, n: int) -> np.ndarray:
+    dtype = kernels_pkg.package.kernel("stats").in_dtype
+    return structs.pack(kernels_pkg.Numbers, dtype,
+                        [kernels_pkg.Numbers(values=[i, i + 1]) for i in range(n)])
+
+
+def test_send_array_rows_are_checked_against_their_bounds(kernels_pkg: Any) -> None:
+    """A row with a count of 4e9 in a list of MaxLen(100) once went to the kernel, which read
+    past its struct; 2-D, 0-d or mistyped arrays gave raw numpy errors. Each is refused with
+    ValidationError before anything is enqueued, and the kernel goes on."""
+    async def main() -> list[str]:
+        errors = []
+        async with RingKernelRuntime(kernels_pkg, backend="cpu") as rt:
+            await rt.launch("stats")
+            rows = _numbers_rows(kernels_pkg, 8)
+            rows["values"]["count"][5] = 4_000_000_000
+            bad: list[Any] = [rows, rows.reshape(2, 4), rows[:1].reshape(()),
+                              np.zeros(4, dtype=[("priority", "u1")]),
+                              list(_numbers_rows(kernels_pkg, 2))]
+            for arr in bad:
+                with pytest.raises(ValidationError) as caught:
+                    await rt.send_array("stats", arr)
+                errors.append(str(caught.value))
+            assert rt.telemetry("stats").sent == 0
+            good = _numbers_rows(kernels_pkg, 4)
+            assert await rt.send_array("stats", good) == 4
+            got = await rt.receive_many("stats", 4, timeout=5)
+            assert sorted(r.total for r in got) == [1, 3, 5, 7]
+        return errors
+
+    errors = asyncio.run(main())
+    assert "Numbers.values: row 5 has a count of 4000000000, over the bound MaxLen(100)" in errors[0]
+    assert "1-D array" in errors[1] and "shape (2, 4)" in errors[1]
+    assert "1-D array" in errors[2]
+    assert "dtype" in errors[3]
+    assert "numpy array" in errors[4]
+
+
+def test_an_unknown_buffer_reference_is_the_projects_error() -> None:
+    with pytest.raises(ValidationError, match="no live UnifiedBuffer with id 987654321"):
+        UnifiedBuffer.of(987654321)

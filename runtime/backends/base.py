@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ringgen.errors import KernelFaultError, KernelStateError
+from ringgen.runtime import limits
 from ringgen.runtime.backends import rings
 from ringgen.schema.package import KernelDef
 
@@ -56,9 +57,10 @@ class RingKernel(ABC):
         self.info = info
         self.in_dtype: np.dtype = info.in_dtype
         self.kernel_id = info.kernel_id
-        self.grid = info.grid
-        self.lane_capacity = lane_capacity
-        self.out_capacity = out_capacity
+        self.grid = limits.threads("grid", info.grid)
+        limits.threads("block", info.block)
+        self.lane_capacity = limits.ring_capacity("lane_capacity", lane_capacity)
+        self.out_capacity = limits.ring_capacity("out_capacity", out_capacity)
         self._out_slot = info.out_dtype.itemsize if info.out_dtype is not None else 8
         self.region_size = rings.region_type().size(
             info.grid, info.block, lane_capacity, out_capacity, self.in_dtype.itemsize,
