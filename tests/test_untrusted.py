@@ -35,7 +35,7 @@ def scribbler_pkg(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return build_package("schemas.scribbler", tmp_path_factory.mktemp("scribbler") / "gen")
 
 
-def run_child(pkg: Any, body: str, timeout: float = 240) -> Any:
+def run_child(pkg: Any, body: str, timeout: float = 120) -> Any:
     """Runs `body` (the inside of `async def main(pkg)`, returning something JSON) in a child
     Python with the scribbler package imported; returns what main returned. A child that dies
     (a segfault) fails the test with its exit status and output."""
@@ -50,8 +50,11 @@ def run_child(pkg: Any, body: str, timeout: float = 240) -> Any:
         f"pkg = import_package(Path({str(pkg.package.path)!r}), 'rg_child_scribbler')\n"
         "async def main(pkg):\n" + textwrap.indent(textwrap.dedent(body), "    ") +
         "\nprint('RESULT ' + json.dumps(asyncio.run(main(pkg))))\n")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=timeout, cwd=TESTS)
+    try:
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                timeout=timeout, cwd=TESTS)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"the child hung for {timeout} s:\n{e.stderr!r:.4000}") from None
     assert result.returncode == 0, (f"the Python process died (status {result.returncode}):\n"
                                     f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
     line = next(x for x in result.stdout.splitlines() if x.startswith("RESULT "))
@@ -95,7 +98,7 @@ def test_an_impossible_output_index_fails_that_kernel_only(scribbler_pkg: Any) -
                 later = "refused"
             other = (await rt.request("bystander", pkg.Scribble(seq=7), timeout=5)).seq
             return [error, rt.state("scribbler").name, later, other]
-    """)
+    """, timeout=60)
     error, state, later, other = outcome
     assert "'scribbler'" in error and "output ring" in error and "wrote over its region" in error
     assert (state, later, other) == ("FAILED", "refused", 7)
@@ -103,7 +106,7 @@ def test_an_impossible_output_index_fails_that_kernel_only(scribbler_pkg: Any) -
 
 def test_the_host_writes_no_file_descriptor_the_kernel_names(scribbler_pkg: Any) -> None:
     """The doorbell's eventfd number lives in the region; the host once wrote to whatever
-    descriptor the kernel put there, here a pipe of the host process (8 bytes per push)."""
+    descriptor the kernel put there (with the bell armed), here a pipe of the host process."""
     read_end, write_end = os.pipe()
     os.set_blocking(read_end, False)
 

@@ -45,7 +45,11 @@ __device__ bool scribbler_handle(const Scribble& req, Scribbled& resp, rg_ctx& c
         switch (req.target) {
             case 1: r->grid = (uint32_t)value; break;
             case 2: out->tail.value = value; break;
-            case 3: r->control.doorbell.notify_fd_plus1 = value; break;
+            case 3:  // and armed, as an event loop arms its output bell
+                r->control.doorbell.notify_fd_plus1 = value;
+                r->control.doorbell.armed = 1;
+                r->control.doorbell.notified = 0;
+                break;
             case 4:
                 for (int i = 0; i < 16; ++i)
                     base[rg_next_random(&state) % total] = (uint8_t)rg_next_random(&state);
