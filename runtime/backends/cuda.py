@@ -175,8 +175,6 @@ class CudaKernel(RingKernel):
     def failure(self) -> str | None:
         if self._fault is not None or self.closed:
             return self._fault
-        if self.host_fault is not None:
-            return self._failed(self.host_fault)
         with current_context() as drv:
             if not self.stream.is_done():
                 return None
