@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ringgen.errors import BackendUnavailableError
+from ringgen.errors import BackendUnavailableError, ValidationError
 from ringgen.runtime.shm import shared_file
 from ringgen.schema.types import BufferRef
 
@@ -136,4 +136,5 @@ def lookup(ref: BufferRef | int) -> UnifiedBuffer:
     try:
         return _registry[key]
     except KeyError:
-        raise LookupError(f"no live UnifiedBuffer with id {key}") from None
+        raise ValidationError(f"no live UnifiedBuffer with id {key}: the buffer was freed or "
+                              "never made; reference a buffer that is still alive") from None

@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ringgen.codecs.struct_bounds import check_rows
 from ringgen.codecs.structs import VECTOR_MIN, StructCodec
+from ringgen.errors import KernelFaultError
+from ringgen.runtime.backends import rings
 from ringgen.runtime.backends.base import KernelDef, RingKernel
-from ringgen.runtime.backends.rings import LANE_OF
 from ringgen.runtime.channels import Channel, KernelState
 from ringgen.runtime.dead_letters import DeadLetterReason
 
@@ -78,7 +80,7 @@ class DeviceChannel(Channel):
             data = self.entry_of(msg)
             block = self._next_block
             self._next_block = (block + 1) % self.kernel.grid
-            if self.kernel.push(block, LANE_OF[msg.priority], data):
+            if self.kernel.push(block, rings.LANE_OF[msg.priority], data):
                 self.counters.sent += 1
                 self.replies.sample(msg)
                 return True
@@ -104,9 +106,7 @@ class DeviceChannel(Channel):
         """Enqueue struct rows (the input dtype) without a Python object per message; rows go
         in priority order, FIFO within a priority. Returns how many were accepted."""
         self.check_open()
-        if arr.dtype != self.in_dtype:
-            raise TypeError(f"kernel {self.kernel_id!r} takes arrays of dtype "
-                            f"DTYPES[{self.in_codec.cls.__name__!r}], not {arr.dtype}")
+        arr = check_rows(self.in_codec.cls, self.in_dtype, arr)
         if not len(arr):
             return 0
         priorities = arr["priority"]
@@ -172,7 +172,10 @@ class DeviceChannel(Channel):
         if self.output_cls is None or self.kernel.closed:
             return
         while True:
-            raw = self.kernel.pop_bytes(POP_BATCH, 0.0, clear_notify)
+            try:
+                raw = self.kernel.pop_bytes(POP_BATCH, 0.0, clear_notify)
+            except KernelFaultError:  # it broke its region and was stopped: its exit fails us
+                return
             clear_notify = False
             if not raw:
                 break
@@ -253,9 +256,8 @@ class DeviceChannel(Channel):
         """The kernel's process ended: unexpectedly unless we terminated it."""
         if self.state in (KernelState.TERMINATED, KernelState.FAILED):
             return
-        reason = self.kernel.failure() or "the kernel exited without being terminated"
         self.poll_responses()  # what it answered before it died is still delivered
-        self.fail(reason)
+        self.fail(self.kernel.failure() or "the kernel exited without being terminated")
 
     def fail(self, reason: str) -> None:
         if self.state in (KernelState.TERMINATED, KernelState.FAILED):

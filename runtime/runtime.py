@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 
 from ringgen.errors import KernelStateError, ValidationError
+from ringgen.runtime import limits
 from ringgen.runtime.actors import Actor, HostChannel
+from ringgen.runtime.backends import rings
 from ringgen.runtime.backends.base import DEFAULT_LANE_CAPACITY, RingKernel
 from ringgen.runtime.backends.select import create_kernel, resolve_backend
 from ringgen.runtime.buffers import UnifiedBuffer
@@ -35,7 +37,6 @@ from ringgen.schema.package import KernelDef, Package, package_of
 log = logging.getLogger("ringgen.runtime")
 
 DEAD_LETTER_MEMORY = 100_000
-MAX_BUFFERS = 256  # RG_MAX_BUFFERS: the size of a kernel's buffer table
 
 
 class RingKernelRuntime:
@@ -52,7 +53,7 @@ class RingKernelRuntime:
         self.dead_letter_hook = dead_letter_hook
         self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTER_MEMORY)
         self.dead_letter_counts: Counter[str] = Counter()  # per kernel id, never forgotten
-        self.lane_capacity = lane_capacity
+        self.lane_capacity = limits.ring_capacity("lane_capacity", lane_capacity)
         self._channels: dict[str, Channel] = {}
         self._buffers: dict[int, tuple[int, UnifiedBuffer]] = {}  # id -> (table slot, buffer)
         self._deadlines: Deadlines | None = None  # made on entering, for the running loop
@@ -127,7 +128,10 @@ class RingKernelRuntime:
             names = sorted(k for p in self.packages for k in p.kernels)
             raise KernelStateError(f"no kernel {kernel_id!r} in the runtime's packages (they have "
                                    f"{', '.join(names) or 'none'}); pass actor= for a host actor")
-        queue_size = queue_size or (spec.queue_size if spec else 1024)
+        queue_size = limits.queue_size(queue_size if queue_size is not None else
+                                       spec.queue_size if spec else 1024)
+        if lane_capacity is not None:
+            limits.ring_capacity("lane_capacity", lane_capacity)
         backpressure = backpressure or (spec.backpressure if spec else "block")
         if backpressure not in BACKPRESSURE:
             raise ValidationError(f"backpressure must be one of {', '.join(BACKPRESSURE)}")
@@ -139,7 +143,7 @@ class RingKernelRuntime:
                                   spec.output if spec else None, queue_size, backpressure)
         else:
             assert kdef is not None
-            capacity = lane_capacity or self.lane_capacity
+            capacity = lane_capacity if lane_capacity is not None else self.lane_capacity
             kernel: RingKernel = await self.loop.run_in_executor(
                 None, create_kernel, self.backend, kdef, capacity)
             for slot, buffer in self._buffers.values():
@@ -245,9 +249,9 @@ class RingKernelRuntime:
         if buffer.buffer_id in self._buffers:
             return
         used = {slot for slot, _ in self._buffers.values()}
-        slot = next((i for i in range(MAX_BUFFERS) if i not in used), None)
+        slot = next((i for i in range(rings.MAX_BUFFERS) if i not in used), None)
         if slot is None:
-            raise KernelStateError(f"at most {MAX_BUFFERS} buffers can be registered; "
+            raise KernelStateError(f"at most {rings.MAX_BUFFERS} buffers can be registered; "
                                    "unregister one first")
         self._buffers[buffer.buffer_id] = (slot, buffer)
         for channel in self._channels.values():

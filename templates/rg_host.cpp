@@ -24,12 +24,13 @@ struct Structs {  // a buffer of whole structs of one slot size, held while it i
 
 class Region {
   public:
-    // Lays a region out in the memory at `address` (at least size() bytes).
+    // Lays a region out in the memory at `address` (at least size() bytes) and keeps its
+    // layout here: nothing later is read back from the region but the kernel's ring indices,
+    // bounded (rg_host.h).
     Region(uintptr_t address, uint32_t grid, uint32_t block, uint32_t lane_capacity,
-           uint32_t out_capacity, uint32_t in_slot, uint32_t out_slot, uint64_t seed)
-        : r_((rg_region*)address) {
-        if (!address) throw py::value_error("a region needs memory: the address is 0");
-        rg_region_init(r_, grid, block, lane_capacity, out_capacity, in_slot, out_slot, seed);
+           uint32_t out_capacity, uint32_t in_slot, uint32_t out_slot, uint64_t seed) {
+        rg_host_init(&h_, (void*)address, grid, block, lane_capacity, out_capacity, in_slot,
+                     out_slot, seed);
     }
 
     ~Region() { stop_watcher(); }
@@ -41,21 +42,21 @@ class Region {
     }
 
     uint64_t push(uint32_t block, uint32_t lane, const py::buffer& structs) {
-        rg_region* r = lane_region(block, lane);
-        Structs s = whole_structs(structs, r->in_slot_size);
-        return rg_host_push(r, block, lane, s.data, s.count);
+        rg_host* h = lane_host(block, lane);
+        Structs s = whole_structs(structs, h->in_slot);
+        return rg_host_push(h, block, lane, s.data, s.count);
     }
 
     uint64_t push_wait(uint32_t block, uint32_t lane, const py::buffer& structs,
                        int64_t timeout_ns, int64_t nap_ns) {
-        rg_region* r = lane_region(block, lane);
-        Structs s = whole_structs(structs, r->in_slot_size);
+        rg_host* h = lane_host(block, lane);
+        Structs s = whole_structs(structs, h->in_slot);
         py::gil_scoped_release nogil;
-        return rg_host_push_wait(r, block, lane, s.data, s.count, timeout_ns, nap_ns);
+        return rg_host_push_wait(h, block, lane, s.data, s.count, timeout_ns, nap_ns);
     }
 
     uint64_t lane_size(uint32_t block, uint32_t lane) {
-        return rg_ring_size(rg_region_ring(lane_region(block, lane), block, lane));
+        return rg_host_lane_fill(lane_host(block, lane), block, lane, false);
     }
 
     // Up to `max` responses as the bytes of their structs, waiting (without the GIL) up to
@@ -63,44 +64,49 @@ class Region {
     // eventfd is read first.
     py::bytes pop(uint64_t max, int64_t timeout_ns, int64_t poll_ns, int64_t spin_ns,
                   bool clear_notify) {
-        rg_region* r = region();
-        if (clear_notify && notify_fd_ >= 0) rg_host_clear_notify(r, notify_fd_);
-        uint64_t n = rg_host_responses(r, max);
+        rg_host* h = host();
+        if (clear_notify && notify_fd_ >= 0) rg_host_clear_notify(h, notify_fd_);
+        uint64_t n = rg_host_responses(h, max, true);  // at most grid * out_capacity: bounded
         if (!n && timeout_ns > 0) {
             py::gil_scoped_release nogil;
-            n = rg_host_wait_responses(r, max, timeout_ns, poll_ns, spin_ns);
+            n = rg_host_wait_responses(h, max, timeout_ns, poll_ns, spin_ns);
         }
-        // Sized before the pop: only this thread pops, so the n responses counted are there.
-        PyObject* out = PyBytes_FromStringAndSize(nullptr, (Py_ssize_t)(n * r->out_slot_size));
-        if (!out) throw py::error_already_set();
-        rg_host_pop(r, PyBytes_AS_STRING(out), n, &next_);
-        return py::reinterpret_steal<py::bytes>(out);
+        // Sized before the pop: only this thread pops, so the n responses counted are there,
+        // unless the kernel moved a tail back, which is a fault like any impossible index.
+        py::bytes out = take_bytes(n * h->out_slot);
+        uint64_t got = rg_host_pop(h, PyBytes_AS_STRING(out.ptr()), n, &next_);
+        if (got != n)
+            throw rg_host_fault("an output ring's tail went back from " + std::to_string(n) +
+                                " responses to " + std::to_string(got) +
+                                ": the kernel wrote over its region");
+        return out;
     }
 
     // The structs left in a lane, as bytes; only once the kernel is gone (rg_host_take_lane).
     py::bytes take_lane(uint32_t block, uint32_t lane) {
-        rg_region* r = lane_region(block, lane);
-        uint64_t n = rg_ring_size(rg_region_ring(r, block, lane));
-        PyObject* out = PyBytes_FromStringAndSize(nullptr, (Py_ssize_t)(n * r->in_slot_size));
-        if (!out) throw py::error_already_set();
-        rg_host_take_lane(r, block, lane, PyBytes_AS_STRING(out), n);
-        return py::reinterpret_steal<py::bytes>(out);
+        rg_host* h = lane_host(block, lane);
+        uint64_t n = rg_host_lane_fill(h, block, lane, true);  // at most lane_capacity: bounded
+        py::bytes out = take_bytes(n * h->in_slot);
+        if (rg_host_take_lane(h, block, lane, PyBytes_AS_STRING(out.ptr()), n) != n)
+            throw rg_host_fault("lane " + std::to_string(lane) + " of block " +
+                                std::to_string(block) + " changed after its kernel ended");
+        return out;
     }
 
-    uint64_t command(uint32_t command) { return rg_host_command(region(), command); }
+    uint64_t command(uint32_t command) { return rg_host_command(host(), command); }
 
     bool wait_ack(uint64_t seq, int64_t timeout_ns) {
-        rg_region* r = region();
+        rg_host* h = host();
         py::gil_scoped_release nogil;
-        return rg_host_wait_ack(r, seq, timeout_ns);
+        return rg_host_wait_ack(h, seq, timeout_ns);
     }
 
     // Per block: (state, processed, emitted, errors, heartbeat).
     py::list status() {
-        rg_region* r = region();
+        rg_host* h = host();
         py::list out;
-        for (uint32_t b = 0; b < r->grid; ++b) {
-            rg_block_status* s = rg_region_status(r, b);
+        for (uint32_t b = 0; b < h->grid; ++b) {
+            rg_block_status* s = rg_host_status(h, b);
             out.append(py::make_tuple(rg_load_acquire(&s->state), rg_load_acquire(&s->processed),
                                       rg_load_acquire(&s->emitted), rg_load_acquire(&s->errors),
                                       rg_load_acquire(&s->heartbeat)));
@@ -108,23 +114,23 @@ class Region {
         return out;
     }
 
-    void arm(bool armed) { rg_host_arm(region(), armed); }
+    void arm(bool armed) { rg_host_arm(host(), armed); }
 
     // The eventfd that wakes an armed event loop; `kernel_writes`: the kernel's own process
     // writes it (CPU backend), else a watcher thread must (start_watcher).
     void set_notify_fd(int fd, bool kernel_writes) {
+        rg_host_set_notify(host(), fd, kernel_writes);
         notify_fd_ = fd;
-        region()->control.out_bell.notify_fd_plus1 = kernel_writes ? (uint64_t)fd + 1 : 0;
     }
 
     // A host thread that does for a kernel that rings no bell (a GPU) what rg_bell_ring does on
     // the CPU backend: see rg_host_watch. Stopped by detach() (or when the Region goes).
     void start_watcher(int64_t nap_ns, int64_t spin_ns) {
-        rg_region* r = region();
+        rg_host* h = host();
         if (notify_fd_ < 0) throw py::value_error("start_watcher needs set_notify_fd first");
         if (watcher_.joinable()) throw py::value_error("the watcher runs already");
         stop_.store(false);
-        watcher_ = std::thread(rg_host_watch, r, notify_fd_, &stop_, nap_ns, spin_ns);
+        watcher_ = std::thread(rg_host_watch, h, notify_fd_, &stop_, nap_ns, spin_ns);
     }
 
     void stop_watcher() {
@@ -135,11 +141,11 @@ class Region {
     }
 
     // CPU backend: how long an idle block polls before it sleeps (see rg_poller::spinning).
-    void set_spin(uint64_t spin_ns) { region()->spin_ns = spin_ns; }
+    void set_spin(uint64_t spin_ns) { rg_host_region(host())->spin_ns = spin_ns; }
 
     void set_buffer(uint32_t slot, uint64_t buffer_id, uint64_t device_ptr, uint64_t nbytes,
                     uint32_t dtype_code, uint32_t itemsize, const std::string& path) {
-        if (!rg_host_set_buffer(region(), slot, buffer_id, device_ptr, nbytes, dtype_code,
+        if (!rg_host_set_buffer(host(), slot, buffer_id, device_ptr, nbytes, dtype_code,
                                 itemsize, path.data(), path.size()))
             throw py::index_error("no buffer slot " + std::to_string(slot) + " for a path of " +
                                   std::to_string(path.size()) + " bytes: at most " +
@@ -149,27 +155,35 @@ class Region {
     // The memory is about to go: from here on every call raises instead of touching it.
     void detach() {
         stop_watcher();
-        r_ = nullptr;
+        attached_ = false;
     }
 
   private:
-    rg_region* r_;
+    rg_host h_;
+    bool attached_ = true;
     uint32_t next_ = 0;  // the block the next pop starts at
     int notify_fd_ = -1;
     std::atomic<bool> stop_{false};
     std::thread watcher_;
 
-    rg_region* region() {
-        if (!r_) throw py::value_error("the kernel's region was released");
-        return r_;
+    rg_host* host() {
+        if (!attached_) throw py::value_error("the kernel's region was released");
+        return &h_;
     }
 
-    rg_region* lane_region(uint32_t block, uint32_t lane) {
-        rg_region* r = region();
-        if (block >= r->grid || lane >= RG_LANES)
+    rg_host* lane_host(uint32_t block, uint32_t lane) {
+        rg_host* h = host();
+        if (block >= h->grid || lane >= RG_LANES)
             throw py::index_error("no lane " + std::to_string(lane) + " of block " +
                                   std::to_string(block));
-        return r;
+        return h;
+    }
+
+    // An uninitialised bytes object of `size` bytes, owned (freed if what fills it throws).
+    static py::bytes take_bytes(uint64_t size) {
+        PyObject* out = PyBytes_FromStringAndSize(nullptr, (Py_ssize_t)size);
+        if (!out) throw py::error_already_set();
+        return py::reinterpret_steal<py::bytes>(out);
     }
 
     static Structs whole_structs(const py::buffer& structs, uint64_t slot_size) {
@@ -188,6 +202,20 @@ class Region {
 
 PYBIND11_MODULE(_rg_host, m) {
     m.doc() = "The host side of ringgen's rings (templates/rg_host.h, bound in rg_host.cpp).";
+    // The ring protocol's constants, defined once in rg_ring.h: Python reads them from here.
+    m.attr("LANES") = RG_LANES;
+    m.attr("MAX_BUFFERS") = RG_MAX_BUFFERS;
+    m.attr("CMD_ACTIVATE") = RG_CMD_ACTIVATE;
+    m.attr("CMD_DEACTIVATE") = RG_CMD_DEACTIVATE;
+    m.attr("CMD_TERMINATE") = RG_CMD_TERMINATE;
+    m.attr("STATE_LAUNCHED") = RG_STATE_LAUNCHED;
+    m.attr("STATE_ACTIVE") = RG_STATE_ACTIVE;
+    m.attr("STATE_PAUSED") = RG_STATE_PAUSED;
+    m.attr("STATE_TERMINATED") = RG_STATE_TERMINATED;
+    py::tuple lane_of(256);
+    for (uint32_t p = 0; p < 256; ++p) lane_of[p] = rg_lane_of(p);
+    m.attr("LANE_OF") = lane_of;
+    py::register_exception<rg_host_fault>(m, "RegionFault", PyExc_RuntimeError);
     py::class_<Region>(m, "Region")
         .def(py::init<uintptr_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t,
                       uint64_t>())

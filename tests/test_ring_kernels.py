@@ -45,7 +45,7 @@ def test_every_kernel_compiles_with_nvcc_sm90(kernels_pkg: Any, tmp_path: Path) 
 def _send(kernel: RingKernel, msgs: list[Any], lane: int | None = None, block: int = 0) -> None:
     for msg in msgs:
         arr = structs.pack(kernel.info.input, kernel.info.in_dtype, [msg])
-        target = rings.lane_of(msg.priority) if lane is None else lane
+        target = rings.LANE_OF[msg.priority] if lane is None else lane
         assert kernel.push(block, target, arr) == 1
 
 
@@ -131,7 +131,7 @@ def test_lanes_are_polled_highest_first(launch: Any, kernels_pkg: Any) -> None:
     _send(kernel, [kernels_pkg.Ping(seq=p, priority=p) for p in priorities])
     kernel.activate()
     seen = [p.seq for p in _receive(kernel, len(priorities))]
-    lanes = [rings.lane_of(p) for p in seen]
+    lanes = [rings.LANE_OF[p] for p in seen]
     assert lanes == sorted(lanes, reverse=True)
     assert seen == [192, 255, 129, 191, 128, 64, 127, 0, 63]  # FIFO within a lane
 

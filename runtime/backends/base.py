@@ -7,6 +7,7 @@ region lives (shared memory, mapped pinned memory), how the kernel is started, a
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from abc import ABC, abstractmethod
@@ -16,8 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ringgen.errors import KernelFaultError, KernelStateError
+from ringgen.runtime import limits
 from ringgen.runtime.backends import rings
 from ringgen.schema.package import KernelDef
+
+log = logging.getLogger("ringgen.runtime")
 
 DEFAULT_LANE_CAPACITY = 64
 DEFAULT_OUT_CAPACITY = 1024
@@ -53,14 +57,17 @@ class RingKernel(ABC):
         self.info = info
         self.in_dtype: np.dtype = info.in_dtype
         self.kernel_id = info.kernel_id
-        self.grid = info.grid
-        self.lane_capacity = lane_capacity
-        self.out_capacity = out_capacity
+        self.grid = limits.threads("grid", info.grid)
+        limits.threads("block", info.block)
+        self.lane_capacity = limits.ring_capacity("lane_capacity", lane_capacity)
+        self.out_capacity = limits.ring_capacity("out_capacity", out_capacity)
         self._out_slot = info.out_dtype.itemsize if info.out_dtype is not None else 8
         self.region_size = rings.region_type().size(
             info.grid, info.block, lane_capacity, out_capacity, self.in_dtype.itemsize,
             self._out_slot)
         self.region: rings.Region | None = None
+        self._region_fault = rings.region_fault()
+        self.host_fault: str | None = None  # why the host found the region broken, if it did
         self.notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._needs_watcher = False
         self.closed = False
@@ -100,7 +107,10 @@ class RingKernel(ABC):
         if not isinstance(structs, bytes):
             self._check_structs(structs)
             structs = structs.view(np.uint8)
-        return self.rings.push(block, lane, structs)
+        try:
+            return self.rings.push(block, lane, structs)
+        except self._region_fault as e:
+            raise self._broken(e) from None
 
     def push_wait(self, block: int, lane: int, structs: np.ndarray, timeout: float) -> int:
         """Push all of `structs`, sleeping (without the GIL) while the lane is full, for at most
@@ -111,8 +121,11 @@ class RingKernel(ABC):
         while done < len(structs):
             left = deadline - time.monotonic()
             step = int(min(max(left, 0.0), self.death_check_s) * 1e9)
-            done += self.rings.push_wait(block, lane, flat[done * structs.itemsize:], step,
-                                         self.push_nap_ns)
+            try:
+                done += self.rings.push_wait(block, lane, flat[done * structs.itemsize:], step,
+                                             self.push_nap_ns)
+            except self._region_fault as e:
+                raise self._broken(e) from None
             if left <= 0 or self.failure() is not None:
                 break
         return done
@@ -122,7 +135,10 @@ class RingKernel(ABC):
             raise TypeError(f"push takes a contiguous array of {self.info.input.__name__} structs")
 
     def lane_size(self, block: int, lane: int) -> int:
-        return self.rings.lane_size(block, lane)
+        try:
+            return self.rings.lane_size(block, lane)
+        except self._region_fault as e:
+            raise self._broken(e) from None
 
     def pop(self, max_count: int, timeout: float = 0.0) -> np.ndarray:
         """Up to max_count responses (the output dtype); waits up to `timeout` s for the first."""
@@ -136,15 +152,36 @@ class RingKernel(ABC):
         `notify_fd` is read first (what an event loop woken by it wants)."""
         if self.info.out_dtype is None:
             raise KernelStateError(f"kernel {self.kernel_id!r} has no output (fire-and-forget)")
-        if timeout <= 0:  # what is there now: the event loop's pop, on every response it awaits
-            return self.rings.pop(max_count, 0, 0, 0, clear_notify)
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            step = int(min(max(left, 0.0), self.death_check_s) * 1e9)
-            raw = self.rings.pop(max_count, step, self.poll_ns, self.pop_spin_ns, clear_notify)
-            if raw or left <= 0 or self.failure() is not None:
-                return raw
+        if self.host_fault is not None:  # nothing in a broken region is to be trusted
+            raise self._broken(None)
+        try:
+            if timeout <= 0:  # what is there now: the event loop's pop, on every awaited response
+                return self.rings.pop(max_count, 0, 0, 0, clear_notify)
+            deadline = time.monotonic() + timeout
+            while True:
+                left = deadline - time.monotonic()
+                step = int(min(max(left, 0.0), self.death_check_s) * 1e9)
+                raw = self.rings.pop(max_count, step, self.poll_ns, self.pop_spin_ns,
+                                     clear_notify)
+                if raw or left <= 0 or self.failure() is not None:
+                    return raw
+        except self._region_fault as e:
+            raise self._broken(e) from None
+
+    def _broken(self, fault: RuntimeError | None) -> KernelFaultError:
+        """The kernel wrote indices into its region that no ring can have (a handler writing
+        out of bounds): the host stops it and reads nothing more from it. Returns the error for
+        the caller; failure() gives the reason from now on."""
+        if self.host_fault is None and fault is not None:
+            self.host_fault = f"{fault}; the host stopped it"
+            log.error("kernel %s: %s", self.kernel_id, self.host_fault)
+            self._halt()
+        return KernelFaultError(f"kernel {self.kernel_id!r} failed: {self.host_fault}")
+
+    @abstractmethod
+    def _halt(self) -> None:
+        """Stop a kernel that broke its region, as far as the backend can, so that it ends
+        (on_exit is called) and failure() reports host_fault."""
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -232,9 +269,15 @@ class RingKernel(ABC):
         has exited; empty while it might still run."""
         if self.closed or not self.exited():
             return np.empty(0, dtype=self.in_dtype)
-        raw = b"".join(self.rings.take_lane(block, lane) for block in range(self.grid)
-                       for lane in range(rings.LANES - 1, -1, -1))
-        return np.frombuffer(bytearray(raw), dtype=self.in_dtype)
+        parts = []
+        for block in range(self.grid):
+            for lane in range(rings.LANES - 1, -1, -1):
+                try:
+                    parts.append(self.rings.take_lane(block, lane))
+                except self._region_fault as e:  # which requests it took cannot be known
+                    log.error("kernel %s: the requests left in lane %d of block %d are lost: %s",
+                              self.kernel_id, lane, block, e)
+        return np.frombuffer(bytearray(b"".join(parts)), dtype=self.in_dtype)
 
     def terminate(self, timeout: float = 1.0) -> None:
         self.stop(timeout)

@@ -74,7 +74,12 @@ class CpuKernel(RingKernel):
     def _start_timed_out(self) -> None:
         self.proc.kill()
 
+    def _halt(self) -> None:
+        self.proc.kill()  # its stderr reader then calls on_exit
+
     def failure(self) -> str | None:
+        if self.host_fault is not None:
+            return self.host_fault
         rc = self.proc.poll()
         if rc is None or rc == 0:  # the runner exits 0 only once terminated
             return None

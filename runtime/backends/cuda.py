@@ -166,6 +166,12 @@ class CudaKernel(RingKernel):
                 log.debug("kernel %s: fault watch ends: %s", self.kernel_id, e)
                 return
 
+    def _halt(self) -> None:
+        # A persistent kernel cannot be killed alone; asked to terminate, a kernel whose blocks
+        # still run their loop ends. Failed either way: the host reads its region no more.
+        self.rings.command(rings.CMD_TERMINATE)
+        self._failed(self.host_fault or "its region is broken")
+
     def failure(self) -> str | None:
         if self._fault is not None or self.closed:
             return self._fault

@@ -3,6 +3,10 @@ the compile cache on first use. Its `Region` drives one kernel's region in place
 
 The calls that wait release the GIL while they wait, so a thread blocked in `pop` does not
 stop the event loop or the other kernels' threads.
+
+The ring protocol's constants (lanes, commands, states, the lane of each priority, the size of
+the buffer table) are rg_ring.h's, exported by the module: they are read from it on first use,
+so that importing ringgen compiles nothing.
 """
 
 from __future__ import annotations
@@ -10,15 +14,26 @@ from __future__ import annotations
 import functools
 import importlib.machinery
 import importlib.util
+from types import ModuleType
 from typing import Protocol, cast
 
 import numpy as np
 
 from ringgen.toolchain.compile import compile_host_module
 
-STATE_LAUNCHED, STATE_ACTIVE, STATE_PAUSED, STATE_TERMINATED = 0, 1, 2, 3
-CMD_ACTIVATE, CMD_DEACTIVATE, CMD_TERMINATE = 1, 2, 3
-LANES = 5
+# Filled in from _rg_host by __getattr__ on first use.
+LANES: int
+MAX_BUFFERS: int
+CMD_ACTIVATE: int
+CMD_DEACTIVATE: int
+CMD_TERMINATE: int
+STATE_LAUNCHED: int
+STATE_ACTIVE: int
+STATE_PAUSED: int
+STATE_TERMINATED: int
+LANE_OF: tuple[int, ...]  # the lane of each priority 0..255 (lane 0 lowest)
+_CONSTANTS = ("LANES", "MAX_BUFFERS", "CMD_ACTIVATE", "CMD_DEACTIVATE", "CMD_TERMINATE",
+              "STATE_LAUNCHED", "STATE_ACTIVE", "STATE_PAUSED", "STATE_TERMINATED", "LANE_OF")
 
 
 class Region(Protocol):
@@ -51,21 +66,31 @@ class RegionType(Protocol):
 
 
 @functools.lru_cache(maxsize=1)
-def region_type() -> RegionType:
+def native() -> ModuleType:
+    """The _rg_host module, compiled into the cache on first use."""
     path = str(compile_host_module().path)
     loader = importlib.machinery.ExtensionFileLoader("_rg_host", path)
     spec = importlib.util.spec_from_file_location("_rg_host", path, loader=loader)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
     loader.exec_module(module)
-    return cast(RegionType, module.Region)
+    return module
 
 
-def lane_of(priority: int) -> int:
-    """The lane of a priority class: low 0-63, below normal 64-127, normal 128, above
-    normal 129-191, high 192-255 (lane 0 lowest)."""
-    return 0 if priority < 64 else 1 if priority < 128 else 2 if priority == 128 else \
-        3 if priority < 192 else 4
+def region_type() -> RegionType:
+    return cast(RegionType, native().Region)
 
 
-LANE_OF = tuple(lane_of(p) for p in range(256))
+def region_fault() -> type[RuntimeError]:
+    """_rg_host.RegionFault: what a Region raises when its kernel broke the ring protocol
+    (wrote impossible indices into its region)."""
+    return cast(type[RuntimeError], native().RegionFault)
+
+
+def __getattr__(name: str) -> object:
+    if name not in _CONSTANTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = native()
+    globals().update((n, getattr(module, n)) for n in _CONSTANTS)  # later reads go straight
+    return globals()[name]
+

@@ -13,6 +13,12 @@
 // waits: on the output bell's futex (futex), or as an event loop does, armed and waiting on an
 // eventfd that the kernel writes (eventfd, the CPU backend) or a watcher thread writes (watch,
 // the CUDA backend); a lost wake-up shows as 5 s without a response.
+// The standard headers rg_host.h uses come first: the CPU shim that the kernel brings defines
+// CUDA's __noinline__, a name libstdc++ uses in its own attributes.
+#include <memory>
+#include <stdexcept>
+#include <string>
+
 #include RG_KERNEL_CU
 
 #include <poll.h>
@@ -45,17 +51,18 @@ int main(int argc, char** argv) {
     const uint32_t grid = 4, block = 8, lane_cap = 64, out_cap = 256;
     uint64_t size = rg_region_init(nullptr, grid, block, lane_cap, out_cap, sizeof(Ping), sizeof(Pong), 0);
     rg_region* region = (rg_region*)aligned_alloc(RG_LINE, rg_round_up(size, RG_LINE));
-    rg_region_init(region, grid, block, lane_cap, out_cap, sizeof(Ping), sizeof(Pong), 42);
+    rg_host host;
+    rg_host_init(&host, region, grid, block, lane_cap, out_cap, sizeof(Ping), sizeof(Pong), 42);
     int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     std::atomic<bool> stop_watching{false};
     std::thread watcher;
     if (!futex) {
-        if (!watch) region->control.out_bell.notify_fd_plus1 = (uint64_t)fd + 1;
-        else watcher = std::thread(rg_host_watch, region, fd, &stop_watching, 20000, 200000);
-        rg_host_arm(region, true);
+        rg_host_set_notify(&host, fd, !watch);
+        if (watch) watcher = std::thread(rg_host_watch, &host, fd, &stop_watching, 20000, 200000);
+        rg_host_arm(&host, true);
     }
     std::thread kernel([&] { rg_cpu::run_grid(RG_ENTRY, (uint8_t*)region, grid, block); });
-    if (!rg_host_wait_ack(region, rg_host_command(region, RG_CMD_ACTIVATE), 10000000000)) {
+    if (!rg_host_wait_ack(&host, rg_host_command(&host, RG_CMD_ACTIVATE), 10000000000)) {
         fprintf(stderr, "activate was not acknowledged\n");
         return 1;
     }
@@ -63,7 +70,7 @@ int main(int argc, char** argv) {
     const uint64_t per_block = total / grid;
     std::vector<std::thread> producers;
     for (uint32_t b = 0; b < grid; ++b) {
-        producers.emplace_back([=] {
+        producers.emplace_back([=, &host] {
             uint64_t seq[RG_LANES] = {0};
             Ping batch[16];
             for (uint64_t sent = 0; sent < per_block;) {
@@ -75,7 +82,7 @@ int main(int argc, char** argv) {
                     batch[i].priority = kLanePriority[lane];
                     batch[i].seq = (int64_t)(seq[lane] + i);
                 }
-                uint64_t pushed = rg_host_push(region, b, lane, batch, n);
+                uint64_t pushed = rg_host_push(&host, b, lane, batch, n);
                 seq[lane] += pushed;
                 sent += pushed;
                 if (!pushed) std::this_thread::yield();
@@ -92,19 +99,19 @@ int main(int argc, char** argv) {
     while (received < per_block * grid && errors < 10) {
         uint64_t n;
         if (futex) {
-            n = rg_host_wait_responses(region, out.size(), 5000000000, 1000000, 20000);
+            n = rg_host_wait_responses(&host, out.size(), 5000000000, 1000000, 20000);
         } else {  // as the event loop: clears only when the eventfd woke it, pops whatever is
                   // there, and waits on the eventfd when nothing is
-            if (woken) rg_host_clear_notify(region, fd);
+            if (woken) rg_host_clear_notify(&host, fd);
             woken = false;
-            n = rg_host_responses(region, out.size());
+            n = rg_host_responses(&host, out.size(), true);
             struct pollfd pfd = {fd, POLLIN, 0};
             if (!n && poll(&pfd, 1, 5000) > 0) {
                 woken = true;
                 continue;
             }
         }
-        if (rg_host_pop(region, out.data(), n, &cursor) != n) {
+        if (rg_host_pop(&host, out.data(), n, &cursor) != n) {
             fprintf(stderr, "fewer responses popped than were counted\n");
             return 1;
         }
@@ -133,7 +140,7 @@ int main(int argc, char** argv) {
         }
     }
     for (std::thread& t : producers) t.join();
-    if (!rg_host_wait_ack(region, rg_host_command(region, RG_CMD_TERMINATE), 10000000000)) {
+    if (!rg_host_wait_ack(&host, rg_host_command(&host, RG_CMD_TERMINATE), 10000000000)) {
         fprintf(stderr, "terminate was not acknowledged\n");
         return 1;
     }
@@ -143,7 +150,7 @@ int main(int argc, char** argv) {
         watcher.join();
     }
     close(fd);
-    uint64_t extra = rg_host_pop(region, out.data(), out.size(), &cursor);
+    uint64_t extra = rg_host_pop(&host, out.data(), out.size(), &cursor);
     for (uint32_t l = 0; l < RG_LANES; ++l)
         if (!per_lane[l]) ++errors;
     if (errors || extra) {

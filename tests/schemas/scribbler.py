@@ -1,0 +1,87 @@
+"""A kernel whose handler writes over its own region, as a handler bug can: what the host must
+survive (tests/test_untrusted.py). Not golden-tested: it exists for the fault tests only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ringgen import message, ring_kernel
+
+# What a Scribble request writes over (`target`), with `value`:
+NOTHING = 0  # a plain echo
+GRID = 1  # the region's grid (layout the host must not re-read)
+OUT_TAIL = 2  # the block's output ring tail (an index the host must bound)
+DOORBELL_FD = 3  # the host doorbell's eventfd number (a file descriptor of the host process)
+RANDOM_REGION = 4  # `value` seeds random bytes anywhere in the region
+RANDOM_LAYOUT = 5  # ... in the header, control and status lines
+RANDOM_RINGS = 6  # ... random words over the block's ring headers (heads, tails, capacities)
+TARGETS = 7
+
+
+@message
+@dataclass
+class Scribble:
+    seq: int = 0
+    target: np.int32 = 0
+    value: int = 0
+
+
+@message
+@dataclass
+class Scribbled:
+    seq: int = 0
+
+
+SCRIBBLER_CU = r"""
+__device__ bool scribbler_handle(const Scribble& req, Scribbled& resp, rg_ctx& ctx) {
+    if (threadIdx.x == 0) {
+        rg_region* r = ctx.region;
+        uint8_t* base = (uint8_t*)r;
+        uint64_t state = (uint64_t)req.value, value = (uint64_t)req.value;
+        uint64_t total = r->total_size, layout = r->rings_offset;
+        rg_ring* out = rg_region_ring(r, blockIdx.x, RG_LANES);
+        switch (req.target) {
+            case 1: r->grid = (uint32_t)value; break;
+            case 2: out->tail.value = value; break;
+            case 3:  // and armed, as an event loop arms its output bell
+                r->control.doorbell.notify_fd_plus1 = value;
+                r->control.doorbell.armed = 1;
+                r->control.doorbell.notified = 0;
+                break;
+            case 4:
+                for (int i = 0; i < 16; ++i)
+                    base[rg_next_random(&state) % total] = (uint8_t)rg_next_random(&state);
+                break;
+            case 5:
+                for (int i = 0; i < 16; ++i)
+                    base[rg_next_random(&state) % layout] = (uint8_t)rg_next_random(&state);
+                break;
+            case 6:
+                for (int i = 0; i < 2; ++i) {
+                    uint32_t which = (uint32_t)(rg_next_random(&state) % (RG_LANES + 1));
+                    uint8_t* ring = (uint8_t*)rg_region_ring(r, blockIdx.x, which);
+                    uint64_t word = rg_next_random(&state) % (sizeof(rg_ring) / 8);
+                    ((uint64_t*)ring)[word] = rg_next_random(&state) >> (rg_next_random(&state) % 64);
+                }
+                break;
+            default: break;
+        }
+        resp.seq = req.seq;
+    }
+    return true;
+}
+"""
+
+
+@ring_kernel(kernel_id="scribbler", input=Scribble, output=Scribbled, block=32, grid=1,
+             queue_size=64, cuda=SCRIBBLER_CU)
+def scribbler(req: Scribble) -> Scribbled:
+    return Scribbled(seq=req.seq)
+
+
+@ring_kernel(kernel_id="bystander", input=Scribble, output=Scribbled, block=32, grid=1,
+             cuda=SCRIBBLER_CU.replace("scribbler_handle", "bystander_handle"))
+def bystander(req: Scribble) -> Scribbled:
+    return Scribbled(seq=req.seq)
