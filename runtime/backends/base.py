@@ -224,6 +224,11 @@ class RingKernel(ABC):
         """Free the region and everything else the launch holds."""
 
     @abstractmethod
+    def abandon(self, reason: str) -> None:
+        """Give up on a hung kernel: stop it as far as the backend can; failure() gives
+        `reason` from now on."""
+
+    @abstractmethod
     def exited(self) -> bool:
         """True once the kernel runs no more (terminated, crashed or killed)."""
 

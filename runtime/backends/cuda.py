@@ -199,6 +199,14 @@ class CudaKernel(RingKernel):
                 log.error("kernel %s did not exit within %.1f s of terminate; it keeps its "
                           "blocks until the process ends", self.kernel_id, timeout)
 
+    def abandon(self, reason: str) -> None:
+        """What can be saved of a hung GPU kernel: its waiters fail, the requests behind it and
+        later sends are refused. What cannot: a persistent kernel cannot be stopped alone (only by
+        destroying the context, which every kernel of this process shares), so its blocks stay
+        occupied and its region allocated until the process ends; the request it holds may even
+        be answered later, into a region nobody reads."""
+        self._fault = reason
+
     def exited(self) -> bool:
         if self.closed:
             return True
