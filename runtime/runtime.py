@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from types import ModuleType, TracebackType
 from typing import Any
@@ -27,6 +28,7 @@ from ringgen.runtime.buffers import UnifiedBuffer
 from ringgen.runtime.channels import Channel, KernelState
 from ringgen.runtime.dead_letters import DeadLetter
 from ringgen.runtime.device_channel import DeviceChannel
+from ringgen.runtime.monitor import MonitorServer
 from ringgen.runtime.telemetry import Telemetry
 from ringgen.runtime.waiting import Deadlines
 from ringgen.runtime.watchdog import DEFAULT_HANG_TIMEOUT, MIN_HANG_TIMEOUT, Watchdog
@@ -40,15 +42,16 @@ MAX_BUFFERS = 256  # RG_MAX_BUFFERS: the size of a kernel's buffer table
 
 
 class RingKernelRuntime:
-    """An async context manager that owns the kernels it launches.
-
-    hang_timeout: seconds a device kernel's heartbeat may stand still while it holds requests
-    before the kernel is failed as hung (None: never); see runtime/watchdog.py."""
+    """An async context manager that owns the kernels it launches."""
 
     def __init__(self, *packages: ModuleType | Package, backend: str = "auto",
                  dead_letter_hook: Callable[[DeadLetter], None] | None = None,
-                 lane_capacity: int = DEFAULT_LANE_CAPACITY,
+                 lane_capacity: int = DEFAULT_LANE_CAPACITY, monitor: bool = False,
                  hang_timeout: float | None = DEFAULT_HANG_TIMEOUT) -> None:
+        """`monitor=True` (or RINGGEN_MONITOR=1) serves snapshots to `ringgen top` on an
+        owner-only Unix socket while the runtime is entered. `hang_timeout`: seconds a device
+        kernel's heartbeat may stand still while it holds requests before the kernel is failed
+        as hung (None: never; see runtime/watchdog.py)."""
         if hang_timeout is not None and not hang_timeout >= MIN_HANG_TIMEOUT:
             raise ValidationError(f"hang_timeout must be at least {MIN_HANG_TIMEOUT} s (an idle "
                                   "kernel's heartbeat moves every 0.1 s), or None for no "
@@ -59,6 +62,7 @@ class RingKernelRuntime:
         self.backend = ""  # "cpu" or "cuda", once resolved (on entering)
         self.dead_letter_hook = dead_letter_hook
         self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTER_MEMORY)
+        self.dead_letter_counts: Counter[str] = Counter()  # per kernel id, never forgotten
         self.lane_capacity = lane_capacity
         self._channels: dict[str, Channel] = {}
         self._buffers: dict[int, tuple[int, UnifiedBuffer]] = {}  # id -> (table slot, buffer)
@@ -68,6 +72,8 @@ class RingKernelRuntime:
         self._launching: set[str] = set()  # kernel ids with a launch() in progress
         self._launches: set[asyncio.Future[None]] = set()  # each done when its launch() ends
         self._closing = False  # shutdown() began: launches in progress undo themselves
+        self._monitor = MonitorServer(self) if monitor or os.environ.get("RINGGEN_MONITOR") == "1" \
+            else None
 
     # -- context ---------------------------------------------------------------------------
 
@@ -78,11 +84,21 @@ class RingKernelRuntime:
             self._watchdog = Watchdog(loop, self.hang_timeout)
         self._closing = False
         self.backend = resolve_backend(self.requested_backend)
+        if self._monitor is not None:
+            await self._monitor.start()
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        await self.shutdown()
+        await self.close()
+
+    async def close(self, timeout: float = 1.0) -> None:
+        """What leaving `async with` does: shutdown(timeout), then close the monitor socket."""
+        try:
+            await self.shutdown(timeout)
+        finally:
+            if self._monitor is not None:
+                await self._monitor.close()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -261,6 +277,11 @@ class RingKernelRuntime:
         channels = [self.channel(kernel_id)] if kernel_id is not None else list(self._channels.values())
         await asyncio.gather(*(c.drain(timeout) for c in channels))
 
+    def kernel_ids(self) -> list[str]:
+        """The kernels and host actors launched so far, in launch order (terminated and failed
+        ones too, until launched again)."""
+        return list(self._channels)
+
     def telemetry(self, kernel_id: str) -> Telemetry:
         channel = self.channel(kernel_id)
         figures = channel.telemetry()
@@ -313,6 +334,7 @@ class RingKernelRuntime:
                         DEAD_LETTER_MEMORY)
             self._warned_dead_letters = True
         self.dead_letters.append(letter)
+        self.dead_letter_counts[letter.kernel_id] += 1
         if self.dead_letter_hook is not None:
             self.dead_letter_hook(letter)
 
