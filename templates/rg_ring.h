@@ -142,7 +142,7 @@ typedef struct alignas(RG_LINE) rg_block_status {
     uint64_t processed;  // requests handled
     uint64_t emitted;    // responses pushed
     uint64_t errors;     // handler calls that reported ctx.fail()
-    uint64_t heartbeat;  // bumped on every poll round, busy or idle, and while output waits
+    uint64_t heartbeat;  // bumped on every poll round, busy or idle
     uint64_t _pad[11];
 } rg_block_status;
 
