@@ -1,6 +1,7 @@
 """What idle kernels cost: twenty CPU-backend runners of the example `worker` kernel, launched,
 answered once each, then left idle; the CPU time their processes use over a few seconds, as a
-share of one core (utime + stime from /proc/<pid>/stat), and the Python process's beside it.
+share of one core (the run time of every thread, from /proc/<pid>/task/*/schedstat, in ns),
+and the Python process's beside it.
 
     python benchmarks/bench_idle.py [KERNELS] [SECONDS]
 
@@ -22,8 +23,6 @@ from typing import Any
 import ringgen.runtime
 from ringgen import RingKernelRuntime
 
-TICKS = os.sysconf("SC_CLK_TCK")
-
 
 def load_worker() -> Any:
     folder = Path(ringgen.runtime.__file__).resolve().parent.parent / "generated" / "worker"
@@ -36,9 +35,10 @@ def load_worker() -> Any:
     return module
 
 
-def cpu_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+def cpu_ns(pid: int) -> int:
+    """Nanoseconds the process's threads have run (the first field of each schedstat)."""
+    return sum(int((task / "schedstat").read_text().split()[0])
+               for task in Path(f"/proc/{pid}/task").iterdir())
 
 
 async def main(kernels: int, seconds: float) -> None:
@@ -51,16 +51,14 @@ async def main(kernels: int, seconds: float) -> None:
             await rt.request("worker", pkg.WorkRequest(data=[1.0]), timeout=30.0)
             pids.append(rt.channel("worker").kernel.proc.pid)  # type: ignore[attr-defined]
         await asyncio.sleep(1.0)  # past every spin window and the naps' ramp
-        before = [cpu_ticks(p) for p in pids]
-        host_before = os.times()
+        before = [cpu_ns(p) for p in pids] + [cpu_ns(os.getpid())]
         start = time.monotonic()
         await asyncio.sleep(seconds)
         elapsed = time.monotonic() - start
-        runners = sum(cpu_ticks(p) for p in pids) - sum(before)
-        host_after = os.times()
-        host = (host_after.user + host_after.system) - (host_before.user + host_before.system)
-    print(f"{kernels} idle kernels over {elapsed:.1f} s: runners {100 * runners / TICKS / elapsed:.2f}%"
-          f" of a core, Python process {100 * host / elapsed:.2f}%")
+        runners = sum(cpu_ns(p) for p in pids) - sum(before[:-1])
+        host = cpu_ns(os.getpid()) - before[-1]
+    print(f"{kernels} idle kernels over {elapsed:.1f} s: runners {100 * runners / 1e9 / elapsed:.3f}%"
+          f" of a core, the Python process {100 * host / 1e9 / elapsed:.3f}%")
 
 
 if __name__ == "__main__":
