@@ -54,7 +54,7 @@ class RingKernelRuntime:
         as hung (None: never; see runtime/watchdog.py)."""
         if hang_timeout is not None and not hang_timeout >= MIN_HANG_TIMEOUT:
             raise ValidationError(f"hang_timeout must be at least {MIN_HANG_TIMEOUT} s (an idle "
-                                  "kernel's heartbeat moves every 0.1 s), or None for no "
+                                  "kernel's heartbeat moves every second), or None for no "
                                   f"watchdog; got {hang_timeout!r}")
         self.hang_timeout = hang_timeout
         self.packages = [package_of(p) for p in packages]

@@ -235,7 +235,7 @@ def test_buffer_ids_are_random_64_bit() -> None:
 @pytest.mark.parametrize("mode", [1, 2], ids=["endless-handler", "stuck-at-barrier"])
 def test_hung_kernel_fails_its_waiters(lifecycle_pkg: Any, mode: int) -> None:
     async def main() -> tuple[BaseException, BaseException, float, Any, int | None, list[Any]]:
-        async with RingKernelRuntime(lifecycle_pkg, backend="cpu", hang_timeout=0.5) as rt:
+        async with RingKernelRuntime(lifecycle_pkg, backend="cpu", hang_timeout=2.0) as rt:
             await rt.launch("hang")
             proc = rt.channel("hang").kernel.proc  # type: ignore[attr-defined]
             start = time.monotonic()
@@ -265,14 +265,14 @@ def test_hung_kernel_fails_its_waiters(lifecycle_pkg: Any, mode: int) -> None:
 
 def test_stopped_runner_shows_as_stalled(kernels_pkg: Any) -> None:
     async def main() -> tuple[Any, Any, Any, Any]:
-        async with RingKernelRuntime(kernels_pkg, backend="cpu", hang_timeout=0.5) as rt:
+        async with RingKernelRuntime(kernels_pkg, backend="cpu", hang_timeout=2.0) as rt:
             await rt.launch("echo")
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.5)
             running = rt.telemetry("echo")
             pid = rt.channel("echo").kernel.proc.pid  # type: ignore[attr-defined]
             os.kill(pid, signal.SIGSTOP)
             try:
-                await asyncio.sleep(1.2)
+                await asyncio.sleep(3.0)
                 stopped = rt.telemetry("echo")
             finally:
                 os.kill(pid, signal.SIGCONT)
@@ -283,11 +283,11 @@ def test_stopped_runner_shows_as_stalled(kernels_pkg: Any) -> None:
 
     running, stopped, resumed, resp = asyncio.run(main())
     assert not running.stalled and running.heartbeat_age_s is not None
-    assert stopped.stalled and stopped.heartbeat_age_s >= 0.5
+    assert stopped.stalled and stopped.heartbeat_age_s >= 2.0
     assert stopped.state == "active"  # it held nothing: shown, not killed
     assert not resumed.stalled and resp.seq == 5
 
 
 def test_hang_timeout_is_validated(kernels_pkg: Any) -> None:
     with pytest.raises(ValidationError, match="hang_timeout"):
-        RingKernelRuntime(kernels_pkg, hang_timeout=0.01)
+        RingKernelRuntime(kernels_pkg, hang_timeout=0.5)

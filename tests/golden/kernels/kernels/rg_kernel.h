@@ -93,11 +93,11 @@ RG_FN void rg_uuid4(uint64_t* state, rg_uuid* out) {
 // Longest sleep between polls when idle. A GPU has no bell to wake it: it naps briefly. On the
 // CPU backend every push, pop and command rings the doorbell the block sleeps on, so the nap
 // only bounds how stale the heartbeat gets (the host's hang watchdog reads it): an idle
-// kernel costs ten wake-ups a second per block.
+// kernel costs one wake-up a second per block.
 #if defined(__CUDA_ARCH__)
 #define RG_MAX_IDLE_NS 200000u
 #else
-#define RG_MAX_IDLE_NS 100000000u
+#define RG_MAX_IDLE_NS 1000000000u
 #endif
 
 // Thread 0's private state between requests.
