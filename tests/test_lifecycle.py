@@ -213,6 +213,34 @@ def test_shutdown_during_a_launch_leaves_no_runner(lifecycle_pkg: Any) -> None:
     assert _children_runners() - before == set()
 
 
+def _child_pids() -> set[int]:
+    """This process's children, from each thread's list (cheaper than a scan of /proc)."""
+    return {int(pid) for task in Path("/proc/self/task").iterdir()
+            for pid in (task / "children").read_text().split()}
+
+
+def test_cancelled_launch_leaves_no_runner(lifecycle_pkg: Any) -> None:
+    _warm_cache(lifecycle_pkg)
+    before = _children_runners()
+
+    async def main() -> set[int]:
+        async with RingKernelRuntime(lifecycle_pkg, backend="cpu") as rt:
+            others = _child_pids()
+            launch = asyncio.ensure_future(rt.launch("hang"))
+            while not _child_pids() - others and not launch.done():
+                await asyncio.sleep(0)  # until the worker thread has started the runner
+            launch.cancel()  # while the launch waits for the runner to come up
+            await asyncio.gather(launch, return_exceptions=True)
+        # Looked at before asyncio.run ends: its worker threads' exit would kill the runners
+        # they started (their death signal), hiding one that nothing owns.
+        deadline = time.monotonic() + 3.0
+        while (left := _children_runners() - before) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return left
+
+    assert asyncio.run(main()) == set()
+
+
 def _runner_maps(pid: int) -> list[str]:
     return [line for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
             if "ringgen-buffer" in line]
