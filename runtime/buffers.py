@@ -1,8 +1,12 @@
 """UnifiedBuffer: large data shared by the host and the kernels, referenced from messages by a
 BufferRef instead of being copied into them.
 
-The memory is a shared-memory file on the CPU backend (mapped by the host and, on first use,
-by each kernel's runner) and managed memory on CUDA. A kernel resolves a reference with
+The memory is an anonymous memory file on the CPU backend (mapped by the host and, on first use,
+by each kernel's runner, which unmaps it once the buffer leaves the kernel's table) and managed
+memory on CUDA.
+
+Buffer ids are random 64-bit numbers: a kernel finds only the buffers registered with its own
+runtime (its table), and a reference cannot be guessed from another one. A kernel resolves a reference with
 `ctx.buffer(ref)`: pointer, size and numpy type character.
 
 State is kept true by the runtime: the host's writes are published (host dirty ->
@@ -13,8 +17,8 @@ message marks the buffer device dirty until the host next looks (`.host`), which
 from __future__ import annotations
 
 import enum
-import itertools
 import os
+import secrets
 import threading
 import weakref
 from typing import Any
@@ -22,10 +26,9 @@ from typing import Any
 import numpy as np
 
 from ringgen.errors import BackendUnavailableError, ValidationError
-from ringgen.runtime.shm import shared_file
+from ringgen.runtime.shm import path_of, shared_memory
 from ringgen.schema.types import BufferRef
 
-_ids = itertools.count(1)
 _registry: weakref.WeakValueDictionary[int, UnifiedBuffer] = weakref.WeakValueDictionary()
 _lock = threading.Lock()
 
@@ -53,19 +56,16 @@ class UnifiedBuffer:
         self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
         if self.nbytes <= 0:
             raise ValueError("a UnifiedBuffer needs at least one element")
+        if backend not in ("cpu", "cuda"):
+            raise ValueError(f"backend must be 'cpu' or 'cuda', not {backend!r}")
         self.backend = backend
-        self.buffer_id = next(_ids)
+        with _lock:
+            self.buffer_id = _new_id()
+            _registry[self.buffer_id] = self
         self.path = ""
         self.device_ptr = 0
-        if backend == "cpu":
-            self._array = self._shared_file()
-        elif backend == "cuda":
-            self._array = self._managed()
-        else:
-            raise ValueError(f"backend must be 'cpu' or 'cuda', not {backend!r}")
+        self._array = self._shared_memory() if backend == "cpu" else self._managed()
         self.state = BufferState.SYNCHRONIZED
-        with _lock:
-            _registry[self.buffer_id] = self
 
     @staticmethod
     def of(ref: BufferRef | int) -> UnifiedBuffer:
@@ -73,9 +73,12 @@ class UnifiedBuffer:
         where its CUDA handler calls ctx.buffer(ref))."""
         return lookup(ref)
 
-    def _shared_file(self) -> np.ndarray:
-        self.path, self._map = shared_file(f"ringgen-buffer-{self.buffer_id}-", self.nbytes)
-        weakref.finalize(self, _remove, self.path)
+    def _shared_memory(self) -> np.ndarray:
+        # The descriptor stays open while the buffer lives: runners open it by its /proc path
+        # when a handler first uses the buffer.
+        fd, self._map = shared_memory("ringgen-buffer", self.nbytes)
+        weakref.finalize(self, os.close, fd)
+        self.path = path_of(fd)
         return np.frombuffer(self._map, dtype=self.dtype).reshape(self.shape)
 
     def _managed(self) -> np.ndarray:
@@ -123,11 +126,12 @@ class UnifiedBuffer:
                 self.dtype.itemsize, self.path)
 
 
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+def _new_id() -> int:
+    """A random nonzero id no live buffer has (0 marks a free table entry); under _lock."""
+    while True:
+        candidate = secrets.randbits(64)
+        if candidate and candidate not in _registry:
+            return candidate
 
 
 def lookup(ref: BufferRef | int) -> UnifiedBuffer:

@@ -259,6 +259,17 @@ class DeviceChannel(Channel):
         self.poll_responses()  # what it answered before it died is still delivered
         self.fail(self.kernel.failure() or "the kernel exited without being terminated")
 
+    def holds_requests(self) -> bool:
+        """Requests are in the kernel's lanes or in its handlers (not merely in the backlog)."""
+        return self.in_flight() - len(self.backlog) > 0
+
+    def hung(self, reason: str) -> None:
+        """The watchdog found the kernel hung: it is stopped and fails as a crashed one does."""
+        if self.state in (KernelState.TERMINATED, KernelState.FAILED):
+            return
+        self.kernel.abandon(reason)
+        self._on_exit()
+
     def fail(self, reason: str) -> None:
         if self.state in (KernelState.TERMINATED, KernelState.FAILED):
             return

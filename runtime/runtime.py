@@ -9,8 +9,10 @@ typed messages with exact priorities, correlation, backpressure and telemetry.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
+import threading
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from types import ModuleType, TracebackType
@@ -31,6 +33,7 @@ from ringgen.runtime.device_channel import DeviceChannel
 from ringgen.runtime.monitor import MonitorServer
 from ringgen.runtime.telemetry import Telemetry
 from ringgen.runtime.waiting import Deadlines
+from ringgen.runtime.watchdog import DEFAULT_HANG_TIMEOUT, MIN_HANG_TIMEOUT, Watchdog
 from ringgen.schema.kernels import BACKPRESSURE
 from ringgen.schema.package import KernelDef, Package, package_of
 
@@ -44,9 +47,17 @@ class RingKernelRuntime:
 
     def __init__(self, *packages: ModuleType | Package, backend: str = "auto",
                  dead_letter_hook: Callable[[DeadLetter], None] | None = None,
-                 lane_capacity: int = DEFAULT_LANE_CAPACITY, monitor: bool = False) -> None:
+                 lane_capacity: int = DEFAULT_LANE_CAPACITY, monitor: bool = False,
+                 hang_timeout: float | None = DEFAULT_HANG_TIMEOUT) -> None:
         """`monitor=True` (or RINGGEN_MONITOR=1) serves snapshots to `ringgen top` on an
-        owner-only Unix socket while the runtime is entered."""
+        owner-only Unix socket while the runtime is entered. `hang_timeout`: seconds a device
+        kernel's heartbeat may stand still while it holds requests before the kernel is failed
+        as hung (None: never; see runtime/watchdog.py)."""
+        if hang_timeout is not None and not hang_timeout >= MIN_HANG_TIMEOUT:
+            raise ValidationError(f"hang_timeout must be at least {MIN_HANG_TIMEOUT} s (an idle "
+                                  "kernel's heartbeat moves every second), or None for no "
+                                  f"watchdog; got {hang_timeout!r}")
+        self.hang_timeout = hang_timeout
         self.packages = [package_of(p) for p in packages]
         self.requested_backend = backend
         self.backend = ""  # "cpu" or "cuda", once resolved (on entering)
@@ -57,14 +68,22 @@ class RingKernelRuntime:
         self._channels: dict[str, Channel] = {}
         self._buffers: dict[int, tuple[int, UnifiedBuffer]] = {}  # id -> (table slot, buffer)
         self._deadlines: Deadlines | None = None  # made on entering, for the running loop
+        self._watchdog: Watchdog | None = None  # likewise
         self._warned_dead_letters = False
+        self._launching: set[str] = set()  # kernel ids with a launch() in progress
+        self._launches: set[asyncio.Future[None]] = set()  # each done when its launch() ends
+        self._closing = False  # shutdown() began: launches in progress undo themselves
         self._monitor = MonitorServer(self) if monitor or os.environ.get("RINGGEN_MONITOR") == "1" \
             else None
 
     # -- context ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> RingKernelRuntime:
-        self._deadlines = Deadlines(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        self._deadlines = Deadlines(loop)
+        if self.hang_timeout is not None:
+            self._watchdog = Watchdog(loop, self.hang_timeout)
+        self._closing = False
         self.backend = resolve_backend(self.requested_backend)
         if self._monitor is not None:
             await self._monitor.start()
@@ -119,6 +138,25 @@ class RingKernelRuntime:
                      queue_size: int | None = None, backpressure: str | None = None,
                      lane_capacity: int | None = None) -> None:
         """Start a kernel of the packages (or `actor`, an `async def f(ctx)` host actor)."""
+        if self._closing:
+            raise KernelStateError(f"cannot launch {kernel_id!r}: the runtime is shut down")
+        if kernel_id in self._launching:
+            raise KernelStateError(f"kernel {kernel_id!r} is being launched by another launch() "
+                                   "call; await that one instead")
+        self._launching.add(kernel_id)
+        done: asyncio.Future[None] = self.loop.create_future()
+        self._launches.add(done)
+        try:
+            await self._launch(kernel_id, actor, activate, queue_size, backpressure,
+                               lane_capacity)
+        finally:
+            self._launching.discard(kernel_id)
+            self._launches.discard(done)
+            done.set_result(None)
+
+    async def _launch(self, kernel_id: str, actor: Actor | None, activate: bool,
+                      queue_size: int | None, backpressure: str | None,
+                      lane_capacity: int | None) -> None:
         old = self._channels.get(kernel_id)
         if old is not None and old.state not in (KernelState.TERMINATED, KernelState.FAILED):
             raise KernelStateError(f"kernel {kernel_id!r} is already running; terminate it first")
@@ -144,15 +182,31 @@ class RingKernelRuntime:
         else:
             assert kdef is not None
             capacity = lane_capacity if lane_capacity is not None else self.lane_capacity
-            kernel: RingKernel = await self.loop.run_in_executor(
-                None, create_kernel, self.backend, kdef, capacity)
+            kernel = await self._start_kernel(kdef, capacity)
             for slot, buffer in self._buffers.values():
                 kernel.set_buffer(slot, buffer.entry())
             channel = DeviceChannel(self, kdef, kernel, queue_size, backpressure)
+            if self._watchdog is not None:
+                self._watchdog.watch(channel, kernel, channel.holds_requests, channel.hung)
         self._channels[kernel_id] = channel
         log.info("launched %s on %s", kernel_id, channel.backend_name)
         if activate:
             await channel.activate()
+
+    async def _start_kernel(self, kdef: KernelDef, capacity: int) -> RingKernel:
+        """create_kernel in a worker thread. A kernel that comes up after its launch() was
+        cancelled, or while the runtime shuts down, is terminated: no kernel outlives it."""
+        made = self.loop.run_in_executor(None, create_kernel, self.backend, kdef, capacity)
+        try:
+            kernel: RingKernel = await asyncio.shield(made)
+        except asyncio.CancelledError:
+            made.add_done_callback(_terminate_orphan)
+            raise
+        if self._closing:
+            await self.loop.run_in_executor(None, kernel.terminate)
+            raise KernelStateError(f"the runtime shut down while {kdef.kernel_id!r} was "
+                                   "launching; it was terminated")
+        return kernel
 
     async def activate(self, kernel_id: str) -> None:
         await self.channel(kernel_id).activate()
@@ -166,6 +220,11 @@ class RingKernelRuntime:
 
     async def shutdown(self, timeout: float = 1.0) -> None:
         """Terminate every kernel within about `timeout` seconds (host actors, then kernels)."""
+        self._closing = True
+        if self._launches:  # they see _closing and terminate what they started
+            await asyncio.wait(set(self._launches))
+        if self._watchdog is not None:
+            self._watchdog.close()
         # Host actors first: they are the ones that forward to device kernels, and should not
         # find a kernel gone under them.
         hosts = [c for c in self._channels.values() if isinstance(c, HostChannel)]
@@ -228,7 +287,13 @@ class RingKernelRuntime:
         return list(self._channels)
 
     def telemetry(self, kernel_id: str) -> Telemetry:
-        return self.channel(kernel_id).telemetry()
+        channel = self.channel(kernel_id)
+        figures = channel.telemetry()
+        still = self._watchdog.stalled_for(channel) if self._watchdog is not None else None
+        if still is None or self.hang_timeout is None:
+            return figures
+        return dataclasses.replace(figures, heartbeat_age_s=still,
+                                   stalled=still >= self.hang_timeout)
 
     def state(self, kernel_id: str) -> KernelState:
         return self.channel(kernel_id).state
@@ -278,3 +343,11 @@ class RingKernelRuntime:
             self.dead_letter_hook(letter)
 
 
+
+
+def _terminate_orphan(made: asyncio.Future[RingKernel]) -> None:
+    """A kernel whose launch() was cancelled while it started: stopped in a thread of its own
+    (terminate waits for the kernel's acknowledgement)."""
+    if made.cancelled() or made.exception() is not None:
+        return
+    threading.Thread(target=made.result().terminate, name="ringgen-orphan-terminate").start()

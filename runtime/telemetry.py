@@ -23,6 +23,10 @@ class Telemetry:
     in_flight: int       # sent, not yet processed, not dropped since
     latency_p50_us: float | None
     latency_p99_us: float | None
+    # Device kernels under the hang watchdog: seconds since the stillest block's heartbeat last
+    # moved, and whether that reached hang_timeout (a hung handler, or a stopped process).
+    heartbeat_age_s: float | None = None
+    stalled: bool = False
 
 
 @dataclass

@@ -8,18 +8,22 @@
 // other architectures use ucontext. Under ThreadSanitizer each fiber is announced with its
 // fiber API, so TSan sees the switches as the hand-overs they are.
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "rg_cpu_shim.h"
+#include "rg_ring.h"
 
 #if defined(__SANITIZE_THREAD__)
 #define RG_TSAN 1
@@ -333,3 +337,60 @@ void install_fault_reports() {
 }
 
 }  // namespace rg_cpu
+
+// Maps a whole file shared and writable; null if it cannot be opened or mapped.
+void* rg_cpu_map_file(const char* path, uint64_t* size) {
+    int fd = open(path, O_RDWR);
+    if (fd < 0) return nullptr;
+    struct stat st;
+    void* mem = MAP_FAILED;
+    if (fstat(fd, &st) == 0)
+        mem = mmap(nullptr, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (mem == MAP_FAILED) return nullptr;
+    *size = (uint64_t)st.st_size;
+    return mem;
+}
+
+// A UnifiedBuffer's data is a memory file the host named in the entry (a /proc path of the
+// host's descriptor). Each block maps the buffers its handlers use into a table of its own
+// thread, and unmaps those that left the kernel's table whenever it goes idle (when none of
+// its handlers runs): a buffer the host freed does not stay alive in the runner. The entry's
+// device_ptr belongs to the CUDA backend.
+struct rg_cpu_mapping {
+    void* mem;
+    uint64_t size;
+    rg_buffer_entry* entry;  // where it was: looked at first when checking it is still there
+};
+static thread_local std::unordered_map<uint64_t, rg_cpu_mapping> tl_mapped;
+
+void* rg_cpu_map_buffer(rg_buffer_entry* entry) {
+    auto it = tl_mapped.find(entry->buffer_id);
+    if (it != tl_mapped.end()) return it->second.mem;
+    uint64_t size = 0;
+    void* mem = rg_cpu_map_file(entry->path, &size);
+    if (!mem) return nullptr;
+    if (size < entry->nbytes) {
+        munmap(mem, size);
+        return nullptr;
+    }
+    tl_mapped[entry->buffer_id] = {mem, size, entry};
+    return mem;
+}
+
+void rg_cpu_release_buffers(rg_region* region) {
+    if (tl_mapped.empty()) return;
+    rg_buffer_entry* table = rg_region_buffers(region);
+    for (auto it = tl_mapped.begin(); it != tl_mapped.end();) {
+        uint64_t id = it->first;
+        bool present = rg_load_relaxed(&it->second.entry->buffer_id) == id;
+        for (uint32_t i = 0; !present && i < RG_MAX_BUFFERS; ++i)
+            present = rg_load_relaxed(&table[i].buffer_id) == id;
+        if (present) {
+            ++it;
+            continue;
+        }
+        munmap(it->second.mem, it->second.size);
+        it = tl_mapped.erase(it);
+    }
+}

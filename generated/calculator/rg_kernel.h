@@ -55,10 +55,14 @@ struct rg_ctx {
 
 #if defined(__CUDACC__)
 RG_FN void* rg_map_buffer(rg_buffer_entry* entry) { return (void*)entry->device_ptr; }
+RG_FN void rg_release_buffers(rg_region* region) { (void)region; }
 #else
-// The CPU backend maps a buffer's shared-memory file on first use (rg_cpu_runner.cpp).
+// The CPU backend maps a buffer's memory file on first use, and unmaps the buffers that left
+// the table when the block is idle (rg_cpu_runner.cpp).
 void* rg_cpu_map_buffer(rg_buffer_entry* entry);
+void rg_cpu_release_buffers(rg_region* region);
 RG_FN void* rg_map_buffer(rg_buffer_entry* entry) { return rg_cpu_map_buffer(entry); }
+RG_FN void rg_release_buffers(rg_region* region) { rg_cpu_release_buffers(region); }
 #endif
 
 // Fire-and-forget kernels have no output message.
@@ -86,7 +90,15 @@ RG_FN void rg_uuid4(uint64_t* state, rg_uuid* out) {
 #define RG_ACT_FLUSH 2u   // no request waits: finish the previous one
 #define RG_ACT_EXIT 3u    // terminated
 #define RG_SPIN_POLLS 64u           // polls before the first sleep
-#define RG_MAX_IDLE_NS 200000u      // longest sleep between polls when idle
+// Longest sleep between polls when idle. A GPU has no bell to wake it: it naps briefly. On the
+// CPU backend every push, pop and command rings the doorbell the block sleeps on, so the nap
+// only bounds how stale the heartbeat gets (the host's hang watchdog reads it): an idle
+// kernel costs one wake-up a second per block.
+#if defined(__CUDA_ARCH__)
+#define RG_MAX_IDLE_NS 200000u
+#else
+#define RG_MAX_IDLE_NS 1000000000u
+#endif
 
 // Thread 0's private state between requests.
 struct rg_poller {
@@ -150,6 +162,7 @@ struct rg_poller {
             }
             if (pending) return RG_ACT_FLUSH;
             if (++idle > RG_SPIN_POLLS && !spinning(idle)) {
+                rg_release_buffers(region);  // every thread of the block is between requests
                 rg_bell_sleep(&region->control.doorbell, bell, sleep_ns);
                 sleep_ns = sleep_ns * 2 > RG_MAX_IDLE_NS ? RG_MAX_IDLE_NS : sleep_ns * 2;
             }
@@ -162,6 +175,7 @@ struct rg_poller {
         rg_ring* out = rg_region_ring(region, blockIdx.x, RG_LANES);
         uint32_t sleep_ns = 1000;
         while (!rg_ring_push(out, resp, 1)) {
+            rg_store_release(&status->heartbeat, ++heartbeat);  // waiting on the host, not hung
             if (!apply_control()) return false;
             uint64_t bell = rg_load_acquire(&region->control.doorbell.value);
             rg_bell_sleep(&region->control.doorbell, bell, sleep_ns);

@@ -175,13 +175,8 @@ class RingKernel(ABC):
         if self.host_fault is None and fault is not None:
             self.host_fault = f"{fault}; the host stopped it"
             log.error("kernel %s: %s", self.kernel_id, self.host_fault)
-            self._halt()
+            self.abandon(self.host_fault)
         return KernelFaultError(f"kernel {self.kernel_id!r} failed: {self.host_fault}")
-
-    @abstractmethod
-    def _halt(self) -> None:
-        """Stop a kernel that broke its region, as far as the backend can, so that it ends
-        (on_exit is called) and failure() reports host_fault."""
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -259,6 +254,11 @@ class RingKernel(ABC):
     @abstractmethod
     def release(self) -> None:
         """Free the region and everything else the launch holds."""
+
+    @abstractmethod
+    def abandon(self, reason: str) -> None:
+        """Give up on a hung kernel, or one that broke its region: stop it as far as the
+        backend can; failure() gives `reason` from now on."""
 
     @abstractmethod
     def exited(self) -> bool:

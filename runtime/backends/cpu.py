@@ -25,7 +25,7 @@ from ringgen.runtime.backends.base import (
     KernelDef,
     RingKernel,
 )
-from ringgen.runtime.shm import shared_file
+from ringgen.runtime.shm import shared_memory
 from ringgen.toolchain.compile import compile_runner
 
 log = logging.getLogger("ringgen.cpu")
@@ -45,21 +45,26 @@ class CpuKernel(RingKernel):
                  out_capacity: int = DEFAULT_OUT_CAPACITY, sanitize_thread: bool = False):
         super().__init__(info, lane_capacity, out_capacity)
         runner = compile_runner(Path(info.package_dir), info.kernel_id, sanitize_thread).path
-        path, self._map = shared_file(f"ringgen-{info.kernel_id}-", self.region_size)
+        fd, self._map = shared_memory(f"ringgen-{info.kernel_id}", self.region_size)
         self._anchor: ctypes.c_char | None = ctypes.c_char.from_buffer(self._map)
         region = self._init_region(ctypes.addressof(self._anchor), secrets.randbits(64))
         region.set_spin(int(float(os.environ.get("RINGGEN_CPU_SPIN_US", DEFAULT_SPIN_US)) * 1000))
         self._stderr: collections.deque[str] = collections.deque(maxlen=40)
+        self._abandoned: str | None = None
         self._connect_notify(self.kernel_writes_notify)
+        # The runner inherits the region's descriptor and is told this process's id: it dies
+        # with this process, even one killed before the runner asked for its death signal.
+        fds = (fd, self.notify_fd) if self.kernel_writes_notify else (fd,)
         try:
             self.proc = subprocess.Popen(
-                [str(runner), path], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                errors="replace", pass_fds=(self.notify_fd,) if self.kernel_writes_notify else ())
-            threading.Thread(target=self._read_stderr, daemon=True,
-                             name=f"ringgen-{info.kernel_id}-stderr").start()
-            self._wait_started()
+                [str(runner), f"/proc/self/fd/{fd}", str(os.getpid())],
+                stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
+                pass_fds=fds)
         finally:
-            os.unlink(path)  # both processes have it mapped: nothing is left behind in /dev/shm
+            os.close(fd)  # the mapping keeps the memory; the runner has its own descriptor
+        threading.Thread(target=self._read_stderr, daemon=True,
+                         name=f"ringgen-{info.kernel_id}-stderr").start()
+        self._wait_started()
 
     def _read_stderr(self) -> None:
         assert self.proc.stderr is not None
@@ -74,12 +79,16 @@ class CpuKernel(RingKernel):
     def _start_timed_out(self) -> None:
         self.proc.kill()
 
-    def _halt(self) -> None:
-        self.proc.kill()  # its stderr reader then calls on_exit
+    def abandon(self, reason: str) -> None:
+        """A hung runner, or one that broke its region, is killed (and reaped, so that
+        exited() and untaken() see it gone)."""
+        self._abandoned = reason
+        self.proc.kill()
+        self.proc.wait()
 
     def failure(self) -> str | None:
-        if self.host_fault is not None:
-            return self.host_fault
+        if self._abandoned is not None:
+            return self._abandoned
         rc = self.proc.poll()
         if rc is None or rc == 0:  # the runner exits 0 only once terminated
             return None

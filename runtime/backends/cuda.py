@@ -166,12 +166,6 @@ class CudaKernel(RingKernel):
                 log.debug("kernel %s: fault watch ends: %s", self.kernel_id, e)
                 return
 
-    def _halt(self) -> None:
-        # A persistent kernel cannot be killed alone; asked to terminate, a kernel whose blocks
-        # still run their loop ends. Failed either way: the host reads its region no more.
-        self.rings.command(rings.CMD_TERMINATE)
-        self._failed(self.host_fault or "its region is broken")
-
     def failure(self) -> str | None:
         if self._fault is not None or self.closed:
             return self._fault
@@ -204,6 +198,16 @@ class CudaKernel(RingKernel):
                 # A persistent kernel cannot be killed alone: the context would have to go.
                 log.error("kernel %s did not exit within %.1f s of terminate; it keeps its "
                           "blocks until the process ends", self.kernel_id, timeout)
+
+    def abandon(self, reason: str) -> None:
+        """What can be saved of a hung GPU kernel: its waiters fail, the requests behind it and
+        later sends are refused. What cannot: a persistent kernel cannot be stopped alone (only by
+        destroying the context, which every kernel of this process shares), so its blocks stay
+        occupied and its region allocated until the process ends; the request it holds may even
+        be answered later, into a region nobody reads. Blocks that still run their loop (a
+        kernel that broke its region rather than hung) end on the terminate command."""
+        self.rings.command(rings.CMD_TERMINATE)
+        self._failed(reason)
 
     def exited(self) -> bool:
         if self.closed:
