@@ -85,7 +85,7 @@ def compile_runner(package_dir: Path, kernel_id: str, sanitize_thread: bool = Fa
     source = package_dir / f"{kernel_id}.cu"
     if not source.is_file():
         raise CompileError(f"{source} does not exist; run `ringgen build` for its package")
-    runtime = [templates_dir() / "rg_cpu_runtime.cpp", templates_dir() / "rg_cpu_runner.cpp"]
+    runtime = [templates_dir() / n for n in ("rg_cpu_runtime.cpp", "rg_cpu_runner.cpp", "rg_cpu_debug.cpp")]
     flags = [*(TSAN_FLAGS if sanitize_thread else CXX_FLAGS), f"-DRG_ENTRY={kernel_id}_ring_kernel"]
     compiler = cxx()
     key = cache_key([*_inputs(package_dir, runtime), kernel_id.encode()], flags, compiler)

@@ -79,10 +79,13 @@ class CpuKernel(RingKernel):
         if rc is None or rc == 0:  # the runner exits 0 only once terminated
             return None
         time.sleep(0.01)  # let the stderr reader catch the runner's last words
-        reports = [line for line in self._stderr if line.startswith("ringgen:")]
+        # The runner's own reports of its death: a failed assert's text, then the fault's block
+        # and thread.
+        reports = [line.removeprefix("ringgen: ") for line in self._stderr
+                   if line.startswith("ringgen:")]
         if rc < 0:
             name = signal.Signals(-rc).name
-            detail = reports[-1].removeprefix("ringgen: ") if reports else f"killed by {name}"
+            detail = "; ".join(reports) if reports else f"killed by {name}"
             return f"{detail} (the runner process died of {name})"
         tail = "; ".join(list(self._stderr)[-3:])
         return f"the runner process exited with status {rc}" + (f": {tail}" if tail else "")
