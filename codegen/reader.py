@@ -166,7 +166,12 @@ class _Reader:
                         fields.append(self._header_field(spec, where, field_line(cls, spec.name)))
                         continue
                     layout.check_c_name(spec.name, where, _GENERATED_MEMBER_NAMES)
-                    ctype = layout.c_type(spec.node, where, self.structs)
+                    # After an error the message will not be laid out: the remaining fields
+                    # are checked against a scratch copy, so that their container structs do
+                    # not go into the package.
+                    structs = self.structs if not errors else layout.LayoutContext(
+                        self._message_type, dict(self.structs.structs))
+                    ctype = layout.c_type(spec.node, where, structs)
                 except SchemaError as e:
                     errors.append(str(e))
                     continue

@@ -68,7 +68,9 @@ DTYPES = {
 HOST_ONLY = {
     'Response': ('../schemas/seed_messages.py:52: Response.error: str has no bound, so it cannot live in a '
  'fixed-size C struct; write Annotated[str, MaxLen(N)], or pass large data as a BufferRef to a '
- 'UnifiedBuffer'),
+ 'UnifiedBuffer\n'
+ '../schemas/seed_messages.py:54: Response.result: Any cannot be laid out in C: Any has no C '
+ 'type; annotate the field with a concrete type'),
 }
 
 # Imports the sources, checks them against the schema hash (StaleSchemaError if they changed),
