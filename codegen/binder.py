@@ -32,7 +32,7 @@ def bind_package(ns: dict[str, Any], *, name: str, schema_hash: str, build_comma
             f"generated package {name!r} ({path}) is stale: its sources ({', '.join(sources)}) "
             f"changed since it was built; rebuild it with `{build_command}` (run from {base})")
     _check_runtime_headers(path, name, build_command)
-    for class_name, cls in schema.classes.items():
+    for class_name, cls in {**schema.enums, **schema.classes}.items():
         ns.setdefault(class_name, cls)
     kernels = {}
     for kernel_id, spec in schema.kernels.items():

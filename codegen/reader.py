@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from ringgen.codegen import layout
-from ringgen.codegen.ir import CType, FieldIR, MessageIR, PackageIR
+from ringgen.codegen.ir import CType, EnumIR, FieldIR, MessageIR, PackageIR
 from ringgen.errors import SchemaError
 from ringgen.schema import header
 from ringgen.schema.messages import Message, is_message_class
@@ -50,6 +50,7 @@ class SchemaSet:
     host_only: list[HostOnly] = field(default_factory=list)
     classes: dict[str, type[Message]] = field(default_factory=dict)
     kernels: dict[str, Any] = field(default_factory=dict)  # kernel_id -> KernelSpec
+    enums: dict[str, type] = field(default_factory=dict)  # the IntEnums of its fields, by name
 
 
 @functools.cache
@@ -278,10 +279,13 @@ def read_package(name: str, modules: Sequence[ModuleType], sources: Sequence[str
                           f"{len(unique)} schema errors; each names its file, line and fix:\n"
                           + "\n".join(unique))
     ordered = tuple(reader.messages[c] for c in reader.messages)
+    enums = reader.structs.enums
+    enum_irs = tuple(EnumIR(e.__name__, f"{e.__module__}.{e.__qualname__}",
+                            tuple((m.name, int(m.value)) for m in e)) for e in enums.values())
     package = PackageIR(name, tuple(sources), tuple(reader.structs.structs.values()), ordered,
-                        kernel_irs)
+                        kernel_irs, enum_irs)
     return SchemaSet(package, host_only, {m.name: c for c, m in reader.messages.items()} | {
-        h.name: classes[h.name] for h in host_only}, kernels)
+        h.name: classes[h.name] for h in host_only}, kernels, dict(enums))
 
 
 def _collect(errors: list[str], fn: Callable[..., R], *args: Any) -> R | None:

@@ -79,7 +79,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='seed_messages',
-    schema_hash='e2e49ee10fe3c2dc',
+    schema_hash='7ac6b490fe48f092',
     build_command='ringgen build schemas.seed_messages -o seed_messages',
     sources=('schemas.seed_messages',),
     type_ids=TYPE_IDS,
