@@ -20,6 +20,7 @@ import numpy as np
 from ringgen.errors import KernelStateError, ValidationError
 from ringgen.runtime.actors import Actor, HostChannel
 from ringgen.runtime.backends.base import DEFAULT_LANE_CAPACITY, RingKernel
+from ringgen.runtime.backends.cpu import runner_build_from_env
 from ringgen.runtime.backends.select import create_kernel, resolve_backend
 from ringgen.runtime.buffers import UnifiedBuffer
 from ringgen.runtime.channels import Channel, KernelState
@@ -41,8 +42,17 @@ class RingKernelRuntime:
 
     def __init__(self, *packages: ModuleType | Package, backend: str = "auto",
                  dead_letter_hook: Callable[[DeadLetter], None] | None = None,
-                 lane_capacity: int = DEFAULT_LANE_CAPACITY) -> None:
+                 lane_capacity: int = DEFAULT_LANE_CAPACITY, debug: bool | None = None,
+                 race_check: bool | None = None) -> None:
+        """`debug` (RINGGEN_DEBUG=1): kernels run as -O0 -g builds, and the log says how to
+        attach gdb to each. `race_check` (RINGGEN_RACE_CHECK=1): kernels run under
+        ThreadSanitizer, and the first data race between threads of a block fails the kernel
+        with both accesses named. Both are CPU-backend modes (`auto` picks the CPU then)."""
         self.packages = [package_of(p) for p in packages]
+        env_build = runner_build_from_env()
+        self.cpu_build = ("race-check" if race_check or (race_check is None and env_build == "race-check")
+                          else "debug" if debug or (debug is None and env_build == "debug")
+                          else None)
         self.requested_backend = backend
         self.backend = ""  # "cpu" or "cuda", once resolved (on entering)
         self.dead_letter_hook = dead_letter_hook
@@ -57,7 +67,7 @@ class RingKernelRuntime:
 
     async def __aenter__(self) -> RingKernelRuntime:
         self._deadlines = Deadlines(asyncio.get_running_loop())
-        self.backend = resolve_backend(self.requested_backend)
+        self.backend = resolve_backend(self.requested_backend, self.cpu_build)
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -124,7 +134,7 @@ class RingKernelRuntime:
             assert kdef is not None
             capacity = lane_capacity or self.lane_capacity
             kernel: RingKernel = await self.loop.run_in_executor(
-                None, create_kernel, self.backend, kdef, capacity)
+                None, create_kernel, self.backend, kdef, capacity, self.cpu_build or "release")
             for slot, buffer in self._buffers.values():
                 kernel.set_buffer(slot, buffer.entry())
             channel = DeviceChannel(self, kdef, kernel, queue_size, backpressure)

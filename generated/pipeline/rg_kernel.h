@@ -328,7 +328,12 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
             pending = false;
         }
         if (action == RG_ACT_EXIT) break;
-        if (action != RG_ACT_HANDLE) continue;  // RG_ACT_FLUSH: the last response went out
+        if (action != RG_ACT_HANDLE) {  // RG_ACT_FLUSH: the last response went out
+            // Still the other slot next: thread 0 writes actions[cur] again before the next
+            // barrier, and another thread may not have read this round's yet.
+            cur ^= 1;
+            continue;
+        }
         bool emit = false;
         if constexpr (has_output) emit = Kernel()(req[cur], resp[cur], ctx[cur]);
         else Kernel()(req[cur], ctx[cur]);
