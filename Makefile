@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXAMPLES := $(sort $(wildcard examples/*.py))
 
-.PHONY: run test test-fast bench golden clean
+.PHONY: run test test-fast bench golden docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) scripts/check-python.py
@@ -38,5 +38,10 @@ bench: $(STAMP)
 golden: $(STAMP)
 	$(BIN)/pytest tests/test_golden.py --update-golden
 
+# The manual (docs/) as a site in site/; installs the docs extra (mkdocs) on first use.
+docs: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	$(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis site

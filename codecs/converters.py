@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 from uuid import UUID, SafeUUID
 
@@ -59,6 +59,41 @@ def int_checker(node: TypeNode, lo: int, hi: int) -> Conv:
             v = int(v)
         if not lo <= v <= hi:
             raise FieldValueError(f"{v} is out of range {lo}..{hi} for {node.describe()}")
+        return v
+
+    return check
+
+
+_C_INT64 = (-(2**63), 2**63 - 1)
+# The datetimes whose int64 nanoseconds since the epoch a C struct holds (1677..2262).
+_C_DATETIME = (datetime(1677, 9, 21, 0, 12, 43, 145225, tzinfo=timezone.utc),
+               datetime(2262, 4, 11, 23, 47, 16, 854775, tzinfo=timezone.utc))
+
+
+def _c_int_checker(node: TypeNode) -> Conv:
+    check_int = int_checker(node, *_INT_RANGE)
+
+    def check(v: Any) -> int:
+        v = check_int(v)
+        if not _C_INT64[0] <= v <= _C_INT64[1]:
+            raise FieldValueError(
+                f"{v} does not fit the int64_t of its C struct (a device kernel's message); "
+                "use a value in -2**63..2**63-1, or annotate the field np.uint64 for 0..2**64-1")
+        return v
+
+    return check
+
+
+def _c_datetime_checker(node: TypeNode) -> Conv:
+    def check(v: Any) -> datetime:
+        if not isinstance(v, datetime):
+            raise _fail(node, v)
+        aware = v if v.tzinfo is not None else v.replace(tzinfo=timezone.utc)
+        if not _C_DATETIME[0] <= aware <= _C_DATETIME[1]:
+            raise FieldValueError(
+                f"{v.isoformat()} does not fit the int64 nanoseconds since 1970 (UTC) of its C "
+                f"struct (a device kernel's message); use a datetime from {_C_DATETIME[0]:%Y-%m-%d} "
+                f"to {_C_DATETIME[1]:%Y-%m-%d}")
         return v
 
     return check
@@ -234,9 +269,11 @@ def _identity(v: Any) -> Any:
 # --- the three conversions ---------------------------------------------------------------------
 
 
-def checker(node: TypeNode) -> Conv:
-    """Validate and coerce a value given to a message's constructor."""
-    return _build(node, wire=False)
+def checker(node: TypeNode, c_struct: bool = False) -> Conv:
+    """Validate and coerce a value given to a message's constructor. `c_struct`: the message is
+    laid out as a C struct (a device kernel's), so an int must fit int64_t and a datetime the
+    int64 nanoseconds of the struct, not only what msgpack carries."""
+    return _build(node, wire=False, c_struct=c_struct)
 
 
 def from_wire(node: TypeNode) -> Conv:
@@ -244,10 +281,12 @@ def from_wire(node: TypeNode) -> Conv:
     return _build(node, wire=True)
 
 
-def _build(node: TypeNode, wire: bool) -> Conv:
+def _build(node: TypeNode, wire: bool, c_struct: bool = False) -> Conv:
     k = node.kind
     if k is Kind.INT:
-        return int_checker(node, *_INT_RANGE)
+        return _c_int_checker(node) if c_struct else int_checker(node, *_INT_RANGE)
+    if k is Kind.DATETIME and c_struct:
+        return _c_datetime_checker(node)
     if k is Kind.FLOAT:
         return _float_checker(node)
     if k is Kind.BOOL:
@@ -265,13 +304,13 @@ def _build(node: TypeNode, wire: bool) -> Conv:
     if k is Kind.ENUM:
         return _enum_checker(node)
     if k is Kind.OPTIONAL:
-        return _optional(_build(node.args[0], wire))
+        return _optional(_build(node.args[0], wire, c_struct))
     if k is Kind.LIST:
-        return _sequence(node, _build(node.args[0], wire), list, wire)
+        return _sequence(node, _build(node.args[0], wire, c_struct), list, wire)
     if k is Kind.TUPLE:
-        return _sequence(node, _build(node.args[0], wire), tuple, wire)
+        return _sequence(node, _build(node.args[0], wire, c_struct), tuple, wire)
     if k is Kind.FIXED_TUPLE:
-        return _fixed_tuple(node, [_build(a, wire) for a in node.args], wire)
+        return _fixed_tuple(node, [_build(a, wire, c_struct) for a in node.args], wire)
     if k is Kind.DICT:
         return _dict(node, _build(node.args[0], wire), _build(node.args[1], wire))
     if not wire:

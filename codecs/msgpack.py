@@ -54,6 +54,7 @@ class MessageCodec:
         self.validate: Callable[[Any], None]
         self._serialize: Callable[[Any], bytes]
         self._deserialize: Callable[[bytes], Any]
+        self._ns: dict[str, Any] = {}  # the compiled functions' globals
         self._compile()
 
     # -- public operations (replaced on the class by the compiled functions, see install) --
@@ -63,6 +64,15 @@ class MessageCodec:
 
     def deserialize(self, data: bytes) -> Any:
         return self._deserialize(data)
+
+    def check_c_ranges(self) -> None:
+        """From now on the constructor also refuses what the class's C struct cannot hold (an
+        int beyond int64_t, a datetime beyond int64 ns), naming the field: called for every
+        message a generated package lays out, so that such a value fails where it is made, not
+        at send."""
+        for i, f in enumerate(self.fields):
+            if f.name != "priority":
+                self._ns[f"_c{i}"] = converters.checker(f.node, c_struct=True)
 
     def install(self) -> None:
         """Put the compiled functions on the class itself: no codec lookup per call."""
@@ -155,6 +165,7 @@ class MessageCodec:
             *(check_lines or ["    pass"]),
         ]
         exec(compile("\n".join(src), f"<ringgen codec {self.cls.__qualname__}>", "exec"), ns)
+        self._ns = ns
         self.to_dict, self.from_dict, self.validate = ns["to_dict"], ns["from_dict"], ns["validate"]
         self._serialize, self._deserialize = ns["serialize"], ns["deserialize"]
 

@@ -8,7 +8,9 @@ message: a list field of a whole batch is scattered with one fancy-indexed assig
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Sequence
+from dataclasses import MISSING
 from datetime import datetime, timedelta, timezone
 from itertools import chain
 from typing import Any
@@ -49,6 +51,25 @@ def pack(cls: type, dtype: np.dtype, msgs: Sequence[Any]) -> np.ndarray:
 
 
 _NO_UUID = bytes(16)
+
+
+def new_rows(cls: Any, dtype: np.dtype, n: int) -> np.ndarray:
+    """`n` rows of `dtype` as `cls()` would make them: each with a fresh UUIDv4 message_id,
+    priority 128, no correlation id, every field at its default; a required field is zero (an
+    empty str or list). A default made by a factory is made once and shared by the rows."""
+    out = np.zeros(n, dtype=dtype)
+    out["type_id"] = cls.type_id()
+    ids = np.frombuffer(os.urandom(16 * n), dtype=np.uint8).reshape(n, 16).copy()
+    ids[:, 6] = (ids[:, 6] & 0x0F) | 0x40  # version 4
+    ids[:, 8] = (ids[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+    out["message_id"] = ids
+    for spec in cls._rg_codec().fields:
+        if spec.name in ("message_id", "correlation_id") or spec.required:
+            continue  # the ids are made above; priority is 128 unless the class says otherwise
+        value = spec.default if spec.default is not MISSING else spec.default_factory()
+        if value is not None:
+            out[spec.name] = _column(spec.node, [value], dtype[spec.name])[0]
+    return out
 
 
 def _message_array(cls: Any, msgs: Sequence[Any], dtype: np.dtype) -> np.ndarray:

@@ -32,8 +32,10 @@ def bind_package(ns: dict[str, Any], *, name: str, schema_hash: str, build_comma
             f"generated package {name!r} ({path}) is stale: its sources ({', '.join(sources)}) "
             f"changed since it was built; rebuild it with `{build_command}` (run from {base})")
     _check_runtime_headers(path, name, build_command)
-    for class_name, cls in schema.classes.items():
+    for class_name, cls in {**schema.enums, **schema.classes}.items():
         ns.setdefault(class_name, cls)
+    for class_name in dtypes:
+        schema.classes[class_name]._rg_codec().check_c_ranges()
     kernels = {}
     for kernel_id, spec in schema.kernels.items():
         ns.setdefault(spec.fn.__name__, spec.fn)
@@ -44,9 +46,11 @@ def bind_package(ns: dict[str, Any], *, name: str, schema_hash: str, build_comma
 
         kernels[kernel_id] = KernelDef(spec, struct_of(spec.input), struct_of(spec.output),
                                        path / f"{kernel_id}.cu" if device else None, path)
-    return Package(name, path, MappingProxyType(dict(schema.classes)), MappingProxyType(dict(dtypes)),
-                   MappingProxyType(dict(type_ids)), MappingProxyType(dict(host_only)),
-                   MappingProxyType(kernels), tuple(modules))
+    package = Package(name, path, MappingProxyType(dict(schema.classes)),
+                      MappingProxyType(dict(dtypes)), MappingProxyType(dict(type_ids)),
+                      MappingProxyType(dict(host_only)), MappingProxyType(kernels), tuple(modules))
+    ns.setdefault("new_array", package.new_array)
+    return package
 
 
 def _check_runtime_headers(package_dir: Path, name: str, build_command: str) -> None:

@@ -24,7 +24,7 @@ from ringgen.codegen.writer import (
     stale_files,
     write_package,
 )
-from ringgen.errors import ValidationError
+from ringgen.errors import BackendUnavailableError, CompileError, ValidationError
 from ringgen.schema.modules import is_path
 
 
@@ -128,29 +128,80 @@ class Compiled:
     seconds: float
 
 
-def compile_package(p: Plan, progress: Callable[[str], None] | None = None) -> list[Compiled]:
-    """Compile every device kernel of a built package: g++ (the CPU backend's runner) always,
-    nvcc (a cubin for sm_90) where nvcc exists. Cached: an unchanged kernel costs nothing."""
+TARGETS = ("auto", "cpu", "cuda", "all")
+
+
+@dataclass
+class TargetReport:
+    """What compile_package did per target ("cpu": g++ runners, "cuda": nvcc cubins)."""
+
+    targets: tuple[str, ...]
+    compiled: list[Compiled]
+    failed: dict[str, list[str]]  # target -> one line per kernel that failed, with why
+    skipped: dict[str, str]  # target -> why it was not attempted
+
+    def summary(self) -> str:
+        lines = []
+        for t in ("cpu", "cuda"):
+            if t in self.failed:
+                lines.append(f"{t}: FAILED ({len(self.failed[t])} kernel(s)): "
+                             + "; ".join(self.failed[t]))
+            elif t in self.targets:
+                lines.append(f"{t}: built")
+            elif t in self.skipped:
+                lines.append(f"{t}: not built ({self.skipped[t]})")
+        return "\n".join(lines)
+
+
+def compile_package(p: Plan, progress: Callable[[str], None] | None = None,
+                    target: str = "auto") -> TargetReport:
+    """Compile every device kernel of a built package for `target`: "cpu" (g++, the CPU
+    backend's runners), "cuda" (nvcc, a cubin for sm_90), "all", or "auto": cpu, and cuda
+    where nvcc exists. Each kernel and target on its own: a failure of one (an nvcc error,
+    say) is reported in the TargetReport and does not stop the others. Cached: an unchanged
+    kernel costs nothing."""
     from ringgen.toolchain import compile as cc
 
-    jobs: list[tuple[str, Callable[[], cc.Artifact]]] = []
+    if target not in TARGETS:
+        raise ValidationError(f"--target must be one of {', '.join(TARGETS)}, not {target!r}")
+    have_nvcc = cc.nvcc() is not None
+    if target in ("cuda", "all") and not have_nvcc:
+        raise BackendUnavailableError(
+            f"--target {target} needs nvcc, which was not found; install the CUDA toolkit, set "
+            "CUDA_HOME, or build --target cpu")
+    targets = ("cpu", "cuda") if target == "all" or (target == "auto" and have_nvcc) else (
+        (target,) if target in ("cpu", "cuda") else ("cpu",))
+    skipped = {} if "cuda" in targets else {"cuda": "nvcc not found" if not have_nvcc
+                                             else "--target cpu"}
+    if "cpu" not in targets:
+        skipped["cpu"] = "--target cuda"
+    jobs: list[tuple[str, str, Callable[[], cc.Artifact]]] = []
     for k in p.schema.package.kernels:
         if k.host_actor:
             continue
-        jobs.append((f"g++  {k.kernel_id}", functools.partial(cc.compile_runner, p.package_dir,
-                                                              k.kernel_id)))
-        if cc.nvcc() is not None:
-            jobs.append((f"nvcc {k.kernel_id} (sm_90)",
+        if "cpu" in targets:
+            jobs.append(("cpu", f"g++  {k.kernel_id}",
+                         functools.partial(cc.compile_runner, p.package_dir, k.kernel_id)))
+        if "cuda" in targets:
+            jobs.append(("cuda", f"nvcc {k.kernel_id} (sm_90)",
                          functools.partial(cc.compile_cubin, p.package_dir, k.kernel_id)))
+    report = TargetReport(targets, [], {}, skipped)
     if not jobs:
-        return []
-    jobs.insert(0, ("g++  host ring module", cc.compile_host_module))
-    done = []
-    for i, (what, job) in enumerate(jobs, 1):
+        return report
+    if "cpu" in targets:
+        jobs.insert(0, ("cpu", "g++  host ring module", cc.compile_host_module))
+    for i, (t, what, job) in enumerate(jobs, 1):
         start = time.monotonic()
-        artifact = job()
+        try:
+            artifact = job()
+        except CompileError as e:
+            first = next((ln for ln in e.output.splitlines() if "error" in ln), str(e).splitlines()[0])
+            report.failed.setdefault(t, []).append(f"{what.split()[1]}: {first.strip()}")
+            if progress is not None:
+                progress(f"[{i}/{len(jobs)}] {what}: FAILED\n{e}")
+            continue
         seconds = time.monotonic() - start
-        done.append(Compiled(what, artifact.path, artifact.cached, seconds))
+        report.compiled.append(Compiled(what, artifact.path, artifact.cached, seconds))
         if progress is not None and len(jobs) > 1:
             progress(f"[{i}/{len(jobs)}] {what}: {'cached' if artifact.cached else f'{seconds:.1f} s'}")
-    return done
+    return report

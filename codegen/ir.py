@@ -117,12 +117,22 @@ class KernelIR:
 
 
 @dataclass(frozen=True)
+class EnumIR:
+    """An IntEnum that message fields use: its members become C constants `<Enum>_<MEMBER>`."""
+
+    name: str
+    qualified_name: str
+    members: tuple[tuple[str, int], ...]  # (name, value), in definition order
+
+
+@dataclass(frozen=True)
 class PackageIR:
     name: str
     sources: tuple[str, ...]  # as given on the command line, '/'-separated
     structs: tuple[StructLayout, ...]  # every struct, each after the structs it embeds
     messages: tuple[MessageIR, ...]
     kernels: tuple[KernelIR, ...] = field(default=())
+    enums: tuple[EnumIR, ...] = field(default=())
 
     def message(self, name: str) -> MessageIR:
         return next(m for m in self.messages if m.name == name)

@@ -64,6 +64,7 @@ class LayoutContext:
 
     message_type: Callable[[type, str], CType]
     structs: dict[str, StructLayout] = field(default_factory=dict)
+    enums: dict[str, type[enum.Enum]] = field(default_factory=dict)  # C name -> the enum
 
     def container(self, c_name: str, comment: str, members: list[tuple[str, CType | str, int]],
                   kind: str, tag: str, args: tuple[CType, ...], bound: int) -> CType:
@@ -71,6 +72,19 @@ class LayoutContext:
             self.structs[c_name] = lay_out(c_name, members, comment)
         s = self.structs[c_name]
         return CType(kind, c_name, s.size, s.align, tag, args, bound)
+
+
+    def add_enum(self, cls: type[enum.Enum], where: str) -> None:
+        """Records an enum whose members the C code gets as constants `<Enum>_<MEMBER>`."""
+        other = self.enums.setdefault(cls.__name__, cls)
+        if other is not cls:
+            raise SchemaError(f"{where}: enum {cls.__qualname__} of {cls.__module__} has the same "
+                              f"C name as the one of {other.__module__}; rename one of them")
+        check_c_name(cls.__name__, where)
+        for member in cls:
+            if not member.name.isascii() or not member.name.isidentifier():
+                raise SchemaError(f"{where}: enum member {cls.__name__}.{member.name} is not an "
+                                  "ASCII identifier, which its C constant needs; rename it")
 
 
 _RAW: dict[str, tuple[int, int]] = {"uint32_t": (4, 4), "uint8_t": (1, 1), "char": (1, 1)}
@@ -116,7 +130,9 @@ def c_type(node: TypeNode, where: str, ctx: LayoutContext) -> CType:
                               "use an int8..int64, uint8..uint64, float32, float64 or bool_")
         return scalar
     if k is Kind.ENUM:
-        return _enum_type(node, where)
+        ctype = _enum_type(node, where)
+        ctx.add_enum(node.py, where)
+        return ctype
     if k is Kind.MESSAGE:
         return ctx.message_type(node.py, where)
     if k in (Kind.STR, Kind.BYTES, Kind.LIST, Kind.TUPLE) and node.max_len is None:

@@ -10,14 +10,14 @@ import linecache
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 from ringgen.codegen import layout
-from ringgen.codegen.ir import CType, FieldIR, MessageIR, PackageIR
+from ringgen.codegen.ir import CType, EnumIR, FieldIR, MessageIR, PackageIR
 from ringgen.errors import SchemaError
 from ringgen.schema import header
 from ringgen.schema.messages import Message, is_message_class
@@ -30,6 +30,7 @@ _CORRELATION = CType("correlation", "rg_uuid", 16, 1, "uuid")
 _HEADER_CTYPES = {"message_id": layout.UUID_TYPE, "correlation_id": _CORRELATION, "priority": _PRIORITY}
 _HEADER_MEMBERS: list[tuple[str, CType | str, int]] = [
     (m.name, _HEADER_CTYPES.get(m.name, m.c_type), 0) for m in header.MEMBERS]
+R = TypeVar("R")
 _GENERATED_MEMBER_NAMES = frozenset(m.name for m in header.MEMBERS if m.python is None)
 
 
@@ -49,6 +50,7 @@ class SchemaSet:
     host_only: list[HostOnly] = field(default_factory=list)
     classes: dict[str, type[Message]] = field(default_factory=dict)
     kernels: dict[str, Any] = field(default_factory=dict)  # kernel_id -> KernelSpec
+    enums: dict[str, type] = field(default_factory=dict)  # the IntEnums of its fields, by name
 
 
 @functools.cache
@@ -105,6 +107,9 @@ class _Reader:
         self.messages: dict[type, MessageIR] = {}
         self.in_progress: list[type] = []
         self.names: dict[str, type] = {}
+        # A message that cannot be laid out fails again, with the same error, wherever it is
+        # used: its errors are reported once, not once per message that nests it.
+        self.failed: dict[type, SchemaError] = {}
 
     def shown(self, file: str) -> str:
         """A source file as the IR and errors name it: relative to `base` when given (so a
@@ -133,6 +138,15 @@ class _Reader:
     def read_message(self, cls: type[Message]) -> MessageIR:
         if cls in self.messages:
             return self.messages[cls]
+        if cls in self.failed:
+            raise self.failed[cls]
+        try:
+            return self._read_message(cls)
+        except SchemaError as e:
+            self.failed[cls] = e
+            raise
+
+    def _read_message(self, cls: type[Message]) -> MessageIR:
         file, line = self.location(cls)
         layout.check_c_name(cls.__name__, f"{file}:{line}: message {cls.__qualname__}")
         other = self.names.get(cls.__name__)
@@ -145,18 +159,30 @@ class _Reader:
         try:
             specs = read_fields(cls)
             fields, members = [], list(_HEADER_MEMBERS)
+            errors: list[str] = []  # every field's, so that one build names them all
             for spec in specs:
                 where = self.where(cls, spec.name)
-                if spec.name in header.FIELDS:
-                    fields.append(self._header_field(spec, where, field_line(cls, spec.name)))
+                try:
+                    if spec.name in header.FIELDS:
+                        fields.append(self._header_field(spec, where, field_line(cls, spec.name)))
+                        continue
+                    layout.check_c_name(spec.name, where, _GENERATED_MEMBER_NAMES)
+                    # After an error the message will not be laid out: the remaining fields
+                    # are checked against a scratch copy, so that their container structs do
+                    # not go into the package.
+                    structs = self.structs if not errors else layout.LayoutContext(
+                        self._message_type, dict(self.structs.structs))
+                    ctype = layout.c_type(spec.node, where, structs)
+                except SchemaError as e:
+                    errors.append(str(e))
                     continue
-                layout.check_c_name(spec.name, where, _GENERATED_MEMBER_NAMES)
-                ctype = layout.c_type(spec.node, where, self.structs)
                 fields.append(FieldIR(spec.name, ctype, -1, False, spec.node.describe(),
                                       _default_c(spec, ctype), field_line(cls, spec.name)))
                 members.append((spec.name, ctype, 0))
         finally:
             self.in_progress.pop()
+        if errors:
+            raise SchemaError("\n".join(errors))
         struct = layout.lay_out(cls.__name__, members, f"message {cls.__qualname__}")
         offsets = {m.name: m.offset for m in struct.members}
         fields = [FieldIR(f.name, f.ctype, offsets[f.name], f.header, f.python_type, f.default_c,
@@ -231,22 +257,44 @@ def read_package(name: str, modules: Sequence[ModuleType], sources: Sequence[str
     kernels = collect_kernels(modules)
     needed = kernel_messages(kernels.values())
     host_only = []
+    errors: list[str] = []  # every error of the package, reported together
     for cls in classes.values():
         try:
             reader.read_message(cls)
         except SchemaError as e:
             if cls in needed:
-                raise
-            host_only.append(HostOnly(cls.__name__, str(e)))
+                errors.append(str(e))
+            else:
+                host_only.append(HostOnly(cls.__name__, str(e)))
     for cls in needed:  # messages of kernels that live in other modules
-        reader.read_message(cls)
-    _check_type_ids(reader.messages.values())
+        if cls not in classes.values():
+            _collect(errors, reader.read_message, cls)
+    kernel_irs = tuple(ir for k in kernels.values()
+                       if (ir := _collect(errors, kernel_ir, k, reader)) is not None)
+    _collect(errors, _check_type_ids, reader.messages.values())
+    if errors:
+        # One line per error; a message's errors come again where it is nested or used.
+        unique = list(dict.fromkeys(line for e in errors for line in e.splitlines()))
+        raise SchemaError(unique[0] if len(unique) == 1 else
+                          f"{len(unique)} schema errors; each names its file, line and fix:\n"
+                          + "\n".join(unique))
     ordered = tuple(reader.messages[c] for c in reader.messages)
-    kernel_irs = tuple(kernel_ir(k, reader) for k in kernels.values())
+    enums = reader.structs.enums
+    enum_irs = tuple(EnumIR(e.__name__, f"{e.__module__}.{e.__qualname__}",
+                            tuple((m.name, int(m.value)) for m in e)) for e in enums.values())
     package = PackageIR(name, tuple(sources), tuple(reader.structs.structs.values()), ordered,
-                        kernel_irs)
+                        kernel_irs, enum_irs)
     return SchemaSet(package, host_only, {m.name: c for c, m in reader.messages.items()} | {
-        h.name: classes[h.name] for h in host_only}, kernels)
+        h.name: classes[h.name] for h in host_only}, kernels, dict(enums))
+
+
+def _collect(errors: list[str], fn: Callable[..., R], *args: Any) -> R | None:
+    """fn(*args), or None with its SchemaError added to `errors`."""
+    try:
+        return fn(*args)
+    except SchemaError as e:
+        errors.append(str(e))
+        return None
 
 
 def _check_type_ids(messages: Any) -> None:

@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="generate (and compile) the package of MODULE...")
     modules_and_out(b)
     b.add_argument("--no-compile", action="store_true", help="only write the sources")
+    b.add_argument("--target", choices=("auto", "cpu", "cuda", "all"), default="auto",
+                   help="what to compile: cpu (g++, the CPU backend), cuda (nvcc), all; "
+                        "auto (default): cpu, and cuda where nvcc is found")
     c = sub.add_parser("check", help="exit 1 if the generated package on disk is stale")
     modules_and_out(c)
     i = sub.add_parser("inspect", help="print each message's C layout")
@@ -59,7 +62,11 @@ def _build(args: argparse.Namespace) -> int:
     if not args.no_compile:
         from ringgen.codegen.build import compile_package
 
-        compile_package(result.plan, progress=lambda line: print(line, flush=True))
+        report = compile_package(result.plan, progress=lambda line: print(line, flush=True),
+                                 target=args.target)
+        print(report.summary())
+        if report.failed:
+            return 1
     return 0
 
 

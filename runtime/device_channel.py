@@ -20,7 +20,7 @@ import numpy as np
 
 from ringgen.codecs.struct_bounds import check_rows
 from ringgen.codecs.structs import VECTOR_MIN, StructCodec
-from ringgen.errors import KernelFaultError
+from ringgen.errors import KernelFaultError, ValidationError
 from ringgen.runtime.backends import rings
 from ringgen.runtime.backends.base import KernelDef, RingKernel
 from ringgen.runtime.channels import Channel, KernelState
@@ -102,10 +102,35 @@ class DeviceChannel(Channel):
             self.replies.sample_many(msgs)
         return await self.send_array(rows, timeout)
 
+    def _as_input_rows(self, arr: np.ndarray) -> np.ndarray:
+        """Rows of the same fields in another layout (np.concatenate, arr[["a", "b"]] and
+        friends drop the padding of a C struct's dtype) copied into the kernel's own layout;
+        ValidationError naming the first field that differs otherwise."""
+        want = self.in_dtype
+        name = self.in_codec.cls.__name__
+        if arr.dtype.names is None:
+            raise ValidationError(f"kernel {self.kernel_id!r} takes struct rows of {name} "
+                            f"(pkg.new_array({name!r}, n) makes them), not an array of {arr.dtype}")
+        missing = [f for f in want.names or () if f not in arr.dtype.names]
+        extra = [f for f in arr.dtype.names if f not in (want.names or ())]
+        changed = [f"{f} is {arr.dtype[f]}, not {want[f]}" for f in want.names or ()
+                   if f not in missing and arr.dtype[f] != want[f]]
+        problems = ([f"it lacks {', '.join(missing)}"] if missing else []) + (
+            [f"it has no field {', '.join(extra)} of {name}"] if extra else []) + changed
+        if problems:
+            raise ValidationError(f"kernel {self.kernel_id!r} takes struct rows of {name}, and this "
+                            f"array's dtype differs: {'; '.join(problems)}")
+        rows = np.zeros(len(arr), dtype=want)
+        for f in want.names or ():
+            rows[f] = arr[f]
+        return rows
+
     async def send_array(self, arr: np.ndarray, timeout: float | None) -> int:
         """Enqueue struct rows (the input dtype) without a Python object per message; rows go
         in priority order, FIFO within a priority. Returns how many were accepted."""
         self.check_open()
+        if isinstance(arr, np.ndarray) and arr.dtype != self.in_dtype:
+            arr = self._as_input_rows(arr)
         arr = check_rows(self.in_codec.cls, self.in_dtype, arr)
         if not len(arr):
             return 0

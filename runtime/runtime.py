@@ -25,6 +25,7 @@ from ringgen.runtime import limits
 from ringgen.runtime.actors import Actor, HostChannel
 from ringgen.runtime.backends import rings
 from ringgen.runtime.backends.base import DEFAULT_LANE_CAPACITY, RingKernel
+from ringgen.runtime.backends.cpu import runner_build_from_env
 from ringgen.runtime.backends.select import create_kernel, resolve_backend
 from ringgen.runtime.buffers import UnifiedBuffer
 from ringgen.runtime.channels import Channel, KernelState
@@ -48,17 +49,26 @@ class RingKernelRuntime:
     def __init__(self, *packages: ModuleType | Package, backend: str = "auto",
                  dead_letter_hook: Callable[[DeadLetter], None] | None = None,
                  lane_capacity: int = DEFAULT_LANE_CAPACITY, monitor: bool = False,
-                 hang_timeout: float | None = DEFAULT_HANG_TIMEOUT) -> None:
+                 hang_timeout: float | None = DEFAULT_HANG_TIMEOUT, debug: bool | None = None,
+                 race_check: bool | None = None) -> None:
         """`monitor=True` (or RINGGEN_MONITOR=1) serves snapshots to `ringgen top` on an
         owner-only Unix socket while the runtime is entered. `hang_timeout`: seconds a device
         kernel's heartbeat may stand still while it holds requests before the kernel is failed
-        as hung (None: never; see runtime/watchdog.py)."""
+        as hung (None: never; see runtime/watchdog.py). `debug` (RINGGEN_DEBUG=1): kernels run
+        as -O0 -g builds, and the log says how to attach gdb to each. `race_check`
+        (RINGGEN_RACE_CHECK=1): kernels run under ThreadSanitizer, and the first data race
+        between threads of a block fails the kernel with both accesses named. Both are
+        CPU-backend modes (`auto` picks the CPU then)."""
         if hang_timeout is not None and not hang_timeout >= MIN_HANG_TIMEOUT:
             raise ValidationError(f"hang_timeout must be at least {MIN_HANG_TIMEOUT} s (an idle "
                                   "kernel's heartbeat moves every second), or None for no "
                                   f"watchdog; got {hang_timeout!r}")
         self.hang_timeout = hang_timeout
         self.packages = [package_of(p) for p in packages]
+        env_build = runner_build_from_env()
+        self.cpu_build = ("race-check" if race_check or (race_check is None and env_build == "race-check")
+                          else "debug" if debug or (debug is None and env_build == "debug")
+                          else None)
         self.requested_backend = backend
         self.backend = ""  # "cpu" or "cuda", once resolved (on entering)
         self.dead_letter_hook = dead_letter_hook
@@ -84,7 +94,7 @@ class RingKernelRuntime:
         if self.hang_timeout is not None:
             self._watchdog = Watchdog(loop, self.hang_timeout)
         self._closing = False
-        self.backend = resolve_backend(self.requested_backend)
+        self.backend = resolve_backend(self.requested_backend, self.cpu_build)
         if self._monitor is not None:
             await self._monitor.start()
         return self
@@ -196,7 +206,8 @@ class RingKernelRuntime:
     async def _start_kernel(self, kdef: KernelDef, capacity: int) -> RingKernel:
         """create_kernel in a worker thread. A kernel that comes up after its launch() was
         cancelled, or while the runtime shuts down, is terminated: no kernel outlives it."""
-        made = self.loop.run_in_executor(None, create_kernel, self.backend, kdef, capacity)
+        made = self.loop.run_in_executor(None, create_kernel, self.backend, kdef, capacity,
+                                         self.cpu_build or "release")
         try:
             kernel: RingKernel = await asyncio.shield(made)
         except asyncio.CancelledError:

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ringgen.errors import KernelStateError
+from ringgen.codecs import struct_columns
+from ringgen.errors import KernelStateError, ValidationError
 from ringgen.schema.kernels import KernelSpec
 
 
@@ -76,6 +77,20 @@ class Package:
             raise KernelStateError(
                 f"package {self.name!r} has no kernel {kernel_id!r}; it has "
                 f"{', '.join(self.kernels) or 'none'}") from None
+
+    def new_array(self, cls: type | str, n: int) -> np.ndarray:
+        """`n` struct rows of a message (class or name) for send_array, as `cls()` would make
+        them: fresh message ids, priority 128, field defaults; required fields are zero."""
+        name = cls if isinstance(cls, str) else cls.__name__
+        message = self.classes.get(name)
+        dtype = self.dtypes.get(name)
+        if message is None or dtype is None or (not isinstance(cls, str) and message is not cls):
+            raise ValidationError(
+                f"package {self.name!r} has no C struct for {name!r}; new_array takes one of "
+                f"{', '.join(self.dtypes) or 'none'} (a host-only message has no struct)")
+        if not isinstance(n, int) or n < 0:
+            raise ValidationError(f"new_array needs a row count >= 0, got {n!r}")
+        return struct_columns.new_rows(message, dtype, n)
 
     def dtype_of(self, cls: type) -> np.dtype | None:
         """The struct dtype of one of the package's message classes (None: host-only)."""

@@ -5,8 +5,14 @@
 // fiber of the block; the last one switches back to the first, which then finds every other
 // fiber waiting at the same barrier. A warp barrier is the same chain within 32 fibers. The
 // switch is a few instructions of assembly on x86-64 (no system call, unlike swapcontext);
-// other architectures use ucontext. Under ThreadSanitizer each fiber is announced with its
-// fiber API, so TSan sees the switches as the hand-overs they are.
+// other architectures use ucontext.
+//
+// Under ThreadSanitizer (the race check) each fiber is a TSan fiber, and a switch between two
+// fibers of a block orders nothing: only a barrier does (a release when a fiber arrives, an
+// acquire when it leaves), as on a GPU. So TSan reports what two threads of a block do to the
+// same memory between two barriers -- `resp.n += 1` from every thread -- which the fibers'
+// one-at-a-time schedule hides. The runtime's own words that fibers share (the running fiber,
+// which are done, how many live) are relaxed atomics, which order nothing either.
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -39,6 +45,8 @@ void* __tsan_get_current_fiber(void);
 void* __tsan_create_fiber(unsigned flags);
 void __tsan_destroy_fiber(void* fiber);
 void __tsan_switch_to_fiber(void* fiber, unsigned flags);
+void __tsan_acquire(void* addr);
+void __tsan_release(void* addr);
 }
 #endif
 
@@ -94,7 +102,8 @@ struct Fiber {
     void* sp = nullptr;  // saved stack pointer while switched out
     uint8_t* stack = nullptr;
     size_t stack_size = 0;
-    bool done = false;
+    bool done = false;  // RG_LOAD / RG_STORE: read by the other fibers
+    unsigned block_syncs = 0, warp_syncs = 0;  // barriers this fiber has passed
 #ifndef RG_ASM_FIBERS
     ucontext_t ctx;
 #endif
@@ -103,28 +112,43 @@ struct Fiber {
 #endif
 };
 
+// The fibers' shared bookkeeping, as relaxed atomics (see the top of the file).
+#define RG_LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define RG_STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+
 struct Block {
     void (*kernel)(uint8_t*) = nullptr;
     uint8_t* arg = nullptr;
     unsigned index = 0, size = 0, grid = 0;
-    unsigned current = 0;
+    unsigned current = 0;  // RG_LOAD / RG_STORE
     unsigned live = 0;
     std::vector<Fiber> fibers;
     std::vector<uint64_t> exchange;
     Fiber main;  // the OS thread's own context, resumed when every fiber has finished
+#ifdef RG_TSAN
+    // A barrier's release/acquire address, by the parity of the barrier's count: a fiber
+    // leaves barrier g before any fiber can arrive at barrier g + 2, so that the acquire
+    // takes what came before barrier g and nothing after it.
+    char block_barrier[2];
+    std::vector<char> warp_barriers;  // two per warp
+#endif
 };
 
 static thread_local Block* tl_block = nullptr;
 
-unsigned thread_index() { return tl_block->current; }
+unsigned thread_index() { return RG_LOAD(tl_block->current); }
 unsigned block_index() { return tl_block->index; }
 unsigned block_size() { return tl_block->size; }
 unsigned grid_size() { return tl_block->grid; }
 uint64_t* warp_exchange() { return tl_block->exchange.data(); }
 
-static void switch_fiber(Fiber& from, Fiber& to) {
+// `sync`: the switch orders what came before it for the fiber switched to (to and from the
+// OS thread's own context); between the fibers of a block only barriers do.
+static void switch_fiber(Fiber& from, Fiber& to, bool sync = false) {
 #ifdef RG_TSAN
-    __tsan_switch_to_fiber(to.tsan, 0);
+    __tsan_switch_to_fiber(RG_LOAD(to.tsan), sync ? 0 : 1);
+#else
+    (void)sync;
 #endif
 #ifdef RG_ASM_FIBERS
     rg_fiber_switch(&from.sp, to.sp);
@@ -135,9 +159,9 @@ static void switch_fiber(Fiber& from, Fiber& to) {
 
 // Switch from the running fiber to fiber `next` of the block (nothing to do when it is itself).
 static void run_fiber(Block* b, unsigned next) {
-    unsigned me = b->current;
+    unsigned me = RG_LOAD(b->current);
     if (next == me) return;
-    b->current = next;
+    RG_STORE(b->current, next);
     switch_fiber(b->fibers[me], b->fibers[next]);
 }
 
@@ -145,33 +169,52 @@ static void run_fiber(Block* b, unsigned next) {
 static unsigned next_live(Block* b, unsigned me, unsigned first, unsigned count) {
     for (unsigned step = 1; step <= count; ++step) {
         unsigned f = first + (me - first + step) % count;
-        if (!b->fibers[f].done) return f;
+        if (!RG_LOAD(b->fibers[f].done)) return f;
     }
     return me;
 }
 
 void sync_block() {
     Block* b = tl_block;
-    run_fiber(b, next_live(b, b->current, 0, b->size));
+    unsigned me = RG_LOAD(b->current);
+#ifdef RG_TSAN
+    char* barrier = &b->block_barrier[b->fibers[me].block_syncs++ & 1];
+    __tsan_release(barrier);
+#endif
+    run_fiber(b, next_live(b, me, 0, b->size));
+#ifdef RG_TSAN
+    __tsan_acquire(barrier);
+#endif
 }
 
 void sync_warp() {
     Block* b = tl_block;
-    unsigned first = b->current - b->current % 32;
+    unsigned me = RG_LOAD(b->current);
+    unsigned first = me - me % 32;
     unsigned count = b->size - first < 32 ? b->size - first : 32;
-    run_fiber(b, next_live(b, b->current, first, count));
+#ifdef RG_TSAN
+    char* barrier = &b->warp_barriers[2 * (me / 32) + (b->fibers[me].warp_syncs++ & 1)];
+    __tsan_release(barrier);
+#endif
+    run_fiber(b, next_live(b, me, first, count));
+#ifdef RG_TSAN
+    __tsan_acquire(barrier);
+#endif
 }
 
 }  // namespace rg_cpu
 
 extern "C" void rg_fiber_main(rg_cpu::Block* b) {
     b->kernel(b->arg);
-    b->fibers[b->current].done = true;
-    if (--b->live == 0) {  // the last one out returns to the OS thread
-        rg_cpu::Fiber& me = b->fibers[b->current];
-        rg_cpu::switch_fiber(me, b->main);
-    }
-    rg_cpu::run_fiber(b, rg_cpu::next_live(b, b->current, 0, b->size));
+    unsigned me = RG_LOAD(b->current);
+    RG_STORE(b->fibers[me].done, true);
+    // A finished fiber hands everything it did on (a switch with sync), so that the OS thread,
+    // switched to by the last one out, has every fiber's accesses before it frees the stacks.
+    if (__atomic_sub_fetch(&b->live, 1u, __ATOMIC_RELAXED) == 0)
+        rg_cpu::switch_fiber(b->fibers[me], b->main, true);
+    unsigned next = rg_cpu::next_live(b, me, 0, b->size);
+    RG_STORE(b->current, next);
+    rg_cpu::switch_fiber(b->fibers[me], b->fibers[next], true);
     __builtin_unreachable();
 }
 
@@ -228,7 +271,7 @@ static void make_fiber(Block* b, Fiber& f) {
     makecontext(&f.ctx, (void (*)())rg_fiber_start, 2, (unsigned)(p >> 32), (unsigned)p);
 #endif
 #ifdef RG_TSAN
-    f.tsan = __tsan_create_fiber(0);
+    RG_STORE(f.tsan, __tsan_create_fiber(0));  // set after the fibers made before it began
 #endif
 }
 
@@ -244,6 +287,11 @@ void run_block(void (*kernel)(uint8_t*), uint8_t* arg, unsigned index, unsigned 
     b.live = size;
     b.fibers.resize(size);
     b.exchange.assign(size, 0);
+#ifdef RG_TSAN
+    b.warp_barriers.assign(2 * ((size + 31) / 32), 0);
+    b.main.tsan = __tsan_get_current_fiber();
+#endif
+    tl_block = &b;  // before the fibers exist: a fiber sees what its creator did before
     for (Fiber& f : b.fibers) make_fiber(&b, f);
     // Faults are reported on an alternate stack (per thread): a fiber's own may have overflowed.
     static thread_local uint8_t alt[64 * 1024];
@@ -251,12 +299,7 @@ void run_block(void (*kernel)(uint8_t*), uint8_t* arg, unsigned index, unsigned 
     ss.ss_sp = alt;
     ss.ss_size = sizeof alt;
     sigaltstack(&ss, nullptr);
-#ifdef RG_TSAN
-    b.main.tsan = __tsan_get_current_fiber();
-#endif
-    tl_block = &b;
-    b.current = 0;
-    switch_fiber(b.main, b.fibers[0]);
+    switch_fiber(b.main, b.fibers[0], true);
     tl_block = nullptr;
     long page = sysconf(_SC_PAGESIZE);
     for (Fiber& f : b.fibers) {
@@ -285,7 +328,7 @@ void sleep_ns(unsigned ns) {
 
 // Writes "ringgen: <what> in block B thread T\n" with async-signal-safe calls only.
 static void report(const char* what) {
-    char buf[160];
+    char buf[320];
     size_t n = 0;
     auto put = [&](const char* s) {
         while (*s && n < sizeof buf - 1) buf[n++] = *s++;
@@ -302,7 +345,7 @@ static void report(const char* what) {
         put(" in block ");
         put_uint(tl_block->index);
         put(" thread ");
-        put_uint(tl_block->current);
+        put_uint(RG_LOAD(tl_block->current));
     }
     put("\n");
     ssize_t ignored = write(2, buf, n);
@@ -311,15 +354,26 @@ static void report(const char* what) {
 
 void trap(const char* file, int line) {
     fprintf(stderr, "ringgen: __trap() at %s:%d", file, line);
-    if (tl_block) fprintf(stderr, " in block %u thread %u", tl_block->index, tl_block->current);
+    if (tl_block) fprintf(stderr, " in block %u thread %u", tl_block->index, RG_LOAD(tl_block->current));
     fprintf(stderr, "\n");
     fflush(stderr);
     signal(SIGABRT, SIG_DFL);
     abort();
 }
 
-static void on_fault(int sig) {
-    const char* name = sig == SIGSEGV ? "segmentation fault (SIGSEGV)"
+// Whether `addr` is in the guard page below the running fiber's stack: its stack overflowed.
+static bool in_guard_page(const void* addr) {
+    if (!tl_block) return false;
+    const Fiber& f = tl_block->fibers[RG_LOAD(tl_block->current)];
+    long page = sysconf(_SC_PAGESIZE);
+    return (const uint8_t*)addr >= f.stack && (const uint8_t*)addr < f.stack + page;
+}
+
+static void on_fault(int sig, siginfo_t* info, void*) {
+    const char* name = sig == SIGSEGV && in_guard_page(info->si_addr)
+                         ? "fiber stack overflow (SIGSEGV: raise RINGGEN_FIBER_STACK_KB, KiB per "
+                           "thread, 256 by default, or move large arrays off the stack)"
+                     : sig == SIGSEGV ? "segmentation fault (SIGSEGV)"
                      : sig == SIGBUS  ? "bus error (SIGBUS)"
                      : sig == SIGFPE  ? "arithmetic fault (SIGFPE)"
                      : sig == SIGILL  ? "illegal instruction (SIGILL)"
@@ -331,8 +385,8 @@ static void on_fault(int sig) {
 
 void install_fault_reports() {
     struct sigaction sa = {};
-    sa.sa_handler = on_fault;
-    sa.sa_flags = SA_ONSTACK | SA_RESETHAND;
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_ONSTACK | SA_RESETHAND | SA_SIGINFO;
     for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) sigaction(sig, &sa, nullptr);
 }
 

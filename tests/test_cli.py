@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -73,3 +74,48 @@ def test_errors_are_one_line_and_exit_nonzero(args: list[str], tmp_path: Path) -
     out = _ringgen(*args, cwd=tmp_path)
     assert out.returncode == 1 and out.stderr.startswith("ringgen ") and "error:" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+ECHO_KERNEL = '''
+from dataclasses import dataclass
+from ringgen import message, ring_kernel
+
+@message
+@dataclass
+class Hop:
+    n: int = 0
+
+@ring_kernel(kernel_id="hop", input=Hop, output=Hop, cuda="""
+__device__ bool hop_handle(const Hop& req, Hop& resp, rg_ctx& ctx) { resp.n = req.n + 1; return true; }
+""")
+def hop(req: Hop) -> Hop: ...
+'''
+
+
+def test_build_target_reports_each_target_and_a_cuda_failure_keeps_the_cpu_build(
+        tmp_path: Path) -> None:
+    (tmp_path / "hops.py").write_text(ECHO_KERNEL)
+    # A CUDA toolkit whose nvcc fails, as an nvcc that cannot compile a handler does; none on PATH.
+    nvcc = tmp_path / "cuda" / "bin" / "nvcc"
+    nvcc.parent.mkdir(parents=True)
+    nvcc.write_text("#!/bin/sh\necho 'hops.cu(3): error: this nvcc fails' >&2\nexit 2\n")
+    nvcc.chmod(0o755)
+    env = {**os.environ, "CUDA_HOME": str(tmp_path / "cuda"),
+           "PATH": "/usr/bin:/bin"}
+
+    def build(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "ringgen", "build", "hops.py", "-o", "gen", *args],
+                              capture_output=True, text=True, cwd=tmp_path, env=env)
+
+    cpu = build("--target", "cpu")
+    assert cpu.returncode == 0, cpu.stderr
+    assert cpu.stdout.splitlines()[-2:] == ["cpu: built", "cuda: not built (--target cpu)"]
+    both = build()  # auto: nvcc is there, so both; its failure leaves the cpu build standing
+    assert both.returncode == 1
+    assert "[3/3] nvcc hop (sm_90): FAILED" in both.stdout
+    assert both.stdout.splitlines()[-2:] == [
+        "cpu: built", "cuda: FAILED (1 kernel(s)): hop: hops.cu(3): error: this nvcc fails"]
+    (tmp_path / "cuda" / "bin" / "nvcc").unlink()
+    missing = build("--target", "all")
+    assert missing.returncode == 1
+    assert "--target all needs nvcc, which was not found" in missing.stderr

@@ -152,3 +152,31 @@ def test_ring_kernel_declaration_errors() -> None:
         ring_kernel(kernel_id="my-kernel", input=In, cuda="")(lambda r: r)
     with pytest.raises(SchemaError, match="must be a @message class"):
         ring_kernel(kernel_id="k", input=int, cuda="")(lambda r: r)  # type: ignore[arg-type]
+
+
+def test_every_schema_error_of_a_module_in_one_build(tmp_path: Any) -> None:
+    """Four mistakes in two kernels' messages: one build names all four, each with its line,
+    instead of one per build."""
+    from ringgen.codegen.build import plan
+
+    module = tmp_path / "many_mistakes.py"
+    module.write_text(
+        "from dataclasses import dataclass\n"
+        "from ringgen import message, ring_kernel\n"
+        "@message\n@dataclass\nclass Inner:\n    note: str\n"             # line 6
+        "@message\n@dataclass\nclass Req:\n"
+        "    values: list[float]\n"                                         # line 10
+        "    table: dict[str, int]\n"                                       # line 11
+        "    inner: Inner\n"                                                # line 12
+        "@message\n@dataclass\nclass Other:\n    float: int = 0\n"        # line 16
+        "@ring_kernel(kernel_id='a', input=Req, cuda='')\n"
+        "def a(req: Req) -> None: ...\n"
+        "@ring_kernel(kernel_id='b', input=Other, output=Inner, cuda='')\n"
+        "def b(req: Other) -> None: ...\n"
+    )
+    with pytest.raises(SchemaError) as info:
+        plan([str(module)], tmp_path / "out")
+    text = str(info.value)
+    assert text.startswith("4 schema errors"), text
+    for line, field in ((10, "Req.values"), (11, "Req.table"), (6, "Inner.note"), (16, "Other.float")):
+        assert len(re.findall(rf"many_mistakes\.py:{line}: {field}: ", text)) == 1, (field, text)

@@ -23,6 +23,12 @@ log = logging.getLogger("ringgen.compile")
 
 CXX_FLAGS = ("-std=c++17", "-O2", "-pthread", "-fno-strict-aliasing")
 TSAN_FLAGS = ("-std=c++17", "-O1", "-g", "-pthread", "-fsanitize=thread")
+# How a CPU runner is built: "debug" for a debugger (-O0 -g), "race-check" under ThreadSanitizer.
+RUNNER_FLAGS = {
+    "release": CXX_FLAGS,
+    "debug": ("-std=c++17", "-O0", "-g", "-pthread", "-fno-strict-aliasing"),
+    "race-check": TSAN_FLAGS,
+}
 NVCC_FLAGS = ("-std=c++17", "-O3")
 
 
@@ -107,13 +113,14 @@ class Artifact:
     cached: bool
 
 
-def compile_runner(package_dir: Path, kernel_id: str, sanitize_thread: bool = False) -> Artifact:
-    """The CPU backend's process for one kernel: the kernel's .cu, the fiber runtime, main()."""
+def compile_runner(package_dir: Path, kernel_id: str, build: str = "release") -> Artifact:
+    """The CPU backend's process for one kernel: the kernel's .cu, the fiber runtime, main();
+    `build` one of RUNNER_FLAGS."""
     source = package_dir / f"{kernel_id}.cu"
     if not source.is_file():
         raise CompileError(f"{source} does not exist; run `ringgen build` for its package")
-    runtime = [templates_dir() / "rg_cpu_runtime.cpp", templates_dir() / "rg_cpu_runner.cpp"]
-    flags = [*(TSAN_FLAGS if sanitize_thread else CXX_FLAGS), f"-DRG_ENTRY={kernel_id}_ring_kernel"]
+    runtime = [templates_dir() / n for n in ("rg_cpu_runtime.cpp", "rg_cpu_runner.cpp", "rg_cpu_debug.cpp")]
+    flags = [*RUNNER_FLAGS[build], f"-DRG_ENTRY={kernel_id}_ring_kernel"]
     compiler = cxx()
     cccl = cccl_include()
     key = cache_key([*_inputs(package_dir, runtime), kernel_id.encode()], flags, compiler, [cccl])

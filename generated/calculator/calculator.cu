@@ -71,12 +71,27 @@ __device__ bool calculator_handle(const CalculateRequest& req, CalculateResponse
 #line 72 "calculator.cu"
 // ---- end of the handler ----
 
+// What the call below finds when no handler of the expected signature is defined: a
+// fallback whose result type makes the static_assert fail, with the signature in its message.
+namespace rg_no_handler_calculator {
+struct missing {
+    __device__ operator bool() const { return false; }
+};
+template <class... Args>
+__device__ missing calculator_handle(const Args&...) { return missing{}; }
+}  // namespace rg_no_handler_calculator
+
 struct calculator_kernel {
     typedef CalculateRequest In;
     typedef CalculateResponse Out;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_CalculateResponse;
     __device__ static void init(Out* m) { rg_init_CalculateResponse(m); }
     __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+        using namespace rg_no_handler_calculator;
+        static_assert(cuda::std::is_same<decltype(calculator_handle(req, resp, ctx)), bool>::value,
+                      "kernel calculator needs its handler defined as: __device__ bool "
+                      "calculator_handle(const CalculateRequest& req, CalculateResponse& resp, rg_ctx& ctx) "
+                      "(every thread of the block calls it; thread 0's return value decides whether resp is sent)");
         return calculator_handle(req, resp, ctx);
     }
 };

@@ -21,12 +21,27 @@ __device__ bool fragile_handle(const Measurement& req, Response& resp, rg_ctx& c
 #line 22 "fragile.cu"
 // ---- end of the handler ----
 
+// What the call below finds when no handler of the expected signature is defined: a
+// fallback whose result type makes the static_assert fail, with the signature in its message.
+namespace rg_no_handler_fragile {
+struct missing {
+    __device__ operator bool() const { return false; }
+};
+template <class... Args>
+__device__ missing fragile_handle(const Args&...) { return missing{}; }
+}  // namespace rg_no_handler_fragile
+
 struct fragile_kernel {
     typedef Measurement In;
     typedef Response Out;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_Response;
     __device__ static void init(Out* m) { rg_init_Response(m); }
     __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+        using namespace rg_no_handler_fragile;
+        static_assert(cuda::std::is_same<decltype(fragile_handle(req, resp, ctx)), bool>::value,
+                      "kernel fragile needs its handler defined as: __device__ bool "
+                      "fragile_handle(const Measurement& req, Response& resp, rg_ctx& ctx) "
+                      "(every thread of the block calls it; thread 0's return value decides whether resp is sent)");
         return fragile_handle(req, resp, ctx);
     }
 };

@@ -42,12 +42,27 @@ __device__ bool reduce_handle(const GoodRequest& req, Reduction& resp, rg_ctx& c
 #line 43 "reduce.cu"
 // ---- end of the handler ----
 
+// What the call below finds when no handler of the expected signature is defined: a
+// fallback whose result type makes the static_assert fail, with the signature in its message.
+namespace rg_no_handler_reduce {
+struct missing {
+    __device__ operator bool() const { return false; }
+};
+template <class... Args>
+__device__ missing reduce_handle(const Args&...) { return missing{}; }
+}  // namespace rg_no_handler_reduce
+
 struct reduce_kernel {
     typedef GoodRequest In;
     typedef Reduction Out;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_Reduction;
     __device__ static void init(Out* m) { rg_init_Reduction(m); }
     __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+        using namespace rg_no_handler_reduce;
+        static_assert(cuda::std::is_same<decltype(reduce_handle(req, resp, ctx)), bool>::value,
+                      "kernel reduce needs its handler defined as: __device__ bool "
+                      "reduce_handle(const GoodRequest& req, Reduction& resp, rg_ctx& ctx) "
+                      "(every thread of the block calls it; thread 0's return value decides whether resp is sent)");
         return reduce_handle(req, resp, ctx);
     }
 };

@@ -23,12 +23,27 @@ __device__ bool stage2_handle(const Clipped& req, Squares& resp, rg_ctx& ctx) {
 #line 24 "stage2.cu"
 // ---- end of the handler ----
 
+// What the call below finds when no handler of the expected signature is defined: a
+// fallback whose result type makes the static_assert fail, with the signature in its message.
+namespace rg_no_handler_stage2 {
+struct missing {
+    __device__ operator bool() const { return false; }
+};
+template <class... Args>
+__device__ missing stage2_handle(const Args&...) { return missing{}; }
+}  // namespace rg_no_handler_stage2
+
 struct stage2_kernel {
     typedef Clipped In;
     typedef Squares Out;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_Squares;
     __device__ static void init(Out* m) { rg_init_Squares(m); }
     __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+        using namespace rg_no_handler_stage2;
+        static_assert(cuda::std::is_same<decltype(stage2_handle(req, resp, ctx)), bool>::value,
+                      "kernel stage2 needs its handler defined as: __device__ bool "
+                      "stage2_handle(const Clipped& req, Squares& resp, rg_ctx& ctx) "
+                      "(every thread of the block calls it; thread 0's return value decides whether resp is sent)");
         return stage2_handle(req, resp, ctx);
     }
 };

@@ -29,12 +29,27 @@ __device__ bool stage3_handle(const Squares& req, Total& resp, rg_ctx& ctx) {
 #line 30 "stage3.cu"
 // ---- end of the handler ----
 
+// What the call below finds when no handler of the expected signature is defined: a
+// fallback whose result type makes the static_assert fail, with the signature in its message.
+namespace rg_no_handler_stage3 {
+struct missing {
+    __device__ operator bool() const { return false; }
+};
+template <class... Args>
+__device__ missing stage3_handle(const Args&...) { return missing{}; }
+}  // namespace rg_no_handler_stage3
+
 struct stage3_kernel {
     typedef Squares In;
     typedef Total Out;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_Total;
     __device__ static void init(Out* m) { rg_init_Total(m); }
     __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+        using namespace rg_no_handler_stage3;
+        static_assert(cuda::std::is_same<decltype(stage3_handle(req, resp, ctx)), bool>::value,
+                      "kernel stage3 needs its handler defined as: __device__ bool "
+                      "stage3_handle(const Squares& req, Total& resp, rg_ctx& ctx) "
+                      "(every thread of the block calls it; thread 0's return value decides whether resp is sent)");
         return stage3_handle(req, resp, ctx);
     }
 };

@@ -31,12 +31,27 @@ __device__ bool sub3_handle(const Event& req, Delivery& resp, rg_ctx&) {
 #line 32 "sub3.cu"
 // ---- end of the handler ----
 
+// What the call below finds when no handler of the expected signature is defined: a
+// fallback whose result type makes the static_assert fail, with the signature in its message.
+namespace rg_no_handler_sub3 {
+struct missing {
+    __device__ operator bool() const { return false; }
+};
+template <class... Args>
+__device__ missing sub3_handle(const Args&...) { return missing{}; }
+}  // namespace rg_no_handler_sub3
+
 struct sub3_kernel {
     typedef Event In;
     typedef Delivery Out;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_Delivery;
     __device__ static void init(Out* m) { rg_init_Delivery(m); }
     __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+        using namespace rg_no_handler_sub3;
+        static_assert(cuda::std::is_same<decltype(sub3_handle(req, resp, ctx)), bool>::value,
+                      "kernel sub3 needs its handler defined as: __device__ bool "
+                      "sub3_handle(const Event& req, Delivery& resp, rg_ctx& ctx) "
+                      "(every thread of the block calls it; thread 0's return value decides whether resp is sent)");
         return sub3_handle(req, resp, ctx);
     }
 };

@@ -27,12 +27,27 @@ __device__ bool worker_handle(const WorkRequest& req, WorkResponse& resp, rg_ctx
 #line 28 "worker.cu"
 // ---- end of the handler ----
 
+// What the call below finds when no handler of the expected signature is defined: a
+// fallback whose result type makes the static_assert fail, with the signature in its message.
+namespace rg_no_handler_worker {
+struct missing {
+    __device__ operator bool() const { return false; }
+};
+template <class... Args>
+__device__ missing worker_handle(const Args&...) { return missing{}; }
+}  // namespace rg_no_handler_worker
+
 struct worker_kernel {
     typedef WorkRequest In;
     typedef WorkResponse Out;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_WorkResponse;
     __device__ static void init(Out* m) { rg_init_WorkResponse(m); }
     __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+        using namespace rg_no_handler_worker;
+        static_assert(cuda::std::is_same<decltype(worker_handle(req, resp, ctx)), bool>::value,
+                      "kernel worker needs its handler defined as: __device__ bool "
+                      "worker_handle(const WorkRequest& req, WorkResponse& resp, rg_ctx& ctx) "
+                      "(every thread of the block calls it; thread 0's return value decides whether resp is sent)");
         return worker_handle(req, resp, ctx);
     }
 };

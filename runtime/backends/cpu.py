@@ -11,6 +11,7 @@ import collections
 import ctypes
 import logging
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+from ringgen.errors import ValidationError
 from ringgen.runtime.backends import rings
 from ringgen.runtime.backends.base import (
     DEFAULT_LANE_CAPACITY,
@@ -26,13 +28,46 @@ from ringgen.runtime.backends.base import (
     RingKernel,
 )
 from ringgen.runtime.shm import shared_memory
-from ringgen.toolchain.compile import compile_runner
+from ringgen.toolchain.compile import RUNNER_FLAGS, compile_runner
 
 log = logging.getLogger("ringgen.cpu")
 
 # An idle block polls this long before it sleeps: a request within it is taken at once. It
 # costs a core's time only while requests come that often; RINGGEN_CPU_SPIN_US changes it.
 DEFAULT_SPIN_US = 200
+
+
+# The exit status of a race-check runner that ThreadSanitizer stopped at a data race.
+RACE_EXIT = 66
+
+
+def runner_build_from_env() -> str:
+    """The runner build the environment asks for: RINGGEN_RACE_CHECK=1, RINGGEN_DEBUG=1."""
+    if os.environ.get("RINGGEN_RACE_CHECK", "") not in ("", "0"):
+        return "race-check"
+    if os.environ.get("RINGGEN_DEBUG", "") not in ("", "0"):
+        return "debug"
+    return "release"
+
+
+_ACCESS = re.compile(r"^\s*(?:Previous )?(?:[Aa]tomic )?(?:[Ww]rite|[Rr]ead) of size \d+")
+_FRAME = re.compile(r"^\s*#\d+ ([^( ]+).* (\S+?:\d+)(?::\d+)? \(")  # #0 fn(args) file:line (...
+
+
+def race_report(stderr: list[str]) -> str:
+    """ThreadSanitizer's report as one line: each of the two accesses with the function and
+    source line that made it."""
+    accesses: list[str] = []
+    for i, line in enumerate(stderr):
+        if _ACCESS.match(line):
+            kind = line.strip().split(" at ")[0]
+            frame = next((m for m in map(_FRAME.match, stderr[i + 1:i + 4]) if m), None)
+            accesses.append(f"{kind} in {frame.group(1)} at {frame.group(2)}" if frame else kind)
+    summary = next((ln.split("SUMMARY: ThreadSanitizer: ", 1)[1] for ln in stderr
+                    if "SUMMARY: ThreadSanitizer: " in ln), "data race")
+    return (f"race check: {summary} -- two threads of a block touched the same memory between "
+            f"two barriers ({'; '.join(accesses) or 'see the log'}); order them with "
+            "__syncthreads(), let one thread do it, or use an atomic")
 
 
 class CpuKernel(RingKernel):
@@ -42,14 +77,25 @@ class CpuKernel(RingKernel):
     kernel_writes_notify = True
 
     def __init__(self, info: KernelDef, lane_capacity: int = DEFAULT_LANE_CAPACITY,
-                 out_capacity: int = DEFAULT_OUT_CAPACITY, sanitize_thread: bool = False):
+                 out_capacity: int = DEFAULT_OUT_CAPACITY, build: str | None = None):
+        """`build`: "release", "debug" (-O0 -g, and how to attach gdb in the log) or
+        "race-check" (ThreadSanitizer: the first data race between two threads of a block
+        fails the kernel, naming both accesses); None: RINGGEN_RACE_CHECK=1 or RINGGEN_DEBUG=1
+        from the environment, else release."""
         super().__init__(info, lane_capacity, out_capacity)
-        runner = compile_runner(Path(info.package_dir), info.kernel_id, sanitize_thread).path
+        self.build = build or runner_build_from_env()
+        if self.build not in RUNNER_FLAGS:
+            raise ValidationError(f"build must be one of {', '.join(RUNNER_FLAGS)}, not {build!r}")
+        runner = compile_runner(Path(info.package_dir), info.kernel_id, self.build).path
+        env = None
+        if self.build == "race-check":  # the first race ends the runner, and the report says it
+            env = {**os.environ, "TSAN_OPTIONS": f"halt_on_error=1 exitcode={RACE_EXIT} "
+                                                 + os.environ.get("TSAN_OPTIONS", "")}
         fd, self._map = shared_memory(f"ringgen-{info.kernel_id}", self.region_size)
         self._anchor: ctypes.c_char | None = ctypes.c_char.from_buffer(self._map)
         region = self._init_region(ctypes.addressof(self._anchor), secrets.randbits(64))
         region.set_spin(int(float(os.environ.get("RINGGEN_CPU_SPIN_US", DEFAULT_SPIN_US)) * 1000))
-        self._stderr: collections.deque[str] = collections.deque(maxlen=40)
+        self._stderr: collections.deque[str] = collections.deque(maxlen=100)  # a race report
         self._abandoned: str | None = None
         self._connect_notify(self.kernel_writes_notify)
         # The runner inherits the region's descriptor and is told this process's id: it dies
@@ -59,12 +105,17 @@ class CpuKernel(RingKernel):
             self.proc = subprocess.Popen(
                 [str(runner), f"/proc/self/fd/{fd}", str(os.getpid())],
                 stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
-                pass_fds=fds)
+                pass_fds=fds, env=env)
         finally:
             os.close(fd)  # the mapping keeps the memory; the runner has its own descriptor
         threading.Thread(target=self._read_stderr, daemon=True,
                          name=f"ringgen-{info.kernel_id}-stderr").start()
         self._wait_started()
+        if self.build == "debug":
+            log.warning("kernel %s runs a debug build (-O0 -g) as process %d; attach a debugger "
+                        "with:  gdb -p %d %s  (then e.g. `break %s_handle`, `continue`; on the "
+                        "fibers, `bt` shows the thread that runs)", self.kernel_id, self.proc.pid,
+                        self.proc.pid, runner, self.kernel_id)
 
     def _read_stderr(self) -> None:
         assert self.proc.stderr is not None
@@ -93,11 +144,16 @@ class CpuKernel(RingKernel):
         if rc is None or rc == 0:  # the runner exits 0 only once terminated
             return None
         time.sleep(0.01)  # let the stderr reader catch the runner's last words
-        reports = [line for line in self._stderr if line.startswith("ringgen:")]
+        # The runner's own reports of its death: a failed assert's text, then the fault's block
+        # and thread.
+        reports = [line.removeprefix("ringgen: ") for line in self._stderr
+                   if line.startswith("ringgen:")]
         if rc < 0:
             name = signal.Signals(-rc).name
-            detail = reports[-1].removeprefix("ringgen: ") if reports else f"killed by {name}"
+            detail = "; ".join(reports) if reports else f"killed by {name}"
             return f"{detail} (the runner process died of {name})"
+        if rc == RACE_EXIT and self.build == "race-check":
+            return race_report(list(self._stderr))
         tail = "; ".join(list(self._stderr)[-3:])
         return f"the runner process exited with status {rc}" + (f": {tail}" if tail else "")
 

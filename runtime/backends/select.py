@@ -13,9 +13,17 @@ log = logging.getLogger("ringgen.runtime")
 BACKENDS = ("auto", "cpu", "cuda")
 
 
-def resolve_backend(requested: str) -> str:
+def resolve_backend(requested: str, cpu_only: str | None = None) -> str:
+    """`cpu_only`: a mode that only the CPU backend has (debug, race check), which makes `auto`
+    the CPU backend and `cuda` an error."""
     if requested not in BACKENDS:
         raise ValidationError(f"backend must be one of {', '.join(BACKENDS)}, not {requested!r}")
+    if cpu_only is not None:
+        if requested == "cuda":
+            raise ValidationError(f"{cpu_only} is a mode of the CPU backend; use backend='cpu' "
+                                  "(or 'auto') with it")
+        log.info("backend: cpu (for %s)", cpu_only)
+        return "cpu"
     if requested == "cpu":
         return "cpu"
     from ringgen.runtime.backends import cuda
@@ -30,11 +38,13 @@ def resolve_backend(requested: str) -> str:
     return "cpu"
 
 
-def create_kernel(backend: str, info: KernelDef, lane_capacity: int) -> RingKernel:
+def create_kernel(backend: str, info: KernelDef, lane_capacity: int,
+                  cpu_build: str | None = None) -> RingKernel:
+    """`cpu_build`: the CPU runner's build (CpuKernel), None for the environment's choice."""
     if backend == "cuda":
         from ringgen.runtime.backends.cuda import CudaKernel
 
         return CudaKernel(info, lane_capacity=lane_capacity)
     from ringgen.runtime.backends.cpu import CpuKernel
 
-    return CpuKernel(info, lane_capacity=lane_capacity)
+    return CpuKernel(info, lane_capacity=lane_capacity, build=cpu_build)

@@ -149,7 +149,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='everything',
-    schema_hash='5724f20d053ace6d',
+    schema_hash='aaa26c6658afdaef',
     build_command='ringgen build schemas.everything -o everything',
     sources=('schemas.everything',),
     type_ids=TYPE_IDS,

@@ -261,3 +261,8 @@ static_assert(offsetof(Everything, flags_list) == 656, "Everything.flags_list");
 #define RG_TYPE_ID_Leaf 0x178919cdu  // schemas.everything.Leaf
 #define RG_TYPE_ID_Branch 0x77bb6b89u  // schemas.everything.Branch
 #define RG_TYPE_ID_Everything 0x1fbe40a3u  // schemas.everything.Everything
+
+// schemas.everything.Mode: the values of its fields (int32_t) as constants.
+static constexpr int32_t Mode_IDLE = 0;
+static constexpr int32_t Mode_RUN = 1;
+static constexpr int32_t Mode_STOP = -7;

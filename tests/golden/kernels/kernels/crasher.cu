@@ -24,12 +24,27 @@ __device__ bool crasher_handle(const Ping& req, Pong& resp, rg_ctx& ctx) {
 #line 25 "crasher.cu"
 // ---- end of the handler ----
 
+// What the call below finds when no handler of the expected signature is defined: a
+// fallback whose result type makes the static_assert fail, with the signature in its message.
+namespace rg_no_handler_crasher {
+struct missing {
+    __device__ operator bool() const { return false; }
+};
+template <class... Args>
+__device__ missing crasher_handle(const Args&...) { return missing{}; }
+}  // namespace rg_no_handler_crasher
+
 struct crasher_kernel {
     typedef Ping In;
     typedef Pong Out;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_Pong;
     __device__ static void init(Out* m) { rg_init_Pong(m); }
     __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+        using namespace rg_no_handler_crasher;
+        static_assert(cuda::std::is_same<decltype(crasher_handle(req, resp, ctx)), bool>::value,
+                      "kernel crasher needs its handler defined as: __device__ bool "
+                      "crasher_handle(const Ping& req, Pong& resp, rg_ctx& ctx) "
+                      "(every thread of the block calls it; thread 0's return value decides whether resp is sent)");
         return crasher_handle(req, resp, ctx);
     }
 };

@@ -31,6 +31,16 @@ struct rg_buffer_view {
 
 RG_FN void* rg_map_buffer(rg_buffer_entry* entry);
 
+// A handler, as a @ring_kernel's cuda= source defines it:
+//   __device__ bool <kernel_id>_handle(const In& req, Out& resp, rg_ctx& ctx)   (request-response)
+//   __device__ void <kernel_id>_handle(const In& req, rg_ctx& ctx)              (fire-and-forget)
+// Every thread of the block calls it, with the same req, resp and ctx (in shared memory), one
+// request at a time. resp starts from Out's field defaults, with the request's priority; thread
+// 0's return value alone decides whether it is sent, stamped with a fresh message_id and the
+// request's message_id as correlation_id (unless the handler set RG_FLAG_HAS_CORRELATION).
+// State that outlives a request: __shared__ (or static __device__) variables, or a
+// UnifiedBuffer through ctx.buffer(ref).
+//
 // What a handler sees besides its messages; shared by the block.
 struct rg_ctx {
     rg_region* region;
@@ -52,6 +62,76 @@ struct rg_ctx {
         return rg_buffer_view{nullptr, 0, 0, 0};
     }
 };
+
+// ---- helpers for the bounded fields of messages ------------------------------------------
+// A bounded str or bytes field is `{ uint32_t len; char data[N]; }` (data is not
+// NUL-terminated); a bounded list or tuple `{ uint32_t count; T items[N]; }`. Any thread may
+// call these; a handler usually lets one thread write a given field.
+
+// The capacity N of a bounded str/bytes (`data[N]`) or list/tuple (`items[N]`).
+template <class S>
+RG_HD constexpr uint32_t rg_str_capacity(const S& s) { return (uint32_t)sizeof(s.data); }
+template <class L>
+RG_HD constexpr uint32_t rg_list_capacity(const L& l) {
+    return (uint32_t)(sizeof(l.items) / sizeof(l.items[0]));
+}
+
+// Sets a bounded str/bytes field to the `n` bytes at `data`; false if they did not all fit
+// (then it holds the first bytes that do, cut at a UTF-8 character boundary).
+template <class S>
+RG_HD bool rg_str_set_n(S& s, const char* data, uint32_t n) {
+    uint32_t cap = rg_str_capacity(s), len = n;
+    if (len > cap) {
+        len = cap;
+        while (len > 0 && ((uint8_t)data[len] & 0xc0) == 0x80) --len;  // not inside a character
+    }
+    for (uint32_t i = 0; i < len; ++i) s.data[i] = data[i];
+    s.len = len;
+    return len == n;
+}
+
+// Sets a bounded str field from a NUL-terminated string (a literal: rg_str_set(resp.name, "ok")).
+template <class S>
+RG_HD bool rg_str_set(S& s, const char* text) {
+    uint32_t n = 0;
+    while (text[n]) ++n;
+    return rg_str_set_n(s, text, n);
+}
+
+// Whether a bounded str/bytes field holds exactly the NUL-terminated `text`.
+template <class S>
+RG_HD bool rg_str_eq(const S& s, const char* text) {
+    for (uint32_t i = 0; i < s.len; ++i)
+        if (text[i] == 0 || text[i] != s.data[i]) return false;
+    return text[s.len] == 0;
+}
+
+// Whether two bounded str/bytes fields (of any bounds) hold the same bytes.
+template <class A, class B>
+RG_HD bool rg_str_equal(const A& a, const B& b) {
+    if (a.len != b.len) return false;
+    for (uint32_t i = 0; i < a.len; ++i)
+        if (a.data[i] != b.data[i]) return false;
+    return true;
+}
+
+// Copies a bounded list/tuple into another (of any bound, same item type); false if not every
+// item fit (then `dst` holds the first ones).
+template <class D, class S>
+RG_HD bool rg_list_copy(D& dst, const S& src) {
+    uint32_t cap = rg_list_capacity(dst), n = src.count < cap ? src.count : cap;
+    for (uint32_t i = 0; i < n; ++i) dst.items[i] = src.items[i];
+    dst.count = n;
+    return n == src.count;
+}
+
+// Appends one item to a bounded list; false (and the list unchanged) when it is full.
+template <class L, class T>
+RG_HD bool rg_list_append(L& list, const T& item) {
+    if (list.count >= rg_list_capacity(list)) return false;
+    list.items[list.count++] = item;
+    return true;
+}
 
 #if defined(__CUDACC__)
 RG_FN void* rg_map_buffer(rg_buffer_entry* entry) { return (void*)entry->device_ptr; }
@@ -262,7 +342,12 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
             pending = false;
         }
         if (action == RG_ACT_EXIT) break;
-        if (action != RG_ACT_HANDLE) continue;  // RG_ACT_FLUSH: the last response went out
+        if (action != RG_ACT_HANDLE) {  // RG_ACT_FLUSH: the last response went out
+            // Still the other slot next: thread 0 writes actions[cur] again before the next
+            // barrier, and another thread may not have read this round's yet.
+            cur ^= 1;
+            continue;
+        }
         bool emit = false;
         if constexpr (has_output) emit = Kernel()(req[cur], resp[cur], ctx[cur]);
         else Kernel()(req[cur], ctx[cur]);

@@ -17,10 +17,26 @@ __device__ void sink_handle(const Ping& req, rg_ctx& ctx) {
 #line 18 "sink.cu"
 // ---- end of the handler ----
 
+// What the call below finds when no handler of the expected signature is defined: a
+// fallback whose result type makes the static_assert fail, with the signature in its message.
+namespace rg_no_handler_sink {
+struct missing {
+    __device__ operator bool() const { return false; }
+};
+template <class... Args>
+__device__ missing sink_handle(const Args&...) { return missing{}; }
+}  // namespace rg_no_handler_sink
+
 struct sink_kernel {
     typedef Ping In;
     typedef rg_no_output Out;
-    __device__ void operator()(const In& req, rg_ctx& ctx) const { sink_handle(req, ctx); }
+    __device__ void operator()(const In& req, rg_ctx& ctx) const {
+        using namespace rg_no_handler_sink;
+        static_assert(cuda::std::is_same<decltype(sink_handle(req, ctx)), void>::value,
+                      "kernel sink (fire-and-forget) needs its handler defined as: __device__ void "
+                      "sink_handle(const Ping& req, rg_ctx& ctx) (every thread of the block calls it)");
+        sink_handle(req, ctx);
+    }
 };
 
 extern "C" __global__ void __launch_bounds__(32) sink_ring_kernel(uint8_t* region) {

@@ -44,12 +44,27 @@ __device__ bool stats_handle(const Numbers& req, Stats& resp, rg_ctx& ctx) {
 #line 45 "stats.cu"
 // ---- end of the handler ----
 
+// What the call below finds when no handler of the expected signature is defined: a
+// fallback whose result type makes the static_assert fail, with the signature in its message.
+namespace rg_no_handler_stats {
+struct missing {
+    __device__ operator bool() const { return false; }
+};
+template <class... Args>
+__device__ missing stats_handle(const Args&...) { return missing{}; }
+}  // namespace rg_no_handler_stats
+
 struct stats_kernel {
     typedef Numbers In;
     typedef Stats Out;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_Stats;
     __device__ static void init(Out* m) { rg_init_Stats(m); }
     __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+        using namespace rg_no_handler_stats;
+        static_assert(cuda::std::is_same<decltype(stats_handle(req, resp, ctx)), bool>::value,
+                      "kernel stats needs its handler defined as: __device__ bool "
+                      "stats_handle(const Numbers& req, Stats& resp, rg_ctx& ctx) "
+                      "(every thread of the block calls it; thread 0's return value decides whether resp is sent)");
         return stats_handle(req, resp, ctx);
     }
 };

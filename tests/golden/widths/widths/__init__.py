@@ -30,7 +30,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='widths',
-    schema_hash='737a0045622d83cb',
+    schema_hash='1c2202cc08f19ab1',
     build_command='ringgen build schemas.widths -o widths',
     sources=('schemas.widths',),
     type_ids=TYPE_IDS,
