@@ -10,10 +10,12 @@ import jinja2
 
 from ringgen.codegen.dtypes import dtype_spec, max_packed_size
 from ringgen.codegen.ir import PackageIR
+from ringgen.codegen.translate.emit import c_string
 from ringgen.schema import header
 
 # Static headers copied verbatim into every generated package, so that it compiles on its own.
-STATIC_HEADERS = ("rg_platform.h", "rg_msgpack.h", "rg_ring.h", "rg_kernel.h", "rg_cpu_shim.h")
+STATIC_HEADERS = ("rg_platform.h", "rg_msgpack.h", "rg_ring.h", "rg_kernel.h", "rg_cpu_shim.h",
+                  "rg_python.h")
 
 HEADER_COMMENTS = {m.name: m.comment for m in header.MEMBERS}
 
@@ -40,6 +42,7 @@ def environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["pyrepr"] = _pyrepr
+    env.filters["c_string"] = c_string
     return env
 
 

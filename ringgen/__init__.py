@@ -27,7 +27,7 @@ from ringgen.runtime.metrics import MetricsCollector
 from ringgen.runtime.runtime import RingKernelRuntime
 from ringgen.runtime.sync import SyncRuntime
 from ringgen.runtime.telemetry import Telemetry
-from ringgen.schema.kernels import ring_kernel
+from ringgen.schema.kernels import prange, ring_kernel
 from ringgen.schema.messages import Message, message
 from ringgen.schema.types import BufferRef, MaxLen
 
@@ -57,5 +57,6 @@ __all__ = [
     "ValidationError",
     "__version__",
     "message",
+    "prange",
     "ring_kernel",
 ]
