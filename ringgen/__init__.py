@@ -17,6 +17,7 @@ from ringgen.errors import (
     RinggenError,
     SchemaError,
     StaleSchemaError,
+    TranslationError,
     ValidationError,
 )
 from ringgen.runtime.actors import ActorContext
@@ -53,6 +54,7 @@ __all__ = [
     "StaleSchemaError",
     "SyncRuntime",
     "Telemetry",
+    "TranslationError",
     "UnifiedBuffer",
     "ValidationError",
     "__version__",
