@@ -144,7 +144,7 @@ def run_python(spec: KernelSpec, request: Any) -> Outcome:
     nargs = spec.fn.__code__.co_argcount
     try:
         response = spec.fn(request, ctx) if nargs >= 2 else spec.fn(request)
-    except Exception as e:  # noqa: BLE001 - any exception of the user's function is an outcome
+    except Exception as e:  # any exception of the user's function is an outcome
         return Outcome(None, ctx.failed, type(e).__name__)
     return Outcome(response, ctx.failed, None)
 
@@ -244,7 +244,8 @@ def verify(module: str, kernel: str | None = None, examples: int = 100,
     from ringgen.runtime.sync import SyncRuntime
 
     with built(module) as (package, kernels):
-        chosen = [s for s in kernels.values() if not s.host_actor and (kernel is None or s.kernel_id == kernel)]
+        chosen = [s for s in kernels.values()
+                  if not s.host_actor and (kernel is None or s.kernel_id == kernel)]
         if not chosen:
             raise VerifyError(f"{module} has no device kernel {kernel!r}" if kernel else
                               f"{module} has no device kernel to verify")
