@@ -1,14 +1,15 @@
 """Typed IR -> the C handler. Every thread of the block runs the handler with the same
 values, so control flow is uniform: sequential code runs redundantly on each thread, a prange
-splits its iterations into contiguous chunks (thread t takes chunk t), and the response and
+runs in rounds of blockDim iterations (thread t runs iteration base + t), and the response and
 ctx.fail() are written by thread 0 alone.
 
-Reductions, in a fixed order: each thread folds its chunk in index order from the identity
-(0 / -0.0 for sums; the first value that is not NaN for min/max), writes its partial to a
-shared slot, and after a barrier every thread folds the partials in thread order into the
-outer local: `acc = acc + p0 + p1 + ...` (ints checked for overflow), `m = max(m, p_t)` as
-Python's max does (strictly greater replaces). Min/max are then exactly Python's loop; int sums
-are exact; float sums are reassociated by chunk (verify them with rtol=)."""
+Reductions, in a fixed order that is Python's: each iteration's value (`acc += v`,
+`m = max(m, v)`) goes to a shared slot, and after the round's barrier thread 0 folds the slots
+in index order into the accumulator, as the sequential loop would (ints checked for overflow,
+min/max replacing only on strictly less/greater, so NaN and -0.0 come out as in Python, float
+sums rounded in the same order). The values are computed in parallel; the fold is a few
+instructions an iteration. After the loop thread 0 broadcasts the results through shared
+memory."""
 
 from __future__ import annotations
 
@@ -59,9 +60,9 @@ class Emitter:
         w(f"{sig} {{")
         w("    (void)req; (void)ctx;")
         for r in f.reductions:
-            w(f"    __shared__ {r.ty.c} rg_red{r.slot}[{f.block}];")
-            if r.op != "sum":
-                w(f"    __shared__ bool rg_has{r.slot}[{f.block}];")
+            w(f"    __shared__ {r.ty.c} rg_red{r.slot}[2][{f.block}];")
+            w(f"    __shared__ bool rg_has{r.slot}[2][{f.block}];")
+            w(f"    __shared__ {r.ty.c} rg_acc{r.slot};")
         for name, ty in f.locals.items():
             w(f"    {ty.c} {local(name)} = {_zero(ty)}; (void){local(name)};")
         self.block(f.body, 1)
@@ -131,56 +132,49 @@ class Emitter:
     def prange(self, s: tir.PRange, depth: int) -> None:
         pad, w = "    " * depth, self.out.append
         n = self.loops = self.loops + 1
-        block = self.func.block
-        w(f"{pad}{{  // prange: thread t runs the t-th contiguous chunk of the iterations")
+        block, reds = self.func.block, s.reductions
+        w(f"{pad}{{  // prange: rounds of {block} iterations, thread t runs iteration base + t; thread 0")
+        w(f"{pad}    // folds each round's values in index order, so the result is Python's loop's")
         w(f"{pad}    const int64_t rg_lo{n} = {self.expr(s.start)}, rg_hi{n} = {self.expr(s.stop)};")
-        w(f"{pad}    const int64_t rg_n{n} = rg_hi{n} > rg_lo{n} ? rg_hi{n} - rg_lo{n} : 0;")
-        w(f"{pad}    const int64_t rg_chunk{n} = (rg_n{n} + {block - 1}) / {block};")
-        w(f"{pad}    const int64_t rg_a{n} = (int64_t)threadIdx.x * rg_chunk{n} < rg_n{n} ? "
-          f"(int64_t)threadIdx.x * rg_chunk{n} : rg_n{n};")
-        w(f"{pad}    const int64_t rg_b{n} = "
-          f"rg_a{n} + rg_chunk{n} < rg_n{n} ? rg_a{n} + rg_chunk{n} : rg_n{n};")
-        for r in s.reductions:
-            w(f"{pad}    {r.ty.c} rg_p{r.slot} = {_identity(r)};")
-            if r.op != "sum":
-                w(f"{pad}    bool rg_h{r.slot} = false;")
-        w(f"{pad}    for (int64_t rg_i{n} = rg_lo{n} + rg_a{n}; rg_i{n} < rg_lo{n} + rg_b{n}; ++rg_i{n}) {{")
-        w(f"{pad}        {local(s.var)} = rg_i{n};")
-        self.block(s.body, depth + 2)
+        w(f"{pad}    unsigned rg_round{n} = 0;")
+        w(f"{pad}    for (int64_t rg_base{n} = rg_lo{n}; rg_base{n} < rg_hi{n}; "
+          f"rg_base{n} += {block}, rg_round{n} ^= 1u) {{")
+        for r in reds:
+            w(f"{pad}        {r.ty.c} rg_term{r.slot} = {_zero(r.ty)};")
+            w(f"{pad}        bool rg_got{r.slot} = false;")
+        w(f"{pad}        const int64_t rg_i{n} = rg_base{n} + (int64_t)threadIdx.x;")
+        w(f"{pad}        if (rg_i{n} < rg_hi{n}) do {{  // do/while(0): `continue` ends the iteration")
+        w(f"{pad}            {local(s.var)} = rg_i{n};")
+        self.block(s.body, depth + 3)
+        w(f"{pad}        }} while (0);")
+        if reds:
+            for r in reds:
+                w(f"{pad}        rg_red{r.slot}[rg_round{n}][threadIdx.x] = rg_term{r.slot};")
+                w(f"{pad}        rg_has{r.slot}[rg_round{n}][threadIdx.x] = rg_got{r.slot};")
+            w(f"{pad}        __syncthreads();  // slots double-buffered: one barrier a round")
+            w(f"{pad}        if (threadIdx.x == 0) {{")
+            w(f"{pad}            for (unsigned rg_t = 0; rg_t < {block}u; ++rg_t) {{")
+            for r in reds:
+                acc, value = local(r.target), f"rg_red{r.slot}[rg_round{n}][rg_t]"
+                w(f"{pad}                if (rg_has{r.slot}[rg_round{n}][rg_t]) {_fold(r, acc, value)}")
+            w(f"{pad}            }}")
+            w(f"{pad}        }}")
         w(f"{pad}    }}")
-        w(f"{pad}    if (rg_n{n} > 0) {local(s.var)} = rg_hi{n} - 1;  // Python's value after the loop")
-        if s.reductions:
-            for r in s.reductions:
-                w(f"{pad}    rg_red{r.slot}[threadIdx.x] = rg_p{r.slot};")
-                if r.op != "sum":
-                    w(f"{pad}    rg_has{r.slot}[threadIdx.x] = rg_h{r.slot};")
-            w(f"{pad}    __syncthreads();")
-            w(f"{pad}    for (unsigned rg_t = 0; rg_t < {block}u; ++rg_t) {{  // partials in thread order")
-            for r in s.reductions:
-                acc, part = local(r.target), f"rg_red{r.slot}[rg_t]"
-                if r.op == "sum":
-                    value = f"rg_py_add({acc}, {part}, RG_PY_AT)" if r.ty == INT else f"{acc} + {part}"
-                    w(f"{pad}        {acc} = {value};")
-                else:
-                    cmp = ">" if r.op == "max" else "<"
-                    w(f"{pad}        if (rg_has{r.slot}[rg_t] && {part} {cmp} {acc}) {acc} = {part};")
+        w(f"{pad}    if (rg_hi{n} > rg_lo{n}) {local(s.var)} = rg_hi{n} - 1;  // its value after the loop")
+        if reds:
+            w(f"{pad}    if (threadIdx.x == 0) {{")
+            for r in reds:
+                w(f"{pad}        rg_acc{r.slot} = {local(r.target)};")
             w(f"{pad}    }}")
-            w(f"{pad}    __syncthreads();  // the partials are read before the slots are reused")
+            w(f"{pad}    __syncthreads();")
+            for r in reds:
+                w(f"{pad}    {local(r.target)} = rg_acc{r.slot};")
+            w(f"{pad}    __syncthreads();  // read before thread 0 may write rg_acc again")
         w(f"{pad}}}")
 
     def accumulate(self, s: tir.Accumulate, pad: str) -> None:
-        r, w = s.reduction, self.out.append
-        part, value = f"rg_p{r.slot}", self.expr(s.value)
-        if r.op == "sum":
-            w(f"{pad}{part} = " + (f"rg_py_add({part}, {value}, RG_PY_AT);" if r.ty == INT
-                                   else f"{part} + {value};"))
-            return
-        cmp = ">" if r.op == "max" else "<"
-        w(f"{pad}{{")
-        w(f"{pad}    const {r.ty.c} rg_v = {value};")
-        w(f"{pad}    if (rg_h{r.slot} ? rg_v {cmp} rg_p{r.slot} : rg_v == rg_v) {{ rg_p{r.slot} = rg_v; "
-          f"rg_h{r.slot} = true; }}  // a NaN never replaces")
-        w(f"{pad}}}")
+        r = s.reduction
+        self.out.append(f"{pad}rg_term{r.slot} = {self.expr(s.value)}; rg_got{r.slot} = true;")
 
     def ret(self, s: tir.Return, pad: str) -> None:
         w = self.out.append
@@ -372,10 +366,12 @@ def _zero(ty: Ty) -> str:
     return {"int": "0", "float": "0.0", "bool": "false"}[ty.kind]
 
 
-def _identity(r: tir.Reduction) -> str:
+def _fold(r: tir.Reduction, acc: str, value: str) -> str:
+    """One step of Python's loop: acc += v (ints checked), or max/min as the builtins order
+    (only a strictly greater/less value replaces, so NaN never does)."""
     if r.op == "sum":
-        return "0" if r.ty == INT else "-0.0"  # -0.0 + x == x for every x, -0.0 included
-    return _zero(r.ty)
+        return f"{acc} = rg_py_add({acc}, {value}, RG_PY_AT);" if r.ty == INT else f"{acc} = {acc} + {value};"
+    return f"if ({value} {'>' if r.op == 'max' else '<'} {acc}) {acc} = {value};"
 
 
 def _store_type(ctype: CType) -> str:

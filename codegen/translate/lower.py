@@ -27,12 +27,13 @@ _SEQUENTIAL_HINT = "write it with if/while/for over range(...) on the handler's 
 
 
 class _Scope:
-    """What a prange body may do: read everything, assign its own locals, accumulate into
-    the outer locals listed in `reductions`."""
+    """What a prange body may do: read everything but its accumulators, assign its own
+    locals, accumulate into the outer locals listed in `reductions` once an iteration."""
 
     def __init__(self, outer: set[str]) -> None:
         self.outer = outer
         self.reductions: dict[str, tir.Reduction] = {}
+        self.reads: dict[str, ast.AST] = {}  # outer locals the body reads, where first
 
 
 class Lowerer:
@@ -191,12 +192,13 @@ class Lowerer:
     def reduction(self, node: ast.AST, name: str, op: str) -> tir.Reduction:
         assert self.prange is not None
         ty = self.func.locals[name]
-        existing = self.prange.reductions.get(name)
-        if existing is not None:
-            if existing.op != op:
-                raise Unsupported(node, f"mixing {existing.op} and {op} on `{name}` in one prange",
-                                  "use one accumulation per local")
-            return existing
+        if name in self.prange.reductions:
+            raise Unsupported(node, f"a second accumulation into `{name}` in one prange",
+                              f"accumulate into `{name}` once an iteration: compute the value "
+                              "into a local first (`v = a if c else b`)")
+        if self.loops:
+            raise Unsupported(node, f"accumulating into `{name}` in a loop inside a prange",
+                              "accumulate once an iteration: sum the inner loop into a local first")
         if ty == BOOL:
             raise Unsupported(node, f"accumulating the bool `{name}`", "count into an int")
         red = tir.Reduction(name, op, ty, len(self.func.reductions))
@@ -312,6 +314,11 @@ class Lowerer:
         finally:
             self.prange, self.loops = None, outer_loops
         self.private |= set(self.func.locals) - scope.outer - {var}
+        for name, where in scope.reads.items():
+            if name in scope.reductions:
+                raise Unsupported(where, f"reading the accumulator `{name}` inside its prange",
+                                  "its value mid-loop depends on the order of the threads; read it "
+                                  "after the loop")
         return tir.PRange(self.line(node), var, start, stop, lowered, tuple(scope.reductions.values()))
 
     def ret(self, s: ast.Return) -> tir.Stmt:
@@ -483,6 +490,8 @@ class Lowerer:
                               "each thread ran other iterations, so its value there is undefined "
                               "in C; accumulate into an outer local, or assign it again first")
         if node.id in self.func.locals:
+            if self.prange is not None and node.id in self.prange.outer:
+                self.prange.reads.setdefault(node.id, node)
             return tir.Local(self.func.locals[node.id], node.id)
         if node.id == self.request:
             return tir.Request(Ty("message", _message_ctype(self.messages, self.func.input)))
