@@ -26,11 +26,12 @@ class Unsupported(Exception):
     """Raised inside the translator at the first problem of one statement; collected so that
     translation goes on with the next statement."""
 
-    def __init__(self, node: ast.AST, construct: str, instead: str) -> None:
+    def __init__(self, node: ast.AST, construct: str, instead: str, cascade: bool = False) -> None:
         super().__init__(construct)
         self.node = node
         self.construct = construct
         self.instead = instead
+        self.cascade = cascade  # follows from an error already reported: not reported again
 
 
 class Diagnostics:
@@ -43,6 +44,8 @@ class Diagnostics:
         return int(getattr(node, "lineno", 1)) + self.line_offset
 
     def add(self, problem: Unsupported) -> None:
+        if problem.cascade:
+            return
         col = int(getattr(problem.node, "col_offset", 0)) + 1
         self.found.append(Diagnostic(self.file, self.line(problem.node), col, problem.construct,
                                      problem.instead))

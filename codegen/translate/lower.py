@@ -52,6 +52,8 @@ class Lowerer:
         self.pre: list[tir.Stmt] = []  # statements an expression needs before its statement
         self.temps = 0
         self.private: set[str] = set()  # locals last assigned inside a prange
+        self.poisoned: set[str] = set()  # locals of statements that failed to translate
+        self.aliases: dict[str, str] = {}  # a generator's variable -> its temporary
 
     # ---- the function ----
 
@@ -79,6 +81,7 @@ class Lowerer:
                 out += lowered
             except Unsupported as problem:
                 self.diags.add(problem)
+                self.poisoned |= _targets(s)
             self.pre = []
         return tuple(out)
 
@@ -485,6 +488,11 @@ class Lowerer:
         raise Unsupported(node, f"the constant {v!r}", "use int, float, bool or str literals")
 
     def name(self, node: ast.Name) -> tir.Expr:
+        if node.id in self.aliases:
+            name = self.aliases[node.id]
+            return tir.Local(self.func.locals[name], name)
+        if node.id in self.poisoned and node.id not in self.func.locals:
+            raise Unsupported(node, node.id, "", cascade=True)
         if node.id in self.private:
             raise Unsupported(node, f"`{node.id}` after the prange that assigned it",
                               "each thread ran other iterations, so its value there is undefined "
@@ -657,20 +665,20 @@ class Lowerer:
             if isinstance(it, ast.Call) and (self.is_prange(it) or (
                     isinstance(it.func, ast.Name) and it.func.id == "range" and "range" not in self.globals)):
                 start, stop = self.range_bounds(it)
-                self.declare(gen.target, gen.target.id, INT)
-                read.append(tir.Assign(line, gen.target.id, tir.Local(INT, index)))
+                var = index
             else:
                 seq = self.sequence(it, op)
                 start, stop = tir.Const(INT, 0), tir.Len(INT, seq)
                 assert seq.ty.element is not None
-                self.declare(gen.target, gen.target.id, seq.ty.element)
-                read.append(tir.Assign(line, gen.target.id,
-                                       tir.Index(seq.ty.element, seq, tir.Local(INT, index))))
+                var = self.temp(seq.ty.element)  # the generator's own variable, as in Python 3
+                read.append(tir.Assign(line, var, tir.Index(seq.ty.element, seq, tir.Local(INT, index))))
             self.prange = _Scope(set())  # the element is evaluated per iteration, on any thread
+            saved_aliases = dict(self.aliases)
+            self.aliases[gen.target.id] = var
             try:
                 value = self.expr(arg.elt)
             finally:
-                self.prange = None
+                self.prange, self.aliases = None, saved_aliases
         else:
             seq = self.sequence(arg, op)
             assert seq.ty.element is not None
@@ -716,6 +724,13 @@ def _message_ctype(messages: Messages, name: str) -> Any:
 
     m = messages.by_name[name]
     return message_ctype(m.name, m.layout.size, m.layout.align)
+
+
+def _targets(s: ast.stmt) -> set[str]:
+    """The local names a statement assigns."""
+    targets = s.targets if isinstance(s, ast.Assign) else \
+        [s.target] if isinstance(s, (ast.AnnAssign, ast.AugAssign, ast.For)) else []
+    return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
 
 
 def _op(op: ast.AST) -> str:
