@@ -46,8 +46,9 @@ class Emitter:
     def __init__(self, func: tir.Function, messages: Messages) -> None:
         self.func = func
         self.messages = messages
-        self.out: list[str] = []
+        self.lines: list[str] = []
         self.loops = 0
+        self.line = 0  # the Python line of what is being emitted
 
     def emit(self) -> str:
         f = self.func
@@ -55,7 +56,7 @@ class Emitter:
             sig = f"__device__ bool {f.kernel_id}_handle(const {f.input}& req, {f.output}& resp, rg_ctx& ctx)"
         else:
             sig = f"__device__ void {f.kernel_id}_handle(const {f.input}& req, rg_ctx& ctx)"
-        w = self.out.append
+        w = self.out
         w('#include "rg_python.h"')
         w(f"{sig} {{")
         w("    (void)req; (void)ctx;")
@@ -68,12 +69,20 @@ class Emitter:
         self.block(f.body, 1)
         w("    return false;" if f.output else "    return;")
         w("}")
-        return "\n".join(self.out) + "\n"
+        return "\n".join(self.lines) + "\n"
+
+    def out(self, text: str) -> None:
+        """One line of C; one that can trap gets a #line of its own, so that the trap names
+        the Python line even inside a statement that takes several C lines."""
+        if "RG_PY_AT" in text:
+            self.lines.append(f"#line {self.line}")
+        self.lines.append(text)
 
     def at(self, line: int) -> None:
         # the file name carries over from the template's #line before the handler, so the
         # source (part of the schema hash) does not depend on where the package is built
-        self.out.append(f"#line {line}")
+        self.line = line
+        self.lines.append(f"#line {line}")
 
     def block(self, body: tuple[tir.Stmt, ...], depth: int) -> None:
         for s in body:
@@ -81,7 +90,7 @@ class Emitter:
 
     def stmt(self, s: tir.Stmt, depth: int) -> None:
         pad = "    " * depth
-        w = self.out.append
+        w = self.out
         self.at(s.line)
         if isinstance(s, tir.Assign):
             w(f"{pad}{local(s.target)} = {self.expr(s.value)};")
@@ -116,7 +125,7 @@ class Emitter:
             raise AssertionError(s)
 
     def for_range(self, s: tir.ForRange, depth: int) -> None:
-        pad, w = "    " * depth, self.out.append
+        pad, w = "    " * depth, self.out
         n = self.loops = self.loops + 1
         w(f"{pad}{{  // range(): bounds evaluated once, the variable keeps its last value")
         w(f"{pad}    const int64_t rg_lo{n} = {self.expr(s.start)}, rg_hi{n} = {self.expr(s.stop)}, "
@@ -130,7 +139,7 @@ class Emitter:
         w(f"{pad}}}")
 
     def prange(self, s: tir.PRange, depth: int) -> None:
-        pad, w = "    " * depth, self.out.append
+        pad, w = "    " * depth, self.out
         n = self.loops = self.loops + 1
         block, reds = self.func.block, s.reductions
         w(f"{pad}{{  // prange: rounds of {block} iterations, thread t runs iteration base + t; thread 0")
@@ -146,6 +155,7 @@ class Emitter:
         w(f"{pad}        if (rg_i{n} < rg_hi{n}) do {{  // do/while(0): `continue` ends the iteration")
         w(f"{pad}            {local(s.var)} = rg_i{n};")
         self.block(s.body, depth + 3)
+        self.line = s.line  # the folds below belong to the loop's line
         w(f"{pad}        }} while (0);")
         if reds:
             for r in reds:
@@ -174,10 +184,10 @@ class Emitter:
 
     def accumulate(self, s: tir.Accumulate, pad: str) -> None:
         r = s.reduction
-        self.out.append(f"{pad}rg_term{r.slot} = {self.expr(s.value)}; rg_got{r.slot} = true;")
+        self.out(f"{pad}rg_term{r.slot} = {self.expr(s.value)}; rg_got{r.slot} = true;")
 
     def ret(self, s: tir.Return, pad: str) -> None:
-        w = self.out.append
+        w = self.out
         if s.fields is None:
             w(f"{pad}return{' false' if self.func.output else ''};")
             return
@@ -187,6 +197,7 @@ class Emitter:
         w(f"{pad}{{")
         pad += "    "
         for i, f in enumerate(s.fields):
+            self.line = f.line
             if f.value.ty.scalar:  # every thread computes it (and traps alike); thread 0 stores
                 ctype = fields[f.name]
                 ctype = ctype.element if ctype.kind == "optional" else ctype

@@ -355,7 +355,8 @@ class Lowerer:
             if kw.arg is None or kw.arg not in fields:
                 raise Unsupported(kw, f"the argument {kw.arg or '**'} of {self.func.output}",
                                   f"give fields of {self.func.output} by keyword: {', '.join(fields)}")
-            stores.append(tir.FieldStore(kw.arg, self.field_value(kw.value, fields[kw.arg], kw.arg)))
+            stores.append(tir.FieldStore(kw.arg, self.field_value(kw.value, fields[kw.arg], kw.arg),
+                                         self.line(kw.value)))
         return tir.Return(line, tuple(stores))
 
     def field_value(self, node: ast.expr, ctype: Any, name: str) -> tir.Expr:

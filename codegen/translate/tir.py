@@ -192,6 +192,7 @@ class Check(Stmt):
 class FieldStore:
     name: str
     value: Expr
+    line: int  # of the keyword argument, which may be on a line of its own
 
 
 @dataclass(frozen=True)

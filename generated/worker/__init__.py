@@ -43,7 +43,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='worker',
-    schema_hash='eb6d3837944951dc',
+    schema_hash='6e70fbfebc48af53',
     build_command='ringgen build examples/worker.py -o generated',
     sources=('examples/worker.py',),
     type_ids=TYPE_IDS,

@@ -14,7 +14,7 @@
 #include <stdio.h>
 
 #if defined(__CUDACC__)
-#define RG_PY_HD __host__ __device__ __forceinline__
+#define RG_PY_HD __device__ __forceinline__  // handlers are device code; __trap() is device-only
 #else
 #define RG_PY_HD inline
 #endif

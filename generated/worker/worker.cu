@@ -32,6 +32,7 @@ __device__ bool worker_handle(const WorkRequest& req, WorkResponse& resp, rg_ctx
             if (rg_i1 < rg_hi1) do {  // do/while(0): `continue` ends the iteration
                 rg_tmp1 = rg_i1;
 #line 34
+#line 34
                 rg_term0 = req.data.items[rg_py_index(rg_tmp1, req.data.count, RG_PY_AT)]; rg_got0 = true;
             } while (0);
             rg_red0[rg_round1][threadIdx.x] = rg_term0;
@@ -61,7 +62,7 @@ __device__ bool worker_handle(const WorkRequest& req, WorkResponse& resp, rg_ctx
     }
     return false;
 }
-#line 65 "worker.cu"
+#line 66 "worker.cu"
 // ---- end of the handler ----
 
 struct worker_kernel {

@@ -74,7 +74,8 @@ def arith(req: Numbers) -> Arith:
     trunc = 0
     if math.isfinite(req.x) and abs(req.x) < 1e18:
         trunc = int(req.x)
-    root = math.sqrt(abs(req.x)) + math.floor(req.f) * 0.5 if math.isfinite(req.f) else -1.0
+    # math.floor gives an int, which is 64-bit here: keep its argument in range
+    root = math.sqrt(abs(req.x)) + (math.floor(req.f) * 0.5 if abs(req.f) < 1e9 else -1.0)
     return Arith(q=q, r=r, fq=fq, fr=fr, ip=(a % 9) ** 3 - b, fp=abs(req.x) ** 0.5,
                  mx=max(req.x, req.y), mn=min(req.x, req.y, 2.5), ab=abs(a - b), trunc=trunc,
                  narrow=a + req.u, f32=req.x * 0.5, both=req.flag and req.x > req.y,
@@ -145,3 +146,28 @@ def stats(req: Samples, ctx: object) -> Stats | None:
                 over += 1
     return Stats(total=total, scaled=scaled, hi=hi, lo=min(req.values), first_hi=max(req.values),
                  positives=positives, isum=isum, chars=len(req.label), over=over)
+
+
+@message
+@dataclass
+class Big:
+    a: int = 0
+    b: int = 0
+
+
+@message
+@dataclass
+class BigResult:
+    s: int = 0
+    p: int = 0
+    d: int = 0
+    m: int = 0
+    n: int = 0
+    cube: int = 0
+
+
+@ring_kernel(kernel_id="overflow", input=Big, output=BigResult, block=32)
+def overflow(req: Big) -> BigResult:
+    """64-bit ints: every operation checked; a result outside int64 traps at this line."""
+    return BigResult(s=req.a + req.b, p=req.a * req.b, d=req.a // req.b, m=req.a % req.b,
+                     n=-req.a, cube=req.a ** 3)

@@ -15,6 +15,8 @@ TYPE_IDS = {
     'Inner': 0x7c14a181,
     'Samples': 0x4b158693,
     'Stats': 0x47f2f45f,
+    'Big': 0x9a9e1fa4,
+    'BigResult': 0x66598442,
 }
 DTYPES = {
     'Numbers': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'a', 'b', 'x', 'y',
@@ -79,6 +81,16 @@ DTYPES = {
               'itemsize': 24}],
  'offsets': [0, 16, 32, 36, 37, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112],
  'itemsize': 136}),
+    'Big': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'a', 'b'],
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '<i8', '<i8'],
+ 'offsets': [0, 16, 32, 36, 37, 40, 48],
+ 'itemsize': 56}),
+    'BigResult': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 's', 'p', 'd', 'm',
+           'n', 'cube'],
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '<i8', '<i8', '<i8', '<i8',
+             '<i8', '<i8'],
+ 'offsets': [0, 16, 32, 36, 37, 40, 48, 56, 64, 72, 80],
+ 'itemsize': 88}),
 }
 # messages that have no C layout (host actors only), and why
 HOST_ONLY = {
@@ -89,10 +101,11 @@ HOST_ONLY = {
 # RingKernelRuntime takes. Kernels (device ones compile from <kernel_id>.cu beside this file):
 #   arith: Numbers -> Arith, grid 1 x block 32
 #   stats: Samples -> Stats, grid 1 x block 32
+#   overflow: Big -> BigResult, grid 1 x block 32
 package = bind_package(
     globals(),
     name='translated',
-    schema_hash='d1547d3bdd19e6c6',
+    schema_hash='0549b833df77e2ab',
     build_command='ringgen build schemas.translated -o translated',
     sources=('schemas.translated',),
     type_ids=TYPE_IDS,

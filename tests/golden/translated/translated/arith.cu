@@ -29,7 +29,9 @@ __device__ bool arith_handle(const Numbers& req, Arith& resp, rg_ctx& ctx) {
 #line 55
     py_b = (int64_t)req.b;
 #line 56
+#line 56
     py_q = ((py_b != INT64_C(0)) ? rg_py_floordiv(py_a, py_b, RG_PY_AT) : rg_py_floordiv(rg_py_neg(py_a, RG_PY_AT), INT64_C(7), RG_PY_AT));
+#line 57
 #line 57
     py_r = ((py_b != INT64_C(0)) ? rg_py_mod(py_a, py_b, RG_PY_AT) : rg_py_mod(rg_py_neg(py_a, RG_PY_AT), INT64_C(7), RG_PY_AT));
 #line 58
@@ -39,18 +41,23 @@ __device__ bool arith_handle(const Numbers& req, Arith& resp, rg_ctx& ctx) {
 #line 60
     if ((((req.y != 0.0) && (bool)isfinite(req.x)) && (bool)isfinite(req.y))) {
 #line 61
+#line 61
         py_fq = rg_py_ffloordiv(req.x, req.y, RG_PY_AT);
+#line 62
 #line 62
         py_fr = rg_py_fmod(req.x, req.y, RG_PY_AT);
     }
 #line 63
     py_steps = INT64_C(0);
 #line 64
+#line 64
     py_n = rg_py_mod(rg_py_iabs(py_a, RG_PY_AT), INT64_C(50), RG_PY_AT);
 #line 65
     while ((py_n > INT64_C(1))) {
 #line 66
+#line 66
         py_n = ((rg_py_mod(py_n, INT64_C(2), RG_PY_AT) == INT64_C(0)) ? rg_py_floordiv(py_n, INT64_C(2), RG_PY_AT) : rg_py_add(rg_py_mul(INT64_C(3), py_n, RG_PY_AT), INT64_C(1), RG_PY_AT));
+#line 67
 #line 67
         py_steps = rg_py_add(py_steps, INT64_C(1), RG_PY_AT);
 #line 68
@@ -61,7 +68,9 @@ __device__ bool arith_handle(const Numbers& req, Arith& resp, rg_ctx& ctx) {
     }
 #line 70
     {  // range(): bounds evaluated once, the variable keeps its last value
+#line 70
         const int64_t rg_lo1 = INT64_C(10), rg_hi1 = INT64_C(0), rg_st1 = rg_py_neg(INT64_C(3), RG_PY_AT);
+#line 70
         rg_py_step(rg_st1, RG_PY_AT);
         for (int64_t rg_i1 = rg_lo1; rg_st1 > 0 ? rg_i1 < rg_hi1 : rg_i1 > rg_hi1; rg_i1 += rg_st1) {
             py_k = rg_i1;
@@ -71,6 +80,7 @@ __device__ bool arith_handle(const Numbers& req, Arith& resp, rg_ctx& ctx) {
                 continue;
             }
 #line 73
+#line 73
             py_steps = rg_py_add(py_steps, py_k, RG_PY_AT);
         }
     }
@@ -79,22 +89,28 @@ __device__ bool arith_handle(const Numbers& req, Arith& resp, rg_ctx& ctx) {
 #line 75
     if (((bool)isfinite(req.x) && (fabs(req.x) < 1e+18))) {
 #line 76
+#line 76
         py_trunc = rg_py_int(req.x, RG_PY_AT);
     }
-#line 77
-    py_root = ((bool)isfinite((double)req.f) ? (rg_py_math(sqrt(fabs(req.x)), fabs(req.x), 0.0, RG_PY_AT) + ((double)(rg_py_int(floor((double)req.f), RG_PY_AT)) * 0.5)) : (-1.0));
 #line 78
+#line 78
+    py_root = (rg_py_math(sqrt(fabs(req.x)), fabs(req.x), 0.0, RG_PY_AT) + ((fabs((double)req.f) < 1000000000.0) ? ((double)(rg_py_int(floor((double)req.f), RG_PY_AT)) * 0.5) : (-1.0)));
+#line 79
     {
         const int64_t rg_r0 = py_q;
         const int64_t rg_r1 = py_r;
         const double rg_r2 = py_fq;
         const double rg_r3 = py_fr;
+#line 79
         const int64_t rg_r4 = rg_py_sub(rg_py_ipow(rg_py_mod(py_a, INT64_C(9), RG_PY_AT), INT64_C(3), RG_PY_AT), py_b, RG_PY_AT);
+#line 79
         const double rg_r5 = rg_py_pow(fabs(req.x), 0.5, RG_PY_AT);
         const double rg_r6 = rg_py_max<double>(req.x, req.y);
         const double rg_r7 = rg_py_min<double>(rg_py_min<double>(req.x, req.y), 2.5);
+#line 80
         const int64_t rg_r8 = rg_py_iabs(rg_py_sub(py_a, py_b, RG_PY_AT), RG_PY_AT);
         const int64_t rg_r9 = py_trunc;
+#line 81
         const int32_t rg_r10 = rg_py_narrow<int32_t>(rg_py_add(py_a, (int64_t)req.u, RG_PY_AT), -2147483648, 2147483647, RG_PY_AT);
         const float rg_r11 = (float)((req.x * 0.5));
         const uint8_t rg_r12 = (uint8_t)(((req.flag != 0) && (req.x > req.y)));
@@ -121,7 +137,7 @@ __device__ bool arith_handle(const Numbers& req, Arith& resp, rg_ctx& ctx) {
     }
     return false;
 }
-#line 125 "arith.cu"
+#line 141 "arith.cu"
 // ---- end of the handler ----
 
 struct arith_kernel {

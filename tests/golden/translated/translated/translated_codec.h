@@ -606,3 +606,183 @@ RG_FN int64_t rg_unpack_Stats(const uint8_t* in, size_t len, Stats* m) {
     return r.err ? (int64_t)r.err : (int64_t)r.pos;
 }
 
+// ---- Big (schemas.translated.Big) ----
+#define RG_MAX_PACKED_Big 127
+
+RG_FN void rg_write_Big(rg_mp_writer* w, const Big* m) {
+    rg_mp_write_map(w, 5);
+    rg_mp_write_str(w, "a", 1);
+    rg_mp_write_int(w, (int64_t)m->a);
+    rg_mp_write_str(w, "b", 1);
+    rg_mp_write_int(w, (int64_t)m->b);
+    rg_mp_write_str(w, "message_id", 10);
+    rg_mp_write_uuid(w, &m->message_id);
+    rg_mp_write_str(w, "priority", 8);
+    rg_mp_write_uint(w, (uint64_t)m->priority);
+    rg_mp_write_str(w, "correlation_id", 14);
+    if (m->flags & RG_FLAG_HAS_CORRELATION) rg_mp_write_uuid(w, &m->correlation_id);
+    else rg_mp_write_nil(w);
+}
+
+// Zeroes *m and applies the field defaults that are constants (a default_factory leaves zero).
+RG_FN void rg_init_Big(Big* m) {
+    for (size_t i = 0; i < sizeof *m; ++i) ((uint8_t*)m)[i] = 0;
+    m->type_id = RG_TYPE_ID_Big;
+    m->a = 0;
+    m->b = 0;
+    m->priority = 128;
+}
+
+RG_FN void rg_read_Big(rg_mp_reader* r, Big* m) {
+    rg_init_Big(m);
+    uint32_t n;
+    if (!rg_mp_read_map(r, &n)) return;
+    for (uint32_t k = 0; k < n && !r->err; ++k) {
+        const uint8_t* key;
+        uint32_t key_len;
+        if (!rg_mp_read_key(r, &key, &key_len)) return;
+        if (rg_mp_key_is(key, key_len, "a", 1)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT64_MIN, INT64_MAX)) m->a = (int64_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "b", 1)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT64_MIN, INT64_MAX)) m->b = (int64_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "message_id", 10)) {
+            rg_mp_read_uuid(r, &m->message_id);
+        } else if (rg_mp_key_is(key, key_len, "priority", 8)) {
+            {
+                uint64_t v;
+                if (rg_mp_read_uint(r, &v, UINT8_MAX)) m->priority = (uint8_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "correlation_id", 14)) {
+            if (rg_mp_read_nil(r)) m->flags &= (uint8_t)~RG_FLAG_HAS_CORRELATION;
+            else if (rg_mp_read_uuid(r, &m->correlation_id)) m->flags |= RG_FLAG_HAS_CORRELATION;
+        } else {
+            rg_mp_skip(r);
+        }
+    }
+}
+
+RG_FN int64_t rg_pack_Big(const Big* m, uint8_t* out, size_t cap) {
+    rg_mp_writer w = {out, cap, 0, RG_MP_OK};
+    rg_write_Big(&w, m);
+    return w.err ? (int64_t)w.err : (int64_t)w.len;
+}
+
+RG_FN int64_t rg_unpack_Big(const uint8_t* in, size_t len, Big* m) {
+    rg_mp_reader r = {in, len, 0, RG_MP_OK};
+    rg_read_Big(&r, m);
+    if (!r.err && r.pos != len) r.err = RG_MP_ERR_TRAILING;
+    return r.err ? (int64_t)r.err : (int64_t)r.pos;
+}
+
+// ---- BigResult (schemas.translated.BigResult) ----
+#define RG_MAX_PACKED_BigResult 190
+
+RG_FN void rg_write_BigResult(rg_mp_writer* w, const BigResult* m) {
+    rg_mp_write_map(w, 9);
+    rg_mp_write_str(w, "s", 1);
+    rg_mp_write_int(w, (int64_t)m->s);
+    rg_mp_write_str(w, "p", 1);
+    rg_mp_write_int(w, (int64_t)m->p);
+    rg_mp_write_str(w, "d", 1);
+    rg_mp_write_int(w, (int64_t)m->d);
+    rg_mp_write_str(w, "m", 1);
+    rg_mp_write_int(w, (int64_t)m->m);
+    rg_mp_write_str(w, "n", 1);
+    rg_mp_write_int(w, (int64_t)m->n);
+    rg_mp_write_str(w, "cube", 4);
+    rg_mp_write_int(w, (int64_t)m->cube);
+    rg_mp_write_str(w, "message_id", 10);
+    rg_mp_write_uuid(w, &m->message_id);
+    rg_mp_write_str(w, "priority", 8);
+    rg_mp_write_uint(w, (uint64_t)m->priority);
+    rg_mp_write_str(w, "correlation_id", 14);
+    if (m->flags & RG_FLAG_HAS_CORRELATION) rg_mp_write_uuid(w, &m->correlation_id);
+    else rg_mp_write_nil(w);
+}
+
+// Zeroes *m and applies the field defaults that are constants (a default_factory leaves zero).
+RG_FN void rg_init_BigResult(BigResult* m) {
+    for (size_t i = 0; i < sizeof *m; ++i) ((uint8_t*)m)[i] = 0;
+    m->type_id = RG_TYPE_ID_BigResult;
+    m->s = 0;
+    m->p = 0;
+    m->d = 0;
+    m->m = 0;
+    m->n = 0;
+    m->cube = 0;
+    m->priority = 128;
+}
+
+RG_FN void rg_read_BigResult(rg_mp_reader* r, BigResult* m) {
+    rg_init_BigResult(m);
+    uint32_t n;
+    if (!rg_mp_read_map(r, &n)) return;
+    for (uint32_t k = 0; k < n && !r->err; ++k) {
+        const uint8_t* key;
+        uint32_t key_len;
+        if (!rg_mp_read_key(r, &key, &key_len)) return;
+        if (rg_mp_key_is(key, key_len, "s", 1)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT64_MIN, INT64_MAX)) m->s = (int64_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "p", 1)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT64_MIN, INT64_MAX)) m->p = (int64_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "d", 1)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT64_MIN, INT64_MAX)) m->d = (int64_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "m", 1)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT64_MIN, INT64_MAX)) m->m = (int64_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "n", 1)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT64_MIN, INT64_MAX)) m->n = (int64_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "cube", 4)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT64_MIN, INT64_MAX)) m->cube = (int64_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "message_id", 10)) {
+            rg_mp_read_uuid(r, &m->message_id);
+        } else if (rg_mp_key_is(key, key_len, "priority", 8)) {
+            {
+                uint64_t v;
+                if (rg_mp_read_uint(r, &v, UINT8_MAX)) m->priority = (uint8_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "correlation_id", 14)) {
+            if (rg_mp_read_nil(r)) m->flags &= (uint8_t)~RG_FLAG_HAS_CORRELATION;
+            else if (rg_mp_read_uuid(r, &m->correlation_id)) m->flags |= RG_FLAG_HAS_CORRELATION;
+        } else {
+            rg_mp_skip(r);
+        }
+    }
+}
+
+RG_FN int64_t rg_pack_BigResult(const BigResult* m, uint8_t* out, size_t cap) {
+    rg_mp_writer w = {out, cap, 0, RG_MP_OK};
+    rg_write_BigResult(&w, m);
+    return w.err ? (int64_t)w.err : (int64_t)w.len;
+}
+
+RG_FN int64_t rg_unpack_BigResult(const uint8_t* in, size_t len, BigResult* m) {
+    rg_mp_reader r = {in, len, 0, RG_MP_OK};
+    rg_read_BigResult(&r, m);
+    if (!r.err && r.pos != len) r.err = RG_MP_ERR_TRAILING;
+    return r.err ? (int64_t)r.err : (int64_t)r.pos;
+}
+

@@ -251,9 +251,61 @@ static_assert(offsetof(Stats, chars) == 96, "Stats.chars");
 static_assert(offsetof(Stats, over) == 104, "Stats.over");
 static_assert(offsetof(Stats, status) == 112, "Stats.status");
 
+// message Big
+typedef struct Big {
+    rg_uuid message_id;                //    0: 16 B, UUID of this message
+    rg_uuid correlation_id;            //   16: 16 B, message_id of the request (flags & RG_FLAG_HAS_CORRELATION)
+    uint32_t type_id;                  //   32: 4 B, RG_TYPE_ID_<Msg>
+    uint8_t priority;                  //   36: 1 B, 0..255, higher first
+    uint8_t flags;                     //   37: 1 B, RG_FLAG_*
+    uint8_t _pad0[2];                  //   38: 2 B
+    int64_t a;                         //   40: 8 B
+    int64_t b;                         //   48: 8 B
+} Big;
+static_assert(sizeof(Big) == 56, "layout of Big changed");
+static_assert(alignof(Big) == 8, "alignment of Big changed");
+static_assert(offsetof(Big, message_id) == 0, "Big.message_id");
+static_assert(offsetof(Big, correlation_id) == 16, "Big.correlation_id");
+static_assert(offsetof(Big, type_id) == 32, "Big.type_id");
+static_assert(offsetof(Big, priority) == 36, "Big.priority");
+static_assert(offsetof(Big, flags) == 37, "Big.flags");
+static_assert(offsetof(Big, a) == 40, "Big.a");
+static_assert(offsetof(Big, b) == 48, "Big.b");
+
+// message BigResult
+typedef struct BigResult {
+    rg_uuid message_id;                //    0: 16 B, UUID of this message
+    rg_uuid correlation_id;            //   16: 16 B, message_id of the request (flags & RG_FLAG_HAS_CORRELATION)
+    uint32_t type_id;                  //   32: 4 B, RG_TYPE_ID_<Msg>
+    uint8_t priority;                  //   36: 1 B, 0..255, higher first
+    uint8_t flags;                     //   37: 1 B, RG_FLAG_*
+    uint8_t _pad0[2];                  //   38: 2 B
+    int64_t s;                         //   40: 8 B
+    int64_t p;                         //   48: 8 B
+    int64_t d;                         //   56: 8 B
+    int64_t m;                         //   64: 8 B
+    int64_t n;                         //   72: 8 B
+    int64_t cube;                      //   80: 8 B
+} BigResult;
+static_assert(sizeof(BigResult) == 88, "layout of BigResult changed");
+static_assert(alignof(BigResult) == 8, "alignment of BigResult changed");
+static_assert(offsetof(BigResult, message_id) == 0, "BigResult.message_id");
+static_assert(offsetof(BigResult, correlation_id) == 16, "BigResult.correlation_id");
+static_assert(offsetof(BigResult, type_id) == 32, "BigResult.type_id");
+static_assert(offsetof(BigResult, priority) == 36, "BigResult.priority");
+static_assert(offsetof(BigResult, flags) == 37, "BigResult.flags");
+static_assert(offsetof(BigResult, s) == 40, "BigResult.s");
+static_assert(offsetof(BigResult, p) == 48, "BigResult.p");
+static_assert(offsetof(BigResult, d) == 56, "BigResult.d");
+static_assert(offsetof(BigResult, m) == 64, "BigResult.m");
+static_assert(offsetof(BigResult, n) == 72, "BigResult.n");
+static_assert(offsetof(BigResult, cube) == 80, "BigResult.cube");
+
 // Stable type ids (first 4 bytes of SHA-256 of the qualified name), stored in `type_id`.
 #define RG_TYPE_ID_Numbers 0x14daae4fu  // schemas.translated.Numbers
 #define RG_TYPE_ID_Arith 0x984f427bu  // schemas.translated.Arith
 #define RG_TYPE_ID_Inner 0x7c14a181u  // schemas.translated.Inner
 #define RG_TYPE_ID_Samples 0x4b158693u  // schemas.translated.Samples
 #define RG_TYPE_ID_Stats 0x47f2f45fu  // schemas.translated.Stats
+#define RG_TYPE_ID_Big 0x9a9e1fa4u  // schemas.translated.Big
+#define RG_TYPE_ID_BigResult 0x66598442u  // schemas.translated.BigResult
