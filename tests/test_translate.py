@@ -18,7 +18,7 @@ from ringgen.errors import TranslationError
 from ringgen.runtime.sync import SyncRuntime
 from ringgen.schema.kernels import kernel_spec
 from ringgen.toolchain.compile import cccl_include
-from ringgen.verify import CompiledKernel, agree, run_python
+from ringgen.verify import CompiledKernel, agree, run_python, verify_kernel
 
 CORPUS = ROOT / "tests" / "golden" / "translated" / "translated"
 
@@ -215,18 +215,28 @@ def test_a_trap_names_the_python_line(corpus: tuple[Any, SyncRuntime]) -> None:
 # ---- the C compilers ----
 
 
-def _translated_sources() -> list[Path]:
-    return [*sorted(CORPUS.glob("*.cu")), ROOT / "generated" / "worker" / "worker.cu"]
+def _all_translated(tmp_path: Path) -> Path:
+    """One translation unit of every translated kernel of the corpus (one compiler start, not
+    one a kernel; the worker example's is compiled with the other generated kernels)."""
+    unit = tmp_path / "translated_all.cu"
+    unit.write_text("".join(f'#include "{p}"\n' for p in sorted(CORPUS.glob("*.cu"))))
+    return unit
 
 
 def test_translated_sources_compile_with_gpp_werror(tmp_path: Path) -> None:
-    for source in _translated_sources():
-        compile_cpp([source], tmp_path / f"{source.stem}.o", [source.parent, cccl_include()],
-                    ["-x", "c++", "-c"])
+    compile_cpp([_all_translated(tmp_path)], tmp_path / "all.o", [CORPUS, cccl_include()],
+                ["-x", "c++", "-c"])
 
 
 @pytest.mark.nvcc
 @pytest.mark.skipif(not have_nvcc(), reason="nvcc is not on PATH")
 def test_translated_sources_compile_with_nvcc_sm90(tmp_path: Path) -> None:
-    for source in _translated_sources():
-        compile_nvcc(source, tmp_path / f"{source.stem}.o", [source.parent])
+    compile_nvcc(_all_translated(tmp_path), tmp_path / "all.o", [CORPUS])
+
+
+@pytest.mark.parametrize("kernel_id", ["arith", "stats", "overflow"])
+def test_hypothesis_messages_agree_with_python(kernel_id: str, corpus: tuple[Any, SyncRuntime]) -> None:
+    pkg, runtime = corpus
+    spec = kernel_spec(getattr(pkg, kernel_id))
+    assert spec is not None
+    verify_kernel(runtime, spec, 60, progress=lambda line: None)
