@@ -27,4 +27,4 @@ def translate(spec: KernelSpec, messages: dict[str, MessageIR], shown_file: str)
     except Unsupported as problem:
         diags.add(problem)
     diags.raise_if_any(spec.kernel_id)
-    return Emitter(func, table).emit(), first_line + len(tree.decorator_list)
+    return Emitter(func, table).emit(), first_line + tree.lineno - 1  # the `def` line

@@ -9,7 +9,7 @@
 #include "worker_codec.h"
 
 // ---- the handler, as written in examples/worker.py ----
-#line 30 "examples/worker.py"
+#line 31 "examples/worker.py"
 #include "rg_python.h"
 __device__ bool worker_handle(const WorkRequest& req, WorkResponse& resp, rg_ctx& ctx) {
     (void)req; (void)ctx;

@@ -18,12 +18,12 @@ LIMIT = 1000  # a module constant is a literal in the translated code
 @message
 @dataclass
 class Numbers:
-    a: np.int32 = np.int32(0)
-    b: np.int32 = np.int32(0)
+    a: np.int32 = 0
+    b: np.int32 = 0
     x: float = 0.0
     y: float = 0.0
-    f: np.float32 = np.float32(0)
-    u: np.uint8 = np.uint8(0)
+    f: np.float32 = 0.0
+    u: np.uint8 = 0
     flag: bool = False
 
 
@@ -40,8 +40,8 @@ class Arith:
     mn: float = 0.0
     ab: int = 0
     trunc: int = 0
-    narrow: np.int32 = np.int32(0)
-    f32: np.float32 = np.float32(0)
+    narrow: np.int32 = 0
+    f32: np.float32 = 0.0
     both: bool = False
     root: float = 0.0
     steps: int = 0
@@ -86,7 +86,7 @@ def arith(req: Numbers) -> Arith:
 @dataclass
 class Inner:
     scale: float = 1.0
-    tag: np.int16 = np.int16(0)
+    tag: np.int16 = 0
 
 
 @message
