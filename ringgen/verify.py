@@ -248,8 +248,10 @@ def device_kernels(kernels: dict[str, KernelSpec], kernel: str | None = None) ->
     if kernel is not None and not chosen:
         raise VerifyError(f"no device kernel {kernel!r}; the device kernels are "
                           f"{', '.join(k for k, s in kernels.items() if not s.host_actor) or 'none'}")
-    return [s for s in chosen if not any(_has_buffer(f.node) for f in read_fields(s.input))] \
-        if kernel is None else chosen
+    if kernel is not None:
+        return chosen
+    return [s for s in chosen if s.input is not None
+            and not any(_has_buffer(f.node) for f in read_fields(s.input))]
 
 
 def _has_buffer(node: TypeNode) -> bool:
