@@ -26,12 +26,13 @@ def py_docstring(text: str) -> str:
         "\\" + ch if ch in '\\"' else ch if ch.isprintable() else _escaped(ch) for ch in text)
 
 
-def c_string(text: str) -> str:
+def c_string(text: str | bytes) -> str:
     """For the inside of a C string literal, such as the file name of a `#line` directive:
     the UTF-8 bytes of `text`, printable ASCII as it is, `"` and `\\` escaped, every other byte
     as a three-digit octal escape (a hex escape would swallow the hex digits after it)."""
     out = []
-    for byte in text.encode("utf-8", "surrogateescape"):
+    data = text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
+    for byte in data:
         ch = chr(byte)
         if ch in '\\"':
             out.append("\\" + ch)
@@ -40,3 +41,8 @@ def c_string(text: str) -> str:
         else:
             out.append(f"\\{byte:03o}")
     return "".join(out)
+
+
+def c_literal(text: str | bytes) -> str:
+    """A whole C string literal of exactly these bytes."""
+    return f'"{c_string(text)}"'

@@ -43,6 +43,12 @@ def kernel_ir(spec: KernelSpec, reader: Any) -> KernelIR:
     if spec.host_actor:
         source, file, line = "", "", 0
         names = [cls.__name__ if cls else None for cls in (spec.input, spec.output)]
+    elif spec.translated:
+        from ringgen.codegen.translate import translate
+
+        names = [reader.read_message(cls).name if cls else None for cls in (spec.input, spec.output)]
+        file = reader.shown(str(spec.module_file or "<unknown>"))
+        source, line = translate(spec, {m.name: m for m in reader.messages.values()}, file)
     else:
         source, file, line = spec.handler_source()
         file = reader.shown(file)

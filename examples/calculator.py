@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 from ringgen import MaxLen, RingKernelRuntime, message, ring_kernel
@@ -99,8 +99,16 @@ _NUMBER = r"\s*(-?\d+(?:\.\d*)?)"
 
 @ring_kernel(kernel_id="calculator", input=CalculateRequest, output=CalculateResponse,
              block=32, cuda=CALCULATOR_CU)
-def calculator(req: CalculateRequest) -> CalculateResponse:
-    """Reference semantics of the device handler."""
+def calculator(req: CalculateRequest, ctx: Any = None) -> CalculateResponse:
+    """Reference semantics of the CUDA C handler (`ringgen verify` checks them): a request it
+    cannot evaluate is answered with an error and counted by ctx.fail()."""
+    response = _evaluate(req)
+    if not response.success and ctx is not None:
+        ctx.fail()
+    return response
+
+
+def _evaluate(req: CalculateRequest) -> CalculateResponse:
     m = re.fullmatch(_NUMBER + r"\s*(?:([^\s\d.])" + _NUMBER + r")?\s*", req.expression)
     numbers_ok = m and all(len(x.replace("-", "").replace(".", "")) <= 15
                            and len(x.partition(".")[2]) <= 8 for x in m.group(1, 3) if x)

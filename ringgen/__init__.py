@@ -17,6 +17,7 @@ from ringgen.errors import (
     RinggenError,
     SchemaError,
     StaleSchemaError,
+    TranslationError,
     UntrustedCacheError,
     ValidationError,
 )
@@ -28,7 +29,7 @@ from ringgen.runtime.metrics import MetricsCollector
 from ringgen.runtime.runtime import RingKernelRuntime
 from ringgen.runtime.sync import SyncRuntime
 from ringgen.runtime.telemetry import Telemetry
-from ringgen.schema.kernels import ring_kernel
+from ringgen.schema.kernels import prange, ring_kernel
 from ringgen.schema.messages import Message, message
 from ringgen.schema.types import BufferRef, MaxLen
 
@@ -54,10 +55,12 @@ __all__ = [
     "StaleSchemaError",
     "SyncRuntime",
     "Telemetry",
+    "TranslationError",
     "UnifiedBuffer",
     "UntrustedCacheError",
     "ValidationError",
     "__version__",
     "message",
+    "prange",
     "ring_kernel",
 ]

@@ -42,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     modules_and_out(c)
     i = sub.add_parser("inspect", help="print each message's C layout")
     i.add_argument("modules", nargs="+", metavar="MODULE")
+    v = sub.add_parser("verify", help="run each device kernel and its Python function on the same "
+                                      "generated messages; report the first difference, shrunk")
+    v.add_argument("module", metavar="MODULE", help="actor module: a .py path or a dotted module name")
+    v.add_argument("--kernel", metavar="K", help="only the kernel with this id")
+    v.add_argument("--examples", type=int, default=100, metavar="N", help="messages per kernel (100)")
     t = sub.add_parser("top", help="live view of a running runtime's kernels (monitor=True)")
     top.add_arguments(t)
     return p
@@ -101,11 +106,19 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from ringgen.verify import verify
+
+    verify(args.module, args.kernel, args.examples, progress=lambda line: print(line, flush=True))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    handlers = {"build": _build, "check": _check, "inspect": _inspect, "top": top.run}
+    handlers = {"build": _build, "check": _check, "inspect": _inspect, "top": top.run,
+                "verify": _verify}
     try:
         return handlers[args.command](args)
     except (RinggenError, ImportError) as e:

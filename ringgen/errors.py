@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class RinggenError(Exception):
     """Base class of all ringgen errors."""
@@ -9,6 +11,15 @@ class RinggenError(Exception):
 
 class SchemaError(RinggenError, TypeError):
     """A message schema that ringgen cannot use (or cannot lay out as a C struct)."""
+
+
+class TranslationError(SchemaError):
+    """A handler written in Python that uses constructs the translator cannot make C of.
+    `diagnostics` lists each one (file, line, col, construct, what to write instead)."""
+
+    def __init__(self, message: str, diagnostics: Sequence[object] = ()) -> None:
+        super().__init__(message)
+        self.diagnostics = list(diagnostics)
 
 
 class MessageSerializationError(RinggenError, ValueError):
@@ -65,6 +76,7 @@ __all__ = [
     "RinggenError",
     "SchemaError",
     "StaleSchemaError",
+    "TranslationError",
     "UntrustedCacheError",
     "ValidationError",
 ]

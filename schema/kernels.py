@@ -33,10 +33,17 @@ class KernelSpec:
     cuda: str | None
     cuda_file: str | None
     backpressure: str
+    rtol: float = 0.0  # `ringgen verify`'s tolerance for float fields (ints, bools: exact)
+    atol: float = 0.0
 
     @property
     def host_actor(self) -> bool:
         return inspect.iscoroutinefunction(self.fn)
+
+    @property
+    def translated(self) -> bool:
+        """A device kernel written in Python: `ringgen build` translates the function to C."""
+        return not self.host_actor and self.cuda is None and self.cuda_file is None
 
     @property
     def module_file(self) -> Path | None:
@@ -86,10 +93,14 @@ def ring_kernel(
     cuda: str | None = None,
     cuda_file: str | None = None,
     backpressure: str = "block",
+    rtol: float = 0.0,
+    atol: float = 0.0,
 ) -> Callable[[F], F]:
     """Declare an actor. With `cuda=` or `cuda_file=` it is a device ring kernel whose handler
     `__device__ bool <kernel_id>_handle(const In&, Out&, rg_ctx&)` runs with the whole block;
-    an `async def f(ctx)` is a host actor on the same queues."""
+    a plain `def f(req[, ctx])` without them is a device kernel whose handler `ringgen build`
+    translates from the Python (DESIGN "Handlers in Python"); an `async def f(ctx)` is a host
+    actor on the same queues. rtol/atol: the float tolerance of `ringgen verify`."""
 
     def decorate(fn: F) -> F:
         where = f"@ring_kernel(kernel_id={kernel_id!r}) on {getattr(fn, '__qualname__', fn)}"
@@ -109,16 +120,15 @@ def ring_kernel(
             if device:
                 raise SchemaError(f"{where}: an async def is a host actor and takes no CUDA "
                                   "source; drop cuda=/cuda_file= or make it a plain def")
-        elif not device:
-            raise SchemaError(f"{where}: a device kernel needs its handler as cuda='...' or "
-                              "cuda_file='x.cu' (or make the function `async def f(ctx)` for a "
-                              "host actor)")
         elif input is None:
             raise SchemaError(f"{where}: a device kernel needs input=<@message class>")
+        if not (rtol >= 0 and atol >= 0):
+            raise SchemaError(f"{where}: rtol and atol must be >= 0, got {rtol!r}, {atol!r}")
         if cuda is not None and cuda_file is not None:
             raise SchemaError(f"{where}: give cuda= or cuda_file=, not both")
         fn.__rg_kernel__ = KernelSpec(  # type: ignore[attr-defined]
-            kernel_id, fn, input, output, block, grid, queue_size, cuda, cuda_file, backpressure)
+            kernel_id, fn, input, output, block, grid, queue_size, cuda, cuda_file, backpressure,
+            float(rtol), float(atol))
         return fn
 
     return decorate
@@ -127,3 +137,13 @@ def ring_kernel(
 def kernel_spec(obj: object) -> KernelSpec | None:
     spec = getattr(obj, "__rg_kernel__", None)
     return spec if isinstance(spec, KernelSpec) else None
+
+
+def prange(*args: int) -> range:
+    """`range` in Python; in a translated handler the loop's iterations are spread over the
+    block's threads, its `+=` / `max(m, v)` / `min(m, v)` accumulations become block
+    reductions (DESIGN "Handlers in Python")."""
+    return range(*args)
+
+
+prange.__rg_prange__ = True  # type: ignore[attr-defined]

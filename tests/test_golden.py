@@ -14,7 +14,8 @@ from ringgen.codegen.writer import stale_files, write_package
 
 GOLDEN = ROOT / "tests" / "golden"
 SCHEMA_CASES = {"everything": "schemas.everything", "widths": "schemas.widths",
-                "seed_messages": "schemas.seed_messages", "kernels": "schemas.kernels"}
+                "seed_messages": "schemas.seed_messages", "kernels": "schemas.kernels",
+                "translated": "schemas.translated"}
 EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.py"))
 
 

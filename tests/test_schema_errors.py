@@ -146,8 +146,8 @@ def test_ring_kernel_declaration_errors() -> None:
 
     with pytest.raises(SchemaError, match="power of two"):
         ring_kernel(kernel_id="k", input=In, cuda="", queue_size=1000)(lambda r: r)
-    with pytest.raises(SchemaError, match="needs its handler as cuda="):
-        ring_kernel(kernel_id="k", input=In)(lambda r: r)
+    with pytest.raises(SchemaError, match="rtol and atol must be >= 0"):
+        ring_kernel(kernel_id="k", input=In, rtol=-1.0)(lambda r: r)
     with pytest.raises(SchemaError, match="must be a C identifier"):
         ring_kernel(kernel_id="my-kernel", input=In, cuda="")(lambda r: r)
     with pytest.raises(SchemaError, match="must be a @message class"):

@@ -43,7 +43,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='worker',
-    schema_hash='fcc12e23200d7ab8',
+    schema_hash='b401f2d812388409',
     build_command='ringgen build examples/worker.py -o generated',
     sources=('examples/worker.py',),
     type_ids=TYPE_IDS,

@@ -9,22 +9,60 @@
 #include "worker_codec.h"
 
 // ---- the handler, as written in examples/worker.py ----
-#line 30 "examples/worker.py"
+#line 31 "examples/worker.py"
+#include "rg_python.h"
 __device__ bool worker_handle(const WorkRequest& req, WorkResponse& resp, rg_ctx& ctx) {
-    (void)ctx;
-    __shared__ double part[128];                       // the whole block runs the handler
-    double s = 0.0;
-    for (uint32_t i = threadIdx.x; i < req.data.count; i += blockDim.x) s += req.data.items[i];
-    part[threadIdx.x] = s;
-    __syncthreads();
-    for (unsigned w = blockDim.x / 2; w > 0; w /= 2) {
-        if (threadIdx.x < w) part[threadIdx.x] += part[threadIdx.x + w];
+    (void)req; (void)ctx;
+    __shared__ double rg_red0[2][128];
+    __shared__ bool rg_has0[2][128];
+    __shared__ double rg_acc0;
+    int64_t rg_tmp1 = 0; (void)rg_tmp1;
+    double rg_tmp2 = 0.0; (void)rg_tmp2;
+#line 34
+    rg_tmp2 = 0.0;
+#line 34
+    {  // prange: rounds of 128 iterations, thread t runs iteration base + t; thread 0
+        // folds each round's values in index order, so the result is Python's loop's
+        const int64_t rg_lo1 = INT64_C(0), rg_hi1 = (int64_t)req.data.count;
+        unsigned rg_round1 = 0;
+        for (int64_t rg_base1 = rg_lo1; rg_base1 < rg_hi1; rg_base1 += 128, rg_round1 ^= 1u) {
+            double rg_term0 = 0.0;
+            bool rg_got0 = false;
+            const int64_t rg_i1 = rg_base1 + (int64_t)threadIdx.x;
+            if (rg_i1 < rg_hi1) do {  // do/while(0): `continue` ends the iteration
+                rg_tmp1 = rg_i1;
+#line 34
+#line 34
+                rg_term0 = req.data.items[rg_py_index(rg_tmp1, req.data.count, RG_PY_AT)]; rg_got0 = true;
+            } while (0);
+            rg_red0[rg_round1][threadIdx.x] = rg_term0;
+            rg_has0[rg_round1][threadIdx.x] = rg_got0;
+            __syncthreads();  // slots double-buffered: one barrier a round
+            if (threadIdx.x == 0) {
+                for (unsigned rg_t = 0; rg_t < 128u; ++rg_t) {
+                    if (rg_has0[rg_round1][rg_t]) rg_tmp2 = rg_tmp2 + rg_red0[rg_round1][rg_t];
+                }
+            }
+        }
+        if (rg_hi1 > rg_lo1) rg_tmp1 = rg_hi1 - 1;  // its value after the loop
+        if (threadIdx.x == 0) {
+            rg_acc0 = rg_tmp2;
+        }
         __syncthreads();
+        rg_tmp2 = rg_acc0;
+        __syncthreads();  // read before thread 0 may write rg_acc again
     }
-    if (threadIdx.x == 0) resp.result = part[0];
-    return true;                                       // emit the response
+#line 34
+    {
+        const double rg_r0 = rg_tmp2;
+        if (threadIdx.x == 0) {
+            resp.result = rg_r0;
+        }
+        return true;
+    }
+    return false;
 }
-#line 28 "worker.cu"
+#line 66 "worker.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a

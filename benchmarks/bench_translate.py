@@ -1,0 +1,182 @@
+"""Handlers written in Python: the translated handler beside hand-written CUDA C of the same
+handler, on the CPU backend, in one run (time per message and the ratio), and the build time of
+50 translated kernels (no compiler run).
+
+    python benchmarks/bench_translate.py [--messages N]
+
+Pairs: the worker's block sum of 256 floats (block 128) and a 256-element axpy reduced to one
+number (sum of a*x[i] + y[i]). A string parser has no translated twin yet: the translator does
+not index str (use cuda= for parsers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
+
+HANDLERS = r'''
+from __future__ import annotations
+from dataclasses import dataclass
+from typing import Annotated
+import ringgen as rg
+from ringgen import MaxLen, message, ring_kernel
+
+
+@message
+@dataclass
+class Data:
+    data: Annotated[list[float], MaxLen(256)]
+    a: float = 2.0
+    y: Annotated[list[float], MaxLen(256)] = ()
+
+
+@message
+@dataclass
+class Total:
+    result: float = 0.0
+
+
+SUM_CU = r"""
+__device__ bool sum_c_handle(const Data& req, Total& resp, rg_ctx& ctx) {
+    (void)ctx;
+    __shared__ double part[128];
+    double s = 0.0;
+    for (uint32_t i = threadIdx.x; i < req.data.count; i += blockDim.x) s += req.data.items[i];
+    part[threadIdx.x] = s;
+    __syncthreads();
+    for (unsigned w = blockDim.x / 2; w > 0; w /= 2) {
+        if (threadIdx.x < w) part[threadIdx.x] += part[threadIdx.x + w];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) resp.result = part[0];
+    return true;
+}
+"""
+
+AXPY_CU = r"""
+__device__ bool axpy_c_handle(const Data& req, Total& resp, rg_ctx& ctx) {
+    (void)ctx;
+    __shared__ double part[128];
+    double s = 0.0;
+    uint32_t n = req.data.count < req.y.count ? req.data.count : req.y.count;
+    for (uint32_t i = threadIdx.x; i < n; i += blockDim.x) s += req.a * req.data.items[i] + req.y.items[i];
+    part[threadIdx.x] = s;
+    __syncthreads();
+    for (unsigned w = blockDim.x / 2; w > 0; w /= 2) {
+        if (threadIdx.x < w) part[threadIdx.x] += part[threadIdx.x + w];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) resp.result = part[0];
+    return true;
+}
+"""
+
+
+@ring_kernel(kernel_id="sum_py", input=Data, output=Total, block=128)
+def sum_py(req: Data) -> Total:
+    return Total(result=sum(req.data))
+
+
+@ring_kernel(kernel_id="sum_c", input=Data, output=Total, block=128, cuda=SUM_CU)
+def sum_c(req: Data) -> Total:
+    return Total(result=sum(req.data))
+
+
+@ring_kernel(kernel_id="axpy_py", input=Data, output=Total, block=128)
+def axpy_py(req: Data) -> Total:
+    n = min(len(req.data), len(req.y))
+    return Total(result=sum(req.a * req.data[i] + req.y[i] for i in rg.prange(n)))
+
+
+@ring_kernel(kernel_id="axpy_c", input=Data, output=Total, block=128, cuda=AXPY_CU)
+def axpy_c(req: Data) -> Total:
+    n = min(len(req.data), len(req.y))
+    return Total(result=sum(req.a * req.data[i] + req.y[i] for i in range(n)))
+'''
+
+KERNEL_50 = '''
+@ring_kernel(kernel_id="k{i}", input=Data, output=Total, block=64)
+def k{i}(req: Data) -> Total:
+    total = 0.0
+    hi = -1.0
+    for j in rg.prange(len(req.data)):
+        v = req.data[j] * {i}.5
+        if v != v:
+            continue
+        total += v
+        hi = max(hi, v)
+    n = 0
+    while n < len(req.y) and req.y[n] > 0.0:
+        n += 1
+    return Total(result=total + hi * n - req.a // 3.0 + len(req.y) % 7)
+'''
+
+
+def load(package_dir: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(package_dir.name, package_dir / "__init__.py",
+                                                  submodule_search_locations=[str(package_dir)])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[package_dir.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def per_message_us(runtime: object, kernel_id: str, msgs: list[object]) -> float:
+    start = time.perf_counter()
+    runtime.send_many(kernel_id, msgs)  # type: ignore[attr-defined]
+    got = 0
+    while got < len(msgs):
+        got += len(runtime.receive_many(kernel_id, len(msgs) - got, timeout=30.0))  # type: ignore[attr-defined]
+    return (time.perf_counter() - start) / len(msgs) * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    from ringgen.codegen.build import build, plan
+    from ringgen.runtime.sync import SyncRuntime
+
+    with tempfile.TemporaryDirectory() as tmp:
+        module = Path(tmp) / "bench_handlers.py"
+        module.write_text(HANDLERS)
+        many = Path(tmp) / "bench_many.py"
+        many.write_text(HANDLERS.split("SUM_CU =")[0] + "".join(KERNEL_50.format(i=i) for i in range(50)))
+        sys.path.insert(0, tmp)
+
+        start = time.perf_counter()
+        files = plan([str(many)], Path(tmp) / "gen_many").files()
+        build_s = time.perf_counter() - start
+        print(f"build of 50 translated kernels (no compiler): {build_s:.3f} s, "
+              f"{sum(name.endswith('.cu') for name in files)} .cu files")
+
+        result = build([str(module)], Path(tmp) / "gen", "bench_handlers_pkg")
+        pkg = load(result.plan.package_dir)
+        data = [float(i % 17) - 8.0 for i in range(256)]
+        msgs = [pkg.Data(data=data, a=1.5, y=data[::-1]) for _ in range(args.messages)]
+        pairs = [("worker block sum", "sum_py", "sum_c"), ("axpy of 256, reduced", "axpy_py", "axpy_c")]
+        with SyncRuntime(pkg, backend="cpu") as runtime:
+            for kid in ("sum_py", "sum_c", "axpy_py", "axpy_c"):
+                runtime.launch(kid)
+                per_message_us(runtime, kid, msgs[:200])  # warm up
+            for title, translated, handwritten in pairs:
+                py_times, c_times = [], []
+                for _ in range(args.rounds):  # interleaved, so drift hits both alike
+                    py_times.append(per_message_us(runtime, translated, msgs))
+                    c_times.append(per_message_us(runtime, handwritten, msgs))
+                py, c = statistics.median(py_times), statistics.median(c_times)
+                print(f"{title}: translated {py:7.2f} us/msg, hand-written C {c:7.2f} us/msg, "
+                      f"ratio {py / c:.2f}x (median of {args.rounds} rounds of {args.messages})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,383 @@
+"""Typed IR -> the C handler. Every thread of the block runs the handler with the same
+values, so control flow is uniform: sequential code runs redundantly on each thread, a prange
+runs in rounds of blockDim iterations (thread t runs iteration base + t), and the response and
+ctx.fail() are written by thread 0 alone.
+
+Reductions, in a fixed order that is Python's: each iteration's value (`acc += v`,
+`m = max(m, v)`) goes to a shared slot, and after the round's barrier thread 0 folds the slots
+in index order into the accumulator, as the sequential loop would (ints checked for overflow,
+min/max replacing only on strictly less/greater, so NaN and -0.0 come out as in Python, float
+sums rounded in the same order). The values are computed in parallel; the fold is a few
+instructions an iteration. After the loop thread 0 broadcasts the results through shared
+memory."""
+
+from __future__ import annotations
+
+from ringgen.codegen.escape import c_literal
+from ringgen.codegen.ir import CType
+from ringgen.codegen.translate import tir
+from ringgen.codegen.translate.types import BOOL, FLOAT, INT, Messages, Ty
+
+_INT_RANGE = {8: (-2**7, 2**7 - 1), 16: (-2**15, 2**15 - 1), 32: (-2**31, 2**31 - 1)}
+_UINT_RANGE = {8: 2**8 - 1, 16: 2**16 - 1, 32: 2**32 - 1, 64: 2**63 - 1}
+_MATH_INT = {"floor", "ceil", "trunc"}
+_MATH_BOOL = {"isnan", "isinf", "isfinite"}
+
+
+def local(name: str) -> str:
+    return f"rg_tmp{name[1:]}" if name.startswith("$") else f"py_{name}"
+
+
+def _float(v: float) -> str:
+    if v != v:
+        return "(double)NAN"
+    if v in (float("inf"), float("-inf")):
+        return "(double)INFINITY" if v > 0 else "-(double)INFINITY"
+    return repr(v)
+
+
+class Emitter:
+    def __init__(self, func: tir.Function, messages: Messages) -> None:
+        self.func = func
+        self.messages = messages
+        self.lines: list[str] = []
+        self.loops = 0
+        self.line = 0  # the Python line of what is being emitted
+
+    def emit(self) -> str:
+        f = self.func
+        if f.output:
+            sig = f"__device__ bool {f.kernel_id}_handle(const {f.input}& req, {f.output}& resp, rg_ctx& ctx)"
+        else:
+            sig = f"__device__ void {f.kernel_id}_handle(const {f.input}& req, rg_ctx& ctx)"
+        w = self.out
+        w('#include "rg_python.h"')
+        w(f"{sig} {{")
+        w("    (void)req; (void)ctx;")
+        for r in f.reductions:
+            w(f"    __shared__ {r.ty.c} rg_red{r.slot}[2][{f.block}];")
+            w(f"    __shared__ bool rg_has{r.slot}[2][{f.block}];")
+            w(f"    __shared__ {r.ty.c} rg_acc{r.slot};")
+        for name, ty in f.locals.items():
+            w(f"    {ty.c} {local(name)} = {_zero(ty)}; (void){local(name)};")
+        self.block(f.body, 1)
+        w("    return false;" if f.output else "    return;")
+        w("}")
+        return "\n".join(self.lines) + "\n"
+
+    def out(self, text: str) -> None:
+        """One line of C; one that can trap gets a #line of its own, so that the trap names
+        the Python line even inside a statement that takes several C lines."""
+        if "RG_PY_AT" in text:
+            self.lines.append(f"#line {self.line}")
+        self.lines.append(text)
+
+    def at(self, line: int) -> None:
+        # the file name carries over from the template's #line before the handler, so the
+        # source (part of the schema hash) does not depend on where the package is built
+        self.line = line
+        self.lines.append(f"#line {line}")
+
+    def block(self, body: tuple[tir.Stmt, ...], depth: int) -> None:
+        for s in body:
+            self.stmt(s, depth)
+
+    def stmt(self, s: tir.Stmt, depth: int) -> None:
+        pad = "    " * depth
+        w = self.out
+        self.at(s.line)
+        if isinstance(s, tir.Assign):
+            w(f"{pad}{local(s.target)} = {self.expr(s.value)};")
+        elif isinstance(s, tir.If):
+            w(f"{pad}if ({self.expr(s.test)}) {{")
+            self.block(s.body, depth + 1)
+            if s.orelse:
+                w(f"{pad}}} else {{")
+                self.block(s.orelse, depth + 1)
+            w(f"{pad}}}")
+        elif isinstance(s, tir.While):
+            w(f"{pad}while ({self.expr(s.test)}) {{")
+            self.block(s.body, depth + 1)
+            w(f"{pad}}}")
+        elif isinstance(s, tir.ForRange):
+            self.for_range(s, depth)
+        elif isinstance(s, tir.PRange):
+            self.prange(s, depth)
+        elif isinstance(s, tir.Accumulate):
+            self.accumulate(s, pad)
+        elif isinstance(s, tir.Break):
+            w(f"{pad}break;")
+        elif isinstance(s, tir.Continue):
+            w(f"{pad}continue;")
+        elif isinstance(s, tir.Check):
+            w(f"{pad}{s.what}({self.expr(s.value)}, RG_PY_AT);")
+        elif isinstance(s, tir.Fail):
+            w(f"{pad}if (threadIdx.x == 0) ctx.fail();")
+        elif isinstance(s, tir.Return):
+            self.ret(s, pad)
+        else:
+            raise AssertionError(s)
+
+    def for_range(self, s: tir.ForRange, depth: int) -> None:
+        pad, w = "    " * depth, self.out
+        n = self.loops = self.loops + 1
+        w(f"{pad}{{  // range(): bounds evaluated once, the variable keeps its last value")
+        w(f"{pad}    const int64_t rg_lo{n} = {self.expr(s.start)}, rg_hi{n} = {self.expr(s.stop)}, "
+          f"rg_st{n} = {self.expr(s.step)};")
+        w(f"{pad}    rg_py_step(rg_st{n}, RG_PY_AT);")
+        w(f"{pad}    for (int64_t rg_i{n} = rg_lo{n}; "
+          f"rg_st{n} > 0 ? rg_i{n} < rg_hi{n} : rg_i{n} > rg_hi{n}; rg_i{n} += rg_st{n}) {{")
+        w(f"{pad}        {local(s.var)} = rg_i{n};")
+        self.block(s.body, depth + 2)
+        w(f"{pad}    }}")
+        w(f"{pad}}}")
+
+    def prange(self, s: tir.PRange, depth: int) -> None:
+        pad, w = "    " * depth, self.out
+        n = self.loops = self.loops + 1
+        block, reds = self.func.block, s.reductions
+        w(f"{pad}{{  // prange: rounds of {block} iterations, thread t runs iteration base + t; thread 0")
+        w(f"{pad}    // folds each round's values in index order, so the result is Python's loop's")
+        w(f"{pad}    const int64_t rg_lo{n} = {self.expr(s.start)}, rg_hi{n} = {self.expr(s.stop)};")
+        w(f"{pad}    unsigned rg_round{n} = 0;")
+        w(f"{pad}    for (int64_t rg_base{n} = rg_lo{n}; rg_base{n} < rg_hi{n}; "
+          f"rg_base{n} += {block}, rg_round{n} ^= 1u) {{")
+        for r in reds:
+            w(f"{pad}        {r.ty.c} rg_term{r.slot} = {_zero(r.ty)};")
+            w(f"{pad}        bool rg_got{r.slot} = false;")
+        w(f"{pad}        const int64_t rg_i{n} = rg_base{n} + (int64_t)threadIdx.x;")
+        w(f"{pad}        if (rg_i{n} < rg_hi{n}) do {{  // do/while(0): `continue` ends the iteration")
+        w(f"{pad}            {local(s.var)} = rg_i{n};")
+        self.block(s.body, depth + 3)
+        self.line = s.line  # the folds below belong to the loop's line
+        w(f"{pad}        }} while (0);")
+        if reds:
+            for r in reds:
+                w(f"{pad}        rg_red{r.slot}[rg_round{n}][threadIdx.x] = rg_term{r.slot};")
+                w(f"{pad}        rg_has{r.slot}[rg_round{n}][threadIdx.x] = rg_got{r.slot};")
+            w(f"{pad}        __syncthreads();  // slots double-buffered: one barrier a round")
+            w(f"{pad}        if (threadIdx.x == 0) {{")
+            w(f"{pad}            for (unsigned rg_t = 0; rg_t < {block}u; ++rg_t) {{")
+            for r in reds:
+                acc, value = local(r.target), f"rg_red{r.slot}[rg_round{n}][rg_t]"
+                w(f"{pad}                if (rg_has{r.slot}[rg_round{n}][rg_t]) {_fold(r, acc, value)}")
+            w(f"{pad}            }}")
+            w(f"{pad}        }}")
+        w(f"{pad}    }}")
+        w(f"{pad}    if (rg_hi{n} > rg_lo{n}) {local(s.var)} = rg_hi{n} - 1;  // its value after the loop")
+        if reds:
+            w(f"{pad}    if (threadIdx.x == 0) {{")
+            for r in reds:
+                w(f"{pad}        rg_acc{r.slot} = {local(r.target)};")
+            w(f"{pad}    }}")
+            w(f"{pad}    __syncthreads();")
+            for r in reds:
+                w(f"{pad}    {local(r.target)} = rg_acc{r.slot};")
+            w(f"{pad}    __syncthreads();  // read before thread 0 may write rg_acc again")
+        w(f"{pad}}}")
+
+    def accumulate(self, s: tir.Accumulate, pad: str) -> None:
+        r = s.reduction
+        self.out(f"{pad}rg_term{r.slot} = {self.expr(s.value)}; rg_got{r.slot} = true;")
+
+    def ret(self, s: tir.Return, pad: str) -> None:
+        w = self.out
+        if s.fields is None:
+            w(f"{pad}return{' false' if self.func.output else ''};")
+            return
+        assert self.func.output is not None
+        fields = self.messages.fields(self.func.output)
+        values: list[str] = []
+        w(f"{pad}{{")
+        pad += "    "
+        for i, f in enumerate(s.fields):
+            self.line = f.line
+            if f.value.ty.scalar:  # every thread computes it (and traps alike); thread 0 stores
+                ctype = fields[f.name]
+                ctype = ctype.element if ctype.kind == "optional" else ctype
+                w(f"{pad}const {_store_type(ctype)} rg_r{i} = {self.store(f.value, ctype)};")
+        w(f"{pad}if (threadIdx.x == 0) {{")
+        for i, f in enumerate(s.fields):
+            target, ctype = f"resp.{f.name}", fields[f.name]
+            if ctype.kind == "optional":
+                if f.value.ty.kind == "none":
+                    values.append(f"{target}.present = 0;")
+                    continue
+                values.append(f"{target}.present = 1;")
+                target, ctype = f"{target}.value", ctype.element
+            if ctype.kind == "str":
+                assert isinstance(f.value, tir.Const) and isinstance(f.value.value, str)
+                data = f.value.value.encode()
+                values.append(f"rg_py_strcpy({target}.data, &{target}.len, {c_literal(data)}, {len(data)});")
+            else:
+                values.append(f"{target} = rg_r{i};")
+        for v in values:
+            w(f"{pad}    {v}")
+        w(f"{pad}}}")
+        w(f"{pad}return true;")
+        w(f"{pad[4:]}}}")
+
+    def store(self, value: tir.Expr, ctype: CType) -> str:
+        """A Python value converted to a field's storage type, checked where Python checks."""
+        text = self.expr(value)
+        if ctype.kind == "int" and ctype.bits < 64:
+            lo, hi = _INT_RANGE[ctype.bits]
+            return f"rg_py_narrow<{ctype.c_name}>({text}, {lo}, {hi}, RG_PY_AT)"
+        if ctype.kind == "uint":
+            return f"rg_py_narrow<{ctype.c_name}>({text}, 0, {_UINT_RANGE[ctype.bits]}, RG_PY_AT)"
+        if ctype.kind == "float" and ctype.bits == 32:
+            return f"(float)({text})"
+        if ctype.kind == "bool":
+            return f"(uint8_t)({text})"
+        return text
+
+    # ---- expressions ----
+
+    def expr(self, e: tir.Expr) -> str:
+        if isinstance(e, tir.Const):
+            if isinstance(e.value, bool):
+                return "true" if e.value else "false"
+            if isinstance(e.value, int):
+                return "INT64_MIN" if e.value == -2**63 else f"INT64_C({e.value})"
+            if isinstance(e.value, float):
+                return _float(e.value)
+            return c_literal(e.value)
+        if isinstance(e, tir.Local):
+            return local(e.name)
+        if isinstance(e, tir.Request):
+            return "req"
+        if isinstance(e, tir.FieldRead):
+            return self.load(f"{self.lvalue(e.base)}.{e.name}", self.field_ctype(e))
+        if isinstance(e, tir.Unwrap):
+            lv, ctype = self.lvalue(e.operand), self.ctype_of(e.operand)
+            return f"(rg_py_present({lv}.present, RG_PY_AT), {self.load(f'{lv}.value', ctype.element)})"
+        if isinstance(e, tir.IsNone):
+            return f"({'' if e.negate else '!'}{self.lvalue(e.operand)}.present)"
+        if isinstance(e, tir.Len):
+            lv = self.lvalue(e.operand)
+            if e.operand.ty.kind == "str":
+                return f"rg_py_strlen({lv}.data, {lv}.len)"
+            return f"(int64_t){lv}.count"
+        if isinstance(e, tir.Index):
+            return self.load(self.lvalue(e), self.ctype_of(e))
+        if isinstance(e, tir.Unary):
+            if e.op == "not":
+                return f"(!{self.expr(e.operand)})"
+            inner = self.expr(e.operand)
+            return f"rg_py_neg({inner}, RG_PY_AT)" if e.ty == INT else f"(-{inner})"
+        if isinstance(e, tir.Binary):
+            return self.binary(e)
+        if isinstance(e, tir.Compare):
+            if e.left.ty.kind == "str":
+                return self.str_compare(e)
+            return f"({self.expr(e.left)} {e.op} {self.expr(e.right)})"
+        if isinstance(e, tir.Cond):
+            return f"({self.expr(e.test)} ? {self.expr(e.then)} : {self.expr(e.orelse)})"
+        if isinstance(e, tir.Convert):
+            inner = self.expr(e.operand)
+            if e.ty == FLOAT:
+                return f"(double)({inner})"
+            if e.ty == INT:
+                return f"rg_py_int({inner}, RG_PY_AT)" if e.operand.ty == FLOAT else f"(int64_t)({inner})"
+            return f"(bool)({inner})"
+        if isinstance(e, tir.Call):
+            return self.call(e)
+        raise AssertionError(e)
+
+    def binary(self, e: tir.Binary) -> str:
+        a, b = self.expr(e.left), self.expr(e.right)
+        if e.ty == BOOL:
+            return f"({a} {e.op} {b})"
+        if e.ty == INT:
+            fn = {"+": "add", "-": "sub", "*": "mul", "//": "floordiv", "%": "mod", "**": "ipow"}[e.op]
+            return f"rg_py_{fn}({a}, {b}, RG_PY_AT)"
+        if e.op in ("+", "-", "*"):
+            return f"({a} {e.op} {b})"
+        fn = {"/": "div", "//": "ffloordiv", "%": "fmod", "**": "pow"}[e.op]
+        return f"rg_py_{fn}({a}, {b}, RG_PY_AT)"
+
+    def str_compare(self, e: tir.Compare) -> str:
+        def parts(x: tir.Expr) -> str:
+            if isinstance(x, tir.Const) and isinstance(x.value, str):
+                data = x.value.encode()
+                return f"{c_literal(data)}, {len(data)}u"
+            lv = self.lvalue(x)
+            return f"{lv}.data, {lv}.len"
+        eq = f"rg_py_streq({parts(e.left)}, {parts(e.right)})"
+        return eq if e.op == "==" else f"(!{eq})"
+
+    def call(self, e: tir.Call) -> str:
+        args = [self.expr(a) for a in e.args]
+        if e.func == "nan":
+            return "(double)NAN"
+        if e.func in ("min", "max"):
+            return f"rg_py_{e.func}<{e.ty.c}>({args[0]}, {args[1]})"
+        if e.func == "abs":
+            return f"rg_py_iabs({args[0]}, RG_PY_AT)" if e.ty == INT else f"fabs({args[0]})"
+        name = e.func.removeprefix("math.")
+        if name in _MATH_BOOL:
+            return f"(bool){name}({args[0]})"
+        if name in _MATH_INT:
+            return f"rg_py_int({name}({args[0]}), RG_PY_AT)"
+        second = args[1] if len(args) > 1 else "0.0"
+        return f"rg_py_math({name}({', '.join(args)}), {args[0]}, {second}, RG_PY_AT)"
+
+    # ---- places in the messages ----
+
+    def lvalue(self, e: tir.Expr) -> str:
+        """The C lvalue of a message, field or list item (no conversion)."""
+        if isinstance(e, tir.Request):
+            return "req"
+        if isinstance(e, tir.FieldRead):
+            return f"{self.lvalue(e.base)}.{e.name}"
+        if isinstance(e, tir.Unwrap):
+            lv = self.lvalue(e.operand)
+            return f"(rg_py_present({lv}.present, RG_PY_AT), {lv}.value)"
+        if isinstance(e, tir.Index):
+            seq = self.lvalue(e.seq)
+            return f"{seq}.items[rg_py_index({self.expr(e.index)}, {seq}.count, RG_PY_AT)]"
+        raise AssertionError(e)
+
+    def field_ctype(self, e: tir.FieldRead) -> CType:
+        base = self.ctype_of(e.base)
+        return self.messages.fields(base.c_name)[e.name]
+
+    def ctype_of(self, e: tir.Expr) -> CType:
+        if isinstance(e, tir.Request):
+            assert e.ty.ctype is not None
+            return e.ty.ctype
+        if isinstance(e, tir.FieldRead):
+            return self.field_ctype(e)
+        if isinstance(e, tir.Unwrap):
+            return self.ctype_of(e.operand).element
+        if isinstance(e, tir.Index):
+            return self.ctype_of(e.seq).element
+        raise AssertionError(e)
+
+    def load(self, lv: str, ctype: CType) -> str:
+        """A stored field as a Python value: ints as int64, floats as double, bools as bool."""
+        if ctype.kind == "uint" and ctype.bits == 64:
+            return f"rg_py_from_u64({lv}, RG_PY_AT)"
+        if ctype.kind in ("int", "uint") and ctype.bits != 64:
+            return f"(int64_t){lv}"
+        if ctype.kind == "float" and ctype.bits == 32:
+            return f"(double){lv}"
+        if ctype.kind == "bool":
+            return f"({lv} != 0)"
+        return lv
+
+
+def _zero(ty: Ty) -> str:
+    return {"int": "0", "float": "0.0", "bool": "false"}[ty.kind]
+
+
+def _fold(r: tir.Reduction, acc: str, value: str) -> str:
+    """One step of Python's loop: acc += v (ints checked), or max/min as the builtins order
+    (only a strictly greater/less value replaces, so NaN never does)."""
+    if r.op == "sum":
+        return f"{acc} = rg_py_add({acc}, {value}, RG_PY_AT);" if r.ty == INT else f"{acc} = {acc} + {value};"
+    return f"if ({value} {'>' if r.op == 'max' else '<'} {acc}) {acc} = {value};"
+
+
+def _store_type(ctype: CType) -> str:
+    return "uint8_t" if ctype.kind == "bool" else ctype.c_name

@@ -1,0 +1,764 @@
+"""Python ast -> typed IR. Types come from the kernel's message schemas and from literals;
+a local's type is fixed by its first assignment. Anything outside the subset is an
+Unsupported naming the construct and what to write instead; lowering goes on with the next
+statement so that one build reports every problem of a handler."""
+
+from __future__ import annotations
+
+import ast
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ringgen.codegen.translate import tir
+from ringgen.codegen.translate.diagnostics import Diagnostics, Unsupported
+from ringgen.codegen.translate.types import BOOL, FLOAT, INT, Messages, Ty, of_ctype, unify_numeric
+
+_MATH_FLOAT = {"sqrt", "exp", "log", "log2", "log10", "sin", "cos", "tan", "asin", "acos",
+               "atan", "sinh", "cosh", "tanh", "fabs", "atan2", "hypot", "copysign", "fmod"}
+_MATH_INT = {"floor", "ceil", "trunc"}  # float -> int in Python
+_MATH_BOOL = {"isnan", "isinf", "isfinite"}
+_MATH_CONST = {"pi": math.pi, "e": math.e, "tau": math.tau, "inf": math.inf}
+_COMPARE = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
+_ARITH: dict[type[ast.AST], str] = {
+    ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%", ast.Pow: "**"}
+_BUILTINS = {"len", "min", "max", "abs", "sum", "int", "float", "bool"}
+_SEQUENTIAL_HINT = "write it with if/while/for over range(...) on the handler's scalars"
+
+
+class _Scope:
+    """What a prange body may do: read everything but its accumulators, assign its own
+    locals, accumulate into the outer locals listed in `reductions` once an iteration."""
+
+    def __init__(self, outer: set[str]) -> None:
+        self.outer = outer
+        self.reductions: dict[str, tir.Reduction] = {}
+        self.reads: dict[str, ast.AST] = {}  # outer locals the body reads, where first
+
+
+class Lowerer:
+    def __init__(self, fn: Callable[..., Any], tree: ast.FunctionDef, func: tir.Function,
+                 messages: Messages, diags: Diagnostics) -> None:
+        self.fn = fn
+        self.tree = tree
+        self.func = func
+        self.messages = messages
+        self.diags = diags
+        self.globals: dict[str, Any] = dict(getattr(fn, "__globals__", {}))
+        self.request = ""
+        self.ctx = ""
+        self.loops = 0
+        self.prange: _Scope | None = None
+        self.pre: list[tir.Stmt] = []  # statements an expression needs before its statement
+        self.temps = 0
+        self.private: set[str] = set()  # locals last assigned inside a prange
+        self.poisoned: set[str] = set()  # locals of statements that failed to translate
+        self.aliases: dict[str, str] = {}  # a generator's variable -> its temporary
+
+    # ---- the function ----
+
+    def lower(self) -> tir.Function:
+        args = self.tree.args
+        if args.vararg or args.kwarg or args.kwonlyargs or args.defaults or args.posonlyargs \
+                or not 1 <= len(args.args) <= 2:
+            raise Unsupported(args, "this parameter list",
+                              "take the request and optionally the context: def f(req, ctx)")
+        self.request = args.args[0].arg
+        self.ctx = args.args[1].arg if len(args.args) == 2 else ""
+        body = self.tree.body
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            body = body[1:]  # the docstring
+        self.func.body = self.block(body)
+        return self.func
+
+    def block(self, stmts: Sequence[ast.stmt]) -> tuple[tir.Stmt, ...]:
+        out: list[tir.Stmt] = []
+        for s in stmts:
+            try:
+                lowered = self.stmt(s)
+                out += self.pre
+                out += lowered
+            except Unsupported as problem:
+                self.diags.add(problem)
+                self.poisoned |= _targets(s)
+            self.pre = []
+        return tuple(out)
+
+    def line(self, node: ast.AST) -> int:
+        return self.diags.line(node)
+
+    # ---- statements ----
+
+    def stmt(self, s: ast.stmt) -> list[tir.Stmt]:
+        line = self.line(s)
+        if isinstance(s, ast.Assign):
+            if len(s.targets) != 1 or not isinstance(s.targets[0], ast.Name):
+                raise Unsupported(s, _describe(s.targets[0]) if len(s.targets) == 1 else
+                                  "chained assignment", "assign one local name at a time: x = ...")
+            return self.assign(s, s.targets[0].id, s.value, None)
+        if isinstance(s, ast.AnnAssign):
+            if not isinstance(s.target, ast.Name) or s.value is None:
+                raise Unsupported(s, "this annotated assignment", "write `x: float = value`")
+            return self.assign(s, s.target.id, s.value, self.annotation(s.annotation))
+        if isinstance(s, ast.AugAssign):
+            return self.aug_assign(s)
+        if isinstance(s, ast.If):
+            test = self.truth(self.expr(s.test))
+            return [tir.If(line, test, self.block(s.body), self.block(s.orelse))]
+        if isinstance(s, ast.While):
+            if s.orelse:
+                raise Unsupported(s, "while ... else", "set a flag before `break` and test it after the loop")
+            test = self.truth(self.expr(s.test))
+            if self.pre:
+                raise Unsupported(s.test, "a reduction in a while condition",
+                                  "compute it into a local before the loop and at the end of its body")
+            self.loops += 1
+            body = self.block(s.body)
+            self.loops -= 1
+            return [tir.While(line, test, body)]
+        if isinstance(s, ast.For):
+            return self.for_loop(s)
+        if isinstance(s, (ast.Break, ast.Continue)):
+            if self.loops == 0 and not (isinstance(s, ast.Continue) and self.prange is not None):
+                raise Unsupported(s, f"`{type(s).__name__.lower()}` here",
+                                  "use break/continue in a sequential loop (not directly in a prange)")
+            return [tir.Break(line) if isinstance(s, ast.Break) else tir.Continue(line)]
+        if isinstance(s, ast.Pass):
+            return []
+        if isinstance(s, ast.Return):
+            return [self.ret(s)]
+        if isinstance(s, ast.Expr):
+            return self.expr_stmt(s)
+        raise Unsupported(s, _describe(s), _SEQUENTIAL_HINT)
+
+    def annotation(self, node: ast.expr) -> Ty:
+        name = node.id if isinstance(node, ast.Name) else None
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            module = self.globals.get(node.value.id)
+            if getattr(module, "__name__", "") == "numpy":
+                name = "float" if node.attr.startswith("float") else "int" \
+                    if node.attr.startswith(("int", "uint")) else None
+        ty = {"int": INT, "float": FLOAT, "bool": BOOL}.get(name or "")
+        if ty is None:
+            raise Unsupported(node, f"the annotation `{ast.unparse(node)}`",
+                              "annotate locals as int, float, bool or a numpy scalar type")
+        return ty
+
+    def assign(self, s: ast.stmt, name: str, value_node: ast.expr, declared: Ty | None) -> list[tir.Stmt]:
+        if name in (self.request, self.ctx):
+            raise Unsupported(s, f"assigning to the parameter `{name}`", "assign to a new local name")
+        if self.prange is not None and name in self.prange.outer:
+            reduced = self.reduction_call(name, value_node)
+            if reduced is not None:
+                return [reduced(self.line(s))]
+            raise Unsupported(s, f"assigning the outer local `{name}` inside a prange",
+                              f"accumulate with `{name} += ...` or `{name} = max({name}, ...)`, "
+                              "or use a sequential range()")
+        value = self.expr(value_node)
+        if not value.ty.scalar:
+            raise Unsupported(value_node, f"a local of type {value.ty}",
+                              "keep ints, floats and bools in locals; read the field where it is used")
+        want = declared or self.func.locals.get(name) or value.ty
+        if name in self.func.locals and self.func.locals[name] != want:
+            raise Unsupported(s, f"`{name}` declared {self.func.locals[name]}",
+                              "a local keeps the type of its first assignment; use another name")
+        value = self.coerce(value, want, value_node, f"`{name}`")
+        self.func.locals[name] = want
+        if self.prange is None:
+            self.private.discard(name)
+        return [tir.Assign(self.line(s), name, value)]
+
+    def coerce(self, value: tir.Expr, want: Ty, node: ast.AST, what: str) -> tir.Expr:
+        if value.ty == want:
+            return value
+        if want == FLOAT and value.ty in (INT, BOOL):
+            return tir.Convert(FLOAT, value)
+        if want == INT and value.ty == BOOL:
+            return tir.Convert(INT, value)
+        raise Unsupported(node, f"a {value.ty} value for {what} of type {want}",
+                          f"convert it explicitly ({want.kind}(...)) or start {what} as a "
+                          f"{value.ty} (for a float write 0.0, not 0)")
+
+    def reduction_call(self, name: str, node: ast.expr) -> Callable[[int], tir.Stmt] | None:
+        """`m = max(m, v)` / `m = min(m, v)` inside a prange."""
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id in ("max", "min") and len(node.args) == 2 and not node.keywords):
+            return None
+        first, second = node.args
+        if not (isinstance(first, ast.Name) and first.id == name):
+            return None
+        red = self.reduction(node, name, node.func.id)
+        value = self.coerce(self.expr(second), red.ty, second, f"`{name}`")
+        return lambda line: tir.Accumulate(line, red, value)
+
+    def reduction(self, node: ast.AST, name: str, op: str) -> tir.Reduction:
+        assert self.prange is not None
+        ty = self.func.locals[name]
+        if name in self.prange.reductions:
+            raise Unsupported(node, f"a second accumulation into `{name}` in one prange",
+                              f"accumulate into `{name}` once an iteration: compute the value "
+                              "into a local first (`v = a if c else b`)")
+        if self.loops:
+            raise Unsupported(node, f"accumulating into `{name}` in a loop inside a prange",
+                              "accumulate once an iteration: sum the inner loop into a local first")
+        if ty == BOOL:
+            raise Unsupported(node, f"accumulating the bool `{name}`", "count into an int")
+        red = tir.Reduction(name, op, ty, len(self.func.reductions))
+        self.func.reductions.append(red)
+        self.prange.reductions[name] = red
+        return red
+
+    def aug_assign(self, s: ast.AugAssign) -> list[tir.Stmt]:
+        if not isinstance(s.target, ast.Name):
+            raise Unsupported(s, f"augmented assignment to {_describe(s.target)}",
+                              "compute into a local; build the response with its constructor at `return`")
+        name = s.target.id
+        if name not in self.func.locals:
+            raise Unsupported(s, f"`{name} {_op(s.op)}= ...` before `{name}` is assigned",
+                              f"assign `{name}` first")
+        if self.prange is not None and name in self.prange.outer:
+            if not isinstance(s.op, ast.Add):
+                raise Unsupported(s, f"`{_op(s.op)}=` on an outer local inside a prange",
+                                  "only `+=`, `x = max(x, v)` and `x = min(x, v)` are block reductions")
+            red = self.reduction(s, name, "sum")
+            value = self.coerce(self.expr(s.value), red.ty, s.value, f"`{name}`")
+            return [tir.Accumulate(self.line(s), red, value)]
+        value = self.binary(s, type(s.op), tir.Local(self.func.locals[name], name), self.expr(s.value))
+        return [tir.Assign(self.line(s), name, self.coerce(value, self.func.locals[name], s, f"`{name}`"))]
+
+    def for_loop(self, s: ast.For) -> list[tir.Stmt]:
+        if s.orelse:
+            raise Unsupported(s, "for ... else", "set a flag before `break` and test it after the loop")
+        if not isinstance(s.target, ast.Name):
+            raise Unsupported(s.target, f"the loop target {_describe(s.target)}", "loop over one name")
+        var = s.target.id
+        line = self.line(s)
+        it = s.iter
+        if self.is_prange(it):
+            assert isinstance(it, ast.Call)
+            start, stop = self.range_bounds(it)
+            return [self.prange_loop(s, var, start, stop, s.body)]
+        if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range" \
+                and self.globals.get("range", range) is range:
+            start, stop, step = self.range_args(it)
+            self.declare(s.target, var, INT)
+            self.loops += 1
+            body = self.block(s.body)
+            self.loops -= 1
+            return [tir.ForRange(line, var, start, stop, step, body)]
+        seq = self.expr(it)
+        if seq.ty.kind == "list" and seq.ty.element is not None:
+            if not seq.ty.element.scalar:
+                raise Unsupported(it, f"a loop over a list of {seq.ty.element}",
+                                  "loop over range(len(...)) and index the list where it is used")
+            # for x in req.items: an index loop that reads the item first
+            index = self.temp(INT)
+            self.declare(s.target, var, seq.ty.element)
+            read = tir.Assign(line, var, tir.Index(seq.ty.element, seq, tir.Local(INT, index)))
+            self.loops += 1
+            body = self.block(s.body)
+            self.loops -= 1
+            return [tir.ForRange(line, index, tir.Const(INT, 0), tir.Len(INT, seq), tir.Const(INT, 1),
+                                 (read, *body))]
+        raise Unsupported(it, f"a for loop over {_describe(it)}",
+                          "loop over range(...), rg.prange(...) or a bounded list field")
+
+    def declare(self, node: ast.AST, name: str, ty: Ty) -> None:
+        if self.func.locals.setdefault(name, ty) != ty:
+            raise Unsupported(node, f"`{name}` declared {self.func.locals[name]}",
+                              "a local keeps the type of its first assignment; use another name")
+
+    def temp(self, ty: Ty) -> str:
+        self.temps += 1
+        name = f"${self.temps}"  # no Python name starts with $: temporaries cannot collide
+        self.func.locals[name] = ty
+        return name
+
+    def is_prange(self, node: ast.expr) -> bool:
+        if not isinstance(node, ast.Call):
+            return False
+        f = node.func
+        target = self.globals.get(f.id) if isinstance(f, ast.Name) else \
+            getattr(self.globals.get(f.value.id), f.attr, None) \
+            if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else None
+        return getattr(target, "__rg_prange__", False) is True
+
+    def range_args(self, call: ast.Call) -> tuple[tir.Expr, tir.Expr, tir.Expr]:
+        if call.keywords or not 1 <= len(call.args) <= 3:
+            raise Unsupported(call, "this range() call", "write range(stop), range(start, stop[, step])")
+        args = [self.int_expr(a) for a in call.args]
+        if len(args) == 1:
+            return tir.Const(INT, 0), args[0], tir.Const(INT, 1)
+        return args[0], args[1], args[2] if len(args) == 3 else tir.Const(INT, 1)
+
+    def range_bounds(self, call: ast.Call) -> tuple[tir.Expr, tir.Expr]:
+        start, stop, step = self.range_args(call)
+        if not (isinstance(step, tir.Const) and step.value == 1):
+            raise Unsupported(call, "a prange with a step",
+                              "write rg.prange(start, stop) and scale the index")
+        return start, stop
+
+    def int_expr(self, node: ast.expr) -> tir.Expr:
+        e = self.expr(node)
+        if e.ty not in (INT, BOOL):
+            raise Unsupported(node, f"a {e.ty} where an int is needed", "convert with int(...)")
+        return self.coerce(e, INT, node, "the bound")
+
+    def prange_loop(self, node: ast.AST, var: str, start: tir.Expr, stop: tir.Expr,
+                    body: Sequence[ast.stmt]) -> tir.PRange:
+        if self.prange is not None:
+            raise Unsupported(node, "a prange inside a prange", "make the inner loop a range()")
+        self.declare(node, var, INT)
+        scope = _Scope(set(self.func.locals) - {var})
+        self.prange, outer_loops, self.loops = scope, self.loops, 0
+        try:
+            lowered = self.block(body)
+        finally:
+            self.prange, self.loops = None, outer_loops
+        self.private |= set(self.func.locals) - scope.outer - {var}
+        for name, where in scope.reads.items():
+            if name in scope.reductions:
+                raise Unsupported(where, f"reading the accumulator `{name}` inside its prange",
+                                  "its value mid-loop depends on the order of the threads; read it "
+                                  "after the loop")
+        return tir.PRange(self.line(node), var, start, stop, lowered, tuple(scope.reductions.values()))
+
+    def ret(self, s: ast.Return) -> tir.Stmt:
+        line = self.line(s)
+        if self.prange is not None:
+            raise Unsupported(s, "return inside a prange", "accumulate in the loop and return after it")
+        v = s.value
+        if v is None or (isinstance(v, ast.Constant) and v.value is None):
+            return tir.Return(line, None)
+        if self.func.output is None:
+            raise Unsupported(s, "returning a value from a kernel without output=",
+                              "return nothing, or declare output= on @ring_kernel")
+        if not isinstance(v, ast.Call):
+            raise Unsupported(v, f"returning {_describe(v)}",
+                              f"return the response's constructor: return {self.func.output}(field=...)")
+        args, keywords = list(v.args), v.keywords
+        f = v.func
+        if isinstance(f, ast.Attribute) and f.attr == "reply" and isinstance(f.value, ast.Name) \
+                and f.value.id == self.request and args:
+            cls_node = args.pop(0)
+        else:
+            cls_node = f
+        cls = self.globals.get(cls_node.id) if isinstance(cls_node, ast.Name) else None
+        if getattr(cls, "__name__", None) != self.func.output or args:
+            raise Unsupported(v, f"returning {_describe(v)}",
+                              f"return {self.func.output}(field=value, ...) or "
+                              f"{self.request}.reply({self.func.output}, field=value, ...)")
+        fields = self.messages.fields(self.func.output)
+        stores = []
+        for kw in keywords:
+            if kw.arg is None or kw.arg not in fields:
+                raise Unsupported(kw, f"the argument {kw.arg or '**'} of {self.func.output}",
+                                  f"give fields of {self.func.output} by keyword: {', '.join(fields)}")
+            stores.append(tir.FieldStore(kw.arg, self.field_value(kw.value, fields[kw.arg], kw.arg),
+                                         self.line(kw.value)))
+        return tir.Return(line, tuple(stores))
+
+    def field_value(self, node: ast.expr, ctype: Any, name: str) -> tir.Expr:
+        ty = of_ctype(ctype)
+        if ty is None or ty.kind in ("list", "message"):
+            raise Unsupported(node, f"setting the {ctype.kind} field `{name}`",
+                              "set scalar and str fields; give this one a default, or use cuda=")
+        if ty.kind == "optional":
+            assert ty.element is not None
+            if isinstance(node, ast.Constant) and node.value is None:
+                return tir.Const(Ty("none"), False)
+            ty = ty.element
+        if ty.kind == "str":
+            if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+                raise Unsupported(node, f"a computed value for the str field `{name}`",
+                                  "give a str field a literal (\"...\")")
+            size = len(node.value.encode())
+            bound = (ctype.element if ctype.kind == "optional" else ctype).bound
+            if size > bound:
+                raise Unsupported(node, f"a literal of {size} bytes for `{name}` (MaxLen {bound})",
+                                  "shorten the literal")
+            return tir.Const(Ty("str"), node.value)
+        return self.coerce(self.expr(node), ty, node, f"the field `{name}`")
+
+    def expr_stmt(self, s: ast.Expr) -> list[tir.Stmt]:
+        v = s.value
+        if isinstance(v, ast.Call) and isinstance(v.func, ast.Attribute) \
+                and isinstance(v.func.value, ast.Name) and self.ctx and v.func.value.id == self.ctx:
+            if v.func.attr == "fail" and not v.args and not v.keywords:
+                return [tir.Fail(self.line(s))]
+            if v.func.attr == "send":
+                raise Unsupported(v, "ctx.send(...) (not yet supported by the translator)",
+                                  "give the handler as cuda=... to send to other kernels")
+            raise Unsupported(v, f"ctx.{v.func.attr}(...)", "the context offers ctx.fail()")
+        raise Unsupported(v, f"the expression statement {_describe(v)}",
+                          "assign the value to a local, or call ctx.fail()")
+
+    # ---- expressions ----
+
+    def truth(self, e: tir.Expr) -> tir.Expr:
+        """Python's truth value of e, as a bool."""
+        if e.ty == BOOL:
+            return e
+        if e.ty in (INT, FLOAT):
+            return tir.Compare(BOOL, "!=", e, tir.Const(e.ty, 0 if e.ty == INT else 0.0))
+        if e.ty.kind in ("list", "str"):
+            return tir.Compare(BOOL, "!=", tir.Len(INT, e), tir.Const(INT, 0))
+        if e.ty.kind == "optional":
+            return tir.IsNone(BOOL, e, negate=True)
+        raise AssertionError(e.ty)
+
+    def expr(self, node: ast.expr) -> tir.Expr:
+        if isinstance(node, ast.Constant):
+            return self.constant(node, node.value)
+        if isinstance(node, ast.Name):
+            return self.name(node)
+        if isinstance(node, ast.Attribute):
+            return self.attribute(node)
+        if isinstance(node, ast.BinOp):
+            return self.binary(node, type(node.op), self.expr(node.left), self.expr(node.right))
+        if isinstance(node, ast.UnaryOp):
+            operand = self.expr(node.operand)
+            if isinstance(node.op, ast.Not):
+                return tir.Unary(BOOL, "not", self.truth(operand))
+            if isinstance(node.op, ast.USub):
+                self.numeric(node.operand, operand)
+                operand = self.coerce(operand, INT, node, "-x") if operand.ty == BOOL else operand
+                return tir.Unary(operand.ty, "-", operand)
+            if isinstance(node.op, ast.UAdd):
+                self.numeric(node.operand, operand)
+                return operand
+            raise Unsupported(node, "the operator `~`", "bit operations are not translated yet")
+        if isinstance(node, ast.BoolOp):
+            values = [self.expr(node.values[0])] + [self.eager(v, "and/or") for v in node.values[1:]]
+            if any(v.ty != BOOL for v in values):
+                raise Unsupported(node, "and/or of values that are not bools",
+                                  "Python returns one of the operands; compare explicitly (x != 0) "
+                                  "so both sides are bools")
+            op = "&&" if isinstance(node.op, ast.And) else "||"
+            out = values[0]
+            for v in values[1:]:
+                out = tir.Binary(BOOL, op, out, v)
+            return out
+        if isinstance(node, ast.Compare):
+            return self.compare(node)
+        if isinstance(node, ast.IfExp):
+            test = self.truth(self.expr(node.test))
+            a, b = self.eager(node.body, "a conditional expression"), \
+                self.eager(node.orelse, "a conditional expression")
+            if a.ty != b.ty:
+                if not (a.ty.scalar and b.ty.scalar and BOOL not in (a.ty, b.ty)):
+                    raise Unsupported(node, f"a conditional of {a.ty} or {b.ty}",
+                                      "make both branches the same type")
+                want = unify_numeric(a.ty, b.ty)
+                a, b = self.coerce(a, want, node, "x"), self.coerce(b, want, node, "x")
+            return tir.Cond(a.ty, test, a, b)
+        if isinstance(node, ast.Call):
+            return self.call(node)
+        if isinstance(node, ast.Subscript):
+            seq = self.expr(node.value)
+            if seq.ty.kind != "list" or seq.ty.element is None:
+                raise Unsupported(node, f"indexing a {seq.ty}",
+                                  "index bounded list fields (str indexing is not translated yet)")
+            if isinstance(node.slice, ast.Slice):
+                raise Unsupported(node, "a slice", "loop over range(start, stop) and index")
+            return tir.Index(seq.ty.element, seq, self.int_expr(node.slice))
+        raise Unsupported(node, _describe(node), _SEQUENTIAL_HINT)
+
+    def eager(self, node: ast.expr, where: str) -> tir.Expr:
+        """An operand Python may not evaluate: it must need no statements before it (a
+        reduction there would run, and could raise, where Python's would not)."""
+        before = len(self.pre)
+        e = self.expr(node)
+        if len(self.pre) != before:
+            raise Unsupported(node, f"sum/min/max inside {where}",
+                              "compute it in an if statement into a local first")
+        return e
+
+    def constant(self, node: ast.AST, v: object) -> tir.Expr:
+        if isinstance(v, bool):
+            return tir.Const(BOOL, v)
+        if isinstance(v, int):
+            if not -2**63 <= v < 2**63:
+                raise Unsupported(node, f"the int {v} (over 64 bits)", "keep ints within int64")
+            return tir.Const(INT, v)
+        if isinstance(v, float):
+            return tir.Const(FLOAT, v)
+        if isinstance(v, str):
+            return tir.Const(Ty("str"), v)
+        raise Unsupported(node, f"the constant {v!r}", "use int, float, bool or str literals")
+
+    def name(self, node: ast.Name) -> tir.Expr:
+        if node.id in self.aliases:
+            name = self.aliases[node.id]
+            return tir.Local(self.func.locals[name], name)
+        if node.id in self.poisoned and node.id not in self.func.locals:
+            raise Unsupported(node, node.id, "", cascade=True)
+        if node.id in self.private:
+            raise Unsupported(node, f"`{node.id}` after the prange that assigned it",
+                              "each thread ran other iterations, so its value there is undefined "
+                              "in C; accumulate into an outer local, or assign it again first")
+        if node.id in self.func.locals:
+            if self.prange is not None and node.id in self.prange.outer:
+                self.prange.reads.setdefault(node.id, node)
+            return tir.Local(self.func.locals[node.id], node.id)
+        if node.id == self.request:
+            return tir.Request(Ty("message", _message_ctype(self.messages, self.func.input)))
+        value = self.globals.get(node.id, _MISSING)
+        if isinstance(value, (bool, int, float)):
+            return self.constant(node, value)  # a module constant is a literal
+        if value is _MISSING:
+            raise Unsupported(node, f"the name `{node.id}` before it is assigned",
+                              f"assign `{node.id}` before this line")
+        raise Unsupported(node, f"the global `{node.id}` ({type(value).__name__})",
+                          "use module constants of int, float or bool, or locals")
+
+    def attribute(self, node: ast.Attribute) -> tir.Expr:
+        if isinstance(node.value, ast.Name) and node.value.id not in self.func.locals \
+                and node.value.id != self.request:
+            module = self.globals.get(node.value.id)
+            if module is math and node.attr in _MATH_CONST:
+                return tir.Const(FLOAT, _MATH_CONST[node.attr])
+            if module is math and node.attr == "nan":
+                return tir.Call(FLOAT, "nan", ())
+            raise Unsupported(node, f"`{ast.unparse(node)}`", "use math.pi, math.e, math.inf, math.nan")
+        base = self.expr(node.value)
+        if base.ty.kind == "optional":
+            base = self.unwrap(base)
+        if base.ty.kind != "message" or base.ty.ctype is None:
+            raise Unsupported(node, f"the attribute .{node.attr} of a {base.ty}",
+                              "read fields of messages")
+        fields = self.messages.fields(base.ty.ctype.c_name)
+        if node.attr not in fields:
+            raise Unsupported(node, f"the field .{node.attr}",
+                              f"{base.ty.ctype.c_name} has {', '.join(fields)} "
+                              "(header fields are not translated)")
+        ty = of_ctype(fields[node.attr])
+        if ty is None:
+            raise Unsupported(node, f"reading the {fields[node.attr].kind} field .{node.attr} "
+                              "(not yet supported by the translator)", "give the handler as cuda=...")
+        return tir.FieldRead(ty, base, node.attr)
+
+    def unwrap(self, e: tir.Expr) -> tir.Expr:
+        assert e.ty.element is not None
+        return tir.Unwrap(e.ty.element, e)
+
+    def value(self, e: tir.Expr) -> tir.Expr:
+        """An Optional used as its value (a trap where Python would raise on None)."""
+        return self.unwrap(e) if e.ty.kind == "optional" else e
+
+    def numeric(self, node: ast.AST, e: tir.Expr) -> None:
+        if not e.ty.scalar:
+            raise Unsupported(node, f"arithmetic on a {e.ty}", "compute with ints, floats and bools")
+
+    def binary(self, node: ast.AST, op_type: type[ast.AST], left: tir.Expr, right: tir.Expr) -> tir.Expr:
+        if op_type not in _ARITH:
+            raise Unsupported(node, f"the operator `{_op(op_type())}`",
+                              "use + - * / // % ** (bit operations are not translated yet)")
+        op = _ARITH[op_type]
+        left, right = self.value(left), self.value(right)
+        self.numeric(node, left)
+        self.numeric(node, right)
+        ty = FLOAT if op == "/" else unify_numeric(left.ty, right.ty)
+        return tir.Binary(ty, op, self.coerce(left, ty, node, "the operand"),
+                          self.coerce(right, ty, node, "the operand"))
+
+    def compare(self, node: ast.Compare) -> tir.Expr:
+        if len(node.ops) > 1:
+            if any(not isinstance(c, (ast.Name, ast.Constant)) for c in node.comparators[:-1]):
+                raise Unsupported(node, "a chained comparison with a computed middle term",
+                                  "compute the middle term into a local first")
+            parts = [ast.Compare(left, [op], [right]) for left, op, right in
+                     zip([node.left, *node.comparators], node.ops, node.comparators, strict=True)]
+            for p in parts:
+                ast.copy_location(p, node)
+            out = self.compare(parts[0])
+            for p in parts[1:]:
+                out = tir.Binary(BOOL, "&&", out, self.compare(p))
+            return out
+        op, right_node = node.ops[0], node.comparators[0]
+        left = self.expr(node.left)
+        if isinstance(op, (ast.Is, ast.IsNot)):
+            if not (isinstance(right_node, ast.Constant) and right_node.value is None) \
+                    or left.ty.kind != "optional":
+                raise Unsupported(node, "`is` other than `optional_field is None`", "compare with ==")
+            return tir.IsNone(BOOL, left, negate=isinstance(op, ast.IsNot))
+        if type(op) not in _COMPARE:
+            raise Unsupported(node, f"the comparison `{type(op).__name__}`", "use < <= > >= == !=")
+        right = self.expr(right_node)
+        if left.ty.kind == "str" or right.ty.kind == "str":
+            if left.ty.kind != "str" or right.ty.kind != "str" or type(op) not in (ast.Eq, ast.NotEq):
+                raise Unsupported(node, "this comparison of str", "compare str with == or !=")
+            return tir.Compare(BOOL, _COMPARE[type(op)], left, right)
+        left, right = self.value(left), self.value(right)
+        self.numeric(node, left)
+        self.numeric(node, right)
+        ty = unify_numeric(left.ty, right.ty) if left.ty != right.ty else left.ty
+        return tir.Compare(BOOL, _COMPARE[type(op)], self.coerce(left, ty, node, "the operand"),
+                           self.coerce(right, ty, node, "the operand"))
+
+    def call(self, node: ast.Call) -> tir.Expr:
+        f = node.func
+        if node.keywords:
+            raise Unsupported(node, f"keyword arguments to {_describe(f)}", "pass arguments by position")
+        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) \
+                and self.globals.get(f.value.id) is math:
+            return self.math_call(node, f.attr)
+        if not isinstance(f, ast.Name) or f.id in self.func.locals or f.id not in _BUILTINS \
+                or f.id in self.globals:
+            raise Unsupported(node, f"calling {_describe(f)}",
+                              f"call builtins ({', '.join(sorted(_BUILTINS))}) or math functions")
+        name = f.id
+        if name in ("sum", "min", "max") and len(node.args) == 1:
+            return self.reduce_call(node, name, node.args[0])
+        args = [self.expr(a) for a in node.args]
+        if name == "len" and len(args) == 1:
+            if args[0].ty.kind not in ("list", "str"):
+                raise Unsupported(node, f"len() of a {args[0].ty}",
+                                  "take len() of bounded list and str fields")
+            return tir.Len(INT, args[0])
+        args = [self.value(a) for a in args]
+        for a, n in zip(args, node.args, strict=True):
+            self.numeric(n, a)
+        if name in ("min", "max") and len(args) >= 2:
+            ty = unify_numeric(args[0].ty, args[1].ty) if len({a.ty for a in args}) > 1 else args[0].ty
+            out = self.coerce(args[0], ty, node, "the argument")
+            for a in args[1:]:
+                out = tir.Call(ty, name, (out, self.coerce(a, ty, node, "the argument")))
+            return out
+        if name == "abs" and len(args) == 1:
+            a = self.coerce(args[0], INT, node, "abs()") if args[0].ty == BOOL else args[0]
+            return tir.Call(a.ty, "abs", (a,))
+        if name in ("int", "float", "bool") and len(args) == 1:
+            ty = {"int": INT, "float": FLOAT, "bool": BOOL}[name]
+            return args[0] if args[0].ty == ty else (
+                self.truth(args[0]) if ty == BOOL else tir.Convert(ty, args[0]))
+        raise Unsupported(node, f"the call {name}() with {len(args)} argument(s)",
+                          "call len, min, max, abs, sum, int, float or bool as Python documents them")
+
+    def math_call(self, node: ast.Call, name: str) -> tir.Expr:
+        args = [self.value(self.expr(a)) for a in node.args]
+        for a, n in zip(args, node.args, strict=True):
+            self.numeric(n, a)
+        args = [self.coerce(a, FLOAT, node, f"math.{name}()") for a in args]
+        two = {"atan2", "hypot", "copysign", "fmod"}
+        if (name in _MATH_FLOAT or name in _MATH_INT or name in _MATH_BOOL) and \
+                len(args) == (2 if name in two else 1):
+            ty = INT if name in _MATH_INT else BOOL if name in _MATH_BOOL else FLOAT
+            return tir.Call(ty, "math." + name, tuple(args))
+        known = sorted(_MATH_FLOAT | _MATH_INT | _MATH_BOOL)
+        raise Unsupported(node, f"math.{name}()", f"use one of {', '.join(known)}")
+
+    def reduce_call(self, node: ast.Call, op: str, arg: ast.expr) -> tir.Expr:
+        """sum/min/max of a bounded list, or of a generator over a prange, a range or a list:
+        a block reduction into a temporary, computed by statements before this one."""
+        if self.prange is not None:
+            raise Unsupported(node, f"{op}() inside a prange", "accumulate with += or max(m, v) instead")
+        line = self.line(node)
+        saved_pre, self.pre = self.pre, []
+        index = self.temp(INT)
+        read: list[tir.Stmt] = []  # what each iteration does before its value
+        if isinstance(arg, ast.GeneratorExp):
+            gen = arg.generators[0]
+            if len(arg.generators) != 1 or gen.ifs or gen.is_async or not isinstance(gen.target, ast.Name):
+                raise Unsupported(arg, "this generator", f"write {op}(f(i) for i in rg.prange(n))")
+            it = gen.iter
+            if isinstance(it, ast.Call) and (self.is_prange(it) or (
+                    isinstance(it.func, ast.Name) and it.func.id == "range" and "range" not in self.globals)):
+                start, stop = self.range_bounds(it)
+                var = index
+            else:
+                seq = self.sequence(it, op)
+                start, stop = tir.Const(INT, 0), tir.Len(INT, seq)
+                assert seq.ty.element is not None
+                var = self.temp(seq.ty.element)  # the generator's own variable, as in Python 3
+                read.append(tir.Assign(line, var, tir.Index(seq.ty.element, seq, tir.Local(INT, index))))
+            self.prange = _Scope(set())  # the element is evaluated per iteration, on any thread
+            saved_aliases = dict(self.aliases)
+            self.aliases[gen.target.id] = var
+            try:
+                value = self.expr(arg.elt)
+            finally:
+                self.prange, self.aliases = None, saved_aliases
+        else:
+            seq = self.sequence(arg, op)
+            assert seq.ty.element is not None
+            start, stop = tir.Const(INT, 0), tir.Len(INT, seq)
+            value = tir.Index(seq.ty.element, seq, tir.Local(INT, index))
+        value = self.value(value)
+        self.numeric(arg, value)
+        ty = INT if value.ty == BOOL else value.ty
+        value = self.coerce(value, ty, arg, f"{op}()")
+        result = self.temp(ty)
+        red = tir.Reduction(result, op, ty, len(self.func.reductions))
+        self.func.reductions.append(red)
+        body = (*read, tir.Accumulate(line, red, value))
+        out = list(saved_pre)
+        if op == "sum":  # Python's sum starts from the int 0
+            out.append(tir.Assign(line, result, tir.Const(ty, 0 if ty == INT else 0.0)))
+            out.append(tir.PRange(line, index, start, stop, body, (red,)))
+        else:  # the first item starts the fold, as in Python's min/max of an iterable
+            count = self.temp(INT)
+            out.append(tir.Assign(line, count, tir.Binary(INT, "-", stop, start)))
+            out.append(tir.Check(line, "rg_py_nonempty", tir.Local(INT, count)))
+            out.append(tir.Assign(line, index, start))
+            out.extend(read)
+            out.append(tir.Assign(line, result, value))
+            out.append(tir.PRange(line, index, tir.Binary(INT, "+", tir.Local(INT, index), tir.Const(INT, 1)),
+                                  stop, body, (red,)))
+        self.pre = out
+        return tir.Local(ty, result)
+
+    def sequence(self, node: ast.expr, op: str) -> tir.Expr:
+        seq = self.expr(node)
+        if seq.ty.kind != "list" or seq.ty.element is None or not seq.ty.element.scalar:
+            raise Unsupported(node, f"{op}() of {_describe(node)}",
+                              f"{op}() a bounded list of numbers or a generator over rg.prange(n)")
+        return seq
+
+
+_MISSING: Any = object()
+
+
+def _message_ctype(messages: Messages, name: str) -> Any:
+    from ringgen.codegen.layout import message_ctype
+
+    m = messages.by_name[name]
+    return message_ctype(m.name, m.layout.size, m.layout.align)
+
+
+def _targets(s: ast.stmt) -> set[str]:
+    """The local names a statement assigns."""
+    targets = s.targets if isinstance(s, ast.Assign) else \
+        [s.target] if isinstance(s, (ast.AnnAssign, ast.AugAssign, ast.For)) else []
+    return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+
+
+def _op(op: ast.AST) -> str:
+    names: dict[type[ast.AST], str] = {
+        **_ARITH, ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^", ast.LShift: "<<",
+            ast.RShift: ">>", ast.MatMult: "@"}
+    return names.get(type(op), type(op).__name__)
+
+
+def _describe(node: ast.AST) -> str:
+    """A construct as a user would name it."""
+    names = {ast.ListComp: "a list comprehension", ast.DictComp: "a dict comprehension",
+             ast.SetComp: "a set comprehension", ast.GeneratorExp: "a generator expression",
+             ast.Lambda: "a lambda", ast.List: "a list literal", ast.Dict: "a dict literal",
+             ast.Tuple: "a tuple", ast.Set: "a set literal", ast.JoinedStr: "an f-string",
+             ast.Try: "try/except", ast.With: "a with statement", ast.Raise: "raise",
+             ast.FunctionDef: "a nested function", ast.ClassDef: "a class definition",
+             ast.Import: "import", ast.ImportFrom: "import", ast.Global: "global",
+             ast.Nonlocal: "nonlocal", ast.Delete: "del", ast.Assert: "assert",
+             ast.Await: "await", ast.Yield: "yield", ast.YieldFrom: "yield from",
+             ast.NamedExpr: "the walrus operator :=", ast.Starred: "a starred expression",
+             ast.Match: "match", ast.AsyncFor: "async for", ast.AsyncWith: "async with",
+             ast.Subscript: "a subscript target", ast.Attribute: "an attribute target"}
+    text = names.get(type(node))
+    if text:
+        return text
+    try:
+        return f"`{ast.unparse(node)}`"
+    except Exception:
+        return type(node).__name__

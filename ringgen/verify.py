@@ -1,0 +1,283 @@
+"""`ringgen verify`: the Python function of a device kernel against its compiled handler.
+
+Hypothesis draws request messages from the input schema; each one goes to the Python function
+and to the kernel compiled for the CPU backend, and the two outcomes must agree: the same
+response fields (floats within the kernel's rtol/atol, NaN equal to NaN; ints, bools and str
+exact), the same ctx.fail(), no response on both sides, or an exception in Python where the
+kernel traps. The first difference is shrunk by hypothesis and reported with the message that
+reproduces it. Needs the `verify` extra (hypothesis).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from ringgen.errors import KernelFaultError, RinggenError
+from ringgen.schema.header import FIELDS as HEADER_FIELDS
+from ringgen.schema.kernels import KernelSpec
+from ringgen.schema.messages import is_message_class
+from ringgen.schema.types import Kind, TypeNode, read_fields
+
+
+class VerifyError(RinggenError):
+    """The compiled kernel and its Python function disagree (the message says on what)."""
+
+
+class ReferenceContext:
+    """The `ctx` a kernel's Python function receives when verify runs it."""
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    def fail(self) -> None:
+        self.failed = True
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one request did: the response (None: none), ctx.fail(), or an error."""
+
+    response: Any
+    failed: bool
+    error: str | None
+
+    def describe(self) -> str:
+        if self.error is not None:
+            return f"raised {self.error}"
+        return f"response {self.response!r}" + (" and ctx.fail()" if self.failed else "")
+
+
+def strategy(node: TypeNode) -> Any:
+    """A hypothesis strategy of every value a device field of this type can hold."""
+    from hypothesis import strategies as st
+
+    k = node.kind
+    if k is Kind.INT:
+        return st.integers(-(2**63), 2**63 - 1)
+    if k is Kind.FLOAT:
+        return st.floats()
+    if k is Kind.BOOL:
+        return st.booleans()
+    if k is Kind.NUMPY:
+        dt = np.dtype(node.py)
+        if dt.kind in "iu":
+            info = np.iinfo(dt)
+            return st.integers(int(info.min), int(info.max)).map(node.py)
+        if dt.kind == "f":
+            return st.floats(width=dt.itemsize * 8).map(node.py)
+        return st.booleans()
+    if k is Kind.STR:
+        n = node.max_len or 16  # a bound in UTF-8 bytes: cut at a character boundary
+        return st.text(max_size=n).map(lambda s: s.encode()[:n].decode("utf-8", "ignore"))
+    if k is Kind.BYTES:
+        return st.binary(max_size=node.max_len or 16)
+    if k is Kind.UUID:
+        return st.uuids()
+    if k is Kind.DATETIME:
+        return st.datetimes(min_value=datetime(1678, 1, 1), max_value=datetime(2261, 12, 31),
+                            timezones=st.just(timezone.utc))
+    if k is Kind.ENUM:
+        return st.sampled_from(list(node.py))
+    if k is Kind.OPTIONAL:
+        return st.none() | strategy(node.args[0])
+    if k is Kind.LIST:
+        return st.lists(strategy(node.args[0]), max_size=node.max_len or 4)
+    if k is Kind.TUPLE:
+        return st.lists(strategy(node.args[0]), max_size=node.max_len or 4).map(tuple)
+    if k is Kind.FIXED_TUPLE:
+        return st.tuples(*(strategy(a) for a in node.args))
+    if k is Kind.MESSAGE:
+        return message_strategy(node.py)
+    raise VerifyError(f"verify has no strategy for a field of type {node.describe()}")
+
+
+def message_strategy(cls: type) -> Any:
+    from hypothesis import strategies as st
+
+    fields = {}
+    for spec in read_fields(cls):
+        if spec.name == "priority":
+            fields[spec.name] = st.integers(0, 255)
+        elif spec.name not in HEADER_FIELDS:
+            fields[spec.name] = strategy(spec.node)
+    return st.builds(cls, **fields)
+
+
+def differences(python: Any, kernel: Any, rtol: float, atol: float, path: str = "") -> list[str]:
+    """The fields where two responses differ (header fields are the runtime's, not compared)."""
+    if is_message_class(type(python)):
+        out: list[str] = []
+        for spec in read_fields(type(python)):
+            if spec.name in HEADER_FIELDS:
+                continue
+            out += differences(getattr(python, spec.name), getattr(kernel, spec.name, None), rtol, atol,
+                               f"{path}.{spec.name}" if path else spec.name)
+        return out
+    if isinstance(python, (list, tuple)) and isinstance(kernel, (list, tuple)):
+        if len(python) != len(kernel):
+            return [f"{path}: {len(python)} items in Python, {len(kernel)} from the kernel"]
+        return [d for i, (a, b) in enumerate(zip(python, kernel, strict=True))
+                for d in differences(a, b, rtol, atol, f"{path}[{i}]")]
+    if isinstance(python, (float, np.floating)) or isinstance(kernel, (float, np.floating)):
+        a, b = float(python), float(kernel)
+        same = (math.isnan(a) and math.isnan(b)) or (
+            a == b and math.copysign(1, a) == math.copysign(1, b) if rtol == atol == 0
+            else math.isclose(a, b, rel_tol=rtol, abs_tol=atol))
+        return [] if same else [f"{path}: Python {a!r}, kernel {b!r}"]
+    return [] if python == kernel else [f"{path}: Python {python!r}, kernel {kernel!r}"]
+
+
+def run_python(spec: KernelSpec, request: Any) -> Outcome:
+    ctx = ReferenceContext()
+    nargs = spec.fn.__code__.co_argcount
+    try:
+        response = spec.fn(request, ctx) if nargs >= 2 else spec.fn(request)
+    except Exception as e:  # any exception of the user's function is an outcome
+        return Outcome(None, ctx.failed, type(e).__name__)
+    return Outcome(response, ctx.failed, None)
+
+
+class CompiledKernel:
+    """A kernel of a built package, launched on the CPU backend; relaunched after a trap."""
+
+    def __init__(self, runtime: Any, kernel_id: str) -> None:
+        self.runtime = runtime
+        self.kernel_id = kernel_id
+        runtime.launch(kernel_id)
+
+    def run(self, request: Any) -> Outcome:
+        rt = self.runtime
+        errors = rt.telemetry(self.kernel_id).errors
+        try:
+            rt.send(self.kernel_id, request, timeout=10.0)
+            rt.drain(self.kernel_id, timeout=30.0)
+        except KernelFaultError as e:
+            rt.terminate(self.kernel_id)
+            rt.launch(self.kernel_id)
+            return Outcome(None, False, f"a kernel fault ({str(e).splitlines()[0]})")
+        got = rt.receive_many(self.kernel_id, 2, timeout=0.0)
+        failed = rt.telemetry(self.kernel_id).errors != errors
+        return Outcome(got[0] if got else None, failed, None)
+
+
+def agree(spec: KernelSpec, python: Outcome, kernel: Outcome) -> list[str]:
+    if (python.error is None) != (kernel.error is None):
+        return [f"Python {python.describe()}; the kernel {kernel.describe()}"]
+    if python.error is not None:
+        return []  # Python raised and the kernel trapped: both refused the request
+    if python.failed != kernel.failed:
+        return [f"ctx.fail(): Python {python.failed}, kernel {kernel.failed}"]
+    if (python.response is None) != (kernel.response is None):
+        return [f"Python {python.describe()}; the kernel {kernel.describe()}"]
+    if python.response is None:
+        return []
+    return differences(python.response, kernel.response, spec.rtol, spec.atol)
+
+
+def load_package(package_dir: Path) -> ModuleType:
+    """Import a generated package from its folder (under a name of its own)."""
+    name = package_dir.name
+    init = importlib.util.spec_from_file_location(name, package_dir / "__init__.py",
+                                                  submodule_search_locations=[str(package_dir)])
+    assert init is not None and init.loader is not None
+    module = importlib.util.module_from_spec(init)
+    sys.modules[name] = module
+    init.loader.exec_module(module)
+    return module
+
+
+@contextmanager
+def built(module: str, out: Path | None = None) -> Iterator[tuple[ModuleType, dict[str, KernelSpec]]]:
+    """The module's package, built (the CPU backend compiles each kernel at its launch,
+    cached), and its kernels by id."""
+    from ringgen.codegen.build import build
+
+    with tempfile.TemporaryDirectory(prefix="ringgen-verify-") as tmp:
+        stem = Path(module).stem if module.endswith(".py") else module.rsplit(".", 1)[-1]
+        result = build([module], out or Path(tmp), f"{stem}_verify")
+        yield load_package(result.plan.package_dir), dict(result.plan.schema.kernels)
+
+
+def verify_kernel(runtime: Any, spec: KernelSpec, examples: int,
+                  progress: Callable[[str], None] = print) -> None:
+    """Raise VerifyError with the shrunk first difference, if any."""
+    from hypothesis import HealthCheck, given, settings
+
+    assert spec.input is not None
+    kernel = CompiledKernel(runtime, spec.kernel_id)
+    seen: list[str] = []
+
+    @settings(max_examples=examples, deadline=None, database=None, print_blob=False,
+              suppress_health_check=list(HealthCheck))
+    @given(message_strategy(spec.input))
+    def check(request: Any) -> None:
+        with np.errstate(over="ignore"):  # float32 fields round big values to inf, as meant
+            python = run_python(spec, request)
+        found = agree(spec, python, kernel.run(request))
+        if found:
+            seen[:] = [f"  request: {request!r}", *(f"  {d}" for d in found)]
+            raise AssertionError("\n".join(seen))
+
+    try:
+        with np.errstate(over="ignore"):
+            check()
+    except AssertionError:
+        raise VerifyError(f"kernel {spec.kernel_id!r}: the compiled handler and the Python function "
+                          "differ (shrunk; send this request to reproduce):\n" + "\n".join(seen)) from None
+    finally:
+        runtime.terminate(spec.kernel_id)
+    progress(f"{spec.kernel_id}: {examples} examples agree")
+
+
+def device_kernels(kernels: dict[str, KernelSpec], kernel: str | None = None) -> list[KernelSpec]:
+    """The kernels verify can run: device kernels (the one named), without BufferRef fields
+    (their buffers live in a runtime that verify cannot make up)."""
+    chosen = [s for s in kernels.values() if not s.host_actor and kernel in (None, s.kernel_id)]
+    if kernel is not None and not chosen:
+        raise VerifyError(f"no device kernel {kernel!r}; the device kernels are "
+                          f"{', '.join(k for k, s in kernels.items() if not s.host_actor) or 'none'}")
+    if kernel is not None:
+        return chosen
+    return [s for s in chosen if s.input is not None
+            and not any(_has_buffer(f.node) for f in read_fields(s.input))]
+
+
+def _has_buffer(node: TypeNode) -> bool:
+    if node.kind is Kind.MESSAGE:
+        return any(_has_buffer(f.node) for f in read_fields(node.py))
+    return node.kind is Kind.BUFFER_REF or any(_has_buffer(a) for a in node.args)
+
+
+def verify_package(package: ModuleType, specs: list[KernelSpec], examples: int,
+                   progress: Callable[[str], None] = print) -> None:
+    """Verify the kernels of a built package on the CPU backend."""
+    from ringgen.runtime.sync import SyncRuntime
+
+    with SyncRuntime(package, backend="cpu") as runtime:
+        for spec in specs:
+            verify_kernel(runtime, spec, examples, progress)
+
+
+def verify(module: str, kernel: str | None = None, examples: int = 100,
+           progress: Callable[[str], None] = print) -> list[str]:
+    """Verify every device kernel of the module (or the one named); returns their ids."""
+    with built(module) as (package, kernels):
+        specs = device_kernels(kernels, kernel)
+        if not specs:
+            progress(f"{module}: no device kernel to verify (host actors and kernels that read "
+                     "a BufferRef are not verified)")
+            return []
+        verify_package(package, specs, examples, progress)
+        return [s.kernel_id for s in specs]

@@ -1,0 +1,173 @@
+"""Handlers written in Python: a corpus of the translator's subset (golden .cu in
+tests/golden/translated, compiled with g++ -Werror and nvcc, verified against the Python)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Annotated
+
+import numpy as np
+
+import ringgen as rg
+from ringgen import MaxLen, message, ring_kernel
+
+LIMIT = 1000  # a module constant is a literal in the translated code
+
+
+@message
+@dataclass
+class Numbers:
+    a: np.int32 = 0
+    b: np.int32 = 0
+    x: float = 0.0
+    y: float = 0.0
+    f: np.float32 = 0.0
+    u: np.uint8 = 0
+    flag: bool = False
+
+
+@message
+@dataclass
+class Arith:
+    q: int = 0
+    r: int = 0
+    fq: float = 0.0
+    fr: float = 0.0
+    ip: int = 0
+    fp: float = 0.0
+    mx: float = 0.0
+    mn: float = 0.0
+    ab: int = 0
+    trunc: int = 0
+    narrow: np.int32 = 0
+    f32: np.float32 = 0.0
+    both: bool = False
+    root: float = 0.0
+    steps: int = 0
+
+
+@ring_kernel(kernel_id="arith", input=Numbers, output=Arith, block=32)
+def arith(req: Numbers) -> Arith:
+    """Python's arithmetic where C's differs: floor division and modulo of negatives, **,
+    min/max with NaN, abs, int() of a float, narrowing into numpy fields."""
+    a = req.a
+    b = req.b
+    q = a // b if b != 0 else -a // 7
+    r = a % b if b != 0 else -a % 7
+    fq = 0.0
+    fr = 0.0
+    if req.y != 0.0 and math.isfinite(req.x) and math.isfinite(req.y):
+        fq = req.x // req.y
+        fr = req.x % req.y
+    steps = 0
+    n = abs(a) % 50
+    while n > 1:  # Collatz steps
+        n = n // 2 if n % 2 == 0 else 3 * n + 1
+        steps += 1
+        if steps > LIMIT:
+            break
+    for k in range(10, 0, -3):
+        if k == 4:
+            continue
+        steps += k
+    trunc = 0
+    if math.isfinite(req.x) and abs(req.x) < 1e18:
+        trunc = int(req.x)
+    # math.floor gives an int, which is 64-bit here: keep its argument in range
+    root = math.sqrt(abs(req.x)) + (math.floor(req.f) * 0.5 if abs(req.f) < 1e9 else -1.0)
+    return Arith(q=q, r=r, fq=fq, fr=fr, ip=(a % 9) ** 3 - b, fp=abs(req.x) ** 0.5,
+                 mx=max(req.x, req.y), mn=min(req.x, req.y, 2.5), ab=abs(a - b), trunc=trunc,
+                 narrow=a + req.u, f32=req.x * 0.5, both=req.flag and req.x > req.y,
+                 root=root, steps=steps)
+
+
+@message
+@dataclass
+class Inner:
+    scale: float = 1.0
+    tag: np.int16 = 0
+
+
+@message
+@dataclass
+class Samples:
+    values: Annotated[list[float], MaxLen(40)]
+    counts: Annotated[list[np.int32], MaxLen(8)]
+    label: Annotated[str, MaxLen(12)] = ""
+    limit: int | None = None
+    inner: Inner | None = None
+
+
+@message
+@dataclass
+class Stats:
+    total: float = 0.0
+    scaled: float = 0.0
+    hi: float = 0.0
+    lo: float = 0.0
+    first_hi: float = 0.0
+    positives: int = 0
+    isum: int = 0
+    chars: int = 0
+    over: int = 0
+    status: Annotated[str, MaxLen(16)] | None = None
+
+
+@ring_kernel(kernel_id="stats", input=Samples, output=Stats, block=32)
+def stats(req: Samples, ctx: object) -> Stats | None:
+    """Block reductions (prange accumulations, sum/min/max of lists and generators), reading
+    str, Optional, nested and list fields, early return, reply and ctx.fail()."""
+    if req.label == "skip":
+        return None
+    if len(req.values) == 0:
+        ctx.fail()  # type: ignore[attr-defined]
+        return req.reply(Stats, status="empty")
+    total = 0.0
+    hi = -math.inf
+    positives = 0
+    for i in rg.prange(len(req.values)):
+        v = req.values[i]
+        if v != v:
+            continue  # NaN
+        total += v
+        hi = max(hi, v)
+        if v > 0:
+            positives += 1
+    scale = 1.0
+    if req.inner is not None:
+        scale = req.inner.scale + req.inner.tag
+    scaled = sum(v * scale for v in req.values)
+    isum = sum(req.counts)
+    over = 0
+    if req.limit is not None:
+        for c in req.counts:
+            if c > req.limit:
+                over += 1
+    return Stats(total=total, scaled=scaled, hi=hi, lo=min(req.values), first_hi=max(req.values),
+                 positives=positives, isum=isum, chars=len(req.label), over=over)
+
+
+@message
+@dataclass
+class Big:
+    a: int = 0
+    b: int = 0
+
+
+@message
+@dataclass
+class BigResult:
+    s: int = 0
+    p: int = 0
+    d: int = 0
+    m: int = 0
+    n: int = 0
+    cube: int = 0
+
+
+@ring_kernel(kernel_id="overflow", input=Big, output=BigResult, block=32)
+def overflow(req: Big) -> BigResult:
+    """64-bit ints: every operation checked; a result outside int64 traps at this line."""
+    return BigResult(s=req.a + req.b, p=req.a * req.b, d=req.a // req.b, m=req.a % req.b,
+                     n=-req.a, cube=req.a ** 3)

@@ -1,0 +1,242 @@
+"""Handlers written in Python: the translator's errors, Python's meaning in the compiled C
+(checked on the CPU backend against the Python function), #line, and the C compilers."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, compile_cpp, compile_nvcc, have_nvcc, import_package
+
+from ringgen.codegen.build import plan
+from ringgen.codegen.writer import write_package
+from ringgen.errors import TranslationError
+from ringgen.runtime.sync import SyncRuntime
+from ringgen.schema.kernels import kernel_spec
+from ringgen.toolchain.compile import cccl_include
+from ringgen.verify import CompiledKernel, agree, run_python, verify_kernel
+
+CORPUS = ROOT / "tests" / "golden" / "translated" / "translated"
+
+HEADER = '''\
+from __future__ import annotations
+import math
+from dataclasses import dataclass
+from typing import Annotated
+import ringgen as rg
+from ringgen import MaxLen, message, ring_kernel
+
+
+@message
+@dataclass
+class In:
+    x: int = 0
+    y: float = 0.0
+    xs: Annotated[list[float], MaxLen(8)] = ()
+    s: Annotated[str, MaxLen(8)] = ""
+
+
+@message
+@dataclass
+class Out:
+    v: int = 0
+    w: float = 0.0
+    items: Annotated[list[int], MaxLen(4)] = ()
+
+
+@ring_kernel(kernel_id="bad", input=In, output=Out)
+def bad(req, ctx):
+    t = 0
+    acc = 0.0
+'''
+BODY_LINE = HEADER.count("\n") + 1  # the file line of the first snippet line
+
+
+def _build(tmp_path: Path, body: str) -> None:
+    path = tmp_path / f"bad_{abs(hash(body))}.py"
+    path.write_text(HEADER + textwrap.indent(textwrap.dedent(body), "    ") + "    return None\n")
+    plan([str(path)], tmp_path / "out")
+
+
+# (snippet, its line and column of the problem (1-based, within the snippet), the construct as
+# the error names it, a word of what to write instead)
+UNSUPPORTED = {
+    "try": ("try:\n    t = 1\nexcept Exception:\n    pass\n", 1, 5, "try/except", "if/while/for"),
+    "with": ("with open('x') as f:\n    pass\n", 1, 5, "a with statement", "if/while/for"),
+    "list literal": ("t = [1, 2]\n", 1, 9, "a list literal", "if/while/for"),
+    "list comprehension": ("t = [i for i in range(3)]\n", 1, 9, "a list comprehension", "if/while/for"),
+    "lambda": ("f = lambda: 1\n", 1, 9, "a lambda", "if/while/for"),
+    "f-string": ("t = f'{req.x}'\n", 1, 9, "an f-string", "if/while/for"),
+    "dict": ("t = {1: 2}\n", 1, 9, "a dict literal", "if/while/for"),
+    "nested def": ("def g():\n    return 1\n", 1, 5, "a nested function", "if/while/for"),
+    "raise": ("raise ValueError('no')\n", 1, 5, "raise", "if/while/for"),
+    "bit operator": ("t = req.x & 3\n", 1, 9, "the operator `&`", "bit operations"),
+    "type change": ("t = 1.5\n", 1, 9, "a float value for `t` of type int", "0.0"),
+    "unknown call": ("t = print(1)\n", 1, 9, "calling `print`", "builtins"),
+    "unknown field": ("t = req.nope\n", 1, 9, "the field .nope", "x, y, xs, s"),
+    "header field": ("t = req.priority\n", 1, 9, "the field .priority", "header fields"),
+    "str index": ("t = req.s[0]\n", 1, 9, "indexing a str", "bounded list"),
+    "for else": ("for i in range(3):\n    pass\nelse:\n    pass\n", 1, 5, "for ... else", "flag"),
+    "while else": ("while t < 3:\n    t += 1\nelse:\n    pass\n", 1, 5, "while ... else", "flag"),
+    "break in prange": ("for i in rg.prange(4):\n    break\n", 2, 9, "`break` here", "sequential loop"),
+    "attribute target": ("req.x = 1\n", 1, 5, "an attribute target", "one local name"),
+    "return a local": ("return t\n", 1, 12, "returning `t`", "return Out(field="),
+    "list field in response": ("return Out(items=req.xs)\n", 1, 22, "setting the list field `items`",
+                               "default"),
+    "positional field": ("return Out(1)\n", 1, 12, "returning `Out(1)`", "Out(field=value"),
+    "ctx.send": ("ctx.send('x', req)\n", 1, 5, "ctx.send(...) (not yet supported", "cuda="),
+    "nested prange": ("for i in rg.prange(4):\n    for j in rg.prange(4):\n        pass\n", 2, 9,
+                      "a prange inside a prange", "range()"),
+    "outer assignment in prange": ("for i in rg.prange(4):\n    t = i\n", 2, 9,
+                                   "assigning the outer local `t` inside a prange", "+="),
+    "accumulator read in prange": ("for i in rg.prange(4):\n    acc += acc\n", 2, 16,
+                                   "reading the accumulator `acc` inside its prange", "after the loop"),
+    "two accumulations": ("for i in rg.prange(4):\n    acc += 1.0\n    acc += 2.0\n", 3, 9,
+                          "a second accumulation into `acc`", "once an iteration"),
+    "accumulation in inner loop": ("for i in rg.prange(4):\n    for j in range(2):\n        acc += 1.0\n",
+                                   3, 13, "accumulating into `acc` in a loop inside a prange", "once"),
+    "prange private after loop": ("for i in rg.prange(4):\n    k = i\nt = k\n", 3, 9,
+                                  "`k` after the prange that assigned it", "undefined"),
+    "return in prange": ("for i in rg.prange(4):\n    return None\n", 2, 9, "return inside a prange",
+                         "after it"),
+    "reduction in conditional": ("t = sum(req.xs) if req.x else 0\n", 1, 9,
+                                 "sum/min/max inside a conditional expression", "if statement"),
+    "and of ints": ("t = req.x and 2\n", 1, 9, "and/or of values that are not bools", "x != 0"),
+    "prange step": ("for i in rg.prange(0, 8, 2):\n    pass\n", 1, 14, "a prange with a step", "scale"),
+    "slice": ("w = req.xs[1:]\n", 1, 9, "a slice", "range(start, stop)"),
+    "str arithmetic": ("return Out(v=len('é' * 2))\n", 1, 22, "arithmetic on a str", "ints, floats"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNSUPPORTED))
+def test_unsupported_construct_is_an_error_at_its_position(case: str, tmp_path: Path) -> None:
+    body, line, col, construct, instead = UNSUPPORTED[case]
+    with pytest.raises(TranslationError) as info:
+        _build(tmp_path, body)
+    diagnostics = info.value.diagnostics
+    assert len(diagnostics) == 1, str(info.value)
+    d = diagnostics[0]
+    assert (d.line, d.col) == (BODY_LINE + line - 1, col), str(info.value)
+    assert construct in d.construct, str(info.value)
+    assert instead in d.instead, str(info.value)
+    assert f".py:{d.line}:{d.col}: {d.construct} is not supported" in str(info.value)
+
+
+def test_every_error_of_a_handler_is_reported_at_once(tmp_path: Path) -> None:
+    with pytest.raises(TranslationError) as info:
+        _build(tmp_path, "t = [1]\nu = t + 1\nw = {}\nt = 2.5\n")
+    # u follows from t's error and is not reported again; the others are independent
+    assert [(d.line - BODY_LINE + 1, d.construct) for d in info.value.diagnostics] == [
+        (1, "a list literal"), (3, "a dict literal"), (4, "a float value for `t` of type int")]
+
+
+# ---- Python's meaning, on the CPU backend, against the Python function ----
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, SyncRuntime]]:
+    p = plan(["schemas.translated"], tmp_path_factory.mktemp("translated") / "gen")
+    write_package(p.package_dir, p.files())
+    pkg = import_package(p.package_dir, "rg_translated_corpus")
+    with SyncRuntime(pkg, backend="cpu") as runtime:
+        yield pkg, runtime
+
+
+def _agree(corpus: tuple[Any, SyncRuntime], kernel_id: str, requests: list[Any]) -> list[str]:
+    pkg, runtime = corpus
+    spec = kernel_spec(getattr(pkg, kernel_id))
+    assert spec is not None
+    kernel = CompiledKernel(runtime, kernel_id)
+    problems = []
+    try:
+        for req in requests:
+            python, compiled = run_python(spec, req), kernel.run(req)
+            problems += [f"{req!r}: {d}" for d in agree(spec, python, compiled)]
+            if compiled.error is None and python.error is None:
+                assert compiled.response is not None or python.response is None
+    finally:
+        runtime.terminate(kernel_id)
+    return problems
+
+
+def test_floor_division_modulo_power_and_nan_as_python(corpus: tuple[Any, SyncRuntime]) -> None:
+    pkg = corpus[0]
+    nan, inf = math.nan, math.inf
+    pairs = [(-7, 2), (7, -2), (-7, -2), (7, 2), (-1, 3), (0, -5), (-2**31, -1), (2**31 - 1, -2**31),
+             (5, 0), (-5, 0)]
+    floats = [(-7.5, 2.0), (7.5, -2.0), (-0.0, 3.0), (0.0, -3.0), (1e300, 1e-300), (-1.0, inf),
+              (nan, 1.0), (1.0, nan), (-0.0, 0.0), (0.0, -0.0), (5.0, 0.0), (-inf, -inf)]
+    requests = [pkg.Numbers(a=a, b=b, x=x, y=y, f=f, u=u, flag=flag)
+                for (a, b), (x, y), f, u, flag in zip(
+                    pairs * 2, floats + floats[:8], [0.0, -1.5, 3.4e38, -0.0, 1e-45] * 4,
+                    [0, 255, 1, 128] * 5, [True, False] * 10, strict=True)]
+    assert _agree(corpus, "arith", requests) == []
+
+
+def test_int64_overflow_traps_where_python_has_no_int64(corpus: tuple[Any, SyncRuntime]) -> None:
+    pkg = corpus[0]
+    requests = [pkg.Big(a=a, b=b) for a, b in [
+        (-7, 2), (-2**63, -1), (-2**63, 2), (5, 0), (-2**21, 3), (-2**21 - 1, 3), (2**62, -2),
+        (-(2**62), -2), (3, -2**63)]]
+    assert _agree(corpus, "overflow", requests) == []
+
+
+def test_reductions_lists_strings_optional_as_python(corpus: tuple[Any, SyncRuntime]) -> None:
+    pkg = corpus[0]
+    nan = math.nan
+    lists = [[], [nan, 1.0], [1.0, nan], [-0.0, 0.0], [0.0, -0.0], [nan, nan], [1e308, 1e308, -1e308],
+             [float(i) * 0.1 for i in range(40)], [-1.0] * 33 + [2.0] * 7, [3.0]]
+    requests = [pkg.Samples(values=v, counts=c, label=label, limit=limit, inner=inner)
+                for v, c, label, limit, inner in zip(
+                    lists, [[], [2**31 - 1, 2**31 - 1], [-2**31], [1, 2, 3]] * 3,
+                    ["", "é" * 6, "skip", "€€€€", "abc"] * 2, [None, 1, -5, 2**40, None] * 2,
+                    [None, pkg.Inner(scale=2.0, tag=-3)] * 5, strict=False)]
+    assert _agree(corpus, "stats", requests) == []
+
+
+def test_a_trap_names_the_python_line(corpus: tuple[Any, SyncRuntime]) -> None:
+    pkg, runtime = corpus
+    runtime.launch("overflow")
+    try:
+        with pytest.raises(Exception) as info:
+            runtime.request("overflow", pkg.Big(a=1, b=0), timeout=10.0)
+        text = str(info.value) + "".join(str(d.detail) for d in runtime.dead_letters)
+    finally:
+        runtime.terminate("overflow")
+    source = (ROOT / "tests" / "schemas" / "translated.py").read_text().splitlines()
+    line = next(i for i, t in enumerate(source, 1) if "d=req.a // req.b" in t)
+    assert f"translated.py:{line}" in text, text
+
+
+# ---- the C compilers ----
+
+
+def _all_translated(tmp_path: Path) -> Path:
+    """One translation unit of every translated kernel of the corpus (one compiler start, not
+    one a kernel; the worker example's is compiled with the other generated kernels)."""
+    unit = tmp_path / "translated_all.cu"
+    unit.write_text("".join(f'#include "{p}"\n' for p in sorted(CORPUS.glob("*.cu"))))
+    return unit
+
+
+def test_translated_sources_compile_with_gpp_werror(tmp_path: Path) -> None:
+    compile_cpp([_all_translated(tmp_path)], tmp_path / "all.o", [CORPUS, cccl_include()],
+                ["-x", "c++", "-c"])
+
+
+@pytest.mark.nvcc
+@pytest.mark.skipif(not have_nvcc(), reason="nvcc is not on PATH")
+def test_translated_sources_compile_with_nvcc_sm90(tmp_path: Path) -> None:
+    compile_nvcc(_all_translated(tmp_path), tmp_path / "all.o", [CORPUS])
+
+
+@pytest.mark.parametrize("kernel_id", ["arith", "stats", "overflow"])
+def test_hypothesis_messages_agree_with_python(kernel_id: str, corpus: tuple[Any, SyncRuntime]) -> None:
+    pkg, runtime = corpus
+    spec = kernel_spec(getattr(pkg, kernel_id))
+    assert spec is not None
+    verify_kernel(runtime, spec, 60, progress=lambda line: None)

@@ -1,0 +1,80 @@
+"""`ringgen verify`: a compiled handler that differs from its Python function is caught, shrunk
+and reported; every example's kernels agree with their Python functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, generated_package
+
+from ringgen.cli import main
+from ringgen.codegen.kernels import collect_kernels
+from ringgen.schema.modules import load_module
+from ringgen.verify import device_kernels, verify_package
+
+TRUNCATING = '''\
+from __future__ import annotations
+from dataclasses import dataclass
+import numpy as np
+from ringgen import message, ring_kernel
+
+
+@message
+@dataclass
+class Div:
+    a: np.int32 = np.int32(0)
+    b: np.int32 = np.int32(1)
+
+
+@message
+@dataclass
+class Quotient:
+    q: int = 0
+
+
+# C's / truncates toward zero where Python's // floors: they differ on negative quotients
+DIV_CU = r"""
+__device__ bool divider_handle(const Div& req, Quotient& resp, rg_ctx& ctx) {
+    (void)ctx;
+    if (threadIdx.x == 0) resp.q = req.b != 0 ? (int64_t)req.a / req.b : 0;
+    return true;
+}
+"""
+
+
+@ring_kernel(kernel_id="divider", input=Div, output=Quotient, cuda=DIV_CU)
+def divider(req: Div) -> Quotient:
+    return Quotient(q=req.a // req.b if req.b != 0 else 0)
+'''
+
+
+@pytest.fixture(scope="module")
+def truncating(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("verify") / "truncating.py"
+    path.write_text(TRUNCATING)
+    return path
+
+
+def test_a_difference_is_found_shrunk_and_reported(truncating: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", str(truncating), "--kernel", "divider", "--examples", "200"]) == 1
+    text = capsys.readouterr().err
+    assert "kernel 'divider'" in text and "request: Div(" in text
+    # shrunk to the simplest negative quotient (a = -1 over b = 2, or a mirror of it)
+    assert "q: Python -1, kernel 0" in text, text
+
+
+EXAMPLES = sorted(p.stem for p in (ROOT / "examples").glob("*.py"))
+KNOWN = {"errors": "safe_sqrt answers math.sqrt(-0.0) == -0.0 as 0.0 (found by verify)"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("example", [
+    pytest.param(e, marks=pytest.mark.xfail(strict=True, reason=KNOWN[e])) if e in KNOWN else e
+    for e in EXAMPLES])
+def test_every_example_agrees_with_its_python(example: str) -> None:
+    module = load_module(str(ROOT / "examples" / f"{example}.py"))
+    specs = device_kernels(collect_kernels([module]))
+    if specs:
+        verify_package(generated_package(example), specs, 25, progress=lambda line: None)
