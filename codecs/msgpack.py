@@ -205,9 +205,10 @@ class MessageCodec:
         dataclass has init-only or non-init fields, whose semantics only its own __init__ has."""
         params = dataclasses.fields(self.cls)
         # The dataclass's __init__ takes exactly the fields: no InitVar, no init=False field.
-        taken = list(inspect.signature(self.cls.__init__).parameters)[1:]
-        if taken != [f.name for f in params if f.init] or not all(f.init for f in params) or any(
-                f.name.startswith("__rg_") for f in params):
+        own_init = self.cls.__dict__.get("__init__")
+        taken = [] if own_init is None else list(inspect.signature(own_init).parameters)[1:]
+        if (own_init is None or taken != [f.name for f in params if f.init]
+                or not all(f.init for f in params) or any(f.name.startswith("__rg_") for f in params)):
             return None
         specs = {f.name: f for f in self.fields}
         positional = [f for f in params if not f.kw_only]
