@@ -15,6 +15,7 @@ adds the field name and turns it into the exception its caller expects.
 from __future__ import annotations
 
 import enum
+import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -22,6 +23,7 @@ from uuid import UUID, SafeUUID
 
 import numpy as np
 
+from ringgen.errors import MessageSerializationError
 from ringgen.schema.types import BufferRef, Kind, TypeNode
 
 Conv = Callable[[Any], Any]
@@ -127,8 +129,20 @@ def _str_checker(node: TypeNode) -> Conv:
     def check(v: Any) -> str:
         if type(v) is not str:
             raise _fail(node, v)
-        if bound is not None and len(v) * 4 > bound:  # only measure when it could exceed
-            _bounded(node, len(v.encode("utf-8", "surrogatepass")), "UTF-8 bytes")
+        if v.isascii():  # O(1) in CPython: one byte a char, and no surrogate
+            if bound is not None and len(v) > bound:
+                _bounded(node, len(v), "UTF-8 bytes")
+            return v
+        try:
+            size = len(v.encode("utf-8"))
+        except UnicodeEncodeError as e:
+            raise FieldValueError(
+                f"{v[e.start:e.end]!r} at index {e.start} is a lone surrogate, which UTF-8 (and so "
+                "msgpack and the C struct) cannot carry; pass text as str of valid Unicode, binary "
+                "data as bytes (a str decoded with errors='surrogateescape' re-encodes to bytes "
+                "with the same errors=)"
+            ) from None
+        _bounded(node, size, "UTF-8 bytes")
         return v
 
     return check
@@ -363,11 +377,38 @@ def _datetime_from_wire(node: TypeNode) -> Conv:
     return convert
 
 
+# How deep messages may nest on the wire. Decoding recurses once per level; a bound well
+# under Python's recursion limit makes hostile or corrupt input (a map nested hundreds deep)
+# a MessageSerializationError instead of a RecursionError.
+MAX_NESTING = 100
+
+
+class NestingTooDeep(MessageSerializationError):
+    """Raised at the bound; every level above lets it pass instead of prefixing its field."""
+
+
+class _Depth(threading.local):
+    level = 0
+
+
+_depth = _Depth()
+
+
 def _message_from_wire(node: TypeNode) -> Conv:
     cls = node.py
 
     def convert(v: Any) -> Any:
-        return cls._rg_codec().from_dict(v, nested=True)
+        level = _depth.level
+        if level >= MAX_NESTING:
+            raise NestingTooDeep(
+                f"{cls.__qualname__}: messages nest deeper than {MAX_NESTING} levels; the bytes are "
+                "corrupt or hostile, or the data should be flattened (a list instead of a chain)"
+            )
+        _depth.level = level + 1
+        try:
+            return cls._rg_codec().from_dict(v, nested=True)
+        finally:
+            _depth.level = level
 
     return convert
 

@@ -7,12 +7,16 @@ few calls, with no per-call reflection over the fields.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import struct
 import threading
 from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 import msgpack
+import msgspec
 import numpy as np
 
 from ringgen.codecs import converters
@@ -23,7 +27,8 @@ from ringgen.schema.types import MISSING, FieldSpec, Kind, TypeNode, read_fields
 _MISSING = MISSING
 # The header's priority is a uint8 on the device.
 _PRIORITY_CHECK = converters.int_checker(TypeNode(Kind.INT), header.PRIORITY_MIN, header.PRIORITY_MAX)
-_PRIORITY_GUARD = f"type(v) is int and {header.PRIORITY_MIN} <= v <= {header.PRIORITY_MAX}"
+def _priority_guard(v: str) -> str:
+    return f"type({v}) is int and {header.PRIORITY_MIN} <= {v} <= {header.PRIORITY_MAX}"
 
 
 def _packer_default(v: Any) -> Any:
@@ -39,6 +44,11 @@ class _ThreadPackers(threading.local):
 
 
 _packers = _ThreadPackers()
+# msgspec writes the same bytes as msgpack-python for every type it is given here (ints in their
+# smallest form, floats as float 64, str/bin by length, UUIDs as 16-byte bin), at C speed, and
+# decodes to the same Python values. Both are thread-safe: each call has its own state.
+_encode = msgspec.msgpack.Encoder(uuid_format="bytes").encode
+_decode = msgspec.msgpack.Decoder().decode
 
 
 class MessageCodec:
@@ -48,6 +58,9 @@ class MessageCodec:
         self.cls = cls
         self.fields = read_fields(cls)
         self.float32 = any(has_float32(f.node) for f in self.fields)
+        self.any_field = any(_has_any(f.node, frozenset({cls})) for f in self.fields)
+        self.native = _encodes_natively(cls, frozenset())
+        self._init: Callable[..., None] | None = None
         self._wire_nodes = {f.name: f.node for f in self.fields}
         self.to_dict: Callable[[Any], dict[str, Any]]
         self.from_dict: Callable[..., Any]
@@ -78,6 +91,8 @@ class MessageCodec:
         """Put the compiled functions on the class itself: no codec lookup per call."""
         self.cls.serialize = self._serialize  # type: ignore[attr-defined]
         self.cls.deserialize = staticmethod(self._deserialize)  # type: ignore[attr-defined]
+        if self._init is not None:
+            self.cls.__init__ = self._init  # type: ignore[misc]
 
     def _malformed(self, err: Exception) -> MessageSerializationError:
         return MessageSerializationError(
@@ -86,6 +101,17 @@ class MessageCodec:
         )
 
     def _unpackable(self, err: Exception) -> MessageSerializationError:
+        if isinstance(err, UnicodeEncodeError):
+            return MessageSerializationError(
+                f"{self.cls.__qualname__}: cannot serialize a str holding the lone surrogate "
+                f"{err.object[err.start:err.end]!r}, which UTF-8 cannot carry; put text in str as "
+                "valid Unicode and binary data in bytes"
+            )
+        if isinstance(err, RecursionError):
+            return MessageSerializationError(
+                f"{self.cls.__qualname__}: the message nests too deep to serialize; flatten it "
+                f"(at most {converters.MAX_NESTING} levels of nested messages decode)"
+            )
         return MessageSerializationError(
             f"{self.cls.__qualname__}: cannot serialize: {err}; msgpack carries None, bool, int "
             "(-2**63..2**64-1), float, str, bytes, list, tuple, dict and ringgen's own types"
@@ -120,7 +146,9 @@ class MessageCodec:
             "_malformed": self._malformed,
             "_unpackable": self._unpackable,
             "_tl": _packers,
-            "_unpackb": msgpack.unpackb,
+            "_enc": _encode,
+            "_unpackb": _decode if not self.any_field else msgpack.unpackb,
+            "_Deep": converters.NestingTooDeep,
             "_write_f32": self._write_float32,
             "_uuid": converters.uuid_from_bytes,
             "_types_in": _types_in,
@@ -135,6 +163,7 @@ class MessageCodec:
                 f"    try: d[{key}] = _c{i}(d[{key}])",
                 f"    except _FVE as e: raise _invalid({key}, e) from None",
             ]
+        self._init = self._compile_init(ns)
         decode_body = [
             "    if type(w) is not dict: raise _not_map(w, nested)",
             "    o = _new(_cls)",
@@ -142,14 +171,26 @@ class MessageCodec:
             *from_lines,
             "    return o",
         ]
-        # Maps with other than str keys need strict_map_key=False; it costs a little per call.
-        unpack_options = "" if self._str_keys_only() else ", strict_map_key=False"
-        pack = "_write_f32(m)" if self.float32 else "_tl.pack({" + ", ".join(to_items) + "})"
+        # msgpack-python, kept for what msgspec would write differently: float32 (msgspec writes
+        # every float as float 64) and `Any` fields (msgspec encodes a datetime, dataclass or set
+        # inside one itself, where ringgen's default hook decides). Maps with other than str
+        # keys need its strict_map_key=False.
+        unpack_options = "" if self._str_keys_only() or not self.any_field else ", strict_map_key=False"
+        dict_display = "{" + ", ".join(to_items) + "}"
+        if self.float32:
+            pack = "_write_f32(m)"
+        elif self.any_field:
+            pack = f"_tl.pack({dict_display})"
+        elif self.native:  # msgspec encodes the dataclass itself: fields in order, no dict made
+            pack = "_enc(m)"
+        else:
+            pack = f"_enc({dict_display})"
         src = [
             "def serialize(m):",
             "    d = m.__dict__",
             f"    try: return {pack}",
-            "    except (TypeError, ValueError, OverflowError) as e: raise _unpackable(e) from None",
+            "    except (TypeError, ValueError, OverflowError, RecursionError) as e:",
+            "        raise _unpackable(e) from None",
             "def deserialize(data):",
             f"    try: w = _unpackb(data{unpack_options})",
             "    except Exception as e: raise _malformed(e) from None",
@@ -168,6 +209,60 @@ class MessageCodec:
         self._ns = ns
         self.to_dict, self.from_dict, self.validate = ns["to_dict"], ns["from_dict"], ns["validate"]
         self._serialize, self._deserialize = ns["serialize"], ns["deserialize"]
+
+    def _compile_init(self, ns: dict[str, Any]) -> Callable[..., None] | None:
+        """The class's `__init__` with each field's check inline: the dataclass's own stores every
+        field through object.__setattr__ and then validates in a second pass. None where the
+        dataclass has init-only or non-init fields, whose semantics only its own __init__ has."""
+        params = dataclasses.fields(self.cls)
+        # The dataclass's __init__ takes exactly the fields: no InitVar, no init=False field.
+        own_init = self.cls.__dict__.get("__init__")
+        taken = [] if own_init is None else list(inspect.signature(own_init).parameters)[1:]
+        if (own_init is None or taken != [f.name for f in params if f.init]
+                or not all(f.init for f in params) or any(f.name.startswith("__rg_") for f in params)):
+            return None
+        specs = {f.name: f for f in self.fields}
+        positional = [f for f in params if not f.kw_only]
+        keyword = [f for f in params if f.kw_only]
+        init_ns: dict[str, Any] = {"__rg_M": _MISSING, "__rg_FVE": converters.FieldValueError,
+                                   "__rg_invalid": self._construct_error, "_UUID": UUID,
+                                   "__rg_post": getattr(self.cls, "__rg_user_post_init__", None)}
+
+        def param(f: dataclasses.Field[Any]) -> str:
+            if f.default is not dataclasses.MISSING:
+                init_ns[f"__rg_d_{f.name}"] = f.default
+                return f"{f.name}=__rg_d_{f.name}"
+            if f.default_factory is not dataclasses.MISSING:
+                return f"{f.name}=__rg_M"
+            return f.name
+
+        signature = ["__rg_self", *map(param, positional)]
+        if keyword:
+            signature += ["*", *map(param, keyword)]
+        body = ["    __rg_d = __rg_self.__dict__"]
+        for i, f in enumerate(params):
+            name, key = f.name, repr(f.name)
+            if f.default_factory is not dataclasses.MISSING:
+                init_ns[f"__rg_f_{name}"] = f.default_factory
+                body.append(f"    if {name} is __rg_M: {name} = __rg_f_{name}()")
+            if name == "priority":
+                guard: str | None = _priority_guard(name)
+            else:
+                guard = _valid_as_given(specs[name].node, name)
+            init_ns[f"__rg_c_{name}"] = ns[f"_c{i}"]
+            body += [
+                *([] if guard is None else [f"    if not ({guard}):"]),
+                f"    {'    ' if guard else ''}try: {name} = __rg_c_{name}({name})",
+                f"    {'    ' if guard else ''}except __rg_FVE as e: raise __rg_invalid({key}, e) from None",
+                f"    __rg_d[{key}] = {name}",
+            ]
+        if init_ns["__rg_post"] is not None:
+            body.append("    __rg_post(__rg_self)")
+        src = [f"def __init__({', '.join(signature)}):", *body]
+        exec(compile("\n".join(src), f"<ringgen __init__ {self.cls.__qualname__}>", "exec"), init_ns)
+        init: Callable[..., None] = init_ns["__init__"]
+        init.__qualname__ = f"{self.cls.__qualname__}.__init__"
+        return init
 
     def _str_keys_only(self) -> bool:
         def walk(node: TypeNode, seen: frozenset[type]) -> bool:
@@ -213,7 +308,7 @@ class MessageCodec:
             convert = (f"v = None if v is None else _uuid(v) if type(v) is bytes and len(v) == 16 "
                        f"else _r{i}(v)")
         else:
-            guard = _PRIORITY_GUARD if f.name == "priority" else _valid_as_decoded(f.node)
+            guard = _priority_guard("v") if f.name == "priority" else _valid_as_decoded(f.node)
             convert = f"v = _r{i}(v)" if guard is None else f"if not ({guard}): v = _r{i}(v)"
         lines = [f"    v = w.get({key}, _M)"]
         if missing is None:
@@ -225,6 +320,7 @@ class MessageCodec:
         lines += [
             f"{indent}try:",
             f"{indent}    {convert}",
+            f"{indent}except _Deep: raise",
             f"{indent}except (_FVE, _MSE) as e: raise _bad({key}, e) from None",
             f"    od[{key}] = v",
         ]
@@ -281,6 +377,63 @@ def has_float32(node: TypeNode, seen: frozenset[type] = frozenset()) -> bool:
     return any(has_float32(a, seen) for a in node.args)
 
 
+def _has_any(node: TypeNode, seen: frozenset[type]) -> bool:
+    """Whether an `Any` sits anywhere under this node, nested messages included."""
+    if node.kind is Kind.ANY:
+        return True
+    if node.kind is Kind.MESSAGE:
+        if node.py in seen:
+            return False
+        return any(_has_any(f.node, seen | {node.py}) for f in read_fields(node.py))
+    return any(_has_any(a, seen) for a in node.args)
+
+
+_NATIVE = frozenset({Kind.INT, Kind.FLOAT, Kind.BOOL, Kind.STR, Kind.BYTES, Kind.NONE, Kind.UUID,
+                     Kind.NUMPY, Kind.LIST, Kind.TUPLE, Kind.FIXED_TUPLE, Kind.DICT, Kind.OPTIONAL})
+
+
+def _encodes_natively(cls: type, seen: frozenset[type]) -> bool:
+    """Whether msgspec, given the message object itself, writes exactly its serialize() bytes:
+    every field's stored value is what msgpack carries (a datetime, BufferRef or Any is not), and
+    no name begins with '_' (msgspec leaves those out of a dataclass)."""
+    if cls in seen:
+        return True
+    fields = read_fields(cls)
+    seen = seen | {cls}
+
+    def native(node: TypeNode) -> bool:
+        if node.kind is Kind.MESSAGE:
+            return _encodes_natively(node.py, seen)
+        if node.kind is Kind.ENUM:
+            return all(type(m.value) in (int, str) for m in node.py)
+        return node.kind in _NATIVE and all(native(a) for a in node.args)
+
+    return all(not f.name.startswith("_") and native(f.node) for f in fields)
+
+
+def _valid_as_given(node: TypeNode, v: str) -> str | None:
+    """A cheap condition on the constructor argument `v` that, when true, proves it needs no
+    check or conversion. Only for values stored as given: a list is copied by its check, so
+    that the message never shares it with the caller."""
+    k = node.kind
+    if k is Kind.STR:  # ASCII: one byte a char and no lone surrogate (isascii is O(1))
+        bound = "" if node.max_len is None else f" and len({v}) <= {node.max_len}"
+        return f"type({v}) is str and {v}.isascii(){bound}"
+    if k in (Kind.FLOAT, Kind.BOOL) or (k is Kind.BYTES and node.max_len is None):
+        return f"type({v}) is {_PLAIN[k]}"
+    if k is Kind.INT:
+        return f"type({v}) is int and {_INT_RANGE[0]} <= {v} <= {_INT_RANGE[1]}"
+    if k is Kind.NONE:
+        return f"{v} is None"
+    if k is Kind.UUID:
+        return f"type({v}) is _UUID"
+    if k is Kind.OPTIONAL:
+        inner = _valid_as_given(node.args[0], v)
+        return None if inner is None else f"{v} is None or ({inner})"
+    return None
+
+
+_INT_RANGE = (-(2**63), 2**64 - 1)
 _PLAIN = {Kind.FLOAT: "float", Kind.INT: "int", Kind.BOOL: "bool", Kind.STR: "str", Kind.BYTES: "bytes"}
 
 

@@ -4,7 +4,7 @@
 seed). It rebuilds the class as a frozen dataclass deriving from `Message`, adding the header
 fields the class does not declare itself:
 
-    message_id: UUID = uuid4()          (keyword-only)
+    message_id: UUID = a fresh uuid4     (keyword-only; schema/ids.py)
     priority: int = 128                 (0..255, higher first)
     correlation_id: UUID | None = None  (links a response to its request)
 """
@@ -19,11 +19,12 @@ import sys
 import threading
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar, overload
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from ringgen.codecs.msgpack import MessageCodec
 from ringgen.errors import SchemaError
 from ringgen.schema import header
+from ringgen.schema.ids import new_message_id
 from ringgen.schema.modules import public_name
 
 M = TypeVar("M", bound="Message")
@@ -32,7 +33,7 @@ T = TypeVar("T")
 
 def _header_field(name: str) -> Any:
     if name == "message_id":
-        return dataclasses.field(default_factory=uuid4, kw_only=True)
+        return dataclasses.field(default_factory=new_message_id, kw_only=True)
     if name == "priority":
         return dataclasses.field(default=header.DEFAULT_PRIORITY, kw_only=True)
     return dataclasses.field(default=None, kw_only=True)
@@ -176,6 +177,8 @@ def _rebuilt_namespace(cls: type) -> dict[str, Any]:
     user_post_init = namespace.pop("__post_init__", None)
     if user_post_init is not None:
         namespace["__post_init__"] = _chain_post_init(user_post_init)
+        # What the codec's compiled __init__ calls after its own checks.
+        namespace["__rg_user_post_init__"] = user_post_init
     return namespace
 
 
