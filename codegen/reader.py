@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from ringgen.codegen import layout
 from ringgen.codegen.ir import CType, EnumIR, FieldIR, MessageIR, PackageIR
@@ -257,13 +257,13 @@ def read_package(name: str, modules: Sequence[ModuleType], sources: Sequence[str
     kernels = collect_kernels(modules)
     needed = kernel_messages(kernels.values())
     host_only = []
-    errors: list[str] = []  # every error of the package, reported together
+    errors: list[SchemaError] = []  # every error of the package, reported together
     for cls in classes.values():
         try:
             reader.read_message(cls)
         except SchemaError as e:
             if cls in needed:
-                errors.append(str(e))
+                errors.append(e)
             else:
                 host_only.append(HostOnly(cls.__name__, str(e)))
     for cls in needed:  # messages of kernels that live in other modules
@@ -273,11 +273,7 @@ def read_package(name: str, modules: Sequence[ModuleType], sources: Sequence[str
                        if (ir := _collect(errors, kernel_ir, k, reader)) is not None)
     _collect(errors, _check_type_ids, reader.messages.values())
     if errors:
-        # One line per error; a message's errors come again where it is nested or used.
-        unique = list(dict.fromkeys(line for e in errors for line in e.splitlines()))
-        raise SchemaError(unique[0] if len(unique) == 1 else
-                          f"{len(unique)} schema errors; each names its file, line and fix:\n"
-                          + "\n".join(unique))
+        _raise_together(errors)
     ordered = tuple(reader.messages[c] for c in reader.messages)
     enums = reader.structs.enums
     enum_irs = tuple(EnumIR(e.__name__, f"{e.__module__}.{e.__qualname__}",
@@ -288,13 +284,25 @@ def read_package(name: str, modules: Sequence[ModuleType], sources: Sequence[str
         h.name: classes[h.name] for h in host_only}, kernels, dict(enums))
 
 
-def _collect(errors: list[str], fn: Callable[..., R], *args: Any) -> R | None:
+def _collect(errors: list[SchemaError], fn: Callable[..., R], *args: Any) -> R | None:
     """fn(*args), or None with its SchemaError added to `errors`."""
     try:
         return fn(*args)
     except SchemaError as e:
-        errors.append(str(e))
+        errors.append(e)
         return None
+
+
+def _raise_together(errors: list[SchemaError]) -> NoReturn:
+    """One error as it is (a TranslationError keeps its diagnostics); several as one
+    SchemaError of one line each (a message's errors come again where it is nested or used, and
+    are said once)."""
+    unique = list({str(e): e for e in errors}.values())
+    if len(unique) == 1:
+        raise unique[0]
+    lines = list(dict.fromkeys(line for e in unique for line in str(e).splitlines()))
+    raise SchemaError(f"{len(lines)} schema errors; each names its file, line and fix:\n"
+                      + "\n".join(lines))
 
 
 def _check_type_ids(messages: Any) -> None:
