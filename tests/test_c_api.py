@@ -35,6 +35,7 @@ class Reading:
     unit: Unit
     name: Annotated[str, MaxLen(6)]
     values: Annotated[list[int], MaxLen(4)]
+    raw: Annotated[bytes, MaxLen(2)] = b"\\xff"
 
 @message
 @dataclass
@@ -57,7 +58,8 @@ __device__ bool tagger_handle(const Reading& req, Tagged& resp, rg_ctx& ctx) {
     rg_list_append(resp.checks, all);
     rg_list_append(resp.checks, room);
     rg_list_append(resp.checks, rg_str_eq(req.name, "probe") && !rg_str_eq(req.name, "prob")
-                               && rg_str_equal(req.name, req.name));
+                               && rg_str_equal(req.name, req.name) && rg_str_eq(req.raw, "\\xff")
+                               && !rg_str_equal(req.raw, req.name));
     return true;
 }
 """

@@ -101,8 +101,8 @@ RG_HD bool rg_str_set(S& s, const char* text) {
 // Whether a bounded str/bytes field holds exactly the NUL-terminated `text`.
 template <class S>
 RG_HD bool rg_str_eq(const S& s, const char* text) {
-    for (uint32_t i = 0; i < s.len; ++i)
-        if (text[i] == 0 || text[i] != s.data[i]) return false;
+    for (uint32_t i = 0; i < s.len; ++i)  // as bytes: a bytes field's data is uint8_t
+        if (text[i] == 0 || (uint8_t)text[i] != (uint8_t)s.data[i]) return false;
     return text[s.len] == 0;
 }
 
@@ -111,7 +111,7 @@ template <class A, class B>
 RG_HD bool rg_str_equal(const A& a, const B& b) {
     if (a.len != b.len) return false;
     for (uint32_t i = 0; i < a.len; ++i)
-        if (a.data[i] != b.data[i]) return false;
+        if ((uint8_t)a.data[i] != (uint8_t)b.data[i]) return false;
     return true;
 }
 
