@@ -94,7 +94,7 @@ def test_bounded_field_helpers_in_a_handler(tagger_pkg: Any) -> None:
         kernel.activate()
         requests = [tagger_pkg.Reading(unit=tagger_pkg.Unit.KELVIN, name="probe", values=[1, 2, 3]),
                     tagger_pkg.Reading(unit=tagger_pkg.Unit.CELSIUS, name="prob", values=[4, 5, 6, 7])]
-        kernel.push(0, rings.lane_of(128), structs.pack(tagger_pkg.Reading, kernel.info.in_dtype,
+        kernel.push(0, rings.LANE_OF[128], structs.pack(tagger_pkg.Reading, kernel.info.in_dtype,
                                                         requests))
         got: list[Any] = []
         deadline = time.monotonic() + 10

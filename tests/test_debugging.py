@@ -71,7 +71,7 @@ def _fail_with(pkg: Any, mode: int) -> str:
     try:
         kernel.activate()
         arr = structs.pack(pkg.Job, kernel.info.in_dtype, [pkg.Job(mode=mode)])
-        assert kernel.push(0, rings.lane_of(128), arr) == 1
+        assert kernel.push(0, rings.LANE_OF[128], arr) == 1
         deadline = time.monotonic() + 10
         while kernel.failure() is None and time.monotonic() < deadline:
             time.sleep(0.01)
