@@ -68,6 +68,7 @@ class MessageCodec:
         self._serialize: Callable[[Any], bytes]
         self._deserialize: Callable[[bytes], Any]
         self._ns: dict[str, Any] = {}  # the compiled functions' globals
+        self.c_struct = False  # see check_c_ranges
         self._compile()
 
     # -- public operations (replaced on the class by the compiled functions, see install) --
@@ -83,9 +84,10 @@ class MessageCodec:
         int beyond int64_t, a datetime beyond int64 ns), naming the field: called for every
         message a generated package lays out, so that such a value fails where it is made, not
         at send."""
-        for i, f in enumerate(self.fields):
-            if f.name != "priority":
-                self._ns[f"_c{i}"] = converters.checker(f.node, c_struct=True)
+        if not self.c_struct:
+            self.c_struct = True
+            self._compile()  # the constructor inlines its checks: compile it again
+            self.install()
 
     def install(self) -> None:
         """Put the compiled functions on the class itself: no codec lookup per call."""
@@ -158,7 +160,8 @@ class MessageCodec:
             key = repr(f.name)
             to_items.append(f"{key}: {self._wire_expr(f, i, ns)}")
             from_lines += self._decode_lines(f, i, ns)
-            ns[f"_c{i}"] = _PRIORITY_CHECK if f.name == "priority" else converters.checker(f.node)
+            ns[f"_c{i}"] = (_PRIORITY_CHECK if f.name == "priority"
+                            else converters.checker(f.node, c_struct=self.c_struct))
             check_lines += [
                 f"    try: d[{key}] = _c{i}(d[{key}])",
                 f"    except _FVE as e: raise _invalid({key}, e) from None",
@@ -248,7 +251,7 @@ class MessageCodec:
             if name == "priority":
                 guard: str | None = _priority_guard(name)
             else:
-                guard = _valid_as_given(specs[name].node, name)
+                guard = _valid_as_given(specs[name].node, name, self.c_struct)
             init_ns[f"__rg_c_{name}"] = ns[f"_c{i}"]
             body += [
                 *([] if guard is None else [f"    if not ({guard}):"]),
@@ -411,10 +414,10 @@ def _encodes_natively(cls: type, seen: frozenset[type]) -> bool:
     return all(not f.name.startswith("_") and native(f.node) for f in fields)
 
 
-def _valid_as_given(node: TypeNode, v: str) -> str | None:
+def _valid_as_given(node: TypeNode, v: str, c_struct: bool = False) -> str | None:
     """A cheap condition on the constructor argument `v` that, when true, proves it needs no
     check or conversion. Only for values stored as given: a list is copied by its check, so
-    that the message never shares it with the caller."""
+    that the message never shares it with the caller. `c_struct`: ints must fit int64_t."""
     k = node.kind
     if k is Kind.STR:  # ASCII: one byte a char and no lone surrogate (isascii is O(1))
         bound = "" if node.max_len is None else f" and len({v}) <= {node.max_len}"
@@ -422,18 +425,20 @@ def _valid_as_given(node: TypeNode, v: str) -> str | None:
     if k in (Kind.FLOAT, Kind.BOOL) or (k is Kind.BYTES and node.max_len is None):
         return f"type({v}) is {_PLAIN[k]}"
     if k is Kind.INT:
-        return f"type({v}) is int and {_INT_RANGE[0]} <= {v} <= {_INT_RANGE[1]}"
+        low, high = _C_INT_RANGE if c_struct else _INT_RANGE
+        return f"type({v}) is int and {low} <= {v} <= {high}"
     if k is Kind.NONE:
         return f"{v} is None"
     if k is Kind.UUID:
         return f"type({v}) is _UUID"
     if k is Kind.OPTIONAL:
-        inner = _valid_as_given(node.args[0], v)
+        inner = _valid_as_given(node.args[0], v, c_struct)
         return None if inner is None else f"{v} is None or ({inner})"
     return None
 
 
-_INT_RANGE = (-(2**63), 2**64 - 1)
+_INT_RANGE = (-(2**63), 2**64 - 1)  # what msgpack carries
+_C_INT_RANGE = (-(2**63), 2**63 - 1)  # what a C struct's int64_t holds
 _PLAIN = {Kind.FLOAT: "float", Kind.INT: "int", Kind.BOOL: "bool", Kind.STR: "str", Kind.BYTES: "bytes"}
 
 
