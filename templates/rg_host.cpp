@@ -77,14 +77,20 @@ class Region {
         return py::reinterpret_steal<py::bytes>(out);
     }
 
-    // The structs left in a lane, as bytes; only once the kernel is gone (rg_host_take_lane).
-    py::bytes take_lane(uint32_t block, uint32_t lane) {
+    // Free slots of a lane (its requests finished), what the host may push now.
+    uint64_t lane_free(uint32_t block, uint32_t lane) {
+        return rg_host_lane_free(lane_region(block, lane), block, lane);
+    }
+
+    // (structs as bytes, held): what a lane holds that the kernel never finished, the first
+    // `held` of them taken by it; only once the kernel is gone (rg_host_unfinished).
+    py::tuple take_lane(uint32_t block, uint32_t lane) {
         rg_region* r = lane_region(block, lane);
-        uint64_t n = rg_ring_size(rg_region_ring(r, block, lane));
-        PyObject* out = PyBytes_FromStringAndSize(nullptr, (Py_ssize_t)(n * r->in_slot_size));
+        rg_unfinished u = rg_host_unfinished(r, block, lane);
+        PyObject* out = PyBytes_FromStringAndSize(nullptr, (Py_ssize_t)(u.count * r->in_slot_size));
         if (!out) throw py::error_already_set();
-        rg_host_take_lane(r, block, lane, PyBytes_AS_STRING(out), n);
-        return py::reinterpret_steal<py::bytes>(out);
+        rg_host_take_unfinished(r, block, lane, u, PyBytes_AS_STRING(out));
+        return py::make_tuple(py::reinterpret_steal<py::bytes>(out), u.held);
     }
 
     uint64_t command(uint32_t command) { return rg_host_command(region(), command); }
@@ -195,6 +201,7 @@ PYBIND11_MODULE(_rg_host, m) {
         .def("push", &Region::push)
         .def("push_wait", &Region::push_wait)
         .def("lane_size", &Region::lane_size)
+        .def("lane_free", &Region::lane_free)
         .def("pop", &Region::pop)
         .def("take_lane", &Region::take_lane)
         .def("command", &Region::command)

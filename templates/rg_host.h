@@ -26,7 +26,7 @@ static inline int64_t rg_host_now_ns() {
 // Pushes up to n structs into lane `lane` of block `block`; returns how many fit.
 static inline uint64_t rg_host_push(rg_region* r, uint32_t block, uint32_t lane, const void* src,
                                     uint64_t n) {
-    uint64_t pushed = rg_ring_push(rg_region_ring(r, block, lane), src, n);
+    uint64_t pushed = rg_lane_push(rg_region_ring(r, block, lane), src, n);
     if (pushed) rg_bell_ring(&r->control.doorbell);
     return pushed;
 }
@@ -103,12 +103,50 @@ static inline uint64_t rg_host_pop(rg_region* r, void* dst, uint64_t n, uint32_t
     return got;
 }
 
-// Takes what is left in lane `lane` of block `block` into dst (up to max structs). Only once
-// the kernel is gone: the host then owns both ends of the ring. This is how the messages a
-// terminated or crashed kernel never took reach the dead letters instead of vanishing.
-static inline uint64_t rg_host_take_lane(rg_region* r, uint32_t block, uint32_t lane, void* dst,
-                                         uint64_t max) {
-    return rg_ring_pop(rg_region_ring(r, block, lane), dst, max);
+// Free slots of an input lane: those whose request the kernel has finished (see rg_ring).
+static inline uint64_t rg_host_lane_free(rg_region* r, uint32_t block, uint32_t lane) {
+    rg_ring* ring = rg_region_ring(r, block, lane);
+    uint64_t used = rg_load_relaxed(&ring->tail.value) - rg_load_acquire(&ring->head.done);
+    return used < ring->capacity ? ring->capacity - used : 0;
+}
+
+// What a lane holds that the kernel never finished, once the kernel is gone (the host then
+// owns both ends of the ring): the requests a block took and never answered, [done, head),
+// then those it never took, [head, tail). The first taken one is left out when its response
+// went out before the kernel died (see rg_block_status: finishing_*). Indices that do not
+// fit the lane (a kernel that scribbled over them) are narrowed to what can be read.
+struct rg_unfinished {
+    uint64_t first;  // the index of the first unfinished request
+    uint64_t held;   // how many from `first` on the kernel had taken
+    uint64_t count;  // how many in all
+};
+
+static inline rg_unfinished rg_host_unfinished(rg_region* r, uint32_t block, uint32_t lane) {
+    rg_ring* ring = rg_region_ring(r, block, lane);
+    uint64_t done = rg_load_acquire(&ring->head.done), head = rg_load_acquire(&ring->head.value);
+    uint64_t tail = rg_load_acquire(&ring->tail.value);
+    rg_block_status* s = rg_region_status(r, block);
+    if (rg_load_acquire(&s->finishing_lane) == lane + 1 &&
+        rg_load_acquire(&s->finishing_done) == done && head - done <= ring->capacity &&
+        head != done) {
+        rg_ring* out = rg_region_ring(r, block, RG_LANES);
+        if (rg_load_acquire(&out->tail.value) > rg_load_acquire(&s->finishing_out)) ++done;
+    }
+    if (tail - head > ring->capacity) head = tail;  // nothing readable is left untaken
+    if (head - done > ring->capacity || tail - done > ring->capacity) done = head;
+    return rg_unfinished{done, head - done, tail - done};
+}
+
+// Copies the unfinished requests of a lane into dst (room for u.count structs) and empties the
+// lane; only once the kernel is gone.
+static inline void rg_host_take_unfinished(rg_region* r, uint32_t block, uint32_t lane,
+                                           rg_unfinished u, void* dst) {
+    rg_ring* ring = rg_region_ring(r, block, lane);
+    uint8_t* d = (uint8_t*)dst;
+    for (uint64_t i = 0; i < u.count; ++i)
+        rg_copy_bytes(d + i * ring->slot_size, rg_ring_slot(ring, u.first + i), ring->slot_size);
+    rg_store_release(&ring->head.value, u.first + u.count);
+    rg_store_release(&ring->head.done, u.first + u.count);
 }
 
 // Writes a command for every block; returns its sequence number, for rg_host_wait_ack.

@@ -179,11 +179,30 @@ struct rg_poller {
     }
 
     // Emitted is counted before the push for the same reason, and taken back when the kernel
-    // was terminated while it waited for room: that response never reached the host.
+    // was terminated while it waited for room: that response never reached the host, and the
+    // request stays unfinished (false). Before the push, the block records which lane's next
+    // finish it is and where the response goes, so that a host looking at a dead kernel's
+    // region knows whether it went out (see rg_block_status).
     template <class Out>
-    RG_HD void emit(const Out* resp) {
+    RG_HD bool emit(const Out* resp, uint32_t lane) {
+        rg_ring* in = rg_region_ring(region, blockIdx.x, lane);
+        rg_ring* out = rg_region_ring(region, blockIdx.x, RG_LANES);
+        rg_store_release(&status->finishing_out, rg_load_relaxed(&out->tail.value));
+        rg_store_release(&status->finishing_done, rg_load_relaxed(&in->head.done));
+        rg_store_release(&status->finishing_lane, lane + 1);
         rg_store_release(&status->emitted, ++emitted);
-        if (!push(resp)) rg_store_release(&status->emitted, --emitted);
+        if (push(resp)) return true;
+        rg_store_release(&status->emitted, --emitted);
+        return false;
+    }
+
+    // The request from `lane` is finished (answered, or handled without a response): its slot
+    // may be reused. A block finishes its requests in the order it took them, so `done` of a
+    // lane counts a prefix of it.
+    RG_HD void finish(uint32_t lane) {
+        rg_ring* in = rg_region_ring(region, blockIdx.x, lane);
+        rg_store_release(&in->head.done, rg_load_relaxed(&in->head.done) + 1);
+        rg_store_release(&status->finishing_lane, 0);
     }
 };
 
@@ -232,6 +251,7 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
         uint32_t action = actions[cur];
         if (threadIdx.x == 0 && pending) {
             uint32_t done = cur ^ 1;
+            bool finished = true;
             poller.count(ctx[done].failed != 0);
             if constexpr (has_output) {
                 if (pending_emit) {
@@ -242,9 +262,10 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
                         r.correlation_id = req[done].message_id;
                         r.flags |= RG_FLAG_HAS_CORRELATION;
                     }
-                    poller.emit(&r);
+                    finished = poller.emit(&r, ctx[done].lane);
                 }
             }
+            if (finished) poller.finish(ctx[done].lane);
             pending = false;
         }
         if (action == RG_ACT_EXIT) break;
