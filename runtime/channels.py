@@ -360,21 +360,23 @@ class Channel:
         key = msg.message_id.bytes
         future: asyncio.Future[Any] = self.loop.create_future()
         self.replies.expect(key, future)  # refuses a message another request() waits with
-        answered = False
+        gave_up = False  # a reply may still come: it will be a dead letter
         try:
             if not await self.send(msg, timeout):
                 raise QueueFullError(f"kernel {self.kernel_id!r}: the request was dropped by "
                                      f"backpressure '{self.backpressure}'")
             self.want_responses()
-            reply = await self.deadlines.wait(future, timeout)
-            answered = True
-            return reply
+            return await self.deadlines.wait(future, timeout)
         except asyncio.TimeoutError:
+            gave_up = True
             raise asyncio.TimeoutError(
                 f"no reply from kernel {self.kernel_id!r} within {timeout} s; a late reply "
                 "will go to the dead letters") from None
+        except asyncio.CancelledError:
+            gave_up = True
+            raise
         finally:
-            self.replies.settle(key, answered)
+            self.replies.settle(key, gave_up)
 
     # -- lifecycle -------------------------------------------------------------------------
 

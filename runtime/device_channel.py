@@ -5,7 +5,9 @@ is the only thread that pops.
 
 Lanes are fed only while the kernel is active, highest priority first within each lane's
 class: the backlog keeps the exact 0..255 order, and a late urgent message overtakes whatever
-waits in lower lanes because the kernel polls its lanes highest first.
+waits in lower lanes because the kernel polls its lanes highest first. What that gives, per
+block: FIFO within a priority, and exact priority order among the messages that wait on the
+host together; nothing orders the blocks among themselves (README: Order).
 """
 
 from __future__ import annotations

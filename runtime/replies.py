@@ -50,11 +50,11 @@ class Replies:
         self.pending[key] = future
         self.time(key)
 
-    def settle(self, key: bytes, answered: bool) -> None:
-        """The request() for `key` returned; a reply that comes after it gave up (timed out,
-        was cancelled or failed) is a dead letter."""
+    def settle(self, key: bytes, gave_up: bool) -> None:
+        """The request() for `key` returned; a reply that comes after it gave up (timed out
+        or was cancelled) is a dead letter."""
         self.pending.pop(key, None)
-        if not answered:
+        if gave_up:
             self.expired[key] = None
             while len(self.expired) > MEMORY:
                 self.expired.popitem(last=False)

@@ -19,6 +19,7 @@ from conftest import build_package
 from schemas.accounting import ANSWER, BAD_UTF8, NO_RESPONSE, OVER_MAXLEN, SEGFAULT, SLOW
 
 from ringgen import (
+    ActorContext,
     DeadLetterReason,
     KernelFaultError,
     KernelState,
@@ -189,6 +190,24 @@ def test_every_reply_after_its_timeout_is_a_late_reply_dead_letter(pkg: Any) -> 
     run(main())
 
 
+def test_a_reply_to_a_cancelled_request_is_a_late_reply_dead_letter(pkg: Any) -> None:
+    async def main() -> None:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            await rt.launch("account1", activate=False)
+            msg = pkg.Job(seq=1)
+            task = asyncio.ensure_future(rt.request("account1", msg, timeout=5.0))
+            await asyncio.sleep(0.01)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await rt.activate("account1")
+            assert await rt.receive_many("account1", 10, timeout=0.2) == []
+            [letter] = rt.dead_letters
+            assert letter.reason is DeadLetterReason.LATE_REPLY
+            assert letter.message.correlation_id == msg.message_id
+
+    run(main())
+
+
 # -- what a kernel held when it died ----------------------------------------------------------
 
 
@@ -253,6 +272,35 @@ def test_a_request_without_a_response_is_not_a_loss(pkg: Any) -> None:
             os.kill(runner_of(rt, "account").proc.pid, signal.SIGKILL)
             await until(lambda: rt.state("account") is KernelState.FAILED, "the failure")
             assert list(rt.dead_letters) == []
+
+    run(main())
+
+
+def test_a_host_actor_that_raises_or_hangs_hands_back_the_message_it_held(pkg: Any) -> None:
+    async def raises(ctx: ActorContext) -> None:
+        msg = await ctx.receive()
+        raise RuntimeError(f"cannot handle {msg.seq}")
+
+    async def hangs(ctx: ActorContext) -> None:
+        await ctx.receive()
+        await asyncio.sleep(3600)
+
+    async def main() -> None:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            await rt.launch("raises", actor=raises)
+            with pytest.raises(KernelFaultError, match="cannot handle 1"):
+                await rt.request("raises", pkg.Job(seq=1), timeout=5.0)
+            await rt.launch("hangs", actor=hangs)
+            await rt.send_many("hangs", [pkg.Job(seq=2), pkg.Job(seq=3)])
+            await asyncio.sleep(0.01)
+            await rt.terminate("hangs", timeout=0.05)
+            letters = {d.message.seq: (d.reason, d.detail) for d in rt.dead_letters}
+            assert letters[1][0] is DeadLetterReason.KERNEL_FAILED
+            assert letters[2][0] is DeadLetterReason.TERMINATED and "while handling" in letters[2][1]
+            assert letters[3][0] is DeadLetterReason.TERMINATED
+            for k in ("raises", "hangs"):
+                t = rt.telemetry(k)
+                assert (t.processed, t.in_flight) == (0, 0) and t.dropped == t.sent
 
     run(main())
 
