@@ -238,6 +238,49 @@ def test_kill_9_dead_letters_the_request_each_block_was_handling(pkg: Any) -> No
     run(main())
 
 
+@pytest.mark.parametrize("answered, counted, held", [
+    (False, False, [0, 1]),  # died before its response went out: both taken ones held
+    (True, False, [1]),      # the response went out, `done` not yet counted: not held
+    (True, True, [1]),       # died after it counted it: `done` says so already
+])
+def test_host_reads_what_a_dead_block_held(answered: bool, counted: bool, held: list[int]) -> None:
+    """The host's reading of a dead kernel's lane (rg_host_unfinished), at each point of a
+    block's finishing sequence: record, push, count, clear. The region is laid out by the
+    host module in plain memory; the block's words are written as rg_kernel.h writes them."""
+    import ctypes
+
+    from ringgen.runtime.backends import rings
+
+    region_type = rings.region_type()
+    slot, cap, lane = 16, 8, 2
+    size = region_type.size(1, 32, cap, cap, slot, slot)
+    mem = (ctypes.c_uint8 * size)()
+    base = ctypes.addressof(mem)
+    region = region_type(base, 1, 32, cap, cap, slot, slot, 1)
+
+    def word(offset: int) -> ctypes.c_uint64:
+        return ctypes.c_uint64.from_address(base + offset)
+
+    status, ring0 = word(48).value, word(56).value  # rg_region: status_offset, rings_offset
+    lane_stride = word(64).value
+    in_ring, out_ring = ring0 + lane * lane_stride, ring0 + rings.LANES * lane_stride
+    for i in range(5):  # requests 0..4 pushed; the block took 0 and 1
+        region.push(0, lane, np.full(2, i, dtype=np.int64).tobytes())
+    word(in_ring).value = 2                             # head
+    word(status + 40).value = lane + 1                  # finishing_lane: request 0's response
+    word(status + 48).value = 0                         # finishing_out: out index it takes
+    word(status + 56).value = 0                         # finishing_done: `done` before it
+    if answered:
+        word(out_ring + 128).value = 1                  # the response's tail published
+    if counted:
+        word(in_ring + 8).value = 1                     # done
+    raw, n = region.take_lane(0, lane)
+    got = np.frombuffer(raw, dtype=np.int64)[::2].tolist()
+    assert got[:n] == held and got[n:] == [2, 3, 4]
+    assert region.take_lane(0, lane) == (b"", 0)  # taken: the lane is empty now
+    region.detach()
+
+
 def test_terminate_with_a_full_output_ring_dead_letters_what_it_could_not_answer(pkg: Any) -> None:
     """The block waits for room to push a response when terminate comes: that request and
     the one it took next are dead letters; the responses that did go out are kept."""
