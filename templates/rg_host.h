@@ -113,7 +113,7 @@ static inline uint64_t rg_host_lane_free(rg_region* r, uint32_t block, uint32_t 
 // What a lane holds that the kernel never finished, once the kernel is gone (the host then
 // owns both ends of the ring): the requests a block took and never answered, [done, head),
 // then those it never took, [head, tail). The first taken one is left out when its response
-// went out before the kernel died (see rg_block_status: finishing_*). Indices that do not
+// went out before the kernel died (see rg_block_status: finishing). Indices that do not
 // fit the lane (a kernel that scribbled over them) are narrowed to what can be read.
 struct rg_unfinished {
     uint64_t first;  // the index of the first unfinished request
@@ -126,12 +126,11 @@ static inline rg_unfinished rg_host_unfinished(rg_region* r, uint32_t block, uin
     uint64_t done = rg_load_acquire(&ring->head.done), head = rg_load_acquire(&ring->head.value);
     uint64_t tail = rg_load_acquire(&ring->tail.value);
     rg_block_status* s = rg_region_status(r, block);
-    if (rg_load_acquire(&s->finishing_lane) == lane + 1 &&
-        rg_load_acquire(&s->finishing_done) == done && head - done <= ring->capacity &&
-        head != done) {
-        rg_ring* out = rg_region_ring(r, block, RG_LANES);
-        if (rg_load_acquire(&out->tail.value) > rg_load_acquire(&s->finishing_out)) ++done;
-    }
+    if (rg_load_acquire(&s->finishing) == (done << 8 | (lane + 1)) && head != done &&
+        head - done <= ring->capacity &&
+        rg_load_acquire(&rg_region_ring(r, block, RG_LANES)->tail.value) ==
+            rg_load_acquire(&s->emitted))
+        ++done;  // its response went out before the kernel died
     if (tail - head > ring->capacity) head = tail;  // nothing readable is left untaken
     if (head - done > ring->capacity || tail - done > ring->capacity) done = head;
     return rg_unfinished{done, head - done, tail - done};

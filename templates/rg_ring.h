@@ -154,13 +154,13 @@ typedef struct alignas(RG_LINE) rg_block_status {
     uint64_t emitted;    // responses pushed
     uint64_t errors;     // handler calls that reported ctx.fail()
     uint64_t heartbeat;  // bumped on every poll round, busy or idle
-    // The response being pushed (see rg_kernel.h: emit()): lane + 1 of its request (0: none),
-    // the output index it takes, and that lane's `done` before it. After a crash the host
-    // tells from them whether the response of the first unfinished request went out.
-    uint64_t finishing_lane;
-    uint64_t finishing_out;
-    uint64_t finishing_done;
-    uint64_t _pad[8];
+    // The request whose response was pushed last (see rg_kernel.h: emit()):
+    // (its lane's `done` before it << 8) | (lane + 1); 0: none. After a crash the host
+    // tells from it and `emitted` whether the response of a lane's first unfinished request
+    // went out: it did if that lane's `done` still equals the recorded one and the output
+    // ring's tail reached `emitted`.
+    uint64_t finishing;
+    uint64_t _pad[10];
 } rg_block_status;
 
 typedef struct rg_region {

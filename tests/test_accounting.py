@@ -245,7 +245,7 @@ def test_kill_9_dead_letters_the_request_each_block_was_handling(pkg: Any) -> No
 ])
 def test_host_reads_what_a_dead_block_held(answered: bool, counted: bool, held: list[int]) -> None:
     """The host's reading of a dead kernel's lane (rg_host_unfinished), at each point of a
-    block's finishing sequence: record, push, count, clear. The region is laid out by the
+    block's finishing sequence: count and record, push, count as done. The region is laid out by the
     host module in plain memory; the block's words are written as rg_kernel.h writes them."""
     import ctypes
 
@@ -267,9 +267,8 @@ def test_host_reads_what_a_dead_block_held(answered: bool, counted: bool, held: 
     for i in range(5):  # requests 0..4 pushed; the block took 0 and 1
         region.push(0, lane, np.full(2, i, dtype=np.int64).tobytes())
     word(in_ring).value = 2                             # head
-    word(status + 40).value = lane + 1                  # finishing_lane: request 0's response
-    word(status + 48).value = 0                         # finishing_out: out index it takes
-    word(status + 56).value = 0                         # finishing_done: `done` before it
+    word(status + 16).value = 1                         # emitted: request 0's response
+    word(status + 40).value = 0 << 8 | (lane + 1)       # finishing: lane's `done` was 0
     if answered:
         word(out_ring + 128).value = 1                  # the response's tail published
     if counted:

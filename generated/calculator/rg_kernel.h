@@ -97,6 +97,7 @@ struct rg_poller {
     uint64_t processed, emitted, errors, heartbeat;
     uint64_t random;
     uint64_t idle_since;
+    uint64_t done[RG_LANES];  // each lane's `done`, which only this thread writes
 
     // CPU backend: an idle block keeps polling for region->spin_ns before it sleeps on the
     // doorbell, so that a request soon after the last one is taken without a wake-up (which
@@ -180,18 +181,15 @@ struct rg_poller {
 
     // Emitted is counted before the push for the same reason, and taken back when the kernel
     // was terminated while it waited for room: that response never reached the host, and the
-    // request stays unfinished (false). Before the push, the block records which lane's next
-    // finish it is and where the response goes, so that a host looking at a dead kernel's
-    // region knows whether it went out (see rg_block_status).
+    // request stays unfinished (false). Between the two, the block records which request the
+    // response answers, so that a host looking at a dead kernel's region can tell whether it
+    // went out (see rg_block_status: finishing).
     template <class Out>
     RG_HD bool emit(const Out* resp, uint32_t lane) {
-        rg_ring* in = rg_region_ring(region, blockIdx.x, lane);
-        rg_ring* out = rg_region_ring(region, blockIdx.x, RG_LANES);
-        rg_store_release(&status->finishing_out, rg_load_relaxed(&out->tail.value));
-        rg_store_release(&status->finishing_done, rg_load_relaxed(&in->head.done));
-        rg_store_release(&status->finishing_lane, lane + 1);
         rg_store_release(&status->emitted, ++emitted);
+        rg_store_release(&status->finishing, done[lane] << 8 | (lane + 1));
         if (push(resp)) return true;
+        rg_store_release(&status->finishing, 0);
         rg_store_release(&status->emitted, --emitted);
         return false;
     }
@@ -200,9 +198,7 @@ struct rg_poller {
     // may be reused. A block finishes its requests in the order it took them, so `done` of a
     // lane counts a prefix of it.
     RG_HD void finish(uint32_t lane) {
-        rg_ring* in = rg_region_ring(region, blockIdx.x, lane);
-        rg_store_release(&in->head.done, rg_load_relaxed(&in->head.done) + 1);
-        rg_store_release(&status->finishing_lane, 0);
+        rg_store_release(&rg_region_ring(region, blockIdx.x, lane)->head.done, ++done[lane]);
     }
 };
 
