@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import keyword
 import os
+import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from ringgen.codegen.writer import (
     stale_files,
     write_package,
 )
+from ringgen.errors import ValidationError
 from ringgen.schema.modules import is_path
 
 
@@ -74,13 +77,19 @@ def plan(modules: Sequence[str], out_dir: str | Path, name: str | None = None) -
     out = Path(out_dir)
     base = out.resolve().parent  # sources are recorded relative to the folder that holds `out`
     sources = [_relative(m, base) if is_path(m) else m for m in modules]
-    loaded, _ = read_modules(modules)
     pkg_name = name or (Path(modules[0]).stem if is_path(modules[0]) else modules[0].split(".")[-1])
+    if not pkg_name.isidentifier() or keyword.iskeyword(pkg_name):
+        raise ValidationError(
+            f"package name {pkg_name!r} is not a Python identifier: the package is imported by "
+            f"that name and its C headers are named after it; pass --name with one "
+            f"(letters, digits, _)")
+    loaded, _ = read_modules(modules)
     # Message and handler files relative to `base`, as the sources: no absolute paths, so the
     # package built in another checkout is the same package.
     schema = read_package(pkg_name, loaded, sources, base)
-    command = f"ringgen build {' '.join(sources)} -o {out.resolve().name}" + (
-        f" --name {name}" if name else "")
+    # Quoted as a shell would need it: the command is printed for a person to run again.
+    command = shlex.join(["ringgen", "build", *sources, "-o", out.resolve().name,
+                          *(["--name", name] if name else [])])
     input_hash = hashlib.sha256(
         f"{schema.package.content_hash}|{__version__}|{_templates_hash()}|{command}|"
         f"{sorted((h.name, h.reason) for h in schema.host_only)}".encode()

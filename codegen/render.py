@@ -8,6 +8,7 @@ from typing import Any
 
 import jinja2
 
+from ringgen.codegen import escape
 from ringgen.codegen.dtypes import dtype_spec, max_packed_size
 from ringgen.codegen.ir import PackageIR
 from ringgen.schema import header
@@ -40,6 +41,10 @@ def environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["pyrepr"] = _pyrepr
+    # Names and paths from outside ringgen go through these (codegen/escape.py).
+    env.filters["comment"] = escape.comment
+    env.filters["py_docstring"] = escape.py_docstring
+    env.filters["c_string"] = escape.c_string
     return env
 
 

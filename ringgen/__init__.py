@@ -17,13 +17,16 @@ from ringgen.errors import (
     RinggenError,
     SchemaError,
     StaleSchemaError,
+    UntrustedCacheError,
     ValidationError,
 )
 from ringgen.runtime.actors import ActorContext
 from ringgen.runtime.buffers import BufferState, UnifiedBuffer
 from ringgen.runtime.channels import KernelState
 from ringgen.runtime.dead_letters import DeadLetter, DeadLetterReason
+from ringgen.runtime.metrics import MetricsCollector
 from ringgen.runtime.runtime import RingKernelRuntime
+from ringgen.runtime.sync import SyncRuntime
 from ringgen.runtime.telemetry import Telemetry
 from ringgen.schema.kernels import ring_kernel
 from ringgen.schema.messages import Message, message
@@ -43,13 +46,16 @@ __all__ = [
     "MaxLen",
     "Message",
     "MessageSerializationError",
+    "MetricsCollector",
     "QueueFullError",
     "RingKernelRuntime",
     "RinggenError",
     "SchemaError",
     "StaleSchemaError",
+    "SyncRuntime",
     "Telemetry",
     "UnifiedBuffer",
+    "UntrustedCacheError",
     "ValidationError",
     "__version__",
     "message",

@@ -1,4 +1,4 @@
-"""The `ringgen` command: build, check and inspect generated packages."""
+"""The `ringgen` command: build, check and inspect generated packages; watch a running runtime."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from ringgen import top
 from ringgen._version import __version__
 from ringgen.errors import RinggenError
 
@@ -38,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     modules_and_out(c)
     i = sub.add_parser("inspect", help="print each message's C layout")
     i.add_argument("modules", nargs="+", metavar="MODULE")
+    t = sub.add_parser("top", help="live view of a running runtime's kernels (monitor=True)")
+    top.add_arguments(t)
     return p
 
 
@@ -95,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    handlers = {"build": _build, "check": _check, "inspect": _inspect}
+    handlers = {"build": _build, "check": _check, "inspect": _inspect, "top": top.run}
     try:
         return handlers[args.command](args)
     except (RinggenError, ImportError) as e:

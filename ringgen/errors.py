@@ -57,6 +57,11 @@ class CompileError(RinggenError):
         self.output = output
 
 
+class UntrustedCacheError(RinggenError):
+    """A compile cache folder or artifact that another user owns or others can write: ringgen
+    would run what it holds, so it refuses it."""
+
+
 class ValidationError(RinggenError, ValueError):
     """A value ringgen cannot accept: a message field out of its type or bound, a launch
     parameter out of range. Also a ValueError, as Python's own validation errors are."""
@@ -72,5 +77,6 @@ __all__ = [
     "RinggenError",
     "SchemaError",
     "StaleSchemaError",
+    "UntrustedCacheError",
     "ValidationError",
 ]

@@ -412,6 +412,10 @@ class Channel:
     def in_device(self) -> int:
         return 0
 
+    def lane_depths(self) -> list[int]:
+        """Messages in each device lane, lowest priority class first ([] for a host actor)."""
+        return []
+
     def telemetry(self) -> Telemetry:
         processed, errors = self.device_counts()
         p50, p99 = self.counters.percentiles()

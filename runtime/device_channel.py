@@ -341,7 +341,10 @@ class DeviceChannel(Channel):
         return self._final_counts
 
     def in_device(self) -> int:
+        return sum(self.lane_depths())
+
+    def lane_depths(self) -> list[int]:
         if self.kernel.closed:
-            return 0
-        return sum(self.kernel.lane_size(b, lane) for b in range(self.kernel.grid)
-                   for lane in range(5))
+            return [0] * 5
+        return [sum(self.kernel.lane_size(b, lane) for b in range(self.kernel.grid))
+                for lane in range(5)]

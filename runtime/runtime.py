@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+import os
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from types import ModuleType, TracebackType
 from typing import Any
@@ -26,6 +27,7 @@ from ringgen.runtime.buffers import UnifiedBuffer
 from ringgen.runtime.channels import Channel, KernelState
 from ringgen.runtime.dead_letters import DeadLetter
 from ringgen.runtime.device_channel import DeviceChannel
+from ringgen.runtime.monitor import MonitorServer
 from ringgen.runtime.telemetry import Telemetry
 from ringgen.runtime.waiting import Deadlines
 from ringgen.schema.kernels import BACKPRESSURE
@@ -42,28 +44,43 @@ class RingKernelRuntime:
 
     def __init__(self, *packages: ModuleType | Package, backend: str = "auto",
                  dead_letter_hook: Callable[[DeadLetter], None] | None = None,
-                 lane_capacity: int = DEFAULT_LANE_CAPACITY) -> None:
+                 lane_capacity: int = DEFAULT_LANE_CAPACITY, monitor: bool = False) -> None:
+        """`monitor=True` (or RINGGEN_MONITOR=1) serves snapshots to `ringgen top` on an
+        owner-only Unix socket while the runtime is entered."""
         self.packages = [package_of(p) for p in packages]
         self.requested_backend = backend
         self.backend = ""  # "cpu" or "cuda", once resolved (on entering)
         self.dead_letter_hook = dead_letter_hook
         self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTER_MEMORY)
+        self.dead_letter_counts: Counter[str] = Counter()  # per kernel id, never forgotten
         self.lane_capacity = lane_capacity
         self._channels: dict[str, Channel] = {}
         self._buffers: dict[int, tuple[int, UnifiedBuffer]] = {}  # id -> (table slot, buffer)
         self._deadlines: Deadlines | None = None  # made on entering, for the running loop
         self._warned_dead_letters = False
+        self._monitor = MonitorServer(self) if monitor or os.environ.get("RINGGEN_MONITOR") == "1" \
+            else None
 
     # -- context ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> RingKernelRuntime:
         self._deadlines = Deadlines(asyncio.get_running_loop())
         self.backend = resolve_backend(self.requested_backend)
+        if self._monitor is not None:
+            await self._monitor.start()
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        await self.shutdown()
+        await self.close()
+
+    async def close(self, timeout: float = 1.0) -> None:
+        """What leaving `async with` does: shutdown(timeout), then close the monitor socket."""
+        try:
+            await self.shutdown(timeout)
+        finally:
+            if self._monitor is not None:
+                await self._monitor.close()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -208,6 +225,11 @@ class RingKernelRuntime:
         channels = [self.channel(kernel_id)] if kernel_id is not None else list(self._channels.values())
         await asyncio.gather(*(c.drain(timeout) for c in channels))
 
+    def kernel_ids(self) -> list[str]:
+        """The kernels and host actors launched so far, in launch order (terminated and failed
+        ones too, until launched again)."""
+        return list(self._channels)
+
     def telemetry(self, kernel_id: str) -> Telemetry:
         return self.channel(kernel_id).telemetry()
 
@@ -254,6 +276,7 @@ class RingKernelRuntime:
                         DEAD_LETTER_MEMORY)
             self._warned_dead_letters = True
         self.dead_letters.append(letter)
+        self.dead_letter_counts[letter.kernel_id] += 1
         if self.dead_letter_hook is not None:
             self.dead_letter_hook(letter)
 

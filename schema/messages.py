@@ -24,6 +24,7 @@ from uuid import UUID, uuid4
 from ringgen.codecs.msgpack import MessageCodec
 from ringgen.errors import SchemaError
 from ringgen.schema import header
+from ringgen.schema.modules import public_name
 
 M = TypeVar("M", bound="Message")
 T = TypeVar("T")
@@ -80,7 +81,7 @@ class Message:
 
     @classmethod
     def qualified_name(cls) -> str:
-        return f"{cls.__module__}.{cls.__qualname__}"
+        return f"{public_name(cls.__module__)}.{cls.__qualname__}"
 
     @classmethod
     def type_id(cls) -> int:

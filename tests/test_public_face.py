@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import inspect
 import re
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,8 @@ def _ringgen_imports(tree: ast.AST) -> list[tuple[str, str]]:
 
 def _readme_snippets() -> list[str]:
     text = (ROOT / "README.md").read_text()
-    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    # A snippet inside a list item is indented as the item is.
+    return [textwrap.dedent(s) for s in re.findall(r"```python\n(.*?)```", text, flags=re.S)]
 
 
 SOURCES = [(p.name, p.read_text()) for p in sorted((ROOT / "examples").glob("*.py"))] + [

@@ -130,7 +130,9 @@ def test_kernel_messages_must_be_laid_out_others_are_host_only(tmp_path: Any) ->
         plan([str(module)], tmp_path / "out")
     module.write_text(module.read_text().replace("list[int]", "Annotated[list[int], MaxLen(4)]"))
     import sys
-    sys.modules.pop("host_and_device", None)
+
+    from ringgen.schema.modules import module_name
+    sys.modules.pop(module_name(module.resolve()), None)
     p = plan([str(module)], tmp_path / "out")
     assert [m.name for m in p.schema.package.messages] == ["Job"]
     assert [h.name for h in p.schema.host_only] == ["Note"]

@@ -3,9 +3,11 @@ cubins for the GPU (nvcc). Every artifact goes through the compile cache."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import os
 import shutil
+import site
 import subprocess
 import sys
 import sysconfig
@@ -43,22 +45,47 @@ def nvcc() -> str | None:
                                     if Path(cuda_home, "bin", "nvcc").exists() else None)
 
 
+CCCL_DISTRIBUTION = "nvidia-cuda-cccl-cu12"  # ringgen's dependency that ships libcu++
+
+
 def cccl_include() -> Path:
     """The libcu++ headers (<cuda/atomic>) that the ring protocol is written against."""
-    candidates = []
-    if os.environ.get("RINGGEN_CCCL_INCLUDE"):
-        candidates.append(Path(os.environ["RINGGEN_CCCL_INCLUDE"]))
-    for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
-        if home:
-            candidates += [Path(home, "include", "cccl"), Path(home, "include")]
-    for entry in sys.path:  # the nvidia-cuda-cccl wheel, a dependency of ringgen
-        candidates.append(Path(entry, "nvidia", "cuda_cccl", "include"))
-    for c in candidates:
+    for c in _cccl_candidates():
         if (c / "cuda" / "atomic").is_file():
             return c
     raise BackendUnavailableError(
         "libcu++ (<cuda/atomic>) was not found; reinstall ringgen (its nvidia-cuda-cccl "
         "dependency ships it), install the CUDA toolkit, or set RINGGEN_CCCL_INCLUDE")
+
+
+def _cccl_candidates() -> list[Path]:
+    """Absolute, installed locations only: RINGGEN_CCCL_INCLUDE, the CUDA toolkit, and the
+    nvidia-cuda-cccl wheel where this interpreter installs packages. Not sys.path, whose first
+    entry can be the current folder: a header planted there would be compiled into the runner
+    and into the host module."""
+    candidates = []
+    explicit = os.environ.get("RINGGEN_CCCL_INCLUDE")
+    if explicit:
+        if not os.path.isabs(explicit):
+            raise BackendUnavailableError(
+                f"RINGGEN_CCCL_INCLUDE={explicit!r} is a relative path, which would be looked up "
+                "in the current folder; set it to the absolute path of the libcu++ include folder")
+        candidates.append(Path(explicit))
+    for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if home and os.path.isabs(home):
+            candidates += [Path(home, "include", "cccl"), Path(home, "include")]
+    for dist in importlib.metadata.distributions(name=CCCL_DISTRIBUTION, path=_site_dirs()):
+        candidates.append(Path(str(dist.locate_file("nvidia/cuda_cccl/include"))))
+    return candidates
+
+
+def _site_dirs() -> list[str]:
+    """The folders this interpreter installs packages into (absolute, unlike sys.path[0])."""
+    dirs = [*getattr(site, "getsitepackages", list)(),
+            sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    if site.ENABLE_USER_SITE:
+        dirs.append(site.getusersitepackages())
+    return [d for d in dict.fromkeys(dirs) if os.path.isabs(d)]
 
 
 def _run(cmd: Sequence[str], what: str) -> None:
@@ -88,10 +115,11 @@ def compile_runner(package_dir: Path, kernel_id: str, sanitize_thread: bool = Fa
     runtime = [templates_dir() / "rg_cpu_runtime.cpp", templates_dir() / "rg_cpu_runner.cpp"]
     flags = [*(TSAN_FLAGS if sanitize_thread else CXX_FLAGS), f"-DRG_ENTRY={kernel_id}_ring_kernel"]
     compiler = cxx()
-    key = cache_key([*_inputs(package_dir, runtime), kernel_id.encode()], flags, compiler)
+    cccl = cccl_include()
+    key = cache_key([*_inputs(package_dir, runtime), kernel_id.encode()], flags, compiler, [cccl])
 
     def produce(out: Path) -> None:
-        _run([compiler, *flags, f"-I{package_dir}", f"-I{cccl_include()}", "-x", "c++",
+        _run([compiler, *flags, f"-I{package_dir}", f"-I{cccl}", "-x", "c++",
               str(source), *map(str, runtime), "-o", str(out)],
              f"compiling kernel {kernel_id!r} for the CPU backend")
 
@@ -105,15 +133,16 @@ def compile_host_module() -> Artifact:
 
     source = templates_dir() / "rg_host.cpp"
     headers = [templates_dir() / n for n in ("rg_host.h", "rg_ring.h", "rg_platform.h")]
-    includes = [f"-I{templates_dir()}", f"-I{cccl_include()}", f"-I{pybind11.get_include()}",
-                f"-I{sysconfig.get_paths()['include']}"]
+    # The headers of templates_dir() that the module includes are keyed by content above.
+    searched = [cccl_include(), Path(pybind11.get_include()), Path(sysconfig.get_paths()["include"])]
     flags = [*CXX_FLAGS, "-shared", "-fPIC", "-fvisibility=hidden"]
     compiler = cxx()
     abi = f"{sys.implementation.cache_tag} pybind11 {pybind11.__version__}".encode()
-    key = cache_key([abi, *(p.read_bytes() for p in (source, *headers))], flags, compiler)
+    key = cache_key([abi, *(p.read_bytes() for p in (source, *headers))], flags, compiler, searched)
 
     def produce(out: Path) -> None:
-        _run([compiler, *flags, *includes, str(source), "-o", str(out)],
+        _run([compiler, *flags, f"-I{templates_dir()}", *(f"-I{d}" for d in searched), str(source),
+              "-o", str(out)],
              "compiling the host ring module")
 
     path, hit = cached(key, ".so", produce)
