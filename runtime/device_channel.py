@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ringgen.codecs.structs import VECTOR_MIN, StructCodec
-from ringgen.errors import QueueFullError
+from ringgen.errors import MessageSerializationError, QueueFullError
 from ringgen.runtime.backends.base import KernelDef, RingKernel
 from ringgen.runtime.backends.rings import LANE_OF
 from ringgen.runtime.channels import Channel, KernelState
@@ -100,7 +100,7 @@ class DeviceChannel(Channel):
         self.check_open()
         for m in msgs:
             self.check_message(m)
-        for m in msgs:
+        for m in msgs:  # only once all are checked: a refused batch holds no buffer
             self.buffers_to_device(m)
         rows = self.in_codec.pack_many(msgs)
         if self.answers:
@@ -297,7 +297,12 @@ class DeviceChannel(Channel):
         held, untaken = self.kernel.unfinished()
         for rows, detail in ((held, f"{why}, while handling it (no response went out)"),
                              (untaken, f"{why}, before processing it")):
-            for msg in self.in_codec.unpack_many(rows):
+            try:
+                msgs = self.in_codec.unpack_many(rows)
+            except (MessageSerializationError, ValueError):  # a kernel scribbled over them
+                self.dead_letter(rows, reason, detail, accepted=True)  # as the structs
+                continue
+            for msg in msgs:
                 self.dead_letter(msg, reason, detail, accepted=True)
 
     # -- lifecycle -------------------------------------------------------------------------
