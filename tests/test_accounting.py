@@ -280,6 +280,43 @@ def test_host_reads_what_a_dead_block_held(answered: bool, counted: bool, held: 
     region.detach()
 
 
+@pytest.mark.parametrize("head, done, any_thread_sees_it", [
+    (2, 3, True),           # done past head: the kernel finished a request it never took
+    (5, 2**64 - 4, False),  # 9 slots in use in a lane of 8: done went back past tail - capacity
+    (2, 2**63, True),       # done far ahead of everything
+])
+def test_an_impossible_done_is_a_region_fault(head: int, done: int,
+                                              any_thread_sees_it: bool) -> None:
+    """A lane's `done` is the kernel's to write, so the host bounds it (done <= head <= tail,
+    tail - done <= capacity) before it counts room or reads what a dead block held: a push
+    and the take of a dead kernel's lane raise RegionFault. A look from any thread (lane_free)
+    catches what no interleaving explains and otherwise clamps: it offers no room."""
+    import ctypes
+
+    from ringgen.runtime.backends import rings
+
+    region_type, fault = rings.region_type(), rings.region_fault()
+    slot, cap, lane = 16, 8, 2
+    mem = (ctypes.c_uint8 * region_type.size(1, 32, cap, cap, slot, slot))()
+    base = ctypes.addressof(mem)
+    region = region_type(base, 1, 32, cap, cap, slot, slot, 1)
+    ring0, lane_stride = (ctypes.c_uint64.from_address(base + o).value for o in (56, 64))
+    in_ring = ring0 + lane * lane_stride
+    region.push(0, lane, np.zeros(10, dtype=np.int64).tobytes())  # tail 5
+    ctypes.c_uint64.from_address(base + in_ring).value = head
+    ctypes.c_uint64.from_address(base + in_ring + 8).value = done
+    with pytest.raises(fault, match="lane 2 has done"):
+        region.push(0, lane, np.zeros(2, dtype=np.int64).tobytes())
+    if any_thread_sees_it:
+        with pytest.raises(fault, match="lane 2 has done"):
+            region.lane_free(0, lane)
+    else:
+        assert region.lane_free(0, lane) == 0
+    with pytest.raises(fault, match="lane 2 has done"):
+        region.take_lane(0, lane)
+    region.detach()
+
+
 def test_terminate_with_a_full_output_ring_dead_letters_what_it_could_not_answer(pkg: Any) -> None:
     """The block waits for room to push a response when terminate comes: that request and
     the one it took next are dead letters; the responses that did go out are kept."""
