@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class RinggenError(Exception):
@@ -27,7 +31,14 @@ class MessageSerializationError(RinggenError, ValueError):
 
 
 class QueueFullError(RinggenError):
-    """A kernel's queue is full and its backpressure strategy refused the message."""
+    """A kernel's queue is full and its backpressure strategy refused the message. From a
+    batch call (send_many, send_array), `accepted` holds the indices into the batch of the
+    messages that were accepted before it (none with backpressure 'reject', which admits a
+    batch whole or not at all): retry only the others, or they are sent twice."""
+
+    def __init__(self, message: str, accepted: np.ndarray | None = None) -> None:
+        super().__init__(message)
+        self.accepted = accepted
 
 
 class KernelFaultError(RinggenError):

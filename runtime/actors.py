@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ringgen.runtime.channels import Channel, KernelState
+from ringgen.runtime.dead_letters import DeadLetterReason
 from ringgen.runtime.waiting import wait_in, wake_all
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class ActorContext:
         """A response to this actor's callers: to the request() it answers (by correlation_id),
         else to whoever calls receive() on this actor."""
         self._channel.check_response(response)
+        self._channel.answered(response)
         self._channel.replies.route([response])
 
     def fail(self) -> None:
@@ -61,6 +63,9 @@ class HostChannel(Channel):
         self.actor = actor
         self.answers = True  # a host actor may ctx.send() whatever its declaration says
         self.terminating = False
+        # The message the actor received last, until it answers it or asks for the next: what
+        # it holds if it raises or is cancelled meanwhile (then a dead letter).
+        self._in_hand: Any = None
         self._receivers: deque[asyncio.Future[None]] = deque()
         self.ctx = ActorContext(self)
         self.task = self.loop.create_task(self._run(), name=f"ringgen actor {kernel_id}")
@@ -75,6 +80,24 @@ class HostChannel(Channel):
             log.exception("host actor %s raised", self.kernel_id)
             self.fail(f"{type(e).__name__}: {e}")
 
+    def fail(self, reason: str) -> None:
+        if self.state in (KernelState.FAILED, KernelState.TERMINATED):
+            return
+        self._drop_in_hand(DeadLetterReason.KERNEL_FAILED, f"the actor failed: {reason}")
+        super().fail(reason)
+
+    def _drop_in_hand(self, reason: DeadLetterReason, why: str) -> None:
+        """The message the actor held unanswered goes to the dead letters; it had been
+        counted as processed when the actor received it."""
+        msg, self._in_hand = self._in_hand, None
+        if msg is not None:
+            self.counters.processed -= 1
+            self.dead_letter(msg, reason, f"{why}, while handling it", accepted=True)
+
+    def answered(self, response: Any) -> None:
+        if self._in_hand is not None and response.correlation_id == self._in_hand.message_id:
+            self._in_hand = None
+
     def check_response(self, response: Any) -> None:
         if self.output_cls is not None and type(response) is not self.output_cls:
             raise TypeError(f"actor {self.kernel_id!r} answers {self.output_cls.__name__}, "
@@ -86,10 +109,11 @@ class HostChannel(Channel):
         wake_all(self._receivers)
 
     async def next_message(self, timeout: float | None) -> Any:
+        self._in_hand = None  # the actor is done with the last one
         deadline = None if timeout is None else self.loop.time() + timeout
         while not self.terminating:
             if self.state is KernelState.ACTIVE and len(self.backlog):
-                msg = self.backlog.pop()
+                msg = self._in_hand = self.backlog.pop()
                 self.counters.processed += 1
                 self.space_freed()
                 return msg
@@ -112,5 +136,7 @@ class HostChannel(Channel):
                         self.kernel_id, timeout)
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
+            if self.state is not KernelState.FAILED:
+                self._drop_in_hand(DeadLetterReason.TERMINATED, "the actor was cancelled")
         if self.state is not KernelState.FAILED:
             self.closed("actor terminated before receiving it")

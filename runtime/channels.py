@@ -21,7 +21,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ringgen.codecs.structs import StructCodec, concatenate
-from ringgen.errors import KernelFaultError, KernelStateError, QueueFullError
+from ringgen.errors import (
+    KernelFaultError,
+    KernelStateError,
+    MessageSerializationError,
+    QueueFullError,
+)
 from ringgen.runtime.backlog import PriorityBacklog
 from ringgen.runtime.dead_letters import DeadLetter, DeadLetterReason
 from ringgen.runtime.replies import Replies
@@ -189,18 +194,35 @@ class Channel:
         self.enqueued()
 
     async def send_many(self, msgs: Sequence[Any], timeout: float | None = None) -> int:
-        """Enqueue messages in order; returns how many were accepted (drops excluded)."""
+        """Enqueue messages in order; returns how many were accepted (drops excluded). With
+        'reject' the batch goes in whole or not at all; a 'block' that times out raises
+        QueueFullError with the indices of those accepted before it."""
         self.check_open()
         for m in msgs:
             self.check_message(m)
+        self.check_batch_fits(len(msgs))
         accepted = 0
-        for msg in msgs:
-            if await self.admit(self.entry_of(msg), msg.priority, msg, 1, timeout):
+        for i, msg in enumerate(msgs):
+            try:
+                admitted = await self.admit(self.entry_of(msg), msg.priority, msg, 1, timeout)
+            except QueueFullError as e:
+                raise QueueFullError(str(e), accepted=np.arange(i)) from None
+            if admitted:
                 accepted += 1
                 if self.answers:
                     self.replies.sample(msg)
         self.enqueued()
         return accepted
+
+    def check_batch_fits(self, count: int) -> None:
+        """'reject' admits a batch whole or refuses all of it, so that a caller who retries a
+        refused batch sends no message twice."""
+        if self.backpressure == "reject" and len(self.backlog) + count > self.queue_size:
+            raise QueueFullError(
+                f"kernel {self.kernel_id!r}: a batch of {count} messages does not fit its queue "
+                f"({len(self.backlog)} of {self.queue_size} held, backpressure='reject'); none "
+                "of it was accepted: retry later, send smaller batches, raise queue_size, or "
+                "choose 'block'", accepted=np.empty(0, dtype=np.int64))
 
     async def _wait_for_space(self, deadline: float | None, count: int) -> None:
         self.enqueued()  # move on what send_many admitted so far: it may make the room
@@ -243,9 +265,33 @@ class Channel:
                 out.append(e)
         return out
 
-    def unpack_rows(self, rows: np.ndarray) -> list[Any]:
-        assert self.out_codec is not None  # struct rows come only from a struct layout
-        return self.out_codec.unpack_many(rows)
+    def unpack_rows(self, rows: np.ndarray | bytes) -> list[Any]:
+        """Response structs -> message objects. One that cannot be decoded (a handler wrote
+        invalid UTF-8, or a count over its MaxLen) is an UNDECODABLE dead letter with its raw
+        bytes, and a request() awaiting it raises; the others go on."""
+        codec = self.out_codec
+        assert codec is not None  # struct rows come only from a struct layout
+        try:
+            return codec.unpack_many(rows)
+        except (MessageSerializationError, ValueError):
+            pass  # one by one, to find the bad ones (rare: only a broken handler makes them)
+        raw = rows.tobytes() if isinstance(rows, np.ndarray) else bytes(rows)
+        out = []
+        for at in range(0, len(raw), codec.itemsize):
+            one = raw[at:at + codec.itemsize]
+            try:
+                out.append(codec.unpack(one))
+            except (MessageSerializationError, ValueError) as e:
+                self._undecodable(one, e)
+        return out
+
+    def _undecodable(self, raw: bytes, error: Exception) -> None:
+        detail = (f"kernel {self.kernel_id!r} wrote a response the host cannot decode ({error}); "
+                  "fix its handler: the dead letter holds the struct's raw bytes")
+        self.dead_letter(raw, DeadLetterReason.UNDECODABLE, detail)
+        assert self.out_dtype is not None
+        at = self.out_dtype.fields["correlation_id"][1]  # type: ignore[index]
+        self.replies.refuse(raw[at:at + 16], MessageSerializationError(detail))
 
     async def _wait_for_responses(self, deadline: float | None) -> bool:
         """Waits until the inbox may hold something; False on timeout."""
@@ -313,8 +359,8 @@ class Channel:
                                    "(fire-and-forget); use send()")
         key = msg.message_id.bytes
         future: asyncio.Future[Any] = self.loop.create_future()
-        self.replies.expect(key, future)
-        timed_out = False
+        self.replies.expect(key, future)  # refuses a message another request() waits with
+        gave_up = False  # a reply may still come: it will be a dead letter
         try:
             if not await self.send(msg, timeout):
                 raise QueueFullError(f"kernel {self.kernel_id!r}: the request was dropped by "
@@ -322,12 +368,15 @@ class Channel:
             self.want_responses()
             return await self.deadlines.wait(future, timeout)
         except asyncio.TimeoutError:
-            timed_out = True
+            gave_up = True
             raise asyncio.TimeoutError(
                 f"no reply from kernel {self.kernel_id!r} within {timeout} s; a late reply "
                 "will go to the dead letters") from None
+        except asyncio.CancelledError:
+            gave_up = True
+            raise
         finally:
-            self.replies.settle(key, timed_out)
+            self.replies.settle(key, gave_up)
 
     # -- lifecycle -------------------------------------------------------------------------
 

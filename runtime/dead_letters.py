@@ -14,6 +14,7 @@ class DeadLetterReason(enum.Enum):
     LATE_REPLY = "late_reply"  # a response whose request() had timed out already
     KERNEL_FAILED = "kernel_failed"  # the kernel crashed, was killed or failed before processing it
     TERMINATED = "terminated"  # the kernel (or host actor) was terminated before processing it
+    UNDECODABLE = "undecodable"  # a response the host cannot decode: the message is its raw bytes
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,6 @@ class DeadLetter:
     """A message that was not delivered, and why: nothing disappears silently."""
 
     kernel_id: str
-    message: Any  # a message object, or a struct array (from send_array)
+    message: Any  # a message object, a struct array (from send_array), or bytes (UNDECODABLE)
     reason: DeadLetterReason
     detail: str  # what happened, for a person: e.g. the signal the kernel died of

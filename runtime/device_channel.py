@@ -5,12 +5,15 @@ is the only thread that pops.
 
 Lanes are fed only while the kernel is active, highest priority first within each lane's
 class: the backlog keeps the exact 0..255 order, and a late urgent message overtakes whatever
-waits in lower lanes because the kernel polls its lanes highest first.
+waits in lower lanes because the kernel polls its lanes highest first. What that gives, per
+block: FIFO within a priority, and exact priority order among the messages that wait on the
+host together; nothing orders the blocks among themselves (README: Order).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -20,7 +23,12 @@ import numpy as np
 
 from ringgen.codecs.struct_bounds import check_rows
 from ringgen.codecs.structs import VECTOR_MIN, StructCodec
-from ringgen.errors import KernelFaultError, ValidationError
+from ringgen.errors import (
+    KernelFaultError,
+    MessageSerializationError,
+    QueueFullError,
+    ValidationError,
+)
 from ringgen.runtime.backends import rings
 from ringgen.runtime.backends.base import KernelDef, RingKernel
 from ringgen.runtime.channels import Channel, KernelState
@@ -28,6 +36,8 @@ from ringgen.runtime.dead_letters import DeadLetterReason
 
 if TYPE_CHECKING:
     from ringgen.runtime.runtime import RingKernelRuntime
+
+log = logging.getLogger("ringgen.runtime")
 
 # The priorities of each lane, lane 0 lowest: low 0-63, below normal 64-127, normal 128,
 # above normal 129-191, high 192-255.
@@ -96,6 +106,7 @@ class DeviceChannel(Channel):
         self.check_open()
         for m in msgs:
             self.check_message(m)
+        for m in msgs:  # only once all are checked: a refused batch holds no buffer
             self.buffers_to_device(m)
         rows = self.in_codec.pack_many(msgs)
         if self.answers:
@@ -127,24 +138,35 @@ class DeviceChannel(Channel):
 
     async def send_array(self, arr: np.ndarray, timeout: float | None) -> int:
         """Enqueue struct rows (the input dtype) without a Python object per message; rows go
-        in priority order, FIFO within a priority. Returns how many were accepted."""
+        in priority order, FIFO within a priority. Returns how many were accepted. With
+        'reject' the array goes in whole or not at all; a 'block' that times out raises
+        QueueFullError with the indices (into `arr`) of the rows accepted before it."""
         self.check_open()
         if isinstance(arr, np.ndarray) and arr.dtype != self.in_dtype:
             arr = self._as_input_rows(arr)
         arr = check_rows(self.in_codec.cls, self.in_dtype, arr)
         if not len(arr):
             return 0
+        self.check_batch_fits(len(arr))
         priorities = arr["priority"]
         order = np.argsort(-priorities.astype(np.int16), kind="stable")
         rows = np.ascontiguousarray(arr[order])
         bounds = np.flatnonzero(np.diff(priorities[order].astype(np.int16))) + 1
-        accepted = 0
+        accepted, at = 0, 0  # `at`: where the piece starts in `rows`
+        taken: list[np.ndarray] = []  # the indices into `arr` of the pieces accepted
         for chunk in np.split(rows, bounds):
             p = int(chunk["priority"][0])
             for start in range(0, len(chunk), self.queue_size):  # each piece can fit
                 piece = chunk[start:start + self.queue_size]
-                if await self.admit(piece, p, piece, len(piece), timeout):
+                try:
+                    admitted = await self.admit(piece, p, piece, len(piece), timeout)
+                except QueueFullError as e:
+                    raise QueueFullError(str(e), accepted=np.sort(np.concatenate(
+                        [*taken, np.empty(0, dtype=order.dtype)]))) from None
+                if admitted:
                     accepted += len(piece)
+                    taken.append(order[at:at + len(piece)])
+                at += len(piece)
         self.enqueued()
         return accepted
 
@@ -161,7 +183,7 @@ class DeviceChannel(Channel):
             if not self.backlog.has(lo, hi):
                 continue
             for block in range(kernel.grid):
-                free = kernel.lane_capacity - kernel.lane_size(block, lane)
+                free = kernel.lane_free(block, lane)
                 if free <= 0:
                     continue
                 entries = self.backlog.take(free, lo, hi)
@@ -194,6 +216,11 @@ class DeviceChannel(Channel):
     # -- responses -------------------------------------------------------------------------
 
     def poll_responses(self, clear_notify: bool = False) -> None:
+        self._collect(clear_notify)
+        self.feed()
+
+    def _collect(self, clear_notify: bool = False) -> None:
+        """Pop what the kernel answered into the replies."""
         if self.output_cls is None or self.kernel.closed:
             return
         while True:
@@ -207,7 +234,6 @@ class DeviceChannel(Channel):
             self._arrived(raw)
             if len(raw) < POP_BATCH * self.out_size:
                 break
-        self.feed()
 
     def _arrived(self, raw: bytes) -> None:
         """Responses as popped: kept as a struct array when no request() or buffer waits for
@@ -216,8 +242,7 @@ class DeviceChannel(Channel):
             self.replies.time_arrivals(raw, self._correlation_offset, self.out_size)
             self.replies.deliver_rows(np.frombuffer(bytearray(raw), dtype=self.out_dtype))
         else:
-            assert self.out_codec is not None
-            self.replies.route(self.out_codec.unpack_many(raw))
+            self.replies.route(self.unpack_rows(raw))
 
     def want_responses(self) -> None:
         """Someone awaits responses. The loop first polls for them for SPIN_S: an answer that
@@ -281,7 +306,6 @@ class DeviceChannel(Channel):
         """The kernel's process ended: unexpectedly unless we terminated it."""
         if self.state in (KernelState.TERMINATED, KernelState.FAILED):
             return
-        self.poll_responses()  # what it answered before it died is still delivered
         self.fail(self.kernel.failure() or "the kernel exited without being terminated")
 
     def holds_requests(self) -> bool:
@@ -296,19 +320,33 @@ class DeviceChannel(Channel):
         self._on_exit()
 
     def fail(self, reason: str) -> None:
+        """The one path by which a device kernel fails, whatever noticed it (its process
+        ended, a watchdog that ended a hung one): what it answered before it died is
+        delivered, its waiters raise KernelFaultError, and everything it held becomes a dead
+        letter -- the backlog, the requests left in its lanes, and the ones it took and never
+        answered. Call it once the kernel runs no more: a live one's lanes are its own."""
         if self.state in (KernelState.TERMINATED, KernelState.FAILED):
             return
+        try:
+            self._collect()
+        except Exception:  # nothing may keep a dead kernel looking alive
+            log.exception("kernel %s: collecting its last responses failed", self.kernel_id)
         super().fail(reason)
-        self._evict_untaken(DeadLetterReason.KERNEL_FAILED,
-                            f"kernel failed before processing it: {reason}")
+        self._evict_unfinished(DeadLetterReason.KERNEL_FAILED, f"the kernel failed: {reason}")
 
-    def _evict_untaken(self, reason: DeadLetterReason, detail: str) -> None:
-        """The requests still in the lanes of a kernel that has exited go to the dead letters
-        (as messages), highest lane first: a kernel stops between two requests, not after the
-        last one, and what it never took must not vanish with its region."""
-        rows = self.kernel.untaken()
-        for msg in self.in_codec.unpack_many(rows):
-            self.dead_letter(msg, reason, detail, accepted=True)
+    def _evict_unfinished(self, reason: DeadLetterReason, why: str) -> None:
+        """Once the kernel has exited, what it never finished goes to the dead letters (as
+        messages): the requests it took and never answered, then those it never took."""
+        held, untaken = self.kernel.unfinished()
+        for rows, detail in ((held, f"{why}, while handling it (no response went out)"),
+                             (untaken, f"{why}, before processing it")):
+            try:
+                msgs = self.in_codec.unpack_many(rows)
+            except (MessageSerializationError, ValueError):  # a kernel scribbled over them
+                self.dead_letter(rows, reason, detail, accepted=True)  # as the structs
+                continue
+            for msg in msgs:
+                self.dead_letter(msg, reason, detail, accepted=True)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -335,9 +373,8 @@ class DeviceChannel(Channel):
         try:
             await self.loop.run_in_executor(None, self.kernel.stop, timeout)
             if not was_failed:
-                self.poll_responses()
-                self._evict_untaken(DeadLetterReason.TERMINATED,
-                                    "kernel terminated before processing it")
+                self._collect()
+                self._evict_unfinished(DeadLetterReason.TERMINATED, "the kernel was terminated")
         finally:
             self.loop.remove_reader(self.kernel.notify_fd)
             self.device_counts()  # the last figures, before the counters go away

@@ -50,10 +50,11 @@ class Replies:
         self.pending[key] = future
         self.time(key)
 
-    def settle(self, key: bytes, timed_out: bool) -> None:
-        """The request() for `key` returned; a reply that comes after a timeout is a dead letter."""
+    def settle(self, key: bytes, gave_up: bool) -> None:
+        """The request() for `key` returned; a reply that comes after it gave up (timed out
+        or was cancelled) is a dead letter."""
         self.pending.pop(key, None)
-        if timed_out:
+        if gave_up:
             self.expired[key] = None
             while len(self.expired) > MEMORY:
                 self.expired.popitem(last=False)
@@ -112,13 +113,14 @@ class Replies:
                 if sent is not None:
                     self.counters.latencies.append(now - sent)
                 future = self.pending.pop(key, None)
-                if future is not None:
+                if future is not None and not future.done():
                     self.counters.received += 1
-                    if not future.done():
-                        future.set_result(resp)
+                    future.set_result(resp)
                     continue
-                if key in self.expired:
-                    del self.expired[key]
+                # A future that is done already timed out (or was cancelled) and its request()
+                # has not run its settle() yet: the reply is as late as one after it.
+                if future is not None or key in self.expired:
+                    self.expired.pop(key, None)
                     self._dead_letter(resp, DeadLetterReason.LATE_REPLY,
                                       "a reply that came after its request() had timed out")
                     continue
@@ -162,6 +164,12 @@ class Replies:
         self.inbox_count -= taken
         self.counters.received += taken
         return out
+
+    def refuse(self, key: bytes, error: Exception) -> None:
+        """The response to request `key` cannot be delivered: its request() raises `error`."""
+        future = self.pending.pop(key, None)
+        if future is not None and not future.done():
+            future.set_exception(error)
 
     def fail_all(self, error: Exception) -> None:
         """Every waiting request() raises `error`; waiting receivers wake and look again."""

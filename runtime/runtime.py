@@ -1,5 +1,6 @@
 """RingKernelRuntime: launch kernels of generated packages (and host actors), send and receive
-typed messages with exact priorities, correlation, backpressure and telemetry.
+typed messages with priorities (exact on the host and per block, FIFO within a priority; no
+order across a kernel's blocks: README, Order), correlation, backpressure and telemetry.
 
     async with RingKernelRuntime(pkg) as runtime:        # backend="auto": cuda if usable, else cpu
         await runtime.launch("worker")
@@ -260,9 +261,15 @@ class RingKernelRuntime:
 
     async def send_many(self, kernel_id: str, msgs: Sequence[Any],
                         timeout: float | None = None) -> int:
+        """Enqueue `msgs` in order; returns how many were accepted (the others were dropped by
+        backpressure: dead letters). With 'reject' the batch is accepted whole or refused
+        whole (QueueFullError); a 'block' that times out raises QueueFullError whose
+        `accepted` holds the indices of the messages accepted before it."""
         return await self.channel(kernel_id).send_many(msgs, timeout)
 
     async def send_array(self, kernel_id: str, arr: np.ndarray, timeout: float | None = None) -> int:
+        """send_many() of a struct array (the input dtype): rows go in priority order; a
+        QueueFullError's `accepted` holds indices into `arr`."""
         channel = self.channel(kernel_id)
         if not isinstance(channel, DeviceChannel):
             raise KernelStateError(f"{kernel_id!r} is a host actor; send it message objects")

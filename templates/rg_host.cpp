@@ -82,15 +82,19 @@ class Region {
         return out;
     }
 
-    // The structs left in a lane, as bytes; only once the kernel is gone (rg_host_take_lane).
-    py::bytes take_lane(uint32_t block, uint32_t lane) {
+    // Free slots of a lane (their requests finished): what the host may push now.
+    uint64_t lane_free(uint32_t block, uint32_t lane) {
+        return rg_host_lane_free(lane_host(block, lane), block, lane, false);
+    }
+
+    // (structs as bytes, held): what a lane holds that the kernel never finished, the first
+    // `held` of them taken by it; only once the kernel is gone (rg_host_unfinished).
+    py::tuple take_lane(uint32_t block, uint32_t lane) {
         rg_host* h = lane_host(block, lane);
-        uint64_t n = rg_host_lane_fill(h, block, lane, true);  // at most lane_capacity: bounded
-        py::bytes out = take_bytes(n * h->in_slot);
-        if (rg_host_take_lane(h, block, lane, PyBytes_AS_STRING(out.ptr()), n) != n)
-            throw rg_host_fault("lane " + std::to_string(lane) + " of block " +
-                                std::to_string(block) + " changed after its kernel ended");
-        return out;
+        rg_unfinished u = rg_host_unfinished(h, block, lane);  // at most lane_capacity: bounded
+        py::bytes out = take_bytes(u.count * h->in_slot);
+        rg_host_take_unfinished(h, block, lane, u, PyBytes_AS_STRING(out.ptr()));
+        return py::make_tuple(out, u.held);
     }
 
     uint64_t command(uint32_t command) { return rg_host_command(host(), command); }
@@ -223,6 +227,7 @@ PYBIND11_MODULE(_rg_host, m) {
         .def("push", &Region::push)
         .def("push_wait", &Region::push_wait)
         .def("lane_size", &Region::lane_size)
+        .def("lane_free", &Region::lane_free)
         .def("pop", &Region::pop)
         .def("take_lane", &Region::take_lane)
         .def("command", &Region::command)

@@ -11,10 +11,10 @@
 // The host trusts nothing in the region: a handler bug can write anywhere in it. So the layout
 // (grid, offsets, capacities, slot sizes) is kept in an rg_host from the moment the host lays
 // the region out, the index each ring's host end owns (a lane's tail, an output ring's head) is
-// kept there too, and the one index read back from the kernel is bounded against the ring's
-// capacity before any copy or allocation. A region whose indices are impossible raises
-// rg_host_fault, which fails that kernel; the host itself never reads or writes outside the
-// region.
+// kept there too, and the indices read back from the kernel (a lane's head and done, an output
+// ring's tail) are bounded against the ring's capacity before any copy or allocation. A region
+// whose indices are impossible raises rg_host_fault, which fails that kernel; the host itself
+// never reads or writes outside the region.
 #ifndef RG_HOST_H
 #define RG_HOST_H
 
@@ -140,24 +140,67 @@ static inline void rg_host_check_own(uint32_t b, uint32_t l, uint64_t* index, ui
 // host publishes never passes the one it keeps) and clamps the count it returns to the
 // capacity; the owner's next look catches the rest.
 
-// Structs in lane `l` of block `b`, as its pushing thread (owner) or any thread sees them.
-static inline uint64_t rg_host_lane_fill(const rg_host* h, uint32_t b, uint32_t l, bool owner) {
+// A lane's three indices: `done` (requests the kernel finished), `head` (requests it took),
+// `tail` (requests the host pushed; the host's own copy), checked so that
+// done <= head <= tail and tail - done <= capacity. The slots in [done, tail) are in use:
+// those in [done, head) hold requests a block took and has not finished (see rg_ring), which
+// a dead kernel's host still reads, so the host pushes only up to done + capacity.
+struct rg_lane_indices {
+    uint64_t done, head, tail;
+};
+
+[[noreturn]] static inline void rg_host_bad_lane(uint32_t b, uint32_t l, rg_lane_indices i,
+                                                 uint64_t capacity) {
+    throw rg_host_fault("block " + std::to_string(b) + "'s lane " + std::to_string(l) +
+                        " has done " + std::to_string(i.done) + ", head " +
+                        std::to_string(i.head) + " and tail " + std::to_string(i.tail) +
+                        ", which no lane of " + std::to_string(capacity) +
+                        " slots can have: the kernel wrote over its region");
+}
+
+// Lane `l` of block `b`'s indices, as its pushing thread (owner) or any thread sees them.
+// `done` is read before `head`: the kernel moves a request's head before its done, so in this
+// order done <= head whatever the kernel does between the two reads.
+static inline rg_lane_indices rg_host_lane_indices(const rg_host* h, uint32_t b, uint32_t l,
+                                                   bool owner) {
     rg_ring* ring = rg_host_checked_ring(h, b, l);
     const std::atomic<uint64_t>& own = h->lane_tail[(size_t)b * RG_LANES + l];
     if (owner) {
-        uint64_t tail = own.load(std::memory_order_relaxed);
-        uint64_t head = rg_load_acquire(&ring->head.value);
-        if (tail - head > h->lane_capacity) rg_host_bad_ring(b, l, head, tail, h->lane_capacity);
-        return tail - head;
+        rg_lane_indices i;
+        i.tail = own.load(std::memory_order_relaxed);
+        i.done = rg_load_acquire(&ring->head.done);
+        i.head = rg_load_acquire(&ring->head.value);
+        if (i.tail - i.done > h->lane_capacity || i.head - i.done > i.tail - i.done)
+            rg_host_bad_lane(b, l, i, h->lane_capacity);
+        return i;
     }
     // The pusher stores its own copy before the region's tail, so in this order of reads
-    // head <= published tail <= own tail always holds.
-    uint64_t head = rg_load_acquire(&ring->head.value);
-    uint64_t tail = rg_load_acquire(&ring->tail.value);
-    uint64_t kept = own.load(std::memory_order_acquire);
-    if ((int64_t)(tail - head) < 0 || (int64_t)(kept - tail) < 0)
-        rg_host_bad_ring(b, l, head, tail, h->lane_capacity);
-    return kept - head < h->lane_capacity ? kept - head : h->lane_capacity;
+    // done <= head <= published tail <= own tail always holds.
+    rg_lane_indices i;
+    i.done = rg_load_acquire(&ring->head.done);
+    i.head = rg_load_acquire(&ring->head.value);
+    uint64_t published = rg_load_acquire(&ring->tail.value);
+    i.tail = own.load(std::memory_order_acquire);
+    if ((int64_t)(i.head - i.done) < 0 || (int64_t)(published - i.head) < 0 ||
+        (int64_t)(i.tail - published) < 0)
+        rg_host_bad_lane(b, l, i, h->lane_capacity);
+    return i;
+}
+
+static inline uint64_t rg_host_clamp(uint64_t n, uint64_t capacity) {
+    return n < capacity ? n : capacity;
+}
+
+// Structs in lane `l` of block `b` that the kernel has not taken yet.
+static inline uint64_t rg_host_lane_fill(const rg_host* h, uint32_t b, uint32_t l, bool owner) {
+    rg_lane_indices i = rg_host_lane_indices(h, b, l, owner);
+    return rg_host_clamp(i.tail - i.head, h->lane_capacity);
+}
+
+// Free slots of lane `l` of block `b`: those whose request the kernel has finished.
+static inline uint64_t rg_host_lane_free(const rg_host* h, uint32_t b, uint32_t l, bool owner) {
+    rg_lane_indices i = rg_host_lane_indices(h, b, l, owner);
+    return h->lane_capacity - rg_host_clamp(i.tail - i.done, h->lane_capacity);
 }
 
 // Responses in block `b`'s output ring, as its popping thread (owner) or any thread sees them.
@@ -212,7 +255,7 @@ static inline int64_t rg_host_now_ns() {
 // Pushes up to n structs into lane `l` of block `b`; returns how many fit.
 static inline uint64_t rg_host_push(rg_host* h, uint32_t b, uint32_t l, const void* src,
                                     uint64_t n) {
-    uint64_t room = h->lane_capacity - rg_host_lane_fill(h, b, l, true);
+    uint64_t room = rg_host_lane_free(h, b, l, true);
     if (n > room) n = room;
     if (!n) return 0;
     std::atomic<uint64_t>& own = h->lane_tail[(size_t)b * RG_LANES + l];
@@ -220,7 +263,7 @@ static inline uint64_t rg_host_push(rg_host* h, uint32_t b, uint32_t l, const vo
     rg_ring* ring = rg_host_ring(h, b, l);
     rg_host_check_own(b, l, &ring->tail.value, tail);
     rg_host_copy(ring, h->lane_capacity, h->in_slot, tail, (uint8_t*)src, n, true);
-    own.store(tail + n, std::memory_order_release);  // first: see rg_host_lane_fill
+    own.store(tail + n, std::memory_order_release);  // first: see rg_host_lane_indices
     rg_store_release(&ring->tail.value, tail + n);
     rg_host_ring_doorbell(h);
     return n;
@@ -307,21 +350,40 @@ static inline uint64_t rg_host_pop(rg_host* h, void* dst, uint64_t n, uint32_t* 
     return got;
 }
 
-// Takes what is left in lane `l` of block `b` into dst (up to max structs). Only once the
-// kernel is gone: the host then owns both ends of the ring. This is how the messages a
-// terminated or crashed kernel never took reach the dead letters instead of vanishing.
-static inline uint64_t rg_host_take_lane(rg_host* h, uint32_t b, uint32_t l, void* dst,
-                                         uint64_t max) {
+// What a lane holds that the kernel never finished, once the kernel is gone (the host then
+// owns both ends of the ring): the requests a block took and never answered, [done, head),
+// then those it never took, [head, tail). The first taken one is left out when its response
+// went out before the kernel died (see rg_block_status: finishing). The indices are checked
+// like a push's (rg_host_lane_indices: a fault if impossible); the status words are only
+// compared, so a kernel that wrote over them can at worst move that one request between
+// "held" and "answered", never make the host read outside the lane.
+struct rg_unfinished {
+    uint64_t first;  // the index of the first unfinished request
+    uint64_t held;   // how many from `first` on the kernel had taken
+    uint64_t count;  // how many in all
+};
+
+static inline rg_unfinished rg_host_unfinished(const rg_host* h, uint32_t b, uint32_t l) {
+    rg_host_check_own(b, l, &rg_host_ring(h, b, l)->tail.value,
+                      h->lane_tail[(size_t)b * RG_LANES + l].load(std::memory_order_relaxed));
+    rg_lane_indices i = rg_host_lane_indices(h, b, l, true);
+    rg_block_status* s = rg_host_status(h, b);
+    uint64_t first = i.done;
+    if (i.head != i.done && rg_load_acquire(&s->finishing) == (i.done << 8 | (l + 1)) &&
+        rg_load_acquire(&rg_host_ring(h, b, RG_LANES)->tail.value) ==
+            rg_load_acquire(&s->emitted))
+        ++first;  // its response went out before the kernel died
+    return rg_unfinished{first, i.head - first, i.tail - first};
+}
+
+// Copies the unfinished requests of a lane (u, from rg_host_unfinished) into dst (room for
+// u.count structs) and empties the lane; only once the kernel is gone.
+static inline void rg_host_take_unfinished(rg_host* h, uint32_t b, uint32_t l, rg_unfinished u,
+                                           void* dst) {
     rg_ring* ring = rg_host_ring(h, b, l);
-    uint64_t tail = h->lane_tail[(size_t)b * RG_LANES + l].load(std::memory_order_relaxed);
-    rg_host_check_own(b, l, &ring->tail.value, tail);
-    uint64_t n = rg_host_lane_fill(h, b, l, true);
-    uint64_t head = tail - n;
-    if (n > max) n = max;
-    if (!n) return 0;
-    rg_host_copy(ring, h->lane_capacity, h->in_slot, head, (uint8_t*)dst, n, false);
-    rg_store_release(&ring->head.value, head + n);
-    return n;
+    rg_host_copy(ring, h->lane_capacity, h->in_slot, u.first, (uint8_t*)dst, u.count, false);
+    rg_store_release(&ring->head.value, u.first + u.count);
+    rg_store_release(&ring->head.done, u.first + u.count);
 }
 
 // Writes a command for every block; returns its sequence number, for rg_host_wait_ack.

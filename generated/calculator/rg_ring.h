@@ -122,8 +122,19 @@ RG_FN void rg_bell_sleep(rg_bell* bell, uint64_t seen, uint64_t ns) {
 #endif
 }
 
+// A ring's consumer line: `value` is its head (next slot to read). On an input lane `done`
+// counts the requests the kernel has finished (answered, or handled without a response): the
+// slots in [done, head) hold the requests a block took and has not finished, so the host
+// pushes only up to `done + capacity` and those slots stay readable. A kernel that dies
+// leaves in them exactly what it took and never answered (see rg_kernel.h: finish()).
+typedef struct alignas(RG_LINE) rg_consumer_line {
+    uint64_t value;
+    uint64_t done;
+    uint8_t _pad[RG_LINE - 16];
+} rg_consumer_line;
+
 typedef struct rg_ring {
-    rg_line head;  // consumer-owned
+    rg_consumer_line head;  // consumer-owned
     rg_line tail;  // producer-owned
     uint64_t capacity;
     uint64_t slot_size;
@@ -143,7 +154,13 @@ typedef struct alignas(RG_LINE) rg_block_status {
     uint64_t emitted;    // responses pushed
     uint64_t errors;     // handler calls that reported ctx.fail()
     uint64_t heartbeat;  // bumped on every poll round, busy or idle
-    uint64_t _pad[11];
+    // The request whose response was pushed last (see rg_kernel.h: emit()):
+    // (its lane's `done` before it << 8) | (lane + 1); 0: none. After a crash the host
+    // tells from it and `emitted` whether the response of a lane's first unfinished request
+    // went out: it did if that lane's `done` still equals the recorded one and the output
+    // ring's tail reached `emitted`.
+    uint64_t finishing;
+    uint64_t _pad[10];
 } rg_block_status;
 
 typedef struct rg_region {
@@ -240,10 +257,12 @@ RG_FN uint8_t* rg_ring_slot(rg_ring* ring, uint64_t index) {
     return (uint8_t*)(ring + 1) + (index & (ring->capacity - 1)) * ring->slot_size;
 }
 
-// Producer: copies up to n slots from src; returns how many fit.
-RG_FN uint64_t rg_ring_push(rg_ring* ring, const void* src, uint64_t n) {
+// Producer: copies up to n slots from src, reusing only the slots before index `*free_below`
+// (the consumer's head, or an input lane's done); returns how many fit.
+RG_FN uint64_t rg_ring_push_until(rg_ring* ring, uint64_t* free_below, const void* src,
+                                  uint64_t n) {
     uint64_t tail = rg_load_relaxed(&ring->tail.value);
-    uint64_t head = rg_load_acquire(&ring->head.value);
+    uint64_t head = rg_load_acquire(free_below);
     uint64_t free_slots = ring->capacity - (tail - head);
     if (n > free_slots) n = free_slots;
     // At most two copies: up to the end of the slot array, then from its start.
@@ -255,6 +274,16 @@ RG_FN uint64_t rg_ring_push(rg_ring* ring, const void* src, uint64_t n) {
                   (n - first) * ring->slot_size);
     if (n) rg_store_release(&ring->tail.value, tail + n);
     return n;
+}
+
+// Producer: copies up to n slots from src; returns how many fit.
+RG_FN uint64_t rg_ring_push(rg_ring* ring, const void* src, uint64_t n) {
+    return rg_ring_push_until(ring, &ring->head.value, src, n);
+}
+
+// Producer of an input lane: slots are reused only once the kernel finished their request.
+RG_FN uint64_t rg_lane_push(rg_ring* lane, const void* src, uint64_t n) {
+    return rg_ring_push_until(lane, &lane->head.done, src, n);
 }
 
 // Consumer: copies up to max slots into dst; returns how many there were.

@@ -135,8 +135,17 @@ class RingKernel(ABC):
             raise TypeError(f"push takes a contiguous array of {self.info.input.__name__} structs")
 
     def lane_size(self, block: int, lane: int) -> int:
+        """Requests waiting in a lane, not yet taken by the kernel."""
         try:
             return self.rings.lane_size(block, lane)
+        except self._region_fault as e:
+            raise self._broken(e) from None
+
+    def lane_free(self, block: int, lane: int) -> int:
+        """Slots of a lane the host may push into: a slot is reused only once the kernel has
+        finished the request in it, so a kernel that dies leaves what it held readable."""
+        try:
+            return self.rings.lane_free(block, lane)
         except self._region_fault as e:
             raise self._broken(e) from None
 
@@ -264,20 +273,28 @@ class RingKernel(ABC):
     def exited(self) -> bool:
         """True once the kernel runs no more (terminated, crashed or killed)."""
 
-    def untaken(self) -> np.ndarray:
-        """The requests left in the lanes, which the kernel never took (input dtype), once it
-        has exited; empty while it might still run."""
+    def unfinished(self) -> tuple[np.ndarray, np.ndarray]:
+        """What the kernel took and never answered (the request each block was handling, and
+        one whose response a full output ring kept back), then what it never took from its
+        lanes, highest lane first (input dtype); both empty while the kernel might still run.
+        A request handled without a response counts as finished, so it is in neither."""
         if self.closed or not self.exited():
-            return np.empty(0, dtype=self.in_dtype)
-        parts = []
+            empty = np.empty(0, dtype=self.in_dtype)
+            return empty, empty
+        size = self.in_dtype.itemsize
+        held, untaken = [], []
         for block in range(self.grid):
             for lane in range(rings.LANES - 1, -1, -1):
                 try:
-                    parts.append(self.rings.take_lane(block, lane))
+                    raw, n = self.rings.take_lane(block, lane)
                 except self._region_fault as e:  # which requests it took cannot be known
                     log.error("kernel %s: the requests left in lane %d of block %d are lost: %s",
                               self.kernel_id, lane, block, e)
-        return np.frombuffer(bytearray(b"".join(parts)), dtype=self.in_dtype)
+                    continue
+                held.append(raw[:n * size])
+                untaken.append(raw[n * size:])
+        return (np.frombuffer(bytearray(b"".join(held)), dtype=self.in_dtype),
+                np.frombuffer(bytearray(b"".join(untaken)), dtype=self.in_dtype))
 
     def terminate(self, timeout: float = 1.0) -> None:
         self.stop(timeout)

@@ -151,6 +151,9 @@ int main(int argc, char** argv) {
     }
     close(fd);
     uint64_t extra = rg_host_pop(&host, out.data(), out.size(), &cursor);
+    // Every request was answered, so no lane holds one the kernel never finished.
+    for (uint32_t b = 0; b < grid; ++b)
+        for (uint32_t l = 0; l < RG_LANES; ++l) errors += rg_host_unfinished(&host, b, l).count;
     for (uint32_t l = 0; l < RG_LANES; ++l)
         if (!per_lane[l]) ++errors;
     if (errors || extra) {

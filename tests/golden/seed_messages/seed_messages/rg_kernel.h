@@ -189,6 +189,7 @@ struct rg_poller {
     uint64_t processed, emitted, errors, heartbeat;
     uint64_t random;
     uint64_t idle_since;
+    uint64_t done[RG_LANES];  // each lane's `done`, which only this thread writes
 
     // CPU backend: an idle block keeps polling for region->spin_ns before it sleeps on the
     // doorbell, so that a request soon after the last one is taken without a wake-up (which
@@ -273,11 +274,25 @@ struct rg_poller {
     }
 
     // Emitted is counted before the push for the same reason, and taken back when the kernel
-    // was terminated while it waited for room: that response never reached the host.
+    // was terminated while it waited for room: that response never reached the host, and the
+    // request stays unfinished (false). Between the two, the block records which request the
+    // response answers, so that a host looking at a dead kernel's region can tell whether it
+    // went out (see rg_block_status: finishing).
     template <class Out>
-    RG_HD void emit(const Out* resp) {
+    RG_HD bool emit(const Out* resp, uint32_t lane) {
         rg_store_release(&status->emitted, ++emitted);
-        if (!push(resp)) rg_store_release(&status->emitted, --emitted);
+        rg_store_release(&status->finishing, done[lane] << 8 | (lane + 1));
+        if (push(resp)) return true;
+        rg_store_release(&status->finishing, 0);
+        rg_store_release(&status->emitted, --emitted);
+        return false;
+    }
+
+    // The request from `lane` is finished (answered, or handled without a response): its slot
+    // may be reused. A block finishes its requests in the order it took them, so `done` of a
+    // lane counts a prefix of it.
+    RG_HD void finish(uint32_t lane) {
+        rg_store_release(&rg_region_ring(region, blockIdx.x, lane)->head.done, ++done[lane]);
     }
 };
 
@@ -326,6 +341,7 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
         uint32_t action = actions[cur];
         if (threadIdx.x == 0 && pending) {
             uint32_t done = cur ^ 1;
+            bool finished = true;
             poller.count(ctx[done].failed != 0);
             if constexpr (has_output) {
                 if (pending_emit) {
@@ -336,9 +352,10 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
                         r.correlation_id = req[done].message_id;
                         r.flags |= RG_FLAG_HAS_CORRELATION;
                     }
-                    poller.emit(&r);
+                    finished = poller.emit(&r, ctx[done].lane);
                 }
             }
+            if (finished) poller.finish(ctx[done].lane);
             pending = false;
         }
         if (action == RG_ACT_EXIT) break;
