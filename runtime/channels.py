@@ -431,9 +431,12 @@ class Channel:
 
     async def drain(self, timeout: float | None) -> None:
         """Wait until the kernel has processed every message accepted so far (responses may
-        still wait in the inbox): what a fire-and-forget sender does before it shuts down."""
+        still wait in the inbox): what a fire-and-forget sender does before it shuts down.
+        KernelFaultError (KernelStateError) if the kernel fails (is terminated) meanwhile: what
+        it held is then dead letters, not processed."""
         deadline = None if timeout is None else self.loop.time() + timeout
         nap = 0.0001
+        waited = self.in_flight() > 0
         while self.in_flight():
             self.check_open()
             if self.state is not KernelState.ACTIVE:
@@ -447,6 +450,8 @@ class Channel:
             self.poll_responses()  # a kernel whose output ring is full waits for the host
             await asyncio.sleep(nap)
             nap = min(nap * 2, 0.005)
+        if waited:
+            self.check_open()  # it ended while we waited: what it held became dead letters
 
     async def activate(self) -> None:
         self.check_open()
