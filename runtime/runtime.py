@@ -229,6 +229,16 @@ class RingKernelRuntime:
     def state(self, kernel_id: str) -> KernelState:
         return self.channel(kernel_id).state
 
+    async def read_state(self, kernel_id: str, timeout: float = 5.0) -> list[Any]:
+        """A snapshot of a `state=` kernel's state: one object per block, each taken between
+        two of that block's messages (running or paused)."""
+        channel = self.channel(kernel_id)
+        if not isinstance(channel, DeviceChannel):
+            raise KernelStateError(f"{kernel_id!r} is a host actor; only device kernels declared "
+                                   "with state= have a state to read")
+        channel.check_open()
+        return await self.loop.run_in_executor(None, channel.kernel.read_state, timeout)
+
     # -- buffers ---------------------------------------------------------------------------
 
     def unified_buffer(self, shape: int | tuple[int, ...], dtype: Any = np.float64) -> UnifiedBuffer:

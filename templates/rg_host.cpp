@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "rg_host.h"
+#include "rg_state.h"
 
 namespace py = pybind11;
 
@@ -38,6 +39,12 @@ class Region {
                          uint32_t out_capacity, uint32_t in_slot, uint32_t out_slot) {
         return rg_region_init(nullptr, grid, block, lane_capacity, out_capacity, in_slot,
                               out_slot, 0);
+    }
+
+    // (offset, bytes) of the state slots that follow a region of region_size bytes.
+    static py::tuple state_area(uint64_t region_size, uint32_t grid, uint64_t state_size) {
+        return py::make_tuple(rg_state_area_offset(region_size),
+                              rg_state_area_bytes(grid, state_size));
     }
 
     uint64_t push(uint32_t block, uint32_t lane, const py::buffer& structs) {
@@ -146,6 +153,28 @@ class Region {
                                   std::to_string(RG_MAX_BUFFERS) + " buffers are registered");
     }
 
+    // Per-block state (rg_state.h), in the slots at area_offset (the host's own figure: the
+    // region's size rounded to a line). Before launch: writes a block's starting state.
+    void state_write(uint64_t area_offset, uint32_t block, const py::bytes& data) {
+        std::string bytes = data;
+        rg_state_slot* slot = state_slot(area_offset, block, bytes.size());
+        memcpy(rg_state_bytes(slot), bytes.data(), bytes.size());
+    }
+
+    // A consistent snapshot of a block's state (state_size bytes), or None if the block did
+    // not answer within timeout_ns (it is inside a long handler, or gone).
+    py::object state_snapshot(uint64_t area_offset, uint32_t block, uint64_t state_size,
+                              int64_t timeout_ns) {
+        rg_state_slot* slot = state_slot(area_offset, block, state_size);
+        bool done;
+        {
+            py::gil_scoped_release nogil;
+            done = rg_state_host_snapshot(r_, slot, timeout_ns);
+        }
+        if (!done) return py::none();
+        return py::bytes((const char*)rg_state_bytes(slot), state_size);
+    }
+
     // The memory is about to go: from here on every call raises instead of touching it.
     void detach() {
         stop_watcher();
@@ -172,6 +201,13 @@ class Region {
         return r;
     }
 
+    rg_state_slot* state_slot(uint64_t area_offset, uint32_t block, uint64_t state_size) {
+        rg_region* r = region();
+        if (block >= r->grid || !state_size)
+            throw py::index_error("no state slot of block " + std::to_string(block));
+        return rg_state_slot_of((uint8_t*)r + area_offset, block, state_size);
+    }
+
     static Structs whole_structs(const py::buffer& structs, uint64_t slot_size) {
         py::buffer_info info = structs.request();
         uint64_t bytes = (uint64_t)(info.size * info.itemsize);
@@ -192,6 +228,7 @@ PYBIND11_MODULE(_rg_host, m) {
         .def(py::init<uintptr_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t,
                       uint64_t>())
         .def_static("size", &Region::size)
+        .def_static("state_area", &Region::state_area)
         .def("push", &Region::push)
         .def("push_wait", &Region::push_wait)
         .def("lane_size", &Region::lane_size)
@@ -205,5 +242,7 @@ PYBIND11_MODULE(_rg_host, m) {
         .def("start_watcher", &Region::start_watcher)
         .def("set_spin", &Region::set_spin)
         .def("set_buffer", &Region::set_buffer)
+        .def("state_write", &Region::state_write)
+        .def("state_snapshot", &Region::state_snapshot)
         .def("detach", &Region::detach);
 }

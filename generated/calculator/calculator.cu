@@ -8,6 +8,9 @@
 #include "rg_kernel.h"
 #include "calculator_codec.h"
 
+// What the handler sees besides its messages (rg_kernel.h: rg_ctx).
+struct calculator_ctx : rg_ctx {};
+
 // ---- the handler, as written in examples/calculator.py ----
 #line 37 "examples/calculator.py"
 // A number: [-]digits[.digits], at most 15 significant digits and 8 decimals, so that
@@ -68,15 +71,17 @@ __device__ bool calculator_handle(const CalculateRequest& req, CalculateResponse
     }
     return true;
 }
-#line 72 "calculator.cu"
+#line 75 "calculator.cu"
 // ---- end of the handler ----
 
 struct calculator_kernel {
     typedef CalculateRequest In;
     typedef CalculateResponse Out;
+    typedef calculator_ctx Ctx;
+    typedef rg_no_state State;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_CalculateResponse;
     __device__ static void init(Out* m) { rg_init_CalculateResponse(m); }
-    __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+    __device__ bool operator()(const In& req, Out& resp, Ctx& ctx) const {
         return calculator_handle(req, resp, ctx);
     }
 };

@@ -53,7 +53,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='errors',
-    schema_hash='7bf9b563d603dc74',
+    schema_hash='fcb2d2c97f6aadd9',
     build_command='ringgen build examples/errors.py -o generated',
     sources=('examples/errors.py',),
     type_ids=TYPE_IDS,

@@ -8,6 +8,9 @@
 #include "rg_kernel.h"
 #include "errors_codec.h"
 
+// What the handler sees besides its messages (rg_kernel.h: rg_ctx).
+struct fragile_ctx : rg_ctx {};
+
 // ---- the handler, as written in examples/errors.py ----
 #line 96 "examples/errors.py"
 __device__ bool fragile_handle(const Measurement& req, Response& resp, rg_ctx& ctx) {
@@ -18,15 +21,17 @@ __device__ bool fragile_handle(const Measurement& req, Response& resp, rg_ctx& c
     }
     return true;
 }
-#line 22 "fragile.cu"
+#line 25 "fragile.cu"
 // ---- end of the handler ----
 
 struct fragile_kernel {
     typedef Measurement In;
     typedef Response Out;
+    typedef fragile_ctx Ctx;
+    typedef rg_no_state State;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_Response;
     __device__ static void init(Out* m) { rg_init_Response(m); }
-    __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+    __device__ bool operator()(const In& req, Out& resp, Ctx& ctx) const {
         return fragile_handle(req, resp, ctx);
     }
 };

@@ -8,6 +8,9 @@
 #include "rg_kernel.h"
 #include "errors_codec.h"
 
+// What the handler sees besides its messages (rg_kernel.h: rg_ctx).
+struct safe_sqrt_ctx : rg_ctx {};
+
 // ---- the handler, as written in examples/errors.py ----
 #line 28 "examples/errors.py"
 __device__ void set_error(Response& resp, const char* text, int64_t code) {
@@ -27,15 +30,17 @@ __device__ bool safe_sqrt_handle(const Measurement& req, Response& resp, rg_ctx&
     else resp.result = sqrt(req.value);
     return true;
 }
-#line 31 "safe_sqrt.cu"
+#line 34 "safe_sqrt.cu"
 // ---- end of the handler ----
 
 struct safe_sqrt_kernel {
     typedef Measurement In;
     typedef Response Out;
+    typedef safe_sqrt_ctx Ctx;
+    typedef rg_no_state State;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_Response;
     __device__ static void init(Out* m) { rg_init_Response(m); }
-    __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+    __device__ bool operator()(const In& req, Out& resp, Ctx& ctx) const {
         return safe_sqrt_handle(req, resp, ctx);
     }
 };

@@ -35,7 +35,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='large_data',
-    schema_hash='ed287be616028e24',
+    schema_hash='80805a9e2a48fd80',
     build_command='ringgen build examples/large_data.py -o generated',
     sources=('examples/large_data.py',),
     type_ids=TYPE_IDS,

@@ -8,6 +8,9 @@
 #include "rg_kernel.h"
 #include "large_data_codec.h"
 
+// What the handler sees besides its messages (rg_kernel.h: rg_ctx).
+struct reduce_ctx : rg_ctx {};
+
 // ---- the handler, as written in examples/large_data.py ----
 #line 29 "examples/large_data.py"
 __device__ bool reduce_handle(const GoodRequest& req, Reduction& resp, rg_ctx& ctx) {
@@ -39,15 +42,17 @@ __device__ bool reduce_handle(const GoodRequest& req, Reduction& resp, rg_ctx& c
     }
     return true;
 }
-#line 43 "reduce.cu"
+#line 46 "reduce.cu"
 // ---- end of the handler ----
 
 struct reduce_kernel {
     typedef GoodRequest In;
     typedef Reduction Out;
+    typedef reduce_ctx Ctx;
+    typedef rg_no_state State;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_Reduction;
     __device__ static void init(Out* m) { rg_init_Reduction(m); }
-    __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+    __device__ bool operator()(const In& req, Out& resp, Ctx& ctx) const {
         return reduce_handle(req, resp, ctx);
     }
 };

@@ -39,7 +39,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='logger',
-    schema_hash='0352d24bf0343858',
+    schema_hash='cfef26c22a9a282a',
     build_command='ringgen build examples/logger.py -o generated',
     sources=('examples/logger.py',),
     type_ids=TYPE_IDS,

@@ -65,7 +65,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='pipeline',
-    schema_hash='42ae5d15a584ff83',
+    schema_hash='b2b73a6adc282980',
     build_command='ringgen build examples/pipeline.py -o generated',
     sources=('examples/pipeline.py',),
     type_ids=TYPE_IDS,

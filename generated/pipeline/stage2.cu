@@ -8,6 +8,9 @@
 #include "rg_kernel.h"
 #include "pipeline_codec.h"
 
+// What the handler sees besides its messages (rg_kernel.h: rg_ctx).
+struct stage2_ctx : rg_ctx {};
+
 // ---- the handler, as written in examples/pipeline.py ----
 #line 66 "examples/pipeline.py"
 __device__ bool stage2_handle(const Clipped& req, Squares& resp, rg_ctx& ctx) {
@@ -20,15 +23,17 @@ __device__ bool stage2_handle(const Clipped& req, Squares& resp, rg_ctx& ctx) {
     }
     return true;
 }
-#line 24 "stage2.cu"
+#line 27 "stage2.cu"
 // ---- end of the handler ----
 
 struct stage2_kernel {
     typedef Clipped In;
     typedef Squares Out;
+    typedef stage2_ctx Ctx;
+    typedef rg_no_state State;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_Squares;
     __device__ static void init(Out* m) { rg_init_Squares(m); }
-    __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+    __device__ bool operator()(const In& req, Out& resp, Ctx& ctx) const {
         return stage2_handle(req, resp, ctx);
     }
 };

@@ -8,6 +8,9 @@
 #include "rg_kernel.h"
 #include "pipeline_codec.h"
 
+// What the handler sees besides its messages (rg_kernel.h: rg_ctx).
+struct stage3_ctx : rg_ctx {};
+
 // ---- the handler, as written in examples/pipeline.py ----
 #line 97 "examples/pipeline.py"
 __device__ bool stage3_handle(const Squares& req, Total& resp, rg_ctx& ctx) {
@@ -26,15 +29,17 @@ __device__ bool stage3_handle(const Squares& req, Total& resp, rg_ctx& ctx) {
     }
     return true;
 }
-#line 30 "stage3.cu"
+#line 33 "stage3.cu"
 // ---- end of the handler ----
 
 struct stage3_kernel {
     typedef Squares In;
     typedef Total Out;
+    typedef stage3_ctx Ctx;
+    typedef rg_no_state State;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_Total;
     __device__ static void init(Out* m) { rg_init_Total(m); }
-    __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+    __device__ bool operator()(const In& req, Out& resp, Ctx& ctx) const {
         return stage3_handle(req, resp, ctx);
     }
 };

@@ -15,6 +15,7 @@
 #include "rg_cpu_shim.h"
 #endif
 #include "rg_ring.h"
+#include "rg_state.h"
 
 #include <cuda/std/type_traits>
 
@@ -85,6 +86,7 @@ RG_FN void rg_uuid4(uint64_t* state, rg_uuid* out) {
 #define RG_ACT_HANDLE 1u  // a request is in req[cur]
 #define RG_ACT_FLUSH 2u   // no request waits: finish the previous one
 #define RG_ACT_EXIT 3u    // terminated
+#define RG_ACT_SNAPSHOT 4u  // the host asks for a snapshot of the block's state (rg_state.h)
 #define RG_SPIN_POLLS 64u           // polls before the first sleep
 #define RG_MAX_IDLE_NS 200000u      // longest sleep between polls when idle
 
@@ -97,6 +99,8 @@ struct rg_poller {
     uint64_t processed, emitted, errors, heartbeat;
     uint64_t random;
     uint64_t idle_since;
+    rg_state_slot* state_slot;  // null: the kernel has no state
+    uint64_t state_done;        // the last snapshot written
 
     // CPU backend: an idle block keeps polling for region->spin_ns before it sleeps on the
     // doorbell, so that a request soon after the last one is taken without a wake-up (which
@@ -140,6 +144,8 @@ struct rg_poller {
             rg_store_release(&status->heartbeat, ++heartbeat);
             uint64_t bell = rg_load_acquire(&region->control.doorbell.value);
             if (!apply_control()) return RG_ACT_EXIT;
+            if (state_slot && rg_load_acquire(&state_slot->request.value) != state_done)
+                return RG_ACT_SNAPSHOT;  // answered paused too: the state is kept meanwhile
             if (state == RG_STATE_ACTIVE) {
                 for (uint32_t l = RG_LANES; l-- > 0;) {
                     if (rg_ring_pop(rg_region_ring(region, blockIdx.x, l), req, 1)) {
@@ -188,8 +194,9 @@ struct rg_poller {
 };
 
 // The kernel body, for a generated `Kernel` type that names In and Out (rg_no_output for
-// fire-and-forget), Out's type id, `init(Out*)` (its field defaults) and the handler call:
-// `bool operator()(const In&, Out&, rg_ctx&)`, or `void operator()(const In&, rg_ctx&)`.
+// fire-and-forget), Ctx (the kernel's rg_ctx), State (rg_no_state without one) and `state()`
+// (the calling block's live state), Out's type id, `init(Out*)` (its field defaults) and the
+// handler call: `bool operator()(const In&, Out&, Ctx&)`, or `void operator()(const In&, Ctx&)`.
 //
 // One barrier per request while requests keep coming: requests and responses are double
 // buffered, and thread 0 finishes (stamps and pushes) response i right after the barrier that
@@ -200,10 +207,12 @@ template <class Kernel>
 __device__ void rg_ring_loop(uint8_t* region_mem) {
     typedef typename Kernel::In In;
     typedef typename Kernel::Out Out;
+    typedef typename Kernel::State State;
     constexpr bool has_output = !cuda::std::is_same<Out, rg_no_output>::value;
+    constexpr bool has_state = !cuda::std::is_same<State, rg_no_state>::value;
     __shared__ In req[2];
     __shared__ Out resp[2];
-    __shared__ rg_ctx ctx[2];
+    __shared__ typename Kernel::Ctx ctx[2];
     __shared__ uint32_t actions[2];  // double buffered too: thread 0 may run a round ahead
     rg_region* region = (rg_region*)region_mem;
     rg_poller poller = {};
@@ -216,6 +225,11 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
         poller.state = RG_STATE_LAUNCHED;
         poller.publish_state();
         ctx[0].region = ctx[1].region = region;
+        if constexpr (has_state) {  // the defaults (or what the host wrote) before any request
+            uint8_t* area = region_mem + rg_state_area_offset(region->total_size);
+            poller.state_slot = rg_state_slot_of(area, blockIdx.x, sizeof(State));
+            rg_copy_bytes(Kernel::state(), rg_state_bytes(poller.state_slot), sizeof(State));
+        }
     }
     for (;;) {
         if (threadIdx.x == 0) {
@@ -248,6 +262,21 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
             pending = false;
         }
         if (action == RG_ACT_EXIT) break;
+        if (action == RG_ACT_SNAPSHOT) {
+            // Every thread is done with the last request, and none starts the next before the
+            // next barrier: the state is between two messages. cur flips so that thread 0's
+            // next action goes to the slot the others read before this barrier.
+            if constexpr (has_state) {
+                if (threadIdx.x == 0) {
+                    uint64_t asked = rg_load_acquire(&poller.state_slot->request.value);
+                    rg_copy_bytes(rg_state_bytes(poller.state_slot), Kernel::state(), sizeof(State));
+                    rg_store_release(&poller.state_slot->done.value, asked);
+                    poller.state_done = asked;
+                }
+            }
+            cur ^= 1;
+            continue;
+        }
         if (action != RG_ACT_HANDLE) continue;  // RG_ACT_FLUSH: the last response went out
         bool emit = false;
         if constexpr (has_output) emit = Kernel()(req[cur], resp[cur], ctx[cur]);

@@ -43,7 +43,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='worker',
-    schema_hash='9a3f638de3bff9b9',
+    schema_hash='c76740c40c5ecbbe',
     build_command='ringgen build examples/worker.py -o generated',
     sources=('examples/worker.py',),
     type_ids=TYPE_IDS,

@@ -8,6 +8,9 @@
 #include "rg_kernel.h"
 #include "worker_codec.h"
 
+// What the handler sees besides its messages (rg_kernel.h: rg_ctx).
+struct worker_ctx : rg_ctx {};
+
 // ---- the handler, as written in examples/worker.py ----
 #line 30 "examples/worker.py"
 __device__ bool worker_handle(const WorkRequest& req, WorkResponse& resp, rg_ctx& ctx) {
@@ -24,15 +27,17 @@ __device__ bool worker_handle(const WorkRequest& req, WorkResponse& resp, rg_ctx
     if (threadIdx.x == 0) resp.result = part[0];
     return true;                                       // emit the response
 }
-#line 28 "worker.cu"
+#line 31 "worker.cu"
 // ---- end of the handler ----
 
 struct worker_kernel {
     typedef WorkRequest In;
     typedef WorkResponse Out;
+    typedef worker_ctx Ctx;
+    typedef rg_no_state State;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_WorkResponse;
     __device__ static void init(Out* m) { rg_init_WorkResponse(m); }
-    __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+    __device__ bool operator()(const In& req, Out& resp, Ctx& ctx) const {
         return worker_handle(req, resp, ctx);
     }
 };

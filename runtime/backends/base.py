@@ -8,15 +8,18 @@ region lives (shared memory, mapped pinned memory), how the kernel is started, a
 from __future__ import annotations
 
 import os
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ringgen.errors import KernelFaultError, KernelStateError
 from ringgen.runtime.backends import rings
+from ringgen.runtime.state import StateCodec
 from ringgen.schema.package import KernelDef
 
 DEFAULT_LANE_CAPACITY = 64
@@ -60,8 +63,17 @@ class RingKernel(ABC):
         self.region_size = rings.region_type().size(
             info.grid, info.block, lane_capacity, out_capacity, self.in_dtype.itemsize,
             self._out_slot)
+        # A kernel with state= has one state slot per block after the rings (rg_state.h).
+        self.state_codec = (StateCodec(info.spec.state, info.state_dtype)
+                            if info.state_dtype is not None and info.spec.state is not None
+                            else None)
+        if self.state_codec is not None:
+            self._state_offset, state_bytes = rings.region_type().state_area(
+                self.region_size, info.grid, self.state_codec.size)
+            self.region_size = self._state_offset + state_bytes
         self.region: rings.Region | None = None
         self.notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._state_lock = threading.Lock()
         self._needs_watcher = False
         self.closed = False
 
@@ -71,6 +83,10 @@ class RingKernel(ABC):
         self.region = rings.region_type()(address, info.grid, info.block, self.lane_capacity,
                                            self.out_capacity, self.in_dtype.itemsize,
                                            self._out_slot, seed)
+        if self.state_codec is not None:  # before the launch: each block starts from these
+            defaults = self.state_codec.defaults()
+            for block in range(info.grid):
+                self.region.state_write(self._state_offset, block, defaults)
         return self.region
 
     @property
@@ -174,6 +190,33 @@ class RingKernel(ABC):
             raise KernelFaultError(f"kernel {self.kernel_id!r} failed: {reason}")
         raise KernelStateError(f"kernel {self.kernel_id!r} did not acknowledge {what} within "
                                f"{timeout} s; is a handler stuck in a loop?")
+
+    def read_state(self, timeout: float) -> list[Any]:
+        """One consistent snapshot of each block's state, taken between two of its messages
+        (paused blocks answer too); KernelStateError for a kernel without state= or a block
+        that does not answer within `timeout` seconds."""
+        with self._state_lock:  # one snapshot handshake at a time per slot
+            return self._read_state(timeout)
+
+    def _read_state(self, timeout: float) -> list[Any]:
+        codec = self.state_codec
+        if codec is None:
+            raise KernelStateError(f"kernel {self.kernel_id!r} has no state; declare it with "
+                                   "@ring_kernel(..., state=YourStateDataclass)")
+        out = []
+        for block in range(self.grid):
+            data = self.rings.state_snapshot(self._state_offset, block, codec.size,
+                                             int(timeout * 1e9))
+            if data is None:
+                reason = self.failure()
+                if reason is not None:
+                    raise KernelFaultError(f"kernel {self.kernel_id!r} failed: {reason}")
+                raise KernelStateError(
+                    f"block {block} of kernel {self.kernel_id!r} gave no state snapshot within "
+                    f"{timeout} s; a snapshot is taken between two messages, so a handler is "
+                    "running that long (or the kernel has stopped)")
+            out.append(codec.unpack(data))
+        return out
 
     def set_buffer(self, slot: int, entry: tuple[int, int, int, int, int, str]) -> None:
         """Publish a UnifiedBuffer in the kernel's table (an id of 0 frees the slot)."""

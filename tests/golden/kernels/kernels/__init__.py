@@ -53,7 +53,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='kernels',
-    schema_hash='425fb199f29a28d6',
+    schema_hash='96e34f437ff81c56',
     build_command='ringgen build schemas.kernels -o kernels',
     sources=('schemas.kernels',),
     type_ids=TYPE_IDS,

@@ -8,6 +8,9 @@
 #include "rg_kernel.h"
 #include "kernels_codec.h"
 
+// What the handler sees besides its messages (rg_kernel.h: rg_ctx).
+struct crasher_ctx : rg_ctx {};
+
 // ---- the handler, as written in ../schemas/kernels.py ----
 #line 106 "../schemas/kernels.py"
 __device__ bool crasher_handle(const Ping& req, Pong& resp, rg_ctx& ctx) {
@@ -21,15 +24,17 @@ __device__ bool crasher_handle(const Ping& req, Pong& resp, rg_ctx& ctx) {
     }
     return true;
 }
-#line 25 "crasher.cu"
+#line 28 "crasher.cu"
 // ---- end of the handler ----
 
 struct crasher_kernel {
     typedef Ping In;
     typedef Pong Out;
+    typedef crasher_ctx Ctx;
+    typedef rg_no_state State;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_Pong;
     __device__ static void init(Out* m) { rg_init_Pong(m); }
-    __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+    __device__ bool operator()(const In& req, Out& resp, Ctx& ctx) const {
         return crasher_handle(req, resp, ctx);
     }
 };

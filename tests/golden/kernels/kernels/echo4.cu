@@ -8,6 +8,9 @@
 #include "rg_kernel.h"
 #include "kernels_codec.h"
 
+// What the handler sees besides its messages (rg_kernel.h: rg_ctx).
+struct echo4_ctx : rg_ctx {};
+
 // ---- the handler, as written in ../schemas/kernels.py ----
 #line 1 "../schemas/kernels.py"
 __device__ bool echo4_handle(const Ping& req, Pong& resp, rg_ctx& ctx) {
@@ -18,15 +21,17 @@ __device__ bool echo4_handle(const Ping& req, Pong& resp, rg_ctx& ctx) {
     }
     return true;
 }
-#line 22 "echo4.cu"
+#line 25 "echo4.cu"
 // ---- end of the handler ----
 
 struct echo4_kernel {
     typedef Ping In;
     typedef Pong Out;
+    typedef echo4_ctx Ctx;
+    typedef rg_no_state State;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_Pong;
     __device__ static void init(Out* m) { rg_init_Pong(m); }
-    __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+    __device__ bool operator()(const In& req, Out& resp, Ctx& ctx) const {
         return echo4_handle(req, resp, ctx);
     }
 };

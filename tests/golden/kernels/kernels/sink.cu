@@ -8,19 +8,24 @@
 #include "rg_kernel.h"
 #include "kernels_codec.h"
 
+// What the handler sees besides its messages (rg_kernel.h: rg_ctx).
+struct sink_ctx : rg_ctx {};
+
 // ---- the handler, as written in ../schemas/kernels.py ----
 #line 126 "../schemas/kernels.py"
 __device__ void sink_handle(const Ping& req, rg_ctx& ctx) {
     (void)req;
     (void)ctx;
 }
-#line 18 "sink.cu"
+#line 21 "sink.cu"
 // ---- end of the handler ----
 
 struct sink_kernel {
     typedef Ping In;
     typedef rg_no_output Out;
-    __device__ void operator()(const In& req, rg_ctx& ctx) const { sink_handle(req, ctx); }
+    typedef sink_ctx Ctx;
+    typedef rg_no_state State;
+    __device__ void operator()(const In& req, Ctx& ctx) const { sink_handle(req, ctx); }
 };
 
 extern "C" __global__ void __launch_bounds__(32) sink_ring_kernel(uint8_t* region) {

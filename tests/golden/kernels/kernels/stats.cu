@@ -8,6 +8,9 @@
 #include "rg_kernel.h"
 #include "kernels_codec.h"
 
+// What the handler sees besides its messages (rg_kernel.h: rg_ctx).
+struct stats_ctx : rg_ctx {};
+
 // ---- the handler, as written in ../schemas/kernels.py ----
 #line 66 "../schemas/kernels.py"
 // A block-wide sum and max: a warp shuffle reduction, then one value per warp through shared
@@ -41,15 +44,17 @@ __device__ bool stats_handle(const Numbers& req, Stats& resp, rg_ctx& ctx) {
     }
     return true;
 }
-#line 45 "stats.cu"
+#line 48 "stats.cu"
 // ---- end of the handler ----
 
 struct stats_kernel {
     typedef Numbers In;
     typedef Stats Out;
+    typedef stats_ctx Ctx;
+    typedef rg_no_state State;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_Stats;
     __device__ static void init(Out* m) { rg_init_Stats(m); }
-    __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+    __device__ bool operator()(const In& req, Out& resp, Ctx& ctx) const {
         return stats_handle(req, resp, ctx);
     }
 };
