@@ -49,8 +49,9 @@ class KeyRouter:
         self._text = field.names is not None  # a bounded str/bytes: {len, data}
         self._offset = offset
         if self._text:  # where its bytes start (numpy's S type would strip trailing NULs)
-            self._data = offset + field.fields[field.names[1]][1]
-            self._len = offset + field.fields[field.names[0]][1]
+            length_name, data_name = field.names  # type: ignore[misc]
+            self._data = offset + field.fields[data_name][1]  # type: ignore[index]
+            self._len = offset + field.fields[length_name][1]  # type: ignore[index]
 
     def block_of(self, msg: Any) -> int:
         return key_hash(getattr(msg, self.key)) % self.grid

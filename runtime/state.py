@@ -18,7 +18,7 @@ class StateCodec:
         self.cls = cls
         self.dtype = dtype
         self.size = dtype.itemsize
-        self._fields = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        self._fields = [f.name for f in dataclasses.fields(cls)]
 
     def pack(self, state: Any) -> bytes:
         row = np.zeros(1, dtype=self.dtype)

@@ -161,7 +161,7 @@ def _check_state(where: str, state: type | None) -> None:
 def _check_key(where: str, input: type[Message] | None, key: str | None) -> None:
     if key is None:
         return
-    names = [f.name for f in dataclasses.fields(input)] if input is not None else []
+    names = [f.name for f in dataclasses.fields(input)] if input is not None else []  # type: ignore[arg-type]
     if key not in names:
         raise SchemaError(f"{where}: key={key!r} is not a field of the input "
                           f"{getattr(input, '__qualname__', input)}; name one of {', '.join(names)}")
