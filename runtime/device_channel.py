@@ -340,6 +340,13 @@ class DeviceChannel(Channel):
         self._final_counts = (sum(s.processed for s in status), sum(s.errors for s in status))
         return self._final_counts
 
+    def in_flight(self) -> int:
+        """As Channel's, less what came over routes from other kernels (which the host did not
+        send); routed_in is read after processed, so the difference never counts too many."""
+        processed, _ = self.device_counts()
+        from_host = processed - self.kernel.routed_in()
+        return max(self.counters.sent - self.counters.evicted - from_host, 0)
+
     def in_device(self) -> int:
         return sum(self.lane_depths())
 

@@ -26,6 +26,7 @@ from ringgen.runtime.buffers import UnifiedBuffer
 from ringgen.runtime.channels import Channel, KernelState
 from ringgen.runtime.dead_letters import DeadLetter
 from ringgen.runtime.device_channel import DeviceChannel
+from ringgen.runtime.routes import Routes, request_through
 from ringgen.runtime.monitor import MonitorServer
 from ringgen.runtime.telemetry import Telemetry
 from ringgen.runtime.waiting import Deadlines
@@ -57,6 +58,7 @@ class RingKernelRuntime:
         self._buffers: dict[int, tuple[int, UnifiedBuffer]] = {}  # id -> (table slot, buffer)
         self._deadlines: Deadlines | None = None  # made on entering, for the running loop
         self._warned_dead_letters = False
+        self.routes = Routes(self)  # connect() / disconnect()
         self._monitor = MonitorServer(self) if monitor or os.environ.get("RINGGEN_MONITOR") == "1" \
             else None
 
@@ -149,6 +151,7 @@ class RingKernelRuntime:
         log.info("launched %s on %s", kernel_id, channel.backend_name)
         if activate:
             await channel.activate()
+        await self.routes.relaunched(kernel_id)
 
     async def activate(self, kernel_id: str) -> None:
         await self.channel(kernel_id).activate()
@@ -172,6 +175,17 @@ class RingKernelRuntime:
             for channel, result in zip(group, results, strict=True):
                 if isinstance(result, BaseException):
                     log.error("terminating %s failed: %s", channel.kernel_id, result)
+        self.routes.close()
+
+    async def connect(self, src: str, *dsts: str) -> None:
+        """src's output goes straight into each dst's input lanes (by its priority), with no
+        host hop; several dsts: each gets every message. The output type must be the targets'
+        input type, and a cycle of routes is refused. Kept when either side is relaunched."""
+        await self.routes.connect(src, dsts)
+
+    async def disconnect(self, src: str) -> None:
+        """src's output goes to the host again (what is already routed is still delivered)."""
+        await self.routes.disconnect(src)
 
     # -- messages --------------------------------------------------------------------------
 
@@ -207,8 +221,13 @@ class RingKernelRuntime:
                             timeout: float | None = None) -> np.ndarray:
         return await self.channel(kernel_id).receive_array(max_count, timeout)
 
-    async def request(self, kernel_id: str, msg: Any, timeout: float | None = None) -> Any:
-        """Send `msg` and await the response correlated to it."""
+    async def request(self, kernel_id: str, msg: Any, timeout: float | None = None, *,
+                      reply_from: str | None = None) -> Any:
+        """Send `msg` and await the response correlated to it: from the kernel itself, or
+        from `reply_from`, the end of a pipeline of connected kernels that it starts."""
+        if reply_from is not None and reply_from != kernel_id:
+            return await request_through(self.channel(kernel_id), self.channel(reply_from), msg,
+                                         timeout)
         return await self.channel(kernel_id).request(msg, timeout)
 
     async def drain(self, kernel_id: str | None = None, timeout: float | None = None) -> None:

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <mutex>
 #include <unordered_map>
 
@@ -51,6 +52,23 @@ void* rg_cpu_map_buffer(rg_buffer_entry* entry) {
     if (!mem || size < entry->nbytes) return nullptr;
     mapped[entry->buffer_id] = mem;
     return mem;
+}
+
+// A route's memory (rg_route.h) is a shared-memory file the host named in the link; mapped
+// once per process and kept: a route is never remapped while the kernel runs.
+rg_route* rg_cpu_map_route(const rg_link* link) {
+    static std::mutex lock;
+    static std::unordered_map<uint64_t, rg_route*> mapped;
+    std::lock_guard<std::mutex> hold(lock);
+    auto it = mapped.find(link->route_id);
+    if (it != mapped.end()) return it->second;
+    char path[sizeof link->path + 1] = {};
+    memcpy(path, link->path, sizeof link->path);
+    uint64_t size = 0;
+    rg_route* route = (rg_route*)map_file(path, &size);
+    if (!route || size < sizeof(rg_route) || route->total_size > size) return nullptr;
+    mapped[link->route_id] = route;
+    return route;
 }
 
 int main(int argc, char** argv) {

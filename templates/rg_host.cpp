@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "rg_host.h"
+#include "rg_route.h"
 #include "rg_state.h"
 
 namespace py = pybind11;
@@ -175,6 +176,64 @@ class Region {
         return py::bytes((const char*)rg_state_bytes(slot), state_size);
     }
 
+    // (offset, bytes) of the links (rg_route.h) of a region of region_size bytes whose state
+    // slots hold state_size bytes a block (0: no state).
+    static py::tuple links_area(uint64_t region_size, uint32_t grid, uint64_t state_size) {
+        return py::make_tuple(rg_links_offset(region_size, grid, state_size), rg_links_bytes(grid));
+    }
+
+    // Writes entry `index` of the out (or in) links; seen by the blocks at publish_links().
+    void set_link(uint64_t links_offset, bool out, uint32_t index, uint64_t route_id,
+                  uint64_t device_ptr, uint32_t src_grid, uint32_t dst_grid, uint32_t key_kind,
+                  uint32_t key_offset, uint32_t key_size, uint32_t key_data,
+                  const std::string& path) {
+        rg_links* links = links_at(links_offset);
+        if (index >= RG_MAX_LINKS || path.size() >= sizeof(rg_link().path))
+            throw py::index_error("no link " + std::to_string(index) + " for a path of " +
+                                  std::to_string(path.size()) + " bytes: at most " +
+                                  std::to_string(RG_MAX_LINKS) + " routes a kernel");
+        rg_link link = {};
+        link.route_id = route_id;
+        link.device_ptr = device_ptr;
+        link.src_grid = src_grid;
+        link.dst_grid = dst_grid;
+        link.key_kind = key_kind;
+        link.key_offset = key_offset;
+        link.key_size = key_size;
+        link.key_data = key_data;
+        memcpy(link.path, path.data(), path.size());
+        (out ? links->out : links->in)[index] = link;
+    }
+
+    uint64_t publish_links(uint64_t links_offset) {
+        return rg_links_publish(region(), links_at(links_offset));
+    }
+
+    // Waits (without the GIL) up to timeout_ns until every block applied links version v.
+    bool links_acked(uint64_t links_offset, uint64_t v, int64_t timeout_ns) {
+        rg_links* links = links_at(links_offset);
+        uint32_t grid = region()->grid;
+        py::gil_scoped_release nogil;
+        int64_t deadline = rg_host_now_ns() + timeout_ns;
+        while (!rg_links_acked(links, grid, v)) {
+            if (rg_host_now_ns() > deadline) return false;
+            struct timespec ts = {0, 20000};
+            nanosleep(&ts, nullptr);
+        }
+        return true;
+    }
+
+    // Per block: (routed_in, routed_out).
+    py::list link_counts(uint64_t links_offset) {
+        rg_links* links = links_at(links_offset);
+        py::list out;
+        for (uint32_t b = 0; b < region()->grid; ++b) {
+            rg_link_block* s = rg_links_block(links, b);
+            out.append(py::make_tuple(rg_load_acquire(&s->routed_in), rg_load_acquire(&s->routed_out)));
+        }
+        return out;
+    }
+
     // The memory is about to go: from here on every call raises instead of touching it.
     void detach() {
         stop_watcher();
@@ -201,6 +260,8 @@ class Region {
         return r;
     }
 
+    rg_links* links_at(uint64_t links_offset) { return (rg_links*)((uint8_t*)region() + links_offset); }
+
     rg_state_slot* state_slot(uint64_t area_offset, uint32_t block, uint64_t state_size) {
         rg_region* r = region();
         if (block >= r->grid || !state_size)
@@ -218,6 +279,48 @@ class Region {
         const uint8_t* data = (const uint8_t*)info.ptr;
         return Structs{std::move(info), data, bytes / slot_size};
     }
+};
+
+// A route between two kernels (rg_route.h), laid out in place at an address. The host only
+// drains it, as the consumer of a target that is gone.
+class Route {
+  public:
+    Route(uintptr_t address, uint32_t src_grid, uint32_t dst_grid, uint32_t capacity,
+          uint32_t slot_size)
+        : r_((rg_route*)address), src_grid_(src_grid), dst_grid_(dst_grid), slot_(slot_size) {
+        if (!address) throw py::value_error("a route needs memory: the address is 0");
+        rg_route_init(r_, src_grid, dst_grid, capacity, slot_size);
+    }
+
+    static uint64_t size(uint32_t src_grid, uint32_t dst_grid, uint32_t capacity,
+                         uint32_t slot_size) {
+        return rg_route_init(nullptr, src_grid, dst_grid, capacity, slot_size);
+    }
+
+    // Messages waiting in the route, for every target block.
+    uint64_t queued() {
+        uint64_t n = 0;
+        for (uint32_t s = 0; s < src_grid_; ++s)
+            for (uint32_t d = 0; d < dst_grid_; ++d)
+                for (uint32_t l = 0; l < RG_LANES; ++l) n += rg_ring_size(rg_route_ring(r_, s, d, l));
+        return n;
+    }
+
+    // Takes everything waiting for every target block, highest lane first, as struct bytes.
+    // Only while the target is gone: the host is then the rings' one consumer.
+    py::bytes drain() {
+        std::string out;
+        std::string one(slot_, '\0');
+        for (uint32_t l = RG_LANES; l-- > 0;)
+            for (uint32_t s = 0; s < src_grid_; ++s)
+                for (uint32_t d = 0; d < dst_grid_; ++d)
+                    while (rg_ring_pop(rg_route_ring(r_, s, d, l), &one[0], 1)) out += one;
+        return py::bytes(out);
+    }
+
+  private:
+    rg_route* r_;
+    uint32_t src_grid_, dst_grid_, slot_;
 };
 
 }  // namespace
@@ -242,7 +345,17 @@ PYBIND11_MODULE(_rg_host, m) {
         .def("start_watcher", &Region::start_watcher)
         .def("set_spin", &Region::set_spin)
         .def("set_buffer", &Region::set_buffer)
+        .def_static("links_area", &Region::links_area)
+        .def("set_link", &Region::set_link)
+        .def("publish_links", &Region::publish_links)
+        .def("links_acked", &Region::links_acked)
+        .def("link_counts", &Region::link_counts)
         .def("state_write", &Region::state_write)
         .def("state_snapshot", &Region::state_snapshot)
         .def("detach", &Region::detach);
+    py::class_<Route>(m, "Route")
+        .def(py::init<uintptr_t, uint32_t, uint32_t, uint32_t, uint32_t>())
+        .def_static("size", &Route::size)
+        .def("queued", &Route::queued)
+        .def("drain", &Route::drain);
 }

@@ -67,10 +67,13 @@ class RingKernel(ABC):
         self.state_codec = (StateCodec(info.spec.state, info.state_dtype)
                             if info.state_dtype is not None and info.spec.state is not None
                             else None)
-        if self.state_codec is not None:
-            self._state_offset, state_bytes = rings.region_type().state_area(
-                self.region_size, info.grid, self.state_codec.size)
-            self.region_size = self._state_offset + state_bytes
+        state_size = self.state_codec.size if self.state_codec is not None else 0
+        self._state_offset, _ = rings.region_type().state_area(
+            self.region_size, info.grid, state_size)
+        # Then the routes in and out of it (rg_route.h: runtime.connect).
+        self.links_offset, links_bytes = rings.region_type().links_area(
+            self.region_size, info.grid, state_size)
+        self.region_size = self.links_offset + links_bytes
         self.region: rings.Region | None = None
         self.notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._state_lock = threading.Lock()
@@ -217,6 +220,15 @@ class RingKernel(ABC):
                     "running that long (or the kernel has stopped)")
             out.append(codec.unpack(data))
         return out
+
+    def routed_in(self) -> int:
+        """Messages the blocks took from routes: processed, but never sent by the host."""
+        if self.closed:
+            return self._routed_in_final
+        self._routed_in_final = sum(n for n, _ in self.rings.link_counts(self.links_offset))
+        return self._routed_in_final
+
+    _routed_in_final = 0
 
     def set_buffer(self, slot: int, entry: tuple[int, int, int, int, int, str]) -> None:
         """Publish a UnifiedBuffer in the kernel's table (an id of 0 frees the slot)."""

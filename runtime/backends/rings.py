@@ -43,6 +43,12 @@ class Region(Protocol):
     def state_write(self, area_offset: int, block: int, data: bytes, /) -> None: ...
     def state_snapshot(self, area_offset: int, block: int, state_size: int,
                        timeout_ns: int, /) -> bytes | None: ...
+    def set_link(self, links_offset: int, out: bool, index: int, route_id: int, device_ptr: int,
+                 src_grid: int, dst_grid: int, key_kind: int, key_offset: int, key_size: int,
+                 key_data: int, path: str, /) -> None: ...
+    def publish_links(self, links_offset: int, /) -> int: ...
+    def links_acked(self, links_offset: int, version: int, timeout_ns: int, /) -> bool: ...
+    def link_counts(self, links_offset: int, /) -> list[tuple[int, int]]: ...
     def detach(self) -> None: ...
 
 
@@ -52,17 +58,39 @@ class RegionType(Protocol):
     def size(self, grid: int, block: int, lane_capacity: int, out_capacity: int, in_slot: int,
              out_slot: int, /) -> int: ...
     def state_area(self, region_size: int, grid: int, state_size: int, /) -> tuple[int, int]: ...
+    def links_area(self, region_size: int, grid: int, state_size: int, /) -> tuple[int, int]: ...
+
+
+class Route(Protocol):
+    """_rg_host.Route: the rings of one route between two kernels (rg_route.h)."""
+
+    def queued(self) -> int: ...
+    def drain(self) -> bytes: ...
+
+
+class RouteType(Protocol):
+    def __call__(self, address: int, src_grid: int, dst_grid: int, capacity: int,
+                 slot_size: int) -> Route: ...
+    def size(self, src_grid: int, dst_grid: int, capacity: int, slot_size: int, /) -> int: ...
 
 
 @functools.lru_cache(maxsize=1)
-def region_type() -> RegionType:
+def _host_module() -> object:
     path = str(compile_host_module().path)
     loader = importlib.machinery.ExtensionFileLoader("_rg_host", path)
     spec = importlib.util.spec_from_file_location("_rg_host", path, loader=loader)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
     loader.exec_module(module)
-    return cast(RegionType, module.Region)
+    return module
+
+
+def region_type() -> RegionType:
+    return cast(RegionType, _host_module().Region)  # type: ignore[attr-defined]
+
+
+def route_type() -> RouteType:
+    return cast(RouteType, _host_module().Route)  # type: ignore[attr-defined]
 
 
 def lane_of(priority: int) -> int:

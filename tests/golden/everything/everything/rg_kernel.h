@@ -16,6 +16,7 @@
 #endif
 #include "rg_ring.h"
 #include "rg_state.h"
+#include "rg_route.h"
 
 #include <cuda/std/type_traits>
 
@@ -37,6 +38,7 @@ struct rg_ctx {
     rg_region* region;
     uint32_t lane;    // the priority class the request came from (0 lowest .. 4)
     uint32_t failed;  // set by fail(): counted in the kernel's `errors`
+    uint32_t routed;  // the request came over a route from another kernel (rg_route.h)
 
     // Counts this request as a handler error (the response, if any, is still sent).
     RG_HD void fail() { failed = 1; }
@@ -56,10 +58,18 @@ struct rg_ctx {
 
 #if defined(__CUDACC__)
 RG_FN void* rg_map_buffer(rg_buffer_entry* entry) { return (void*)entry->device_ptr; }
+RG_FN rg_route* rg_map_route(const rg_link* link) { return (rg_route*)link->device_ptr; }
 #else
-// The CPU backend maps a buffer's shared-memory file on first use (rg_cpu_runner.cpp).
+// The CPU backend maps a buffer's (a route's) shared-memory file on first use (rg_cpu_runner.cpp).
+// A route without a path is in this process's memory at device_ptr (the TSan stress test);
+// rg_cpu_map_route is weak so that programs that have no runner (that test) link.
 void* rg_cpu_map_buffer(rg_buffer_entry* entry);
+__attribute__((weak)) rg_route* rg_cpu_map_route(const rg_link* link);
 RG_FN void* rg_map_buffer(rg_buffer_entry* entry) { return rg_cpu_map_buffer(entry); }
+RG_FN rg_route* rg_map_route(const rg_link* link) {
+    if (!link->path[0] || !rg_cpu_map_route) return (rg_route*)link->device_ptr;
+    return rg_cpu_map_route(link);
+}
 #endif
 
 // Fire-and-forget kernels have no output message.
@@ -101,6 +111,73 @@ struct rg_poller {
     uint64_t idle_since;
     rg_state_slot* state_slot;  // null: the kernel has no state
     uint64_t state_done;        // the last snapshot written
+    // Routes (rg_route.h), as of links version `links_version`.
+    rg_links* links;
+    rg_link_block* link_status;
+    uint64_t links_version, routed_in, routed_out;
+    uint32_t n_out, n_in;
+    rg_link out_link[RG_MAX_LINKS];
+    rg_route* out_route[RG_MAX_LINKS];
+    uint32_t out_rr[RG_MAX_LINKS];
+    rg_route* in_route[RG_MAX_LINKS];
+
+    // Applies the host's latest routes, between two messages, and acknowledges them.
+    RG_HD void refresh_links() {
+        uint64_t v = rg_load_acquire(&links->version.value);
+        if (v == links_version) return;
+        n_out = n_in = 0;
+        for (uint32_t i = 0; i < RG_MAX_LINKS; ++i) {
+            if (links->out[i].route_id) {
+                out_link[n_out] = links->out[i];
+                out_route[n_out] = rg_map_route(&out_link[n_out]);
+                assert(out_route[n_out] && out_route[n_out]->magic == RG_ROUTE_MAGIC);
+                out_rr[n_out] = 0;
+                ++n_out;
+            }
+            if (links->in[i].route_id) {
+                in_route[n_in] = rg_map_route(&links->in[i]);
+                assert(in_route[n_in] && in_route[n_in]->magic == RG_ROUTE_MAGIC &&
+                       blockIdx.x < in_route[n_in]->dst_grid);
+                ++n_in;
+            }
+        }
+        links_version = v;
+        rg_store_release(&link_status->ack, v);
+    }
+
+    // Takes a message of lane `l` from the routes into this block, if one waits.
+    template <class In>
+    RG_HD bool pop_routed(In* req, uint32_t l) {
+        for (uint32_t i = 0; i < n_in; ++i) {
+            rg_route* r = in_route[i];
+            for (uint32_t s = 0; s < r->src_grid; ++s) {
+                if (rg_ring_pop(rg_route_ring(r, s, blockIdx.x, l), req, 1)) {
+                    rg_store_release(&link_status->routed_in, ++routed_in);
+                    return true;
+                }
+            }
+        }
+        return false;
+    }
+
+    // Pushes a response into every route out of the kernel (fan-out), each into the lane of its
+    // priority in the block its link picks, waiting while that ring is full; false if the
+    // kernel was terminated while it waited.
+    template <class Out>
+    RG_HD bool route(const Out* resp) {
+        for (uint32_t i = 0; i < n_out; ++i) {
+            uint32_t d = rg_link_target(&out_link[i], (const uint8_t*)resp, &out_rr[i]);
+            rg_ring* ring = rg_route_ring(out_route[i], blockIdx.x, d, rg_lane_of(resp->priority));
+            uint32_t sleep_ns = 1000;
+            while (!rg_ring_push(ring, resp, 1)) {
+                if (!apply_control()) return false;
+                __nanosleep(sleep_ns);
+                sleep_ns = sleep_ns * 2 > RG_MAX_IDLE_NS ? RG_MAX_IDLE_NS : sleep_ns * 2;
+            }
+            rg_store_release(&link_status->routed_out, ++routed_out);
+        }
+        return true;
+    }
 
     // CPU backend: an idle block keeps polling for region->spin_ns before it sleeps on the
     // doorbell, so that a request soon after the last one is taken without a wake-up (which
@@ -138,7 +215,7 @@ struct rg_poller {
     // Waits for the next request (highest lane first) into `req`; RG_ACT_EXIT on terminate,
     // RG_ACT_FLUSH at once when none waits and a finished request still has to go out.
     template <class In>
-    RG_HD uint32_t next(In* req, uint32_t* lane, bool pending) {
+    RG_HD uint32_t next(In* req, uint32_t* lane, uint32_t* routed, bool pending) {
         uint32_t idle = 0, sleep_ns = 1000;
         for (;;) {
             rg_store_release(&status->heartbeat, ++heartbeat);
@@ -146,9 +223,12 @@ struct rg_poller {
             if (!apply_control()) return RG_ACT_EXIT;
             if (state_slot && rg_load_acquire(&state_slot->request.value) != state_done)
                 return RG_ACT_SNAPSHOT;  // answered paused too: the state is kept meanwhile
+            refresh_links();
             if (state == RG_STATE_ACTIVE) {
                 for (uint32_t l = RG_LANES; l-- > 0;) {
-                    if (rg_ring_pop(rg_region_ring(region, blockIdx.x, l), req, 1)) {
+                    *routed = 0;
+                    if (rg_ring_pop(rg_region_ring(region, blockIdx.x, l), req, 1) ||
+                        (*routed = pop_routed(req, l))) {
                         *lane = l;
                         return RG_ACT_HANDLE;
                     }
@@ -185,9 +265,14 @@ struct rg_poller {
     }
 
     // Emitted is counted before the push for the same reason, and taken back when the kernel
-    // was terminated while it waited for room: that response never reached the host.
+    // was terminated while it waited for room: that response never reached the host. A kernel
+    // connected to others sends its output there instead (counted in routed_out).
     template <class Out>
     RG_HD void emit(const Out* resp) {
+        if (n_out) {
+            route(resp);
+            return;
+        }
         rg_store_release(&status->emitted, ++emitted);
         if (!push(resp)) rg_store_release(&status->emitted, --emitted);
     }
@@ -230,10 +315,13 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
             poller.state_slot = rg_state_slot_of(area, blockIdx.x, sizeof(State));
             rg_copy_bytes(Kernel::state(), rg_state_bytes(poller.state_slot), sizeof(State));
         }
+        poller.links = (rg_links*)(region_mem + rg_links_offset(region->total_size, region->grid,
+                                                                 has_state ? sizeof(State) : 0));
+        poller.link_status = rg_links_block(poller.links, blockIdx.x);
     }
     for (;;) {
         if (threadIdx.x == 0) {
-            actions[cur] = poller.next(&req[cur], &ctx[cur].lane, pending);
+            actions[cur] = poller.next(&req[cur], &ctx[cur].lane, &ctx[cur].routed, pending);
             if (actions[cur] == RG_ACT_HANDLE) {
                 ctx[cur].failed = 0;
                 if constexpr (has_output) {
@@ -253,7 +341,10 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
                     rg_uuid4(&poller.random, &r.message_id);
                     r.type_id = Kernel::out_type_id;
                     if (!(r.flags & RG_FLAG_HAS_CORRELATION)) {
-                        r.correlation_id = req[done].message_id;
+                        // A conversation: what comes over a route answers the request that
+                        // entered the pipeline, so its correlation_id is kept.
+                        bool carried = ctx[done].routed && (req[done].flags & RG_FLAG_HAS_CORRELATION);
+                        r.correlation_id = carried ? req[done].correlation_id : req[done].message_id;
                         r.flags |= RG_FLAG_HAS_CORRELATION;
                     }
                     poller.emit(&r);
