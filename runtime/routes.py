@@ -213,7 +213,7 @@ class Routes:
 
     async def relaunched(self, kernel_id: str) -> None:
         """A kernel was launched again: its connections (either way) are restored."""
-        for (src, dst), route in self._routes.items():
+        for (_, dst), route in self._routes.items():
             if dst == kernel_id and route.target is not self.runtime.channel(kernel_id):
                 await self._attach(route, self._device(dst))
         if kernel_id in self.edges:

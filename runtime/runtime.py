@@ -26,8 +26,8 @@ from ringgen.runtime.buffers import UnifiedBuffer
 from ringgen.runtime.channels import Channel, KernelState
 from ringgen.runtime.dead_letters import DeadLetter
 from ringgen.runtime.device_channel import DeviceChannel
-from ringgen.runtime.routes import Routes, request_through
 from ringgen.runtime.monitor import MonitorServer
+from ringgen.runtime.routes import Routes, request_through
 from ringgen.runtime.telemetry import Telemetry
 from ringgen.runtime.waiting import Deadlines
 from ringgen.schema.kernels import BACKPRESSURE

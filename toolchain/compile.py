@@ -104,7 +104,8 @@ def compile_host_module() -> Artifact:
     import pybind11
 
     source = templates_dir() / "rg_host.cpp"
-    headers = [templates_dir() / n for n in ("rg_host.h", "rg_ring.h", "rg_state.h", "rg_route.h", "rg_platform.h")]
+    headers = [templates_dir() / n
+               for n in ("rg_host.h", "rg_ring.h", "rg_state.h", "rg_route.h", "rg_platform.h")]
     includes = [f"-I{templates_dir()}", f"-I{cccl_include()}", f"-I{pybind11.get_include()}",
                 f"-I{sysconfig.get_paths()['include']}"]
     flags = [*CXX_FLAGS, "-shared", "-fPIC", "-fvisibility=hidden"]
