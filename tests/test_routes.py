@@ -6,19 +6,45 @@ from __future__ import annotations
 
 import asyncio
 import random
+import subprocess
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import build_package
+from conftest import ROOT, build_package, compile_cpp, compile_nvcc, have_nvcc
 
 from ringgen import DeadLetterReason, KernelStateError, RingKernelRuntime
 from ringgen.runtime.keys import key_hash
+from ringgen.toolchain.compile import cccl_include, templates_dir
 
 
 @pytest.fixture(scope="module")
 def routed_pkg(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return build_package("schemas.routed", tmp_path_factory.mktemp("routed") / "gen")
+
+
+def test_route_protocol_under_thread_sanitizer(routed_pkg: Any, tmp_path: Path) -> None:
+    """Two sender blocks, four keyed target blocks, rings of 4 slots: every message once, FIFO
+    per (sender block, priority, key), correlated, in its key's block; TSan clean."""
+    binary = tmp_path / "route_stress"
+    package = routed_pkg.package.path
+    compile_cpp([ROOT / "tests" / "native" / "route_stress.cpp", templates_dir() / "rg_cpu_runtime.cpp"],
+                binary, [package, templates_dir(), cccl_include()],
+                ["-fsanitize=thread", "-pthread", f"-DRG_SENDER_CU=\"{package / 'pub.cu'}\"",
+                 f"-DRG_TARGET_CU=\"{package / 'keyed_sink.cu'}\"", "-Wno-error"])
+    result = subprocess.run([str(binary), "200000"], capture_output=True, text=True, timeout=300,
+                            env={"TSAN_OPTIONS": "halt_on_error=1 exitcode=66"})
+    assert "ThreadSanitizer" not in result.stderr, result.stderr[-4000:]
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.stdout.strip() == "OK 200000"
+
+
+@pytest.mark.nvcc
+@pytest.mark.skipif(not have_nvcc(), reason="nvcc is not on PATH")
+def test_routed_kernels_compile_with_nvcc_sm90(routed_pkg: Any, tmp_path: Path) -> None:
+    for source in sorted(routed_pkg.package.path.glob("*.cu")):
+        compile_nvcc(source, tmp_path / f"{source.stem}.o", [source.parent])
 
 
 async def _receive(rt: RingKernelRuntime, kernel_id: str, n: int) -> list[Any]:

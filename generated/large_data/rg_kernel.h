@@ -171,7 +171,9 @@ struct rg_poller {
             uint32_t sleep_ns = 1000;
             while (!rg_ring_push(ring, resp, 1)) {
                 if (!apply_control()) return false;
+#if defined(__CUDA_ARCH__) || !defined(__CUDACC__)  // the device, or the CPU shim's
                 __nanosleep(sleep_ns);
+#endif
                 sleep_ns = sleep_ns * 2 > RG_MAX_IDLE_NS ? RG_MAX_IDLE_NS : sleep_ns * 2;
             }
             rg_store_release(&link_status->routed_out, ++routed_out);

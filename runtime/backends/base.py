@@ -7,6 +7,7 @@ region lives (shared memory, mapped pinned memory), how the kernel is started, a
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 import time
@@ -86,6 +87,8 @@ class RingKernel(ABC):
         self.region = rings.region_type()(address, info.grid, info.block, self.lane_capacity,
                                            self.out_capacity, self.in_dtype.itemsize,
                                            self._out_slot, seed)
+        # The state slots and links after the rings start zeroed (pinned memory is not).
+        ctypes.memset(address + self._state_offset, 0, self.region_size - self._state_offset)
         if self.state_codec is not None:  # before the launch: each block starts from these
             defaults = self.state_codec.defaults()
             for block in range(info.grid):
