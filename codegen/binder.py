@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ringgen.codegen.dtypes import dtype_spec
 from ringgen.codegen.reader import read_package
 from ringgen.codegen.render import STATIC_HEADERS, template_text
 from ringgen.errors import StaleSchemaError
@@ -37,15 +38,20 @@ def bind_package(ns: dict[str, Any], *, name: str, schema_hash: str, build_comma
     for class_name in dtypes:
         schema.classes[class_name]._rg_codec().check_c_ranges()
     kernels = {}
+    structs = {s.c_name: s for s in schema.package.structs}
     for kernel_id, spec in schema.kernels.items():
         ns.setdefault(spec.fn.__name__, spec.fn)
+        if spec.state is not None:
+            ns.setdefault(spec.state.__name__, spec.state)
         device = not spec.host_actor
 
         def struct_of(cls: type | None, device: bool = device) -> np.dtype | None:
             return dtypes[cls.__name__] if device and cls is not None else None
 
+        state = (np.dtype(dtype_spec(schema.package, structs[spec.state.__name__]))  # type: ignore[call-overload]
+                 if device and spec.state is not None else None)
         kernels[kernel_id] = KernelDef(spec, struct_of(spec.input), struct_of(spec.output),
-                                       path / f"{kernel_id}.cu" if device else None, path)
+                                       path / f"{kernel_id}.cu" if device else None, path, state)
     package = Package(name, path, MappingProxyType(dict(schema.classes)),
                       MappingProxyType(dict(dtypes)), MappingProxyType(dict(type_ids)),
                       MappingProxyType(dict(host_only)), MappingProxyType(kernels), tuple(modules))

@@ -114,6 +114,8 @@ class KernelIR:
     cuda_line: int
     python_name: str
     host_actor: bool
+    state: str | None = None  # the C struct of each block's persistent state
+    key: str | None = None  # the input field that picks the block
 
 
 @dataclass(frozen=True)

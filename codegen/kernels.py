@@ -40,6 +40,7 @@ def kernel_messages(specs: Iterable[KernelSpec]) -> list[type[Message]]:
 
 def kernel_ir(spec: KernelSpec, reader: Any) -> KernelIR:
     """`reader` lays out the messages of device kernels (host actors need no C layout)."""
+    state = None
     if spec.host_actor:
         source, file, line = "", "", 0
         names = [cls.__name__ if cls else None for cls in (spec.input, spec.output)]
@@ -53,6 +54,11 @@ def kernel_ir(spec: KernelSpec, reader: Any) -> KernelIR:
         source, file, line = spec.handler_source()
         file = reader.shown(file)
         names = [reader.read_message(cls).name if cls else None for cls in (spec.input, spec.output)]
+        if spec.state is not None:
+            state = reader.read_state(spec.state).c_name
+        if spec.key is not None:
+            assert spec.input is not None  # a device kernel has one
+            reader.check_key(spec.input, spec.key, spec.kernel_id)
     return KernelIR(
         kernel_id=spec.kernel_id,
         input=names[0] or "",
@@ -65,4 +71,6 @@ def kernel_ir(spec: KernelSpec, reader: Any) -> KernelIR:
         cuda_line=line,
         python_name=spec.fn.__name__,
         host_actor=spec.host_actor,
+        state=state,
+        key=spec.key,
     )

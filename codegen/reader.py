@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import Any, NoReturn, TypeVar
 
 from ringgen.codegen import layout
-from ringgen.codegen.ir import CType, EnumIR, FieldIR, MessageIR, PackageIR
+from ringgen.codegen.ir import CType, EnumIR, FieldIR, MessageIR, PackageIR, StructLayout
 from ringgen.errors import SchemaError
 from ringgen.schema import header
 from ringgen.schema.messages import Message, is_message_class
@@ -31,6 +31,8 @@ _HEADER_CTYPES = {"message_id": layout.UUID_TYPE, "correlation_id": _CORRELATION
 _HEADER_MEMBERS: list[tuple[str, CType | str, int]] = [
     (m.name, _HEADER_CTYPES.get(m.name, m.c_type), 0) for m in header.MEMBERS]
 R = TypeVar("R")
+_STATE_KINDS = frozenset({"int", "uint", "float", "bool"})
+_KEY_KINDS = frozenset({"int", "uint", "enum", "str", "bytes"})
 _GENERATED_MEMBER_NAMES = frozenset(m.name for m in header.MEMBERS if m.python is None)
 
 
@@ -194,6 +196,39 @@ class _Reader:
         self.messages[cls] = ir
         self.names[cls.__name__] = cls
         return ir
+
+    def read_state(self, cls: type) -> StructLayout:
+        """A kernel's state dataclass as a plain C struct of the same name (no header). Its
+        fields are scalars: the host writes the defaults and reads snapshots as numpy rows."""
+        file, line = self.location(cls)
+        where = f"{file}:{line}: state {cls.__qualname__}"
+        layout.check_c_name(cls.__name__, where)
+        known = self.structs.structs.get(cls.__name__)
+        if known is not None:
+            if self.names.get(cls.__name__, cls) is not cls:
+                raise SchemaError(f"{where} has the same C name as a message; rename one of them")
+            return known
+        members: list[tuple[str, CType | str, int]] = []
+        for spec in read_fields(cls):
+            fwhere = self.where(cls, spec.name)
+            layout.check_c_name(spec.name, fwhere)
+            ctype = layout.c_type(spec.node, fwhere, self.structs)
+            if ctype.kind not in _STATE_KINDS:
+                raise SchemaError(f"{fwhere}: a state field is a number or a bool (int, float, "
+                                  f"bool, numpy scalars), not {spec.node.describe()}; keep "
+                                  "bigger data in a UnifiedBuffer and its BufferRef in the state")
+            members.append((spec.name, ctype, 0))
+        struct = layout.lay_out(cls.__name__, members, f"state {cls.__qualname__}")
+        self.structs.structs[cls.__name__] = struct
+        self.names[cls.__name__] = cls
+        return struct
+
+    def check_key(self, cls: type[Message], key: str, kernel_id: str) -> None:
+        """A key routes by a stable hash of an integer or of the bytes of a str/bytes."""
+        kind = next(f.ctype.kind for f in self.read_message(cls).fields if f.name == key)
+        if kind not in _KEY_KINDS:
+            raise SchemaError(f"{self.where(cls, key)}: kernel {kernel_id!r} routes by key={key!r}, "
+                              f"which must be an int, uint, enum, str or bytes field, not {kind}")
 
     @staticmethod
     def _header_field(spec: FieldSpec, where: str, line: int) -> FieldIR:

@@ -14,8 +14,8 @@ from ringgen.codegen.ir import PackageIR
 from ringgen.schema import header
 
 # Static headers copied verbatim into every generated package, so that it compiles on its own.
-STATIC_HEADERS = ("rg_platform.h", "rg_msgpack.h", "rg_ring.h", "rg_kernel.h", "rg_cpu_shim.h",
-                  "rg_python.h")
+STATIC_HEADERS = ("rg_platform.h", "rg_msgpack.h", "rg_ring.h", "rg_state.h", "rg_route.h",
+                  "rg_kernel.h", "rg_cpu_shim.h", "rg_python.h")
 
 HEADER_COMMENTS = {m.name: m.comment for m in header.MEMBERS}
 

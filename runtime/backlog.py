@@ -83,6 +83,15 @@ class PriorityBacklog:
             window &= ~(1 << p)
         return out
 
+    def peek(self, lo: int = 0, hi: int = 255) -> Any:
+        """The next message with a priority in lo..hi (an entry of one message), left in place;
+        IndexError when there is none."""
+        window = self._mask & ((1 << (hi + 1)) - (1 << lo))
+        if not window:
+            raise IndexError("peek into an empty priority range")
+        entry = self._queues[window.bit_length() - 1][0]
+        return entry[:1] if isinstance(entry, np.ndarray) else entry
+
     def pop(self) -> Any:
         """The next message (an entry of one message) in priority order."""
         p = self.highest()

@@ -33,6 +33,7 @@ from ringgen.runtime.backends import rings
 from ringgen.runtime.backends.base import KernelDef, RingKernel
 from ringgen.runtime.channels import Channel, KernelState
 from ringgen.runtime.dead_letters import DeadLetterReason
+from ringgen.runtime.keys import KeyRouter
 
 if TYPE_CHECKING:
     from ringgen.runtime.runtime import RingKernelRuntime
@@ -68,6 +69,9 @@ class DeviceChannel(Channel):
         self._spin_until = 0.0
         self._final_counts = (0, 0)  # (processed, errors) as last read from the kernel
         self._next_block = 0  # round robin of the direct path over the blocks
+        # key=: each message goes to the block of its key (runtime/keys.py), not round robin
+        self._router = (KeyRouter(info.spec.key, kernel.in_dtype, kernel.grid)
+                        if info.spec.key is not None else None)
         self._disarm: asyncio.TimerHandle | None = None
         kernel.on_exit = self._exited
         if info.output is not None:
@@ -88,8 +92,11 @@ class DeviceChannel(Channel):
         expected_type = type(msg) is self.input_cls  # (kept apart: it would narrow msg)
         if self.state is KernelState.ACTIVE and not len(self.backlog) and expected_type:
             data = self.entry_of(msg)
-            block = self._next_block
-            self._next_block = (block + 1) % self.kernel.grid
+            if self._router is not None:
+                block = self._router.block_of(msg)
+            else:
+                block = self._next_block
+                self._next_block = (block + 1) % self.kernel.grid
             if self.kernel.push(block, rings.LANE_OF[msg.priority], data):
                 self.counters.sent += 1
                 self.replies.sample(msg)
@@ -177,6 +184,29 @@ class DeviceChannel(Channel):
         """Move backlog into the lanes, as far as their free slots go."""
         if self.state is not KernelState.ACTIVE or not len(self.backlog):
             return
+        if self._router is not None:
+            self._feed_keyed(self._router)
+        else:
+            self._feed_any_block()
+        self.space_freed()
+        if len(self.backlog) and self._refill is None:
+            self._refill = self.loop.call_later(REFILL_DELAY, self._refill_now)
+
+    def _feed_keyed(self, router: KeyRouter) -> None:
+        """One message at a time into the lane of its key's block; a full lane holds up the
+        messages behind it (of any key), which keeps FIFO per key within a priority."""
+        kernel = self.kernel
+        for lane in range(4, -1, -1):
+            lo, hi = LANE_RANGES[lane]
+            while self.backlog.has(lo, hi):
+                entry = self.backlog.peek(lo, hi)
+                if not kernel.push(router.block_of_struct(entry), lane, self._contiguous([entry])):
+                    break
+                self.backlog.take(1, lo, hi)
+            if self.backlog.has(lo, hi):
+                break  # as in _feed_any_block: lower lanes wait while higher messages do
+
+    def _feed_any_block(self) -> None:
         kernel = self.kernel
         for lane in range(4, -1, -1):
             lo, hi = LANE_RANGES[lane]
@@ -196,9 +226,6 @@ class DeviceChannel(Channel):
                 # Higher priorities still wait on the host: feeding a lower lane now would let
                 # the kernel take a lower message first. The lower lanes wait for a refill.
                 break
-        self.space_freed()
-        if len(self.backlog) and self._refill is None:
-            self._refill = self.loop.call_later(REFILL_DELAY, self._refill_now)
 
     def _refill_now(self) -> None:
         self._refill = None
@@ -387,6 +414,13 @@ class DeviceChannel(Channel):
         status = self.kernel.status()
         self._final_counts = (sum(s.processed for s in status), sum(s.errors for s in status))
         return self._final_counts
+
+    def in_flight(self) -> int:
+        """As Channel's, less what came over routes from other kernels (which the host did not
+        send); routed_in is read after processed, so the difference never counts too many."""
+        processed, _ = self.device_counts()
+        from_host = processed - self.kernel.routed_in()
+        return max(self.counters.sent - self.counters.evicted - from_host, 0)
 
     def in_device(self) -> int:
         return sum(self.lane_depths())

@@ -33,6 +33,7 @@ from ringgen.runtime.channels import Channel, KernelState
 from ringgen.runtime.dead_letters import DeadLetter
 from ringgen.runtime.device_channel import DeviceChannel
 from ringgen.runtime.monitor import MonitorServer
+from ringgen.runtime.routes import Routes, request_through
 from ringgen.runtime.telemetry import Telemetry
 from ringgen.runtime.waiting import Deadlines
 from ringgen.runtime.watchdog import DEFAULT_HANG_TIMEOUT, MIN_HANG_TIMEOUT, Watchdog
@@ -84,6 +85,7 @@ class RingKernelRuntime:
         self._launching: set[str] = set()  # kernel ids with a launch() in progress
         self._launches: set[asyncio.Future[None]] = set()  # each done when its launch() ends
         self._closing = False  # shutdown() began: launches in progress undo themselves
+        self.routes = Routes(self)  # connect() / disconnect()
         self._monitor = MonitorServer(self) if monitor or os.environ.get("RINGGEN_MONITOR") == "1" \
             else None
 
@@ -203,6 +205,7 @@ class RingKernelRuntime:
         log.info("launched %s on %s", kernel_id, channel.backend_name)
         if activate:
             await channel.activate()
+        await self.routes.relaunched(kernel_id)
 
     async def _start_kernel(self, kdef: KernelDef, capacity: int) -> RingKernel:
         """create_kernel in a worker thread. A kernel that comes up after its launch() was
@@ -247,6 +250,17 @@ class RingKernelRuntime:
             for channel, result in zip(group, results, strict=True):
                 if isinstance(result, BaseException):
                     log.error("terminating %s failed: %s", channel.kernel_id, result)
+        self.routes.close()
+
+    async def connect(self, src: str, *dsts: str) -> None:
+        """src's output goes straight into each dst's input lanes (by its priority), with no
+        host hop; several dsts: each gets every message. The output type must be the targets'
+        input type, and a cycle of routes is refused. Kept when either side is relaunched."""
+        await self.routes.connect(src, dsts)
+
+    async def disconnect(self, src: str) -> None:
+        """src's output goes to the host again (what is already routed is still delivered)."""
+        await self.routes.disconnect(src)
 
     # -- messages --------------------------------------------------------------------------
 
@@ -288,8 +302,13 @@ class RingKernelRuntime:
                             timeout: float | None = None) -> np.ndarray:
         return await self.channel(kernel_id).receive_array(max_count, timeout)
 
-    async def request(self, kernel_id: str, msg: Any, timeout: float | None = None) -> Any:
-        """Send `msg` and await the response correlated to it."""
+    async def request(self, kernel_id: str, msg: Any, timeout: float | None = None, *,
+                      reply_from: str | None = None) -> Any:
+        """Send `msg` and await the response correlated to it: from the kernel itself, or
+        from `reply_from`, the end of a pipeline of connected kernels that it starts."""
+        if reply_from is not None and reply_from != kernel_id:
+            return await request_through(self.channel(kernel_id), self.channel(reply_from), msg,
+                                         timeout)
         return await self.channel(kernel_id).request(msg, timeout)
 
     async def drain(self, kernel_id: str | None = None, timeout: float | None = None) -> None:
@@ -315,6 +334,16 @@ class RingKernelRuntime:
 
     def state(self, kernel_id: str) -> KernelState:
         return self.channel(kernel_id).state
+
+    async def read_state(self, kernel_id: str, timeout: float = 5.0) -> list[Any]:
+        """A snapshot of a `state=` kernel's state: one object per block, each taken between
+        two of that block's messages (running or paused)."""
+        channel = self.channel(kernel_id)
+        if not isinstance(channel, DeviceChannel):
+            raise KernelStateError(f"{kernel_id!r} is a host actor; only device kernels declared "
+                                   "with state= have a state to read")
+        channel.check_open()
+        return await self.loop.run_in_executor(None, channel.kernel.read_state, timeout)
 
     # -- buffers ---------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ handler is tested against; for a host actor it is the actor's body.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ class KernelSpec:
     backpressure: str
     rtol: float = 0.0  # `ringgen verify`'s tolerance for float fields (ints, bools: exact)
     atol: float = 0.0
+    state: type | None = None  # a plain mutable dataclass: each block's persistent state
+    key: str | None = None  # an input field: messages with equal keys reach the same block
 
     @property
     def host_actor(self) -> bool:
@@ -95,12 +98,21 @@ def ring_kernel(
     backpressure: str = "block",
     rtol: float = 0.0,
     atol: float = 0.0,
+    state: type | None = None,
+    key: str | None = None,
 ) -> Callable[[F], F]:
     """Declare an actor. With `cuda=` or `cuda_file=` it is a device ring kernel whose handler
-    `__device__ bool <kernel_id>_handle(const In&, Out&, rg_ctx&)` runs with the whole block;
-    a plain `def f(req[, ctx])` without them is a device kernel whose handler `ringgen build`
-    translates from the Python (DESIGN "Handlers in Python"); an `async def f(ctx)` is a host
-    actor on the same queues. rtol/atol: the float tolerance of `ringgen verify`."""
+    `__device__ bool <kernel_id>_handle(const In&, Out&, [State&,] <kernel_id>_ctx&)` runs with
+    the whole block; a plain `def f(req[, ctx])` without them is a device kernel whose handler
+    `ringgen build` translates from the Python (DESIGN "Handlers in Python"); an `async def
+    f(ctx)` is a host actor on the same queues. rtol/atol: the float tolerance of `ringgen
+    verify`.
+
+    `state=Cls` (a plain mutable dataclass whose fields all have defaults) gives each block
+    its own `Cls` in device memory, set from the defaults at launch, kept across deactivate
+    and activate, passed to the handler (and to the Python reference as its second argument).
+    `key="field"` sends every message with the same value of that input field to the same
+    block (a stable hash), FIFO within a priority."""
 
     def decorate(fn: F) -> F:
         where = f"@ring_kernel(kernel_id={kernel_id!r}) on {getattr(fn, '__qualname__', fn)}"
@@ -126,12 +138,43 @@ def ring_kernel(
             raise SchemaError(f"{where}: rtol and atol must be >= 0, got {rtol!r}, {atol!r}")
         if cuda is not None and cuda_file is not None:
             raise SchemaError(f"{where}: give cuda= or cuda_file=, not both")
+        if state is not None or key is not None:
+            if not device:
+                raise SchemaError(f"{where}: state= and key= are for device kernels; a host actor "
+                                  "keeps its state in its own coroutine")
+            _check_state(where, state)
+            _check_key(where, input, key)
         fn.__rg_kernel__ = KernelSpec(  # type: ignore[attr-defined]
             kernel_id, fn, input, output, block, grid, queue_size, cuda, cuda_file, backpressure,
-            float(rtol), float(atol))
+            float(rtol), float(atol), state, key)
         return fn
 
     return decorate
+
+
+def _check_state(where: str, state: type | None) -> None:
+    if state is None:
+        return
+    if not dataclasses.is_dataclass(state) or is_message_class(state):
+        raise SchemaError(f"{where}: state must be a plain @dataclass (not a @message), got "
+                          f"{state!r}")
+    if state.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+        raise SchemaError(f"{where}: state {state.__qualname__} is frozen; the handler changes "
+                          "it, so drop frozen=True")
+    missing = [f.name for f in dataclasses.fields(state)
+               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise SchemaError(f"{where}: state {state.__qualname__} needs a default for "
+                          f"{', '.join(missing)}: each block starts from the defaults")
+
+
+def _check_key(where: str, input: type[Message] | None, key: str | None) -> None:
+    if key is None:
+        return
+    names = [f.name for f in dataclasses.fields(input)] if input is not None else []  # type: ignore[arg-type]
+    if key not in names:
+        raise SchemaError(f"{where}: key={key!r} is not a field of the input "
+                          f"{getattr(input, '__qualname__', input)}; name one of {', '.join(names)}")
 
 
 def kernel_spec(obj: object) -> KernelSpec | None:

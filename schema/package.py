@@ -29,6 +29,7 @@ class KernelDef:
     out_dtype: np.dtype | None  # of its output (a device kernel that answers)
     source: Path | None  # the generated .cu; None for a host actor
     package_dir: Path
+    state_dtype: np.dtype | None = None  # the C struct of each block's state (state=)
 
     @property
     def kernel_id(self) -> str:

@@ -12,6 +12,9 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
 
 #include "rg_kernel.h"
 
@@ -23,6 +26,23 @@ extern "C" void RG_ENTRY(uint8_t* region);
 
 // Maps a whole file shared and writable (rg_cpu_runtime.cpp); null if it cannot.
 void* rg_cpu_map_file(const char* path, uint64_t* size);
+
+// A route's memory (rg_route.h) is a memory file the host named in the link (/proc/<host
+// pid>/fd/N); mapped once per process and kept: a route is never remapped while the kernel runs.
+rg_route* rg_cpu_map_route(const rg_link* link) {
+    static std::mutex lock;
+    static std::unordered_map<uint64_t, rg_route*> mapped;
+    std::lock_guard<std::mutex> hold(lock);
+    auto it = mapped.find(link->route_id);
+    if (it != mapped.end()) return it->second;
+    char path[sizeof link->path + 1] = {};
+    memcpy(path, link->path, sizeof link->path);
+    uint64_t size = 0;
+    rg_route* route = (rg_route*)rg_cpu_map_file(path, &size);
+    if (!route || size < sizeof(rg_route) || route->total_size > size) return nullptr;
+    mapped[link->route_id] = route;
+    return route;
+}
 
 int main(int argc, char** argv) {
     if (argc != 3) {

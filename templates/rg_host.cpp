@@ -11,6 +11,8 @@
 #include <thread>
 
 #include "rg_host.h"
+#include "rg_route.h"
+#include "rg_state.h"
 
 namespace py = pybind11;
 
@@ -39,6 +41,12 @@ class Region {
                          uint32_t out_capacity, uint32_t in_slot, uint32_t out_slot) {
         return rg_region_init(nullptr, grid, block, lane_capacity, out_capacity, in_slot,
                               out_slot, 0);
+    }
+
+    // (offset, bytes) of the state slots that follow a region of region_size bytes.
+    static py::tuple state_area(uint64_t region_size, uint32_t grid, uint64_t state_size) {
+        return py::make_tuple(rg_state_area_offset(region_size),
+                              rg_state_area_bytes(grid, state_size));
     }
 
     uint64_t push(uint32_t block, uint32_t lane, const py::buffer& structs) {
@@ -156,6 +164,86 @@ class Region {
                                   std::to_string(RG_MAX_BUFFERS) + " buffers are registered");
     }
 
+    // Per-block state (rg_state.h), in the slots at area_offset (the host's own figure: the
+    // region's size rounded to a line). Before launch: writes a block's starting state.
+    void state_write(uint64_t area_offset, uint32_t block, const py::bytes& data) {
+        std::string bytes = data;
+        rg_state_slot* slot = state_slot(area_offset, block, bytes.size());
+        memcpy(rg_state_bytes(slot), bytes.data(), bytes.size());
+    }
+
+    // A consistent snapshot of a block's state (state_size bytes), or None if the block did
+    // not answer within timeout_ns (it is inside a long handler, or gone).
+    py::object state_snapshot(uint64_t area_offset, uint32_t block, uint64_t state_size,
+                              int64_t timeout_ns) {
+        rg_state_slot* slot = state_slot(area_offset, block, state_size);
+        bool done;
+        {
+            py::gil_scoped_release nogil;
+            done = rg_state_host_snapshot(rg_host_region(host()), slot, timeout_ns);
+        }
+        if (!done) return py::none();
+        return py::bytes((const char*)rg_state_bytes(slot), state_size);
+    }
+
+    // (offset, bytes) of the links (rg_route.h) of a region of region_size bytes whose state
+    // slots hold state_size bytes a block (0: no state).
+    static py::tuple links_area(uint64_t region_size, uint32_t grid, uint64_t state_size) {
+        return py::make_tuple(rg_links_offset(region_size, grid, state_size), rg_links_bytes(grid));
+    }
+
+    // Writes entry `index` of the out (or in) links; seen by the blocks at publish_links().
+    void set_link(uint64_t links_offset, bool out, uint32_t index, uint64_t route_id,
+                  uint64_t device_ptr, uint32_t src_grid, uint32_t dst_grid, uint32_t key_kind,
+                  uint32_t key_offset, uint32_t key_size, uint32_t key_data,
+                  const std::string& path) {
+        rg_links* links = links_at(links_offset);
+        if (index >= RG_MAX_LINKS || path.size() >= sizeof(rg_link().path))
+            throw py::index_error("no link " + std::to_string(index) + " for a path of " +
+                                  std::to_string(path.size()) + " bytes: at most " +
+                                  std::to_string(RG_MAX_LINKS) + " routes a kernel");
+        rg_link link = {};
+        link.route_id = route_id;
+        link.device_ptr = device_ptr;
+        link.src_grid = src_grid;
+        link.dst_grid = dst_grid;
+        link.key_kind = key_kind;
+        link.key_offset = key_offset;
+        link.key_size = key_size;
+        link.key_data = key_data;
+        memcpy(link.path, path.data(), path.size());
+        (out ? links->out : links->in)[index] = link;
+    }
+
+    uint64_t publish_links(uint64_t links_offset) {
+        return rg_links_publish(rg_host_region(host()), links_at(links_offset));
+    }
+
+    // Waits (without the GIL) up to timeout_ns until every block applied links version v.
+    bool links_acked(uint64_t links_offset, uint64_t v, int64_t timeout_ns) {
+        rg_links* links = links_at(links_offset);
+        uint32_t grid = host()->grid;  // the host's figure: the region's may be overwritten
+        py::gil_scoped_release nogil;
+        int64_t deadline = rg_host_now_ns() + timeout_ns;
+        while (!rg_links_acked(links, grid, v)) {
+            if (rg_host_now_ns() > deadline) return false;
+            struct timespec ts = {0, 20000};
+            nanosleep(&ts, nullptr);
+        }
+        return true;
+    }
+
+    // Per block: (routed_in, routed_out).
+    py::list link_counts(uint64_t links_offset) {
+        rg_links* links = links_at(links_offset);
+        py::list out;
+        for (uint32_t b = 0; b < host()->grid; ++b) {
+            rg_link_block* s = rg_links_block(links, b);
+            out.append(py::make_tuple(rg_load_acquire(&s->routed_in), rg_load_acquire(&s->routed_out)));
+        }
+        return out;
+    }
+
     // The memory is about to go: from here on every call raises instead of touching it.
     void detach() {
         stop_watcher();
@@ -190,6 +278,18 @@ class Region {
         return py::reinterpret_steal<py::bytes>(out);
     }
 
+    // The offsets are the host's (Python's, from links_area and state_area), never read from
+    // the region; what the host then reads there (acks, counters, snapshot numbers) it only
+    // compares or reports, and a snapshot is always state_size bytes.
+    rg_links* links_at(uint64_t links_offset) { return (rg_links*)(host()->base + links_offset); }
+
+    rg_state_slot* state_slot(uint64_t area_offset, uint32_t block, uint64_t state_size) {
+        rg_host* h = host();
+        if (block >= h->grid || !state_size)
+            throw py::index_error("no state slot of block " + std::to_string(block));
+        return rg_state_slot_of(h->base + area_offset, block, state_size);
+    }
+
     static Structs whole_structs(const py::buffer& structs, uint64_t slot_size) {
         py::buffer_info info = structs.request();
         uint64_t bytes = (uint64_t)(info.size * info.itemsize);
@@ -199,6 +299,86 @@ class Region {
                                  " bytes in one contiguous buffer");
         const uint8_t* data = (const uint8_t*)info.ptr;
         return Structs{std::move(info), data, bytes / slot_size};
+    }
+};
+
+// A route between two kernels (rg_route.h), laid out in place at an address. The host only
+// drains it, as the consumer of a target that is gone. Both kernels map the route and may
+// write anywhere in it, so, as with a region (rg_host.h), its layout is the host's own copy
+// from init and every ring index read back is bounded before a copy.
+class Route {
+  public:
+    Route(uintptr_t address, uint32_t src_grid, uint32_t dst_grid, uint32_t capacity,
+          uint32_t slot_size)
+        : r_((rg_route*)address), src_grid_(src_grid), dst_grid_(dst_grid), capacity_(capacity),
+          slot_(slot_size), stride_(rg_ring_bytes(capacity, slot_size)) {
+        if (!address) throw py::value_error("a route needs memory: the address is 0");
+        if (!src_grid || !dst_grid || !rg_host_pow2(capacity) || !slot_size)
+            throw py::value_error("a route needs grids >= 1, a power-of-two capacity and a slot");
+        rg_route_init(r_, src_grid, dst_grid, capacity, slot_size);
+    }
+
+    static uint64_t size(uint32_t src_grid, uint32_t dst_grid, uint32_t capacity,
+                         uint32_t slot_size) {
+        return rg_route_init(nullptr, src_grid, dst_grid, capacity, slot_size);
+    }
+
+    // Messages waiting in the route, for every target block. The senders may push meanwhile,
+    // so only what no interleaving breaks is checked (a head never passes its tail), and each
+    // ring's count is clamped to its capacity.
+    uint64_t queued() {
+        uint64_t n = 0;
+        for (uint32_t s = 0; s < src_grid_; ++s)
+            for (uint32_t d = 0; d < dst_grid_; ++d)
+                for (uint32_t l = 0; l < RG_LANES; ++l) {
+                    rg_ring* r = ring(s, d, l);
+                    uint64_t head = rg_load_acquire(&r->head.value);
+                    uint64_t tail = rg_load_acquire(&r->tail.value);
+                    if ((int64_t)(tail - head) < 0) bad_ring(s, d, l, head, tail);
+                    n += tail - head < capacity_ ? tail - head : capacity_;
+                }
+        return n;
+    }
+
+    // Takes everything waiting for every target block, highest lane first, as struct bytes.
+    // Only while the target is gone: the host is then the rings' one consumer, so a ring with
+    // more than `capacity` between head and tail was written over.
+    py::bytes drain() {
+        std::string out;
+        for (uint32_t l = RG_LANES; l-- > 0;)
+            for (uint32_t s = 0; s < src_grid_; ++s)
+                for (uint32_t d = 0; d < dst_grid_; ++d) {
+                    rg_ring* r = ring(s, d, l);
+                    uint64_t head = rg_load_relaxed(&r->head.value);
+                    uint64_t tail = rg_load_acquire(&r->tail.value);
+                    uint64_t n = tail - head;
+                    if (n > capacity_) bad_ring(s, d, l, head, tail);
+                    if (!n) continue;
+                    size_t at = out.size();
+                    out.resize(at + n * slot_);
+                    rg_host_copy(r, capacity_, slot_, head, (uint8_t*)&out[at], n, false);
+                    rg_store_release(&r->head.value, tail);
+                }
+        return py::bytes(out);
+    }
+
+  private:
+    rg_route* r_;
+    uint32_t src_grid_, dst_grid_, capacity_, slot_;
+    uint64_t stride_;
+
+    // Ring (s, d, l), from the host's layout (rg_route_ring reads the route's header).
+    rg_ring* ring(uint32_t s, uint32_t d, uint32_t l) {
+        uint64_t i = ((uint64_t)s * dst_grid_ + d) * RG_LANES + l;
+        return (rg_ring*)((uint8_t*)r_ + sizeof(rg_route) + i * stride_);
+    }
+
+    [[noreturn]] void bad_ring(uint32_t s, uint32_t d, uint32_t l, uint64_t head, uint64_t tail) {
+        throw rg_host_fault("route ring (sender block " + std::to_string(s) + ", target block " +
+                            std::to_string(d) + ", lane " + std::to_string(l) + ") has head " +
+                            std::to_string(head) + " and tail " + std::to_string(tail) +
+                            ", which no ring of " + std::to_string(capacity_) +
+                            " slots can have: a kernel wrote over the route");
     }
 };
 
@@ -224,6 +404,7 @@ PYBIND11_MODULE(_rg_host, m) {
         .def(py::init<uintptr_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t,
                       uint64_t>())
         .def_static("size", &Region::size)
+        .def_static("state_area", &Region::state_area)
         .def("push", &Region::push)
         .def("push_wait", &Region::push_wait)
         .def("lane_size", &Region::lane_size)
@@ -238,5 +419,17 @@ PYBIND11_MODULE(_rg_host, m) {
         .def("start_watcher", &Region::start_watcher)
         .def("set_spin", &Region::set_spin)
         .def("set_buffer", &Region::set_buffer)
+        .def_static("links_area", &Region::links_area)
+        .def("set_link", &Region::set_link)
+        .def("publish_links", &Region::publish_links)
+        .def("links_acked", &Region::links_acked)
+        .def("link_counts", &Region::link_counts)
+        .def("state_write", &Region::state_write)
+        .def("state_snapshot", &Region::state_snapshot)
         .def("detach", &Region::detach);
+    py::class_<Route>(m, "Route")
+        .def(py::init<uintptr_t, uint32_t, uint32_t, uint32_t, uint32_t>())
+        .def_static("size", &Route::size)
+        .def("queued", &Route::queued)
+        .def("drain", &Route::drain);
 }

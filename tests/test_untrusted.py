@@ -211,6 +211,26 @@ def test_the_native_region_refuses_a_capacity_its_mask_cannot_index() -> None:
         rings.region_type()(address, 1, 32, 48, 64, 64, 64, 0)
 
 
+def test_a_route_written_over_faults_instead_of_draining_what_it_cannot_hold() -> None:
+    """Both kernels of a route map it and may write anywhere in it. The host, draining it for a
+    target that is gone, reads its own copy of the layout and bounds each ring's indices: a
+    tail 5 past the head of a ring of 4 once drained 5 messages (one of them twice), and a
+    route header with other grids sent it off the route's end."""
+    line = int(re.findall(r"#define RG_LINE (\d+)", (ROOT / "templates" / "rg_ring.h").read_text())[0])
+    route_type = rings.route_type()
+    memory = bytearray(route_type.size(1, 1, 4, 16))
+    anchor = ctypes.c_char.from_buffer(memory)
+    route = route_type(ctypes.addressof(anchor), 1, 1, 4, 16)
+    memory[16:24] = (1000).to_bytes(4, "little") * 2  # the header's src_grid, dst_grid
+    tail = 2 * line  # ring (0, 0, lane 0) follows the header line; its tail follows its head
+    memory[tail:tail + 8] = (2).to_bytes(8, "little")
+    assert len(route.drain()) == 2 * 16 and route.queued() == 0
+    memory[tail:tail + 8] = (2 + 5).to_bytes(8, "little")
+    with pytest.raises(rings.region_fault(), match="a kernel wrote over the route"):
+        route.drain()
+    del route, anchor
+
+
 def test_ring_constants_are_the_headers(scribbler_pkg: Any) -> None:
     """The protocol's constants are defined once, in rg_ring.h; Python reads the module's."""
     header = (ROOT / "templates" / "rg_ring.h").read_text()

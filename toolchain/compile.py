@@ -139,7 +139,8 @@ def compile_host_module() -> Artifact:
     import pybind11
 
     source = templates_dir() / "rg_host.cpp"
-    headers = [templates_dir() / n for n in ("rg_host.h", "rg_ring.h", "rg_platform.h")]
+    headers = [templates_dir() / n
+               for n in ("rg_host.h", "rg_ring.h", "rg_state.h", "rg_route.h", "rg_platform.h")]
     # The headers of templates_dir() that the module includes are keyed by content above.
     searched = [cccl_include(), Path(pybind11.get_include()), Path(sysconfig.get_paths()["include"])]
     flags = [*CXX_FLAGS, "-shared", "-fPIC", "-fvisibility=hidden"]

@@ -8,6 +8,9 @@
 #include "rg_kernel.h"
 #include "calculator_codec.h"
 
+// What the handler sees besides its messages (rg_kernel.h: rg_ctx).
+struct calculator_ctx : rg_ctx {};
+
 // ---- the handler, as written in examples/calculator.py ----
 #line 37 "examples/calculator.py"
 // A number: [-]digits[.digits], at most 15 significant digits and 8 decimals, so that
@@ -68,7 +71,7 @@ __device__ bool calculator_handle(const CalculateRequest& req, CalculateResponse
     }
     return true;
 }
-#line 72 "calculator.cu"
+#line 75 "calculator.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a
@@ -77,16 +80,25 @@ namespace rg_no_handler_calculator {
 struct missing {
     __device__ operator bool() const { return false; }
 };
-template <class... Args>
-__device__ missing calculator_handle(const Args&...) { return missing{}; }
+// Takes anything, by a user-defined conversion: any handler that fits (its ctx an rg_ctx& or
+// a calculator_ctx&) is a better match, so this one is found only when none is defined.
+struct any_arg {
+    template <class T>
+    __device__ any_arg(const T&) {}
+};
+__device__ missing calculator_handle(any_arg, any_arg) { return missing{}; }
+__device__ missing calculator_handle(any_arg, any_arg, any_arg) { return missing{}; }
+__device__ missing calculator_handle(any_arg, any_arg, any_arg, any_arg) { return missing{}; }
 }  // namespace rg_no_handler_calculator
 
 struct calculator_kernel {
     typedef CalculateRequest In;
     typedef CalculateResponse Out;
+    typedef calculator_ctx Ctx;
+    typedef rg_no_state State;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_CalculateResponse;
     __device__ static void init(Out* m) { rg_init_CalculateResponse(m); }
-    __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+    __device__ bool operator()(const In& req, Out& resp, Ctx& ctx) const {
         using namespace rg_no_handler_calculator;
         static_assert(cuda::std::is_same<decltype(calculator_handle(req, resp, ctx)), bool>::value,
                       "kernel calculator needs its handler defined as: __device__ bool "

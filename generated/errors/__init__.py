@@ -55,7 +55,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='errors',
-    schema_hash='16b8d385347a5c97',
+    schema_hash='dd11d56da68b90fb',
     build_command='ringgen build examples/errors.py -o generated',
     sources=('examples/errors.py',),
     type_ids=TYPE_IDS,

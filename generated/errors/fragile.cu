@@ -8,6 +8,9 @@
 #include "rg_kernel.h"
 #include "errors_codec.h"
 
+// What the handler sees besides its messages (rg_kernel.h: rg_ctx).
+struct fragile_ctx : rg_ctx {};
+
 // ---- the handler, as written in examples/errors.py ----
 #line 96 "examples/errors.py"
 __device__ bool fragile_handle(const Measurement& req, Response& resp, rg_ctx& ctx) {
@@ -18,7 +21,7 @@ __device__ bool fragile_handle(const Measurement& req, Response& resp, rg_ctx& c
     }
     return true;
 }
-#line 22 "fragile.cu"
+#line 25 "fragile.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a
@@ -27,16 +30,25 @@ namespace rg_no_handler_fragile {
 struct missing {
     __device__ operator bool() const { return false; }
 };
-template <class... Args>
-__device__ missing fragile_handle(const Args&...) { return missing{}; }
+// Takes anything, by a user-defined conversion: any handler that fits (its ctx an rg_ctx& or
+// a fragile_ctx&) is a better match, so this one is found only when none is defined.
+struct any_arg {
+    template <class T>
+    __device__ any_arg(const T&) {}
+};
+__device__ missing fragile_handle(any_arg, any_arg) { return missing{}; }
+__device__ missing fragile_handle(any_arg, any_arg, any_arg) { return missing{}; }
+__device__ missing fragile_handle(any_arg, any_arg, any_arg, any_arg) { return missing{}; }
 }  // namespace rg_no_handler_fragile
 
 struct fragile_kernel {
     typedef Measurement In;
     typedef Response Out;
+    typedef fragile_ctx Ctx;
+    typedef rg_no_state State;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_Response;
     __device__ static void init(Out* m) { rg_init_Response(m); }
-    __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+    __device__ bool operator()(const In& req, Out& resp, Ctx& ctx) const {
         using namespace rg_no_handler_fragile;
         static_assert(cuda::std::is_same<decltype(fragile_handle(req, resp, ctx)), bool>::value,
                       "kernel fragile needs its handler defined as: __device__ bool "

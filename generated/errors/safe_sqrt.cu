@@ -8,6 +8,9 @@
 #include "rg_kernel.h"
 #include "errors_codec.h"
 
+// What the handler sees besides its messages (rg_kernel.h: rg_ctx).
+struct safe_sqrt_ctx : rg_ctx {};
+
 // ---- the handler, as written in examples/errors.py ----
 #line 28 "examples/errors.py"
 __device__ void set_error(Response& resp, const char* text, int64_t code) {
@@ -27,7 +30,7 @@ __device__ bool safe_sqrt_handle(const Measurement& req, Response& resp, rg_ctx&
     else resp.result = sqrt(req.value);
     return true;
 }
-#line 31 "safe_sqrt.cu"
+#line 34 "safe_sqrt.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a
@@ -36,16 +39,25 @@ namespace rg_no_handler_safe_sqrt {
 struct missing {
     __device__ operator bool() const { return false; }
 };
-template <class... Args>
-__device__ missing safe_sqrt_handle(const Args&...) { return missing{}; }
+// Takes anything, by a user-defined conversion: any handler that fits (its ctx an rg_ctx& or
+// a safe_sqrt_ctx&) is a better match, so this one is found only when none is defined.
+struct any_arg {
+    template <class T>
+    __device__ any_arg(const T&) {}
+};
+__device__ missing safe_sqrt_handle(any_arg, any_arg) { return missing{}; }
+__device__ missing safe_sqrt_handle(any_arg, any_arg, any_arg) { return missing{}; }
+__device__ missing safe_sqrt_handle(any_arg, any_arg, any_arg, any_arg) { return missing{}; }
 }  // namespace rg_no_handler_safe_sqrt
 
 struct safe_sqrt_kernel {
     typedef Measurement In;
     typedef Response Out;
+    typedef safe_sqrt_ctx Ctx;
+    typedef rg_no_state State;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_Response;
     __device__ static void init(Out* m) { rg_init_Response(m); }
-    __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+    __device__ bool operator()(const In& req, Out& resp, Ctx& ctx) const {
         using namespace rg_no_handler_safe_sqrt;
         static_assert(cuda::std::is_same<decltype(safe_sqrt_handle(req, resp, ctx)), bool>::value,
                       "kernel safe_sqrt needs its handler defined as: __device__ bool "

@@ -35,7 +35,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='large_data',
-    schema_hash='1ef5a1b743a6d82d',
+    schema_hash='b3e7415007592438',
     build_command='ringgen build examples/large_data.py -o generated',
     sources=('examples/large_data.py',),
     type_ids=TYPE_IDS,

@@ -8,6 +8,9 @@
 #include "rg_kernel.h"
 #include "large_data_codec.h"
 
+// What the handler sees besides its messages (rg_kernel.h: rg_ctx).
+struct reduce_ctx : rg_ctx {};
+
 // ---- the handler, as written in examples/large_data.py ----
 #line 29 "examples/large_data.py"
 __device__ bool reduce_handle(const GoodRequest& req, Reduction& resp, rg_ctx& ctx) {
@@ -39,7 +42,7 @@ __device__ bool reduce_handle(const GoodRequest& req, Reduction& resp, rg_ctx& c
     }
     return true;
 }
-#line 43 "reduce.cu"
+#line 46 "reduce.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a
@@ -48,16 +51,25 @@ namespace rg_no_handler_reduce {
 struct missing {
     __device__ operator bool() const { return false; }
 };
-template <class... Args>
-__device__ missing reduce_handle(const Args&...) { return missing{}; }
+// Takes anything, by a user-defined conversion: any handler that fits (its ctx an rg_ctx& or
+// a reduce_ctx&) is a better match, so this one is found only when none is defined.
+struct any_arg {
+    template <class T>
+    __device__ any_arg(const T&) {}
+};
+__device__ missing reduce_handle(any_arg, any_arg) { return missing{}; }
+__device__ missing reduce_handle(any_arg, any_arg, any_arg) { return missing{}; }
+__device__ missing reduce_handle(any_arg, any_arg, any_arg, any_arg) { return missing{}; }
 }  // namespace rg_no_handler_reduce
 
 struct reduce_kernel {
     typedef GoodRequest In;
     typedef Reduction Out;
+    typedef reduce_ctx Ctx;
+    typedef rg_no_state State;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_Reduction;
     __device__ static void init(Out* m) { rg_init_Reduction(m); }
-    __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+    __device__ bool operator()(const In& req, Out& resp, Ctx& ctx) const {
         using namespace rg_no_handler_reduce;
         static_assert(cuda::std::is_same<decltype(reduce_handle(req, resp, ctx)), bool>::value,
                       "kernel reduce needs its handler defined as: __device__ bool "

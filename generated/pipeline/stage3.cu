@@ -8,6 +8,9 @@
 #include "rg_kernel.h"
 #include "pipeline_codec.h"
 
+// What the handler sees besides its messages (rg_kernel.h: rg_ctx).
+struct stage3_ctx : rg_ctx {};
+
 // ---- the handler, as written in examples/pipeline.py ----
 #line 97 "examples/pipeline.py"
 __device__ bool stage3_handle(const Squares& req, Total& resp, rg_ctx& ctx) {
@@ -26,7 +29,7 @@ __device__ bool stage3_handle(const Squares& req, Total& resp, rg_ctx& ctx) {
     }
     return true;
 }
-#line 30 "stage3.cu"
+#line 33 "stage3.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a
@@ -35,16 +38,25 @@ namespace rg_no_handler_stage3 {
 struct missing {
     __device__ operator bool() const { return false; }
 };
-template <class... Args>
-__device__ missing stage3_handle(const Args&...) { return missing{}; }
+// Takes anything, by a user-defined conversion: any handler that fits (its ctx an rg_ctx& or
+// a stage3_ctx&) is a better match, so this one is found only when none is defined.
+struct any_arg {
+    template <class T>
+    __device__ any_arg(const T&) {}
+};
+__device__ missing stage3_handle(any_arg, any_arg) { return missing{}; }
+__device__ missing stage3_handle(any_arg, any_arg, any_arg) { return missing{}; }
+__device__ missing stage3_handle(any_arg, any_arg, any_arg, any_arg) { return missing{}; }
 }  // namespace rg_no_handler_stage3
 
 struct stage3_kernel {
     typedef Squares In;
     typedef Total Out;
+    typedef stage3_ctx Ctx;
+    typedef rg_no_state State;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_Total;
     __device__ static void init(Out* m) { rg_init_Total(m); }
-    __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+    __device__ bool operator()(const In& req, Out& resp, Ctx& ctx) const {
         using namespace rg_no_handler_stage3;
         static_assert(cuda::std::is_same<decltype(stage3_handle(req, resp, ctx)), bool>::value,
                       "kernel stage3 needs its handler defined as: __device__ bool "

@@ -42,7 +42,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='pubsub',
-    schema_hash='b8497b8fcbf9b0f6',
+    schema_hash='bea184885a8cc3ff',
     build_command='ringgen build examples/pubsub.py -o generated',
     sources=('examples/pubsub.py',),
     type_ids=TYPE_IDS,

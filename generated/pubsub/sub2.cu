@@ -8,6 +8,9 @@
 #include "rg_kernel.h"
 #include "pubsub_codec.h"
 
+// What the handler sees besides its messages (rg_kernel.h: rg_ctx).
+struct sub2_ctx : rg_ctx {};
+
 // ---- the handler, as written in examples/pubsub.py ----
 #line 30 "examples/pubsub.py"
 // A subscriber acknowledges an event with its number (from the block's kernel) and the
@@ -28,7 +31,7 @@ __device__ bool sub2_handle(const Event& req, Delivery& resp, rg_ctx&) {
 __device__ bool sub3_handle(const Event& req, Delivery& resp, rg_ctx&) {
     return subscriber_ack(3, req, resp);
 }
-#line 32 "sub2.cu"
+#line 35 "sub2.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a
@@ -37,16 +40,25 @@ namespace rg_no_handler_sub2 {
 struct missing {
     __device__ operator bool() const { return false; }
 };
-template <class... Args>
-__device__ missing sub2_handle(const Args&...) { return missing{}; }
+// Takes anything, by a user-defined conversion: any handler that fits (its ctx an rg_ctx& or
+// a sub2_ctx&) is a better match, so this one is found only when none is defined.
+struct any_arg {
+    template <class T>
+    __device__ any_arg(const T&) {}
+};
+__device__ missing sub2_handle(any_arg, any_arg) { return missing{}; }
+__device__ missing sub2_handle(any_arg, any_arg, any_arg) { return missing{}; }
+__device__ missing sub2_handle(any_arg, any_arg, any_arg, any_arg) { return missing{}; }
 }  // namespace rg_no_handler_sub2
 
 struct sub2_kernel {
     typedef Event In;
     typedef Delivery Out;
+    typedef sub2_ctx Ctx;
+    typedef rg_no_state State;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_Delivery;
     __device__ static void init(Out* m) { rg_init_Delivery(m); }
-    __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+    __device__ bool operator()(const In& req, Out& resp, Ctx& ctx) const {
         using namespace rg_no_handler_sub2;
         static_assert(cuda::std::is_same<decltype(sub2_handle(req, resp, ctx)), bool>::value,
                       "kernel sub2 needs its handler defined as: __device__ bool "

@@ -15,6 +15,8 @@
 #include "rg_cpu_shim.h"
 #endif
 #include "rg_ring.h"
+#include "rg_state.h"
+#include "rg_route.h"
 
 #include <cuda/std/type_traits>
 
@@ -46,6 +48,7 @@ struct rg_ctx {
     rg_region* region;
     uint32_t lane;    // the priority class the request came from (0 lowest .. 4)
     uint32_t failed;  // set by fail(): counted in the kernel's `errors`
+    uint32_t routed;  // the request came over a route from another kernel (rg_route.h)
 
     // Counts this request as a handler error (the response, if any, is still sent).
     RG_HD void fail() { failed = 1; }
@@ -136,13 +139,21 @@ RG_HD bool rg_list_append(L& list, const T& item) {
 #if defined(__CUDACC__)
 RG_FN void* rg_map_buffer(rg_buffer_entry* entry) { return (void*)entry->device_ptr; }
 RG_FN void rg_release_buffers(rg_region* region) { (void)region; }
+RG_FN rg_route* rg_map_route(const rg_link* link) { return (rg_route*)link->device_ptr; }
 #else
-// The CPU backend maps a buffer's memory file on first use, and unmaps the buffers that left
-// the table when the block is idle (rg_cpu_runner.cpp).
+// The CPU backend maps a buffer's (a route's) shared-memory file on first use, and unmaps the
+// buffers that left the table when the block is idle (rg_cpu_runner.cpp). A route without a
+// path is in this process's memory at device_ptr (the TSan stress test); rg_cpu_map_route is
+// weak so that programs that have no runner (that test) link.
 void* rg_cpu_map_buffer(rg_buffer_entry* entry);
 void rg_cpu_release_buffers(rg_region* region);
+__attribute__((weak)) rg_route* rg_cpu_map_route(const rg_link* link);
 RG_FN void* rg_map_buffer(rg_buffer_entry* entry) { return rg_cpu_map_buffer(entry); }
 RG_FN void rg_release_buffers(rg_region* region) { rg_cpu_release_buffers(region); }
+RG_FN rg_route* rg_map_route(const rg_link* link) {
+    if (!link->path[0] || !rg_cpu_map_route) return (rg_route*)link->device_ptr;
+    return rg_cpu_map_route(link);
+}
 #endif
 
 // Fire-and-forget kernels have no output message.
@@ -169,6 +180,7 @@ RG_FN void rg_uuid4(uint64_t* state, rg_uuid* out) {
 #define RG_ACT_HANDLE 1u  // a request is in req[cur]
 #define RG_ACT_FLUSH 2u   // no request waits: finish the previous one
 #define RG_ACT_EXIT 3u    // terminated
+#define RG_ACT_SNAPSHOT 4u  // the host asks for a snapshot of the block's state (rg_state.h)
 #define RG_SPIN_POLLS 64u           // polls before the first sleep
 // Longest sleep between polls when idle. A GPU has no bell to wake it: it naps briefly. On the
 // CPU backend every push, pop and command rings the doorbell the block sleeps on, so the nap
@@ -190,6 +202,78 @@ struct rg_poller {
     uint64_t random;
     uint64_t idle_since;
     uint64_t done[RG_LANES];  // each lane's `done`, which only this thread writes
+    rg_state_slot* state_slot;  // null: the kernel has no state
+    uint64_t state_done;        // the last snapshot written
+    // Routes (rg_route.h), as of links version `links_version`.
+    rg_links* links;
+    rg_link_block* link_status;
+    uint64_t links_version, routed_in, routed_out;
+    uint32_t n_out, n_in;
+    rg_link out_link[RG_MAX_LINKS];
+    rg_route* out_route[RG_MAX_LINKS];
+    uint32_t out_rr[RG_MAX_LINKS];
+    rg_route* in_route[RG_MAX_LINKS];
+
+    // Applies the host's latest routes, between two messages, and acknowledges them.
+    RG_HD void refresh_links() {
+        uint64_t v = rg_load_acquire(&links->version.value);
+        if (v == links_version) return;
+        n_out = n_in = 0;
+        for (uint32_t i = 0; i < RG_MAX_LINKS; ++i) {
+            if (links->out[i].route_id) {
+                out_link[n_out] = links->out[i];
+                out_route[n_out] = rg_map_route(&out_link[n_out]);
+                assert(out_route[n_out] && out_route[n_out]->magic == RG_ROUTE_MAGIC);
+                out_rr[n_out] = 0;
+                ++n_out;
+            }
+            if (links->in[i].route_id) {
+                in_route[n_in] = rg_map_route(&links->in[i]);
+                assert(in_route[n_in] && in_route[n_in]->magic == RG_ROUTE_MAGIC &&
+                       blockIdx.x < in_route[n_in]->dst_grid);
+                ++n_in;
+            }
+        }
+        links_version = v;
+        rg_store_release(&link_status->ack, v);
+    }
+
+    // Takes a message of lane `l` from the routes into this block, if one waits.
+    template <class In>
+    RG_HD bool pop_routed(In* req, uint32_t l) {
+        for (uint32_t i = 0; i < n_in; ++i) {
+            rg_route* r = in_route[i];
+            for (uint32_t s = 0; s < r->src_grid; ++s) {
+                if (rg_ring_pop(rg_route_ring(r, s, blockIdx.x, l), req, 1)) {
+                    rg_store_release(&link_status->routed_in, ++routed_in);
+                    return true;
+                }
+            }
+        }
+        return false;
+    }
+
+    // Pushes a response into every route out of the kernel (fan-out), each into the lane of its
+    // priority in the block its link picks, waiting while that ring is full; false if the
+    // kernel was terminated while it waited.
+    template <class Out>
+    RG_HD bool route(const Out* resp) {
+        for (uint32_t i = 0; i < n_out; ++i) {
+            uint32_t d = rg_link_target(&out_link[i], (const uint8_t*)resp, &out_rr[i]);
+            rg_ring* ring = rg_route_ring(out_route[i], blockIdx.x, d, rg_lane_of(resp->priority));
+            uint32_t sleep_ns = 1000;
+            while (!rg_ring_push(ring, resp, 1)) {
+                rg_store_release(&status->heartbeat, ++heartbeat);  // waiting on a target, not hung
+                if (!apply_control()) return false;
+#if defined(__CUDA_ARCH__) || !defined(__CUDACC__)  // the device, or the CPU shim's
+                __nanosleep(sleep_ns);
+#endif
+                sleep_ns = sleep_ns * 2 > RG_MAX_IDLE_NS ? RG_MAX_IDLE_NS : sleep_ns * 2;
+            }
+            rg_store_release(&link_status->routed_out, ++routed_out);
+        }
+        return true;
+    }
 
     // CPU backend: an idle block keeps polling for region->spin_ns before it sleeps on the
     // doorbell, so that a request soon after the last one is taken without a wake-up (which
@@ -227,15 +311,20 @@ struct rg_poller {
     // Waits for the next request (highest lane first) into `req`; RG_ACT_EXIT on terminate,
     // RG_ACT_FLUSH at once when none waits and a finished request still has to go out.
     template <class In>
-    RG_HD uint32_t next(In* req, uint32_t* lane, bool pending) {
+    RG_HD uint32_t next(In* req, uint32_t* lane, uint32_t* routed, bool pending) {
         uint32_t idle = 0, sleep_ns = 1000;
         for (;;) {
             rg_store_release(&status->heartbeat, ++heartbeat);
             uint64_t bell = rg_load_acquire(&region->control.doorbell.value);
             if (!apply_control()) return RG_ACT_EXIT;
+            if (state_slot && rg_load_acquire(&state_slot->request.value) != state_done)
+                return RG_ACT_SNAPSHOT;  // answered paused too: the state is kept meanwhile
+            refresh_links();
             if (state == RG_STATE_ACTIVE) {
                 for (uint32_t l = RG_LANES; l-- > 0;) {
-                    if (rg_ring_pop(rg_region_ring(region, blockIdx.x, l), req, 1)) {
+                    *routed = 0;
+                    if (rg_ring_pop(rg_region_ring(region, blockIdx.x, l), req, 1) ||
+                        (*routed = pop_routed(req, l))) {
                         *lane = l;
                         return RG_ACT_HANDLE;
                     }
@@ -275,15 +364,18 @@ struct rg_poller {
 
     // Emitted is counted before the push for the same reason, and taken back when the kernel
     // was terminated while it waited for room: that response never reached the host, and the
-    // request stays unfinished (false). Between the two, the block records which request the
-    // response answers, so that a host looking at a dead kernel's region can tell whether it
-    // went out (see rg_block_status: finishing).
+    // request stays unfinished (false). Between the two, the block records which request of
+    // its lanes the response answers, so that a host looking at a dead kernel's region can
+    // tell whether it went out (see rg_block_status: finishing); a request that came over a
+    // route is not in the lanes and records nothing. A kernel connected to others sends its
+    // output there instead (counted in routed_out).
     template <class Out>
-    RG_HD bool emit(const Out* resp, uint32_t lane) {
+    RG_HD bool emit(const Out* resp, uint32_t lane, bool routed) {
+        if (n_out) return route(resp);
         rg_store_release(&status->emitted, ++emitted);
-        rg_store_release(&status->finishing, done[lane] << 8 | (lane + 1));
+        if (!routed) rg_store_release(&status->finishing, done[lane] << 8 | (lane + 1));
         if (push(resp)) return true;
-        rg_store_release(&status->finishing, 0);
+        if (!routed) rg_store_release(&status->finishing, 0);
         rg_store_release(&status->emitted, --emitted);
         return false;
     }
@@ -297,8 +389,9 @@ struct rg_poller {
 };
 
 // The kernel body, for a generated `Kernel` type that names In and Out (rg_no_output for
-// fire-and-forget), Out's type id, `init(Out*)` (its field defaults) and the handler call:
-// `bool operator()(const In&, Out&, rg_ctx&)`, or `void operator()(const In&, rg_ctx&)`.
+// fire-and-forget), Ctx (the kernel's rg_ctx), State (rg_no_state without one) and `state()`
+// (the calling block's live state), Out's type id, `init(Out*)` (its field defaults) and the
+// handler call: `bool operator()(const In&, Out&, Ctx&)`, or `void operator()(const In&, Ctx&)`.
 //
 // One barrier per request while requests keep coming: requests and responses are double
 // buffered, and thread 0 finishes (stamps and pushes) response i right after the barrier that
@@ -309,10 +402,12 @@ template <class Kernel>
 __device__ void rg_ring_loop(uint8_t* region_mem) {
     typedef typename Kernel::In In;
     typedef typename Kernel::Out Out;
+    typedef typename Kernel::State State;
     constexpr bool has_output = !cuda::std::is_same<Out, rg_no_output>::value;
+    constexpr bool has_state = !cuda::std::is_same<State, rg_no_state>::value;
     __shared__ In req[2];
     __shared__ Out resp[2];
-    __shared__ rg_ctx ctx[2];
+    __shared__ typename Kernel::Ctx ctx[2];
     __shared__ uint32_t actions[2];  // double buffered too: thread 0 may run a round ahead
     rg_region* region = (rg_region*)region_mem;
     rg_poller poller = {};
@@ -325,10 +420,18 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
         poller.state = RG_STATE_LAUNCHED;
         poller.publish_state();
         ctx[0].region = ctx[1].region = region;
+        if constexpr (has_state) {  // the defaults (or what the host wrote) before any request
+            uint8_t* area = region_mem + rg_state_area_offset(region->total_size);
+            poller.state_slot = rg_state_slot_of(area, blockIdx.x, sizeof(State));
+            rg_copy_bytes(Kernel::state(), rg_state_bytes(poller.state_slot), sizeof(State));
+        }
+        poller.links = (rg_links*)(region_mem + rg_links_offset(region->total_size, region->grid,
+                                                                 has_state ? sizeof(State) : 0));
+        poller.link_status = rg_links_block(poller.links, blockIdx.x);
     }
     for (;;) {
         if (threadIdx.x == 0) {
-            actions[cur] = poller.next(&req[cur], &ctx[cur].lane, pending);
+            actions[cur] = poller.next(&req[cur], &ctx[cur].lane, &ctx[cur].routed, pending);
             if (actions[cur] == RG_ACT_HANDLE) {
                 ctx[cur].failed = 0;
                 if constexpr (has_output) {
@@ -349,16 +452,35 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
                     rg_uuid4(&poller.random, &r.message_id);
                     r.type_id = Kernel::out_type_id;
                     if (!(r.flags & RG_FLAG_HAS_CORRELATION)) {
-                        r.correlation_id = req[done].message_id;
+                        // A conversation: what comes over a route answers the request that
+                        // entered the pipeline, so its correlation_id is kept.
+                        bool carried = ctx[done].routed && (req[done].flags & RG_FLAG_HAS_CORRELATION);
+                        r.correlation_id = carried ? req[done].correlation_id : req[done].message_id;
                         r.flags |= RG_FLAG_HAS_CORRELATION;
                     }
-                    finished = poller.emit(&r, ctx[done].lane);
+                    finished = poller.emit(&r, ctx[done].lane, ctx[done].routed);
                 }
             }
-            if (finished) poller.finish(ctx[done].lane);
+            // A request that came over a route holds no slot of the block's lanes.
+            if (finished && !ctx[done].routed) poller.finish(ctx[done].lane);
             pending = false;
         }
         if (action == RG_ACT_EXIT) break;
+        if (action == RG_ACT_SNAPSHOT) {
+            // Every thread is done with the last request, and none starts the next before the
+            // next barrier: the state is between two messages. cur flips so that thread 0's
+            // next action goes to the slot the others read before this barrier.
+            if constexpr (has_state) {
+                if (threadIdx.x == 0) {
+                    uint64_t asked = rg_load_acquire(&poller.state_slot->request.value);
+                    rg_copy_bytes(rg_state_bytes(poller.state_slot), Kernel::state(), sizeof(State));
+                    rg_store_release(&poller.state_slot->done.value, asked);
+                    poller.state_done = asked;
+                }
+            }
+            cur ^= 1;
+            continue;
+        }
         if (action != RG_ACT_HANDLE) {  // RG_ACT_FLUSH: the last response went out
             // Still the other slot next: thread 0 writes actions[cur] again before the next
             // barrier, and another thread may not have read this round's yet.

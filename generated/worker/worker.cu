@@ -8,6 +8,9 @@
 #include "rg_kernel.h"
 #include "worker_codec.h"
 
+// What the handler sees besides its messages (rg_kernel.h: rg_ctx).
+struct worker_ctx : rg_ctx {};
+
 // ---- the handler, as written in examples/worker.py ----
 #line 31 "examples/worker.py"
 #include "rg_python.h"
@@ -62,7 +65,7 @@ __device__ bool worker_handle(const WorkRequest& req, WorkResponse& resp, rg_ctx
     }
     return false;
 }
-#line 66 "worker.cu"
+#line 69 "worker.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a
@@ -71,16 +74,25 @@ namespace rg_no_handler_worker {
 struct missing {
     __device__ operator bool() const { return false; }
 };
-template <class... Args>
-__device__ missing worker_handle(const Args&...) { return missing{}; }
+// Takes anything, by a user-defined conversion: any handler that fits (its ctx an rg_ctx& or
+// a worker_ctx&) is a better match, so this one is found only when none is defined.
+struct any_arg {
+    template <class T>
+    __device__ any_arg(const T&) {}
+};
+__device__ missing worker_handle(any_arg, any_arg) { return missing{}; }
+__device__ missing worker_handle(any_arg, any_arg, any_arg) { return missing{}; }
+__device__ missing worker_handle(any_arg, any_arg, any_arg, any_arg) { return missing{}; }
 }  // namespace rg_no_handler_worker
 
 struct worker_kernel {
     typedef WorkRequest In;
     typedef WorkResponse Out;
+    typedef worker_ctx Ctx;
+    typedef rg_no_state State;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_WorkResponse;
     __device__ static void init(Out* m) { rg_init_WorkResponse(m); }
-    __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+    __device__ bool operator()(const In& req, Out& resp, Ctx& ctx) const {
         using namespace rg_no_handler_worker;
         static_assert(cuda::std::is_same<decltype(worker_handle(req, resp, ctx)), bool>::value,
                       "kernel worker needs its handler defined as: __device__ bool "

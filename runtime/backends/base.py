@@ -7,18 +7,22 @@ region lives (shared memory, mapped pinned memory), how the kernel is started, a
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ringgen.errors import KernelFaultError, KernelStateError
 from ringgen.runtime import limits
 from ringgen.runtime.backends import rings
+from ringgen.runtime.state import StateCodec
 from ringgen.schema.package import KernelDef
 
 log = logging.getLogger("ringgen.runtime")
@@ -65,10 +69,22 @@ class RingKernel(ABC):
         self.region_size = rings.region_type().size(
             info.grid, info.block, lane_capacity, out_capacity, self.in_dtype.itemsize,
             self._out_slot)
+        # A kernel with state= has one state slot per block after the rings (rg_state.h).
+        self.state_codec = (StateCodec(info.spec.state, info.state_dtype)
+                            if info.state_dtype is not None and info.spec.state is not None
+                            else None)
+        state_size = self.state_codec.size if self.state_codec is not None else 0
+        self._state_offset, _ = rings.region_type().state_area(
+            self.region_size, info.grid, state_size)
+        # Then the routes in and out of it (rg_route.h: runtime.connect).
+        self.links_offset, links_bytes = rings.region_type().links_area(
+            self.region_size, info.grid, state_size)
+        self.region_size = self.links_offset + links_bytes
         self.region: rings.Region | None = None
         self._region_fault = rings.region_fault()
         self.host_fault: str | None = None  # why the host found the region broken, if it did
         self.notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._state_lock = threading.Lock()
         self._needs_watcher = False
         self.closed = False
 
@@ -78,6 +94,12 @@ class RingKernel(ABC):
         self.region = rings.region_type()(address, info.grid, info.block, self.lane_capacity,
                                            self.out_capacity, self.in_dtype.itemsize,
                                            self._out_slot, seed)
+        # The state slots and links after the rings start zeroed (pinned memory is not).
+        ctypes.memset(address + self._state_offset, 0, self.region_size - self._state_offset)
+        if self.state_codec is not None:  # before the launch: each block starts from these
+            defaults = self.state_codec.defaults()
+            for block in range(info.grid):
+                self.region.state_write(self._state_offset, block, defaults)
         return self.region
 
     @property
@@ -215,6 +237,42 @@ class RingKernel(ABC):
             raise KernelFaultError(f"kernel {self.kernel_id!r} failed: {reason}")
         raise KernelStateError(f"kernel {self.kernel_id!r} did not acknowledge {what} within "
                                f"{timeout} s; is a handler stuck in a loop?")
+
+    def read_state(self, timeout: float) -> list[Any]:
+        """One consistent snapshot of each block's state, taken between two of its messages
+        (paused blocks answer too); KernelStateError for a kernel without state= or a block
+        that does not answer within `timeout` seconds."""
+        with self._state_lock:  # one snapshot handshake at a time per slot
+            return self._read_state(timeout)
+
+    def _read_state(self, timeout: float) -> list[Any]:
+        codec = self.state_codec
+        if codec is None:
+            raise KernelStateError(f"kernel {self.kernel_id!r} has no state; declare it with "
+                                   "@ring_kernel(..., state=YourStateDataclass)")
+        out = []
+        for block in range(self.grid):
+            data = self.rings.state_snapshot(self._state_offset, block, codec.size,
+                                             int(timeout * 1e9))
+            if data is None:
+                reason = self.failure()
+                if reason is not None:
+                    raise KernelFaultError(f"kernel {self.kernel_id!r} failed: {reason}")
+                raise KernelStateError(
+                    f"block {block} of kernel {self.kernel_id!r} gave no state snapshot within "
+                    f"{timeout} s; a snapshot is taken between two messages, so a handler is "
+                    "running that long (or the kernel has stopped)")
+            out.append(codec.unpack(data))
+        return out
+
+    def routed_in(self) -> int:
+        """Messages the blocks took from routes: processed, but never sent by the host."""
+        if self.closed:
+            return self._routed_in_final
+        self._routed_in_final = sum(n for n, _ in self.rings.link_counts(self.links_offset))
+        return self._routed_in_final
+
+    _routed_in_final = 0
 
     def set_buffer(self, slot: int, entry: tuple[int, int, int, int, int, str]) -> None:
         """Publish a UnifiedBuffer in the kernel's table (an id of 0 frees the slot)."""

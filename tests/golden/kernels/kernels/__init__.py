@@ -53,7 +53,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='kernels',
-    schema_hash='00bb85513f4e6a07',
+    schema_hash='be65209bd42a9c30',
     build_command='ringgen build schemas.kernels -o kernels',
     sources=('schemas.kernels',),
     type_ids=TYPE_IDS,

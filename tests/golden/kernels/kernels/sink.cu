@@ -8,13 +8,16 @@
 #include "rg_kernel.h"
 #include "kernels_codec.h"
 
+// What the handler sees besides its messages (rg_kernel.h: rg_ctx).
+struct sink_ctx : rg_ctx {};
+
 // ---- the handler, as written in ../schemas/kernels.py ----
 #line 126 "../schemas/kernels.py"
 __device__ void sink_handle(const Ping& req, rg_ctx& ctx) {
     (void)req;
     (void)ctx;
 }
-#line 18 "sink.cu"
+#line 21 "sink.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a
@@ -23,14 +26,23 @@ namespace rg_no_handler_sink {
 struct missing {
     __device__ operator bool() const { return false; }
 };
-template <class... Args>
-__device__ missing sink_handle(const Args&...) { return missing{}; }
+// Takes anything, by a user-defined conversion: any handler that fits (its ctx an rg_ctx& or
+// a sink_ctx&) is a better match, so this one is found only when none is defined.
+struct any_arg {
+    template <class T>
+    __device__ any_arg(const T&) {}
+};
+__device__ missing sink_handle(any_arg, any_arg) { return missing{}; }
+__device__ missing sink_handle(any_arg, any_arg, any_arg) { return missing{}; }
+__device__ missing sink_handle(any_arg, any_arg, any_arg, any_arg) { return missing{}; }
 }  // namespace rg_no_handler_sink
 
 struct sink_kernel {
     typedef Ping In;
     typedef rg_no_output Out;
-    __device__ void operator()(const In& req, rg_ctx& ctx) const {
+    typedef sink_ctx Ctx;
+    typedef rg_no_state State;
+    __device__ void operator()(const In& req, Ctx& ctx) const {
         using namespace rg_no_handler_sink;
         static_assert(cuda::std::is_same<decltype(sink_handle(req, ctx)), void>::value,
                       "kernel sink (fire-and-forget) needs its handler defined as: __device__ void "

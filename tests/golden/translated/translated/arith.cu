@@ -8,6 +8,9 @@
 #include "rg_kernel.h"
 #include "translated_codec.h"
 
+// What the handler sees besides its messages (rg_kernel.h: rg_ctx).
+struct arith_ctx : rg_ctx {};
+
 // ---- the handler, as written in ../schemas/translated.py ----
 #line 51 "../schemas/translated.py"
 #include "rg_python.h"
@@ -137,7 +140,7 @@ __device__ bool arith_handle(const Numbers& req, Arith& resp, rg_ctx& ctx) {
     }
     return false;
 }
-#line 141 "arith.cu"
+#line 144 "arith.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a
@@ -146,16 +149,25 @@ namespace rg_no_handler_arith {
 struct missing {
     __device__ operator bool() const { return false; }
 };
-template <class... Args>
-__device__ missing arith_handle(const Args&...) { return missing{}; }
+// Takes anything, by a user-defined conversion: any handler that fits (its ctx an rg_ctx& or
+// a arith_ctx&) is a better match, so this one is found only when none is defined.
+struct any_arg {
+    template <class T>
+    __device__ any_arg(const T&) {}
+};
+__device__ missing arith_handle(any_arg, any_arg) { return missing{}; }
+__device__ missing arith_handle(any_arg, any_arg, any_arg) { return missing{}; }
+__device__ missing arith_handle(any_arg, any_arg, any_arg, any_arg) { return missing{}; }
 }  // namespace rg_no_handler_arith
 
 struct arith_kernel {
     typedef Numbers In;
     typedef Arith Out;
+    typedef arith_ctx Ctx;
+    typedef rg_no_state State;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_Arith;
     __device__ static void init(Out* m) { rg_init_Arith(m); }
-    __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+    __device__ bool operator()(const In& req, Out& resp, Ctx& ctx) const {
         using namespace rg_no_handler_arith;
         static_assert(cuda::std::is_same<decltype(arith_handle(req, resp, ctx)), bool>::value,
                       "kernel arith needs its handler defined as: __device__ bool "

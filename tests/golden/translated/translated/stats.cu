@@ -8,6 +8,9 @@
 #include "rg_kernel.h"
 #include "translated_codec.h"
 
+// What the handler sees besides its messages (rg_kernel.h: rg_ctx).
+struct stats_ctx : rg_ctx {};
+
 // ---- the handler, as written in ../schemas/translated.py ----
 #line 118 "../schemas/translated.py"
 #include "rg_python.h"
@@ -362,7 +365,7 @@ __device__ bool stats_handle(const Samples& req, Stats& resp, rg_ctx& ctx) {
     }
     return false;
 }
-#line 366 "stats.cu"
+#line 369 "stats.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a
@@ -371,16 +374,25 @@ namespace rg_no_handler_stats {
 struct missing {
     __device__ operator bool() const { return false; }
 };
-template <class... Args>
-__device__ missing stats_handle(const Args&...) { return missing{}; }
+// Takes anything, by a user-defined conversion: any handler that fits (its ctx an rg_ctx& or
+// a stats_ctx&) is a better match, so this one is found only when none is defined.
+struct any_arg {
+    template <class T>
+    __device__ any_arg(const T&) {}
+};
+__device__ missing stats_handle(any_arg, any_arg) { return missing{}; }
+__device__ missing stats_handle(any_arg, any_arg, any_arg) { return missing{}; }
+__device__ missing stats_handle(any_arg, any_arg, any_arg, any_arg) { return missing{}; }
 }  // namespace rg_no_handler_stats
 
 struct stats_kernel {
     typedef Samples In;
     typedef Stats Out;
+    typedef stats_ctx Ctx;
+    typedef rg_no_state State;
     static constexpr uint32_t out_type_id = RG_TYPE_ID_Stats;
     __device__ static void init(Out* m) { rg_init_Stats(m); }
-    __device__ bool operator()(const In& req, Out& resp, rg_ctx& ctx) const {
+    __device__ bool operator()(const In& req, Out& resp, Ctx& ctx) const {
         using namespace rg_no_handler_stats;
         static_assert(cuda::std::is_same<decltype(stats_handle(req, resp, ctx)), bool>::value,
                       "kernel stats needs its handler defined as: __device__ bool "

@@ -1,0 +1,186 @@
+"""runtime.connect: device kernels that send to each other through routes in shared memory
+between their runner processes — pipelines, fan-out, conversations, keys over routes, a
+target that crashes, types and cycles refused."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import subprocess
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, build_package, compile_cpp, compile_nvcc, have_nvcc
+
+from ringgen import DeadLetterReason, KernelStateError, RingKernelRuntime
+from ringgen.runtime.keys import key_hash
+from ringgen.toolchain.compile import cccl_include, templates_dir
+
+
+@pytest.fixture(scope="module")
+def routed_pkg(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return build_package("schemas.routed", tmp_path_factory.mktemp("routed") / "gen")
+
+
+def test_route_protocol_under_thread_sanitizer(routed_pkg: Any, tmp_path: Path) -> None:
+    """Two sender blocks, four keyed target blocks, rings of 4 slots: every message once, FIFO
+    per (sender block, priority, key), correlated, in its key's block; TSan clean."""
+    binary = tmp_path / "route_stress"
+    package = routed_pkg.package.path
+    compile_cpp([ROOT / "tests" / "native" / "route_stress.cpp", templates_dir() / "rg_cpu_runtime.cpp"],
+                binary, [package, templates_dir(), cccl_include()],
+                ["-fsanitize=thread", "-pthread", f"-DRG_SENDER_CU=\"{package / 'pub.cu'}\"",
+                 f"-DRG_TARGET_CU=\"{package / 'keyed_sink.cu'}\"", "-Wno-error"])
+    result = subprocess.run([str(binary), "200000"], capture_output=True, text=True, timeout=300,
+                            env={"TSAN_OPTIONS": "halt_on_error=1 exitcode=66"})
+    assert "ThreadSanitizer" not in result.stderr, result.stderr[-4000:]
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.stdout.strip() == "OK 200000"
+
+
+@pytest.mark.nvcc
+@pytest.mark.skipif(not have_nvcc(), reason="nvcc is not on PATH")
+def test_routed_kernels_compile_with_nvcc_sm90(routed_pkg: Any, tmp_path: Path) -> None:
+    for source in sorted(routed_pkg.package.path.glob("*.cu")):
+        compile_nvcc(source, tmp_path / f"{source.stem}.o", [source.parent])
+
+
+async def _receive(rt: RingKernelRuntime, kernel_id: str, n: int) -> list[Any]:
+    got: list[Any] = []
+    while len(got) < n:
+        batch = await rt.receive_many(kernel_id, n - len(got), timeout=10.0)
+        assert batch, f"{kernel_id}: only {len(got)} of {n}"
+        got += batch
+    return got
+
+
+def _items(pkg: Any, n: int, seed: int = 1) -> list[Any]:
+    rnd = random.Random(seed)
+    return [pkg.Item(seq=i, tag=rnd.randrange(8), priority=rnd.choice((10, 100, 128, 128, 200)))
+            for i in range(n)]
+
+
+def test_a_pipeline_of_device_stages_loses_nothing_and_keeps_order(routed_pkg: Any) -> None:
+    pkg = routed_pkg
+
+    async def main() -> None:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            for k in ("a", "b", "c"):
+                await rt.launch(k)
+            await rt.connect("a", "b")
+            await rt.connect("b", "c")
+            msgs = _items(pkg, 3000)
+            # Received while sent: c's output ring holds 1024, and a full one stops the line.
+            _, got = await asyncio.gather(rt.send_many("a", msgs), _receive(rt, "c", len(msgs)))
+            assert sorted(r.seq for r in got) == list(range(len(msgs)))  # each exactly once
+            assert all(r.hops == 3 for r in got)
+            by_id = {m.message_id: m for m in msgs}
+            assert all(r.correlation_id in by_id and by_id[r.correlation_id].seq == r.seq
+                       for r in got)  # the conversation survives both routes
+            per_priority: dict[int, list[int]] = defaultdict(list)
+            for r in got:
+                assert r.priority == by_id[r.correlation_id].priority
+                per_priority[r.priority].append(r.seq)
+            assert all(seqs == sorted(seqs) for seqs in per_priority.values())  # FIFO
+            assert await rt.receive_many("a", 1, timeout=0.05) == []  # nothing went to the host
+            await rt.drain()
+            assert rt.dead_letters == type(rt.dead_letters)(maxlen=rt.dead_letters.maxlen)
+
+            reply = await rt.request("a", pkg.Item(seq=-5), timeout=10.0, reply_from="c")
+            assert reply.seq == -5 and reply.hops == 3
+
+            await rt.disconnect("b")  # b answers the host again
+            reply = await rt.request("a", pkg.Item(seq=-6), timeout=10.0, reply_from="b")
+            assert reply.hops == 2
+
+    asyncio.run(main())
+
+
+def test_fan_out_gives_every_subscriber_every_message_once(routed_pkg: Any) -> None:
+    pkg = routed_pkg
+
+    async def main() -> None:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            for k in ("pub", "a", "b", "c"):
+                await rt.launch(k)
+            await rt.connect("pub", "a", "b", "c")
+            msgs = _items(pkg, 1000, seed=2)
+            await rt.send_many("pub", msgs)
+            for k in ("a", "b", "c"):
+                got = await _receive(rt, k, len(msgs))
+                assert sorted(r.seq for r in got) == list(range(len(msgs))), k
+                assert all(r.hops == 2 for r in got)
+
+    asyncio.run(main())
+
+
+def test_a_key_picks_the_block_over_a_route_too(routed_pkg: Any) -> None:
+    pkg = routed_pkg
+
+    async def main() -> None:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            for k in ("pub", "keyed_sink"):
+                await rt.launch(k)
+            await rt.connect("pub", "keyed_sink")
+            msgs = _items(pkg, 400, seed=3)
+            await rt.send_many("pub", msgs)
+            got = await _receive(rt, "keyed_sink", len(msgs))
+            assert {(r.tag, int(r.block)) for r in got} == {
+                (t, key_hash(t) % 4) for t in {m.tag for m in msgs}}
+
+    asyncio.run(main())
+
+
+def test_a_crashing_middle_stage_turns_its_input_into_dead_letters(routed_pkg: Any) -> None:
+    pkg = routed_pkg
+
+    async def main() -> None:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            for k in ("a", "b", "c"):
+                await rt.launch(k)
+            await rt.connect("a", "b")
+            await rt.connect("b", "c")
+            before = [pkg.Item(seq=i) for i in range(200)]
+            await rt.send_many("a", before)
+            assert len(await _receive(rt, "c", 200)) == 200
+            await rt.send("a", pkg.Item(seq=200, tag=-1))  # b dies on this one
+            for _ in range(500):
+                if rt.state("b").value == "failed":
+                    break
+                await asyncio.sleep(0.01)
+            assert rt.state("b").value == "failed"
+            after = [pkg.Item(seq=1000 + i) for i in range(300)]  # more than a route holds
+            await rt.send_many("a", after)
+            await rt.drain("a")  # the sender keeps running: no hang on the dead target
+            for _ in range(500):
+                dead = [d for d in rt.dead_letters if d.kernel_id == "b"]
+                if len(dead) >= 300:
+                    break
+                await asyncio.sleep(0.01)
+            assert sorted(d.message.seq for d in dead) == [1000 + i for i in range(300)]
+            assert all(d.reason is DeadLetterReason.KERNEL_FAILED and "routed from 'a'" in d.detail
+                       for d in dead)
+            assert rt.state("a").value == "active"
+
+    asyncio.run(main())
+
+
+def test_connect_refuses_other_types_and_cycles(routed_pkg: Any) -> None:
+    pkg = routed_pkg
+
+    async def main() -> None:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            for k in ("a", "b", "c", "other"):
+                await rt.launch(k)
+            with pytest.raises(KernelStateError, match="'a' sends Item and 'other' takes Other"):
+                await rt.connect("a", "other")
+            await rt.connect("a", "b")
+            await rt.connect("b", "c")
+            with pytest.raises(KernelStateError, match="cycle c -> a -> b -> c"):
+                await rt.connect("c", "a")
+            with pytest.raises(KernelStateError, match="cycle a -> a"):
+                await rt.connect("a", "a")
+
+    asyncio.run(main())
