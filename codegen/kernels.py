@@ -56,9 +56,9 @@ def kernel_ir(spec: KernelSpec, reader: Any) -> KernelIR:
         names = [reader.read_message(cls).name if cls else None for cls in (spec.input, spec.output)]
         if spec.state is not None:
             state = reader.read_state(spec.state).c_name
-        if spec.key is not None:
-            assert spec.input is not None  # a device kernel has one
-            reader.check_key(spec.input, spec.key, spec.kernel_id)
+    if spec.key is not None:  # a handler in CUDA C or in Python: the host and routes hash it
+        assert spec.input is not None  # a device kernel has one
+        reader.check_key(spec.input, spec.key, spec.kernel_id)
     return KernelIR(
         kernel_id=spec.kernel_id,
         input=names[0] or "",

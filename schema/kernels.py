@@ -139,9 +139,12 @@ def ring_kernel(
         if cuda is not None and cuda_file is not None:
             raise SchemaError(f"{where}: give cuda= or cuda_file=, not both")
         if state is not None or key is not None:
-            if not device:
+            if inspect.iscoroutinefunction(fn):
                 raise SchemaError(f"{where}: state= and key= are for device kernels; a host actor "
                                   "keeps its state in its own coroutine")
+            if state is not None and not device:
+                raise SchemaError(f"{where}: state= is not translated from Python yet; write the "
+                                  "handler in CUDA C (cuda= or cuda_file=) to keep state")
             _check_state(where, state)
             _check_key(where, input, key)
         fn.__rg_kernel__ = KernelSpec(  # type: ignore[attr-defined]
