@@ -25,6 +25,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
+#include <mutex>
 #include <unordered_map>
 #include <vector>
 
@@ -417,8 +418,13 @@ struct rg_cpu_mapping {
     rg_buffer_entry* entry;  // where it was: looked at first when checking it is still there
 };
 static thread_local std::unordered_map<uint64_t, rg_cpu_mapping> tl_mapped;
+// The block's fibers share the table. They never run at once, but a race-check build tells
+// ThreadSanitizer that only barriers order them (as on a GPU), so the table is locked: an
+// uncontended lock per ctx.buffer() call, and what orders the fibers' uses of it for TSan.
+static thread_local std::mutex tl_mapped_lock;
 
 void* rg_cpu_map_buffer(rg_buffer_entry* entry) {
+    std::lock_guard<std::mutex> hold(tl_mapped_lock);
     auto it = tl_mapped.find(entry->buffer_id);
     if (it != tl_mapped.end()) return it->second.mem;
     uint64_t size = 0;
@@ -433,6 +439,7 @@ void* rg_cpu_map_buffer(rg_buffer_entry* entry) {
 }
 
 void rg_cpu_release_buffers(rg_region* region) {
+    std::lock_guard<std::mutex> hold(tl_mapped_lock);
     if (tl_mapped.empty()) return;
     rg_buffer_entry* table = rg_region_buffers(region);
     for (auto it = tl_mapped.begin(); it != tl_mapped.end();) {
