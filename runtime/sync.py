@@ -156,8 +156,20 @@ class SyncRuntime:
                       timeout: float | None = None) -> np.ndarray:
         return self._call(self.runtime.receive_array(kernel_id, max_count, timeout))
 
-    def request(self, kernel_id: str, msg: Any, timeout: float | None = None) -> Any:
-        return self._call(self.runtime.request(kernel_id, msg, timeout))
+    def request(self, kernel_id: str, msg: Any, timeout: float | None = None, *,
+                reply_from: str | None = None) -> Any:
+        return self._call(self.runtime.request(kernel_id, msg, timeout, reply_from=reply_from))
+
+    # -- routes and state ------------------------------------------------------------------
+
+    def connect(self, src: str, *dsts: str) -> None:
+        self._call(self.runtime.connect(src, *dsts))
+
+    def disconnect(self, src: str) -> None:
+        self._call(self.runtime.disconnect(src))
+
+    def read_state(self, kernel_id: str, timeout: float = 5.0) -> list[Any]:
+        return self._call(self.runtime.read_state(kernel_id, timeout))
 
     # -- buffers ---------------------------------------------------------------------------
 

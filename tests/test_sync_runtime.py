@@ -7,11 +7,12 @@ import asyncio
 import gc
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import generated_package
+from conftest import build_package, generated_package
 
 from ringgen import KernelFaultError, KernelState, KernelStateError, SyncRuntime
 
@@ -146,3 +147,13 @@ def test_closing_or_dropping_stops_kernels_and_thread() -> None:
     del dropped
     gc.collect()
     assert not thread.is_alive() and not runner_pids() - before
+
+
+def test_state_is_read_without_await(tmp_path: Path) -> None:
+    pkg: Any = build_package("schemas.stateful", tmp_path / "gen")
+    with SyncRuntime(pkg, backend="cpu") as rt:
+        rt.launch("tally")
+        for value in (3, 4, 5):
+            rt.request("tally", pkg.Reading(sensor=1, value=value), timeout=5.0)
+        (state,) = rt.read_state("tally")
+        assert (state.count, state.total) == (3, 12)
