@@ -9,6 +9,7 @@ import os
 import shlex
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -153,13 +154,14 @@ class TargetReport:
         return "\n".join(lines)
 
 
-def compile_package(p: Plan, progress: Callable[[str], None] | None = None,
-                    target: str = "auto") -> TargetReport:
+def compile_package(p: Plan, progress: Callable[[int, int, str], None] | None = None,
+                    target: str = "auto", jobs: int = 1) -> TargetReport:
     """Compile every device kernel of a built package for `target`: "cpu" (g++, the CPU
     backend's runners), "cuda" (nvcc, a cubin for sm_90), "all", or "auto": cpu, and cuda
     where nvcc exists. Each kernel and target on its own: a failure of one (an nvcc error,
     say) is reported in the TargetReport and does not stop the others. Cached: an unchanged
-    kernel costs nothing."""
+    kernel costs nothing. `jobs` compilers run at once (each is a process of its own; nvcc
+    may take gigabytes); `progress(done, total, line)` is called as each one finishes."""
     from ringgen.toolchain import compile as cc
 
     if target not in TARGETS:
@@ -175,33 +177,44 @@ def compile_package(p: Plan, progress: Callable[[str], None] | None = None,
                                              else "--target cpu"}
     if "cpu" not in targets:
         skipped["cpu"] = "--target cuda"
-    jobs: list[tuple[str, str, Callable[[], cc.Artifact]]] = []
+    jobs_to_run: list[tuple[str, str, Callable[[], cc.Artifact]]] = []
     for k in p.schema.package.kernels:
         if k.host_actor:
             continue
         if "cpu" in targets:
-            jobs.append(("cpu", f"g++  {k.kernel_id}",
+            jobs_to_run.append(("cpu", f"g++  {k.kernel_id}",
                          functools.partial(cc.compile_runner, p.package_dir, k.kernel_id)))
         if "cuda" in targets:
-            jobs.append(("cuda", f"nvcc {k.kernel_id} (sm_90)",
+            jobs_to_run.append(("cuda", f"nvcc {k.kernel_id} (sm_90)",
                          functools.partial(cc.compile_cubin, p.package_dir, k.kernel_id)))
     report = TargetReport(targets, [], {}, skipped)
-    if not jobs:
+    if not jobs_to_run:
         return report
     if "cpu" in targets:
-        jobs.insert(0, ("cpu", "g++  host ring module", cc.compile_host_module))
-    for i, (t, what, job) in enumerate(jobs, 1):
+        jobs_to_run.insert(0, ("cpu", "g++  host ring module", cc.compile_host_module))
+    if jobs < 1:
+        raise ValidationError(f"--jobs must be at least 1, not {jobs}")
+
+    def run(job: Callable[[], cc.Artifact]) -> tuple[cc.Artifact | CompileError, float]:
         start = time.monotonic()
         try:
-            artifact = job()
+            return job(), time.monotonic() - start
         except CompileError as e:
-            first = next((ln for ln in e.output.splitlines() if "error" in ln), str(e).splitlines()[0])
-            report.failed.setdefault(t, []).append(f"{what.split()[1]}: {first.strip()}")
+            return e, time.monotonic() - start
+
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="ringgen-compile") as pool:
+        running = {pool.submit(run, job): (t, what) for t, what, job in jobs_to_run}
+        for done, future in enumerate(as_completed(running), 1):
+            t, what = running[future]
+            artifact, seconds = future.result()
+            if isinstance(artifact, CompileError):
+                lines = artifact.output.splitlines()
+                first = next((ln for ln in lines if "error" in ln), str(artifact).splitlines()[0])
+                report.failed.setdefault(t, []).append(f"{what.split()[1]}: {first.strip()}")
+                line = f"{what}: FAILED\n{artifact}"
+            else:
+                report.compiled.append(Compiled(what, artifact.path, artifact.cached, seconds))
+                line = f"{what}: {'cached' if artifact.cached else f'{seconds:.1f} s'}"
             if progress is not None:
-                progress(f"[{i}/{len(jobs)}] {what}: FAILED\n{e}")
-            continue
-        seconds = time.monotonic() - start
-        report.compiled.append(Compiled(what, artifact.path, artifact.cached, seconds))
-        if progress is not None and len(jobs) > 1:
-            progress(f"[{i}/{len(jobs)}] {what}: {'cached' if artifact.cached else f'{seconds:.1f} s'}")
+                progress(done, len(jobs_to_run), line)
     return report

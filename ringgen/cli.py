@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--target", choices=("auto", "cpu", "cuda", "all"), default="auto",
                    help="what to compile: cpu (g++, the CPU backend), cuda (nvcc), all; "
                         "auto (default): cpu, and cuda where nvcc is found")
+    b.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                   help="compilers to run at once (default 1; each nvcc may take gigabytes)")
     c = sub.add_parser("check", help="exit 1 if the generated package on disk is stale")
     modules_and_out(c)
     i = sub.add_parser("inspect", help="print each message's C layout")
@@ -66,9 +68,11 @@ def _build(args: argparse.Namespace) -> int:
         print(f"note: {h.name} is host-only (no C layout): {h.reason}")
     if not args.no_compile:
         from ringgen.codegen.build import compile_package
+        from ringgen.progress import compile_progress
 
-        report = compile_package(result.plan, progress=lambda line: print(line, flush=True),
-                                 target=args.target)
+        with compile_progress() as progress:
+            report = compile_package(result.plan, progress=progress, target=args.target,
+                                     jobs=args.jobs)
         print(report.summary())
         if report.failed:
             return 1
