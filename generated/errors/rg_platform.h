@@ -45,6 +45,15 @@ typedef struct rg_uuid {
     uint8_t bytes[16];
 } rg_uuid;
 
+// A datetime: ns since the epoch, UTC, and whether Python's value was naive (no tzinfo). A naive
+// value is wall time taken as UTC; it comes back naive, an aware one as aware UTC, so a value
+// that travels through a kernel compares equal to what was sent (`a.when = b.when` copies both).
+typedef struct rg_datetime {
+    int64_t ns;
+    uint8_t naive;
+    uint8_t _pad0[7];
+} rg_datetime;
+
 // Bits of every message's `flags` header member.
 #define RG_FLAG_HAS_CORRELATION 0x01u
 
