@@ -103,8 +103,12 @@ def _run(cmd: Sequence[str], what: str) -> None:
 
 
 def _inputs(package_dir: Path, extra: Sequence[Path]) -> list[bytes]:
+    """What a package's compile depends on: its sources' names and bytes, and the folder's
+    absolute path, which the compiler writes into the artifact (__FILE__ of a failed assert
+    names the header by the -I path): the same package in another checkout is another one."""
     files = sorted(p for p in package_dir.iterdir() if p.suffix in (".h", ".cu")) + list(extra)
-    return [p.name.encode() + b"\0" + p.read_bytes() for p in files]
+    return [str(package_dir.resolve()).encode(),
+            *(p.name.encode() + b"\0" + p.read_bytes() for p in files)]
 
 
 @dataclass(frozen=True)
