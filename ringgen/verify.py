@@ -163,11 +163,13 @@ class CompiledKernel:
         try:
             rt.send(self.kernel_id, request, timeout=10.0)
             rt.drain(self.kernel_id, timeout=30.0)
+            # A kernel that trapped before drain() began has nothing in flight (the request is
+            # a dead letter): drain returns, and the fault shows here.
+            got = rt.receive_many(self.kernel_id, 2, timeout=0.0)
         except KernelFaultError as e:
             rt.terminate(self.kernel_id)
             rt.launch(self.kernel_id)
             return Outcome(None, False, f"a kernel fault ({str(e).splitlines()[0]})")
-        got = rt.receive_many(self.kernel_id, 2, timeout=0.0)
         failed = rt.telemetry(self.kernel_id).errors != errors
         return Outcome(got[0] if got else None, failed, None)
 
