@@ -92,10 +92,14 @@ class EventStream:
                 self._waiter = None
         return self._events.popleft()
 
+    def get_nowait(self) -> Event | None:
+        """The next event if one is here, else None."""
+        return self._events.popleft() if self._events else None
+
     async def get(self, timeout: float | None = None) -> Event | None:
         """The next event, waiting up to `timeout` s (None on timeout or once closed)."""
         if self._events:  # without a wait: wait_for(..., 0) would not even look
-            return self._events.popleft()
+            return self.get_nowait()
         try:
             return await asyncio.wait_for(self.__anext__(), timeout)
         except (asyncio.TimeoutError, StopAsyncIteration):

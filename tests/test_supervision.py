@@ -98,3 +98,143 @@ def test_each_crash_mode_restarts_until_the_budget_is_spent(sup_pkg: Any, how: s
     assert all(d.reason is DeadLetterReason.KERNEL_FAILED for d in held)
     if how == "hang":
         assert all("hung" in (e.reason or "") for e in events if e.kind is EventKind.FAILED)
+
+
+def test_redelivery_happens_once_flagged_and_the_waiter_gets_the_answer(sup_pkg: Any) -> None:
+    async def main() -> tuple[Any, BaseException, list[Any], list[Any], int]:
+        async with RingKernelRuntime(sup_pkg, backend="cpu") as rt:
+            await rt.launch("sup", restart="on_failure", max_restarts=5, backoff_s=BACKOFF,
+                            redeliver=True)
+            # crashes the first time only: the redelivered copy is answered, to the same
+            # request(); paused meanwhile, so that 20 more wait behind it when it crashes
+            await rt.deactivate("sup")
+            first = asyncio.ensure_future(
+                rt.request("sup", sup_pkg.Job(seq=1, mode=S.CRASH_FIRST), timeout=20))
+            await asyncio.sleep(0)
+            assert await rt.send_many("sup", [sup_pkg.Job(seq=100 + i) for i in range(20)]) == 20
+            await rt.activate("sup")
+            answer = await first
+            # crashes every time: redelivered once, then a dead letter, and its request() fails
+            with pytest.raises(KernelFaultError) as twice:
+                await rt.request("sup", sup_pkg.Job(seq=2, mode=S.ALWAYS_CRASH), timeout=20)
+            await _until(lambda: rt.state("sup") is KernelState.ACTIVE)
+            await rt.drain("sup", timeout=10)
+            got = await rt.receive_many("sup", 1000, timeout=1)
+            while more := await rt.receive_many("sup", 1000, timeout=0.2):
+                got += more
+            return answer, twice.value, got, list(rt.dead_letters), rt.telemetry("sup").restarts
+
+    answer, twice, got, dead, restarts = asyncio.run(main())
+    assert answer.seq == 1 and answer.redelivered == 1
+    assert "kernel 'sup' failed" in str(twice)
+    once = [d for d in dead if d.message.seq == 2]
+    assert len(once) == 1 and "redelivered once already" in once[0].detail
+    assert once[0].reason is DeadLetterReason.KERNEL_FAILED
+    # every message behind them came exactly once, never flagged (no handler had seen them)
+    seqs = sorted(r.seq for r in got)
+    assert seqs == list(range(100, 120))
+    assert not any(r.redelivered for r in got)
+    assert not [d for d in dead if d.message.seq >= 100]
+    assert restarts == 3  # seq 1 once, seq 2 twice
+
+
+def test_state_and_connections_come_back_after_a_restart(sup_pkg: Any) -> None:
+    async def main() -> tuple[list[Any], list[Any]]:
+        async with RingKernelRuntime(sup_pkg, backend="cpu") as rt:
+            await rt.launch("relay")
+            await rt.launch("sup", restart="on_failure", backoff_s=BACKOFF)
+            await rt.launch("sink")
+            await rt.connect("relay", "sup")
+            await rt.connect("sup", "sink")
+            before = [await rt.request("relay", sup_pkg.Job(seq=i), timeout=10, reply_from="sink")
+                      for i in range(3)]
+            old = rt.current("sup")
+            await rt.send("sup", sup_pkg.Job(seq=50, mode=S.SEGFAULT))
+            await _until(lambda: rt.current("sup") is not old
+                         and rt.state("sup") is KernelState.ACTIVE)
+            after = [await rt.request("relay", sup_pkg.Job(seq=i), timeout=10, reply_from="sink")
+                     for i in range(10, 13)]
+            return before, after
+
+    before, after = asyncio.run(main())
+    assert [(r.seq, r.count) for r in before] == [(0, 101), (1, 102), (2, 103)]
+    # in over relay's route, out over sink's, and the state back at its defaults
+    assert [(r.seq, r.count) for r in after] == [(10, 101), (11, 102), (12, 103)]
+
+
+def test_a_hung_handler_is_found_within_watchdog_s_and_the_rest_keep_running(
+        sup_pkg: Any) -> None:
+    async def main() -> tuple[BaseException, float, Any, Any, Any]:
+        async with RingKernelRuntime(sup_pkg, backend="cpu") as rt:  # hang_timeout: 30 s
+            await rt.launch("sup", watchdog_s=2.0)
+            await rt.launch("relay")
+            start = time.monotonic()
+            with pytest.raises(KernelFaultError) as hung:
+                await rt.request("sup", sup_pkg.Job(seq=1, mode=S.HANG), timeout=20)
+            took = time.monotonic() - start
+            other = await rt.request("relay", sup_pkg.Job(seq=7), timeout=10)
+            return hung.value, took, rt.state("sup"), rt.state("relay"), other
+
+    hung, took, sup_state, relay_state, other = asyncio.run(main())
+    assert "hung" in str(hung) and "watchdog_s=2" in str(hung)
+    assert took < 2.0 + 1.0
+    assert sup_state is KernelState.FAILED
+    assert relay_state is KernelState.ACTIVE and other.seq == 7
+
+
+def test_supervision_options_are_checked(sup_pkg: Any) -> None:
+    async def main() -> list[str]:
+        errors = []
+        async with RingKernelRuntime(sup_pkg, backend="cpu") as rt:
+            for options in ({"restart": "always"}, {"restart": "on_failure", "max_restarts": -1},
+                            {"restart": "on_failure", "within_s": 0},
+                            {"restart": "on_failure", "backoff_s": -1}, {"redeliver": True},
+                            {"watchdog_s": 0.5}):
+                with pytest.raises(ValidationError) as e:
+                    await rt.launch("sup", **options)
+                errors.append(str(e.value))
+            assert rt.kernel_ids() == []  # nothing was launched by a refused call
+        return errors
+
+    errors = asyncio.run(main())
+    for word, text in zip(["restart", "max_restarts", "within_s", "backoff_s", "redeliver",
+                           "watchdog_s"], errors, strict=True):
+        assert word in text
+
+
+def test_events_reach_every_consumer_in_order_and_a_slow_one_is_bounded(sup_pkg: Any) -> None:
+    async def main() -> tuple[list[Any], list[Any], list[Any]]:
+        async with RingKernelRuntime(sup_pkg, backend="cpu") as rt:
+            fast, other, slow = rt.events(), rt.events(), rt.events(capacity=2)
+            seen: list[Any] = []
+
+            async def consume() -> None:
+                async for event in fast:
+                    seen.append(event)
+            consumer = asyncio.ensure_future(consume())
+            await rt.launch("relay")
+            await rt.deactivate("relay")
+            await rt.activate("relay")
+            await rt.terminate("relay")
+        await consumer  # the stream ended with the runtime
+        return seen, [e async for e in other], [e async for e in slow]
+
+    seen, other, slow = asyncio.run(main())
+    order = [EventKind.LAUNCHED, EventKind.ACTIVATED, EventKind.DEACTIVATED,
+             EventKind.ACTIVATED, EventKind.TERMINATED]
+    assert [e.kind for e in seen] == order and [e.kind for e in other] == order
+    assert all(e.kernel_id == "relay" and e.missed == 0 for e in seen)
+    assert [e.kind for e in slow] == order[-2:] and slow[0].missed == 3
+
+
+def test_sync_runtime_mirrors_events_and_shows_restarts(sup_pkg: Any) -> None:
+    with SyncRuntime(sup_pkg, backend="cpu") as rt:
+        events = rt.events()
+        rt.launch("sup", restart="on_failure", backoff_s=BACKOFF)
+        rt.send("sup", sup_pkg.Job(seq=1, mode=S.SEGFAULT))
+        kinds = [events.get(timeout=10) for _ in range(4)]
+        assert [e.kind for e in kinds if e is not None] == [
+            EventKind.LAUNCHED, EventKind.ACTIVATED, EventKind.FAILED, EventKind.RESTARTED]
+        assert rt.telemetry("sup").restarts == 1
+        assert rt.request("sup", sup_pkg.Job(seq=2), timeout=10).count == 101
+    assert [e.kind for e in events] == [EventKind.TERMINATED]
