@@ -36,6 +36,7 @@ from ringgen.schema.messages import Message, message
 from ringgen.schema.types import BufferRef, MaxLen
 
 __all__ = [
+    "FLAG_REDELIVERED",
     "ActorContext",
     "BackendUnavailableError",
     "BufferRef",
@@ -45,7 +46,6 @@ __all__ = [
     "DeadLetterReason",
     "Event",
     "EventKind",
-    "FLAG_REDELIVERED",
     "KernelFaultError",
     "KernelState",
     "KernelStateError",

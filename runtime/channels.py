@@ -80,6 +80,7 @@ class Channel:
         self.state = KernelState.LAUNCHED
         self.failure: str | None = None
         self.restart_note = ""  # after a failure: whether, and when, supervision restarts it
+        self.lost_device: str | None = None  # another kernel lost the device this one ran on
         self.backlog = PriorityBacklog()
         self.counters = Counters()
         self.replies = Replies(kernel_id, self.counters, self.dead_letter)
@@ -432,7 +433,7 @@ class Channel:
 
     def device_lost(self) -> str | None:
         """Why the kernel's device cannot run kernels again in this process (None: it can)."""
-        return None
+        return self.lost_device
 
     def _fail_waiters(self, error: Exception) -> None:
         self.replies.fail_all(error)

@@ -354,11 +354,12 @@ class DeviceChannel(Channel):
         """Another kernel lost this one's device: it is stopped as far as the backend can."""
         if self.state in (KernelState.TERMINATED, KernelState.FAILED):
             return
+        self.lost_device = reason
         self.kernel.abandon(reason)
         self._on_exit()
 
     def device_lost(self) -> str | None:
-        return self.kernel.device_lost()
+        return self.lost_device or self.kernel.device_lost()
 
     def hand_over(self, reason: str, decision: Decision | None) -> Carried:
         """What it answered before it died is delivered; then what it held goes as `decision`

@@ -148,7 +148,7 @@ class Supervisor:
         events = self.runtime.event_bus
         events.publish(EventKind.FAILED, kernel_id, reason, self.restarts(kernel_id))
         lost = channel.device_lost()
-        if lost is not None:
+        if lost is not None and channel.lost_device is None:  # it lost the device itself
             self.runtime.device_lost(channel, lost)
         if decision is None:
             gave_up = self._gave_up_reason(channel)

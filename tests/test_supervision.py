@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from typing import Any
 
 import pytest
-from conftest import build_package
+from conftest import build_package, compile_nvcc, have_nvcc
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from schemas import supervised as S
 
 from ringgen import (
@@ -21,6 +26,7 @@ from ringgen import (
     EventKind,
     KernelFaultError,
     KernelState,
+    MetricsCollector,
     RingKernelRuntime,
     SyncRuntime,
 )
@@ -67,8 +73,8 @@ def test_each_crash_mode_restarts_until_the_budget_is_spent(sup_pkg: Any, how: s
                 answers.append(await rt.request("sup", sup_pkg.Job(seq=10 * round_), timeout=10))
                 await _crash(rt, sup_pkg, how, 10 * round_ + 1)
                 await _until(lambda b=before: rt.current("sup") is not b
-                             or rt.state("sup") is KernelState.FAILED and
-                             rt.channel("sup").restart_note.startswith("; not restarted"))
+                             or (rt.state("sup") is KernelState.FAILED and
+                             rt.channel("sup").restart_note.startswith("; not restarted")))
                 if round_ < 2:
                     await _until(lambda: rt.state("sup") is KernelState.ACTIVE)
             with pytest.raises(KernelFaultError) as gave_up:
@@ -227,14 +233,68 @@ def test_events_reach_every_consumer_in_order_and_a_slow_one_is_bounded(sup_pkg:
     assert [e.kind for e in slow] == order[-2:] and slow[0].missed == 3
 
 
-def test_sync_runtime_mirrors_events_and_shows_restarts(sup_pkg: Any) -> None:
-    with SyncRuntime(sup_pkg, backend="cpu") as rt:
+def test_sync_runtime_mirrors_events_and_restarts_show_everywhere(sup_pkg: Any) -> None:
+    with SyncRuntime(sup_pkg, backend="cpu", monitor=True) as rt:
         events = rt.events()
         rt.launch("sup", restart="on_failure", backoff_s=BACKOFF)
         rt.send("sup", sup_pkg.Job(seq=1, mode=S.SEGFAULT))
         kinds = [events.get(timeout=10) for _ in range(4)]
         assert [e.kind for e in kinds if e is not None] == [
             EventKind.LAUNCHED, EventKind.ACTIVATED, EventKind.FAILED, EventKind.RESTARTED]
-        assert rt.telemetry("sup").restarts == 1
         assert rt.request("sup", sup_pkg.Job(seq=2), timeout=10).count == 101
+        assert rt.telemetry("sup").restarts == 1
+        # ringgen top, as JSON and as its table
+        top = [sys.executable, "-m", "ringgen", "top", "--once", "--pid", str(os.getpid())]
+        snap = json.loads(subprocess.run([*top, "--json"], capture_output=True, text=True,
+                                         timeout=30, check=True).stdout)
+        assert [(k["kernel_id"], k["restarts"]) for k in snap["kernels"]] == [("sup", 1)]
+        table = subprocess.run(top, capture_output=True, text=True, timeout=30,
+                               check=True).stdout.splitlines()
+        assert table[0].split()[-1] == "restarts" and table[1].split()[-1] == "1"
+        # Prometheus
+        registry = CollectorRegistry()
+        registry.register(MetricsCollector(rt))
+        text = generate_latest(registry).decode()
+        (restarts,) = [s for f in text_string_to_metric_families(text) for s in f.samples
+                       if s.name == "ringgen_restarts_total"]
+        assert restarts.labels == {"kernel": "sup", "backend": "cpu"} and restarts.value == 1
     assert [e.kind for e in events] == [EventKind.TERMINATED]
+
+
+@pytest.mark.nvcc
+@pytest.mark.skipif(not have_nvcc(), reason="nvcc is not on PATH")
+def test_a_handler_reading_the_redelivered_flag_compiles_with_nvcc_sm90(sup_pkg: Any,
+                                                                        tmp_path: Any) -> None:
+    source = sup_pkg.package.path / "sup.cu"
+    compile_nvcc(source, tmp_path / "sup.o", [source.parent])
+
+
+def test_a_lost_device_fails_every_kernel_on_it_and_restarts_none(sup_pkg: Any) -> None:
+    """What the runtime does when a kernel's backend reports its device lost (CUDA: a hung or
+    faulted kernel, runtime/backends/cuda.py; no GPU here, so the CPU kernel's device_lost()
+    is made to report it, and the runtime's handling is what runs for real)."""
+    async def main() -> tuple[list[Any], dict[str, Any], str]:
+        async with RingKernelRuntime(sup_pkg, backend="cpu") as rt:
+            events = rt.events()
+            for kernel_id in ("relay", "sup", "sink"):
+                await rt.launch(kernel_id, restart="on_failure", backoff_s=BACKOFF)
+            kernel = rt.channel("sup").kernel
+            kernel.device_lost = lambda: "kernel 'sup' hung on the device"  # type: ignore[method-assign]
+            os.kill(kernel.proc.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+            await _until(lambda: all(rt.state(k) is KernelState.FAILED
+                                     for k in ("relay", "sup", "sink")))
+            await asyncio.sleep(5 * BACKOFF)  # no restart comes
+            with pytest.raises(KernelFaultError) as e:
+                await rt.request("relay", sup_pkg.Job(seq=1))
+            seen = []
+            while (event := await events.get(timeout=0)) is not None:
+                seen.append(event)
+            return seen, {k: rt.state(k) for k in ("relay", "sup", "sink")}, str(e.value)
+
+    seen, states, error = asyncio.run(main())
+    assert "its device is lost: kernel 'sup' hung on the device" in error
+    assert all(state is KernelState.FAILED for state in states.values())
+    gave_up = [e for e in seen if e.kind is EventKind.GAVE_UP]
+    assert sorted(e.kernel_id for e in gave_up) == ["relay", "sink", "sup"]
+    assert all("restart the process" in str(e.reason) for e in gave_up)
+    assert not [e for e in seen if e.kind is EventKind.RESTARTED]
