@@ -40,7 +40,7 @@ class Event:
     kind: EventKind
     kernel_id: str
     time: float  # time.time() when it happened
-    reason: str | None = None  # FAILED and GAVE_UP: why
+    reason: str | None = None  # FAILED, GAVE_UP: why; RESTARTED: the failure it came back from
     restarts: int = 0  # restarts of this kernel id so far (since its last launch())
     missed: int = 0  # events this stream dropped just before this one (a consumer too slow)
 
