@@ -264,6 +264,10 @@ class RingKernelRuntime:
             if self._watchdog is not None and watchdog_s is not None:
                 self._watchdog.watch(channel, kernel, watchdog_s, channel.holds_requests,
                                      channel.hung)
+        if old is not None and old.state is KernelState.FAILED:
+            # what the dead incarnation still holds (its region, its eventfd on this loop) goes
+            # now, not at shutdown: a kernel restarted for weeks must not pile them up
+            await old.terminate(0.1)
         self._channels[kernel_id] = channel
         log.info("launched %s on %s", kernel_id, channel.backend_name)
         if not restarted:  # a restart is one RESTARTED event, once it runs as before

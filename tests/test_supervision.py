@@ -298,3 +298,31 @@ def test_a_lost_device_fails_every_kernel_on_it_and_restarts_none(sup_pkg: Any) 
     assert sorted(e.kernel_id for e in gave_up) == ["relay", "sink", "sup"]
     assert all("restart the process" in str(e.reason) for e in gave_up)
     assert not [e for e in seen if e.kind is EventKind.RESTARTED]
+
+
+def test_a_host_actor_that_raises_is_restarted_too(sup_pkg: Any) -> None:
+    async def flaky(ctx: Any) -> None:
+        while (msg := await ctx.receive()) is not None:
+            if msg.mode == S.SEGFAULT:
+                raise RuntimeError(f"cannot take job {msg.seq}")
+            await ctx.send(msg.reply(sup_pkg.Result, seq=msg.seq))
+
+    async def main() -> tuple[BaseException, Any, list[Any], list[Any]]:
+        async with RingKernelRuntime(sup_pkg, backend="cpu") as rt:
+            events = rt.events()
+            await rt.launch("flaky", actor=flaky, restart="on_failure", backoff_s=BACKOFF)
+            with pytest.raises(KernelFaultError) as failed:
+                await rt.request("flaky", sup_pkg.Job(seq=1, mode=S.SEGFAULT), timeout=5)
+            await _until(lambda: rt.state("flaky") is KernelState.ACTIVE)
+            answer = await rt.request("flaky", sup_pkg.Job(seq=2), timeout=5)
+            seen = []
+            while (event := await events.get(timeout=0)) is not None:
+                seen.append(event.kind)
+            return failed.value, answer, seen, list(rt.dead_letters)
+
+    failed, answer, seen, dead = asyncio.run(main())
+    assert "cannot take job 1" in str(failed) and "restarts in" in str(failed)
+    assert answer.seq == 2
+    assert seen == [EventKind.LAUNCHED, EventKind.ACTIVATED, EventKind.FAILED,
+                    EventKind.RESTARTED]
+    assert [d.message.seq for d in dead] == [1]
