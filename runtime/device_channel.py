@@ -383,7 +383,7 @@ class DeviceChannel(Channel):
         from ringgen.runtime.supervisor import Carried
 
         carried = Carried()
-        held, untaken = self.kernel.unfinished()
+        held, untaken = self._readable(*self.kernel.unfinished(), reason)
         again = (held["flags"] & header.FLAG_REDELIVERED) != 0
         for row in held[again]:
             raw = row.tobytes()
@@ -409,6 +409,23 @@ class DeviceChannel(Channel):
             self.counters.evicted += len(raw) // size  # accepted; this incarnation is done
         self._fail_waiters(self.failed_error())  # those whose message is not carried
         return carried
+
+    def _readable(self, held: np.ndarray, untaken: np.ndarray,
+                  reason: str) -> tuple[np.ndarray, np.ndarray]:
+        """The rows read back from the region that still decode: a kernel that wrote over its
+        lanes may have left rows no handler should be given again (those are dead letters,
+        as the structs they are)."""
+        out = []
+        for rows in (held, untaken):
+            try:
+                self.in_codec.unpack_many(rows)
+                out.append(rows)
+            except (MessageSerializationError, ValueError):
+                self.dead_letter(rows, DeadLetterReason.KERNEL_FAILED,
+                                 f"the kernel failed: {reason}; these requests were written "
+                                 "over in its lanes, so they are not redelivered", accepted=True)
+                out.append(rows[:0])
+        return out[0], out[1]
 
     def _evict_unfinished(self, reason: DeadLetterReason, why: str) -> None:
         """Once the kernel has exited, what it never finished goes to the dead letters (as
