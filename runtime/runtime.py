@@ -199,6 +199,7 @@ class RingKernelRuntime:
             await self._start(kernel_id, actor, active, queue_size, backpressure, lane_capacity,
                               watchdog_s, restarted=True)
 
+        await self.supervisor.cancel(kernel_id)  # this launch replaces a pending restart
         await self._start(kernel_id, actor, activate, queue_size, backpressure, lane_capacity,
                           watchdog_s, restarted=False)
         self.supervisor.register(kernel_id, policy, relaunch)
@@ -307,7 +308,9 @@ class RingKernelRuntime:
     async def terminate(self, kernel_id: str, timeout: float = 1.0) -> None:
         """Acknowledged stop within `timeout` s; what was never processed becomes dead letters
         (a supervised kernel is not restarted after it)."""
-        channel = self.channel(kernel_id)
+        self.channel(kernel_id)  # KernelStateError for an id never launched
+        await self.supervisor.cancel(kernel_id)  # a restart to come would bring it back
+        channel = self.channel(kernel_id)  # the latest incarnation
         if channel.state is KernelState.TERMINATED:
             return
         await channel.terminate(timeout)

@@ -98,7 +98,7 @@ class Supervisor:
         self._relaunch: dict[str, Callable[[bool], Awaitable[None]]] = {}
         self._history: dict[str, deque[float]] = {}  # restart times within the window
         self._restarts: dict[str, int] = {}  # since the last launch() by the user
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # pending restarts, by kernel id
 
     def register(self, kernel_id: str, policy: RestartPolicy,
                  relaunch: Callable[[bool], Awaitable[None]]) -> None:
@@ -162,8 +162,9 @@ class Supervisor:
             self._restart(channel, decision, was is not KernelState.PAUSED
                           and was is not KernelState.LAUNCHED, carried),
             name=f"ringgen restart {kernel_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[kernel_id] = task
+        task.add_done_callback(lambda t: self._tasks.pop(kernel_id, None)
+                               if self._tasks.get(kernel_id) is t else None)
 
     async def _restart(self, old: Channel, decision: Decision, active: bool,
                        carried: Carried) -> None:
@@ -178,7 +179,8 @@ class Supervisor:
             await self._relaunch[kernel_id](active)
         except asyncio.CancelledError:
             _abandon_carried(old, carried, DeadLetterReason.TERMINATED,
-                             "the runtime shut down before the kernel's restart")
+                             "the kernel was terminated (or the runtime shut down) before its "
+                             "restart")
             raise
         except Exception as e:
             why = f"not restarted: its relaunch failed: {type(e).__name__}: {e}"
@@ -191,19 +193,28 @@ class Supervisor:
         self._restarts[kernel_id] = self.restarts(kernel_id) + 1
         new = self.runtime.current(kernel_id)
         assert new is not None
+        if new.state is KernelState.FAILED:  # it failed again while it was coming up
+            _abandon_carried(old, carried, DeadLetterReason.KERNEL_FAILED,
+                             f"its restart failed at once: {new.failure}")
+            return
         new.adopt(old, carried)
         log.warning("kernel %s restarted (restart %d of %d within %g s)", kernel_id,
                     decision.number, decision.policy.max_restarts, decision.policy.within_s)
         self.runtime.event_bus.publish(EventKind.RESTARTED, kernel_id, old.failure,
                                        self.restarts(kernel_id))
 
+    async def cancel(self, kernel_id: str) -> None:
+        """terminate() or launch() by the user: a restart still to come (or under way) for the
+        kernel id is called off, so that it cannot bring back what the user stopped."""
+        task = self._tasks.pop(kernel_id, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     async def close(self) -> None:
         """Shutdown: pending restarts are called off (what they carried: dead letters)."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        for kernel_id in list(self._tasks):
+            await self.cancel(kernel_id)
 
 
 def _abandon_carried(old: Channel, carried: Carried, reason: DeadLetterReason,

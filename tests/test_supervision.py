@@ -97,10 +97,13 @@ def test_each_crash_mode_restarts_until_the_budget_is_spent(sup_pkg: Any, how: s
     assert "max_restarts=2" in (events[-1].reason or "")
     assert "max_restarts=2" in str(gave_up) and "stays FAILED" in str(gave_up)
     assert telemetry.restarts == 2 and telemetry.state == "failed"
-    # what it held is a dead letter each time (redeliver=False); the region case had finished
-    # its request (the write over its output ring came after), so it held none
+    # what it held is a dead letter each time (redeliver=False); in the region case the host
+    # may find the broken ring before or after the handler finished its request
     held = [d for d in dead if d.message.seq % 10 == 1]
-    assert sorted(d.message.seq for d in held) == ([] if how == "region" else [1, 11, 21])
+    if how == "region":
+        assert {d.message.seq for d in held} <= {1, 11, 21}
+    else:
+        assert sorted(d.message.seq for d in held) == [1, 11, 21]
     assert all(d.reason is DeadLetterReason.KERNEL_FAILED for d in held)
     if how == "hang":
         assert all("hung" in (e.reason or "") for e in events if e.kind is EventKind.FAILED)
@@ -329,3 +332,23 @@ def test_a_host_actor_that_raises_is_restarted_too(sup_pkg: Any) -> None:
     assert seen == [EventKind.LAUNCHED, EventKind.ACTIVATED, EventKind.FAILED,
                     EventKind.RESTARTED]
     assert [d.message.seq for d in dead] == [1]
+
+
+def test_terminate_during_the_backoff_calls_the_restart_off(sup_pkg: Any) -> None:
+    async def main() -> tuple[Any, list[Any]]:
+        async with RingKernelRuntime(sup_pkg, backend="cpu") as rt:
+            events = rt.events()
+            await rt.launch("sup", restart="on_failure", backoff_s=0.3)
+            await rt.send("sup", sup_pkg.Job(seq=1, mode=S.SEGFAULT))
+            await _until(lambda: rt.state("sup") is KernelState.FAILED)
+            await rt.terminate("sup")
+            await asyncio.sleep(0.6)
+            kinds = []
+            while (event := await events.get(timeout=0)) is not None:
+                kinds.append(event.kind)
+            return rt.state("sup"), kinds
+
+    state, kinds = asyncio.run(main())
+    assert state is KernelState.TERMINATED
+    assert kinds == [EventKind.LAUNCHED, EventKind.ACTIVATED, EventKind.FAILED,
+                     EventKind.TERMINATED]
