@@ -22,6 +22,8 @@ import time
 import weakref
 from collections import deque
 
+from ringgen.errors import ValidationError
+
 DEFAULT_CAPACITY = 1000  # events one stream keeps unread before it drops the oldest
 
 
@@ -115,7 +117,6 @@ class EventBus:
 
     def stream(self, loop: asyncio.AbstractEventLoop, capacity: int) -> EventStream:
         if capacity < 1:
-            from ringgen.errors import ValidationError
             raise ValidationError(f"events(capacity=...) must be at least 1; got {capacity!r}")
         stream = EventStream(loop, capacity)
         if self._closed:

@@ -113,8 +113,8 @@ class Supervisor:
         return self._restarts.get(kernel_id, 0)
 
     def decide(self, channel: Channel) -> Decision | None:
-        """At a failure: a restart (counted against the budget), or None. Why there is none
-        is given_up()'s to say."""
+        """At a failure: a restart (counted against the budget), or None (why: see
+        _gave_up_reason)."""
         policy = self._policies.get(channel.kernel_id)
         if policy is None or policy.restart != "on_failure" or self.runtime.closing \
                 or channel.device_lost() is not None:
