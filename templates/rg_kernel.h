@@ -65,14 +65,19 @@ struct rg_outs {
     rg_route* route[RG_MAX_LINKS];
     uint32_t rr[RG_MAX_LINKS];  // each route's round robin over the target's blocks
 
+    // (Device code only: nvcc's host pass over these RG_HD functions sees no body.)
     RG_HD void acquire() {
+#if defined(__CUDA_ARCH__) || !defined(__CUDACC__)
         while (atomicCAS(&lock, 0u, 1u) != 0u) {
         }
         __threadfence_block();
+#endif
     }
     RG_HD void release() {
+#if defined(__CUDA_ARCH__) || !defined(__CUDACC__)
         __threadfence_block();
         atomicExch(&lock, 0u);
+#endif
     }
 
     // Pushes msg into every route of `port` (a fan-out), each into the lane of its priority in
