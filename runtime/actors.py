@@ -125,7 +125,7 @@ class HostChannel(Channel):
 
     async def send_to(self, name: str, msg: Any) -> None:
         """ctx.send(name, msg): to the declared target's connections, else a dead letter."""
-        cls = dict(self.sends).get(name)
+        cls: Any = dict(self.sends).get(name)  # (Any: `type(msg) is cls` would narrow msg)
         if cls is None:
             declared = ", ".join(n for n, _ in self.sends) or "none"
             raise TypeError(f"actor {self.kernel_id!r} declares no send target {name!r} (its "

@@ -188,7 +188,7 @@ def test_host_actors_at_either_end(sends_pkg: Any) -> None:
             await rt.request("host_worker", hjob, timeout=10.0)
             got = await _receive(rt, "auditor", 3)
             assert sorted(a.k for a in got) == [0, 1, 2]
-            assert all(a.correlation_id == hjob.message_id and a.priority == 200 for a in got)
+            assert all(a.seq == 7 and a.priority == 200 for a in got)
 
             await rt.terminate("auditor")  # sent to a target that is gone: dead letters
             await rt.request("host_worker", pkg.Job(seq=8, audits=2), timeout=10.0)

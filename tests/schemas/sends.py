@@ -43,8 +43,7 @@ __device__ bool worker_handle(const Job& req, Done& resp, worker_ctx& ctx) {
         a.k = threadIdx.x;
         a.crash = req.crash_at == (int64_t)threadIdx.x;
         a.priority = req.priority;
-        bool sent = ctx.send_audit(a);
-        assert(sent);
+        ctx.send_audit(a);  // false only when terminated while the target is full
     }
     if (threadIdx.x == 0) {
         resp.seq = req.seq;
