@@ -1,5 +1,7 @@
-"""Error handling: responses carry success / error / error_code, every error also goes to an
-error actor through sends=, and a handler that crashes fails its kernel, not the program."""
+"""Error handling: error responses, an error actor fed through sends=, crashes contained.
+
+Responses carry success / error / error_code; every error also goes to an error actor through
+sends=; a handler that crashes fails its kernel, not the program."""
 
 from __future__ import annotations
 
@@ -141,6 +143,8 @@ __device__ bool fragile_handle(const Measurement& req, Response& resp, rg_ctx& c
 
 @ring_kernel(kernel_id="fragile", input=Measurement, output=Response, block=32, cuda=CRASH_CU)
 def fragile(req: Measurement) -> Response:
+    if req.value < 0:  # the same bug: where the kernel traps, its Python raises
+        raise ValueError("fragile cannot take a negative value")
     return Response(result=req.value)
 
 

@@ -6,12 +6,13 @@ targets that crash turn what is sent into dead letters, and the senders keep run
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import build_package, compile_nvcc, have_nvcc
+from conftest import ROOT, build_package, compile_cpp, compile_nvcc, have_nvcc
 
 from ringgen import (
     DeadLetterReason,
@@ -22,6 +23,7 @@ from ringgen import (
     message,
     ring_kernel,
 )
+from ringgen.toolchain.compile import cccl_include, templates_dir
 
 
 @pytest.fixture(scope="module")
@@ -228,3 +230,19 @@ def test_kernels_with_sends_compile_with_nvcc_sm90(sends_pkg: Any, tmp_path: Pat
     for kernel in ("worker", "silent"):
         source = sends_pkg.package.path / f"{kernel}.cu"
         compile_nvcc(source, tmp_path / f"{kernel}.o", [source.parent])
+
+
+def test_sends_under_thread_sanitizer(sends_pkg: Any, tmp_path: Path) -> None:
+    """Up to 8 threads of a block sending at once into a route of 4-slot rings: every audit
+    once, in its job's conversation, with its job's priority; TSan clean."""
+    binary = tmp_path / "sends_stress"
+    package = sends_pkg.package.path
+    compile_cpp([ROOT / "tests" / "native" / "sends_stress.cpp", templates_dir() / "rg_cpu_runtime.cpp"],
+                binary, [package, templates_dir(), cccl_include()],
+                ["-fsanitize=thread", "-pthread", f"-DRG_WORKER_CU=\"{package / 'worker.cu'}\"",
+                 f"-DRG_AUDITOR_CU=\"{package / 'auditor.cu'}\"", "-Wno-error"])
+    result = subprocess.run([str(binary), "20000"], capture_output=True, text=True, timeout=300,
+                            env={"TSAN_OPTIONS": "halt_on_error=1 exitcode=66"})
+    assert "ThreadSanitizer" not in result.stderr, result.stderr[-4000:]
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.stdout.strip() == f"OK 20000 {sum(s % 9 for s in range(20000))}"

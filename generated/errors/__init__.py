@@ -55,10 +55,10 @@ DTYPES = {
 }
 # messages that have no C layout (host actors only), and why
 HOST_ONLY = {
-    'HostResponse': ('examples/errors.py:95: HostResponse.error: str has no bound, so it cannot live in a '
+    'HostResponse': ('examples/errors.py:97: HostResponse.error: str has no bound, so it cannot live in a '
  'fixed-size C struct; write Annotated[str, MaxLen(N)], or pass large data as a BufferRef to a '
  'UnifiedBuffer\n'
- 'examples/errors.py:97: HostResponse.result: Any cannot be laid out in C: Any has no C type; '
+ 'examples/errors.py:99: HostResponse.result: Any cannot be laid out in C: Any has no C type; '
  'annotate the field with a concrete type'),
 }
 

@@ -17,7 +17,7 @@ struct safe_sqrt_ctx : rg_ctx {
 };
 
 // ---- the handler, as written in examples/errors.py ----
-#line 38 "examples/errors.py"
+#line 40 "examples/errors.py"
 // The error goes twice: in the response, to the caller, and as an ErrorReport to whatever
 // runtime.connect("safe_sqrt.errors", ...) bound the error target to.
 __device__ void report(const Measurement& req, Response& resp, safe_sqrt_ctx& ctx,
