@@ -315,7 +315,11 @@ class Routes:
                 await self._attach(route, self._target(dst))
         if isinstance(channel, DeviceChannel) and (
                 sends_of(channel) or any(e.name in self.edges for e in self.ends_of(channel))):
-            self._check_backend(channel)
+            try:
+                self._check_backend(channel)
+            except BackendUnavailableError:
+                await channel.terminate(ACK_TIMEOUT)  # it never ran: nothing is left behind
+                raise
             await self._publish_out(channel)
         self._schedule_drain()
 
