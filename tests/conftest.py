@@ -46,6 +46,25 @@ def compile_nvcc(source: Path, output: Path, includes: Sequence[Path]) -> None:
         raise AssertionError(f"{' '.join(cmd)}\n{result.stderr}")
 
 
+def compile_nvcc_each(sources: Sequence[Path], out_dir: Path) -> None:
+    """compile_nvcc of each source (its folder on the include path), as many at once as there are
+    cores: nvcc is one process per file, mostly single-threaded, and these are the suite's
+    longest compiles. Every failure is raised, each with its compiler output."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(source: Path) -> str | None:
+        try:
+            compile_nvcc(source, out_dir / f"{source.parent.name}_{source.stem}.o", [source.parent])
+        except AssertionError as e:
+            return str(e)
+        return None
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        failures = [f for f in pool.map(one, sources) if f is not None]
+    if failures:
+        raise AssertionError("\n\n".join(failures))
+
+
 def import_package(package_dir: Path, alias: str | None = None) -> object:
     """Import a generated package from its folder under a unique module name."""
     import importlib.util

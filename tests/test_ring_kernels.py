@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, compile_cpp, compile_nvcc, have_nvcc
+from conftest import ROOT, compile_cpp, compile_nvcc_each, have_nvcc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -38,8 +38,7 @@ def test_every_kernel_compiles_with_gpp_werror(kernels_pkg: Any, tmp_path: Path)
 @pytest.mark.nvcc
 @pytest.mark.skipif(not have_nvcc(), reason="nvcc is not on PATH")
 def test_every_kernel_compiles_with_nvcc_sm90(kernels_pkg: Any, tmp_path: Path) -> None:
-    for source in _kernel_sources(kernels_pkg):
-        compile_nvcc(source, tmp_path / f"{source.stem}.o", [source.parent])
+    compile_nvcc_each(list(_kernel_sources(kernels_pkg)), tmp_path)
 
 
 def _send(kernel: RingKernel, msgs: list[Any], lane: int | None = None, block: int = 0) -> None:
