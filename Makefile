@@ -22,14 +22,19 @@ run: $(STAMP)
 	for f in $(EXAMPLES); do $(BIN)/ringgen build $$f -o generated || exit 1; done
 	$(BIN)/python scripts/run_examples.py
 
+# pytest on every core (pytest-xdist), then the timing-sensitive tests (marker `serial`) alone,
+# so that no deadline they check is measured beside another test's load.
+PYTEST_WORKERS ?= auto
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python scripts/typecheck.py
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not serial"
+	$(BIN)/pytest -m serial
 
 # Everything but the long soak and stress runs.
 test-fast: $(STAMP)
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow and not serial"
+	$(BIN)/pytest -m "serial and not slow"
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -142,6 +142,7 @@ def test_undecodable_response_does_not_hide_a_crash(pkg: Any) -> None:
 # -- requests ----------------------------------------------------------------------------------
 
 
+@pytest.mark.serial  # refused within 0.1 s
 def test_one_message_in_two_concurrent_requests_is_refused_at_once(pkg: Any) -> None:
     async def main() -> None:
         async with RingKernelRuntime(pkg, backend="cpu") as rt:

@@ -279,6 +279,7 @@ def test_buffer_ids_are_random_64_bit() -> None:
     assert max(ids) >= 2**48  # drawn from the whole 64-bit range
 
 
+@pytest.mark.serial  # hang detection within its timeout
 @pytest.mark.parametrize("mode", [1, 2], ids=["endless-handler", "stuck-at-barrier"])
 def test_hung_kernel_fails_its_waiters(lifecycle_pkg: Any, mode: int) -> None:
     async def main() -> tuple[BaseException, BaseException, float, Any, int | None, list[Any]]:

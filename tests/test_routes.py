@@ -24,6 +24,7 @@ def routed_pkg(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return build_package("schemas.routed", tmp_path_factory.mktemp("routed") / "gen")
 
 
+@pytest.mark.serial  # TSan stress: 200 k messages over threads
 def test_route_protocol_under_thread_sanitizer(routed_pkg: Any, tmp_path: Path) -> None:
     """Two sender blocks, four keyed target blocks, rings of 4 slots: every message once, FIFO
     per (sender block, priority, key), correlated, in its key's block; TSan clean."""

@@ -383,6 +383,7 @@ def test_a_watcher_thread_wakes_the_loop_as_on_a_gpu(kernels_pkg: Any, monkeypat
     run(main())
 
 
+@pytest.mark.serial  # shutdown within 1 s
 def test_shutdown_under_a_second_with_idle_actors(kernels_pkg: Any) -> None:
     async def idle(ctx: ActorContext) -> None:
         while not ctx.should_terminate:

@@ -171,6 +171,7 @@ def test_state_and_connections_come_back_after_a_restart(sup_pkg: Any) -> None:
     assert [(r.seq, r.count) for r in after] == [(10, 101), (11, 102), (12, 103)]
 
 
+@pytest.mark.serial  # found within watchdog_s + 1 s
 def test_a_hung_handler_is_found_within_watchdog_s_and_the_rest_keep_running(
         sup_pkg: Any) -> None:
     async def main() -> tuple[BaseException, float, Any, Any, Any]:

@@ -9,6 +9,9 @@ import pytest
 
 from ringgen.runtime.waiting import Deadlines
 
+# Each wait must expire within 0.1 s of its deadline: run alone, not beside other tests' load.
+pytestmark = pytest.mark.serial
+
 
 def test_each_wait_expires_at_its_own_deadline_and_answered_ones_never() -> None:
     async def main() -> None:

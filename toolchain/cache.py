@@ -7,8 +7,9 @@ so it hands out only what this user made: the folder is created 0700; a folder o
 another user owns, or that group or others can write, is refused with UntrustedCacheError; and
 each artifact's SHA-256 is recorded beside it (`<artifact>.sha256`) when it is written and
 checked before it is handed out. An artifact that does not match its record (or has none) is
-rebuilt, never run. Artifact and record are each written atomically, the record last, so
-concurrent builds of one key are safe: a reader that meets one build's artifact beside another's
+rebuilt, never run. Each build writes its own scratch file (per process and thread), and artifact
+and record are each written atomically, the record last, so concurrent builds of one key (test
+workers, `--jobs`) are safe: a reader that meets one build's artifact beside another's
 record rebuilds."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import pwd
 import stat
 import subprocess
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -83,7 +85,8 @@ def cached(key: str, suffix: str, produce: Callable[[Path], None]) -> tuple[Path
     target = folder / f"{key}{suffix}"
     if _matches_record(target):
         return target, True
-    scratch = target.with_name(f".{target.name}.{os.getpid()}.build")
+    # One scratch file per process and thread: two builds of one key never share one.
+    scratch = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.build")
     try:
         produce(scratch)
         data = scratch.read_bytes()
