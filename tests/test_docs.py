@@ -68,15 +68,27 @@ def _driver(page: Path) -> str | None:
 RUNNABLE = [p for p in PAGES if _driver(p) is not None]
 
 
+@pytest.fixture
+def page_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh folder for one page's code, at the same path for every page of this session (of
+    this test worker): the compile cache keys a package on its folder's absolute path, so a
+    package that several pages build in the same place is compiled once, not once a page."""
+    folder = tmp_path_factory.getbasetemp() / "docs-page"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    return folder
+
+
 @pytest.mark.slow
+@pytest.mark.xdist_group("docs-pages")  # on one test worker, so that page_dir is one folder
 @pytest.mark.parametrize("page", RUNNABLE, ids=lambda p: p.relative_to(DOCS).as_posix())
-def test_the_code_of_each_page_runs(page: Path, tmp_path: Path) -> None:
-    shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    script = tmp_path / "page_code.py"
+def test_the_code_of_each_page_runs(page: Path, page_dir: Path) -> None:
+    shutil.copytree(ROOT / "examples", page_dir / "examples")
+    script = page_dir / "page_code.py"
     script.write_text(_driver(page) or "")
-    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+    result = subprocess.run([sys.executable, str(script)], cwd=page_dir, capture_output=True,
                             text=True, timeout=600,
-                            env={**os.environ, "PYTHONPATH": str(tmp_path)})
+                            env={**os.environ, "PYTHONPATH": str(page_dir)})
     assert result.returncode == 0, f"{page.name}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
 
 
