@@ -47,9 +47,10 @@ def compile_nvcc(source: Path, output: Path, includes: Sequence[Path]) -> None:
 
 
 def each_at_once(compile_one: Callable[[Path], None], sources: Sequence[Path]) -> None:
-    """compile_one(source) for every source, as many at once as there are cores: a compiler is
-    one mostly single-threaded process per file, and these are the suite's longest compiles.
-    Every failure is raised, each with its compiler output."""
+    """compile_one(source) for every source, as many at once as this test process's share of
+    the cores (pytest-xdist runs one process per core): a compiler is one mostly single-threaded
+    process per file, and these are the suite's longest compiles. Every failure is raised, each
+    with its compiler output."""
     from concurrent.futures import ThreadPoolExecutor
 
     def one(source: Path) -> str | None:
@@ -59,7 +60,8 @@ def each_at_once(compile_one: Callable[[Path], None], sources: Sequence[Path]) -
             return str(e)
         return None
 
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    test_processes = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    with ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 1) // test_processes)) as pool:
         failures = [f for f in pool.map(one, sources) if f is not None]
     if failures:
         raise AssertionError("\n\n".join(failures))
