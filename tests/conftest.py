@@ -19,6 +19,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="rewrite tests/golden/*/out and generated/ from the current code")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups from the markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`--dist loadgroup`), the tests that share a module-scoped fixture (a
+    package built, and compiled on first launch, for the module) run on one worker: the compile
+    cache keys a package on its folder's absolute path, and each worker's folders are its own,
+    so a module spread over two workers would build and compile its package twice."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None or item.get_closest_marker("xdist_group") is not None:
+            continue
+        if any(defs[-1].scope == "module" for defs in info.name2fixturedefs.values() if defs):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 @pytest.fixture
 def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))
