@@ -116,7 +116,24 @@ def build_package(module: str, out_dir: Path) -> object:
 
 @pytest.fixture(scope="session")
 def kernels_pkg(tmp_path_factory: pytest.TempPathFactory) -> object:
-    return build_package("schemas.kernels", tmp_path_factory.mktemp("kernels") / "gen")
+    """schemas.kernels, the package most test modules launch, built once for the whole run in
+    one folder that every pytest-xdist worker shares: the compile cache keys a package on its
+    folder, so the workers compile each of its kernels once between them."""
+    import fcntl
+
+    from ringgen.codegen.build import plan
+    from ringgen.codegen.writer import write_package
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # xdist: gw*'s parent
+    p = plan(["schemas.kernels"], shared / "kernels-shared" / "gen")
+    written = shared / "kernels-shared" / "written"
+    with open(shared / "kernels-shared.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker writes it; the others wait for it
+        if not written.exists():
+            write_package(p.package_dir, p.files())
+            written.touch()
+    return import_package(p.package_dir, "rg_built_kernels_shared")
 
 
 @pytest.fixture(scope="session")
