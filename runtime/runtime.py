@@ -149,8 +149,9 @@ class RingKernelRuntime:
 
     async def launch(self, kernel_id: str, actor: Actor | None = None, activate: bool = True, *,
                      queue_size: int | None = None, backpressure: str | None = None,
-                     lane_capacity: int | None = None) -> None:
-        """Start a kernel of the packages (or `actor`, an `async def f(ctx)` host actor)."""
+                     lane_capacity: int | None = None, device: int = 0) -> None:
+        """Start a kernel of the packages (or `actor`, an `async def f(ctx)` host actor) on
+        `device`: a GPU's number on CUDA, a group of runners on the CPU backend."""
         if self._closing:
             raise KernelStateError(f"cannot launch {kernel_id!r}: the runtime is shut down")
         if kernel_id in self._launching:
@@ -161,7 +162,7 @@ class RingKernelRuntime:
         self._launches.add(done)
         try:
             await self._launch(kernel_id, actor, activate, queue_size, backpressure,
-                               lane_capacity)
+                               lane_capacity, limits.device(device))
         finally:
             self._launching.discard(kernel_id)
             self._launches.discard(done)
@@ -169,7 +170,7 @@ class RingKernelRuntime:
 
     async def _launch(self, kernel_id: str, actor: Actor | None, activate: bool,
                       queue_size: int | None, backpressure: str | None,
-                      lane_capacity: int | None) -> None:
+                      lane_capacity: int | None, device: int) -> None:
         old = self._channels.get(kernel_id)
         if old is not None and old.state not in (KernelState.TERMINATED, KernelState.FAILED):
             raise KernelStateError(f"kernel {kernel_id!r} is already running; terminate it first")
@@ -195,7 +196,7 @@ class RingKernelRuntime:
         else:
             assert kdef is not None
             capacity = lane_capacity if lane_capacity is not None else self.lane_capacity
-            kernel = await self._start_kernel(kdef, capacity)
+            kernel = await self._start_kernel(kdef, capacity, device)
             for slot, buffer in self._buffers.values():
                 kernel.set_buffer(slot, buffer.entry())
             channel = DeviceChannel(self, kdef, kernel, queue_size, backpressure)
@@ -207,11 +208,11 @@ class RingKernelRuntime:
             await channel.activate()
         await self.routes.relaunched(kernel_id)
 
-    async def _start_kernel(self, kdef: KernelDef, capacity: int) -> RingKernel:
+    async def _start_kernel(self, kdef: KernelDef, capacity: int, device: int) -> RingKernel:
         """create_kernel in a worker thread. A kernel that comes up after its launch() was
         cancelled, or while the runtime shuts down, is terminated: no kernel outlives it."""
         made = self.loop.run_in_executor(None, create_kernel, self.backend, kdef, capacity,
-                                         self.cpu_build or "release")
+                                         self.cpu_build or "release", device)
         try:
             kernel: RingKernel = await asyncio.shield(made)
         except asyncio.CancelledError:
@@ -347,9 +348,10 @@ class RingKernelRuntime:
 
     # -- buffers ---------------------------------------------------------------------------
 
-    def unified_buffer(self, shape: int | tuple[int, ...], dtype: Any = np.float64) -> UnifiedBuffer:
-        """A UnifiedBuffer on this runtime's backend, registered with it."""
-        buffer = UnifiedBuffer(shape, dtype, backend=self.backend or "cpu")
+    def unified_buffer(self, shape: int | tuple[int, ...], dtype: Any = np.float64,
+                       device: int = 0) -> UnifiedBuffer:
+        """A UnifiedBuffer on this runtime's backend and `device`, registered with it."""
+        buffer = UnifiedBuffer(shape, dtype, backend=self.backend or "cpu", device=device)
         self.register(buffer)
         return buffer
 

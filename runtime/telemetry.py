@@ -27,6 +27,7 @@ class Telemetry:
     # moved, and whether that reached hang_timeout (a hung handler, or a stopped process).
     heartbeat_age_s: float | None = None
     stalled: bool = False
+    device: int | None = None  # the device a kernel runs on (launch(..., device=N)); None: host actor
 
 
 @dataclass

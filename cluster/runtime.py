@@ -1,0 +1,506 @@
+"""ClusterRuntime: RingKernelRuntime's API over the nodes of a Ray cluster.
+
+    async with ClusterRuntime(pkg, address="auto") as rt:      # None: a local Ray
+        a, b = (await rt.nodes())[:2]
+        await rt.launch("stage1", node=a)
+        await rt.launch("stage2", node=b, device=1)
+        await rt.connect("stage1", "stage2")                      # bridged by the hosts
+        resp = await rt.request("stage1", msg, reply_from="stage2")
+
+Each node that runs kernels gets one Ray actor (cluster/node.py) pinned to it, which hosts a
+RingKernelRuntime with that node's backend; every call routes by kernel id to its node. The
+rules of one runtime hold across nodes because they are the node runtime's own: priorities,
+correlation, backpressure, dead letters. The driver adds what only it can know: which messages
+a node holds (cluster/ledger.py), so that a node's death turns them into dead letters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from types import ModuleType, TracebackType
+from typing import Any
+
+import numpy as np
+
+from ringgen.cluster.ledger import Ledger, row_ids
+from ringgen.cluster.node import NodeHost
+from ringgen.cluster.ray_api import is_actor_death, node_affinity, ray_module
+from ringgen.cluster.wire import Outcome, PackageSpec
+from ringgen.errors import KernelFaultError, KernelStateError, QueueFullError
+from ringgen.runtime.dead_letters import DeadLetter
+from ringgen.runtime.runtime import DEAD_LETTER_MEMORY
+from ringgen.runtime.telemetry import Telemetry
+from ringgen.schema.package import KernelDef, Package, package_of
+
+log = logging.getLogger("ringgen.cluster")
+
+
+@dataclasses.dataclass
+class _Node:
+    node_id: str
+    handle: Any  # the NodeHost actor
+    pid: int = 0
+    backend: str = ""
+    dead: str | None = None  # why the node's host is gone
+    watch: asyncio.Task[None] | None = None
+
+
+@dataclasses.dataclass
+class _Placed:
+    kernel_id: str
+    node: _Node
+    device: int
+    kdef: KernelDef
+    ledger: Ledger
+
+
+class ClusterRuntime:
+    """An async context manager that places kernels on Ray nodes and owns them."""
+
+    def __init__(self, *packages: ModuleType | Package, address: str | None = None,
+                 backend: str = "auto",
+                 dead_letter_hook: Callable[[DeadLetter], None] | None = None,
+                 ray_options: dict[str, Any] | None = None, **runtime_options: Any) -> None:
+        """`address`: None starts (or joins, with RAY_ADDRESS) a local Ray; "auto" joins the
+        running cluster; "ray://host:port" is Ray Client. A Ray already initialized in this
+        process is used as it is and left running. `backend` and `runtime_options`
+        (lane_capacity, hang_timeout, ...) go to each node's RingKernelRuntime; `ray_options`
+        to ray.init."""
+        self.packages = [package_of(p) for p in packages]
+        self.address = address
+        self.dead_letter_hook = dead_letter_hook
+        self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTER_MEMORY)
+        self.dead_letter_counts: Counter[str] = Counter()
+        self._options = {"backend": backend, **runtime_options}
+        self._ray_options = ray_options or {}
+        self._ray: Any = None
+        self._owns_ray = False
+        self._driver_node = ""
+        self._nodes: dict[str, _Node] = {}
+        self._starting: dict[str, asyncio.Future[_Node]] = {}
+        self._placed: dict[str, _Placed] = {}
+        self._edges: dict[str, list[str]] = {}  # connect(): src -> dsts
+        self._closing = False
+
+    # -- context ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> ClusterRuntime:
+        ray = ray_module()
+        self._ray = ray
+        if not ray.is_initialized():
+            options = {"include_dashboard": False, "log_to_driver": False, **self._ray_options}
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: ray.init(address=self.address, **options))
+            self._owns_ray = True
+        self._driver_node = ray.get_runtime_context().get_node_id()
+        self._closing = False
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self, timeout: float = 1.0) -> None:
+        """shutdown(timeout), then Ray itself if this runtime started it."""
+        try:
+            await self.shutdown(timeout)
+        finally:
+            if self._owns_ray and self._ray is not None:
+                self._ray.shutdown()
+                self._owns_ray = False
+
+    async def shutdown(self, timeout: float = 1.0) -> None:
+        """Terminate every kernel on every node (each node's runtime shutdown), then end the
+        node actors; their runner processes end with them."""
+        self._closing = True
+        if self._starting:
+            await asyncio.gather(*self._starting.values(), return_exceptions=True)
+        nodes = [n for n in self._nodes.values() if n.dead is None]
+        for node in self._nodes.values():
+            if node.watch is not None:
+                node.watch.cancel()
+        results = await asyncio.gather(*(self._call(n, "shutdown", timeout) for n in nodes),
+                                       return_exceptions=True)
+        for node, result in zip(nodes, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("shutting node %s down failed: %s", node.node_id, result)
+            self._ray.kill(node.handle, no_restart=True)
+        self._nodes.clear()
+
+    # -- nodes -----------------------------------------------------------------------------
+
+    async def nodes(self) -> list[str]:
+        """The ids of the Ray nodes that are alive (the driver's first): where kernels can go."""
+        alive = await asyncio.get_running_loop().run_in_executor(None, self._ray.nodes)
+        ids = sorted(n["NodeID"] for n in alive if n.get("Alive"))
+        return sorted(ids, key=lambda i: i != self._driver_node)
+
+    def placement(self, kernel_id: str) -> tuple[str, int]:
+        """(node id, device) of a launched kernel."""
+        placed = self._placed_kernel(kernel_id)
+        return placed.node.node_id, placed.device
+
+    async def processes(self) -> dict[str, tuple[int, list[int]]]:
+        """Per live node: its host actor's process id and its kernels' runner processes (CPU
+        backend) -- what to look for after a shutdown."""
+        out = {}
+        for node in list(self._nodes.values()):
+            if node.dead is None:
+                pids = await node.handle.runner_pids.remote()
+                out[node.node_id] = (node.pid, pids)
+        return out
+
+    async def _node(self, node_id: str) -> _Node:
+        """The host actor of a node, started on first use (once, however many launch at once)."""
+        node = self._nodes.get(node_id)
+        if node is not None:
+            if node.dead is not None:
+                raise KernelStateError(f"node {node_id} is gone ({node.dead}); launch on "
+                                       "another node")
+            return node
+        if node_id not in self._starting:
+            self._starting[node_id] = asyncio.ensure_future(self._start_node(node_id))
+        try:
+            return await asyncio.shield(self._starting[node_id])
+        finally:
+            if self._starting.get(node_id) is not None and self._starting[node_id].done():
+                del self._starting[node_id]
+
+    async def _start_node(self, node_id: str) -> _Node:
+        if node_id not in await self.nodes():
+            raise KernelStateError(f"no live Ray node {node_id!r}; await runtime.nodes() lists "
+                                   "the nodes that can host kernels")
+        actor = self._ray.remote(NodeHost).options(
+            num_cpus=0, max_concurrency=1000, max_restarts=0,
+            scheduling_strategy=node_affinity(node_id))
+        handle = actor.remote([PackageSpec.of(p) for p in self.packages], self._options)
+        node = _Node(node_id, handle)
+        node.pid, node.backend = await self._call(node, "start")
+        self._nodes[node_id] = node
+        node.watch = asyncio.ensure_future(self._watch(node))
+        log.info("node %s hosts kernels (process %d, backend %s)", node_id, node.pid,
+                 node.backend)
+        return node
+
+    async def _watch(self, node: _Node) -> None:
+        """Awaits a call that never returns: it fails when the node's host dies."""
+        try:
+            await node.handle.alive.remote()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            if not self._closing:
+                self._node_died(node, f"{type(e).__name__}: {e}")
+
+    def _node_died(self, node: _Node, why: str) -> None:
+        """Its kernels are FAILED; what the driver knows it held becomes dead letters."""
+        if node.dead is not None:
+            return
+        node.dead = why.splitlines()[0] if why else "its host actor died"
+        log.error("node %s died: %s", node.node_id, node.dead)
+        for placed in self._placed.values():
+            if placed.node is node:
+                detail = (f"node {node.node_id} died with kernel {placed.kernel_id!r} "
+                          f"({node.dead}) before it was processed")
+                for letter in placed.ledger.fail(detail):
+                    self._add_dead_letter(letter)
+
+    async def _call(self, node: _Node, method: str, *args: Any,
+                    kernel_id: str | None = None) -> Any:
+        """One call of a node's host: its value, or its error raised here again; a dead node is
+        a KernelFaultError (for the kernel named)."""
+        what = f"kernel {kernel_id!r}" if kernel_id is not None else f"node {node.node_id}"
+        if node.dead is not None:
+            raise KernelFaultError(f"{what} failed: node {node.node_id} died ({node.dead})")
+        try:
+            outcome: Outcome = await getattr(node.handle, method).remote(*args)
+        except Exception as e:
+            if not is_actor_death(e):
+                raise
+            self._node_died(node, f"{type(e).__name__}: {e}")
+            raise KernelFaultError(f"{what} failed: node {node.node_id} died "
+                                   f"({node.dead})") from None
+        for letter in outcome.letters:
+            self._add_dead_letter(letter.decode(self.packages))
+        if outcome.failure is not None:
+            raise outcome.failure.error()
+        return outcome.value
+
+    # -- kernels ---------------------------------------------------------------------------
+
+    async def launch(self, kernel_id: str, activate: bool = True, *, node: str | None = None,
+                     device: int = 0, queue_size: int | None = None,
+                     backpressure: str | None = None, lane_capacity: int | None = None) -> None:
+        """Start a kernel of the packages on `node` (default: the driver's) and `device`.
+        Host actors are the packages' own (`async def` under @ring_kernel)."""
+        if self._closing:
+            raise KernelStateError(f"cannot launch {kernel_id!r}: the runtime is shut down")
+        kdef = self._kernel(kernel_id)
+        old = self._placed.get(kernel_id)
+        if old is not None and old.node.dead is None and await self.state(kernel_id) not in (
+                "terminated", "failed"):
+            raise KernelStateError(f"kernel {kernel_id!r} is already running on node "
+                                   f"{old.node.node_id}; terminate it first")
+        host = await self._node(node or self._driver_node)
+        options = {"queue_size": queue_size, "backpressure": backpressure,
+                   "lane_capacity": lane_capacity, "device": device}
+        await self._call(host, "launch", kernel_id, activate, options, kernel_id=kernel_id)
+        self._placed[kernel_id] = _Placed(kernel_id, host, device, kdef, Ledger(kernel_id))
+
+    async def activate(self, kernel_id: str) -> None:
+        await self._lifecycle("activate", kernel_id)
+
+    async def deactivate(self, kernel_id: str) -> None:
+        await self._lifecycle("deactivate", kernel_id)
+
+    async def terminate(self, kernel_id: str, timeout: float = 1.0) -> None:
+        await self._lifecycle("terminate", kernel_id, timeout)
+
+    async def connect(self, src: str, *dsts: str) -> None:
+        """src's output goes to each dst: through routes where all are on src's node, else
+        bridged by the hosts in batches (cluster/bridge.py). Types must match; no cycles."""
+        source = self._placed_kernel(src)
+        if not dsts:
+            raise KernelStateError(f"connect({src!r}) names no target; give one or more kernels")
+        targets = [self._placed_kernel(d) for d in dsts]
+        for t in targets:
+            if source.kdef.output is None or t.kdef.input is not source.kdef.output:
+                out = getattr(source.kdef.output, "__name__", "nothing")
+                raise KernelStateError(
+                    f"cannot connect {src!r} to {t.kernel_id!r}: {src!r} sends {out} and "
+                    f"{t.kernel_id!r} takes {getattr(t.kdef.input, '__name__', None)}")
+        self._refuse_cycle(src, list(dsts))
+        if all(t.node is source.node for t in targets):
+            await self._call(source.node, "connect", src, list(dsts), kernel_id=src)
+        else:
+            wire = [(t.kernel_id, None if t.node is source.node else t.node.handle)
+                    for t in targets]
+            await self._call(source.node, "bridge", src, wire, kernel_id=src)
+        self._edges[src] = list(dsts)
+
+    async def disconnect(self, src: str) -> None:
+        await self._call(self._placed_kernel(src).node, "disconnect", src, kernel_id=src)
+        self._edges.pop(src, None)
+
+    def _refuse_cycle(self, src: str, dsts: list[str]) -> None:
+        edges = {**self._edges, src: dsts}
+        path: list[str] = []
+
+        def visit(k: str) -> None:
+            if k in path:
+                cycle = " -> ".join([*path[path.index(k):], k])
+                raise KernelStateError(f"connecting {src!r} would make a cycle ({cycle}), "
+                                       "which could block forever; break it with a host actor")
+            path.append(k)
+            for d in edges.get(k, []):
+                visit(d)
+            path.pop()
+
+        visit(src)
+
+    # -- messages --------------------------------------------------------------------------
+
+    async def send(self, kernel_id: str, msg: Any, timeout: float | None = None) -> bool:
+        """Enqueue `msg` on its kernel's node; False if backpressure dropped it (a dead letter)."""
+        placed = self._placed_kernel(kernel_id)
+        placed.ledger.add_messages([msg])
+        try:
+            return bool(await self._call(placed.node, "send", kernel_id, type(msg).__name__,
+                                         msg.serialize(), timeout, kernel_id=kernel_id))
+        except Exception as e:
+            self._refused(placed, [msg], e)
+            raise
+
+    async def send_many(self, kernel_id: str, msgs: Sequence[Any],
+                        timeout: float | None = None) -> int:
+        """Enqueue a batch (one class of message) in one call; what RingKernelRuntime's does."""
+        if not msgs:
+            return 0
+        placed = self._placed_kernel(kernel_id)
+        cls = type(msgs[0])
+        if any(type(m) is not cls for m in msgs):
+            raise TypeError(f"send_many to {kernel_id!r} across nodes takes messages of one "
+                            "class per call; send each class in its own batch")
+        placed.ledger.add_messages(msgs)
+        try:
+            return int(await self._call(placed.node, "send_many", kernel_id, cls.__name__,
+                                        [m.serialize() for m in msgs], timeout,
+                                        kernel_id=kernel_id))
+        except Exception as e:
+            self._refused(placed, msgs, e)
+            raise
+
+    async def send_array(self, kernel_id: str, arr: np.ndarray, timeout: float | None = None) -> int:
+        """send_many() of a struct array of the input dtype; Ray moves a large one through its
+        object store. A QueueFullError's `accepted` holds indices into `arr`."""
+        placed = self._placed_kernel(kernel_id)
+        if not isinstance(arr, np.ndarray) or arr.dtype.names is None or \
+                "message_id" not in arr.dtype.names:
+            raise TypeError(f"send_array to {kernel_id!r} takes a numpy struct array of its "
+                            "input (pkg.new_array makes one)")
+        placed.ledger.add_rows(arr)
+        try:
+            return int(await self._call(placed.node, "send_array", kernel_id, arr, timeout,
+                                        kernel_id=kernel_id))
+        except Exception as e:
+            accepted = getattr(e, "accepted", None)
+            refused = np.setdiff1d(np.arange(len(arr)), accepted if accepted is not None
+                                   else np.empty(0, dtype=np.intp))
+            if not (isinstance(e, KernelFaultError) and placed.node.dead is not None):
+                placed.ledger.forget(row_ids(arr[refused], "message_id"))
+            raise
+
+    def _refused(self, placed: _Placed, msgs: Sequence[Any], error: Exception) -> None:
+        """A call that raised accepted none of `msgs` (QueueFullError: all but `accepted`),
+        unless the node died under it: then they are its dead letters already."""
+        if isinstance(error, KernelFaultError) and placed.node.dead is not None:
+            return
+        accepted = set(getattr(error, "accepted", None) or ()) if isinstance(
+            error, QueueFullError) else set()
+        placed.ledger.forget(m.message_id.bytes for i, m in enumerate(msgs) if i not in accepted)
+
+    async def request(self, kernel_id: str, msg: Any, timeout: float | None = None, *,
+                      reply_from: str | None = None) -> Any:
+        """Send `msg` and await the response correlated to it: from the kernel, or from
+        `reply_from`, the end of a pipeline it starts (on this node or another)."""
+        placed = self._placed_kernel(kernel_id)
+        last = self._placed_kernel(reply_from) if reply_from is not None else placed
+        if last.node is not placed.node:
+            return await self._request_across(placed, last, msg, timeout)
+        placed.ledger.add_messages([msg])
+        try:
+            name, data = await self._call(placed.node, "request", kernel_id, type(msg).__name__,
+                                          msg.serialize(), timeout, reply_from,
+                                          kernel_id=kernel_id)
+        except asyncio.TimeoutError:
+            raise  # the late reply will settle it (a dead letter on the node)
+        except Exception as e:
+            self._refused(placed, [msg], e)
+            raise
+        response = self._decode(name, data)
+        placed.ledger.forget([msg.message_id.bytes])
+        last.ledger.answered_by([response])
+        return response
+
+    async def _request_across(self, first: _Placed, last: _Placed, msg: Any,
+                              timeout: float | None) -> Any:
+        """The reply is awaited on last's node, registered there before msg is sent."""
+        key = msg.message_id.bytes
+        await self._call(last.node, "expect", last.kernel_id, key, kernel_id=last.kernel_id)
+        waiting = asyncio.ensure_future(self._call(
+            last.node, "await_reply", last.kernel_id, key, timeout, kernel_id=last.kernel_id))
+        try:
+            if not await self.send(first.kernel_id, msg, timeout):
+                raise QueueFullError(f"kernel {first.kernel_id!r}: the request was dropped by "
+                                     "backpressure")
+            name, data = await waiting
+        finally:
+            if not waiting.done():
+                waiting.cancel()
+        return self._decode(name, data)
+
+    async def receive(self, kernel_id: str, timeout: float | None = None) -> Any:
+        got = await self.receive_many(kernel_id, 1, timeout)
+        if not got:
+            raise asyncio.TimeoutError(f"no response from kernel {kernel_id!r} within {timeout} s")
+        return got[0]
+
+    async def receive_many(self, kernel_id: str, max_count: int,
+                           timeout: float | None = None) -> list[Any]:
+        placed = self._placed_kernel(kernel_id)
+        got = await self._call(placed.node, "receive_many", kernel_id, max_count, timeout,
+                               kernel_id=kernel_id)
+        responses = [self._decode(name, data) for name, data in got]
+        placed.ledger.answered_by(responses)
+        return responses
+
+    async def receive_array(self, kernel_id: str, max_count: int,
+                            timeout: float | None = None) -> np.ndarray:
+        placed = self._placed_kernel(kernel_id)
+        rows: np.ndarray = await self._call(placed.node, "receive_array", kernel_id, max_count,
+                                            timeout, kernel_id=kernel_id)
+        placed.ledger.forget(row_ids(rows, "correlation_id"))
+        return rows
+
+    async def drain(self, kernel_id: str | None = None, timeout: float | None = None) -> None:
+        """Wait until the kernel (every kernel: None) processed all it accepted so far."""
+        ids = [kernel_id] if kernel_id is not None else list(self._placed)
+        await asyncio.gather(*(self._drain(k, timeout) for k in ids))
+
+    async def _drain(self, kernel_id: str, timeout: float | None) -> None:
+        placed = self._placed_kernel(kernel_id)
+        mark = placed.ledger.mark()
+        await self._lifecycle("drain", kernel_id, timeout)
+        placed.ledger.drained(mark)
+
+    def kernel_ids(self) -> list[str]:
+        return list(self._placed)
+
+    async def telemetry(self, kernel_id: str) -> Telemetry:
+        """The node runtime's figures for the kernel (a coroutine here: it asks the node)."""
+        result: Telemetry = await self._lifecycle("telemetry", kernel_id)
+        return result
+
+    async def state(self, kernel_id: str) -> str:
+        """The kernel's KernelState value ("active", "failed", ...); "failed" once its node
+        died (a coroutine here: it asks the node)."""
+        placed = self._placed_kernel(kernel_id)
+        if placed.node.dead is not None:
+            return "failed"
+        return str(await self._lifecycle("state", kernel_id))
+
+    async def read_state(self, kernel_id: str, timeout: float = 5.0) -> list[Any]:
+        result: list[Any] = await self._lifecycle("read_state", kernel_id, timeout)
+        return result
+
+    async def fetch_dead_letters(self) -> list[DeadLetter]:
+        """Collect the dead letters the nodes made since their last answer (each call brings
+        them too); returns the new ones, which are also in `dead_letters`."""
+        before = sum(self.dead_letter_counts.values())
+        for node in [n for n in self._nodes.values() if n.dead is None]:
+            await self._call(node, "letters")
+        new = sum(self.dead_letter_counts.values()) - before
+        return list(self.dead_letters)[-new:] if new else []
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    async def _lifecycle(self, what: str, kernel_id: str, *args: Any) -> Any:
+        placed = self._placed_kernel(kernel_id)
+        return await self._call(placed.node, "lifecycle", what, kernel_id, *args,
+                                kernel_id=kernel_id)
+
+    def _kernel(self, kernel_id: str) -> KernelDef:
+        for pkg in self.packages:
+            if kernel_id in pkg.kernels:
+                return pkg.kernels[kernel_id]
+        names = sorted(k for p in self.packages for k in p.kernels)
+        raise KernelStateError(f"no kernel {kernel_id!r} in the runtime's packages (they have "
+                               f"{', '.join(names) or 'none'})")
+
+    def _placed_kernel(self, kernel_id: str) -> _Placed:
+        try:
+            return self._placed[kernel_id]
+        except KeyError:
+            raise KernelStateError(f"kernel {kernel_id!r} is not launched; await "
+                                   f"runtime.launch({kernel_id!r}, node=...) first") from None
+
+    def _decode(self, class_name: str, data: bytes) -> Any:
+        for pkg in self.packages:
+            cls: Any = pkg.classes.get(class_name)
+            if cls is not None:
+                return cls.deserialize(data)
+        raise TypeError(f"a node answered with {class_name}, which no package of the driver "
+                        "has; give the driver the same packages as the nodes")
+
+    def _add_dead_letter(self, letter: DeadLetter) -> None:
+        placed = self._placed.get(letter.kernel_id)
+        if placed is not None:
+            placed.ledger.settle(letter)
+        self.dead_letters.append(letter)
+        self.dead_letter_counts[letter.kernel_id] += 1
+        if self.dead_letter_hook is not None:
+            self.dead_letter_hook(letter)
