@@ -306,7 +306,7 @@ class ClusterRuntime:
 
     async def send(self, kernel_id: str, msg: Any, timeout: float | None = None) -> bool:
         """Enqueue `msg` on its kernel's node; False if backpressure dropped it (a dead letter)."""
-        placed = self._placed_kernel(kernel_id)
+        placed = self._sendable(kernel_id)
         placed.ledger.add_messages([msg])
         try:
             return bool(await self._call(placed.node, "send", kernel_id, type(msg).__name__,
@@ -320,7 +320,7 @@ class ClusterRuntime:
         """Enqueue a batch (one class of message) in one call; what RingKernelRuntime's does."""
         if not msgs:
             return 0
-        placed = self._placed_kernel(kernel_id)
+        placed = self._sendable(kernel_id)
         cls = type(msgs[0])
         if any(type(m) is not cls for m in msgs):
             raise TypeError(f"send_many to {kernel_id!r} across nodes takes messages of one "
@@ -337,7 +337,7 @@ class ClusterRuntime:
     async def send_array(self, kernel_id: str, arr: np.ndarray, timeout: float | None = None) -> int:
         """send_many() of a struct array of the input dtype; Ray moves a large one through its
         object store. A QueueFullError's `accepted` holds indices into `arr`."""
-        placed = self._placed_kernel(kernel_id)
+        placed = self._sendable(kernel_id)
         if not isinstance(arr, np.ndarray) or arr.dtype.names is None or \
                 "message_id" not in arr.dtype.names:
             raise TypeError(f"send_array to {kernel_id!r} takes a numpy struct array of its "
@@ -367,8 +367,8 @@ class ClusterRuntime:
                       reply_from: str | None = None) -> Any:
         """Send `msg` and await the response correlated to it: from the kernel, or from
         `reply_from`, the end of a pipeline it starts (on this node or another)."""
-        placed = self._placed_kernel(kernel_id)
-        last = self._placed_kernel(reply_from) if reply_from is not None else placed
+        placed = self._sendable(kernel_id)
+        last = self._sendable(reply_from) if reply_from is not None else placed
         if last.node is not placed.node:
             return await self._request_across(placed, last, msg, timeout)
         placed.ledger.add_messages([msg])
@@ -487,6 +487,15 @@ class ClusterRuntime:
         except KeyError:
             raise KernelStateError(f"kernel {kernel_id!r} is not launched; await "
                                    f"runtime.launch({kernel_id!r}, node=...) first") from None
+
+    def _sendable(self, kernel_id: str) -> _Placed:
+        """The kernel, if its node lives (before the ledger takes what is sent to it)."""
+        placed = self._placed_kernel(kernel_id)
+        node = placed.node
+        if node.dead is not None:
+            raise KernelFaultError(f"kernel {kernel_id!r} failed: node {node.node_id} died "
+                                   f"({node.dead})")
+        return placed
 
     def _decode(self, class_name: str, data: bytes) -> Any:
         for pkg in self.packages:
