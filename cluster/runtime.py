@@ -92,9 +92,9 @@ class ClusterRuntime:
         ray = ray_module()
         self._ray = ray
         if not ray.is_initialized():
-            options = {"include_dashboard": False, "log_to_driver": False, **self._ray_options}
-            await asyncio.get_running_loop().run_in_executor(
-                None, lambda: ray.init(address=self.address, **options))
+            # On this thread, not an executor's: Ray sets its signal handlers on the main thread.
+            ray.init(address=self.address, **{"include_dashboard": False, "log_to_driver": False,
+                                              **self._ray_options})
             self._owns_ray = True
         self._driver_node = ray.get_runtime_context().get_node_id()
         self._closing = False
