@@ -30,6 +30,7 @@ from ringgen.cluster.ledger import Ledger, row_ids
 from ringgen.cluster.node import NodeHost
 from ringgen.cluster.ray_api import is_actor_death, node_affinity, ray_module
 from ringgen.cluster.wire import Outcome, PackageSpec
+from ringgen.codecs.structs import StructCodec
 from ringgen.errors import KernelFaultError, KernelStateError, QueueFullError
 from ringgen.runtime.dead_letters import DeadLetter
 from ringgen.runtime.runtime import DEAD_LETTER_MEMORY
@@ -56,6 +57,18 @@ class _Placed:
     device: int
     kdef: KernelDef
     ledger: Ledger
+    # A device kernel's batches of objects cross as its C structs (the struct codec, packed
+    # and unpacked column-wise here), as RingKernelRuntime's own send_many/receive_many do.
+    in_codec: StructCodec | None = None
+    out_codec: StructCodec | None = None
+
+    @staticmethod
+    def of(kernel_id: str, node: _Node, device: int, kdef: KernelDef) -> _Placed:
+        return _Placed(kernel_id, node, device, kdef, Ledger(kernel_id),
+                       StructCodec(kdef.input, kdef.in_dtype) if kdef.in_dtype is not None
+                       else None,
+                       StructCodec(kdef.output, kdef.out_dtype) if kdef.out_dtype is not None
+                       else None)
 
 
 class ClusterRuntime:
@@ -249,7 +262,7 @@ class ClusterRuntime:
         options = {"queue_size": queue_size, "backpressure": backpressure,
                    "lane_capacity": lane_capacity, "device": device}
         await self._call(host, "launch", kernel_id, activate, options, kernel_id=kernel_id)
-        self._placed[kernel_id] = _Placed(kernel_id, host, device, kdef, Ledger(kernel_id))
+        self._placed[kernel_id] = _Placed.of(kernel_id, host, device, kdef)
 
     async def activate(self, kernel_id: str) -> None:
         await self._lifecycle("activate", kernel_id)
@@ -327,6 +340,10 @@ class ClusterRuntime:
                             "class per call; send each class in its own batch")
         placed.ledger.add_messages(msgs)
         try:
+            if placed.in_codec is not None and cls is placed.kdef.input:
+                return int(await self._call(placed.node, "send_array", kernel_id,
+                                            placed.in_codec.pack_many(msgs), timeout,
+                                            kernel_id=kernel_id))
             return int(await self._call(placed.node, "send_many", kernel_id, cls.__name__,
                                         [m.serialize() for m in msgs], timeout,
                                         kernel_id=kernel_id))
@@ -412,9 +429,14 @@ class ClusterRuntime:
     async def receive_many(self, kernel_id: str, max_count: int,
                            timeout: float | None = None) -> list[Any]:
         placed = self._placed_kernel(kernel_id)
-        got = await self._call(placed.node, "receive_many", kernel_id, max_count, timeout,
-                               kernel_id=kernel_id)
-        responses = [self._decode(name, data) for name, data in got]
+        if placed.out_codec is not None:
+            rows = await self._call(placed.node, "receive_array", kernel_id, max_count, timeout,
+                                    kernel_id=kernel_id)
+            responses = placed.out_codec.unpack_many(rows)
+        else:
+            got = await self._call(placed.node, "receive_many", kernel_id, max_count, timeout,
+                                   kernel_id=kernel_id)
+            responses = [self._decode(name, data) for name, data in got]
         placed.ledger.answered_by(responses)
         return responses
 
