@@ -155,19 +155,27 @@ class NodeHost:
         async def go() -> tuple[str, bytes]:
             channel = self.runtime.channel(kernel_id)
             future = self._awaited[key]
-            timed_out = False
+            gave_up = True  # timed out or abandoned: a late reply becomes a dead letter
             try:
                 channel.want_responses()
                 response = await channel.deadlines.wait(future, timeout)
+                gave_up = False
             except asyncio.TimeoutError:
-                timed_out = True
                 raise asyncio.TimeoutError(
                     f"no reply from kernel {kernel_id!r} within {timeout} s; a late reply will "
                     "go to the dead letters") from None
             finally:
                 del self._awaited[key]
-                channel.replies.settle(key, timed_out)
+                channel.replies.settle(key, gave_up)
             return type(response).__name__, response.serialize()
+        return await self._answer(go())
+
+    async def forget_reply(self, key: bytes) -> Outcome:
+        """The driver gave up on a request before its reply came: await_reply ends now."""
+        async def go() -> None:
+            future = self._awaited.get(key)
+            if future is not None and not future.done():
+                future.set_exception(KernelStateError("the request was abandoned by its caller"))
         return await self._answer(go())
 
     async def receive_many(self, kernel_id: str, max_count: int,

@@ -192,7 +192,11 @@ class ClusterRuntime:
             scheduling_strategy=node_affinity(node_id))
         handle = actor.remote([PackageSpec.of(p) for p in self.packages], self._options)
         node = _Node(node_id, handle)
-        node.pid, node.backend = await self._call(node, "start")
+        try:
+            node.pid, node.backend = await self._call(node, "start")
+        except BaseException:
+            self._ray.kill(handle, no_restart=True)  # a host that could not start holds nothing
+            raise
         self._nodes[node_id] = node
         node.watch = asyncio.ensure_future(self._watch(node))
         log.info("node %s hosts kernels (process %d, backend %s)", node_id, node.pid,
@@ -245,13 +249,18 @@ class ClusterRuntime:
 
     # -- kernels ---------------------------------------------------------------------------
 
-    async def launch(self, kernel_id: str, activate: bool = True, *, node: str | None = None,
-                     device: int = 0, queue_size: int | None = None,
+    async def launch(self, kernel_id: str, actor: Any = None, activate: bool = True, *,
+                     node: str | None = None, device: int = 0, queue_size: int | None = None,
                      backpressure: str | None = None, lane_capacity: int | None = None) -> None:
         """Start a kernel of the packages on `node` (default: the driver's) and `device`.
-        Host actors are the packages' own (`async def` under @ring_kernel)."""
+        Host actors are the packages' own (`async def` under @ring_kernel): a function passed
+        as `actor` would have to be shipped to the node, which this runtime does not do."""
         if self._closing:
             raise KernelStateError(f"cannot launch {kernel_id!r}: the runtime is shut down")
+        if actor is not None:
+            raise KernelStateError(f"launch({kernel_id!r}, actor=...) is for one machine; on a "
+                                   "cluster declare the host actor with @ring_kernel in the "
+                                   "package, so that every node imports it")
         kdef = self._kernel(kernel_id)
         old = self._placed.get(kernel_id)
         if old is not None and old.node.dead is None and await self.state(kernel_id) not in (
@@ -415,10 +424,17 @@ class ClusterRuntime:
                 raise QueueFullError(f"kernel {first.kernel_id!r}: the request was dropped by "
                                      "backpressure")
             name, data = await waiting
-        finally:
-            if not waiting.done():
-                waiting.cancel()
+        except BaseException:
+            if not waiting.done():  # the node stops waiting too (a late reply: a dead letter)
+                await asyncio.shield(self._forget_reply(last, key))
+            raise
         return self._decode(name, data)
+
+    async def _forget_reply(self, last: _Placed, key: bytes) -> None:
+        try:
+            await self._call(last.node, "forget_reply", key, kernel_id=last.kernel_id)
+        except KernelFaultError:
+            pass  # the node is gone, and its waiting with it
 
     async def receive(self, kernel_id: str, timeout: float | None = None) -> Any:
         got = await self.receive_many(kernel_id, 1, timeout)

@@ -302,9 +302,19 @@ def test_a_pipeline_bridged_across_nodes(session: Session, pkg: Any) -> None:
             msg = pkg.Clipped(origin=msgs[0].origin, values=[3.0, 4.0])
             total = await rt.request("stage2", msg, timeout=TIMEOUT, reply_from="stage3")
             assert total.energy == 25.0 and total.correlation_id == msg.message_id
+            assert not rt.dead_letters
+            # A request through both nodes that times out: its late reply is a dead letter.
+            await rt.deactivate("stage3")
+            late = pkg.Clipped(origin=msgs[0].origin, values=[1.0])
+            with pytest.raises(asyncio.TimeoutError):
+                await rt.request("stage2", late, timeout=0.5, reply_from="stage3")
+            await rt.activate("stage3")
+            await rt.drain("stage3", timeout=TIMEOUT)
+            assert await rt.receive_many("stage3", 10, timeout=0.5) == []  # collects the reply
+            assert [(d.kernel_id, d.reason, d.message.correlation_id) for d in rt.dead_letters] \
+                == [("stage3", DeadLetterReason.LATE_REPLY, late.message_id)]
             await rt.disconnect("stage2")
             assert (await rt.request("stage2", msg, timeout=TIMEOUT)).correlation_id == msg.message_id
-            assert not rt.dead_letters
 
     asyncio.run(main())
 
