@@ -283,8 +283,9 @@ class ClusterRuntime:
         await self._lifecycle("terminate", kernel_id, timeout)
 
     async def connect(self, src: str, *dsts: str) -> None:
-        """src's output goes to each dst: through routes where all are on src's node, else
-        bridged by the hosts in batches (cluster/bridge.py). Types must match; no cycles."""
+        """src's output goes to each dst: through routes where all are on src's node (CPU
+        backend), else bridged by the hosts in batches (cluster/bridge.py). Types must match;
+        no cycles."""
         source = self._placed_kernel(src)
         if not dsts:
             raise KernelStateError(f"connect({src!r}) names no target; give one or more kernels")
@@ -296,7 +297,9 @@ class ClusterRuntime:
                     f"cannot connect {src!r} to {t.kernel_id!r}: {src!r} sends {out} and "
                     f"{t.kernel_id!r} takes {getattr(t.kdef.input, '__name__', None)}")
         self._refuse_cycle(src, list(dsts))
-        if all(t.node is source.node for t in targets):
+        # Routes (shared memory between runners) exist on the CPU backend; on CUDA, between
+        # GPUs or on one until device routes are built, the node's host bridges instead.
+        if all(t.node is source.node for t in targets) and source.node.backend == "cpu":
             await self._call(source.node, "connect", src, list(dsts), kernel_id=src)
         else:
             wire = [(t.kernel_id, None if t.node is source.node else t.node.handle)

@@ -319,6 +319,31 @@ def test_a_pipeline_bridged_across_nodes(session: Session, pkg: Any) -> None:
     asyncio.run(main())
 
 
+def test_a_host_bridge_between_devices_of_one_node(session: Session, pkg: Any) -> None:
+    """Where a node's backend has no routes (CUDA), connect() between its kernels is bridged
+    by its host; the CPU backend is told it is one here, to run that path for real."""
+    async def main() -> None:
+        async with ClusterRuntime(pkg, backend="cpu") as rt:
+            await rt.launch("stage2", device=0)
+            await rt.launch("stage3", device=1)
+            rt._nodes[rt.placement("stage2")[0]].backend = "cuda"  # as a GPU node would be
+            await rt.connect("stage2", "stage3")
+            msgs = [pkg.Clipped(origin=uuid.uuid4(), values=[float(i)]) for i in range(300)]
+            await rt.send_many("stage2", msgs)
+            got: list[Any] = []
+            while len(got) < len(msgs):
+                got += await rt.receive_many("stage3", len(msgs), timeout=TIMEOUT)
+            assert sorted(t.energy for t in got) == [float(i * i) for i in range(300)]
+            msg = pkg.Clipped(origin=uuid.uuid4(), values=[3.0, 4.0])
+            total = await rt.request("stage2", msg, timeout=TIMEOUT, reply_from="stage3")
+            assert total.energy == 25.0 and total.correlation_id == msg.message_id
+            assert await rt.receive_many("stage2", 1, timeout=0.1) == []  # all went on
+            # ... through the host, which took every response of stage2 (a route takes none)
+            assert (await rt.telemetry("stage2")).received == len(msgs) + 1
+
+    asyncio.run(main())
+
+
 def test_a_killed_node_host_fails_its_kernels_and_the_rest_runs_on(session: Session,
                                                                    pkg: Any) -> None:
     async def main() -> None:
