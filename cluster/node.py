@@ -18,6 +18,7 @@ import numpy as np
 
 from ringgen.cluster.bridge import Bridge, Target
 from ringgen.cluster.wire import Failure, Letter, Outcome, PackageSpec
+from ringgen.codecs.structs import VECTOR_MIN
 from ringgen.errors import KernelStateError
 from ringgen.runtime.dead_letters import DeadLetter
 from ringgen.runtime.device_channel import DeviceChannel
@@ -126,6 +127,22 @@ class NodeHost:
         cls = self._class(class_name)
         return await self._answer(self.runtime.send_many(
             kernel_id, [cls.deserialize(b) for b in blobs], timeout))
+
+    async def send_structs(self, kernel_id: str, rows: np.ndarray,
+                           timeout: float | None) -> Outcome:
+        """send_many() of a device kernel's messages that the driver packed as its C structs.
+        The same choice as DeviceChannel.send_many: a batch that fits the queue goes in as an
+        array; a small one, or one that does not fit, is admitted message by message under
+        the backpressure rules (so drops and their dead letters are those of one machine)."""
+        async def go() -> int:
+            channel = self.runtime.channel(kernel_id)
+            if not isinstance(channel, DeviceChannel):
+                raise KernelStateError(f"{kernel_id!r} is a host actor; send it message objects")
+            if len(rows) >= VECTOR_MIN and len(channel.backlog) + len(rows) <= channel.queue_size:
+                return await self.runtime.send_array(kernel_id, rows, timeout)
+            return await self.runtime.send_many(kernel_id, channel.in_codec.unpack_many(rows),
+                                                timeout)
+        return await self._answer(go())
 
     async def send_array(self, kernel_id: str, rows: np.ndarray, timeout: float | None) -> Outcome:
         return await self._answer(self.runtime.send_array(kernel_id, rows, timeout))

@@ -353,7 +353,7 @@ class ClusterRuntime:
         placed.ledger.add_messages(msgs)
         try:
             if placed.in_codec is not None and cls is placed.kdef.input:
-                return int(await self._call(placed.node, "send_array", kernel_id,
+                return int(await self._call(placed.node, "send_structs", kernel_id,
                                             placed.in_codec.pack_many(msgs), timeout,
                                             kernel_id=kernel_id))
             return int(await self._call(placed.node, "send_many", kernel_id, cls.__name__,
@@ -388,8 +388,8 @@ class ClusterRuntime:
         unless the node died under it: then they are its dead letters already."""
         if isinstance(error, KernelFaultError) and placed.node.dead is not None:
             return
-        accepted = set(getattr(error, "accepted", None) or ()) if isinstance(
-            error, QueueFullError) else set()
+        taken = error.accepted if isinstance(error, QueueFullError) else None
+        accepted = set() if taken is None else {int(i) for i in taken}
         placed.ledger.forget(m.message_id.bytes for i, m in enumerate(msgs) if i not in accepted)
 
     async def request(self, kernel_id: str, msg: Any, timeout: float | None = None, *,

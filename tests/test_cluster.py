@@ -31,6 +31,7 @@ from ringgen import (
     DeadLetterReason,
     KernelFaultError,
     KernelStateError,
+    QueueFullError,
     RingKernelRuntime,
     UnifiedBuffer,
     ValidationError,
@@ -264,6 +265,41 @@ def test_100k_mixed_priority_messages_across_nodes_none_lost_or_twice(session: S
             assert np.array_equal(from_rows["priority"], rows["priority"][index])
             assert np.array_equal(from_rows["values"]["items"][:, 0], (index % 97) ** 2)
             assert not rt.dead_letters and not await rt.fetch_dead_letters()
+
+    asyncio.run(main())
+
+
+def test_priorities_backpressure_and_dead_letters_keep_their_meaning_across_nodes(
+        session: Session, pkg: Any) -> None:
+    async def main() -> None:
+        async with ClusterRuntime(pkg, backend="cpu") as rt:
+            far = (await rt.nodes())[1]
+            # Priorities: a batch waiting at a paused kernel runs highest first, FIFO within.
+            await rt.launch("stage2", node=far, activate=False)
+            msgs = [pkg.Clipped(origin=uuid.uuid4(), values=[float(i)],
+                                priority=(10, 250, 128, 250, 10)[i % 5]) for i in range(40)]
+            assert await rt.send_many("stage2", msgs) == len(msgs)
+            await rt.activate("stage2")
+            got: list[Any] = []
+            while len(got) < len(msgs):
+                got += await rt.receive_many("stage2", len(msgs), timeout=TIMEOUT)
+            expected = sorted(msgs, key=lambda m: -m.priority)  # stable: FIFO per priority
+            assert [r.correlation_id for r in got] == [m.message_id for m in expected]
+            await rt.terminate("stage2")
+            # drop_newest: what does not fit is a dead letter on the driver, the object sent.
+            await rt.launch("stage2", node=far, activate=False, queue_size=8,
+                            backpressure="drop_newest")
+            assert await rt.send_many("stage2", msgs[:20]) == 8
+            assert [(d.reason, d.message.message_id) for d in rt.dead_letters] == \
+                [(DeadLetterReason.DROPPED_NEWEST, m.message_id) for m in msgs[8:20]]
+            # reject: a batch that does not fit is refused whole, on the driver.
+            await rt.launch("stage3", node=far, activate=False, queue_size=4,
+                            backpressure="reject")
+            squares = [pkg.Squares(origin=uuid.uuid4(), values=[1.0]) for _ in range(5)]
+            with pytest.raises(QueueFullError) as refused:
+                await rt.send_many("stage3", squares)
+            assert refused.value.accepted is not None and len(refused.value.accepted) == 0
+            assert await rt.send_many("stage3", squares[:4]) == 4
 
     asyncio.run(main())
 
