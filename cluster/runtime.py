@@ -32,12 +32,15 @@ from ringgen.cluster.ray_api import is_actor_death, node_affinity, ray_module
 from ringgen.cluster.wire import Outcome, PackageSpec
 from ringgen.codecs.structs import StructCodec
 from ringgen.errors import KernelFaultError, KernelStateError, QueueFullError
+from ringgen.runtime.channels import KernelState
 from ringgen.runtime.dead_letters import DeadLetter
 from ringgen.runtime.runtime import DEAD_LETTER_MEMORY
 from ringgen.runtime.telemetry import Telemetry
 from ringgen.schema.package import KernelDef, Package, package_of
 
 log = logging.getLogger("ringgen.cluster")
+
+SHUT_DOWN = "the runtime was shut down"  # why a node's host is gone after shutdown()
 
 
 @dataclasses.dataclass
@@ -111,6 +114,9 @@ class ClusterRuntime:
             self._owns_ray = True
         self._driver_node = ray.get_runtime_context().get_node_id()
         self._closing = False
+        self._nodes.clear()  # a runtime entered again starts new hosts
+        self._placed.clear()
+        self._edges.clear()
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -142,7 +148,7 @@ class ClusterRuntime:
             if isinstance(result, BaseException):
                 log.error("shutting node %s down failed: %s", node.node_id, result)
             self._ray.kill(node.handle, no_restart=True)
-        self._nodes.clear()
+            node.dead = SHUT_DOWN
 
     # -- nodes -----------------------------------------------------------------------------
 
@@ -231,8 +237,8 @@ class ClusterRuntime:
         """One call of a node's host: its value, or its error raised here again; a dead node is
         a KernelFaultError (for the kernel named)."""
         what = f"kernel {kernel_id!r}" if kernel_id is not None else f"node {node.node_id}"
-        if node.dead is not None:
-            raise KernelFaultError(f"{what} failed: node {node.node_id} died ({node.dead})")
+        if method != "shutdown":
+            self._check_node(node, what)
         try:
             outcome: Outcome = await getattr(node.handle, method).remote(*args)
         except Exception as e:
@@ -264,7 +270,7 @@ class ClusterRuntime:
         kdef = self._kernel(kernel_id)
         old = self._placed.get(kernel_id)
         if old is not None and old.node.dead is None and await self.state(kernel_id) not in (
-                "terminated", "failed"):
+                KernelState.TERMINATED, KernelState.FAILED):
             raise KernelStateError(f"kernel {kernel_id!r} is already running on node "
                                    f"{old.node.node_id}; terminate it first")
         host = await self._node(node or self._driver_node)
@@ -486,13 +492,13 @@ class ClusterRuntime:
         result: Telemetry = await self._lifecycle("telemetry", kernel_id)
         return result
 
-    async def state(self, kernel_id: str) -> str:
-        """The kernel's KernelState value ("active", "failed", ...); "failed" once its node
-        died (a coroutine here: it asks the node)."""
+    async def state(self, kernel_id: str) -> KernelState:
+        """The kernel's KernelState; FAILED once its node died (a coroutine here: it asks the
+        node)."""
         placed = self._placed_kernel(kernel_id)
         if placed.node.dead is not None:
-            return "failed"
-        return str(await self._lifecycle("state", kernel_id))
+            return KernelState.TERMINATED if placed.node.dead == SHUT_DOWN else KernelState.FAILED
+        return KernelState(await self._lifecycle("state", kernel_id))
 
     async def read_state(self, kernel_id: str, timeout: float = 5.0) -> list[Any]:
         result: list[Any] = await self._lifecycle("read_state", kernel_id, timeout)
@@ -532,11 +538,14 @@ class ClusterRuntime:
     def _sendable(self, kernel_id: str) -> _Placed:
         """The kernel, if its node lives (before the ledger takes what is sent to it)."""
         placed = self._placed_kernel(kernel_id)
-        node = placed.node
-        if node.dead is not None:
-            raise KernelFaultError(f"kernel {kernel_id!r} failed: node {node.node_id} died "
-                                   f"({node.dead})")
+        self._check_node(placed.node, f"kernel {kernel_id!r}")
         return placed
+
+    def _check_node(self, node: _Node, what: str) -> None:
+        if self._closing:
+            raise KernelStateError(f"{what}: the runtime is shut down")
+        if node.dead is not None:
+            raise KernelFaultError(f"{what} failed: node {node.node_id} died ({node.dead})")
 
     def _decode(self, class_name: str, data: bytes) -> Any:
         for pkg in self.packages:

@@ -30,6 +30,7 @@ from ringgen import (
     BackendUnavailableError,
     DeadLetterReason,
     KernelFaultError,
+    KernelState,
     KernelStateError,
     QueueFullError,
     RingKernelRuntime,
@@ -179,7 +180,7 @@ def test_placement_on_each_node(session: Session, pkg: Any) -> None:
             assert rt.placement("stage2") == (nodes[1], 0)
             assert rt.placement("stage3") == (nodes[0], 1)
             assert (await rt.telemetry("stage3")).device == 1
-            assert await rt.state("stage2") == "active"
+            assert await rt.state("stage2") is KernelState.ACTIVE
             processes = await rt.processes()
             assert set(processes) == set(nodes)
             for node in nodes:  # each node's host runs its own kernel's runner
@@ -399,7 +400,7 @@ def test_a_killed_node_host_fails_its_kernels_and_the_rest_runs_on(session: Sess
             for p in pending:
                 with pytest.raises(KernelFaultError, match="died"):
                     await p
-            assert await rt.state("stage2") == "failed"
+            assert await rt.state("stage2") is KernelState.FAILED
             lost = [d for d in rt.dead_letters if d.kernel_id == "stage2"]
             assert {d.reason for d in lost} == {DeadLetterReason.KERNEL_FAILED}
             assert sorted(d.message.message_id for d in lost) == \
@@ -426,6 +427,9 @@ def test_clean_shutdown_leaves_no_ray_or_runner_process(session: Session, pkg: A
             await rt.send("stage2", pkg.Clipped(origin=uuid.uuid4(),
                                                 values=[1.0]))
             processes = await rt.processes()
+        assert await rt.state("stage3") is KernelState.TERMINATED
+        with pytest.raises(KernelStateError, match="shut down"):
+            await rt.send("stage2", pkg.Clipped(origin=uuid.uuid4(), values=[1.0]))
         ours = {pid for host, runners in processes.values() for pid in (host, *runners)}
         assert not _wait_gone(ours), "a node host or runner outlived the runtime"
         return ours
