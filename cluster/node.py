@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ringgen.cluster.bridge import Bridge, Target
+from ringgen.cluster.ray_api import ray_module
 from ringgen.cluster.wire import Failure, Letter, Outcome, PackageSpec
 from ringgen.codecs.structs import VECTOR_MIN
 from ringgen.errors import KernelStateError
@@ -43,15 +44,15 @@ class NodeHost:
 
     async def start(self) -> Outcome:
         """Import the packages and enter the runtime on this actor's loop; the value is
-        (this process's id, the backend it resolved)."""
-        async def go() -> tuple[int, str]:
+        (this process's id, the backend it resolved, the Ray node it runs on)."""
+        async def go() -> tuple[int, str, str]:
             self._packages = [spec.load() for spec in self._specs]
             self._classes = {name: cls for p in self._packages for name, cls in p.classes.items()}
             runtime = RingKernelRuntime(*self._packages, dead_letter_hook=self._letter,
                                         **self._options)
             await runtime.__aenter__()
             self._runtime = runtime
-            return os.getpid(), runtime.backend
+            return os.getpid(), runtime.backend, ray_module().get_runtime_context().get_node_id()
         return await self._answer(go())
 
     async def alive(self) -> None:
@@ -72,9 +73,10 @@ class NodeHost:
         pids = []
         for kernel_id in runtime.kernel_ids():
             channel = runtime.channel(kernel_id)
-            proc = getattr(getattr(channel, "kernel", None), "proc", None)
-            if isinstance(channel, DeviceChannel) and proc is not None:
-                pids.append(int(proc.pid))
+            if isinstance(channel, DeviceChannel):
+                proc = getattr(channel.kernel, "proc", None)  # a GPU kernel has no process
+                if proc is not None:
+                    pids.append(int(proc.pid))
         return pids
 
     # -- kernels ---------------------------------------------------------------------------

@@ -199,7 +199,9 @@ class ClusterRuntime:
         handle = actor.remote([PackageSpec.of(p) for p in self.packages], self._options)
         node = _Node(node_id, handle)
         try:
-            node.pid, node.backend = await self._call(node, "start")
+            node.pid, node.backend, where = await self._call(node, "start")
+            if where != node_id:  # the affinity is hard (soft=False): this would be Ray's bug
+                raise KernelStateError(f"the host for node {node_id} started on node {where}")
         except BaseException:
             self._ray.kill(handle, no_restart=True)  # a host that could not start holds nothing
             raise
