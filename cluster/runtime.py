@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from ringgen.cluster.hosts import SHUT_DOWN, Host, Hosts
 from ringgen.cluster.ledger import Ledger, row_ids
-from ringgen.cluster.node import NodeHost
-from ringgen.cluster.ray_api import is_actor_death, node_affinity, ray_module
-from ringgen.cluster.wire import Outcome, PackageSpec
+from ringgen.cluster.ray_api import ray_module
+from ringgen.cluster.wire import Letter
 from ringgen.codecs.structs import StructCodec
 from ringgen.errors import KernelFaultError, KernelStateError, QueueFullError
 from ringgen.runtime.channels import KernelState
@@ -40,23 +40,10 @@ from ringgen.schema.package import KernelDef, Package, package_of
 
 log = logging.getLogger("ringgen.cluster")
 
-SHUT_DOWN = "the runtime was shut down"  # why a node's host is gone after shutdown()
-
-
-@dataclasses.dataclass
-class _Node:
-    node_id: str
-    handle: Any  # the NodeHost actor
-    pid: int = 0
-    backend: str = ""
-    dead: str | None = None  # why the node's host is gone
-    watch: asyncio.Task[None] | None = None
-
-
 @dataclasses.dataclass
 class _Placed:
     kernel_id: str
-    node: _Node
+    node: Host
     device: int
     kdef: KernelDef
     ledger: Ledger
@@ -66,7 +53,7 @@ class _Placed:
     out_codec: StructCodec | None = None
 
     @staticmethod
-    def of(kernel_id: str, node: _Node, device: int, kdef: KernelDef) -> _Placed:
+    def of(kernel_id: str, node: Host, device: int, kdef: KernelDef) -> _Placed:
         return _Placed(kernel_id, node, device, kdef, Ledger(kernel_id),
                        StructCodec(kdef.input, kdef.in_dtype) if kdef.in_dtype is not None
                        else None,
@@ -95,27 +82,22 @@ class ClusterRuntime:
         self._ray_options = ray_options or {}
         self._ray: Any = None
         self._owns_ray = False
-        self._driver_node = ""
-        self._nodes: dict[str, _Node] = {}
-        self._starting: dict[str, asyncio.Future[_Node]] = {}
+        self._hosts: Hosts | None = None  # made on entering
         self._placed: dict[str, _Placed] = {}
         self._edges: dict[str, list[str]] = {}  # connect(): src -> dsts
-        self._closing = False
 
     # -- context ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> ClusterRuntime:
         ray = ray_module()
-        self._ray = ray
         if not ray.is_initialized():
             # On this thread, not an executor's: Ray sets its signal handlers on the main thread.
             ray.init(address=self.address, **{"include_dashboard": False, "log_to_driver": False,
                                               **self._ray_options})
             self._owns_ray = True
-        self._driver_node = ray.get_runtime_context().get_node_id()
-        self._closing = False
-        self._nodes.clear()  # a runtime entered again starts new hosts
-        self._placed.clear()
+        self._ray = ray
+        self._hosts = Hosts(ray, self.packages, self._options, self._letters, self._node_died)
+        self._placed.clear()  # a runtime entered again starts afresh
         self._edges.clear()
         return self
 
@@ -134,29 +116,20 @@ class ClusterRuntime:
 
     async def shutdown(self, timeout: float = 1.0) -> None:
         """Terminate every kernel on every node (each node's runtime shutdown), then end the
-        node actors; their runner processes end with them."""
-        self._closing = True
-        if self._starting:
-            await asyncio.gather(*self._starting.values(), return_exceptions=True)
-        nodes = [n for n in self._nodes.values() if n.dead is None]
-        for node in self._nodes.values():
-            if node.watch is not None:
-                node.watch.cancel()
-        results = await asyncio.gather(*(self._call(n, "shutdown", timeout) for n in nodes),
-                                       return_exceptions=True)
-        for node, result in zip(nodes, results, strict=True):
-            if isinstance(result, BaseException):
-                log.error("shutting node %s down failed: %s", node.node_id, result)
-            self._ray.kill(node.handle, no_restart=True)
-            node.dead = SHUT_DOWN
+        node hosts; their runner processes end with them."""
+        await self.hosts.shutdown(timeout)
+
+    @property
+    def hosts(self) -> Hosts:
+        if self._hosts is None:
+            raise KernelStateError("use the runtime inside `async with ClusterRuntime(...)`")
+        return self._hosts
 
     # -- nodes -----------------------------------------------------------------------------
 
     async def nodes(self) -> list[str]:
         """The ids of the Ray nodes that are alive (the driver's first): where kernels can go."""
-        alive = await asyncio.get_running_loop().run_in_executor(None, self._ray.nodes)
-        ids = sorted(n["NodeID"] for n in alive if n.get("Alive"))
-        return sorted(ids, key=lambda i: i != self._driver_node)
+        return await self.hosts.nodes()
 
     def placement(self, kernel_id: str) -> tuple[str, int]:
         """(node id, device) of a launched kernel."""
@@ -166,94 +139,20 @@ class ClusterRuntime:
     async def processes(self) -> dict[str, tuple[int, list[int]]]:
         """Per live node: its host actor's process id and its kernels' runner processes (CPU
         backend) -- what to look for after a shutdown."""
-        out = {}
-        for node in list(self._nodes.values()):
-            if node.dead is None:
-                pids = await node.handle.runner_pids.remote()
-                out[node.node_id] = (node.pid, pids)
-        return out
+        return await self.hosts.processes()
 
-    async def _node(self, node_id: str) -> _Node:
-        """The host actor of a node, started on first use (once, however many launch at once)."""
-        node = self._nodes.get(node_id)
-        if node is not None:
-            if node.dead is not None:
-                raise KernelStateError(f"node {node_id} is gone ({node.dead}); launch on "
-                                       "another node")
-            return node
-        if node_id not in self._starting:
-            self._starting[node_id] = asyncio.ensure_future(self._start_node(node_id))
-        try:
-            return await asyncio.shield(self._starting[node_id])
-        finally:
-            if self._starting.get(node_id) is not None and self._starting[node_id].done():
-                del self._starting[node_id]
-
-    async def _start_node(self, node_id: str) -> _Node:
-        if node_id not in await self.nodes():
-            raise KernelStateError(f"no live Ray node {node_id!r}; await runtime.nodes() lists "
-                                   "the nodes that can host kernels")
-        actor = self._ray.remote(NodeHost).options(
-            num_cpus=0, max_concurrency=1000, max_restarts=0,
-            scheduling_strategy=node_affinity(node_id))
-        handle = actor.remote([PackageSpec.of(p) for p in self.packages], self._options)
-        node = _Node(node_id, handle)
-        try:
-            node.pid, node.backend, where = await self._call(node, "start")
-            if where != node_id:  # the affinity is hard (soft=False): this would be Ray's bug
-                raise KernelStateError(f"the host for node {node_id} started on node {where}")
-        except BaseException:
-            self._ray.kill(handle, no_restart=True)  # a host that could not start holds nothing
-            raise
-        self._nodes[node_id] = node
-        node.watch = asyncio.ensure_future(self._watch(node))
-        log.info("node %s hosts kernels (process %d, backend %s)", node_id, node.pid,
-                 node.backend)
-        return node
-
-    async def _watch(self, node: _Node) -> None:
-        """Awaits a call that never returns: it fails when the node's host dies."""
-        try:
-            await node.handle.alive.remote()
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            if not self._closing:
-                self._node_died(node, f"{type(e).__name__}: {e}")
-
-    def _node_died(self, node: _Node, why: str) -> None:
+    def _node_died(self, host: Host) -> None:
         """Its kernels are FAILED; what the driver knows it held becomes dead letters."""
-        if node.dead is not None:
-            return
-        node.dead = why.splitlines()[0] if why else "its host actor died"
-        log.error("node %s died: %s", node.node_id, node.dead)
         for placed in self._placed.values():
-            if placed.node is node:
-                detail = (f"node {node.node_id} died with kernel {placed.kernel_id!r} "
-                          f"({node.dead}) before it was processed")
+            if placed.node is host:
+                detail = (f"node {host.node_id} died with kernel {placed.kernel_id!r} "
+                          f"({host.dead}) before it was processed")
                 for letter in placed.ledger.fail(detail):
                     self._add_dead_letter(letter)
 
-    async def _call(self, node: _Node, method: str, *args: Any,
-                    kernel_id: str | None = None) -> Any:
-        """One call of a node's host: its value, or its error raised here again; a dead node is
-        a KernelFaultError (for the kernel named)."""
-        what = f"kernel {kernel_id!r}" if kernel_id is not None else f"node {node.node_id}"
-        if method != "shutdown":
-            self._check_node(node, what)
-        try:
-            outcome: Outcome = await getattr(node.handle, method).remote(*args)
-        except Exception as e:
-            if not is_actor_death(e):
-                raise
-            self._node_died(node, f"{type(e).__name__}: {e}")
-            raise KernelFaultError(f"{what} failed: node {node.node_id} died "
-                                   f"({node.dead})") from None
-        for letter in outcome.letters:
+    def _letters(self, letters: list[Letter]) -> None:
+        for letter in letters:
             self._add_dead_letter(letter.decode(self.packages))
-        if outcome.failure is not None:
-            raise outcome.failure.error()
-        return outcome.value
 
     # -- kernels ---------------------------------------------------------------------------
 
@@ -263,7 +162,7 @@ class ClusterRuntime:
         """Start a kernel of the packages on `node` (default: the driver's) and `device`.
         Host actors are the packages' own (`async def` under @ring_kernel): a function passed
         as `actor` would have to be shipped to the node, which this runtime does not do."""
-        if self._closing:
+        if self.hosts.closing:
             raise KernelStateError(f"cannot launch {kernel_id!r}: the runtime is shut down")
         if actor is not None:
             raise KernelStateError(f"launch({kernel_id!r}, actor=...) is for one machine; on a "
@@ -275,10 +174,10 @@ class ClusterRuntime:
                 KernelState.TERMINATED, KernelState.FAILED):
             raise KernelStateError(f"kernel {kernel_id!r} is already running on node "
                                    f"{old.node.node_id}; terminate it first")
-        host = await self._node(node or self._driver_node)
+        host = await self.hosts.get(node or (await self.nodes())[0])
         options = {"queue_size": queue_size, "backpressure": backpressure,
                    "lane_capacity": lane_capacity, "device": device}
-        await self._call(host, "launch", kernel_id, activate, options, kernel_id=kernel_id)
+        await self.hosts.call(host, "launch", kernel_id, activate, options, kernel_id=kernel_id)
         self._placed[kernel_id] = _Placed.of(kernel_id, host, device, kdef)
 
     async def activate(self, kernel_id: str) -> None:
@@ -308,15 +207,15 @@ class ClusterRuntime:
         # Routes (shared memory between runners) exist on the CPU backend; on CUDA, between
         # GPUs or on one until device routes are built, the node's host bridges instead.
         if all(t.node is source.node for t in targets) and source.node.backend == "cpu":
-            await self._call(source.node, "connect", src, list(dsts), kernel_id=src)
+            await self.hosts.call(source.node, "connect", src, list(dsts), kernel_id=src)
         else:
             wire = [(t.kernel_id, None if t.node is source.node else t.node.handle)
                     for t in targets]
-            await self._call(source.node, "bridge", src, wire, kernel_id=src)
+            await self.hosts.call(source.node, "bridge", src, wire, kernel_id=src)
         self._edges[src] = list(dsts)
 
     async def disconnect(self, src: str) -> None:
-        await self._call(self._placed_kernel(src).node, "disconnect", src, kernel_id=src)
+        await self.hosts.call(self._placed_kernel(src).node, "disconnect", src, kernel_id=src)
         self._edges.pop(src, None)
 
     def _refuse_cycle(self, src: str, dsts: list[str]) -> None:
@@ -342,7 +241,7 @@ class ClusterRuntime:
         placed = self._sendable(kernel_id)
         placed.ledger.add_messages([msg])
         try:
-            return bool(await self._call(placed.node, "send", kernel_id, type(msg).__name__,
+            return bool(await self.hosts.call(placed.node, "send", kernel_id, type(msg).__name__,
                                          msg.serialize(), timeout, kernel_id=kernel_id))
         except Exception as e:
             self._refused(placed, [msg], e)
@@ -361,10 +260,10 @@ class ClusterRuntime:
         placed.ledger.add_messages(msgs)
         try:
             if placed.in_codec is not None and cls is placed.kdef.input:
-                return int(await self._call(placed.node, "send_structs", kernel_id,
+                return int(await self.hosts.call(placed.node, "send_structs", kernel_id,
                                             placed.in_codec.pack_many(msgs), timeout,
                                             kernel_id=kernel_id))
-            return int(await self._call(placed.node, "send_many", kernel_id, cls.__name__,
+            return int(await self.hosts.call(placed.node, "send_many", kernel_id, cls.__name__,
                                         [m.serialize() for m in msgs], timeout,
                                         kernel_id=kernel_id))
         except Exception as e:
@@ -381,7 +280,7 @@ class ClusterRuntime:
                             "input (pkg.new_array makes one)")
         placed.ledger.add_rows(arr)
         try:
-            return int(await self._call(placed.node, "send_array", kernel_id, arr, timeout,
+            return int(await self.hosts.call(placed.node, "send_array", kernel_id, arr, timeout,
                                         kernel_id=kernel_id))
         except Exception as e:
             accepted = getattr(e, "accepted", None)
@@ -410,7 +309,7 @@ class ClusterRuntime:
             return await self._request_across(placed, last, msg, timeout)
         placed.ledger.add_messages([msg])
         try:
-            name, data = await self._call(placed.node, "request", kernel_id, type(msg).__name__,
+            name, data = await self.hosts.call(placed.node, "request", kernel_id, type(msg).__name__,
                                           msg.serialize(), timeout, reply_from,
                                           kernel_id=kernel_id)
         except asyncio.TimeoutError:
@@ -427,8 +326,8 @@ class ClusterRuntime:
                               timeout: float | None) -> Any:
         """The reply is awaited on last's node, registered there before msg is sent."""
         key = msg.message_id.bytes
-        await self._call(last.node, "expect", last.kernel_id, key, kernel_id=last.kernel_id)
-        waiting = asyncio.ensure_future(self._call(
+        await self.hosts.call(last.node, "expect", last.kernel_id, key, kernel_id=last.kernel_id)
+        waiting = asyncio.ensure_future(self.hosts.call(
             last.node, "await_reply", last.kernel_id, key, timeout, kernel_id=last.kernel_id))
         try:
             if not await self.send(first.kernel_id, msg, timeout):
@@ -443,7 +342,7 @@ class ClusterRuntime:
 
     async def _forget_reply(self, last: _Placed, key: bytes) -> None:
         try:
-            await self._call(last.node, "forget_reply", key, kernel_id=last.kernel_id)
+            await self.hosts.call(last.node, "forget_reply", key, kernel_id=last.kernel_id)
         except KernelFaultError:
             pass  # the node is gone, and its waiting with it
 
@@ -457,11 +356,11 @@ class ClusterRuntime:
                            timeout: float | None = None) -> list[Any]:
         placed = self._placed_kernel(kernel_id)
         if placed.out_codec is not None:
-            rows = await self._call(placed.node, "receive_array", kernel_id, max_count, timeout,
+            rows = await self.hosts.call(placed.node, "receive_array", kernel_id, max_count, timeout,
                                     kernel_id=kernel_id)
             responses = placed.out_codec.unpack_many(rows)
         else:
-            got = await self._call(placed.node, "receive_many", kernel_id, max_count, timeout,
+            got = await self.hosts.call(placed.node, "receive_many", kernel_id, max_count, timeout,
                                    kernel_id=kernel_id)
             responses = [self._decode(name, data) for name, data in got]
         placed.ledger.answered_by(responses)
@@ -470,7 +369,7 @@ class ClusterRuntime:
     async def receive_array(self, kernel_id: str, max_count: int,
                             timeout: float | None = None) -> np.ndarray:
         placed = self._placed_kernel(kernel_id)
-        rows: np.ndarray = await self._call(placed.node, "receive_array", kernel_id, max_count,
+        rows: np.ndarray = await self.hosts.call(placed.node, "receive_array", kernel_id, max_count,
                                             timeout, kernel_id=kernel_id)
         placed.ledger.forget(row_ids(rows, "correlation_id"))
         return rows
@@ -510,8 +409,8 @@ class ClusterRuntime:
         """Collect the dead letters the nodes made since their last answer (each call brings
         them too); returns the new ones, which are also in `dead_letters`."""
         before = sum(self.dead_letter_counts.values())
-        for node in [n for n in self._nodes.values() if n.dead is None]:
-            await self._call(node, "letters")
+        for host in self.hosts.live():
+            await self.hosts.call(host, "letters")
         new = sum(self.dead_letter_counts.values()) - before
         return list(self.dead_letters)[-new:] if new else []
 
@@ -519,7 +418,7 @@ class ClusterRuntime:
 
     async def _lifecycle(self, what: str, kernel_id: str, *args: Any) -> Any:
         placed = self._placed_kernel(kernel_id)
-        return await self._call(placed.node, "lifecycle", what, kernel_id, *args,
+        return await self.hosts.call(placed.node, "lifecycle", what, kernel_id, *args,
                                 kernel_id=kernel_id)
 
     def _kernel(self, kernel_id: str) -> KernelDef:
@@ -540,14 +439,8 @@ class ClusterRuntime:
     def _sendable(self, kernel_id: str) -> _Placed:
         """The kernel, if its node lives (before the ledger takes what is sent to it)."""
         placed = self._placed_kernel(kernel_id)
-        self._check_node(placed.node, f"kernel {kernel_id!r}")
+        self.hosts.check(placed.node, f"kernel {kernel_id!r}")
         return placed
-
-    def _check_node(self, node: _Node, what: str) -> None:
-        if self._closing:
-            raise KernelStateError(f"{what}: the runtime is shut down")
-        if node.dead is not None:
-            raise KernelFaultError(f"{what} failed: node {node.node_id} died ({node.dead})")
 
     def _decode(self, class_name: str, data: bytes) -> Any:
         for pkg in self.packages:

@@ -363,7 +363,7 @@ def test_a_host_bridge_between_devices_of_one_node(session: Session, pkg: Any) -
         async with ClusterRuntime(pkg, backend="cpu") as rt:
             await rt.launch("stage2", device=0)
             await rt.launch("stage3", device=1)
-            rt._nodes[rt.placement("stage2")[0]].backend = "cuda"  # as a GPU node would be
+            (await rt.hosts.get(rt.placement("stage2")[0])).backend = "cuda"  # as a GPU node
             await rt.connect("stage2", "stage3")
             msgs = [pkg.Clipped(origin=uuid.uuid4(), values=[float(i)]) for i in range(300)]
             await rt.send_many("stage2", msgs)
