@@ -9,5 +9,6 @@
 #include "rg_platform.h"
 
 static_assert(RG_FLAG_HAS_CORRELATION == 1u, "rg_platform.h and ringgen disagree on the header's flags");
+static_assert(RG_FLAG_REDELIVERED == 2u, "rg_platform.h and ringgen disagree on the header's flags");
 
 // Stable type ids (first 4 bytes of SHA-256 of the qualified name), stored in `type_id`.

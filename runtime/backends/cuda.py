@@ -42,6 +42,16 @@ log = logging.getLogger("ringgen.cuda")
 _lock = threading.Lock()
 _contexts: dict[int, tuple[Any, Any]] = {}  # device number -> (the device, its primary context)
 _resident_blocks: dict[int, int] = {}  # device -> blocks of the persistent kernels running now
+# Per device, why it can run no kernel again in this process, once that happened: a hung
+# persistent kernel can only be stopped by destroying the context every kernel on the device
+# shares, and a device-side fault (an illegal address, __trap(), a failed assert) is sticky: the
+# context is unusable.
+_lost: dict[int, str] = {}
+
+
+def _lose_device(device: int, reason: str) -> None:
+    with _lock:
+        _lost.setdefault(device, reason)
 
 
 def _driver() -> Any:
@@ -125,6 +135,11 @@ class CudaKernel(RingKernel):
 
     def __init__(self, info: KernelDef, lane_capacity: int = DEFAULT_LANE_CAPACITY,
                  out_capacity: int = DEFAULT_OUT_CAPACITY, device: int = 0):
+        lost = _lost.get(device)
+        if lost is not None:
+            raise BackendUnavailableError(
+                f"kernel {info.kernel_id!r} cannot be launched: CUDA device {device} is lost to "
+                f"this process ({lost}); restart the process, or launch it on another device")
         super().__init__(info, lane_capacity, out_capacity, device)
         with current_context(self.device) as drv:
             _, gpu, _ = _device(self.device)
@@ -186,7 +201,10 @@ class CudaKernel(RingKernel):
             try:
                 self.stream.synchronize()
             except drv.Error as e:  # an illegal address, __trap(), a failed assert...
-                return self._failed(f"{type(e).__name__}: {e}")
+                reason = f"{type(e).__name__}: {e}"
+                _lose_device(self.device, f"kernel {self.kernel_id!r} faulted on the device "
+                             f"({reason}), which leaves the CUDA context unusable")
+                return self._failed(reason)
         if all(s.state == rings.STATE_TERMINATED for s in self.status()):
             return None
         return self._failed("the kernel returned without being terminated")
@@ -219,6 +237,17 @@ class CudaKernel(RingKernel):
         kernel that broke its region rather than hung) end on the terminate command."""
         self.rings.command(rings.CMD_TERMINATE)
         self._failed(reason)
+
+    def hung(self, reason: str) -> None:
+        """A hung persistent kernel cannot be stopped without destroying the context, which
+        every kernel of this process shares: the device is lost (the runtime fails every kernel
+        on it, and supervision restarts none), and this kernel is abandoned."""
+        _lose_device(self.device, f"kernel {self.kernel_id!r} hung, and a hung GPU kernel cannot "
+                     "be stopped without destroying the CUDA context every kernel on it shares")
+        self.abandon(reason)
+
+    def device_lost(self) -> str | None:
+        return _lost.get(self.device)
 
     def exited(self) -> bool:
         if self.closed:
