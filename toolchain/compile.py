@@ -193,7 +193,11 @@ def compile_cubin(package_dir: Path, kernel_id: str, arch: str = "sm_90") -> Art
 
     def produce(out: Path) -> None:
         report = cubin_report(package_dir, kernel_id, arch, out)
-        cached(key, f".{arch}.ptxas.txt", lambda o: o.write_text(report))
+
+        def keep_report(o: Path) -> None:
+            o.write_text(report)
+
+        cached(key, f".{arch}.ptxas.txt", keep_report)
 
     path, hit = cached(key, f".{arch}.cubin", produce)
     return Artifact(path, hit)
