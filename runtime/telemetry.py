@@ -27,6 +27,14 @@ class Telemetry:
     # moved, and whether that reached hang_timeout (a hung handler, or a stopped process).
     heartbeat_age_s: float | None = None
     stalled: bool = False
+    # The bus meter (CPU backend; 0 elsewhere): what a GPU would send over PCIe for the
+    # device side's accesses to host-mapped memory since launch, in transactions of up to 128
+    # bytes and in bytes, reads (round trips the kernel waits for) and writes apart. Per
+    # message: divide by `processed` (docs/performance.md).
+    bus_reads: int = 0
+    bus_read_bytes: int = 0
+    bus_writes: int = 0
+    bus_write_bytes: int = 0
 
 
 @dataclass

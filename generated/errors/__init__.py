@@ -55,7 +55,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='errors',
-    schema_hash='dd11d56da68b90fb',
+    schema_hash='476350456b10d6b2',
     build_command='ringgen build examples/errors.py -o generated',
     sources=('examples/errors.py',),
     type_ids=TYPE_IDS,

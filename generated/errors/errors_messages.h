@@ -86,6 +86,32 @@ static_assert(offsetof(Response, error) == 40, "Response.error");
 static_assert(offsetof(Response, error_code) == 96, "Response.error_code");
 static_assert(offsetof(Response, result) == 112, "Response.result");
 
+// The bytes of each message that a ring copy moves (rg_bus.h): its fixed runs (header, scalars,
+// counts and lengths, with the first 32 bytes of each list's and string's data), then, once
+// the counts are known, the rest of the used prefix of each bounded list and string; the
+// unused capacity beyond those first bytes never crosses the bus (codegen/runs.py).
+RG_FN uint32_t rg_fixed_runs(const Measurement*, rg_run* out) {
+    out[0] = rg_run{0u, 48u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Measurement* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Measurement*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Response*, rg_run* out) {
+    out[0] = rg_run{0u, 120u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Response* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Response*) { return 1; }
+
 // Stable type ids (first 4 bytes of SHA-256 of the qualified name), stored in `type_id`.
 #define RG_TYPE_ID_Measurement 0x569cfdd1u  // errors.Measurement
 #define RG_TYPE_ID_Response 0xb6469fafu  // errors.Response

@@ -45,6 +45,11 @@ typedef struct rg_uuid {
     uint8_t bytes[16];
 } rg_uuid;
 
+// Bytes [offset, offset + size) of a message struct (messages.h: rg_fixed_runs, rg_used_runs).
+typedef struct rg_run {
+    uint32_t offset, size;
+} rg_run;
+
 // Bits of every message's `flags` header member.
 #define RG_FLAG_HAS_CORRELATION 0x01u
 
