@@ -74,7 +74,7 @@ async def run_case(pkg: Any, kernel_id: str, rows: np.ndarray) -> Figures:
     capacity = 1 << max(6, (n - 1).bit_length())
     async with RingKernelRuntime(pkg, backend="cpu") as rt:
         # Every request waits in the lanes before the kernel starts: full batches.
-        await rt.launch(kernel_id, activate=False, lane_capacity=capacity)
+        await rt.launch(kernel_id, activate=False, lane_capacity=capacity, queue_size=capacity)
         await rt.send_array(kernel_id, rows)
         start = time.perf_counter()
         await rt.activate(kernel_id)

@@ -1,10 +1,12 @@
 // rg_kernel.h - the persistent ring-kernel loop that every generated kernel instantiates.
 //
 // Per block: thread 0 polls the control word and the input lanes (highest priority class
-// first), backing off when idle; the request is in shared memory for the whole block, every
-// thread calls the handler, and thread 0 stamps the response (fresh UUIDv4 message_id,
-// correlation_id = the request's message_id unless the handler set one, priority carried
-// over) and pushes it, waiting while the output ring is full: a response is never overwritten.
+// first), backing off when idle, and takes a batch of the requests waiting in one lane; the
+// block copies their used bytes into shared memory (rg_bus.h), each group of threads (the
+// block, a warp or a thread: per=) calls the handler on one request, thread 0 stamps the
+// responses (fresh UUIDv4 message_id, correlation_id = the request's message_id unless the
+// handler set one, priority carried over), and the block pushes them, waiting while the
+// output ring has no room for all of them: a response is never overwritten.
 #ifndef RG_KERNEL_H
 #define RG_KERNEL_H
 
@@ -37,10 +39,12 @@ RG_FN void* rg_map_buffer(rg_buffer_entry* entry);
 // A handler, as a @ring_kernel's cuda= source defines it:
 //   __device__ bool <kernel_id>_handle(const In& req, Out& resp, rg_ctx& ctx)   (request-response)
 //   __device__ void <kernel_id>_handle(const In& req, rg_ctx& ctx)              (fire-and-forget)
-// Every thread of the block calls it, with the same req, resp and ctx (in shared memory), one
-// request at a time. resp starts from Out's field defaults, with the request's priority; thread
-// 0's return value alone decides whether it is sent, stamped with a fresh message_id and the
-// request's message_id as correlation_id (unless the handler set RG_FLAG_HAS_CORRELATION).
+// Every thread of the request's group (ctx: the block, a warp or one thread, per=) calls it,
+// with the same req, resp and ctx (in shared memory). resp starts from Out's field defaults,
+// with the request's priority; the return value of the group's first thread alone decides
+// whether it is sent, stamped with a fresh message_id and the request's message_id as
+// correlation_id (unless the handler set RG_FLAG_HAS_CORRELATION). Only the bytes a request
+// uses are copied in: past a list's count or a string's len lie earlier requests' leftovers.
 // State that outlives a request: __shared__ (or static __device__) variables, or a
 // UnifiedBuffer through ctx.buffer(ref).
 //
