@@ -7,9 +7,12 @@ Per message: the bus transactions (of up to 128 bytes) and bytes a GPU would sen
 device side's accesses to host memory, reads (requests, and the host's indices) and writes
 (responses, the kernel's indices and counters) apart, for the worker
 example (3 floats, 256 floats), an axpy-like kernel at thread granularity and a 4 KB message.
-Then CPU throughput of the axpy kernel at thread granularity against block granularity.
+Then CPU throughput of the axpy kernel at thread granularity against block granularity: of
+the kernel alone (a fire-and-forget variant, timed until it has processed every request) and
+with the responses the host receives.
 
-    python benchmarks/bench_bus.py              # RINGGEN_BENCH_BUS_N=4096 messages a case
+    python benchmarks/bench_bus.py   # RINGGEN_BENCH_BUS_N=4096 messages a case,
+                                     # RINGGEN_BENCH_BUS_THROUGHPUT_N=200000 for throughput
 
 The meter does not count polls that found no work (rg_bus.h), and a GPU's figures are its
 prediction: no GPU run backs them yet.
@@ -139,13 +142,30 @@ def main() -> None:
         many = gen.new_array("Axpy", THROUGHPUT_N)
         many["a"], many["x"], many["y"] = 2.0, np.arange(THROUGHPUT_N), 1.0
         rates = {}
-        for kid in ("axpy_block", "axpy_thread"):
-            f = measure(gen, kid, many, baseline=False)
-            rates[kid] = THROUGHPUT_N / f.seconds
-        print(f"\nCPU throughput, axpy, {THROUGHPUT_N} messages (32-thread block, batches of 32): "
-              f"per=thread {rates['axpy_thread'] / 1e6:.2f} M msg/s, per=block "
-              f"{rates['axpy_block'] / 1e6:.2f} M msg/s: {rates['axpy_thread'] / rates['axpy_block']:.1f}x")
+        for kid in ("sink_block", "sink_thread", "axpy_block", "axpy_thread"):
+            runner = run_sink if kid.startswith("sink") else run_case
+            rates[kid] = THROUGHPUT_N / asyncio.run(runner(gen, kid, many)).seconds
+        print(f"\nCPU throughput of axpy, {THROUGHPUT_N} messages waiting at activation, a 32-thread "
+              "block, batches of 32:")
+        for what, kid in (("the kernel alone (fire-and-forget)", "sink"),
+                          ("with responses the host receives", "axpy")):
+            thread, block = rates[f"{kid}_thread"], rates[f"{kid}_block"]
+            print(f"  {what}: per=thread {thread / 1e6:.2f} M msg/s, per=block "
+                  f"{block / 1e6:.2f} M msg/s: {thread / block:.1f}x")
 
+
+async def run_sink(pkg: Any, kernel_id: str, rows: np.ndarray) -> Figures:
+    """A fire-and-forget kernel's time from activation to the last request processed."""
+    n = len(rows)
+    capacity = 1 << max(6, (n - 1).bit_length())
+    async with RingKernelRuntime(pkg, backend="cpu") as rt:
+        await rt.launch(kernel_id, activate=False, lane_capacity=capacity, queue_size=capacity)
+        await rt.send_array(kernel_id, rows)
+        start = time.perf_counter()
+        await rt.activate(kernel_id)
+        while rt.telemetry(kernel_id).processed < n:
+            await asyncio.sleep(0.0005)
+        return Figures(0, 0, 0, 0, time.perf_counter() - start)
 
 if __name__ == "__main__":
     main()

@@ -76,3 +76,26 @@ def axpy_block(req: Axpy) -> AxpyResult:
 @ring_kernel(kernel_id="blob", input=Blob, output=BlobSum, block=32, cuda=BLOB_CU)
 def blob(req: Blob) -> BlobSum:
     return BlobSum(total=sum(req.data))
+
+
+# Fire-and-forget: the kernel's own throughput, with no output ring for the host to drain.
+SINK_CU = r"""
+__device__ void sink_thread_handle(const Axpy& req, rg_ctx& ctx) {
+    __shared__ double kept[1024];
+    if (ctx.rank() == 0) kept[threadIdx.x] = req.a * req.x + req.y;
+}
+__device__ void sink_block_handle(const Axpy& req, rg_ctx& ctx) {
+    __shared__ double kept[1024];
+    if (ctx.rank() == 0) kept[threadIdx.x] = req.a * req.x + req.y;
+}
+"""
+
+
+@ring_kernel(kernel_id="sink_thread", input=Axpy, block=32, per="thread", cuda=SINK_CU)
+def sink_thread(req: Axpy) -> None:
+    pass
+
+
+@ring_kernel(kernel_id="sink_block", input=Axpy, block=32, per="block", batch=32, cuda=SINK_CU)
+def sink_block(req: Axpy) -> None:
+    pass

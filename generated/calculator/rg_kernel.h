@@ -271,9 +271,10 @@ struct rg_poller {
     // The bus meter's counts into the block status (not itself metered: a GPU has no meter).
     RG_HD void publish_meter() {
 #if !defined(__CUDACC__)
-        if (metered[0] == rg_cpu::bus_meter[0] && metered[2] == rg_cpu::bus_meter[2]) return;
+        rg_bus_mark now = rg_bus_now();
+        if (metered[0] == now.counts[0] && metered[2] == now.counts[2]) return;
         for (int i = 0; i < 4; ++i) {
-            metered[i] = rg_cpu::bus_meter[i];
+            metered[i] = now.counts[i];
             rg_store_release(&status->bus[i], metered[i]);
         }
 #endif

@@ -33,8 +33,10 @@ RG_FN void rg_bus_count(uint32_t way, uint64_t transactions, uint64_t bytes) {
     (void)transactions;
     (void)bytes;
 #else
-    rg_cpu::bus_meter[way] += transactions;
-    rg_cpu::bus_meter[way + 1] += bytes;
+    // Relaxed atomics: the first lanes of several warps count at once on a GPU, and the
+    // race check (which sees the fibers as a GPU's threads) would call plain adds a race.
+    __atomic_fetch_add(&rg_cpu::bus_meter[way], transactions, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&rg_cpu::bus_meter[way + 1], bytes, __ATOMIC_RELAXED);
 #endif
 }
 
@@ -47,7 +49,7 @@ struct rg_bus_mark {
 RG_FN rg_bus_mark rg_bus_now() {
     rg_bus_mark m = {};
 #if !defined(__CUDACC__)
-    for (int i = 0; i < 4; ++i) m.counts[i] = rg_cpu::bus_meter[i];
+    for (int i = 0; i < 4; ++i) m.counts[i] = __atomic_load_n(&rg_cpu::bus_meter[i], __ATOMIC_RELAXED);
 #endif
     return m;
 }
@@ -55,7 +57,7 @@ RG_FN void rg_bus_forget_since(rg_bus_mark m) {
 #if defined(__CUDACC__)
     (void)m;
 #else
-    for (int i = 0; i < 4; ++i) rg_cpu::bus_meter[i] = m.counts[i];
+    for (int i = 0; i < 4; ++i) __atomic_store_n(&rg_cpu::bus_meter[i], m.counts[i], __ATOMIC_RELAXED);
 #endif
 }
 
@@ -80,6 +82,12 @@ RG_FN void rg_bus_store(uint64_t* p, uint64_t v) {
 // both sides share their alignment modulo 16, else 8-byte words where they share it modulo 8,
 // else bytes; the unaligned head and tail bytewise.
 RG_FN void rg_warp_copy(void* dst, const void* src, uint32_t n, uint32_t lane, uint32_t lanes) {
+#if !defined(__CUDACC__)
+    if (lanes == 1) {  // the CPU backend's one copier (rg_warp_of)
+        memcpy(dst, src, n);
+        return;
+    }
+#endif
     uint8_t* d = (uint8_t*)dst;
     const uint8_t* s = (const uint8_t*)src;
     uintptr_t mis = (uintptr_t)d ^ (uintptr_t)s;
@@ -101,13 +109,23 @@ RG_FN void rg_warp_copy(void* dst, const void* src, uint32_t n, uint32_t lane, u
 }
 
 // This thread's warp, its lane in it, and how many lanes the warp has (a last, partial warp).
+// The CPU backend runs a block's threads one after another, where spreading a copy over them
+// only adds turns: thread 0 alone copies there, as one warp of one lane (memcpy), the same
+// runs the meter counts; the others have no messages to copy (warp past any batch).
 struct rg_warp_of {
     uint32_t warp, warps, lane, lanes;
-    RG_HD rg_warp_of() {
+    __device__ rg_warp_of() {
+#if defined(__CUDACC__)
         warp = threadIdx.x / 32;
         warps = (blockDim.x + 31) / 32;
         lane = threadIdx.x % 32;
         lanes = blockDim.x - warp * 32 < 32 ? blockDim.x - warp * 32 : 32;
+#else
+        warp = threadIdx.x == 0 ? 0u : 0xffffffffu;
+        warps = 1;
+        lane = 0;
+        lanes = 1;
+#endif
     }
 };
 
