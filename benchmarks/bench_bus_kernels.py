@@ -91,11 +91,11 @@ __device__ void sink_block_handle(const Axpy& req, rg_ctx& ctx) {
 """
 
 
-@ring_kernel(kernel_id="sink_thread", input=Axpy, block=32, per="thread", cuda=SINK_CU)
+@ring_kernel(kernel_id="sink_thread", input=Axpy, block=128, per="thread", cuda=SINK_CU)
 def sink_thread(req: Axpy) -> None:
     pass
 
 
-@ring_kernel(kernel_id="sink_block", input=Axpy, block=32, per="block", batch=32, cuda=SINK_CU)
+@ring_kernel(kernel_id="sink_block", input=Axpy, block=128, per="block", batch=32, cuda=SINK_CU)
 def sink_block(req: Axpy) -> None:
     pass
