@@ -221,8 +221,9 @@ def test_kill_9_dead_letters_the_request_each_block_was_handling(pkg: Any) -> No
     async def main() -> None:
         async with RingKernelRuntime(pkg, backend="cpu") as rt:
             await rt.launch("account")  # two blocks: the direct path takes turns
-            await rt.send("account", pkg.Job(seq=0, mode=SLOW))
-            await rt.send("account", pkg.Job(seq=1, mode=SLOW))
+            # The slow ones in a lane of their own: a block takes a batch from one lane
+            await rt.send("account", pkg.Job(seq=0, mode=SLOW, priority=200))
+            await rt.send("account", pkg.Job(seq=1, mode=SLOW, priority=200))
             await rt.send_many("account", [pkg.Job(seq=i) for i in range(2, 12)])
             kernel = runner_of(rt, "account")
             await until(lambda: sum(kernel.lane_size(b, 2) for b in range(2)) == 10,
