@@ -35,7 +35,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='large_data',
-    schema_hash='81e8d6f5e0324bec',
+    schema_hash='4bb510efd68760e2',
     build_command='ringgen build examples/large_data.py -o generated',
     sources=('examples/large_data.py',),
     type_ids=TYPE_IDS,

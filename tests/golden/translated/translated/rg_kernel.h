@@ -36,6 +36,77 @@ struct rg_buffer_view {
 
 RG_FN void* rg_map_buffer(rg_buffer_entry* entry);
 
+// splitmix64: the per-block generators of message_ids (responses, sends).
+RG_FN uint64_t rg_next_random(uint64_t* state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+RG_FN void rg_uuid4(uint64_t* state, rg_uuid* out) {
+    uint64_t a = rg_next_random(state), b = rg_next_random(state);
+    for (int i = 0; i < 8; ++i) {
+        out->bytes[i] = (uint8_t)(a >> (8 * i));
+        out->bytes[8 + i] = (uint8_t)(b >> (8 * i));
+    }
+    out->bytes[6] = (uint8_t)((out->bytes[6] & 0x0f) | 0x40);  // version 4
+    out->bytes[8] = (uint8_t)((out->bytes[8] & 0x3f) | 0x80);  // RFC 4122 variant
+}
+
+// The block's routes out (rg_route.h), shared by its threads: those of its response (port 0)
+// and those of each declared send target (port p: the p-th of sends=). Thread 0 rewrites the
+// table between two messages (rg_poller::refresh_links) holding `lock`, as every send does, so
+// that a send from any thread sees a whole table and the sends of one block into one ring
+// stay single-producer. On the CPU backend a block's threads are fibers that switch only at
+// barriers, so there the lock is never contended.
+struct rg_outs {
+    uint32_t lock;
+    uint32_t n;       // entries in use
+    uint64_t random;  // message_ids of the block's sends (under the lock)
+    rg_link link[RG_MAX_LINKS];
+    rg_route* route[RG_MAX_LINKS];
+    uint32_t rr[RG_MAX_LINKS];  // each route's round robin over the target's blocks
+
+    // (Device code only: nvcc's host pass over these RG_HD functions sees no body.)
+    RG_HD void acquire() {
+#if defined(__CUDA_ARCH__) || !defined(__CUDACC__)
+        while (atomicCAS(&lock, 0u, 1u) != 0u) {
+        }
+        __threadfence_block();
+#endif
+    }
+    RG_HD void release() {
+#if defined(__CUDA_ARCH__) || !defined(__CUDACC__)
+        __threadfence_block();
+        atomicExch(&lock, 0u);
+#endif
+    }
+
+    // Pushes msg into every route of `port` (a fan-out), each into the lane of its priority in
+    // the block its link picks, calling wait() while a ring is full: wait() returns false when
+    // the kernel is terminated, and then push returns false. *pushed counts the copies sent.
+    template <class M, class Wait>
+    RG_HD bool push(uint32_t port, const M* msg, uint32_t* pushed, Wait wait) {
+        for (uint32_t i = 0; i < n; ++i) {
+            if (link[i].port != port) continue;
+            uint32_t d = rg_link_target(&link[i], (const uint8_t*)msg, &rr[i]);
+            rg_ring* ring = rg_route_ring(route[i], blockIdx.x, d, rg_lane_of(msg->priority));
+            uint32_t sleep_ns = 1000;
+            // Slots are reused once the target finished their request (rg_ring_push_until).
+            while (!rg_ring_push_until(ring, &ring->head.done, msg, 1)) {
+                if (!wait()) return false;
+#if defined(__CUDA_ARCH__) || !defined(__CUDACC__)  // the device, or the CPU shim's
+                __nanosleep(sleep_ns);
+#endif
+                sleep_ns = sleep_ns * 2 > 1000000u ? 1000000u : sleep_ns * 2;
+            }
+            ++*pushed;
+        }
+        return true;
+    }
+};
+
 // A handler, as a @ring_kernel's cuda= source defines it:
 //   __device__ bool <kernel_id>_handle(const In& req, Out& resp, rg_ctx& ctx)   (request-response)
 //   __device__ void <kernel_id>_handle(const In& req, rg_ctx& ctx)              (fire-and-forget)
@@ -70,6 +141,11 @@ struct rg_ctx {
         if (first == 0 && group_size == blockDim.x) __syncthreads();
         else __syncwarp();
     }
+    rg_ring* routed_from;  // then: its route ring, whose `done` becomes routed_done once it is
+    uint64_t routed_done;  // finished (a target that dies leaves it there for the host)
+    rg_uuid conversation;  // the correlation_id of what answers the request (see rg_ring_loop)
+    rg_outs* outs;         // the block's routes out
+    rg_block_status* status;
 
     // Counts this request as a handler error (the response, if any, is still sent).
     RG_HD void fail() { failed = 1; }
@@ -84,6 +160,34 @@ struct rg_ctx {
             }
         }
         return rg_buffer_view{nullptr, 0, 0, 0};
+    }
+
+    // One message to send target `port` (the generated <kernel_id>_ctx::send_<name> calls it
+    // with the port and type id of its sends= entry): stamped with a fresh message_id, its
+    // type_id and, unless the handler set RG_FLAG_HAS_CORRELATION, the conversation's
+    // correlation_id; pushed into every route bound to the port (a kernel, or the host's dead
+    // letters while none is bound), waiting while one is full. From one thread per message;
+    // false if the kernel was terminated while it waited (then the message is not sent).
+    template <class M>
+    RG_HD bool send(uint32_t port, const M& msg, uint32_t type_id) {
+        M m = msg;
+        outs->acquire();
+        rg_uuid4(&outs->random, &m.message_id);
+        m.type_id = type_id;
+        if (!(m.flags & RG_FLAG_HAS_CORRELATION)) {
+            m.correlation_id = conversation;
+            m.flags |= RG_FLAG_HAS_CORRELATION;
+        }
+        uint32_t pushed = 0;
+        rg_region* r = region;
+        rg_block_status* s = status;
+        bool sent = outs->push(port, &m, &pushed, [r, s]() {
+            // waiting on a target, not hung (the watchdog reads the heartbeat)
+            rg_store_release(&s->heartbeat, rg_load_relaxed(&s->heartbeat) + 1);
+            return (rg_load_acquire(&r->control.command.value) & 0xff) != RG_CMD_TERMINATE;
+        });
+        outs->release();
+        return sent;
     }
 };
 
@@ -180,24 +284,6 @@ RG_FN rg_route* rg_map_route(const rg_link* link) {
 // Fire-and-forget kernels have no output message.
 struct rg_no_output {};
 
-// splitmix64: the per-block generator of response message_ids.
-RG_FN uint64_t rg_next_random(uint64_t* state) {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-RG_FN void rg_uuid4(uint64_t* state, rg_uuid* out) {
-    uint64_t a = rg_next_random(state), b = rg_next_random(state);
-    for (int i = 0; i < 8; ++i) {
-        out->bytes[i] = (uint8_t)(a >> (8 * i));
-        out->bytes[8 + i] = (uint8_t)(b >> (8 * i));
-    }
-    out->bytes[6] = (uint8_t)((out->bytes[6] & 0x0f) | 0x40);  // version 4
-    out->bytes[8] = (uint8_t)((out->bytes[8] & 0x3f) | 0x80);  // RFC 4122 variant
-}
-
 #define RG_ACT_HANDLE 1u    // a batch of requests is planned (rg_batch)
 #define RG_ACT_EXIT 3u      // terminated
 #define RG_ACT_SNAPSHOT 4u  // the host asks for a snapshot of the block's state (rg_state.h)
@@ -221,7 +307,8 @@ RG_FN void rg_uuid4(uint64_t* state, rg_uuid* out) {
 // (or, `routed`, one request that came over a route, already in the first request slot).
 struct rg_batch {
     uint32_t action, lane, n, routed;
-    uint64_t index;
+    uint64_t index;  // a lane's: the first request's; routed: the route ring's `done` after it
+    rg_ring* from;   // routed: the route ring it came from (rg_poller::finish_routed)
 };
 
 // Thread 0's private state between rounds. It keeps its own copies of the indices only the
@@ -245,10 +332,8 @@ struct rg_poller {
     rg_links* links;
     rg_link_block* link_status;
     uint64_t links_version, routed_in, routed_out;
-    uint32_t n_out, n_in;
-    rg_link out_link[RG_MAX_LINKS];
-    rg_route* out_route[RG_MAX_LINKS];
-    uint32_t out_rr[RG_MAX_LINKS];
+    uint32_t n_out, n_in;  // n_out: the routes of the response (port 0) in *outs
+    rg_outs* outs;
     rg_route* in_route[RG_MAX_LINKS];
 
     RG_HD void start(rg_region* r) {
@@ -285,13 +370,16 @@ struct rg_poller {
         uint64_t v = rg_bus_load(&links->version.value);
         if (v == links_version) return;
         n_out = n_in = 0;
+        outs->acquire();  // a send of another thread may be under way
+        outs->n = 0;
         for (uint32_t i = 0; i < RG_MAX_LINKS; ++i) {
             if (links->out[i].route_id) {
-                out_link[n_out] = links->out[i];
-                out_route[n_out] = rg_map_route(&out_link[n_out]);
-                assert(out_route[n_out] && out_route[n_out]->magic == RG_ROUTE_MAGIC);
-                out_rr[n_out] = 0;
-                ++n_out;
+                uint32_t o = outs->n++;
+                outs->link[o] = links->out[i];
+                outs->route[o] = rg_map_route(&outs->link[o]);
+                assert(outs->route[o] && outs->route[o]->magic == RG_ROUTE_MAGIC);
+                outs->rr[o] = 0;
+                if (outs->link[o].port == 0) ++n_out;
             }
             if (links->in[i].route_id) {
                 in_route[n_in] = rg_map_route(&links->in[i]);
@@ -300,19 +388,22 @@ struct rg_poller {
                 ++n_in;
             }
         }
+        outs->release();
         links_version = v;
         rg_bus_store(&link_status->ack, v);
     }
 
-    // Takes a message of lane `l` from the routes into this block, if one waits. Routes are in
-    // device memory on a GPU (not metered); one message at a time, by this thread.
+    // Takes a message of lane `l` from the routes into this block, if one waits; its ring
+    // into *from. Its slot stays readable until finish_routed(), as an input lane's does.
     template <class In>
-    RG_HD bool pop_routed(In* req, uint32_t l) {
+    RG_HD bool pop_routed(In* req, uint32_t l, rg_ring** from) {
         for (uint32_t i = 0; i < n_in; ++i) {
             rg_route* r = in_route[i];
             for (uint32_t s = 0; s < r->src_grid; ++s) {
-                if (rg_ring_pop(rg_route_ring(r, s, blockIdx.x, l), req, 1)) {
-                    rg_bus_store(&link_status->routed_in, ++routed_in);
+                rg_ring* ring = rg_route_ring(r, s, blockIdx.x, l);
+                if (rg_ring_pop(ring, req, 1)) {
+                    rg_store_release(&link_status->routed_in, ++routed_in);
+                    *from = ring;
                     return true;
                 }
             }
@@ -323,23 +414,17 @@ struct rg_poller {
     // Pushes a response into every route out of the kernel (fan-out), each into the lane of its
     // priority in the block its link picks, waiting while that ring is full; false if the
     // kernel was terminated while it waited.
+    // (Thread 0 is the table's one writer, so it reads it without the lock.)
     template <class Out>
     RG_HD bool route(const Out* resp) {
-        for (uint32_t i = 0; i < n_out; ++i) {
-            uint32_t d = rg_link_target(&out_link[i], (const uint8_t*)resp, &out_rr[i]);
-            rg_ring* ring = rg_route_ring(out_route[i], blockIdx.x, d, rg_lane_of(resp->priority));
-            uint32_t sleep_ns = 1000;
-            while (!rg_ring_push(ring, resp, 1)) {
-                rg_bus_store(&status->heartbeat, ++heartbeat);  // waiting on a target, not hung
-                if (!apply_control()) return false;
-#if defined(__CUDA_ARCH__) || !defined(__CUDACC__)  // the device, or the CPU shim's
-                __nanosleep(sleep_ns);
-#endif
-                sleep_ns = sleep_ns * 2 > RG_MAX_IDLE_NS ? RG_MAX_IDLE_NS : sleep_ns * 2;
-            }
-            rg_bus_store(&link_status->routed_out, ++routed_out);
-        }
-        return true;
+        uint32_t pushed = 0;
+        bool sent = outs->push(0, resp, &pushed, [this]() {
+            rg_store_release(&status->heartbeat, ++heartbeat);  // waiting on a target, not hung
+            return apply_control();
+        });
+        routed_out += pushed;
+        rg_store_release(&link_status->routed_out, routed_out);
+        return sent;
     }
 
     // CPU backend: an idle block keeps polling for region->spin_ns before it sleeps on the
@@ -396,9 +481,9 @@ struct rg_poller {
             rg_bus_mark poll = rg_bus_now();
             rg_bus_store(&status->heartbeat, ++heartbeat);
             uint64_t seen = bell();
-            if (!apply_control()) return rg_batch{RG_ACT_EXIT, 0, 0, 0, 0};
+            if (!apply_control()) return rg_batch{RG_ACT_EXIT, 0, 0, 0, 0, nullptr};
             if (state_slot && rg_bus_load(&state_slot->request.value) != state_done)
-                return rg_batch{RG_ACT_SNAPSHOT, 0, 0, 0, 0};  // paused too: the state is kept
+                return rg_batch{RG_ACT_SNAPSHOT, 0, 0, 0, 0, nullptr};  // paused too: the state is kept
             refresh_links();
             if (state == RG_STATE_ACTIVE) {
                 for (uint32_t l = RG_LANES; l-- > 0;) {
@@ -409,12 +494,14 @@ struct rg_poller {
                         tail[l] = rg_bus_load(&ring->tail.value);
                     uint64_t n = tail[l] - head[l];
                     if (n) {
-                        rg_batch b{RG_ACT_HANDLE, l, (uint32_t)(n < max ? n : max), 0, head[l]};
+                        rg_batch b{RG_ACT_HANDLE, l, (uint32_t)(n < max ? n : max), 0, head[l], nullptr};
                         head[l] += b.n;
                         rg_bus_store(&ring->head.value, head[l]);
                         return b;
                     }
-                    if (pop_routed(req, l)) return rg_batch{RG_ACT_HANDLE, l, 1, 1, 0};
+                    rg_ring* from = nullptr;
+                    if (pop_routed(req, l, &from))  // its ring's head after the pop: its `done`
+                        return rg_batch{RG_ACT_HANDLE, l, 1, 1, rg_load_relaxed(&from->head.value), from};
                 }
             }
             rg_bus_forget_since(poll);  // found no work (rg_bus.h)
@@ -482,19 +569,29 @@ struct rg_poller {
         done[lane] += n;
         rg_bus_store(&rg_region_ring(region, blockIdx.x, lane)->head.done, done[lane]);
     }
+
+    // The same for a request that came over a route: the sender may reuse its slot. Until
+    // then a target that dies leaves it in the ring, and the host dead-letters it.
+    RG_HD void finish_routed(rg_ring* from, uint64_t done_index) {
+        rg_store_release(&from->head.done, done_index);
+    }
+
+    // A batch is finished: a request that came over a route holds a slot of its route, not of
+    // the lanes.
+    RG_HD void finish_batch(const rg_batch& b) {
+        if (b.routed) finish_routed(b.from, b.index);
+        else finish(b.lane, b.n);
+    }
 };
 
-// The response to req, before it is pushed: a fresh message_id, its type, and the request's
-// message_id as correlation_id unless the handler set one.
-template <class Kernel, class In, class Out>
-RG_FN void rg_stamp(Out& r, const In& req, bool routed, uint64_t* random) {
+// The response to a request, before it is pushed: a fresh message_id, its type, and the
+// request's conversation (rg_ctx) as correlation_id unless the handler set one.
+template <class Kernel, class Out>
+RG_FN void rg_stamp(Out& r, const rg_uuid& conversation, uint64_t* random) {
     rg_uuid4(random, &r.message_id);
     r.type_id = Kernel::out_type_id;
     if (!(r.flags & RG_FLAG_HAS_CORRELATION)) {
-        // A conversation: what comes over a route answers the request that entered the
-        // pipeline, so its correlation_id is kept.
-        bool carried = routed && (req.flags & RG_FLAG_HAS_CORRELATION);
-        r.correlation_id = carried ? req.correlation_id : req.message_id;
+        r.correlation_id = conversation;
         r.flags |= RG_FLAG_HAS_CORRELATION;
     }
 }
@@ -532,6 +629,7 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
     __shared__ rg_batch plan[2];  // double buffered: thread 0 may plan a round ahead
     __shared__ uint32_t out_n;    // responses to push this round (0: none, or terminated)
     __shared__ uint64_t out_index;
+    __shared__ rg_outs outs;
     rg_region* region = (rg_region*)region_mem;
     rg_poller poller = {};
     // The groups of the block, and this thread's.
@@ -546,6 +644,9 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
     if (threadIdx.x == 0) {
         poller.random = region->seed ^ (0x9e3779b97f4a7c15ull * (blockIdx.x + 1));
         poller.start(region);
+        poller.outs = &outs;
+        outs.lock = outs.n = 0;
+        outs.random = region->seed ^ (0xd1b54a32d192ed03ull * (blockIdx.x + 1));
         if constexpr (has_state) {  // the defaults (or what the host wrote) before any request
             uint8_t* area = region_mem + rg_state_area_offset(region->total_size);
             poller.state_slot = rg_state_slot_of(area, blockIdx.x, sizeof(State));
@@ -580,9 +681,17 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
         for (uint32_t i = threadIdx.x; i < b.n; i += blockDim.x) {
             uint32_t g = i % groups;
             ctx[i].region = region;
+            ctx[i].outs = &outs;
+            ctx[i].status = rg_region_status(region, blockIdx.x);
             ctx[i].lane = b.lane;
             ctx[i].routed = b.routed;
+            ctx[i].routed_from = b.from;
+            ctx[i].routed_done = b.index;
             ctx[i].failed = 0;
+            // A conversation: what comes over a route answers the request that entered the
+            // pipeline, so its correlation_id is kept; else this request's message_id.
+            bool carried = b.routed && (req[i].flags & RG_FLAG_HAS_CORRELATION);
+            ctx[i].conversation = carried ? req[i].correlation_id : req[i].message_id;
             ctx[i].group = g;
             ctx[i].first = g * size;
             ctx[i].group_size = blockDim.x - g * size < size ? blockDim.x - g * size : size;
@@ -619,7 +728,7 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
             out_n = 0;
             if constexpr (has_output) {
                 for (uint32_t j = 0; j < n; ++j)
-                    rg_stamp<Kernel>(resp[pick[j]], req[pick[j]], b.routed != 0, &poller.random);
+                    rg_stamp<Kernel>(resp[pick[j]], ctx[pick[j]].conversation, &poller.random);
                 if (poller.n_out) {  // connected: the responses go to other kernels instead
                     for (uint32_t j = 0; j < n && finished; ++j) finished = poller.route(&resp[pick[j]]);
                 } else if (n) {
@@ -634,7 +743,7 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
             // Unfinished (terminated while waiting for room): the batch stays taken and
             // unanswered, the host's to dead-letter; the next round's look at the control
             // word ends the kernel.
-            if (finished && !out_n && !b.routed) poller.finish(b.lane, b.n);
+            if (finished && !out_n) poller.finish_batch(b);
         }
         __syncthreads();
         if constexpr (has_output) {
@@ -642,7 +751,7 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
                 rg_bus_push(rg_region_ring(region, blockIdx.x, RG_LANES), out_index, resp, pick, out_n);
                 if (threadIdx.x == 0) {
                     poller.publish(out_n);
-                    if (!b.routed) poller.finish(b.lane, b.n);
+                    poller.finish_batch(b);
                 }
             }
         }
