@@ -23,11 +23,14 @@ log = logging.getLogger("ringgen.compile")
 
 CXX_FLAGS = ("-std=c++17", "-O2", "-pthread", "-fno-strict-aliasing")
 TSAN_FLAGS = ("-std=c++17", "-O1", "-g", "-pthread", "-fsanitize=thread")
-# How a CPU runner is built: "debug" for a debugger (-O0 -g), "race-check" under ThreadSanitizer.
+# How a CPU runner is built: "debug" for a debugger (-O0 -g), "race-check" under ThreadSanitizer,
+# "bus-baseline" with the data path before batches (rg_bus.h: RG_BUS_BASELINE), to measure it
+# beside today's in one run (benchmarks/bench_bus.py).
 RUNNER_FLAGS = {
     "release": CXX_FLAGS,
     "debug": ("-std=c++17", "-O0", "-g", "-pthread", "-fno-strict-aliasing"),
     "race-check": TSAN_FLAGS,
+    "bus-baseline": (*CXX_FLAGS, "-DRG_BUS_BASELINE=1"),
 }
 NVCC_FLAGS = ("-std=c++17", "-O3")
 
@@ -193,7 +196,11 @@ def compile_cubin(package_dir: Path, kernel_id: str, arch: str = "sm_90") -> Art
 
     def produce(out: Path) -> None:
         report = cubin_report(package_dir, kernel_id, arch, out)
-        cached(key, f".{arch}.ptxas.txt", lambda o: o.write_text(report))
+
+        def keep_report(o: Path) -> None:
+            o.write_text(report)
+
+        cached(key, f".{arch}.ptxas.txt", keep_report)
 
     path, hit = cached(key, f".{arch}.cubin", produce)
     return Artifact(path, hit)
