@@ -78,7 +78,7 @@ def cache_key(sources: Sequence[bytes], flags: Sequence[str], compiler: str,
     return h.hexdigest()[:32]
 
 
-def cached(key: str, suffix: str, produce: Callable[[Path], object]) -> tuple[Path, bool]:
+def cached(key: str, suffix: str, produce: Callable[[Path], None]) -> tuple[Path, bool]:
     """The cached artifact for `key`, made by `produce(path)` on a miss or when the cached one
     fails its check; (path, was_hit)."""
     folder = _private_folder(_private_folder(cache_dir()) / key[:2])
