@@ -39,6 +39,10 @@ typedef struct rg_route {
     uint32_t capacity, slot_size;
     uint64_t ring_stride;
     uint8_t _pad[RG_LINE - 40];
+    // CPU backend: rung by a sender after each push, so that a target block asleep on it (and
+    // on its region's doorbell, see rg_route_sleep) takes the message at once. A GPU neither
+    // rings nor sleeps on it: a device block naps briefly and polls.
+    rg_bell bell;
     // followed by src_grid * dst_grid * RG_LANES rings of ring_stride bytes
 } rg_route;
 
@@ -142,6 +146,44 @@ RG_FN uint32_t rg_link_target(const rg_link* l, const uint8_t* msg, uint32_t* rr
 }
 
 #if !defined(__CUDA_ARCH__)
+#include <errno.h>
+#include <linux/futex.h>  // struct futex_waitv, FUTEX_32
+
+// A block with routes into it sleeps on its region's doorbell (what the host rings) and on the
+// bell of every route into it (what the senders ring) at once: futex_waitv (Linux 5.16) returns
+// as soon as any of them differs from the value seen before the block looked for work. Each
+// bell counts the block among its sleepers meanwhile, so a ringer makes the wake-up call only
+// when someone sleeps. Where the kernel lacks futex_waitv the block naps for up to `ns`.
+static inline void rg_route_sleep(rg_bell* own, uint64_t own_seen, rg_bell* const* routes,
+                                  const uint64_t* seen, uint32_t n, uint64_t ns) {
+    struct futex_waitv w[1 + RG_MAX_LINKS] = {};
+    w[0].val = (uint32_t)own_seen;
+    w[0].uaddr = (uint64_t)(uintptr_t)&own->value;
+    w[0].flags = FUTEX_32;
+    for (uint32_t i = 0; i < n; ++i) {
+        w[1 + i].val = (uint32_t)seen[i];
+        w[1 + i].uaddr = (uint64_t)(uintptr_t)&routes[i]->value;
+        w[1 + i].flags = FUTEX_32;
+    }
+    for (uint32_t i = 0; i <= n; ++i) {
+        rg_bell* b = i ? routes[i - 1] : own;
+        rg_atomic_u64(b->sleepers).fetch_add(1, cuda::std::memory_order_seq_cst);
+    }
+    struct timespec deadline;  // futex_waitv takes an absolute time
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    uint64_t end = (uint64_t)deadline.tv_nsec + ns;
+    deadline.tv_sec += (time_t)(end / 1000000000u);
+    deadline.tv_nsec = (long)(end % 1000000000u);
+    if (syscall(__NR_futex_waitv, w, n + 1, 0, &deadline, CLOCK_MONOTONIC) < 0 && errno == ENOSYS) {
+        struct timespec nap = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+        nanosleep(&nap, nullptr);
+    }
+    for (uint32_t i = 0; i <= n; ++i) {
+        rg_bell* b = i ? routes[i - 1] : own;
+        rg_atomic_u64(b->sleepers).fetch_sub(1, cuda::std::memory_order_seq_cst);
+    }
+}
+
 // Host: publishes the links as they now are; blocks apply them between two messages.
 static inline uint64_t rg_links_publish(rg_region* r, rg_links* links) {
     uint64_t v = rg_load_relaxed(&links->version.value) + 1;

@@ -182,6 +182,7 @@ RG_FN void rg_uuid4(uint64_t* state, rg_uuid* out) {
 #define RG_ACT_EXIT 3u    // terminated
 #define RG_ACT_SNAPSHOT 4u  // the host asks for a snapshot of the block's state (rg_state.h)
 #define RG_SPIN_POLLS 64u           // polls before the first sleep
+#define RG_ROUTE_WAIT_NS 100000u    // longest nap of a sender waiting for room in a full route
 // Longest sleep between polls when idle. A GPU has no bell to wake it: it naps briefly. On the
 // CPU backend every push, pop and command rings the doorbell the block sleeps on, so the nap
 // only bounds how stale the heartbeat gets (the host's hang watchdog reads it): an idle
@@ -213,6 +214,7 @@ struct rg_poller {
     rg_route* out_route[RG_MAX_LINKS];
     uint32_t out_rr[RG_MAX_LINKS];
     rg_route* in_route[RG_MAX_LINKS];
+    uint64_t in_seen[RG_MAX_LINKS];  // CPU: each in-route's bell, read before looking for work
 
     // Applies the host's latest routes, between two messages, and acknowledges them.
     RG_HD void refresh_links() {
@@ -268,8 +270,11 @@ struct rg_poller {
 #if defined(__CUDA_ARCH__) || !defined(__CUDACC__)  // the device, or the CPU shim's
                 __nanosleep(sleep_ns);
 #endif
-                sleep_ns = sleep_ns * 2 > RG_MAX_IDLE_NS ? RG_MAX_IDLE_NS : sleep_ns * 2;
+                // A full route means a busy target, which frees a slot soon: short naps (a
+                // target rings nothing when it pops, so a long one would idle the line).
+                sleep_ns = sleep_ns * 2 > RG_ROUTE_WAIT_NS ? RG_ROUTE_WAIT_NS : sleep_ns * 2;
             }
+            rg_bell_ring(&out_route[i]->bell);  // CPU: wakes the target block if it sleeps
             rg_store_release(&link_status->routed_out, ++routed_out);
         }
         return true;
@@ -320,6 +325,9 @@ struct rg_poller {
             if (state_slot && rg_load_acquire(&state_slot->request.value) != state_done)
                 return RG_ACT_SNAPSHOT;  // answered paused too: the state is kept meanwhile
             refresh_links();
+#if !defined(__CUDA_ARCH__)
+            for (uint32_t i = 0; i < n_in; ++i) in_seen[i] = rg_load_acquire(&in_route[i]->bell.value);
+#endif
             if (state == RG_STATE_ACTIVE) {
                 for (uint32_t l = RG_LANES; l-- > 0;) {
                     *routed = 0;
@@ -333,7 +341,18 @@ struct rg_poller {
             if (pending) return RG_ACT_FLUSH;
             if (++idle > RG_SPIN_POLLS && !spinning(idle)) {
                 rg_release_buffers(region);  // every thread of the block is between requests
+#if !defined(__CUDA_ARCH__)
+                if (n_in) {  // the host's doorbell and the senders' bells at once
+                    rg_bell* route_bells[RG_MAX_LINKS];
+                    for (uint32_t i = 0; i < n_in; ++i) route_bells[i] = &in_route[i]->bell;
+                    rg_route_sleep(&region->control.doorbell, bell, route_bells, in_seen, n_in,
+                                   sleep_ns);
+                } else {
+                    rg_bell_sleep(&region->control.doorbell, bell, sleep_ns);
+                }
+#else
                 rg_bell_sleep(&region->control.doorbell, bell, sleep_ns);
+#endif
                 sleep_ns = sleep_ns * 2 > RG_MAX_IDLE_NS ? RG_MAX_IDLE_NS : sleep_ns * 2;
             }
         }

@@ -1,0 +1,137 @@
+"""The example pipeline's three device stages (examples/pipeline.py: clip -> square -> total)
+connected on the device (runtime.connect), beside the same stages relayed by a host actor (the
+way examples/pipeline.py worked before routes: receive_many from one stage, send each message
+to the next). Both on the CPU backend, in one run, the same messages in and out.
+
+    python benchmarks/bench_pipeline.py [--messages N] [--requests N] [--rounds N]
+
+(a) throughput: N RawData of 8 values sent with send_many into clip while total's answers are
+collected with receive_many; (b) latency of one request at a time through the three stages:
+`request("clip", raw, reply_from="total")` when connected; send to clip and receive from total
+when relayed (a relay cannot keep the conversation: the next stage answers the relayed copy).
+Rounds alternate between the two so that a change in the machine's load hits both.
+Targets (issue 12): connected >= 5x the relayed throughput and >= 3x lower p50.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import generated.pipeline as pkg  # noqa: E402
+from ringgen import ActorContext, KernelStateError, RingKernelRuntime  # noqa: E402
+
+STAGES = ("clip", "square", "total")
+
+
+async def relay(ctx: ActorContext) -> None:
+    """The host relay: stage i's answers become stage i + 1's requests, one send each."""
+
+    async def hop(src: str, dst: str) -> None:
+        while not ctx.should_terminate:
+            try:
+                batch = await ctx.runtime.receive_many(src, 256, timeout=0.1)
+            except KernelStateError:  # the stage was terminated: nothing more will come
+                return
+            for msg in batch:
+                await ctx.runtime.send(dst, msg)
+
+    await asyncio.gather(hop("clip", "square"), hop("square", "total"))
+
+
+async def start(rt: RingKernelRuntime, mode: str) -> None:
+    for stage in reversed(STAGES):
+        await rt.launch(stage)
+    if mode == "connected":
+        await rt.connect("clip", "square")
+        await rt.connect("square", "total")
+    else:
+        await rt.launch("relay", actor=relay)
+
+
+def raw(i: int) -> Any:
+    return pkg.RawData(values=[float(i % 1000)] * 8, priority=(i * 37) % 256)
+
+
+async def throughput(rt: RingKernelRuntime, n: int) -> float:
+    msgs = [raw(i) for i in range(n)]
+
+    async def collect() -> int:
+        got = 0
+        while got < n:
+            batch = await rt.receive_many("total", n - got, timeout=30.0)
+            if not batch:
+                raise TimeoutError(f"only {got} of {n} came out of the pipeline")
+            got += len(batch)
+        return got
+
+    t0 = time.perf_counter()
+    sent = asyncio.gather(*(rt.send_many("clip", msgs[i:i + 1024]) for i in range(0, n, 1024)))
+    _, got = await asyncio.gather(sent, collect())
+    elapsed = time.perf_counter() - t0
+    assert got == n
+    return n / elapsed
+
+
+async def latencies(rt: RingKernelRuntime, mode: str, n: int) -> list[float]:
+    out = []
+    for i in range(n):
+        msg = raw(i)
+        t0 = time.perf_counter()
+        if mode == "connected":
+            answer = await rt.request("clip", msg, timeout=10.0, reply_from="total")
+            assert answer.correlation_id == msg.message_id
+        else:
+            await rt.send("clip", msg)
+            answer = await rt.receive("total", timeout=10.0)
+        out.append((time.perf_counter() - t0) * 1e6)
+        assert answer.count == 8
+    return out
+
+
+async def in_mode(mode: str, body: Callable[[RingKernelRuntime], Awaitable[Any]]) -> Any:
+    async with RingKernelRuntime(pkg, backend="cpu") as rt:
+        await start(rt, mode)
+        await throughput(rt, 2000)  # warm: first wake-ups, allocations
+        return await body(rt)
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
+
+
+async def main(messages: int, requests: int, rounds: int) -> None:
+    rates: dict[str, list[float]] = {"connected": [], "relayed": []}
+    lat: dict[str, list[float]] = {"connected": [], "relayed": []}
+    for _ in range(rounds):
+        for mode in ("relayed", "connected"):
+            rates[mode].append(await in_mode(mode, lambda rt: throughput(rt, messages)))
+            lat[mode] += await in_mode(mode, lambda rt, m=mode: latencies(rt, m, requests))
+    print(f"3-stage pipeline on the CPU backend, {rounds} round(s) of {messages} messages and "
+          f"{requests} single requests per mode")
+    for mode in ("relayed", "connected"):
+        print(f"  {mode:9}  throughput {statistics.median(rates[mode]) / 1e3:8.1f} k msg/s   "
+              f"request p50 {pct(lat[mode], 50):7.1f} us   p99 {pct(lat[mode], 99):8.1f} us")
+    speed = statistics.median(rates["connected"]) / statistics.median(rates["relayed"])
+    p50 = pct(lat["relayed"], 50) / pct(lat["connected"], 50)
+    print(f"  connected vs relayed: {speed:.2f}x the throughput (target >= 5x), "
+          f"{p50:.2f}x lower p50 (target >= 3x)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=50_000)
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    asyncio.run(main(args.messages, args.requests, args.rounds))
