@@ -2,7 +2,8 @@
 into each dst's input (fan-out when several), `disconnect(src)` back to the host.
 
 A route is the memory of rg_route.h (a shared-memory file both runner processes map on the
-CPU backend): one SPSC ring per (sender block, target block, priority class). The host only
+CPU backend; device memory on the cuda backend, see backends/cuda.py: DeviceRoute): one SPSC
+ring per (sender block, target block, priority class). The host only
 writes the kernels' link tables and waits for every block to acknowledge them, so once
 connect() returns every block sends into the routes, and once disconnect() returns none does
 any more. A route stays attached to its target until the runtime closes: what is in it when
@@ -10,7 +11,10 @@ the sender disconnects is still delivered.
 
 A target that fails or is terminated takes nothing more from its routes; from then on the host
 is their consumer and turns everything in them (queued before, or sent after) into dead
-letters of the target, so that the senders keep running and nothing vanishes.
+letters of the target, so that the senders keep running and nothing vanishes. On the cuda
+backend the host cannot be that consumer (the route is device memory, popped with device-scope
+atomics): a route into a terminated target is not drained there, so its senders wait once it
+is full until they are disconnected; a failed target loses the device to the whole process.
 """
 
 from __future__ import annotations
@@ -46,12 +50,13 @@ class _Route:
     route_id: int
     src: str
     dst: str
-    fd: int  # the memory file, kept open: a runner launched later opens it by `path`
+    fd: int  # CPU: the memory file, kept open: a runner launched later opens it by `path`
     path: str
-    memory: mmap.mmap
-    rings: rings.Route
+    memory: mmap.mmap | None
+    rings: rings.Route | None  # CPU: the host's view, to drain a gone target's route
     anchor: Any  # keeps the buffer export alive while `rings` uses its address
     target: Channel | None = None  # the dst channel whose in-links hold this route
+    device: Any = None  # cuda: the DeviceRoute (backends/cuda.py) the kernels use
 
 
 @dataclass
@@ -69,6 +74,12 @@ class Routes:
             raise KernelStateError(f"connect({src!r}) names no target; give one or more kernels")
         source = self._device(src)
         targets = [self._device(d) for d in dsts]
+        for t in targets:
+            if t.backend_name != source.backend_name:
+                raise KernelStateError(
+                    f"cannot connect {src!r} ({source.backend_name}) to {t.kernel_id!r} "
+                    f"({t.backend_name}): a route joins kernels of one backend; relay through a "
+                    "host actor between backends")
         if len(set(dsts)) != len(dsts):
             raise KernelStateError(f"connect({src!r}, {', '.join(map(repr, dsts))}) names a "
                                    "target twice")
@@ -127,9 +138,9 @@ class Routes:
         if not isinstance(channel, DeviceChannel):
             raise KernelStateError(f"{kernel_id!r} is a host actor; connect() joins device "
                                    "kernels (a host actor forwards with ctx.send)")
-        if channel.backend_name != "cpu":
+        if channel.backend_name not in ("cpu", "cuda"):
             raise BackendUnavailableError(
-                f"connect() is built on the CPU backend only so far; {kernel_id!r} runs on "
+                f"connect() joins kernels of the cpu and cuda backends; {kernel_id!r} runs on "
                 f"{channel.backend_name}: relay through a host actor there")
         channel.check_open()
         return channel
@@ -142,6 +153,14 @@ class Routes:
         if route is not None:
             return route
         slot = target.kernel.in_dtype.itemsize
+        if source.backend_name == "cuda":
+            from ringgen.runtime.backends.cuda import DeviceRoute
+
+            device = DeviceRoute(source.kernel.grid, target.kernel.grid, ROUTE_CAPACITY, slot)
+            route = _Route(next(self._ids), source.kernel_id, target.kernel_id, -1, "", None,
+                           None, None, device=device)
+            self._routes[key] = route
+            return route
         route_type = rings.route_type()
         size = route_type.size(source.kernel.grid, target.kernel.grid, ROUTE_CAPACITY, slot)
         fd, memory = shared_memory(f"ringgen-route-{source.kernel_id}-{target.kernel_id}", size)
@@ -168,8 +187,9 @@ class Routes:
             else:
                 kind = KEY_UINT if field_dtype.kind == "u" else KEY_INT
                 size = field_dtype.itemsize
-        return (route.route_id, 0, source_grid, target.kernel.grid, kind, offset, size, data,
-                route.path)
+        device_ptr = route.device.device_ptr if route.device is not None else 0
+        return (route.route_id, device_ptr, source_grid, target.kernel.grid, kind, offset, size,
+                data, route.path)
 
     async def _attach(self, route: _Route, target: DeviceChannel) -> None:
         """Add the route to the target's in-links (once per launch of the target)."""
@@ -238,6 +258,8 @@ class Routes:
             target = route.target
             if target is None or target.state not in (KernelState.FAILED, KernelState.TERMINATED):
                 continue
+            if route.rings is None:  # cuda: device memory, see the module's docstring
+                continue
             assert isinstance(target, DeviceChannel)
             if target.state is KernelState.TERMINATED or target.kernel.exited():
                 raw = route.rings.drain()
@@ -257,7 +279,11 @@ class Routes:
             self._drainer = None
         self.drain_gone()
         for route in self._routes.values():
+            if route.device is not None:
+                route.device.free()
+                continue
             route.anchor = None
+            assert route.memory is not None
             route.memory.close()
             os.close(route.fd)
         self._routes.clear()

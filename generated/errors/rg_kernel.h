@@ -246,7 +246,7 @@ struct rg_poller {
         for (uint32_t i = 0; i < n_in; ++i) {
             rg_route* r = in_route[i];
             for (uint32_t s = 0; s < r->src_grid; ++s) {
-                if (rg_ring_pop(rg_route_ring(r, s, blockIdx.x, l), req, 1)) {
+                if (rg_route_pop(rg_route_ring(r, s, blockIdx.x, l), req)) {
                     rg_store_release(&link_status->routed_in, ++routed_in);
                     return true;
                 }
@@ -264,7 +264,7 @@ struct rg_poller {
             uint32_t d = rg_link_target(&out_link[i], (const uint8_t*)resp, &out_rr[i]);
             rg_ring* ring = rg_route_ring(out_route[i], blockIdx.x, d, rg_lane_of(resp->priority));
             uint32_t sleep_ns = 1000;
-            while (!rg_ring_push(ring, resp, 1)) {
+            while (!rg_route_push(ring, resp)) {
                 rg_store_release(&status->heartbeat, ++heartbeat);  // waiting on a target, not hung
                 if (!apply_control()) return false;
 #if defined(__CUDA_ARCH__) || !defined(__CUDACC__)  // the device, or the CPU shim's

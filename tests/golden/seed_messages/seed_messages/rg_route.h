@@ -74,6 +74,36 @@ RG_FN rg_ring* rg_route_ring(rg_route* r, uint32_t src, uint32_t dst, uint32_t l
     return (rg_ring*)((uint8_t*)r + sizeof(rg_route) + i * r->ring_stride);
 }
 
+// Route rings on a GPU live in its own memory and both their ends are blocks of that GPU, so the
+// producer's release and the consumer's acquire need device scope only (ld.acquire.gpu /
+// st.release.gpu): nothing is fenced over the bus, unlike the host rings' system scope. The
+// same single-producer single-consumer protocol as rg_ring.h, one message at a time. On a
+// host (the CPU backend, the host's drain of a gone target) rg_ring_push/rg_ring_pop serve.
+#if defined(__CUDA_ARCH__)
+typedef cuda::atomic_ref<uint64_t, cuda::thread_scope_device> rg_route_atomic;
+
+RG_FN bool rg_route_push(rg_ring* ring, const void* msg) {
+    uint64_t tail = rg_route_atomic(ring->tail.value).load(cuda::std::memory_order_relaxed);
+    uint64_t head = rg_route_atomic(ring->head.value).load(cuda::std::memory_order_acquire);
+    if (tail - head >= ring->capacity) return false;
+    rg_copy_bytes(rg_ring_slot(ring, tail), msg, ring->slot_size);
+    rg_route_atomic(ring->tail.value).store(tail + 1, cuda::std::memory_order_release);
+    return true;
+}
+
+RG_FN bool rg_route_pop(rg_ring* ring, void* dst) {
+    uint64_t head = rg_route_atomic(ring->head.value).load(cuda::std::memory_order_relaxed);
+    uint64_t tail = rg_route_atomic(ring->tail.value).load(cuda::std::memory_order_acquire);
+    if (tail == head) return false;
+    rg_copy_bytes(dst, rg_ring_slot(ring, head), ring->slot_size);
+    rg_route_atomic(ring->head.value).store(head + 1, cuda::std::memory_order_release);
+    return true;
+}
+#else
+RG_FN bool rg_route_push(rg_ring* ring, const void* msg) { return rg_ring_push(ring, msg, 1) == 1; }
+RG_FN bool rg_route_pop(rg_ring* ring, void* dst) { return rg_ring_pop(ring, dst, 1) == 1; }
+#endif
+
 typedef struct rg_link {
     uint64_t route_id;    // 0: an empty entry
     uint64_t device_ptr;  // CUDA: the route's device address; CPU: 0 (mapped from `path`)
