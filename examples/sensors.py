@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ringgen import RingKernelRuntime, message, ring_kernel
-from ringgen.runtime.keys import key_hash
 
 BLOCKS = 4
 
@@ -84,11 +83,6 @@ def running_stats(req: Reading, state: RunningStats) -> Summary:
     return welford(req, state)
 
 
-def block_of(sensor_id: int) -> int:
-    """The block a sensor's readings go to: the key's stable hash (the same on the device)."""
-    return key_hash(sensor_id) % BLOCKS
-
-
 async def demo(runtime: RingKernelRuntime) -> None:
     await runtime.launch("running_stats")
     rng = np.random.default_rng(7)
@@ -103,21 +97,24 @@ async def demo(runtime: RingKernelRuntime) -> None:
     await runtime.send_many("running_stats", readings[half:])
     await runtime.drain("running_stats")
     snapshot = await runtime.read_state("running_stats")  # one RunningStats per block
+    answers: list[Summary] = []
+    while len(answers) < len(readings):  # every reading was answered with the running figures
+        batch = await runtime.receive_many("running_stats", len(readings) - len(answers),
+                                           timeout=5.0)
+        if not batch:
+            raise TimeoutError(f"{len(answers)} of {len(readings)} readings answered in time")
+        answers += batch
+    block_of = {a.sensor_id: int(a.block) for a in answers}  # the key decides, always the same
+    assert len(block_of) == len({(a.sensor_id, int(a.block)) for a in answers})
     for b, state in enumerate(snapshot):
-        mine = [r.value for r in readings if block_of(r.sensor_id) == b]
+        owned = sorted(s for s, at in block_of.items() if at == b)
+        mine = [r.value for r in readings if r.sensor_id in owned]
         if not mine:
             print(f"  block {b}: no sensor hashes here")
             continue
         exact = (state.count == len(mine) and
                  abs(state.mean - statistics.fmean(mine)) < 1e-9 and
                  abs(state.m2 / (state.count - 1) - statistics.variance(mine)) < 1e-9)
-        owned = sorted({r.sensor_id for r in readings if block_of(r.sensor_id) == b})
         print(f"  block {b} (sensors {owned}): {state.count} readings, mean {state.mean:.3f}, "
               f"variance {state.m2 / (state.count - 1):.3f}; matches statistics: {exact}")
-    answered = 0
-    while answered < len(readings):  # every reading was answered with the running figures
-        batch = await runtime.receive_many("running_stats", len(readings) - answered, timeout=5.0)
-        if not batch:
-            raise TimeoutError(f"{answered} of {len(readings)} readings answered in time")
-        answered += len(batch)
-    print(f"  {answered} readings answered, state kept across deactivate/activate")
+    print(f"  {len(answers)} readings answered, state kept across deactivate/activate")

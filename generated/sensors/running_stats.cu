@@ -16,7 +16,7 @@ struct running_stats_ctx : rg_ctx {};
 __device__ RunningStats running_stats_state[4];
 
 // ---- the handler, as written in examples/sensors.py ----
-#line 53 "examples/sensors.py"
+#line 52 "examples/sensors.py"
 __device__ bool running_stats_handle(const Reading& req, Summary& resp, RunningStats& state,
                                      running_stats_ctx& ctx) {
     (void)ctx;
