@@ -10,7 +10,8 @@ collected with receive_array (the relay moves message objects, as the example di
 (b) latency of one request at a time through the three stages:
 `request("clip", raw, reply_from="total")` when connected; send to clip and receive from total
 when relayed (a relay cannot keep the conversation: the next stage answers the relayed copy).
-Rounds alternate between the two so that a change in the machine's load hits both.
+Rounds alternate between the two so that a change in the machine's load hits both. (c) where
+the time goes: the CPU time per message of each stage's runner process and of the host.
 Targets (issue 12): connected >= 5x the relayed throughput and >= 3x lower p50.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import time
@@ -96,6 +98,25 @@ async def throughput(rt: RingKernelRuntime, n: int) -> float:
     return n / elapsed
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def profiled_throughput(rt: RingKernelRuntime, n: int) -> tuple[float, dict[str, float]]:
+    """throughput(), and where the CPU went: microseconds per message in each stage's runner
+    process and in this (the host's) process. On a machine with fewer free cores than
+    processes, the wall time per message follows their sum."""
+    pids = {k: rt.channel(k).kernel.proc.pid for k in STAGES}  # type: ignore[attr-defined]
+    before = {k: cpu_seconds(pid) for k, pid in pids.items()}
+    host = time.process_time()
+    rate = await throughput(rt, n)
+    used = {k: (cpu_seconds(pid) - before[k]) / n * 1e6 for k, pid in pids.items()}
+    used["host"] = (time.process_time() - host) / n * 1e6
+    return rate, used
+
+
 async def latencies(rt: RingKernelRuntime, mode: str, n: int) -> list[float]:
     out = []
     for i in range(n):
@@ -127,15 +148,23 @@ def pct(xs: list[float], p: float) -> float:
 async def main(messages: int, requests: int, rounds: int) -> None:
     rates: dict[str, list[float]] = {"connected": [], "relayed": []}
     lat: dict[str, list[float]] = {"connected": [], "relayed": []}
+    cpu: dict[str, list[dict[str, float]]] = {"connected": [], "relayed": []}
     for _ in range(rounds):
         for mode in ("relayed", "connected"):
-            rates[mode].append(await in_mode(mode, lambda rt: throughput(rt, messages)))
+            rate, used = await in_mode(mode, lambda rt: profiled_throughput(rt, messages))
+            rates[mode].append(rate)
+            cpu[mode].append(used)
             lat[mode] += await in_mode(mode, lambda rt, m=mode: latencies(rt, m, requests))
     print(f"3-stage pipeline on the CPU backend, {rounds} round(s) of {messages} messages and "
           f"{requests} single requests per mode")
     for mode in ("relayed", "connected"):
         print(f"  {mode:9}  throughput {statistics.median(rates[mode]) / 1e3:8.1f} k msg/s   "
               f"request p50 {pct(lat[mode], 50):7.1f} us   p99 {pct(lat[mode], 99):8.1f} us")
+    print("  CPU microseconds per message (median of the rounds), by process:")
+    for mode in ("relayed", "connected"):
+        parts = {k: statistics.median(u[k] for u in cpu[mode]) for k in cpu[mode][0]}
+        print(f"  {mode:9}  " + "  ".join(f"{k} {v:5.1f}" for k, v in parts.items())
+              + f"  = {sum(parts.values()):5.1f}")
     speed = statistics.median(rates["connected"]) / statistics.median(rates["relayed"])
     p50 = pct(lat["relayed"], 50) / pct(lat["connected"], 50)
     print(f"  connected vs relayed: {speed:.2f}x the throughput (target >= 5x), "
