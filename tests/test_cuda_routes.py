@@ -1,7 +1,6 @@
-"""Routes on the cuda backend (runtime.connect between two kernels of one GPU): route rings in
-device memory whose ends push and pop with device-scope acquire/release. No GPU is lent to
-these tests: what they check is what nvcc makes of the device side (sm_90 PTX), and the route
-arena's allocator; the runs on a GPU are owed (see backends/cuda.py)."""
+"""The device side of routes (rg_route.h): on a GPU both ends of a route ring are blocks of that
+GPU, which push, pop and finish with device-scope acquire/release. No GPU is lent to these
+tests: they check what nvcc makes of it (sm_90 PTX); runs on a GPU are owed."""
 
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ from typing import Any
 import pytest
 from conftest import build_package, have_nvcc
 
-from ringgen.runtime.backends.cuda import ROUTE_ALIGN, FreeList
 from ringgen.toolchain.compile import cccl_include, templates_dir
 
 ROUTE_PROBE = r"""
@@ -55,18 +53,3 @@ def test_a_routed_kernel_pops_and_pushes_its_routes_at_device_scope(tmp_path: Pa
     assert "ld.acquire.gpu" in ptx and "st.release.gpu" in ptx  # the routes
     assert "ld.acquire.sys" in ptx and "st.release.sys" in ptx  # the host rings
 
-
-def test_the_route_arena_allocates_first_fit_and_merges_what_is_freed() -> None:
-    arena = FreeList(8 * ROUTE_ALIGN)
-    a = arena.allocate(1)  # rounded up to a line
-    b = arena.allocate(2 * ROUTE_ALIGN)
-    c = arena.allocate(ROUTE_ALIGN + 1)
-    assert (a, b, c) == (0, ROUTE_ALIGN, 3 * ROUTE_ALIGN)
-    assert arena.allocate(4 * ROUTE_ALIGN) is None  # 3 lines left
-    arena.release(b, 2 * ROUTE_ALIGN)
-    assert arena.allocate(2 * ROUTE_ALIGN) == b  # the first hole that fits
-    arena.release(a, 1)
-    arena.release(b, 2 * ROUTE_ALIGN)
-    arena.release(c, ROUTE_ALIGN + 1)
-    assert arena.free == [(0, 8 * ROUTE_ALIGN)]  # merged back into one piece
-    assert arena.allocate(8 * ROUTE_ALIGN) == 0

@@ -66,14 +66,12 @@ def test_a_difference_is_found_shrunk_and_reported(truncating: Path,
 
 
 EXAMPLES = sorted(p.stem for p in (ROOT / "examples").glob("*.py"))
-KNOWN = {"errors": "safe_sqrt answers math.sqrt(-0.0) == -0.0 as 0.0 (found by verify)"}
 NOT_YET = {"sensors": "verify does not drive state= kernels yet (it calls the function without "
                       "the state)"}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("example", [
-    pytest.param(e, marks=pytest.mark.xfail(strict=True, reason=KNOWN[e])) if e in KNOWN else
     pytest.param(e, marks=pytest.mark.skip(reason=NOT_YET[e])) if e in NOT_YET else e
     for e in EXAMPLES])
 def test_every_example_agrees_with_its_python(example: str) -> None:

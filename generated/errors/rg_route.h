@@ -82,10 +82,12 @@ RG_FN rg_ring* rg_route_ring(rg_route* r, uint32_t src, uint32_t dst, uint32_t l
 #if defined(__CUDA_ARCH__)
 typedef cuda::atomic_ref<uint64_t, cuda::thread_scope_device> rg_route_atomic;
 
+// Producer: a slot is reused once the target finished its request (head.done, as an input
+// lane's).
 RG_FN bool rg_route_push(rg_ring* ring, const void* msg) {
     uint64_t tail = rg_route_atomic(ring->tail.value).load(cuda::std::memory_order_relaxed);
-    uint64_t head = rg_route_atomic(ring->head.value).load(cuda::std::memory_order_acquire);
-    if (tail - head >= ring->capacity) return false;
+    uint64_t done = rg_route_atomic(ring->head.done).load(cuda::std::memory_order_acquire);
+    if (tail - done >= ring->capacity) return false;
     rg_copy_bytes(rg_ring_slot(ring, tail), msg, ring->slot_size);
     rg_route_atomic(ring->tail.value).store(tail + 1, cuda::std::memory_order_release);
     return true;
@@ -99,9 +101,17 @@ RG_FN bool rg_route_pop(rg_ring* ring, void* dst) {
     rg_route_atomic(ring->head.value).store(head + 1, cuda::std::memory_order_release);
     return true;
 }
+
+// Consumer: the requests before `done` are finished; their slots may be reused.
+RG_FN void rg_route_finish(rg_ring* ring, uint64_t done) {
+    rg_route_atomic(ring->head.done).store(done, cuda::std::memory_order_release);
+}
 #else
-RG_FN bool rg_route_push(rg_ring* ring, const void* msg) { return rg_ring_push(ring, msg, 1) == 1; }
+RG_FN bool rg_route_push(rg_ring* ring, const void* msg) {
+    return rg_ring_push_until(ring, &ring->head.done, msg, 1) == 1;
+}
 RG_FN bool rg_route_pop(rg_ring* ring, void* dst) { return rg_ring_pop(ring, dst, 1) == 1; }
+RG_FN void rg_route_finish(rg_ring* ring, uint64_t done) { rg_store_release(&ring->head.done, done); }
 #endif
 
 typedef struct rg_link {
@@ -109,7 +119,8 @@ typedef struct rg_link {
     uint64_t device_ptr;  // CUDA: the route's device address; CPU: 0 (mapped from `path`)
     uint32_t src_grid, dst_grid;
     uint32_t key_kind, key_offset, key_size, key_data;
-    char path[88];        // CPU backend: the shared-memory file of the route
+    uint32_t port;        // out links: 0 the kernel's response, p its p-th sends= target
+    char path[84];        // CPU backend: the shared-memory file of the route
 } rg_link;
 
 typedef struct rg_links {

@@ -64,7 +64,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='pipeline',
-    schema_hash='bc354d408d9ba8c8',
+    schema_hash='e35466b086a62369',
     build_command='ringgen build examples/pipeline.py -o generated',
     sources=('examples/pipeline.py',),
     type_ids=TYPE_IDS,

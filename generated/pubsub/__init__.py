@@ -42,7 +42,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='pubsub',
-    schema_hash='e8de331a7c5052ad',
+    schema_hash='e37730a8dd12e802',
     build_command='ringgen build examples/pubsub.py -o generated',
     sources=('examples/pubsub.py',),
     type_ids=TYPE_IDS,

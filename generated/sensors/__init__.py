@@ -37,7 +37,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='sensors',
-    schema_hash='048d3e9615f95904',
+    schema_hash='c7fbceff63609010',
     build_command='ringgen build examples/sensors.py -o generated',
     sources=('examples/sensors.py',),
     type_ids=TYPE_IDS,

@@ -7,10 +7,6 @@ allocations are all made before the persistent launch (with CUDA_MODULE_LOADING=
 before the context exists), because a lazy module load or a stream creation can block behind a
 running persistent kernel; the kernel runs on a non-blocking stream and nothing touches the
 legacy stream while it runs.
-
-Routes between kernels (runtime.connect) live in the GPU's own memory, carved from one arena
-that is allocated, with its copy stream and pinned staging, before the first persistent launch
-(for the same reason: an allocation may wait for the device to be idle, which it never is).
 """
 
 from __future__ import annotations
@@ -23,7 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -42,9 +38,6 @@ log = logging.getLogger("ringgen.cuda")
 _lock = threading.Lock()
 _state: dict[str, Any] = {}  # the driver module, the device and its primary context
 _resident_blocks = 0  # blocks of the persistent kernels running now, across launches
-# Device memory for routes; RINGGEN_CUDA_ROUTE_MB sets it (read at the first launch).
-DEFAULT_ROUTE_ARENA_MB = 64
-ROUTE_ALIGN = 128  # a route's rings are laid out on 128-byte lines (rg_route.h)
 
 
 def _driver() -> Any:
@@ -147,7 +140,6 @@ class CudaKernel(RingKernel):
                     f"kernel {info.kernel_id!r} asks for {info.block} threads a block; its code "
                     f"allows at most {limit} on {device.name()} (registers); lower block")
             self.stream = drv.Stream(flags=1)  # CU_STREAM_NON_BLOCKING
-            _route_arena(drv)  # before the first persistent launch: see RouteArena
             self.memory = drv.pagelocked_empty(self.region_size, np.uint8,
                                                mem_flags=drv.host_alloc_flags.DEVICEMAP)
             self._init_region(self.memory.ctypes.data, secrets.randbits(64))
@@ -234,88 +226,3 @@ class CudaKernel(RingKernel):
                 self.memory.base.free()
                 with _lock:
                     _resident_blocks -= self._blocks
-
-
-class FreeList:
-    """First-fit allocation of 128-byte aligned pieces of `size` bytes, freed pieces merged."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.free: list[tuple[int, int]] = [(0, size)]  # (offset, size), sorted by offset
-
-    def allocate(self, size: int) -> int | None:
-        size = -(-size // ROUTE_ALIGN) * ROUTE_ALIGN
-        for i, (offset, room) in enumerate(self.free):
-            if room >= size:
-                self.free[i:i + 1] = [(offset + size, room - size)] if room > size else []
-                return offset
-        return None
-
-    def release(self, offset: int, size: int) -> None:
-        size = -(-size // ROUTE_ALIGN) * ROUTE_ALIGN
-        merged: list[tuple[int, int]] = []
-        for o, n in sorted([*self.free, (offset, size)]):
-            if merged and merged[-1][0] + merged[-1][1] == o:
-                merged[-1] = (merged[-1][0], merged[-1][1] + n)
-            else:
-                merged.append((o, n))
-        self.free = merged
-
-
-class RouteArena:
-    """Device memory for routes, allocated once (before any persistent kernel runs), with a
-    pinned staging copy where the host lays a route out (rg_route_init, the same code as on the
-    CPU backend) before one copy to the device on a non-blocking stream of its own."""
-
-    def __init__(self, drv: Any, size: int) -> None:
-        self.device = drv.mem_alloc(size)
-        self.staging = drv.pagelocked_empty(size, np.uint8)
-        self.stream = drv.Stream(flags=1)  # CU_STREAM_NON_BLOCKING: never waits for the kernels
-        self.pieces = FreeList(size)
-
-    def allocate(self, size: int) -> int:
-        offset = self.pieces.allocate(size)
-        if offset is None:
-            raise BackendUnavailableError(
-                f"no room for a route of {size} bytes in the {self.pieces.size >> 20} MiB of "
-                "device memory kept for routes; set RINGGEN_CUDA_ROUTE_MB higher (read at the "
-                "first launch of a process), or connect kernels with smaller grids or messages")
-        return offset
-
-
-def _route_arena(drv: Any) -> RouteArena:
-    """The process's route arena; made by the first launch (the context is current)."""
-    with _lock:
-        arena = _state.get("routes")
-        if arena is None:
-            mb = int(os.environ.get("RINGGEN_CUDA_ROUTE_MB", DEFAULT_ROUTE_ARENA_MB))
-            arena = _state["routes"] = RouteArena(drv, mb << 20)
-        return cast(RouteArena, arena)
-
-
-class DeviceRoute:
-    """One route (rg_route.h) in the GPU's memory: both its ends are blocks of this GPU, which
-    push and pop with device-scope acquire/release; nothing of it crosses the bus. The host
-    never reads it while kernels run (a route into a target that is gone is not drained into
-    dead letters on this backend: see routes.py)."""
-
-    def __init__(self, src_grid: int, dst_grid: int, capacity: int, slot_size: int) -> None:
-        route_type = rings.route_type()
-        self.size = route_type.size(src_grid, dst_grid, capacity, slot_size)
-        with current_context() as drv:
-            arena = _state.get("routes")
-            if arena is None:
-                raise BackendUnavailableError("routes on the cuda backend need a launched kernel "
-                                              "first: launch both ends, then connect them")
-            self.arena = cast(RouteArena, arena)
-            self.offset = self.arena.allocate(self.size)
-            staging = self.arena.staging[self.offset:self.offset + self.size]
-            route_type(staging.ctypes.data, src_grid, dst_grid, capacity, slot_size)  # lays it out
-            self.device_ptr = int(self.arena.device) + self.offset
-            drv.memcpy_htod_async(self.device_ptr, staging, self.arena.stream)
-            self.arena.stream.synchronize()
-
-    def free(self) -> None:
-        """After every kernel that used it stopped: its memory goes back to the arena."""
-        with _lock:
-            self.arena.pieces.release(self.offset, self.size)
