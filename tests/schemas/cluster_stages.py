@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated
 from uuid import UUID
 
-from ringgen import MaxLen, message, ring_kernel
+from ringgen import ActorContext, MaxLen, message, ring_kernel
 
 
 @message
@@ -80,3 +80,12 @@ def stage3(req: Squares) -> Total:
         total += p
     return Total(origin=req.origin, energy=total, count=len(req.values))
 
+
+
+@ring_kernel(kernel_id="stage1", input=Clipped, output=Clipped)
+async def stage1(ctx: ActorContext) -> None:
+    """A host actor (no compile): echoes, for placement tests of a kernel that is not running."""
+    while not ctx.should_terminate:
+        msg = await ctx.receive(timeout=0.1)
+        if msg is not None:
+            await ctx.send(msg)
