@@ -4,12 +4,16 @@ Hypothesis draws request messages from the input schema; each one goes to the Py
 and to the kernel compiled for the CPU backend, and the two outcomes must agree: the same
 response fields (floats within the kernel's rtol/atol, NaN equal to NaN; ints, bools and str
 exact), the same ctx.fail(), no response on both sides, or an exception in Python where the
-kernel traps. The first difference is shrunk by hypothesis and reported with the message that
-reproduces it. Needs the `verify` extra (hypothesis).
+kernel traps. A `state=` kernel is driven with a sequence of requests from its launch state,
+and after each one the state of the block that handled it must equal the Python function's,
+field by field. The first difference is shrunk by hypothesis and reported with the messages
+that reproduce it. Needs the `verify` extra (hypothesis).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import importlib.util
 import math
 import sys
@@ -139,11 +143,13 @@ def differences(python: Any, kernel: Any, rtol: float, atol: float, path: str = 
     return [] if python == kernel else [f"{path}: Python {python!r}, kernel {kernel!r}"]
 
 
-def run_python(spec: KernelSpec, request: Any) -> Outcome:
+def run_python(spec: KernelSpec, request: Any, state: Any = None) -> Outcome:
+    """The Python function on one request (and the block's state, which it changes)."""
     ctx = ReferenceContext()
     nargs = spec.fn.__code__.co_argcount
+    args = (request,) if state is None else (request, state)
     try:
-        response = spec.fn(request, ctx) if nargs >= 2 else spec.fn(request)
+        response = spec.fn(*args, ctx) if nargs > len(args) else spec.fn(*args)
     except Exception as e:  # any exception of the user's function is an outcome
         return Outcome(None, ctx.failed, type(e).__name__)
     return Outcome(response, ctx.failed, None)
@@ -152,9 +158,10 @@ def run_python(spec: KernelSpec, request: Any) -> Outcome:
 class CompiledKernel:
     """A kernel of a built package, launched on the CPU backend; relaunched after a trap."""
 
-    def __init__(self, runtime: Any, kernel_id: str) -> None:
+    def __init__(self, runtime: Any, kernel_id: str, responds: bool = True) -> None:
         self.runtime = runtime
         self.kernel_id = kernel_id
+        self.responds = responds  # False: fire-and-forget, nothing to receive
         runtime.launch(kernel_id)
 
     def run(self, request: Any) -> Outcome:
@@ -165,13 +172,77 @@ class CompiledKernel:
             rt.drain(self.kernel_id, timeout=30.0)
             # A kernel that trapped before drain() began has nothing in flight (the request is
             # a dead letter): drain returns, and the fault shows here.
-            got = rt.receive_many(self.kernel_id, 2, timeout=0.0)
+            got = rt.receive_many(self.kernel_id, 2, timeout=0.0) if self.responds else []
         except KernelFaultError as e:
             rt.terminate(self.kernel_id)
             rt.launch(self.kernel_id)
             return Outcome(None, False, f"a kernel fault ({str(e).splitlines()[0]})")
         failed = rt.telemetry(self.kernel_id).errors != errors
         return Outcome(got[0] if got else None, failed, None)
+
+
+    def reset(self) -> None:
+        """Relaunch: every block starts again from the state's defaults."""
+        self.runtime.terminate(self.kernel_id)
+        self.runtime.launch(self.kernel_id)
+
+    def states(self) -> list[Any]:
+        return list(self.runtime.read_state(self.kernel_id, timeout=10.0))
+
+
+def state_differences(spec: KernelSpec, python: Any, kernel: Any) -> list[str]:
+    """The state fields that differ; a numpy-typed field compares Python's value as the
+    field's type holds it (the compiled state is that struct)."""
+    assert spec.state is not None
+    out: list[str] = []
+    for f in read_fields(spec.state):
+        value = getattr(python, f.name)
+        if f.node.kind is Kind.NUMPY and np.dtype(f.node.py).kind == "f":
+            with np.errstate(over="ignore"):
+                value = f.node.py(value)
+        out += differences(value, getattr(kernel, f.name), spec.rtol, spec.atol, f"state.{f.name}")
+    return out
+
+
+class StatefulCheck:
+    """A state= kernel against its Python function: each block's Python state, stepped with
+    the kernel. The block that handled a request is the one whose state changed (any block
+    whose Python state stays as it is, when none changed)."""
+
+    def __init__(self, spec: KernelSpec, kernel: CompiledKernel) -> None:
+        assert spec.state is not None
+        self.spec = spec
+        self.kernel = kernel
+        self.python = [spec.state() for _ in range(spec.grid)]
+        self.before = kernel.states()
+
+    def step(self, request: Any) -> list[str]:
+        compiled = self.kernel.run(request)
+        if compiled.error is not None:  # relaunched: every block from its defaults again
+            python = run_python(self.spec, request, copy.deepcopy(self.python[0]))
+            assert self.spec.state is not None
+            self.python = [self.spec.state() for _ in range(self.spec.grid)]
+            self.before = self.kernel.states()
+            return agree(self.spec, python, compiled)
+        after = self.kernel.states()
+        changed = [b for b in range(self.spec.grid) if _as_tuple(after[b]) != _as_tuple(self.before[b])]
+        if len(changed) > 1:
+            return [f"one request changed the state of blocks {changed}"]
+        first: list[str] | None = None
+        for b in changed or range(self.spec.grid):
+            state = copy.deepcopy(self.python[b])
+            python = run_python(self.spec, request, state)
+            found = agree(self.spec, python, compiled) or state_differences(self.spec, state, after[b])
+            if not found:
+                self.python[b], self.before = state, after
+                return []
+            first = first if first is not None else [f"block {b}: {d}" for d in found]
+        assert first is not None
+        return first
+
+
+def _as_tuple(state: Any) -> tuple[Any, ...]:
+    return tuple(repr(getattr(state, f.name)) for f in dataclasses.fields(state))
 
 
 def agree(spec: KernelSpec, python: Outcome, kernel: Outcome) -> list[str]:
@@ -216,20 +287,38 @@ def verify_kernel(runtime: Any, spec: KernelSpec, examples: int,
                   progress: Callable[[str], None] = print) -> None:
     """Raise VerifyError with the shrunk first difference, if any."""
     from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
 
     assert spec.input is not None
-    kernel = CompiledKernel(runtime, spec.kernel_id)
+    kernel = CompiledKernel(runtime, spec.kernel_id, spec.output is not None)
     seen: list[str] = []
+    requests = message_strategy(spec.input)
+
+    def run(request: Any) -> list[str]:
+        with np.errstate(over="ignore"):  # float32 fields round big values to inf, as meant
+            python = run_python(spec, request)
+        return agree(spec, python, kernel.run(request))
+
+    def run_sequence(sequence: list[Any]) -> list[str]:
+        """From the launch state, each request in turn (the first difference ends it)."""
+        kernel.reset()
+        check = StatefulCheck(spec, kernel)
+        for i, request in enumerate(sequence):
+            with np.errstate(over="ignore"):
+                found = check.step(request)
+            if found:
+                return [f"  request {j + 1} of {len(sequence)}: {r!r}" for j, r in
+                        enumerate(sequence[:i + 1])] + [f"  {d}" for d in found]
+        return []
 
     @settings(max_examples=examples, deadline=None, database=None, print_blob=False,
               suppress_health_check=list(HealthCheck))
-    @given(message_strategy(spec.input))
-    def check(request: Any) -> None:
-        with np.errstate(over="ignore"):  # float32 fields round big values to inf, as meant
-            python = run_python(spec, request)
-        found = agree(spec, python, kernel.run(request))
+    @given(requests if spec.state is None else st.lists(requests, min_size=1, max_size=6))
+    def check(drawn: Any) -> None:
+        found = run(drawn) if spec.state is None else run_sequence(drawn)
         if found:
-            seen[:] = [f"  request: {request!r}", *(f"  {d}" for d in found)]
+            seen[:] = found if spec.state is not None else \
+                [f"  request: {drawn!r}", *(f"  {d}" for d in found)]
             raise AssertionError("\n".join(seen))
 
     try:

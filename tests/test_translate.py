@@ -18,7 +18,7 @@ from ringgen.errors import TranslationError
 from ringgen.runtime.sync import SyncRuntime
 from ringgen.schema.kernels import kernel_spec
 from ringgen.toolchain.compile import cccl_include
-from ringgen.verify import CompiledKernel, agree, run_python, verify_kernel
+from ringgen.verify import CompiledKernel, agree, run_python, state_differences, verify_kernel
 
 CORPUS = ROOT / "tests" / "golden" / "translated" / "translated"
 
@@ -240,3 +240,36 @@ def test_hypothesis_messages_agree_with_python(kernel_id: str, corpus: tuple[Any
     spec = kernel_spec(getattr(pkg, kernel_id))
     assert spec is not None
     verify_kernel(runtime, spec, 60, progress=lambda line: None)
+
+
+# ---- state= in a Python handler ----
+
+
+def test_state_fields_are_kept_across_requests_as_python(corpus: tuple[Any, SyncRuntime]) -> None:
+    """The state after each request equals what the Python function leaves in its own state
+    (grid 1: one block, one state), NaN and inf included; a reset returns no response."""
+    pkg, runtime = corpus
+    spec = kernel_spec(pkg.running)
+    assert spec is not None and spec.state is not None
+    kernel = CompiledKernel(runtime, "running")
+    python_state = spec.state()
+    batches = [pkg.Batch(values=v, reset=r) for v, r in [
+        ([1.0, 2.0, 4.0], False), ([], False), ([-3.5] * 8, False), ([0.1] * 5, False),
+        ([], True), ([math.inf, 1.0], False), ([math.nan], False), ([2.0], True), ([7.0], False)]]
+    try:
+        for batch in batches:
+            python, compiled = run_python(spec, batch, python_state), kernel.run(batch)
+            assert agree(spec, python, compiled) == [], batch
+            assert (compiled.response is None) == batch.reset
+            [snapshot] = runtime.read_state("running")
+            assert state_differences(spec, python_state, snapshot) == [], batch
+        assert python_state.ticks == 3 + len(batches) and python_state.seen_negative
+    finally:
+        runtime.terminate("running")
+
+
+def test_verify_drives_a_stateful_kernel_with_request_sequences(corpus: tuple[Any, SyncRuntime]) -> None:
+    pkg, runtime = corpus
+    spec = kernel_spec(pkg.running)
+    assert spec is not None
+    verify_kernel(runtime, spec, 12, progress=lambda line: None)

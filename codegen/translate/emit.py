@@ -25,6 +25,8 @@ _MATH_BOOL = {"isnan", "isinf", "isfinite"}
 
 
 def local(name: str) -> str:
+    if name.startswith("%"):  # a state field, held in a local while the handler runs
+        return f"rg_state_{name[1:]}"
     return f"rg_tmp{name[1:]}" if name.startswith("$") else f"py_{name}"
 
 
@@ -46,10 +48,12 @@ class Emitter:
 
     def emit(self) -> str:
         f = self.func
+        state = f"{f.state}& state, " if f.state else ""
         if f.output:
-            sig = f"__device__ bool {f.kernel_id}_handle(const {f.input}& req, {f.output}& resp, rg_ctx& ctx)"
+            sig = f"__device__ bool {f.kernel_id}_handle(const {f.input}& req, {f.output}& resp, " \
+                  f"{state}rg_ctx& ctx)"
         else:
-            sig = f"__device__ void {f.kernel_id}_handle(const {f.input}& req, rg_ctx& ctx)"
+            sig = f"__device__ void {f.kernel_id}_handle(const {f.input}& req, {state}rg_ctx& ctx)"
         w = self.out
         w('#include "rg_python.h"')
         w(f"{sig} {{")
@@ -60,7 +64,14 @@ class Emitter:
             w(f"    __shared__ {r.ty.c} rg_acc{r.slot};")
         for name, ty in f.locals.items():
             w(f"    {ty.c} {local(name)} = {_zero(ty)}; (void){local(name)};")
+        if f.state:
+            # The state is read into locals that every thread computes on alike, and thread 0
+            # writes them back at each return: no thread reads a field another one changed.
+            for name, ctype in f.state_fields.items():
+                w(f"    {local('%' + name)} = {self.load(f'state.{name}', ctype)};")
+            w("    __syncthreads();  // every thread has read the state before thread 0 writes it")
         self.block(f.body, 1)
+        self.save_state("    ")
         w("    return false;" if f.output else "    return;")
         w("}")
         return "\n".join(self.lines) + "\n"
@@ -183,6 +194,7 @@ class Emitter:
     def ret(self, s: tir.Return, pad: str) -> None:
         w = self.out
         if s.fields is None:
+            self.save_state(pad)
             w(f"{pad}return{' false' if self.func.output else ''};")
             return
         assert self.func.output is not None
@@ -214,8 +226,27 @@ class Emitter:
         for v in values:
             w(f"{pad}    {v}")
         w(f"{pad}}}")
+        self.line = s.line
+        self.save_state(pad)
         w(f"{pad}return true;")
         w(f"{pad[4:]}}}")
+
+    def save_state(self, pad: str) -> None:
+        """Thread 0 writes the state's locals back; narrow fields are checked (ints) or
+        rounded (float32) here, as a store into the struct, by every thread alike."""
+        fields = self.func.state_fields
+        if not fields:
+            return
+        w = self.out
+        w(f"{pad}{{")
+        for i, (name, ctype) in enumerate(fields.items()):
+            value = self.store(tir.Local(self.func.locals["%" + name], "%" + name), ctype)
+            w(f"{pad}    const {_store_type(ctype)} rg_s{i} = {value};")
+        w(f"{pad}    if (threadIdx.x == 0) {{")
+        for i, name in enumerate(fields):
+            w(f"{pad}        state.{name} = rg_s{i};")
+        w(f"{pad}    }}")
+        w(f"{pad}}}")
 
     def store(self, value: tir.Expr, ctype: CType) -> str:
         """A Python value converted to a field's storage type, checked where Python checks."""

@@ -46,6 +46,7 @@ class Lowerer:
         self.diags = diags
         self.globals: dict[str, Any] = dict(getattr(fn, "__globals__", {}))
         self.request = ""
+        self.state = ""  # the state parameter of a state= kernel
         self.ctx = ""
         self.loops = 0
         self.prange: _Scope | None = None
@@ -59,12 +60,21 @@ class Lowerer:
 
     def lower(self) -> tir.Function:
         args = self.tree.args
+        stateful = self.func.state is not None
         if args.vararg or args.kwarg or args.kwonlyargs or args.defaults or args.posonlyargs \
-                or not 1 <= len(args.args) <= 2:
+                or not 1 + stateful <= len(args.args) <= 2 + stateful:
             raise Unsupported(args, "this parameter list",
+                              "take the request, the state and optionally the context: "
+                              "def f(req, state, ctx)" if stateful else
                               "take the request and optionally the context: def f(req, ctx)")
-        self.request = args.args[0].arg
-        self.ctx = args.args[1].arg if len(args.args) == 2 else ""
+        names = [a.arg for a in args.args]
+        self.request = names[0]
+        self.state = names[1] if stateful else ""
+        self.ctx = names[1 + stateful] if len(names) == 2 + stateful else ""
+        for name, ctype in self.func.state_fields.items():
+            ty = of_ctype(ctype)
+            assert ty is not None and ty.scalar  # the reader allows numbers and bools only
+            self.func.locals[state_local(name)] = ty  # read at the start, written back at returns
         body = self.tree.body
         if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
                 and isinstance(body[0].value.value, str):
@@ -93,6 +103,8 @@ class Lowerer:
     def stmt(self, s: ast.stmt) -> list[tir.Stmt]:
         line = self.line(s)
         if isinstance(s, ast.Assign):
+            if len(s.targets) == 1 and self.is_state_field(s.targets[0]):
+                return self.assign(s, self.state_field(s.targets[0]), s.value, None)
             if len(s.targets) != 1 or not isinstance(s.targets[0], ast.Name):
                 raise Unsupported(s, _describe(s.targets[0]) if len(s.targets) == 1 else
                                   "chained assignment", "assign one local name at a time: x = ...")
@@ -132,6 +144,18 @@ class Lowerer:
             return self.expr_stmt(s)
         raise Unsupported(s, _describe(s), _SEQUENTIAL_HINT)
 
+    def is_state_field(self, node: ast.expr) -> bool:
+        return bool(self.state) and isinstance(node, ast.Attribute) \
+            and isinstance(node.value, ast.Name) and node.value.id == self.state
+
+    def state_field(self, node: ast.expr) -> str:
+        """The local that holds `state.<field>` while the handler runs."""
+        assert isinstance(node, ast.Attribute)
+        if node.attr not in self.func.state_fields:
+            raise Unsupported(node, f"the state field .{node.attr}",
+                              f"{self.func.state} has {', '.join(self.func.state_fields)}")
+        return state_local(node.attr)
+
     def annotation(self, node: ast.expr) -> Ty:
         name = node.id if isinstance(node, ast.Name) else None
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
@@ -146,14 +170,16 @@ class Lowerer:
         return ty
 
     def assign(self, s: ast.stmt, name: str, value_node: ast.expr, declared: Ty | None) -> list[tir.Stmt]:
-        if name in (self.request, self.ctx):
-            raise Unsupported(s, f"assigning to the parameter `{name}`", "assign to a new local name")
+        if name in (self.request, self.state, self.ctx):
+            raise Unsupported(s, f"assigning to the parameter `{name}`",
+                              f"assign to a new local name{' or to a state field' if self.state else ''}")
         if self.prange is not None and name in self.prange.outer:
             reduced = self.reduction_call(name, value_node)
             if reduced is not None:
                 return [reduced(self.line(s))]
-            raise Unsupported(s, f"assigning the outer local `{name}` inside a prange",
-                              f"accumulate with `{name} += ...` or `{name} = max({name}, ...)`, "
+            py = shown(name)
+            raise Unsupported(s, f"assigning the outer local `{py}` inside a prange",
+                              f"accumulate with `{py} += ...` or `{py} = max({py}, ...)`, "
                               "or use a sequential range()")
         value = self.expr(value_node)
         if not value.ty.scalar:
@@ -161,9 +187,9 @@ class Lowerer:
                               "keep ints, floats and bools in locals; read the field where it is used")
         want = declared or self.func.locals.get(name) or value.ty
         if name in self.func.locals and self.func.locals[name] != want:
-            raise Unsupported(s, f"`{name}` declared {self.func.locals[name]}",
+            raise Unsupported(s, f"`{shown(name)}` declared {self.func.locals[name]}",
                               "a local keeps the type of its first assignment; use another name")
-        value = self.coerce(value, want, value_node, f"`{name}`")
+        value = self.coerce(value, want, value_node, f"`{shown(name)}`")
         self.func.locals[name] = want
         if self.prange is None:
             self.private.discard(name)
@@ -186,46 +212,52 @@ class Lowerer:
                 and node.func.id in ("max", "min") and len(node.args) == 2 and not node.keywords):
             return None
         first, second = node.args
-        if not (isinstance(first, ast.Name) and first.id == name):
+        same = first.id == name if isinstance(first, ast.Name) else \
+            self.is_state_field(first) and self.state_field(first) == name
+        if not same:
             return None
         red = self.reduction(node, name, node.func.id)
-        value = self.coerce(self.expr(second), red.ty, second, f"`{name}`")
+        value = self.coerce(self.expr(second), red.ty, second, f"`{shown(name)}`")
         return lambda line: tir.Accumulate(line, red, value)
 
     def reduction(self, node: ast.AST, name: str, op: str) -> tir.Reduction:
         assert self.prange is not None
         ty = self.func.locals[name]
         if name in self.prange.reductions:
-            raise Unsupported(node, f"a second accumulation into `{name}` in one prange",
-                              f"accumulate into `{name}` once an iteration: compute the value "
+            raise Unsupported(node, f"a second accumulation into `{shown(name)}` in one prange",
+                              f"accumulate into `{shown(name)}` once an iteration: compute the value "
                               "into a local first (`v = a if c else b`)")
         if self.loops:
-            raise Unsupported(node, f"accumulating into `{name}` in a loop inside a prange",
+            raise Unsupported(node, f"accumulating into `{shown(name)}` in a loop inside a prange",
                               "accumulate once an iteration: sum the inner loop into a local first")
         if ty == BOOL:
-            raise Unsupported(node, f"accumulating the bool `{name}`", "count into an int")
+            raise Unsupported(node, f"accumulating the bool `{shown(name)}`", "count into an int")
         red = tir.Reduction(name, op, ty, len(self.func.reductions))
         self.func.reductions.append(red)
         self.prange.reductions[name] = red
         return red
 
     def aug_assign(self, s: ast.AugAssign) -> list[tir.Stmt]:
-        if not isinstance(s.target, ast.Name):
+        if self.is_state_field(s.target):
+            name = self.state_field(s.target)
+        elif isinstance(s.target, ast.Name):
+            name = s.target.id
+        else:
             raise Unsupported(s, f"augmented assignment to {_describe(s.target)}",
                               "compute into a local; build the response with its constructor at `return`")
-        name = s.target.id
         if name not in self.func.locals:
-            raise Unsupported(s, f"`{name} {_op(s.op)}= ...` before `{name}` is assigned",
-                              f"assign `{name}` first")
+            raise Unsupported(s, f"`{shown(name)} {_op(s.op)}= ...` before `{shown(name)}` is assigned",
+                              f"assign `{shown(name)}` first")
         if self.prange is not None and name in self.prange.outer:
             if not isinstance(s.op, ast.Add):
                 raise Unsupported(s, f"`{_op(s.op)}=` on an outer local inside a prange",
                                   "only `+=`, `x = max(x, v)` and `x = min(x, v)` are block reductions")
             red = self.reduction(s, name, "sum")
-            value = self.coerce(self.expr(s.value), red.ty, s.value, f"`{name}`")
+            value = self.coerce(self.expr(s.value), red.ty, s.value, f"`{shown(name)}`")
             return [tir.Accumulate(self.line(s), red, value)]
         value = self.binary(s, type(s.op), tir.Local(self.func.locals[name], name), self.expr(s.value))
-        return [tir.Assign(self.line(s), name, self.coerce(value, self.func.locals[name], s, f"`{name}`"))]
+        value = self.coerce(value, self.func.locals[name], s, f"`{shown(name)}`")
+        return [tir.Assign(self.line(s), name, value)]
 
     def for_loop(self, s: ast.For) -> list[tir.Stmt]:
         if s.orelse:
@@ -319,7 +351,7 @@ class Lowerer:
         self.private |= set(self.func.locals) - scope.outer - {var}
         for name, where in scope.reads.items():
             if name in scope.reductions:
-                raise Unsupported(where, f"reading the accumulator `{name}` inside its prange",
+                raise Unsupported(where, f"reading the accumulator `{shown(name)}` inside its prange",
                                   "its value mid-loop depends on the order of the threads; read it "
                                   "after the loop")
         return tir.PRange(self.line(node), var, start, stop, lowered, tuple(scope.reductions.values()))
@@ -504,6 +536,9 @@ class Lowerer:
             return tir.Local(self.func.locals[node.id], node.id)
         if node.id == self.request:
             return tir.Request(Ty("message", _message_ctype(self.messages, self.func.input)))
+        if node.id == self.state:
+            raise Unsupported(node, f"the state `{node.id}` as a value",
+                              f"read and assign its fields: {node.id}.{next(iter(self.func.state_fields))}")
         value = self.globals.get(node.id, _MISSING)
         if isinstance(value, (bool, int, float)):
             return self.constant(node, value)  # a module constant is a literal
@@ -514,6 +549,9 @@ class Lowerer:
                           "use module constants of int, float or bool, or locals")
 
     def attribute(self, node: ast.Attribute) -> tir.Expr:
+        if self.is_state_field(node):
+            name = self.state_field(node)
+            return self.name(ast.copy_location(ast.Name(name, ast.Load()), node))
         if isinstance(node.value, ast.Name) and node.value.id not in self.func.locals \
                 and node.value.id != self.request:
             module = self.globals.get(node.value.id)
@@ -718,6 +756,16 @@ class Lowerer:
 
 
 _MISSING: Any = object()
+
+
+def state_local(field: str) -> str:
+    """The local of a state field: no Python name starts with %, so it cannot collide."""
+    return "%" + field
+
+
+def shown(name: str) -> str:
+    """A local as the user wrote it."""
+    return f"state.{name[1:]}" if name.startswith("%") else name
 
 
 def _message_ctype(messages: Messages, name: str) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ringgen.codegen.ir import CType
 from ringgen.codegen.translate.types import Ty
 
 # ---- expressions ----
@@ -215,6 +216,8 @@ class Function:
     output: str | None
     block: int
     file: str
+    state: str | None = None  # the C struct of the kernel's state=
+    state_fields: dict[str, CType] = field(default_factory=dict)  # its fields, in order
     locals: dict[str, Ty] = field(default_factory=dict)
     reductions: list[Reduction] = field(default_factory=list)
     body: tuple[Stmt, ...] = ()

@@ -171,3 +171,55 @@ def overflow(req: Big) -> BigResult:
     """64-bit ints: every operation checked; a result outside int64 traps at this line."""
     return BigResult(s=req.a + req.b, p=req.a * req.b, d=req.a // req.b, m=req.a % req.b,
                      n=-req.a, cube=req.a ** 3)
+
+
+@dataclass
+class Running:
+    """Each block's running statistics (Welford), kept across requests."""
+
+    count: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    total: float = 0.0
+    seen_negative: bool = False
+    ticks: np.int16 = 3  # a narrow field with a non-zero default
+
+
+@message
+@dataclass
+class Batch:
+    values: Annotated[list[float], MaxLen(8)]
+    reset: bool = False
+
+
+@message
+@dataclass
+class Summary:
+    count: int = 0
+    mean: float = 0.0
+    variance: float = 0.0
+    total: float = 0.0
+    ticks: int = 0
+
+
+@ring_kernel(kernel_id="running", input=Batch, output=Summary, block=32, state=Running)
+def running(req: Batch, state: Running) -> Summary | None:
+    """State fields: read, assigned, accumulated in a prange, kept across requests."""
+    state.ticks = (state.ticks + 1) % 1000
+    if req.reset:
+        state.count = 0
+        state.mean = 0.0
+        state.m2 = 0.0
+        return None
+    for i in rg.prange(len(req.values)):
+        state.total += req.values[i]
+    for v in req.values:
+        state.count += 1
+        delta = v - state.mean
+        state.mean += delta / state.count
+        state.m2 += delta * (v - state.mean)
+        if v < 0:
+            state.seen_negative = True
+    variance = state.m2 / (state.count - 1) if state.count > 1 else 0.0
+    return Summary(count=state.count, mean=state.mean, variance=variance, total=state.total,
+                   ticks=state.ticks)

@@ -17,6 +17,8 @@ TYPE_IDS = {
     'Stats': 0x47f2f45f,
     'Big': 0x9a9e1fa4,
     'BigResult': 0x66598442,
+    'Batch': 0xbcb56067,
+    'Summary': 0xcf598997,
 }
 DTYPES = {
     'Numbers': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'a', 'b', 'x', 'y',
@@ -91,6 +93,21 @@ DTYPES = {
              '<i8', '<i8'],
  'offsets': [0, 16, 32, 36, 37, 40, 48, 56, 64, 72, 80],
  'itemsize': 88}),
+    'Batch': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'values', 'reset'],
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1',
+             {'names': ['count', 'items'],
+              'formats': ['<u4', ('<f8', (8,))],
+              'offsets': [0, 8],
+              'itemsize': 72},
+             '?'],
+ 'offsets': [0, 16, 32, 36, 37, 40, 112],
+ 'itemsize': 120}),
+    'Summary': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'count', 'mean',
+           'variance', 'total', 'ticks'],
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '<i8', '<f8', '<f8', '<f8',
+             '<i8'],
+ 'offsets': [0, 16, 32, 36, 37, 40, 48, 56, 64, 72],
+ 'itemsize': 80}),
 }
 # messages that have no C layout (host actors only), and why
 HOST_ONLY = {
@@ -102,10 +119,11 @@ HOST_ONLY = {
 #   arith: Numbers -> Arith, grid 1 x block 32
 #   stats: Samples -> Stats, grid 1 x block 32
 #   overflow: Big -> BigResult, grid 1 x block 32
+#   running: Batch -> Summary, grid 1 x block 32
 package = bind_package(
     globals(),
     name='translated',
-    schema_hash='f3c42cff51c3e09d',
+    schema_hash='164aa61f39ac39bc',
     build_command='ringgen build schemas.translated -o translated',
     sources=('schemas.translated',),
     type_ids=TYPE_IDS,

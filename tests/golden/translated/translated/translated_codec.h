@@ -786,3 +786,176 @@ RG_FN int64_t rg_unpack_BigResult(const uint8_t* in, size_t len, BigResult* m) {
     return r.err ? (int64_t)r.err : (int64_t)r.pos;
 }
 
+// ---- Batch (schemas.translated.Batch) ----
+#define RG_MAX_PACKED_Batch 196
+
+RG_FN void rg_write_Batch(rg_mp_writer* w, const Batch* m) {
+    rg_mp_write_map(w, 5);
+    rg_mp_write_str(w, "values", 6);
+    if (rg_mp_check_len(w, m->values.count, 8)) {
+        rg_mp_write_array(w, m->values.count);
+        for (uint32_t i0 = 0; i0 < m->values.count; ++i0) {
+            rg_mp_write_f64(w, m->values.items[i0]);
+        }
+    }
+    rg_mp_write_str(w, "reset", 5);
+    rg_mp_write_bool(w, m->reset);
+    rg_mp_write_str(w, "message_id", 10);
+    rg_mp_write_uuid(w, &m->message_id);
+    rg_mp_write_str(w, "priority", 8);
+    rg_mp_write_uint(w, (uint64_t)m->priority);
+    rg_mp_write_str(w, "correlation_id", 14);
+    if (m->flags & RG_FLAG_HAS_CORRELATION) rg_mp_write_uuid(w, &m->correlation_id);
+    else rg_mp_write_nil(w);
+}
+
+// Zeroes *m and applies the field defaults that are constants (a default_factory leaves zero).
+RG_FN void rg_init_Batch(Batch* m) {
+    for (size_t i = 0; i < sizeof *m; ++i) ((uint8_t*)m)[i] = 0;
+    m->type_id = RG_TYPE_ID_Batch;
+    m->reset = 0;
+    m->priority = 128;
+}
+
+RG_FN void rg_read_Batch(rg_mp_reader* r, Batch* m) {
+    rg_init_Batch(m);
+    int seen_values = 0;
+    uint32_t n;
+    if (!rg_mp_read_map(r, &n)) return;
+    for (uint32_t k = 0; k < n && !r->err; ++k) {
+        const uint8_t* key;
+        uint32_t key_len;
+        if (!rg_mp_read_key(r, &key, &key_len)) return;
+        if (rg_mp_key_is(key, key_len, "values", 6)) {
+            seen_values = 1;
+            {
+                uint32_t n0;
+                if (rg_mp_read_array(r, &n0)) {
+                    if (n0 > 8) rg_mp_fail(r, RG_MP_ERR_BOUND);
+                    else m->values.count = n0;
+                    for (uint32_t i0 = 0; i0 < n0 && !r->err; ++i0) {
+                        rg_mp_read_f64(r, &m->values.items[i0]);
+                    }
+                }
+            }
+        } else if (rg_mp_key_is(key, key_len, "reset", 5)) {
+            rg_mp_read_bool(r, &m->reset);
+        } else if (rg_mp_key_is(key, key_len, "message_id", 10)) {
+            rg_mp_read_uuid(r, &m->message_id);
+        } else if (rg_mp_key_is(key, key_len, "priority", 8)) {
+            {
+                uint64_t v;
+                if (rg_mp_read_uint(r, &v, UINT8_MAX)) m->priority = (uint8_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "correlation_id", 14)) {
+            if (rg_mp_read_nil(r)) m->flags &= (uint8_t)~RG_FLAG_HAS_CORRELATION;
+            else if (rg_mp_read_uuid(r, &m->correlation_id)) m->flags |= RG_FLAG_HAS_CORRELATION;
+        } else {
+            rg_mp_skip(r);
+        }
+    }
+    if (!(seen_values)) rg_mp_fail(r, RG_MP_ERR_MISSING);
+}
+
+RG_FN int64_t rg_pack_Batch(const Batch* m, uint8_t* out, size_t cap) {
+    rg_mp_writer w = {out, cap, 0, RG_MP_OK};
+    rg_write_Batch(&w, m);
+    return w.err ? (int64_t)w.err : (int64_t)w.len;
+}
+
+RG_FN int64_t rg_unpack_Batch(const uint8_t* in, size_t len, Batch* m) {
+    rg_mp_reader r = {in, len, 0, RG_MP_OK};
+    rg_read_Batch(&r, m);
+    if (!r.err && r.pos != len) r.err = RG_MP_ERR_TRAILING;
+    return r.err ? (int64_t)r.err : (int64_t)r.pos;
+}
+
+// ---- Summary (schemas.translated.Summary) ----
+#define RG_MAX_PACKED_Summary 194
+
+RG_FN void rg_write_Summary(rg_mp_writer* w, const Summary* m) {
+    rg_mp_write_map(w, 8);
+    rg_mp_write_str(w, "count", 5);
+    rg_mp_write_int(w, (int64_t)m->count);
+    rg_mp_write_str(w, "mean", 4);
+    rg_mp_write_f64(w, m->mean);
+    rg_mp_write_str(w, "variance", 8);
+    rg_mp_write_f64(w, m->variance);
+    rg_mp_write_str(w, "total", 5);
+    rg_mp_write_f64(w, m->total);
+    rg_mp_write_str(w, "ticks", 5);
+    rg_mp_write_int(w, (int64_t)m->ticks);
+    rg_mp_write_str(w, "message_id", 10);
+    rg_mp_write_uuid(w, &m->message_id);
+    rg_mp_write_str(w, "priority", 8);
+    rg_mp_write_uint(w, (uint64_t)m->priority);
+    rg_mp_write_str(w, "correlation_id", 14);
+    if (m->flags & RG_FLAG_HAS_CORRELATION) rg_mp_write_uuid(w, &m->correlation_id);
+    else rg_mp_write_nil(w);
+}
+
+// Zeroes *m and applies the field defaults that are constants (a default_factory leaves zero).
+RG_FN void rg_init_Summary(Summary* m) {
+    for (size_t i = 0; i < sizeof *m; ++i) ((uint8_t*)m)[i] = 0;
+    m->type_id = RG_TYPE_ID_Summary;
+    m->count = 0;
+    m->mean = 0.0;
+    m->variance = 0.0;
+    m->total = 0.0;
+    m->ticks = 0;
+    m->priority = 128;
+}
+
+RG_FN void rg_read_Summary(rg_mp_reader* r, Summary* m) {
+    rg_init_Summary(m);
+    uint32_t n;
+    if (!rg_mp_read_map(r, &n)) return;
+    for (uint32_t k = 0; k < n && !r->err; ++k) {
+        const uint8_t* key;
+        uint32_t key_len;
+        if (!rg_mp_read_key(r, &key, &key_len)) return;
+        if (rg_mp_key_is(key, key_len, "count", 5)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT64_MIN, INT64_MAX)) m->count = (int64_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "mean", 4)) {
+            rg_mp_read_f64(r, &m->mean);
+        } else if (rg_mp_key_is(key, key_len, "variance", 8)) {
+            rg_mp_read_f64(r, &m->variance);
+        } else if (rg_mp_key_is(key, key_len, "total", 5)) {
+            rg_mp_read_f64(r, &m->total);
+        } else if (rg_mp_key_is(key, key_len, "ticks", 5)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT64_MIN, INT64_MAX)) m->ticks = (int64_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "message_id", 10)) {
+            rg_mp_read_uuid(r, &m->message_id);
+        } else if (rg_mp_key_is(key, key_len, "priority", 8)) {
+            {
+                uint64_t v;
+                if (rg_mp_read_uint(r, &v, UINT8_MAX)) m->priority = (uint8_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "correlation_id", 14)) {
+            if (rg_mp_read_nil(r)) m->flags &= (uint8_t)~RG_FLAG_HAS_CORRELATION;
+            else if (rg_mp_read_uuid(r, &m->correlation_id)) m->flags |= RG_FLAG_HAS_CORRELATION;
+        } else {
+            rg_mp_skip(r);
+        }
+    }
+}
+
+RG_FN int64_t rg_pack_Summary(const Summary* m, uint8_t* out, size_t cap) {
+    rg_mp_writer w = {out, cap, 0, RG_MP_OK};
+    rg_write_Summary(&w, m);
+    return w.err ? (int64_t)w.err : (int64_t)w.len;
+}
+
+RG_FN int64_t rg_unpack_Summary(const uint8_t* in, size_t len, Summary* m) {
+    rg_mp_reader r = {in, len, 0, RG_MP_OK};
+    rg_read_Summary(&r, m);
+    if (!r.err && r.pos != len) r.err = RG_MP_ERR_TRAILING;
+    return r.err ? (int64_t)r.err : (int64_t)r.pos;
+}
+

@@ -301,6 +301,86 @@ static_assert(offsetof(BigResult, m) == 64, "BigResult.m");
 static_assert(offsetof(BigResult, n) == 72, "BigResult.n");
 static_assert(offsetof(BigResult, cube) == 80, "BigResult.cube");
 
+// Annotated[list[float], MaxLen(8)]: count + items
+typedef struct rg_list_f64_8 {
+    uint32_t count;                    //    0: 4 B
+    uint8_t _pad0[4];                  //    4: 4 B
+    double items[8];                   //    8: 64 B
+} rg_list_f64_8;
+static_assert(sizeof(rg_list_f64_8) == 72, "layout of rg_list_f64_8 changed");
+static_assert(alignof(rg_list_f64_8) == 8, "alignment of rg_list_f64_8 changed");
+static_assert(offsetof(rg_list_f64_8, count) == 0, "rg_list_f64_8.count");
+static_assert(offsetof(rg_list_f64_8, items) == 8, "rg_list_f64_8.items");
+
+// message Batch
+typedef struct Batch {
+    rg_uuid message_id;                //    0: 16 B, UUID of this message
+    rg_uuid correlation_id;            //   16: 16 B, message_id of the request (flags & RG_FLAG_HAS_CORRELATION)
+    uint32_t type_id;                  //   32: 4 B, RG_TYPE_ID_<Msg>
+    uint8_t priority;                  //   36: 1 B, 0..255, higher first
+    uint8_t flags;                     //   37: 1 B, RG_FLAG_*
+    uint8_t _pad0[2];                  //   38: 2 B
+    rg_list_f64_8 values;              //   40: 72 B
+    uint8_t reset;                     //  112: 1 B
+    uint8_t _pad1[7];                  //  113: 7 B
+} Batch;
+static_assert(sizeof(Batch) == 120, "layout of Batch changed");
+static_assert(alignof(Batch) == 8, "alignment of Batch changed");
+static_assert(offsetof(Batch, message_id) == 0, "Batch.message_id");
+static_assert(offsetof(Batch, correlation_id) == 16, "Batch.correlation_id");
+static_assert(offsetof(Batch, type_id) == 32, "Batch.type_id");
+static_assert(offsetof(Batch, priority) == 36, "Batch.priority");
+static_assert(offsetof(Batch, flags) == 37, "Batch.flags");
+static_assert(offsetof(Batch, values) == 40, "Batch.values");
+static_assert(offsetof(Batch, reset) == 112, "Batch.reset");
+
+// message Summary
+typedef struct Summary {
+    rg_uuid message_id;                //    0: 16 B, UUID of this message
+    rg_uuid correlation_id;            //   16: 16 B, message_id of the request (flags & RG_FLAG_HAS_CORRELATION)
+    uint32_t type_id;                  //   32: 4 B, RG_TYPE_ID_<Msg>
+    uint8_t priority;                  //   36: 1 B, 0..255, higher first
+    uint8_t flags;                     //   37: 1 B, RG_FLAG_*
+    uint8_t _pad0[2];                  //   38: 2 B
+    int64_t count;                     //   40: 8 B
+    double mean;                       //   48: 8 B
+    double variance;                   //   56: 8 B
+    double total;                      //   64: 8 B
+    int64_t ticks;                     //   72: 8 B
+} Summary;
+static_assert(sizeof(Summary) == 80, "layout of Summary changed");
+static_assert(alignof(Summary) == 8, "alignment of Summary changed");
+static_assert(offsetof(Summary, message_id) == 0, "Summary.message_id");
+static_assert(offsetof(Summary, correlation_id) == 16, "Summary.correlation_id");
+static_assert(offsetof(Summary, type_id) == 32, "Summary.type_id");
+static_assert(offsetof(Summary, priority) == 36, "Summary.priority");
+static_assert(offsetof(Summary, flags) == 37, "Summary.flags");
+static_assert(offsetof(Summary, count) == 40, "Summary.count");
+static_assert(offsetof(Summary, mean) == 48, "Summary.mean");
+static_assert(offsetof(Summary, variance) == 56, "Summary.variance");
+static_assert(offsetof(Summary, total) == 64, "Summary.total");
+static_assert(offsetof(Summary, ticks) == 72, "Summary.ticks");
+
+// state Running
+typedef struct Running {
+    int64_t count;                     //    0: 8 B
+    double mean;                       //    8: 8 B
+    double m2;                         //   16: 8 B
+    double total;                      //   24: 8 B
+    uint8_t seen_negative;             //   32: 1 B
+    uint8_t _pad0[1];                  //   33: 1 B
+    int16_t ticks;                     //   34: 2 B
+    uint8_t _pad1[4];                  //   36: 4 B
+} Running;
+static_assert(sizeof(Running) == 40, "layout of Running changed");
+static_assert(alignof(Running) == 8, "alignment of Running changed");
+static_assert(offsetof(Running, count) == 0, "Running.count");
+static_assert(offsetof(Running, mean) == 8, "Running.mean");
+static_assert(offsetof(Running, m2) == 16, "Running.m2");
+static_assert(offsetof(Running, total) == 24, "Running.total");
+static_assert(offsetof(Running, seen_negative) == 32, "Running.seen_negative");
+static_assert(offsetof(Running, ticks) == 34, "Running.ticks");
+
 // Stable type ids (first 4 bytes of SHA-256 of the qualified name), stored in `type_id`.
 #define RG_TYPE_ID_Numbers 0x14daae4fu  // schemas.translated.Numbers
 #define RG_TYPE_ID_Arith 0x984f427bu  // schemas.translated.Arith
@@ -309,3 +389,5 @@ static_assert(offsetof(BigResult, cube) == 80, "BigResult.cube");
 #define RG_TYPE_ID_Stats 0x47f2f45fu  // schemas.translated.Stats
 #define RG_TYPE_ID_Big 0x9a9e1fa4u  // schemas.translated.Big
 #define RG_TYPE_ID_BigResult 0x66598442u  // schemas.translated.BigResult
+#define RG_TYPE_ID_Batch 0xbcb56067u  // schemas.translated.Batch
+#define RG_TYPE_ID_Summary 0xcf598997u  // schemas.translated.Summary
