@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import math
 import textwrap
+import uuid
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -234,7 +236,7 @@ def test_translated_sources_compile_with_nvcc_sm90(tmp_path: Path) -> None:
     compile_nvcc(_all_translated(tmp_path), tmp_path / "all.o", [CORPUS])
 
 
-@pytest.mark.parametrize("kernel_id", ["arith", "stats", "overflow"])
+@pytest.mark.parametrize("kernel_id", ["arith", "stats", "overflow", "fields"])
 def test_hypothesis_messages_agree_with_python(kernel_id: str, corpus: tuple[Any, SyncRuntime]) -> None:
     pkg, runtime = corpus
     spec = kernel_spec(getattr(pkg, kernel_id))
@@ -273,3 +275,38 @@ def test_verify_drives_a_stateful_kernel_with_request_sequences(corpus: tuple[An
     spec = kernel_spec(pkg.running)
     assert spec is not None
     verify_kernel(runtime, spec, 12, progress=lambda line: None)
+
+
+# ---- every field kind: str by character, UUID, datetime, enum, nested, Optional, list ----
+
+
+def test_every_field_kind_as_python(corpus: tuple[Any, SyncRuntime]) -> None:
+    """Strings at MaxLen in bytes (multi-byte characters), empty lists and strings, None and
+    present Optionals, copies that do not fit the response's MaxLen (a ValueError in Python, a
+    trap in C), enum members, UUIDs and datetimes compared and copied."""
+    pkg = corpus[0]
+    u1, u2 = uuid.UUID(int=1), uuid.UUID(int=2**128 - 1)
+    t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    t1 = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=timezone.utc)
+    texts = ["", "a", "é" * 8, "ab12€x", "€€€€€", "zzz", "ab", "9", "aé1"]
+    others = ["", "ab", "b", "€", "é" * 8, "zz", "x", "abc", "é"]
+    requests = [pkg.Record(text=text, other=other, ids=ids, owner=owner, peer=peer, start=start,
+                           end=end, mode=mode, modes=modes, tag=tag, index=index)
+                for text, other, ids, (owner, peer), (start, end), mode, modes, tag, index in zip(
+                    texts, others, [[], [1, -2, 3], [-2**15] * 5, [7]] * 3,
+                    [(None, None), (u1, None), (None, u2), (u1, u1), (u1, u2)] * 2,
+                    [(None, t0), (t0, t1), (t1, t0), (t0, t0)] * 3,
+                    [pkg.Mode.FAST, pkg.Mode.SAFE, pkg.Mode.OFF] * 3,
+                    [[], [pkg.Mode.SAFE, pkg.Mode.FAST], [pkg.Mode.OFF] * 3] * 3,
+                    [None, pkg.Tag(name="copy", weight=1.5), pkg.Tag(name="no")] * 3,
+                    [0, -1, 7, -100, 2**40] * 2, strict=False)]
+    assert _agree(corpus, "fields", requests) == []
+
+
+def test_a_str_index_out_of_range_traps_as_python_raises(corpus: tuple[Any, SyncRuntime]) -> None:
+    pkg = corpus[0]
+    # len(text) > 0 guards text[-1]; index % len keeps the other index in range: both agree
+    # on every index, and a copy over the response's MaxLen (4 bytes) raises/traps alike
+    requests = [pkg.Record(text="héllo", other=other, index=i)
+                for i, other in enumerate(["abcd", "abcde", "€", "€€"])]
+    assert _agree(corpus, "fields", requests) == []

@@ -112,6 +112,8 @@ class Emitter:
             w(f"{pad}}}")
         elif isinstance(s, tir.ForRange):
             self.for_range(s, depth)
+        elif isinstance(s, tir.ForStr):
+            self.for_str(s, depth)
         elif isinstance(s, tir.PRange):
             self.prange(s, depth)
         elif isinstance(s, tir.Accumulate):
@@ -141,6 +143,15 @@ class Emitter:
         w(f"{pad}        {local(s.var)} = rg_i{n};")
         self.block(s.body, depth + 2)
         w(f"{pad}    }}")
+        w(f"{pad}}}")
+
+    def for_str(self, s: tir.ForStr, depth: int) -> None:
+        pad, w = "    " * depth, self.out
+        n = self.loops = self.loops + 1
+        lv = self.lvalue(s.seq)
+        w(f"{pad}for (uint32_t rg_at{n} = 0; rg_at{n} < {lv}.len;) {{  // a character at a time")
+        w(f"{pad}    {local(s.var)} = rg_py_decode({lv}.data, {lv}.len, &rg_at{n});")
+        self.block(s.body, depth + 1)
         w(f"{pad}}}")
 
     def prange(self, s: tir.PRange, depth: int) -> None:
@@ -198,38 +209,63 @@ class Emitter:
             w(f"{pad}return{' false' if self.func.output else ''};")
             return
         assert self.func.output is not None
-        fields = self.messages.fields(self.func.output)
-        values: list[str] = []
         w(f"{pad}{{")
         pad += "    "
-        for i, f in enumerate(s.fields):
-            self.line = f.line
-            if f.value.ty.scalar:  # every thread computes it (and traps alike); thread 0 stores
-                ctype = fields[f.name]
-                ctype = ctype.element if ctype.kind == "optional" else ctype
-                w(f"{pad}const {_store_type(ctype)} rg_r{i} = {self.store(f.value, ctype)};")
+        stores: list[str] = []  # thread 0's
+        self.place_fields("resp", self.func.output, s.fields, pad, stores)
         w(f"{pad}if (threadIdx.x == 0) {{")
-        for i, f in enumerate(s.fields):
-            target, ctype = f"resp.{f.name}", fields[f.name]
-            if ctype.kind == "optional":
-                if f.value.ty.kind == "none":
-                    values.append(f"{target}.present = 0;")
-                    continue
-                values.append(f"{target}.present = 1;")
-                target, ctype = f"{target}.value", ctype.element
-            if ctype.kind == "str":
-                assert isinstance(f.value, tir.Const) and isinstance(f.value.value, str)
-                data = f.value.value.encode()
-                values.append(f"rg_py_strcpy({target}.data, &{target}.len, {c_literal(data)}, {len(data)});")
-            else:
-                values.append(f"{target} = rg_r{i};")
-        for v in values:
+        for v in stores:
             w(f"{pad}    {v}")
         w(f"{pad}}}")
         self.line = s.line
         self.save_state(pad)
         w(f"{pad}return true;")
         w(f"{pad[4:]}}}")
+
+    def place_fields(self, target: str, message: str, fields: tuple[tir.FieldStore, ...], pad: str,
+                     stores: list[str]) -> None:
+        ctypes = self.messages.fields(message)
+        for f in fields:
+            self.line = f.line
+            self.place(f"{target}.{f.name}", ctypes[f.name], f.value, pad, stores)
+
+    def place(self, target: str, ctype: CType, value: tir.Expr, pad: str, stores: list[str]) -> None:
+        """Stores `value` into the response's `target`. Values and checks are computed by
+        every thread (which trap alike, at the field's line); thread 0 stores."""
+        if ctype.kind == "optional":
+            if value.ty.kind == "none":
+                stores.append(f"{target}.present = 0;")
+                return
+            if value.ty.kind == "optional":  # an Optional field of the same C type
+                stores.append(f"{target} = {self.lvalue(value)};")
+                return
+            stores.append(f"{target}.present = 1;")
+            target, ctype = f"{target}.value", ctype.element
+        if isinstance(value, tir.Construct):
+            stores.append(f"rg_init_{ctype.c_name}(&{target});")
+            self.place_fields(target, ctype.c_name, value.fields, pad, stores)
+            return
+        if ctype.kind == "str" and isinstance(value, tir.Const) and isinstance(value.value, str):
+            data = value.value.encode()
+            stores.append(f"rg_py_strcpy({target}.data, &{target}.len, {c_literal(data)}, {len(data)});")
+            return
+        if ctype.kind in ("str", "list"):
+            lv = self.lvalue(value)
+            count = "len" if ctype.kind == "str" else "count"
+            self.out(f"{pad}rg_py_fits({lv}.{count}, {ctype.bound}u, RG_PY_AT);")
+            if ctype.kind == "str":
+                stores.append(f"rg_py_strcpy({target}.data, &{target}.len, {lv}.data, {lv}.len);")
+            else:
+                stores.append(f"for (uint32_t rg_k = 0; rg_k < {lv}.count; ++rg_k) "
+                              f"{target}.items[rg_k] = {lv}.items[rg_k];")
+                stores.append(f"{target}.count = {lv}.count;")
+            return
+        if ctype.kind in ("message", "uuid"):
+            stores.append(f"{target} = {self.lvalue(value)};")
+            return
+        n = len(stores)
+        self.out(f"{pad}const {_store_type(ctype)} rg_r{n} = {self.store(value, ctype)};")
+        stores.append(f"{target} = rg_r{n};")
 
     def save_state(self, pad: str) -> None:
         """Thread 0 writes the state's locals back; narrow fields are checked (ints) or
@@ -260,6 +296,8 @@ class Emitter:
             return f"(float)({text})"
         if ctype.kind == "bool":
             return f"(uint8_t)({text})"
+        if ctype.kind == "enum":
+            return f"(int32_t)({text})"  # a member's value: int32 by the schema's check
         return text
 
     # ---- expressions ----
@@ -289,6 +327,9 @@ class Emitter:
             if e.operand.ty.kind == "str":
                 return f"rg_py_strlen({lv}.data, {lv}.len)"
             return f"(int64_t){lv}.count"
+        if isinstance(e, tir.Index) and e.seq.ty.kind == "str":
+            lv = self.lvalue(e.seq)
+            return f"rg_py_str_at({lv}.data, {lv}.len, {self.expr(e.index)}, RG_PY_AT)"
         if isinstance(e, tir.Index):
             return self.load(self.lvalue(e), self.ctype_of(e))
         if isinstance(e, tir.Unary):
@@ -299,8 +340,11 @@ class Emitter:
         if isinstance(e, tir.Binary):
             return self.binary(e)
         if isinstance(e, tir.Compare):
-            if e.left.ty.kind == "str":
+            if e.right.ty.kind == "str":
                 return self.str_compare(e)
+            if e.left.ty.kind == "uuid":
+                eq = f"rg_py_uuid_eq({self.lvalue(e.left)}, {self.lvalue(e.right)})"
+                return eq if e.op == "==" else f"(!{eq})"
             return f"({self.expr(e.left)} {e.op} {self.expr(e.right)})"
         if isinstance(e, tir.Cond):
             return f"({self.expr(e.test)} ? {self.expr(e.then)} : {self.expr(e.orelse)})"
@@ -334,8 +378,14 @@ class Emitter:
                 return f"{c_literal(data)}, {len(data)}u"
             lv = self.lvalue(x)
             return f"{lv}.data, {lv}.len"
-        eq = f"rg_py_streq({parts(e.left)}, {parts(e.right)})"
-        return eq if e.op == "==" else f"(!{eq})"
+        if e.op == "in":
+            if e.left.ty.kind == "char":
+                return f"rg_py_char_in({parts(e.right)}, {self.expr(e.left)})"
+            return f"rg_py_contains({parts(e.right)}, {parts(e.left)})"
+        if e.op in ("==", "!="):
+            eq = f"rg_py_streq({parts(e.left)}, {parts(e.right)})"
+            return eq if e.op == "==" else f"(!{eq})"
+        return f"(rg_py_strcmp({parts(e.left)}, {parts(e.right)}) {e.op} 0)"
 
     def call(self, e: tir.Call) -> str:
         args = [self.expr(a) for a in e.args]
@@ -399,7 +449,7 @@ class Emitter:
 
 
 def _zero(ty: Ty) -> str:
-    return {"int": "0", "float": "0.0", "bool": "false"}[ty.kind]
+    return {"int": "0", "float": "0.0", "bool": "false", "char": "0u", "datetime": "0", "enum": "0"}[ty.kind]
 
 
 def _fold(r: tir.Reduction, acc: str, value: str) -> str:

@@ -6,13 +6,25 @@ statement so that one build reports every problem of a handler."""
 from __future__ import annotations
 
 import ast
+import enum
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ringgen.codegen.ir import CType
 from ringgen.codegen.translate import tir
 from ringgen.codegen.translate.diagnostics import Diagnostics, Unsupported
-from ringgen.codegen.translate.types import BOOL, FLOAT, INT, Messages, Ty, of_ctype, unify_numeric
+from ringgen.codegen.translate.types import (
+    BOOL,
+    CHAR,
+    FLOAT,
+    INT,
+    NONE,
+    Messages,
+    Ty,
+    of_ctype,
+    unify_numeric,
+)
 
 _MATH_FLOAT = {"sqrt", "exp", "log", "log2", "log10", "sin", "cos", "tan", "asin", "acos",
                "atan", "sinh", "cosh", "tanh", "fabs", "atan2", "hypot", "copysign", "fmod"}
@@ -22,7 +34,8 @@ _MATH_CONST = {"pi": math.pi, "e": math.e, "tau": math.tau, "inf": math.inf}
 _COMPARE = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
 _ARITH: dict[type[ast.AST], str] = {
     ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%", ast.Pow: "**"}
-_BUILTINS = {"len", "min", "max", "abs", "sum", "int", "float", "bool"}
+_BUILTINS = {"len", "min", "max", "abs", "sum", "int", "float", "bool", "ord"}
+_ORDER = ("<", "<=", ">", ">=")
 _SEQUENTIAL_HINT = "write it with if/while/for over range(...) on the handler's scalars"
 
 
@@ -182,9 +195,14 @@ class Lowerer:
                               f"accumulate with `{py} += ...` or `{py} = max({py}, ...)`, "
                               "or use a sequential range()")
         value = self.expr(value_node)
-        if not value.ty.scalar:
+        if isinstance(value, tir.Const) and isinstance(value.value, str) and len(value.value) == 1:
+            value = tir.Const(CHAR, ord(value.value))  # a one-character str: a character local
+        if value.ty.kind == "optional" and value.ty.element is not None and value.ty.element.local:
+            value = self.unwrap(value)  # Python's local would hold None; its use would raise
+        if not value.ty.local:
             raise Unsupported(value_node, f"a local of type {value.ty}",
-                              "keep ints, floats and bools in locals; read the field where it is used")
+                              "keep ints, floats, bools, characters, datetimes and enum members "
+                              "in locals; read the field where it is used")
         want = declared or self.func.locals.get(name) or value.ty
         if name in self.func.locals and self.func.locals[name] != want:
             raise Unsupported(s, f"`{shown(name)}` declared {self.func.locals[name]}",
@@ -280,8 +298,14 @@ class Lowerer:
             self.loops -= 1
             return [tir.ForRange(line, var, start, stop, step, body)]
         seq = self.expr(it)
+        if seq.ty.kind == "str":  # for c in s: one character at a time
+            self.declare(s.target, var, CHAR)
+            self.loops += 1
+            body = self.block(s.body)
+            self.loops -= 1
+            return [tir.ForStr(line, var, seq, body)]
         if seq.ty.kind == "list" and seq.ty.element is not None:
-            if not seq.ty.element.scalar:
+            if not seq.ty.element.local:
                 raise Unsupported(it, f"a loop over a list of {seq.ty.element}",
                                   "loop over range(len(...)) and index the list where it is used")
             # for x in req.items: an index loop that reads the item first
@@ -294,7 +318,7 @@ class Lowerer:
             return [tir.ForRange(line, index, tir.Const(INT, 0), tir.Len(INT, seq), tir.Const(INT, 1),
                                  (read, *body))]
         raise Unsupported(it, f"a for loop over {_describe(it)}",
-                          "loop over range(...), rg.prange(...) or a bounded list field")
+                          "loop over range(...), rg.prange(...), a bounded list or a str field")
 
     def declare(self, node: ast.AST, name: str, ty: Ty) -> None:
         if self.func.locals.setdefault(name, ty) != ty:
@@ -381,37 +405,64 @@ class Lowerer:
             raise Unsupported(v, f"returning {_describe(v)}",
                               f"return {self.func.output}(field=value, ...) or "
                               f"{self.request}.reply({self.func.output}, field=value, ...)")
-        fields = self.messages.fields(self.func.output)
-        stores = []
-        for kw in keywords:
-            if kw.arg is None or kw.arg not in fields:
-                raise Unsupported(kw, f"the argument {kw.arg or '**'} of {self.func.output}",
-                                  f"give fields of {self.func.output} by keyword: {', '.join(fields)}")
-            stores.append(tir.FieldStore(kw.arg, self.field_value(kw.value, fields[kw.arg], kw.arg),
-                                         self.line(kw.value)))
-        return tir.Return(line, tuple(stores))
+        return tir.Return(line, self.constructor_fields(self.func.output, keywords))
 
-    def field_value(self, node: ast.expr, ctype: Any, name: str) -> tir.Expr:
-        ty = of_ctype(ctype)
-        if ty is None or ty.kind in ("list", "message"):
+    def field_value(self, node: ast.expr, ctype: CType, ty: Ty | None, name: str) -> tir.Expr:
+        """The value stored into a response field of this C type (ty: its Python type): a
+        number, a str, list, nested message, UUID, datetime or enum member read from the
+        request (copied; a str or list checked against the field's MaxLen), a literal, or a
+        nested message's constructor."""
+        if ty is None:
             raise Unsupported(node, f"setting the {ctype.kind} field `{name}`",
-                              "set scalar and str fields; give this one a default, or use cuda=")
+                              "give this field a default, or use cuda=")
         if ty.kind == "optional":
             assert ty.element is not None
             if isinstance(node, ast.Constant) and node.value is None:
-                return tir.Const(Ty("none"), False)
-            ty = ty.element
-        if ty.kind == "str":
-            if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
-                raise Unsupported(node, f"a computed value for the str field `{name}`",
-                                  "give a str field a literal (\"...\")")
+                return tir.Const(NONE, False)
+            if not isinstance(node, (ast.Constant, ast.Call)):
+                value = self.expr(node)
+                if value.ty.kind == "optional" and value.ty.ctype == ctype:
+                    return value  # an Optional field of the same type: copied, present or not
+            return self.field_value(node, ctype.element, ty.element, name)
+        if ty.kind == "message" and isinstance(node, ast.Call) and not node.args:
+            cls = self.globals.get(node.func.id) if isinstance(node.func, ast.Name) else None
+            if getattr(cls, "__name__", None) == ctype.c_name:
+                return tir.Construct(ty, self.constructor_fields(ctype.c_name, node.keywords))
+        if ty.kind == "str" and isinstance(node, ast.Constant) and isinstance(node.value, str):
             size = len(node.value.encode())
-            bound = (ctype.element if ctype.kind == "optional" else ctype).bound
-            if size > bound:
-                raise Unsupported(node, f"a literal of {size} bytes for `{name}` (MaxLen {bound})",
+            if size > ctype.bound:
+                raise Unsupported(node, f"a literal of {size} bytes for `{name}` (MaxLen {ctype.bound})",
                                   "shorten the literal")
             return tir.Const(Ty("str"), node.value)
-        return self.coerce(self.expr(node), ty, node, f"the field `{name}`")
+        value = self.expr(node)
+        if ty.scalar:
+            return self.coerce(self.value(value), ty, node, f"the field `{name}`")
+        value = self.value(value)
+        if ty.kind in ("datetime", "enum"):
+            same = value.ty == ty
+        elif value.ty.kind != ty.kind or value.ty.ctype is None:
+            same = False
+        elif ty.kind in ("str", "list"):  # bounds may differ: the copy is checked
+            same = ty.kind == "str" or value.ty.ctype.element == ctype.element
+        else:
+            same = value.ty.ctype == ctype
+        if not same:
+            raise Unsupported(node, f"a {value.ty} value for the {ty} field `{name}`",
+                              "store a field of the same type (a list of the same item type), "
+                              "a literal, or the nested message's constructor")
+        return value
+
+    def constructor_fields(self, message: str, keywords: list[ast.keyword]) -> tuple[tir.FieldStore, ...]:
+        fields = self.messages.fields(message)
+        stores = []
+        for kw in keywords:
+            if kw.arg is None or kw.arg not in fields:
+                raise Unsupported(kw, f"the argument {kw.arg or '**'} of {message}",
+                                  f"give fields of {message} by keyword: {', '.join(fields)}")
+            ty = self.messages.field_ty(message, kw.arg)
+            value = self.field_value(kw.value, fields[kw.arg], ty, kw.arg)
+            stores.append(tir.FieldStore(kw.arg, value, self.line(kw.value)))
+        return tuple(stores)
 
     def expr_stmt(self, s: ast.Expr) -> list[tir.Stmt]:
         v = s.value
@@ -438,6 +489,8 @@ class Lowerer:
             return tir.Compare(BOOL, "!=", tir.Len(INT, e), tir.Const(INT, 0))
         if e.ty.kind == "optional":
             return tir.IsNone(BOOL, e, negate=True)
+        if e.ty.kind in ("char", "datetime", "enum", "uuid", "message"):
+            return tir.Const(BOOL, True)  # a character, a datetime, a member, a UUID: truthy
         raise AssertionError(e.ty)
 
     def expr(self, node: ast.expr) -> tir.Expr:
@@ -488,12 +541,13 @@ class Lowerer:
         if isinstance(node, ast.Call):
             return self.call(node)
         if isinstance(node, ast.Subscript):
-            seq = self.expr(node.value)
-            if seq.ty.kind != "list" or seq.ty.element is None:
-                raise Unsupported(node, f"indexing a {seq.ty}",
-                                  "index bounded list fields (str indexing is not translated yet)")
+            seq = self.value(self.expr(node.value))
             if isinstance(node.slice, ast.Slice):
                 raise Unsupported(node, "a slice", "loop over range(start, stop) and index")
+            if seq.ty.kind == "str":  # a character, found by counting from the start
+                return tir.Index(CHAR, seq, self.int_expr(node.slice))
+            if seq.ty.kind != "list" or seq.ty.element is None:
+                raise Unsupported(node, f"indexing a {seq.ty}", "index bounded list and str fields")
             return tir.Index(seq.ty.element, seq, self.int_expr(node.slice))
         raise Unsupported(node, _describe(node), _SEQUENTIAL_HINT)
 
@@ -559,7 +613,11 @@ class Lowerer:
                 return tir.Const(FLOAT, _MATH_CONST[node.attr])
             if module is math and node.attr == "nan":
                 return tir.Call(FLOAT, "nan", ())
-            raise Unsupported(node, f"`{ast.unparse(node)}`", "use math.pi, math.e, math.inf, math.nan")
+            if isinstance(module, type) and issubclass(module, enum.Enum) and node.attr in module.__members__:
+                member = module.__members__[node.attr]
+                return tir.Const(Ty("enum", name=module.__name__), int(member.value))
+            raise Unsupported(node, f"`{ast.unparse(node)}`",
+                              "use math.pi, math.e, math.inf, math.nan or a member of an enum (Mode.FAST)")
         base = self.expr(node.value)
         if base.ty.kind == "optional":
             base = self.unwrap(base)
@@ -571,7 +629,7 @@ class Lowerer:
             raise Unsupported(node, f"the field .{node.attr}",
                               f"{base.ty.ctype.c_name} has {', '.join(fields)} "
                               "(header fields are not translated)")
-        ty = of_ctype(fields[node.attr])
+        ty = self.messages.field_ty(base.ty.ctype.c_name, node.attr)
         if ty is None:
             raise Unsupported(node, f"reading the {fields[node.attr].kind} field .{node.attr} "
                               "(not yet supported by the translator)", "give the handler as cuda=...")
@@ -607,7 +665,7 @@ class Lowerer:
                 raise Unsupported(node, "a chained comparison with a computed middle term",
                                   "compute the middle term into a local first")
             parts = [ast.Compare(left, [op], [right]) for left, op, right in
-                     zip([node.left, *node.comparators], node.ops, node.comparators, strict=True)]
+                     zip([node.left, *node.comparators[:-1]], node.ops, node.comparators, strict=True)]
             for p in parts:
                 ast.copy_location(p, node)
             out = self.compare(parts[0])
@@ -621,19 +679,88 @@ class Lowerer:
                     or left.ty.kind != "optional":
                 raise Unsupported(node, "`is` other than `optional_field is None`", "compare with ==")
             return tir.IsNone(BOOL, left, negate=isinstance(op, ast.IsNot))
-        if type(op) not in _COMPARE:
-            raise Unsupported(node, f"the comparison `{type(op).__name__}`", "use < <= > >= == !=")
         right = self.expr(right_node)
-        if left.ty.kind == "str" or right.ty.kind == "str":
-            if left.ty.kind != "str" or right.ty.kind != "str" or type(op) not in (ast.Eq, ast.NotEq):
-                raise Unsupported(node, "this comparison of str", "compare str with == or !=")
-            return tir.Compare(BOOL, _COMPARE[type(op)], left, right)
-        left, right = self.value(left), self.value(right)
+        if isinstance(op, (ast.In, ast.NotIn)):
+            return self.contains(node, left, right, isinstance(op, ast.NotIn))
+        if type(op) not in _COMPARE:
+            raise Unsupported(node, f"the comparison `{type(op).__name__}`", "use < <= > >= == != in")
+        text = _COMPARE[type(op)]
+        optional = [e for e in (left, right) if e.ty.kind == "optional"]
+        if optional and text in ("==", "!="):
+            # Python: None == x is False (not an error); the value is compared when present
+            if len(optional) == 2:  # equal when both are None, or both hold equal values
+                a, b = (tir.IsNone(BOOL, e, negate=True) for e in optional)
+                inner = self.compare_values(node, "==", self.unwrap(left), self.unwrap(right))
+                both = tir.Binary(BOOL, "&&", tir.Binary(BOOL, "&&", a, b), inner)
+                same = tir.Binary(BOOL, "||", tir.Binary(BOOL, "&&", tir.Unary(BOOL, "not", a),
+                                                         tir.Unary(BOOL, "not", b)), both)
+                return same if text == "==" else tir.Unary(BOOL, "not", same)
+            opt = optional[0]
+            present = tir.IsNone(BOOL, opt, negate=True)
+            inner = self.compare_values(node, text, self.unwrap(left) if left is opt else left,
+                                        self.unwrap(right) if right is opt else right)
+            return tir.Binary(BOOL, "&&", present, inner) if text == "==" else \
+                tir.Binary(BOOL, "||", tir.Unary(BOOL, "not", present), inner)
+        return self.compare_values(node, text, self.value(left), self.value(right))
+
+    def compare_values(self, node: ast.AST, op: str, left: tir.Expr, right: tir.Expr) -> tir.Expr:
+        kinds = {left.ty.kind, right.ty.kind}
+        if kinds & {"str", "char"}:
+            return self.compare_str(node, op, left, right)
+        if kinds & {"uuid", "datetime", "enum"}:
+            if left.ty.kind != right.ty.kind or left.ty.name != right.ty.name:
+                raise Unsupported(node, f"comparing a {left.ty} with a {right.ty}",
+                                  "compare values of the same type (an enum field with a member: Mode.FAST)")
+            if op in _ORDER and left.ty.kind != "datetime":
+                raise Unsupported(node, f"ordering {left.ty} values (Python raises TypeError)",
+                                  "compare with == or !=")
+            return tir.Compare(BOOL, op, left, right)
         self.numeric(node, left)
         self.numeric(node, right)
         ty = unify_numeric(left.ty, right.ty) if left.ty != right.ty else left.ty
-        return tir.Compare(BOOL, _COMPARE[type(op)], self.coerce(left, ty, node, "the operand"),
+        return tir.Compare(BOOL, op, self.coerce(left, ty, node, "the operand"),
                            self.coerce(right, ty, node, "the operand"))
+
+    def compare_str(self, node: ast.AST, op: str, left: tir.Expr, right: tir.Expr) -> tir.Expr:
+        """str with str (by code point, as Python orders them); a character with a character
+        or a one-character literal."""
+        if "char" in (left.ty.kind, right.ty.kind):
+            a, b = self.as_char(node, left), self.as_char(node, right)
+            if a is None or b is None:  # a character is never equal to a longer str
+                if op in _ORDER:
+                    raise Unsupported(node, "ordering a character against a longer str",
+                                      "compare with a one-character literal")
+                return tir.Const(BOOL, op == "!=")
+            return tir.Compare(BOOL, op, a, b)
+        if left.ty.kind != "str" or right.ty.kind != "str":
+            raise Unsupported(node, f"comparing a {left.ty} with a {right.ty}", "compare str with str")
+        return tir.Compare(BOOL, op, left, right)
+
+    def as_char(self, node: ast.AST, e: tir.Expr) -> tir.Expr | None:
+        """A character, or a str literal as one (None: a literal of another length)."""
+        if e.ty.kind == "char":
+            return e
+        if isinstance(e, tir.Const) and isinstance(e.value, str):
+            return tir.Const(CHAR, ord(e.value)) if len(e.value) == 1 else None
+        raise Unsupported(node, f"comparing a character with a {e.ty}",
+                          "compare a character with a character or a one-character literal")
+
+    def contains(self, node: ast.AST, left: tir.Expr, right: tir.Expr, negate: bool) -> tir.Expr:
+        """`x in s` of strs: a character in a literal (the literal's characters, compared in
+        turn), a character or a str in a str field."""
+        if right.ty.kind == "optional":
+            right = self.unwrap(right)  # `x in None` raises TypeError in Python
+        if right.ty.kind != "str" or left.ty.kind not in ("str", "char"):
+            raise Unsupported(node, f"`in` of a {left.ty} in a {right.ty}",
+                              "test a character or a str in a str (a list: loop over it)")
+        if left.ty.kind == "char" and isinstance(right, tir.Const) and isinstance(right.value, str):
+            found: tir.Expr = tir.Const(BOOL, False)
+            for ch in dict.fromkeys(right.value):
+                test = tir.Compare(BOOL, "==", left, tir.Const(CHAR, ord(ch)))
+                found = test if isinstance(found, tir.Const) else tir.Binary(BOOL, "||", found, test)
+        else:
+            found = tir.Compare(BOOL, "in", left, right)
+        return tir.Unary(BOOL, "not", found) if negate else found
 
     def call(self, node: ast.Call) -> tir.Expr:
         f = node.func
@@ -650,6 +777,13 @@ class Lowerer:
         if name in ("sum", "min", "max") and len(node.args) == 1:
             return self.reduce_call(node, name, node.args[0])
         args = [self.expr(a) for a in node.args]
+        if name == "ord" and len(args) == 1:
+            if args[0].ty.kind != "char" and not (isinstance(args[0], tir.Const) and isinstance(
+                    args[0].value, str) and len(args[0].value) == 1):
+                raise Unsupported(node, f"ord() of a {args[0].ty}", "take ord() of one character: ord(s[i])")
+            char = self.as_char(node, args[0])
+            assert char is not None
+            return tir.Convert(INT, char)
         if name == "len" and len(args) == 1:
             if args[0].ty.kind not in ("list", "str"):
                 raise Unsupported(node, f"len() of a {args[0].ty}",

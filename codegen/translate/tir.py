@@ -144,6 +144,15 @@ class ForRange(Stmt):
 
 
 @dataclass(frozen=True)
+class ForStr(Stmt):
+    """`for var in s` of a str: var is each character (code point) in turn."""
+
+    var: str
+    seq: Expr
+    body: tuple[Stmt, ...]
+
+
+@dataclass(frozen=True)
 class Reduction:
     """An accumulation into an outer local inside a prange: `target += value` (sum) or
     `target = max(target, value)` / min."""
@@ -194,6 +203,13 @@ class FieldStore:
     name: str
     value: Expr
     line: int  # of the keyword argument, which may be on a line of its own
+
+
+@dataclass(frozen=True)
+class Construct(Expr):
+    """A nested message's constructor in a response: its defaults, then `fields`."""
+
+    fields: tuple[FieldStore, ...]
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,12 @@ tests/golden/translated, compiled with g++ -Werror and nvcc, verified against th
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
+from uuid import UUID
 
 import numpy as np
 
@@ -223,3 +226,91 @@ def running(req: Batch, state: Running) -> Summary | None:
     variance = state.m2 / (state.count - 1) if state.count > 1 else 0.0
     return Summary(count=state.count, mean=state.mean, variance=variance, total=state.total,
                    ticks=state.ticks)
+
+
+class Mode(enum.Enum):
+    FAST = 1
+    SAFE = 2
+    OFF = -7
+
+
+@message
+@dataclass
+class Tag:
+    name: Annotated[str, MaxLen(6)] = ""
+    weight: np.float32 = 1.0
+
+
+@message
+@dataclass
+class Record:
+    text: Annotated[str, MaxLen(16)]
+    other: Annotated[str, MaxLen(16)] = ""
+    ids: Annotated[list[np.int16], MaxLen(5)] = ()
+    owner: UUID | None = None
+    peer: UUID | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    mode: Mode = Mode.FAST
+    modes: Annotated[list[Mode], MaxLen(3)] = ()
+    tag: Tag | None = None
+    index: int = 0
+
+
+@message
+@dataclass
+class Parsed:
+    first: Annotated[str, MaxLen(4)] = ""  # shorter than Record.text: copying checks MaxLen
+    echo: Annotated[str, MaxLen(16)] | None = None
+    ids: Annotated[list[np.int16], MaxLen(8)] = ()
+    owner: UUID | None = None
+    start: datetime | None = None
+    mode: Mode = Mode.SAFE
+    tag: Tag | None = None
+    inner: Tag | None = None  # (a message default, Tag(...), is not applied by the C init yet)
+    digits: int = 0
+    vowels: int = 0
+    code: int = 0
+    order: int = 0
+    same_owner: bool = False
+    later: bool = False
+    fast: int = 0
+    found: bool = False
+
+
+@ring_kernel(kernel_id="fields", input=Record, output=Parsed, block=32)
+def fields(req: Record) -> Parsed:
+    """Every field kind read, compared and copied into the response: str by character
+    (indexing, iteration, ord, `in`, ordering), UUID, datetime, enum, nested, Optional, list."""
+    digits = 0
+    vowels = 0
+    for c in req.text:
+        if "0" <= c <= "9":
+            digits += 1
+        elif c in "aeioué":
+            vowels += 1
+    code = 0
+    if len(req.text) > 0:
+        last = req.text[-1]
+        code = ord(last) * 1000 + ord(req.text[req.index % len(req.text)])
+    order = 0
+    if req.text < req.other:
+        order = -1
+    elif req.text > req.other:
+        order = 1
+    later = False
+    if req.start is not None and req.end is not None:
+        later = req.end >= req.start
+    fast = 0
+    for m in req.modes:
+        if m == Mode.FAST or m == req.mode:
+            fast += 1
+    if req.mode == Mode.OFF:
+        return Parsed(mode=Mode.OFF, found="ab" in req.text)
+    if req.tag is not None and req.tag.name == "copy":
+        return Parsed(first=req.tag.name, echo=req.other, ids=req.ids, owner=req.owner,
+                      start=req.start, mode=req.mode, tag=req.tag,
+                      inner=Tag(name="x", weight=req.tag.weight * 2), digits=digits)
+    return Parsed(first=req.other, echo=None, owner=req.peer, digits=digits, vowels=vowels,
+                  code=code, order=order, same_owner=req.owner == req.peer, later=later,
+                  fast=fast, found=req.other in req.text, tag=Tag(name=req.other))

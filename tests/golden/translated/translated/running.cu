@@ -16,7 +16,7 @@ struct running_ctx : rg_ctx {};
 __device__ Running running_state[1];
 
 // ---- the handler, as written in ../schemas/translated.py ----
-#line 206 "../schemas/translated.py"
+#line 209 "../schemas/translated.py"
 #include "rg_python.h"
 __device__ bool running_handle(const Batch& req, Summary& resp, Running& state, rg_ctx& ctx) {
     (void)req; (void)ctx;
@@ -41,25 +41,25 @@ __device__ bool running_handle(const Batch& req, Summary& resp, Running& state, 
     rg_state_seen_negative = (state.seen_negative != 0);
     rg_state_ticks = (int64_t)state.ticks;
     __syncthreads();  // every thread has read the state before thread 0 writes it
-#line 208
-#line 208
-    rg_state_ticks = rg_py_mod(rg_py_add(rg_state_ticks, INT64_C(1), RG_PY_AT), INT64_C(1000), RG_PY_AT);
-#line 209
-    if ((req.reset != 0)) {
-#line 210
-        rg_state_count = INT64_C(0);
 #line 211
-        rg_state_mean = 0.0;
+#line 211
+    rg_state_ticks = rg_py_mod(rg_py_add(rg_state_ticks, INT64_C(1), RG_PY_AT), INT64_C(1000), RG_PY_AT);
 #line 212
-        rg_state_m2 = 0.0;
+    if ((req.reset != 0)) {
 #line 213
+        rg_state_count = INT64_C(0);
+#line 214
+        rg_state_mean = 0.0;
+#line 215
+        rg_state_m2 = 0.0;
+#line 216
         {
             const int64_t rg_s0 = rg_state_count;
             const double rg_s1 = rg_state_mean;
             const double rg_s2 = rg_state_m2;
             const double rg_s3 = rg_state_total;
             const uint8_t rg_s4 = (uint8_t)(rg_state_seen_negative);
-#line 213
+#line 216
             const int16_t rg_s5 = rg_py_narrow<int16_t>(rg_state_ticks, -32768, 32767, RG_PY_AT);
             if (threadIdx.x == 0) {
                 state.count = rg_s0;
@@ -72,7 +72,7 @@ __device__ bool running_handle(const Batch& req, Summary& resp, Running& state, 
         }
         return false;
     }
-#line 214
+#line 217
     {  // prange: rounds of 32 iterations, thread t runs iteration base + t; thread 0
         // folds each round's values in index order, so the result is Python's loop's
         const int64_t rg_lo1 = INT64_C(0), rg_hi1 = (int64_t)req.values.count;
@@ -83,8 +83,8 @@ __device__ bool running_handle(const Batch& req, Summary& resp, Running& state, 
             const int64_t rg_i1 = rg_base1 + (int64_t)threadIdx.x;
             if (rg_i1 < rg_hi1) do {  // do/while(0): `continue` ends the iteration
                 py_i = rg_i1;
-#line 215
-#line 215
+#line 218
+#line 218
                 rg_term0 = req.values.items[rg_py_index(py_i, req.values.count, RG_PY_AT)]; rg_got0 = true;
             } while (0);
             rg_red0[rg_round1][threadIdx.x] = rg_term0;
@@ -104,37 +104,37 @@ __device__ bool running_handle(const Batch& req, Summary& resp, Running& state, 
         rg_state_total = rg_acc0;
         __syncthreads();  // read before thread 0 may write rg_acc again
     }
-#line 216
+#line 219
     {  // range(): bounds evaluated once, the variable keeps its last value
         const int64_t rg_lo2 = INT64_C(0), rg_hi2 = (int64_t)req.values.count, rg_st2 = INT64_C(1);
-#line 216
+#line 219
         rg_py_step(rg_st2, RG_PY_AT);
         for (int64_t rg_i2 = rg_lo2; rg_st2 > 0 ? rg_i2 < rg_hi2 : rg_i2 > rg_hi2; rg_i2 += rg_st2) {
             rg_tmp1 = rg_i2;
-#line 216
-#line 216
+#line 219
+#line 219
             py_v = req.values.items[rg_py_index(rg_tmp1, req.values.count, RG_PY_AT)];
-#line 217
-#line 217
-            rg_state_count = rg_py_add(rg_state_count, INT64_C(1), RG_PY_AT);
-#line 218
-            py_delta = (py_v - rg_state_mean);
-#line 219
-#line 219
-            rg_state_mean = (rg_state_mean + rg_py_div(py_delta, (double)(rg_state_count), RG_PY_AT));
 #line 220
-            rg_state_m2 = (rg_state_m2 + (py_delta * (py_v - rg_state_mean)));
+#line 220
+            rg_state_count = rg_py_add(rg_state_count, INT64_C(1), RG_PY_AT);
 #line 221
-            if ((py_v < (double)(INT64_C(0)))) {
+            py_delta = (py_v - rg_state_mean);
 #line 222
+#line 222
+            rg_state_mean = (rg_state_mean + rg_py_div(py_delta, (double)(rg_state_count), RG_PY_AT));
+#line 223
+            rg_state_m2 = (rg_state_m2 + (py_delta * (py_v - rg_state_mean)));
+#line 224
+            if ((py_v < (double)(INT64_C(0)))) {
+#line 225
                 rg_state_seen_negative = true;
             }
         }
     }
-#line 223
-#line 223
+#line 226
+#line 226
     py_variance = ((rg_state_count > INT64_C(1)) ? rg_py_div(rg_state_m2, (double)(rg_py_sub(rg_state_count, INT64_C(1), RG_PY_AT)), RG_PY_AT) : 0.0);
-#line 224
+#line 227
     {
         const int64_t rg_r0 = rg_state_count;
         const double rg_r1 = rg_state_mean;
@@ -154,7 +154,7 @@ __device__ bool running_handle(const Batch& req, Summary& resp, Running& state, 
             const double rg_s2 = rg_state_m2;
             const double rg_s3 = rg_state_total;
             const uint8_t rg_s4 = (uint8_t)(rg_state_seen_negative);
-#line 224
+#line 227
             const int16_t rg_s5 = rg_py_narrow<int16_t>(rg_state_ticks, -32768, 32767, RG_PY_AT);
             if (threadIdx.x == 0) {
                 state.count = rg_s0;
@@ -173,7 +173,7 @@ __device__ bool running_handle(const Batch& req, Summary& resp, Running& state, 
         const double rg_s2 = rg_state_m2;
         const double rg_s3 = rg_state_total;
         const uint8_t rg_s4 = (uint8_t)(rg_state_seen_negative);
-#line 224
+#line 227
         const int16_t rg_s5 = rg_py_narrow<int16_t>(rg_state_ticks, -32768, 32767, RG_PY_AT);
         if (threadIdx.x == 0) {
             state.count = rg_s0;

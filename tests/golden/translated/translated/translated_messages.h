@@ -361,6 +361,193 @@ static_assert(offsetof(Summary, variance) == 56, "Summary.variance");
 static_assert(offsetof(Summary, total) == 64, "Summary.total");
 static_assert(offsetof(Summary, ticks) == 72, "Summary.ticks");
 
+// Annotated[str, MaxLen(6)]: UTF-8 length + data
+typedef struct rg_str6 {
+    uint32_t len;                      //    0: 4 B
+    char data[6];                      //    4: 6 B
+    uint8_t _pad0[2];                  //   10: 2 B
+} rg_str6;
+static_assert(sizeof(rg_str6) == 12, "layout of rg_str6 changed");
+static_assert(alignof(rg_str6) == 4, "alignment of rg_str6 changed");
+static_assert(offsetof(rg_str6, len) == 0, "rg_str6.len");
+static_assert(offsetof(rg_str6, data) == 4, "rg_str6.data");
+
+// message Tag
+typedef struct Tag {
+    rg_uuid message_id;                //    0: 16 B, UUID of this message
+    rg_uuid correlation_id;            //   16: 16 B, message_id of the request (flags & RG_FLAG_HAS_CORRELATION)
+    uint32_t type_id;                  //   32: 4 B, RG_TYPE_ID_<Msg>
+    uint8_t priority;                  //   36: 1 B, 0..255, higher first
+    uint8_t flags;                     //   37: 1 B, RG_FLAG_*
+    uint8_t _pad0[2];                  //   38: 2 B
+    rg_str6 name;                      //   40: 12 B
+    float weight;                      //   52: 4 B
+} Tag;
+static_assert(sizeof(Tag) == 56, "layout of Tag changed");
+static_assert(alignof(Tag) == 4, "alignment of Tag changed");
+static_assert(offsetof(Tag, message_id) == 0, "Tag.message_id");
+static_assert(offsetof(Tag, correlation_id) == 16, "Tag.correlation_id");
+static_assert(offsetof(Tag, type_id) == 32, "Tag.type_id");
+static_assert(offsetof(Tag, priority) == 36, "Tag.priority");
+static_assert(offsetof(Tag, flags) == 37, "Tag.flags");
+static_assert(offsetof(Tag, name) == 40, "Tag.name");
+static_assert(offsetof(Tag, weight) == 52, "Tag.weight");
+
+// Annotated[list[np.int16], MaxLen(5)]: count + items
+typedef struct rg_list_i16_5 {
+    uint32_t count;                    //    0: 4 B
+    int16_t items[5];                  //    4: 10 B
+    uint8_t _pad0[2];                  //   14: 2 B
+} rg_list_i16_5;
+static_assert(sizeof(rg_list_i16_5) == 16, "layout of rg_list_i16_5 changed");
+static_assert(alignof(rg_list_i16_5) == 4, "alignment of rg_list_i16_5 changed");
+static_assert(offsetof(rg_list_i16_5, count) == 0, "rg_list_i16_5.count");
+static_assert(offsetof(rg_list_i16_5, items) == 4, "rg_list_i16_5.items");
+
+// UUID | None: presence flag + value
+typedef struct rg_opt_uuid {
+    uint8_t present;                   //    0: 1 B
+    rg_uuid value;                     //    1: 16 B
+} rg_opt_uuid;
+static_assert(sizeof(rg_opt_uuid) == 17, "layout of rg_opt_uuid changed");
+static_assert(alignof(rg_opt_uuid) == 1, "alignment of rg_opt_uuid changed");
+static_assert(offsetof(rg_opt_uuid, present) == 0, "rg_opt_uuid.present");
+static_assert(offsetof(rg_opt_uuid, value) == 1, "rg_opt_uuid.value");
+
+// Annotated[list[Mode], MaxLen(3)]: count + items
+typedef struct rg_list_i32_3 {
+    uint32_t count;                    //    0: 4 B
+    int32_t items[3];                  //    4: 12 B
+} rg_list_i32_3;
+static_assert(sizeof(rg_list_i32_3) == 16, "layout of rg_list_i32_3 changed");
+static_assert(alignof(rg_list_i32_3) == 4, "alignment of rg_list_i32_3 changed");
+static_assert(offsetof(rg_list_i32_3, count) == 0, "rg_list_i32_3.count");
+static_assert(offsetof(rg_list_i32_3, items) == 4, "rg_list_i32_3.items");
+
+// Tag | None: presence flag + value
+typedef struct rg_opt_Tag {
+    uint8_t present;                   //    0: 1 B
+    uint8_t _pad0[3];                  //    1: 3 B
+    Tag value;                         //    4: 56 B
+} rg_opt_Tag;
+static_assert(sizeof(rg_opt_Tag) == 60, "layout of rg_opt_Tag changed");
+static_assert(alignof(rg_opt_Tag) == 4, "alignment of rg_opt_Tag changed");
+static_assert(offsetof(rg_opt_Tag, present) == 0, "rg_opt_Tag.present");
+static_assert(offsetof(rg_opt_Tag, value) == 4, "rg_opt_Tag.value");
+
+// message Record
+typedef struct Record {
+    rg_uuid message_id;                //    0: 16 B, UUID of this message
+    rg_uuid correlation_id;            //   16: 16 B, message_id of the request (flags & RG_FLAG_HAS_CORRELATION)
+    uint32_t type_id;                  //   32: 4 B, RG_TYPE_ID_<Msg>
+    uint8_t priority;                  //   36: 1 B, 0..255, higher first
+    uint8_t flags;                     //   37: 1 B, RG_FLAG_*
+    uint8_t _pad0[2];                  //   38: 2 B
+    rg_str16 text;                     //   40: 20 B
+    rg_str16 other;                    //   60: 20 B
+    rg_list_i16_5 ids;                 //   80: 16 B
+    rg_opt_uuid owner;                 //   96: 17 B
+    rg_opt_uuid peer;                  //  113: 17 B
+    uint8_t _pad1[6];                  //  130: 6 B
+    rg_opt_i64 start;                  //  136: 16 B
+    rg_opt_i64 end;                    //  152: 16 B
+    int32_t mode;                      //  168: 4 B
+    rg_list_i32_3 modes;               //  172: 16 B
+    rg_opt_Tag tag;                    //  188: 60 B
+    int64_t index;                     //  248: 8 B
+} Record;
+static_assert(sizeof(Record) == 256, "layout of Record changed");
+static_assert(alignof(Record) == 8, "alignment of Record changed");
+static_assert(offsetof(Record, message_id) == 0, "Record.message_id");
+static_assert(offsetof(Record, correlation_id) == 16, "Record.correlation_id");
+static_assert(offsetof(Record, type_id) == 32, "Record.type_id");
+static_assert(offsetof(Record, priority) == 36, "Record.priority");
+static_assert(offsetof(Record, flags) == 37, "Record.flags");
+static_assert(offsetof(Record, text) == 40, "Record.text");
+static_assert(offsetof(Record, other) == 60, "Record.other");
+static_assert(offsetof(Record, ids) == 80, "Record.ids");
+static_assert(offsetof(Record, owner) == 96, "Record.owner");
+static_assert(offsetof(Record, peer) == 113, "Record.peer");
+static_assert(offsetof(Record, start) == 136, "Record.start");
+static_assert(offsetof(Record, end) == 152, "Record.end");
+static_assert(offsetof(Record, mode) == 168, "Record.mode");
+static_assert(offsetof(Record, modes) == 172, "Record.modes");
+static_assert(offsetof(Record, tag) == 188, "Record.tag");
+static_assert(offsetof(Record, index) == 248, "Record.index");
+
+// Annotated[str, MaxLen(4)]: UTF-8 length + data
+typedef struct rg_str4 {
+    uint32_t len;                      //    0: 4 B
+    char data[4];                      //    4: 4 B
+} rg_str4;
+static_assert(sizeof(rg_str4) == 8, "layout of rg_str4 changed");
+static_assert(alignof(rg_str4) == 4, "alignment of rg_str4 changed");
+static_assert(offsetof(rg_str4, len) == 0, "rg_str4.len");
+static_assert(offsetof(rg_str4, data) == 4, "rg_str4.data");
+
+// Annotated[list[np.int16], MaxLen(8)]: count + items
+typedef struct rg_list_i16_8 {
+    uint32_t count;                    //    0: 4 B
+    int16_t items[8];                  //    4: 16 B
+} rg_list_i16_8;
+static_assert(sizeof(rg_list_i16_8) == 20, "layout of rg_list_i16_8 changed");
+static_assert(alignof(rg_list_i16_8) == 4, "alignment of rg_list_i16_8 changed");
+static_assert(offsetof(rg_list_i16_8, count) == 0, "rg_list_i16_8.count");
+static_assert(offsetof(rg_list_i16_8, items) == 4, "rg_list_i16_8.items");
+
+// message Parsed
+typedef struct Parsed {
+    rg_uuid message_id;                //    0: 16 B, UUID of this message
+    rg_uuid correlation_id;            //   16: 16 B, message_id of the request (flags & RG_FLAG_HAS_CORRELATION)
+    uint32_t type_id;                  //   32: 4 B, RG_TYPE_ID_<Msg>
+    uint8_t priority;                  //   36: 1 B, 0..255, higher first
+    uint8_t flags;                     //   37: 1 B, RG_FLAG_*
+    uint8_t _pad0[2];                  //   38: 2 B
+    rg_str4 first;                     //   40: 8 B
+    rg_opt_str16 echo;                 //   48: 24 B
+    rg_list_i16_8 ids;                 //   72: 20 B
+    rg_opt_uuid owner;                 //   92: 17 B
+    uint8_t _pad1[3];                  //  109: 3 B
+    rg_opt_i64 start;                  //  112: 16 B
+    int32_t mode;                      //  128: 4 B
+    rg_opt_Tag tag;                    //  132: 60 B
+    rg_opt_Tag inner;                  //  192: 60 B
+    uint8_t _pad2[4];                  //  252: 4 B
+    int64_t digits;                    //  256: 8 B
+    int64_t vowels;                    //  264: 8 B
+    int64_t code;                      //  272: 8 B
+    int64_t order;                     //  280: 8 B
+    uint8_t same_owner;                //  288: 1 B
+    uint8_t later;                     //  289: 1 B
+    uint8_t _pad3[6];                  //  290: 6 B
+    int64_t fast;                      //  296: 8 B
+    uint8_t found;                     //  304: 1 B
+    uint8_t _pad4[7];                  //  305: 7 B
+} Parsed;
+static_assert(sizeof(Parsed) == 312, "layout of Parsed changed");
+static_assert(alignof(Parsed) == 8, "alignment of Parsed changed");
+static_assert(offsetof(Parsed, message_id) == 0, "Parsed.message_id");
+static_assert(offsetof(Parsed, correlation_id) == 16, "Parsed.correlation_id");
+static_assert(offsetof(Parsed, type_id) == 32, "Parsed.type_id");
+static_assert(offsetof(Parsed, priority) == 36, "Parsed.priority");
+static_assert(offsetof(Parsed, flags) == 37, "Parsed.flags");
+static_assert(offsetof(Parsed, first) == 40, "Parsed.first");
+static_assert(offsetof(Parsed, echo) == 48, "Parsed.echo");
+static_assert(offsetof(Parsed, ids) == 72, "Parsed.ids");
+static_assert(offsetof(Parsed, owner) == 92, "Parsed.owner");
+static_assert(offsetof(Parsed, start) == 112, "Parsed.start");
+static_assert(offsetof(Parsed, mode) == 128, "Parsed.mode");
+static_assert(offsetof(Parsed, tag) == 132, "Parsed.tag");
+static_assert(offsetof(Parsed, inner) == 192, "Parsed.inner");
+static_assert(offsetof(Parsed, digits) == 256, "Parsed.digits");
+static_assert(offsetof(Parsed, vowels) == 264, "Parsed.vowels");
+static_assert(offsetof(Parsed, code) == 272, "Parsed.code");
+static_assert(offsetof(Parsed, order) == 280, "Parsed.order");
+static_assert(offsetof(Parsed, same_owner) == 288, "Parsed.same_owner");
+static_assert(offsetof(Parsed, later) == 289, "Parsed.later");
+static_assert(offsetof(Parsed, fast) == 296, "Parsed.fast");
+static_assert(offsetof(Parsed, found) == 304, "Parsed.found");
+
 // state Running
 typedef struct Running {
     int64_t count;                     //    0: 8 B
@@ -391,3 +578,11 @@ static_assert(offsetof(Running, ticks) == 34, "Running.ticks");
 #define RG_TYPE_ID_BigResult 0x66598442u  // schemas.translated.BigResult
 #define RG_TYPE_ID_Batch 0xbcb56067u  // schemas.translated.Batch
 #define RG_TYPE_ID_Summary 0xcf598997u  // schemas.translated.Summary
+#define RG_TYPE_ID_Tag 0xba6f896eu  // schemas.translated.Tag
+#define RG_TYPE_ID_Record 0x83f2c568u  // schemas.translated.Record
+#define RG_TYPE_ID_Parsed 0x39bde8fau  // schemas.translated.Parsed
+
+// schemas.translated.Mode: the values of its fields (int32_t) as constants.
+static constexpr int32_t Mode_FAST = 1;
+static constexpr int32_t Mode_SAFE = 2;
+static constexpr int32_t Mode_OFF = -7;
