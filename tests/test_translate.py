@@ -81,14 +81,21 @@ UNSUPPORTED = {
     "unknown call": ("t = print(1)\n", 1, 9, "calling `print`", "builtins"),
     "unknown field": ("t = req.nope\n", 1, 9, "the field .nope", "x, y, xs, s"),
     "header field": ("t = req.priority\n", 1, 9, "the field .priority", "header fields"),
-    "str index": ("t = req.s[0]\n", 1, 9, "indexing a str", "bounded list"),
+    "str local": ("w = req.s\n", 1, 9, "a local of type str", "read the field where it is used"),
+    "index a float": ("w = req.y[0]\n", 1, 9, "indexing a float", "bounded list and str"),
+    "char against longer str": ("w = req.s[0] < 'ab'\n", 1, 9, "ordering a character against a longer str",
+                                "one-character literal"),
+    "in a list": ("w = 1.0 in req.xs\n", 1, 9, "`in` of a float in a list[float]", "loop over it"),
+    "ord of a str": ("w = ord(req.s)\n", 1, 9, "ord() of a str", "ord(s[i])"),
+    "str with int": ("w = req.s == 1\n", 1, 9, "comparing a str with a int", "str with str"),
     "for else": ("for i in range(3):\n    pass\nelse:\n    pass\n", 1, 5, "for ... else", "flag"),
     "while else": ("while t < 3:\n    t += 1\nelse:\n    pass\n", 1, 5, "while ... else", "flag"),
     "break in prange": ("for i in rg.prange(4):\n    break\n", 2, 9, "`break` here", "sequential loop"),
     "attribute target": ("req.x = 1\n", 1, 5, "an attribute target", "one local name"),
     "return a local": ("return t\n", 1, 12, "returning `t`", "return Out(field="),
-    "list field in response": ("return Out(items=req.xs)\n", 1, 22, "setting the list field `items`",
-                               "default"),
+    "list of another type in response": ("return Out(items=req.xs)\n", 1, 22,
+                                         "a list[float] value for the list[int] field `items`",
+                                         "same item type"),
     "positional field": ("return Out(1)\n", 1, 12, "returning `Out(1)`", "Out(field=value"),
     "ctx.send": ("ctx.send('x', req)\n", 1, 5, "ctx.send(...) (not yet supported", "cuda="),
     "nested prange": ("for i in rg.prange(4):\n    for j in rg.prange(4):\n        pass\n", 2, 9,
@@ -310,3 +317,25 @@ def test_a_str_index_out_of_range_traps_as_python_raises(corpus: tuple[Any, Sync
     requests = [pkg.Record(text="héllo", other=other, index=i)
                 for i, other in enumerate(["abcd", "abcde", "€", "€€"])]
     assert _agree(corpus, "fields", requests) == []
+
+
+STATEFUL = HEADER.replace('@ring_kernel(kernel_id="bad", input=In, output=Out)\ndef bad(req, ctx):',
+                          """@dataclass
+class Count:
+    n: int = 0
+
+
+@ring_kernel(kernel_id="bad", input=In, output=Out, state=Count)
+def bad(req, state, ctx):""")
+
+
+def test_state_errors_name_the_state_fields(tmp_path: Path) -> None:
+    path = tmp_path / "bad_state.py"
+    path.write_text(STATEFUL + "    s = state\n    state.nope = 1\n    state = 2\n    return None\n")
+    with pytest.raises(TranslationError) as info:
+        plan([str(path)], tmp_path / "out")
+    first = STATEFUL.count("\n") + 1
+    assert [(d.line - first, d.construct, d.instead) for d in info.value.diagnostics] == [
+        (0, "the state `state` as a value", "read and assign its fields: state.n"),
+        (1, "the state field .nope", "Count has n"),
+        (2, "assigning to the parameter `state`", "assign to a new local name or to a state field")]
