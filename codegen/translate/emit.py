@@ -1,7 +1,8 @@
 """Typed IR -> the C handler. Every thread of the block runs the handler with the same
-values, so control flow is uniform: sequential code runs redundantly on each thread, a prange
-runs in rounds of blockDim iterations (thread t runs iteration base + t), and the response and
-ctx.fail() are written by thread 0 alone.
+values, so control flow is uniform: sequential code runs redundantly on each thread (a
+handler without a prange is run by thread 0 alone), a prange runs in rounds of blockDim
+iterations (thread t runs iteration base + t), and the response and ctx.fail() are written by
+thread 0 alone.
 
 Reductions, in a fixed order that is Python's: each iteration's value (`acc += v`,
 `m = max(m, v)`) goes to a shared slot, and after the round's barrier thread 0 folds the slots
@@ -64,12 +65,17 @@ class Emitter:
             w(f"    __shared__ {r.ty.c} rg_acc{r.slot};")
         for name, ty in f.locals.items():
             w(f"    {ty.c} {local(name)} = {_zero(ty)}; (void){local(name)};")
+        parallel = _has_prange(f.body)
+        if not parallel:  # nothing for the other threads to share: they do not repeat the work
+            back = " false" if f.output else ""
+            w(f"    if (threadIdx.x != 0) return{back};  // no prange: thread 0 runs it")
         if f.state:
             # The state is read into locals that every thread computes on alike, and thread 0
             # writes them back at each return: no thread reads a field another one changed.
             for name, ctype in f.state_fields.items():
                 w(f"    {local('%' + name)} = {self.load(f'state.{name}', ctype)};")
-            w("    __syncthreads();  // every thread has read the state before thread 0 writes it")
+            if parallel:
+                w("    __syncthreads();  // every thread has read the state before thread 0 writes it")
         self.block(f.body, 1)
         self.save_state("    ")
         w("    return false;" if f.output else "    return;")
@@ -446,6 +452,17 @@ class Emitter:
         if ctype.kind == "bool":
             return f"({lv} != 0)"
         return lv
+
+
+def _has_prange(body: tuple[tir.Stmt, ...]) -> bool:
+    for s in body:
+        if isinstance(s, tir.PRange):
+            return True
+        inner = (*s.body, *s.orelse) if isinstance(s, tir.If) else \
+            s.body if isinstance(s, (tir.While, tir.ForRange, tir.ForStr)) else ()
+        if _has_prange(inner):
+            return True
+    return False
 
 
 def _zero(ty: Ty) -> str:

@@ -47,7 +47,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='calculator',
-    schema_hash='5cce33b39b6a0752',
+    schema_hash='7c750550bcb6b51e',
     build_command='ringgen build examples/calculator.py -o generated',
     sources=('examples/calculator.py',),
     type_ids=TYPE_IDS,

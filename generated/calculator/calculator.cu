@@ -30,6 +30,7 @@ __device__ bool calculator_handle(const CalculateRequest& req, CalculateResponse
     bool py_dot = false; (void)py_dot;
     uint32_t py_c = 0u; (void)py_c;
     double py_value = 0.0; (void)py_value;
+    if (threadIdx.x != 0) return false;  // no prange: thread 0 runs it
 #line 41
     py_n = rg_py_strlen(req.expression.data, req.expression.len);
 #line 42
@@ -247,7 +248,7 @@ __device__ bool calculator_handle(const CalculateRequest& req, CalculateResponse
     }
     return false;
 }
-#line 251 "calculator.cu"
+#line 252 "calculator.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a

@@ -250,7 +250,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='translated',
-    schema_hash='3be52ddb1d316be6',
+    schema_hash='f87fc1a10281d87e',
     build_command='ringgen build schemas.translated -o translated',
     sources=('schemas.translated',),
     type_ids=TYPE_IDS,

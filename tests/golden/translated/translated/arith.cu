@@ -27,6 +27,7 @@ __device__ bool arith_handle(const Numbers& req, Arith& resp, rg_ctx& ctx) {
     int64_t py_k = 0; (void)py_k;
     int64_t py_trunc = 0; (void)py_trunc;
     double py_root = 0.0; (void)py_root;
+    if (threadIdx.x != 0) return false;  // no prange: thread 0 runs it
 #line 57
     py_a = (int64_t)req.a;
 #line 58
@@ -140,7 +141,7 @@ __device__ bool arith_handle(const Numbers& req, Arith& resp, rg_ctx& ctx) {
     }
     return false;
 }
-#line 144 "arith.cu"
+#line 145 "arith.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a

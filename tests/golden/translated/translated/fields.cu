@@ -26,6 +26,7 @@ __device__ bool fields_handle(const Record& req, Parsed& resp, rg_ctx& ctx) {
     int64_t py_fast = 0; (void)py_fast;
     int64_t rg_tmp1 = 0; (void)rg_tmp1;
     int64_t py_m = 0; (void)py_m;
+    if (threadIdx.x != 0) return false;  // no prange: thread 0 runs it
 #line 285
     py_digits = INT64_C(0);
 #line 286
@@ -183,7 +184,7 @@ __device__ bool fields_handle(const Record& req, Parsed& resp, rg_ctx& ctx) {
     }
     return false;
 }
-#line 187 "fields.cu"
+#line 188 "fields.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a

@@ -16,6 +16,7 @@ struct overflow_ctx : rg_ctx {};
 #include "rg_python.h"
 __device__ bool overflow_handle(const Big& req, BigResult& resp, rg_ctx& ctx) {
     (void)req; (void)ctx;
+    if (threadIdx.x != 0) return false;  // no prange: thread 0 runs it
 #line 175
     {
 #line 175
@@ -42,7 +43,7 @@ __device__ bool overflow_handle(const Big& req, BigResult& resp, rg_ctx& ctx) {
     }
     return false;
 }
-#line 46 "overflow.cu"
+#line 47 "overflow.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a
