@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ringgen.errors import KernelFaultError, RinggenError
+from ringgen.reference import ReferenceContext
 from ringgen.schema.header import FIELDS as HEADER_FIELDS
 from ringgen.schema.kernels import KernelSpec
 from ringgen.schema.messages import is_message_class
@@ -37,16 +38,6 @@ from ringgen.schema.types import Kind, TypeNode, read_fields
 
 class VerifyError(RinggenError):
     """The compiled kernel and its Python function disagree (the message says on what)."""
-
-
-class ReferenceContext:
-    """The `ctx` a kernel's Python function receives when verify runs it."""
-
-    def __init__(self) -> None:
-        self.failed = False
-
-    def fail(self) -> None:
-        self.failed = True
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 from conftest import generated_package
 
 from ringgen import KernelFaultError, KernelState, RingKernelRuntime
-from ringgen.verify import ReferenceContext
+from ringgen.reference import ReferenceContext
 
 
 def run(pkg: Any, backend: str, body: Any) -> Any:

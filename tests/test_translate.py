@@ -11,12 +11,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import ROOT, compile_cpp, compile_nvcc, have_nvcc, import_package
 
 from ringgen.codegen.build import plan
 from ringgen.codegen.writer import write_package
 from ringgen.errors import TranslationError
+from ringgen.runtime.buffers import UnifiedBuffer
 from ringgen.runtime.sync import SyncRuntime
 from ringgen.schema.kernels import kernel_spec
 from ringgen.toolchain.compile import cccl_include
@@ -87,6 +89,10 @@ UNSUPPORTED = {
                                 "one-character literal"),
     "in a list": ("w = 1.0 in req.xs\n", 1, 9, "`in` of a float in a list[float]", "loop over it"),
     "ord of a str": ("w = ord(req.s)\n", 1, 9, "ord() of a str", "ord(s[i])"),
+    "buffer without dtype": ("w = ctx.buffer(req.x)\n", 1, 9, "ctx.buffer() without its dtype",
+                             "np.float64"),
+    "buffer of an int": ("w = ctx.buffer(req.x, math)\n", 1, 20, "ctx.buffer() of a int", "BufferRef field"),
+    "list item store": ("req.xs[0] = 1.0\n", 1, 5, "assigning an item of a list[float]", "immutable"),
     "str with int": ("w = req.s == 1\n", 1, 9, "comparing a str with a int", "str with str"),
     "for else": ("for i in range(3):\n    pass\nelse:\n    pass\n", 1, 5, "for ... else", "flag"),
     "while else": ("while t < 3:\n    t += 1\nelse:\n    pass\n", 1, 5, "while ... else", "flag"),
@@ -339,3 +345,33 @@ def test_state_errors_name_the_state_fields(tmp_path: Path) -> None:
         (0, "the state `state` as a value", "read and assign its fields: state.n"),
         (1, "the state field .nope", "Count has n"),
         (2, "assigning to the parameter `state`", "assign to a new local name or to a state field")]
+
+
+# ---- ctx.buffer(ref, dtype) ----
+
+
+def test_a_buffer_view_is_read_and_written_as_python(corpus: tuple[Any, SyncRuntime]) -> None:
+    """The kernel's buffer ends as the Python function leaves a copy of it (float32 items,
+    written in a prange and by the sequential code, negative index), and the responses agree;
+    a buffer of another dtype is a TypeError in Python and a trap in C."""
+    pkg, runtime = corpus
+    spec = kernel_spec(pkg.scale)
+    assert spec is not None
+    kernel = CompiledKernel(runtime, "scale")
+    try:
+        for n, factor, bump in [(1, 2.0, 0), (5, -1.5, 3), (70, 0.1, -2**31), (33, 1e38, 7)]:
+            values = np.linspace(-3.0, 7.0, n).astype(np.float32)
+            device = runtime.unified_buffer(n, np.float32)
+            device.host[:] = values
+            mirror = UnifiedBuffer(n, np.float32)
+            mirror.host[:] = values
+            with np.errstate(over="ignore"):
+                python = run_python(spec, pkg.Scale(data=mirror.ref, factor=factor, bump=bump))
+            compiled = kernel.run(pkg.Scale(data=device.ref, factor=factor, bump=bump))
+            assert python.error is None and agree(spec, python, compiled) == [], (n, python, compiled)
+            assert device.host.tobytes() == mirror.host.tobytes(), n
+        wrong = runtime.unified_buffer(4, np.float64)
+        assert run_python(spec, pkg.Scale(data=wrong.ref)).error == "TypeError"
+        assert kernel.run(pkg.Scale(data=wrong.ref)).error is not None
+    finally:
+        runtime.terminate("scale")

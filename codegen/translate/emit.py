@@ -46,6 +46,8 @@ class Emitter:
         self.lines: list[str] = []
         self.loops = 0
         self.line = 0  # the Python line of what is being emitted
+        self.parallel = False  # the handler has a prange: every thread runs it
+        self.in_prange = 0
 
     def emit(self) -> str:
         f = self.func
@@ -65,7 +67,7 @@ class Emitter:
             w(f"    __shared__ {r.ty.c} rg_acc{r.slot};")
         for name, ty in f.locals.items():
             w(f"    {ty.c} {local(name)} = {_zero(ty)}; (void){local(name)};")
-        parallel = _has_prange(f.body)
+        parallel = self.parallel = _has_prange(f.body)
         if not parallel:  # nothing for the other threads to share: they do not repeat the work
             back = " false" if f.output else ""
             w(f"    if (threadIdx.x != 0) return{back};  // no prange: thread 0 runs it")
@@ -124,6 +126,8 @@ class Emitter:
             self.prange(s, depth)
         elif isinstance(s, tir.Accumulate):
             self.accumulate(s, pad)
+        elif isinstance(s, tir.BufferStore):
+            self.buffer_store(s, pad)
         elif isinstance(s, tir.Break):
             w(f"{pad}break;")
         elif isinstance(s, tir.Continue):
@@ -151,6 +155,22 @@ class Emitter:
         w(f"{pad}    }}")
         w(f"{pad}}}")
 
+    def buffer_store(self, s: tir.BufferStore, pad: str) -> None:
+        """An item of a buffer view: in a prange, each iteration its own item; elsewhere thread
+        0 stores, between barriers when every thread runs the handler (they all read the old
+        value before, and see the new one after)."""
+        w = self.out
+        ty = self.func.locals[s.view]
+        assert ty.ctype is not None
+        item = f"rg_py_buf_at<{ty.ctype.c_name}>({local(s.view)}, {self.expr(s.index)}, RG_PY_AT)"
+        store = f"{item} = {self.store(s.value, ty.ctype)};"
+        if self.in_prange or not self.parallel:
+            w(f"{pad}{store}")
+            return
+        w(f"{pad}__syncthreads();  // every thread has read the item's old value")
+        w(f"{pad}if (threadIdx.x == 0) {store}")
+        w(f"{pad}__syncthreads();  // and sees the new one")
+
     def for_str(self, s: tir.ForStr, depth: int) -> None:
         pad, w = "    " * depth, self.out
         n = self.loops = self.loops + 1
@@ -168,6 +188,8 @@ class Emitter:
         w(f"{pad}    // folds each round's values in index order, so the result is Python's loop's")
         w(f"{pad}    const int64_t rg_lo{n} = {self.expr(s.start)}, rg_hi{n} = {self.expr(s.stop)};")
         w(f"{pad}    unsigned rg_round{n} = 0;")
+        if s.syncs:
+            w(f"{pad}    __syncthreads();  // a buffer: what thread 0 wrote before is seen by all")
         w(f"{pad}    for (int64_t rg_base{n} = rg_lo{n}; rg_base{n} < rg_hi{n}; "
           f"rg_base{n} += {block}, rg_round{n} ^= 1u) {{")
         for r in reds:
@@ -176,7 +198,9 @@ class Emitter:
         w(f"{pad}        const int64_t rg_i{n} = rg_base{n} + (int64_t)threadIdx.x;")
         w(f"{pad}        if (rg_i{n} < rg_hi{n}) do {{  // do/while(0): `continue` ends the iteration")
         w(f"{pad}            {local(s.var)} = rg_i{n};")
+        self.in_prange += 1
         self.block(s.body, depth + 3)
+        self.in_prange -= 1
         self.line = s.line  # the folds below belong to the loop's line
         w(f"{pad}        }} while (0);")
         if reds:
@@ -193,6 +217,8 @@ class Emitter:
             w(f"{pad}        }}")
         w(f"{pad}    }}")
         w(f"{pad}    if (rg_hi{n} > rg_lo{n}) {local(s.var)} = rg_hi{n} - 1;  // its value after the loop")
+        if s.syncs:
+            w(f"{pad}    __syncthreads();  // a buffer: every iteration's writes are seen by all")
         if reds:
             w(f"{pad}    if (threadIdx.x == 0) {{")
             for r in reds:
@@ -328,11 +354,18 @@ class Emitter:
             return f"(rg_py_present({lv}.present, RG_PY_AT), {self.load(f'{lv}.value', ctype.element)})"
         if isinstance(e, tir.IsNone):
             return f"({'' if e.negate else '!'}{self.lvalue(e.operand)}.present)"
+        if isinstance(e, tir.Len) and e.operand.ty.kind == "buffer":
+            return f"(int64_t){self.expr(e.operand)}.count()"
         if isinstance(e, tir.Len):
             lv = self.lvalue(e.operand)
             if e.operand.ty.kind == "str":
                 return f"rg_py_strlen({lv}.data, {lv}.len)"
             return f"(int64_t){lv}.count"
+        if isinstance(e, tir.Index) and e.seq.ty.kind == "buffer":
+            item = e.seq.ty.ctype
+            assert item is not None
+            at = f"{self.expr(e.seq)}, {self.expr(e.index)}, RG_PY_AT"
+            return self.load(f"rg_py_buf_at<{item.c_name}>({at})", item)
         if isinstance(e, tir.Index) and e.seq.ty.kind == "str":
             lv = self.lvalue(e.seq)
             return f"rg_py_str_at({lv}.data, {lv}.len, {self.expr(e.index)}, RG_PY_AT)"
@@ -397,6 +430,9 @@ class Emitter:
         args = [self.expr(a) for a in e.args]
         if e.func == "nan":
             return "(double)NAN"
+        if e.func == "buffer":  # (ref, numpy type character, item size)
+            code, size = (a.value for a in e.args[1:] if isinstance(a, tir.Const))
+            return f"rg_py_buffer(ctx, {args[0]}, {code}u, {size}u, RG_PY_AT)"
         if e.func in ("min", "max"):
             return f"rg_py_{e.func}<{e.ty.c}>({args[0]}, {args[1]})"
         if e.func == "abs":
@@ -466,7 +502,8 @@ def _has_prange(body: tuple[tir.Stmt, ...]) -> bool:
 
 
 def _zero(ty: Ty) -> str:
-    return {"int": "0", "float": "0.0", "bool": "false", "char": "0u", "datetime": "0", "enum": "0"}[ty.kind]
+    return {"int": "0", "float": "0.0", "bool": "false", "char": "0u", "datetime": "0", "enum": "0",
+            "buffer": "rg_buffer_view{}"}[ty.kind]
 
 
 def _fold(r: tir.Reduction, acc: str, value: str) -> str:

@@ -11,6 +11,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from ringgen.codegen.ir import CType
 from ringgen.codegen.translate import tir
 from ringgen.codegen.translate.diagnostics import Diagnostics, Unsupported
@@ -22,6 +24,7 @@ from ringgen.codegen.translate.types import (
     NONE,
     Messages,
     Ty,
+    buffer_item,
     of_ctype,
     unify_numeric,
 )
@@ -43,10 +46,13 @@ class _Scope:
     """What a prange body may do: read everything but its accumulators, assign its own
     locals, accumulate into the outer locals listed in `reductions` once an iteration."""
 
-    def __init__(self, outer: set[str]) -> None:
+    def __init__(self, outer: set[str], var: str = "") -> None:
         self.outer = outer
+        self.var = var
         self.reductions: dict[str, tir.Reduction] = {}
         self.reads: dict[str, ast.AST] = {}  # outer locals the body reads, where first
+        # ctx.buffer views used: name -> (a write, indexed by the loop variable, where)
+        self.buffers: dict[str, list[tuple[bool, bool, ast.AST]]] = {}
 
 
 class Lowerer:
@@ -118,6 +124,8 @@ class Lowerer:
         if isinstance(s, ast.Assign):
             if len(s.targets) == 1 and self.is_state_field(s.targets[0]):
                 return self.assign(s, self.state_field(s.targets[0]), s.value, None)
+            if len(s.targets) == 1 and isinstance(s.targets[0], ast.Subscript):
+                return [self.item_store(s, s.targets[0], s.value, None)]
             if len(s.targets) != 1 or not isinstance(s.targets[0], ast.Name):
                 raise Unsupported(s, _describe(s.targets[0]) if len(s.targets) == 1 else
                                   "chained assignment", "assign one local name at a time: x = ...")
@@ -168,6 +176,55 @@ class Lowerer:
             raise Unsupported(node, f"the state field .{node.attr}",
                               f"{self.func.state} has {', '.join(self.func.state_fields)}")
         return state_local(node.attr)
+
+    def item_store(self, s: ast.stmt, target: ast.Subscript, value_node: ast.expr,
+                   op: type[ast.AST] | None) -> tir.Stmt:
+        """`view[i] = v` (or `view[i] += v`) of a ctx.buffer view."""
+        view = self.expr(target.value)
+        if view.ty.kind != "buffer" or not isinstance(view, tir.Local) or view.ty.element is None:
+            raise Unsupported(target, f"assigning an item of a {view.ty}",
+                              "messages are immutable: build the response with its constructor; "
+                              "write to a buffer through view = ctx.buffer(ref, dtype)")
+        if isinstance(target.slice, ast.Slice):
+            raise Unsupported(target, "a slice", "loop over range(start, stop) and index")
+        index = self.int_expr(target.slice)
+        self.buffer_use(view.name, target.slice, write=True)
+        value = self.expr(value_node)
+        if op is not None:
+            value = self.binary(s, op, tir.Index(view.ty.element, view, index), value)
+        value = self.coerce(self.value(value), view.ty.element, value_node, f"an item of `{view.name}`")
+        return tir.BufferStore(self.line(s), view.name, index, value)
+
+    def buffer_use(self, name: str, index: ast.expr, write: bool) -> None:
+        if self.prange is not None:
+            by_var = isinstance(index, ast.Name) and index.id == self.prange.var != ""
+            self.prange.buffers.setdefault(name, []).append((write, by_var, index))
+
+    def numpy_dtype(self, node: ast.expr) -> np.dtype | None:
+        obj = getattr(self.globals.get(node.value.id), node.attr, None) \
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) else \
+            self.globals.get(node.id) if isinstance(node, ast.Name) else None
+        try:
+            return np.dtype(obj) if isinstance(obj, type) else None
+        except TypeError:
+            return None
+
+    def buffer_view(self, node: ast.Call) -> tir.Expr:
+        """ctx.buffer(ref, dtype): the view of a registered UnifiedBuffer's items."""
+        if len(node.args) != 2:
+            raise Unsupported(node, "ctx.buffer() without its dtype",
+                              "name the buffer's item type: ctx.buffer(req.data, np.float64)")
+        ref = self.value(self.expr(node.args[0]))
+        if ref.ty.kind != "bufref":
+            raise Unsupported(node.args[0], f"ctx.buffer() of a {ref.ty}",
+                              "pass a BufferRef field: ctx.buffer(req.data, np.float64)")
+        dtype = self.numpy_dtype(node.args[1])
+        item = buffer_item(dtype) if dtype is not None else None
+        if dtype is None or item is None:
+            raise Unsupported(node.args[1], f"the dtype `{ast.unparse(node.args[1])}`",
+                              "name a numpy number type: np.float64, np.float32, np.int32, np.bool_ ...")
+        return tir.Call(Ty("buffer", item, of_ctype(item)), "buffer",
+                        (ref, tir.Const(INT, ord(dtype.char)), tir.Const(INT, dtype.itemsize)))
 
     def annotation(self, node: ast.expr) -> Ty:
         name = node.id if isinstance(node, ast.Name) else None
@@ -256,6 +313,8 @@ class Lowerer:
         return red
 
     def aug_assign(self, s: ast.AugAssign) -> list[tir.Stmt]:
+        if isinstance(s.target, ast.Subscript):
+            return [self.item_store(s, s.target, s.value, type(s.op))]
         if self.is_state_field(s.target):
             name = self.state_field(s.target)
         elif isinstance(s.target, ast.Name):
@@ -366,7 +425,7 @@ class Lowerer:
         if self.prange is not None:
             raise Unsupported(node, "a prange inside a prange", "make the inner loop a range()")
         self.declare(node, var, INT)
-        scope = _Scope(set(self.func.locals) - {var})
+        scope = _Scope(set(self.func.locals) - {var}, var)
         self.prange, outer_loops, self.loops = scope, self.loops, 0
         try:
             lowered = self.block(body)
@@ -378,7 +437,15 @@ class Lowerer:
                 raise Unsupported(where, f"reading the accumulator `{shown(name)}` inside its prange",
                                   "its value mid-loop depends on the order of the threads; read it "
                                   "after the loop")
-        return tir.PRange(self.line(node), var, start, stop, lowered, tuple(scope.reductions.values()))
+        for name, uses in scope.buffers.items():
+            if any(write for write, _, _ in uses):
+                for _, by_var, where in uses:
+                    if not by_var:
+                        raise Unsupported(where, f"`{name}[{ast.unparse(where)}]` in a prange that writes "
+                                          f"`{name}`", f"each iteration may touch only its own item: "
+                                          f"index `{name}` by `{var}`, or use a sequential range()")
+        return tir.PRange(self.line(node), var, start, stop, lowered, tuple(scope.reductions.values()),
+                          syncs=bool(scope.buffers))
 
     def ret(self, s: ast.Return) -> tir.Stmt:
         line = self.line(s)
@@ -546,6 +613,9 @@ class Lowerer:
                 raise Unsupported(node, "a slice", "loop over range(start, stop) and index")
             if seq.ty.kind == "str":  # a character, found by counting from the start
                 return tir.Index(CHAR, seq, self.int_expr(node.slice))
+            if seq.ty.kind == "buffer" and isinstance(seq, tir.Local) and seq.ty.element is not None:
+                self.buffer_use(seq.name, node.slice, write=False)
+                return tir.Index(seq.ty.element, seq, self.int_expr(node.slice))
             if seq.ty.kind != "list" or seq.ty.element is None:
                 raise Unsupported(node, f"indexing a {seq.ty}", "index bounded list and str fields")
             return tir.Index(seq.ty.element, seq, self.int_expr(node.slice))
@@ -769,6 +839,9 @@ class Lowerer:
         if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) \
                 and self.globals.get(f.value.id) is math:
             return self.math_call(node, f.attr)
+        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and self.ctx \
+                and f.value.id == self.ctx and f.attr == "buffer":
+            return self.buffer_view(node)
         if not isinstance(f, ast.Name) or f.id in self.func.locals or f.id not in _BUILTINS \
                 or f.id in self.globals:
             raise Unsupported(node, f"calling {_describe(f)}",
@@ -785,7 +858,7 @@ class Lowerer:
             assert char is not None
             return tir.Convert(INT, char)
         if name == "len" and len(args) == 1:
-            if args[0].ty.kind not in ("list", "str"):
+            if args[0].ty.kind not in ("list", "str", "buffer"):
                 raise Unsupported(node, f"len() of a {args[0].ty}",
                                   "take len() of bounded list and str fields")
             return tir.Len(INT, args[0])
@@ -830,6 +903,7 @@ class Lowerer:
         saved_pre, self.pre = self.pre, []
         index = self.temp(INT)
         read: list[tir.Stmt] = []  # what each iteration does before its value
+        buffered = False  # a generator over a buffer view
         if isinstance(arg, ast.GeneratorExp):
             gen = arg.generators[0]
             if len(arg.generators) != 1 or gen.ifs or gen.is_async or not isinstance(gen.target, ast.Name):
@@ -841,22 +915,25 @@ class Lowerer:
                 var = index
             else:
                 seq = self.sequence(it, op)
+                buffered = seq.ty.kind == "buffer"
                 start, stop = tir.Const(INT, 0), tir.Len(INT, seq)
                 assert seq.ty.element is not None
                 var = self.temp(seq.ty.element)  # the generator's own variable, as in Python 3
                 read.append(tir.Assign(line, var, tir.Index(seq.ty.element, seq, tir.Local(INT, index))))
-            self.prange = _Scope(set())  # the element is evaluated per iteration, on any thread
+            scope = self.prange = _Scope(set())  # the element is evaluated per iteration, on any thread
             saved_aliases = dict(self.aliases)
             self.aliases[gen.target.id] = var
             try:
                 value = self.expr(arg.elt)
             finally:
                 self.prange, self.aliases = None, saved_aliases
+            syncs = bool(scope.buffers) or buffered
         else:
             seq = self.sequence(arg, op)
             assert seq.ty.element is not None
             start, stop = tir.Const(INT, 0), tir.Len(INT, seq)
             value = tir.Index(seq.ty.element, seq, tir.Local(INT, index))
+            syncs = seq.ty.kind == "buffer"
         value = self.value(value)
         self.numeric(arg, value)
         ty = INT if value.ty == BOOL else value.ty
@@ -868,7 +945,7 @@ class Lowerer:
         out = list(saved_pre)
         if op == "sum":  # Python's sum starts from the int 0
             out.append(tir.Assign(line, result, tir.Const(ty, 0 if ty == INT else 0.0)))
-            out.append(tir.PRange(line, index, start, stop, body, (red,)))
+            out.append(tir.PRange(line, index, start, stop, body, (red,), syncs))
         else:  # the first item starts the fold, as in Python's min/max of an iterable
             count = self.temp(INT)
             out.append(tir.Assign(line, count, tir.Binary(INT, "-", stop, start)))
@@ -877,13 +954,13 @@ class Lowerer:
             out.extend(read)
             out.append(tir.Assign(line, result, value))
             out.append(tir.PRange(line, index, tir.Binary(INT, "+", tir.Local(INT, index), tir.Const(INT, 1)),
-                                  stop, body, (red,)))
+                                  stop, body, (red,), syncs))
         self.pre = out
         return tir.Local(ty, result)
 
     def sequence(self, node: ast.expr, op: str) -> tir.Expr:
         seq = self.expr(node)
-        if seq.ty.kind != "list" or seq.ty.element is None or not seq.ty.element.scalar:
+        if seq.ty.kind not in ("list", "buffer") or seq.ty.element is None or not seq.ty.element.scalar:
             raise Unsupported(node, f"{op}() of {_describe(node)}",
                               f"{op}() a bounded list of numbers or a generator over rg.prange(n)")
         return seq

@@ -178,6 +178,16 @@ class PRange(Stmt):
     stop: Expr
     body: tuple[Stmt, ...]
     reductions: tuple[Reduction, ...]
+    syncs: bool = False  # it reads or writes a buffer: a barrier before and after it
+
+
+@dataclass(frozen=True)
+class BufferStore(Stmt):
+    """`view[index] = value` of a ctx.buffer view held in the local `view`."""
+
+    view: str
+    index: Expr
+    value: Expr
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ringgen.codegen.ir import CType, MessageIR
 
 
@@ -12,7 +14,8 @@ from ringgen.codegen.ir import CType, MessageIR
 class Ty:
     """kind: int (held as int64_t) | float (double) | bool | char (a str of one character, its
     code point as uint32_t) | datetime (int64 ns since the epoch, as the field) | enum (its
-    member's value, `name` its class) | str | list | optional | message | uuid | none. A field's
+    member's value, `name` its class) | str | list | optional | message | uuid | bufref (a
+    BufferRef field) | buffer (a ctx.buffer view; ctype: its item's type) | none. A field's
     storage type (float32, int16, ...) is its CType; values are computed in Python's widths and
     converted (checked) when stored."""
 
@@ -50,7 +53,7 @@ class Ty:
 
 
 _LOCAL_C = {"int": "int64_t", "float": "double", "bool": "bool", "char": "uint32_t",
-            "datetime": "int64_t", "enum": "int64_t"}
+            "datetime": "int64_t", "enum": "int64_t", "buffer": "rg_buffer_view"}
 
 INT = Ty("int")
 FLOAT = Ty("float")
@@ -67,8 +70,8 @@ def of_ctype(ctype: CType, python: str = "") -> Ty | None:
     which names an enum's class); None where the translator has none yet."""
     if ctype.kind in _SCALAR_KINDS:
         return _SCALAR_KINDS[ctype.kind]
-    if ctype.kind in ("str", "message", "uuid"):
-        return Ty(ctype.kind, ctype)
+    if ctype.kind in ("str", "message", "uuid", "buffer"):  # buffer: a BufferRef's handle
+        return Ty("bufref" if ctype.kind == "buffer" else ctype.kind, ctype)
     if ctype.kind == "datetime":
         return DATETIME
     if ctype.kind == "enum":
@@ -106,3 +109,18 @@ class Messages:
     def field_ty(self, message: str, name: str) -> Ty | None:
         f = next(f for f in self.by_name[message].body_fields if f.name == name)
         return of_ctype(f.ctype, f.python_type)
+
+
+def buffer_item(dtype: np.dtype) -> CType | None:
+    """The C type of a ctx.buffer view's items of this numpy dtype (None: not a number)."""
+    bits = dtype.itemsize * 8
+    if dtype.kind == "b":
+        return CType("bool", "uint8_t", 1, 1, "bool", numpy=dtype.str)
+    if dtype.kind in "iu" and bits in (8, 16, 32, 64):
+        kind = "int" if dtype.kind == "i" else "uint"
+        return CType(kind, f"{kind}{bits}_t", dtype.itemsize, dtype.itemsize, f"{kind[0]}{bits}",
+                     bits=bits, numpy=dtype.str)
+    if dtype.kind == "f" and bits in (32, 64):
+        return CType("float", "float" if bits == 32 else "double", dtype.itemsize, dtype.itemsize,
+                     f"f{bits}", bits=bits, numpy=dtype.str)
+    return None

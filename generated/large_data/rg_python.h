@@ -270,3 +270,23 @@ RG_PY_HD bool rg_py_uuid_eq(const rg_uuid& a, const rg_uuid& b) {
         if (a.bytes[i] != b.bytes[i]) return false;
     return true;
 }
+
+// ---- ctx.buffer(ref, dtype): a registered UnifiedBuffer as a 1-D sequence (ringgen.reference) ----
+
+RG_PY_HD rg_buffer_view rg_py_buffer(const rg_ctx& ctx, uint64_t ref, uint32_t dtype, uint32_t itemsize,
+                                     const char* file, int line) {
+    rg_buffer_view v = ctx.buffer(ref);
+    if (!v.data) rg_py_raise("ValidationError: no UnifiedBuffer has this id", file, line);
+    if (v.dtype != dtype || v.itemsize != itemsize)
+        rg_py_raise("TypeError: the buffer holds another dtype than ctx.buffer(ref, dtype) names", file, line);
+    return v;
+}
+
+// view[i]: negative counts from the end, as Python's.
+template <typename T>
+RG_PY_HD T& rg_py_buf_at(const rg_buffer_view& v, int64_t i, const char* file, int line) {
+    int64_t n = (int64_t)v.count();
+    if (i < 0) i += n;
+    if (i < 0 || i >= n) rg_py_raise("IndexError: index out of range", file, line);
+    return v.as<T>()[i];
+}

@@ -13,7 +13,7 @@ from uuid import UUID
 import numpy as np
 
 import ringgen as rg
-from ringgen import MaxLen, message, ring_kernel
+from ringgen import BufferRef, MaxLen, message, ring_kernel
 
 LIMIT = 1000  # a module constant is a literal in the translated code
 
@@ -314,3 +314,33 @@ def fields(req: Record) -> Parsed:
     return Parsed(first=req.other, echo=None, owner=req.peer, digits=digits, vowels=vowels,
                   code=code, order=order, same_owner=req.owner == req.peer, later=later,
                   fast=fast, found=req.other in req.text, tag=Tag(name=req.other))
+
+
+@message
+@dataclass
+class Scale:
+    data: BufferRef
+    factor: float = 2.0
+    bump: np.int32 = 0
+
+
+@message
+@dataclass
+class Scaled:
+    total: float = 0.0
+    n: int = 0
+    first: float = 0.0
+    peak: float = 0.0
+
+
+@ring_kernel(kernel_id="scale", input=Scale, output=Scaled, block=32)
+def scale(req: Scale, ctx: object) -> Scaled:
+    """ctx.buffer(ref, dtype): items read and written in a prange (each iteration its own),
+    written by the sequential code, and reduced."""
+    view = ctx.buffer(req.data, np.float32)  # type: ignore[attr-defined]
+    first = view[0] if len(view) > 0 else 0.0
+    for i in rg.prange(len(view)):
+        view[i] = view[i] * req.factor
+    view[-1] += req.bump
+    total = sum(view[i] for i in rg.prange(len(view)))
+    return Scaled(total=total, n=len(view), first=first, peak=max(view))

@@ -22,6 +22,8 @@ TYPE_IDS = {
     'Tag': 0xba6f896e,
     'Record': 0x83f2c568,
     'Parsed': 0x39bde8fa,
+    'Scale': 0x07c39a20,
+    'Scaled': 0xcb704d75,
 }
 DTYPES = {
     'Numbers': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'a', 'b', 'x', 'y',
@@ -234,6 +236,16 @@ DTYPES = {
  'offsets': [0, 16, 32, 36, 37, 40, 48, 72, 92, 112, 128, 132, 192, 256, 264, 272, 280, 288,
              289, 296, 304],
  'itemsize': 312}),
+    'Scale': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'data', 'factor',
+           'bump'],
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '<u8', '<f8', '<i4'],
+ 'offsets': [0, 16, 32, 36, 37, 40, 48, 56],
+ 'itemsize': 64}),
+    'Scaled': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'total', 'n',
+           'first', 'peak'],
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '<f8', '<i8', '<f8', '<f8'],
+ 'offsets': [0, 16, 32, 36, 37, 40, 48, 56, 64],
+ 'itemsize': 72}),
 }
 # messages that have no C layout (host actors only), and why
 HOST_ONLY = {
@@ -247,10 +259,11 @@ HOST_ONLY = {
 #   overflow: Big -> BigResult, grid 1 x block 32
 #   running: Batch -> Summary, grid 1 x block 32
 #   fields: Record -> Parsed, grid 1 x block 32
+#   scale: Scale -> Scaled, grid 1 x block 32
 package = bind_package(
     globals(),
     name='translated',
-    schema_hash='f87fc1a10281d87e',
+    schema_hash='77e97ff61a37181e',
     build_command='ringgen build schemas.translated -o translated',
     sources=('schemas.translated',),
     type_ids=TYPE_IDS,

@@ -1441,3 +1441,165 @@ RG_FN int64_t rg_unpack_Parsed(const uint8_t* in, size_t len, Parsed* m) {
     return r.err ? (int64_t)r.err : (int64_t)r.pos;
 }
 
+// ---- Scale (schemas.translated.Scale) ----
+#define RG_MAX_PACKED_Scale 153
+
+RG_FN void rg_write_Scale(rg_mp_writer* w, const Scale* m) {
+    rg_mp_write_map(w, 6);
+    rg_mp_write_str(w, "data", 4);
+    rg_mp_write_uint(w, (uint64_t)m->data);
+    rg_mp_write_str(w, "factor", 6);
+    rg_mp_write_f64(w, m->factor);
+    rg_mp_write_str(w, "bump", 4);
+    rg_mp_write_int(w, (int64_t)m->bump);
+    rg_mp_write_str(w, "message_id", 10);
+    rg_mp_write_uuid(w, &m->message_id);
+    rg_mp_write_str(w, "priority", 8);
+    rg_mp_write_uint(w, (uint64_t)m->priority);
+    rg_mp_write_str(w, "correlation_id", 14);
+    if (m->flags & RG_FLAG_HAS_CORRELATION) rg_mp_write_uuid(w, &m->correlation_id);
+    else rg_mp_write_nil(w);
+}
+
+// Zeroes *m and applies the field defaults that are constants (a default_factory leaves zero).
+RG_FN void rg_init_Scale(Scale* m) {
+    for (size_t i = 0; i < sizeof *m; ++i) ((uint8_t*)m)[i] = 0;
+    m->type_id = RG_TYPE_ID_Scale;
+    m->factor = 2.0;
+    m->bump = 0;
+    m->priority = 128;
+}
+
+RG_FN void rg_read_Scale(rg_mp_reader* r, Scale* m) {
+    rg_init_Scale(m);
+    int seen_data = 0;
+    uint32_t n;
+    if (!rg_mp_read_map(r, &n)) return;
+    for (uint32_t k = 0; k < n && !r->err; ++k) {
+        const uint8_t* key;
+        uint32_t key_len;
+        if (!rg_mp_read_key(r, &key, &key_len)) return;
+        if (rg_mp_key_is(key, key_len, "data", 4)) {
+            seen_data = 1;
+            {
+                uint64_t v;
+                if (rg_mp_read_uint(r, &v, UINT64_MAX)) m->data = (uint64_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "factor", 6)) {
+            rg_mp_read_f64(r, &m->factor);
+        } else if (rg_mp_key_is(key, key_len, "bump", 4)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT32_MIN, INT32_MAX)) m->bump = (int32_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "message_id", 10)) {
+            rg_mp_read_uuid(r, &m->message_id);
+        } else if (rg_mp_key_is(key, key_len, "priority", 8)) {
+            {
+                uint64_t v;
+                if (rg_mp_read_uint(r, &v, UINT8_MAX)) m->priority = (uint8_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "correlation_id", 14)) {
+            if (rg_mp_read_nil(r)) m->flags &= (uint8_t)~RG_FLAG_HAS_CORRELATION;
+            else if (rg_mp_read_uuid(r, &m->correlation_id)) m->flags |= RG_FLAG_HAS_CORRELATION;
+        } else {
+            rg_mp_skip(r);
+        }
+    }
+    if (!(seen_data)) rg_mp_fail(r, RG_MP_ERR_MISSING);
+}
+
+RG_FN int64_t rg_pack_Scale(const Scale* m, uint8_t* out, size_t cap) {
+    rg_mp_writer w = {out, cap, 0, RG_MP_OK};
+    rg_write_Scale(&w, m);
+    return w.err ? (int64_t)w.err : (int64_t)w.len;
+}
+
+RG_FN int64_t rg_unpack_Scale(const uint8_t* in, size_t len, Scale* m) {
+    rg_mp_reader r = {in, len, 0, RG_MP_OK};
+    rg_read_Scale(&r, m);
+    if (!r.err && r.pos != len) r.err = RG_MP_ERR_TRAILING;
+    return r.err ? (int64_t)r.err : (int64_t)r.pos;
+}
+
+// ---- Scaled (schemas.translated.Scaled) ----
+#define RG_MAX_PACKED_Scaled 168
+
+RG_FN void rg_write_Scaled(rg_mp_writer* w, const Scaled* m) {
+    rg_mp_write_map(w, 7);
+    rg_mp_write_str(w, "total", 5);
+    rg_mp_write_f64(w, m->total);
+    rg_mp_write_str(w, "n", 1);
+    rg_mp_write_int(w, (int64_t)m->n);
+    rg_mp_write_str(w, "first", 5);
+    rg_mp_write_f64(w, m->first);
+    rg_mp_write_str(w, "peak", 4);
+    rg_mp_write_f64(w, m->peak);
+    rg_mp_write_str(w, "message_id", 10);
+    rg_mp_write_uuid(w, &m->message_id);
+    rg_mp_write_str(w, "priority", 8);
+    rg_mp_write_uint(w, (uint64_t)m->priority);
+    rg_mp_write_str(w, "correlation_id", 14);
+    if (m->flags & RG_FLAG_HAS_CORRELATION) rg_mp_write_uuid(w, &m->correlation_id);
+    else rg_mp_write_nil(w);
+}
+
+// Zeroes *m and applies the field defaults that are constants (a default_factory leaves zero).
+RG_FN void rg_init_Scaled(Scaled* m) {
+    for (size_t i = 0; i < sizeof *m; ++i) ((uint8_t*)m)[i] = 0;
+    m->type_id = RG_TYPE_ID_Scaled;
+    m->total = 0.0;
+    m->n = 0;
+    m->first = 0.0;
+    m->peak = 0.0;
+    m->priority = 128;
+}
+
+RG_FN void rg_read_Scaled(rg_mp_reader* r, Scaled* m) {
+    rg_init_Scaled(m);
+    uint32_t n;
+    if (!rg_mp_read_map(r, &n)) return;
+    for (uint32_t k = 0; k < n && !r->err; ++k) {
+        const uint8_t* key;
+        uint32_t key_len;
+        if (!rg_mp_read_key(r, &key, &key_len)) return;
+        if (rg_mp_key_is(key, key_len, "total", 5)) {
+            rg_mp_read_f64(r, &m->total);
+        } else if (rg_mp_key_is(key, key_len, "n", 1)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT64_MIN, INT64_MAX)) m->n = (int64_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "first", 5)) {
+            rg_mp_read_f64(r, &m->first);
+        } else if (rg_mp_key_is(key, key_len, "peak", 4)) {
+            rg_mp_read_f64(r, &m->peak);
+        } else if (rg_mp_key_is(key, key_len, "message_id", 10)) {
+            rg_mp_read_uuid(r, &m->message_id);
+        } else if (rg_mp_key_is(key, key_len, "priority", 8)) {
+            {
+                uint64_t v;
+                if (rg_mp_read_uint(r, &v, UINT8_MAX)) m->priority = (uint8_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "correlation_id", 14)) {
+            if (rg_mp_read_nil(r)) m->flags &= (uint8_t)~RG_FLAG_HAS_CORRELATION;
+            else if (rg_mp_read_uuid(r, &m->correlation_id)) m->flags |= RG_FLAG_HAS_CORRELATION;
+        } else {
+            rg_mp_skip(r);
+        }
+    }
+}
+
+RG_FN int64_t rg_pack_Scaled(const Scaled* m, uint8_t* out, size_t cap) {
+    rg_mp_writer w = {out, cap, 0, RG_MP_OK};
+    rg_write_Scaled(&w, m);
+    return w.err ? (int64_t)w.err : (int64_t)w.len;
+}
+
+RG_FN int64_t rg_unpack_Scaled(const uint8_t* in, size_t len, Scaled* m) {
+    rg_mp_reader r = {in, len, 0, RG_MP_OK};
+    rg_read_Scaled(&r, m);
+    if (!r.err && r.pos != len) r.err = RG_MP_ERR_TRAILING;
+    return r.err ? (int64_t)r.err : (int64_t)r.pos;
+}
+

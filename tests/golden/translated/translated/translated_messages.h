@@ -548,6 +548,55 @@ static_assert(offsetof(Parsed, later) == 289, "Parsed.later");
 static_assert(offsetof(Parsed, fast) == 296, "Parsed.fast");
 static_assert(offsetof(Parsed, found) == 304, "Parsed.found");
 
+// message Scale
+typedef struct Scale {
+    rg_uuid message_id;                //    0: 16 B, UUID of this message
+    rg_uuid correlation_id;            //   16: 16 B, message_id of the request (flags & RG_FLAG_HAS_CORRELATION)
+    uint32_t type_id;                  //   32: 4 B, RG_TYPE_ID_<Msg>
+    uint8_t priority;                  //   36: 1 B, 0..255, higher first
+    uint8_t flags;                     //   37: 1 B, RG_FLAG_*
+    uint8_t _pad0[2];                  //   38: 2 B
+    uint64_t data;                     //   40: 8 B
+    double factor;                     //   48: 8 B
+    int32_t bump;                      //   56: 4 B
+    uint8_t _pad1[4];                  //   60: 4 B
+} Scale;
+static_assert(sizeof(Scale) == 64, "layout of Scale changed");
+static_assert(alignof(Scale) == 8, "alignment of Scale changed");
+static_assert(offsetof(Scale, message_id) == 0, "Scale.message_id");
+static_assert(offsetof(Scale, correlation_id) == 16, "Scale.correlation_id");
+static_assert(offsetof(Scale, type_id) == 32, "Scale.type_id");
+static_assert(offsetof(Scale, priority) == 36, "Scale.priority");
+static_assert(offsetof(Scale, flags) == 37, "Scale.flags");
+static_assert(offsetof(Scale, data) == 40, "Scale.data");
+static_assert(offsetof(Scale, factor) == 48, "Scale.factor");
+static_assert(offsetof(Scale, bump) == 56, "Scale.bump");
+
+// message Scaled
+typedef struct Scaled {
+    rg_uuid message_id;                //    0: 16 B, UUID of this message
+    rg_uuid correlation_id;            //   16: 16 B, message_id of the request (flags & RG_FLAG_HAS_CORRELATION)
+    uint32_t type_id;                  //   32: 4 B, RG_TYPE_ID_<Msg>
+    uint8_t priority;                  //   36: 1 B, 0..255, higher first
+    uint8_t flags;                     //   37: 1 B, RG_FLAG_*
+    uint8_t _pad0[2];                  //   38: 2 B
+    double total;                      //   40: 8 B
+    int64_t n;                         //   48: 8 B
+    double first;                      //   56: 8 B
+    double peak;                       //   64: 8 B
+} Scaled;
+static_assert(sizeof(Scaled) == 72, "layout of Scaled changed");
+static_assert(alignof(Scaled) == 8, "alignment of Scaled changed");
+static_assert(offsetof(Scaled, message_id) == 0, "Scaled.message_id");
+static_assert(offsetof(Scaled, correlation_id) == 16, "Scaled.correlation_id");
+static_assert(offsetof(Scaled, type_id) == 32, "Scaled.type_id");
+static_assert(offsetof(Scaled, priority) == 36, "Scaled.priority");
+static_assert(offsetof(Scaled, flags) == 37, "Scaled.flags");
+static_assert(offsetof(Scaled, total) == 40, "Scaled.total");
+static_assert(offsetof(Scaled, n) == 48, "Scaled.n");
+static_assert(offsetof(Scaled, first) == 56, "Scaled.first");
+static_assert(offsetof(Scaled, peak) == 64, "Scaled.peak");
+
 // state Running
 typedef struct Running {
     int64_t count;                     //    0: 8 B
@@ -581,6 +630,8 @@ static_assert(offsetof(Running, ticks) == 34, "Running.ticks");
 #define RG_TYPE_ID_Tag 0xba6f896eu  // schemas.translated.Tag
 #define RG_TYPE_ID_Record 0x83f2c568u  // schemas.translated.Record
 #define RG_TYPE_ID_Parsed 0x39bde8fau  // schemas.translated.Parsed
+#define RG_TYPE_ID_Scale 0x07c39a20u  // schemas.translated.Scale
+#define RG_TYPE_ID_Scaled 0xcb704d75u  // schemas.translated.Scaled
 
 // schemas.translated.Mode: the values of its fields (int32_t) as constants.
 static constexpr int32_t Mode_FAST = 1;
