@@ -102,7 +102,7 @@ def test_a_state_difference_is_found_and_reported(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "forgetful.py"
     path.write_text(FORGETFUL)
-    assert main(["verify", str(path), "--examples", "60"]) == 1
+    assert main(["verify", str(path), "--examples", "20"]) == 1
     text = capsys.readouterr().err
     assert "kernel 'ticker'" in text and "request 1 of 1: Tick(" in text, text
     assert "state.n: Python 1, kernel 0" in text, text
