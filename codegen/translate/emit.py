@@ -246,8 +246,8 @@ class Emitter:
         stores: list[str] = []  # thread 0's
         self.place_fields("resp", self.func.output, s.fields, pad, stores)
         w(f"{pad}if (threadIdx.x == 0) {{")
-        for v in stores:
-            w(f"{pad}    {v}")
+        for v in stores:  # each carries its own #line (place)
+            self.lines.append(v if v.startswith("#line") else f"{pad}    {v}")
         w(f"{pad}}}")
         self.line = s.line
         self.save_state(pad)
@@ -261,9 +261,10 @@ class Emitter:
             self.line = f.line
             self.place(f"{target}.{f.name}", ctypes[f.name], f.value, pad, stores)
 
-    def place(self, target: str, ctype: CType, value: tir.Expr, pad: str, stores: list[str]) -> None:
+    def place(self, target: str, ctype: CType, value: tir.Expr, pad: str, into: list[str]) -> None:
         """Stores `value` into the response's `target`. Values and checks are computed by
         every thread (which trap alike, at the field's line); thread 0 stores."""
+        stores = _Stores(into, self.line)
         if ctype.kind == "optional":
             if value.ty.kind == "none":
                 stores.append(f"{target}.present = 0;")
@@ -275,7 +276,10 @@ class Emitter:
             target, ctype = f"{target}.value", ctype.element
         if isinstance(value, tir.Construct):
             stores.append(f"rg_init_{ctype.c_name}(&{target});")
-            self.place_fields(target, ctype.c_name, value.fields, pad, stores)
+            self.place_fields(target, ctype.c_name, value.fields, pad, into)
+            return
+        if isinstance(value, tir.ListBuild):
+            into.extend(self.list_build(target, ctype, value))
             return
         if ctype.kind == "str" and isinstance(value, tir.Const) and isinstance(value.value, str):
             data = value.value.encode()
@@ -295,9 +299,34 @@ class Emitter:
         if ctype.kind in ("message", "uuid"):
             stores.append(f"{target} = {self.lvalue(value)};")
             return
-        n = len(stores)
+        n = len(into)
         self.out(f"{pad}const {_store_type(ctype)} rg_r{n} = {self.store(value, ctype)};")
         stores.append(f"{target} = rg_r{n};")
+
+    def list_build(self, target: str, ctype: CType, b: tir.ListBuild) -> list[str]:
+        """Thread 0's loop that appends each item, checking MaxLen as Python's constructor."""
+        saved, self.lines = self.lines, []
+        w = self.out
+        n = self.loops = self.loops + 1
+        w(f"{target}.count = 0;")
+        w(f"{{  // a list comprehension into {target}")
+        w(f"    const int64_t rg_lo{n} = {self.expr(b.start)}, rg_hi{n} = {self.expr(b.stop)}, "
+          f"rg_st{n} = {self.expr(b.step)};")
+        w(f"    rg_py_step(rg_st{n}, RG_PY_AT);")
+        w(f"    for (int64_t rg_i{n} = rg_lo{n}; "
+          f"rg_st{n} > 0 ? rg_i{n} < rg_hi{n} : rg_i{n} > rg_hi{n}; rg_i{n} += rg_st{n}) {{")
+        w(f"        {local(b.index)} = rg_i{n};")
+        line = self.line
+        self.block(b.read, 2)
+        self.line = line
+        for cond in b.conds:
+            w(f"        if (!({self.expr(cond)})) continue;")
+        w(f"        rg_py_fits({target}.count + 1u, {ctype.bound}u, RG_PY_AT);")
+        w(f"        {target}.items[{target}.count++] = {self.store(b.elt, ctype.element)};")
+        w("    }")
+        w("}")
+        out, self.lines = self.lines, saved
+        return out
 
     def save_state(self, pad: str) -> None:
         """Thread 0 writes the state's locals back; narrow fields are checked (ints) or
@@ -488,6 +517,20 @@ class Emitter:
         if ctype.kind == "bool":
             return f"({lv} != 0)"
         return lv
+
+
+class _Stores:
+    """Thread 0's statements of a response field; one that can trap is preceded by the
+    field's #line."""
+
+    def __init__(self, lines: list[str], line: int) -> None:
+        self.lines = lines
+        self.line = line
+
+    def append(self, text: str) -> None:
+        if "RG_PY_AT" in text:
+            self.lines.append(f"#line {self.line}")
+        self.lines.append(text)
 
 
 def _has_prange(body: tuple[tir.Stmt, ...]) -> bool:

@@ -491,6 +491,8 @@ class Lowerer:
                 if value.ty.kind == "optional" and value.ty.ctype == ctype:
                     return value  # an Optional field of the same type: copied, present or not
             return self.field_value(node, ctype.element, ty.element, name)
+        if ty.kind == "list" and isinstance(node, ast.ListComp):
+            return self.list_build(node, ty, name)
         if ty.kind == "message" and isinstance(node, ast.Call) and not node.args:
             cls = self.globals.get(node.func.id) if isinstance(node.func, ast.Name) else None
             if getattr(cls, "__name__", None) == ctype.c_name:
@@ -518,6 +520,51 @@ class Lowerer:
                               "store a field of the same type (a list of the same item type), "
                               "a literal, or the nested message's constructor")
         return value
+
+    def list_build(self, node: ast.ListComp, ty: Ty, name: str) -> tir.Expr:
+        """A list comprehension over range(...) or a bounded list, with optional `if`s, as a
+        response's list field (its items numbers, bools, enum members or datetimes)."""
+        gen = node.generators[0]
+        if len(node.generators) != 1 or gen.is_async or not isinstance(gen.target, ast.Name):
+            raise Unsupported(node, "this list comprehension",
+                              f"write [f(x) for x in xs if cond] with one `for` for `{name}`")
+        item = ty.element
+        assert item is not None
+        if not item.local:
+            raise Unsupported(node, f"a list comprehension for a list of {item}",
+                              "copy the list field as it is, or give the field a default")
+        line = self.line(node)
+        index = self.temp(INT)
+        read: tuple[tir.Stmt, ...] = ()
+        it = gen.iter
+        if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range" \
+                and "range" not in self.globals:
+            start, stop, step = self.range_args(it)
+            var = index
+        else:
+            seq = self.value(self.expr(it))
+            if seq.ty.kind not in ("list", "buffer") or seq.ty.element is None or not seq.ty.element.local:
+                raise Unsupported(it, f"a list comprehension over {_describe(it)}",
+                                  "build from range(...) or a bounded list field")
+            start, stop, step = tir.Const(INT, 0), tir.Len(INT, seq), tir.Const(INT, 1)
+            var = self.temp(seq.ty.element)
+            read = (tir.Assign(line, var, tir.Index(seq.ty.element, seq, tir.Local(INT, index))),)
+        saved_aliases, before = dict(self.aliases), len(self.pre)
+        self.aliases[gen.target.id] = var  # the comprehension's own variable, as in Python 3
+        try:
+            conds = tuple(self.truth(self.expr(c)) for c in gen.ifs)
+            value = self.value(self.expr(node.elt))
+        finally:
+            self.aliases = saved_aliases
+        if len(self.pre) != before:
+            raise Unsupported(node, "sum/min/max inside a list comprehension",
+                              "compute it into a local before the return")
+        if item.scalar:
+            value = self.coerce(value, item, node.elt, f"an item of `{name}`")
+        elif value.ty != item:
+            raise Unsupported(node.elt, f"a {value.ty} item for the list[{item}] field `{name}`",
+                              f"give items of type {item}")
+        return tir.ListBuild(ty, index, start, stop, step, read, conds, value)
 
     def constructor_fields(self, message: str, keywords: list[ast.keyword]) -> tuple[tir.FieldStore, ...]:
         fields = self.messages.fields(message)

@@ -223,6 +223,20 @@ class Construct(Expr):
 
 
 @dataclass(frozen=True)
+class ListBuild(Expr):
+    """`[elt for v in ... if cond]` stored into a response's list field: `index` runs over
+    range(start, stop, step); `read` sets the comprehension's variable from it."""
+
+    index: str
+    start: Expr
+    stop: Expr
+    step: Expr
+    read: tuple[Stmt, ...]
+    conds: tuple[Expr, ...]
+    elt: Expr
+
+
+@dataclass(frozen=True)
 class Return(Stmt):
     """Emit the response made of `fields` (the rest keep their defaults); no response when
     `fields` is None."""

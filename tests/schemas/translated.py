@@ -281,7 +281,8 @@ class Parsed:
 @ring_kernel(kernel_id="fields", input=Record, output=Parsed, block=32)
 def fields(req: Record) -> Parsed:
     """Every field kind read, compared and copied into the response: str by character
-    (indexing, iteration, ord, `in`, ordering), UUID, datetime, enum, nested, Optional, list."""
+    (indexing, iteration, ord, `in`, ordering), UUID, datetime, enum, nested, Optional, list;
+    lists built by comprehensions."""
     digits = 0
     vowels = 0
     for c in req.text:
@@ -306,14 +307,16 @@ def fields(req: Record) -> Parsed:
         if m == Mode.FAST or m == req.mode:
             fast += 1
     if req.mode == Mode.OFF:
-        return Parsed(mode=Mode.OFF, found="ab" in req.text)
+        return Parsed(mode=Mode.OFF, found="ab" in req.text,
+                      ids=[i * i for i in range(req.index % 5, 10, 3)])
     if req.tag is not None and req.tag.name == "copy":
         return Parsed(first=req.tag.name, echo=req.other, ids=req.ids, owner=req.owner,
                       start=req.start, mode=req.mode, tag=req.tag,
                       inner=Tag(name="x", weight=req.tag.weight * 2), digits=digits)
     return Parsed(first=req.other, echo=None, owner=req.peer, digits=digits, vowels=vowels,
                   code=code, order=order, same_owner=req.owner == req.peer, later=later,
-                  fast=fast, found=req.other in req.text, tag=Tag(name=req.other))
+                  fast=fast, found=req.other in req.text, tag=Tag(name=req.other),
+                  ids=[x * 2 for x in req.ids if x > 0])
 
 
 @message

@@ -263,7 +263,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='translated',
-    schema_hash='77e97ff61a37181e',
+    schema_hash='2c4cbfc7844dcce3',
     build_command='ringgen build schemas.translated -o translated',
     sources=('schemas.translated',),
     type_ids=TYPE_IDS,

@@ -12,7 +12,7 @@
 struct scale_ctx : rg_ctx {};
 
 // ---- the handler, as written in ../schemas/translated.py ----
-#line 337 "../schemas/translated.py"
+#line 340 "../schemas/translated.py"
 #include "rg_python.h"
 __device__ bool scale_handle(const Scale& req, Scaled& resp, rg_ctx& ctx) {
     (void)req; (void)ctx;
@@ -31,13 +31,13 @@ __device__ bool scale_handle(const Scale& req, Scaled& resp, rg_ctx& ctx) {
     int64_t rg_tmp3 = 0; (void)rg_tmp3;
     double rg_tmp4 = 0.0; (void)rg_tmp4;
     int64_t rg_tmp5 = 0; (void)rg_tmp5;
-#line 340
-#line 340
+#line 343
+#line 343
     py_view = rg_py_buffer(ctx, req.data, 102u, 4u, RG_PY_AT);
-#line 341
-#line 341
+#line 344
+#line 344
     py_first = (((int64_t)py_view.count() > INT64_C(0)) ? (double)rg_py_buf_at<float>(py_view, INT64_C(0), RG_PY_AT) : 0.0);
-#line 342
+#line 345
     {  // prange: rounds of 32 iterations, thread t runs iteration base + t; thread 0
         // folds each round's values in index order, so the result is Python's loop's
         const int64_t rg_lo1 = INT64_C(0), rg_hi1 = (int64_t)py_view.count();
@@ -47,22 +47,22 @@ __device__ bool scale_handle(const Scale& req, Scaled& resp, rg_ctx& ctx) {
             const int64_t rg_i1 = rg_base1 + (int64_t)threadIdx.x;
             if (rg_i1 < rg_hi1) do {  // do/while(0): `continue` ends the iteration
                 py_i = rg_i1;
-#line 343
-#line 343
+#line 346
+#line 346
                 rg_py_buf_at<float>(py_view, py_i, RG_PY_AT) = (float)(((double)rg_py_buf_at<float>(py_view, py_i, RG_PY_AT) * req.factor));
             } while (0);
         }
         if (rg_hi1 > rg_lo1) py_i = rg_hi1 - 1;  // its value after the loop
         __syncthreads();  // a buffer: every iteration's writes are seen by all
     }
-#line 344
+#line 347
     __syncthreads();  // every thread has read the item's old value
-#line 344
+#line 347
     if (threadIdx.x == 0) rg_py_buf_at<float>(py_view, rg_py_neg(INT64_C(1), RG_PY_AT), RG_PY_AT) = (float)(((double)rg_py_buf_at<float>(py_view, rg_py_neg(INT64_C(1), RG_PY_AT), RG_PY_AT) + (double)((int64_t)req.bump)));
     __syncthreads();  // and sees the new one
-#line 345
+#line 348
     rg_tmp2 = 0.0;
-#line 345
+#line 348
     {  // prange: rounds of 32 iterations, thread t runs iteration base + t; thread 0
         // folds each round's values in index order, so the result is Python's loop's
         const int64_t rg_lo2 = INT64_C(0), rg_hi2 = (int64_t)py_view.count();
@@ -74,8 +74,8 @@ __device__ bool scale_handle(const Scale& req, Scaled& resp, rg_ctx& ctx) {
             const int64_t rg_i2 = rg_base2 + (int64_t)threadIdx.x;
             if (rg_i2 < rg_hi2) do {  // do/while(0): `continue` ends the iteration
                 rg_tmp1 = rg_i2;
-#line 345
-#line 345
+#line 348
+#line 348
                 rg_term0 = (double)rg_py_buf_at<float>(py_view, rg_tmp1, RG_PY_AT); rg_got0 = true;
             } while (0);
             rg_red0[rg_round2][threadIdx.x] = rg_term0;
@@ -96,23 +96,23 @@ __device__ bool scale_handle(const Scale& req, Scaled& resp, rg_ctx& ctx) {
         rg_tmp2 = rg_acc0;
         __syncthreads();  // read before thread 0 may write rg_acc again
     }
-#line 345
+#line 348
     py_total = rg_tmp2;
-#line 346
-#line 346
+#line 349
+#line 349
     rg_tmp5 = rg_py_sub((int64_t)py_view.count(), INT64_C(0), RG_PY_AT);
-#line 346
-#line 346
+#line 349
+#line 349
     rg_py_nonempty(rg_tmp5, RG_PY_AT);
-#line 346
+#line 349
     rg_tmp3 = INT64_C(0);
-#line 346
-#line 346
+#line 349
+#line 349
     rg_tmp4 = (double)rg_py_buf_at<float>(py_view, rg_tmp3, RG_PY_AT);
-#line 346
+#line 349
     {  // prange: rounds of 32 iterations, thread t runs iteration base + t; thread 0
         // folds each round's values in index order, so the result is Python's loop's
-#line 346
+#line 349
         const int64_t rg_lo3 = rg_py_add(rg_tmp3, INT64_C(1), RG_PY_AT), rg_hi3 = (int64_t)py_view.count();
         unsigned rg_round3 = 0;
         __syncthreads();  // a buffer: what thread 0 wrote before is seen by all
@@ -122,8 +122,8 @@ __device__ bool scale_handle(const Scale& req, Scaled& resp, rg_ctx& ctx) {
             const int64_t rg_i3 = rg_base3 + (int64_t)threadIdx.x;
             if (rg_i3 < rg_hi3) do {  // do/while(0): `continue` ends the iteration
                 rg_tmp3 = rg_i3;
-#line 346
-#line 346
+#line 349
+#line 349
                 rg_term1 = (double)rg_py_buf_at<float>(py_view, rg_tmp3, RG_PY_AT); rg_got1 = true;
             } while (0);
             rg_red1[rg_round3][threadIdx.x] = rg_term1;
@@ -144,7 +144,7 @@ __device__ bool scale_handle(const Scale& req, Scaled& resp, rg_ctx& ctx) {
         rg_tmp4 = rg_acc1;
         __syncthreads();  // read before thread 0 may write rg_acc again
     }
-#line 346
+#line 349
     {
         const double rg_r0 = py_total;
         const int64_t rg_r1 = (int64_t)py_view.count();
