@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ringgen.errors import ValidationError
+from ringgen.schema.kernels import KernelSpec
 from ringgen.schema.types import BufferRef
 
 
@@ -36,13 +37,26 @@ class BufferView:
 
 
 class ReferenceContext:
-    """The `ctx` a kernel's Python function receives when it runs as Python."""
+    """The `ctx` a kernel's Python function receives when it runs as Python (spec: the
+    kernel's, whose sends= the sends are checked against; `sent` records them in order)."""
 
-    def __init__(self) -> None:
+    def __init__(self, spec: KernelSpec | None = None) -> None:
         self.failed = False
+        self.sent: list[tuple[str, Any]] = []
+        self._sends = dict(getattr(spec, "sends", ()))
+        self._kernel_id = spec.kernel_id if spec is not None else "?"
 
     def fail(self) -> None:
         self.failed = True
+
+    def send(self, target: str, msg: Any) -> None:
+        """As the kernel's ctx.send_<target>(msg), checked against its sends=."""
+        cls = self._sends.get(target)
+        if cls is None or type(msg) is not cls:
+            raise TypeError(f"kernel {self._kernel_id!r}: ctx.send({target!r}, "
+                            f"{type(msg).__name__}) matches none of its sends= "
+                            f"({', '.join(f'{n}: {c.__name__}' for n, c in self._sends.items()) or 'none'})")
+        self.sent.append((target, msg))
 
     def buffer(self, ref: BufferRef, dtype: Any) -> BufferView:
         from ringgen.runtime.buffers import UnifiedBuffer

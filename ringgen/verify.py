@@ -18,6 +18,7 @@ import importlib.util
 import math
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ class Outcome:
     response: Any
     failed: bool
     error: str | None
+    sent: tuple[tuple[str, Any], ...] = ()  # ctx.send(target, msg), in order
 
     def describe(self) -> str:
         if self.error is not None:
@@ -136,26 +138,31 @@ def differences(python: Any, kernel: Any, rtol: float, atol: float, path: str = 
 
 def run_python(spec: KernelSpec, request: Any, state: Any = None) -> Outcome:
     """The Python function on one request (and the block's state, which it changes)."""
-    ctx = ReferenceContext()
+    ctx = ReferenceContext(spec)
     nargs = spec.fn.__code__.co_argcount
     args = (request,) if state is None else (request, state)
     try:
         response = spec.fn(*args, ctx) if nargs > len(args) else spec.fn(*args)
     except Exception as e:  # any exception of the user's function is an outcome
         return Outcome(None, ctx.failed, type(e).__name__)
-    return Outcome(response, ctx.failed, None)
+    return Outcome(response, ctx.failed, None, tuple(ctx.sent))
 
 
 class CompiledKernel:
     """A kernel of a built package, launched on the CPU backend; relaunched after a trap."""
 
-    def __init__(self, runtime: Any, kernel_id: str, responds: bool = True) -> None:
+    def __init__(self, runtime: Any, kernel_id: str, responds: bool = True,
+                 sends: tuple[str, ...] = ()) -> None:
         self.runtime = runtime
         self.kernel_id = kernel_id
         self.responds = responds  # False: fire-and-forget, nothing to receive
+        self.sends = sends  # its send targets, bound to nothing: what it sends is a dead letter
+        self.seen = len(runtime.dead_letters)
         runtime.launch(kernel_id)
 
-    def run(self, request: Any) -> Outcome:
+    def run(self, request: Any, expect_sends: int = 0) -> Outcome:
+        """The request's outcome; with sends=, what it sent (the UNBOUND dead letters of its
+        targets, awaited until `expect_sends` came, and a moment more for any extra)."""
         rt = self.runtime
         errors = rt.telemetry(self.kernel_id).errors
         try:
@@ -169,7 +176,24 @@ class CompiledKernel:
             rt.launch(self.kernel_id)
             return Outcome(None, False, f"a kernel fault ({str(e).splitlines()[0]})")
         failed = rt.telemetry(self.kernel_id).errors != errors
-        return Outcome(got[0] if got else None, failed, None)
+        return Outcome(got[0] if got else None, failed, None, self.sent(expect_sends))
+
+    def sent(self, expect: int) -> tuple[tuple[str, Any], ...]:
+        if not self.sends:
+            return ()
+        start = time.monotonic()
+        while True:
+            letters = self.runtime.dead_letters
+            found = [d for d in letters[self.seen:] if d.kernel_id == self.kernel_id
+                     and d.reason.value == "unbound"]
+            waited = time.monotonic() - start
+            if (len(found) >= expect and waited >= 0.05) or waited > 2.0:
+                break  # what was expected, and 50 ms for a send more than Python's
+            time.sleep(0.01)
+        self.seen = len(letters)
+        # the detail names the target: "sent to '<kernel_id>.<target>', which is bound to no kernel"
+        return tuple((next((n for n in self.sends if f"'{self.kernel_id}.{n}'" in d.detail), "?"),
+                      d.message) for d in found)
 
 
     def reset(self) -> None:
@@ -245,9 +269,24 @@ def agree(spec: KernelSpec, python: Outcome, kernel: Outcome) -> list[str]:
         return [f"ctx.fail(): Python {python.failed}, kernel {kernel.failed}"]
     if (python.response is None) != (kernel.response is None):
         return [f"Python {python.describe()}; the kernel {kernel.describe()}"]
-    if python.response is None:
-        return []
-    return differences(python.response, kernel.response, spec.rtol, spec.atol)
+    out = [] if python.response is None else \
+        differences(python.response, kernel.response, spec.rtol, spec.atol)
+    return out + sends_differences(spec, python.sent, kernel.sent)
+
+
+def sends_differences(spec: KernelSpec, python: tuple[tuple[str, Any], ...],
+                      kernel: tuple[tuple[str, Any], ...]) -> list[str]:
+    """The sends compared per target, in order (FIFO holds per target, not across them)."""
+    out: list[str] = []
+    for target in dict.fromkeys([t for t, _ in python] + [t for t, _ in kernel]):
+        a = [m for t, m in python if t == target]
+        b = [m for t, m in kernel if t == target]
+        if len(a) != len(b):
+            out.append(f"sends to {target!r}: {len(a)} from Python, {len(b)} from the kernel")
+            continue
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            out += differences(x, y, spec.rtol, spec.atol, f"send {i + 1} to {target!r}")
+    return out
 
 
 def load_package(package_dir: Path) -> ModuleType:
@@ -281,14 +320,15 @@ def verify_kernel(runtime: Any, spec: KernelSpec, examples: int,
     from hypothesis import strategies as st
 
     assert spec.input is not None
-    kernel = CompiledKernel(runtime, spec.kernel_id, spec.output is not None)
+    kernel = CompiledKernel(runtime, spec.kernel_id, spec.output is not None,
+                            tuple(name for name, _ in getattr(spec, "sends", ())))
     seen: list[str] = []
     requests = message_strategy(spec.input)
 
     def run(request: Any) -> list[str]:
         with np.errstate(over="ignore"):  # float32 fields round big values to inf, as meant
             python = run_python(spec, request)
-        return agree(spec, python, kernel.run(request))
+        return agree(spec, python, kernel.run(request, len(python.sent)))
 
     def run_sequence(sequence: list[Any]) -> list[str]:
         """From the launch state, each request in turn (the first difference ends it)."""

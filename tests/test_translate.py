@@ -103,7 +103,7 @@ UNSUPPORTED = {
                                          "a list[float] value for the list[int] field `items`",
                                          "same item type"),
     "positional field": ("return Out(1)\n", 1, 12, "returning `Out(1)`", "Out(field=value"),
-    "ctx.send": ("ctx.send('x', req)\n", 1, 5, "ctx.send(...) (not yet supported", "cuda="),
+    "ctx.send": ("ctx.send('x', req)\n", 1, 5, "this ctx.send(...)", "sends={'name': Cls}"),
     "nested prange": ("for i in rg.prange(4):\n    for j in rg.prange(4):\n        pass\n", 2, 9,
                       "a prange inside a prange", "range()"),
     "outer assignment in prange": ("for i in rg.prange(4):\n    t = i\n", 2, 9,

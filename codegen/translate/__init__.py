@@ -24,7 +24,8 @@ def translate(spec: KernelSpec, messages: dict[str, MessageIR], shown_file: str,
     func = Function(spec.kernel_id, spec.input.__name__, spec.output.__name__ if spec.output else None,
                     spec.block, shown_file,
                     state.c_name if state else None,
-                    {m.name: m.ctype for m in state.fields if m.ctype} if state else {})
+                    {m.name: m.ctype for m in state.fields if m.ctype} if state else {},
+                    {name: cls.__name__ for name, cls in getattr(spec, "sends", ())})
     table = Messages(messages)
     try:
         Lowerer(spec.fn, tree, func, table, diags).lower()

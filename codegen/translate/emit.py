@@ -52,11 +52,12 @@ class Emitter:
     def emit(self) -> str:
         f = self.func
         state = f"{f.state}& state, " if f.state else ""
+        ctx = f"{f.kernel_id}_ctx& ctx" if f.sends else "rg_ctx& ctx"  # the former has send_<target>
         if f.output:
             sig = f"__device__ bool {f.kernel_id}_handle(const {f.input}& req, {f.output}& resp, " \
-                  f"{state}rg_ctx& ctx)"
+                  f"{state}{ctx})"
         else:
-            sig = f"__device__ void {f.kernel_id}_handle(const {f.input}& req, {state}rg_ctx& ctx)"
+            sig = f"__device__ void {f.kernel_id}_handle(const {f.input}& req, {state}{ctx})"
         w = self.out
         w('#include "rg_python.h"')
         w(f"{sig} {{")
@@ -136,6 +137,8 @@ class Emitter:
             w(f"{pad}{s.what}({self.expr(s.value)}, RG_PY_AT);")
         elif isinstance(s, tir.Fail):
             w(f"{pad}if (threadIdx.x == 0) ctx.fail();")
+        elif isinstance(s, tir.Send):
+            self.send(s, pad)
         elif isinstance(s, tir.Return):
             self.ret(s, pad)
         else:
@@ -253,6 +256,28 @@ class Emitter:
         self.save_state(pad)
         w(f"{pad}return true;")
         w(f"{pad[4:]}}}")
+
+    def send(self, s: tir.Send, pad: str) -> None:
+        """Thread 0 builds the message (its checks computed by every thread) and sends it."""
+        w = self.out
+        if not isinstance(s.value, tir.Construct):
+            w(f"{pad}if (threadIdx.x == 0) ctx.send_{s.target}({self.lvalue(s.value)});")
+            return
+        assert s.value.ty.ctype is not None
+        n = self.loops = self.loops + 1
+        msg = f"rg_msg{n}"
+        w(f"{pad}{{")
+        stores: list[str] = []
+        self.place_fields(msg, s.value.ty.ctype.c_name, s.value.fields, pad + "    ", stores)
+        w(f"{pad}    if (threadIdx.x == 0) {{")
+        w(f"{pad}        {s.value.ty.ctype.c_name} {msg};")
+        w(f"{pad}        rg_init_{s.value.ty.ctype.c_name}(&{msg});")
+        for v in stores:
+            self.lines.append(v if v.startswith("#line") else f"{pad}        {v}")
+        self.line = s.line
+        w(f"{pad}        ctx.send_{s.target}({msg});  // stamps message_id and type_id")
+        w(f"{pad}    }}")
+        w(f"{pad}}}")
 
     def place_fields(self, target: str, message: str, fields: tuple[tir.FieldStore, ...], pad: str,
                      stores: list[str]) -> None:

@@ -578,6 +578,32 @@ class Lowerer:
             stores.append(tir.FieldStore(kw.arg, value, self.line(kw.value)))
         return tuple(stores)
 
+    def send(self, s: ast.stmt, call: ast.Call) -> tir.Stmt:
+        """ctx.send("target", Cls(field=...)) or ctx.send("target", <a message of the request>)."""
+        targets = self.func.sends
+        declared = ", ".join(targets) or "none: declare @ring_kernel(..., sends={'name': Cls})"
+        if len(call.args) != 2 or call.keywords or not isinstance(call.args[0], ast.Constant) \
+                or call.args[0].value not in targets:
+            raise Unsupported(call, "this ctx.send(...)",
+                              f"write ctx.send(\"target\", Cls(field=...)) with a declared target "
+                              f"({declared})")
+        if self.prange is not None:
+            raise Unsupported(call, "ctx.send(...) inside a prange",
+                              "send after the loop: the messages go out in Python's order")
+        target = str(call.args[0].value)
+        cls_name = targets[target]
+        node = call.args[1]
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.args \
+                and getattr(self.globals.get(node.func.id), "__name__", None) == cls_name:
+            value: tir.Expr = tir.Construct(Ty("message", _message_ctype(self.messages, cls_name)),
+                                            self.constructor_fields(cls_name, node.keywords))
+        else:
+            value = self.value(self.expr(node))
+            if value.ty.kind != "message" or value.ty.ctype is None or value.ty.ctype.c_name != cls_name:
+                raise Unsupported(node, f"sending a {value.ty} to {target!r}",
+                                  f"send a {cls_name}: its constructor, or one read from the request")
+        return tir.Send(self.line(s), target, value)
+
     def expr_stmt(self, s: ast.Expr) -> list[tir.Stmt]:
         v = s.value
         if isinstance(v, ast.Call) and isinstance(v.func, ast.Attribute) \
@@ -585,9 +611,10 @@ class Lowerer:
             if v.func.attr == "fail" and not v.args and not v.keywords:
                 return [tir.Fail(self.line(s))]
             if v.func.attr == "send":
-                raise Unsupported(v, "ctx.send(...) (not yet supported by the translator)",
-                                  "give the handler as cuda=... to send to other kernels")
-            raise Unsupported(v, f"ctx.{v.func.attr}(...)", "the context offers ctx.fail()")
+                return [self.send(s, v)]
+            raise Unsupported(v, f"ctx.{v.func.attr}(...)",
+                              "the context offers ctx.fail(), ctx.send(target, msg) and "
+                              "ctx.buffer(ref, dtype)")
         raise Unsupported(v, f"the expression statement {_describe(v)}",
                           "assign the value to a local, or call ctx.fail()")
 

@@ -249,6 +249,14 @@ class Fail(Stmt):
     pass
 
 
+@dataclass(frozen=True)
+class Send(Stmt):
+    """ctx.send("target", msg): msg a Construct, or a message read from the request."""
+
+    target: str
+    value: Expr
+
+
 @dataclass
 class Function:
     kernel_id: str
@@ -258,6 +266,7 @@ class Function:
     file: str
     state: str | None = None  # the C struct of the kernel's state=
     state_fields: dict[str, CType] = field(default_factory=dict)  # its fields, in order
+    sends: dict[str, str] = field(default_factory=dict)  # its sends= targets: name -> message
     locals: dict[str, Ty] = field(default_factory=dict)
     reductions: list[Reduction] = field(default_factory=list)
     body: tuple[Stmt, ...] = ()
