@@ -232,7 +232,9 @@ class StatefulCheck:
         self.before = kernel.states()
 
     def step(self, request: Any) -> list[str]:
-        compiled = self.kernel.run(request)
+        # how many sends to await: what block 0's Python would send (the block is not known yet)
+        guess = run_python(self.spec, request, copy.deepcopy(self.python[0]))
+        compiled = self.kernel.run(request, len(guess.sent))
         if compiled.error is not None:  # relaunched: every block from its defaults again
             python = run_python(self.spec, request, copy.deepcopy(self.python[0]))
             assert self.spec.state is not None
