@@ -60,8 +60,9 @@ def calculator(req: CalculateRequest, ctx: Any) -> CalculateResponse:
             if c == "." and not dot:
                 dot = True
             elif "0" <= c <= "9":
-                mantissa = mantissa * 10 + (ord(c) - ord("0"))
                 digits += 1
+                if digits <= 15:  # more is a parse error below: the mantissa stays in int64
+                    mantissa = mantissa * 10 + (ord(c) - ord("0"))
                 if dot:
                     decimals += 1
             else:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import ROOT, compile_cpp, compile_nvcc, have_nvcc, import_package
+from conftest import ROOT, compile_cpp, compile_nvcc, generated_package, have_nvcc, import_package
 
 from ringgen.codegen.build import plan
 from ringgen.codegen.writer import write_package
@@ -375,3 +375,19 @@ def test_a_buffer_view_is_read_and_written_as_python(corpus: tuple[Any, SyncRunt
         assert kernel.run(pkg.Scale(data=wrong.ref)).error is not None
     finally:
         runtime.terminate("scale")
+
+
+def test_the_calculator_parses_as_its_python(tmp_path: Path) -> None:
+    """examples/calculator.py, a parser written in Python, on inputs at its edges: digit and
+    decimal limits, signs, spaces, non-ASCII digits and letters, a 64-byte expression."""
+    pkg = generated_package("calculator")
+    spec = kernel_spec(pkg.calculator)
+    assert spec is not None
+    expressions = ["", " ", "-", "1.", ".5", "1.2.3", "\u0663 + 1", "123456789012345 + 1",
+                   "1234567890123456", "0.12345678 * 3", "0.123456789", "1e5", "-0 * 5", "2 / -0",
+                   "é", "1+2", "1 +2 ", "  -3.25/0.5", "9" * 64, "7 % 2", "-1.5 - -1.5", "4 /"]
+    with SyncRuntime(pkg, backend="cpu") as runtime:
+        kernel = CompiledKernel(runtime, "calculator")
+        for text in expressions:
+            req = pkg.CalculateRequest(expression=text)
+            assert agree(spec, run_python(spec, req), kernel.run(req)) == [], text

@@ -85,57 +85,60 @@ __device__ bool calculator_handle(const CalculateRequest& req, CalculateResponse
                 if (((INT64_C(48) <= py_c) && (py_c <= INT64_C(57)))) {
 #line 63
 #line 63
-                    py_mantissa = rg_py_add(rg_py_mul(py_mantissa, INT64_C(10), RG_PY_AT), rg_py_sub((int64_t)(py_c), (int64_t)(INT64_C(48)), RG_PY_AT), RG_PY_AT);
-#line 64
-#line 64
                     py_digits = rg_py_add(py_digits, INT64_C(1), RG_PY_AT);
+#line 64
+                    if ((py_digits <= INT64_C(15))) {
 #line 65
+#line 65
+                        py_mantissa = rg_py_add(rg_py_mul(py_mantissa, INT64_C(10), RG_PY_AT), rg_py_sub((int64_t)(py_c), (int64_t)(INT64_C(48)), RG_PY_AT), RG_PY_AT);
+                    }
+#line 66
                     if (py_dot) {
-#line 66
-#line 66
+#line 67
+#line 67
                         py_decimals = rg_py_add(py_decimals, INT64_C(1), RG_PY_AT);
                     }
                 } else {
-#line 68
+#line 69
                     break;
                 }
             }
-#line 69
-#line 69
+#line 70
+#line 70
             py_i = rg_py_add(py_i, INT64_C(1), RG_PY_AT);
         }
-#line 70
-        if ((((py_digits == INT64_C(0)) || (py_digits > INT64_C(15))) || (py_decimals > INT64_C(8)))) {
 #line 71
-            py_parsed = false;
+        if ((((py_digits == INT64_C(0)) || (py_digits > INT64_C(15))) || (py_decimals > INT64_C(8)))) {
 #line 72
+            py_parsed = false;
+#line 73
             break;
         }
-#line 73
-#line 73
-        py_value = rg_py_div((double)(py_mantissa), (double)(rg_py_ipow(INT64_C(10), py_decimals, RG_PY_AT)), RG_PY_AT);
 #line 74
-        if (py_negative) {
+#line 74
+        py_value = rg_py_div((double)(py_mantissa), (double)(rg_py_ipow(INT64_C(10), py_decimals, RG_PY_AT)), RG_PY_AT);
 #line 75
+        if (py_negative) {
+#line 76
             py_value = (-py_value);
         }
-#line 76
-#line 76
+#line 77
+#line 77
         while (((py_i < py_n) && (rg_py_str_at(req.expression.data, req.expression.len, py_i, RG_PY_AT) == INT64_C(32)))) {
-#line 77
-#line 77
+#line 78
+#line 78
             py_i = rg_py_add(py_i, INT64_C(1), RG_PY_AT);
         }
-#line 78
-#line 78
-        py_count = rg_py_add(py_count, INT64_C(1), RG_PY_AT);
 #line 79
-        if ((py_count == INT64_C(1))) {
+#line 79
+        py_count = rg_py_add(py_count, INT64_C(1), RG_PY_AT);
 #line 80
-            py_a = py_value;
+        if ((py_count == INT64_C(1))) {
 #line 81
-            if ((py_i == py_n)) {
+            py_a = py_value;
 #line 82
+            if ((py_i == py_n)) {
+#line 83
                 {
                     const double rg_r0 = py_a;
                     if (threadIdx.x == 0) {
@@ -144,22 +147,22 @@ __device__ bool calculator_handle(const CalculateRequest& req, CalculateResponse
                     return true;
                 }
             }
-#line 83
-#line 83
+#line 84
+#line 84
             py_op = rg_py_str_at(req.expression.data, req.expression.len, py_i, RG_PY_AT);
-#line 84
-#line 84
+#line 85
+#line 85
             py_i = rg_py_add(py_i, INT64_C(1), RG_PY_AT);
         } else {
-#line 86
+#line 87
             py_b = py_value;
         }
     }
-#line 87
-    if (((!py_parsed) || (py_i != py_n))) {
 #line 88
-        if (threadIdx.x == 0) ctx.fail();
+    if (((!py_parsed) || (py_i != py_n))) {
 #line 89
+        if (threadIdx.x == 0) ctx.fail();
+#line 90
         {
             const double rg_r0 = 0.0;
             const uint8_t rg_r1 = (uint8_t)(false);
@@ -172,9 +175,9 @@ __device__ bool calculator_handle(const CalculateRequest& req, CalculateResponse
             return true;
         }
     }
-#line 90
-    if ((py_op == INT64_C(43))) {
 #line 91
+    if ((py_op == INT64_C(43))) {
+#line 92
         {
             const double rg_r0 = (py_a + py_b);
             if (threadIdx.x == 0) {
@@ -183,9 +186,9 @@ __device__ bool calculator_handle(const CalculateRequest& req, CalculateResponse
             return true;
         }
     }
-#line 92
-    if ((py_op == INT64_C(45))) {
 #line 93
+    if ((py_op == INT64_C(45))) {
+#line 94
         {
             const double rg_r0 = (py_a - py_b);
             if (threadIdx.x == 0) {
@@ -194,9 +197,9 @@ __device__ bool calculator_handle(const CalculateRequest& req, CalculateResponse
             return true;
         }
     }
-#line 94
-    if ((py_op == INT64_C(42))) {
 #line 95
+    if ((py_op == INT64_C(42))) {
+#line 96
         {
             const double rg_r0 = (py_a * py_b);
             if (threadIdx.x == 0) {
@@ -205,11 +208,11 @@ __device__ bool calculator_handle(const CalculateRequest& req, CalculateResponse
             return true;
         }
     }
-#line 96
+#line 97
     if (((py_op == INT64_C(47)) && (py_b != 0.0))) {
-#line 97
+#line 98
         {
-#line 97
+#line 98
             const double rg_r0 = rg_py_div(py_a, py_b, RG_PY_AT);
             if (threadIdx.x == 0) {
                 resp.result = rg_r0;
@@ -217,11 +220,11 @@ __device__ bool calculator_handle(const CalculateRequest& req, CalculateResponse
             return true;
         }
     }
-#line 98
-    if (threadIdx.x == 0) ctx.fail();
 #line 99
-    if ((py_op == INT64_C(47))) {
+    if (threadIdx.x == 0) ctx.fail();
 #line 100
+    if ((py_op == INT64_C(47))) {
+#line 101
         {
             const double rg_r0 = 0.0;
             const uint8_t rg_r1 = (uint8_t)(false);
@@ -234,7 +237,7 @@ __device__ bool calculator_handle(const CalculateRequest& req, CalculateResponse
             return true;
         }
     }
-#line 101
+#line 102
     {
         const double rg_r0 = 0.0;
         const uint8_t rg_r1 = (uint8_t)(false);
@@ -248,7 +251,7 @@ __device__ bool calculator_handle(const CalculateRequest& req, CalculateResponse
     }
     return false;
 }
-#line 252 "calculator.cu"
+#line 255 "calculator.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a
