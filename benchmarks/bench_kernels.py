@@ -1,10 +1,12 @@
-"""Actor module used by the benchmarks: a 32-thread echo whose handler has no barrier."""
+"""Actor module used by the benchmarks: a 32-thread echo whose handler has no barrier, and the
+seed's WorkRequest summed by a 128-thread block (examples/worker.py's kernel, as "work")."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
-from ringgen import message, ring_kernel
+from ringgen import MaxLen, message, ring_kernel
 
 
 @message
@@ -31,3 +33,21 @@ __device__ bool echo_handle(const Job& req, Done& resp, rg_ctx& ctx) {
 @ring_kernel(kernel_id="echo", input=Job, output=Done, block=32, cuda=ECHO_CU)
 def echo(req: Job) -> Done:
     return Done(seq=req.seq)
+
+
+@message
+@dataclass
+class WorkRequest:
+    data: Annotated[list[float], MaxLen(256)]
+    operation: Annotated[str, MaxLen(16)] = "sum"
+
+
+@message
+@dataclass
+class WorkResponse:
+    result: float = 0.0
+
+
+@ring_kernel(kernel_id="work", input=WorkRequest, output=WorkResponse, block=128)
+def work(req: WorkRequest) -> WorkResponse:
+    return WorkResponse(result=sum(req.data))

@@ -1,12 +1,16 @@
 """The asyncio runtime on the CPU backend, beside what a user would write by hand: an asyncio
 task serving an asyncio.PriorityQueue of msgpack-serialized messages, with a concurrent
-consumer. A 32-thread kernel with a trivial handler (benchmarks/bench_kernels.py: echo).
+consumer. Kernels: benchmarks/bench_kernels.py (a 32-thread echo; the seed's WorkRequest).
 
     python benchmarks/bench_runtime.py
 
-(a) round-trip p50/p99 of request(), baseline and ringgen in alternating rounds; (b) throughput
-of send_many/receive_many with message objects; (c) throughput of send_array/receive_array with
-numpy struct arrays.
+Every target of issue 11 is printed as a ratio measured in this one run:
+(a) round-trip p50 of request(), baseline and ringgen in alternating rounds (target: 2x the
+    baseline), and beside the native round trip of bench_ring (b) (target: within 3x of it);
+(b) throughput of send_many/receive_many with message objects (target 10x);
+(c) throughput of send_array/receive_array with numpy struct arrays (target 50x);
+(d) 20,000 seed WorkRequests of three floats, sent one send() at a time and received one
+    receive() at a time by a concurrent task (target 3x).
 """
 
 from __future__ import annotations
@@ -24,21 +28,24 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_ring import build_echo  # noqa: E402
+from bench_ring import build_echo, ring_latency  # noqa: E402
 
 from ringgen import RingKernelRuntime  # noqa: E402
+from ringgen.runtime.backends.cpu import CpuKernel  # noqa: E402
 
 LATENCY_N = 6000
 LATENCY_ROUNDS = 12
 OBJECTS_N = 100_000
 ARRAYS_N = 2_000_000
+ONE_AT_A_TIME_N = 20_000
 
 
 class Baseline:
     """The hand-written server: msgpack bytes through an asyncio.PriorityQueue."""
 
-    def __init__(self, job: type, done: type) -> None:
+    def __init__(self, job: type, done: type, answer: Any = None) -> None:
         self.job, self.done = job, done
+        self.answer = answer or (lambda req: req.reply(done, seq=req.seq))
         self.queue: asyncio.PriorityQueue[tuple[int, int, bytes]] = asyncio.PriorityQueue()
         self.replies: asyncio.Queue[bytes] = asyncio.Queue()
         self.waiters: dict[bytes, asyncio.Future[bytes]] = {}
@@ -49,7 +56,7 @@ class Baseline:
         while True:
             _, _, data = await self.queue.get()
             req = self.job.deserialize(data)
-            reply = req.reply(self.done, seq=req.seq).serialize()
+            reply = self.answer(req).serialize()
             waiter = self.waiters.pop(req.message_id.bytes, None)
             if waiter is not None:
                 waiter.set_result(reply)
@@ -106,6 +113,36 @@ async def throughput_objects(send_many: Any, receive_many: Any, make: Any, n: in
     return n / (time.perf_counter() - start)
 
 
+async def one_at_a_time(send: Any, receive: Any, msgs: list[Any]) -> float:
+    """send() each message, awaiting each, while another task receive()s them one by one."""
+    start = time.perf_counter()
+
+    async def consume() -> None:
+        for _ in msgs:
+            await receive()
+
+    consumer = asyncio.ensure_future(consume())
+    for m in msgs:
+        await send(m)
+    await consumer
+    return len(msgs) / (time.perf_counter() - start)
+
+
+def native_round_trip(pkg: Any) -> list[float]:
+    """bench_ring (b): one struct at a time through a kernel's rings, no Python message."""
+    kernel = CpuKernel(pkg.package.kernel("echo"), lane_capacity=1024, out_capacity=4096)
+    kernel.activate()
+    try:
+        ring_latency(kernel, 300)  # warm up
+        return ring_latency(kernel, LATENCY_N // 2)
+    finally:
+        kernel.terminate()
+
+
+def target(ratio: float, goal: float) -> str:
+    return f"target >= {goal:g}x: {'met' if ratio >= goal else 'NOT met'}"
+
+
 async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         pkg = build_echo(Path(tmp))
@@ -124,6 +161,12 @@ async def main() -> None:
             return out
 
         base_obj = await throughput_objects(base_many, base_recv, lambda i: job(seq=i), OBJECTS_N // 2)
+        seed, seed_done = pkg.WorkRequest, pkg.WorkResponse
+        seed_msgs = [seed(data=[1.0, 2.0, 3.0]) for _ in range(ONE_AT_A_TIME_N)]
+        seed_base = Baseline(seed, seed_done, lambda req: req.reply(seed_done, result=sum(req.data)))
+        base_one = await one_at_a_time(seed_base.send, seed_base.receive, seed_msgs)
+        seed_base.task.cancel()
+        native = native_round_trip(pkg)
 
         async with RingKernelRuntime(pkg, backend="cpu", lane_capacity=1024) as rt:
             await rt.launch("echo", queue_size=1 << 21)
@@ -148,20 +191,33 @@ async def main() -> None:
                 await rt.send_array("echo", arr[i:i + (1 << 16)])
             await consumer
             ours_arr = ARRAYS_N / (time.perf_counter() - start)
+            await rt.launch("work", queue_size=1 << 16)
+            seed_msgs = [seed(data=[1.0, 2.0, 3.0]) for _ in range(ONE_AT_A_TIME_N)]
+            ours_one = await one_at_a_time(lambda m: rt.send("work", m),
+                                           lambda: rt.receive("work", timeout=10.0), seed_msgs)
         base.task.cancel()
 
+    p50_ratio = pct(base_lat, 50) / pct(ours_lat, 50)
+    native_ratio = pct(ours_lat, 50) / pct(native, 50)
     print("(a) request() round trip, p50 / p99")
     print(f"    baseline (asyncio.PriorityQueue + msgpack): {pct(base_lat, 50):7.1f} / "
           f"{pct(base_lat, 99):7.1f} us")
     print(f"    ringgen CPU backend:                        {pct(ours_lat, 50):7.1f} / "
           f"{pct(ours_lat, 99):7.1f} us")
-    print(f"    p50 ratio (baseline / ringgen):             {pct(base_lat, 50) / pct(ours_lat, 50):7.2f}x")
+    print(f"    native round trip (bench_ring (b)):         {pct(native, 50):7.1f} / "
+          f"{pct(native, 99):7.1f} us")
+    print(f"    p50 ratio (baseline / ringgen):             {p50_ratio:7.2f}x   {target(p50_ratio, 2)}")
+    print(f"    p50 ringgen / native:                       {native_ratio:7.2f}x   "
+          f"target <= 3x: {'met' if native_ratio <= 3 else 'NOT met'}")
     print("(b) send_many/receive_many, message objects")
     print(f"    baseline: {base_obj:12,.0f} msg/s   ringgen: {ours_obj:12,.0f} msg/s   "
-          f"ratio {ours_obj / base_obj:5.1f}x")
+          f"ratio {ours_obj / base_obj:5.1f}x   {target(ours_obj / base_obj, 10)}")
     print("(c) send_array/receive_array, numpy struct arrays (no object per message)")
     print(f"    baseline: {base_obj:12,.0f} msg/s   ringgen: {ours_arr:12,.0f} msg/s   "
-          f"ratio {ours_arr / base_obj:5.1f}x")
+          f"ratio {ours_arr / base_obj:5.1f}x   {target(ours_arr / base_obj, 50)}")
+    print(f"(d) {ONE_AT_A_TIME_N:,} seed WorkRequests, one send() and one receive() at a time")
+    print(f"    baseline: {base_one:12,.0f} msg/s   ringgen: {ours_one:12,.0f} msg/s   "
+          f"ratio {ours_one / base_one:5.1f}x   {target(ours_one / base_one, 3)}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import msgspec
 import numpy as np
 
 from ringgen.codecs import converters
+from ringgen.codecs.typed_decode import Mode, field_mode, typed_decoder
 from ringgen.errors import MessageSerializationError, ValidationError
 from ringgen.schema import header
 from ringgen.schema.types import MISSING, FieldSpec, Kind, TypeNode, read_fields
@@ -154,6 +155,7 @@ class MessageCodec:
             "_write_f32": self._write_float32,
             "_uuid": converters.uuid_from_bytes,
             "_types_in": _types_in,
+            "_setattr": object.__setattr__,
         }
         to_items, from_lines, check_lines = [], [], []
         for i, f in enumerate(self.fields):
@@ -188,17 +190,39 @@ class MessageCodec:
             pack = "_enc(m)"
         else:
             pack = f"_enc({dict_display})"
+        typed = None if self.any_field else typed_decoder(self.cls.__name__, self.fields)
+        if typed is None:
+            deserialize = [
+                "def deserialize(data):",
+                f"    try: w = _unpackb(data{unpack_options})",
+                "    except Exception as e: raise _malformed(e) from None",
+                "    nested = False",
+                *decode_body,
+            ]
+        else:
+            ns["_typed"] = typed
+            deserialize = [
+                "def deserialize(data):",
+                "    try: w = _typed(data)",
+                "    except Exception: return reference_deserialize(data)",
+                *self._typed_lines(ns),
+                "    o = _new(_cls)",
+                "    _setattr(o, '__dict__', w)",
+                "    return o",
+            ]
         src = [
             "def serialize(m):",
             "    d = m.__dict__",
             f"    try: return {pack}",
             "    except (TypeError, ValueError, OverflowError, RecursionError) as e:",
             "        raise _unpackable(e) from None",
-            "def deserialize(data):",
+            # the reference: msgspec's untyped decode, then each field's conversion in Python
+            "def reference_deserialize(data):",
             f"    try: w = _unpackb(data{unpack_options})",
             "    except Exception as e: raise _malformed(e) from None",
             "    nested = False",
             *decode_body,
+            *deserialize,
             "def to_dict(m):",
             "    d = m.__dict__",
             "    return {" + ", ".join(to_items) + "}",
@@ -266,6 +290,36 @@ class MessageCodec:
         init: Callable[..., None] = init_ns["__init__"]
         init.__qualname__ = f"{self.cls.__qualname__}.__init__"
         return init
+
+    def _typed_lines(self, ns: dict[str, Any]) -> list[str]:
+        """After the typed decode (codecs/typed_decode.py): in field order, as the reference
+        converts them, the fields msgspec's value is not yet the stored one; then the defaults
+        of the absent fields among the others."""
+        lines: list[str] = ["    od = w", "    nested = False"]
+        defaults: list[str] = []
+        for i, f in enumerate(self.fields):
+            key = repr(f.name)
+            mode = field_mode(f)[1]
+            if f.default_factory is not _MISSING:
+                missing: str | None = f"_f{i}()"
+            else:
+                missing = None if f.default is _MISSING else f"_d{i}"
+            if mode is Mode.CONVERT:
+                lines += self._decode_lines(f, i, ns)
+                continue
+            if missing is not None:
+                defaults.append(f"        if {key} not in w: w[{key}] = {missing}")
+            if mode is Mode.UUID:  # a 16-byte bin (or None) by now
+                lines += [f"    v = w.get({key})",
+                          f"    if type(v) is bytes: w[{key}] = _uuid(v)"]
+            elif mode is Mode.ASCII:  # within the bound in characters: exact if ASCII
+                lines += [f"    v = w.get({key})",
+                          "    if type(v) is str and not v.isascii():",
+                          f"        try: _r{i}(v)",
+                          f"        except _FVE as e: raise _bad({key}, e) from None"]
+        if defaults:  # all present (the usual case) or some to fill
+            lines += [f"    if len(w) != {len(self.fields)}:", *defaults]
+        return lines
 
     def _str_keys_only(self) -> bool:
         def walk(node: TypeNode, seen: frozenset[type]) -> bool:

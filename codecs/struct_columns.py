@@ -14,10 +14,11 @@ from dataclasses import MISSING
 from datetime import datetime, timedelta, timezone
 from itertools import chain
 from typing import Any
+from uuid import UUID
 
+import msgspec
 import numpy as np
 
-from ringgen.codecs.converters import uuid_from_bytes
 from ringgen.errors import MessageSerializationError
 from ringgen.schema import header
 from ringgen.schema.types import BufferRef, Kind, TypeNode
@@ -179,6 +180,19 @@ def _read_message(col: np.ndarray, cls: Any) -> list[Any]:
     return out
 
 
+_UUID_LIST = msgspec.msgpack.Decoder(list[UUID]).decode
+
+
+def _uuids(col: np.ndarray) -> list[UUID]:
+    """The UUIDs of a column of 16-byte ids, made in C: the column framed as a msgpack array
+    of 16-byte bins for msgspec (a Python call per UUID costs about five times as much)."""
+    n = len(col)
+    framed = np.empty((n, 18), dtype=np.uint8)
+    framed[:, 0], framed[:, 1] = 0xC4, 16  # bin 8 of 16 bytes
+    framed[:, 2:] = np.frombuffer(np.ascontiguousarray(col).tobytes(), dtype=np.uint8).reshape(n, 16)
+    return _UUID_LIST(b"\xdd" + n.to_bytes(4, "big") + framed.tobytes())  # array 32
+
+
 def _read(col: np.ndarray, node: TypeNode) -> list[Any]:
     k = node.kind
     if k in (Kind.INT, Kind.FLOAT, Kind.NUMPY, Kind.BOOL):
@@ -191,8 +205,7 @@ def _read(col: np.ndarray, node: TypeNode) -> list[Any]:
     if k is Kind.BUFFER_REF:
         return [BufferRef(v) for v in col.tolist()]
     if k is Kind.UUID:
-        raw = np.ascontiguousarray(col).tobytes()
-        return [uuid_from_bytes(raw[i:i + 16]) for i in range(0, len(raw), 16)]
+        return _uuids(col)
     if k in (Kind.STR, Kind.BYTES):
         lengths = col["len"].tolist()
         data = np.ascontiguousarray(col["data"])

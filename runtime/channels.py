@@ -304,6 +304,9 @@ class Channel:
     def want_responses(self) -> None:
         """Someone waits for responses (a device channel makes sure it will be woken)."""
 
+    def answer_soon(self, future: asyncio.Future[Any], timeout: float | None) -> None:
+        """A request() was sent: a device channel may find its reply before the loop turns."""
+
     def check_receivable(self) -> None:
         if self.replies.inbox_count:
             return
@@ -365,6 +368,9 @@ class Channel:
             if not await self.send(msg, timeout):
                 raise QueueFullError(f"kernel {self.kernel_id!r}: the request was dropped by "
                                      f"backpressure '{self.backpressure}'")
+            self.answer_soon(future, timeout)
+            if future.done():  # answered at once: no event-loop turn
+                return future.result()
             self.want_responses()
             return await self.deadlines.wait(future, timeout)
         except asyncio.TimeoutError:

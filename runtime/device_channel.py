@@ -49,6 +49,10 @@ DISARM_AFTER = 0.01  # seconds without anyone waiting for responses before the b
 # How long the event loop polls for the responses it awaits before it waits for the kernel's
 # eventfd; RINGGEN_HOST_SPIN_US changes it (0: never poll).
 SPIN_S = float(os.environ.get("RINGGEN_HOST_SPIN_US", 50)) / 1e6
+# How long a lone request() waits for its reply in native code, without the GIL, before it
+# gives the loop back; the loop's other tasks wait that long at most. RINGGEN_REQUEST_SPIN_US
+# changes it (0: never).
+REQUEST_SPIN_S = float(os.environ.get("RINGGEN_REQUEST_SPIN_US", 20)) / 1e6
 
 
 class DeviceChannel(Channel):
@@ -270,6 +274,25 @@ class DeviceChannel(Channel):
             self.replies.deliver_rows(np.frombuffer(bytearray(raw), dtype=self.out_dtype))
         else:
             self.replies.route(self.unpack_rows(raw))
+
+    def answer_soon(self, future: asyncio.Future[Any], timeout: float | None) -> None:
+        """The one request() awaited, sent into a lane: its reply usually comes within the
+        native round trip (microseconds), so one native call polls for it first; when it comes,
+        request() returns without the event loop's turns, its wake-up or its timers. Anything
+        else awaited (other requests, receivers) takes the loop's own path, which lets the
+        other tasks run meanwhile."""
+        spin = REQUEST_SPIN_S if timeout is None else min(REQUEST_SPIN_S, timeout)
+        if (spin <= 0 or len(self.replies.pending) != 1 or self.replies.waiters
+                or self.kernel.closed or self.state is not KernelState.ACTIVE or len(self.backlog)):
+            return
+        try:
+            raw = self.kernel.pop_spinning(POP_BATCH, spin)
+        except KernelFaultError:  # it broke its region and was stopped: its exit fails us
+            return
+        if raw:
+            self._arrived(raw)
+            if len(raw) == POP_BATCH * self.out_size:
+                self._collect()
 
     def want_responses(self) -> None:
         """Someone awaits responses. The loop first polls for them for SPIN_S: an answer that

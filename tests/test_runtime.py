@@ -151,6 +151,39 @@ def test_concurrent_requests_get_their_own_replies(kernels_pkg: Any, backend: st
     run(main())
 
 
+def test_lone_request_is_answered_by_the_native_wait(kernels_pkg: Any, backend: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lone request() waits for its reply in one native call: with a long enough spin, every
+    reply is found there and the loop's own waiting (want_responses) is never needed; with no
+    spin, every request takes the loop's path. Replies are correct both ways."""
+    from ringgen.runtime import device_channel
+
+    async def main(spin: float) -> int:
+        loop_waits = 0
+        async with RingKernelRuntime(kernels_pkg, backend=backend) as rt:
+            await rt.launch("echo")
+            channel: Any = rt.channel("echo")
+            await rt.request("echo", kernels_pkg.Ping(seq=-1), timeout=10.0)  # warm
+            monkeypatch.setattr(device_channel, "REQUEST_SPIN_S", spin)
+            original = channel.want_responses
+
+            def counted() -> None:
+                nonlocal loop_waits
+                loop_waits += 1
+                original()
+
+            channel.want_responses = counted
+            for i in range(50):
+                req = kernels_pkg.Ping(seq=i)
+                rep = await rt.request("echo", req, timeout=10.0)
+                assert rep.correlation_id == req.message_id and rep.seq == i
+            assert rt.telemetry("echo").received == 51
+        return loop_waits
+
+    assert run(main(2.0)) == 0
+    assert run(main(0.0)) == 50
+
+
 def test_late_reply_goes_to_the_dead_letters(kernels_pkg: Any) -> None:
     async def main() -> RingKernelRuntime:
         async with RingKernelRuntime(kernels_pkg, backend="cpu") as rt:

@@ -199,6 +199,19 @@ class RingKernel(ABC):
         except self._region_fault as e:
             raise self._broken(e) from None
 
+    def pop_spinning(self, max_count: int, spin_s: float) -> bytes:
+        """pop_bytes() polling in native code, without the GIL, up to spin_s for the first
+        response (no nap: a reply due within microseconds is seen the moment it lands)."""
+        if self.info.out_dtype is None:
+            raise KernelStateError(f"kernel {self.kernel_id!r} has no output (fire-and-forget)")
+        if self.host_fault is not None:
+            raise self._broken(None)
+        ns = int(spin_s * 1e9)
+        try:
+            return self.rings.pop(max_count, ns, ns, ns, False)
+        except self._region_fault as e:
+            raise self._broken(e) from None
+
     def _broken(self, fault: RuntimeError | None) -> KernelFaultError:
         """The kernel wrote indices into its region that no ring can have (a handler writing
         out of bounds): the host stops it and reads nothing more from it. Returns the error for
