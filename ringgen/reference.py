@@ -43,7 +43,7 @@ class ReferenceContext:
     def __init__(self, spec: KernelSpec | None = None) -> None:
         self.failed = False
         self.sent: list[tuple[str, Any]] = []
-        self._sends = dict(getattr(spec, "sends", ()))
+        self._sends = dict(spec.sends) if spec is not None else {}
         self._kernel_id = spec.kernel_id if spec is not None else "?"
 
     def fail(self) -> None:

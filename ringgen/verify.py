@@ -181,11 +181,13 @@ class CompiledKernel:
     def sent(self, expect: int) -> tuple[tuple[str, Any], ...]:
         if not self.sends:
             return ()
+        from ringgen.runtime.dead_letters import DeadLetterReason
+
         start = time.monotonic()
         while True:
             letters = self.runtime.dead_letters
             found = [d for d in letters[self.seen:] if d.kernel_id == self.kernel_id
-                     and d.reason.value == "unbound"]
+                     and d.reason is DeadLetterReason.UNBOUND]
             waited = time.monotonic() - start
             if (len(found) >= expect and waited >= 0.05) or waited > 2.0:
                 break  # what was expected, and 50 ms for a send more than Python's
@@ -323,7 +325,7 @@ def verify_kernel(runtime: Any, spec: KernelSpec, examples: int,
 
     assert spec.input is not None
     kernel = CompiledKernel(runtime, spec.kernel_id, spec.output is not None,
-                            tuple(name for name, _ in getattr(spec, "sends", ())))
+                            tuple(name for name, _ in spec.sends))
     seen: list[str] = []
     requests = message_strategy(spec.input)
 

@@ -203,9 +203,9 @@ class RingKernelRuntime:
                 self._watchdog.watch(channel, kernel, channel.holds_requests, channel.hung)
         self._channels[kernel_id] = channel
         log.info("launched %s on %s", kernel_id, channel.backend_name)
+        await self.routes.launched(kernel_id)  # its sends are bound before it can send
         if activate:
             await channel.activate()
-        await self.routes.relaunched(kernel_id)
 
     async def _start_kernel(self, kdef: KernelDef, capacity: int) -> RingKernel:
         """create_kernel in a worker thread. A kernel that comes up after its launch() was
@@ -254,8 +254,10 @@ class RingKernelRuntime:
 
     async def connect(self, src: str, *dsts: str) -> None:
         """src's output goes straight into each dst's input lanes (by its priority), with no
-        host hop; several dsts: each gets every message. The output type must be the targets'
-        input type, and a cycle of routes is refused. Kept when either side is relaunched."""
+        host hop; several dsts: each gets every message. src "kernel.target" binds the
+        kernel's declared send target (sends=) instead; src and dsts may be host actors. The
+        message type must be the targets' input type, and a cycle of routes is refused. Kept
+        when either side is relaunched."""
         await self.routes.connect(src, dsts)
 
     async def disconnect(self, src: str) -> None:

@@ -249,7 +249,7 @@ def test_translated_sources_compile_with_nvcc_sm90(tmp_path: Path) -> None:
     compile_nvcc(_all_translated(tmp_path), tmp_path / "all.o", [CORPUS])
 
 
-@pytest.mark.parametrize("kernel_id", ["arith", "stats", "overflow", "fields"])
+@pytest.mark.parametrize("kernel_id", ["arith", "stats", "overflow", "fields", "sender"])
 def test_hypothesis_messages_agree_with_python(kernel_id: str, corpus: tuple[Any, SyncRuntime]) -> None:
     pkg, runtime = corpus
     spec = kernel_spec(getattr(pkg, kernel_id))
@@ -391,3 +391,24 @@ def test_the_calculator_parses_as_its_python(tmp_path: Path) -> None:
         for text in expressions:
             req = pkg.CalculateRequest(expression=text)
             assert agree(spec, run_python(spec, req), kernel.run(req)) == [], text
+
+
+# ---- ctx.send ----
+
+
+def test_sends_are_the_python_functions(corpus: tuple[Any, SyncRuntime]) -> None:
+    """What the translated handler sends (to targets bound to nothing: UNBOUND dead letters
+    naming the target) equals what the Python function sends, per target in order."""
+    pkg, runtime = corpus
+    spec = kernel_spec(pkg.sender)
+    assert spec is not None
+    kernel = CompiledKernel(runtime, "sender", sends=("audit", "echo"))
+    try:
+        for values, reset in [([], False), ([1.5, -2.0, 3.0], True), ([0.5] * 8, False), ([], True)]:
+            batch = pkg.Batch(values=values, reset=reset)
+            python = run_python(spec, batch)
+            compiled = kernel.run(batch, len(python.sent))
+            assert len(python.sent) == sum(v > 0 for v in values) + reset
+            assert agree(spec, python, compiled) == [], (batch, python.sent, compiled.sent)
+    finally:
+        runtime.terminate("sender")

@@ -109,17 +109,8 @@ def test_a_state_difference_is_found_and_reported(tmp_path: Path,
 
 
 EXAMPLES = sorted(p.stem for p in (ROOT / "examples").glob("*.py"))
-# The example's own difference, not verify's or the translator's: safe_sqrt's C calls
-# sqrt(-0.0), which is -0.0 (IEEE 754), while its Python function computes -0.0 ** 0.5, which is
-# pow(-0.0, 0.5) = +0.0 (C99 Annex F and Python alike). Either side written as the other (C
-# pow(x, 0.5), or Python math.sqrt(x)) makes them agree.
-KNOWN = {"errors": "safe_sqrt: C sqrt(-0.0) is -0.0, Python's (-0.0) ** 0.5 is +0.0 (found by verify)"}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("example", [
-    pytest.param(e, marks=pytest.mark.xfail(strict=True, reason=KNOWN[e])) if e in KNOWN else e
-    for e in EXAMPLES])
+@pytest.mark.parametrize("example", EXAMPLES)
 def test_every_example_agrees_with_its_python(example: str) -> None:
     module = load_module(str(ROOT / "examples" / f"{example}.py"))
     specs = device_kernels(collect_kernels([module]))

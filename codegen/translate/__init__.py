@@ -25,7 +25,7 @@ def translate(spec: KernelSpec, messages: dict[str, MessageIR], shown_file: str,
                     spec.block, shown_file,
                     state.c_name if state else None,
                     {m.name: m.ctype for m in state.fields if m.ctype} if state else {},
-                    {name: cls.__name__ for name, cls in getattr(spec, "sends", ())})
+                    {name: cls.__name__ for name, cls in spec.sends})
     table = Messages(messages)
     try:
         Lowerer(spec.fn, tree, func, table, diags).lower()

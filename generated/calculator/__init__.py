@@ -47,7 +47,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='calculator',
-    schema_hash='266a9a8a266b63e2',
+    schema_hash='4378dc3714937201',
     build_command='ringgen build examples/calculator.py -o generated',
     sources=('examples/calculator.py',),
     type_ids=TYPE_IDS,

@@ -347,3 +347,25 @@ def scale(req: Scale, ctx: object) -> Scaled:
     view[-1] += req.bump
     total = sum(view[i] for i in rg.prange(len(view)))
     return Scaled(total=total, n=len(view), first=first, peak=max(view))
+
+
+@message
+@dataclass
+class Audit:
+    seq: int = 0
+    step: int = 0
+    note: Annotated[str, MaxLen(8)] = ""
+
+
+@ring_kernel(kernel_id="sender", input=Batch, output=Summary, block=32,
+             sends={"audit": Audit, "echo": Batch})
+def sender(req: Batch, ctx: object) -> Summary:
+    """ctx.send: a message built by its constructor per item, in Python's order, and the
+    request forwarded as it is."""
+    for k in range(len(req.values)):
+        if req.values[k] > 0:
+            ctx.send("audit", Audit(seq=k, step=int(req.values[k]) if req.values[k] < 1e9 else -1,  # type: ignore[attr-defined]
+                                    note="pos"))
+    if req.reset:
+        ctx.send("echo", req)  # type: ignore[attr-defined]
+    return Summary(count=len(req.values))

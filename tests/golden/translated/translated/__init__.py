@@ -24,6 +24,7 @@ TYPE_IDS = {
     'Parsed': 0x39bde8fa,
     'Scale': 0x07c39a20,
     'Scaled': 0xcb704d75,
+    'Audit': 0x79ebfb16,
 }
 DTYPES = {
     'Numbers': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'a', 'b', 'x', 'y',
@@ -246,6 +247,15 @@ DTYPES = {
  'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '<f8', '<i8', '<f8', '<f8'],
  'offsets': [0, 16, 32, 36, 37, 40, 48, 56, 64],
  'itemsize': 72}),
+    'Audit': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'seq', 'step',
+           'note'],
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '<i8', '<i8',
+             {'names': ['len', 'data'],
+              'formats': ['<u4', 'S8'],
+              'offsets': [0, 4],
+              'itemsize': 12}],
+ 'offsets': [0, 16, 32, 36, 37, 40, 48, 56],
+ 'itemsize': 72}),
 }
 # messages that have no C layout (host actors only), and why
 HOST_ONLY = {
@@ -260,10 +270,11 @@ HOST_ONLY = {
 #   running: Batch -> Summary, grid 1 x block 32
 #   fields: Record -> Parsed, grid 1 x block 32
 #   scale: Scale -> Scaled, grid 1 x block 32
+#   sender: Batch -> Summary, grid 1 x block 32
 package = bind_package(
     globals(),
     name='translated',
-    schema_hash='2c4cbfc7844dcce3',
+    schema_hash='5d69f64a1efabc0a',
     build_command='ringgen build schemas.translated -o translated',
     sources=('schemas.translated',),
     type_ids=TYPE_IDS,

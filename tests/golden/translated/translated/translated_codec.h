@@ -1603,3 +1603,82 @@ RG_FN int64_t rg_unpack_Scaled(const uint8_t* in, size_t len, Scaled* m) {
     return r.err ? (int64_t)r.err : (int64_t)r.pos;
 }
 
+// ---- Audit (schemas.translated.Audit) ----
+#define RG_MAX_PACKED_Audit 154
+
+RG_FN void rg_write_Audit(rg_mp_writer* w, const Audit* m) {
+    rg_mp_write_map(w, 6);
+    rg_mp_write_str(w, "seq", 3);
+    rg_mp_write_int(w, (int64_t)m->seq);
+    rg_mp_write_str(w, "step", 4);
+    rg_mp_write_int(w, (int64_t)m->step);
+    rg_mp_write_str(w, "note", 4);
+    if (rg_mp_check_len(w, m->note.len, 8)) rg_mp_write_str(w, m->note.data, m->note.len);
+    rg_mp_write_str(w, "message_id", 10);
+    rg_mp_write_uuid(w, &m->message_id);
+    rg_mp_write_str(w, "priority", 8);
+    rg_mp_write_uint(w, (uint64_t)m->priority);
+    rg_mp_write_str(w, "correlation_id", 14);
+    if (m->flags & RG_FLAG_HAS_CORRELATION) rg_mp_write_uuid(w, &m->correlation_id);
+    else rg_mp_write_nil(w);
+}
+
+// Zeroes *m and applies the field defaults that are constants (a default_factory leaves zero).
+RG_FN void rg_init_Audit(Audit* m) {
+    for (size_t i = 0; i < sizeof *m; ++i) ((uint8_t*)m)[i] = 0;
+    m->type_id = RG_TYPE_ID_Audit;
+    m->seq = 0;
+    m->step = 0;
+    m->note.len = 0; rg_mp_copy(m->note.data, "", 0);
+    m->priority = 128;
+}
+
+RG_FN void rg_read_Audit(rg_mp_reader* r, Audit* m) {
+    rg_init_Audit(m);
+    uint32_t n;
+    if (!rg_mp_read_map(r, &n)) return;
+    for (uint32_t k = 0; k < n && !r->err; ++k) {
+        const uint8_t* key;
+        uint32_t key_len;
+        if (!rg_mp_read_key(r, &key, &key_len)) return;
+        if (rg_mp_key_is(key, key_len, "seq", 3)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT64_MIN, INT64_MAX)) m->seq = (int64_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "step", 4)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT64_MIN, INT64_MAX)) m->step = (int64_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "note", 4)) {
+            rg_mp_read_bytes(r, 1, m->note.data, &m->note.len, 8);
+        } else if (rg_mp_key_is(key, key_len, "message_id", 10)) {
+            rg_mp_read_uuid(r, &m->message_id);
+        } else if (rg_mp_key_is(key, key_len, "priority", 8)) {
+            {
+                uint64_t v;
+                if (rg_mp_read_uint(r, &v, UINT8_MAX)) m->priority = (uint8_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "correlation_id", 14)) {
+            if (rg_mp_read_nil(r)) m->flags &= (uint8_t)~RG_FLAG_HAS_CORRELATION;
+            else if (rg_mp_read_uuid(r, &m->correlation_id)) m->flags |= RG_FLAG_HAS_CORRELATION;
+        } else {
+            rg_mp_skip(r);
+        }
+    }
+}
+
+RG_FN int64_t rg_pack_Audit(const Audit* m, uint8_t* out, size_t cap) {
+    rg_mp_writer w = {out, cap, 0, RG_MP_OK};
+    rg_write_Audit(&w, m);
+    return w.err ? (int64_t)w.err : (int64_t)w.len;
+}
+
+RG_FN int64_t rg_unpack_Audit(const uint8_t* in, size_t len, Audit* m) {
+    rg_mp_reader r = {in, len, 0, RG_MP_OK};
+    rg_read_Audit(&r, m);
+    if (!r.err && r.pos != len) r.err = RG_MP_ERR_TRAILING;
+    return r.err ? (int64_t)r.err : (int64_t)r.pos;
+}
+

@@ -597,6 +597,40 @@ static_assert(offsetof(Scaled, n) == 48, "Scaled.n");
 static_assert(offsetof(Scaled, first) == 56, "Scaled.first");
 static_assert(offsetof(Scaled, peak) == 64, "Scaled.peak");
 
+// Annotated[str, MaxLen(8)]: UTF-8 length + data
+typedef struct rg_str8 {
+    uint32_t len;                      //    0: 4 B
+    char data[8];                      //    4: 8 B
+} rg_str8;
+static_assert(sizeof(rg_str8) == 12, "layout of rg_str8 changed");
+static_assert(alignof(rg_str8) == 4, "alignment of rg_str8 changed");
+static_assert(offsetof(rg_str8, len) == 0, "rg_str8.len");
+static_assert(offsetof(rg_str8, data) == 4, "rg_str8.data");
+
+// message Audit
+typedef struct Audit {
+    rg_uuid message_id;                //    0: 16 B, UUID of this message
+    rg_uuid correlation_id;            //   16: 16 B, message_id of the request (flags & RG_FLAG_HAS_CORRELATION)
+    uint32_t type_id;                  //   32: 4 B, RG_TYPE_ID_<Msg>
+    uint8_t priority;                  //   36: 1 B, 0..255, higher first
+    uint8_t flags;                     //   37: 1 B, RG_FLAG_*
+    uint8_t _pad0[2];                  //   38: 2 B
+    int64_t seq;                       //   40: 8 B
+    int64_t step;                      //   48: 8 B
+    rg_str8 note;                      //   56: 12 B
+    uint8_t _pad1[4];                  //   68: 4 B
+} Audit;
+static_assert(sizeof(Audit) == 72, "layout of Audit changed");
+static_assert(alignof(Audit) == 8, "alignment of Audit changed");
+static_assert(offsetof(Audit, message_id) == 0, "Audit.message_id");
+static_assert(offsetof(Audit, correlation_id) == 16, "Audit.correlation_id");
+static_assert(offsetof(Audit, type_id) == 32, "Audit.type_id");
+static_assert(offsetof(Audit, priority) == 36, "Audit.priority");
+static_assert(offsetof(Audit, flags) == 37, "Audit.flags");
+static_assert(offsetof(Audit, seq) == 40, "Audit.seq");
+static_assert(offsetof(Audit, step) == 48, "Audit.step");
+static_assert(offsetof(Audit, note) == 56, "Audit.note");
+
 // state Running
 typedef struct Running {
     int64_t count;                     //    0: 8 B
@@ -632,6 +666,7 @@ static_assert(offsetof(Running, ticks) == 34, "Running.ticks");
 #define RG_TYPE_ID_Parsed 0x39bde8fau  // schemas.translated.Parsed
 #define RG_TYPE_ID_Scale 0x07c39a20u  // schemas.translated.Scale
 #define RG_TYPE_ID_Scaled 0xcb704d75u  // schemas.translated.Scaled
+#define RG_TYPE_ID_Audit 0x79ebfb16u  // schemas.translated.Audit
 
 // schemas.translated.Mode: the values of its fields (int32_t) as constants.
 static constexpr int32_t Mode_FAST = 1;
