@@ -17,6 +17,7 @@ from ringgen.runtime.waiting import wait_in, wake_all
 
 if TYPE_CHECKING:
     from ringgen.runtime.runtime import RingKernelRuntime
+    from ringgen.runtime.supervisor import Carried, Decision
 
 log = logging.getLogger("ringgen.runtime")
 
@@ -97,11 +98,9 @@ class HostChannel(Channel):
             log.exception("host actor %s raised", self.kernel_id)
             self.fail(f"{type(e).__name__}: {e}")
 
-    def fail(self, reason: str) -> None:
-        if self.state in (KernelState.FAILED, KernelState.TERMINATED):
-            return
+    def hand_over(self, reason: str, decision: Decision | None) -> Carried:
         self._drop_in_hand(DeadLetterReason.KERNEL_FAILED, f"the actor failed: {reason}")
-        super().fail(reason)
+        return super().hand_over(reason, decision)
 
     def _drop_in_hand(self, reason: DeadLetterReason, why: str) -> None:
         """The message the actor held unanswered goes to the dead letters; it had been

@@ -24,9 +24,19 @@ class Telemetry:
     latency_p50_us: float | None
     latency_p99_us: float | None
     # Device kernels under the hang watchdog: seconds since the stillest block's heartbeat last
-    # moved, and whether that reached hang_timeout (a hung handler, or a stopped process).
+    # moved, and whether that reached its watchdog_s (a hung handler, or a stopped process).
     heartbeat_age_s: float | None = None
     stalled: bool = False
+    restarts: int = 0    # supervised restarts since the user's last launch() of this kernel id
+    device: int | None = None  # the device a kernel runs on (launch(..., device=N)); None: host actor
+    # The bus meter (CPU backend; 0 elsewhere): what a GPU would send over PCIe for the
+    # device side's accesses to host-mapped memory since launch, in transactions of up to 128
+    # bytes and in bytes, reads (round trips the kernel waits for) and writes apart. Per
+    # message: divide by `processed` (docs/performance.md).
+    bus_reads: int = 0
+    bus_read_bytes: int = 0
+    bus_writes: int = 0
+    bus_write_bytes: int = 0
 
 
 @dataclass

@@ -33,11 +33,11 @@ def test_build_check_and_rebuild_does_no_work(tmp_path: Path) -> None:
     module.write_text(SCHEMA.read_text().replace("class Widths", "class Shape"))
     first = _ringgen("build", str(module), "-o", str(tmp_path / "gen"))
     assert first.returncode == 0, first.stderr
-    assert "wrote 12 file(s)" in first.stdout
+    assert "wrote 13 file(s)" in first.stdout
     package = tmp_path / "gen" / "shapes_cli"
     assert {p.name for p in package.iterdir()} == {
         "__init__.py", "manifest.json", "rg_msgpack.h", "rg_platform.h", "shapes_cli_codec.h",
-        "shapes_cli_messages.h", "rg_ring.h", "rg_state.h", "rg_route.h", "rg_kernel.h",
+        "shapes_cli_messages.h", "rg_ring.h", "rg_state.h", "rg_route.h", "rg_bus.h", "rg_kernel.h",
         "rg_cpu_shim.h", "rg_python.h"}
     again = _ringgen("build", str(module), "-o", str(tmp_path / "gen"))
     assert "up to date" in again.stdout

@@ -11,11 +11,11 @@ import pytest
 from conftest import ROOT, import_package
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import message_strategy
 
 from ringgen import MessageSerializationError
 from ringgen.codecs import struct_columns as structs
 from ringgen.codecs.structs import VECTOR_MIN, StructCodec
+from ringgen.verify import message_strategy
 
 CASES = ["everything", "widths", "seed_messages", "kernels"]
 
@@ -31,7 +31,7 @@ def test_struct_codec_equals_numpy_and_round_trips(case: str, data: st.DataObjec
     pkg = _package(case)
     for name, dtype in pkg.DTYPES.items():
         cls = pkg.package.classes[name]
-        msgs = data.draw(st.lists(message_strategy(cls), min_size=1, max_size=3), label=name)
+        msgs = data.draw(st.lists(message_strategy(cls, for_codecs=True), min_size=1, max_size=3), label=name)
         rows = structs.pack(cls, dtype, msgs)
         codec = StructCodec(cls, dtype)
         assert b"".join(codec.pack(m) for m in msgs) == rows.tobytes()

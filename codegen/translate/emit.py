@@ -321,8 +321,14 @@ class Emitter:
                               f"{target}.items[rg_k] = {lv}.items[rg_k];")
                 stores.append(f"{target}.count = {lv}.count;")
             return
-        if ctype.kind in ("message", "uuid"):
-            stores.append(f"{target} = {self.lvalue(value)};")
+        if ctype.kind in ("message", "uuid") or (
+                ctype.kind == "datetime" and isinstance(value, (tir.FieldRead, tir.Unwrap, tir.Index))):
+            stores.append(f"{target} = {self.lvalue(value)};")  # a datetime keeps its naive flag
+            return
+        if ctype.kind == "datetime":  # a datetime local: its ns (the field's naive flag as set)
+            n = len(into)
+            self.out(f"{pad}const int64_t rg_r{n} = {self.expr(value)};")
+            stores.append(f"{target}.ns = rg_r{n};")
             return
         n = len(into)
         self.out(f"{pad}const {_store_type(ctype)} rg_r{n} = {self.store(value, ctype)};")
@@ -541,6 +547,8 @@ class Emitter:
             return f"(double){lv}"
         if ctype.kind == "bool":
             return f"({lv} != 0)"
+        if ctype.kind == "datetime":  # compared by the instant (ns since the epoch)
+            return f"{lv}.ns"
         return lv
 
 

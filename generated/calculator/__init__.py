@@ -47,7 +47,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='calculator',
-    schema_hash='4378dc3714937201',
+    schema_hash='4ddd7deae08e158f',
     build_command='ringgen build examples/calculator.py -o generated',
     sources=('examples/calculator.py',),
     type_ids=TYPE_IDS,

@@ -65,7 +65,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='pipeline',
-    schema_hash='26158e292c08adaf',
+    schema_hash='3dcd4becc19f5e2f',
     build_command='ringgen build examples/pipeline.py -o generated',
     sources=('examples/pipeline.py',),
     type_ids=TYPE_IDS,

@@ -9,6 +9,7 @@
 #include "rg_platform.h"
 
 static_assert(RG_FLAG_HAS_CORRELATION == 1u, "rg_platform.h and ringgen disagree on the header's flags");
+static_assert(RG_FLAG_REDELIVERED == 2u, "rg_platform.h and ringgen disagree on the header's flags");
 
 // Annotated[list[float], MaxLen(64)]: count + items
 typedef struct rg_list_f64_64 {
@@ -123,6 +124,62 @@ static_assert(offsetof(Total, flags) == 37, "Total.flags");
 static_assert(offsetof(Total, origin) == 38, "Total.origin");
 static_assert(offsetof(Total, energy) == 56, "Total.energy");
 static_assert(offsetof(Total, count) == 64, "Total.count");
+
+// The bytes of each message that a ring copy moves (rg_bus.h): its fixed runs (header, scalars,
+// counts and lengths, with the first 32 bytes of each list's and string's data), then, once
+// the counts are known, the rest of the used prefix of each bounded list and string; the
+// unused capacity beyond those first bytes never crosses the bus (codegen/runs.py).
+RG_FN uint32_t rg_fixed_runs(const RawData*, rg_run* out) {
+    out[0] = rg_run{0u, 80u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const RawData* m, rg_run* out) {
+    out[0] = rg_run{80u, 8u * (m->values.count < 64u ? (m->values.count > 4u ? (uint32_t)m->values.count - 4u : 0u) : 60u)};
+    return 1;
+}
+RG_HD constexpr uint32_t rg_max_runs(const RawData*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Ack*, rg_run* out) {
+    out[0] = rg_run{0u, 48u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Ack* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Ack*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Clipped*, rg_run* out) {
+    out[0] = rg_run{0u, 96u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Clipped* m, rg_run* out) {
+    out[0] = rg_run{96u, 8u * (m->values.count < 64u ? (m->values.count > 4u ? (uint32_t)m->values.count - 4u : 0u) : 60u)};
+    return 1;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Clipped*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Squares*, rg_run* out) {
+    out[0] = rg_run{0u, 96u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Squares* m, rg_run* out) {
+    out[0] = rg_run{96u, 8u * (m->values.count < 64u ? (m->values.count > 4u ? (uint32_t)m->values.count - 4u : 0u) : 60u)};
+    return 1;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Squares*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Total*, rg_run* out) {
+    out[0] = rg_run{0u, 72u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Total* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Total*) { return 1; }
 
 // Stable type ids (first 4 bytes of SHA-256 of the qualified name), stored in `type_id`.
 #define RG_TYPE_ID_RawData 0xf64585a1u  // pipeline.RawData

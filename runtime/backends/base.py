@@ -38,6 +38,11 @@ class BlockStatus:
     emitted: int
     errors: int
     heartbeat: int
+    # The bus meter (rg_bus.h), CPU backend only: transactions and bytes read and written.
+    bus_reads: int = 0
+    bus_read_bytes: int = 0
+    bus_writes: int = 0
+    bus_write_bytes: int = 0
 
 
 class RingKernel(ABC):
@@ -55,12 +60,13 @@ class RingKernel(ABC):
     push_nap_ns = 50_000  # how long a push into a full lane naps before it looks again
 
     def __init__(self, info: KernelDef, lane_capacity: int = DEFAULT_LANE_CAPACITY,
-                 out_capacity: int = DEFAULT_OUT_CAPACITY):
+                 out_capacity: int = DEFAULT_OUT_CAPACITY, device: int = 0):
         if info.in_dtype is None:
             raise KernelStateError(f"{info.kernel_id!r} is a host actor, not a device kernel")
         self.info = info
         self.in_dtype: np.dtype = info.in_dtype
         self.kernel_id = info.kernel_id
+        self.device = limits.device(device)
         self.grid = limits.threads("grid", info.grid)
         limits.threads("block", info.block)
         self.lane_capacity = limits.ring_capacity("lane_capacity", lane_capacity)
@@ -339,6 +345,15 @@ class RingKernel(ABC):
     def abandon(self, reason: str) -> None:
         """Give up on a hung kernel, or one that broke its region: stop it as far as the
         backend can; failure() gives `reason` from now on."""
+
+    def hung(self, reason: str) -> None:
+        """The watchdog found the kernel hung: abandon it (the CUDA backend also loses the
+        device, which device_lost() then says)."""
+        self.abandon(reason)
+
+    def device_lost(self) -> str | None:
+        """Why this kernel's device can run no kernel again in this process; None: it can."""
+        return None
 
     @abstractmethod
     def exited(self) -> bool:

@@ -42,11 +42,14 @@ RACE_EXIT = 66
 
 
 def runner_build_from_env() -> str:
-    """The runner build the environment asks for: RINGGEN_RACE_CHECK=1, RINGGEN_DEBUG=1."""
+    """The runner build the environment asks for: RINGGEN_RACE_CHECK=1, RINGGEN_DEBUG=1,
+    RINGGEN_BUS_BASELINE=1 (the data path before batches, for benchmarks/bench_bus.py)."""
     if os.environ.get("RINGGEN_RACE_CHECK", "") not in ("", "0"):
         return "race-check"
     if os.environ.get("RINGGEN_DEBUG", "") not in ("", "0"):
         return "debug"
+    if os.environ.get("RINGGEN_BUS_BASELINE", "") not in ("", "0"):
+        return "bus-baseline"
     return "release"
 
 
@@ -77,12 +80,13 @@ class CpuKernel(RingKernel):
     kernel_writes_notify = True
 
     def __init__(self, info: KernelDef, lane_capacity: int = DEFAULT_LANE_CAPACITY,
-                 out_capacity: int = DEFAULT_OUT_CAPACITY, build: str | None = None):
+                 out_capacity: int = DEFAULT_OUT_CAPACITY, build: str | None = None,
+                 device: int = 0):
         """`build`: "release", "debug" (-O0 -g, and how to attach gdb in the log) or
         "race-check" (ThreadSanitizer: the first data race between two threads of a block
         fails the kernel, naming both accesses); None: RINGGEN_RACE_CHECK=1 or RINGGEN_DEBUG=1
         from the environment, else release."""
-        super().__init__(info, lane_capacity, out_capacity)
+        super().__init__(info, lane_capacity, out_capacity, device)
         self.build = build or runner_build_from_env()
         if self.build not in RUNNER_FLAGS:
             raise ValidationError(f"build must be one of {', '.join(RUNNER_FLAGS)}, not {build!r}")

@@ -1057,13 +1057,13 @@ RG_FN void rg_write_Record(rg_mp_writer* w, const Record* m) {
     }
     rg_mp_write_str(w, "start", 5);
     if (m->start.present) {
-        rg_mp_write_datetime(w, m->start.value);
+        rg_mp_write_datetime(w, &m->start.value);
     } else {
         rg_mp_write_nil(w);
     }
     rg_mp_write_str(w, "end", 3);
     if (m->end.present) {
-        rg_mp_write_datetime(w, m->end.value);
+        rg_mp_write_datetime(w, &m->end.value);
     } else {
         rg_mp_write_nil(w);
     }
@@ -1254,7 +1254,7 @@ RG_FN void rg_write_Parsed(rg_mp_writer* w, const Parsed* m) {
     }
     rg_mp_write_str(w, "start", 5);
     if (m->start.present) {
-        rg_mp_write_datetime(w, m->start.value);
+        rg_mp_write_datetime(w, &m->start.value);
     } else {
         rg_mp_write_nil(w);
     }

@@ -9,6 +9,7 @@
 #include "rg_platform.h"
 
 static_assert(RG_FLAG_HAS_CORRELATION == 1u, "rg_platform.h and ringgen disagree on the header's flags");
+static_assert(RG_FLAG_REDELIVERED == 2u, "rg_platform.h and ringgen disagree on the header's flags");
 
 // message Numbers
 typedef struct Numbers {
@@ -414,6 +415,17 @@ static_assert(alignof(rg_opt_uuid) == 1, "alignment of rg_opt_uuid changed");
 static_assert(offsetof(rg_opt_uuid, present) == 0, "rg_opt_uuid.present");
 static_assert(offsetof(rg_opt_uuid, value) == 1, "rg_opt_uuid.value");
 
+// datetime | None: presence flag + value
+typedef struct rg_opt_datetime {
+    uint8_t present;                   //    0: 1 B
+    uint8_t _pad0[7];                  //    1: 7 B
+    rg_datetime value;                 //    8: 16 B
+} rg_opt_datetime;
+static_assert(sizeof(rg_opt_datetime) == 24, "layout of rg_opt_datetime changed");
+static_assert(alignof(rg_opt_datetime) == 8, "alignment of rg_opt_datetime changed");
+static_assert(offsetof(rg_opt_datetime, present) == 0, "rg_opt_datetime.present");
+static_assert(offsetof(rg_opt_datetime, value) == 8, "rg_opt_datetime.value");
+
 // Annotated[list[Mode], MaxLen(3)]: count + items
 typedef struct rg_list_i32_3 {
     uint32_t count;                    //    0: 4 B
@@ -449,14 +461,14 @@ typedef struct Record {
     rg_opt_uuid owner;                 //   96: 17 B
     rg_opt_uuid peer;                  //  113: 17 B
     uint8_t _pad1[6];                  //  130: 6 B
-    rg_opt_i64 start;                  //  136: 16 B
-    rg_opt_i64 end;                    //  152: 16 B
-    int32_t mode;                      //  168: 4 B
-    rg_list_i32_3 modes;               //  172: 16 B
-    rg_opt_Tag tag;                    //  188: 60 B
-    int64_t index;                     //  248: 8 B
+    rg_opt_datetime start;             //  136: 24 B
+    rg_opt_datetime end;               //  160: 24 B
+    int32_t mode;                      //  184: 4 B
+    rg_list_i32_3 modes;               //  188: 16 B
+    rg_opt_Tag tag;                    //  204: 60 B
+    int64_t index;                     //  264: 8 B
 } Record;
-static_assert(sizeof(Record) == 256, "layout of Record changed");
+static_assert(sizeof(Record) == 272, "layout of Record changed");
 static_assert(alignof(Record) == 8, "alignment of Record changed");
 static_assert(offsetof(Record, message_id) == 0, "Record.message_id");
 static_assert(offsetof(Record, correlation_id) == 16, "Record.correlation_id");
@@ -469,11 +481,11 @@ static_assert(offsetof(Record, ids) == 80, "Record.ids");
 static_assert(offsetof(Record, owner) == 96, "Record.owner");
 static_assert(offsetof(Record, peer) == 113, "Record.peer");
 static_assert(offsetof(Record, start) == 136, "Record.start");
-static_assert(offsetof(Record, end) == 152, "Record.end");
-static_assert(offsetof(Record, mode) == 168, "Record.mode");
-static_assert(offsetof(Record, modes) == 172, "Record.modes");
-static_assert(offsetof(Record, tag) == 188, "Record.tag");
-static_assert(offsetof(Record, index) == 248, "Record.index");
+static_assert(offsetof(Record, end) == 160, "Record.end");
+static_assert(offsetof(Record, mode) == 184, "Record.mode");
+static_assert(offsetof(Record, modes) == 188, "Record.modes");
+static_assert(offsetof(Record, tag) == 204, "Record.tag");
+static_assert(offsetof(Record, index) == 264, "Record.index");
 
 // Annotated[str, MaxLen(4)]: UTF-8 length + data
 typedef struct rg_str4 {
@@ -508,23 +520,23 @@ typedef struct Parsed {
     rg_list_i16_8 ids;                 //   72: 20 B
     rg_opt_uuid owner;                 //   92: 17 B
     uint8_t _pad1[3];                  //  109: 3 B
-    rg_opt_i64 start;                  //  112: 16 B
-    int32_t mode;                      //  128: 4 B
-    rg_opt_Tag tag;                    //  132: 60 B
-    rg_opt_Tag inner;                  //  192: 60 B
-    uint8_t _pad2[4];                  //  252: 4 B
-    int64_t digits;                    //  256: 8 B
-    int64_t vowels;                    //  264: 8 B
-    int64_t code;                      //  272: 8 B
-    int64_t order;                     //  280: 8 B
-    uint8_t same_owner;                //  288: 1 B
-    uint8_t later;                     //  289: 1 B
-    uint8_t _pad3[6];                  //  290: 6 B
-    int64_t fast;                      //  296: 8 B
-    uint8_t found;                     //  304: 1 B
-    uint8_t _pad4[7];                  //  305: 7 B
+    rg_opt_datetime start;             //  112: 24 B
+    int32_t mode;                      //  136: 4 B
+    rg_opt_Tag tag;                    //  140: 60 B
+    rg_opt_Tag inner;                  //  200: 60 B
+    uint8_t _pad2[4];                  //  260: 4 B
+    int64_t digits;                    //  264: 8 B
+    int64_t vowels;                    //  272: 8 B
+    int64_t code;                      //  280: 8 B
+    int64_t order;                     //  288: 8 B
+    uint8_t same_owner;                //  296: 1 B
+    uint8_t later;                     //  297: 1 B
+    uint8_t _pad3[6];                  //  298: 6 B
+    int64_t fast;                      //  304: 8 B
+    uint8_t found;                     //  312: 1 B
+    uint8_t _pad4[7];                  //  313: 7 B
 } Parsed;
-static_assert(sizeof(Parsed) == 312, "layout of Parsed changed");
+static_assert(sizeof(Parsed) == 320, "layout of Parsed changed");
 static_assert(alignof(Parsed) == 8, "alignment of Parsed changed");
 static_assert(offsetof(Parsed, message_id) == 0, "Parsed.message_id");
 static_assert(offsetof(Parsed, correlation_id) == 16, "Parsed.correlation_id");
@@ -536,17 +548,17 @@ static_assert(offsetof(Parsed, echo) == 48, "Parsed.echo");
 static_assert(offsetof(Parsed, ids) == 72, "Parsed.ids");
 static_assert(offsetof(Parsed, owner) == 92, "Parsed.owner");
 static_assert(offsetof(Parsed, start) == 112, "Parsed.start");
-static_assert(offsetof(Parsed, mode) == 128, "Parsed.mode");
-static_assert(offsetof(Parsed, tag) == 132, "Parsed.tag");
-static_assert(offsetof(Parsed, inner) == 192, "Parsed.inner");
-static_assert(offsetof(Parsed, digits) == 256, "Parsed.digits");
-static_assert(offsetof(Parsed, vowels) == 264, "Parsed.vowels");
-static_assert(offsetof(Parsed, code) == 272, "Parsed.code");
-static_assert(offsetof(Parsed, order) == 280, "Parsed.order");
-static_assert(offsetof(Parsed, same_owner) == 288, "Parsed.same_owner");
-static_assert(offsetof(Parsed, later) == 289, "Parsed.later");
-static_assert(offsetof(Parsed, fast) == 296, "Parsed.fast");
-static_assert(offsetof(Parsed, found) == 304, "Parsed.found");
+static_assert(offsetof(Parsed, mode) == 136, "Parsed.mode");
+static_assert(offsetof(Parsed, tag) == 140, "Parsed.tag");
+static_assert(offsetof(Parsed, inner) == 200, "Parsed.inner");
+static_assert(offsetof(Parsed, digits) == 264, "Parsed.digits");
+static_assert(offsetof(Parsed, vowels) == 272, "Parsed.vowels");
+static_assert(offsetof(Parsed, code) == 280, "Parsed.code");
+static_assert(offsetof(Parsed, order) == 288, "Parsed.order");
+static_assert(offsetof(Parsed, same_owner) == 296, "Parsed.same_owner");
+static_assert(offsetof(Parsed, later) == 297, "Parsed.later");
+static_assert(offsetof(Parsed, fast) == 304, "Parsed.fast");
+static_assert(offsetof(Parsed, found) == 312, "Parsed.found");
 
 // message Scale
 typedef struct Scale {
@@ -650,6 +662,175 @@ static_assert(offsetof(Running, m2) == 16, "Running.m2");
 static_assert(offsetof(Running, total) == 24, "Running.total");
 static_assert(offsetof(Running, seen_negative) == 32, "Running.seen_negative");
 static_assert(offsetof(Running, ticks) == 34, "Running.ticks");
+
+// The bytes of each message that a ring copy moves (rg_bus.h): its fixed runs (header, scalars,
+// counts and lengths, with the first 32 bytes of each list's and string's data), then, once
+// the counts are known, the rest of the used prefix of each bounded list and string; the
+// unused capacity beyond those first bytes never crosses the bus (codegen/runs.py).
+RG_FN uint32_t rg_fixed_runs(const Numbers*, rg_run* out) {
+    out[0] = rg_run{0u, 70u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Numbers* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Numbers*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Arith*, rg_run* out) {
+    out[0] = rg_run{0u, 152u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Arith* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Arith*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Inner*, rg_run* out) {
+    out[0] = rg_run{0u, 50u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Inner* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Inner*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Samples*, rg_run* out) {
+    out[0] = rg_run{0u, 80u};
+    out[1] = rg_run{368u, 136u};
+    return 2;
+}
+RG_FN uint32_t rg_used_runs(const Samples* m, rg_run* out) {
+    out[0] = rg_run{80u, 8u * (m->values.count < 40u ? (m->values.count > 4u ? (uint32_t)m->values.count - 4u : 0u) : 36u)};
+    return 1;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Samples*) { return 2; }
+
+RG_FN uint32_t rg_fixed_runs(const Stats*, rg_run* out) {
+    out[0] = rg_run{0u, 136u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Stats* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Stats*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Big*, rg_run* out) {
+    out[0] = rg_run{0u, 56u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Big* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Big*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const BigResult*, rg_run* out) {
+    out[0] = rg_run{0u, 88u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const BigResult* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const BigResult*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Batch*, rg_run* out) {
+    out[0] = rg_run{0u, 80u};
+    out[1] = rg_run{112u, 1u};
+    return 2;
+}
+RG_FN uint32_t rg_used_runs(const Batch* m, rg_run* out) {
+    out[0] = rg_run{80u, 8u * (m->values.count < 8u ? (m->values.count > 4u ? (uint32_t)m->values.count - 4u : 0u) : 4u)};
+    return 1;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Batch*) { return 2; }
+
+RG_FN uint32_t rg_fixed_runs(const Summary*, rg_run* out) {
+    out[0] = rg_run{0u, 80u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Summary* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Summary*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Tag*, rg_run* out) {
+    out[0] = rg_run{0u, 56u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Tag* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Tag*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Record*, rg_run* out) {
+    out[0] = rg_run{0u, 272u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Record* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Record*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Parsed*, rg_run* out) {
+    out[0] = rg_run{0u, 313u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Parsed* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Parsed*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Scale*, rg_run* out) {
+    out[0] = rg_run{0u, 60u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Scale* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Scale*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Scaled*, rg_run* out) {
+    out[0] = rg_run{0u, 72u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Scaled* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Scaled*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Audit*, rg_run* out) {
+    out[0] = rg_run{0u, 68u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Audit* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Audit*) { return 1; }
 
 // Stable type ids (first 4 bytes of SHA-256 of the qualified name), stored in `type_id`.
 #define RG_TYPE_ID_Numbers 0x14daae4fu  // schemas.translated.Numbers
