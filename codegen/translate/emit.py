@@ -441,6 +441,13 @@ class Emitter:
         if isinstance(e, tir.Compare):
             if e.right.ty.kind == "str":
                 return self.str_compare(e)
+            places = (tir.FieldRead, tir.Unwrap, tir.Index)
+            if e.left.ty.kind == "datetime" and isinstance(e.left, places) and isinstance(e.right, places):
+                a, b = self.lvalue(e.left), self.lvalue(e.right)
+                if e.op in ("==", "!="):  # a naive and an aware datetime are never equal
+                    eq = f"({a}.naive == {b}.naive && {a}.ns == {b}.ns)"
+                    return eq if e.op == "==" else f"(!{eq})"
+                return f"(rg_py_same_tz({a}.naive, {b}.naive, RG_PY_AT), {a}.ns {e.op} {b}.ns)"
             if e.left.ty.kind == "uuid":
                 eq = f"rg_py_uuid_eq({self.lvalue(e.left)}, {self.lvalue(e.right)})"
                 return eq if e.op == "==" else f"(!{eq})"

@@ -286,7 +286,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='translated',
-    schema_hash='dd4768b449493df4',
+    schema_hash='2cb2d449cdeed828',
     build_command='ringgen build schemas.translated -o translated',
     sources=('schemas.translated',),
     type_ids=TYPE_IDS,

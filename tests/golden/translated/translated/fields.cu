@@ -83,7 +83,7 @@ __device__ bool fields_handle(const Record& req, Parsed& resp, rg_ctx& ctx) {
     if (((req.start.present) && (req.end.present))) {
 #line 304
 #line 304
-        py_later = ((rg_py_present(req.end.present, RG_PY_AT), req.end.value.ns) >= (rg_py_present(req.start.present, RG_PY_AT), req.start.value.ns));
+        py_later = (rg_py_same_tz((rg_py_present(req.end.present, RG_PY_AT), req.end.value).naive, (rg_py_present(req.start.present, RG_PY_AT), req.start.value).naive, RG_PY_AT), (rg_py_present(req.end.present, RG_PY_AT), req.end.value).ns >= (rg_py_present(req.start.present, RG_PY_AT), req.start.value).ns);
     }
 #line 305
     py_fast = INT64_C(0);

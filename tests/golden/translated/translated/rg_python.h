@@ -290,3 +290,8 @@ RG_PY_HD T& rg_py_buf_at(const rg_buffer_view& v, int64_t i, const char* file, i
     if (i < 0 || i >= n) rg_py_raise("IndexError: index out of range", file, line);
     return v.as<T>()[i];
 }
+
+// Ordering a naive and an aware datetime raises TypeError in Python.
+RG_PY_HD void rg_py_same_tz(uint8_t a_naive, uint8_t b_naive, const char* file, int line) {
+    if (a_naive != b_naive) rg_py_raise("TypeError: can't compare offset-naive and offset-aware datetimes", file, line);
+}
