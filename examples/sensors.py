@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ringgen import RingKernelRuntime, message, ring_kernel
+from ringgen import RingKernelRuntime, key_hash, message, ring_kernel
 
 BLOCKS = 4
 
@@ -74,7 +74,8 @@ def welford(req: Reading, state: RunningStats) -> Summary:
     state.mean += delta / state.count
     state.m2 += delta * (req.value - state.mean)
     variance = state.m2 / (state.count - 1) if state.count > 1 else 0.0
-    return Summary(sensor_id=req.sensor_id, count=state.count, mean=state.mean, variance=variance)
+    return Summary(sensor_id=req.sensor_id, block=np.int32(key_hash(req.sensor_id) % BLOCKS),
+                   count=state.count, mean=state.mean, variance=variance)
 
 
 @ring_kernel(kernel_id="running_stats", input=Reading, output=Summary, block=32, grid=BLOCKS,

@@ -11,8 +11,8 @@ import pytest
 from conftest import generated_package
 
 from ringgen import KernelFaultError, KernelState, RingKernelRuntime
+from ringgen.reference import ReferenceContext
 from ringgen.runtime.keys import key_hash
-from ringgen.verify import ReferenceContext
 
 
 def run(pkg: Any, backend: str, body: Any) -> Any:
@@ -49,7 +49,7 @@ def test_calculator_agrees_with_its_reference(expression: str, backend: str) -> 
                                 timeout=5.0)
 
     got = run(pkg, backend, body)
-    want = pkg.calculator(pkg.CalculateRequest(expression=expression))
+    want = pkg.calculator(pkg.CalculateRequest(expression=expression), ReferenceContext())
     assert (got.success, got.error, got.result) == (want.success, want.error, want.result)
 
 

@@ -42,7 +42,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='pubsub',
-    schema_hash='0d160e2e5fad0de8',
+    schema_hash='299dd7714968cf28',
     build_command='ringgen build examples/pubsub.py -o generated',
     sources=('examples/pubsub.py',),
     type_ids=TYPE_IDS,

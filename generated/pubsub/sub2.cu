@@ -17,6 +17,7 @@ struct sub2_ctx : rg_ctx {};
 #include "rg_python.h"
 __device__ bool sub2_handle(const Event& req, Delivery& resp, rg_ctx& ctx) {
     (void)req; (void)ctx;
+    if (threadIdx.x != 0) return false;  // no prange: thread 0 runs it
 #line 60
     {
 #line 60
@@ -31,7 +32,7 @@ __device__ bool sub2_handle(const Event& req, Delivery& resp, rg_ctx& ctx) {
     }
     return false;
 }
-#line 35 "sub2.cu"
+#line 36 "sub2.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a
