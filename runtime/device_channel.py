@@ -29,6 +29,7 @@ from ringgen.errors import (
     QueueFullError,
     ValidationError,
 )
+from ringgen.runtime import native_codecs
 from ringgen.runtime.backends import rings
 from ringgen.runtime.backends.base import KernelDef, RingKernel
 from ringgen.runtime.channels import Channel, KernelState
@@ -66,7 +67,14 @@ class DeviceChannel(Channel):
         self.out_size = info.out_dtype.itemsize if info.out_dtype is not None else 0
         self._correlation_offset = (info.out_dtype.fields["correlation_id"][1]  # type: ignore[index]
                                     if info.out_dtype is not None else 0)
-        self.in_codec = StructCodec(info.input, kernel.in_dtype)
+        # the package's C codecs: a message becomes its slot, a slot its message's header ids,
+        # in one native call each (runtime/native_codecs.py)
+        self.in_codec = StructCodec(info.input, kernel.in_dtype,
+                                    native_codecs.slots_of(info.package_dir, info.input, kernel.in_dtype))
+        if info.output is not None and info.out_dtype is not None:
+            self.out_codec = StructCodec(
+                info.output, info.out_dtype,
+                native_codecs.slots_of(info.package_dir, info.output, info.out_dtype))
         self._refill: asyncio.TimerHandle | None = None
         self._armed = False
         self._spinning = False
