@@ -270,7 +270,7 @@ async def request_through(first: Channel, last: Channel, msg: Any, timeout: floa
     if not last.answers:
         raise KernelStateError(f"kernel {last.kernel_id!r} sends no responses; it cannot be "
                                "reply_from")
-    key = msg.message_id.bytes
+    key = msg.message_id.int
     future: asyncio.Future[Any] = last.loop.create_future()
     last.replies.expect(key, future)
     timed_out = False
