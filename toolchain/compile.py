@@ -180,7 +180,12 @@ def compile_codec_module(package_dir: Path) -> Artifact | None:
              f"-DRG_CODEC_MODULE={CODEC_MODULE}", "-DRG_MESSAGES=" + " ".join(f"X({m})" for m in messages)]
     compiler = cxx()
     abi = sys.implementation.cache_tag.encode()
-    key = cache_key([abi, *_inputs(package_dir, [source])], flags, compiler, [python])
+    # Keyed by the headers' content, not the folder: nothing of the path reaches this module
+    # (no assert), and each test's or tool's own copy of a package would otherwise compile it.
+    headers_in = sorted(p for p in package_dir.iterdir() if p.suffix == ".h")
+    key = cache_key([abi, source.read_bytes(),
+                     *(p.name.encode() + b"\0" + p.read_bytes() for p in headers_in)],
+                    flags, compiler, [python])
 
     def produce(out: Path) -> None:
         _run([compiler, *flags, f"-I{package_dir}", f"-I{python}", "-include", str(header),
