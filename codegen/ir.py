@@ -116,6 +116,7 @@ class KernelIR:
     host_actor: bool
     state: str | None = None  # the C struct of each block's persistent state
     key: str | None = None  # the input field that picks the block
+    sends: tuple[tuple[str, str], ...] = ()  # (target name, C message type), port = index + 1
 
 
 @dataclass(frozen=True)

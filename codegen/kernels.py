@@ -59,6 +59,7 @@ def kernel_ir(spec: KernelSpec, reader: Any) -> KernelIR:
     if spec.key is not None:  # a handler in CUDA C or in Python: the host and routes hash it
         assert spec.input is not None  # a device kernel has one
         reader.check_key(spec.input, spec.key, spec.kernel_id)
+    sends = tuple((name, _send_type(reader, spec, name, cls)) for name, cls in spec.sends)
     return KernelIR(
         kernel_id=spec.kernel_id,
         input=names[0] or "",
@@ -73,4 +74,18 @@ def kernel_ir(spec: KernelSpec, reader: Any) -> KernelIR:
         host_actor=spec.host_actor,
         state=state,
         key=spec.key,
+        sends=sends,
     )
+
+
+def _send_type(reader: Any, spec: KernelSpec, name: str, cls: type[Message]) -> str:
+    """The C name of a send target's message, which needs a device layout unless the sender
+    is a host actor (then it only needs one to reach a device kernel)."""
+    if spec.host_actor:
+        return cls.__name__
+    try:
+        return str(reader.read_message(cls).name)
+    except SchemaError as e:
+        raise SchemaError(f"kernel {spec.kernel_id!r}: sends[{name!r}] = {cls.__qualname__} has no "
+                          f"device layout, so the handler cannot build one; bound its fields "
+                          f"(MaxLen for str/bytes/list) or send another message:\n{e}") from None

@@ -25,15 +25,18 @@ from ringgen.runtime.actors import ActorContext
 from ringgen.runtime.buffers import BufferState, UnifiedBuffer
 from ringgen.runtime.channels import KernelState
 from ringgen.runtime.dead_letters import DeadLetter, DeadLetterReason
+from ringgen.runtime.events import Event, EventKind
 from ringgen.runtime.metrics import MetricsCollector
 from ringgen.runtime.runtime import RingKernelRuntime
 from ringgen.runtime.sync import SyncRuntime
 from ringgen.runtime.telemetry import Telemetry
+from ringgen.schema.header import FLAG_REDELIVERED
 from ringgen.schema.kernels import prange, ring_kernel
 from ringgen.schema.messages import Message, message
 from ringgen.schema.types import BufferRef, MaxLen
 
 __all__ = [
+    "FLAG_REDELIVERED",
     "ActorContext",
     "BackendUnavailableError",
     "BufferRef",
@@ -41,6 +44,8 @@ __all__ = [
     "CompileError",
     "DeadLetter",
     "DeadLetterReason",
+    "Event",
+    "EventKind",
     "KernelFaultError",
     "KernelState",
     "KernelStateError",

@@ -13,7 +13,7 @@ from ringgen.runtime.monitor import read_snapshot, running_monitors
 
 LANE_NAMES = ("low", "below", "normal", "above", "high")
 COLUMNS = ("kernel", "backend", "state", "lanes low..high", "backlog+lanes", "msgs/s", "p50 us",
-           "p99 us", "errors", "dropped", "dead letters")
+           "p99 us", "errors", "dropped", "dead letters", "restarts")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,7 +47,7 @@ def rows(snap: dict[str, Any]) -> list[tuple[str, ...]]:
         out.append((k["kernel_id"], k["backend"], k["state"], lanes, str(k["queue_depth"]),
                     _figure(k["msgs_per_s"]), _figure(k["latency_p50_us"], 1),
                     _figure(k["latency_p99_us"], 1), str(k["errors"]), str(k["dropped"]),
-                    str(k["dead_letters"])))
+                    str(k["dead_letters"]), str(k["restarts"])))
     return out
 
 

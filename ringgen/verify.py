@@ -38,11 +38,22 @@ class VerifyError(RinggenError):
 class ReferenceContext:
     """The `ctx` a kernel's Python function receives when verify runs it."""
 
-    def __init__(self) -> None:
+    def __init__(self, spec: KernelSpec) -> None:
         self.failed = False
+        self._sends = dict(spec.sends)
+        self._kernel_id = spec.kernel_id
 
     def fail(self) -> None:
         self.failed = True
+
+    def send(self, target: str, msg: Any) -> None:
+        """As the kernel's ctx.send_<target>(msg), checked against its sends=. verify compares
+        responses and ctx.fail(), not yet what is sent."""
+        cls = self._sends.get(target)
+        if cls is None or type(msg) is not cls:
+            raise TypeError(f"kernel {self._kernel_id!r}: ctx.send({target!r}, "
+                            f"{type(msg).__name__}) matches none of its sends= "
+                            f"({', '.join(f'{n}: {c.__name__}' for n, c in self._sends.items()) or 'none'})")
 
 
 @dataclass(frozen=True)
@@ -140,7 +151,7 @@ def differences(python: Any, kernel: Any, rtol: float, atol: float, path: str = 
 
 
 def run_python(spec: KernelSpec, request: Any) -> Outcome:
-    ctx = ReferenceContext()
+    ctx = ReferenceContext(spec)
     nargs = spec.fn.__code__.co_argcount
     try:
         response = spec.fn(request, ctx) if nargs >= 2 else spec.fn(request)

@@ -4,17 +4,20 @@ asyncio tasks on the same queues and rules as device kernels."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from ringgen.errors import KernelFaultError, KernelStateError
 from ringgen.runtime.channels import Channel, KernelState
 from ringgen.runtime.dead_letters import DeadLetterReason
 from ringgen.runtime.waiting import wait_in, wake_all
 
 if TYPE_CHECKING:
     from ringgen.runtime.runtime import RingKernelRuntime
+    from ringgen.runtime.supervisor import Carried, Decision
 
 log = logging.getLogger("ringgen.runtime")
 
@@ -37,12 +40,23 @@ class ActorContext:
         """The next message in priority order; None on timeout or when terminating."""
         return await self._channel.next_message(timeout)
 
-    async def send(self, response: Any) -> None:
-        """A response to this actor's callers: to the request() it answers (by correlation_id),
-        else to whoever calls receive() on this actor."""
-        self._channel.check_response(response)
-        self._channel.answered(response)
-        self._channel.replies.route([response])
+    async def send(self, response_or_target: Any, msg: Any = None) -> None:
+        """`ctx.send(response)`: a response to this actor's callers (to the request() it
+        answers, by correlation_id, else to whoever calls receive() on this actor), or, while
+        the actor is connected (runtime.connect), to its targets.
+        `ctx.send("audit", msg)`: one message to the declared send target "audit" (sends=),
+        to what runtime.connect("<kernel_id>.audit", ...) bound it to; a dead letter
+        (UNBOUND) while nothing is. Either way, a reply to a message that came over a
+        connection keeps that conversation's correlation_id, and waits while a target is full."""
+        if isinstance(response_or_target, str):
+            await self._channel.send_to(response_or_target, msg)
+            return
+        if msg is not None:
+            raise TypeError("ctx.send takes a response, or a target name and a message")
+        self._channel.check_response(response_or_target)
+        response = self._channel.answered(response_or_target)
+        if not await self._channel.forward(self.kernel_id, response):
+            self._channel.replies.route([response])
 
     def fail(self) -> None:
         """Count a handler error without stopping the actor (as ctx.fail() on a device)."""
@@ -61,6 +75,10 @@ class HostChannel(Channel):
         super().__init__(runtime, kernel_id, input_cls, output_cls, queue_size, backpressure,
                          out_dtype)
         self.actor = actor
+        kdef = next((p.kernels[kernel_id] for p in runtime.packages if kernel_id in p.kernels),
+                    None)
+        # sends= of its @ring_kernel: port p is the p-th (runtime/routes.py)
+        self.sends: tuple[tuple[str, type], ...] = kdef.spec.sends if kdef is not None else ()
         self.answers = True  # a host actor may ctx.send() whatever its declaration says
         self.terminating = False
         # The message the actor received last, until it answers it or asks for the next: what
@@ -80,11 +98,9 @@ class HostChannel(Channel):
             log.exception("host actor %s raised", self.kernel_id)
             self.fail(f"{type(e).__name__}: {e}")
 
-    def fail(self, reason: str) -> None:
-        if self.state in (KernelState.FAILED, KernelState.TERMINATED):
-            return
+    def hand_over(self, reason: str, decision: Decision | None) -> Carried:
         self._drop_in_hand(DeadLetterReason.KERNEL_FAILED, f"the actor failed: {reason}")
-        super().fail(reason)
+        return super().hand_over(reason, decision)
 
     def _drop_in_hand(self, reason: DeadLetterReason, why: str) -> None:
         """The message the actor held unanswered goes to the dead letters; it had been
@@ -94,9 +110,53 @@ class HostChannel(Channel):
             self.counters.processed -= 1
             self.dead_letter(msg, reason, f"{why}, while handling it", accepted=True)
 
-    def answered(self, response: Any) -> None:
-        if self._in_hand is not None and response.correlation_id == self._in_hand.message_id:
-            self._in_hand = None
+    def answered(self, response: Any) -> Any:
+        """The response, once it answers the message in hand: that one is done with. A reply
+        to a message that is part of a conversation (it came over a connection, so it has a
+        correlation_id) carries the conversation's correlation_id on."""
+        held = self._in_hand
+        if held is None or response.correlation_id != held.message_id:
+            return response
+        self._in_hand = None
+        if held.correlation_id is not None:
+            return dataclasses.replace(response, correlation_id=held.correlation_id)
+        return response
+
+    async def send_to(self, name: str, msg: Any) -> None:
+        """ctx.send(name, msg): to the declared target's connections, else a dead letter."""
+        cls: Any = dict(self.sends).get(name)  # (Any: `type(msg) is cls` would narrow msg)
+        if cls is None:
+            declared = ", ".join(n for n, _ in self.sends) or "none"
+            raise TypeError(f"actor {self.kernel_id!r} declares no send target {name!r} (its "
+                            f"sends=: {declared}); add it to @ring_kernel(sends=...)")
+        if type(msg) is not cls:
+            raise TypeError(f"send target {name!r} of {self.kernel_id!r} takes {cls.__name__}, "
+                            f"not {type(msg).__name__}")
+        held = self._in_hand
+        if msg.correlation_id is None and held is not None:  # the conversation goes on
+            msg = dataclasses.replace(msg, correlation_id=held.correlation_id or held.message_id)
+        end = f"{self.kernel_id}.{name}"
+        if not await self.forward(end, msg):
+            self.dead_letter(msg, DeadLetterReason.UNBOUND,
+                             f"sent to {end!r}, which is bound to no kernel: bind it with await "
+                             f"runtime.connect({end!r}, <kernel_id>) before the actor sends")
+
+    async def forward(self, end: str, msg: Any) -> bool:
+        """msg to every target `end` is connected to (False: it is connected to none). A
+        target that is gone makes it a dead letter of that target; the actor keeps running."""
+        dsts = self.runtime.routes.edges.get(end)
+        if not dsts:
+            return False
+        for kernel_id in dsts:
+            target = self.runtime.channel(kernel_id)
+            try:
+                await target.send(msg)  # under the target's backpressure (a drop: a dead letter)
+            except (KernelFaultError, KernelStateError) as e:
+                failed = target.state is KernelState.FAILED
+                target.dead_letter(msg, DeadLetterReason.KERNEL_FAILED if failed
+                                   else DeadLetterReason.TERMINATED,
+                                   f"sent by {end!r} to {kernel_id!r}, which is gone: {e}")
+        return True
 
     def check_response(self, response: Any) -> None:
         if self.output_cls is not None and type(response) is not self.output_cls:

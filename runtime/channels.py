@@ -35,6 +35,7 @@ from ringgen.runtime.waiting import wait_in, wake_all
 
 if TYPE_CHECKING:
     from ringgen.runtime.runtime import RingKernelRuntime
+    from ringgen.runtime.supervisor import Carried, Decision
 
 log = logging.getLogger("ringgen.runtime")
 
@@ -78,6 +79,8 @@ class Channel:
         self.answers = output_cls is not None  # sends responses (host actors always may)
         self.state = KernelState.LAUNCHED
         self.failure: str | None = None
+        self.restart_note = ""  # after a failure: whether, and when, supervision restarts it
+        self.lost_device: str | None = None  # another kernel lost the device this one ran on
         self.backlog = PriorityBacklog()
         self.counters = Counters()
         self.replies = Replies(kernel_id, self.counters, self.dead_letter)
@@ -94,9 +97,13 @@ class Channel:
         if not hasattr(msg, "message_id"):
             raise TypeError(f"send takes @message objects, not {type(msg).__name__}")
 
+    def failed_error(self) -> KernelFaultError:
+        return KernelFaultError(f"kernel {self.kernel_id!r} failed: {self.failure}"
+                                f"{self.restart_note}")
+
     def check_open(self) -> None:
         if self.state is KernelState.FAILED:
-            raise KernelFaultError(f"kernel {self.kernel_id!r} failed: {self.failure}")
+            raise self.failed_error()
         if self.state is KernelState.TERMINATED:
             raise KernelStateError(f"kernel {self.kernel_id!r} is terminated; launch it again")
 
@@ -314,7 +321,7 @@ class Channel:
             raise KernelStateError(f"kernel {self.kernel_id!r} sends no responses "
                                    "(fire-and-forget)")
         if self.state is KernelState.FAILED:
-            raise KernelFaultError(f"kernel {self.kernel_id!r} failed: {self.failure}")
+            raise self.failed_error()
         if self.state is KernelState.TERMINATED:
             raise KernelStateError(f"kernel {self.kernel_id!r} is terminated and has no "
                                    "responses left to receive")
@@ -387,15 +394,52 @@ class Channel:
     # -- lifecycle -------------------------------------------------------------------------
 
     def fail(self, reason: str) -> None:
-        """The kernel died: pending requests fail, the backlog goes to the dead letters."""
+        """The one failure path (a crash, a kill, a fault, a hang): supervision decides whether
+        a restart follows (runtime/supervisor.py), then what the kernel held is handed over as
+        that decision says (dead letters, or carried to the next incarnation)."""
         if self.state in (KernelState.FAILED, KernelState.TERMINATED):
             return
+        was = self.state
+        decision = self.runtime.supervisor.decide(self)
         self.state = KernelState.FAILED
         self.failure = reason
-        log.error("kernel %s failed: %s", self.kernel_id, reason)
-        self._fail_waiters(KernelFaultError(f"kernel {self.kernel_id!r} failed: {reason}"))
+        if decision is not None:
+            self.restart_note = decision.note()
+        log.error("kernel %s failed: %s%s", self.kernel_id, reason, self.restart_note)
+        carried = self.hand_over(reason, decision)
+        self.runtime.supervisor.failed(self, reason, was, decision, carried)
+
+    def hand_over(self, reason: str, decision: Decision | None) -> Carried:
+        """What a failed kernel held: here the backlog becomes dead letters and every waiter
+        raises (a device kernel may carry them to its next incarnation instead)."""
+        from ringgen.runtime.supervisor import Carried
+
+        self._fail_waiters(self.failed_error())
         self._evict_backlog(DeadLetterReason.KERNEL_FAILED,
                             f"kernel failed before processing it: {reason}")
+        return Carried()
+
+    def adopt(self, old: Channel, carried: Carried) -> None:
+        """A restart: take over the failed incarnation's unread responses, the buffers its
+        messages still reference, the ids of requests that gave up (their late replies are
+        dead letters), and what it carried (redeliver=True) with the request()s awaiting it."""
+        self.replies.inbox.extend(old.replies.inbox)
+        self.replies.inbox_count += old.replies.inbox_count
+        old.replies.inbox.clear()
+        old.replies.inbox_count = 0
+        self.replies.buffers_in_flight.update(old.replies.buffers_in_flight)
+        self.replies.expired.update(old.replies.expired)
+        self.replies.pending.update(carried.waiters)
+        for entry, priority in carried.entries:
+            self.backlog.push(entry, priority)
+            self.counters.sent += len(entry) if isinstance(entry, np.ndarray) else 1
+        if carried.waiters:
+            self.want_responses()
+        self.enqueued()
+
+    def device_lost(self) -> str | None:
+        """Why the kernel's device cannot run kernels again in this process (None: it can)."""
+        return self.lost_device
 
     def _fail_waiters(self, error: Exception) -> None:
         self.replies.fail_all(error)

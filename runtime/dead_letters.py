@@ -15,6 +15,7 @@ class DeadLetterReason(enum.Enum):
     KERNEL_FAILED = "kernel_failed"  # the kernel crashed, was killed or failed before processing it
     TERMINATED = "terminated"  # the kernel (or host actor) was terminated before processing it
     UNDECODABLE = "undecodable"  # a response the host cannot decode: the message is its raw bytes
+    UNBOUND = "unbound"  # sent to a declared send target (sends=) that is connected to nothing
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,11 @@ from ringgen.runtime.backends.base import KernelDef, RingKernel
 from ringgen.runtime.channels import Channel, KernelState
 from ringgen.runtime.dead_letters import DeadLetterReason
 from ringgen.runtime.keys import KeyRouter
+from ringgen.schema import header
 
 if TYPE_CHECKING:
     from ringgen.runtime.runtime import RingKernelRuntime
+    from ringgen.runtime.supervisor import Carried, Decision
 
 log = logging.getLogger("ringgen.runtime")
 
@@ -50,6 +52,7 @@ DISARM_AFTER = 0.01  # seconds without anyone waiting for responses before the b
 # How long the event loop polls for the responses it awaits before it waits for the kernel's
 # eventfd; RINGGEN_HOST_SPIN_US changes it (0: never poll).
 SPIN_S = float(os.environ.get("RINGGEN_HOST_SPIN_US", 50)) / 1e6
+PRIORITY_AT = next(m.offset for m in header.MEMBERS if m.name == "priority")  # in a packed struct
 # How long a lone request() waits for its reply in native code, without the GIL, before it
 # gives the loop back; the loop's other tasks wait that long at most. RINGGEN_REQUEST_SPIN_US
 # changes it (0: never).
@@ -371,26 +374,89 @@ class DeviceChannel(Channel):
         return self.in_flight() - len(self.backlog) > 0
 
     def hung(self, reason: str) -> None:
-        """The watchdog found the kernel hung: it is stopped and fails as a crashed one does."""
+        """The watchdog found the kernel hung: it is stopped and fails as a crashed one does
+        (on CUDA that loses the device: the backend says so through device_lost())."""
         if self.state in (KernelState.TERMINATED, KernelState.FAILED):
             return
+        self.kernel.hung(reason)
+        self._on_exit()
+
+    def lose(self, reason: str) -> None:
+        """Another kernel lost this one's device: it is stopped as far as the backend can."""
+        if self.state in (KernelState.TERMINATED, KernelState.FAILED):
+            return
+        self.lost_device = reason
         self.kernel.abandon(reason)
         self._on_exit()
 
-    def fail(self, reason: str) -> None:
-        """The one path by which a device kernel fails, whatever noticed it (its process
-        ended, a watchdog that ended a hung one): what it answered before it died is
-        delivered, its waiters raise KernelFaultError, and everything it held becomes a dead
-        letter -- the backlog, the requests left in its lanes, and the ones it took and never
-        answered. Call it once the kernel runs no more: a live one's lanes are its own."""
-        if self.state in (KernelState.TERMINATED, KernelState.FAILED):
-            return
+    def device_lost(self) -> str | None:
+        return self.lost_device or self.kernel.device_lost()
+
+    def hand_over(self, reason: str, decision: Decision | None) -> Carried:
+        """What it answered before it died is delivered; then what it held goes as `decision`
+        says: dead letters (the backlog, the requests left in its lanes, and the ones it took
+        and never answered), or with redeliver=True carried to the next incarnation. Called
+        once the kernel runs no more: a live one's lanes are its own."""
         try:
             self._collect()
         except Exception:  # nothing may keep a dead kernel looking alive
             log.exception("kernel %s: collecting its last responses failed", self.kernel_id)
-        super().fail(reason)
-        self._evict_unfinished(DeadLetterReason.KERNEL_FAILED, f"the kernel failed: {reason}")
+        if decision is None or not decision.policy.redeliver:
+            carried = super().hand_over(reason, decision)
+            self._evict_unfinished(DeadLetterReason.KERNEL_FAILED, f"the kernel failed: {reason}")
+            return carried
+        return self._carry(reason)
+
+    def _carry(self, reason: str) -> Carried:
+        """redeliver=True: the requests it took and never answered (flagged redelivered,
+        unless they were already: those are dead letters), then those it never took, then
+        the backlog, in that order, with the request()s that wait on them."""
+        from ringgen.runtime.supervisor import Carried
+
+        carried = Carried()
+        held, untaken = self._readable(*self.kernel.unfinished(), reason)
+        again = (held["flags"] & header.FLAG_REDELIVERED) != 0
+        for row in held[again]:
+            raw = row.tobytes()
+            self.dead_letter(self.in_codec.unpack(raw), DeadLetterReason.KERNEL_FAILED,
+                             f"the kernel failed: {reason}, while handling it; it had been "
+                             "redelivered once already, so it is not redelivered again",
+                             accepted=True)
+            self.replies.refuse(raw[:16], self.failed_error())  # the message_id leads
+        flagged = held[~again].copy()
+        flagged["flags"] |= header.FLAG_REDELIVERED
+        for rows in (flagged, untaken):
+            carried.entries += [(row.tobytes(), int(row["priority"])) for row in rows]
+        carried.entries += [(e, int(e["priority"][0]) if isinstance(e, np.ndarray)
+                             else e[PRIORITY_AT]) for e in self.backlog.clear()]
+        size = self.in_dtype.itemsize
+        for entry, _ in carried.entries:
+            raw = entry if isinstance(entry, bytes) else entry.tobytes()
+            for at in range(0, len(raw), size):
+                key = raw[at:at + 16]  # the message_id leads the header
+                future = self.replies.pending.pop(key, None)
+                if future is not None:
+                    carried.waiters[key] = future
+            self.counters.evicted += len(raw) // size  # accepted; this incarnation is done
+        self._fail_waiters(self.failed_error())  # those whose message is not carried
+        return carried
+
+    def _readable(self, held: np.ndarray, untaken: np.ndarray,
+                  reason: str) -> tuple[np.ndarray, np.ndarray]:
+        """The rows read back from the region that still decode: a kernel that wrote over its
+        lanes may have left rows no handler should be given again (those are dead letters,
+        as the structs they are)."""
+        out = []
+        for rows in (held, untaken):
+            try:
+                self.in_codec.unpack_many(rows)
+                out.append(rows)
+            except (MessageSerializationError, ValueError):
+                self.dead_letter(rows, DeadLetterReason.KERNEL_FAILED,
+                                 f"the kernel failed: {reason}; these requests were written "
+                                 "over in its lanes, so they are not redelivered", accepted=True)
+                out.append(rows[:0])
+        return out[0], out[1]
 
     def _evict_unfinished(self, reason: DeadLetterReason, why: str) -> None:
         """Once the kernel has exited, what it never finished goes to the dead letters (as

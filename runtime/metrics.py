@@ -31,6 +31,7 @@ _COUNTERS = (
     ("messages_dropped", "dropped", "Messages dropped by backpressure"),
     ("handler_errors", "errors", "Handler errors"),
     ("dead_letters", "dead_letters", "Dead letters of every reason"),
+    ("restarts", "restarts", "Supervised restarts (launch(restart='on_failure'))"),
 )
 # gauges: name, field, help, scale
 _GAUGES = (

@@ -1,5 +1,6 @@
-"""Connections between device kernels: `runtime.connect(src, *dsts)` sends src's output straight
-into each dst's input (fan-out when several), `disconnect(src)` back to the host.
+"""Connections between actors: `runtime.connect(src, *dsts)` sends src's output straight into
+each dst's input (fan-out when several), `disconnect(src)` back to the host. A source is a
+kernel's output ("stage2") or one of its declared send targets ("worker.audit": sends=).
 
 A route is the memory of rg_route.h (a shared-memory file both runner processes map on the
 CPU backend): one SPSC ring per (sender block, target block, priority class). The host only
@@ -8,9 +9,20 @@ connect() returns every block sends into the routes, and once disconnect() retur
 any more. A route stays attached to its target until the runtime closes: what is in it when
 the sender disconnects is still delivered.
 
+Host actors are connect ends too. A device kernel's route into a host actor is drained by the
+host into the actor's queue, as far as the queue has room (a full actor makes the sender
+wait); a host actor's output and send targets are forwarded by its ctx.send (runtime/actors.py)
+to whatever they are connected to.
+
+A send target bound to nothing is bound to the host's dead letters: a route the host drains
+into UNBOUND dead letters, so a send never waits for a connect that never comes. Every
+device kernel with sends= has its targets bound (to kernels or to the dead letters) before it
+is activated.
+
 A target that fails or is terminated takes nothing more from its routes; from then on the host
-is their consumer and turns everything in them (queued before, or sent after) into dead
-letters of the target, so that the senders keep running and nothing vanishes.
+is their consumer and turns everything in them (the request it held, what was queued, and
+what is sent later) into dead letters of the target, so that the senders keep running and
+nothing vanishes; a request(..., reply_from=) waiting for one of them raises KernelFaultError.
 """
 
 from __future__ import annotations
@@ -23,7 +35,15 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ringgen.errors import BackendUnavailableError, KernelStateError, QueueFullError
+from ringgen.codecs.structs import StructCodec
+from ringgen.errors import (
+    BackendUnavailableError,
+    KernelFaultError,
+    KernelStateError,
+    MessageSerializationError,
+    QueueFullError,
+)
+from ringgen.runtime.actors import HostChannel
 from ringgen.runtime.backends import rings
 from ringgen.runtime.channels import Channel, KernelState
 from ringgen.runtime.dead_letters import DeadLetterReason
@@ -36,28 +56,51 @@ if TYPE_CHECKING:
 MAX_LINKS = 8  # RG_MAX_LINKS: routes out of, and into, one kernel
 ROUTE_CAPACITY = 64  # slots of each (sender block, target block, lane) ring
 ACK_TIMEOUT = 5.0  # seconds for every block to apply new links (it does so between messages)
-DRAIN_PERIOD = 0.001  # how often the host drains the routes into a target that is gone
+DRAIN_PERIOD = 0.001  # how often the host drains the routes it consumes
 # Key kinds of rg_route.h
 KEY_NONE, KEY_INT, KEY_UINT, KEY_TEXT = 0, 1, 2, 3
+GONE = (KernelState.FAILED, KernelState.TERMINATED)
+
+
+@dataclass(frozen=True)
+class End:
+    """A connect source: a kernel's output (port 0) or its send target `name` (port p >= 1,
+    the p-th of its sends=), and the message class that goes out of it (None: any)."""
+
+    name: str
+    channel: Channel
+    port: int
+    cls: type | None
+
+
+def sends_of(channel: Channel) -> tuple[tuple[str, type], ...]:
+    """A kernel's declared send targets (sends=), in order: port p is the p-th."""
+    if isinstance(channel, DeviceChannel):
+        return channel.kernel.info.spec.sends
+    if isinstance(channel, HostChannel):
+        return channel.sends
+    return ()
 
 
 @dataclass
 class _Route:
     route_id: int
-    src: str
-    dst: str
+    src: str  # the End's name
+    dst: str  # the target's kernel_id; "" for the dead letters of an unbound send target
     fd: int  # the memory file, kept open: a runner launched later opens it by `path`
     path: str
     memory: mmap.mmap
     rings: rings.Route
     anchor: Any  # keeps the buffer export alive while `rings` uses its address
-    target: Channel | None = None  # the dst channel whose in-links hold this route
+    port: int
+    codec: StructCodec  # what travels in it, for the host when it is the consumer
+    target: Channel | None = None  # the channel that takes from it (none: the dead letters)
 
 
 @dataclass
 class Routes:
     runtime: RingKernelRuntime
-    edges: dict[str, list[str]] = field(default_factory=dict)  # src -> dsts, in connect order
+    edges: dict[str, list[str]] = field(default_factory=dict)  # End name -> dsts, in order
     _routes: dict[tuple[str, str], _Route] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _drainer: asyncio.TimerHandle | None = None
@@ -67,39 +110,71 @@ class Routes:
     async def connect(self, src: str, dsts: tuple[str, ...]) -> None:
         if not dsts:
             raise KernelStateError(f"connect({src!r}) names no target; give one or more kernels")
-        source = self._device(src)
-        targets = [self._device(d) for d in dsts]
+        end = self.end(src)
+        targets = [self._target(d) for d in dsts]
         if len(set(dsts)) != len(dsts):
             raise KernelStateError(f"connect({src!r}, {', '.join(map(repr, dsts))}) names a "
                                    "target twice")
         for t in targets:
-            if source.output_cls is None or t.input_cls is not source.output_cls:
-                out = source.output_cls.__name__ if source.output_cls else "nothing"
+            if end.cls is None or (t.input_cls is not end.cls and
+                                   not (isinstance(t, HostChannel) and t.input_cls is None)):
+                out = end.cls.__name__ if end.cls else "nothing"
                 raise KernelStateError(
                     f"cannot connect {src!r} to {t.kernel_id!r}: {src!r} sends {out} and "
                     f"{t.kernel_id!r} takes {getattr(t.input_cls, '__name__', None)}; connect "
-                    "kernels whose "
-                    "output and input are the same message")
+                    "kernels whose output and input are the same message")
         new = [d for d in dsts if d not in self.edges.get(src, [])]
-        self._refuse_cycle(src, new)
-        if len(self.edges.get(src, [])) + len(new) > MAX_LINKS:
-            raise KernelStateError(f"{src!r} would send to more than {MAX_LINKS} kernels")
-        for d in new:
-            route = self._route(source, self._device(d))
-            await self._attach(route, self._device(d))
+        self._refuse_cycle(end.channel.kernel_id, new)
+        if isinstance(end.channel, DeviceChannel):
+            used = sum(max(len(self.edges.get(e.name, [])), 1 if e.port else 0)
+                       for e in self.ends_of(end.channel) if e.name != src)
+            if used + len(self.edges.get(src, [])) + len(new) > MAX_LINKS:
+                raise KernelStateError(f"{end.channel.kernel_id!r} would send to more than "
+                                       f"{MAX_LINKS} routes (its output and send targets "
+                                       "together)")
+            for d in new:
+                target = self._target(d)
+                route = self._route(end, d, target)
+                await self._attach(route, target)
         self.edges[src] = self.edges.get(src, []) + new
-        await self._publish_out(src)
+        if isinstance(end.channel, DeviceChannel):
+            await self._publish_out(end.channel)
         self._schedule_drain()
 
     async def disconnect(self, src: str) -> None:
-        """src's output goes to the host again; what is already in its routes is delivered."""
+        """src's output goes to the host again (a send target: to the dead letters); what is
+        already in its routes is delivered."""
+        end = self.end(src)
         if not self.edges.pop(src, None):
             raise KernelStateError(f"{src!r} is not connected to any kernel")
-        await self._publish_out(src)
+        if isinstance(end.channel, DeviceChannel) and not end.channel.kernel.closed:
+            await self._publish_out(end.channel)
+
+    def end(self, name: str) -> End:
+        """The End a connect source names: "kernel" or "kernel.target"."""
+        kernel_id, _, target = name.partition(".")
+        channel = self.runtime.channel(kernel_id)
+        if not target:
+            return End(name, channel, 0, channel.output_cls)
+        sends = sends_of(channel)
+        for port, (send_name, cls) in enumerate(sends, 1):
+            if send_name == target:
+                return End(name, channel, port, cls)
+        declared = ", ".join(f"{kernel_id}.{n}" for n, _ in sends) or "none"
+        raise KernelStateError(f"{kernel_id!r} declares no send target {target!r} (its targets: "
+                               f"{declared}); add it to the kernel's sends= or connect one of "
+                               "those")
+
+    def ends_of(self, channel: Channel) -> list[End]:
+        """A kernel's output and each of its send targets."""
+        return [self.end(channel.kernel_id)] + [
+            self.end(f"{channel.kernel_id}.{name}") for name, _ in sends_of(channel)]
 
     def _refuse_cycle(self, src: str, new: list[str]) -> None:
         """Routes block when full, so a cycle of them can stop every kernel on it for good."""
-        graph = {k: list(v) for k, v in self.edges.items()}
+        graph: dict[str, list[str]] = {}
+        for name, dsts in self.edges.items():
+            graph.setdefault(name.partition(".")[0], []).extend(dsts)
         graph.setdefault(src, []).extend(new)
         for d in new:
             path = self._path(graph, d, src, [d])
@@ -122,42 +197,54 @@ class Routes:
                     return found
         return None
 
-    def _device(self, kernel_id: str) -> DeviceChannel:
+    def _target(self, kernel_id: str) -> Channel:
         channel = self.runtime.channel(kernel_id)
-        if not isinstance(channel, DeviceChannel):
-            raise KernelStateError(f"{kernel_id!r} is a host actor; connect() joins device "
-                                   "kernels (a host actor forwards with ctx.send)")
-        if channel.backend_name != "cpu":
-            raise BackendUnavailableError(
-                f"connect() is built on the CPU backend only so far; {kernel_id!r} runs on "
-                f"{channel.backend_name}: relay through a host actor there")
+        if isinstance(channel, DeviceChannel):
+            self._check_backend(channel)
         channel.check_open()
         return channel
 
+    @staticmethod
+    def _check_backend(channel: DeviceChannel) -> None:
+        if channel.backend_name != "cpu":
+            raise BackendUnavailableError(
+                f"connect() and sends= are built on the CPU backend only so far; "
+                f"{channel.kernel_id!r} runs on {channel.backend_name}: relay through a host "
+                "actor there")
+
     # -- routes and links ------------------------------------------------------------------
 
-    def _route(self, source: DeviceChannel, target: DeviceChannel) -> _Route:
-        key = (source.kernel_id, target.kernel_id)
+    def _route(self, end: End, dst: str, target: Channel | None) -> _Route:
+        """The route from a device kernel's End to `dst` (a kernel, or "" for the dead
+        letters), made on first use."""
+        key = (end.name, dst)
         route = self._routes.get(key)
         if route is not None:
             return route
-        slot = target.kernel.in_dtype.itemsize
+        source = end.channel
+        assert isinstance(source, DeviceChannel) and end.cls is not None
+        dtype = (target.kernel.in_dtype if isinstance(target, DeviceChannel)
+                 else self.runtime.dtype_of(end.cls))
+        assert dtype is not None  # a device kernel's messages have a layout (ringgen build)
+        dst_grid = target.kernel.grid if isinstance(target, DeviceChannel) else 1
         route_type = rings.route_type()
-        size = route_type.size(source.kernel.grid, target.kernel.grid, ROUTE_CAPACITY, slot)
-        fd, memory = shared_memory(f"ringgen-route-{source.kernel_id}-{target.kernel_id}", size)
+        size = route_type.size(source.kernel.grid, dst_grid, ROUTE_CAPACITY, dtype.itemsize)
+        fd, memory = shared_memory(f"ringgen-route-{end.name}-{dst or 'dead-letters'}", size)
         anchor = ctypes.c_char.from_buffer(memory)
-        native = route_type(ctypes.addressof(anchor), source.kernel.grid, target.kernel.grid,
-                            ROUTE_CAPACITY, slot)
-        route = _Route(next(self._ids), source.kernel_id, target.kernel_id, fd, path_of(fd), memory,
-                       native, anchor)
+        native = route_type(ctypes.addressof(anchor), source.kernel.grid, dst_grid,
+                            ROUTE_CAPACITY, dtype.itemsize)
+        route = _Route(next(self._ids), end.name, dst, fd, path_of(fd), memory, native, anchor,
+                       end.port, StructCodec(end.cls, dtype))
         self._routes[key] = route
         return route
 
-    def _link_args(self, route: _Route, target: DeviceChannel, source_grid: int) -> tuple[Any, ...]:
+    def _link_args(self, route: _Route, source_grid: int) -> tuple[Any, ...]:
         """set_link's arguments after (offset, out, index): the route and the target's key."""
         kind = offset = size = data = 0
-        key = target.kernel.info.spec.key
-        if key is not None:
+        target = route.target
+        dst_grid = target.kernel.grid if isinstance(target, DeviceChannel) else 1
+        key = target.kernel.info.spec.key if isinstance(target, DeviceChannel) else None
+        if isinstance(target, DeviceChannel) and key is not None:
             field_dtype, offset = target.kernel.in_dtype.fields[key][:2]  # type: ignore[index]
             if field_dtype.names is not None:  # a bounded str/bytes: {len, data}
                 length_name, data_name = field_dtype.names
@@ -168,37 +255,43 @@ class Routes:
             else:
                 kind = KEY_UINT if field_dtype.kind == "u" else KEY_INT
                 size = field_dtype.itemsize
-        return (route.route_id, 0, source_grid, target.kernel.grid, kind, offset, size, data,
-                route.path)
+        return (route.route_id, 0, source_grid, dst_grid, kind, offset, size, data, route.path,
+                route.port)
 
-    async def _attach(self, route: _Route, target: DeviceChannel) -> None:
-        """Add the route to the target's in-links (once per launch of the target)."""
+    async def _attach(self, route: _Route, target: Channel) -> None:
+        """Make `target` the route's consumer: a device kernel takes it into its in-links
+        (once per launch of the target); the host drains it into a host actor."""
         if route.target is target:
             return
-        attached = [r for r in self._routes.values() if r.target is target]
-        if len(attached) >= MAX_LINKS:
-            raise KernelStateError(f"{target.kernel_id!r} would take input from more than "
-                                   f"{MAX_LINKS} kernels")
-        source_grid = self.runtime.channel(route.src)
-        assert isinstance(source_grid, DeviceChannel)
-        target.kernel.rings.set_link(target.kernel.links_offset, False, len(attached),
-                                     *self._link_args(route, target, source_grid.kernel.grid))
-        await self._publish(target)
+        if isinstance(target, DeviceChannel):
+            attached = [r for r in self._routes.values() if r.target is target]
+            if len(attached) >= MAX_LINKS:
+                raise KernelStateError(f"{target.kernel_id!r} would take input from more than "
+                                       f"{MAX_LINKS} routes")
+            route.target = target
+            source = self.end(route.src).channel
+            assert isinstance(source, DeviceChannel)
+            target.kernel.rings.set_link(target.kernel.links_offset, False, len(attached),
+                                         *self._link_args(route, source.kernel.grid))
+            await self._publish(target)
         route.target = target
 
-    async def _publish_out(self, src: str) -> None:
-        channel = self.runtime.channel(src)
-        if not isinstance(channel, DeviceChannel) or channel.kernel.closed:
+    async def _publish_out(self, channel: DeviceChannel) -> None:
+        """Writes a device kernel's out links, every End of it: its output's routes (none: to
+        the host), each send target's (none: to the dead letters)."""
+        if channel.kernel.closed:
             return
-        dsts = self.edges.get(src, [])
+        links = []
+        for end in self.ends_of(channel):
+            dsts = self.edges.get(end.name, [])
+            if not dsts and end.port:
+                sink = self._route(end, "", None)
+                links.append(self._link_args(sink, channel.kernel.grid))
+            for d in dsts:
+                links.append(self._link_args(self._routes[(end.name, d)], channel.kernel.grid))
+        assert len(links) <= MAX_LINKS  # connect() counts them
         for i in range(MAX_LINKS):
-            if i < len(dsts):
-                route = self._routes[(src, dsts[i])]
-                target = self.runtime.channel(dsts[i])
-                assert isinstance(target, DeviceChannel)
-                args = self._link_args(route, target, channel.kernel.grid)
-            else:
-                args = (0, 0, 0, 0, 0, 0, 0, 0, "")
+            args = links[i] if i < len(links) else (0, 0, 0, 0, 0, 0, 0, 0, "", 0)
             channel.kernel.rings.set_link(channel.kernel.links_offset, True, i, *args)
         await self._publish(channel)
 
@@ -212,15 +305,25 @@ class Routes:
                 f"kernel {channel.kernel_id!r} did not apply its new routes within {ACK_TIMEOUT} "
                 "s; a block applies them between two messages, so a handler runs that long")
 
-    async def relaunched(self, kernel_id: str) -> None:
-        """A kernel was launched again: its connections (either way) are restored."""
+    async def launched(self, kernel_id: str) -> None:
+        """A kernel was launched (again), before it is activated: its send targets are bound
+        (to the dead letters while connected to nothing), and its connections either way
+        are restored."""
+        channel = self.runtime.channel(kernel_id)
         for (_, dst), route in self._routes.items():
-            if dst == kernel_id and route.target is not self.runtime.channel(kernel_id):
-                await self._attach(route, self._device(dst))
-        if kernel_id in self.edges:
-            await self._publish_out(kernel_id)
+            if dst == kernel_id and route.target is not channel:
+                await self._attach(route, self._target(dst))
+        if isinstance(channel, DeviceChannel) and (
+                sends_of(channel) or any(e.name in self.edges for e in self.ends_of(channel))):
+            try:
+                self._check_backend(channel)
+            except BackendUnavailableError:
+                await channel.terminate(ACK_TIMEOUT)  # it never ran: nothing is left behind
+                raise
+            await self._publish_out(channel)
+        self._schedule_drain()
 
-    # -- targets that are gone -------------------------------------------------------------
+    # -- what the host consumes ------------------------------------------------------------
 
     def _schedule_drain(self) -> None:
         if self._drainer is None and self._routes:
@@ -228,34 +331,84 @@ class Routes:
 
     def _drain_tick(self) -> None:
         self._drainer = None
-        self.drain_gone()
+        self.drain_host_ends()
         self._schedule_drain()
 
-    def drain_gone(self) -> None:
-        """The routes into targets that failed or were terminated: what is in them becomes
-        dead letters of the target (its process is gone, so the host is their one consumer)."""
+    def drain_host_ends(self) -> None:
+        """The routes whose consumer is the host: into a host actor (as far as its queue has
+        room), into the dead letters of an unbound send target, or into a target that failed
+        or was terminated (its process is gone, so the host is their one consumer)."""
         for route in self._routes.values():
             target = route.target
-            if target is None or target.state not in (KernelState.FAILED, KernelState.TERMINATED):
-                continue
-            assert isinstance(target, DeviceChannel)
-            if target.state is KernelState.TERMINATED or target.kernel.exited():
-                raw = route.rings.drain()
-                if not raw:
+            if target is None:
+                self._dead_letters(route, route.rings.drain(), DeadLetterReason.UNBOUND,
+                                   f"sent to {route.src!r}, which is bound to no kernel: bind it "
+                                   f"with await runtime.connect({route.src!r}, <kernel_id>) "
+                                   "before the kernel sends")
+            elif target.state in GONE:
+                if isinstance(target, DeviceChannel) and not (
+                        target.state is KernelState.TERMINATED or target.kernel.exited()):
                     continue
                 failed = target.state is KernelState.FAILED
-                reason = DeadLetterReason.KERNEL_FAILED if failed else DeadLetterReason.TERMINATED
-                detail = (f"routed from {route.src!r} to {route.dst!r}, which "
-                          + (f"failed: {target.failure}" if failed else "was terminated"))
-                for msg in target.in_codec.unpack_many(raw):
-                    target.dead_letter(msg, reason, detail)
+                self._dead_letters(
+                    route, route.rings.drain(),
+                    DeadLetterReason.KERNEL_FAILED if failed else DeadLetterReason.TERMINATED,
+                    f"routed from {route.src!r} to {route.dst!r}, which "
+                    + (f"failed: {target.failure}" if failed else "was terminated"), target)
+            elif isinstance(target, HostChannel):
+                self._to_host_actor(route, target)
+
+    def _to_host_actor(self, route: _Route, target: HostChannel) -> None:
+        room = target.queue_size - len(target.backlog)
+        if room <= 0:
+            return  # the route fills and the sender waits: backpressure upstream
+        for msg in self._unpack(route, route.rings.drain(room), target):
+            target.send_nowait(msg)
+
+    def _unpack(self, route: _Route, raw: bytes, owner: Channel | None) -> list[Any]:
+        if not raw:
+            return []
+        try:
+            return route.codec.unpack_many(raw)
+        except (MessageSerializationError, ValueError) as e:
+            channel = owner or self.end(route.src).channel
+            channel.dead_letter(raw, DeadLetterReason.UNDECODABLE,
+                                f"routed from {route.src!r}: the sender wrote messages the host "
+                                f"cannot decode ({e}); the dead letter holds the structs' bytes")
+            return []
+
+    def _dead_letters(self, route: _Route, raw: bytes, reason: DeadLetterReason, detail: str,
+                      owner: Channel | None = None) -> None:
+        """Dead letters of the target (of the sender, for an unbound send target). A
+        request(..., reply_from=) whose conversation one of them was on its way to answer
+        (reply_from is the target or downstream of it) raises: nothing else will answer it."""
+        channel = owner or self.end(route.src).channel
+        downstream = self._downstream(route.dst) if route.dst else []
+        for msg in self._unpack(route, raw, owner):
+            channel.dead_letter(msg, reason, detail)
+            if msg.correlation_id is None or not downstream:
+                continue
+            error: Exception = (KernelFaultError if reason is DeadLetterReason.KERNEL_FAILED
+                                else KernelStateError)(
+                f"the request's conversation ended in a dead letter ({reason.value}): {detail}")
+            for kernel_id in downstream:
+                self.runtime.channel(kernel_id).replies.refuse(msg.correlation_id.bytes, error)
+
+    def _downstream(self, kernel_id: str) -> list[str]:
+        """kernel_id and every actor its output or sends reach over connections."""
+        seen = [kernel_id]
+        for at in seen:
+            for name, dsts in self.edges.items():
+                if name.partition(".")[0] == at:
+                    seen += [d for d in dsts if d not in seen]
+        return seen
 
     def close(self) -> None:
         """After every kernel stopped: the last dead letters, then the routes' memory goes."""
         if self._drainer is not None:
             self._drainer.cancel()
             self._drainer = None
-        self.drain_gone()
+        self.drain_host_ends()
         for route in self._routes.values():
             route.anchor = None
             route.memory.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import enum
 import logging
 import os
 import threading
@@ -32,8 +33,10 @@ from ringgen.runtime.buffers import UnifiedBuffer
 from ringgen.runtime.channels import Channel, KernelState
 from ringgen.runtime.dead_letters import DeadLetter
 from ringgen.runtime.device_channel import DeviceChannel
+from ringgen.runtime.events import DEFAULT_CAPACITY, EventBus, EventKind, EventStream
 from ringgen.runtime.monitor import MonitorServer
 from ringgen.runtime.routes import Routes, request_through
+from ringgen.runtime.supervisor import RestartPolicy, Supervisor
 from ringgen.runtime.telemetry import Telemetry
 from ringgen.runtime.waiting import Deadlines
 from ringgen.runtime.watchdog import DEFAULT_HANG_TIMEOUT, MIN_HANG_TIMEOUT, Watchdog
@@ -43,6 +46,19 @@ from ringgen.schema.package import KernelDef, Package, package_of
 log = logging.getLogger("ringgen.runtime")
 
 DEAD_LETTER_MEMORY = 100_000
+
+
+class Default(enum.Enum):
+    """launch(watchdog_s=...) left out: the runtime's hang_timeout."""
+
+    HANG_TIMEOUT = "the runtime's hang_timeout"
+
+
+def _check_watchdog(name: str, seconds: float | None) -> None:
+    if seconds is not None and not seconds >= MIN_HANG_TIMEOUT:
+        raise ValidationError(f"{name} must be at least {MIN_HANG_TIMEOUT} s (an idle kernel's "
+                              "heartbeat moves every second), or None for no watchdog; got "
+                              f"{seconds!r}")
 
 
 class RingKernelRuntime:
@@ -56,15 +72,13 @@ class RingKernelRuntime:
         """`monitor=True` (or RINGGEN_MONITOR=1) serves snapshots to `ringgen top` on an
         owner-only Unix socket while the runtime is entered. `hang_timeout`: seconds a device
         kernel's heartbeat may stand still while it holds requests before the kernel is failed
-        as hung (None: never; see runtime/watchdog.py). `debug` (RINGGEN_DEBUG=1): kernels run
-        as -O0 -g builds, and the log says how to attach gdb to each. `race_check`
+        as hung (None: never; see runtime/watchdog.py), the default of launch(watchdog_s=).
+        `debug` (RINGGEN_DEBUG=1): kernels run as -O0 -g builds, and the log says how to
+        attach gdb to each. `race_check`
         (RINGGEN_RACE_CHECK=1): kernels run under ThreadSanitizer, and the first data race
         between threads of a block fails the kernel with both accesses named. Both are
         CPU-backend modes (`auto` picks the CPU then)."""
-        if hang_timeout is not None and not hang_timeout >= MIN_HANG_TIMEOUT:
-            raise ValidationError(f"hang_timeout must be at least {MIN_HANG_TIMEOUT} s (an idle "
-                                  "kernel's heartbeat moves every second), or None for no "
-                                  f"watchdog; got {hang_timeout!r}")
+        _check_watchdog("hang_timeout", hang_timeout)
         self.hang_timeout = hang_timeout
         self.packages = [package_of(p) for p in packages]
         env_build = runner_build_from_env()
@@ -86,6 +100,8 @@ class RingKernelRuntime:
         self._launches: set[asyncio.Future[None]] = set()  # each done when its launch() ends
         self._closing = False  # shutdown() began: launches in progress undo themselves
         self.routes = Routes(self)  # connect() / disconnect()
+        self.event_bus = EventBus()  # events()
+        self.supervisor = Supervisor(self)  # launch(restart=...)
         self._monitor = MonitorServer(self) if monitor or os.environ.get("RINGGEN_MONITOR") == "1" \
             else None
 
@@ -94,9 +110,9 @@ class RingKernelRuntime:
     async def __aenter__(self) -> RingKernelRuntime:
         loop = asyncio.get_running_loop()
         self._deadlines = Deadlines(loop)
-        if self.hang_timeout is not None:
-            self._watchdog = Watchdog(loop, self.hang_timeout)
+        self._watchdog = Watchdog(loop)  # it runs a timer only while it watches a kernel
         self._closing = False
+        self.event_bus.reopen()
         self.backend = resolve_backend(self.requested_backend, self.cpu_build)
         if self._monitor is not None:
             await self._monitor.start()
@@ -113,6 +129,11 @@ class RingKernelRuntime:
         finally:
             if self._monitor is not None:
                 await self._monitor.close()
+
+    @property
+    def closing(self) -> bool:
+        """shutdown() began: nothing is launched or restarted any more."""
+        return self._closing
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -140,6 +161,10 @@ class RingKernelRuntime:
                 return dtype
         return None
 
+    def current(self, kernel_id: str) -> Channel | None:
+        """The kernel id's channel (its latest incarnation), if it was ever launched."""
+        return self._channels.get(kernel_id)
+
     def channel(self, kernel_id: str) -> Channel:
         try:
             return self._channels[kernel_id]
@@ -149,8 +174,45 @@ class RingKernelRuntime:
 
     async def launch(self, kernel_id: str, actor: Actor | None = None, activate: bool = True, *,
                      queue_size: int | None = None, backpressure: str | None = None,
-                     lane_capacity: int | None = None) -> None:
-        """Start a kernel of the packages (or `actor`, an `async def f(ctx)` host actor)."""
+                     lane_capacity: int | None = None, restart: str = "never",
+                     max_restarts: int = 3, within_s: float = 60.0, backoff_s: float = 0.5,
+                     redeliver: bool = False,
+                     watchdog_s: float | Default | None = Default.HANG_TIMEOUT) -> None:
+        """Start a kernel of the packages (or `actor`, an `async def f(ctx)` host actor).
+
+        restart="on_failure" supervises it (runtime/supervisor.py, docs/operations.md): once
+        it FAILED it is launched again after `backoff_s` with its connections, buffers and
+        state defaults, up to `max_restarts` times within `within_s` seconds; what it held is
+        dead letters, or with `redeliver=True` delivered once more, flagged FLAG_REDELIVERED.
+        `watchdog_s`: seconds its heartbeat may stand still while it holds requests before it
+        is failed as hung (default: the runtime's hang_timeout; None: never, for debugging)."""
+        policy = RestartPolicy(restart, max_restarts, within_s, backoff_s, redeliver)
+        if watchdog_s is Default.HANG_TIMEOUT:
+            watchdog_s = self.hang_timeout
+        else:
+            _check_watchdog("watchdog_s", watchdog_s)
+        if redeliver and (actor is not None or self._is_host_actor(kernel_id)):
+            raise ValidationError(f"redeliver=True is for device kernels; {kernel_id!r} is a host "
+                                  "actor (restart='on_failure' without redeliver restarts it)")
+
+        async def relaunch(active: bool) -> None:
+            await self._start(kernel_id, actor, active, queue_size, backpressure, lane_capacity,
+                              watchdog_s, restarted=True)
+
+        await self.supervisor.cancel(kernel_id)  # this launch replaces a pending restart
+        await self._start(kernel_id, actor, activate, queue_size, backpressure, lane_capacity,
+                          watchdog_s, restarted=False)
+        self.supervisor.register(kernel_id, policy, relaunch)
+
+    def _is_host_actor(self, kernel_id: str) -> bool:
+        kdef = self._kernel(kernel_id)
+        return kdef is not None and kdef.spec is not None and kdef.spec.host_actor
+
+    async def _start(self, kernel_id: str, actor: Actor | None, activate: bool,
+                     queue_size: int | None, backpressure: str | None,
+                     lane_capacity: int | None, watchdog_s: float | None,
+                     restarted: bool) -> None:
+        """launch() and a supervised restart: one launch per kernel id at a time."""
         if self._closing:
             raise KernelStateError(f"cannot launch {kernel_id!r}: the runtime is shut down")
         if kernel_id in self._launching:
@@ -161,7 +223,7 @@ class RingKernelRuntime:
         self._launches.add(done)
         try:
             await self._launch(kernel_id, actor, activate, queue_size, backpressure,
-                               lane_capacity)
+                               lane_capacity, watchdog_s, restarted)
         finally:
             self._launching.discard(kernel_id)
             self._launches.discard(done)
@@ -169,7 +231,8 @@ class RingKernelRuntime:
 
     async def _launch(self, kernel_id: str, actor: Actor | None, activate: bool,
                       queue_size: int | None, backpressure: str | None,
-                      lane_capacity: int | None) -> None:
+                      lane_capacity: int | None, watchdog_s: float | None,
+                      restarted: bool) -> None:
         old = self._channels.get(kernel_id)
         if old is not None and old.state not in (KernelState.TERMINATED, KernelState.FAILED):
             raise KernelStateError(f"kernel {kernel_id!r} is already running; terminate it first")
@@ -199,13 +262,22 @@ class RingKernelRuntime:
             for slot, buffer in self._buffers.values():
                 kernel.set_buffer(slot, buffer.entry())
             channel = DeviceChannel(self, kdef, kernel, queue_size, backpressure)
-            if self._watchdog is not None:
-                self._watchdog.watch(channel, kernel, channel.holds_requests, channel.hung)
+            if self._watchdog is not None and watchdog_s is not None:
+                self._watchdog.watch(channel, kernel, watchdog_s, channel.holds_requests,
+                                     channel.hung)
+        if old is not None and old.state is KernelState.FAILED:
+            # what the dead incarnation still holds (its region, its eventfd on this loop) goes
+            # now, not at shutdown: a kernel restarted for weeks must not pile them up
+            await old.terminate(0.1)
         self._channels[kernel_id] = channel
         log.info("launched %s on %s", kernel_id, channel.backend_name)
+        await self.routes.launched(kernel_id)  # its sends are bound before it can send
+        if not restarted:  # a restart is one RESTARTED event, once it runs as before
+            self.event_bus.publish(EventKind.LAUNCHED, kernel_id)
         if activate:
             await channel.activate()
-        await self.routes.relaunched(kernel_id)
+            if not restarted:
+                self.event_bus.publish(EventKind.ACTIVATED, kernel_id)
 
     async def _start_kernel(self, kdef: KernelDef, capacity: int) -> RingKernel:
         """create_kernel in a worker thread. A kernel that comes up after its launch() was
@@ -225,17 +297,46 @@ class RingKernelRuntime:
 
     async def activate(self, kernel_id: str) -> None:
         await self.channel(kernel_id).activate()
+        self.event_bus.publish(EventKind.ACTIVATED, kernel_id,
+                               restarts=self.supervisor.restarts(kernel_id))
 
     async def deactivate(self, kernel_id: str) -> None:
         await self.channel(kernel_id).deactivate()
+        self.event_bus.publish(EventKind.DEACTIVATED, kernel_id,
+                               restarts=self.supervisor.restarts(kernel_id))
 
     async def terminate(self, kernel_id: str, timeout: float = 1.0) -> None:
-        """Acknowledged stop within `timeout` s; what was never processed becomes dead letters."""
-        await self.channel(kernel_id).terminate(timeout)
+        """Acknowledged stop within `timeout` s; what was never processed becomes dead letters
+        (a supervised kernel is not restarted after it)."""
+        self.channel(kernel_id)  # KernelStateError for an id never launched
+        await self.supervisor.cancel(kernel_id)  # a restart to come would bring it back
+        channel = self.channel(kernel_id)  # the latest incarnation
+        if channel.state is KernelState.TERMINATED:
+            return
+        await channel.terminate(timeout)
+        self.event_bus.publish(EventKind.TERMINATED, kernel_id,
+                               restarts=self.supervisor.restarts(kernel_id))
+
+    def device_lost(self, culprit: Channel, why: str) -> None:
+        """`culprit` lost its device (a hung or faulted CUDA kernel): every other kernel on
+        that backend fails too, clearly, and none of them is restarted."""
+        for channel in list(self._channels.values()):
+            if channel is not culprit and isinstance(channel, DeviceChannel) \
+                    and channel.backend_name == culprit.backend_name:
+                channel.lose(f"its device is lost: {why}; restart the process")
+
+    def events(self, capacity: int = DEFAULT_CAPACITY) -> EventStream:
+        """An async iterator of lifecycle events from now on (runtime/events.py): launched,
+        activated, deactivated, failed (with the reason), restarted, gave_up, terminated.
+        Each stream gets every event; one that falls `capacity` events behind loses the
+        oldest, and the next event it reads counts them in `missed`. It ends when the
+        runtime closes."""
+        return self.event_bus.stream(self.loop, capacity)
 
     async def shutdown(self, timeout: float = 1.0) -> None:
         """Terminate every kernel within about `timeout` seconds (host actors, then kernels)."""
         self._closing = True
+        await self.supervisor.close()  # restarts not yet made are called off
         if self._launches:  # they see _closing and terminate what they started
             await asyncio.wait(set(self._launches))
         if self._watchdog is not None:
@@ -245,17 +346,24 @@ class RingKernelRuntime:
         hosts = [c for c in self._channels.values() if isinstance(c, HostChannel)]
         devices = [c for c in self._channels.values() if not isinstance(c, HostChannel)]
         for group in (hosts, devices):
+            live = [c.state is not KernelState.TERMINATED for c in group]
             results = await asyncio.gather(*(c.terminate(timeout) for c in group),
                                            return_exceptions=True)
-            for channel, result in zip(group, results, strict=True):
+            for channel, result, was_live in zip(group, results, live, strict=True):
                 if isinstance(result, BaseException):
                     log.error("terminating %s failed: %s", channel.kernel_id, result)
+                elif was_live:
+                    self.event_bus.publish(EventKind.TERMINATED, channel.kernel_id,
+                                           restarts=self.supervisor.restarts(channel.kernel_id))
         self.routes.close()
+        self.event_bus.close()
 
     async def connect(self, src: str, *dsts: str) -> None:
         """src's output goes straight into each dst's input lanes (by its priority), with no
-        host hop; several dsts: each gets every message. The output type must be the targets'
-        input type, and a cycle of routes is refused. Kept when either side is relaunched."""
+        host hop; several dsts: each gets every message. src "kernel.target" binds the
+        kernel's declared send target (sends=) instead; src and dsts may be host actors. The
+        message type must be the targets' input type, and a cycle of routes is refused. Kept
+        when either side is relaunched."""
         await self.routes.connect(src, dsts)
 
     async def disconnect(self, src: str) -> None:
@@ -325,12 +433,14 @@ class RingKernelRuntime:
 
     def telemetry(self, kernel_id: str) -> Telemetry:
         channel = self.channel(kernel_id)
-        figures = channel.telemetry()
-        still = self._watchdog.stalled_for(channel) if self._watchdog is not None else None
-        if still is None or self.hang_timeout is None:
+        figures = dataclasses.replace(channel.telemetry(),
+                                      restarts=self.supervisor.restarts(kernel_id))
+        watchdog = self._watchdog
+        still = watchdog.stalled_for(channel) if watchdog is not None else None
+        limit = watchdog.timeout_of(channel) if watchdog is not None else None
+        if still is None or limit is None:
             return figures
-        return dataclasses.replace(figures, heartbeat_age_s=still,
-                                   stalled=still >= self.hang_timeout)
+        return dataclasses.replace(figures, heartbeat_age_s=still, stalled=still >= limit)
 
     def state(self, kernel_id: str) -> KernelState:
         return self.channel(kernel_id).state

@@ -27,6 +27,7 @@ from ringgen.runtime.actors import Actor
 from ringgen.runtime.buffers import UnifiedBuffer
 from ringgen.runtime.channels import KernelState
 from ringgen.runtime.dead_letters import DeadLetter
+from ringgen.runtime.events import DEFAULT_CAPACITY, Event, EventStream
 from ringgen.runtime.runtime import RingKernelRuntime
 from ringgen.runtime.telemetry import Telemetry
 from ringgen.schema.package import Package
@@ -131,6 +132,11 @@ class SyncRuntime:
     def drain(self, kernel_id: str | None = None, timeout: float | None = None) -> None:
         self._call(self.runtime.drain(kernel_id, timeout))
 
+    def events(self, capacity: int = DEFAULT_CAPACITY) -> SyncEvents:
+        """runtime.events() as a blocking iterator (it ends once the runtime is closed and
+        the events already in it are read); get(timeout) waits at most that long."""
+        return SyncEvents(self, self._run(lambda: self.runtime.events(capacity)))
+
     # -- messages --------------------------------------------------------------------------
 
     def send(self, kernel_id: str, msg: Any, timeout: float | None = None) -> bool:
@@ -181,6 +187,30 @@ class SyncRuntime:
 
     def unregister(self, buffer: UnifiedBuffer) -> None:
         self._run(lambda: self.runtime.unregister(buffer))
+
+
+class SyncEvents:
+    """A SyncRuntime's lifecycle events: iterate, or get(timeout)."""
+
+    def __init__(self, owner: SyncRuntime, stream: EventStream) -> None:
+        self._owner = owner
+        self._stream = stream
+
+    def get(self, timeout: float | None = None) -> Event | None:
+        """The next event, waiting up to `timeout` s (None: for good); None on timeout or
+        once the runtime is closed and every event is read."""
+        if self._owner._closed:  # the loop is gone; what the stream holds is still here
+            return self._stream.get_nowait()
+        return self._owner._call(self._stream.get(timeout))
+
+    def __iter__(self) -> SyncEvents:
+        return self
+
+    def __next__(self) -> Event:
+        event = self.get()
+        if event is None:
+            raise StopIteration
+        return event
 
 
 def _close(loop: asyncio.AbstractEventLoop, thread: threading.Thread,

@@ -24,9 +24,10 @@ class Telemetry:
     latency_p50_us: float | None
     latency_p99_us: float | None
     # Device kernels under the hang watchdog: seconds since the stillest block's heartbeat last
-    # moved, and whether that reached hang_timeout (a hung handler, or a stopped process).
+    # moved, and whether that reached its watchdog_s (a hung handler, or a stopped process).
     heartbeat_age_s: float | None = None
     stalled: bool = False
+    restarts: int = 0    # supervised restarts since the user's last launch() of this kernel id
 
 
 @dataclass

@@ -6,13 +6,17 @@ Every block bumps its heartbeat on each poll round, while it waits for room in i
 and at least every RG_MAX_IDLE_NS while idle (a second on the CPU backend); only a
 handler that does not return, or a stopped process, holds it still. A still heartbeat alone
 (a SIGSTOPped runner with nothing to do) shows in telemetry as `stalled` and fails nothing.
+
+Each kernel has its own limit: `launch(..., watchdog_s=S)`, by default the runtime's
+`hang_timeout`, None for none (debugging: a handler stopped in gdb is not hung).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from ringgen.runtime.backends.base import RingKernel
 
@@ -39,60 +43,67 @@ class HeartbeatWatch:
         return now - min(self._moved)
 
 
+class _Watched:
+    def __init__(self, watch: HeartbeatWatch, timeout: float, holds: Callable[[], bool],
+                 hung: Callable[[str], None]) -> None:
+        self.watch, self.timeout, self.holds, self.hung = watch, timeout, holds, hung
+
+
 class Watchdog:
-    """Looks at every watched kernel eight times per `hang_timeout`; calls a kernel's `hung`
-    once its heartbeat has stood still that long while `holds()` says it has requests."""
+    """Looks at every watched kernel eight times per the shortest watched timeout; calls a
+    kernel's `hung` once its heartbeat has stood still its timeout long while `holds()` says
+    it has requests. No kernel watched: no timer."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, hang_timeout: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.hang_timeout = hang_timeout
-        self._watched: dict[object, tuple[HeartbeatWatch, Callable[[], bool],
-                                          Callable[[str], None]]] = {}
+        self._watched: dict[object, _Watched] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._period = math.inf
 
-    def watch(self, key: object, kernel: RingKernel, holds: Callable[[], bool],
+    def watch(self, key: object, kernel: RingKernel, timeout: float, holds: Callable[[], bool],
               hung: Callable[[str], None]) -> None:
-        self._watched[key] = (HeartbeatWatch(kernel), holds, hung)
+        self._watched[key] = _Watched(HeartbeatWatch(kernel), timeout, holds, hung)
+        if timeout / 8 < self._period:  # a look costs tens of microseconds per kernel
+            self._period = timeout / 8
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = None
         if self._timer is None:
-            self._timer = self.loop.call_later(self.period, self._tick)
+            self._timer = self.loop.call_later(self._period, self._tick)
 
     def forget(self, key: object) -> None:
         self._watched.pop(key, None)
 
-    @property
-    def period(self) -> float:
-        return self.hang_timeout / 8  # a look costs tens of microseconds per kernel
+    def timeout_of(self, key: object) -> float | None:
+        entry = self._watched.get(key)
+        return entry.timeout if entry is not None else None
 
     def stalled_for(self, key: object) -> float | None:
         """How long the kernel's heartbeat has stood still; None when it is not watched."""
         entry = self._watched.get(key)
-        if entry is None or entry[0].kernel.closed:
+        if entry is None or entry.watch.kernel.closed:
             return None
-        return entry[0].stalled_for()
+        return entry.watch.stalled_for()
 
     def _tick(self) -> None:
         self._timer = None
-        for key, (watch, holds, hung) in list(self._checked()):
-            still = watch.stalled_for()
-            if still >= self.hang_timeout and holds():
-                self.forget(key)
-                hung(f"hung: no heartbeat for {still:.1f} s while it held requests (a handler "
-                     "that does not return, or a thread that never reaches a barrier); the "
-                     "watchdog stopped it (hang_timeout)")
-        if self._watched:
-            self._timer = self.loop.call_later(self.period, self._tick)
-
-    def _checked(self) -> Iterable[tuple[object, tuple[HeartbeatWatch, Callable[[], bool],
-                                                          Callable[[str], None]]]]:
-        """The watched kernels still running (those released meanwhile are forgotten)."""
         for key, entry in list(self._watched.items()):
-            if entry[0].kernel.closed:
+            if entry.watch.kernel.closed:  # released meanwhile
                 self.forget(key)
-            else:
-                yield key, entry
+                continue
+            still = entry.watch.stalled_for()
+            if still >= entry.timeout and entry.holds():
+                self.forget(key)
+                entry.hung(f"hung: no heartbeat for {still:.1f} s while it held requests (a "
+                           "handler that does not return, or a thread that never reaches a "
+                           f"barrier); the watchdog stopped it (watchdog_s={entry.timeout:g})")
+        self._period = min((e.timeout / 8 for e in self._watched.values()), default=math.inf)
+        if self._watched:
+            self._timer = self.loop.call_later(self._period, self._tick)
 
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._watched.clear()
+        self._period = math.inf

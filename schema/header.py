@@ -5,9 +5,10 @@ In Python three fields, added by @message unless a class declares them itself:
 `correlation_id` (the message_id of the request a response answers, or None). In C the header
 is inlined at the start of every message struct, with two members Python does not see:
 `type_id` (the stable hash of the message's qualified name) and `flags` (bit
-FLAG_HAS_CORRELATION: correlation_id is set). Everything that lays out, writes or reads a
+FLAG_HAS_CORRELATION: correlation_id is set; bit FLAG_REDELIVERED: a request redelivered
+after its kernel failed while handling it). Everything that lays out, writes or reads a
 header -- @message, the msgpack codec, the C layout and comments, the struct codecs -- reads
-this module; the C side's RG_FLAG_HAS_CORRELATION (rg_platform.h) is checked against it by a
+this module; the C side's RG_FLAG_* (rg_platform.h) are checked against it by a
 static_assert in every generated messages header.
 """
 
@@ -20,6 +21,9 @@ from uuid import UUID
 DEFAULT_PRIORITY = 128
 PRIORITY_MIN, PRIORITY_MAX = 0, 255
 FLAG_HAS_CORRELATION = 0x01
+# A request a supervised kernel (redeliver=True) had taken when it failed, handed to its next
+# incarnation: the handler may have seen it before (runtime/supervisor.py).
+FLAG_REDELIVERED = 0x02
 
 
 @dataclass(frozen=True)

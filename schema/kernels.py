@@ -20,6 +20,7 @@ from ringgen.schema.messages import Message, is_message_class
 F = TypeVar("F", bound=Callable[..., Any])
 
 BACKPRESSURE = ("block", "reject", "drop_oldest", "drop_newest")
+MAX_SENDS = 7  # send targets of one kernel: with its response, RG_MAX_LINKS (8) routes out
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,13 @@ class KernelSpec:
     atol: float = 0.0
     state: type | None = None  # a plain mutable dataclass: each block's persistent state
     key: str | None = None  # an input field: messages with equal keys reach the same block
+    # Declared send targets, name -> message class, in declaration order: the handler's
+    # ctx.send_<name>(msg) (C) / ctx.send(name, msg) (Python); bound at run time by
+    # runtime.connect("<kernel_id>.<name>", target). A tuple of pairs: the spec stays hashable.
+    sends: tuple[tuple[str, type[Message]], ...] = ()
+
+    def send_type(self, name: str) -> type[Message] | None:
+        return dict(self.sends).get(name)
 
     @property
     def host_actor(self) -> bool:
@@ -100,6 +108,7 @@ def ring_kernel(
     atol: float = 0.0,
     state: type | None = None,
     key: str | None = None,
+    sends: dict[str, type[Message]] | None = None,
 ) -> Callable[[F], F]:
     """Declare an actor. With `cuda=` or `cuda_file=` it is a device ring kernel whose handler
     `__device__ bool <kernel_id>_handle(const In&, Out&, [State&,] <kernel_id>_ctx&)` runs with
@@ -112,7 +121,13 @@ def ring_kernel(
     its own `Cls` in device memory, set from the defaults at launch, kept across deactivate
     and activate, passed to the handler (and to the Python reference as its second argument).
     `key="field"` sends every message with the same value of that input field to the same
-    block (a stable hash), FIFO within a priority."""
+    block (a stable hash), FIFO within a priority.
+
+    `sends={"audit": AuditEvent}` declares targets the handler may send to, zero or many times
+    per request besides its response: `ctx.send_audit(const AuditEvent&)` in C, `ctx.send("audit",
+    msg)` in Python (a host actor too). `runtime.connect("<kernel_id>.audit", "auditor")` binds
+    a target to a running kernel or host actor; what is sent while none is bound is a dead
+    letter (UNBOUND) naming the connect to make."""
 
     def decorate(fn: F) -> F:
         where = f"@ring_kernel(kernel_id={kernel_id!r}) on {getattr(fn, '__qualname__', fn)}"
@@ -147,12 +162,37 @@ def ring_kernel(
                                   "handler in CUDA C (cuda= or cuda_file=) to keep state")
             _check_state(where, state)
             _check_key(where, input, key)
+        declared = _check_sends(where, sends)
+        if declared and not device and not inspect.iscoroutinefunction(fn):
+            raise SchemaError(f"{where}: sends= is not translated from Python yet; write the "
+                              "handler in CUDA C (cuda= or cuda_file=) to send, or make it a host "
+                              "actor (async def f(ctx))")
         fn.__rg_kernel__ = KernelSpec(  # type: ignore[attr-defined]
             kernel_id, fn, input, output, block, grid, queue_size, cuda, cuda_file, backpressure,
-            float(rtol), float(atol), state, key)
+            float(rtol), float(atol), state, key, declared)
         return fn
 
     return decorate
+
+
+def _check_sends(where: str, sends: dict[str, type[Message]] | None
+                 ) -> tuple[tuple[str, type[Message]], ...]:
+    """sends= as (name, class) pairs; each name becomes a C method ctx.send_<name>."""
+    if sends is None:
+        return ()
+    if not isinstance(sends, dict):
+        raise SchemaError(f"{where}: sends must be a dict of target name -> @message class, "
+                          f"e.g. sends={{'audit': AuditEvent}}; got {sends!r}")
+    for name, cls in sends.items():
+        if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
+            raise SchemaError(f"{where}: sends target {name!r} is not a C identifier; name it "
+                              "with ASCII letters, digits and _ (it becomes ctx.send_<name>)")
+        if not is_message_class(cls):
+            raise SchemaError(f"{where}: sends[{name!r}] must be a @message class, got {cls!r}")
+    if len(sends) > MAX_SENDS:
+        raise SchemaError(f"{where}: {len(sends)} send targets; a kernel has at most {MAX_SENDS} "
+                          "(with its response, RG_MAX_LINKS routes out)")
+    return tuple(sends.items())
 
 
 def _check_state(where: str, state: type | None) -> None:

@@ -196,7 +196,7 @@ class Region {
     void set_link(uint64_t links_offset, bool out, uint32_t index, uint64_t route_id,
                   uint64_t device_ptr, uint32_t src_grid, uint32_t dst_grid, uint32_t key_kind,
                   uint32_t key_offset, uint32_t key_size, uint32_t key_data,
-                  const std::string& path) {
+                  const std::string& path, uint32_t port) {
         rg_links* links = links_at(links_offset);
         if (index >= RG_MAX_LINKS || path.size() >= sizeof(rg_link().path))
             throw py::index_error("no link " + std::to_string(index) + " for a path of " +
@@ -211,6 +211,7 @@ class Region {
         link.key_offset = key_offset;
         link.key_size = key_size;
         link.key_data = key_data;
+        link.port = port;
         memcpy(link.path, path.data(), path.size());
         (out ? links->out : links->in)[index] = link;
     }
@@ -340,24 +341,29 @@ class Route {
         return n;
     }
 
-    // Takes everything waiting for every target block, highest lane first, as struct bytes.
-    // Only while the target is gone: the host is then the rings' one consumer, so a ring with
-    // more than `capacity` between head and tail was written over.
-    py::bytes drain() {
+    // Takes up to max_count messages waiting for every target block, highest lane first, as
+    // struct bytes. Only where the host is the rings' one consumer (a target that is gone, a
+    // host actor, the dead letters of an unbound send target), so a ring with more than
+    // `capacity` between head and tail was written over.
+    py::bytes drain(uint64_t max_count) {
         std::string out;
         for (uint32_t l = RG_LANES; l-- > 0;)
             for (uint32_t s = 0; s < src_grid_; ++s)
                 for (uint32_t d = 0; d < dst_grid_; ++d) {
                     rg_ring* r = ring(s, d, l);
-                    uint64_t head = rg_load_relaxed(&r->head.value);
+                    // From `done`: what a dead target took and never finished comes first.
+                    uint64_t head = rg_load_acquire(&r->head.done);
                     uint64_t tail = rg_load_acquire(&r->tail.value);
                     uint64_t n = tail - head;
                     if (n > capacity_) bad_ring(s, d, l, head, tail);
+                    uint64_t room = max_count - out.size() / slot_;
+                    if (n > room) n = room;
                     if (!n) continue;
                     size_t at = out.size();
                     out.resize(at + n * slot_);
                     rg_host_copy(r, capacity_, slot_, head, (uint8_t*)&out[at], n, false);
-                    rg_store_release(&r->head.value, tail);
+                    rg_store_release(&r->head.value, head + n);
+                    rg_store_release(&r->head.done, head + n);
                 }
         return py::bytes(out);
     }
@@ -431,5 +437,5 @@ PYBIND11_MODULE(_rg_host, m) {
         .def(py::init<uintptr_t, uint32_t, uint32_t, uint32_t, uint32_t>())
         .def_static("size", &Route::size)
         .def("queued", &Route::queued)
-        .def("drain", &Route::drain);
+        .def("drain", &Route::drain, py::arg("max_count") = UINT64_MAX);
 }

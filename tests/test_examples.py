@@ -11,6 +11,7 @@ import pytest
 from conftest import generated_package
 
 from ringgen import KernelFaultError, KernelState, RingKernelRuntime
+from ringgen.verify import ReferenceContext
 
 
 def run(pkg: Any, backend: str, body: Any) -> Any:
@@ -115,18 +116,27 @@ def test_error_handling(backend: str) -> None:
     pkg: Any = generated_package("errors")
 
     async def body(rt: RingKernelRuntime) -> None:
+        await rt.launch("error_log")
         await rt.launch("safe_sqrt")
+        await rt.connect("safe_sqrt.errors", "error_log")
         for value in (16.0, 2.0, -4.0, math.nan):
             got = await rt.request("safe_sqrt", pkg.Measurement(value=value), timeout=5.0)
-            want = pkg.safe_sqrt(pkg.Measurement(value=value))
+            ctx = ReferenceContext(pkg.package.kernels["safe_sqrt"].spec)
+            want = pkg.safe_sqrt(pkg.Measurement(value=value), ctx)
             assert (got.success, got.error, got.error_code) == (want.success, want.error,
                                                                 want.error_code)
             assert got.result == want.result
         assert rt.telemetry("safe_sqrt").errors == 2
         await rt.launch("risky")
+        await rt.connect("risky.errors", "error_log")
         codes = [(await rt.request("risky", pkg.Measurement(value=v), timeout=5.0)).error_code
                  for v in (1.0, 2e7, 13.0)]
         assert codes == [None, 400, 500]
+        for _ in range(500):  # the error actor got every error report, from both senders
+            if rt.telemetry("error_log").processed == 4:
+                break
+            await asyncio.sleep(0.01)
+        assert rt.telemetry("error_log").processed == 4 and not rt.dead_letters
         await rt.launch("fragile")
         with pytest.raises(KernelFaultError, match=r"__trap\(\) at examples/errors\.py:\d+"):
             await rt.request("fragile", pkg.Measurement(value=-1.0), timeout=5.0)

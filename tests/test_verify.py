@@ -66,13 +66,8 @@ def test_a_difference_is_found_shrunk_and_reported(truncating: Path,
 
 
 EXAMPLES = sorted(p.stem for p in (ROOT / "examples").glob("*.py"))
-KNOWN = {"errors": "safe_sqrt answers math.sqrt(-0.0) == -0.0 as 0.0 (found by verify)"}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("example", [
-    pytest.param(e, marks=pytest.mark.xfail(strict=True, reason=KNOWN[e])) if e in KNOWN else e
-    for e in EXAMPLES])
+@pytest.mark.parametrize("example", EXAMPLES)
 def test_every_example_agrees_with_its_python(example: str) -> None:
     module = load_module(str(ROOT / "examples" / f"{example}.py"))
     specs = device_kernels(collect_kernels([module]))

@@ -47,7 +47,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='calculator',
-    schema_hash='78fc842d33e75c6b',
+    schema_hash='cfcea354768d43e5',
     build_command='ringgen build examples/calculator.py -o generated',
     sources=('examples/calculator.py',),
     type_ids=TYPE_IDS,

@@ -12,6 +12,7 @@ from ringgen.codegen.binder import bind_package
 TYPE_IDS = {
     'Measurement': 0x569cfdd1,
     'Response': 0xb6469faf,
+    'ErrorReport': 0x1dbab2a2,
 }
 DTYPES = {
     'Measurement': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'value'],
@@ -36,13 +37,28 @@ DTYPES = {
              '<f8'],
  'offsets': [0, 16, 32, 36, 37, 38, 40, 96, 112],
  'itemsize': 120}),
+    'ErrorReport': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'source', 'code',
+           'text', 'value'],
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1',
+             {'names': ['len', 'data'],
+              'formats': ['<u4', 'S16'],
+              'offsets': [0, 4],
+              'itemsize': 20},
+             '<i8',
+             {'names': ['len', 'data'],
+              'formats': ['<u4', 'S48'],
+              'offsets': [0, 4],
+              'itemsize': 52},
+             '<f8'],
+ 'offsets': [0, 16, 32, 36, 37, 40, 64, 72, 128],
+ 'itemsize': 136}),
 }
 # messages that have no C layout (host actors only), and why
 HOST_ONLY = {
-    'HostResponse': ('examples/errors.py:65: HostResponse.error: str has no bound, so it cannot live in a '
+    'HostResponse': ('examples/errors.py:97: HostResponse.error: str has no bound, so it cannot live in a '
  'fixed-size C struct; write Annotated[str, MaxLen(N)], or pass large data as a BufferRef to a '
  'UnifiedBuffer\n'
- 'examples/errors.py:67: HostResponse.result: Any cannot be laid out in C: Any has no C type; '
+ 'examples/errors.py:99: HostResponse.result: Any cannot be laid out in C: Any has no C type; '
  'annotate the field with a concrete type'),
 }
 
@@ -50,12 +66,13 @@ HOST_ONLY = {
 # defines here every message class and kernel function by name, and makes `package`, what
 # RingKernelRuntime takes. Kernels (device ones compile from <kernel_id>.cu beside this file):
 #   safe_sqrt: Measurement -> Response, grid 1 x block 32
+#   error_log: ErrorReport -> -, host actor
 #   risky: Measurement -> HostResponse, host actor
 #   fragile: Measurement -> Response, grid 1 x block 32
 package = bind_package(
     globals(),
     name='errors',
-    schema_hash='dd11d56da68b90fb',
+    schema_hash='08887c3948c94a66',
     build_command='ringgen build examples/errors.py -o generated',
     sources=('examples/errors.py',),
     type_ids=TYPE_IDS,

@@ -177,3 +177,88 @@ RG_FN int64_t rg_unpack_Response(const uint8_t* in, size_t len, Response* m) {
     return r.err ? (int64_t)r.err : (int64_t)r.pos;
 }
 
+// ---- ErrorReport (errors.ErrorReport) ----
+#define RG_MAX_PACKED_ErrorReport 228
+
+RG_FN void rg_write_ErrorReport(rg_mp_writer* w, const ErrorReport* m) {
+    rg_mp_write_map(w, 7);
+    rg_mp_write_str(w, "source", 6);
+    if (rg_mp_check_len(w, m->source.len, 16)) rg_mp_write_str(w, m->source.data, m->source.len);
+    rg_mp_write_str(w, "code", 4);
+    rg_mp_write_int(w, (int64_t)m->code);
+    rg_mp_write_str(w, "text", 4);
+    if (rg_mp_check_len(w, m->text.len, 48)) rg_mp_write_str(w, m->text.data, m->text.len);
+    rg_mp_write_str(w, "value", 5);
+    rg_mp_write_f64(w, m->value);
+    rg_mp_write_str(w, "message_id", 10);
+    rg_mp_write_uuid(w, &m->message_id);
+    rg_mp_write_str(w, "priority", 8);
+    rg_mp_write_uint(w, (uint64_t)m->priority);
+    rg_mp_write_str(w, "correlation_id", 14);
+    if (m->flags & RG_FLAG_HAS_CORRELATION) rg_mp_write_uuid(w, &m->correlation_id);
+    else rg_mp_write_nil(w);
+}
+
+// Zeroes *m and applies the field defaults that are constants (a default_factory leaves zero).
+RG_FN void rg_init_ErrorReport(ErrorReport* m) {
+    for (size_t i = 0; i < sizeof *m; ++i) ((uint8_t*)m)[i] = 0;
+    m->type_id = RG_TYPE_ID_ErrorReport;
+    m->value = 0.0;
+    m->priority = 128;
+}
+
+RG_FN void rg_read_ErrorReport(rg_mp_reader* r, ErrorReport* m) {
+    rg_init_ErrorReport(m);
+    int seen_source = 0;
+    int seen_code = 0;
+    int seen_text = 0;
+    uint32_t n;
+    if (!rg_mp_read_map(r, &n)) return;
+    for (uint32_t k = 0; k < n && !r->err; ++k) {
+        const uint8_t* key;
+        uint32_t key_len;
+        if (!rg_mp_read_key(r, &key, &key_len)) return;
+        if (rg_mp_key_is(key, key_len, "source", 6)) {
+            seen_source = 1;
+            rg_mp_read_bytes(r, 1, m->source.data, &m->source.len, 16);
+        } else if (rg_mp_key_is(key, key_len, "code", 4)) {
+            seen_code = 1;
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT64_MIN, INT64_MAX)) m->code = (int64_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "text", 4)) {
+            seen_text = 1;
+            rg_mp_read_bytes(r, 1, m->text.data, &m->text.len, 48);
+        } else if (rg_mp_key_is(key, key_len, "value", 5)) {
+            rg_mp_read_f64(r, &m->value);
+        } else if (rg_mp_key_is(key, key_len, "message_id", 10)) {
+            rg_mp_read_uuid(r, &m->message_id);
+        } else if (rg_mp_key_is(key, key_len, "priority", 8)) {
+            {
+                uint64_t v;
+                if (rg_mp_read_uint(r, &v, UINT8_MAX)) m->priority = (uint8_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "correlation_id", 14)) {
+            if (rg_mp_read_nil(r)) m->flags &= (uint8_t)~RG_FLAG_HAS_CORRELATION;
+            else if (rg_mp_read_uuid(r, &m->correlation_id)) m->flags |= RG_FLAG_HAS_CORRELATION;
+        } else {
+            rg_mp_skip(r);
+        }
+    }
+    if (!(seen_source && seen_code && seen_text)) rg_mp_fail(r, RG_MP_ERR_MISSING);
+}
+
+RG_FN int64_t rg_pack_ErrorReport(const ErrorReport* m, uint8_t* out, size_t cap) {
+    rg_mp_writer w = {out, cap, 0, RG_MP_OK};
+    rg_write_ErrorReport(&w, m);
+    return w.err ? (int64_t)w.err : (int64_t)w.len;
+}
+
+RG_FN int64_t rg_unpack_ErrorReport(const uint8_t* in, size_t len, ErrorReport* m) {
+    rg_mp_reader r = {in, len, 0, RG_MP_OK};
+    rg_read_ErrorReport(&r, m);
+    if (!r.err && r.pos != len) r.err = RG_MP_ERR_TRAILING;
+    return r.err ? (int64_t)r.err : (int64_t)r.pos;
+}
+

@@ -9,6 +9,7 @@
 #include "rg_platform.h"
 
 static_assert(RG_FLAG_HAS_CORRELATION == 1u, "rg_platform.h and ringgen disagree on the header's flags");
+static_assert(RG_FLAG_REDELIVERED == 2u, "rg_platform.h and ringgen disagree on the header's flags");
 
 // message Measurement
 typedef struct Measurement {
@@ -86,6 +87,44 @@ static_assert(offsetof(Response, error) == 40, "Response.error");
 static_assert(offsetof(Response, error_code) == 96, "Response.error_code");
 static_assert(offsetof(Response, result) == 112, "Response.result");
 
+// Annotated[str, MaxLen(16)]: UTF-8 length + data
+typedef struct rg_str16 {
+    uint32_t len;                      //    0: 4 B
+    char data[16];                     //    4: 16 B
+} rg_str16;
+static_assert(sizeof(rg_str16) == 20, "layout of rg_str16 changed");
+static_assert(alignof(rg_str16) == 4, "alignment of rg_str16 changed");
+static_assert(offsetof(rg_str16, len) == 0, "rg_str16.len");
+static_assert(offsetof(rg_str16, data) == 4, "rg_str16.data");
+
+// message ErrorReport
+typedef struct ErrorReport {
+    rg_uuid message_id;                //    0: 16 B, UUID of this message
+    rg_uuid correlation_id;            //   16: 16 B, message_id of the request (flags & RG_FLAG_HAS_CORRELATION)
+    uint32_t type_id;                  //   32: 4 B, RG_TYPE_ID_<Msg>
+    uint8_t priority;                  //   36: 1 B, 0..255, higher first
+    uint8_t flags;                     //   37: 1 B, RG_FLAG_*
+    uint8_t _pad0[2];                  //   38: 2 B
+    rg_str16 source;                   //   40: 20 B
+    uint8_t _pad1[4];                  //   60: 4 B
+    int64_t code;                      //   64: 8 B
+    rg_str48 text;                     //   72: 52 B
+    uint8_t _pad2[4];                  //  124: 4 B
+    double value;                      //  128: 8 B
+} ErrorReport;
+static_assert(sizeof(ErrorReport) == 136, "layout of ErrorReport changed");
+static_assert(alignof(ErrorReport) == 8, "alignment of ErrorReport changed");
+static_assert(offsetof(ErrorReport, message_id) == 0, "ErrorReport.message_id");
+static_assert(offsetof(ErrorReport, correlation_id) == 16, "ErrorReport.correlation_id");
+static_assert(offsetof(ErrorReport, type_id) == 32, "ErrorReport.type_id");
+static_assert(offsetof(ErrorReport, priority) == 36, "ErrorReport.priority");
+static_assert(offsetof(ErrorReport, flags) == 37, "ErrorReport.flags");
+static_assert(offsetof(ErrorReport, source) == 40, "ErrorReport.source");
+static_assert(offsetof(ErrorReport, code) == 64, "ErrorReport.code");
+static_assert(offsetof(ErrorReport, text) == 72, "ErrorReport.text");
+static_assert(offsetof(ErrorReport, value) == 128, "ErrorReport.value");
+
 // Stable type ids (first 4 bytes of SHA-256 of the qualified name), stored in `type_id`.
 #define RG_TYPE_ID_Measurement 0x569cfdd1u  // errors.Measurement
 #define RG_TYPE_ID_Response 0xb6469fafu  // errors.Response
+#define RG_TYPE_ID_ErrorReport 0x1dbab2a2u  // errors.ErrorReport

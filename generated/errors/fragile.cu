@@ -12,7 +12,7 @@
 struct fragile_ctx : rg_ctx {};
 
 // ---- the handler, as written in examples/errors.py ----
-#line 96 "examples/errors.py"
+#line 133 "examples/errors.py"
 __device__ bool fragile_handle(const Measurement& req, Response& resp, rg_ctx& ctx) {
     (void)ctx;
     if (threadIdx.x == 0) {

@@ -8,29 +8,43 @@
 #include "rg_kernel.h"
 #include "errors_codec.h"
 
-// What the handler sees besides its messages (rg_kernel.h: rg_ctx).
-struct safe_sqrt_ctx : rg_ctx {};
+// What the handler sees besides its messages (rg_kernel.h: rg_ctx), and its send targets.
+struct safe_sqrt_ctx : rg_ctx {
+    // One ErrorReport to the target bound by runtime.connect("safe_sqrt.errors", ...): a dead
+    // letter (UNBOUND) while none is. From one thread per message; false only if the kernel
+    // was terminated while the target was full.
+    __device__ bool send_errors(const ErrorReport& msg) { return send(1u, msg, RG_TYPE_ID_ErrorReport); }
+};
 
 // ---- the handler, as written in examples/errors.py ----
-#line 28 "examples/errors.py"
-__device__ void set_error(Response& resp, const char* text, int64_t code) {
+#line 40 "examples/errors.py"
+// The error goes twice: in the response, to the caller, and as an ErrorReport to whatever
+// runtime.connect("safe_sqrt.errors", ...) bound the error target to.
+__device__ void report(const Measurement& req, Response& resp, safe_sqrt_ctx& ctx,
+                       const char* text, int64_t code) {
     resp.success = 0;
     resp.error.present = 1;
-    uint32_t n = 0;
-    while (text[n] && n < sizeof resp.error.value.data) { resp.error.value.data[n] = text[n]; ++n; }
-    resp.error.value.len = n;
+    rg_str_set(resp.error.value, text);
     resp.error_code.present = 1;
     resp.error_code.value = code;
+    ErrorReport e;
+    rg_init_ErrorReport(&e);
+    rg_str_set(e.source, "safe_sqrt");
+    rg_str_set(e.text, text);
+    e.code = code;
+    e.value = req.value;
+    ctx.send_errors(e);
+    ctx.fail();
 }
 
-__device__ bool safe_sqrt_handle(const Measurement& req, Response& resp, rg_ctx& ctx) {
+__device__ bool safe_sqrt_handle(const Measurement& req, Response& resp, safe_sqrt_ctx& ctx) {
     if (threadIdx.x != 0) return true;
-    if (req.value != req.value) { set_error(resp, "not a number", 400); ctx.fail(); }
-    else if (req.value < 0) { set_error(resp, "negative input", 400); ctx.fail(); }
+    if (req.value != req.value) report(req, resp, ctx, "not a number", 400);
+    else if (req.value < 0) report(req, resp, ctx, "negative input", 400);
     else resp.result = sqrt(req.value);
     return true;
 }
-#line 34 "safe_sqrt.cu"
+#line 48 "safe_sqrt.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a

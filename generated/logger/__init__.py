@@ -39,7 +39,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='logger',
-    schema_hash='950584b1a50f04ca',
+    schema_hash='451450c6eee58828',
     build_command='ringgen build examples/logger.py -o generated',
     sources=('examples/logger.py',),
     type_ids=TYPE_IDS,

@@ -47,5 +47,8 @@ typedef struct rg_uuid {
 
 // Bits of every message's `flags` header member.
 #define RG_FLAG_HAS_CORRELATION 0x01u
+// A request that a supervised kernel (launch(..., redeliver=True)) had taken when it failed,
+// delivered once more to its next incarnation: the handler may have seen it before.
+#define RG_FLAG_REDELIVERED 0x02u
 
 #endif  // RG_PLATFORM_H

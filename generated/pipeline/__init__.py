@@ -65,7 +65,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='pipeline',
-    schema_hash='79f7056d68a7b1e3',
+    schema_hash='26158e292c08adaf',
     build_command='ringgen build examples/pipeline.py -o generated',
     sources=('examples/pipeline.py',),
     type_ids=TYPE_IDS,

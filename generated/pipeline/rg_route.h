@@ -75,7 +75,8 @@ typedef struct rg_link {
     uint64_t device_ptr;  // CUDA: the route's device address; CPU: 0 (mapped from `path`)
     uint32_t src_grid, dst_grid;
     uint32_t key_kind, key_offset, key_size, key_data;
-    char path[88];        // CPU backend: the shared-memory file of the route
+    uint32_t port;        // out links: 0 the kernel's response, p its p-th sends= target
+    char path[84];        // CPU backend: the shared-memory file of the route
 } rg_link;
 
 typedef struct rg_links {

@@ -42,7 +42,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='pubsub',
-    schema_hash='bea184885a8cc3ff',
+    schema_hash='ff2316def7ec440d',
     build_command='ringgen build examples/pubsub.py -o generated',
     sources=('examples/pubsub.py',),
     type_ids=TYPE_IDS,

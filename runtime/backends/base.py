@@ -340,6 +340,15 @@ class RingKernel(ABC):
         """Give up on a hung kernel, or one that broke its region: stop it as far as the
         backend can; failure() gives `reason` from now on."""
 
+    def hung(self, reason: str) -> None:
+        """The watchdog found the kernel hung: abandon it (the CUDA backend also loses the
+        device, which device_lost() then says)."""
+        self.abandon(reason)
+
+    def device_lost(self) -> str | None:
+        """Why this kernel's device can run no kernel again in this process; None: it can."""
+        return None
+
     @abstractmethod
     def exited(self) -> bool:
         """True once the kernel runs no more (terminated, crashed or killed)."""

@@ -38,6 +38,17 @@ log = logging.getLogger("ringgen.cuda")
 _lock = threading.Lock()
 _state: dict[str, Any] = {}  # the driver module, the device and its primary context
 _resident_blocks = 0  # blocks of the persistent kernels running now, across launches
+# Why the device can run no kernel again in this process, once that happened: a hung persistent
+# kernel can only be stopped by destroying the context every kernel shares, and a device-side
+# fault (an illegal address, __trap(), a failed assert) is sticky: the context is unusable.
+_lost: str | None = None
+
+
+def _lose_device(reason: str) -> None:
+    global _lost
+    with _lock:
+        if _lost is None:
+            _lost = reason
 
 
 def _driver() -> Any:
@@ -115,6 +126,10 @@ class CudaKernel(RingKernel):
 
     def __init__(self, info: KernelDef, lane_capacity: int = DEFAULT_LANE_CAPACITY,
                  out_capacity: int = DEFAULT_OUT_CAPACITY):
+        if _lost is not None:
+            raise BackendUnavailableError(
+                f"kernel {info.kernel_id!r} cannot be launched: the CUDA device is lost to this "
+                f"process ({_lost}); restart the process")
         super().__init__(info, lane_capacity, out_capacity)
         global _resident_blocks
         with current_context() as drv:
@@ -175,7 +190,10 @@ class CudaKernel(RingKernel):
             try:
                 self.stream.synchronize()
             except drv.Error as e:  # an illegal address, __trap(), a failed assert...
-                return self._failed(f"{type(e).__name__}: {e}")
+                reason = f"{type(e).__name__}: {e}"
+                _lose_device(f"kernel {self.kernel_id!r} faulted on the device ({reason}), "
+                             "which leaves the CUDA context unusable")
+                return self._failed(reason)
         if all(s.state == rings.STATE_TERMINATED for s in self.status()):
             return None
         return self._failed("the kernel returned without being terminated")
@@ -208,6 +226,17 @@ class CudaKernel(RingKernel):
         kernel that broke its region rather than hung) end on the terminate command."""
         self.rings.command(rings.CMD_TERMINATE)
         self._failed(reason)
+
+    def hung(self, reason: str) -> None:
+        """A hung persistent kernel cannot be stopped without destroying the context, which
+        every kernel of this process shares: the device is lost (the runtime fails every kernel
+        on it, and supervision restarts none), and this kernel is abandoned."""
+        _lose_device(f"kernel {self.kernel_id!r} hung, and a hung GPU kernel cannot be stopped "
+                     "without destroying the CUDA context every kernel shares")
+        self.abandon(reason)
+
+    def device_lost(self) -> str | None:
+        return _lost
 
     def exited(self) -> bool:
         if self.closed:

@@ -33,6 +33,77 @@ struct rg_buffer_view {
 
 RG_FN void* rg_map_buffer(rg_buffer_entry* entry);
 
+// splitmix64: the per-block generators of message_ids (responses, sends).
+RG_FN uint64_t rg_next_random(uint64_t* state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+RG_FN void rg_uuid4(uint64_t* state, rg_uuid* out) {
+    uint64_t a = rg_next_random(state), b = rg_next_random(state);
+    for (int i = 0; i < 8; ++i) {
+        out->bytes[i] = (uint8_t)(a >> (8 * i));
+        out->bytes[8 + i] = (uint8_t)(b >> (8 * i));
+    }
+    out->bytes[6] = (uint8_t)((out->bytes[6] & 0x0f) | 0x40);  // version 4
+    out->bytes[8] = (uint8_t)((out->bytes[8] & 0x3f) | 0x80);  // RFC 4122 variant
+}
+
+// The block's routes out (rg_route.h), shared by its threads: those of its response (port 0)
+// and those of each declared send target (port p: the p-th of sends=). Thread 0 rewrites the
+// table between two messages (rg_poller::refresh_links) holding `lock`, as every send does, so
+// that a send from any thread sees a whole table and the sends of one block into one ring
+// stay single-producer. On the CPU backend a block's threads are fibers that switch only at
+// barriers, so there the lock is never contended.
+struct rg_outs {
+    uint32_t lock;
+    uint32_t n;       // entries in use
+    uint64_t random;  // message_ids of the block's sends (under the lock)
+    rg_link link[RG_MAX_LINKS];
+    rg_route* route[RG_MAX_LINKS];
+    uint32_t rr[RG_MAX_LINKS];  // each route's round robin over the target's blocks
+
+    // (Device code only: nvcc's host pass over these RG_HD functions sees no body.)
+    RG_HD void acquire() {
+#if defined(__CUDA_ARCH__) || !defined(__CUDACC__)
+        while (atomicCAS(&lock, 0u, 1u) != 0u) {
+        }
+        __threadfence_block();
+#endif
+    }
+    RG_HD void release() {
+#if defined(__CUDA_ARCH__) || !defined(__CUDACC__)
+        __threadfence_block();
+        atomicExch(&lock, 0u);
+#endif
+    }
+
+    // Pushes msg into every route of `port` (a fan-out), each into the lane of its priority in
+    // the block its link picks, calling wait() while a ring is full: wait() returns false when
+    // the kernel is terminated, and then push returns false. *pushed counts the copies sent.
+    template <class M, class Wait>
+    RG_HD bool push(uint32_t port, const M* msg, uint32_t* pushed, Wait wait) {
+        for (uint32_t i = 0; i < n; ++i) {
+            if (link[i].port != port) continue;
+            uint32_t d = rg_link_target(&link[i], (const uint8_t*)msg, &rr[i]);
+            rg_ring* ring = rg_route_ring(route[i], blockIdx.x, d, rg_lane_of(msg->priority));
+            uint32_t sleep_ns = 1000;
+            // Slots are reused once the target finished their request (rg_ring_push_until).
+            while (!rg_ring_push_until(ring, &ring->head.done, msg, 1)) {
+                if (!wait()) return false;
+#if defined(__CUDA_ARCH__) || !defined(__CUDACC__)  // the device, or the CPU shim's
+                __nanosleep(sleep_ns);
+#endif
+                sleep_ns = sleep_ns * 2 > 1000000u ? 1000000u : sleep_ns * 2;
+            }
+            ++*pushed;
+        }
+        return true;
+    }
+};
+
 // A handler, as a @ring_kernel's cuda= source defines it:
 //   __device__ bool <kernel_id>_handle(const In& req, Out& resp, rg_ctx& ctx)   (request-response)
 //   __device__ void <kernel_id>_handle(const In& req, rg_ctx& ctx)              (fire-and-forget)
@@ -49,6 +120,11 @@ struct rg_ctx {
     uint32_t lane;    // the priority class the request came from (0 lowest .. 4)
     uint32_t failed;  // set by fail(): counted in the kernel's `errors`
     uint32_t routed;  // the request came over a route from another kernel (rg_route.h)
+    rg_ring* routed_from;  // then: its route ring, whose `done` becomes routed_done once it is
+    uint64_t routed_done;  // finished (a target that dies leaves it there for the host)
+    rg_uuid conversation;  // the correlation_id of what answers the request (see rg_ring_loop)
+    rg_outs* outs;         // the block's routes out
+    rg_block_status* status;
 
     // Counts this request as a handler error (the response, if any, is still sent).
     RG_HD void fail() { failed = 1; }
@@ -63,6 +139,34 @@ struct rg_ctx {
             }
         }
         return rg_buffer_view{nullptr, 0, 0, 0};
+    }
+
+    // One message to send target `port` (the generated <kernel_id>_ctx::send_<name> calls it
+    // with the port and type id of its sends= entry): stamped with a fresh message_id, its
+    // type_id and, unless the handler set RG_FLAG_HAS_CORRELATION, the conversation's
+    // correlation_id; pushed into every route bound to the port (a kernel, or the host's dead
+    // letters while none is bound), waiting while one is full. From one thread per message;
+    // false if the kernel was terminated while it waited (then the message is not sent).
+    template <class M>
+    RG_HD bool send(uint32_t port, const M& msg, uint32_t type_id) {
+        M m = msg;
+        outs->acquire();
+        rg_uuid4(&outs->random, &m.message_id);
+        m.type_id = type_id;
+        if (!(m.flags & RG_FLAG_HAS_CORRELATION)) {
+            m.correlation_id = conversation;
+            m.flags |= RG_FLAG_HAS_CORRELATION;
+        }
+        uint32_t pushed = 0;
+        rg_region* r = region;
+        rg_block_status* s = status;
+        bool sent = outs->push(port, &m, &pushed, [r, s]() {
+            // waiting on a target, not hung (the watchdog reads the heartbeat)
+            rg_store_release(&s->heartbeat, rg_load_relaxed(&s->heartbeat) + 1);
+            return (rg_load_acquire(&r->control.command.value) & 0xff) != RG_CMD_TERMINATE;
+        });
+        outs->release();
+        return sent;
     }
 };
 
@@ -159,24 +263,6 @@ RG_FN rg_route* rg_map_route(const rg_link* link) {
 // Fire-and-forget kernels have no output message.
 struct rg_no_output {};
 
-// splitmix64: the per-block generator of response message_ids.
-RG_FN uint64_t rg_next_random(uint64_t* state) {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-RG_FN void rg_uuid4(uint64_t* state, rg_uuid* out) {
-    uint64_t a = rg_next_random(state), b = rg_next_random(state);
-    for (int i = 0; i < 8; ++i) {
-        out->bytes[i] = (uint8_t)(a >> (8 * i));
-        out->bytes[8 + i] = (uint8_t)(b >> (8 * i));
-    }
-    out->bytes[6] = (uint8_t)((out->bytes[6] & 0x0f) | 0x40);  // version 4
-    out->bytes[8] = (uint8_t)((out->bytes[8] & 0x3f) | 0x80);  // RFC 4122 variant
-}
-
 #define RG_ACT_HANDLE 1u  // a request is in req[cur]
 #define RG_ACT_FLUSH 2u   // no request waits: finish the previous one
 #define RG_ACT_EXIT 3u    // terminated
@@ -208,10 +294,8 @@ struct rg_poller {
     rg_links* links;
     rg_link_block* link_status;
     uint64_t links_version, routed_in, routed_out;
-    uint32_t n_out, n_in;
-    rg_link out_link[RG_MAX_LINKS];
-    rg_route* out_route[RG_MAX_LINKS];
-    uint32_t out_rr[RG_MAX_LINKS];
+    uint32_t n_out, n_in;  // n_out: the routes of the response (port 0) in *outs
+    rg_outs* outs;
     rg_route* in_route[RG_MAX_LINKS];
 
     // Applies the host's latest routes, between two messages, and acknowledges them.
@@ -219,13 +303,16 @@ struct rg_poller {
         uint64_t v = rg_load_acquire(&links->version.value);
         if (v == links_version) return;
         n_out = n_in = 0;
+        outs->acquire();  // a send of another thread may be under way
+        outs->n = 0;
         for (uint32_t i = 0; i < RG_MAX_LINKS; ++i) {
             if (links->out[i].route_id) {
-                out_link[n_out] = links->out[i];
-                out_route[n_out] = rg_map_route(&out_link[n_out]);
-                assert(out_route[n_out] && out_route[n_out]->magic == RG_ROUTE_MAGIC);
-                out_rr[n_out] = 0;
-                ++n_out;
+                uint32_t o = outs->n++;
+                outs->link[o] = links->out[i];
+                outs->route[o] = rg_map_route(&outs->link[o]);
+                assert(outs->route[o] && outs->route[o]->magic == RG_ROUTE_MAGIC);
+                outs->rr[o] = 0;
+                if (outs->link[o].port == 0) ++n_out;
             }
             if (links->in[i].route_id) {
                 in_route[n_in] = rg_map_route(&links->in[i]);
@@ -234,18 +321,22 @@ struct rg_poller {
                 ++n_in;
             }
         }
+        outs->release();
         links_version = v;
         rg_store_release(&link_status->ack, v);
     }
 
-    // Takes a message of lane `l` from the routes into this block, if one waits.
+    // Takes a message of lane `l` from the routes into this block, if one waits; its ring
+    // into *from. Its slot stays readable until finish_routed(), as an input lane's does.
     template <class In>
-    RG_HD bool pop_routed(In* req, uint32_t l) {
+    RG_HD bool pop_routed(In* req, uint32_t l, rg_ring** from) {
         for (uint32_t i = 0; i < n_in; ++i) {
             rg_route* r = in_route[i];
             for (uint32_t s = 0; s < r->src_grid; ++s) {
-                if (rg_ring_pop(rg_route_ring(r, s, blockIdx.x, l), req, 1)) {
+                rg_ring* ring = rg_route_ring(r, s, blockIdx.x, l);
+                if (rg_ring_pop(ring, req, 1)) {
                     rg_store_release(&link_status->routed_in, ++routed_in);
+                    *from = ring;
                     return true;
                 }
             }
@@ -256,23 +347,17 @@ struct rg_poller {
     // Pushes a response into every route out of the kernel (fan-out), each into the lane of its
     // priority in the block its link picks, waiting while that ring is full; false if the
     // kernel was terminated while it waited.
+    // (Thread 0 is the table's one writer, so it reads it without the lock.)
     template <class Out>
     RG_HD bool route(const Out* resp) {
-        for (uint32_t i = 0; i < n_out; ++i) {
-            uint32_t d = rg_link_target(&out_link[i], (const uint8_t*)resp, &out_rr[i]);
-            rg_ring* ring = rg_route_ring(out_route[i], blockIdx.x, d, rg_lane_of(resp->priority));
-            uint32_t sleep_ns = 1000;
-            while (!rg_ring_push(ring, resp, 1)) {
-                rg_store_release(&status->heartbeat, ++heartbeat);  // waiting on a target, not hung
-                if (!apply_control()) return false;
-#if defined(__CUDA_ARCH__) || !defined(__CUDACC__)  // the device, or the CPU shim's
-                __nanosleep(sleep_ns);
-#endif
-                sleep_ns = sleep_ns * 2 > RG_MAX_IDLE_NS ? RG_MAX_IDLE_NS : sleep_ns * 2;
-            }
-            rg_store_release(&link_status->routed_out, ++routed_out);
-        }
-        return true;
+        uint32_t pushed = 0;
+        bool sent = outs->push(0, resp, &pushed, [this]() {
+            rg_store_release(&status->heartbeat, ++heartbeat);  // waiting on a target, not hung
+            return apply_control();
+        });
+        routed_out += pushed;
+        rg_store_release(&link_status->routed_out, routed_out);
+        return sent;
     }
 
     // CPU backend: an idle block keeps polling for region->spin_ns before it sleeps on the
@@ -311,7 +396,7 @@ struct rg_poller {
     // Waits for the next request (highest lane first) into `req`; RG_ACT_EXIT on terminate,
     // RG_ACT_FLUSH at once when none waits and a finished request still has to go out.
     template <class In>
-    RG_HD uint32_t next(In* req, uint32_t* lane, uint32_t* routed, bool pending) {
+    RG_HD uint32_t next(In* req, uint32_t* lane, uint32_t* routed, rg_ring** from, bool pending) {
         uint32_t idle = 0, sleep_ns = 1000;
         for (;;) {
             rg_store_release(&status->heartbeat, ++heartbeat);
@@ -324,7 +409,7 @@ struct rg_poller {
                 for (uint32_t l = RG_LANES; l-- > 0;) {
                     *routed = 0;
                     if (rg_ring_pop(rg_region_ring(region, blockIdx.x, l), req, 1) ||
-                        (*routed = pop_routed(req, l))) {
+                        (*routed = pop_routed(req, l, from))) {
                         *lane = l;
                         return RG_ACT_HANDLE;
                     }
@@ -386,6 +471,12 @@ struct rg_poller {
     RG_HD void finish(uint32_t lane) {
         rg_store_release(&rg_region_ring(region, blockIdx.x, lane)->head.done, ++done[lane]);
     }
+
+    // The same for a request that came over a route: the sender may reuse its slot. Until
+    // then a target that dies leaves it in the ring, and the host dead-letters it.
+    RG_HD void finish_routed(rg_ring* from, uint64_t done_index) {
+        rg_store_release(&from->head.done, done_index);
+    }
 };
 
 // The kernel body, for a generated `Kernel` type that names In and Out (rg_no_output for
@@ -409,6 +500,7 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
     __shared__ Out resp[2];
     __shared__ typename Kernel::Ctx ctx[2];
     __shared__ uint32_t actions[2];  // double buffered too: thread 0 may run a round ahead
+    __shared__ rg_outs outs;
     rg_region* region = (rg_region*)region_mem;
     rg_poller poller = {};
     uint32_t cur = 0;
@@ -420,6 +512,10 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
         poller.state = RG_STATE_LAUNCHED;
         poller.publish_state();
         ctx[0].region = ctx[1].region = region;
+        ctx[0].outs = ctx[1].outs = poller.outs = &outs;
+        ctx[0].status = ctx[1].status = poller.status;
+        outs.lock = outs.n = 0;
+        outs.random = region->seed ^ (0xd1b54a32d192ed03ull * (blockIdx.x + 1));
         if constexpr (has_state) {  // the defaults (or what the host wrote) before any request
             uint8_t* area = region_mem + rg_state_area_offset(region->total_size);
             poller.state_slot = rg_state_slot_of(area, blockIdx.x, sizeof(State));
@@ -431,9 +527,16 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
     }
     for (;;) {
         if (threadIdx.x == 0) {
-            actions[cur] = poller.next(&req[cur], &ctx[cur].lane, &ctx[cur].routed, pending);
+            actions[cur] = poller.next(&req[cur], &ctx[cur].lane, &ctx[cur].routed,
+                                       &ctx[cur].routed_from, pending);
             if (actions[cur] == RG_ACT_HANDLE) {
                 ctx[cur].failed = 0;
+                if (ctx[cur].routed)  // its ring's head after the pop: this one's `done`
+                    ctx[cur].routed_done = rg_load_relaxed(&ctx[cur].routed_from->head.value);
+                // A conversation: what comes over a route answers the request that entered
+                // the pipeline, so its correlation_id is kept; else this request's message_id.
+                bool carried = ctx[cur].routed && (req[cur].flags & RG_FLAG_HAS_CORRELATION);
+                ctx[cur].conversation = carried ? req[cur].correlation_id : req[cur].message_id;
                 if constexpr (has_output) {
                     Kernel::init(&resp[cur]);
                     resp[cur].priority = req[cur].priority;
@@ -452,17 +555,17 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
                     rg_uuid4(&poller.random, &r.message_id);
                     r.type_id = Kernel::out_type_id;
                     if (!(r.flags & RG_FLAG_HAS_CORRELATION)) {
-                        // A conversation: what comes over a route answers the request that
-                        // entered the pipeline, so its correlation_id is kept.
-                        bool carried = ctx[done].routed && (req[done].flags & RG_FLAG_HAS_CORRELATION);
-                        r.correlation_id = carried ? req[done].correlation_id : req[done].message_id;
+                        r.correlation_id = ctx[done].conversation;
                         r.flags |= RG_FLAG_HAS_CORRELATION;
                     }
                     finished = poller.emit(&r, ctx[done].lane, ctx[done].routed);
                 }
             }
-            // A request that came over a route holds no slot of the block's lanes.
-            if (finished && !ctx[done].routed) poller.finish(ctx[done].lane);
+            // A request that came over a route holds a slot of its route, not of the lanes.
+            if (finished && ctx[done].routed)
+                poller.finish_routed(ctx[done].routed_from, ctx[done].routed_done);
+            else if (finished)
+                poller.finish(ctx[done].lane);
             pending = false;
         }
         if (action == RG_ACT_EXIT) break;

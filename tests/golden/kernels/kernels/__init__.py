@@ -53,7 +53,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='kernels',
-    schema_hash='be65209bd42a9c30',
+    schema_hash='146846ea973f3901',
     build_command='ringgen build schemas.kernels -o kernels',
     sources=('schemas.kernels',),
     type_ids=TYPE_IDS,

@@ -105,7 +105,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='translated',
-    schema_hash='f3c42cff51c3e09d',
+    schema_hash='adf3d518b0eb111a',
     build_command='ringgen build schemas.translated -o translated',
     sources=('schemas.translated',),
     type_ids=TYPE_IDS,

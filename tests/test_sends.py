@@ -1,0 +1,253 @@
+"""sends=: a handler's messages besides its response, to targets bound at run time by
+runtime.connect("<kernel>.<target>", ...): zero, one or many per request and from several
+threads at once, to one or many targets, device kernels or host actors; unbound targets and
+targets that crash turn what is sent into dead letters, and the senders keep running."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, build_package, compile_cpp, compile_nvcc, have_nvcc
+
+from ringgen import (
+    DeadLetterReason,
+    KernelFaultError,
+    KernelStateError,
+    RingKernelRuntime,
+    SchemaError,
+    message,
+    ring_kernel,
+)
+from ringgen.toolchain.compile import cccl_include, templates_dir
+
+
+@pytest.fixture(scope="module")
+def sends_pkg(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return build_package("schemas.sends", tmp_path_factory.mktemp("sends") / "gen")
+
+
+async def _receive(rt: RingKernelRuntime, kernel_id: str, n: int) -> list[Any]:
+    got: list[Any] = []
+    while len(got) < n:
+        batch = await rt.receive_many(kernel_id, n - len(got), timeout=10.0)
+        assert batch, f"{kernel_id}: only {len(got)} of {n}"
+        got += batch
+    return got
+
+
+async def _dead(rt: RingKernelRuntime, n: int, reason: DeadLetterReason) -> list[Any]:
+    for _ in range(1000):
+        dead = [d for d in rt.dead_letters if d.reason is reason]
+        if len(dead) >= n:
+            return dead
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{len(dead)} {reason.value} dead letters, not {n}")
+
+
+def _jobs(pkg: Any, n: int) -> list[Any]:
+    return [pkg.Job(seq=i, audits=i % 9, priority=(10, 128, 200)[i % 3]) for i in range(n)]
+
+
+def test_sends_zero_one_or_many_per_request_reach_every_bound_target(sends_pkg: Any) -> None:
+    """0..8 audits per job, sent by that many threads at once, fanned out to a device kernel
+    and a host actor: each gets every audit once, stamped, in the job's conversation."""
+    pkg = sends_pkg
+
+    async def main() -> None:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            for k in ("worker", "auditor", "host_auditor", "silent"):
+                await rt.launch(k)
+            await rt.connect("worker.audit", "auditor", "host_auditor")
+            jobs = _jobs(pkg, 300)
+            total = sum(j.audits for j in jobs)
+            await rt.send_many("worker", jobs)
+            done = await _receive(rt, "worker", len(jobs))
+            assert sorted(d.seq for d in done) == list(range(len(jobs)))  # responses unchanged
+            by_id = {j.message_id: j for j in jobs}
+            for target in ("auditor", "host_auditor"):
+                got = await _receive(rt, target, total)
+                want = Counter((j.seq, k) for j in jobs for k in range(j.audits))
+                assert Counter((a.seq, a.k) for a in got) == want, target
+                for a in got:  # the conversation of the job that caused it, and its priority
+                    job = by_id[a.correlation_id]
+                    assert job.seq == a.seq and a.priority == job.priority and a.hops == 1
+            # A kernel whose targets are bound to nothing and that sends nothing: no letters.
+            r = await rt.request("silent", pkg.Job(seq=7), timeout=10.0)
+            assert r.seq == 7
+            await rt.drain()
+            assert not rt.dead_letters
+
+    asyncio.run(main())
+
+
+def test_a_send_to_an_unbound_target_is_a_dead_letter_and_never_a_hang(sends_pkg: Any) -> None:
+    pkg = sends_pkg
+
+    async def main() -> None:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            await rt.launch("worker")
+            jobs = [pkg.Job(seq=i, audits=8) for i in range(40)]  # more than a route holds
+            await rt.send_many("worker", jobs)
+            assert len(await _receive(rt, "worker", len(jobs))) == len(jobs)
+            dead = await _dead(rt, 320, DeadLetterReason.UNBOUND)
+            assert len(dead) == 320
+            assert Counter((d.message.seq, d.message.k) for d in dead) == Counter(
+                (i, k) for i in range(40) for k in range(8))
+            assert all(d.kernel_id == "worker" and "runtime.connect('worker.audit'" in d.detail
+                       for d in dead)
+            # bound, then unbound again: back to the dead letters
+            await rt.launch("auditor")
+            await rt.connect("worker.audit", "auditor")
+            await rt.request("worker", pkg.Job(seq=100, audits=2), timeout=10.0)
+            assert len(await _receive(rt, "auditor", 2)) == 2
+            await rt.disconnect("worker.audit")
+            await rt.request("worker", pkg.Job(seq=101, audits=3), timeout=10.0)
+            dead = await _dead(rt, 323, DeadLetterReason.UNBOUND)
+            assert sorted(d.message.k for d in dead if d.message.seq == 101) == [0, 1, 2]
+
+    asyncio.run(main())
+
+
+def test_connect_checks_send_targets(sends_pkg: Any) -> None:
+    pkg = sends_pkg
+
+    async def main() -> None:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            for k in ("worker", "auditor", "silent"):
+                await rt.launch(k)
+            with pytest.raises(KernelStateError, match=r"'worker\.audit' sends Audit and 'silent' "
+                                                       r"takes Job"):
+                await rt.connect("worker.audit", "silent")
+            with pytest.raises(KernelStateError, match=r"no send target 'audits'.*worker\.audit"):
+                await rt.connect("worker.audits", "auditor")
+            await rt.connect("worker.audit", "auditor")
+            with pytest.raises(KernelStateError, match="not connected"):
+                await rt.disconnect("silent.alarm")
+
+    asyncio.run(main())
+
+
+def test_a_target_that_crashes_mid_stream(sends_pkg: Any) -> None:
+    """What the crashed target held, what was queued for it and what is sent after are dead
+    letters (KERNEL_FAILED); the sender keeps answering; a reply_from waiting on the crashed
+    target's answer raises KernelFaultError instead of timing out."""
+    pkg = sends_pkg
+
+    async def main() -> None:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            for k in ("worker", "crashy_auditor", "auditor"):
+                await rt.launch(k)
+            await rt.connect("worker.audit", "crashy_auditor")
+            await rt.connect("crashy_auditor", "auditor")
+            ok = await rt.request("worker", pkg.Job(seq=0, audits=1), timeout=10.0,
+                                  reply_from="auditor")
+            assert ok.seq == 0 and ok.hops == 2  # a conversation through a send target
+            # The middle of the line dies holding the audit: the end will never answer.
+            with pytest.raises(KernelFaultError, match=r"kernel_failed.*'crashy_auditor', which "
+                                                       r"failed"):
+                await rt.request("worker", pkg.Job(seq=1, audits=1, crash_at=0), timeout=30.0,
+                                 reply_from="auditor")
+            assert rt.state("crashy_auditor").value == "failed"
+            jobs = [pkg.Job(seq=2 + i, audits=4) for i in range(50)]
+            await rt.send_many("worker", jobs)
+            assert len(await _receive(rt, "worker", len(jobs))) == len(jobs)  # no hang
+            dead = await _dead(rt, 201, DeadLetterReason.KERNEL_FAILED)
+            assert Counter((d.message.seq, d.message.k) for d in dead) == Counter(
+                [(1, 0)] + [(j.seq, k) for j in jobs for k in range(4)])  # held one included
+            assert all(d.kernel_id == "crashy_auditor" and "routed from 'worker.audit'" in d.detail
+                       for d in dead)
+            assert rt.state("worker").value == "active"
+
+    asyncio.run(main())
+
+
+def test_host_actors_at_either_end(sends_pkg: Any) -> None:
+    """device -> host actor (a conversation answered by the host stage), host actor ->
+    device kernel, and a host actor's unbound target."""
+    pkg = sends_pkg
+
+    async def main() -> None:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            for k in ("worker", "host_auditor", "host_worker", "auditor"):
+                await rt.launch(k)
+            await rt.connect("worker.audit", "host_auditor")
+            job = pkg.Job(seq=5, audits=1)
+            reply = await rt.request("worker", job, timeout=10.0, reply_from="host_auditor")
+            assert reply.seq == 5 and reply.hops == 1 and reply.correlation_id == job.message_id
+
+            hjob = pkg.Job(seq=6, audits=2)
+            done = await rt.request("host_worker", hjob, timeout=10.0)  # unbound: dead letters
+            assert done.audits == 2
+            dead = await _dead(rt, 2, DeadLetterReason.UNBOUND)
+            assert {d.kernel_id for d in dead} == {"host_worker"}
+            await rt.connect("host_worker.audit", "auditor")
+            hjob = pkg.Job(seq=7, audits=3, priority=200)
+            await rt.request("host_worker", hjob, timeout=10.0)
+            got = await _receive(rt, "auditor", 3)
+            assert sorted(a.k for a in got) == [0, 1, 2]
+            assert all(a.seq == 7 and a.priority == 200 for a in got)
+
+            # device -> host actor -> device: a pipeline that mixes host and device stages
+            await rt.connect("host_auditor", "auditor")
+            await rt.send("worker", pkg.Job(seq=9, audits=2))
+            got = await _receive(rt, "auditor", 2)
+            assert sorted((a.seq, a.k, a.hops) for a in got) == [(9, 0, 2), (9, 1, 2)]
+
+            await rt.terminate("auditor")  # sent to a target that is gone: dead letters
+            await rt.request("host_worker", pkg.Job(seq=8, audits=2), timeout=10.0)
+            dead = await _dead(rt, 2, DeadLetterReason.TERMINATED)
+            assert sorted(d.message.k for d in dead if d.message.seq == 8) == [0, 1]
+
+    asyncio.run(main())
+
+
+def test_bad_sends_declarations_are_refused() -> None:
+    @message
+    class Thing:
+        n: int = 0
+
+    def decl(sends: Any) -> None:
+        ring_kernel(kernel_id="k", input=Thing, output=Thing, cuda="x", sends=sends)(lambda r: r)
+
+    with pytest.raises(SchemaError, match="'not-ok' is not a C identifier"):
+        decl({"not-ok": Thing})
+    with pytest.raises(SchemaError, match=r"sends\['audit'\] must be a @message class"):
+        decl({"audit": int})
+    with pytest.raises(SchemaError, match="sends must be a dict"):
+        decl([Thing])
+    with pytest.raises(SchemaError, match="sends= is not translated from Python yet"):
+        ring_kernel(kernel_id="k", input=Thing, output=Thing, sends={"a": Thing})(lambda r: r)
+
+
+def test_a_send_target_without_device_layout_is_a_build_error(tmp_path: Path) -> None:
+    with pytest.raises(SchemaError, match=r"kernel 'noter': sends\['note'\] = Note has no device "
+                                          "layout"):
+        build_package("schemas.sends_unlaid", tmp_path / "gen")
+
+
+@pytest.mark.nvcc
+@pytest.mark.skipif(not have_nvcc(), reason="nvcc is not on PATH")
+def test_kernels_with_sends_compile_with_nvcc_sm90(sends_pkg: Any, tmp_path: Path) -> None:
+    source = sends_pkg.package.path / "worker.cu"  # sends from any thread of the block
+    compile_nvcc(source, tmp_path / "worker.o", [source.parent])
+
+
+def test_sends_under_thread_sanitizer(sends_pkg: Any, tmp_path: Path) -> None:
+    """Up to 8 threads of a block sending at once into a route of 4-slot rings: every audit
+    once, in its job's conversation, with its job's priority; TSan clean."""
+    binary = tmp_path / "sends_stress"
+    package = sends_pkg.package.path
+    compile_cpp([ROOT / "tests" / "native" / "sends_stress.cpp", templates_dir() / "rg_cpu_runtime.cpp"],
+                binary, [package, templates_dir(), cccl_include()],
+                ["-fsanitize=thread", "-pthread", f"-DRG_WORKER_CU=\"{package / 'worker.cu'}\"",
+                 f"-DRG_AUDITOR_CU=\"{package / 'auditor.cu'}\"", "-Wno-error"])
+    result = subprocess.run([str(binary), "20000"], capture_output=True, text=True, timeout=300,
+                            env={"TSAN_OPTIONS": "halt_on_error=1 exitcode=66"})
+    assert "ThreadSanitizer" not in result.stderr, result.stderr[-4000:]
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.stdout.strip() == f"OK 20000 {sum(s % 9 for s in range(20000))}"
