@@ -422,7 +422,7 @@ class DeviceChannel(Channel):
                              f"the kernel failed: {reason}, while handling it; it had been "
                              "redelivered once already, so it is not redelivered again",
                              accepted=True)
-            self.replies.refuse(raw[:16], self.failed_error())  # the message_id leads
+            self.replies.refuse(int.from_bytes(raw[:16], "big"), self.failed_error())  # the message_id leads
         flagged = held[~again].copy()
         flagged["flags"] |= header.FLAG_REDELIVERED
         for rows in (flagged, untaken):
@@ -433,7 +433,7 @@ class DeviceChannel(Channel):
         for entry, _ in carried.entries:
             raw = entry if isinstance(entry, bytes) else entry.tobytes()
             for at in range(0, len(raw), size):
-                key = raw[at:at + 16]  # the message_id leads the header
+                key = int.from_bytes(raw[at:at + 16], "big")  # the message_id leads the header
                 future = self.replies.pending.pop(key, None)
                 if future is not None:
                     carried.waiters[key] = future

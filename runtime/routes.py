@@ -392,7 +392,7 @@ class Routes:
                                 else KernelStateError)(
                 f"the request's conversation ended in a dead letter ({reason.value}): {detail}")
             for kernel_id in downstream:
-                self.runtime.channel(kernel_id).replies.refuse(msg.correlation_id.bytes, error)
+                self.runtime.channel(kernel_id).replies.refuse(msg.correlation_id.int, error)
 
     def _downstream(self, kernel_id: str) -> list[str]:
         """kernel_id and every actor its output or sends reach over connections."""
