@@ -39,8 +39,12 @@ def datetime_to_ns(v: datetime) -> int:
     return (delta.days * 86400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
-def ns_to_datetime(ns: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=ns // 1000)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+
+
+def ns_to_datetime(ns: int, naive: int) -> datetime:
+    """The datetime of an rg_datetime: naive as it was sent, or aware UTC."""
+    return (_NAIVE_EPOCH if naive else _EPOCH) + timedelta(microseconds=ns // 1000)
 
 
 # --- objects -> structs ------------------------------------------------------------------------
@@ -100,8 +104,8 @@ def _column(node: TypeNode, values: list[Any], dtype: np.dtype) -> np.ndarray:
              Kind.BUFFER_REF):
         if k is Kind.ENUM:
             values = [v.value for v in values]
-        elif k is Kind.DATETIME:
-            values = [datetime_to_ns(v) for v in values]
+        elif k is Kind.DATETIME:  # rg_datetime: (ns, naive)
+            values = [(datetime_to_ns(v), v.tzinfo is None) for v in values]
         elif k is Kind.BUFFER_REF:
             values = [v.buffer_id for v in values]
         return np.array(values, dtype=dtype) if values else np.zeros(0, dtype)
@@ -201,7 +205,7 @@ def _read(col: np.ndarray, node: TypeNode) -> list[Any]:
     if k is Kind.ENUM:
         return [_enum_member(node.py, v) for v in col.tolist()]
     if k is Kind.DATETIME:
-        return [ns_to_datetime(v) for v in col.tolist()]
+        return [ns_to_datetime(ns, naive) for ns, naive in col.tolist()]
     if k is Kind.BUFFER_REF:
         return [BufferRef(v) for v in col.tolist()]
     if k is Kind.UUID:

@@ -57,6 +57,19 @@ def _uuid() -> _Flat:
     return _scalar("16s", lambda u: u.bytes, uuid_from_bytes, bytes(16))
 
 
+def _datetime() -> _Flat:
+    """rg_datetime: int64 ns, a uint8 `naive`, 7 bytes of padding."""
+
+    def pack(v: Any, out: list[Any]) -> None:
+        out.append(datetime_to_ns(v))
+        out.append(v.tzinfo is None)
+
+    def unpack(flat: tuple[Any, ...], i: int) -> tuple[Any, int]:
+        return ns_to_datetime(flat[i], flat[i + 1]), i + 2
+
+    return _Flat("qB7x", pack, unpack, [0, 0])
+
+
 def _padded(fields: list[tuple[int, _Flat]], itemsize: int) -> tuple[str, list[Any]]:
     """The format of members at their offsets, with 'x' for every padding byte."""
     fmt, cursor, zeros = [], 0, []
@@ -91,7 +104,7 @@ def flat_type(node: TypeNode, dtype: np.dtype) -> _Flat:
     if k is Kind.ENUM:
         return _scalar("i", lambda e: e.value, _enum_member(node.py))
     if k is Kind.DATETIME:
-        return _scalar("q", datetime_to_ns, ns_to_datetime)
+        return _datetime()
     if k is Kind.BUFFER_REF:
         return _scalar("Q", lambda r: r.buffer_id, BufferRef)
     if k is Kind.UUID:

@@ -13,9 +13,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ringgen._version import __version__
 from ringgen.codegen import render
+from ringgen.codegen.ir import KernelIR, PackageIR
+from ringgen.codegen.layout import describe_layout
 from ringgen.codegen.reader import SchemaSet, read_modules, read_package
 from ringgen.codegen.writer import (
     MANIFEST,
@@ -25,8 +28,11 @@ from ringgen.codegen.writer import (
     stale_files,
     write_package,
 )
-from ringgen.errors import BackendUnavailableError, CompileError, ValidationError
+from ringgen.errors import BackendUnavailableError, CompileError, DeviceResourceError, ValidationError
 from ringgen.schema.modules import is_path
+
+if TYPE_CHECKING:
+    from ringgen.toolchain import compile as cc
 
 
 @dataclass
@@ -154,6 +160,33 @@ class TargetReport:
         return "\n".join(lines)
 
 
+def _checked_cubin(p: Plan, k: KernelIR) -> cc.Artifact:
+    """The kernel's cubin, once ptxas' figures show that its block can be resident on sm_90."""
+    from ringgen.toolchain import compile as cc
+    from ringgen.toolchain.resources import kernel_resources
+
+    figures = kernel_resources(p.package_dir, k.kernel_id)
+    problems = figures.problems(k.block)
+    if problems:
+        message = resource_error(p.schema.package, k, problems)
+        raise DeviceResourceError(message, output=message)
+    return cc.compile_cubin(p.package_dir, k.kernel_id)  # a cache hit: kernel_resources made it
+
+
+def resource_error(pkg: PackageIR, k: KernelIR, problems: list[str]) -> str:
+    """The build error for a block that cannot be resident: the limits it breaks, and the
+    messages the kernel loop holds (double-buffered) in shared memory, with the fix."""
+    names = dict.fromkeys([k.input] + ([k.output] if k.output else []))
+    msgs = sorted((pkg.message(n) for n in names), key=lambda m: -m.layout.size)
+    member, ctype, _, size = max(describe_layout(msgs[0].layout), key=lambda r: r[3])
+    return (f"kernel {k.kernel_id!r} cannot run on sm_90: {'; '.join(problems)}. The kernel loop "
+            "holds its messages double-buffered in shared memory: "
+            + ", ".join(f"{m.name} {m.layout.size:,} bytes" for m in msgs)
+            + f"; {msgs[0].name}.{member} ({ctype}) is {size:,} bytes. Fix: a smaller MaxLen on "
+            f"{msgs[0].name}.{member}, a BufferRef for the bulk data (ctx.buffer maps it), or a "
+            "smaller batch or block")
+
+
 def compile_package(p: Plan, progress: Callable[[int, int, str], None] | None = None,
                     target: str = "auto", jobs: int = 1) -> TargetReport:
     """Compile every device kernel of a built package for `target`: "cpu" (g++, the CPU
@@ -186,7 +219,7 @@ def compile_package(p: Plan, progress: Callable[[int, int, str], None] | None = 
                          functools.partial(cc.compile_runner, p.package_dir, k.kernel_id)))
         if "cuda" in targets:
             jobs_to_run.append(("cuda", f"nvcc {k.kernel_id} (sm_90)",
-                         functools.partial(cc.compile_cubin, p.package_dir, k.kernel_id)))
+                         functools.partial(_checked_cubin, p, k)))
     report = TargetReport(targets, [], {}, skipped)
     if not jobs_to_run:
         return report

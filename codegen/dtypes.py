@@ -34,6 +34,8 @@ def dtype_spec(pkg: PackageIR, struct: StructLayout) -> dict[str, Any]:
 def _element_format(pkg: PackageIR, by_name: dict[str, StructLayout], t: CType) -> Any:
     if t.kind in ("uuid", "correlation"):
         return ("u1", (16,))
+    if t.kind == "datetime":  # rg_datetime
+        return {"names": ["ns", "naive"], "formats": ["<i8", "u1"], "offsets": [0, 8], "itemsize": 16}
     if t.c_name in by_name:
         return dtype_spec(pkg, by_name[t.c_name])
     return t.numpy

@@ -33,7 +33,7 @@ _SCALARS: dict[Kind, CType] = {
     Kind.FLOAT: CType("float", "double", 8, 8, "f64", bits=64, numpy="<f8"),
     Kind.BOOL: CType("bool", "uint8_t", 1, 1, "bool", numpy="?"),
     Kind.UUID: CType("uuid", "rg_uuid", 16, 1, "uuid"),
-    Kind.DATETIME: CType("datetime", "int64_t", 8, 8, "i64", bits=64, numpy="<i8"),
+    Kind.DATETIME: CType("datetime", "rg_datetime", 16, 8, "datetime"),
     Kind.BUFFER_REF: CType("buffer", "uint64_t", 8, 8, "u64", bits=64, numpy="<u8"),
 }
 

@@ -44,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     modules_and_out(c)
     i = sub.add_parser("inspect", help="print each message's C layout")
     i.add_argument("modules", nargs="+", metavar="MODULE")
+    i.add_argument("--resources", action="store_true",
+                   help="also compile each device kernel for sm_90 (nvcc, cached) and print "
+                        "ptxas' figures: registers, spills, static shared memory, stack")
+    i.add_argument("-o", "--out", metavar="DIR",
+                   help="with --resources: where the package is built (default: a folder in "
+                        "the compile cache, so that a second run is a cache hit)")
     v = sub.add_parser("verify", help="run each device kernel and its Python function on the same "
                                       "generated messages; report the first difference, shrunk")
     v.add_argument("module", metavar="MODULE", help="actor module: a .py path or a dotted module name")
@@ -107,7 +113,31 @@ def _inspect(args: argparse.Namespace) -> int:
                                    for i, (c, w) in enumerate(zip(r, widths, strict=True))))
     for h in schema.host_only:
         print(f"{h.name}: host-only: {h.reason}")
-    return 0
+    return _print_resources(args) if args.resources else 0
+
+
+def _print_resources(args: argparse.Namespace) -> int:
+    """ptxas' figures per device kernel; 1 if a kernel's block cannot be resident on sm_90."""
+    from ringgen.codegen.build import build, resource_error
+    from ringgen.toolchain.cache import cache_dir
+    from ringgen.toolchain.resources import kernel_resources
+
+    out = args.out or str(cache_dir() / "inspect")
+    p = build(args.modules, out).plan
+    failed = 0
+    for k in p.schema.package.kernels:
+        if k.host_actor:
+            continue
+        r = kernel_resources(p.package_dir, k.kernel_id)
+        shared = f"static shared memory {r.shared_static:,} B"
+        print(f"kernel {k.kernel_id} (sm_90, block {k.block}): " + (
+            f"ptxas refused it: {shared}" if r.refused else
+            f"{r.registers} registers, {shared}, stack {r.stack:,} B, "
+            f"spills {r.spill_stores:,} B stored / {r.spill_loads:,} B loaded"))
+        if problems := r.problems(k.block):
+            print(f"  error: {resource_error(p.schema.package, k, problems)}")
+            failed = 1
+    return failed
 
 
 def _verify(args: argparse.Namespace) -> int:

@@ -67,6 +67,11 @@ class CompileError(RinggenError):
         self.output = output
 
 
+class DeviceResourceError(CompileError):
+    """A kernel that compiles but whose block cannot be resident on the GPU (static shared
+    memory, threads or registers over sm_90's limits): refused at build, not at launch."""
+
+
 class UntrustedCacheError(RinggenError):
     """A compile cache folder or artifact that another user owns or others can write: ringgen
     would run what it holds, so it refuses it."""

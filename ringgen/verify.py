@@ -28,7 +28,7 @@ from ringgen.errors import KernelFaultError, RinggenError
 from ringgen.schema.header import FIELDS as HEADER_FIELDS
 from ringgen.schema.kernels import KernelSpec
 from ringgen.schema.messages import is_message_class
-from ringgen.schema.types import Kind, TypeNode, read_fields
+from ringgen.schema.types import BufferRef, Kind, TypeNode, read_fields
 
 
 class VerifyError(RinggenError):
@@ -70,24 +70,31 @@ class Outcome:
         return f"response {self.response!r}" + (" and ctx.fail()" if self.failed else "")
 
 
-def strategy(node: TypeNode) -> Any:
-    """A hypothesis strategy of every value a device field of this type can hold."""
+def strategy(node: TypeNode, for_codecs: bool = False) -> Any:
+    """A hypothesis strategy of every value a device field of this type can hold: the one
+    definition, for verify and for the tests. Verify's values are what a kernel gets (NaN,
+    numpy scalars as their numpy type; no BufferRef, which would need a real buffer);
+    `for_codecs` (the codec tests' round trips compare with ==) draws no NaN, plain Python
+    numbers, and BufferRefs."""
     from hypothesis import strategies as st
+
+    def typed(values: Any, py: Any) -> Any:
+        return values if for_codecs else values.map(py)
 
     k = node.kind
     if k is Kind.INT:
         return st.integers(-(2**63), 2**63 - 1)
     if k is Kind.FLOAT:
-        return st.floats()
+        return st.floats(allow_nan=not for_codecs)
     if k is Kind.BOOL:
         return st.booleans()
     if k is Kind.NUMPY:
         dt = np.dtype(node.py)
         if dt.kind in "iu":
             info = np.iinfo(dt)
-            return st.integers(int(info.min), int(info.max)).map(node.py)
+            return typed(st.integers(int(info.min), int(info.max)), node.py)
         if dt.kind == "f":
-            return st.floats(width=dt.itemsize * 8).map(node.py)
+            return typed(st.floats(width=dt.itemsize * 8, allow_nan=not for_codecs), node.py)
         return st.booleans()
     if k is Kind.STR:
         n = node.max_len or 16  # a bound in UTF-8 bytes: cut at a character boundary
@@ -96,25 +103,27 @@ def strategy(node: TypeNode) -> Any:
         return st.binary(max_size=node.max_len or 16)
     if k is Kind.UUID:
         return st.uuids()
-    if k is Kind.DATETIME:
+    if k is Kind.DATETIME:  # the int64 ns of rg_datetime; naive ones come back naive
         return st.datetimes(min_value=datetime(1678, 1, 1), max_value=datetime(2261, 12, 31),
-                            timezones=st.just(timezone.utc))
+                            timezones=st.sampled_from([None, timezone.utc]))
     if k is Kind.ENUM:
         return st.sampled_from(list(node.py))
+    if k is Kind.BUFFER_REF and for_codecs:
+        return st.builds(BufferRef, st.integers(0, 2**64 - 1))
     if k is Kind.OPTIONAL:
-        return st.none() | strategy(node.args[0])
+        return st.none() | strategy(node.args[0], for_codecs)
     if k is Kind.LIST:
-        return st.lists(strategy(node.args[0]), max_size=node.max_len or 4)
+        return st.lists(strategy(node.args[0], for_codecs), max_size=node.max_len or 4)
     if k is Kind.TUPLE:
-        return st.lists(strategy(node.args[0]), max_size=node.max_len or 4).map(tuple)
+        return st.lists(strategy(node.args[0], for_codecs), max_size=node.max_len or 4).map(tuple)
     if k is Kind.FIXED_TUPLE:
-        return st.tuples(*(strategy(a) for a in node.args))
+        return st.tuples(*(strategy(a, for_codecs) for a in node.args))
     if k is Kind.MESSAGE:
-        return message_strategy(node.py)
+        return message_strategy(node.py, for_codecs)
     raise VerifyError(f"verify has no strategy for a field of type {node.describe()}")
 
 
-def message_strategy(cls: type) -> Any:
+def message_strategy(cls: type, for_codecs: bool = False) -> Any:
     from hypothesis import strategies as st
 
     fields = {}
@@ -122,7 +131,7 @@ def message_strategy(cls: type) -> Any:
         if spec.name == "priority":
             fields[spec.name] = st.integers(0, 255)
         elif spec.name not in HEADER_FIELDS:
-            fields[spec.name] = strategy(spec.node)
+            fields[spec.name] = strategy(spec.node, for_codecs)
     return st.builds(cls, **fields)
 
 

@@ -3,7 +3,9 @@ BufferRef instead of being copied into them.
 
 The memory is an anonymous memory file on the CPU backend (mapped by the host and, on first use,
 by each kernel's runner, which unmaps it once the buffer leaves the kernel's table) and managed
-memory on CUDA.
+memory on CUDA, allocated in the context of the buffer's `device` (kernels on other GPUs of the
+machine reach managed memory too, paging it across; the CPU backend's device numbers share
+the host's memory).
 
 Buffer ids are random 64-bit numbers: a kernel finds only the buffers registered with its own
 runtime (its table), and a reference cannot be guessed from another one. A kernel resolves a reference with
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ringgen.errors import BackendUnavailableError, ValidationError
+from ringgen.runtime import limits
 from ringgen.runtime.shm import path_of, shared_memory
 from ringgen.schema.types import BufferRef
 
@@ -50,7 +53,7 @@ class UnifiedBuffer:
     """An array that both the host (`.host`) and the kernels (`ctx.buffer(ref)`) address."""
 
     def __init__(self, shape: int | tuple[int, ...], dtype: Any = np.float64,
-                 backend: str = "cpu") -> None:
+                 backend: str = "cpu", device: int = 0) -> None:
         self.dtype = np.dtype(dtype)
         self.shape = (shape,) if isinstance(shape, int) else tuple(shape)
         self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
@@ -59,6 +62,7 @@ class UnifiedBuffer:
         if backend not in ("cpu", "cuda"):
             raise ValueError(f"backend must be 'cpu' or 'cuda', not {backend!r}")
         self.backend = backend
+        self.device = limits.device(device)
         with _lock:
             self.buffer_id = _new_id()
             _registry[self.buffer_id] = self
@@ -84,7 +88,7 @@ class UnifiedBuffer:
     def _managed(self) -> np.ndarray:
         from ringgen.runtime.backends import cuda
 
-        with cuda.current_context() as drv:
+        with cuda.current_context(self.device) as drv:
             free, _ = drv.mem_get_info()
             if self.nbytes > free:
                 raise BackendUnavailableError(

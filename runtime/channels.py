@@ -61,6 +61,7 @@ class Channel:
     its backpressure, the replies (runtime/replies.py), the lifecycle and the counters."""
 
     backend_name = "host"
+    device: int | None = None  # a device kernel's device number (launch(..., device=N))
 
     def __init__(self, runtime: RingKernelRuntime, kernel_id: str, input_cls: type | None,
                  output_cls: type | None, queue_size: int, backpressure: str,
@@ -472,7 +473,7 @@ class Channel:
         depth = len(self.backlog) + self.in_device()
         return Telemetry(self.kernel_id, self.state.value, self.backend_name, self.counters.sent,
                          self.counters.received, processed, self.counters.dropped, errors,
-                         depth, self.in_flight(), p50, p99)
+                         depth, self.in_flight(), p50, p99, device=self.device)
 
     def in_flight(self) -> int:
         """Accepted and neither processed nor dropped since."""

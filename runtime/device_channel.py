@@ -66,6 +66,7 @@ class DeviceChannel(Channel):
                          backpressure, info.out_dtype)
         self.kernel = kernel
         self.backend_name = kernel.backend_name
+        self.device = kernel.device
         self.in_dtype = kernel.in_dtype
         self.out_size = info.out_dtype.itemsize if info.out_dtype is not None else 0
         self._correlation_offset = (info.out_dtype.fields["correlation_id"][1]  # type: ignore[index]

@@ -11,6 +11,7 @@ from ringgen.errors import ValidationError
 MAX_RING_CAPACITY = 1 << 20  # slots in one lane or output ring
 MAX_QUEUE_SIZE = 1 << 30  # messages a kernel's host-side backlog holds
 MAX_THREADS = 1024  # block: threads of a block; grid: blocks of a kernel
+MAX_DEVICES = 64  # device numbers 0..63 (the CPU backend takes any of them: runner groups)
 
 
 def _integer(name: str, value: object) -> int:
@@ -35,6 +36,15 @@ def queue_size(value: object) -> int:
     n = _integer("queue_size", value)
     if not 1 <= n <= MAX_QUEUE_SIZE:
         raise ValidationError(f"queue_size must be from 1 to {MAX_QUEUE_SIZE} messages, not {n}")
+    return n
+
+
+def device(value: object) -> int:
+    """A device number: 0 to MAX_DEVICES - 1 (the CUDA backend also checks the GPU exists)."""
+    n = _integer("device", value)
+    if not 0 <= n < MAX_DEVICES:
+        raise ValidationError(f"device must be from 0 to {MAX_DEVICES - 1}, not {n}; device 0 "
+                              "is the default")
     return n
 
 

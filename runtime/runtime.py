@@ -177,8 +177,10 @@ class RingKernelRuntime:
                      lane_capacity: int | None = None, restart: str = "never",
                      max_restarts: int = 3, within_s: float = 60.0, backoff_s: float = 0.5,
                      redeliver: bool = False,
-                     watchdog_s: float | Default | None = Default.HANG_TIMEOUT) -> None:
-        """Start a kernel of the packages (or `actor`, an `async def f(ctx)` host actor).
+                     watchdog_s: float | Default | None = Default.HANG_TIMEOUT,
+                     device: int = 0) -> None:
+        """Start a kernel of the packages (or `actor`, an `async def f(ctx)` host actor) on
+        `device`: a GPU's number on CUDA, a group of runners on the CPU backend.
 
         restart="on_failure" supervises it (runtime/supervisor.py, docs/operations.md): once
         it FAILED it is launched again after `backoff_s` with its connections, buffers and
@@ -187,6 +189,7 @@ class RingKernelRuntime:
         `watchdog_s`: seconds its heartbeat may stand still while it holds requests before it
         is failed as hung (default: the runtime's hang_timeout; None: never, for debugging)."""
         policy = RestartPolicy(restart, max_restarts, within_s, backoff_s, redeliver)
+        device = limits.device(device)
         if watchdog_s is Default.HANG_TIMEOUT:
             watchdog_s = self.hang_timeout
         else:
@@ -197,11 +200,11 @@ class RingKernelRuntime:
 
         async def relaunch(active: bool) -> None:
             await self._start(kernel_id, actor, active, queue_size, backpressure, lane_capacity,
-                              watchdog_s, restarted=True)
+                              watchdog_s, device, restarted=True)
 
         await self.supervisor.cancel(kernel_id)  # this launch replaces a pending restart
         await self._start(kernel_id, actor, activate, queue_size, backpressure, lane_capacity,
-                          watchdog_s, restarted=False)
+                          watchdog_s, device, restarted=False)
         self.supervisor.register(kernel_id, policy, relaunch)
 
     def _is_host_actor(self, kernel_id: str) -> bool:
@@ -210,7 +213,7 @@ class RingKernelRuntime:
 
     async def _start(self, kernel_id: str, actor: Actor | None, activate: bool,
                      queue_size: int | None, backpressure: str | None,
-                     lane_capacity: int | None, watchdog_s: float | None,
+                     lane_capacity: int | None, watchdog_s: float | None, device: int,
                      restarted: bool) -> None:
         """launch() and a supervised restart: one launch per kernel id at a time."""
         if self._closing:
@@ -223,7 +226,7 @@ class RingKernelRuntime:
         self._launches.add(done)
         try:
             await self._launch(kernel_id, actor, activate, queue_size, backpressure,
-                               lane_capacity, watchdog_s, restarted)
+                               lane_capacity, watchdog_s, device, restarted)
         finally:
             self._launching.discard(kernel_id)
             self._launches.discard(done)
@@ -231,7 +234,7 @@ class RingKernelRuntime:
 
     async def _launch(self, kernel_id: str, actor: Actor | None, activate: bool,
                       queue_size: int | None, backpressure: str | None,
-                      lane_capacity: int | None, watchdog_s: float | None,
+                      lane_capacity: int | None, watchdog_s: float | None, device: int,
                       restarted: bool) -> None:
         old = self._channels.get(kernel_id)
         if old is not None and old.state not in (KernelState.TERMINATED, KernelState.FAILED):
@@ -258,7 +261,7 @@ class RingKernelRuntime:
         else:
             assert kdef is not None
             capacity = lane_capacity if lane_capacity is not None else self.lane_capacity
-            kernel = await self._start_kernel(kdef, capacity)
+            kernel = await self._start_kernel(kdef, capacity, device)
             for slot, buffer in self._buffers.values():
                 kernel.set_buffer(slot, buffer.entry())
             channel = DeviceChannel(self, kdef, kernel, queue_size, backpressure)
@@ -279,11 +282,11 @@ class RingKernelRuntime:
             if not restarted:
                 self.event_bus.publish(EventKind.ACTIVATED, kernel_id)
 
-    async def _start_kernel(self, kdef: KernelDef, capacity: int) -> RingKernel:
+    async def _start_kernel(self, kdef: KernelDef, capacity: int, device: int) -> RingKernel:
         """create_kernel in a worker thread. A kernel that comes up after its launch() was
         cancelled, or while the runtime shuts down, is terminated: no kernel outlives it."""
         made = self.loop.run_in_executor(None, create_kernel, self.backend, kdef, capacity,
-                                         self.cpu_build or "release")
+                                         self.cpu_build or "release", device)
         try:
             kernel: RingKernel = await asyncio.shield(made)
         except asyncio.CancelledError:
@@ -319,10 +322,11 @@ class RingKernelRuntime:
 
     def device_lost(self, culprit: Channel, why: str) -> None:
         """`culprit` lost its device (a hung or faulted CUDA kernel): every other kernel on
-        that backend fails too, clearly, and none of them is restarted."""
+        that backend and device fails too, clearly, and none of them is restarted."""
         for channel in list(self._channels.values()):
             if channel is not culprit and isinstance(channel, DeviceChannel) \
-                    and channel.backend_name == culprit.backend_name:
+                    and channel.backend_name == culprit.backend_name \
+                    and channel.device == culprit.device:
                 channel.lose(f"its device is lost: {why}; restart the process")
 
     def events(self, capacity: int = DEFAULT_CAPACITY) -> EventStream:
@@ -457,9 +461,10 @@ class RingKernelRuntime:
 
     # -- buffers ---------------------------------------------------------------------------
 
-    def unified_buffer(self, shape: int | tuple[int, ...], dtype: Any = np.float64) -> UnifiedBuffer:
-        """A UnifiedBuffer on this runtime's backend, registered with it."""
-        buffer = UnifiedBuffer(shape, dtype, backend=self.backend or "cpu")
+    def unified_buffer(self, shape: int | tuple[int, ...], dtype: Any = np.float64,
+                       device: int = 0) -> UnifiedBuffer:
+        """A UnifiedBuffer on this runtime's backend and `device`, registered with it."""
+        buffer = UnifiedBuffer(shape, dtype, backend=self.backend or "cpu", device=device)
         self.register(buffer)
         return buffer
 

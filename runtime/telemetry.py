@@ -28,6 +28,7 @@ class Telemetry:
     heartbeat_age_s: float | None = None
     stalled: bool = False
     restarts: int = 0    # supervised restarts since the user's last launch() of this kernel id
+    device: int | None = None  # the device a kernel runs on (launch(..., device=N)); None: host actor
 
 
 @dataclass

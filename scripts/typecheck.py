@@ -1,6 +1,6 @@
 """mypy and the import-linter contracts (pyproject) over the package as Python imports it.
 
-pyproject maps the top-level folders (schema/, codecs/, toolchain/, codegen/, runtime/,
+pyproject maps the top-level folders (schema/, codecs/, toolchain/, codegen/, runtime/, cluster/,
 templates/) into ringgen.*, which
 mypy cannot follow from the source tree; this lays the package out as installed (symbolic
 links under .cache/typecheck/) and checks that, so every cross-module type is really checked.
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MAPPED = ("schema", "codecs", "toolchain", "codegen", "runtime", "templates")
+MAPPED = ("schema", "codecs", "toolchain", "codegen", "runtime", "templates", "cluster")
 
 
 def package_tree(tree: Path) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -44,6 +44,31 @@ def compile_nvcc(source: Path, output: Path, includes: Sequence[Path]) -> None:
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode:
         raise AssertionError(f"{' '.join(cmd)}\n{result.stderr}")
+
+
+def each_at_once(compile_one: Callable[[Path], None], sources: Sequence[Path]) -> None:
+    """compile_one(source) for every source, as many at once as there are cores: a compiler is
+    one mostly single-threaded process per file, and these are the suite's longest compiles.
+    Every failure is raised, each with its compiler output."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(source: Path) -> str | None:
+        try:
+            compile_one(source)
+        except AssertionError as e:
+            return str(e)
+        return None
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        failures = [f for f in pool.map(one, sources) if f is not None]
+    if failures:
+        raise AssertionError("\n\n".join(failures))
+
+
+def compile_nvcc_each(sources: Sequence[Path], out_dir: Path) -> None:
+    """compile_nvcc of each source, its folder on the include path, at once (each_at_once)."""
+    each_at_once(lambda source: compile_nvcc(source, out_dir / f"{source.parent.name}_{source.stem}.o",
+                                             [source.parent]), sources)
 
 
 def import_package(package_dir: Path, alias: str | None = None) -> object:

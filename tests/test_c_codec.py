@@ -14,11 +14,11 @@ from c_harness import CodecHarness
 from conftest import compile_cpp, compile_nvcc, have_nvcc, import_package
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import message_strategy
 
 from ringgen.codecs import struct_columns as structs
 from ringgen.codegen.build import Plan, plan
 from ringgen.codegen.writer import write_package
+from ringgen.verify import message_strategy
 
 # .example() draws the seed messages of the fuzz and key tests: fine outside @given.
 pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.NonInteractiveExampleWarning")
@@ -110,7 +110,7 @@ def test_c_pack_equals_python_serialize_and_unpack_inverts_it(built: Built,
     assert built.harness is not None
     for m in built.pkg.messages:
         cls = built.package.package.classes[m.name]
-        msg = data.draw(message_strategy(cls), label=m.name)
+        msg = data.draw(message_strategy(cls, for_codecs=True), label=m.name)
         as_struct = structs.pack(cls, built.package.DTYPES[m.name], [msg])
         rc, packed = built.harness.pack(m.name, as_struct.tobytes())
         expected = msg.serialize()
@@ -126,7 +126,7 @@ def test_c_unpack_skips_unknown_keys_and_fills_defaults(built: Built) -> None:
     assert built.harness is not None
     for m in built.pkg.messages:
         cls = built.package.package.classes[m.name]
-        wire = msgpack.unpackb(message_strategy(cls).example().serialize())
+        wire = msgpack.unpackb(message_strategy(cls, for_codecs=True).example().serialize())
         wire = {"zz_unknown": {"nested": [1, 2.5, b"x"]}, **wire, 7: "int key"}
         rc, _ = built.harness.unpack(m.name, msgpack.packb(wire))
         assert rc > 0
@@ -141,7 +141,7 @@ def test_c_unpack_rejects_out_of_bound_values(built: Built) -> None:
     assert built.harness is not None
     for m in built.pkg.messages:
         cls = built.package.package.classes[m.name]
-        wire = msgpack.unpackb(message_strategy(cls).example().serialize())
+        wire = msgpack.unpackb(message_strategy(cls, for_codecs=True).example().serialize())
         for f in m.body_fields:
             if f.ctype.kind in ("str", "bytes", "list"):
                 too_long: Any = {"str": "x" * (f.ctype.bound + 1), "bytes": b"x" * (f.ctype.bound + 1),
@@ -156,7 +156,7 @@ def test_c_unpack_survives_random_and_mutated_input(built: Built) -> None:
     rng = random.Random(1234)
     for m in built.pkg.messages:
         cls = built.package.package.classes[m.name]
-        seeds = [message_strategy(cls).example().serialize() for _ in range(5)]
+        seeds = [message_strategy(cls, for_codecs=True).example().serialize() for _ in range(5)]
         for i in range(600):
             if i % 3 == 0:
                 data = bytes(rng.randrange(256) for _ in range(rng.randrange(64)))

@@ -4,7 +4,9 @@ load is the bytes nvcc makes, and asking for it says what is missing and how to 
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,20 +16,61 @@ from ringgen import BackendUnavailableError, RingKernelRuntime
 from ringgen.runtime.backends import cuda
 from ringgen.runtime.backends.select import resolve_backend
 from ringgen.toolchain.compile import NVCC_FLAGS, compile_cubin, nvcc
+from ringgen.toolchain.resources import KernelResources, kernel_resources
 
 
 @pytest.mark.nvcc
 @pytest.mark.skipif(not have_nvcc(), reason="nvcc is not on PATH")
-def test_the_backends_cubin_is_nvccs(tmp_path: Path) -> None:
+def test_the_backends_cubin_and_its_figures_are_nvccs(tmp_path: Path) -> None:
+    """The cubin is the bytes nvcc makes, and the figures cached with it are ptxas' own."""
     package = ROOT / "generated" / "worker"
     artifact = compile_cubin(package, "worker", "sm_90")
     direct = tmp_path / "worker.cubin"
     compiler = nvcc()
     assert compiler is not None
-    subprocess.run([compiler, *NVCC_FLAGS, "-arch=sm_90", "-cubin", f"-I{package}",
-                    str(package / "worker.cu"), "-o", str(direct)], check=True)
+    ptxas = subprocess.run([compiler, *NVCC_FLAGS, "-arch=sm_90", "-cubin", "-Xptxas", "-v",
+                            f"-I{package}", str(package / "worker.cu"), "-o", str(direct)],
+                           check=True, capture_output=True, text=True).stderr
     assert hashlib.sha256(artifact.path.read_bytes()).hexdigest() == \
         hashlib.sha256(direct.read_bytes()).hexdigest()
+    figures = kernel_resources(package, "worker")
+    used = re.search(r"Used (\d+) registers.* (\d+) bytes smem", ptxas)
+    frame = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", ptxas)
+    assert used and frame, ptxas
+    assert (figures.registers, figures.shared_static) == (int(used[1]), int(used[2]))
+    assert (figures.stack, figures.spill_stores, figures.spill_loads) == tuple(map(int, frame.groups()))
+    assert not figures.problems(128) and "1025 threads per block > 1024" in figures.problems(1025)
+    # Registers go to a warp 256 at a time: 255 of them fit 8 warps of the 64 K file, not 9.
+    assert not KernelResources("k", registers=255).problems(256)
+    assert KernelResources("k", registers=255).problems(288) == [
+        "255 registers x 288 threads need 73,728 registers > 65,536 in the register file"]
+
+    # `ringgen inspect --resources` prints them (the package is generated/'s, so a cache hit).
+    out = subprocess.run([sys.executable, "-m", "ringgen", "inspect", str(ROOT / "examples" / "worker.py"),
+                          "--resources", "-o", str(ROOT / "generated")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert (f"kernel worker (sm_90, block 128): {figures.registers} registers, static shared memory "
+            f"{figures.shared_static:,} B, stack {figures.stack:,} B, spills {figures.spill_stores:,} B "
+            f"stored / {figures.spill_loads:,} B loaded") in out.stdout.splitlines()
+
+
+@pytest.mark.nvcc
+@pytest.mark.skipif(not have_nvcc(), reason="nvcc is not on PATH")
+def test_a_block_over_48kb_of_shared_memory_fails_the_build(tmp_path: Path) -> None:
+    """A MaxLen(20000) float list, double-buffered, is over 300 KB: a build error that names the
+    message, its size and the fix, before any GPU sees it."""
+    schema = ROOT / "tests" / "schemas" / "oversize.py"
+    out = subprocess.run([sys.executable, "-m", "ringgen", "build", str(schema), "-o", str(tmp_path / "gen"),
+                          "--target", "cuda"], capture_output=True, text=True)
+    assert out.returncode == 1, out.stdout + out.stderr
+    error = out.stdout.splitlines()[-1]
+    assert error.startswith(
+        "cuda: FAILED (1 kernel(s)): sum_samples: kernel 'sum_samples' cannot run on sm_90: ")
+    shared = re.search(r"static shared memory ([\d,]+) bytes > 49,152 \(48 KB\)", error)
+    assert shared and int(shared[1].replace(",", "")) > 2 * 160_048, error
+    assert ("Samples 160,048 bytes, Total 48 bytes; Samples.values (rg_list_f64_20000) is "
+            "160,008 bytes") in error
+    assert "Fix: a smaller MaxLen on Samples.values, a BufferRef for the bulk data" in error
 
 
 @pytest.mark.skipif(cuda.probe() is None, reason="a usable GPU is here")

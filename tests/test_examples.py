@@ -155,6 +155,7 @@ def test_the_main_job_runs_every_example() -> None:
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_examples.py"), "--backend",
                           "cpu"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    for name in ("worker", "calculator", "logger", "pubsub", "pipeline", "errors"):
+    for name in ("worker", "calculator", "logger", "pubsub", "pipeline", "errors",
+                 "cluster_pipeline"):
         assert f"== {name}:" in out.stdout
     assert "Traceback" not in out.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, build_package, compile_cpp, compile_nvcc, have_nvcc
+from conftest import ROOT, build_package, compile_cpp, compile_nvcc_each, have_nvcc
 
 from ringgen import DeadLetterReason, KernelStateError, RingKernelRuntime
 from ringgen.runtime.keys import key_hash
@@ -43,8 +43,7 @@ def test_route_protocol_under_thread_sanitizer(routed_pkg: Any, tmp_path: Path) 
 @pytest.mark.nvcc
 @pytest.mark.skipif(not have_nvcc(), reason="nvcc is not on PATH")
 def test_routed_kernels_compile_with_nvcc_sm90(routed_pkg: Any, tmp_path: Path) -> None:
-    for source in sorted(routed_pkg.package.path.glob("*.cu")):
-        compile_nvcc(source, tmp_path / f"{source.stem}.o", [source.parent])
+    compile_nvcc_each(sorted(routed_pkg.package.path.glob("*.cu")), tmp_path)
 
 
 async def _receive(rt: RingKernelRuntime, kernel_id: str, n: int) -> list[Any]:

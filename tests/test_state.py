@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import build_package, compile_nvcc, have_nvcc
+from conftest import build_package, compile_nvcc_each, have_nvcc
 
 from ringgen import KernelStateError, RingKernelRuntime
 from ringgen.errors import SchemaError
@@ -27,8 +27,7 @@ def stateful_pkg(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.mark.nvcc
 @pytest.mark.skipif(not have_nvcc(), reason="nvcc is not on PATH")
 def test_stateful_kernels_compile_with_nvcc_sm90(stateful_pkg: Any, tmp_path: Any) -> None:
-    for source in sorted(stateful_pkg.package.path.glob("*.cu")):
-        compile_nvcc(source, tmp_path / f"{source.stem}.o", [source.parent])
+    compile_nvcc_each(sorted(stateful_pkg.package.path.glob("*.cu")), tmp_path)
 
 
 def _readings(pkg: Any, n: int, sensors: int, seed: int = 1) -> list[Any]:

@@ -11,7 +11,6 @@ import pytest
 from conftest import ROOT, import_package
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import message_strategy
 
 from ringgen import MessageSerializationError
 from ringgen.codecs import struct_columns as structs
@@ -19,6 +18,7 @@ from ringgen.codecs import structs as struct_codecs
 from ringgen.codecs.structs import VECTOR_MIN, StructCodec
 from ringgen.runtime import native_codecs
 from ringgen.toolchain.compile import compile_codec_module
+from ringgen.verify import message_strategy
 
 CASES = ["everything", "widths", "seed_messages", "kernels"]
 
@@ -34,7 +34,7 @@ def test_struct_codec_equals_numpy_and_round_trips(case: str, data: st.DataObjec
     pkg = _package(case)
     for name, dtype in pkg.DTYPES.items():
         cls = pkg.package.classes[name]
-        msgs = data.draw(st.lists(message_strategy(cls), min_size=1, max_size=3), label=name)
+        msgs = data.draw(st.lists(message_strategy(cls, for_codecs=True), min_size=1, max_size=3), label=name)
         rows = structs.pack(cls, dtype, msgs)
         codec = StructCodec(cls, dtype)
         assert b"".join(codec.pack(m) for m in msgs) == rows.tobytes()
@@ -104,7 +104,8 @@ def test_native_codec_writes_and_reads_the_python_struct_bytes(case: str, data: 
         cls = pkg.package.classes[name]
         python = StructCodec(cls, dtype)
         natives = _native_codecs(case, cls, dtype)
-        for msg in data.draw(st.lists(message_strategy(cls), min_size=1, max_size=3), label=name):
+        for msg in data.draw(st.lists(message_strategy(cls, for_codecs=True), min_size=1, max_size=3),
+                             label=name):
             slot = python.pack(msg)
             for native in natives:
                 assert native.pack(msg) == slot

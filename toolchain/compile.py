@@ -96,12 +96,14 @@ def _site_dirs() -> list[str]:
     return [d for d in dict.fromkeys(dirs) if os.path.isabs(d)]
 
 
-def _run(cmd: Sequence[str], what: str) -> None:
+def _run(cmd: Sequence[str], what: str) -> str:
+    """Runs a compiler; what it printed on stderr (ptxas' figures, with --resource-usage)."""
     log.info("%s: %s", what, " ".join(cmd))
     result = subprocess.run(list(cmd), capture_output=True, text=True)
     if result.returncode:
         raise CompileError(f"{what} failed:\n{result.stderr.strip()}\n(command: {' '.join(cmd)})",
                            command=list(cmd), output=result.stderr)
+    return result.stderr
 
 
 def _inputs(package_dir: Path, extra: Sequence[Path]) -> list[bytes]:
@@ -196,18 +198,41 @@ def compile_codec_module(package_dir: Path) -> Artifact | None:
     return Artifact(path, hit)
 
 
-def compile_cubin(package_dir: Path, kernel_id: str, arch: str = "sm_90") -> Artifact:
-    """The kernel as a cubin for `arch`, as the CUDA backend loads it."""
+def cubin_key(package_dir: Path, kernel_id: str, arch: str = "sm_90") -> str:
+    """The cache key of the kernel's cubin, and of ptxas' report on it (toolchain/resources.py)."""
+    compiler = nvcc()
+    if compiler is None:
+        raise BackendUnavailableError("nvcc was not found; install the CUDA toolkit or set CUDA_HOME")
+    return cache_key([*_inputs(package_dir, []), kernel_id.encode()], _cubin_flags(arch), compiler)
+
+
+def _cubin_flags(arch: str) -> list[str]:
+    # --resource-usage: ptxas -v's figures per function, read by toolchain/resources.py.
+    return [*NVCC_FLAGS, f"-arch={arch}", "-cubin", "--resource-usage"]
+
+
+def cubin_report(package_dir: Path, kernel_id: str, arch: str, out: Path) -> str:
+    """Compiles the kernel's cubin to `out`; ptxas' report on it."""
     compiler = nvcc()
     if compiler is None:
         raise BackendUnavailableError("nvcc was not found; install the CUDA toolkit or set CUDA_HOME")
     source = package_dir / f"{kernel_id}.cu"
-    flags = [*NVCC_FLAGS, f"-arch={arch}", "-cubin"]
-    key = cache_key([*_inputs(package_dir, []), kernel_id.encode()], flags, compiler)
+    return _run([compiler, *_cubin_flags(arch), f"-I{package_dir}", str(source), "-o", str(out)],
+                f"compiling kernel {kernel_id!r} with nvcc for {arch}")
+
+
+def compile_cubin(package_dir: Path, kernel_id: str, arch: str = "sm_90") -> Artifact:
+    """The kernel as a cubin for `arch`, as the CUDA backend loads it; ptxas' report on it is
+    cached beside it under the same key."""
+    key = cubin_key(package_dir, kernel_id, arch)
 
     def produce(out: Path) -> None:
-        _run([compiler, *flags, f"-I{package_dir}", str(source), "-o", str(out)],
-             f"compiling kernel {kernel_id!r} with nvcc for {arch}")
+        report = cubin_report(package_dir, kernel_id, arch, out)
+
+        def keep_report(o: Path) -> None:
+            o.write_text(report)
+
+        cached(key, f".{arch}.ptxas.txt", keep_report)
 
     path, hit = cached(key, f".{arch}.cubin", produce)
     return Artifact(path, hit)

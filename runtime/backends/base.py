@@ -55,12 +55,13 @@ class RingKernel(ABC):
     push_nap_ns = 50_000  # how long a push into a full lane naps before it looks again
 
     def __init__(self, info: KernelDef, lane_capacity: int = DEFAULT_LANE_CAPACITY,
-                 out_capacity: int = DEFAULT_OUT_CAPACITY):
+                 out_capacity: int = DEFAULT_OUT_CAPACITY, device: int = 0):
         if info.in_dtype is None:
             raise KernelStateError(f"{info.kernel_id!r} is a host actor, not a device kernel")
         self.info = info
         self.in_dtype: np.dtype = info.in_dtype
         self.kernel_id = info.kernel_id
+        self.device = limits.device(device)
         self.grid = limits.threads("grid", info.grid)
         limits.threads("block", info.block)
         self.lane_capacity = limits.ring_capacity("lane_capacity", lane_capacity)

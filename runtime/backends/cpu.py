@@ -77,12 +77,13 @@ class CpuKernel(RingKernel):
     kernel_writes_notify = True
 
     def __init__(self, info: KernelDef, lane_capacity: int = DEFAULT_LANE_CAPACITY,
-                 out_capacity: int = DEFAULT_OUT_CAPACITY, build: str | None = None):
+                 out_capacity: int = DEFAULT_OUT_CAPACITY, build: str | None = None,
+                 device: int = 0):
         """`build`: "release", "debug" (-O0 -g, and how to attach gdb in the log) or
         "race-check" (ThreadSanitizer: the first data race between two threads of a block
         fails the kernel, naming both accesses); None: RINGGEN_RACE_CHECK=1 or RINGGEN_DEBUG=1
         from the environment, else release."""
-        super().__init__(info, lane_capacity, out_capacity)
+        super().__init__(info, lane_capacity, out_capacity, device)
         self.build = build or runner_build_from_env()
         if self.build not in RUNNER_FLAGS:
             raise ValidationError(f"build must be one of {', '.join(RUNNER_FLAGS)}, not {build!r}")

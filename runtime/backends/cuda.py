@@ -7,6 +7,10 @@ allocations are all made before the persistent launch (with CUDA_MODULE_LOADING=
 before the context exists), because a lazy module load or a stream creation can block behind a
 running persistent kernel; the kernel runs on a non-blocking stream and nothing touches the
 legacy stream while it runs.
+
+`launch(..., device=N)` runs a kernel on GPU N (CUDA's numbering; CUDA_VISIBLE_DEVICES picks and
+orders them): each device has its primary context and its own count of resident blocks. The
+rings are pinned host memory, mapped into the context of the kernel's device.
 """
 
 from __future__ import annotations
@@ -36,19 +40,18 @@ from ringgen.toolchain.compile import compile_cubin
 log = logging.getLogger("ringgen.cuda")
 
 _lock = threading.Lock()
-_state: dict[str, Any] = {}  # the driver module, the device and its primary context
-_resident_blocks = 0  # blocks of the persistent kernels running now, across launches
-# Why the device can run no kernel again in this process, once that happened: a hung persistent
-# kernel can only be stopped by destroying the context every kernel shares, and a device-side
-# fault (an illegal address, __trap(), a failed assert) is sticky: the context is unusable.
-_lost: str | None = None
+_contexts: dict[int, tuple[Any, Any]] = {}  # device number -> (the device, its primary context)
+_resident_blocks: dict[int, int] = {}  # device -> blocks of the persistent kernels running now
+# Per device, why it can run no kernel again in this process, once that happened: a hung
+# persistent kernel can only be stopped by destroying the context every kernel on the device
+# shares, and a device-side fault (an illegal address, __trap(), a failed assert) is sticky: the
+# context is unusable.
+_lost: dict[int, str] = {}
 
 
-def _lose_device(reason: str) -> None:
-    global _lost
+def _lose_device(device: int, reason: str) -> None:
     with _lock:
-        if _lost is None:
-            _lost = reason
+        _lost.setdefault(device, reason)
 
 
 def _driver() -> Any:
@@ -73,16 +76,22 @@ def probe() -> str | None:
     return None
 
 
-def _device() -> tuple[Any, Any, Any]:
-    """(driver, device 0, its primary context), made once per process."""
+def _device(number: int = 0) -> tuple[Any, Any, Any]:
+    """(driver, device `number`, its primary context), made once per process and device."""
+    drv = _driver()
     with _lock:
-        if not _state:
-            drv = _driver()
+        if number not in _contexts:
             drv.init()
-            device = drv.Device(int(os.environ.get("RINGGEN_CUDA_DEVICE", "0")))
+            count = drv.Device.count()
+            if number >= count:
+                raise BackendUnavailableError(
+                    f"there is no GPU {number}: the CUDA driver shows {count} (0 to {count - 1}; "
+                    "CUDA_VISIBLE_DEVICES chooses which); launch it with a device below that")
+            device = drv.Device(number)
             _check_device(drv, device)
-            _state.update(drv=drv, device=device, context=device.retain_primary_context())
-        return _state["drv"], _state["device"], _state["context"]
+            _contexts[number] = (device, device.retain_primary_context())
+        device, context = _contexts[number]
+        return drv, device, context
 
 
 def device_name() -> str:
@@ -106,9 +115,9 @@ def _check_device(drv: Any, device: Any) -> None:
 
 
 @contextmanager
-def current_context() -> Iterator[Any]:
-    """The primary context, current in this thread for the length of the block."""
-    drv, _, context = _device()
+def current_context(device: int = 0) -> Iterator[Any]:
+    """Device `device`'s primary context, current in this thread for the length of the block."""
+    drv, _, context = _device(device)
     context.push()
     try:
         yield drv
@@ -125,27 +134,29 @@ class CudaKernel(RingKernel):
     pop_spin_ns = 200_000
 
     def __init__(self, info: KernelDef, lane_capacity: int = DEFAULT_LANE_CAPACITY,
-                 out_capacity: int = DEFAULT_OUT_CAPACITY):
-        if _lost is not None:
+                 out_capacity: int = DEFAULT_OUT_CAPACITY, device: int = 0):
+        lost = _lost.get(device)
+        if lost is not None:
             raise BackendUnavailableError(
-                f"kernel {info.kernel_id!r} cannot be launched: the CUDA device is lost to this "
-                f"process ({_lost}); restart the process")
-        super().__init__(info, lane_capacity, out_capacity)
-        global _resident_blocks
-        with current_context() as drv:
-            _, device, _ = _device()
+                f"kernel {info.kernel_id!r} cannot be launched: CUDA device {device} is lost to "
+                f"this process ({lost}); restart the process, or launch it on another device")
+        super().__init__(info, lane_capacity, out_capacity, device)
+        with current_context(self.device) as drv:
+            _, gpu, _ = _device(self.device)
             self._drv = drv
-            sms = device.get_attribute(drv.device_attribute.MULTIPROCESSOR_COUNT)
+            sms = gpu.get_attribute(drv.device_attribute.MULTIPROCESSOR_COUNT)
             with _lock:
-                if _resident_blocks + info.grid > sms:
+                resident = _resident_blocks.get(self.device, 0)
+                if resident + info.grid > sms:
                     raise BackendUnavailableError(
                         f"kernel {info.kernel_id!r} needs {info.grid} resident blocks but "
-                        f"{_resident_blocks} of this GPU's {sms} multiprocessors already run "
+                        f"{resident} of GPU {self.device}'s {sms} multiprocessors already run "
                         "persistent blocks; a block that cannot be resident would starve the "
-                        "others. Lower grid or terminate a kernel first")
-                _resident_blocks += info.grid
+                        "others. Lower grid, launch it on another device, or terminate a "
+                        "kernel first")
+                _resident_blocks[self.device] = resident + info.grid
             self._blocks = info.grid
-            major, minor = device.compute_capability()
+            major, minor = gpu.compute_capability()
             cubin = compile_cubin(Path(info.package_dir), info.kernel_id, f"sm_{major}{minor}")
             self.module = drv.module_from_buffer(cubin.path.read_bytes())
             self.function = self.module.get_function(f"{info.kernel_id}_ring_kernel")
@@ -153,7 +164,7 @@ class CudaKernel(RingKernel):
             if info.block > limit:
                 raise BackendUnavailableError(
                     f"kernel {info.kernel_id!r} asks for {info.block} threads a block; its code "
-                    f"allows at most {limit} on {device.name()} (registers); lower block")
+                    f"allows at most {limit} on {gpu.name()} (registers); lower block")
             self.stream = drv.Stream(flags=1)  # CU_STREAM_NON_BLOCKING
             self.memory = drv.pagelocked_empty(self.region_size, np.uint8,
                                                mem_flags=drv.host_alloc_flags.DEVICEMAP)
@@ -184,15 +195,15 @@ class CudaKernel(RingKernel):
     def failure(self) -> str | None:
         if self._fault is not None or self.closed:
             return self._fault
-        with current_context() as drv:
+        with current_context(self.device) as drv:
             if not self.stream.is_done():
                 return None
             try:
                 self.stream.synchronize()
             except drv.Error as e:  # an illegal address, __trap(), a failed assert...
                 reason = f"{type(e).__name__}: {e}"
-                _lose_device(f"kernel {self.kernel_id!r} faulted on the device ({reason}), "
-                             "which leaves the CUDA context unusable")
+                _lose_device(self.device, f"kernel {self.kernel_id!r} faulted on the device "
+                             f"({reason}), which leaves the CUDA context unusable")
                 return self._failed(reason)
         if all(s.state == rings.STATE_TERMINATED for s in self.status()):
             return None
@@ -209,7 +220,7 @@ class CudaKernel(RingKernel):
             return
         acked = self.command(rings.CMD_TERMINATE, timeout)
         deadline = time.monotonic() + (timeout if acked else 0.1)
-        with current_context():
+        with current_context(self.device):
             while not self.stream.is_done() and time.monotonic() < deadline:
                 time.sleep(0.0005)
             if not self.stream.is_done():
@@ -231,27 +242,26 @@ class CudaKernel(RingKernel):
         """A hung persistent kernel cannot be stopped without destroying the context, which
         every kernel of this process shares: the device is lost (the runtime fails every kernel
         on it, and supervision restarts none), and this kernel is abandoned."""
-        _lose_device(f"kernel {self.kernel_id!r} hung, and a hung GPU kernel cannot be stopped "
-                     "without destroying the CUDA context every kernel shares")
+        _lose_device(self.device, f"kernel {self.kernel_id!r} hung, and a hung GPU kernel cannot "
+                     "be stopped without destroying the CUDA context every kernel on it shares")
         self.abandon(reason)
 
     def device_lost(self) -> str | None:
-        return _lost
+        return _lost.get(self.device)
 
     def exited(self) -> bool:
         if self.closed:
             return True
-        with current_context():
+        with current_context(self.device):
             return bool(self.stream.is_done())
 
     def release(self) -> None:
-        global _resident_blocks
         if self.closed:
             return
         self.closed = True
         self._release_region()
-        with current_context():
+        with current_context(self.device):
             if self.stream.is_done():
                 self.memory.base.free()
                 with _lock:
-                    _resident_blocks -= self._blocks
+                    _resident_blocks[self.device] -= self._blocks

@@ -39,12 +39,14 @@ def resolve_backend(requested: str, cpu_only: str | None = None) -> str:
 
 
 def create_kernel(backend: str, info: KernelDef, lane_capacity: int,
-                  cpu_build: str | None = None) -> RingKernel:
-    """`cpu_build`: the CPU runner's build (CpuKernel), None for the environment's choice."""
+                  cpu_build: str | None = None, device: int = 0) -> RingKernel:
+    """`cpu_build`: the CPU runner's build (CpuKernel), None for the environment's choice.
+    `device`: the GPU (CUDA), or the runner group (CPU: runners share nothing but the host's
+    memory, so device numbers there only group kernels the way GPUs would)."""
     if backend == "cuda":
         from ringgen.runtime.backends.cuda import CudaKernel
 
-        return CudaKernel(info, lane_capacity=lane_capacity)
+        return CudaKernel(info, lane_capacity=lane_capacity, device=device)
     from ringgen.runtime.backends.cpu import CpuKernel
 
-    return CpuKernel(info, lane_capacity=lane_capacity, build=cpu_build)
+    return CpuKernel(info, lane_capacity=lane_capacity, build=cpu_build, device=device)

@@ -78,7 +78,12 @@ DTYPES = {
               'offsets': [0, 4],
               'itemsize': 20},
              {'names': ['items'], 'formats': [('<f8', (3,))], 'offsets': [0], 'itemsize': 24},
-             ('u1', (16,)), '<i8', '<i4',
+             ('u1', (16,)),
+             {'names': ['ns', 'naive'],
+              'formats': ['<i8', 'u1'],
+              'offsets': [0, 8],
+              'itemsize': 16},
+             '<i4',
              {'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags',
                         'leaves', 'best', 'weight'],
               'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1',
@@ -135,9 +140,9 @@ DTYPES = {
               'formats': ['<u4', ('?', (5,))],
               'offsets': [0, 4],
               'itemsize': 12}],
- 'offsets': [0, 16, 32, 36, 37, 40, 48, 56, 60, 88, 112, 184, 208, 232, 248, 256, 264, 584, 586,
-             592, 600, 608, 624, 640, 656],
- 'itemsize': 672}),
+ 'offsets': [0, 16, 32, 36, 37, 40, 48, 56, 60, 88, 112, 184, 208, 232, 248, 264, 272, 592, 594,
+             600, 608, 616, 632, 648, 664],
+ 'itemsize': 680}),
 }
 # messages that have no C layout (host actors only), and why
 HOST_ONLY = {
@@ -149,7 +154,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='everything',
-    schema_hash='aaa26c6658afdaef',
+    schema_hash='a2255f1f23d856e9',
     build_command='ringgen build schemas.everything -o everything',
     sources=('schemas.everything',),
     type_ids=TYPE_IDS,

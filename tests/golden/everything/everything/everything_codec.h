@@ -219,7 +219,7 @@ RG_FN void rg_write_Everything(rg_mp_writer* w, const Everything* m) {
     rg_mp_write_str(w, "owner", 5);
     rg_mp_write_uuid(w, &m->owner);
     rg_mp_write_str(w, "created", 7);
-    rg_mp_write_datetime(w, m->created);
+    rg_mp_write_datetime(w, &m->created);
     rg_mp_write_str(w, "mode", 4);
     rg_mp_write_int(w, (int64_t)m->mode);
     rg_mp_write_str(w, "tree", 4);

@@ -212,25 +212,25 @@ typedef struct Everything {
     uint8_t _pad3[4];                  //  204: 4 B
     rg_f64x3 position;                 //  208: 24 B
     rg_uuid owner;                     //  232: 16 B
-    int64_t created;                   //  248: 8 B
-    int32_t mode;                      //  256: 4 B
-    uint8_t _pad4[4];                  //  260: 4 B
-    Branch tree;                       //  264: 320 B
-    int8_t i8;                         //  584: 1 B
-    uint8_t _pad5[1];                  //  585: 1 B
-    uint16_t u16;                      //  586: 2 B
-    uint8_t _pad6[4];                  //  588: 4 B
-    uint64_t u64;                      //  592: 8 B
-    float f32;                         //  600: 4 B
-    uint8_t _pad7[4];                  //  604: 4 B
-    rg_opt_i64 maybe_int;              //  608: 16 B
-    rg_opt_str4 maybe_text;            //  624: 12 B
-    uint8_t _pad8[4];                  //  636: 4 B
-    rg_opt_u64 buffer;                 //  640: 16 B
-    rg_list_bool_5 flags_list;         //  656: 12 B
-    uint8_t _pad9[4];                  //  668: 4 B
+    rg_datetime created;               //  248: 16 B
+    int32_t mode;                      //  264: 4 B
+    uint8_t _pad4[4];                  //  268: 4 B
+    Branch tree;                       //  272: 320 B
+    int8_t i8;                         //  592: 1 B
+    uint8_t _pad5[1];                  //  593: 1 B
+    uint16_t u16;                      //  594: 2 B
+    uint8_t _pad6[4];                  //  596: 4 B
+    uint64_t u64;                      //  600: 8 B
+    float f32;                         //  608: 4 B
+    uint8_t _pad7[4];                  //  612: 4 B
+    rg_opt_i64 maybe_int;              //  616: 16 B
+    rg_opt_str4 maybe_text;            //  632: 12 B
+    uint8_t _pad8[4];                  //  644: 4 B
+    rg_opt_u64 buffer;                 //  648: 16 B
+    rg_list_bool_5 flags_list;         //  664: 12 B
+    uint8_t _pad9[4];                  //  676: 4 B
 } Everything;
-static_assert(sizeof(Everything) == 672, "layout of Everything changed");
+static_assert(sizeof(Everything) == 680, "layout of Everything changed");
 static_assert(alignof(Everything) == 8, "alignment of Everything changed");
 static_assert(offsetof(Everything, message_id) == 0, "Everything.message_id");
 static_assert(offsetof(Everything, correlation_id) == 16, "Everything.correlation_id");
@@ -247,16 +247,16 @@ static_assert(offsetof(Everything, ids) == 184, "Everything.ids");
 static_assert(offsetof(Everything, position) == 208, "Everything.position");
 static_assert(offsetof(Everything, owner) == 232, "Everything.owner");
 static_assert(offsetof(Everything, created) == 248, "Everything.created");
-static_assert(offsetof(Everything, mode) == 256, "Everything.mode");
-static_assert(offsetof(Everything, tree) == 264, "Everything.tree");
-static_assert(offsetof(Everything, i8) == 584, "Everything.i8");
-static_assert(offsetof(Everything, u16) == 586, "Everything.u16");
-static_assert(offsetof(Everything, u64) == 592, "Everything.u64");
-static_assert(offsetof(Everything, f32) == 600, "Everything.f32");
-static_assert(offsetof(Everything, maybe_int) == 608, "Everything.maybe_int");
-static_assert(offsetof(Everything, maybe_text) == 624, "Everything.maybe_text");
-static_assert(offsetof(Everything, buffer) == 640, "Everything.buffer");
-static_assert(offsetof(Everything, flags_list) == 656, "Everything.flags_list");
+static_assert(offsetof(Everything, mode) == 264, "Everything.mode");
+static_assert(offsetof(Everything, tree) == 272, "Everything.tree");
+static_assert(offsetof(Everything, i8) == 592, "Everything.i8");
+static_assert(offsetof(Everything, u16) == 594, "Everything.u16");
+static_assert(offsetof(Everything, u64) == 600, "Everything.u64");
+static_assert(offsetof(Everything, f32) == 608, "Everything.f32");
+static_assert(offsetof(Everything, maybe_int) == 616, "Everything.maybe_int");
+static_assert(offsetof(Everything, maybe_text) == 632, "Everything.maybe_text");
+static_assert(offsetof(Everything, buffer) == 648, "Everything.buffer");
+static_assert(offsetof(Everything, flags_list) == 664, "Everything.flags_list");
 
 // Stable type ids (first 4 bytes of SHA-256 of the qualified name), stored in `type_id`.
 #define RG_TYPE_ID_Leaf 0x178919cdu  // schemas.everything.Leaf

@@ -132,7 +132,7 @@ RG_FN int rg_mp_check_len(rg_mp_writer* w, uint32_t n, uint32_t cap) {
     return 1;
 }
 
-// ---- datetime: int64 ns since the epoch (UTC) <-> Python's datetime.isoformat() text ---------
+// ---- datetime: rg_datetime <-> Python's datetime.isoformat() text -----------------------------
 
 // Days since 1970-01-01 -> civil date (proleptic Gregorian; H. Hinnant's algorithm).
 RG_FN void rg_civil_from_days(int64_t z, int64_t* y, unsigned* m, unsigned* d) {
@@ -161,8 +161,9 @@ RG_FN char* rg_put_digits(char* p, int64_t v, int n) {
     return p + n;
 }
 
-// "YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00": an aware UTC datetime, microseconds as Python keeps.
-RG_FN void rg_mp_write_datetime(rg_mp_writer* w, int64_t ns) {
+// "YYYY-MM-DDTHH:MM:SS[.ffffff]" and "+00:00" unless naive: microseconds as Python keeps them.
+RG_FN_OUTLINE void rg_mp_write_datetime(rg_mp_writer* w, const rg_datetime* dt) {
+    const int64_t ns = dt->ns;
     int64_t us = ns / 1000 - (ns % 1000 < 0);  // floor to microseconds
     int64_t secs = us / 1000000 - (us % 1000000 < 0);
     int64_t frac = us - secs * 1000000;
@@ -191,8 +192,10 @@ RG_FN void rg_mp_write_datetime(rg_mp_writer* w, int64_t ns) {
         *p++ = '.';
         p = rg_put_digits(p, frac, 6);
     }
-    rg_mp_copy(p, "+00:00", 6);
-    p += 6;
+    if (!dt->naive) {
+        rg_mp_copy(p, "+00:00", 6);
+        p += 6;
+    }
     rg_mp_write_str(w, text, (uint32_t)(p - text));
 }
 
@@ -474,12 +477,13 @@ RG_FN int rg_parse_digits(const uint8_t* s, int n, int64_t* v) {
 }
 
 // Parses what datetime.isoformat() writes: YYYY-MM-DD[T| ]HH:MM[:SS[.f{1,9}]][Z|+HH:MM|-HH:MM].
-// A datetime without an offset is taken as UTC.
-RG_FN int rg_mp_read_datetime(rg_mp_reader* r, int64_t* ns) {
+// A datetime without an offset is naive, its wall time taken as UTC.
+RG_FN_OUTLINE int rg_mp_read_datetime(rg_mp_reader* r, rg_datetime* out) {
     uint32_t n;
     const uint8_t* s;
     if (!rg_mp_read_len(r, 1, &n) || !rg_mp_take(r, n, &s)) return 0;
     int64_t y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0, frac = 0, off = 0;
+    uint8_t naive = 1;
     uint32_t i = 16;
     int ok = n >= 16 && rg_parse_digits(s, 4, &y) && s[4] == '-' && rg_parse_digits(s + 5, 2, &mo) &&
              s[7] == '-' && rg_parse_digits(s + 8, 2, &d) && (s[10] == 'T' || s[10] == ' ') &&
@@ -496,6 +500,7 @@ RG_FN int rg_mp_read_datetime(rg_mp_reader* r, int64_t* ns) {
         }
     }
     if (ok && i < n) {
+        naive = 0;
         if (s[i] == 'Z' && i + 1 == n) {
             ++i;
         } else if ((s[i] == '+' || s[i] == '-') && i + 6 <= n && s[i + 3] == ':') {
@@ -518,7 +523,8 @@ RG_FN int rg_mp_read_datetime(rg_mp_reader* r, int64_t* ns) {
         rg_mp_fail(r, RG_MP_ERR_DATETIME);
         return 0;
     }
-    *ns = ((days * 86400 + h * 3600 + mi * 60 + sec - off) * 1000000000) + frac;
+    out->ns = ((days * 86400 + h * 3600 + mi * 60 + sec - off) * 1000000000) + frac;
+    out->naive = naive;
     return 1;
 }
 

@@ -1,0 +1,173 @@
+"""ringgen.cluster across two Ray nodes, beside a plain Ray actor on the same remote node that
+runs the same handler in Python: what a Ray user writes without ringgen (a message as a dict,
+the handler a method, one call per message or one call per list of messages).
+
+    python benchmarks/bench_cluster.py
+
+A local cluster of two Ray nodes on this machine (ray.cluster_utils); the driver is on the
+first, the echo kernel (benchmarks/bench_kernels.py, CPU backend) and the plain actor on the
+second, so every call crosses nodes. (a) request p50/p99, both sides in alternating rounds;
+(b) message objects: ringgen's send_many/receive_many against the plain actor called once per
+message (up to 1000 calls in flight) and once per list of 1000; (c) numpy struct arrays:
+send_array/receive_array (Ray's object store carries the batches) against the same two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_ring import build_echo  # noqa: E402
+
+from ringgen.cluster import ClusterRuntime  # noqa: E402
+
+LATENCY_N = 1000
+LATENCY_ROUNDS = 10
+OBJECTS_N = 50_000
+ARRAYS_N = 1_000_000
+BATCH = 1000
+
+
+class PlainEcho:
+    """The plain Ray actor: the echo handler in Python."""
+
+    def handle(self, msg: dict[str, Any]) -> dict[str, Any]:
+        return {"seq": msg["seq"], "correlation_id": msg["message_id"], "priority": msg["priority"]}
+
+    def handle_many(self, msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [self.handle(m) for m in msgs]
+
+
+def job(i: int) -> dict[str, Any]:
+    return {"seq": i, "message_id": i.to_bytes(16, "little"), "priority": 128}
+
+
+def pct(samples: list[float], q: float) -> float:
+    return float(np.percentile(np.array(samples) * 1e6, q))
+
+
+async def latency(requests: list[Any], makers: list[Any]) -> list[list[float]]:
+    """Round trips of each request function in alternating rounds (a shared machine drifts)."""
+    for request, make in zip(requests, makers, strict=True):
+        for i in range(100):
+            await request(make(i))  # warm up
+    samples: list[list[float]] = [[] for _ in requests]
+    for _ in range(LATENCY_ROUNDS):
+        for request, make, taken in zip(requests, makers, samples, strict=True):
+            for i in range(LATENCY_N // LATENCY_ROUNDS):
+                msg = make(i)
+                start = time.perf_counter()
+                await request(msg)
+                taken.append(time.perf_counter() - start)
+    return samples
+
+
+async def plain_per_call(actor: Any, n: int) -> float:
+    start = time.perf_counter()
+    for i in range(0, n, BATCH):
+        replies = await asyncio.gather(*(actor.handle.remote(job(k)) for k in range(i, i + BATCH)))
+        assert replies[-1]["seq"] == i + BATCH - 1
+    return n / (time.perf_counter() - start)
+
+
+async def plain_batched(actor: Any, n: int) -> float:
+    start = time.perf_counter()
+    for i in range(0, n, BATCH):
+        replies = await actor.handle_many.remote([job(k) for k in range(i, i + BATCH)])
+        assert len(replies) == BATCH
+    return n / (time.perf_counter() - start)
+
+
+async def ours_objects(rt: ClusterRuntime, pkg: Any, n: int) -> float:
+    msgs = [pkg.Job(seq=i) for i in range(n)]
+    start = time.perf_counter()
+
+    async def consume() -> None:
+        got = 0
+        while got < n:
+            got += len(await rt.receive_many("echo", n - got, timeout=30.0))
+
+    consumer = asyncio.ensure_future(consume())
+    for i in range(0, n, BATCH):
+        await rt.send_many("echo", msgs[i:i + BATCH])
+    await consumer
+    return n / (time.perf_counter() - start)
+
+
+async def ours_arrays(rt: ClusterRuntime, pkg: Any, n: int) -> float:
+    arr = pkg.package.new_array("Job", n)
+    arr["seq"] = np.arange(n)
+    step = 1 << 16
+    start = time.perf_counter()
+
+    async def consume() -> None:
+        got = 0
+        while got < n:
+            got += len(await rt.receive_array("echo", step, timeout=30.0))
+
+    consumer = asyncio.ensure_future(consume())
+    for i in range(0, n, step):
+        await rt.send_array("echo", arr[i:i + step])
+    await consumer
+    return n / (time.perf_counter() - start)
+
+
+async def run(pkg: Any, address: str) -> None:
+    import ray
+
+    async with ClusterRuntime(pkg, address=address, backend="cpu", lane_capacity=1024) as rt:
+        far = (await rt.nodes())[1]
+        await rt.launch("echo", node=far, queue_size=1 << 21)
+        from ringgen.cluster.ray_api import node_affinity
+
+        plain = ray.remote(PlainEcho).options(num_cpus=0,
+                                              scheduling_strategy=node_affinity(far)).remote()
+        base_lat, ours_lat = await latency(
+            [plain.handle.remote, lambda m: rt.request("echo", m, timeout=30.0)],
+            [job, lambda i: pkg.Job(seq=i)])
+        per_call = await plain_per_call(plain, OBJECTS_N // 5)
+        batched = await plain_batched(plain, OBJECTS_N)
+        objects = await ours_objects(rt, pkg, OBJECTS_N)
+        arrays = await ours_arrays(rt, pkg, ARRAYS_N)
+        assert not rt.dead_letters
+
+    print("(a) request across nodes, p50 / p99")
+    print(f"    plain Ray actor (one call):  {pct(base_lat, 50):9.1f} / {pct(base_lat, 99):9.1f} us")
+    print(f"    ringgen.cluster request():   {pct(ours_lat, 50):9.1f} / {pct(ours_lat, 99):9.1f} us")
+    print(f"    p50 ratio (plain / ringgen): {pct(base_lat, 50) / pct(ours_lat, 50):9.2f}x")
+    print("(b) message objects across nodes")
+    print(f"    plain actor, a call per message: {per_call:12,.0f} msg/s")
+    print(f"    plain actor, a list per call:    {batched:12,.0f} msg/s")
+    print(f"    ringgen send_many/receive_many:  {objects:12,.0f} msg/s   "
+          f"{objects / per_call:6.1f}x per call, {objects / batched:5.2f}x batched")
+    print("(c) numpy struct arrays across nodes")
+    print(f"    ringgen send_array/receive_array: {arrays:12,.0f} msg/s   "
+          f"{arrays / per_call:6.1f}x per call, {arrays / batched:5.2f}x batched")
+
+
+def main() -> None:
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True,
+                      head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    try:
+        cluster.wait_for_nodes()
+        with tempfile.TemporaryDirectory() as tmp:
+            pkg = build_echo(Path(tmp))
+            asyncio.run(run(pkg, cluster.address))
+    finally:
+        cluster.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""NodeHost: the Ray actor that hosts one node's kernels in a RingKernelRuntime of its own.
+
+One per Ray node that runs kernels, pinned to that node. Its methods run on the actor's event
+loop, which is the runtime's loop, so they simply await the runtime. Each returns an `Outcome`:
+the value, or the error as a `Failure` the driver raises again, plus the dead letters the node
+made since its last answer. Messages come as their codec's bytes (`serialize()`) with their
+class name, batches of structs as numpy arrays; responses go back the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+
+from ringgen.cluster.bridge import Bridge, Target
+from ringgen.cluster.ray_api import ray_module
+from ringgen.cluster.wire import Failure, Letter, Outcome, PackageSpec
+from ringgen.codecs.structs import VECTOR_MIN
+from ringgen.errors import KernelStateError
+from ringgen.runtime.dead_letters import DeadLetter
+from ringgen.runtime.device_channel import DeviceChannel
+from ringgen.runtime.runtime import RingKernelRuntime
+from ringgen.schema.package import Package
+
+
+class NodeHost:
+    """Made with `ray.remote(NodeHost)` by the driver (ray is imported only there)."""
+
+    def __init__(self, specs: list[PackageSpec], options: dict[str, Any]) -> None:
+        self._specs = specs
+        self._options = options
+        self._letters: list[Letter] = []
+        self._bridges: dict[str, Bridge] = {}
+        self._runtime: RingKernelRuntime | None = None
+        self._packages: list[Package] = []
+        self._classes: dict[str, type] = {}
+        self._awaited: dict[bytes, asyncio.Future[Any]] = {}  # expect() -> await_reply()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> Outcome:
+        """Import the packages and enter the runtime on this actor's loop; the value is
+        (this process's id, the backend it resolved, the Ray node it runs on)."""
+        async def go() -> tuple[int, str, str]:
+            self._packages = [spec.load() for spec in self._specs]
+            self._classes = {name: cls for p in self._packages for name, cls in p.classes.items()}
+            runtime = RingKernelRuntime(*self._packages, dead_letter_hook=self._letter,
+                                        **self._options)
+            await runtime.__aenter__()
+            self._runtime = runtime
+            return os.getpid(), runtime.backend, ray_module().get_runtime_context().get_node_id()
+        return await self._answer(go())
+
+    async def alive(self) -> None:
+        """Never returns: the driver awaits it, and learns of the actor's death when it fails."""
+        await asyncio.Event().wait()
+
+    async def shutdown(self, timeout: float) -> Outcome:
+        async def go() -> None:
+            for bridge in list(self._bridges.values()):
+                await bridge.stop()
+            self._bridges.clear()
+            await self.runtime.close(timeout)
+        return await self._answer(go())
+
+    async def runner_pids(self) -> list[int]:
+        """The CPU backend's runner processes (what a clean shutdown must leave none of)."""
+        runtime = self.runtime
+        pids = []
+        for kernel_id in runtime.kernel_ids():
+            channel = runtime.channel(kernel_id)
+            if isinstance(channel, DeviceChannel):
+                proc = getattr(channel.kernel, "proc", None)  # a GPU kernel has no process
+                if proc is not None:
+                    pids.append(int(proc.pid))
+        return pids
+
+    # -- kernels ---------------------------------------------------------------------------
+
+    async def launch(self, kernel_id: str, activate: bool, options: dict[str, Any]) -> Outcome:
+        return await self._answer(self.runtime.launch(kernel_id, activate=activate, **options))
+
+    async def lifecycle(self, what: str, kernel_id: str, *args: Any) -> Outcome:
+        """activate, deactivate, terminate, drain, telemetry, state or read_state."""
+        runtime = self.runtime
+        if what == "telemetry":
+            return await self._answer(_ready(runtime.telemetry(kernel_id)))
+        if what == "state":
+            return await self._answer(_ready(runtime.state(kernel_id).value))
+        if what not in ("activate", "deactivate", "terminate", "drain", "read_state"):
+            raise ValueError(f"no lifecycle call {what!r}")
+        call: Callable[..., Awaitable[Any]] = getattr(runtime, what)
+        return await self._answer(call(kernel_id, *args))
+
+    async def connect(self, src: str, dsts: list[str]) -> Outcome:
+        return await self._answer(self.runtime.connect(src, *dsts))
+
+    async def bridge(self, src: str, targets: list[Target]) -> Outcome:
+        """Forward src's output to `targets` (kernels here, or on other nodes), batched."""
+        async def go() -> None:
+            if src in self._bridges:
+                raise KernelStateError(f"{src!r} is already connected; disconnect it first")
+            self.runtime.channel(src).check_open()
+            self._bridges[src] = Bridge(self.runtime, src, targets, self._add_letters)
+        return await self._answer(go())
+
+    async def disconnect(self, src: str) -> Outcome:
+        async def go() -> None:
+            bridge = self._bridges.pop(src, None)
+            if bridge is not None:
+                await bridge.stop()
+            else:
+                await self.runtime.disconnect(src)
+        return await self._answer(go())
+
+    # -- messages --------------------------------------------------------------------------
+
+    async def send(self, kernel_id: str, class_name: str, data: bytes,
+                   timeout: float | None) -> Outcome:
+        return await self._answer(self.runtime.send(kernel_id, self._decode(class_name, data),
+                                                    timeout))
+
+    async def send_many(self, kernel_id: str, class_name: str, blobs: list[bytes],
+                        timeout: float | None) -> Outcome:
+        cls = self._class(class_name)
+        return await self._answer(self.runtime.send_many(
+            kernel_id, [cls.deserialize(b) for b in blobs], timeout))
+
+    async def send_structs(self, kernel_id: str, rows: np.ndarray,
+                           timeout: float | None) -> Outcome:
+        """send_many() of a device kernel's messages that the driver packed as its C structs.
+        The same choice as DeviceChannel.send_many: a batch that fits the queue goes in as an
+        array; a small one, or one that does not fit, is admitted message by message under
+        the backpressure rules (so drops and their dead letters are those of one machine)."""
+        async def go() -> int:
+            channel = self.runtime.channel(kernel_id)
+            if not isinstance(channel, DeviceChannel):
+                raise KernelStateError(f"{kernel_id!r} is a host actor; send it message objects")
+            if len(rows) >= VECTOR_MIN and len(channel.backlog) + len(rows) <= channel.queue_size:
+                return await self.runtime.send_array(kernel_id, rows, timeout)
+            return await self.runtime.send_many(kernel_id, channel.in_codec.unpack_many(rows),
+                                                timeout)
+        return await self._answer(go())
+
+    async def send_array(self, kernel_id: str, rows: np.ndarray, timeout: float | None) -> Outcome:
+        return await self._answer(self.runtime.send_array(kernel_id, rows, timeout))
+
+    async def request(self, kernel_id: str, class_name: str, data: bytes, timeout: float | None,
+                      reply_from: str | None) -> Outcome:
+        async def go() -> tuple[str, bytes]:
+            response = await self.runtime.request(kernel_id, self._decode(class_name, data),
+                                                  timeout, reply_from=reply_from)
+            return type(response).__name__, response.serialize()
+        return await self._answer(go())
+
+    async def expect(self, kernel_id: str, key: bytes) -> Outcome:
+        """The first half of a request whose pipeline ends on this node: wait for the reply
+        correlated to `key` from now on (await_reply collects it)."""
+        async def go() -> None:
+            channel = self.runtime.channel(kernel_id)
+            if not channel.answers:
+                raise KernelStateError(f"kernel {kernel_id!r} sends no responses; it cannot be "
+                                       "reply_from")
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            channel.replies.expect(int.from_bytes(key, "big"), future)
+            self._awaited[key] = future
+        return await self._answer(go())
+
+    async def await_reply(self, kernel_id: str, key: bytes, timeout: float | None) -> Outcome:
+        async def go() -> tuple[str, bytes]:
+            channel = self.runtime.channel(kernel_id)
+            future = self._awaited[key]
+            gave_up = True  # timed out or abandoned: a late reply becomes a dead letter
+            try:
+                channel.want_responses()
+                response = await channel.deadlines.wait(future, timeout)
+                gave_up = False
+            except asyncio.TimeoutError:
+                raise asyncio.TimeoutError(
+                    f"no reply from kernel {kernel_id!r} within {timeout} s; a late reply will "
+                    "go to the dead letters") from None
+            finally:
+                del self._awaited[key]
+                channel.replies.settle(int.from_bytes(key, "big"), gave_up)
+            return type(response).__name__, response.serialize()
+        return await self._answer(go())
+
+    async def forget_reply(self, key: bytes) -> Outcome:
+        """The driver gave up on a request before its reply came: await_reply ends now."""
+        async def go() -> None:
+            future = self._awaited.get(key)
+            if future is not None and not future.done():
+                future.set_exception(KernelStateError("the request was abandoned by its caller"))
+        return await self._answer(go())
+
+    async def receive_many(self, kernel_id: str, max_count: int,
+                           timeout: float | None) -> Outcome:
+        async def go() -> list[tuple[str, bytes]]:
+            got = await self.runtime.receive_many(kernel_id, max_count, timeout)
+            return [(type(m).__name__, m.serialize()) for m in got]
+        return await self._answer(go())
+
+    async def receive_array(self, kernel_id: str, max_count: int,
+                            timeout: float | None) -> Outcome:
+        return await self._answer(self.runtime.receive_array(kernel_id, max_count, timeout))
+
+    async def letters(self) -> Outcome:
+        """Only the dead letters made since the last answer."""
+        return await self._answer(_ready(None))
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @property
+    def runtime(self) -> RingKernelRuntime:
+        if self._runtime is None:
+            raise KernelStateError("the node's runtime has not started (start() first)")
+        return self._runtime
+
+    def _class(self, name: str) -> Any:
+        try:
+            return self._classes[name]
+        except KeyError:
+            raise TypeError(f"no message class {name!r} in the packages of this node; send "
+                            "messages of the runtime's packages") from None
+
+    def _decode(self, class_name: str, data: bytes) -> Any:
+        return self._class(class_name).deserialize(data)
+
+    def _letter(self, letter: DeadLetter) -> None:
+        self._letters.append(Letter.of(letter))
+
+    def _add_letters(self, letters: list[Letter]) -> None:
+        """Dead letters another node made for a bridge of this one: sent on with ours."""
+        self._letters.extend(letters)
+
+    async def _answer(self, work: Awaitable[Any]) -> Outcome:
+        try:
+            value, failure = await work, None
+        except Exception as e:  # every error goes back to the driver, raised there again
+            value, failure = None, Failure.of(e)
+        letters, self._letters = self._letters, []
+        return Outcome(value, failure, letters)
+
+
+async def _ready(value: Any) -> Any:
+    return value
