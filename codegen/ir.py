@@ -117,6 +117,8 @@ class KernelIR:
     state: str | None = None  # the C struct of each block's persistent state
     key: str | None = None  # the input field that picks the block
     sends: tuple[tuple[str, str], ...] = ()  # (target name, C message type), port = index + 1
+    per: str = "block"  # the threads that handle one request: block, warp or thread
+    batch: int = 1  # requests one round takes at most (codegen/kernels.py: batch_size)
 
 
 @dataclass(frozen=True)

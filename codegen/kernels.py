@@ -8,7 +8,7 @@ from typing import Any
 
 from ringgen.codegen.ir import KernelIR
 from ringgen.errors import SchemaError
-from ringgen.schema.kernels import KernelSpec, kernel_spec
+from ringgen.schema.kernels import KernelSpec, groups_of, kernel_spec
 from ringgen.schema.messages import Message
 
 
@@ -38,6 +38,25 @@ def kernel_messages(specs: Iterable[KernelSpec]) -> list[type[Message]]:
     return out
 
 
+# Shared memory a kernel's batch of requests and responses may take by default: the 48 KB of
+# static shared memory less room for the handler's own __shared__ variables.
+BATCH_SHARED_BYTES = 40 * 1024
+BATCH_TARGET = 32  # requests a round takes by default, where they fit
+
+
+def batch_size(spec: KernelSpec, message_bytes: int) -> int:
+    """The requests a round takes at most: `batch=` as declared, else a whole number of steps
+    of the block's groups, up to BATCH_TARGET, as many as fit in BATCH_SHARED_BYTES with their
+    responses (`message_bytes`: one request and one response); at least one step."""
+    if spec.batch is not None:
+        return spec.batch
+    groups = groups_of(spec.per, spec.block)
+    steps = max(1, -(-BATCH_TARGET // groups))
+    while steps > 1 and steps * groups * message_bytes > BATCH_SHARED_BYTES:
+        steps -= 1
+    return steps * groups
+
+
 def kernel_ir(spec: KernelSpec, reader: Any) -> KernelIR:
     """`reader` lays out the messages of device kernels (host actors need no C layout)."""
     state = None
@@ -56,6 +75,10 @@ def kernel_ir(spec: KernelSpec, reader: Any) -> KernelIR:
         names = [reader.read_message(cls).name if cls else None for cls in (spec.input, spec.output)]
         if spec.state is not None:
             state = reader.read_state(spec.state).c_name
+    batch = 1
+    if not spec.host_actor:
+        sizes = [reader.read_message(cls).layout.size for cls in (spec.input, spec.output) if cls]
+        batch = batch_size(spec, sum(sizes))
     if spec.key is not None:  # a handler in CUDA C or in Python: the host and routes hash it
         assert spec.input is not None  # a device kernel has one
         reader.check_key(spec.input, spec.key, spec.kernel_id)
@@ -75,6 +98,8 @@ def kernel_ir(spec: KernelSpec, reader: Any) -> KernelIR:
         state=state,
         key=spec.key,
         sends=sends,
+        per=spec.per,
+        batch=batch,
     )
 
 

@@ -11,11 +11,12 @@ import jinja2
 from ringgen.codegen import escape
 from ringgen.codegen.dtypes import dtype_spec, max_packed_size
 from ringgen.codegen.ir import PackageIR
+from ringgen.codegen.runs import message_runs
 from ringgen.schema import header
 
 # Static headers copied verbatim into every generated package, so that it compiles on its own.
 STATIC_HEADERS = ("rg_platform.h", "rg_msgpack.h", "rg_ring.h", "rg_state.h", "rg_route.h",
-                  "rg_kernel.h", "rg_cpu_shim.h", "rg_python.h")
+                  "rg_bus.h", "rg_kernel.h", "rg_cpu_shim.h", "rg_python.h")
 
 HEADER_COMMENTS = {m.name: m.comment for m in header.MEMBERS}
 
@@ -63,6 +64,7 @@ def render_package(pkg: PackageIR, command: str, host_only: list[Any]) -> dict[s
         "flag_redelivered": header.FLAG_REDELIVERED,
         "dtypes": {m.name: dtype_spec(pkg, m.layout) for m in pkg.messages},
         "max_packed": {m.name: max_packed_size(pkg, m) for m in pkg.messages},
+        "runs": {m.name: message_runs(m, {s.c_name: s for s in pkg.structs}) for m in pkg.messages},
     }
     files = {
         "__init__.py": env.get_template("init.py.j2").render(common),

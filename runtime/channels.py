@@ -460,6 +460,11 @@ class Channel:
         """(processed, errors) as the kernel counts them."""
         return self.counters.processed, self.counters.errors
 
+    def bus_counts(self) -> tuple[int, int, int, int]:
+        """(reads, read bytes, writes, write bytes) the bus meter counted (rg_bus.h): a device
+        kernel's only."""
+        return 0, 0, 0, 0
+
     def in_device(self) -> int:
         return 0
 
@@ -471,9 +476,11 @@ class Channel:
         processed, errors = self.device_counts()
         p50, p99 = self.counters.percentiles()
         depth = len(self.backlog) + self.in_device()
+        reads, read_bytes, writes, write_bytes = self.bus_counts()
         return Telemetry(self.kernel_id, self.state.value, self.backend_name, self.counters.sent,
                          self.counters.received, processed, self.counters.dropped, errors,
-                         depth, self.in_flight(), p50, p99, device=self.device)
+                         depth, self.in_flight(), p50, p99, device=self.device, bus_reads=reads,
+                         bus_read_bytes=read_bytes, bus_writes=writes, bus_write_bytes=write_bytes)
 
     def in_flight(self) -> int:
         """Accepted and neither processed nor dropped since."""

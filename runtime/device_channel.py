@@ -84,6 +84,7 @@ class DeviceChannel(Channel):
         self._spinning = False
         self._spin_until = 0.0
         self._final_counts = (0, 0)  # (processed, errors) as last read from the kernel
+        self._final_bus = (0, 0, 0, 0)  # the bus meter as last read from the kernel
         self._next_block = 0  # round robin of the direct path over the blocks
         # key=: each message goes to the block of its key (runtime/keys.py), not round robin
         self._router = (KeyRouter(info.spec.key, kernel.in_dtype, kernel.grid)
@@ -511,7 +512,13 @@ class DeviceChannel(Channel):
             return self._final_counts
         status = self.kernel.status()
         self._final_counts = (sum(s.processed for s in status), sum(s.errors for s in status))
+        self._final_bus = (sum(s.bus_reads for s in status), sum(s.bus_read_bytes for s in status),
+                           sum(s.bus_writes for s in status), sum(s.bus_write_bytes for s in status))
         return self._final_counts
+
+    def bus_counts(self) -> tuple[int, int, int, int]:
+        self.device_counts()
+        return self._final_bus
 
     def in_flight(self) -> int:
         """As Channel's, less what came over routes from other kernels (which the host did not

@@ -84,6 +84,7 @@ class RingKernelRuntime:
         env_build = runner_build_from_env()
         self.cpu_build = ("race-check" if race_check or (race_check is None and env_build == "race-check")
                           else "debug" if debug or (debug is None and env_build == "debug")
+                          else "bus-baseline" if env_build == "bus-baseline"  # bench_bus.py's
                           else None)
         self.requested_backend = backend
         self.backend = ""  # "cpu" or "cuda", once resolved (on entering)

@@ -29,6 +29,14 @@ class Telemetry:
     stalled: bool = False
     restarts: int = 0    # supervised restarts since the user's last launch() of this kernel id
     device: int | None = None  # the device a kernel runs on (launch(..., device=N)); None: host actor
+    # The bus meter (CPU backend; 0 elsewhere): what a GPU would send over PCIe for the
+    # device side's accesses to host-mapped memory since launch, in transactions of up to 128
+    # bytes and in bytes, reads (round trips the kernel waits for) and writes apart. Per
+    # message: divide by `processed` (docs/performance.md).
+    bus_reads: int = 0
+    bus_read_bytes: int = 0
+    bus_writes: int = 0
+    bus_write_bytes: int = 0
 
 
 @dataclass

@@ -20,6 +20,8 @@ from ringgen.schema.messages import Message, is_message_class
 F = TypeVar("F", bound=Callable[..., Any])
 
 BACKPRESSURE = ("block", "reject", "drop_oldest", "drop_newest")
+PER = ("block", "warp", "thread")  # the threads that handle one request
+MAX_BATCH = 1024
 MAX_SENDS = 7  # send targets of one kernel: with its response, RG_MAX_LINKS (8) routes out
 
 
@@ -43,6 +45,8 @@ class KernelSpec:
     # ctx.send_<name>(msg) (C) / ctx.send(name, msg) (Python); bound at run time by
     # runtime.connect("<kernel_id>.<name>", target). A tuple of pairs: the spec stays hashable.
     sends: tuple[tuple[str, type[Message]], ...] = ()
+    per: str = "block"  # the threads that handle one request: the block, a warp, or one thread
+    batch: int | None = None  # requests one round takes at most; None: codegen picks
 
     def send_type(self, name: str) -> type[Message] | None:
         return dict(self.sends).get(name)
@@ -108,6 +112,8 @@ def ring_kernel(
     atol: float = 0.0,
     state: type | None = None,
     key: str | None = None,
+    per: str = "block",
+    batch: int | None = None,
     sends: dict[str, type[Message]] | None = None,
 ) -> Callable[[F], F]:
     """Declare an actor. With `cuda=` or `cuda_file=` it is a device ring kernel whose handler
@@ -142,6 +148,7 @@ def ring_kernel(
             raise SchemaError(f"{where}: queue_size must be a power of two >= 2, got {queue_size}")
         if not 1 <= block <= 1024 or not 1 <= grid <= 1024:
             raise SchemaError(f"{where}: block must be 1..1024 threads and grid 1..1024 blocks")
+        _check_per(where, per, batch, block)
         device = cuda is not None or cuda_file is not None
         if inspect.iscoroutinefunction(fn):
             if device:
@@ -169,10 +176,29 @@ def ring_kernel(
                               "actor (async def f(ctx))")
         fn.__rg_kernel__ = KernelSpec(  # type: ignore[attr-defined]
             kernel_id, fn, input, output, block, grid, queue_size, cuda, cuda_file, backpressure,
-            float(rtol), float(atol), state, key, declared)
+            float(rtol), float(atol), state, key, declared, per, batch)
         return fn
 
     return decorate
+
+
+def groups_of(per: str, block: int) -> int:
+    """How many requests a block of `block` threads handles side by side: one per block, warp
+    or thread (rg_kernel.h: rg_ring_loop's groups)."""
+    return {"block": 1, "warp": (block + 31) // 32, "thread": block}[per]
+
+
+def _check_per(where: str, per: str, batch: int | None, block: int) -> None:
+    if per not in PER:
+        raise SchemaError(f"{where}: per must be one of {', '.join(map(repr, PER))} (the threads "
+                          f"that handle one request), got {per!r}")
+    if batch is None:
+        return
+    groups = groups_of(per, block)
+    if not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH or batch % groups:
+        raise SchemaError(f"{where}: batch must be a whole number of the block's {groups} "
+                          f"group(s) of per={per!r}, 1..{MAX_BATCH}, got {batch!r}; leave it out "
+                          "for the default")
 
 
 def _check_sends(where: str, sends: dict[str, type[Message]] | None

@@ -31,6 +31,10 @@ struct dim3 {
     unsigned x, y, z;
 };
 
+struct alignas(16) uint4 {
+    unsigned x, y, z, w;
+};
+
 namespace rg_cpu {
 
 // The state of the block that runs on this OS thread (rg_cpu_runtime.cpp).
@@ -43,6 +47,11 @@ void sync_warp();
 void sleep_ns(unsigned ns);
 [[noreturn]] void trap(const char* file, int line);
 uint64_t* warp_exchange();  // one 8-byte slot per thread of the block
+
+// The bus meter (rg_bus.h): the transactions and bytes a GPU would send over PCIe for what this
+// block's threads did to the region, counted by the block's OS thread.
+// Read transactions, read bytes, write transactions, write bytes.
+inline thread_local uint64_t bus_meter[4];
 
 
 // Runs a kernel: `grid` OS threads of `size` fibers each (rg_cpu_runtime.cpp).

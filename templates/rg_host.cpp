@@ -113,7 +113,8 @@ class Region {
         return rg_host_wait_ack(h, seq, timeout_ns);
     }
 
-    // Per block: (state, processed, emitted, errors, heartbeat).
+    // Per block: (state, processed, emitted, errors, heartbeat, bus reads, read bytes, bus
+    // writes, write bytes).
     py::list status() {
         rg_host* h = host();
         py::list out;
@@ -121,7 +122,9 @@ class Region {
             rg_block_status* s = rg_host_status(h, b);
             out.append(py::make_tuple(rg_load_acquire(&s->state), rg_load_acquire(&s->processed),
                                       rg_load_acquire(&s->emitted), rg_load_acquire(&s->errors),
-                                      rg_load_acquire(&s->heartbeat)));
+                                      rg_load_acquire(&s->heartbeat),
+                                      rg_load_acquire(&s->bus[0]), rg_load_acquire(&s->bus[1]),
+                                      rg_load_acquire(&s->bus[2]), rg_load_acquire(&s->bus[3])));
         }
         return out;
     }

@@ -352,8 +352,8 @@ static inline uint64_t rg_host_pop(rg_host* h, void* dst, uint64_t n, uint32_t* 
 
 // What a lane holds that the kernel never finished, once the kernel is gone (the host then
 // owns both ends of the ring): the requests a block took and never answered, [done, head),
-// then those it never took, [head, tail). The first taken one is left out when its response
-// went out before the kernel died (see rg_block_status: finishing). The indices are checked
+// then those it never took, [head, tail). The first taken ones are left out when their
+// responses went out before the kernel died (see rg_block_status: finishing). The indices are checked
 // like a push's (rg_host_lane_indices: a fault if impossible); the status words are only
 // compared, so a kernel that wrote over them can at worst move that one request between
 // "held" and "answered", never make the host read outside the lane.
@@ -369,10 +369,10 @@ static inline rg_unfinished rg_host_unfinished(const rg_host* h, uint32_t b, uin
     rg_lane_indices i = rg_host_lane_indices(h, b, l, true);
     rg_block_status* s = rg_host_status(h, b);
     uint64_t first = i.done;
-    if (i.head != i.done && rg_load_acquire(&s->finishing) == (i.done << 8 | (l + 1)) &&
-        rg_load_acquire(&rg_host_ring(h, b, RG_LANES)->tail.value) ==
-            rg_load_acquire(&s->emitted))
-        ++first;  // its response went out before the kernel died
+    uint64_t answered = rg_finished_by(rg_load_acquire(&s->finishing), i.done, l);
+    if (answered && rg_load_acquire(&rg_host_ring(h, b, RG_LANES)->tail.value) ==
+                        rg_load_acquire(&s->emitted))
+        first += answered < i.head - i.done ? answered : i.head - i.done;  // their responses went out
     return rg_unfinished{first, i.head - first, i.tail - first};
 }
 

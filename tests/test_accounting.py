@@ -126,8 +126,10 @@ def test_undecodable_response_does_not_hide_a_crash(pkg: Any) -> None:
             waiting = asyncio.ensure_future(
                 rt.request("account1", pkg.Job(seq=9, priority=0), timeout=10.0))
             await asyncio.sleep(0.01)
+            # Two lanes, so two rounds: requests of one lane are taken as one batch, whose
+            # responses a crash in the batch would hold back.
             await rt.send("account1", pkg.Job(seq=1, mode=BAD_UTF8, priority=200))
-            await rt.send("account1", pkg.Job(seq=2, mode=SEGFAULT, priority=200))
+            await rt.send("account1", pkg.Job(seq=2, mode=SEGFAULT, priority=150))
             await rt.activate("account1")
             time.sleep(0.5)  # the loop sleeps through the answer and the death: both wait
             with pytest.raises(KernelFaultError, match="SIGSEGV"):
@@ -219,8 +221,9 @@ def test_kill_9_dead_letters_the_request_each_block_was_handling(pkg: Any) -> No
     async def main() -> None:
         async with RingKernelRuntime(pkg, backend="cpu") as rt:
             await rt.launch("account")  # two blocks: the direct path takes turns
-            await rt.send("account", pkg.Job(seq=0, mode=SLOW))
-            await rt.send("account", pkg.Job(seq=1, mode=SLOW))
+            # The slow ones in a lane of their own: a block takes a batch from one lane
+            await rt.send("account", pkg.Job(seq=0, mode=SLOW, priority=200))
+            await rt.send("account", pkg.Job(seq=1, mode=SLOW, priority=200))
             await rt.send_many("account", [pkg.Job(seq=i) for i in range(2, 12)])
             kernel = runner_of(rt, "account")
             await until(lambda: sum(kernel.lane_size(b, 2) for b in range(2)) == 10,
@@ -242,15 +245,19 @@ def test_kill_9_dead_letters_the_request_each_block_was_handling(pkg: Any) -> No
     run(main())
 
 
-@pytest.mark.parametrize("answered, counted, held", [
-    (False, False, [0, 1]),  # died before its response went out: both taken ones held
-    (True, False, [1]),      # the response went out, `done` not yet counted: not held
-    (True, True, [1]),       # died after it counted it: `done` says so already
+@pytest.mark.parametrize("answered, counted, held, batch", [
+    (False, False, [0, 1], 1),  # died before its response went out: both taken ones held
+    (True, False, [1], 1),      # the response went out, `done` not yet counted: not held
+    (True, True, [1], 1),       # died after it counted it: `done` says so already
+    (False, False, [0, 1], 2),  # a batch of both, its responses not out: both held
+    (True, False, [], 2),       # out, `done` not yet counted: neither held
 ])
-def test_host_reads_what_a_dead_block_held(answered: bool, counted: bool, held: list[int]) -> None:
+def test_host_reads_what_a_dead_block_held(answered: bool, counted: bool, held: list[int],
+                                           batch: int) -> None:
     """The host's reading of a dead kernel's lane (rg_host_unfinished), at each point of a
-    block's finishing sequence: count and record, push, count as done. The region is laid out by the
-    host module in plain memory; the block's words are written as rg_kernel.h writes them."""
+    block's finishing sequence for a batch: count and record, push, count as done. The region
+    is laid out by the host module in plain memory; the block's words are written as
+    rg_kernel.h writes them."""
     import ctypes
 
     from ringgen.runtime.backends import rings
@@ -271,12 +278,12 @@ def test_host_reads_what_a_dead_block_held(answered: bool, counted: bool, held: 
     for i in range(5):  # requests 0..4 pushed; the block took 0 and 1
         region.push(0, lane, np.full(2, i, dtype=np.int64).tobytes())
     word(in_ring).value = 2                             # head
-    word(status + 16).value = 1                         # emitted: request 0's response
-    word(status + 40).value = 0 << 8 | (lane + 1)       # finishing: lane's `done` was 0
+    word(status + 16).value = batch                     # emitted: the batch's responses
+    word(status + 40).value = 0 << 24 | batch << 8 | (lane + 1)  # finishing: `done` was 0
     if answered:
-        word(out_ring + 128).value = 1                  # the response's tail published
+        word(out_ring + 128).value = batch              # the responses' tail published
     if counted:
-        word(in_ring + 8).value = 1                     # done
+        word(in_ring + 8).value = batch                 # done
     raw, n = region.take_lane(0, lane)
     got = np.frombuffer(raw, dtype=np.int64)[::2].tolist()
     assert got[:n] == held and got[n:] == [2, 3, 4]
@@ -322,8 +329,8 @@ def test_an_impossible_done_is_a_region_fault(head: int, done: int,
 
 
 def test_terminate_with_a_full_output_ring_dead_letters_what_it_could_not_answer(pkg: Any) -> None:
-    """The block waits for room to push a response when terminate comes: that request and
-    the one it took next are dead letters; the responses that did go out are kept."""
+    """The block waits for room to push a batch's responses when terminate comes: that batch's
+    requests are dead letters; the responses that did go out are kept."""
     total = 1100  # the output ring holds 1024; the lanes all of them (no refill polls)
 
     async def main() -> None:
@@ -331,14 +338,17 @@ def test_terminate_with_a_full_output_ring_dead_letters_what_it_could_not_answer
             await rt.launch("account1", queue_size=2048)
             await rt.send_many("account1", [pkg.Job(seq=i) for i in range(total)])
             kernel = runner_of(rt, "account1")
-            await until(lambda: kernel.status()[0].emitted == kernel.out_capacity + 1,
-                        "a full output ring")  # counted before the push that waits
+            # A batch handled and counted, waiting for room for its responses.
+            await until(lambda: kernel.status()[0].processed > kernel.out_capacity,
+                        "a full output ring")
             await asyncio.sleep(0.02)
+            held = kernel.status()[0].processed - kernel.out_capacity
+            assert kernel.status()[0].emitted == kernel.out_capacity
             await rt.terminate("account1")
             got = await rt.receive_many("account1", total, timeout=1.0)
             letters = list(rt.dead_letters)
             assert all(d.reason is DeadLetterReason.TERMINATED for d in letters)
-            assert sum("while handling it" in d.detail for d in letters) == 2
+            assert sum("while handling it" in d.detail for d in letters) == held
             seqs = [r.seq for r in got] + seqs_of(letters)
             assert len(got) == kernel.out_capacity
             assert sorted(seqs) == list(range(total))  # each exactly once

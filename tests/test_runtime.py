@@ -305,7 +305,9 @@ def test_requests_left_in_the_lanes_reach_the_dead_letters(kernels_pkg: Any) -> 
     async def terminated() -> None:
         async with RingKernelRuntime(kernels_pkg, backend="cpu") as rt:
             await rt.launch("crasher")
-            await rt.send_many("crasher", [ping(seq=0, mode=5)] + [ping(seq=i) for i in range(1, 11)])
+            # seq 0 in a lane of its own: a round takes a batch from one lane only
+            await rt.send_many("crasher", [ping(seq=0, mode=5, priority=200)] +
+                               [ping(seq=i) for i in range(1, 11)])
             deadline = time.monotonic() + 5  # until seq 0 sleeps in the handler, 1..10 in a lane
             while rt.telemetry("crasher").queue_depth != 10 and time.monotonic() < deadline:
                 await asyncio.sleep(0.001)
@@ -319,7 +321,8 @@ def test_requests_left_in_the_lanes_reach_the_dead_letters(kernels_pkg: Any) -> 
     async def crashed() -> None:
         async with RingKernelRuntime(kernels_pkg, backend="cpu") as rt:
             await rt.launch("crasher")
-            await rt.send_many("crasher", [ping(seq=0, mode=1)] + [ping(seq=i) for i in range(1, 11)])
+            await rt.send_many("crasher", [ping(seq=0, mode=1, priority=200)] +
+                               [ping(seq=i) for i in range(1, 11)])
             deadline = time.monotonic() + 5
             while rt.state("crasher") is not KernelState.FAILED and time.monotonic() < deadline:
                 await asyncio.sleep(0.005)

@@ -25,11 +25,14 @@ log = logging.getLogger("ringgen.compile")
 CODEC_MODULE = "_rg_codec"  # the name every package's codec module is built under
 CXX_FLAGS = ("-std=c++17", "-O2", "-pthread", "-fno-strict-aliasing")
 TSAN_FLAGS = ("-std=c++17", "-O1", "-g", "-pthread", "-fsanitize=thread")
-# How a CPU runner is built: "debug" for a debugger (-O0 -g), "race-check" under ThreadSanitizer.
+# How a CPU runner is built: "debug" for a debugger (-O0 -g), "race-check" under ThreadSanitizer,
+# "bus-baseline" with the data path before batches (rg_bus.h: RG_BUS_BASELINE), to measure it
+# beside today's in one run (benchmarks/bench_bus.py).
 RUNNER_FLAGS = {
     "release": CXX_FLAGS,
     "debug": ("-std=c++17", "-O0", "-g", "-pthread", "-fno-strict-aliasing"),
     "race-check": TSAN_FLAGS,
+    "bus-baseline": (*CXX_FLAGS, "-DRG_BUS_BASELINE=1"),
 }
 NVCC_FLAGS = ("-std=c++17", "-O3")
 

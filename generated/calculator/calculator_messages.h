@@ -76,6 +76,31 @@ static_assert(offsetof(CalculateResponse, result) == 40, "CalculateResponse.resu
 static_assert(offsetof(CalculateResponse, success) == 48, "CalculateResponse.success");
 static_assert(offsetof(CalculateResponse, error) == 52, "CalculateResponse.error");
 
+// The bytes of each message that a ring copy moves (rg_bus.h): its fixed runs (header, scalars,
+// counts and lengths, with the first 32 bytes of each list's and string's data), then, once
+// the counts are known, the rest of the used prefix of each bounded list and string; the
+// unused capacity beyond those first bytes never crosses the bus (codegen/runs.py).
+RG_FN uint32_t rg_fixed_runs(const CalculateRequest*, rg_run* out) {
+    out[0] = rg_run{0u, 76u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const CalculateRequest* m, rg_run* out) {
+    out[0] = rg_run{76u, 1u * (m->expression.len < 64u ? (m->expression.len > 32u ? (uint32_t)m->expression.len - 32u : 0u) : 32u)};
+    return 1;
+}
+RG_HD constexpr uint32_t rg_max_runs(const CalculateRequest*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const CalculateResponse*, rg_run* out) {
+    out[0] = rg_run{0u, 124u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const CalculateResponse* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const CalculateResponse*) { return 1; }
+
 // Stable type ids (first 4 bytes of SHA-256 of the qualified name), stored in `type_id`.
 #define RG_TYPE_ID_CalculateRequest 0x68c5594bu  // calculator.CalculateRequest
 #define RG_TYPE_ID_CalculateResponse 0x1f23871fu  // calculator.CalculateResponse

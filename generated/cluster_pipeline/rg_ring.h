@@ -154,14 +154,32 @@ typedef struct alignas(RG_LINE) rg_block_status {
     uint64_t emitted;    // responses pushed
     uint64_t errors;     // handler calls that reported ctx.fail()
     uint64_t heartbeat;  // bumped on every poll round, busy or idle
-    // The request whose response was pushed last (see rg_kernel.h: emit()):
-    // (its lane's `done` before it << 8) | (lane + 1); 0: none. After a crash the host
-    // tells from it and `emitted` whether the response of a lane's first unfinished request
-    // went out: it did if that lane's `done` still equals the recorded one and the output
+    // The requests whose responses were pushed last (see rg_kernel.h: emit()); 0: none.
+    // After a crash the host tells from it and `emitted` whether the responses of a lane's
+    // first unfinished requests went out: they did if that lane's `done` still equals the
+    // recorded one and the output ring's tail reached `emitted`.
+    // Since the batched data path (rg_bus.h) it names a batch: (`done` before it << 24) |
+    // (the batch's size << 8) | (lane + 1); every request of it is finished once the output
     // ring's tail reached `emitted`.
     uint64_t finishing;
-    uint64_t _pad[10];
+    // The bus meter (rg_bus.h), CPU backend only: what a GPU would have sent over the bus for
+    // this block's accesses to the region so far: read transactions, read bytes, write
+    // transactions, write bytes.
+    uint64_t bus[4];
+    uint64_t _pad[6];
 } rg_block_status;
+
+// The `finishing` word of a batch of n requests of lane `lane` taken from index `done` on.
+RG_FN uint64_t rg_finishing(uint64_t done, uint64_t n, uint32_t lane) {
+    return done << 24 | (n & 0xffff) << 8 | (lane + 1);
+}
+
+// How many requests of lane `lane` from index `done` on a `finishing` word says were answered
+// (if the output ring's tail reached `emitted`); 0 when it names another batch.
+RG_FN uint64_t rg_finished_by(uint64_t finishing, uint64_t done, uint32_t lane) {
+    bool same = (finishing >> 24) == (done & ((1ull << 40) - 1)) && (finishing & 0xff) == lane + 1;
+    return same ? (finishing >> 8) & 0xffff : 0;
+}
 
 typedef struct rg_region {
     uint64_t magic;

@@ -72,7 +72,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='errors',
-    schema_hash='08887c3948c94a66',
+    schema_hash='8f58c322939b8a9a',
     build_command='ringgen build examples/errors.py -o generated',
     sources=('examples/errors.py',),
     type_ids=TYPE_IDS,

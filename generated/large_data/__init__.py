@@ -35,7 +35,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='large_data',
-    schema_hash='e07d324a573c475c',
+    schema_hash='4bb510efd68760e2',
     build_command='ringgen build examples/large_data.py -o generated',
     sources=('examples/large_data.py',),
     type_ids=TYPE_IDS,

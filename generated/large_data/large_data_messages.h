@@ -56,6 +56,32 @@ static_assert(offsetof(Reduction, total) == 40, "Reduction.total");
 static_assert(offsetof(Reduction, maximum) == 48, "Reduction.maximum");
 static_assert(offsetof(Reduction, found) == 56, "Reduction.found");
 
+// The bytes of each message that a ring copy moves (rg_bus.h): its fixed runs (header, scalars,
+// counts and lengths, with the first 32 bytes of each list's and string's data), then, once
+// the counts are known, the rest of the used prefix of each bounded list and string; the
+// unused capacity beyond those first bytes never crosses the bus (codegen/runs.py).
+RG_FN uint32_t rg_fixed_runs(const GoodRequest*, rg_run* out) {
+    out[0] = rg_run{0u, 56u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const GoodRequest* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const GoodRequest*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Reduction*, rg_run* out) {
+    out[0] = rg_run{0u, 57u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Reduction* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Reduction*) { return 1; }
+
 // Stable type ids (first 4 bytes of SHA-256 of the qualified name), stored in `type_id`.
 #define RG_TYPE_ID_GoodRequest 0x3ab46a1fu  // large_data.GoodRequest
 #define RG_TYPE_ID_Reduction 0x67b25c0eu  // large_data.Reduction

@@ -39,7 +39,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='logger',
-    schema_hash='451450c6eee58828',
+    schema_hash='9d87c385b71d6886',
     build_command='ringgen build examples/logger.py -o generated',
     sources=('examples/logger.py',),
     type_ids=TYPE_IDS,

@@ -61,6 +61,32 @@ static_assert(offsetof(Delivery, flags) == 37, "Delivery.flags");
 static_assert(offsetof(Delivery, subscriber) == 40, "Delivery.subscriber");
 static_assert(offsetof(Delivery, length) == 44, "Delivery.length");
 
+// The bytes of each message that a ring copy moves (rg_bus.h): its fixed runs (header, scalars,
+// counts and lengths, with the first 32 bytes of each list's and string's data), then, once
+// the counts are known, the rest of the used prefix of each bounded list and string; the
+// unused capacity beyond those first bytes never crosses the bus (codegen/runs.py).
+RG_FN uint32_t rg_fixed_runs(const Event*, rg_run* out) {
+    out[0] = rg_run{0u, 76u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Event* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Event*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Delivery*, rg_run* out) {
+    out[0] = rg_run{0u, 48u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Delivery* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Delivery*) { return 1; }
+
 // Stable type ids (first 4 bytes of SHA-256 of the qualified name), stored in `type_id`.
 #define RG_TYPE_ID_Event 0xbed87175u  // pubsub.Event
 #define RG_TYPE_ID_Delivery 0xad7c1c80u  // pubsub.Delivery

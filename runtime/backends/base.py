@@ -38,6 +38,11 @@ class BlockStatus:
     emitted: int
     errors: int
     heartbeat: int
+    # The bus meter (rg_bus.h), CPU backend only: transactions and bytes read and written.
+    bus_reads: int = 0
+    bus_read_bytes: int = 0
+    bus_writes: int = 0
+    bus_write_bytes: int = 0
 
 
 class RingKernel(ABC):

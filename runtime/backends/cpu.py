@@ -42,11 +42,14 @@ RACE_EXIT = 66
 
 
 def runner_build_from_env() -> str:
-    """The runner build the environment asks for: RINGGEN_RACE_CHECK=1, RINGGEN_DEBUG=1."""
+    """The runner build the environment asks for: RINGGEN_RACE_CHECK=1, RINGGEN_DEBUG=1,
+    RINGGEN_BUS_BASELINE=1 (the data path before batches, for benchmarks/bench_bus.py)."""
     if os.environ.get("RINGGEN_RACE_CHECK", "") not in ("", "0"):
         return "race-check"
     if os.environ.get("RINGGEN_DEBUG", "") not in ("", "0"):
         return "debug"
+    if os.environ.get("RINGGEN_BUS_BASELINE", "") not in ("", "0"):
+        return "bus-baseline"
     return "release"
 
 

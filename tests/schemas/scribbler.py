@@ -44,7 +44,10 @@ __device__ bool scribbler_handle(const Scribble& req, Scribbled& resp, rg_ctx& c
         rg_ring* out = rg_region_ring(r, blockIdx.x, RG_LANES);
         switch (req.target) {
             case 1: r->grid = (uint32_t)value; break;
-            case 2: out->tail.value = value; break;
+            case 2:  // rung as a push rings it: the response below is not sent (see there)
+                out->tail.value = value;
+                rg_bell_ring(&r->control.out_bell);
+                break;
             case 3:  // and armed, as an event loop arms its output bell
                 r->control.doorbell.notify_fd_plus1 = value;
                 r->control.doorbell.armed = 1;
@@ -70,7 +73,9 @@ __device__ bool scribbler_handle(const Scribble& req, Scribbled& resp, rg_ctx& c
         }
         resp.seq = req.seq;
     }
-    return true;
+    // A scribbled output tail stays only without a response: the kernel keeps its own copy of
+    // the tail (rg_kernel.h: rg_poller) and would publish over it.
+    return req.target != 2;
 }
 """
 

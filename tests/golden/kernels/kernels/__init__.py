@@ -53,7 +53,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='kernels',
-    schema_hash='146846ea973f3901',
+    schema_hash='72b7c2ca1a350663',
     build_command='ringgen build schemas.kernels -o kernels',
     sources=('schemas.kernels',),
     type_ids=TYPE_IDS,

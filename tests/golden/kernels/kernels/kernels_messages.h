@@ -109,6 +109,53 @@ static_assert(offsetof(Stats, total) == 40, "Stats.total");
 static_assert(offsetof(Stats, maximum) == 48, "Stats.maximum");
 static_assert(offsetof(Stats, count) == 56, "Stats.count");
 
+// The bytes of each message that a ring copy moves (rg_bus.h): its fixed runs (header, scalars,
+// counts and lengths, with the first 32 bytes of each list's and string's data), then, once
+// the counts are known, the rest of the used prefix of each bounded list and string; the
+// unused capacity beyond those first bytes never crosses the bus (codegen/runs.py).
+RG_FN uint32_t rg_fixed_runs(const Ping*, rg_run* out) {
+    out[0] = rg_run{0u, 52u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Ping* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Ping*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Pong*, rg_run* out) {
+    out[0] = rg_run{0u, 52u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Pong* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Pong*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Numbers*, rg_run* out) {
+    out[0] = rg_run{0u, 80u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Numbers* m, rg_run* out) {
+    out[0] = rg_run{80u, 8u * (m->values.count < 100u ? (m->values.count > 4u ? (uint32_t)m->values.count - 4u : 0u) : 96u)};
+    return 1;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Numbers*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Stats*, rg_run* out) {
+    out[0] = rg_run{0u, 60u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Stats* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Stats*) { return 1; }
+
 // Stable type ids (first 4 bytes of SHA-256 of the qualified name), stored in `type_id`.
 #define RG_TYPE_ID_Ping 0x7658fd44u  // schemas.kernels.Ping
 #define RG_TYPE_ID_Pong 0x64f7d5d0u  // schemas.kernels.Pong

@@ -162,6 +162,53 @@ static_assert(offsetof(LogEvent, level) == 40, "LogEvent.level");
 static_assert(offsetof(LogEvent, message) == 52, "LogEvent.message");
 static_assert(offsetof(LogEvent, timestamp) == 176, "LogEvent.timestamp");
 
+// The bytes of each message that a ring copy moves (rg_bus.h): its fixed runs (header, scalars,
+// counts and lengths, with the first 32 bytes of each list's and string's data), then, once
+// the counts are known, the rest of the used prefix of each bounded list and string; the
+// unused capacity beyond those first bytes never crosses the bus (codegen/runs.py).
+RG_FN uint32_t rg_fixed_runs(const WorkRequest*, rg_run* out) {
+    out[0] = rg_run{0u, 80u};
+    out[1] = rg_run{2096u, 20u};
+    return 2;
+}
+RG_FN uint32_t rg_used_runs(const WorkRequest* m, rg_run* out) {
+    out[0] = rg_run{80u, 8u * (m->data.count < 256u ? (m->data.count > 4u ? (uint32_t)m->data.count - 4u : 0u) : 252u)};
+    return 1;
+}
+RG_HD constexpr uint32_t rg_max_runs(const WorkRequest*) { return 2; }
+
+RG_FN uint32_t rg_fixed_runs(const CalculateRequest*, rg_run* out) {
+    out[0] = rg_run{0u, 76u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const CalculateRequest* m, rg_run* out) {
+    out[0] = rg_run{76u, 1u * (m->expression.len < 64u ? (m->expression.len > 32u ? (uint32_t)m->expression.len - 32u : 0u) : 32u)};
+    return 1;
+}
+RG_HD constexpr uint32_t rg_max_runs(const CalculateRequest*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const CalculateResponse*, rg_run* out) {
+    out[0] = rg_run{0u, 124u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const CalculateResponse* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const CalculateResponse*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const LogEvent*, rg_run* out) {
+    out[0] = rg_run{0u, 88u};
+    out[1] = rg_run{176u, 8u};
+    return 2;
+}
+RG_FN uint32_t rg_used_runs(const LogEvent* m, rg_run* out) {
+    out[0] = rg_run{88u, 1u * (m->message.len < 120u ? (m->message.len > 32u ? (uint32_t)m->message.len - 32u : 0u) : 88u)};
+    return 1;
+}
+RG_HD constexpr uint32_t rg_max_runs(const LogEvent*) { return 2; }
+
 // Stable type ids (first 4 bytes of SHA-256 of the qualified name), stored in `type_id`.
 #define RG_TYPE_ID_WorkRequest 0x825682b5u  // schemas.seed_messages.WorkRequest
 #define RG_TYPE_ID_CalculateRequest 0x344addb0u  // schemas.seed_messages.CalculateRequest

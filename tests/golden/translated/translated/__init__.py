@@ -105,7 +105,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='translated',
-    schema_hash='adf3d518b0eb111a',
+    schema_hash='04cfb00fe2038f8d',
     build_command='ringgen build schemas.translated -o translated',
     sources=('schemas.translated',),
     type_ids=TYPE_IDS,

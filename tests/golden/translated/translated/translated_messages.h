@@ -302,6 +302,87 @@ static_assert(offsetof(BigResult, m) == 64, "BigResult.m");
 static_assert(offsetof(BigResult, n) == 72, "BigResult.n");
 static_assert(offsetof(BigResult, cube) == 80, "BigResult.cube");
 
+// The bytes of each message that a ring copy moves (rg_bus.h): its fixed runs (header, scalars,
+// counts and lengths, with the first 32 bytes of each list's and string's data), then, once
+// the counts are known, the rest of the used prefix of each bounded list and string; the
+// unused capacity beyond those first bytes never crosses the bus (codegen/runs.py).
+RG_FN uint32_t rg_fixed_runs(const Numbers*, rg_run* out) {
+    out[0] = rg_run{0u, 70u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Numbers* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Numbers*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Arith*, rg_run* out) {
+    out[0] = rg_run{0u, 152u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Arith* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Arith*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Inner*, rg_run* out) {
+    out[0] = rg_run{0u, 50u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Inner* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Inner*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Samples*, rg_run* out) {
+    out[0] = rg_run{0u, 80u};
+    out[1] = rg_run{368u, 136u};
+    return 2;
+}
+RG_FN uint32_t rg_used_runs(const Samples* m, rg_run* out) {
+    out[0] = rg_run{80u, 8u * (m->values.count < 40u ? (m->values.count > 4u ? (uint32_t)m->values.count - 4u : 0u) : 36u)};
+    return 1;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Samples*) { return 2; }
+
+RG_FN uint32_t rg_fixed_runs(const Stats*, rg_run* out) {
+    out[0] = rg_run{0u, 136u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Stats* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Stats*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Big*, rg_run* out) {
+    out[0] = rg_run{0u, 56u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Big* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Big*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const BigResult*, rg_run* out) {
+    out[0] = rg_run{0u, 88u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const BigResult* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const BigResult*) { return 1; }
+
 // Stable type ids (first 4 bytes of SHA-256 of the qualified name), stored in `type_id`.
 #define RG_TYPE_ID_Numbers 0x14daae4fu  // schemas.translated.Numbers
 #define RG_TYPE_ID_Arith 0x984f427bu  // schemas.translated.Arith

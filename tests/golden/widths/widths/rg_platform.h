@@ -64,6 +64,11 @@ typedef struct rg_datetime {
     uint8_t _pad0[7];
 } rg_datetime;
 
+// Bytes [offset, offset + size) of a message struct (messages.h: rg_fixed_runs, rg_used_runs).
+typedef struct rg_run {
+    uint32_t offset, size;
+} rg_run;
+
 // Bits of every message's `flags` header member.
 #define RG_FLAG_HAS_CORRELATION 0x01u
 // A request that a supervised kernel (launch(..., redeliver=True)) had taken when it failed,

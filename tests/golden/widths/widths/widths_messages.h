@@ -54,5 +54,20 @@ static_assert(offsetof(Widths, i) == 80, "Widths.i");
 static_assert(offsetof(Widths, j) == 84, "Widths.j");
 static_assert(offsetof(Widths, k) == 88, "Widths.k");
 
+// The bytes of each message that a ring copy moves (rg_bus.h): its fixed runs (header, scalars,
+// counts and lengths, with the first 32 bytes of each list's and string's data), then, once
+// the counts are known, the rest of the used prefix of each bounded list and string; the
+// unused capacity beyond those first bytes never crosses the bus (codegen/runs.py).
+RG_FN uint32_t rg_fixed_runs(const Widths*, rg_run* out) {
+    out[0] = rg_run{0u, 96u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Widths* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Widths*) { return 1; }
+
 // Stable type ids (first 4 bytes of SHA-256 of the qualified name), stored in `type_id`.
 #define RG_TYPE_ID_Widths 0xe60989ecu  // schemas.widths.Widths

@@ -1,0 +1,181 @@
+"""The batched data path (rg_bus.h, rg_kernel.h): per="block" | "warp" | "thread", batches of
+the used bytes only, and the bus meter, on the CPU backend; nvcc sm_90 of every variant."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import build_package, compile_nvcc, have_nvcc
+
+from ringgen import RingKernelRuntime
+from ringgen.codegen.kernels import batch_size
+from ringgen.codegen.runs import Prefix, Run, message_runs
+from ringgen.errors import SchemaError
+from ringgen.schema.kernels import ring_kernel
+
+PERS = ["block", "warp", "thread"]
+GROUP_SIZES = {"block": {64}, "warp": {32, 16}, "thread": {1}}  # vec_warp: 80 threads
+
+
+@pytest.fixture(scope="module")
+def bus_pkg(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return build_package("schemas.bus", tmp_path_factory.mktemp("bus") / "gen")
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 120))
+
+
+async def collect(rt: RingKernelRuntime, kernel_id: str, n: int) -> list[Any]:
+    got: list[Any] = []
+    while len(got) < n:
+        more = await rt.receive_many(kernel_id, n - len(got), timeout=20.0)
+        assert more, f"{kernel_id}: {len(got)} of {n} responses"
+        got.extend(more)
+    return got
+
+
+@pytest.mark.parametrize("per", PERS)
+def test_each_granularity_answers_in_order_with_the_bytes_it_was_sent(bus_pkg: Any, per: str) -> None:
+    """Empty and full lists and strings, batches that wrap the lanes' end (capacity 16) and a
+    last partial one, mixed priorities: every response is the reference's, each lane's in the
+    order of its requests, and the counters add up."""
+    from schemas.bus import CAP
+
+    kid = f"vec_{per}"
+
+    def make(i: int) -> Any:
+        n = [0, CAP, 1, CAP - 1, 7][i % 5]
+        tag = ["", "x" * 12, "héllo", "a"][i % 4]
+        return bus_pkg.Vec(seq=i, xs=[float(i + k) for k in range(n)], tag=tag, fail=i % 9 == 0,
+                           priority=[128, 200, 10][i % 3])
+
+    sent = [make(i) for i in range(301)]
+
+    async def main() -> None:
+        async with RingKernelRuntime(bus_pkg, backend="cpu") as rt:
+            await rt.launch(kid, lane_capacity=16)
+            await rt.send_many(kid, sent)
+            got = await collect(rt, kid, len(sent))
+            t = rt.telemetry(kid)
+            assert (t.processed, t.errors) == (len(sent), sum(m.fail for m in sent))
+            assert t.bus_reads > 0 and t.bus_writes > 0
+            by_seq = {r.seq: r for r in got}
+            assert sorted(by_seq) == list(range(len(sent)))
+            for m in sent:
+                r = by_seq[m.seq]
+                doubled = [2.0 * x for x in m.xs]
+                assert (list(r.xs), r.total, r.tag) == (doubled, sum(doubled), m.tag), (m, r)
+                assert r.group_size in GROUP_SIZES[per]
+                assert r.correlation_id == m.message_id and r.priority == m.priority
+            for prio in (10, 128, 200):  # FIFO per (block, lane)
+                seqs = [r.seq for r in got if r.priority == prio]
+                assert seqs == sorted(seqs)
+
+    run(main())
+
+
+@pytest.mark.parametrize("per", PERS)
+def test_a_partial_batch_and_requests_without_a_response(bus_pkg: Any, per: str) -> None:
+    kid = f"vec_{per}"
+
+    async def main() -> None:
+        async with RingKernelRuntime(bus_pkg, backend="cpu") as rt:
+            await rt.launch(kid)
+            await rt.send_many(kid, [bus_pkg.Vec(seq=-1 - i) for i in range(3)])  # no responses
+            await rt.send_many(kid, [bus_pkg.Vec(seq=i, xs=[1.0]) for i in range(3)])
+            got = await collect(rt, kid, 3)
+            assert [r.seq for r in got] == [0, 1, 2] and all(r.total == 2.0 for r in got)
+            await rt.drain(kid, timeout=10.0)
+            assert rt.telemetry(kid).processed == 6
+
+    run(main())
+
+
+def test_the_meter_counts_only_the_bytes_used(bus_pkg: Any) -> None:
+    """Short messages read far less than their slot; the baseline build (the whole slot, one
+    request a round) reads at least the slot."""
+    dtype = bus_pkg.package.kernels["vec_thread"].in_dtype
+    n = 256
+
+    async def per_message(baseline: bool) -> float:
+        if baseline:
+            os.environ["RINGGEN_BUS_BASELINE"] = "1"
+        try:
+            async with RingKernelRuntime(bus_pkg, backend="cpu") as rt:
+                await rt.launch("vec_thread", activate=False)
+                await rt.send_many("vec_thread", [bus_pkg.Vec(seq=i, xs=[1.0]) for i in range(n)])
+                await rt.activate("vec_thread")
+                await collect(rt, "vec_thread", n)
+                t = rt.telemetry("vec_thread")
+                return t.bus_read_bytes / n
+        finally:
+            os.environ.pop("RINGGEN_BUS_BASELINE", None)
+
+    used = 88 + 17  # header, seq, count and 4 items; tag and fail
+    after, before = run(per_message(False)), run(per_message(True))
+    assert before >= dtype.itemsize
+    assert after < used + 64, (after, used)  # the rest: the host's indices, once a batch
+    assert after < before / 4
+
+
+def test_runs_are_the_fixed_bytes_then_the_used_prefixes() -> None:
+    import schemas.bus
+
+    from ringgen.codegen.reader import read_package
+
+    pkg = read_package("bus", [schemas.bus], ["schemas/bus.py"]).package
+    structs = {s.c_name: s for s in pkg.structs}
+    runs = message_runs(pkg.message("Vec"), structs)
+    # header + seq + xs.count and its first 4 items in one run; the 12-byte tag with its
+    # length and `fail`; then the items used after the first 4
+    assert runs.fixed == (Run(0, 88), Run(376, 17))
+    assert runs.used == (Prefix(56, "m->xs.count", 8, 40, 4),)
+    assert runs.used_bytes({"m->xs.count": 3}) == 88 + 17
+    assert runs.used_bytes({"m->xs.count": 40}) == 88 + 17 + 36 * 8
+
+
+def test_batch_sizes_fit_shared_memory_and_per_is_checked() -> None:
+    from schemas.bus import Vec, VecOut, vec_block, vec_thread, vec_warp
+
+    assert batch_size(vec_block.__rg_kernel__, 800) == 32
+    assert batch_size(vec_block.__rg_kernel__, 2184) == 18  # the worker's: 40 KB of shared memory
+    assert batch_size(vec_warp.__rg_kernel__, 800) == 33   # 3 warps, 11 steps
+    assert batch_size(vec_thread.__rg_kernel__, 800) == 32  # one step of 32 threads
+    for bad in ({"per": "grid"}, {"per": "warp", "block": 64, "batch": 3}, {"batch": 0}):
+        with pytest.raises(SchemaError, match=r"per|batch"):
+            ring_kernel(kernel_id="k", input=Vec, output=VecOut, cuda="x", **bad)(lambda r: r)
+
+
+@pytest.mark.slow
+def test_race_check_finds_no_race_in_batches(bus_pkg: Any) -> None:
+    """ThreadSanitizer over batched pops and pushes at warp and thread granularity: only block
+    barriers order a block's threads (rg_cpu_runtime.cpp), so a copy or a handler that touched
+    what another thread touches between two barriers would be reported."""
+    n = int(os.environ.get("RINGGEN_BUS_RACE_MESSAGES", "300"))  # the full soak: 100000
+
+    async def main(kid: str) -> None:
+        async with RingKernelRuntime(bus_pkg, backend="cpu") as rt:
+            await rt.launch(kid, lane_capacity=32)
+            await rt.send_many(kid, [bus_pkg.Vec(seq=i, xs=[1.0] * (i % 41), tag="t" * (i % 13),
+                                                 priority=[128, 250][i % 2]) for i in range(n)])
+            assert len(await collect(rt, kid, n)) == n
+
+    os.environ["RINGGEN_RACE_CHECK"] = "1"
+    try:
+        for kid in ("vec_warp", "vec_thread"):
+            run(main(kid))
+    finally:
+        os.environ.pop("RINGGEN_RACE_CHECK", None)
+
+
+@pytest.mark.nvcc
+@pytest.mark.skipif(not have_nvcc(), reason="nvcc is not on PATH")
+def test_every_granularity_compiles_with_nvcc_sm90(bus_pkg: Any, tmp_path: Path) -> None:
+    folder = Path(bus_pkg.__file__).parent
+    for per in PERS:
+        compile_nvcc(folder / f"vec_{per}.cu", tmp_path / f"vec_{per}.o", [folder])
