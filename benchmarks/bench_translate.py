@@ -4,9 +4,9 @@ handler, on the CPU backend, in one run (time per message and the ratio), and th
 
     python benchmarks/bench_translate.py [--messages N]
 
-Pairs: the worker's block sum of 256 floats (block 128) and a 256-element axpy reduced to one
-number (sum of a*x[i] + y[i]). A string parser has no translated twin yet: the translator does
-not index str (use cuda= for parsers).
+Pairs: the worker's block sum of 256 floats (block 128), a 256-element axpy reduced to one
+number (sum of a*x[i] + y[i]) and a string parser (comma-separated integers summed, one
+character at a time).
 """
 
 from __future__ import annotations
@@ -76,6 +76,67 @@ __device__ bool axpy_c_handle(const Data& req, Total& resp, rg_ctx& ctx) {
     return true;
 }
 """
+
+
+@message
+@dataclass
+class Line:
+    text: Annotated[str, MaxLen(128)]
+
+
+@message
+@dataclass
+class Numbers:
+    total: int = 0
+    count: int = 0
+    ok: bool = True
+
+
+PARSE_CU = r"""
+__device__ bool parse_c_handle(const Line& req, Numbers& resp, rg_ctx& ctx) {
+    (void)ctx;
+    if (threadIdx.x != 0) return true;
+    int64_t total = 0, value = 0, count = 0;
+    int digits = 0;
+    for (uint32_t i = 0; i < req.text.len; ++i) {
+        char c = req.text.data[i];
+        if (c >= '0' && c <= '9') { value = value * 10 + (c - '0'); ++digits; }
+        else if (c == ',' && digits) { total += value; ++count; value = 0; digits = 0; }
+        else { resp.ok = 0; return true; }
+    }
+    if (!digits) { resp.ok = 0; return true; }
+    resp.total = total + value;
+    resp.count = count + 1;
+    return true;
+}
+"""
+
+
+@ring_kernel(kernel_id="parse_py", input=Line, output=Numbers, block=32)
+def parse_py(req: Line) -> Numbers:
+    total = 0
+    count = 0
+    value = 0
+    digits = 0
+    for c in req.text:
+        if "0" <= c <= "9":
+            value = value * 10 + (ord(c) - 48)
+            digits += 1
+        elif c == "," and digits > 0:
+            total += value
+            count += 1
+            value = 0
+            digits = 0
+        else:
+            return Numbers(ok=False)
+    if digits == 0:
+        return Numbers(ok=False)
+    return Numbers(total=total + value, count=count + 1)
+
+
+@ring_kernel(kernel_id="parse_c", input=Line, output=Numbers, block=32, cuda=PARSE_CU)
+def parse_c(req: Line) -> Numbers:
+    return parse_py(req)
 
 
 @ring_kernel(kernel_id="sum_py", input=Data, output=Total, block=128)
@@ -163,16 +224,25 @@ def main() -> None:
         pkg = load(result.plan.package_dir)
         data = [float(i % 17) - 8.0 for i in range(256)]
         msgs = [pkg.Data(data=data, a=1.5, y=data[::-1]) for _ in range(args.messages)]
-        pairs = [("worker block sum", "sum_py", "sum_c"), ("axpy of 256, reduced", "axpy_py", "axpy_c")]
+        line = ",".join(str(i * 7919 % 100003) for i in range(20))  # 20 numbers, ~110 chars
+        lines = [pkg.Line(text=line) for _ in range(args.messages)]
+        pairs = [("worker block sum", "sum_py", "sum_c", msgs),
+                 ("axpy of 256, reduced", "axpy_py", "axpy_c", msgs),
+                 ("string parser", "parse_py", "parse_c", lines)]
         with SyncRuntime(pkg, backend="cpu") as runtime:
-            for kid in ("sum_py", "sum_c", "axpy_py", "axpy_c"):
-                runtime.launch(kid)
-                per_message_us(runtime, kid, msgs[:200])  # warm up
-            for title, translated, handwritten in pairs:
+            for _, translated, handwritten, inputs in pairs:
+                for kid in (translated, handwritten):
+                    runtime.launch(kid)
+                    per_message_us(runtime, kid, inputs[:200])  # warm up
+            want = pkg.parse_py(lines[0])
+            got = runtime.request("parse_py", lines[0], timeout=10.0)
+            assert (got.total, got.count, got.ok) == (want.total, want.count, want.ok) == \
+                (sum(int(x) for x in line.split(",")), 20, True)
+            for title, translated, handwritten, inputs in pairs:
                 py_times, c_times = [], []
                 for _ in range(args.rounds):  # interleaved, so drift hits both alike
-                    py_times.append(per_message_us(runtime, translated, msgs))
-                    c_times.append(per_message_us(runtime, handwritten, msgs))
+                    py_times.append(per_message_us(runtime, translated, inputs))
+                    c_times.append(per_message_us(runtime, handwritten, inputs))
                 py, c = statistics.median(py_times), statistics.median(c_times)
                 print(f"{title}: translated {py:7.2f} us/msg, hand-written C {c:7.2f} us/msg, "
                       f"ratio {py / c:.2f}x (median of {args.rounds} rounds of {args.messages})")

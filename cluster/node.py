@@ -166,7 +166,7 @@ class NodeHost:
                 raise KernelStateError(f"kernel {kernel_id!r} sends no responses; it cannot be "
                                        "reply_from")
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            channel.replies.expect(key, future)
+            channel.replies.expect(int.from_bytes(key, "big"), future)
             self._awaited[key] = future
         return await self._answer(go())
 
@@ -185,7 +185,7 @@ class NodeHost:
                     "go to the dead letters") from None
             finally:
                 del self._awaited[key]
-                channel.replies.settle(key, gave_up)
+                channel.replies.settle(int.from_bytes(key, "big"), gave_up)
             return type(response).__name__, response.serialize()
         return await self._answer(go())
 

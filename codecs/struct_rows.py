@@ -25,6 +25,7 @@ from ringgen.schema.types import BufferRef, Kind, TypeNode
 _new = object.__new__
 Pack = Callable[[Any, list[Any]], None]  # value -> flat values appended to the list
 Unpack = Callable[[tuple[Any, ...], int], tuple[Any, int]]  # (flat, index) -> (value, next index)
+Ids = Callable[[Any], tuple[Any, Any]]  # struct bytes -> (message_id, correlation_id or None)
 
 
 class _Flat:
@@ -200,8 +201,9 @@ def _sequence(node: TypeNode, dtype: np.dtype) -> _Flat:
     return _Flat(fmt, pack, unpack, zeros)
 
 
-def message_flat(cls: Any, dtype: np.dtype) -> _Flat:
-    """A whole message: header members, then its fields, as the generated struct lays them."""
+def _members(cls: Any, dtype: np.dtype) -> tuple[list[str], list[tuple[int, str, _Flat]]]:
+    """The field names in declaration order, and (offset, name, flat form) of every struct
+    member (header members included) in offset order."""
     fields = dtype.fields
     assert fields is not None
     specs = cls._rg_codec().fields
@@ -213,10 +215,15 @@ def message_flat(cls: Any, dtype: np.dtype) -> _Flat:
         if name not in header.MEMBER_NAMES:
             members.append((fields[name][1], name, flat_type(by_name[name].node, fields[name][0])))
     members.sort(key=lambda m: m[0])
+    return [s.name for s in specs], members
+
+
+def message_flat(cls: Any, dtype: np.dtype) -> _Flat:
+    """A whole message: header members, then its fields, as the generated struct lays them."""
+    names, members = _members(cls, dtype)
     fmt, zeros = _padded([(offset, flat) for offset, _, flat in members], dtype.itemsize)
     type_id = cls.type_id()
     body = [(name, flat) for _, name, flat in members if name not in header.MEMBER_NAMES]
-    names = [s.name for s in specs]
 
     def pack(m: Any, out: list[Any]) -> None:  # the header members in header.MEMBERS order
         d = m.__dict__
@@ -229,15 +236,25 @@ def message_flat(cls: Any, dtype: np.dtype) -> _Flat:
         for name, flat in body:
             flat.pack(d[name], out)
 
-    unpack = _message_unpacker(cls, names, members)
+    unpack: Unpack = _message_unpacker(cls, names, members)
     return _Flat(fmt, pack, unpack, zeros)
 
 
-def _message_unpacker(cls: Any, names: list[str], members: list[tuple[int, str, _Flat]]) -> Unpack:
+def _top_unpacker(cls: Any, dtype: np.dtype, ids: Ids) -> Callable[[tuple[Any, ...], Any], Any]:
+    """unpack(flat values, struct bytes) of a whole message, its header ids from `ids`."""
+    names, members = _members(cls, dtype)
+    return _message_unpacker(cls, names, members, ids)
+
+
+def _message_unpacker(cls: Any, names: list[str], members: list[tuple[int, str, _Flat]],
+                      ids: Ids | None = None) -> Any:
     """The unpack of a whole message as one generated function: every member's place among
     the flat values is fixed, so each field is one line with a constant index and no loop or
-    dict runs per message (this is on the path of every response a request waits for)."""
-    ns: dict[str, Any] = {"new": _new, "cls": cls, "uuid": uuid_from_bytes}
+    dict runs per message (this is on the path of every response a request waits for).
+
+    With `ids` (the native codec's, which makes both header UUIDs in one C call), the function
+    is `unpack(f, data)`, `data` the struct's bytes, for a whole top-level message."""
+    ns: dict[str, Any] = {"new": _new, "cls": cls, "uuid": uuid_from_bytes, "ids": ids}
     index: dict[str, int] = {}
     i = 0
     for _, name, flat in members:
@@ -246,7 +263,9 @@ def _message_unpacker(cls: Any, names: list[str], members: list[tuple[int, str, 
     at: dict[str, str] = {}
     for _, name, flat in members:
         k = index[name]
-        if name == "message_id":
+        if ids is not None and name in ("message_id", "correlation_id"):
+            at[name] = name  # from the one ids() call below
+        elif name == "message_id":
             at[name] = f"uuid(f[i + {k}])"
         elif name == "correlation_id":
             at[name] = (f"uuid(f[i + {k}]) if f[i + {index['flags']}] & "
@@ -256,20 +275,28 @@ def _message_unpacker(cls: Any, names: list[str], members: list[tuple[int, str, 
         else:
             ns[f"unpack_{name}"] = flat.unpack
             at[name] = f"unpack_{name}(f, i + {k})[0]"
-    lines = ["def unpack(f, i):", "    o = new(cls)", "    d = o.__dict__",
-             *(f"    d[{n!r}] = {at[n]}" for n in names), f"    return o, i + {i}"]
+    if ids is None:
+        head, tail = ["def unpack(f, i):"], f"    return o, i + {i}"
+    else:
+        head = ["def unpack(f, data):", "    i = 0", "    message_id, correlation_id = ids(data)"]
+        tail = "    return o"
+    lines = [*head, "    o = new(cls)", "    d = o.__dict__",
+             *(f"    d[{n!r}] = {at[n]}" for n in names), tail]
     exec(compile("\n".join(lines), f"<ringgen struct unpack {cls.__qualname__}>", "exec"), ns)
     return ns["unpack"]
 
 
 class RowCodec:
-    """pack/unpack of single messages of one class, as bytes of its C struct."""
+    """pack/unpack of single messages of one class, as bytes of its C struct. With `ids` (the
+    native codec's header UUIDs, NativeSlots.ids), unpack makes them in C."""
 
-    def __init__(self, cls: Any, dtype: np.dtype):
+    def __init__(self, cls: Any, dtype: np.dtype, ids: Ids | None = None):
         self.cls, self.dtype = cls, dtype
         self._flat = message_flat(cls, dtype)
         self._struct = struct.Struct("<" + self._flat.fmt)
         assert self._struct.size == dtype.itemsize, (self._struct.size, dtype.itemsize)
+        self._top = None if ids is None else _top_unpacker(cls, dtype, ids)
+        self.flat_values = len(self._flat.zeros)  # how many values struct.unpack makes
 
     def pack(self, msg: Any) -> bytes:
         out: list[Any] = []
@@ -282,6 +309,8 @@ class RowCodec:
 
     def unpack(self, data: bytes | memoryview) -> Any:
         try:
+            if self._top is not None:
+                return self._top(self._struct.unpack(data), data)
             return self._flat.unpack(self._struct.unpack(data), 0)[0]
         except UnicodeDecodeError as e:
             raise MessageSerializationError(f"{self.cls.__qualname__}: invalid UTF-8 ({e})") from None

@@ -68,7 +68,9 @@ def kernel_ir(spec: KernelSpec, reader: Any) -> KernelIR:
 
         names = [reader.read_message(cls).name if cls else None for cls in (spec.input, spec.output)]
         file = reader.shown(str(spec.module_file or "<unknown>"))
-        source, line = translate(spec, {m.name: m for m in reader.messages.values()}, file)
+        layout = reader.read_state(spec.state) if spec.state is not None else None
+        state = layout.c_name if layout is not None else None
+        source, line = translate(spec, {m.name: m for m in reader.messages.values()}, file, layout)
     else:
         source, file, line = spec.handler_source()
         file = reader.shown(file)

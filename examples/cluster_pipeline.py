@@ -1,6 +1,6 @@
 """Cluster pipeline: the pipeline example's device stages on two Ray nodes, connected across them.
 
-    Clipped -> stage2 (node A: squares) ==bridge==> stage3 (node B: sum of squares) -> the caller
+    Clipped -> square (node A: squares) ==bridge==> total (node B: sum of squares) -> the caller
 
 The same actor module as `pipeline`, unchanged: only the runtime differs. ClusterRuntime
 places each kernel on a node (a Ray actor there hosts a RingKernelRuntime), and connect()
@@ -14,7 +14,6 @@ This module declares no kernels of its own (`ringgen build` makes a package of h
 from __future__ import annotations
 
 import importlib
-import uuid
 
 from ringgen import RingKernelRuntime
 from ringgen.cluster import ClusterRuntime
@@ -38,25 +37,26 @@ async def main() -> None:
         cluster.wait_for_nodes()
         async with ClusterRuntime(pipeline, address=cluster.address) as rt:
             node_a, node_b = (await rt.nodes())[:2]
-            await rt.launch("stage3", node=node_b)
-            await rt.launch("stage2", node=node_a)
-            await rt.connect("stage2", "stage3")  # bridged by the two nodes' hosts
-            print(f"  stage2 on node {node_a[:8]}, stage3 on node {node_b[:8]}")
+            await rt.launch("total", node=node_b)
+            await rt.launch("square", node=node_a)
+            await rt.connect("square", "total")  # bridged by the two nodes' hosts
+            print(f"  square on node {node_a[:8]}, total on node {node_b[:8]}")
 
-            msgs = [pipeline.Clipped(origin=uuid.uuid4(), values=[float(i % 7), 1.0],
-                                     priority=200 if i % 10 == 0 else 128)
+            msgs = [pipeline.Clipped(values=[float(i % 7), 1.0], priority=200 if i % 10 == 0 else 128)
                     for i in range(MESSAGES)]
-            await rt.send_many("stage2", msgs)
+            await rt.send_many("square", msgs)
             totals = []
             while len(totals) < len(msgs):
-                totals += await rt.receive_many("stage3", len(msgs), timeout=30.0)
+                totals += await rt.receive_many("total", len(msgs), timeout=30.0)
             energy = sum(t.energy for t in totals)
-            print(f"  {len(totals)} messages crossed the nodes; total energy {energy:g}")
+            answered = {t.correlation_id for t in totals} == {m.message_id for m in msgs}
+            print(f"  {len(totals)} messages crossed the nodes, each answered once: {answered}; "
+                  f"total energy {energy:g}")
 
-            msg = pipeline.Clipped(origin=uuid.uuid4(), values=[3.0, 4.0])
-            total = await rt.request("stage2", msg, timeout=30.0, reply_from="stage3")
-            print(f"  request through both nodes: 3^2 + 4^2 = {total.energy:g} "
-                  f"(answers {'the request' if total.correlation_id == msg.message_id else '?'})")
+            msg = pipeline.Clipped(values=[3.0, 4.0])
+            result = await rt.request("square", msg, timeout=30.0, reply_from="total")
+            print(f"  request through both nodes: 3^2 + 4^2 = {result.energy:g} "
+                  f"(answers {'the request' if result.correlation_id == msg.message_id else '?'})")
             print(f"  dead letters: {len(rt.dead_letters)}")
     finally:
         cluster.shutdown()

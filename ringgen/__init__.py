@@ -10,6 +10,7 @@ from ringgen._version import __version__
 from ringgen.errors import (
     BackendUnavailableError,
     CompileError,
+    DeviceResourceError,
     KernelFaultError,
     KernelStateError,
     MessageSerializationError,
@@ -26,6 +27,7 @@ from ringgen.runtime.buffers import BufferState, UnifiedBuffer
 from ringgen.runtime.channels import KernelState
 from ringgen.runtime.dead_letters import DeadLetter, DeadLetterReason
 from ringgen.runtime.events import Event, EventKind
+from ringgen.runtime.keys import key_hash
 from ringgen.runtime.metrics import MetricsCollector
 from ringgen.runtime.runtime import RingKernelRuntime
 from ringgen.runtime.sync import SyncRuntime
@@ -44,6 +46,7 @@ __all__ = [
     "CompileError",
     "DeadLetter",
     "DeadLetterReason",
+    "DeviceResourceError",
     "Event",
     "EventKind",
     "KernelFaultError",
@@ -65,6 +68,7 @@ __all__ = [
     "UntrustedCacheError",
     "ValidationError",
     "__version__",
+    "key_hash",
     "message",
     "prange",
     "ring_kernel",

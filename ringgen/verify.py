@@ -4,16 +4,21 @@ Hypothesis draws request messages from the input schema; each one goes to the Py
 and to the kernel compiled for the CPU backend, and the two outcomes must agree: the same
 response fields (floats within the kernel's rtol/atol, NaN equal to NaN; ints, bools and str
 exact), the same ctx.fail(), no response on both sides, or an exception in Python where the
-kernel traps. The first difference is shrunk by hypothesis and reported with the message that
-reproduces it. Needs the `verify` extra (hypothesis).
+kernel traps. A `state=` kernel is driven with a sequence of requests from its launch state,
+and after each one the state of the block that handled it must equal the Python function's,
+field by field. The first difference is shrunk by hypothesis and reported with the messages
+that reproduce it. Needs the `verify` extra (hypothesis).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import importlib.util
 import math
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ringgen.errors import KernelFaultError, RinggenError
+from ringgen.reference import ReferenceContext
 from ringgen.schema.header import FIELDS as HEADER_FIELDS
 from ringgen.schema.kernels import KernelSpec
 from ringgen.schema.messages import is_message_class
@@ -35,27 +41,6 @@ class VerifyError(RinggenError):
     """The compiled kernel and its Python function disagree (the message says on what)."""
 
 
-class ReferenceContext:
-    """The `ctx` a kernel's Python function receives when verify runs it."""
-
-    def __init__(self, spec: KernelSpec) -> None:
-        self.failed = False
-        self._sends = dict(spec.sends)
-        self._kernel_id = spec.kernel_id
-
-    def fail(self) -> None:
-        self.failed = True
-
-    def send(self, target: str, msg: Any) -> None:
-        """As the kernel's ctx.send_<target>(msg), checked against its sends=. verify compares
-        responses and ctx.fail(), not yet what is sent."""
-        cls = self._sends.get(target)
-        if cls is None or type(msg) is not cls:
-            raise TypeError(f"kernel {self._kernel_id!r}: ctx.send({target!r}, "
-                            f"{type(msg).__name__}) matches none of its sends= "
-                            f"({', '.join(f'{n}: {c.__name__}' for n, c in self._sends.items()) or 'none'})")
-
-
 @dataclass(frozen=True)
 class Outcome:
     """What one request did: the response (None: none), ctx.fail(), or an error."""
@@ -63,6 +48,7 @@ class Outcome:
     response: Any
     failed: bool
     error: str | None
+    sent: tuple[tuple[str, Any], ...] = ()  # ctx.send(target, msg), in order
 
     def describe(self) -> str:
         if self.error is not None:
@@ -159,25 +145,33 @@ def differences(python: Any, kernel: Any, rtol: float, atol: float, path: str = 
     return [] if python == kernel else [f"{path}: Python {python!r}, kernel {kernel!r}"]
 
 
-def run_python(spec: KernelSpec, request: Any) -> Outcome:
+def run_python(spec: KernelSpec, request: Any, state: Any = None) -> Outcome:
+    """The Python function on one request (and the block's state, which it changes)."""
     ctx = ReferenceContext(spec)
     nargs = spec.fn.__code__.co_argcount
+    args = (request,) if state is None else (request, state)
     try:
-        response = spec.fn(request, ctx) if nargs >= 2 else spec.fn(request)
+        response = spec.fn(*args, ctx) if nargs > len(args) else spec.fn(*args)
     except Exception as e:  # any exception of the user's function is an outcome
         return Outcome(None, ctx.failed, type(e).__name__)
-    return Outcome(response, ctx.failed, None)
+    return Outcome(response, ctx.failed, None, tuple(ctx.sent))
 
 
 class CompiledKernel:
     """A kernel of a built package, launched on the CPU backend; relaunched after a trap."""
 
-    def __init__(self, runtime: Any, kernel_id: str) -> None:
+    def __init__(self, runtime: Any, kernel_id: str, responds: bool = True,
+                 sends: tuple[str, ...] = ()) -> None:
         self.runtime = runtime
         self.kernel_id = kernel_id
+        self.responds = responds  # False: fire-and-forget, nothing to receive
+        self.sends = sends  # its send targets, bound to nothing: what it sends is a dead letter
+        self.seen = len(runtime.dead_letters)
         runtime.launch(kernel_id)
 
-    def run(self, request: Any) -> Outcome:
+    def run(self, request: Any, expect_sends: int = 0) -> Outcome:
+        """The request's outcome; with sends=, what it sent (the UNBOUND dead letters of its
+        targets, awaited until `expect_sends` came, and a moment more for any extra)."""
         rt = self.runtime
         errors = rt.telemetry(self.kernel_id).errors
         try:
@@ -185,13 +179,98 @@ class CompiledKernel:
             rt.drain(self.kernel_id, timeout=30.0)
             # A kernel that trapped before drain() began has nothing in flight (the request is
             # a dead letter): drain returns, and the fault shows here.
-            got = rt.receive_many(self.kernel_id, 2, timeout=0.0)
+            got = rt.receive_many(self.kernel_id, 2, timeout=0.0) if self.responds else []
         except KernelFaultError as e:
             rt.terminate(self.kernel_id)
             rt.launch(self.kernel_id)
             return Outcome(None, False, f"a kernel fault ({str(e).splitlines()[0]})")
         failed = rt.telemetry(self.kernel_id).errors != errors
-        return Outcome(got[0] if got else None, failed, None)
+        return Outcome(got[0] if got else None, failed, None, self.sent(expect_sends))
+
+    def sent(self, expect: int) -> tuple[tuple[str, Any], ...]:
+        if not self.sends:
+            return ()
+        from ringgen.runtime.dead_letters import DeadLetterReason
+
+        start = time.monotonic()
+        while True:
+            letters = self.runtime.dead_letters
+            found = [d for d in letters[self.seen:] if d.kernel_id == self.kernel_id
+                     and d.reason is DeadLetterReason.UNBOUND]
+            waited = time.monotonic() - start
+            if (len(found) >= expect and waited >= 0.05) or waited > 2.0:
+                break  # what was expected, and 50 ms for a send more than Python's
+            time.sleep(0.01)
+        self.seen = len(letters)
+        # the detail names the target: "sent to '<kernel_id>.<target>', which is bound to no kernel"
+        return tuple((next((n for n in self.sends if f"'{self.kernel_id}.{n}'" in d.detail), "?"),
+                      d.message) for d in found)
+
+
+    def reset(self) -> None:
+        """Relaunch: every block starts again from the state's defaults."""
+        self.runtime.terminate(self.kernel_id)
+        self.runtime.launch(self.kernel_id)
+
+    def states(self) -> list[Any]:
+        return list(self.runtime.read_state(self.kernel_id, timeout=10.0))
+
+
+def state_differences(spec: KernelSpec, python: Any, kernel: Any) -> list[str]:
+    """The state fields that differ; a numpy-typed field compares Python's value as the
+    field's type holds it (the compiled state is that struct)."""
+    assert spec.state is not None
+    out: list[str] = []
+    for f in read_fields(spec.state):
+        value = getattr(python, f.name)
+        if f.node.kind is Kind.NUMPY and np.dtype(f.node.py).kind == "f":
+            with np.errstate(over="ignore"):
+                value = f.node.py(value)
+        out += differences(value, getattr(kernel, f.name), spec.rtol, spec.atol, f"state.{f.name}")
+    return out
+
+
+class StatefulCheck:
+    """A state= kernel against its Python function: each block's Python state, stepped with
+    the kernel. The block that handled a request is the one whose state changed (any block
+    whose Python state stays as it is, when none changed)."""
+
+    def __init__(self, spec: KernelSpec, kernel: CompiledKernel) -> None:
+        assert spec.state is not None
+        self.spec = spec
+        self.kernel = kernel
+        self.python = [spec.state() for _ in range(spec.grid)]
+        self.before = kernel.states()
+
+    def step(self, request: Any) -> list[str]:
+        # how many sends to await: what block 0's Python would send (the block is not known yet)
+        guess = run_python(self.spec, request, copy.deepcopy(self.python[0]))
+        compiled = self.kernel.run(request, len(guess.sent))
+        if compiled.error is not None:  # relaunched: every block from its defaults again
+            python = run_python(self.spec, request, copy.deepcopy(self.python[0]))
+            assert self.spec.state is not None
+            self.python = [self.spec.state() for _ in range(self.spec.grid)]
+            self.before = self.kernel.states()
+            return agree(self.spec, python, compiled)
+        after = self.kernel.states()
+        changed = [b for b in range(self.spec.grid) if _as_tuple(after[b]) != _as_tuple(self.before[b])]
+        if len(changed) > 1:
+            return [f"one request changed the state of blocks {changed}"]
+        first: list[str] | None = None
+        for b in changed or range(self.spec.grid):
+            state = copy.deepcopy(self.python[b])
+            python = run_python(self.spec, request, state)
+            found = agree(self.spec, python, compiled) or state_differences(self.spec, state, after[b])
+            if not found:
+                self.python[b], self.before = state, after
+                return []
+            first = first if first is not None else [f"block {b}: {d}" for d in found]
+        assert first is not None
+        return first
+
+
+def _as_tuple(state: Any) -> tuple[Any, ...]:
+    return tuple(repr(getattr(state, f.name)) for f in dataclasses.fields(state))
 
 
 def agree(spec: KernelSpec, python: Outcome, kernel: Outcome) -> list[str]:
@@ -203,9 +282,24 @@ def agree(spec: KernelSpec, python: Outcome, kernel: Outcome) -> list[str]:
         return [f"ctx.fail(): Python {python.failed}, kernel {kernel.failed}"]
     if (python.response is None) != (kernel.response is None):
         return [f"Python {python.describe()}; the kernel {kernel.describe()}"]
-    if python.response is None:
-        return []
-    return differences(python.response, kernel.response, spec.rtol, spec.atol)
+    out = [] if python.response is None else \
+        differences(python.response, kernel.response, spec.rtol, spec.atol)
+    return out + sends_differences(spec, python.sent, kernel.sent)
+
+
+def sends_differences(spec: KernelSpec, python: tuple[tuple[str, Any], ...],
+                      kernel: tuple[tuple[str, Any], ...]) -> list[str]:
+    """The sends compared per target, in order (FIFO holds per target, not across them)."""
+    out: list[str] = []
+    for target in dict.fromkeys([t for t, _ in python] + [t for t, _ in kernel]):
+        a = [m for t, m in python if t == target]
+        b = [m for t, m in kernel if t == target]
+        if len(a) != len(b):
+            out.append(f"sends to {target!r}: {len(a)} from Python, {len(b)} from the kernel")
+            continue
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            out += differences(x, y, spec.rtol, spec.atol, f"send {i + 1} to {target!r}")
+    return out
 
 
 def load_package(package_dir: Path) -> ModuleType:
@@ -236,20 +330,39 @@ def verify_kernel(runtime: Any, spec: KernelSpec, examples: int,
                   progress: Callable[[str], None] = print) -> None:
     """Raise VerifyError with the shrunk first difference, if any."""
     from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
 
     assert spec.input is not None
-    kernel = CompiledKernel(runtime, spec.kernel_id)
+    kernel = CompiledKernel(runtime, spec.kernel_id, spec.output is not None,
+                            tuple(name for name, _ in spec.sends))
     seen: list[str] = []
+    requests = message_strategy(spec.input)
+
+    def run(request: Any) -> list[str]:
+        with np.errstate(over="ignore"):  # float32 fields round big values to inf, as meant
+            python = run_python(spec, request)
+        return agree(spec, python, kernel.run(request, len(python.sent)))
+
+    def run_sequence(sequence: list[Any]) -> list[str]:
+        """From the launch state, each request in turn (the first difference ends it)."""
+        kernel.reset()
+        check = StatefulCheck(spec, kernel)
+        for i, request in enumerate(sequence):
+            with np.errstate(over="ignore"):
+                found = check.step(request)
+            if found:
+                return [f"  request {j + 1} of {len(sequence)}: {r!r}" for j, r in
+                        enumerate(sequence[:i + 1])] + [f"  {d}" for d in found]
+        return []
 
     @settings(max_examples=examples, deadline=None, database=None, print_blob=False,
               suppress_health_check=list(HealthCheck))
-    @given(message_strategy(spec.input))
-    def check(request: Any) -> None:
-        with np.errstate(over="ignore"):  # float32 fields round big values to inf, as meant
-            python = run_python(spec, request)
-        found = agree(spec, python, kernel.run(request))
+    @given(requests if spec.state is None else st.lists(requests, min_size=1, max_size=6))
+    def check(drawn: Any) -> None:
+        found = run(drawn) if spec.state is None else run_sequence(drawn)
         if found:
-            seen[:] = [f"  request: {request!r}", *(f"  {d}" for d in found)]
+            seen[:] = found if spec.state is not None else \
+                [f"  request: {drawn!r}", *(f"  {d}" for d in found)]
             raise AssertionError("\n".join(seen))
 
     try:

@@ -127,7 +127,7 @@ class Channel:
                 buffer.to_device()
                 buffers.append(buffer)
         if buffers:
-            self.replies.hold_buffers(msg.message_id.bytes, buffers)
+            self.replies.hold_buffers(msg.message_id.int, buffers)
 
     def try_admit(self, entry: Any, priority: int, original: Any, count: int) -> Admission:
         """Put a backlog entry of `count` messages in, under the backpressure strategy, without
@@ -299,7 +299,7 @@ class Channel:
         self.dead_letter(raw, DeadLetterReason.UNDECODABLE, detail)
         assert self.out_dtype is not None
         at = self.out_dtype.fields["correlation_id"][1]  # type: ignore[index]
-        self.replies.refuse(raw[at:at + 16], MessageSerializationError(detail))
+        self.replies.refuse(int.from_bytes(raw[at:at + 16], "big"), MessageSerializationError(detail))
 
     async def _wait_for_responses(self, deadline: float | None) -> bool:
         """Waits until the inbox may hold something; False on timeout."""
@@ -368,7 +368,7 @@ class Channel:
         if not self.answers:
             raise KernelStateError(f"kernel {self.kernel_id!r} sends no responses "
                                    "(fire-and-forget); use send()")
-        key = msg.message_id.bytes
+        key = msg.message_id.int  # an attribute: .bytes computes 16 bytes each time
         future: asyncio.Future[Any] = self.loop.create_future()
         self.replies.expect(key, future)  # refuses a message another request() waits with
         gave_up = False  # a reply may still come: it will be a dead letter

@@ -29,6 +29,7 @@ from ringgen.errors import (
     QueueFullError,
     ValidationError,
 )
+from ringgen.runtime import native_codecs
 from ringgen.runtime.backends import rings
 from ringgen.runtime.backends.base import KernelDef, RingKernel
 from ringgen.runtime.channels import Channel, KernelState
@@ -70,7 +71,14 @@ class DeviceChannel(Channel):
         self.out_size = info.out_dtype.itemsize if info.out_dtype is not None else 0
         self._correlation_offset = (info.out_dtype.fields["correlation_id"][1]  # type: ignore[index]
                                     if info.out_dtype is not None else 0)
-        self.in_codec = StructCodec(info.input, kernel.in_dtype)
+        # the package's C codecs: a message becomes its slot, a slot its message's header ids,
+        # in one native call each (runtime/native_codecs.py)
+        self.in_codec = StructCodec(info.input, kernel.in_dtype,
+                                    native_codecs.slots_of(info.package_dir, info.input, kernel.in_dtype))
+        if info.output is not None and info.out_dtype is not None:
+            self.out_codec = StructCodec(
+                info.output, info.out_dtype,
+                native_codecs.slots_of(info.package_dir, info.output, info.out_dtype))
         self._refill: asyncio.TimerHandle | None = None
         self._armed = False
         self._spinning = False
@@ -416,7 +424,7 @@ class DeviceChannel(Channel):
                              f"the kernel failed: {reason}, while handling it; it had been "
                              "redelivered once already, so it is not redelivered again",
                              accepted=True)
-            self.replies.refuse(raw[:16], self.failed_error())  # the message_id leads
+            self.replies.refuse(int.from_bytes(raw[:16], "big"), self.failed_error())  # the message_id leads
         flagged = held[~again].copy()
         flagged["flags"] |= header.FLAG_REDELIVERED
         for rows in (flagged, untaken):
@@ -427,7 +435,7 @@ class DeviceChannel(Channel):
         for entry, _ in carried.entries:
             raw = entry if isinstance(entry, bytes) else entry.tobytes()
             for at in range(0, len(raw), size):
-                key = raw[at:at + 16]  # the message_id leads the header
+                key = int.from_bytes(raw[at:at + 16], "big")  # the message_id leads the header
                 future = self.replies.pending.pop(key, None)
                 if future is not None:
                     carried.waiters[key] = future

@@ -30,6 +30,8 @@ def _fnv1a(data: bytes) -> int:
 
 
 def key_hash(value: Any) -> int:
+    """The stable hash of a key= value, the same in C: `key_hash(v) % grid` is the block that
+    every message with key v reaches (from the host and over connections alike)."""
     if isinstance(value, str):
         return _fnv1a(value.encode())
     if isinstance(value, (bytes, bytearray, memoryview)):

@@ -31,26 +31,26 @@ class Replies:
         self.kernel_id = kernel_id
         self.counters = counters
         self._dead_letter = dead_letter
-        self.pending: dict[bytes, asyncio.Future[Any]] = {}  # request() by message_id bytes
-        self.expired: OrderedDict[bytes, None] = OrderedDict()
-        self.sent_at: OrderedDict[bytes, float] = OrderedDict()  # timed messages, by id
-        self.buffers_in_flight: OrderedDict[bytes, list[Any]] = OrderedDict()  # id -> its buffers
+        self.pending: dict[int, asyncio.Future[Any]] = {}  # request() by message_id.int
+        self.expired: OrderedDict[int, None] = OrderedDict()
+        self.sent_at: OrderedDict[int, float] = OrderedDict()  # timed messages, by id
+        self.buffers_in_flight: OrderedDict[int, list[Any]] = OrderedDict()  # id -> its buffers
         self.inbox: deque[Any] = deque()  # response objects and struct-array chunks, in order
         self.inbox_count = 0
         self.waiters: deque[asyncio.Future[None]] = deque()  # receive*() waiting for the inbox
 
     # -- what was sent ----------------------------------------------------------------------
 
-    def expect(self, key: bytes, future: asyncio.Future[Any]) -> None:
+    def expect(self, key: int, future: asyncio.Future[Any]) -> None:
         """A request() waits for the response correlated to message id `key` (always timed)."""
         if key in self.pending:
             raise KernelStateError(
                 f"kernel {self.kernel_id!r}: a request() with this message (message_id "
-                f"{key.hex()}) is already waiting for its reply; send a new message object")
+                f"{key:032x}) is already waiting for its reply; send a new message object")
         self.pending[key] = future
         self.time(key)
 
-    def settle(self, key: bytes, gave_up: bool) -> None:
+    def settle(self, key: int, gave_up: bool) -> None:
         """The request() for `key` returned; a reply that comes after it gave up (timed out
         or was cancelled) is a dead letter."""
         self.pending.pop(key, None)
@@ -63,14 +63,14 @@ class Replies:
         """Time one accepted message in LATENCY_SAMPLE for the latency figures: a dict entry
         per message would cost a bulk sender more than the rest of its bookkeeping."""
         if not self.counters.sent % LATENCY_SAMPLE:
-            self.time(msg.message_id.bytes)
+            self.time(msg.message_id.int)
 
     def sample_many(self, msgs: Sequence[Any]) -> None:
         now = time.perf_counter()
-        self.sent_at.update((m.message_id.bytes, now) for m in msgs[::LATENCY_SAMPLE])
+        self.sent_at.update((m.message_id.int, now) for m in msgs[::LATENCY_SAMPLE])
         self._forget_unanswered()
 
-    def time(self, key: bytes) -> None:
+    def time(self, key: int) -> None:
         self.sent_at[key] = time.perf_counter()
         self._forget_unanswered()
 
@@ -80,7 +80,7 @@ class Replies:
         while len(self.sent_at) > MEMORY:
             self.sent_at.popitem(last=False)
 
-    def hold_buffers(self, key: bytes, buffers: list[Any]) -> None:
+    def hold_buffers(self, key: int, buffers: list[Any]) -> None:
         """The buffers a message references are the device's until its response comes."""
         self.buffers_in_flight[key] = buffers
         while len(self.buffers_in_flight) > MEMORY:  # never answered: forgotten
@@ -105,7 +105,7 @@ class Replies:
         now = time.perf_counter()
         for resp in responses:
             corr = resp.correlation_id
-            key = corr.bytes if corr is not None else None
+            key = corr.int if corr is not None else None
             if key is not None:
                 for buffer in self.buffers_in_flight.pop(key, ()):
                     buffer.device_wrote()
@@ -139,8 +139,9 @@ class Replies:
         if not self.sent_at:
             return
         now, pop, latencies = time.perf_counter(), self.sent_at.pop, self.counters.latencies
+        from_bytes = int.from_bytes
         for at in range(correlation_offset, len(raw), size):
-            sent = pop(raw[at:at + 16], None)
+            sent = pop(from_bytes(raw[at:at + 16], "big"), None)
             if sent is not None:
                 latencies.append(now - sent)
 
@@ -165,7 +166,7 @@ class Replies:
         self.counters.received += taken
         return out
 
-    def refuse(self, key: bytes, error: Exception) -> None:
+    def refuse(self, key: int, error: Exception) -> None:
         """The response to request `key` cannot be delivered: its request() raises `error`."""
         future = self.pending.pop(key, None)
         if future is not None and not future.done():

@@ -392,7 +392,7 @@ class Routes:
                                 else KernelStateError)(
                 f"the request's conversation ended in a dead letter ({reason.value}): {detail}")
             for kernel_id in downstream:
-                self.runtime.channel(kernel_id).replies.refuse(msg.correlation_id.bytes, error)
+                self.runtime.channel(kernel_id).replies.refuse(msg.correlation_id.int, error)
 
     def _downstream(self, kernel_id: str) -> list[str]:
         """kernel_id and every actor its output or sends reach over connections."""
@@ -423,7 +423,7 @@ async def request_through(first: Channel, last: Channel, msg: Any, timeout: floa
     if not last.answers:
         raise KernelStateError(f"kernel {last.kernel_id!r} sends no responses; it cannot be "
                                "reply_from")
-    key = msg.message_id.bytes
+    key = msg.message_id.int
     future: asyncio.Future[Any] = last.loop.create_future()
     last.replies.expect(key, future)
     timed_out = False

@@ -74,7 +74,7 @@ class Carried:
     next one takes in any case: Channel.adopt.)"""
 
     entries: list[tuple[Any, int]] = field(default_factory=list)  # (backlog entry, priority)
-    waiters: dict[bytes, asyncio.Future[Any]] = field(default_factory=dict)  # request()s
+    waiters: dict[int, asyncio.Future[Any]] = field(default_factory=dict)  # request()s
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,8 @@ def ring_kernel(
 
     `state=Cls` (a plain mutable dataclass whose fields all have defaults) gives each block
     its own `Cls` in device memory, set from the defaults at launch, kept across deactivate
-    and activate, passed to the handler (and to the Python reference as its second argument).
+    and activate, passed to the handler (and to the Python function as its second argument:
+    `def f(req, state[, ctx])`).
     `key="field"` sends every message with the same value of that input field to the same
     block (a stable hash), FIFO within a priority.
 
@@ -164,16 +165,9 @@ def ring_kernel(
             if inspect.iscoroutinefunction(fn):
                 raise SchemaError(f"{where}: state= and key= are for device kernels; a host actor "
                                   "keeps its state in its own coroutine")
-            if state is not None and not device:
-                raise SchemaError(f"{where}: state= is not translated from Python yet; write the "
-                                  "handler in CUDA C (cuda= or cuda_file=) to keep state")
             _check_state(where, state)
             _check_key(where, input, key)
         declared = _check_sends(where, sends)
-        if declared and not device and not inspect.iscoroutinefunction(fn):
-            raise SchemaError(f"{where}: sends= is not translated from Python yet; write the "
-                              "handler in CUDA C (cuda= or cuda_file=) to send, or make it a host "
-                              "actor (async def f(ctx))")
         fn.__rg_kernel__ = KernelSpec(  # type: ignore[attr-defined]
             kernel_id, fn, input, output, block, grid, queue_size, cuda, cuda_file, backpressure,
             float(rtol), float(atol), state, key, declared, per, batch)

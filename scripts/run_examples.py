@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 from ringgen import RingKernelRuntime  # noqa: E402
 
-ORDER = ["worker", "calculator", "logger", "pubsub", "pipeline", "errors", "large_data",
+ORDER = ["worker", "calculator", "logger", "pubsub", "pipeline", "sensors", "errors", "large_data",
          "cluster_pipeline"]  # after pipeline, whose kernels it places on two Ray nodes
 
 

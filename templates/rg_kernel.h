@@ -60,6 +60,8 @@ RG_FN void rg_uuid4(uint64_t* state, rg_uuid* out) {
 // that a send from any thread sees a whole table and the sends of one block into one ring
 // stay single-producer. On the CPU backend a block's threads are fibers that switch only at
 // barriers, so there the lock is never contended.
+#define RG_ROUTE_WAIT_NS 100000u  // longest nap of a sender waiting for room in a full route
+
 struct rg_outs {
     uint32_t lock;
     uint32_t n;       // entries in use
@@ -93,14 +95,17 @@ struct rg_outs {
             uint32_t d = rg_link_target(&link[i], (const uint8_t*)msg, &rr[i]);
             rg_ring* ring = rg_route_ring(route[i], blockIdx.x, d, rg_lane_of(msg->priority));
             uint32_t sleep_ns = 1000;
-            // Slots are reused once the target finished their request (rg_ring_push_until).
-            while (!rg_ring_push_until(ring, &ring->head.done, msg, 1)) {
+            // Slots are reused once the target finished their request (rg_route_push).
+            while (!rg_route_push(ring, msg)) {
                 if (!wait()) return false;
 #if defined(__CUDA_ARCH__) || !defined(__CUDACC__)  // the device, or the CPU shim's
                 __nanosleep(sleep_ns);
 #endif
-                sleep_ns = sleep_ns * 2 > 1000000u ? 1000000u : sleep_ns * 2;
+                // A full route means a busy target, which frees a slot soon: short naps (a
+                // target rings nothing when it finishes, so a long one would idle the line).
+                sleep_ns = sleep_ns * 2 > RG_ROUTE_WAIT_NS ? RG_ROUTE_WAIT_NS : sleep_ns * 2;
             }
+            rg_bell_ring(&route[i]->bell);  // CPU: wakes the target block if it sleeps
             ++*pushed;
         }
         return true;
@@ -335,6 +340,7 @@ struct rg_poller {
     uint32_t n_out, n_in;  // n_out: the routes of the response (port 0) in *outs
     rg_outs* outs;
     rg_route* in_route[RG_MAX_LINKS];
+    uint64_t in_seen[RG_MAX_LINKS];  // CPU: each in-route's bell, read before looking for work
 
     RG_HD void start(rg_region* r) {
         region = r;
@@ -401,7 +407,7 @@ struct rg_poller {
             rg_route* r = in_route[i];
             for (uint32_t s = 0; s < r->src_grid; ++s) {
                 rg_ring* ring = rg_route_ring(r, s, blockIdx.x, l);
-                if (rg_ring_pop(ring, req, 1)) {
+                if (rg_route_pop(ring, req)) {
                     rg_store_release(&link_status->routed_in, ++routed_in);
                     *from = ring;
                     return true;
@@ -485,6 +491,9 @@ struct rg_poller {
             if (state_slot && rg_bus_load(&state_slot->request.value) != state_done)
                 return rg_batch{RG_ACT_SNAPSHOT, 0, 0, 0, 0, nullptr};  // paused too: the state is kept
             refresh_links();
+#if !defined(__CUDA_ARCH__)
+            for (uint32_t i = 0; i < n_in; ++i) in_seen[i] = rg_load_acquire(&in_route[i]->bell.value);
+#endif
             if (state == RG_STATE_ACTIVE) {
                 for (uint32_t l = RG_LANES; l-- > 0;) {
                     rg_ring* ring = rg_region_ring(region, blockIdx.x, l);
@@ -507,7 +516,18 @@ struct rg_poller {
             rg_bus_forget_since(poll);  // found no work (rg_bus.h)
             if (++idle > RG_SPIN_POLLS && !spinning(idle)) {
                 rg_release_buffers(region);  // every thread of the block is between requests
+#if !defined(__CUDA_ARCH__)
+                if (n_in) {  // the host's doorbell and the senders' bells at once
+                    rg_bell* route_bells[RG_MAX_LINKS];
+                    for (uint32_t i = 0; i < n_in; ++i) route_bells[i] = &in_route[i]->bell;
+                    rg_route_sleep(&region->control.doorbell, seen, route_bells, in_seen, n_in,
+                                   sleep_ns);
+                } else {
+                    rg_bell_sleep(&region->control.doorbell, seen, sleep_ns);
+                }
+#else
                 rg_bell_sleep(&region->control.doorbell, seen, sleep_ns);
+#endif
                 sleep_ns = sleep_ns * 2 > RG_MAX_IDLE_NS ? RG_MAX_IDLE_NS : sleep_ns * 2;
             }
         }
@@ -573,7 +593,7 @@ struct rg_poller {
     // The same for a request that came over a route: the sender may reuse its slot. Until
     // then a target that dies leaves it in the ring, and the host dead-letters it.
     RG_HD void finish_routed(rg_ring* from, uint64_t done_index) {
-        rg_store_release(&from->head.done, done_index);
+        rg_route_finish(from, done_index);
     }
 
     // A batch is finished: a request that came over a route holds a slot of its route, not of

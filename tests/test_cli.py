@@ -123,7 +123,7 @@ def test_build_target_reports_each_target_and_a_cuda_failure_keeps_the_cpu_build
 
 
 def test_build_runs_jobs_at_once_and_reports_each(tmp_path: Path) -> None:
-    """--jobs 2 compiles the pub-sub example's three subscribers two at a time: every
+    """--jobs 2 compiles the pub-sub example's topic and three subscribers two at a time: every
     compilation is reported once, numbered in the order they finish."""
     env_cache = {**os.environ, "RINGGEN_CACHE_DIR": str(tmp_path / "cache")}  # nothing cached
     built = subprocess.run([sys.executable, "-m", "ringgen", "build", str(ROOT / "examples" / "pubsub.py"),
@@ -131,9 +131,9 @@ def test_build_runs_jobs_at_once_and_reports_each(tmp_path: Path) -> None:
                            capture_output=True, text=True, env=env_cache)
     assert built.returncode == 0, built.stderr
     lines = [ln for ln in built.stdout.splitlines() if ln.startswith("[")]
-    assert [ln.split("]")[0] for ln in lines] == ["[1/4", "[2/4", "[3/4", "[4/4"]
+    assert [ln.split("]")[0] for ln in lines] == ["[1/5", "[2/5", "[3/5", "[4/5", "[5/5"]
     assert sorted(ln.split("] ")[1].split(":")[0] for ln in lines) == [
-        "g++  host ring module", "g++  sub1", "g++  sub2", "g++  sub3"]
+        "g++  host ring module", "g++  sub1", "g++  sub2", "g++  sub3", "g++  topic_processor"]
     bad = _ringgen("build", str(ROOT / "examples" / "pubsub.py"), "-o", str(tmp_path / "gen"),
                    "--jobs", "0")
     assert bad.returncode == 1 and "--jobs must be at least 1" in bad.stderr

@@ -11,7 +11,8 @@ import pytest
 from conftest import generated_package
 
 from ringgen import KernelFaultError, KernelState, RingKernelRuntime
-from ringgen.verify import ReferenceContext
+from ringgen.reference import ReferenceContext
+from ringgen.runtime.keys import key_hash
 
 
 def run(pkg: Any, backend: str, body: Any) -> Any:
@@ -48,7 +49,7 @@ def test_calculator_agrees_with_its_reference(expression: str, backend: str) -> 
                                 timeout=5.0)
 
     got = run(pkg, backend, body)
-    want = pkg.calculator(pkg.CalculateRequest(expression=expression))
+    want = pkg.calculator(pkg.CalculateRequest(expression=expression), ReferenceContext())
     assert (got.success, got.error, got.result) == (want.success, want.error, want.result)
 
 
@@ -72,44 +73,94 @@ def test_logger_fire_and_forget(backend: str) -> None:
 
 def test_pubsub_every_subscriber_gets_every_event(backend: str) -> None:
     pkg: Any = generated_package("pubsub")
+    subscribers = pkg.package.modules[0].SUBSCRIBERS
+    events = [pkg.Event(data=text, priority=p) for text, p in
+              (("update", 128), ("price 42.0", 250), ("é", 5), ("x" * 32, 128))]
 
-    async def body(rt: RingKernelRuntime) -> dict[str, list[int]]:
-        for sub in ("sub1", "sub2", "sub3"):
+    async def body(rt: RingKernelRuntime) -> dict[str, list[Any]]:
+        for sub in subscribers:
             await rt.launch(sub)
         await rt.launch("topic_processor")
-        events = ["update", "price 42.0", "é"]
-        for text in events:
-            await rt.send("topic_processor", pkg.Event(data=text))
-        return {sub: sorted(d.length for d in [await rt.receive(sub, timeout=5.0)
-                                               for _ in events])
-                for sub in ("sub1", "sub2", "sub3")}
+        await rt.connect("topic_processor", *subscribers)
+        await rt.send_many("topic_processor", events)
+        got = {sub: [await rt.receive(sub, timeout=5.0) for _ in events] for sub in subscribers}
+        assert await rt.receive_many("topic_processor", 1, timeout=0.05) == []  # all routed
+        return got
 
     got = run(pkg, backend, body)
-    assert got == {s: [2, 6, 10] for s in ("sub1", "sub2", "sub3")}
+    by_id = {e.message_id: e for e in events}
+    for n, sub in enumerate(subscribers, 1):
+        assert sorted(by_id[d.correlation_id].data for d in got[sub]) == sorted(
+            e.data for e in events), sub  # every event once, answered as a conversation
+        for d in got[sub]:  # what the subscriber's Python reference says, from the event
+            want = getattr(pkg, sub)(by_id[d.correlation_id])
+            assert (d.subscriber, d.length) == (want.subscriber, want.length) == (
+                n, len(by_id[d.correlation_id].data))
+            assert d.priority == by_id[d.correlation_id].priority
 
 
-def test_pipeline_three_stages(backend: str) -> None:
+def test_pipeline_host_stage_then_device_stages(backend: str) -> None:
     pkg: Any = generated_package("pipeline")
-    inputs = [pkg.RawData(values=[1.0, 2.0, 3.0]), pkg.RawData(values=[5000.0, -2.0]),
+    module = pkg.package.modules[0]
+    inputs = [pkg.RawData(values=[1.0, 2.0, 3.0]), pkg.RawData(values=[5000.0, -2.0, math.nan]),
               pkg.RawData(values=[0.1 * i for i in range(64)], priority=250)]
 
-    async def body(rt: RingKernelRuntime) -> dict[Any, Any]:
-        for stage in ("stage3", "stage2", "relay", "stage1"):
-            await rt.launch(stage)
+    async def body(rt: RingKernelRuntime) -> list[Any]:
+        await module.start(rt)
+        await rt.launch("stage1")
+        results = []
         for raw in inputs:
-            ack = await rt.request("stage1", raw, timeout=5.0)
-            assert ack.accepted == len(raw.values)
-        totals = [await rt.receive("stage3", timeout=5.0) for _ in inputs]
-        return {t.origin: t for t in totals}
+            results.append(await rt.request("stage1", raw, timeout=5.0, reply_from="total"))
+            ack = await rt.receive("stage1", timeout=5.0)
+            assert ack.accepted == len(raw.values) and ack.correlation_id == raw.message_id
+        for stage in ("clip", "square"):  # nothing came back to the host from the middle
+            assert await rt.receive_many(stage, 1, timeout=0.05) == []
+        return results
 
     got = run(pkg, backend, body)
-    for raw in inputs:  # each stage's reference, composed
-        limit = pkg.package.modules[0].LIMIT
-        clipped = [min(max(v, -limit), limit) for v in raw.values]
-        squares = pkg.stage2(pkg.Clipped(origin=raw.message_id, values=clipped))
-        want = pkg.stage3(squares)
-        assert got[raw.message_id].energy == want.energy
-        assert got[raw.message_id].count == want.count
+    for raw, result in zip(inputs, got, strict=True):  # each stage's reference, composed
+        want = pkg.total(pkg.square(pkg.clip(raw)))
+        assert result.correlation_id == raw.message_id
+        assert result.count == want.count
+        assert result.energy == want.energy or (math.isnan(result.energy) and
+                                                math.isnan(want.energy))
+
+
+def test_sensors_running_statistics_per_key(backend: str) -> None:
+    pkg: Any = generated_package("sensors")
+    module = pkg.package.modules[0]
+    readings = [pkg.Reading(sensor_id=i % 9, value=float((i * 7919) % 101) / 4.0)
+                for i in range(900)]
+
+    async def body(rt: RingKernelRuntime) -> tuple[list[Any], list[Any], list[Any]]:
+        await rt.launch("running_stats")
+        await rt.send_many("running_stats", readings[:450])
+        await rt.drain("running_stats", timeout=10.0)
+        await rt.deactivate("running_stats")
+        middle = await rt.read_state("running_stats")  # paused: the state is kept
+        await rt.activate("running_stats")
+        await rt.send_many("running_stats", readings[450:])
+        answers: list[Any] = []
+        while len(answers) < len(readings):
+            batch = await rt.receive_many("running_stats", len(readings), timeout=10.0)
+            assert batch, f"{len(answers)} of {len(readings)} answered"
+            answers += batch
+        return middle, await rt.read_state("running_stats"), answers
+
+    middle, final, answers = run(pkg, backend, body)
+    # The Python reference, run over each block's readings in order, from the defaults.
+    expected: dict[Any, Any] = {}
+    for snapshot, upto in ((middle, 450), (final, 900)):
+        states = [pkg.RunningStats() for _ in range(module.BLOCKS)]
+        for r in readings[:upto]:
+            b = key_hash(r.sensor_id) % module.BLOCKS  # the block the key picks
+            expected[r.message_id] = (b, pkg.running_stats(r, states[b]))
+        assert snapshot == states  # exactly: the same doubles in the same order
+    assert len({b for b, _ in expected.values()}) > 1  # the keys spread over the blocks
+    for a in answers:
+        b, want = expected[a.correlation_id]
+        assert (a.block, a.sensor_id, a.count, a.mean, a.variance) == (
+            b, want.sensor_id, want.count, want.mean, want.variance)
 
 
 def test_error_handling(backend: str) -> None:
@@ -155,7 +206,7 @@ def test_the_main_job_runs_every_example() -> None:
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_examples.py"), "--backend",
                           "cpu"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    for name in ("worker", "calculator", "logger", "pubsub", "pipeline", "errors",
+    for name in ("worker", "calculator", "logger", "pubsub", "pipeline", "sensors", "errors",
                  "cluster_pipeline"):
         assert f"== {name}:" in out.stdout
     assert "Traceback" not in out.stderr

@@ -188,10 +188,9 @@ def test_bad_state_and_key_declarations_are_schema_errors() -> None:
             ring_kernel(kernel_id="k", input=In, cuda="x", **kwargs)(lambda req: None)
 
 
-def test_a_python_handler_takes_key_but_is_told_to_write_c_for_state() -> None:
+def test_a_python_handler_takes_key_and_state() -> None:
     """A translated (plain def) kernel is a device kernel: key= routes its messages as any
-    other's; state= is not translated yet, which the error says, instead of calling it a host
-    actor."""
+    other's, and state= is translated (tests/test_translate.py runs it)."""
     from ringgen import message, ring_kernel
 
     @message
@@ -203,9 +202,9 @@ def test_a_python_handler_takes_key_but_is_told_to_write_c_for_state() -> None:
     class Counter:
         n: int = 0
 
-    def handler(req: Any) -> None: ...
+    def handler(req: Any, state: Counter) -> None: ...
 
     keyed = ring_kernel(kernel_id="keyed", input=In, key="x")(handler)
     assert keyed.__rg_kernel__.translated and keyed.__rg_kernel__.key == "x"  # type: ignore[attr-defined]
-    with pytest.raises(SchemaError, match=r"not translated from Python yet.*cuda="):
-        ring_kernel(kernel_id="stateful", input=In, state=Counter)(handler)
+    stateful = ring_kernel(kernel_id="stateful", input=In, state=Counter)(handler)
+    assert stateful.__rg_kernel__.translated and stateful.__rg_kernel__.state is Counter  # type: ignore[attr-defined]

@@ -14,7 +14,10 @@ from hypothesis import strategies as st
 
 from ringgen import MessageSerializationError
 from ringgen.codecs import struct_columns as structs
+from ringgen.codecs import structs as struct_codecs
 from ringgen.codecs.structs import VECTOR_MIN, StructCodec
+from ringgen.runtime import native_codecs
+from ringgen.toolchain.compile import compile_codec_module
 from ringgen.verify import message_strategy
 
 CASES = ["everything", "widths", "seed_messages", "kernels"]
@@ -74,3 +77,57 @@ def test_struct_codec_gives_the_same_whichever_engine_the_count_picks(n: int) ->
     assert rows.dtype == pkg.DTYPES["Ping"]
     assert rows.tobytes() == b"".join(codec.pack(m) for m in msgs)
     assert codec.unpack_many(rows) == msgs == codec.unpack_many(rows.tobytes())
+
+
+# --- the native engine: the package's C codecs compiled into a host module ------------------
+
+
+def _native_codecs(case: str, cls: Any, dtype: np.dtype) -> list[StructCodec]:
+    """Native codecs of `cls`, one per unpack route (through msgpack, and struct.unpack with
+    the header ids made in C), whatever width picks between them in use."""
+    slots = native_codecs.slots_of(ROOT / "tests" / "golden" / case / case, cls, dtype)
+    assert slots is not None, f"no native codec for {cls.__name__}"
+    out = []
+    for threshold in (0, 10**9):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(struct_codecs, "MSGPACK_UNPACK_MIN_VALUES", threshold)
+            out.append(StructCodec(cls, dtype, slots))
+    return out
+
+
+@pytest.mark.parametrize("case", CASES)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_native_codec_writes_and_reads_the_python_struct_bytes(case: str, data: st.DataObject) -> None:
+    pkg = _package(case)
+    for name, dtype in pkg.DTYPES.items():
+        cls = pkg.package.classes[name]
+        python = StructCodec(cls, dtype)
+        natives = _native_codecs(case, cls, dtype)
+        for msg in data.draw(st.lists(message_strategy(cls, for_codecs=True), min_size=1, max_size=3),
+                             label=name):
+            slot = python.pack(msg)
+            for native in natives:
+                assert native.pack(msg) == slot
+                assert native.unpack(slot) == msg
+
+
+def test_native_codec_errors_are_the_python_engines() -> None:
+    pkg = _package("kernels")
+    too_big = pkg.Ping.deserialize(msgpack.packb({"seq": 2**63}))
+    for native in _native_codecs("kernels", pkg.Ping, pkg.DTYPES["Ping"]):
+        with pytest.raises(MessageSerializationError, match="does not fit its C type"):
+            native.pack(too_big)
+    rows = structs.pack(pkg.Numbers, pkg.DTYPES["Numbers"], [pkg.Numbers(values=[1, 2])])
+    rows["values"]["count"] = 101  # past MaxLen(100): a buggy handler, say
+    for native in _native_codecs("kernels", pkg.Numbers, pkg.DTYPES["Numbers"]):
+        with pytest.raises(MessageSerializationError, match="a count 101 exceeds"):
+            native.unpack(rows.tobytes())
+
+
+def test_native_codec_module_is_a_checked_cache_artifact() -> None:
+    folder = ROOT / "tests" / "golden" / "kernels" / "kernels"
+    first, again = compile_codec_module(folder), compile_codec_module(folder)
+    assert first is not None and again is not None and again.cached and again.path == first.path
+    assert first.path.stat().st_mode & 0o777 == 0o700
+    assert compile_codec_module(ROOT / "tests") is None  # no codec header: no module

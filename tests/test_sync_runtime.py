@@ -73,15 +73,18 @@ def test_logger_pubsub_and_pipeline() -> None:
             for sub in subscribers:
                 rt.launch(sub)
             rt.launch("topic_processor")
+            rt.connect("topic_processor", *subscribers)  # fan-out on the device
             rt.send("topic_processor", pubsub.Event(data="price 42.0"))
             for sub in subscribers:
                 assert rt.receive(sub, timeout=5.0).length == len("price 42.0")
 
-            for stage in ("stage3", "stage2", "relay", "stage1"):
+            for stage in ("total", "square", "clip", "stage1"):
                 rt.launch(stage)
+            rt.connect("clip", "square")
+            rt.connect("square", "total")
             raw = pipeline.RawData(values=[1.0, 2.0, 3.0])
-            assert rt.request("stage1", raw, timeout=5.0).accepted == 3
-            assert rt.receive("stage3", timeout=5.0).origin == raw.message_id
+            assert rt.request("stage1", raw, timeout=5.0, reply_from="total").energy == 14.0
+            assert rt.receive("stage1", timeout=5.0).accepted == 3
 
     in_both_places(body)
 

@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import math
 import textwrap
+import uuid
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
-from conftest import ROOT, compile_cpp, compile_nvcc, have_nvcc, import_package
+from conftest import ROOT, compile_cpp, compile_nvcc, generated_package, have_nvcc, import_package
 
 from ringgen.codegen.build import plan
 from ringgen.codegen.writer import write_package
 from ringgen.errors import TranslationError
+from ringgen.runtime.buffers import UnifiedBuffer
 from ringgen.runtime.sync import SyncRuntime
 from ringgen.schema.kernels import kernel_spec
 from ringgen.toolchain.compile import cccl_include
-from ringgen.verify import CompiledKernel, agree, run_python, verify_kernel
+from ringgen.verify import CompiledKernel, agree, run_python, state_differences, verify_kernel
 
 CORPUS = ROOT / "tests" / "golden" / "translated" / "translated"
 
@@ -79,16 +83,27 @@ UNSUPPORTED = {
     "unknown call": ("t = print(1)\n", 1, 9, "calling `print`", "builtins"),
     "unknown field": ("t = req.nope\n", 1, 9, "the field .nope", "x, y, xs, s"),
     "header field": ("t = req.priority\n", 1, 9, "the field .priority", "header fields"),
-    "str index": ("t = req.s[0]\n", 1, 9, "indexing a str", "bounded list"),
+    "str local": ("w = req.s\n", 1, 9, "a local of type str", "read the field where it is used"),
+    "index a float": ("w = req.y[0]\n", 1, 9, "indexing a float", "bounded list and str"),
+    "char against longer str": ("w = req.s[0] < 'ab'\n", 1, 9, "ordering a character against a longer str",
+                                "one-character literal"),
+    "in a list": ("w = 1.0 in req.xs\n", 1, 9, "`in` of a float in a list[float]", "loop over it"),
+    "ord of a str": ("w = ord(req.s)\n", 1, 9, "ord() of a str", "ord(s[i])"),
+    "buffer without dtype": ("w = ctx.buffer(req.x)\n", 1, 9, "ctx.buffer() without its dtype",
+                             "np.float64"),
+    "buffer of an int": ("w = ctx.buffer(req.x, math)\n", 1, 20, "ctx.buffer() of a int", "BufferRef field"),
+    "list item store": ("req.xs[0] = 1.0\n", 1, 5, "assigning an item of a list[float]", "immutable"),
+    "str with int": ("w = req.s == 1\n", 1, 9, "comparing a str with a int", "str with str"),
     "for else": ("for i in range(3):\n    pass\nelse:\n    pass\n", 1, 5, "for ... else", "flag"),
     "while else": ("while t < 3:\n    t += 1\nelse:\n    pass\n", 1, 5, "while ... else", "flag"),
     "break in prange": ("for i in rg.prange(4):\n    break\n", 2, 9, "`break` here", "sequential loop"),
     "attribute target": ("req.x = 1\n", 1, 5, "an attribute target", "one local name"),
     "return a local": ("return t\n", 1, 12, "returning `t`", "return Out(field="),
-    "list field in response": ("return Out(items=req.xs)\n", 1, 22, "setting the list field `items`",
-                               "default"),
+    "list of another type in response": ("return Out(items=req.xs)\n", 1, 22,
+                                         "a list[float] value for the list[int] field `items`",
+                                         "same item type"),
     "positional field": ("return Out(1)\n", 1, 12, "returning `Out(1)`", "Out(field=value"),
-    "ctx.send": ("ctx.send('x', req)\n", 1, 5, "ctx.send(...) (not yet supported", "cuda="),
+    "ctx.send": ("ctx.send('x', req)\n", 1, 5, "this ctx.send(...)", "sends={'name': Cls}"),
     "nested prange": ("for i in rg.prange(4):\n    for j in rg.prange(4):\n        pass\n", 2, 9,
                       "a prange inside a prange", "range()"),
     "outer assignment in prange": ("for i in rg.prange(4):\n    t = i\n", 2, 9,
@@ -234,9 +249,166 @@ def test_translated_sources_compile_with_nvcc_sm90(tmp_path: Path) -> None:
     compile_nvcc(_all_translated(tmp_path), tmp_path / "all.o", [CORPUS])
 
 
-@pytest.mark.parametrize("kernel_id", ["arith", "stats", "overflow"])
+@pytest.mark.parametrize("kernel_id", ["arith", "stats", "overflow", "fields", "sender"])
 def test_hypothesis_messages_agree_with_python(kernel_id: str, corpus: tuple[Any, SyncRuntime]) -> None:
     pkg, runtime = corpus
     spec = kernel_spec(getattr(pkg, kernel_id))
     assert spec is not None
     verify_kernel(runtime, spec, 60, progress=lambda line: None)
+
+
+# ---- state= in a Python handler ----
+
+
+def test_state_fields_are_kept_across_requests_as_python(corpus: tuple[Any, SyncRuntime]) -> None:
+    """The state after each request equals what the Python function leaves in its own state
+    (grid 1: one block, one state), NaN and inf included; a reset returns no response."""
+    pkg, runtime = corpus
+    spec = kernel_spec(pkg.running)
+    assert spec is not None and spec.state is not None
+    kernel = CompiledKernel(runtime, "running")
+    python_state = spec.state()
+    batches = [pkg.Batch(values=v, reset=r) for v, r in [
+        ([1.0, 2.0, 4.0], False), ([], False), ([-3.5] * 8, False), ([0.1] * 5, False),
+        ([], True), ([math.inf, 1.0], False), ([math.nan], False), ([2.0], True), ([7.0], False)]]
+    try:
+        for batch in batches:
+            python, compiled = run_python(spec, batch, python_state), kernel.run(batch)
+            assert agree(spec, python, compiled) == [], batch
+            assert (compiled.response is None) == batch.reset
+            [snapshot] = runtime.read_state("running")
+            assert state_differences(spec, python_state, snapshot) == [], batch
+        assert python_state.ticks == 3 + len(batches) and python_state.seen_negative
+    finally:
+        runtime.terminate("running")
+
+
+def test_verify_drives_a_stateful_kernel_with_request_sequences(corpus: tuple[Any, SyncRuntime]) -> None:
+    pkg, runtime = corpus
+    spec = kernel_spec(pkg.running)
+    assert spec is not None
+    verify_kernel(runtime, spec, 12, progress=lambda line: None)
+
+
+# ---- every field kind: str by character, UUID, datetime, enum, nested, Optional, list ----
+
+
+def test_every_field_kind_as_python(corpus: tuple[Any, SyncRuntime]) -> None:
+    """Strings at MaxLen in bytes (multi-byte characters), empty lists and strings, None and
+    present Optionals, copies that do not fit the response's MaxLen (a ValueError in Python, a
+    trap in C), enum members, UUIDs and datetimes compared and copied."""
+    pkg = corpus[0]
+    u1, u2 = uuid.UUID(int=1), uuid.UUID(int=2**128 - 1)
+    t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    t1 = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=timezone.utc)
+    texts = ["", "a", "é" * 8, "ab12€x", "€€€€€", "zzz", "ab", "9", "aé1"]
+    others = ["", "ab", "b", "€", "é" * 8, "zz", "x", "abc", "é"]
+    requests = [pkg.Record(text=text, other=other, ids=ids, owner=owner, peer=peer, start=start,
+                           end=end, mode=mode, modes=modes, tag=tag, index=index)
+                for text, other, ids, (owner, peer), (start, end), mode, modes, tag, index in zip(
+                    texts, others, [[], [1, -2, 3], [-2**15] * 5, [7]] * 3,
+                    [(None, None), (u1, None), (None, u2), (u1, u1), (u1, u2)] * 2,
+                    [(None, t0), (t0, t1), (t1, t0), (t0, t0)] * 3,
+                    [pkg.Mode.FAST, pkg.Mode.SAFE, pkg.Mode.OFF] * 3,
+                    [[], [pkg.Mode.SAFE, pkg.Mode.FAST], [pkg.Mode.OFF] * 3] * 3,
+                    [None, pkg.Tag(name="copy", weight=1.5), pkg.Tag(name="no")] * 3,
+                    [0, -1, 7, -100, 2**40] * 2, strict=False)]
+    assert _agree(corpus, "fields", requests) == []
+
+
+def test_a_str_index_out_of_range_traps_as_python_raises(corpus: tuple[Any, SyncRuntime]) -> None:
+    pkg = corpus[0]
+    # len(text) > 0 guards text[-1]; index % len keeps the other index in range: both agree
+    # on every index, and a copy over the response's MaxLen (4 bytes) raises/traps alike
+    requests = [pkg.Record(text="héllo", other=other, index=i)
+                for i, other in enumerate(["abcd", "abcde", "€", "€€"])]
+    assert _agree(corpus, "fields", requests) == []
+
+
+STATEFUL = HEADER.replace('@ring_kernel(kernel_id="bad", input=In, output=Out)\ndef bad(req, ctx):',
+                          """@dataclass
+class Count:
+    n: int = 0
+
+
+@ring_kernel(kernel_id="bad", input=In, output=Out, state=Count)
+def bad(req, state, ctx):""")
+
+
+def test_state_errors_name_the_state_fields(tmp_path: Path) -> None:
+    path = tmp_path / "bad_state.py"
+    path.write_text(STATEFUL + "    s = state\n    state.nope = 1\n    state = 2\n    return None\n")
+    with pytest.raises(TranslationError) as info:
+        plan([str(path)], tmp_path / "out")
+    first = STATEFUL.count("\n") + 1
+    assert [(d.line - first, d.construct, d.instead) for d in info.value.diagnostics] == [
+        (0, "the state `state` as a value", "read and assign its fields: state.n"),
+        (1, "the state field .nope", "Count has n"),
+        (2, "assigning to the parameter `state`", "assign to a new local name or to a state field")]
+
+
+# ---- ctx.buffer(ref, dtype) ----
+
+
+def test_a_buffer_view_is_read_and_written_as_python(corpus: tuple[Any, SyncRuntime]) -> None:
+    """The kernel's buffer ends as the Python function leaves a copy of it (float32 items,
+    written in a prange and by the sequential code, negative index), and the responses agree;
+    a buffer of another dtype is a TypeError in Python and a trap in C."""
+    pkg, runtime = corpus
+    spec = kernel_spec(pkg.scale)
+    assert spec is not None
+    kernel = CompiledKernel(runtime, "scale")
+    try:
+        for n, factor, bump in [(1, 2.0, 0), (5, -1.5, 3), (70, 0.1, -2**31), (33, 1e38, 7)]:
+            values = np.linspace(-3.0, 7.0, n).astype(np.float32)
+            device = runtime.unified_buffer(n, np.float32)
+            device.host[:] = values
+            mirror = UnifiedBuffer(n, np.float32)
+            mirror.host[:] = values
+            with np.errstate(over="ignore"):
+                python = run_python(spec, pkg.Scale(data=mirror.ref, factor=factor, bump=bump))
+            compiled = kernel.run(pkg.Scale(data=device.ref, factor=factor, bump=bump))
+            assert python.error is None and agree(spec, python, compiled) == [], (n, python, compiled)
+            assert device.host.tobytes() == mirror.host.tobytes(), n
+        wrong = runtime.unified_buffer(4, np.float64)
+        assert run_python(spec, pkg.Scale(data=wrong.ref)).error == "TypeError"
+        assert kernel.run(pkg.Scale(data=wrong.ref)).error is not None
+    finally:
+        runtime.terminate("scale")
+
+
+def test_the_calculator_parses_as_its_python(tmp_path: Path) -> None:
+    """examples/calculator.py, a parser written in Python, on inputs at its edges: digit and
+    decimal limits, signs, spaces, non-ASCII digits and letters, a 64-byte expression."""
+    pkg = generated_package("calculator")
+    spec = kernel_spec(pkg.calculator)
+    assert spec is not None
+    expressions = ["", " ", "-", "1.", ".5", "1.2.3", "\u0663 + 1", "123456789012345 + 1",
+                   "1234567890123456", "0.12345678 * 3", "0.123456789", "1e5", "-0 * 5", "2 / -0",
+                   "é", "1+2", "1 +2 ", "  -3.25/0.5", "9" * 64, "7 % 2", "-1.5 - -1.5", "4 /"]
+    with SyncRuntime(pkg, backend="cpu") as runtime:
+        kernel = CompiledKernel(runtime, "calculator")
+        for text in expressions:
+            req = pkg.CalculateRequest(expression=text)
+            assert agree(spec, run_python(spec, req), kernel.run(req)) == [], text
+
+
+# ---- ctx.send ----
+
+
+def test_sends_are_the_python_functions(corpus: tuple[Any, SyncRuntime]) -> None:
+    """What the translated handler sends (to targets bound to nothing: UNBOUND dead letters
+    naming the target) equals what the Python function sends, per target in order."""
+    pkg, runtime = corpus
+    spec = kernel_spec(pkg.sender)
+    assert spec is not None
+    kernel = CompiledKernel(runtime, "sender", sends=("audit", "echo"))
+    try:
+        for values, reset in [([], False), ([1.5, -2.0, 3.0], True), ([0.5] * 8, False), ([], True)]:
+            batch = pkg.Batch(values=values, reset=reset)
+            python = run_python(spec, batch)
+            compiled = kernel.run(batch, len(python.sent))
+            assert len(python.sent) == sum(v > 0 for v in values) + reset
+            assert agree(spec, python, compiled) == [], (batch, python.sent, compiled.sent)
+    finally:
+        runtime.terminate("sender")

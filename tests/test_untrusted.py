@@ -222,7 +222,8 @@ def test_a_route_written_over_faults_instead_of_draining_what_it_cannot_hold() -
     anchor = ctypes.c_char.from_buffer(memory)
     route = route_type(ctypes.addressof(anchor), 1, 1, 4, 16)
     memory[16:24] = (1000).to_bytes(4, "little") * 2  # the header's src_grid, dst_grid
-    tail = 2 * line  # ring (0, 0, lane 0) follows the header line; its tail follows its head
+    # The header line and the senders' bell line, then ring (0, 0, lane 0): its head, its tail.
+    tail = 3 * line
     memory[tail:tail + 8] = (2).to_bytes(8, "little")
     assert len(route.drain()) == 2 * 16 and route.queued() == 0
     memory[tail:tail + 8] = (2 + 5).to_bytes(8, "little")

@@ -65,7 +65,52 @@ def test_a_difference_is_found_shrunk_and_reported(truncating: Path,
     assert "q: Python -1, kernel 0" in text, text
 
 
+FORGETFUL = '''\
+from __future__ import annotations
+from dataclasses import dataclass
+from ringgen import message, ring_kernel
+
+
+@message
+@dataclass
+class Tick:
+    x: int = 0
+
+
+@dataclass
+class Seen:
+    n: int = 0
+
+
+# The state is wrong only for negative x, and never shows in a response: verify compares the
+# state itself after each request
+TICK_CU = r"""
+__device__ void ticker_handle(const Tick& req, Seen& state, rg_ctx& ctx) {
+    (void)ctx;
+    if (threadIdx.x == 0 && req.x >= 0) state.n += 1;
+}
+"""
+
+
+@ring_kernel(kernel_id="ticker", input=Tick, state=Seen, cuda=TICK_CU)
+def ticker(req: Tick, state: Seen) -> None:
+    state.n += 1
+'''
+
+
+def test_a_state_difference_is_found_and_reported(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "forgetful.py"
+    path.write_text(FORGETFUL)
+    assert main(["verify", str(path), "--examples", "20"]) == 1
+    text = capsys.readouterr().err
+    assert "kernel 'ticker'" in text and "request 1 of 1: Tick(" in text, text
+    assert "state.n: Python 1, kernel 0" in text, text
+
+
 EXAMPLES = sorted(p.stem for p in (ROOT / "examples").glob("*.py"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_every_example_agrees_with_its_python(example: str) -> None:

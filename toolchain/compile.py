@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
+import re
 import shutil
 import site
 import subprocess
@@ -21,6 +22,7 @@ from ringgen.toolchain.cache import cache_key, cached
 
 log = logging.getLogger("ringgen.compile")
 
+CODEC_MODULE = "_rg_codec"  # the name every package's codec module is built under
 CXX_FLAGS = ("-std=c++17", "-O2", "-pthread", "-fno-strict-aliasing")
 TSAN_FLAGS = ("-std=c++17", "-O1", "-g", "-pthread", "-fsanitize=thread")
 # How a CPU runner is built: "debug" for a debugger (-O0 -g), "race-check" under ThreadSanitizer,
@@ -161,6 +163,39 @@ def compile_host_module() -> Artifact:
         _run([compiler, *flags, f"-I{templates_dir()}", *(f"-I{d}" for d in searched), str(source),
               "-o", str(out)],
              "compiling the host ring module")
+
+    path, hit = cached(key, ".so", produce)
+    return Artifact(path, hit)
+
+
+def compile_codec_module(package_dir: Path) -> Artifact | None:
+    """The package's generated C codecs (its `<package>_codec.h`) as a Python extension module
+    (templates/rg_codec_module.cpp): msgpack <-> C struct, one native call per message. None
+    for a package without codecs (no message with a C layout)."""
+    headers = sorted(package_dir.glob("*_codec.h"))
+    if len(headers) != 1:
+        return None
+    header = headers[0]
+    messages = re.findall(r"^#define RG_MAX_PACKED_(\w+) ", header.read_text(), re.MULTILINE)
+    if not messages:
+        return None
+    source = templates_dir() / "rg_codec_module.cpp"
+    python = Path(sysconfig.get_paths()["include"])
+    flags = [*CXX_FLAGS, "-shared", "-fPIC", "-fvisibility=hidden",
+             f"-DRG_CODEC_MODULE={CODEC_MODULE}", "-DRG_MESSAGES=" + " ".join(f"X({m})" for m in messages)]
+    compiler = cxx()
+    abi = sys.implementation.cache_tag.encode()
+    # Keyed by the headers' content, not the folder: nothing of the path reaches this module
+    # (no assert), and each test's or tool's own copy of a package would otherwise compile it.
+    headers_in = sorted(p for p in package_dir.iterdir() if p.suffix == ".h")
+    key = cache_key([abi, source.read_bytes(),
+                     *(p.name.encode() + b"\0" + p.read_bytes() for p in headers_in)],
+                    flags, compiler, [python])
+
+    def produce(out: Path) -> None:
+        _run([compiler, *flags, f"-I{package_dir}", f"-I{python}", "-include", str(header),
+              str(source), "-o", str(out)],
+             f"compiling the C codecs of {package_dir} into a host module")
 
     path, hit = cached(key, ".so", produce)
     return Artifact(path, hit)

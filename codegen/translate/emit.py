@@ -1,7 +1,8 @@
 """Typed IR -> the C handler. Every thread of the block runs the handler with the same
-values, so control flow is uniform: sequential code runs redundantly on each thread, a prange
-runs in rounds of blockDim iterations (thread t runs iteration base + t), and the response and
-ctx.fail() are written by thread 0 alone.
+values, so control flow is uniform: sequential code runs redundantly on each thread (a
+handler without a prange is run by thread 0 alone), a prange runs in rounds of blockDim
+iterations (thread t runs iteration base + t), and the response and ctx.fail() are written by
+thread 0 alone.
 
 Reductions, in a fixed order that is Python's: each iteration's value (`acc += v`,
 `m = max(m, v)`) goes to a shared slot, and after the round's barrier thread 0 folds the slots
@@ -25,6 +26,8 @@ _MATH_BOOL = {"isnan", "isinf", "isfinite"}
 
 
 def local(name: str) -> str:
+    if name.startswith("%"):  # a state field, held in a local while the handler runs
+        return f"rg_state_{name[1:]}"
     return f"rg_tmp{name[1:]}" if name.startswith("$") else f"py_{name}"
 
 
@@ -43,13 +46,18 @@ class Emitter:
         self.lines: list[str] = []
         self.loops = 0
         self.line = 0  # the Python line of what is being emitted
+        self.parallel = False  # the handler has a prange: every thread runs it
+        self.in_prange = 0
 
     def emit(self) -> str:
         f = self.func
+        state = f"{f.state}& state, " if f.state else ""
+        ctx = f"{f.kernel_id}_ctx& ctx" if f.sends else "rg_ctx& ctx"  # the former has send_<target>
         if f.output:
-            sig = f"__device__ bool {f.kernel_id}_handle(const {f.input}& req, {f.output}& resp, rg_ctx& ctx)"
+            sig = f"__device__ bool {f.kernel_id}_handle(const {f.input}& req, {f.output}& resp, " \
+                  f"{state}{ctx})"
         else:
-            sig = f"__device__ void {f.kernel_id}_handle(const {f.input}& req, rg_ctx& ctx)"
+            sig = f"__device__ void {f.kernel_id}_handle(const {f.input}& req, {state}{ctx})"
         w = self.out
         w('#include "rg_python.h"')
         w(f"{sig} {{")
@@ -60,7 +68,19 @@ class Emitter:
             w(f"    __shared__ {r.ty.c} rg_acc{r.slot};")
         for name, ty in f.locals.items():
             w(f"    {ty.c} {local(name)} = {_zero(ty)}; (void){local(name)};")
+        parallel = self.parallel = _has_prange(f.body)
+        if not parallel:  # nothing for the other threads to share: they do not repeat the work
+            back = " false" if f.output else ""
+            w(f"    if (threadIdx.x != 0) return{back};  // no prange: thread 0 runs it")
+        if f.state:
+            # The state is read into locals that every thread computes on alike, and thread 0
+            # writes them back at each return: no thread reads a field another one changed.
+            for name, ctype in f.state_fields.items():
+                w(f"    {local('%' + name)} = {self.load(f'state.{name}', ctype)};")
+            if parallel:
+                w("    __syncthreads();  // every thread has read the state before thread 0 writes it")
         self.block(f.body, 1)
+        self.save_state("    ")
         w("    return false;" if f.output else "    return;")
         w("}")
         return "\n".join(self.lines) + "\n"
@@ -101,10 +121,14 @@ class Emitter:
             w(f"{pad}}}")
         elif isinstance(s, tir.ForRange):
             self.for_range(s, depth)
+        elif isinstance(s, tir.ForStr):
+            self.for_str(s, depth)
         elif isinstance(s, tir.PRange):
             self.prange(s, depth)
         elif isinstance(s, tir.Accumulate):
             self.accumulate(s, pad)
+        elif isinstance(s, tir.BufferStore):
+            self.buffer_store(s, pad)
         elif isinstance(s, tir.Break):
             w(f"{pad}break;")
         elif isinstance(s, tir.Continue):
@@ -113,6 +137,8 @@ class Emitter:
             w(f"{pad}{s.what}({self.expr(s.value)}, RG_PY_AT);")
         elif isinstance(s, tir.Fail):
             w(f"{pad}if (threadIdx.x == 0) ctx.fail();")
+        elif isinstance(s, tir.Send):
+            self.send(s, pad)
         elif isinstance(s, tir.Return):
             self.ret(s, pad)
         else:
@@ -132,6 +158,31 @@ class Emitter:
         w(f"{pad}    }}")
         w(f"{pad}}}")
 
+    def buffer_store(self, s: tir.BufferStore, pad: str) -> None:
+        """An item of a buffer view: in a prange, each iteration its own item; elsewhere thread
+        0 stores, between barriers when every thread runs the handler (they all read the old
+        value before, and see the new one after)."""
+        w = self.out
+        ty = self.func.locals[s.view]
+        assert ty.ctype is not None
+        item = f"rg_py_buf_at<{ty.ctype.c_name}>({local(s.view)}, {self.expr(s.index)}, RG_PY_AT)"
+        store = f"{item} = {self.store(s.value, ty.ctype)};"
+        if self.in_prange or not self.parallel:
+            w(f"{pad}{store}")
+            return
+        w(f"{pad}__syncthreads();  // every thread has read the item's old value")
+        w(f"{pad}if (threadIdx.x == 0) {store}")
+        w(f"{pad}__syncthreads();  // and sees the new one")
+
+    def for_str(self, s: tir.ForStr, depth: int) -> None:
+        pad, w = "    " * depth, self.out
+        n = self.loops = self.loops + 1
+        lv = self.lvalue(s.seq)
+        w(f"{pad}for (uint32_t rg_at{n} = 0; rg_at{n} < {lv}.len;) {{  // a character at a time")
+        w(f"{pad}    {local(s.var)} = rg_py_decode({lv}.data, {lv}.len, &rg_at{n});")
+        self.block(s.body, depth + 1)
+        w(f"{pad}}}")
+
     def prange(self, s: tir.PRange, depth: int) -> None:
         pad, w = "    " * depth, self.out
         n = self.loops = self.loops + 1
@@ -140,6 +191,8 @@ class Emitter:
         w(f"{pad}    // folds each round's values in index order, so the result is Python's loop's")
         w(f"{pad}    const int64_t rg_lo{n} = {self.expr(s.start)}, rg_hi{n} = {self.expr(s.stop)};")
         w(f"{pad}    unsigned rg_round{n} = 0;")
+        if s.syncs:
+            w(f"{pad}    __syncthreads();  // a buffer: what thread 0 wrote before is seen by all")
         w(f"{pad}    for (int64_t rg_base{n} = rg_lo{n}; rg_base{n} < rg_hi{n}; "
           f"rg_base{n} += {block}, rg_round{n} ^= 1u) {{")
         for r in reds:
@@ -148,7 +201,9 @@ class Emitter:
         w(f"{pad}        const int64_t rg_i{n} = rg_base{n} + (int64_t)threadIdx.x;")
         w(f"{pad}        if (rg_i{n} < rg_hi{n}) do {{  // do/while(0): `continue` ends the iteration")
         w(f"{pad}            {local(s.var)} = rg_i{n};")
+        self.in_prange += 1
         self.block(s.body, depth + 3)
+        self.in_prange -= 1
         self.line = s.line  # the folds below belong to the loop's line
         w(f"{pad}        }} while (0);")
         if reds:
@@ -165,6 +220,8 @@ class Emitter:
             w(f"{pad}        }}")
         w(f"{pad}    }}")
         w(f"{pad}    if (rg_hi{n} > rg_lo{n}) {local(s.var)} = rg_hi{n} - 1;  // its value after the loop")
+        if s.syncs:
+            w(f"{pad}    __syncthreads();  // a buffer: every iteration's writes are seen by all")
         if reds:
             w(f"{pad}    if (threadIdx.x == 0) {{")
             for r in reds:
@@ -183,39 +240,141 @@ class Emitter:
     def ret(self, s: tir.Return, pad: str) -> None:
         w = self.out
         if s.fields is None:
+            self.save_state(pad)
             w(f"{pad}return{' false' if self.func.output else ''};")
             return
         assert self.func.output is not None
-        fields = self.messages.fields(self.func.output)
-        values: list[str] = []
         w(f"{pad}{{")
         pad += "    "
-        for i, f in enumerate(s.fields):
-            self.line = f.line
-            if f.value.ty.scalar:  # every thread computes it (and traps alike); thread 0 stores
-                ctype = fields[f.name]
-                ctype = ctype.element if ctype.kind == "optional" else ctype
-                w(f"{pad}const {_store_type(ctype)} rg_r{i} = {self.store(f.value, ctype)};")
+        stores: list[str] = []  # thread 0's
+        self.place_fields("resp", self.func.output, s.fields, pad, stores)
         w(f"{pad}if (threadIdx.x == 0) {{")
-        for i, f in enumerate(s.fields):
-            target, ctype = f"resp.{f.name}", fields[f.name]
-            if ctype.kind == "optional":
-                if f.value.ty.kind == "none":
-                    values.append(f"{target}.present = 0;")
-                    continue
-                values.append(f"{target}.present = 1;")
-                target, ctype = f"{target}.value", ctype.element
-            if ctype.kind == "str":
-                assert isinstance(f.value, tir.Const) and isinstance(f.value.value, str)
-                data = f.value.value.encode()
-                values.append(f"rg_py_strcpy({target}.data, &{target}.len, {c_literal(data)}, {len(data)});")
-            else:
-                values.append(f"{target} = rg_r{i};")
-        for v in values:
-            w(f"{pad}    {v}")
+        for v in stores:  # each carries its own #line (place)
+            self.lines.append(v if v.startswith("#line") else f"{pad}    {v}")
         w(f"{pad}}}")
+        self.line = s.line
+        self.save_state(pad)
         w(f"{pad}return true;")
         w(f"{pad[4:]}}}")
+
+    def send(self, s: tir.Send, pad: str) -> None:
+        """Thread 0 builds the message (its checks computed by every thread) and sends it."""
+        w = self.out
+        if not isinstance(s.value, tir.Construct):
+            w(f"{pad}if (threadIdx.x == 0) ctx.send_{s.target}({self.lvalue(s.value)});")
+            return
+        assert s.value.ty.ctype is not None
+        n = self.loops = self.loops + 1
+        msg = f"rg_msg{n}"
+        w(f"{pad}{{")
+        stores: list[str] = []
+        self.place_fields(msg, s.value.ty.ctype.c_name, s.value.fields, pad + "    ", stores)
+        w(f"{pad}    if (threadIdx.x == 0) {{")
+        w(f"{pad}        {s.value.ty.ctype.c_name} {msg};")
+        w(f"{pad}        rg_init_{s.value.ty.ctype.c_name}(&{msg});")
+        for v in stores:
+            self.lines.append(v if v.startswith("#line") else f"{pad}        {v}")
+        self.line = s.line
+        w(f"{pad}        ctx.send_{s.target}({msg});  // stamps message_id and type_id")
+        w(f"{pad}    }}")
+        w(f"{pad}}}")
+
+    def place_fields(self, target: str, message: str, fields: tuple[tir.FieldStore, ...], pad: str,
+                     stores: list[str]) -> None:
+        ctypes = self.messages.fields(message)
+        for f in fields:
+            self.line = f.line
+            self.place(f"{target}.{f.name}", ctypes[f.name], f.value, pad, stores)
+
+    def place(self, target: str, ctype: CType, value: tir.Expr, pad: str, into: list[str]) -> None:
+        """Stores `value` into the response's `target`. Values and checks are computed by
+        every thread (which trap alike, at the field's line); thread 0 stores."""
+        stores = _Stores(into, self.line)
+        if ctype.kind == "optional":
+            if value.ty.kind == "none":
+                stores.append(f"{target}.present = 0;")
+                return
+            if value.ty.kind == "optional":  # an Optional field of the same C type
+                stores.append(f"{target} = {self.lvalue(value)};")
+                return
+            stores.append(f"{target}.present = 1;")
+            target, ctype = f"{target}.value", ctype.element
+        if isinstance(value, tir.Construct):
+            stores.append(f"rg_init_{ctype.c_name}(&{target});")
+            self.place_fields(target, ctype.c_name, value.fields, pad, into)
+            return
+        if isinstance(value, tir.ListBuild):
+            into.extend(self.list_build(target, ctype, value))
+            return
+        if ctype.kind == "str" and isinstance(value, tir.Const) and isinstance(value.value, str):
+            data = value.value.encode()
+            stores.append(f"rg_py_strcpy({target}.data, &{target}.len, {c_literal(data)}, {len(data)});")
+            return
+        if ctype.kind in ("str", "list"):
+            lv = self.lvalue(value)
+            count = "len" if ctype.kind == "str" else "count"
+            self.out(f"{pad}rg_py_fits({lv}.{count}, {ctype.bound}u, RG_PY_AT);")
+            if ctype.kind == "str":
+                stores.append(f"rg_py_strcpy({target}.data, &{target}.len, {lv}.data, {lv}.len);")
+            else:
+                stores.append(f"for (uint32_t rg_k = 0; rg_k < {lv}.count; ++rg_k) "
+                              f"{target}.items[rg_k] = {lv}.items[rg_k];")
+                stores.append(f"{target}.count = {lv}.count;")
+            return
+        if ctype.kind in ("message", "uuid") or (
+                ctype.kind == "datetime" and isinstance(value, (tir.FieldRead, tir.Unwrap, tir.Index))):
+            stores.append(f"{target} = {self.lvalue(value)};")  # a datetime keeps its naive flag
+            return
+        if ctype.kind == "datetime":  # a datetime local: its ns (the field's naive flag as set)
+            n = len(into)
+            self.out(f"{pad}const int64_t rg_r{n} = {self.expr(value)};")
+            stores.append(f"{target}.ns = rg_r{n};")
+            return
+        n = len(into)
+        self.out(f"{pad}const {_store_type(ctype)} rg_r{n} = {self.store(value, ctype)};")
+        stores.append(f"{target} = rg_r{n};")
+
+    def list_build(self, target: str, ctype: CType, b: tir.ListBuild) -> list[str]:
+        """Thread 0's loop that appends each item, checking MaxLen as Python's constructor."""
+        saved, self.lines = self.lines, []
+        w = self.out
+        n = self.loops = self.loops + 1
+        w(f"{target}.count = 0;")
+        w(f"{{  // a list comprehension into {target}")
+        w(f"    const int64_t rg_lo{n} = {self.expr(b.start)}, rg_hi{n} = {self.expr(b.stop)}, "
+          f"rg_st{n} = {self.expr(b.step)};")
+        w(f"    rg_py_step(rg_st{n}, RG_PY_AT);")
+        w(f"    for (int64_t rg_i{n} = rg_lo{n}; "
+          f"rg_st{n} > 0 ? rg_i{n} < rg_hi{n} : rg_i{n} > rg_hi{n}; rg_i{n} += rg_st{n}) {{")
+        w(f"        {local(b.index)} = rg_i{n};")
+        line = self.line
+        self.block(b.read, 2)
+        self.line = line
+        for cond in b.conds:
+            w(f"        if (!({self.expr(cond)})) continue;")
+        w(f"        rg_py_fits({target}.count + 1u, {ctype.bound}u, RG_PY_AT);")
+        w(f"        {target}.items[{target}.count++] = {self.store(b.elt, ctype.element)};")
+        w("    }")
+        w("}")
+        out, self.lines = self.lines, saved
+        return out
+
+    def save_state(self, pad: str) -> None:
+        """Thread 0 writes the state's locals back; narrow fields are checked (ints) or
+        rounded (float32) here, as a store into the struct, by every thread alike."""
+        fields = self.func.state_fields
+        if not fields:
+            return
+        w = self.out
+        w(f"{pad}{{")
+        for i, (name, ctype) in enumerate(fields.items()):
+            value = self.store(tir.Local(self.func.locals["%" + name], "%" + name), ctype)
+            w(f"{pad}    const {_store_type(ctype)} rg_s{i} = {value};")
+        w(f"{pad}    if (threadIdx.x == 0) {{")
+        for i, name in enumerate(fields):
+            w(f"{pad}        state.{name} = rg_s{i};")
+        w(f"{pad}    }}")
+        w(f"{pad}}}")
 
     def store(self, value: tir.Expr, ctype: CType) -> str:
         """A Python value converted to a field's storage type, checked where Python checks."""
@@ -229,6 +388,8 @@ class Emitter:
             return f"(float)({text})"
         if ctype.kind == "bool":
             return f"(uint8_t)({text})"
+        if ctype.kind == "enum":
+            return f"(int32_t)({text})"  # a member's value: int32 by the schema's check
         return text
 
     # ---- expressions ----
@@ -253,11 +414,21 @@ class Emitter:
             return f"(rg_py_present({lv}.present, RG_PY_AT), {self.load(f'{lv}.value', ctype.element)})"
         if isinstance(e, tir.IsNone):
             return f"({'' if e.negate else '!'}{self.lvalue(e.operand)}.present)"
+        if isinstance(e, tir.Len) and e.operand.ty.kind == "buffer":
+            return f"(int64_t){self.expr(e.operand)}.count()"
         if isinstance(e, tir.Len):
             lv = self.lvalue(e.operand)
             if e.operand.ty.kind == "str":
                 return f"rg_py_strlen({lv}.data, {lv}.len)"
             return f"(int64_t){lv}.count"
+        if isinstance(e, tir.Index) and e.seq.ty.kind == "buffer":
+            item = e.seq.ty.ctype
+            assert item is not None
+            at = f"{self.expr(e.seq)}, {self.expr(e.index)}, RG_PY_AT"
+            return self.load(f"rg_py_buf_at<{item.c_name}>({at})", item)
+        if isinstance(e, tir.Index) and e.seq.ty.kind == "str":
+            lv = self.lvalue(e.seq)
+            return f"rg_py_str_at({lv}.data, {lv}.len, {self.expr(e.index)}, RG_PY_AT)"
         if isinstance(e, tir.Index):
             return self.load(self.lvalue(e), self.ctype_of(e))
         if isinstance(e, tir.Unary):
@@ -268,8 +439,18 @@ class Emitter:
         if isinstance(e, tir.Binary):
             return self.binary(e)
         if isinstance(e, tir.Compare):
-            if e.left.ty.kind == "str":
+            if e.right.ty.kind == "str":
                 return self.str_compare(e)
+            places = (tir.FieldRead, tir.Unwrap, tir.Index)
+            if e.left.ty.kind == "datetime" and isinstance(e.left, places) and isinstance(e.right, places):
+                a, b = self.lvalue(e.left), self.lvalue(e.right)
+                if e.op in ("==", "!="):  # a naive and an aware datetime are never equal
+                    eq = f"({a}.naive == {b}.naive && {a}.ns == {b}.ns)"
+                    return eq if e.op == "==" else f"(!{eq})"
+                return f"(rg_py_same_tz({a}.naive, {b}.naive, RG_PY_AT), {a}.ns {e.op} {b}.ns)"
+            if e.left.ty.kind == "uuid":
+                eq = f"rg_py_uuid_eq({self.lvalue(e.left)}, {self.lvalue(e.right)})"
+                return eq if e.op == "==" else f"(!{eq})"
             return f"({self.expr(e.left)} {e.op} {self.expr(e.right)})"
         if isinstance(e, tir.Cond):
             return f"({self.expr(e.test)} ? {self.expr(e.then)} : {self.expr(e.orelse)})"
@@ -303,13 +484,22 @@ class Emitter:
                 return f"{c_literal(data)}, {len(data)}u"
             lv = self.lvalue(x)
             return f"{lv}.data, {lv}.len"
-        eq = f"rg_py_streq({parts(e.left)}, {parts(e.right)})"
-        return eq if e.op == "==" else f"(!{eq})"
+        if e.op == "in":
+            if e.left.ty.kind == "char":
+                return f"rg_py_char_in({parts(e.right)}, {self.expr(e.left)})"
+            return f"rg_py_contains({parts(e.right)}, {parts(e.left)})"
+        if e.op in ("==", "!="):
+            eq = f"rg_py_streq({parts(e.left)}, {parts(e.right)})"
+            return eq if e.op == "==" else f"(!{eq})"
+        return f"(rg_py_strcmp({parts(e.left)}, {parts(e.right)}) {e.op} 0)"
 
     def call(self, e: tir.Call) -> str:
         args = [self.expr(a) for a in e.args]
         if e.func == "nan":
             return "(double)NAN"
+        if e.func == "buffer":  # (ref, numpy type character, item size)
+            code, size = (a.value for a in e.args[1:] if isinstance(a, tir.Const))
+            return f"rg_py_buffer(ctx, {args[0]}, {code}u, {size}u, RG_PY_AT)"
         if e.func in ("min", "max"):
             return f"rg_py_{e.func}<{e.ty.c}>({args[0]}, {args[1]})"
         if e.func == "abs":
@@ -364,11 +554,39 @@ class Emitter:
             return f"(double){lv}"
         if ctype.kind == "bool":
             return f"({lv} != 0)"
+        if ctype.kind == "datetime":  # compared by the instant (ns since the epoch)
+            return f"{lv}.ns"
         return lv
 
 
+class _Stores:
+    """Thread 0's statements of a response field; one that can trap is preceded by the
+    field's #line."""
+
+    def __init__(self, lines: list[str], line: int) -> None:
+        self.lines = lines
+        self.line = line
+
+    def append(self, text: str) -> None:
+        if "RG_PY_AT" in text:
+            self.lines.append(f"#line {self.line}")
+        self.lines.append(text)
+
+
+def _has_prange(body: tuple[tir.Stmt, ...]) -> bool:
+    for s in body:
+        if isinstance(s, tir.PRange):
+            return True
+        inner = (*s.body, *s.orelse) if isinstance(s, tir.If) else \
+            s.body if isinstance(s, (tir.While, tir.ForRange, tir.ForStr)) else ()
+        if _has_prange(inner):
+            return True
+    return False
+
+
 def _zero(ty: Ty) -> str:
-    return {"int": "0", "float": "0.0", "bool": "false"}[ty.kind]
+    return {"int": "0", "float": "0.0", "bool": "false", "char": "0u", "datetime": "0", "enum": "0",
+            "buffer": "rg_buffer_view{}"}[ty.kind]
 
 
 def _fold(r: tir.Reduction, acc: str, value: str) -> str:

@@ -6,13 +6,28 @@ statement so that one build reports every problem of a handler."""
 from __future__ import annotations
 
 import ast
+import enum
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
+from ringgen.codegen.ir import CType
 from ringgen.codegen.translate import tir
 from ringgen.codegen.translate.diagnostics import Diagnostics, Unsupported
-from ringgen.codegen.translate.types import BOOL, FLOAT, INT, Messages, Ty, of_ctype, unify_numeric
+from ringgen.codegen.translate.types import (
+    BOOL,
+    CHAR,
+    FLOAT,
+    INT,
+    NONE,
+    Messages,
+    Ty,
+    buffer_item,
+    of_ctype,
+    unify_numeric,
+)
 
 _MATH_FLOAT = {"sqrt", "exp", "log", "log2", "log10", "sin", "cos", "tan", "asin", "acos",
                "atan", "sinh", "cosh", "tanh", "fabs", "atan2", "hypot", "copysign", "fmod"}
@@ -22,7 +37,8 @@ _MATH_CONST = {"pi": math.pi, "e": math.e, "tau": math.tau, "inf": math.inf}
 _COMPARE = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
 _ARITH: dict[type[ast.AST], str] = {
     ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%", ast.Pow: "**"}
-_BUILTINS = {"len", "min", "max", "abs", "sum", "int", "float", "bool"}
+_BUILTINS = {"len", "min", "max", "abs", "sum", "int", "float", "bool", "ord"}
+_ORDER = ("<", "<=", ">", ">=")
 _SEQUENTIAL_HINT = "write it with if/while/for over range(...) on the handler's scalars"
 
 
@@ -30,10 +46,13 @@ class _Scope:
     """What a prange body may do: read everything but its accumulators, assign its own
     locals, accumulate into the outer locals listed in `reductions` once an iteration."""
 
-    def __init__(self, outer: set[str]) -> None:
+    def __init__(self, outer: set[str], var: str = "") -> None:
         self.outer = outer
+        self.var = var
         self.reductions: dict[str, tir.Reduction] = {}
         self.reads: dict[str, ast.AST] = {}  # outer locals the body reads, where first
+        # ctx.buffer views used: name -> (a write, indexed by the loop variable, where)
+        self.buffers: dict[str, list[tuple[bool, bool, ast.AST]]] = {}
 
 
 class Lowerer:
@@ -46,6 +65,7 @@ class Lowerer:
         self.diags = diags
         self.globals: dict[str, Any] = dict(getattr(fn, "__globals__", {}))
         self.request = ""
+        self.state = ""  # the state parameter of a state= kernel
         self.ctx = ""
         self.loops = 0
         self.prange: _Scope | None = None
@@ -59,12 +79,21 @@ class Lowerer:
 
     def lower(self) -> tir.Function:
         args = self.tree.args
+        stateful = self.func.state is not None
         if args.vararg or args.kwarg or args.kwonlyargs or args.defaults or args.posonlyargs \
-                or not 1 <= len(args.args) <= 2:
+                or not 1 + stateful <= len(args.args) <= 2 + stateful:
             raise Unsupported(args, "this parameter list",
+                              "take the request, the state and optionally the context: "
+                              "def f(req, state, ctx)" if stateful else
                               "take the request and optionally the context: def f(req, ctx)")
-        self.request = args.args[0].arg
-        self.ctx = args.args[1].arg if len(args.args) == 2 else ""
+        names = [a.arg for a in args.args]
+        self.request = names[0]
+        self.state = names[1] if stateful else ""
+        self.ctx = names[1 + stateful] if len(names) == 2 + stateful else ""
+        for name, ctype in self.func.state_fields.items():
+            ty = of_ctype(ctype)
+            assert ty is not None and ty.scalar  # the reader allows numbers and bools only
+            self.func.locals[state_local(name)] = ty  # read at the start, written back at returns
         body = self.tree.body
         if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
                 and isinstance(body[0].value.value, str):
@@ -93,6 +122,10 @@ class Lowerer:
     def stmt(self, s: ast.stmt) -> list[tir.Stmt]:
         line = self.line(s)
         if isinstance(s, ast.Assign):
+            if len(s.targets) == 1 and self.is_state_field(s.targets[0]):
+                return self.assign(s, self.state_field(s.targets[0]), s.value, None)
+            if len(s.targets) == 1 and isinstance(s.targets[0], ast.Subscript):
+                return [self.item_store(s, s.targets[0], s.value, None)]
             if len(s.targets) != 1 or not isinstance(s.targets[0], ast.Name):
                 raise Unsupported(s, _describe(s.targets[0]) if len(s.targets) == 1 else
                                   "chained assignment", "assign one local name at a time: x = ...")
@@ -132,6 +165,67 @@ class Lowerer:
             return self.expr_stmt(s)
         raise Unsupported(s, _describe(s), _SEQUENTIAL_HINT)
 
+    def is_state_field(self, node: ast.expr) -> bool:
+        return bool(self.state) and isinstance(node, ast.Attribute) \
+            and isinstance(node.value, ast.Name) and node.value.id == self.state
+
+    def state_field(self, node: ast.expr) -> str:
+        """The local that holds `state.<field>` while the handler runs."""
+        assert isinstance(node, ast.Attribute)
+        if node.attr not in self.func.state_fields:
+            raise Unsupported(node, f"the state field .{node.attr}",
+                              f"{self.func.state} has {', '.join(self.func.state_fields)}")
+        return state_local(node.attr)
+
+    def item_store(self, s: ast.stmt, target: ast.Subscript, value_node: ast.expr,
+                   op: type[ast.AST] | None) -> tir.Stmt:
+        """`view[i] = v` (or `view[i] += v`) of a ctx.buffer view."""
+        view = self.expr(target.value)
+        if view.ty.kind != "buffer" or not isinstance(view, tir.Local) or view.ty.element is None:
+            raise Unsupported(target, f"assigning an item of a {view.ty}",
+                              "messages are immutable: build the response with its constructor; "
+                              "write to a buffer through view = ctx.buffer(ref, dtype)")
+        if isinstance(target.slice, ast.Slice):
+            raise Unsupported(target, "a slice", "loop over range(start, stop) and index")
+        index = self.int_expr(target.slice)
+        self.buffer_use(view.name, target.slice, write=True)
+        value = self.expr(value_node)
+        if op is not None:
+            value = self.binary(s, op, tir.Index(view.ty.element, view, index), value)
+        value = self.coerce(self.value(value), view.ty.element, value_node, f"an item of `{view.name}`")
+        return tir.BufferStore(self.line(s), view.name, index, value)
+
+    def buffer_use(self, name: str, index: ast.expr, write: bool) -> None:
+        if self.prange is not None:
+            by_var = isinstance(index, ast.Name) and index.id == self.prange.var != ""
+            self.prange.buffers.setdefault(name, []).append((write, by_var, index))
+
+    def numpy_dtype(self, node: ast.expr) -> np.dtype | None:
+        obj = getattr(self.globals.get(node.value.id), node.attr, None) \
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) else \
+            self.globals.get(node.id) if isinstance(node, ast.Name) else None
+        try:
+            return np.dtype(obj) if isinstance(obj, type) else None
+        except TypeError:
+            return None
+
+    def buffer_view(self, node: ast.Call) -> tir.Expr:
+        """ctx.buffer(ref, dtype): the view of a registered UnifiedBuffer's items."""
+        if len(node.args) != 2:
+            raise Unsupported(node, "ctx.buffer() without its dtype",
+                              "name the buffer's item type: ctx.buffer(req.data, np.float64)")
+        ref = self.value(self.expr(node.args[0]))
+        if ref.ty.kind != "bufref":
+            raise Unsupported(node.args[0], f"ctx.buffer() of a {ref.ty}",
+                              "pass a BufferRef field: ctx.buffer(req.data, np.float64)")
+        dtype = self.numpy_dtype(node.args[1])
+        item = buffer_item(dtype) if dtype is not None else None
+        if dtype is None or item is None:
+            raise Unsupported(node.args[1], f"the dtype `{ast.unparse(node.args[1])}`",
+                              "name a numpy number type: np.float64, np.float32, np.int32, np.bool_ ...")
+        return tir.Call(Ty("buffer", item, of_ctype(item)), "buffer",
+                        (ref, tir.Const(INT, ord(dtype.char)), tir.Const(INT, dtype.itemsize)))
+
     def annotation(self, node: ast.expr) -> Ty:
         name = node.id if isinstance(node, ast.Name) else None
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
@@ -146,24 +240,31 @@ class Lowerer:
         return ty
 
     def assign(self, s: ast.stmt, name: str, value_node: ast.expr, declared: Ty | None) -> list[tir.Stmt]:
-        if name in (self.request, self.ctx):
-            raise Unsupported(s, f"assigning to the parameter `{name}`", "assign to a new local name")
+        if name in (self.request, self.state, self.ctx):
+            raise Unsupported(s, f"assigning to the parameter `{name}`",
+                              f"assign to a new local name{' or to a state field' if self.state else ''}")
         if self.prange is not None and name in self.prange.outer:
             reduced = self.reduction_call(name, value_node)
             if reduced is not None:
                 return [reduced(self.line(s))]
-            raise Unsupported(s, f"assigning the outer local `{name}` inside a prange",
-                              f"accumulate with `{name} += ...` or `{name} = max({name}, ...)`, "
+            py = shown(name)
+            raise Unsupported(s, f"assigning the outer local `{py}` inside a prange",
+                              f"accumulate with `{py} += ...` or `{py} = max({py}, ...)`, "
                               "or use a sequential range()")
         value = self.expr(value_node)
-        if not value.ty.scalar:
+        if isinstance(value, tir.Const) and isinstance(value.value, str) and len(value.value) == 1:
+            value = tir.Const(CHAR, ord(value.value))  # a one-character str: a character local
+        if value.ty.kind == "optional" and value.ty.element is not None and value.ty.element.local:
+            value = self.unwrap(value)  # Python's local would hold None; its use would raise
+        if not value.ty.local:
             raise Unsupported(value_node, f"a local of type {value.ty}",
-                              "keep ints, floats and bools in locals; read the field where it is used")
+                              "keep ints, floats, bools, characters, datetimes and enum members "
+                              "in locals; read the field where it is used")
         want = declared or self.func.locals.get(name) or value.ty
         if name in self.func.locals and self.func.locals[name] != want:
-            raise Unsupported(s, f"`{name}` declared {self.func.locals[name]}",
+            raise Unsupported(s, f"`{shown(name)}` declared {self.func.locals[name]}",
                               "a local keeps the type of its first assignment; use another name")
-        value = self.coerce(value, want, value_node, f"`{name}`")
+        value = self.coerce(value, want, value_node, f"`{shown(name)}`")
         self.func.locals[name] = want
         if self.prange is None:
             self.private.discard(name)
@@ -186,46 +287,54 @@ class Lowerer:
                 and node.func.id in ("max", "min") and len(node.args) == 2 and not node.keywords):
             return None
         first, second = node.args
-        if not (isinstance(first, ast.Name) and first.id == name):
+        same = first.id == name if isinstance(first, ast.Name) else \
+            self.is_state_field(first) and self.state_field(first) == name
+        if not same:
             return None
         red = self.reduction(node, name, node.func.id)
-        value = self.coerce(self.expr(second), red.ty, second, f"`{name}`")
+        value = self.coerce(self.expr(second), red.ty, second, f"`{shown(name)}`")
         return lambda line: tir.Accumulate(line, red, value)
 
     def reduction(self, node: ast.AST, name: str, op: str) -> tir.Reduction:
         assert self.prange is not None
         ty = self.func.locals[name]
         if name in self.prange.reductions:
-            raise Unsupported(node, f"a second accumulation into `{name}` in one prange",
-                              f"accumulate into `{name}` once an iteration: compute the value "
+            raise Unsupported(node, f"a second accumulation into `{shown(name)}` in one prange",
+                              f"accumulate into `{shown(name)}` once an iteration: compute the value "
                               "into a local first (`v = a if c else b`)")
         if self.loops:
-            raise Unsupported(node, f"accumulating into `{name}` in a loop inside a prange",
+            raise Unsupported(node, f"accumulating into `{shown(name)}` in a loop inside a prange",
                               "accumulate once an iteration: sum the inner loop into a local first")
         if ty == BOOL:
-            raise Unsupported(node, f"accumulating the bool `{name}`", "count into an int")
+            raise Unsupported(node, f"accumulating the bool `{shown(name)}`", "count into an int")
         red = tir.Reduction(name, op, ty, len(self.func.reductions))
         self.func.reductions.append(red)
         self.prange.reductions[name] = red
         return red
 
     def aug_assign(self, s: ast.AugAssign) -> list[tir.Stmt]:
-        if not isinstance(s.target, ast.Name):
+        if isinstance(s.target, ast.Subscript):
+            return [self.item_store(s, s.target, s.value, type(s.op))]
+        if self.is_state_field(s.target):
+            name = self.state_field(s.target)
+        elif isinstance(s.target, ast.Name):
+            name = s.target.id
+        else:
             raise Unsupported(s, f"augmented assignment to {_describe(s.target)}",
                               "compute into a local; build the response with its constructor at `return`")
-        name = s.target.id
         if name not in self.func.locals:
-            raise Unsupported(s, f"`{name} {_op(s.op)}= ...` before `{name}` is assigned",
-                              f"assign `{name}` first")
+            raise Unsupported(s, f"`{shown(name)} {_op(s.op)}= ...` before `{shown(name)}` is assigned",
+                              f"assign `{shown(name)}` first")
         if self.prange is not None and name in self.prange.outer:
             if not isinstance(s.op, ast.Add):
                 raise Unsupported(s, f"`{_op(s.op)}=` on an outer local inside a prange",
                                   "only `+=`, `x = max(x, v)` and `x = min(x, v)` are block reductions")
             red = self.reduction(s, name, "sum")
-            value = self.coerce(self.expr(s.value), red.ty, s.value, f"`{name}`")
+            value = self.coerce(self.expr(s.value), red.ty, s.value, f"`{shown(name)}`")
             return [tir.Accumulate(self.line(s), red, value)]
         value = self.binary(s, type(s.op), tir.Local(self.func.locals[name], name), self.expr(s.value))
-        return [tir.Assign(self.line(s), name, self.coerce(value, self.func.locals[name], s, f"`{name}`"))]
+        value = self.coerce(value, self.func.locals[name], s, f"`{shown(name)}`")
+        return [tir.Assign(self.line(s), name, value)]
 
     def for_loop(self, s: ast.For) -> list[tir.Stmt]:
         if s.orelse:
@@ -248,8 +357,14 @@ class Lowerer:
             self.loops -= 1
             return [tir.ForRange(line, var, start, stop, step, body)]
         seq = self.expr(it)
+        if seq.ty.kind == "str":  # for c in s: one character at a time
+            self.declare(s.target, var, CHAR)
+            self.loops += 1
+            body = self.block(s.body)
+            self.loops -= 1
+            return [tir.ForStr(line, var, seq, body)]
         if seq.ty.kind == "list" and seq.ty.element is not None:
-            if not seq.ty.element.scalar:
+            if not seq.ty.element.local:
                 raise Unsupported(it, f"a loop over a list of {seq.ty.element}",
                                   "loop over range(len(...)) and index the list where it is used")
             # for x in req.items: an index loop that reads the item first
@@ -262,7 +377,7 @@ class Lowerer:
             return [tir.ForRange(line, index, tir.Const(INT, 0), tir.Len(INT, seq), tir.Const(INT, 1),
                                  (read, *body))]
         raise Unsupported(it, f"a for loop over {_describe(it)}",
-                          "loop over range(...), rg.prange(...) or a bounded list field")
+                          "loop over range(...), rg.prange(...), a bounded list or a str field")
 
     def declare(self, node: ast.AST, name: str, ty: Ty) -> None:
         if self.func.locals.setdefault(name, ty) != ty:
@@ -310,7 +425,7 @@ class Lowerer:
         if self.prange is not None:
             raise Unsupported(node, "a prange inside a prange", "make the inner loop a range()")
         self.declare(node, var, INT)
-        scope = _Scope(set(self.func.locals) - {var})
+        scope = _Scope(set(self.func.locals) - {var}, var)
         self.prange, outer_loops, self.loops = scope, self.loops, 0
         try:
             lowered = self.block(body)
@@ -319,10 +434,18 @@ class Lowerer:
         self.private |= set(self.func.locals) - scope.outer - {var}
         for name, where in scope.reads.items():
             if name in scope.reductions:
-                raise Unsupported(where, f"reading the accumulator `{name}` inside its prange",
+                raise Unsupported(where, f"reading the accumulator `{shown(name)}` inside its prange",
                                   "its value mid-loop depends on the order of the threads; read it "
                                   "after the loop")
-        return tir.PRange(self.line(node), var, start, stop, lowered, tuple(scope.reductions.values()))
+        for name, uses in scope.buffers.items():
+            if any(write for write, _, _ in uses):
+                for _, by_var, where in uses:
+                    if not by_var:
+                        raise Unsupported(where, f"`{name}[{ast.unparse(where)}]` in a prange that writes "
+                                          f"`{name}`", f"each iteration may touch only its own item: "
+                                          f"index `{name}` by `{var}`, or use a sequential range()")
+        return tir.PRange(self.line(node), var, start, stop, lowered, tuple(scope.reductions.values()),
+                          syncs=bool(scope.buffers))
 
     def ret(self, s: ast.Return) -> tir.Stmt:
         line = self.line(s)
@@ -349,37 +472,137 @@ class Lowerer:
             raise Unsupported(v, f"returning {_describe(v)}",
                               f"return {self.func.output}(field=value, ...) or "
                               f"{self.request}.reply({self.func.output}, field=value, ...)")
-        fields = self.messages.fields(self.func.output)
-        stores = []
-        for kw in keywords:
-            if kw.arg is None or kw.arg not in fields:
-                raise Unsupported(kw, f"the argument {kw.arg or '**'} of {self.func.output}",
-                                  f"give fields of {self.func.output} by keyword: {', '.join(fields)}")
-            stores.append(tir.FieldStore(kw.arg, self.field_value(kw.value, fields[kw.arg], kw.arg),
-                                         self.line(kw.value)))
-        return tir.Return(line, tuple(stores))
+        return tir.Return(line, self.constructor_fields(self.func.output, keywords))
 
-    def field_value(self, node: ast.expr, ctype: Any, name: str) -> tir.Expr:
-        ty = of_ctype(ctype)
-        if ty is None or ty.kind in ("list", "message"):
+    def field_value(self, node: ast.expr, ctype: CType, ty: Ty | None, name: str) -> tir.Expr:
+        """The value stored into a response field of this C type (ty: its Python type): a
+        number, a str, list, nested message, UUID, datetime or enum member read from the
+        request (copied; a str or list checked against the field's MaxLen), a literal, or a
+        nested message's constructor."""
+        if ty is None:
             raise Unsupported(node, f"setting the {ctype.kind} field `{name}`",
-                              "set scalar and str fields; give this one a default, or use cuda=")
+                              "give this field a default, or use cuda=")
         if ty.kind == "optional":
             assert ty.element is not None
             if isinstance(node, ast.Constant) and node.value is None:
-                return tir.Const(Ty("none"), False)
-            ty = ty.element
-        if ty.kind == "str":
-            if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
-                raise Unsupported(node, f"a computed value for the str field `{name}`",
-                                  "give a str field a literal (\"...\")")
+                return tir.Const(NONE, False)
+            if not isinstance(node, (ast.Constant, ast.Call)):
+                value = self.expr(node)
+                if value.ty.kind == "optional" and value.ty.ctype == ctype:
+                    return value  # an Optional field of the same type: copied, present or not
+            return self.field_value(node, ctype.element, ty.element, name)
+        if ty.kind == "list" and isinstance(node, ast.ListComp):
+            return self.list_build(node, ty, name)
+        if ty.kind == "message" and isinstance(node, ast.Call) and not node.args:
+            cls = self.globals.get(node.func.id) if isinstance(node.func, ast.Name) else None
+            if getattr(cls, "__name__", None) == ctype.c_name:
+                return tir.Construct(ty, self.constructor_fields(ctype.c_name, node.keywords))
+        if ty.kind == "str" and isinstance(node, ast.Constant) and isinstance(node.value, str):
             size = len(node.value.encode())
-            bound = (ctype.element if ctype.kind == "optional" else ctype).bound
-            if size > bound:
-                raise Unsupported(node, f"a literal of {size} bytes for `{name}` (MaxLen {bound})",
+            if size > ctype.bound:
+                raise Unsupported(node, f"a literal of {size} bytes for `{name}` (MaxLen {ctype.bound})",
                                   "shorten the literal")
             return tir.Const(Ty("str"), node.value)
-        return self.coerce(self.expr(node), ty, node, f"the field `{name}`")
+        value = self.expr(node)
+        if ty.scalar:
+            return self.coerce(self.value(value), ty, node, f"the field `{name}`")
+        value = self.value(value)
+        if ty.kind in ("datetime", "enum"):
+            same = value.ty == ty
+        elif value.ty.kind != ty.kind or value.ty.ctype is None:
+            same = False
+        elif ty.kind in ("str", "list"):  # bounds may differ: the copy is checked
+            same = ty.kind == "str" or value.ty.ctype.element == ctype.element
+        else:
+            same = value.ty.ctype == ctype
+        if not same:
+            raise Unsupported(node, f"a {value.ty} value for the {ty} field `{name}`",
+                              "store a field of the same type (a list of the same item type), "
+                              "a literal, or the nested message's constructor")
+        return value
+
+    def list_build(self, node: ast.ListComp, ty: Ty, name: str) -> tir.Expr:
+        """A list comprehension over range(...) or a bounded list, with optional `if`s, as a
+        response's list field (its items numbers, bools, enum members or datetimes)."""
+        gen = node.generators[0]
+        if len(node.generators) != 1 or gen.is_async or not isinstance(gen.target, ast.Name):
+            raise Unsupported(node, "this list comprehension",
+                              f"write [f(x) for x in xs if cond] with one `for` for `{name}`")
+        item = ty.element
+        assert item is not None
+        if not item.local:
+            raise Unsupported(node, f"a list comprehension for a list of {item}",
+                              "copy the list field as it is, or give the field a default")
+        line = self.line(node)
+        index = self.temp(INT)
+        read: tuple[tir.Stmt, ...] = ()
+        it = gen.iter
+        if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range" \
+                and "range" not in self.globals:
+            start, stop, step = self.range_args(it)
+            var = index
+        else:
+            seq = self.value(self.expr(it))
+            if seq.ty.kind not in ("list", "buffer") or seq.ty.element is None or not seq.ty.element.local:
+                raise Unsupported(it, f"a list comprehension over {_describe(it)}",
+                                  "build from range(...) or a bounded list field")
+            start, stop, step = tir.Const(INT, 0), tir.Len(INT, seq), tir.Const(INT, 1)
+            var = self.temp(seq.ty.element)
+            read = (tir.Assign(line, var, tir.Index(seq.ty.element, seq, tir.Local(INT, index))),)
+        saved_aliases, before = dict(self.aliases), len(self.pre)
+        self.aliases[gen.target.id] = var  # the comprehension's own variable, as in Python 3
+        try:
+            conds = tuple(self.truth(self.expr(c)) for c in gen.ifs)
+            value = self.value(self.expr(node.elt))
+        finally:
+            self.aliases = saved_aliases
+        if len(self.pre) != before:
+            raise Unsupported(node, "sum/min/max inside a list comprehension",
+                              "compute it into a local before the return")
+        if item.scalar:
+            value = self.coerce(value, item, node.elt, f"an item of `{name}`")
+        elif value.ty != item:
+            raise Unsupported(node.elt, f"a {value.ty} item for the list[{item}] field `{name}`",
+                              f"give items of type {item}")
+        return tir.ListBuild(ty, index, start, stop, step, read, conds, value)
+
+    def constructor_fields(self, message: str, keywords: list[ast.keyword]) -> tuple[tir.FieldStore, ...]:
+        fields = self.messages.fields(message)
+        stores = []
+        for kw in keywords:
+            if kw.arg is None or kw.arg not in fields:
+                raise Unsupported(kw, f"the argument {kw.arg or '**'} of {message}",
+                                  f"give fields of {message} by keyword: {', '.join(fields)}")
+            ty = self.messages.field_ty(message, kw.arg)
+            value = self.field_value(kw.value, fields[kw.arg], ty, kw.arg)
+            stores.append(tir.FieldStore(kw.arg, value, self.line(kw.value)))
+        return tuple(stores)
+
+    def send(self, s: ast.stmt, call: ast.Call) -> tir.Stmt:
+        """ctx.send("target", Cls(field=...)) or ctx.send("target", <a message of the request>)."""
+        targets = self.func.sends
+        declared = ", ".join(targets) or "none: declare @ring_kernel(..., sends={'name': Cls})"
+        if len(call.args) != 2 or call.keywords or not isinstance(call.args[0], ast.Constant) \
+                or call.args[0].value not in targets:
+            raise Unsupported(call, "this ctx.send(...)",
+                              f"write ctx.send(\"target\", Cls(field=...)) with a declared target "
+                              f"({declared})")
+        if self.prange is not None:
+            raise Unsupported(call, "ctx.send(...) inside a prange",
+                              "send after the loop: the messages go out in Python's order")
+        target = str(call.args[0].value)
+        cls_name = targets[target]
+        node = call.args[1]
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.args \
+                and getattr(self.globals.get(node.func.id), "__name__", None) == cls_name:
+            value: tir.Expr = tir.Construct(Ty("message", _message_ctype(self.messages, cls_name)),
+                                            self.constructor_fields(cls_name, node.keywords))
+        else:
+            value = self.value(self.expr(node))
+            if value.ty.kind != "message" or value.ty.ctype is None or value.ty.ctype.c_name != cls_name:
+                raise Unsupported(node, f"sending a {value.ty} to {target!r}",
+                                  f"send a {cls_name}: its constructor, or one read from the request")
+        return tir.Send(self.line(s), target, value)
 
     def expr_stmt(self, s: ast.Expr) -> list[tir.Stmt]:
         v = s.value
@@ -388,9 +611,10 @@ class Lowerer:
             if v.func.attr == "fail" and not v.args and not v.keywords:
                 return [tir.Fail(self.line(s))]
             if v.func.attr == "send":
-                raise Unsupported(v, "ctx.send(...) (not yet supported by the translator)",
-                                  "give the handler as cuda=... to send to other kernels")
-            raise Unsupported(v, f"ctx.{v.func.attr}(...)", "the context offers ctx.fail()")
+                return [self.send(s, v)]
+            raise Unsupported(v, f"ctx.{v.func.attr}(...)",
+                              "the context offers ctx.fail(), ctx.send(target, msg) and "
+                              "ctx.buffer(ref, dtype)")
         raise Unsupported(v, f"the expression statement {_describe(v)}",
                           "assign the value to a local, or call ctx.fail()")
 
@@ -406,6 +630,8 @@ class Lowerer:
             return tir.Compare(BOOL, "!=", tir.Len(INT, e), tir.Const(INT, 0))
         if e.ty.kind == "optional":
             return tir.IsNone(BOOL, e, negate=True)
+        if e.ty.kind in ("char", "datetime", "enum", "uuid", "message"):
+            return tir.Const(BOOL, True)  # a character, a datetime, a member, a UUID: truthy
         raise AssertionError(e.ty)
 
     def expr(self, node: ast.expr) -> tir.Expr:
@@ -456,12 +682,16 @@ class Lowerer:
         if isinstance(node, ast.Call):
             return self.call(node)
         if isinstance(node, ast.Subscript):
-            seq = self.expr(node.value)
-            if seq.ty.kind != "list" or seq.ty.element is None:
-                raise Unsupported(node, f"indexing a {seq.ty}",
-                                  "index bounded list fields (str indexing is not translated yet)")
+            seq = self.value(self.expr(node.value))
             if isinstance(node.slice, ast.Slice):
                 raise Unsupported(node, "a slice", "loop over range(start, stop) and index")
+            if seq.ty.kind == "str":  # a character, found by counting from the start
+                return tir.Index(CHAR, seq, self.int_expr(node.slice))
+            if seq.ty.kind == "buffer" and isinstance(seq, tir.Local) and seq.ty.element is not None:
+                self.buffer_use(seq.name, node.slice, write=False)
+                return tir.Index(seq.ty.element, seq, self.int_expr(node.slice))
+            if seq.ty.kind != "list" or seq.ty.element is None:
+                raise Unsupported(node, f"indexing a {seq.ty}", "index bounded list and str fields")
             return tir.Index(seq.ty.element, seq, self.int_expr(node.slice))
         raise Unsupported(node, _describe(node), _SEQUENTIAL_HINT)
 
@@ -504,6 +734,9 @@ class Lowerer:
             return tir.Local(self.func.locals[node.id], node.id)
         if node.id == self.request:
             return tir.Request(Ty("message", _message_ctype(self.messages, self.func.input)))
+        if node.id == self.state:
+            raise Unsupported(node, f"the state `{node.id}` as a value",
+                              f"read and assign its fields: {node.id}.{next(iter(self.func.state_fields))}")
         value = self.globals.get(node.id, _MISSING)
         if isinstance(value, (bool, int, float)):
             return self.constant(node, value)  # a module constant is a literal
@@ -514,6 +747,9 @@ class Lowerer:
                           "use module constants of int, float or bool, or locals")
 
     def attribute(self, node: ast.Attribute) -> tir.Expr:
+        if self.is_state_field(node):
+            name = self.state_field(node)
+            return self.name(ast.copy_location(ast.Name(name, ast.Load()), node))
         if isinstance(node.value, ast.Name) and node.value.id not in self.func.locals \
                 and node.value.id != self.request:
             module = self.globals.get(node.value.id)
@@ -521,7 +757,11 @@ class Lowerer:
                 return tir.Const(FLOAT, _MATH_CONST[node.attr])
             if module is math and node.attr == "nan":
                 return tir.Call(FLOAT, "nan", ())
-            raise Unsupported(node, f"`{ast.unparse(node)}`", "use math.pi, math.e, math.inf, math.nan")
+            if isinstance(module, type) and issubclass(module, enum.Enum) and node.attr in module.__members__:
+                member = module.__members__[node.attr]
+                return tir.Const(Ty("enum", name=module.__name__), int(member.value))
+            raise Unsupported(node, f"`{ast.unparse(node)}`",
+                              "use math.pi, math.e, math.inf, math.nan or a member of an enum (Mode.FAST)")
         base = self.expr(node.value)
         if base.ty.kind == "optional":
             base = self.unwrap(base)
@@ -533,7 +773,7 @@ class Lowerer:
             raise Unsupported(node, f"the field .{node.attr}",
                               f"{base.ty.ctype.c_name} has {', '.join(fields)} "
                               "(header fields are not translated)")
-        ty = of_ctype(fields[node.attr])
+        ty = self.messages.field_ty(base.ty.ctype.c_name, node.attr)
         if ty is None:
             raise Unsupported(node, f"reading the {fields[node.attr].kind} field .{node.attr} "
                               "(not yet supported by the translator)", "give the handler as cuda=...")
@@ -569,7 +809,7 @@ class Lowerer:
                 raise Unsupported(node, "a chained comparison with a computed middle term",
                                   "compute the middle term into a local first")
             parts = [ast.Compare(left, [op], [right]) for left, op, right in
-                     zip([node.left, *node.comparators], node.ops, node.comparators, strict=True)]
+                     zip([node.left, *node.comparators[:-1]], node.ops, node.comparators, strict=True)]
             for p in parts:
                 ast.copy_location(p, node)
             out = self.compare(parts[0])
@@ -583,19 +823,88 @@ class Lowerer:
                     or left.ty.kind != "optional":
                 raise Unsupported(node, "`is` other than `optional_field is None`", "compare with ==")
             return tir.IsNone(BOOL, left, negate=isinstance(op, ast.IsNot))
-        if type(op) not in _COMPARE:
-            raise Unsupported(node, f"the comparison `{type(op).__name__}`", "use < <= > >= == !=")
         right = self.expr(right_node)
-        if left.ty.kind == "str" or right.ty.kind == "str":
-            if left.ty.kind != "str" or right.ty.kind != "str" or type(op) not in (ast.Eq, ast.NotEq):
-                raise Unsupported(node, "this comparison of str", "compare str with == or !=")
-            return tir.Compare(BOOL, _COMPARE[type(op)], left, right)
-        left, right = self.value(left), self.value(right)
+        if isinstance(op, (ast.In, ast.NotIn)):
+            return self.contains(node, left, right, isinstance(op, ast.NotIn))
+        if type(op) not in _COMPARE:
+            raise Unsupported(node, f"the comparison `{type(op).__name__}`", "use < <= > >= == != in")
+        text = _COMPARE[type(op)]
+        optional = [e for e in (left, right) if e.ty.kind == "optional"]
+        if optional and text in ("==", "!="):
+            # Python: None == x is False (not an error); the value is compared when present
+            if len(optional) == 2:  # equal when both are None, or both hold equal values
+                a, b = (tir.IsNone(BOOL, e, negate=True) for e in optional)
+                inner = self.compare_values(node, "==", self.unwrap(left), self.unwrap(right))
+                both = tir.Binary(BOOL, "&&", tir.Binary(BOOL, "&&", a, b), inner)
+                same = tir.Binary(BOOL, "||", tir.Binary(BOOL, "&&", tir.Unary(BOOL, "not", a),
+                                                         tir.Unary(BOOL, "not", b)), both)
+                return same if text == "==" else tir.Unary(BOOL, "not", same)
+            opt = optional[0]
+            present = tir.IsNone(BOOL, opt, negate=True)
+            inner = self.compare_values(node, text, self.unwrap(left) if left is opt else left,
+                                        self.unwrap(right) if right is opt else right)
+            return tir.Binary(BOOL, "&&", present, inner) if text == "==" else \
+                tir.Binary(BOOL, "||", tir.Unary(BOOL, "not", present), inner)
+        return self.compare_values(node, text, self.value(left), self.value(right))
+
+    def compare_values(self, node: ast.AST, op: str, left: tir.Expr, right: tir.Expr) -> tir.Expr:
+        kinds = {left.ty.kind, right.ty.kind}
+        if kinds & {"str", "char"}:
+            return self.compare_str(node, op, left, right)
+        if kinds & {"uuid", "datetime", "enum"}:
+            if left.ty.kind != right.ty.kind or left.ty.name != right.ty.name:
+                raise Unsupported(node, f"comparing a {left.ty} with a {right.ty}",
+                                  "compare values of the same type (an enum field with a member: Mode.FAST)")
+            if op in _ORDER and left.ty.kind != "datetime":
+                raise Unsupported(node, f"ordering {left.ty} values (Python raises TypeError)",
+                                  "compare with == or !=")
+            return tir.Compare(BOOL, op, left, right)
         self.numeric(node, left)
         self.numeric(node, right)
         ty = unify_numeric(left.ty, right.ty) if left.ty != right.ty else left.ty
-        return tir.Compare(BOOL, _COMPARE[type(op)], self.coerce(left, ty, node, "the operand"),
+        return tir.Compare(BOOL, op, self.coerce(left, ty, node, "the operand"),
                            self.coerce(right, ty, node, "the operand"))
+
+    def compare_str(self, node: ast.AST, op: str, left: tir.Expr, right: tir.Expr) -> tir.Expr:
+        """str with str (by code point, as Python orders them); a character with a character
+        or a one-character literal."""
+        if "char" in (left.ty.kind, right.ty.kind):
+            a, b = self.as_char(node, left), self.as_char(node, right)
+            if a is None or b is None:  # a character is never equal to a longer str
+                if op in _ORDER:
+                    raise Unsupported(node, "ordering a character against a longer str",
+                                      "compare with a one-character literal")
+                return tir.Const(BOOL, op == "!=")
+            return tir.Compare(BOOL, op, a, b)
+        if left.ty.kind != "str" or right.ty.kind != "str":
+            raise Unsupported(node, f"comparing a {left.ty} with a {right.ty}", "compare str with str")
+        return tir.Compare(BOOL, op, left, right)
+
+    def as_char(self, node: ast.AST, e: tir.Expr) -> tir.Expr | None:
+        """A character, or a str literal as one (None: a literal of another length)."""
+        if e.ty.kind == "char":
+            return e
+        if isinstance(e, tir.Const) and isinstance(e.value, str):
+            return tir.Const(CHAR, ord(e.value)) if len(e.value) == 1 else None
+        raise Unsupported(node, f"comparing a character with a {e.ty}",
+                          "compare a character with a character or a one-character literal")
+
+    def contains(self, node: ast.AST, left: tir.Expr, right: tir.Expr, negate: bool) -> tir.Expr:
+        """`x in s` of strs: a character in a literal (the literal's characters, compared in
+        turn), a character or a str in a str field."""
+        if right.ty.kind == "optional":
+            right = self.unwrap(right)  # `x in None` raises TypeError in Python
+        if right.ty.kind != "str" or left.ty.kind not in ("str", "char"):
+            raise Unsupported(node, f"`in` of a {left.ty} in a {right.ty}",
+                              "test a character or a str in a str (a list: loop over it)")
+        if left.ty.kind == "char" and isinstance(right, tir.Const) and isinstance(right.value, str):
+            found: tir.Expr = tir.Const(BOOL, False)
+            for ch in dict.fromkeys(right.value):
+                test = tir.Compare(BOOL, "==", left, tir.Const(CHAR, ord(ch)))
+                found = test if isinstance(found, tir.Const) else tir.Binary(BOOL, "||", found, test)
+        else:
+            found = tir.Compare(BOOL, "in", left, right)
+        return tir.Unary(BOOL, "not", found) if negate else found
 
     def call(self, node: ast.Call) -> tir.Expr:
         f = node.func
@@ -604,6 +913,9 @@ class Lowerer:
         if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) \
                 and self.globals.get(f.value.id) is math:
             return self.math_call(node, f.attr)
+        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and self.ctx \
+                and f.value.id == self.ctx and f.attr == "buffer":
+            return self.buffer_view(node)
         if not isinstance(f, ast.Name) or f.id in self.func.locals or f.id not in _BUILTINS \
                 or f.id in self.globals:
             raise Unsupported(node, f"calling {_describe(f)}",
@@ -612,8 +924,15 @@ class Lowerer:
         if name in ("sum", "min", "max") and len(node.args) == 1:
             return self.reduce_call(node, name, node.args[0])
         args = [self.expr(a) for a in node.args]
+        if name == "ord" and len(args) == 1:
+            if args[0].ty.kind != "char" and not (isinstance(args[0], tir.Const) and isinstance(
+                    args[0].value, str) and len(args[0].value) == 1):
+                raise Unsupported(node, f"ord() of a {args[0].ty}", "take ord() of one character: ord(s[i])")
+            char = self.as_char(node, args[0])
+            assert char is not None
+            return tir.Convert(INT, char)
         if name == "len" and len(args) == 1:
-            if args[0].ty.kind not in ("list", "str"):
+            if args[0].ty.kind not in ("list", "str", "buffer"):
                 raise Unsupported(node, f"len() of a {args[0].ty}",
                                   "take len() of bounded list and str fields")
             return tir.Len(INT, args[0])
@@ -658,6 +977,7 @@ class Lowerer:
         saved_pre, self.pre = self.pre, []
         index = self.temp(INT)
         read: list[tir.Stmt] = []  # what each iteration does before its value
+        buffered = False  # a generator over a buffer view
         if isinstance(arg, ast.GeneratorExp):
             gen = arg.generators[0]
             if len(arg.generators) != 1 or gen.ifs or gen.is_async or not isinstance(gen.target, ast.Name):
@@ -669,22 +989,25 @@ class Lowerer:
                 var = index
             else:
                 seq = self.sequence(it, op)
+                buffered = seq.ty.kind == "buffer"
                 start, stop = tir.Const(INT, 0), tir.Len(INT, seq)
                 assert seq.ty.element is not None
                 var = self.temp(seq.ty.element)  # the generator's own variable, as in Python 3
                 read.append(tir.Assign(line, var, tir.Index(seq.ty.element, seq, tir.Local(INT, index))))
-            self.prange = _Scope(set())  # the element is evaluated per iteration, on any thread
+            scope = self.prange = _Scope(set())  # the element is evaluated per iteration, on any thread
             saved_aliases = dict(self.aliases)
             self.aliases[gen.target.id] = var
             try:
                 value = self.expr(arg.elt)
             finally:
                 self.prange, self.aliases = None, saved_aliases
+            syncs = bool(scope.buffers) or buffered
         else:
             seq = self.sequence(arg, op)
             assert seq.ty.element is not None
             start, stop = tir.Const(INT, 0), tir.Len(INT, seq)
             value = tir.Index(seq.ty.element, seq, tir.Local(INT, index))
+            syncs = seq.ty.kind == "buffer"
         value = self.value(value)
         self.numeric(arg, value)
         ty = INT if value.ty == BOOL else value.ty
@@ -696,7 +1019,7 @@ class Lowerer:
         out = list(saved_pre)
         if op == "sum":  # Python's sum starts from the int 0
             out.append(tir.Assign(line, result, tir.Const(ty, 0 if ty == INT else 0.0)))
-            out.append(tir.PRange(line, index, start, stop, body, (red,)))
+            out.append(tir.PRange(line, index, start, stop, body, (red,), syncs))
         else:  # the first item starts the fold, as in Python's min/max of an iterable
             count = self.temp(INT)
             out.append(tir.Assign(line, count, tir.Binary(INT, "-", stop, start)))
@@ -705,19 +1028,29 @@ class Lowerer:
             out.extend(read)
             out.append(tir.Assign(line, result, value))
             out.append(tir.PRange(line, index, tir.Binary(INT, "+", tir.Local(INT, index), tir.Const(INT, 1)),
-                                  stop, body, (red,)))
+                                  stop, body, (red,), syncs))
         self.pre = out
         return tir.Local(ty, result)
 
     def sequence(self, node: ast.expr, op: str) -> tir.Expr:
         seq = self.expr(node)
-        if seq.ty.kind != "list" or seq.ty.element is None or not seq.ty.element.scalar:
+        if seq.ty.kind not in ("list", "buffer") or seq.ty.element is None or not seq.ty.element.scalar:
             raise Unsupported(node, f"{op}() of {_describe(node)}",
                               f"{op}() a bounded list of numbers or a generator over rg.prange(n)")
         return seq
 
 
 _MISSING: Any = object()
+
+
+def state_local(field: str) -> str:
+    """The local of a state field: no Python name starts with %, so it cannot collide."""
+    return "%" + field
+
+
+def shown(name: str) -> str:
+    """A local as the user wrote it."""
+    return f"state.{name[1:]}" if name.startswith("%") else name
 
 
 def _message_ctype(messages: Messages, name: str) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ringgen.codegen.ir import CType
 from ringgen.codegen.translate.types import Ty
 
 # ---- expressions ----
@@ -143,6 +144,15 @@ class ForRange(Stmt):
 
 
 @dataclass(frozen=True)
+class ForStr(Stmt):
+    """`for var in s` of a str: var is each character (code point) in turn."""
+
+    var: str
+    seq: Expr
+    body: tuple[Stmt, ...]
+
+
+@dataclass(frozen=True)
 class Reduction:
     """An accumulation into an outer local inside a prange: `target += value` (sum) or
     `target = max(target, value)` / min."""
@@ -168,6 +178,16 @@ class PRange(Stmt):
     stop: Expr
     body: tuple[Stmt, ...]
     reductions: tuple[Reduction, ...]
+    syncs: bool = False  # it reads or writes a buffer: a barrier before and after it
+
+
+@dataclass(frozen=True)
+class BufferStore(Stmt):
+    """`view[index] = value` of a ctx.buffer view held in the local `view`."""
+
+    view: str
+    index: Expr
+    value: Expr
 
 
 @dataclass(frozen=True)
@@ -196,6 +216,27 @@ class FieldStore:
 
 
 @dataclass(frozen=True)
+class Construct(Expr):
+    """A nested message's constructor in a response: its defaults, then `fields`."""
+
+    fields: tuple[FieldStore, ...]
+
+
+@dataclass(frozen=True)
+class ListBuild(Expr):
+    """`[elt for v in ... if cond]` stored into a response's list field: `index` runs over
+    range(start, stop, step); `read` sets the comprehension's variable from it."""
+
+    index: str
+    start: Expr
+    stop: Expr
+    step: Expr
+    read: tuple[Stmt, ...]
+    conds: tuple[Expr, ...]
+    elt: Expr
+
+
+@dataclass(frozen=True)
 class Return(Stmt):
     """Emit the response made of `fields` (the rest keep their defaults); no response when
     `fields` is None."""
@@ -208,6 +249,14 @@ class Fail(Stmt):
     pass
 
 
+@dataclass(frozen=True)
+class Send(Stmt):
+    """ctx.send("target", msg): msg a Construct, or a message read from the request."""
+
+    target: str
+    value: Expr
+
+
 @dataclass
 class Function:
     kernel_id: str
@@ -215,6 +264,9 @@ class Function:
     output: str | None
     block: int
     file: str
+    state: str | None = None  # the C struct of the kernel's state=
+    state_fields: dict[str, CType] = field(default_factory=dict)  # its fields, in order
+    sends: dict[str, str] = field(default_factory=dict)  # its sends= targets: name -> message
     locals: dict[str, Ty] = field(default_factory=dict)
     reductions: list[Reduction] = field(default_factory=list)
     body: tuple[Stmt, ...] = ()

@@ -5,18 +5,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ringgen.codegen.ir import CType, MessageIR
 
 
 @dataclass(frozen=True)
 class Ty:
-    """kind: int (held as int64_t) | float (double) | bool | str | list | optional | message |
-    none. A field's storage type (float32, int16, ...) is its CType; values are computed in
-    Python's widths and converted (checked) when stored."""
+    """kind: int (held as int64_t) | float (double) | bool | char (a str of one character, its
+    code point as uint32_t) | datetime (int64 ns since the epoch, as the field) | enum (its
+    member's value, `name` its class) | str | list | optional | message | uuid | bufref (a
+    BufferRef field) | buffer (a ctx.buffer view; ctype: its item's type) | none. A field's
+    storage type (float32, int16, ...) is its CType; values are computed in Python's widths and
+    converted (checked) when stored."""
 
     kind: str
-    ctype: CType | None = None  # str/list/optional/message: the field's C type
+    ctype: CType | None = None  # str/list/optional/message/uuid: the field's C type
     element: Ty | None = None  # list element, optional value
+    name: str = ""  # an enum's class
 
     def __str__(self) -> str:
         if self.kind == "list" and self.element:
@@ -25,6 +31,10 @@ class Ty:
             return f"{self.element} | None"
         if self.kind == "message" and self.ctype:
             return self.ctype.c_name
+        if self.kind == "enum":
+            return self.name
+        if self.kind == "char":
+            return "str (one character)"
         return self.kind
 
     @property
@@ -32,34 +42,54 @@ class Ty:
         return self.kind in ("int", "float", "bool")
 
     @property
+    def local(self) -> bool:
+        """Whether a local may hold it (the rest are read where they are used)."""
+        return self.kind in _LOCAL_C
+
+    @property
     def c(self) -> str:
         """The C type of a local of this type."""
-        return {"int": "int64_t", "float": "double", "bool": "bool"}[self.kind]
+        return _LOCAL_C[self.kind]
 
+
+_LOCAL_C = {"int": "int64_t", "float": "double", "bool": "bool", "char": "uint32_t",
+            "datetime": "int64_t", "enum": "int64_t", "buffer": "rg_buffer_view"}
 
 INT = Ty("int")
 FLOAT = Ty("float")
 BOOL = Ty("bool")
+CHAR = Ty("char")
+DATETIME = Ty("datetime")
 NONE = Ty("none")
 
 _SCALAR_KINDS = {"int": INT, "uint": INT, "float": FLOAT, "bool": BOOL}
 
 
-def of_ctype(ctype: CType) -> Ty | None:
-    """The Python type of a field of this C type; None where the translator has none yet."""
+def of_ctype(ctype: CType, python: str = "") -> Ty | None:
+    """The Python type of a field of this C type (python: the field's annotation as written,
+    which names an enum's class); None where the translator has none yet."""
     if ctype.kind in _SCALAR_KINDS:
         return _SCALAR_KINDS[ctype.kind]
-    if ctype.kind == "str":
-        return Ty("str", ctype)
+    if ctype.kind in ("str", "message", "uuid", "buffer"):  # buffer: a BufferRef's handle
+        return Ty("bufref" if ctype.kind == "buffer" else ctype.kind, ctype)
+    if ctype.kind == "datetime":
+        return DATETIME
+    if ctype.kind == "enum":
+        return Ty("enum", name=_innermost(python))
     if ctype.kind == "list":
-        element = of_ctype(ctype.element)
+        element = of_ctype(ctype.element, python)
         return Ty("list", ctype, element) if element else None
     if ctype.kind == "optional":
-        value = of_ctype(ctype.element)
+        value = of_ctype(ctype.element, python)
         return Ty("optional", ctype, value) if value else None
-    if ctype.kind == "message":
-        return Ty("message", ctype)
     return None
+
+
+def _innermost(python: str) -> str:
+    """`Mode` of `Mode`, `Mode | None`, `list[Mode]` or `Annotated[list[Mode], MaxLen(4)]`."""
+    text = python.removesuffix(" | None")
+    text = text.split("[")[-1].split("]")[0].split(",")[0]
+    return text.strip()
 
 
 def unify_numeric(a: Ty, b: Ty) -> Ty:
@@ -75,3 +105,22 @@ class Messages:
 
     def fields(self, name: str) -> dict[str, CType]:
         return {f.name: f.ctype for f in self.by_name[name].body_fields}
+
+    def field_ty(self, message: str, name: str) -> Ty | None:
+        f = next(f for f in self.by_name[message].body_fields if f.name == name)
+        return of_ctype(f.ctype, f.python_type)
+
+
+def buffer_item(dtype: np.dtype) -> CType | None:
+    """The C type of a ctx.buffer view's items of this numpy dtype (None: not a number)."""
+    bits = dtype.itemsize * 8
+    if dtype.kind == "b":
+        return CType("bool", "uint8_t", 1, 1, "bool", numpy=dtype.str)
+    if dtype.kind in "iu" and bits in (8, 16, 32, 64):
+        kind = "int" if dtype.kind == "i" else "uint"
+        return CType(kind, f"{kind}{bits}_t", dtype.itemsize, dtype.itemsize, f"{kind[0]}{bits}",
+                     bits=bits, numpy=dtype.str)
+    if dtype.kind == "f" and bits in (32, 64):
+        return CType("float", "float" if bits == 32 else "double", dtype.itemsize, dtype.itemsize,
+                     f"f{bits}", bits=bits, numpy=dtype.str)
+    return None

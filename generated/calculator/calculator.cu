@@ -13,66 +13,246 @@
 struct calculator_ctx : rg_ctx {};
 
 // ---- the handler, as written in examples/calculator.py ----
-#line 37 "examples/calculator.py"
-// A number: [-]digits[.digits], at most 15 significant digits and 8 decimals, so that
-// mantissa / 10^k is exact in double arithmetic and rounds as Python's float() does.
-__device__ bool calc_number(const char* s, uint32_t n, uint32_t* i, double* out) {
-    while (*i < n && s[*i] == ' ') ++*i;
-    bool neg = *i < n && s[*i] == '-';
-    if (neg) ++*i;
-    int64_t mantissa = 0;
-    int digits = 0, decimals = 0;
-    bool dot = false;
-    for (; *i < n; ++*i) {
-        char c = s[*i];
-        if (c == '.' && !dot) { dot = true; continue; }
-        if (c < '0' || c > '9') break;
-        mantissa = mantissa * 10 + (c - '0');
-        ++digits;
-        if (dot) ++decimals;
-    }
-    if (!digits || digits > 15 || decimals > 8) return false;
-    const double pow10[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8};
-    *out = (neg ? -(double)mantissa : (double)mantissa) / pow10[decimals];
-    return true;
-}
-
-__device__ void calc_error(CalculateResponse& resp, const char* text) {
-    resp.success = 0;
-    resp.error.present = 1;
-    uint32_t n = 0;
-    while (text[n] && n < sizeof resp.error.value.data) {
-        resp.error.value.data[n] = text[n];
-        ++n;
-    }
-    resp.error.value.len = n;
-}
-
+#line 36 "examples/calculator.py"
+#include "rg_python.h"
 __device__ bool calculator_handle(const CalculateRequest& req, CalculateResponse& resp, rg_ctx& ctx) {
-    if (threadIdx.x != 0) return true;  // one thread parses; the block's others idle
-    const char* s = req.expression.data;
-    uint32_t n = req.expression.len, i = 0;
-    double a = 0, b = 0;
-    if (!calc_number(s, n, &i, &a)) { calc_error(resp, "parse error"); ctx.fail(); return true; }
-    while (i < n && s[i] == ' ') ++i;
-    if (i == n) { resp.result = a; return true; }
-    char op = s[i++];
-    if (!calc_number(s, n, &i, &b)) { calc_error(resp, "parse error"); ctx.fail(); return true; }
-    while (i < n && s[i] == ' ') ++i;
-    if (i != n) { calc_error(resp, "parse error"); ctx.fail(); return true; }
-    switch (op) {
-        case '+': resp.result = a + b; break;
-        case '-': resp.result = a - b; break;
-        case '*': resp.result = a * b; break;
-        case '/':
-            if (b == 0) { calc_error(resp, "division by zero"); ctx.fail(); return true; }
-            resp.result = a / b;
+    (void)req; (void)ctx;
+    int64_t py_n = 0; (void)py_n;
+    int64_t py_i = 0; (void)py_i;
+    double py_a = 0.0; (void)py_a;
+    double py_b = 0.0; (void)py_b;
+    uint32_t py_op = 0u; (void)py_op;
+    int64_t py_count = 0; (void)py_count;
+    bool py_parsed = false; (void)py_parsed;
+    bool py_negative = false; (void)py_negative;
+    int64_t py_mantissa = 0; (void)py_mantissa;
+    int64_t py_digits = 0; (void)py_digits;
+    int64_t py_decimals = 0; (void)py_decimals;
+    bool py_dot = false; (void)py_dot;
+    uint32_t py_c = 0u; (void)py_c;
+    double py_value = 0.0; (void)py_value;
+    if (threadIdx.x != 0) return false;  // no prange: thread 0 runs it
+#line 41
+    py_n = rg_py_strlen(req.expression.data, req.expression.len);
+#line 42
+    py_i = INT64_C(0);
+#line 43
+    py_a = 0.0;
+#line 44
+    py_b = 0.0;
+#line 45
+    py_op = INT64_C(32);
+#line 46
+    py_count = INT64_C(0);
+#line 47
+    py_parsed = true;
+#line 48
+    while ((py_parsed && (py_count < INT64_C(2)))) {
+#line 49
+#line 49
+        while (((py_i < py_n) && (rg_py_str_at(req.expression.data, req.expression.len, py_i, RG_PY_AT) == INT64_C(32)))) {
+#line 50
+#line 50
+            py_i = rg_py_add(py_i, INT64_C(1), RG_PY_AT);
+        }
+#line 51
+#line 51
+        py_negative = ((py_i < py_n) && (rg_py_str_at(req.expression.data, req.expression.len, py_i, RG_PY_AT) == INT64_C(45)));
+#line 52
+        if (py_negative) {
+#line 53
+#line 53
+            py_i = rg_py_add(py_i, INT64_C(1), RG_PY_AT);
+        }
+#line 54
+        py_mantissa = INT64_C(0);
+#line 55
+        py_digits = INT64_C(0);
+#line 56
+        py_decimals = INT64_C(0);
+#line 57
+        py_dot = false;
+#line 58
+        while ((py_i < py_n)) {
+#line 59
+#line 59
+            py_c = rg_py_str_at(req.expression.data, req.expression.len, py_i, RG_PY_AT);
+#line 60
+            if (((py_c == INT64_C(46)) && (!py_dot))) {
+#line 61
+                py_dot = true;
+            } else {
+#line 62
+                if (((INT64_C(48) <= py_c) && (py_c <= INT64_C(57)))) {
+#line 63
+#line 63
+                    py_digits = rg_py_add(py_digits, INT64_C(1), RG_PY_AT);
+#line 64
+                    if ((py_digits <= INT64_C(15))) {
+#line 65
+#line 65
+                        py_mantissa = rg_py_add(rg_py_mul(py_mantissa, INT64_C(10), RG_PY_AT), rg_py_sub((int64_t)(py_c), (int64_t)(INT64_C(48)), RG_PY_AT), RG_PY_AT);
+                    }
+#line 66
+                    if (py_dot) {
+#line 67
+#line 67
+                        py_decimals = rg_py_add(py_decimals, INT64_C(1), RG_PY_AT);
+                    }
+                } else {
+#line 69
+                    break;
+                }
+            }
+#line 70
+#line 70
+            py_i = rg_py_add(py_i, INT64_C(1), RG_PY_AT);
+        }
+#line 71
+        if ((((py_digits == INT64_C(0)) || (py_digits > INT64_C(15))) || (py_decimals > INT64_C(8)))) {
+#line 72
+            py_parsed = false;
+#line 73
             break;
-        default: calc_error(resp, "unknown operator"); ctx.fail(); break;
+        }
+#line 74
+#line 74
+        py_value = rg_py_div((double)(py_mantissa), (double)(rg_py_ipow(INT64_C(10), py_decimals, RG_PY_AT)), RG_PY_AT);
+#line 75
+        if (py_negative) {
+#line 76
+            py_value = (-py_value);
+        }
+#line 77
+#line 77
+        while (((py_i < py_n) && (rg_py_str_at(req.expression.data, req.expression.len, py_i, RG_PY_AT) == INT64_C(32)))) {
+#line 78
+#line 78
+            py_i = rg_py_add(py_i, INT64_C(1), RG_PY_AT);
+        }
+#line 79
+#line 79
+        py_count = rg_py_add(py_count, INT64_C(1), RG_PY_AT);
+#line 80
+        if ((py_count == INT64_C(1))) {
+#line 81
+            py_a = py_value;
+#line 82
+            if ((py_i == py_n)) {
+#line 83
+                {
+                    const double rg_r0 = py_a;
+                    if (threadIdx.x == 0) {
+                        resp.result = rg_r0;
+                    }
+                    return true;
+                }
+            }
+#line 84
+#line 84
+            py_op = rg_py_str_at(req.expression.data, req.expression.len, py_i, RG_PY_AT);
+#line 85
+#line 85
+            py_i = rg_py_add(py_i, INT64_C(1), RG_PY_AT);
+        } else {
+#line 87
+            py_b = py_value;
+        }
     }
-    return true;
+#line 88
+    if (((!py_parsed) || (py_i != py_n))) {
+#line 89
+        if (threadIdx.x == 0) ctx.fail();
+#line 90
+        {
+            const double rg_r0 = 0.0;
+            const uint8_t rg_r1 = (uint8_t)(false);
+            if (threadIdx.x == 0) {
+                resp.result = rg_r0;
+                resp.success = rg_r1;
+                resp.error.present = 1;
+                rg_py_strcpy(resp.error.value.data, &resp.error.value.len, "parse error", 11);
+            }
+            return true;
+        }
+    }
+#line 91
+    if ((py_op == INT64_C(43))) {
+#line 92
+        {
+            const double rg_r0 = (py_a + py_b);
+            if (threadIdx.x == 0) {
+                resp.result = rg_r0;
+            }
+            return true;
+        }
+    }
+#line 93
+    if ((py_op == INT64_C(45))) {
+#line 94
+        {
+            const double rg_r0 = (py_a - py_b);
+            if (threadIdx.x == 0) {
+                resp.result = rg_r0;
+            }
+            return true;
+        }
+    }
+#line 95
+    if ((py_op == INT64_C(42))) {
+#line 96
+        {
+            const double rg_r0 = (py_a * py_b);
+            if (threadIdx.x == 0) {
+                resp.result = rg_r0;
+            }
+            return true;
+        }
+    }
+#line 97
+    if (((py_op == INT64_C(47)) && (py_b != 0.0))) {
+#line 98
+        {
+#line 98
+            const double rg_r0 = rg_py_div(py_a, py_b, RG_PY_AT);
+            if (threadIdx.x == 0) {
+                resp.result = rg_r0;
+            }
+            return true;
+        }
+    }
+#line 99
+    if (threadIdx.x == 0) ctx.fail();
+#line 100
+    if ((py_op == INT64_C(47))) {
+#line 101
+        {
+            const double rg_r0 = 0.0;
+            const uint8_t rg_r1 = (uint8_t)(false);
+            if (threadIdx.x == 0) {
+                resp.result = rg_r0;
+                resp.success = rg_r1;
+                resp.error.present = 1;
+                rg_py_strcpy(resp.error.value.data, &resp.error.value.len, "division by zero", 16);
+            }
+            return true;
+        }
+    }
+#line 102
+    {
+        const double rg_r0 = 0.0;
+        const uint8_t rg_r1 = (uint8_t)(false);
+        if (threadIdx.x == 0) {
+            resp.result = rg_r0;
+            resp.success = rg_r1;
+            resp.error.present = 1;
+            rg_py_strcpy(resp.error.value.data, &resp.error.value.len, "unknown operator", 16);
+        }
+        return true;
+    }
+    return false;
 }
-#line 76 "calculator.cu"
+#line 256 "calculator.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a

@@ -207,3 +207,91 @@ RG_PY_HD void rg_py_nonempty(int64_t n, const char* file, int line) {
 RG_PY_HD void rg_py_step(int64_t step, const char* file, int line) {
     if (step == 0) rg_py_raise("ValueError: range() arg 3 must not be zero", file, line);
 }
+
+// ---- str as Python sees it: characters (code points) over the field's UTF-8 bytes ----
+
+// The code point of the UTF-8 character at data[*at], and *at moved past it (a str field
+// holds valid UTF-8: every str that reaches a kernel was encoded by the host).
+RG_PY_HD uint32_t rg_py_decode(const char* data, uint32_t len, uint32_t* at) {
+    uint8_t b = (uint8_t)data[*at];
+    uint32_t n = b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
+    uint32_t cp = n == 1 ? b : (b & (0x7Fu >> n));
+    for (uint32_t k = 1; k < n && *at + k < len; ++k) cp = (cp << 6) | ((uint8_t)data[*at + k] & 0x3Fu);
+    *at += n;
+    return cp;
+}
+
+// s[i]: the i-th character (negative counts from the end) as a code point; a scan from the
+// start, as characters are not a fixed number of bytes.
+RG_PY_HD uint32_t rg_py_str_at(const char* data, uint32_t len, int64_t i, const char* file, int line) {
+    int64_t n = rg_py_strlen(data, len);
+    if (i < 0) i += n;
+    if (i < 0 || i >= n) rg_py_raise("IndexError: string index out of range", file, line);
+    uint32_t at = 0;
+    for (int64_t k = 0; k < i; ++k) rg_py_decode(data, len, &at);
+    return rg_py_decode(data, len, &at);
+}
+
+// Python's str order is by code point, which is the order of the UTF-8 bytes (unsigned).
+RG_PY_HD int rg_py_strcmp(const char* a, uint32_t na, const char* b, uint32_t nb) {
+    uint32_t n = na < nb ? na : nb;
+    for (uint32_t i = 0; i < n; ++i) {
+        uint8_t x = (uint8_t)a[i], y = (uint8_t)b[i];
+        if (x != y) return x < y ? -1 : 1;
+    }
+    return na < nb ? -1 : (na > nb ? 1 : 0);
+}
+
+// `needle in hay` of two strs: a substring of the bytes (UTF-8 keeps characters whole).
+RG_PY_HD bool rg_py_contains(const char* hay, uint32_t nh, const char* needle, uint32_t nn) {
+    for (uint32_t i = 0; i + nn <= nh; ++i) {
+        uint32_t k = 0;
+        while (k < nn && hay[i + k] == needle[k]) ++k;
+        if (k == nn) return true;
+    }
+    return false;
+}
+
+// `c in s` of one character.
+RG_PY_HD bool rg_py_char_in(const char* hay, uint32_t nh, uint32_t cp) {
+    for (uint32_t at = 0; at < nh;)
+        if (rg_py_decode(hay, nh, &at) == cp) return true;
+    return false;
+}
+
+// A str or list stored into a response field: Python's constructor checks MaxLen (bytes of a
+// str's UTF-8, items of a list) and raises ValueError.
+RG_PY_HD void rg_py_fits(uint32_t n, uint32_t bound, const char* file, int line) {
+    if (n > bound) rg_py_raise("ValueError: longer than the field's MaxLen", file, line);
+}
+
+RG_PY_HD bool rg_py_uuid_eq(const rg_uuid& a, const rg_uuid& b) {
+    for (int i = 0; i < 16; ++i)
+        if (a.bytes[i] != b.bytes[i]) return false;
+    return true;
+}
+
+// ---- ctx.buffer(ref, dtype): a registered UnifiedBuffer as a 1-D sequence (ringgen.reference) ----
+
+RG_PY_HD rg_buffer_view rg_py_buffer(const rg_ctx& ctx, uint64_t ref, uint32_t dtype, uint32_t itemsize,
+                                     const char* file, int line) {
+    rg_buffer_view v = ctx.buffer(ref);
+    if (!v.data) rg_py_raise("ValidationError: no UnifiedBuffer has this id", file, line);
+    if (v.dtype != dtype || v.itemsize != itemsize)
+        rg_py_raise("TypeError: the buffer holds another dtype than ctx.buffer(ref, dtype) names", file, line);
+    return v;
+}
+
+// view[i]: negative counts from the end, as Python's.
+template <typename T>
+RG_PY_HD T& rg_py_buf_at(const rg_buffer_view& v, int64_t i, const char* file, int line) {
+    int64_t n = (int64_t)v.count();
+    if (i < 0) i += n;
+    if (i < 0 || i >= n) rg_py_raise("IndexError: index out of range", file, line);
+    return v.as<T>()[i];
+}
+
+// Ordering a naive and an aware datetime raises TypeError in Python.
+RG_PY_HD void rg_py_same_tz(uint8_t a_naive, uint8_t b_naive, const char* file, int line) {
+    if (a_naive != b_naive) rg_py_raise("TypeError: can't compare offset-naive and offset-aware datetimes", file, line);
+}

@@ -29,27 +29,26 @@ DTYPES = {
  'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '<i8'],
  'offsets': [0, 16, 32, 36, 37, 40],
  'itemsize': 48}),
-    'Clipped': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'origin', 'values'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', ('u1', (16,)),
+    'Clipped': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'values'],
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1',
              {'names': ['count', 'items'],
               'formats': ['<u4', ('<f8', (64,))],
               'offsets': [0, 8],
               'itemsize': 520}],
- 'offsets': [0, 16, 32, 36, 37, 38, 56],
- 'itemsize': 576}),
-    'Squares': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'origin', 'values'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', ('u1', (16,)),
+ 'offsets': [0, 16, 32, 36, 37, 40],
+ 'itemsize': 560}),
+    'Squares': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'values'],
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1',
              {'names': ['count', 'items'],
               'formats': ['<u4', ('<f8', (64,))],
               'offsets': [0, 8],
               'itemsize': 520}],
- 'offsets': [0, 16, 32, 36, 37, 38, 56],
- 'itemsize': 576}),
-    'Total': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'origin', 'energy',
-           'count'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', ('u1', (16,)), '<f8', '<i8'],
- 'offsets': [0, 16, 32, 36, 37, 38, 56, 64],
- 'itemsize': 72}),
+ 'offsets': [0, 16, 32, 36, 37, 40],
+ 'itemsize': 560}),
+    'Total': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'energy', 'count'],
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '<f8', '<i8'],
+ 'offsets': [0, 16, 32, 36, 37, 40, 48],
+ 'itemsize': 56}),
 }
 # messages that have no C layout (host actors only), and why
 HOST_ONLY = {
@@ -59,13 +58,13 @@ HOST_ONLY = {
 # defines here every message class and kernel function by name, and makes `package`, what
 # RingKernelRuntime takes. Kernels (device ones compile from <kernel_id>.cu beside this file):
 #   stage1: RawData -> Ack, host actor
-#   stage2: Clipped -> Squares, grid 1 x block 64
-#   relay: - -> -, host actor
-#   stage3: Squares -> Total, grid 1 x block 32
+#   clip: RawData -> Clipped, grid 1 x block 32
+#   square: Clipped -> Squares, grid 1 x block 32
+#   total: Squares -> Total, grid 1 x block 32
 package = bind_package(
     globals(),
     name='pipeline',
-    schema_hash='3dcd4becc19f5e2f',
+    schema_hash='9272e988788dcaf3',
     build_command='ringgen build examples/pipeline.py -o generated',
     sources=('examples/pipeline.py',),
     type_ids=TYPE_IDS,

@@ -161,12 +161,10 @@ RG_FN int64_t rg_unpack_Ack(const uint8_t* in, size_t len, Ack* m) {
 }
 
 // ---- Clipped (pipeline.Clipped) ----
-#define RG_MAX_PACKED_Clipped 718
+#define RG_MAX_PACKED_Clipped 689
 
 RG_FN void rg_write_Clipped(rg_mp_writer* w, const Clipped* m) {
-    rg_mp_write_map(w, 5);
-    rg_mp_write_str(w, "origin", 6);
-    rg_mp_write_uuid(w, &m->origin);
+    rg_mp_write_map(w, 4);
     rg_mp_write_str(w, "values", 6);
     if (rg_mp_check_len(w, m->values.count, 64)) {
         rg_mp_write_array(w, m->values.count);
@@ -192,7 +190,6 @@ RG_FN void rg_init_Clipped(Clipped* m) {
 
 RG_FN void rg_read_Clipped(rg_mp_reader* r, Clipped* m) {
     rg_init_Clipped(m);
-    int seen_origin = 0;
     int seen_values = 0;
     uint32_t n;
     if (!rg_mp_read_map(r, &n)) return;
@@ -200,10 +197,7 @@ RG_FN void rg_read_Clipped(rg_mp_reader* r, Clipped* m) {
         const uint8_t* key;
         uint32_t key_len;
         if (!rg_mp_read_key(r, &key, &key_len)) return;
-        if (rg_mp_key_is(key, key_len, "origin", 6)) {
-            seen_origin = 1;
-            rg_mp_read_uuid(r, &m->origin);
-        } else if (rg_mp_key_is(key, key_len, "values", 6)) {
+        if (rg_mp_key_is(key, key_len, "values", 6)) {
             seen_values = 1;
             {
                 uint32_t n0;
@@ -229,7 +223,7 @@ RG_FN void rg_read_Clipped(rg_mp_reader* r, Clipped* m) {
             rg_mp_skip(r);
         }
     }
-    if (!(seen_origin && seen_values)) rg_mp_fail(r, RG_MP_ERR_MISSING);
+    if (!(seen_values)) rg_mp_fail(r, RG_MP_ERR_MISSING);
 }
 
 RG_FN int64_t rg_pack_Clipped(const Clipped* m, uint8_t* out, size_t cap) {
@@ -246,12 +240,10 @@ RG_FN int64_t rg_unpack_Clipped(const uint8_t* in, size_t len, Clipped* m) {
 }
 
 // ---- Squares (pipeline.Squares) ----
-#define RG_MAX_PACKED_Squares 718
+#define RG_MAX_PACKED_Squares 689
 
 RG_FN void rg_write_Squares(rg_mp_writer* w, const Squares* m) {
-    rg_mp_write_map(w, 5);
-    rg_mp_write_str(w, "origin", 6);
-    rg_mp_write_uuid(w, &m->origin);
+    rg_mp_write_map(w, 4);
     rg_mp_write_str(w, "values", 6);
     if (rg_mp_check_len(w, m->values.count, 64)) {
         rg_mp_write_array(w, m->values.count);
@@ -277,7 +269,6 @@ RG_FN void rg_init_Squares(Squares* m) {
 
 RG_FN void rg_read_Squares(rg_mp_reader* r, Squares* m) {
     rg_init_Squares(m);
-    int seen_origin = 0;
     int seen_values = 0;
     uint32_t n;
     if (!rg_mp_read_map(r, &n)) return;
@@ -285,10 +276,7 @@ RG_FN void rg_read_Squares(rg_mp_reader* r, Squares* m) {
         const uint8_t* key;
         uint32_t key_len;
         if (!rg_mp_read_key(r, &key, &key_len)) return;
-        if (rg_mp_key_is(key, key_len, "origin", 6)) {
-            seen_origin = 1;
-            rg_mp_read_uuid(r, &m->origin);
-        } else if (rg_mp_key_is(key, key_len, "values", 6)) {
+        if (rg_mp_key_is(key, key_len, "values", 6)) {
             seen_values = 1;
             {
                 uint32_t n0;
@@ -314,7 +302,7 @@ RG_FN void rg_read_Squares(rg_mp_reader* r, Squares* m) {
             rg_mp_skip(r);
         }
     }
-    if (!(seen_origin && seen_values)) rg_mp_fail(r, RG_MP_ERR_MISSING);
+    if (!(seen_values)) rg_mp_fail(r, RG_MP_ERR_MISSING);
 }
 
 RG_FN int64_t rg_pack_Squares(const Squares* m, uint8_t* out, size_t cap) {
@@ -331,12 +319,10 @@ RG_FN int64_t rg_unpack_Squares(const uint8_t* in, size_t len, Squares* m) {
 }
 
 // ---- Total (pipeline.Total) ----
-#define RG_MAX_PACKED_Total 165
+#define RG_MAX_PACKED_Total 136
 
 RG_FN void rg_write_Total(rg_mp_writer* w, const Total* m) {
-    rg_mp_write_map(w, 6);
-    rg_mp_write_str(w, "origin", 6);
-    rg_mp_write_uuid(w, &m->origin);
+    rg_mp_write_map(w, 5);
     rg_mp_write_str(w, "energy", 6);
     rg_mp_write_f64(w, m->energy);
     rg_mp_write_str(w, "count", 5);
@@ -361,17 +347,13 @@ RG_FN void rg_init_Total(Total* m) {
 
 RG_FN void rg_read_Total(rg_mp_reader* r, Total* m) {
     rg_init_Total(m);
-    int seen_origin = 0;
     uint32_t n;
     if (!rg_mp_read_map(r, &n)) return;
     for (uint32_t k = 0; k < n && !r->err; ++k) {
         const uint8_t* key;
         uint32_t key_len;
         if (!rg_mp_read_key(r, &key, &key_len)) return;
-        if (rg_mp_key_is(key, key_len, "origin", 6)) {
-            seen_origin = 1;
-            rg_mp_read_uuid(r, &m->origin);
-        } else if (rg_mp_key_is(key, key_len, "energy", 6)) {
+        if (rg_mp_key_is(key, key_len, "energy", 6)) {
             rg_mp_read_f64(r, &m->energy);
         } else if (rg_mp_key_is(key, key_len, "count", 5)) {
             {
@@ -392,7 +374,6 @@ RG_FN void rg_read_Total(rg_mp_reader* r, Total* m) {
             rg_mp_skip(r);
         }
     }
-    if (!(seen_origin)) rg_mp_fail(r, RG_MP_ERR_MISSING);
 }
 
 RG_FN int64_t rg_pack_Total(const Total* m, uint8_t* out, size_t cap) {

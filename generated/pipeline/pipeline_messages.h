@@ -67,19 +67,17 @@ typedef struct Clipped {
     uint32_t type_id;                  //   32: 4 B, RG_TYPE_ID_<Msg>
     uint8_t priority;                  //   36: 1 B, 0..255, higher first
     uint8_t flags;                     //   37: 1 B, RG_FLAG_*
-    rg_uuid origin;                    //   38: 16 B
-    uint8_t _pad0[2];                  //   54: 2 B
-    rg_list_f64_64 values;             //   56: 520 B
+    uint8_t _pad0[2];                  //   38: 2 B
+    rg_list_f64_64 values;             //   40: 520 B
 } Clipped;
-static_assert(sizeof(Clipped) == 576, "layout of Clipped changed");
+static_assert(sizeof(Clipped) == 560, "layout of Clipped changed");
 static_assert(alignof(Clipped) == 8, "alignment of Clipped changed");
 static_assert(offsetof(Clipped, message_id) == 0, "Clipped.message_id");
 static_assert(offsetof(Clipped, correlation_id) == 16, "Clipped.correlation_id");
 static_assert(offsetof(Clipped, type_id) == 32, "Clipped.type_id");
 static_assert(offsetof(Clipped, priority) == 36, "Clipped.priority");
 static_assert(offsetof(Clipped, flags) == 37, "Clipped.flags");
-static_assert(offsetof(Clipped, origin) == 38, "Clipped.origin");
-static_assert(offsetof(Clipped, values) == 56, "Clipped.values");
+static_assert(offsetof(Clipped, values) == 40, "Clipped.values");
 
 // message Squares
 typedef struct Squares {
@@ -88,19 +86,17 @@ typedef struct Squares {
     uint32_t type_id;                  //   32: 4 B, RG_TYPE_ID_<Msg>
     uint8_t priority;                  //   36: 1 B, 0..255, higher first
     uint8_t flags;                     //   37: 1 B, RG_FLAG_*
-    rg_uuid origin;                    //   38: 16 B
-    uint8_t _pad0[2];                  //   54: 2 B
-    rg_list_f64_64 values;             //   56: 520 B
+    uint8_t _pad0[2];                  //   38: 2 B
+    rg_list_f64_64 values;             //   40: 520 B
 } Squares;
-static_assert(sizeof(Squares) == 576, "layout of Squares changed");
+static_assert(sizeof(Squares) == 560, "layout of Squares changed");
 static_assert(alignof(Squares) == 8, "alignment of Squares changed");
 static_assert(offsetof(Squares, message_id) == 0, "Squares.message_id");
 static_assert(offsetof(Squares, correlation_id) == 16, "Squares.correlation_id");
 static_assert(offsetof(Squares, type_id) == 32, "Squares.type_id");
 static_assert(offsetof(Squares, priority) == 36, "Squares.priority");
 static_assert(offsetof(Squares, flags) == 37, "Squares.flags");
-static_assert(offsetof(Squares, origin) == 38, "Squares.origin");
-static_assert(offsetof(Squares, values) == 56, "Squares.values");
+static_assert(offsetof(Squares, values) == 40, "Squares.values");
 
 // message Total
 typedef struct Total {
@@ -109,21 +105,19 @@ typedef struct Total {
     uint32_t type_id;                  //   32: 4 B, RG_TYPE_ID_<Msg>
     uint8_t priority;                  //   36: 1 B, 0..255, higher first
     uint8_t flags;                     //   37: 1 B, RG_FLAG_*
-    rg_uuid origin;                    //   38: 16 B
-    uint8_t _pad0[2];                  //   54: 2 B
-    double energy;                     //   56: 8 B
-    int64_t count;                     //   64: 8 B
+    uint8_t _pad0[2];                  //   38: 2 B
+    double energy;                     //   40: 8 B
+    int64_t count;                     //   48: 8 B
 } Total;
-static_assert(sizeof(Total) == 72, "layout of Total changed");
+static_assert(sizeof(Total) == 56, "layout of Total changed");
 static_assert(alignof(Total) == 8, "alignment of Total changed");
 static_assert(offsetof(Total, message_id) == 0, "Total.message_id");
 static_assert(offsetof(Total, correlation_id) == 16, "Total.correlation_id");
 static_assert(offsetof(Total, type_id) == 32, "Total.type_id");
 static_assert(offsetof(Total, priority) == 36, "Total.priority");
 static_assert(offsetof(Total, flags) == 37, "Total.flags");
-static_assert(offsetof(Total, origin) == 38, "Total.origin");
-static_assert(offsetof(Total, energy) == 56, "Total.energy");
-static_assert(offsetof(Total, count) == 64, "Total.count");
+static_assert(offsetof(Total, energy) == 40, "Total.energy");
+static_assert(offsetof(Total, count) == 48, "Total.count");
 
 // The bytes of each message that a ring copy moves (rg_bus.h): its fixed runs (header, scalars,
 // counts and lengths, with the first 32 bytes of each list's and string's data), then, once
@@ -151,27 +145,27 @@ RG_FN uint32_t rg_used_runs(const Ack* m, rg_run* out) {
 RG_HD constexpr uint32_t rg_max_runs(const Ack*) { return 1; }
 
 RG_FN uint32_t rg_fixed_runs(const Clipped*, rg_run* out) {
-    out[0] = rg_run{0u, 96u};
+    out[0] = rg_run{0u, 80u};
     return 1;
 }
 RG_FN uint32_t rg_used_runs(const Clipped* m, rg_run* out) {
-    out[0] = rg_run{96u, 8u * (m->values.count < 64u ? (m->values.count > 4u ? (uint32_t)m->values.count - 4u : 0u) : 60u)};
+    out[0] = rg_run{80u, 8u * (m->values.count < 64u ? (m->values.count > 4u ? (uint32_t)m->values.count - 4u : 0u) : 60u)};
     return 1;
 }
 RG_HD constexpr uint32_t rg_max_runs(const Clipped*) { return 1; }
 
 RG_FN uint32_t rg_fixed_runs(const Squares*, rg_run* out) {
-    out[0] = rg_run{0u, 96u};
+    out[0] = rg_run{0u, 80u};
     return 1;
 }
 RG_FN uint32_t rg_used_runs(const Squares* m, rg_run* out) {
-    out[0] = rg_run{96u, 8u * (m->values.count < 64u ? (m->values.count > 4u ? (uint32_t)m->values.count - 4u : 0u) : 60u)};
+    out[0] = rg_run{80u, 8u * (m->values.count < 64u ? (m->values.count > 4u ? (uint32_t)m->values.count - 4u : 0u) : 60u)};
     return 1;
 }
 RG_HD constexpr uint32_t rg_max_runs(const Squares*) { return 1; }
 
 RG_FN uint32_t rg_fixed_runs(const Total*, rg_run* out) {
-    out[0] = rg_run{0u, 72u};
+    out[0] = rg_run{0u, 56u};
     return 1;
 }
 RG_FN uint32_t rg_used_runs(const Total* m, rg_run* out) {

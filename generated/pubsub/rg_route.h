@@ -39,6 +39,10 @@ typedef struct rg_route {
     uint32_t capacity, slot_size;
     uint64_t ring_stride;
     uint8_t _pad[RG_LINE - 40];
+    // CPU backend: rung by a sender after each push, so that a target block asleep on it (and
+    // on its region's doorbell, see rg_route_sleep) takes the message at once. A GPU neither
+    // rings nor sleeps on it: a device block naps briefly and polls.
+    rg_bell bell;
     // followed by src_grid * dst_grid * RG_LANES rings of ring_stride bytes
 } rg_route;
 
@@ -69,6 +73,46 @@ RG_FN rg_ring* rg_route_ring(rg_route* r, uint32_t src, uint32_t dst, uint32_t l
     uint64_t i = ((uint64_t)src * r->dst_grid + dst) * RG_LANES + lane;
     return (rg_ring*)((uint8_t*)r + sizeof(rg_route) + i * r->ring_stride);
 }
+
+// Route rings on a GPU live in its own memory and both their ends are blocks of that GPU, so the
+// producer's release and the consumer's acquire need device scope only (ld.acquire.gpu /
+// st.release.gpu): nothing is fenced over the bus, unlike the host rings' system scope. The
+// same single-producer single-consumer protocol as rg_ring.h, one message at a time. On a
+// host (the CPU backend, the host's drain of a gone target) rg_ring_push/rg_ring_pop serve.
+#if defined(__CUDA_ARCH__)
+typedef cuda::atomic_ref<uint64_t, cuda::thread_scope_device> rg_route_atomic;
+
+// Producer: a slot is reused once the target finished its request (head.done, as an input
+// lane's).
+RG_FN bool rg_route_push(rg_ring* ring, const void* msg) {
+    uint64_t tail = rg_route_atomic(ring->tail.value).load(cuda::std::memory_order_relaxed);
+    uint64_t done = rg_route_atomic(ring->head.done).load(cuda::std::memory_order_acquire);
+    if (tail - done >= ring->capacity) return false;
+    rg_copy_bytes(rg_ring_slot(ring, tail), msg, ring->slot_size);
+    rg_route_atomic(ring->tail.value).store(tail + 1, cuda::std::memory_order_release);
+    return true;
+}
+
+RG_FN bool rg_route_pop(rg_ring* ring, void* dst) {
+    uint64_t head = rg_route_atomic(ring->head.value).load(cuda::std::memory_order_relaxed);
+    uint64_t tail = rg_route_atomic(ring->tail.value).load(cuda::std::memory_order_acquire);
+    if (tail == head) return false;
+    rg_copy_bytes(dst, rg_ring_slot(ring, head), ring->slot_size);
+    rg_route_atomic(ring->head.value).store(head + 1, cuda::std::memory_order_release);
+    return true;
+}
+
+// Consumer: the requests before `done` are finished; their slots may be reused.
+RG_FN void rg_route_finish(rg_ring* ring, uint64_t done) {
+    rg_route_atomic(ring->head.done).store(done, cuda::std::memory_order_release);
+}
+#else
+RG_FN bool rg_route_push(rg_ring* ring, const void* msg) {
+    return rg_ring_push_until(ring, &ring->head.done, msg, 1) == 1;
+}
+RG_FN bool rg_route_pop(rg_ring* ring, void* dst) { return rg_ring_pop(ring, dst, 1) == 1; }
+RG_FN void rg_route_finish(rg_ring* ring, uint64_t done) { rg_store_release(&ring->head.done, done); }
+#endif
 
 typedef struct rg_link {
     uint64_t route_id;    // 0: an empty entry
@@ -143,6 +187,44 @@ RG_FN uint32_t rg_link_target(const rg_link* l, const uint8_t* msg, uint32_t* rr
 }
 
 #if !defined(__CUDA_ARCH__)
+#include <errno.h>
+#include <linux/futex.h>  // struct futex_waitv, FUTEX_32
+
+// A block with routes into it sleeps on its region's doorbell (what the host rings) and on the
+// bell of every route into it (what the senders ring) at once: futex_waitv (Linux 5.16) returns
+// as soon as any of them differs from the value seen before the block looked for work. Each
+// bell counts the block among its sleepers meanwhile, so a ringer makes the wake-up call only
+// when someone sleeps. Where the kernel lacks futex_waitv the block naps for up to `ns`.
+static inline void rg_route_sleep(rg_bell* own, uint64_t own_seen, rg_bell* const* routes,
+                                  const uint64_t* seen, uint32_t n, uint64_t ns) {
+    struct futex_waitv w[1 + RG_MAX_LINKS] = {};
+    w[0].val = (uint32_t)own_seen;
+    w[0].uaddr = (uint64_t)(uintptr_t)&own->value;
+    w[0].flags = FUTEX_32;
+    for (uint32_t i = 0; i < n; ++i) {
+        w[1 + i].val = (uint32_t)seen[i];
+        w[1 + i].uaddr = (uint64_t)(uintptr_t)&routes[i]->value;
+        w[1 + i].flags = FUTEX_32;
+    }
+    for (uint32_t i = 0; i <= n; ++i) {
+        rg_bell* b = i ? routes[i - 1] : own;
+        rg_atomic_u64(b->sleepers).fetch_add(1, cuda::std::memory_order_seq_cst);
+    }
+    struct timespec deadline;  // futex_waitv takes an absolute time
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    uint64_t end = (uint64_t)deadline.tv_nsec + ns;
+    deadline.tv_sec += (time_t)(end / 1000000000u);
+    deadline.tv_nsec = (long)(end % 1000000000u);
+    if (syscall(__NR_futex_waitv, w, n + 1, 0, &deadline, CLOCK_MONOTONIC) < 0 && errno == ENOSYS) {
+        struct timespec nap = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+        nanosleep(&nap, nullptr);
+    }
+    for (uint32_t i = 0; i <= n; ++i) {
+        rg_bell* b = i ? routes[i - 1] : own;
+        rg_atomic_u64(b->sleepers).fetch_sub(1, cuda::std::memory_order_seq_cst);
+    }
+}
+
 // Host: publishes the links as they now are; blocks apply them between two messages.
 static inline uint64_t rg_links_publish(rg_region* r, rg_links* links) {
     uint64_t v = rg_load_relaxed(&links->version.value) + 1;

@@ -13,24 +13,24 @@
 struct sub3_ctx : rg_ctx {};
 
 // ---- the handler, as written in examples/pubsub.py ----
-#line 30 "examples/pubsub.py"
-// A subscriber acknowledges an event with its number (from the block's kernel) and the
-// event's length; the three kernels share this handler.
-__device__ bool subscriber_ack(int32_t n, const Event& req, Delivery& resp) {
-    if (threadIdx.x == 0) {
-        resp.subscriber = n;
-        resp.length = (int32_t)req.data.len;
+#line 64 "examples/pubsub.py"
+#include "rg_python.h"
+__device__ bool sub3_handle(const Event& req, Delivery& resp, rg_ctx& ctx) {
+    (void)req; (void)ctx;
+    if (threadIdx.x != 0) return false;  // no prange: thread 0 runs it
+#line 65
+    {
+#line 65
+        const int32_t rg_r0 = rg_py_narrow<int32_t>(INT64_C(3), -2147483648, 2147483647, RG_PY_AT);
+#line 65
+        const int32_t rg_r1 = rg_py_narrow<int32_t>(rg_py_strlen(req.data.data, req.data.len), -2147483648, 2147483647, RG_PY_AT);
+        if (threadIdx.x == 0) {
+            resp.subscriber = rg_r0;
+            resp.length = rg_r1;
+        }
+        return true;
     }
-    return true;
-}
-__device__ bool sub1_handle(const Event& req, Delivery& resp, rg_ctx&) {
-    return subscriber_ack(1, req, resp);
-}
-__device__ bool sub2_handle(const Event& req, Delivery& resp, rg_ctx&) {
-    return subscriber_ack(2, req, resp);
-}
-__device__ bool sub3_handle(const Event& req, Delivery& resp, rg_ctx&) {
-    return subscriber_ack(3, req, resp);
+    return false;
 }
 #line 36 "sub3.cu"
 // ---- end of the handler ----

@@ -55,14 +55,18 @@ __device__ bool sup_handle(const Job& req, Result& resp, Count& state, sup_ctx& 
         if (req.mode == 1 || req.mode == 7 || (req.mode == 6 && !again))
             *(volatile int*)nullptr = 1;
         if (req.mode == 2) __trap();
-        if (req.mode == 5) rg_region_ring(ctx.region, blockIdx.x, RG_LANES)->tail.value = ~0ull >> 1;
+        if (req.mode == 5) {  // rung as a push rings it; no response, or the kernel's own
+            // copy of the tail (published per batch) would be written over the scribble
+            rg_region_ring(ctx.region, blockIdx.x, RG_LANES)->tail.value = ~0ull >> 1;
+            rg_bell_ring(&ctx.region->control.out_bell);
+        }
         for (int i = 0; req.mode == 4 && i < 300; ++i) __nanosleep(1000000);
         state.count += 1;
         resp.seq = req.seq;
         resp.redelivered = again ? 1 : 0;
         resp.count = state.count;
     }
-    return true;
+    return req.mode != 5;
 }
 """
 

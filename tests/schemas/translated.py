@@ -3,14 +3,17 @@ tests/golden/translated, compiled with g++ -Werror and nvcc, verified against th
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
+from uuid import UUID
 
 import numpy as np
 
 import ringgen as rg
-from ringgen import MaxLen, message, ring_kernel
+from ringgen import BufferRef, MaxLen, message, ring_kernel
 
 LIMIT = 1000  # a module constant is a literal in the translated code
 
@@ -171,3 +174,198 @@ def overflow(req: Big) -> BigResult:
     """64-bit ints: every operation checked; a result outside int64 traps at this line."""
     return BigResult(s=req.a + req.b, p=req.a * req.b, d=req.a // req.b, m=req.a % req.b,
                      n=-req.a, cube=req.a ** 3)
+
+
+@dataclass
+class Running:
+    """Each block's running statistics (Welford), kept across requests."""
+
+    count: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    total: float = 0.0
+    seen_negative: bool = False
+    ticks: np.int16 = 3  # a narrow field with a non-zero default
+
+
+@message
+@dataclass
+class Batch:
+    values: Annotated[list[float], MaxLen(8)]
+    reset: bool = False
+
+
+@message
+@dataclass
+class Summary:
+    count: int = 0
+    mean: float = 0.0
+    variance: float = 0.0
+    total: float = 0.0
+    ticks: int = 0
+
+
+@ring_kernel(kernel_id="running", input=Batch, output=Summary, block=32, state=Running)
+def running(req: Batch, state: Running) -> Summary | None:
+    """State fields: read, assigned, accumulated in a prange, kept across requests."""
+    state.ticks = (state.ticks + 1) % 1000
+    if req.reset:
+        state.count = 0
+        state.mean = 0.0
+        state.m2 = 0.0
+        return None
+    for i in rg.prange(len(req.values)):
+        state.total += req.values[i]
+    for v in req.values:
+        state.count += 1
+        delta = v - state.mean
+        state.mean += delta / state.count
+        state.m2 += delta * (v - state.mean)
+        if v < 0:
+            state.seen_negative = True
+    variance = state.m2 / (state.count - 1) if state.count > 1 else 0.0
+    return Summary(count=state.count, mean=state.mean, variance=variance, total=state.total,
+                   ticks=state.ticks)
+
+
+class Mode(enum.Enum):
+    FAST = 1
+    SAFE = 2
+    OFF = -7
+
+
+@message
+@dataclass
+class Tag:
+    name: Annotated[str, MaxLen(6)] = ""
+    weight: np.float32 = 1.0
+
+
+@message
+@dataclass
+class Record:
+    text: Annotated[str, MaxLen(16)]
+    other: Annotated[str, MaxLen(16)] = ""
+    ids: Annotated[list[np.int16], MaxLen(5)] = ()
+    owner: UUID | None = None
+    peer: UUID | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    mode: Mode = Mode.FAST
+    modes: Annotated[list[Mode], MaxLen(3)] = ()
+    tag: Tag | None = None
+    index: int = 0
+
+
+@message
+@dataclass
+class Parsed:
+    first: Annotated[str, MaxLen(4)] = ""  # shorter than Record.text: copying checks MaxLen
+    echo: Annotated[str, MaxLen(16)] | None = None
+    ids: Annotated[list[np.int16], MaxLen(8)] = ()
+    owner: UUID | None = None
+    start: datetime | None = None
+    mode: Mode = Mode.SAFE
+    tag: Tag | None = None
+    inner: Tag | None = None  # (a message default, Tag(...), is not applied by the C init yet)
+    digits: int = 0
+    vowels: int = 0
+    code: int = 0
+    order: int = 0
+    same_owner: bool = False
+    later: bool = False
+    fast: int = 0
+    found: bool = False
+
+
+@ring_kernel(kernel_id="fields", input=Record, output=Parsed, block=32)
+def fields(req: Record) -> Parsed:
+    """Every field kind read, compared and copied into the response: str by character
+    (indexing, iteration, ord, `in`, ordering), UUID, datetime, enum, nested, Optional, list;
+    lists built by comprehensions."""
+    digits = 0
+    vowels = 0
+    for c in req.text:
+        if "0" <= c <= "9":
+            digits += 1
+        elif c in "aeioué":
+            vowels += 1
+    code = 0
+    if len(req.text) > 0:
+        last = req.text[-1]
+        code = ord(last) * 1000 + ord(req.text[req.index % len(req.text)])
+    order = 0
+    if req.text < req.other:
+        order = -1
+    elif req.text > req.other:
+        order = 1
+    later = False
+    if req.start is not None and req.end is not None:
+        later = req.end >= req.start
+    fast = 0
+    for m in req.modes:
+        if m == Mode.FAST or m == req.mode:
+            fast += 1
+    if req.mode == Mode.OFF:
+        return Parsed(mode=Mode.OFF, found="ab" in req.text,
+                      ids=[i * i for i in range(req.index % 5, 10, 3)])
+    if req.tag is not None and req.tag.name == "copy":
+        return Parsed(first=req.tag.name, echo=req.other, ids=req.ids, owner=req.owner,
+                      start=req.start, mode=req.mode, tag=req.tag,
+                      inner=Tag(name="x", weight=req.tag.weight * 2), digits=digits)
+    return Parsed(first=req.other, echo=None, owner=req.peer, digits=digits, vowels=vowels,
+                  code=code, order=order, same_owner=req.owner == req.peer, later=later,
+                  fast=fast, found=req.other in req.text, tag=Tag(name=req.other),
+                  ids=[x * 2 for x in req.ids if x > 0])
+
+
+@message
+@dataclass
+class Scale:
+    data: BufferRef
+    factor: float = 2.0
+    bump: np.int32 = 0
+
+
+@message
+@dataclass
+class Scaled:
+    total: float = 0.0
+    n: int = 0
+    first: float = 0.0
+    peak: float = 0.0
+
+
+@ring_kernel(kernel_id="scale", input=Scale, output=Scaled, block=32)
+def scale(req: Scale, ctx: object) -> Scaled:
+    """ctx.buffer(ref, dtype): items read and written in a prange (each iteration its own),
+    written by the sequential code, and reduced."""
+    view = ctx.buffer(req.data, np.float32)  # type: ignore[attr-defined]
+    first = view[0] if len(view) > 0 else 0.0
+    for i in rg.prange(len(view)):
+        view[i] = view[i] * req.factor
+    view[-1] += req.bump
+    total = sum(view[i] for i in rg.prange(len(view)))
+    return Scaled(total=total, n=len(view), first=first, peak=max(view))
+
+
+@message
+@dataclass
+class Audit:
+    seq: int = 0
+    step: int = 0
+    note: Annotated[str, MaxLen(8)] = ""
+
+
+@ring_kernel(kernel_id="sender", input=Batch, output=Summary, block=32,
+             sends={"audit": Audit, "echo": Batch})
+def sender(req: Batch, ctx: object) -> Summary:
+    """ctx.send: a message built by its constructor per item, in Python's order, and the
+    request forwarded as it is."""
+    for k in range(len(req.values)):
+        if req.values[k] > 0:
+            ctx.send("audit", Audit(seq=k, step=int(req.values[k]) if req.values[k] < 1e9 else -1,  # type: ignore[attr-defined]
+                                    note="pos"))
+    if req.reset:
+        ctx.send("echo", req)  # type: ignore[attr-defined]
+    return Summary(count=len(req.values))

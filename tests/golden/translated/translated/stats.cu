@@ -13,7 +13,7 @@
 struct stats_ctx : rg_ctx {};
 
 // ---- the handler, as written in ../schemas/translated.py ----
-#line 118 "../schemas/translated.py"
+#line 121 "../schemas/translated.py"
 #include "rg_python.h"
 __device__ bool stats_handle(const Samples& req, Stats& resp, rg_ctx& ctx) {
     (void)req; (void)ctx;
@@ -60,16 +60,16 @@ __device__ bool stats_handle(const Samples& req, Stats& resp, rg_ctx& ctx) {
     int64_t rg_tmp10 = 0; (void)rg_tmp10;
     double rg_tmp11 = 0.0; (void)rg_tmp11;
     int64_t rg_tmp12 = 0; (void)rg_tmp12;
-#line 121
+#line 124
     if (rg_py_streq(req.label.data, req.label.len, "skip", 4u)) {
-#line 122
+#line 125
         return false;
     }
-#line 123
+#line 126
     if (((int64_t)req.values.count == INT64_C(0))) {
-#line 124
+#line 127
         if (threadIdx.x == 0) ctx.fail();
-#line 125
+#line 128
         {
             if (threadIdx.x == 0) {
                 resp.status.present = 1;
@@ -78,13 +78,13 @@ __device__ bool stats_handle(const Samples& req, Stats& resp, rg_ctx& ctx) {
             return true;
         }
     }
-#line 126
-    py_total = 0.0;
-#line 127
-    py_hi = (-(double)INFINITY);
-#line 128
-    py_positives = INT64_C(0);
 #line 129
+    py_total = 0.0;
+#line 130
+    py_hi = (-(double)INFINITY);
+#line 131
+    py_positives = INT64_C(0);
+#line 132
     {  // prange: rounds of 32 iterations, thread t runs iteration base + t; thread 0
         // folds each round's values in index order, so the result is Python's loop's
         const int64_t rg_lo1 = INT64_C(0), rg_hi1 = (int64_t)req.values.count;
@@ -99,21 +99,21 @@ __device__ bool stats_handle(const Samples& req, Stats& resp, rg_ctx& ctx) {
             const int64_t rg_i1 = rg_base1 + (int64_t)threadIdx.x;
             if (rg_i1 < rg_hi1) do {  // do/while(0): `continue` ends the iteration
                 py_i = rg_i1;
-#line 130
-#line 130
+#line 133
+#line 133
                 py_v = req.values.items[rg_py_index(py_i, req.values.count, RG_PY_AT)];
-#line 131
+#line 134
                 if ((py_v != py_v)) {
-#line 132
+#line 135
                     continue;
                 }
-#line 133
-                rg_term0 = py_v; rg_got0 = true;
-#line 134
-                rg_term1 = py_v; rg_got1 = true;
-#line 135
-                if ((py_v > (double)(INT64_C(0)))) {
 #line 136
+                rg_term0 = py_v; rg_got0 = true;
+#line 137
+                rg_term1 = py_v; rg_got1 = true;
+#line 138
+                if ((py_v > (double)(INT64_C(0)))) {
+#line 139
                     rg_term2 = INT64_C(1); rg_got2 = true;
                 }
             } while (0);
@@ -128,7 +128,7 @@ __device__ bool stats_handle(const Samples& req, Stats& resp, rg_ctx& ctx) {
                 for (unsigned rg_t = 0; rg_t < 32u; ++rg_t) {
                     if (rg_has0[rg_round1][rg_t]) py_total = py_total + rg_red0[rg_round1][rg_t];
                     if (rg_has1[rg_round1][rg_t]) if (rg_red1[rg_round1][rg_t] > py_hi) py_hi = rg_red1[rg_round1][rg_t];
-#line 129
+#line 132
                     if (rg_has2[rg_round1][rg_t]) py_positives = rg_py_add(py_positives, rg_red2[rg_round1][rg_t], RG_PY_AT);
                 }
             }
@@ -145,17 +145,17 @@ __device__ bool stats_handle(const Samples& req, Stats& resp, rg_ctx& ctx) {
         py_positives = rg_acc2;
         __syncthreads();  // read before thread 0 may write rg_acc again
     }
-#line 137
+#line 140
     py_scale = 1.0;
-#line 138
+#line 141
     if ((req.inner.present)) {
-#line 139
-#line 139
+#line 142
+#line 142
         py_scale = ((rg_py_present(req.inner.present, RG_PY_AT), req.inner.value).scale + (double)((int64_t)(rg_py_present(req.inner.present, RG_PY_AT), req.inner.value).tag));
     }
-#line 140
+#line 143
     rg_tmp3 = 0.0;
-#line 140
+#line 143
     {  // prange: rounds of 32 iterations, thread t runs iteration base + t; thread 0
         // folds each round's values in index order, so the result is Python's loop's
         const int64_t rg_lo2 = INT64_C(0), rg_hi2 = (int64_t)req.values.count;
@@ -166,10 +166,10 @@ __device__ bool stats_handle(const Samples& req, Stats& resp, rg_ctx& ctx) {
             const int64_t rg_i2 = rg_base2 + (int64_t)threadIdx.x;
             if (rg_i2 < rg_hi2) do {  // do/while(0): `continue` ends the iteration
                 rg_tmp1 = rg_i2;
-#line 140
-#line 140
+#line 143
+#line 143
                 rg_tmp2 = req.values.items[rg_py_index(rg_tmp1, req.values.count, RG_PY_AT)];
-#line 140
+#line 143
                 rg_term3 = (rg_tmp2 * py_scale); rg_got3 = true;
             } while (0);
             rg_red3[rg_round2][threadIdx.x] = rg_term3;
@@ -189,11 +189,11 @@ __device__ bool stats_handle(const Samples& req, Stats& resp, rg_ctx& ctx) {
         rg_tmp3 = rg_acc3;
         __syncthreads();  // read before thread 0 may write rg_acc again
     }
-#line 140
+#line 143
     py_scaled = rg_tmp3;
-#line 141
+#line 144
     rg_tmp5 = INT64_C(0);
-#line 141
+#line 144
     {  // prange: rounds of 32 iterations, thread t runs iteration base + t; thread 0
         // folds each round's values in index order, so the result is Python's loop's
         const int64_t rg_lo3 = INT64_C(0), rg_hi3 = (int64_t)req.counts.count;
@@ -204,8 +204,8 @@ __device__ bool stats_handle(const Samples& req, Stats& resp, rg_ctx& ctx) {
             const int64_t rg_i3 = rg_base3 + (int64_t)threadIdx.x;
             if (rg_i3 < rg_hi3) do {  // do/while(0): `continue` ends the iteration
                 rg_tmp4 = rg_i3;
-#line 141
-#line 141
+#line 144
+#line 144
                 rg_term4 = (int64_t)req.counts.items[rg_py_index(rg_tmp4, req.counts.count, RG_PY_AT)]; rg_got4 = true;
             } while (0);
             rg_red4[rg_round3][threadIdx.x] = rg_term4;
@@ -213,7 +213,7 @@ __device__ bool stats_handle(const Samples& req, Stats& resp, rg_ctx& ctx) {
             __syncthreads();  // slots double-buffered: one barrier a round
             if (threadIdx.x == 0) {
                 for (unsigned rg_t = 0; rg_t < 32u; ++rg_t) {
-#line 141
+#line 144
                     if (rg_has4[rg_round3][rg_t]) rg_tmp5 = rg_py_add(rg_tmp5, rg_red4[rg_round3][rg_t], RG_PY_AT);
                 }
             }
@@ -226,47 +226,47 @@ __device__ bool stats_handle(const Samples& req, Stats& resp, rg_ctx& ctx) {
         rg_tmp5 = rg_acc4;
         __syncthreads();  // read before thread 0 may write rg_acc again
     }
-#line 141
-    py_isum = rg_tmp5;
-#line 142
-    py_over = INT64_C(0);
-#line 143
-    if ((req.limit.present)) {
 #line 144
+    py_isum = rg_tmp5;
+#line 145
+    py_over = INT64_C(0);
+#line 146
+    if ((req.limit.present)) {
+#line 147
         {  // range(): bounds evaluated once, the variable keeps its last value
             const int64_t rg_lo4 = INT64_C(0), rg_hi4 = (int64_t)req.counts.count, rg_st4 = INT64_C(1);
-#line 144
+#line 147
             rg_py_step(rg_st4, RG_PY_AT);
             for (int64_t rg_i4 = rg_lo4; rg_st4 > 0 ? rg_i4 < rg_hi4 : rg_i4 > rg_hi4; rg_i4 += rg_st4) {
                 rg_tmp6 = rg_i4;
-#line 144
-#line 144
+#line 147
+#line 147
                 py_c = (int64_t)req.counts.items[rg_py_index(rg_tmp6, req.counts.count, RG_PY_AT)];
-#line 145
-#line 145
+#line 148
+#line 148
                 if ((py_c > (rg_py_present(req.limit.present, RG_PY_AT), req.limit.value))) {
-#line 146
-#line 146
+#line 149
+#line 149
                     py_over = rg_py_add(py_over, INT64_C(1), RG_PY_AT);
                 }
             }
         }
     }
-#line 147
-#line 147
+#line 150
+#line 150
     rg_tmp9 = rg_py_sub((int64_t)req.values.count, INT64_C(0), RG_PY_AT);
-#line 147
-#line 147
+#line 150
+#line 150
     rg_py_nonempty(rg_tmp9, RG_PY_AT);
-#line 147
+#line 150
     rg_tmp7 = INT64_C(0);
-#line 147
-#line 147
+#line 150
+#line 150
     rg_tmp8 = req.values.items[rg_py_index(rg_tmp7, req.values.count, RG_PY_AT)];
-#line 147
+#line 150
     {  // prange: rounds of 32 iterations, thread t runs iteration base + t; thread 0
         // folds each round's values in index order, so the result is Python's loop's
-#line 147
+#line 150
         const int64_t rg_lo5 = rg_py_add(rg_tmp7, INT64_C(1), RG_PY_AT), rg_hi5 = (int64_t)req.values.count;
         unsigned rg_round5 = 0;
         for (int64_t rg_base5 = rg_lo5; rg_base5 < rg_hi5; rg_base5 += 32, rg_round5 ^= 1u) {
@@ -275,8 +275,8 @@ __device__ bool stats_handle(const Samples& req, Stats& resp, rg_ctx& ctx) {
             const int64_t rg_i5 = rg_base5 + (int64_t)threadIdx.x;
             if (rg_i5 < rg_hi5) do {  // do/while(0): `continue` ends the iteration
                 rg_tmp7 = rg_i5;
-#line 147
-#line 147
+#line 150
+#line 150
                 rg_term5 = req.values.items[rg_py_index(rg_tmp7, req.values.count, RG_PY_AT)]; rg_got5 = true;
             } while (0);
             rg_red5[rg_round5][threadIdx.x] = rg_term5;
@@ -296,21 +296,21 @@ __device__ bool stats_handle(const Samples& req, Stats& resp, rg_ctx& ctx) {
         rg_tmp8 = rg_acc5;
         __syncthreads();  // read before thread 0 may write rg_acc again
     }
-#line 147
-#line 147
+#line 150
+#line 150
     rg_tmp12 = rg_py_sub((int64_t)req.values.count, INT64_C(0), RG_PY_AT);
-#line 147
-#line 147
+#line 150
+#line 150
     rg_py_nonempty(rg_tmp12, RG_PY_AT);
-#line 147
+#line 150
     rg_tmp10 = INT64_C(0);
-#line 147
-#line 147
+#line 150
+#line 150
     rg_tmp11 = req.values.items[rg_py_index(rg_tmp10, req.values.count, RG_PY_AT)];
-#line 147
+#line 150
     {  // prange: rounds of 32 iterations, thread t runs iteration base + t; thread 0
         // folds each round's values in index order, so the result is Python's loop's
-#line 147
+#line 150
         const int64_t rg_lo6 = rg_py_add(rg_tmp10, INT64_C(1), RG_PY_AT), rg_hi6 = (int64_t)req.values.count;
         unsigned rg_round6 = 0;
         for (int64_t rg_base6 = rg_lo6; rg_base6 < rg_hi6; rg_base6 += 32, rg_round6 ^= 1u) {
@@ -319,8 +319,8 @@ __device__ bool stats_handle(const Samples& req, Stats& resp, rg_ctx& ctx) {
             const int64_t rg_i6 = rg_base6 + (int64_t)threadIdx.x;
             if (rg_i6 < rg_hi6) do {  // do/while(0): `continue` ends the iteration
                 rg_tmp10 = rg_i6;
-#line 147
-#line 147
+#line 150
+#line 150
                 rg_term6 = req.values.items[rg_py_index(rg_tmp10, req.values.count, RG_PY_AT)]; rg_got6 = true;
             } while (0);
             rg_red6[rg_round6][threadIdx.x] = rg_term6;
@@ -340,7 +340,7 @@ __device__ bool stats_handle(const Samples& req, Stats& resp, rg_ctx& ctx) {
         rg_tmp11 = rg_acc6;
         __syncthreads();  // read before thread 0 may write rg_acc again
     }
-#line 147
+#line 150
     {
         const double rg_r0 = py_total;
         const double rg_r1 = py_scaled;

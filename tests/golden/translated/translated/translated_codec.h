@@ -786,3 +786,899 @@ RG_FN int64_t rg_unpack_BigResult(const uint8_t* in, size_t len, BigResult* m) {
     return r.err ? (int64_t)r.err : (int64_t)r.pos;
 }
 
+// ---- Batch (schemas.translated.Batch) ----
+#define RG_MAX_PACKED_Batch 196
+
+RG_FN void rg_write_Batch(rg_mp_writer* w, const Batch* m) {
+    rg_mp_write_map(w, 5);
+    rg_mp_write_str(w, "values", 6);
+    if (rg_mp_check_len(w, m->values.count, 8)) {
+        rg_mp_write_array(w, m->values.count);
+        for (uint32_t i0 = 0; i0 < m->values.count; ++i0) {
+            rg_mp_write_f64(w, m->values.items[i0]);
+        }
+    }
+    rg_mp_write_str(w, "reset", 5);
+    rg_mp_write_bool(w, m->reset);
+    rg_mp_write_str(w, "message_id", 10);
+    rg_mp_write_uuid(w, &m->message_id);
+    rg_mp_write_str(w, "priority", 8);
+    rg_mp_write_uint(w, (uint64_t)m->priority);
+    rg_mp_write_str(w, "correlation_id", 14);
+    if (m->flags & RG_FLAG_HAS_CORRELATION) rg_mp_write_uuid(w, &m->correlation_id);
+    else rg_mp_write_nil(w);
+}
+
+// Zeroes *m and applies the field defaults that are constants (a default_factory leaves zero).
+RG_FN void rg_init_Batch(Batch* m) {
+    for (size_t i = 0; i < sizeof *m; ++i) ((uint8_t*)m)[i] = 0;
+    m->type_id = RG_TYPE_ID_Batch;
+    m->reset = 0;
+    m->priority = 128;
+}
+
+RG_FN void rg_read_Batch(rg_mp_reader* r, Batch* m) {
+    rg_init_Batch(m);
+    int seen_values = 0;
+    uint32_t n;
+    if (!rg_mp_read_map(r, &n)) return;
+    for (uint32_t k = 0; k < n && !r->err; ++k) {
+        const uint8_t* key;
+        uint32_t key_len;
+        if (!rg_mp_read_key(r, &key, &key_len)) return;
+        if (rg_mp_key_is(key, key_len, "values", 6)) {
+            seen_values = 1;
+            {
+                uint32_t n0;
+                if (rg_mp_read_array(r, &n0)) {
+                    if (n0 > 8) rg_mp_fail(r, RG_MP_ERR_BOUND);
+                    else m->values.count = n0;
+                    for (uint32_t i0 = 0; i0 < n0 && !r->err; ++i0) {
+                        rg_mp_read_f64(r, &m->values.items[i0]);
+                    }
+                }
+            }
+        } else if (rg_mp_key_is(key, key_len, "reset", 5)) {
+            rg_mp_read_bool(r, &m->reset);
+        } else if (rg_mp_key_is(key, key_len, "message_id", 10)) {
+            rg_mp_read_uuid(r, &m->message_id);
+        } else if (rg_mp_key_is(key, key_len, "priority", 8)) {
+            {
+                uint64_t v;
+                if (rg_mp_read_uint(r, &v, UINT8_MAX)) m->priority = (uint8_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "correlation_id", 14)) {
+            if (rg_mp_read_nil(r)) m->flags &= (uint8_t)~RG_FLAG_HAS_CORRELATION;
+            else if (rg_mp_read_uuid(r, &m->correlation_id)) m->flags |= RG_FLAG_HAS_CORRELATION;
+        } else {
+            rg_mp_skip(r);
+        }
+    }
+    if (!(seen_values)) rg_mp_fail(r, RG_MP_ERR_MISSING);
+}
+
+RG_FN int64_t rg_pack_Batch(const Batch* m, uint8_t* out, size_t cap) {
+    rg_mp_writer w = {out, cap, 0, RG_MP_OK};
+    rg_write_Batch(&w, m);
+    return w.err ? (int64_t)w.err : (int64_t)w.len;
+}
+
+RG_FN int64_t rg_unpack_Batch(const uint8_t* in, size_t len, Batch* m) {
+    rg_mp_reader r = {in, len, 0, RG_MP_OK};
+    rg_read_Batch(&r, m);
+    if (!r.err && r.pos != len) r.err = RG_MP_ERR_TRAILING;
+    return r.err ? (int64_t)r.err : (int64_t)r.pos;
+}
+
+// ---- Summary (schemas.translated.Summary) ----
+#define RG_MAX_PACKED_Summary 194
+
+RG_FN void rg_write_Summary(rg_mp_writer* w, const Summary* m) {
+    rg_mp_write_map(w, 8);
+    rg_mp_write_str(w, "count", 5);
+    rg_mp_write_int(w, (int64_t)m->count);
+    rg_mp_write_str(w, "mean", 4);
+    rg_mp_write_f64(w, m->mean);
+    rg_mp_write_str(w, "variance", 8);
+    rg_mp_write_f64(w, m->variance);
+    rg_mp_write_str(w, "total", 5);
+    rg_mp_write_f64(w, m->total);
+    rg_mp_write_str(w, "ticks", 5);
+    rg_mp_write_int(w, (int64_t)m->ticks);
+    rg_mp_write_str(w, "message_id", 10);
+    rg_mp_write_uuid(w, &m->message_id);
+    rg_mp_write_str(w, "priority", 8);
+    rg_mp_write_uint(w, (uint64_t)m->priority);
+    rg_mp_write_str(w, "correlation_id", 14);
+    if (m->flags & RG_FLAG_HAS_CORRELATION) rg_mp_write_uuid(w, &m->correlation_id);
+    else rg_mp_write_nil(w);
+}
+
+// Zeroes *m and applies the field defaults that are constants (a default_factory leaves zero).
+RG_FN void rg_init_Summary(Summary* m) {
+    for (size_t i = 0; i < sizeof *m; ++i) ((uint8_t*)m)[i] = 0;
+    m->type_id = RG_TYPE_ID_Summary;
+    m->count = 0;
+    m->mean = 0.0;
+    m->variance = 0.0;
+    m->total = 0.0;
+    m->ticks = 0;
+    m->priority = 128;
+}
+
+RG_FN void rg_read_Summary(rg_mp_reader* r, Summary* m) {
+    rg_init_Summary(m);
+    uint32_t n;
+    if (!rg_mp_read_map(r, &n)) return;
+    for (uint32_t k = 0; k < n && !r->err; ++k) {
+        const uint8_t* key;
+        uint32_t key_len;
+        if (!rg_mp_read_key(r, &key, &key_len)) return;
+        if (rg_mp_key_is(key, key_len, "count", 5)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT64_MIN, INT64_MAX)) m->count = (int64_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "mean", 4)) {
+            rg_mp_read_f64(r, &m->mean);
+        } else if (rg_mp_key_is(key, key_len, "variance", 8)) {
+            rg_mp_read_f64(r, &m->variance);
+        } else if (rg_mp_key_is(key, key_len, "total", 5)) {
+            rg_mp_read_f64(r, &m->total);
+        } else if (rg_mp_key_is(key, key_len, "ticks", 5)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT64_MIN, INT64_MAX)) m->ticks = (int64_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "message_id", 10)) {
+            rg_mp_read_uuid(r, &m->message_id);
+        } else if (rg_mp_key_is(key, key_len, "priority", 8)) {
+            {
+                uint64_t v;
+                if (rg_mp_read_uint(r, &v, UINT8_MAX)) m->priority = (uint8_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "correlation_id", 14)) {
+            if (rg_mp_read_nil(r)) m->flags &= (uint8_t)~RG_FLAG_HAS_CORRELATION;
+            else if (rg_mp_read_uuid(r, &m->correlation_id)) m->flags |= RG_FLAG_HAS_CORRELATION;
+        } else {
+            rg_mp_skip(r);
+        }
+    }
+}
+
+RG_FN int64_t rg_pack_Summary(const Summary* m, uint8_t* out, size_t cap) {
+    rg_mp_writer w = {out, cap, 0, RG_MP_OK};
+    rg_write_Summary(&w, m);
+    return w.err ? (int64_t)w.err : (int64_t)w.len;
+}
+
+RG_FN int64_t rg_unpack_Summary(const uint8_t* in, size_t len, Summary* m) {
+    rg_mp_reader r = {in, len, 0, RG_MP_OK};
+    rg_read_Summary(&r, m);
+    if (!r.err && r.pos != len) r.err = RG_MP_ERR_TRAILING;
+    return r.err ? (int64_t)r.err : (int64_t)r.pos;
+}
+
+// ---- Tag (schemas.translated.Tag) ----
+#define RG_MAX_PACKED_Tag 133
+
+RG_FN void rg_write_Tag(rg_mp_writer* w, const Tag* m) {
+    rg_mp_write_map(w, 5);
+    rg_mp_write_str(w, "name", 4);
+    if (rg_mp_check_len(w, m->name.len, 6)) rg_mp_write_str(w, m->name.data, m->name.len);
+    rg_mp_write_str(w, "weight", 6);
+    rg_mp_write_f32(w, m->weight);
+    rg_mp_write_str(w, "message_id", 10);
+    rg_mp_write_uuid(w, &m->message_id);
+    rg_mp_write_str(w, "priority", 8);
+    rg_mp_write_uint(w, (uint64_t)m->priority);
+    rg_mp_write_str(w, "correlation_id", 14);
+    if (m->flags & RG_FLAG_HAS_CORRELATION) rg_mp_write_uuid(w, &m->correlation_id);
+    else rg_mp_write_nil(w);
+}
+
+// Zeroes *m and applies the field defaults that are constants (a default_factory leaves zero).
+RG_FN void rg_init_Tag(Tag* m) {
+    for (size_t i = 0; i < sizeof *m; ++i) ((uint8_t*)m)[i] = 0;
+    m->type_id = RG_TYPE_ID_Tag;
+    m->name.len = 0; rg_mp_copy(m->name.data, "", 0);
+    m->weight = 1.0;
+    m->priority = 128;
+}
+
+RG_FN void rg_read_Tag(rg_mp_reader* r, Tag* m) {
+    rg_init_Tag(m);
+    uint32_t n;
+    if (!rg_mp_read_map(r, &n)) return;
+    for (uint32_t k = 0; k < n && !r->err; ++k) {
+        const uint8_t* key;
+        uint32_t key_len;
+        if (!rg_mp_read_key(r, &key, &key_len)) return;
+        if (rg_mp_key_is(key, key_len, "name", 4)) {
+            rg_mp_read_bytes(r, 1, m->name.data, &m->name.len, 6);
+        } else if (rg_mp_key_is(key, key_len, "weight", 6)) {
+            rg_mp_read_f32(r, &m->weight);
+        } else if (rg_mp_key_is(key, key_len, "message_id", 10)) {
+            rg_mp_read_uuid(r, &m->message_id);
+        } else if (rg_mp_key_is(key, key_len, "priority", 8)) {
+            {
+                uint64_t v;
+                if (rg_mp_read_uint(r, &v, UINT8_MAX)) m->priority = (uint8_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "correlation_id", 14)) {
+            if (rg_mp_read_nil(r)) m->flags &= (uint8_t)~RG_FLAG_HAS_CORRELATION;
+            else if (rg_mp_read_uuid(r, &m->correlation_id)) m->flags |= RG_FLAG_HAS_CORRELATION;
+        } else {
+            rg_mp_skip(r);
+        }
+    }
+}
+
+RG_FN int64_t rg_pack_Tag(const Tag* m, uint8_t* out, size_t cap) {
+    rg_mp_writer w = {out, cap, 0, RG_MP_OK};
+    rg_write_Tag(&w, m);
+    return w.err ? (int64_t)w.err : (int64_t)w.len;
+}
+
+RG_FN int64_t rg_unpack_Tag(const uint8_t* in, size_t len, Tag* m) {
+    rg_mp_reader r = {in, len, 0, RG_MP_OK};
+    rg_read_Tag(&r, m);
+    if (!r.err && r.pos != len) r.err = RG_MP_ERR_TRAILING;
+    return r.err ? (int64_t)r.err : (int64_t)r.pos;
+}
+
+// ---- Record (schemas.translated.Record) ----
+#define RG_MAX_PACKED_Record 577
+
+RG_FN void rg_write_Record(rg_mp_writer* w, const Record* m) {
+    rg_mp_write_map(w, 14);
+    rg_mp_write_str(w, "text", 4);
+    if (rg_mp_check_len(w, m->text.len, 16)) rg_mp_write_str(w, m->text.data, m->text.len);
+    rg_mp_write_str(w, "other", 5);
+    if (rg_mp_check_len(w, m->other.len, 16)) rg_mp_write_str(w, m->other.data, m->other.len);
+    rg_mp_write_str(w, "ids", 3);
+    if (rg_mp_check_len(w, m->ids.count, 5)) {
+        rg_mp_write_array(w, m->ids.count);
+        for (uint32_t i0 = 0; i0 < m->ids.count; ++i0) {
+            rg_mp_write_int(w, (int64_t)m->ids.items[i0]);
+        }
+    }
+    rg_mp_write_str(w, "owner", 5);
+    if (m->owner.present) {
+        rg_mp_write_uuid(w, &m->owner.value);
+    } else {
+        rg_mp_write_nil(w);
+    }
+    rg_mp_write_str(w, "peer", 4);
+    if (m->peer.present) {
+        rg_mp_write_uuid(w, &m->peer.value);
+    } else {
+        rg_mp_write_nil(w);
+    }
+    rg_mp_write_str(w, "start", 5);
+    if (m->start.present) {
+        rg_mp_write_datetime(w, &m->start.value);
+    } else {
+        rg_mp_write_nil(w);
+    }
+    rg_mp_write_str(w, "end", 3);
+    if (m->end.present) {
+        rg_mp_write_datetime(w, &m->end.value);
+    } else {
+        rg_mp_write_nil(w);
+    }
+    rg_mp_write_str(w, "mode", 4);
+    rg_mp_write_int(w, (int64_t)m->mode);
+    rg_mp_write_str(w, "modes", 5);
+    if (rg_mp_check_len(w, m->modes.count, 3)) {
+        rg_mp_write_array(w, m->modes.count);
+        for (uint32_t i0 = 0; i0 < m->modes.count; ++i0) {
+            rg_mp_write_int(w, (int64_t)m->modes.items[i0]);
+        }
+    }
+    rg_mp_write_str(w, "tag", 3);
+    if (m->tag.present) {
+        rg_write_Tag(w, &m->tag.value);
+    } else {
+        rg_mp_write_nil(w);
+    }
+    rg_mp_write_str(w, "index", 5);
+    rg_mp_write_int(w, (int64_t)m->index);
+    rg_mp_write_str(w, "message_id", 10);
+    rg_mp_write_uuid(w, &m->message_id);
+    rg_mp_write_str(w, "priority", 8);
+    rg_mp_write_uint(w, (uint64_t)m->priority);
+    rg_mp_write_str(w, "correlation_id", 14);
+    if (m->flags & RG_FLAG_HAS_CORRELATION) rg_mp_write_uuid(w, &m->correlation_id);
+    else rg_mp_write_nil(w);
+}
+
+// Zeroes *m and applies the field defaults that are constants (a default_factory leaves zero).
+RG_FN void rg_init_Record(Record* m) {
+    for (size_t i = 0; i < sizeof *m; ++i) ((uint8_t*)m)[i] = 0;
+    m->type_id = RG_TYPE_ID_Record;
+    m->other.len = 0; rg_mp_copy(m->other.data, "", 0);
+    m->mode = 1;
+    m->index = 0;
+    m->priority = 128;
+}
+
+RG_FN void rg_read_Record(rg_mp_reader* r, Record* m) {
+    rg_init_Record(m);
+    int seen_text = 0;
+    uint32_t n;
+    if (!rg_mp_read_map(r, &n)) return;
+    for (uint32_t k = 0; k < n && !r->err; ++k) {
+        const uint8_t* key;
+        uint32_t key_len;
+        if (!rg_mp_read_key(r, &key, &key_len)) return;
+        if (rg_mp_key_is(key, key_len, "text", 4)) {
+            seen_text = 1;
+            rg_mp_read_bytes(r, 1, m->text.data, &m->text.len, 16);
+        } else if (rg_mp_key_is(key, key_len, "other", 5)) {
+            rg_mp_read_bytes(r, 1, m->other.data, &m->other.len, 16);
+        } else if (rg_mp_key_is(key, key_len, "ids", 3)) {
+            {
+                uint32_t n0;
+                if (rg_mp_read_array(r, &n0)) {
+                    if (n0 > 5) rg_mp_fail(r, RG_MP_ERR_BOUND);
+                    else m->ids.count = n0;
+                    for (uint32_t i0 = 0; i0 < n0 && !r->err; ++i0) {
+                        {
+                            int64_t v;
+                            if (rg_mp_read_int(r, &v, INT16_MIN, INT16_MAX)) m->ids.items[i0] = (int16_t)v;
+                        }
+                    }
+                }
+            }
+        } else if (rg_mp_key_is(key, key_len, "owner", 5)) {
+            if (rg_mp_read_nil(r)) {
+                m->owner.present = 0;
+            } else {
+                m->owner.present = 1;
+                rg_mp_read_uuid(r, &m->owner.value);
+            }
+        } else if (rg_mp_key_is(key, key_len, "peer", 4)) {
+            if (rg_mp_read_nil(r)) {
+                m->peer.present = 0;
+            } else {
+                m->peer.present = 1;
+                rg_mp_read_uuid(r, &m->peer.value);
+            }
+        } else if (rg_mp_key_is(key, key_len, "start", 5)) {
+            if (rg_mp_read_nil(r)) {
+                m->start.present = 0;
+            } else {
+                m->start.present = 1;
+                rg_mp_read_datetime(r, &m->start.value);
+            }
+        } else if (rg_mp_key_is(key, key_len, "end", 3)) {
+            if (rg_mp_read_nil(r)) {
+                m->end.present = 0;
+            } else {
+                m->end.present = 1;
+                rg_mp_read_datetime(r, &m->end.value);
+            }
+        } else if (rg_mp_key_is(key, key_len, "mode", 4)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT32_MIN, INT32_MAX)) {
+                    if (v == -7 || v == 1 || v == 2) m->mode = (int32_t)v;
+                    else rg_mp_fail(r, RG_MP_ERR_RANGE);
+                }
+            }
+        } else if (rg_mp_key_is(key, key_len, "modes", 5)) {
+            {
+                uint32_t n0;
+                if (rg_mp_read_array(r, &n0)) {
+                    if (n0 > 3) rg_mp_fail(r, RG_MP_ERR_BOUND);
+                    else m->modes.count = n0;
+                    for (uint32_t i0 = 0; i0 < n0 && !r->err; ++i0) {
+                        {
+                            int64_t v;
+                            if (rg_mp_read_int(r, &v, INT32_MIN, INT32_MAX)) {
+                                if (v == -7 || v == 1 || v == 2) m->modes.items[i0] = (int32_t)v;
+                                else rg_mp_fail(r, RG_MP_ERR_RANGE);
+                            }
+                        }
+                    }
+                }
+            }
+        } else if (rg_mp_key_is(key, key_len, "tag", 3)) {
+            if (rg_mp_read_nil(r)) {
+                m->tag.present = 0;
+            } else {
+                m->tag.present = 1;
+                rg_read_Tag(r, &m->tag.value);
+            }
+        } else if (rg_mp_key_is(key, key_len, "index", 5)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT64_MIN, INT64_MAX)) m->index = (int64_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "message_id", 10)) {
+            rg_mp_read_uuid(r, &m->message_id);
+        } else if (rg_mp_key_is(key, key_len, "priority", 8)) {
+            {
+                uint64_t v;
+                if (rg_mp_read_uint(r, &v, UINT8_MAX)) m->priority = (uint8_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "correlation_id", 14)) {
+            if (rg_mp_read_nil(r)) m->flags &= (uint8_t)~RG_FLAG_HAS_CORRELATION;
+            else if (rg_mp_read_uuid(r, &m->correlation_id)) m->flags |= RG_FLAG_HAS_CORRELATION;
+        } else {
+            rg_mp_skip(r);
+        }
+    }
+    if (!(seen_text)) rg_mp_fail(r, RG_MP_ERR_MISSING);
+}
+
+RG_FN int64_t rg_pack_Record(const Record* m, uint8_t* out, size_t cap) {
+    rg_mp_writer w = {out, cap, 0, RG_MP_OK};
+    rg_write_Record(&w, m);
+    return w.err ? (int64_t)w.err : (int64_t)w.len;
+}
+
+RG_FN int64_t rg_unpack_Record(const uint8_t* in, size_t len, Record* m) {
+    rg_mp_reader r = {in, len, 0, RG_MP_OK};
+    rg_read_Record(&r, m);
+    if (!r.err && r.pos != len) r.err = RG_MP_ERR_TRAILING;
+    return r.err ? (int64_t)r.err : (int64_t)r.pos;
+}
+
+// ---- Parsed (schemas.translated.Parsed) ----
+#define RG_MAX_PACKED_Parsed 738
+
+RG_FN void rg_write_Parsed(rg_mp_writer* w, const Parsed* m) {
+    rg_mp_write_map(w, 19);
+    rg_mp_write_str(w, "first", 5);
+    if (rg_mp_check_len(w, m->first.len, 4)) rg_mp_write_str(w, m->first.data, m->first.len);
+    rg_mp_write_str(w, "echo", 4);
+    if (m->echo.present) {
+        if (rg_mp_check_len(w, m->echo.value.len, 16)) rg_mp_write_str(w, m->echo.value.data, m->echo.value.len);
+    } else {
+        rg_mp_write_nil(w);
+    }
+    rg_mp_write_str(w, "ids", 3);
+    if (rg_mp_check_len(w, m->ids.count, 8)) {
+        rg_mp_write_array(w, m->ids.count);
+        for (uint32_t i0 = 0; i0 < m->ids.count; ++i0) {
+            rg_mp_write_int(w, (int64_t)m->ids.items[i0]);
+        }
+    }
+    rg_mp_write_str(w, "owner", 5);
+    if (m->owner.present) {
+        rg_mp_write_uuid(w, &m->owner.value);
+    } else {
+        rg_mp_write_nil(w);
+    }
+    rg_mp_write_str(w, "start", 5);
+    if (m->start.present) {
+        rg_mp_write_datetime(w, &m->start.value);
+    } else {
+        rg_mp_write_nil(w);
+    }
+    rg_mp_write_str(w, "mode", 4);
+    rg_mp_write_int(w, (int64_t)m->mode);
+    rg_mp_write_str(w, "tag", 3);
+    if (m->tag.present) {
+        rg_write_Tag(w, &m->tag.value);
+    } else {
+        rg_mp_write_nil(w);
+    }
+    rg_mp_write_str(w, "inner", 5);
+    if (m->inner.present) {
+        rg_write_Tag(w, &m->inner.value);
+    } else {
+        rg_mp_write_nil(w);
+    }
+    rg_mp_write_str(w, "digits", 6);
+    rg_mp_write_int(w, (int64_t)m->digits);
+    rg_mp_write_str(w, "vowels", 6);
+    rg_mp_write_int(w, (int64_t)m->vowels);
+    rg_mp_write_str(w, "code", 4);
+    rg_mp_write_int(w, (int64_t)m->code);
+    rg_mp_write_str(w, "order", 5);
+    rg_mp_write_int(w, (int64_t)m->order);
+    rg_mp_write_str(w, "same_owner", 10);
+    rg_mp_write_bool(w, m->same_owner);
+    rg_mp_write_str(w, "later", 5);
+    rg_mp_write_bool(w, m->later);
+    rg_mp_write_str(w, "fast", 4);
+    rg_mp_write_int(w, (int64_t)m->fast);
+    rg_mp_write_str(w, "found", 5);
+    rg_mp_write_bool(w, m->found);
+    rg_mp_write_str(w, "message_id", 10);
+    rg_mp_write_uuid(w, &m->message_id);
+    rg_mp_write_str(w, "priority", 8);
+    rg_mp_write_uint(w, (uint64_t)m->priority);
+    rg_mp_write_str(w, "correlation_id", 14);
+    if (m->flags & RG_FLAG_HAS_CORRELATION) rg_mp_write_uuid(w, &m->correlation_id);
+    else rg_mp_write_nil(w);
+}
+
+// Zeroes *m and applies the field defaults that are constants (a default_factory leaves zero).
+RG_FN void rg_init_Parsed(Parsed* m) {
+    for (size_t i = 0; i < sizeof *m; ++i) ((uint8_t*)m)[i] = 0;
+    m->type_id = RG_TYPE_ID_Parsed;
+    m->first.len = 0; rg_mp_copy(m->first.data, "", 0);
+    m->mode = 2;
+    m->digits = 0;
+    m->vowels = 0;
+    m->code = 0;
+    m->order = 0;
+    m->same_owner = 0;
+    m->later = 0;
+    m->fast = 0;
+    m->found = 0;
+    m->priority = 128;
+}
+
+RG_FN void rg_read_Parsed(rg_mp_reader* r, Parsed* m) {
+    rg_init_Parsed(m);
+    uint32_t n;
+    if (!rg_mp_read_map(r, &n)) return;
+    for (uint32_t k = 0; k < n && !r->err; ++k) {
+        const uint8_t* key;
+        uint32_t key_len;
+        if (!rg_mp_read_key(r, &key, &key_len)) return;
+        if (rg_mp_key_is(key, key_len, "first", 5)) {
+            rg_mp_read_bytes(r, 1, m->first.data, &m->first.len, 4);
+        } else if (rg_mp_key_is(key, key_len, "echo", 4)) {
+            if (rg_mp_read_nil(r)) {
+                m->echo.present = 0;
+            } else {
+                m->echo.present = 1;
+                rg_mp_read_bytes(r, 1, m->echo.value.data, &m->echo.value.len, 16);
+            }
+        } else if (rg_mp_key_is(key, key_len, "ids", 3)) {
+            {
+                uint32_t n0;
+                if (rg_mp_read_array(r, &n0)) {
+                    if (n0 > 8) rg_mp_fail(r, RG_MP_ERR_BOUND);
+                    else m->ids.count = n0;
+                    for (uint32_t i0 = 0; i0 < n0 && !r->err; ++i0) {
+                        {
+                            int64_t v;
+                            if (rg_mp_read_int(r, &v, INT16_MIN, INT16_MAX)) m->ids.items[i0] = (int16_t)v;
+                        }
+                    }
+                }
+            }
+        } else if (rg_mp_key_is(key, key_len, "owner", 5)) {
+            if (rg_mp_read_nil(r)) {
+                m->owner.present = 0;
+            } else {
+                m->owner.present = 1;
+                rg_mp_read_uuid(r, &m->owner.value);
+            }
+        } else if (rg_mp_key_is(key, key_len, "start", 5)) {
+            if (rg_mp_read_nil(r)) {
+                m->start.present = 0;
+            } else {
+                m->start.present = 1;
+                rg_mp_read_datetime(r, &m->start.value);
+            }
+        } else if (rg_mp_key_is(key, key_len, "mode", 4)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT32_MIN, INT32_MAX)) {
+                    if (v == -7 || v == 1 || v == 2) m->mode = (int32_t)v;
+                    else rg_mp_fail(r, RG_MP_ERR_RANGE);
+                }
+            }
+        } else if (rg_mp_key_is(key, key_len, "tag", 3)) {
+            if (rg_mp_read_nil(r)) {
+                m->tag.present = 0;
+            } else {
+                m->tag.present = 1;
+                rg_read_Tag(r, &m->tag.value);
+            }
+        } else if (rg_mp_key_is(key, key_len, "inner", 5)) {
+            if (rg_mp_read_nil(r)) {
+                m->inner.present = 0;
+            } else {
+                m->inner.present = 1;
+                rg_read_Tag(r, &m->inner.value);
+            }
+        } else if (rg_mp_key_is(key, key_len, "digits", 6)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT64_MIN, INT64_MAX)) m->digits = (int64_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "vowels", 6)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT64_MIN, INT64_MAX)) m->vowels = (int64_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "code", 4)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT64_MIN, INT64_MAX)) m->code = (int64_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "order", 5)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT64_MIN, INT64_MAX)) m->order = (int64_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "same_owner", 10)) {
+            rg_mp_read_bool(r, &m->same_owner);
+        } else if (rg_mp_key_is(key, key_len, "later", 5)) {
+            rg_mp_read_bool(r, &m->later);
+        } else if (rg_mp_key_is(key, key_len, "fast", 4)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT64_MIN, INT64_MAX)) m->fast = (int64_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "found", 5)) {
+            rg_mp_read_bool(r, &m->found);
+        } else if (rg_mp_key_is(key, key_len, "message_id", 10)) {
+            rg_mp_read_uuid(r, &m->message_id);
+        } else if (rg_mp_key_is(key, key_len, "priority", 8)) {
+            {
+                uint64_t v;
+                if (rg_mp_read_uint(r, &v, UINT8_MAX)) m->priority = (uint8_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "correlation_id", 14)) {
+            if (rg_mp_read_nil(r)) m->flags &= (uint8_t)~RG_FLAG_HAS_CORRELATION;
+            else if (rg_mp_read_uuid(r, &m->correlation_id)) m->flags |= RG_FLAG_HAS_CORRELATION;
+        } else {
+            rg_mp_skip(r);
+        }
+    }
+}
+
+RG_FN int64_t rg_pack_Parsed(const Parsed* m, uint8_t* out, size_t cap) {
+    rg_mp_writer w = {out, cap, 0, RG_MP_OK};
+    rg_write_Parsed(&w, m);
+    return w.err ? (int64_t)w.err : (int64_t)w.len;
+}
+
+RG_FN int64_t rg_unpack_Parsed(const uint8_t* in, size_t len, Parsed* m) {
+    rg_mp_reader r = {in, len, 0, RG_MP_OK};
+    rg_read_Parsed(&r, m);
+    if (!r.err && r.pos != len) r.err = RG_MP_ERR_TRAILING;
+    return r.err ? (int64_t)r.err : (int64_t)r.pos;
+}
+
+// ---- Scale (schemas.translated.Scale) ----
+#define RG_MAX_PACKED_Scale 153
+
+RG_FN void rg_write_Scale(rg_mp_writer* w, const Scale* m) {
+    rg_mp_write_map(w, 6);
+    rg_mp_write_str(w, "data", 4);
+    rg_mp_write_uint(w, (uint64_t)m->data);
+    rg_mp_write_str(w, "factor", 6);
+    rg_mp_write_f64(w, m->factor);
+    rg_mp_write_str(w, "bump", 4);
+    rg_mp_write_int(w, (int64_t)m->bump);
+    rg_mp_write_str(w, "message_id", 10);
+    rg_mp_write_uuid(w, &m->message_id);
+    rg_mp_write_str(w, "priority", 8);
+    rg_mp_write_uint(w, (uint64_t)m->priority);
+    rg_mp_write_str(w, "correlation_id", 14);
+    if (m->flags & RG_FLAG_HAS_CORRELATION) rg_mp_write_uuid(w, &m->correlation_id);
+    else rg_mp_write_nil(w);
+}
+
+// Zeroes *m and applies the field defaults that are constants (a default_factory leaves zero).
+RG_FN void rg_init_Scale(Scale* m) {
+    for (size_t i = 0; i < sizeof *m; ++i) ((uint8_t*)m)[i] = 0;
+    m->type_id = RG_TYPE_ID_Scale;
+    m->factor = 2.0;
+    m->bump = 0;
+    m->priority = 128;
+}
+
+RG_FN void rg_read_Scale(rg_mp_reader* r, Scale* m) {
+    rg_init_Scale(m);
+    int seen_data = 0;
+    uint32_t n;
+    if (!rg_mp_read_map(r, &n)) return;
+    for (uint32_t k = 0; k < n && !r->err; ++k) {
+        const uint8_t* key;
+        uint32_t key_len;
+        if (!rg_mp_read_key(r, &key, &key_len)) return;
+        if (rg_mp_key_is(key, key_len, "data", 4)) {
+            seen_data = 1;
+            {
+                uint64_t v;
+                if (rg_mp_read_uint(r, &v, UINT64_MAX)) m->data = (uint64_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "factor", 6)) {
+            rg_mp_read_f64(r, &m->factor);
+        } else if (rg_mp_key_is(key, key_len, "bump", 4)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT32_MIN, INT32_MAX)) m->bump = (int32_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "message_id", 10)) {
+            rg_mp_read_uuid(r, &m->message_id);
+        } else if (rg_mp_key_is(key, key_len, "priority", 8)) {
+            {
+                uint64_t v;
+                if (rg_mp_read_uint(r, &v, UINT8_MAX)) m->priority = (uint8_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "correlation_id", 14)) {
+            if (rg_mp_read_nil(r)) m->flags &= (uint8_t)~RG_FLAG_HAS_CORRELATION;
+            else if (rg_mp_read_uuid(r, &m->correlation_id)) m->flags |= RG_FLAG_HAS_CORRELATION;
+        } else {
+            rg_mp_skip(r);
+        }
+    }
+    if (!(seen_data)) rg_mp_fail(r, RG_MP_ERR_MISSING);
+}
+
+RG_FN int64_t rg_pack_Scale(const Scale* m, uint8_t* out, size_t cap) {
+    rg_mp_writer w = {out, cap, 0, RG_MP_OK};
+    rg_write_Scale(&w, m);
+    return w.err ? (int64_t)w.err : (int64_t)w.len;
+}
+
+RG_FN int64_t rg_unpack_Scale(const uint8_t* in, size_t len, Scale* m) {
+    rg_mp_reader r = {in, len, 0, RG_MP_OK};
+    rg_read_Scale(&r, m);
+    if (!r.err && r.pos != len) r.err = RG_MP_ERR_TRAILING;
+    return r.err ? (int64_t)r.err : (int64_t)r.pos;
+}
+
+// ---- Scaled (schemas.translated.Scaled) ----
+#define RG_MAX_PACKED_Scaled 168
+
+RG_FN void rg_write_Scaled(rg_mp_writer* w, const Scaled* m) {
+    rg_mp_write_map(w, 7);
+    rg_mp_write_str(w, "total", 5);
+    rg_mp_write_f64(w, m->total);
+    rg_mp_write_str(w, "n", 1);
+    rg_mp_write_int(w, (int64_t)m->n);
+    rg_mp_write_str(w, "first", 5);
+    rg_mp_write_f64(w, m->first);
+    rg_mp_write_str(w, "peak", 4);
+    rg_mp_write_f64(w, m->peak);
+    rg_mp_write_str(w, "message_id", 10);
+    rg_mp_write_uuid(w, &m->message_id);
+    rg_mp_write_str(w, "priority", 8);
+    rg_mp_write_uint(w, (uint64_t)m->priority);
+    rg_mp_write_str(w, "correlation_id", 14);
+    if (m->flags & RG_FLAG_HAS_CORRELATION) rg_mp_write_uuid(w, &m->correlation_id);
+    else rg_mp_write_nil(w);
+}
+
+// Zeroes *m and applies the field defaults that are constants (a default_factory leaves zero).
+RG_FN void rg_init_Scaled(Scaled* m) {
+    for (size_t i = 0; i < sizeof *m; ++i) ((uint8_t*)m)[i] = 0;
+    m->type_id = RG_TYPE_ID_Scaled;
+    m->total = 0.0;
+    m->n = 0;
+    m->first = 0.0;
+    m->peak = 0.0;
+    m->priority = 128;
+}
+
+RG_FN void rg_read_Scaled(rg_mp_reader* r, Scaled* m) {
+    rg_init_Scaled(m);
+    uint32_t n;
+    if (!rg_mp_read_map(r, &n)) return;
+    for (uint32_t k = 0; k < n && !r->err; ++k) {
+        const uint8_t* key;
+        uint32_t key_len;
+        if (!rg_mp_read_key(r, &key, &key_len)) return;
+        if (rg_mp_key_is(key, key_len, "total", 5)) {
+            rg_mp_read_f64(r, &m->total);
+        } else if (rg_mp_key_is(key, key_len, "n", 1)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT64_MIN, INT64_MAX)) m->n = (int64_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "first", 5)) {
+            rg_mp_read_f64(r, &m->first);
+        } else if (rg_mp_key_is(key, key_len, "peak", 4)) {
+            rg_mp_read_f64(r, &m->peak);
+        } else if (rg_mp_key_is(key, key_len, "message_id", 10)) {
+            rg_mp_read_uuid(r, &m->message_id);
+        } else if (rg_mp_key_is(key, key_len, "priority", 8)) {
+            {
+                uint64_t v;
+                if (rg_mp_read_uint(r, &v, UINT8_MAX)) m->priority = (uint8_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "correlation_id", 14)) {
+            if (rg_mp_read_nil(r)) m->flags &= (uint8_t)~RG_FLAG_HAS_CORRELATION;
+            else if (rg_mp_read_uuid(r, &m->correlation_id)) m->flags |= RG_FLAG_HAS_CORRELATION;
+        } else {
+            rg_mp_skip(r);
+        }
+    }
+}
+
+RG_FN int64_t rg_pack_Scaled(const Scaled* m, uint8_t* out, size_t cap) {
+    rg_mp_writer w = {out, cap, 0, RG_MP_OK};
+    rg_write_Scaled(&w, m);
+    return w.err ? (int64_t)w.err : (int64_t)w.len;
+}
+
+RG_FN int64_t rg_unpack_Scaled(const uint8_t* in, size_t len, Scaled* m) {
+    rg_mp_reader r = {in, len, 0, RG_MP_OK};
+    rg_read_Scaled(&r, m);
+    if (!r.err && r.pos != len) r.err = RG_MP_ERR_TRAILING;
+    return r.err ? (int64_t)r.err : (int64_t)r.pos;
+}
+
+// ---- Audit (schemas.translated.Audit) ----
+#define RG_MAX_PACKED_Audit 154
+
+RG_FN void rg_write_Audit(rg_mp_writer* w, const Audit* m) {
+    rg_mp_write_map(w, 6);
+    rg_mp_write_str(w, "seq", 3);
+    rg_mp_write_int(w, (int64_t)m->seq);
+    rg_mp_write_str(w, "step", 4);
+    rg_mp_write_int(w, (int64_t)m->step);
+    rg_mp_write_str(w, "note", 4);
+    if (rg_mp_check_len(w, m->note.len, 8)) rg_mp_write_str(w, m->note.data, m->note.len);
+    rg_mp_write_str(w, "message_id", 10);
+    rg_mp_write_uuid(w, &m->message_id);
+    rg_mp_write_str(w, "priority", 8);
+    rg_mp_write_uint(w, (uint64_t)m->priority);
+    rg_mp_write_str(w, "correlation_id", 14);
+    if (m->flags & RG_FLAG_HAS_CORRELATION) rg_mp_write_uuid(w, &m->correlation_id);
+    else rg_mp_write_nil(w);
+}
+
+// Zeroes *m and applies the field defaults that are constants (a default_factory leaves zero).
+RG_FN void rg_init_Audit(Audit* m) {
+    for (size_t i = 0; i < sizeof *m; ++i) ((uint8_t*)m)[i] = 0;
+    m->type_id = RG_TYPE_ID_Audit;
+    m->seq = 0;
+    m->step = 0;
+    m->note.len = 0; rg_mp_copy(m->note.data, "", 0);
+    m->priority = 128;
+}
+
+RG_FN void rg_read_Audit(rg_mp_reader* r, Audit* m) {
+    rg_init_Audit(m);
+    uint32_t n;
+    if (!rg_mp_read_map(r, &n)) return;
+    for (uint32_t k = 0; k < n && !r->err; ++k) {
+        const uint8_t* key;
+        uint32_t key_len;
+        if (!rg_mp_read_key(r, &key, &key_len)) return;
+        if (rg_mp_key_is(key, key_len, "seq", 3)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT64_MIN, INT64_MAX)) m->seq = (int64_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "step", 4)) {
+            {
+                int64_t v;
+                if (rg_mp_read_int(r, &v, INT64_MIN, INT64_MAX)) m->step = (int64_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "note", 4)) {
+            rg_mp_read_bytes(r, 1, m->note.data, &m->note.len, 8);
+        } else if (rg_mp_key_is(key, key_len, "message_id", 10)) {
+            rg_mp_read_uuid(r, &m->message_id);
+        } else if (rg_mp_key_is(key, key_len, "priority", 8)) {
+            {
+                uint64_t v;
+                if (rg_mp_read_uint(r, &v, UINT8_MAX)) m->priority = (uint8_t)v;
+            }
+        } else if (rg_mp_key_is(key, key_len, "correlation_id", 14)) {
+            if (rg_mp_read_nil(r)) m->flags &= (uint8_t)~RG_FLAG_HAS_CORRELATION;
+            else if (rg_mp_read_uuid(r, &m->correlation_id)) m->flags |= RG_FLAG_HAS_CORRELATION;
+        } else {
+            rg_mp_skip(r);
+        }
+    }
+}
+
+RG_FN int64_t rg_pack_Audit(const Audit* m, uint8_t* out, size_t cap) {
+    rg_mp_writer w = {out, cap, 0, RG_MP_OK};
+    rg_write_Audit(&w, m);
+    return w.err ? (int64_t)w.err : (int64_t)w.len;
+}
+
+RG_FN int64_t rg_unpack_Audit(const uint8_t* in, size_t len, Audit* m) {
+    rg_mp_reader r = {in, len, 0, RG_MP_OK};
+    rg_read_Audit(&r, m);
+    if (!r.err && r.pos != len) r.err = RG_MP_ERR_TRAILING;
+    return r.err ? (int64_t)r.err : (int64_t)r.pos;
+}
+

@@ -302,6 +302,367 @@ static_assert(offsetof(BigResult, m) == 64, "BigResult.m");
 static_assert(offsetof(BigResult, n) == 72, "BigResult.n");
 static_assert(offsetof(BigResult, cube) == 80, "BigResult.cube");
 
+// Annotated[list[float], MaxLen(8)]: count + items
+typedef struct rg_list_f64_8 {
+    uint32_t count;                    //    0: 4 B
+    uint8_t _pad0[4];                  //    4: 4 B
+    double items[8];                   //    8: 64 B
+} rg_list_f64_8;
+static_assert(sizeof(rg_list_f64_8) == 72, "layout of rg_list_f64_8 changed");
+static_assert(alignof(rg_list_f64_8) == 8, "alignment of rg_list_f64_8 changed");
+static_assert(offsetof(rg_list_f64_8, count) == 0, "rg_list_f64_8.count");
+static_assert(offsetof(rg_list_f64_8, items) == 8, "rg_list_f64_8.items");
+
+// message Batch
+typedef struct Batch {
+    rg_uuid message_id;                //    0: 16 B, UUID of this message
+    rg_uuid correlation_id;            //   16: 16 B, message_id of the request (flags & RG_FLAG_HAS_CORRELATION)
+    uint32_t type_id;                  //   32: 4 B, RG_TYPE_ID_<Msg>
+    uint8_t priority;                  //   36: 1 B, 0..255, higher first
+    uint8_t flags;                     //   37: 1 B, RG_FLAG_*
+    uint8_t _pad0[2];                  //   38: 2 B
+    rg_list_f64_8 values;              //   40: 72 B
+    uint8_t reset;                     //  112: 1 B
+    uint8_t _pad1[7];                  //  113: 7 B
+} Batch;
+static_assert(sizeof(Batch) == 120, "layout of Batch changed");
+static_assert(alignof(Batch) == 8, "alignment of Batch changed");
+static_assert(offsetof(Batch, message_id) == 0, "Batch.message_id");
+static_assert(offsetof(Batch, correlation_id) == 16, "Batch.correlation_id");
+static_assert(offsetof(Batch, type_id) == 32, "Batch.type_id");
+static_assert(offsetof(Batch, priority) == 36, "Batch.priority");
+static_assert(offsetof(Batch, flags) == 37, "Batch.flags");
+static_assert(offsetof(Batch, values) == 40, "Batch.values");
+static_assert(offsetof(Batch, reset) == 112, "Batch.reset");
+
+// message Summary
+typedef struct Summary {
+    rg_uuid message_id;                //    0: 16 B, UUID of this message
+    rg_uuid correlation_id;            //   16: 16 B, message_id of the request (flags & RG_FLAG_HAS_CORRELATION)
+    uint32_t type_id;                  //   32: 4 B, RG_TYPE_ID_<Msg>
+    uint8_t priority;                  //   36: 1 B, 0..255, higher first
+    uint8_t flags;                     //   37: 1 B, RG_FLAG_*
+    uint8_t _pad0[2];                  //   38: 2 B
+    int64_t count;                     //   40: 8 B
+    double mean;                       //   48: 8 B
+    double variance;                   //   56: 8 B
+    double total;                      //   64: 8 B
+    int64_t ticks;                     //   72: 8 B
+} Summary;
+static_assert(sizeof(Summary) == 80, "layout of Summary changed");
+static_assert(alignof(Summary) == 8, "alignment of Summary changed");
+static_assert(offsetof(Summary, message_id) == 0, "Summary.message_id");
+static_assert(offsetof(Summary, correlation_id) == 16, "Summary.correlation_id");
+static_assert(offsetof(Summary, type_id) == 32, "Summary.type_id");
+static_assert(offsetof(Summary, priority) == 36, "Summary.priority");
+static_assert(offsetof(Summary, flags) == 37, "Summary.flags");
+static_assert(offsetof(Summary, count) == 40, "Summary.count");
+static_assert(offsetof(Summary, mean) == 48, "Summary.mean");
+static_assert(offsetof(Summary, variance) == 56, "Summary.variance");
+static_assert(offsetof(Summary, total) == 64, "Summary.total");
+static_assert(offsetof(Summary, ticks) == 72, "Summary.ticks");
+
+// Annotated[str, MaxLen(6)]: UTF-8 length + data
+typedef struct rg_str6 {
+    uint32_t len;                      //    0: 4 B
+    char data[6];                      //    4: 6 B
+    uint8_t _pad0[2];                  //   10: 2 B
+} rg_str6;
+static_assert(sizeof(rg_str6) == 12, "layout of rg_str6 changed");
+static_assert(alignof(rg_str6) == 4, "alignment of rg_str6 changed");
+static_assert(offsetof(rg_str6, len) == 0, "rg_str6.len");
+static_assert(offsetof(rg_str6, data) == 4, "rg_str6.data");
+
+// message Tag
+typedef struct Tag {
+    rg_uuid message_id;                //    0: 16 B, UUID of this message
+    rg_uuid correlation_id;            //   16: 16 B, message_id of the request (flags & RG_FLAG_HAS_CORRELATION)
+    uint32_t type_id;                  //   32: 4 B, RG_TYPE_ID_<Msg>
+    uint8_t priority;                  //   36: 1 B, 0..255, higher first
+    uint8_t flags;                     //   37: 1 B, RG_FLAG_*
+    uint8_t _pad0[2];                  //   38: 2 B
+    rg_str6 name;                      //   40: 12 B
+    float weight;                      //   52: 4 B
+} Tag;
+static_assert(sizeof(Tag) == 56, "layout of Tag changed");
+static_assert(alignof(Tag) == 4, "alignment of Tag changed");
+static_assert(offsetof(Tag, message_id) == 0, "Tag.message_id");
+static_assert(offsetof(Tag, correlation_id) == 16, "Tag.correlation_id");
+static_assert(offsetof(Tag, type_id) == 32, "Tag.type_id");
+static_assert(offsetof(Tag, priority) == 36, "Tag.priority");
+static_assert(offsetof(Tag, flags) == 37, "Tag.flags");
+static_assert(offsetof(Tag, name) == 40, "Tag.name");
+static_assert(offsetof(Tag, weight) == 52, "Tag.weight");
+
+// Annotated[list[np.int16], MaxLen(5)]: count + items
+typedef struct rg_list_i16_5 {
+    uint32_t count;                    //    0: 4 B
+    int16_t items[5];                  //    4: 10 B
+    uint8_t _pad0[2];                  //   14: 2 B
+} rg_list_i16_5;
+static_assert(sizeof(rg_list_i16_5) == 16, "layout of rg_list_i16_5 changed");
+static_assert(alignof(rg_list_i16_5) == 4, "alignment of rg_list_i16_5 changed");
+static_assert(offsetof(rg_list_i16_5, count) == 0, "rg_list_i16_5.count");
+static_assert(offsetof(rg_list_i16_5, items) == 4, "rg_list_i16_5.items");
+
+// UUID | None: presence flag + value
+typedef struct rg_opt_uuid {
+    uint8_t present;                   //    0: 1 B
+    rg_uuid value;                     //    1: 16 B
+} rg_opt_uuid;
+static_assert(sizeof(rg_opt_uuid) == 17, "layout of rg_opt_uuid changed");
+static_assert(alignof(rg_opt_uuid) == 1, "alignment of rg_opt_uuid changed");
+static_assert(offsetof(rg_opt_uuid, present) == 0, "rg_opt_uuid.present");
+static_assert(offsetof(rg_opt_uuid, value) == 1, "rg_opt_uuid.value");
+
+// datetime | None: presence flag + value
+typedef struct rg_opt_datetime {
+    uint8_t present;                   //    0: 1 B
+    uint8_t _pad0[7];                  //    1: 7 B
+    rg_datetime value;                 //    8: 16 B
+} rg_opt_datetime;
+static_assert(sizeof(rg_opt_datetime) == 24, "layout of rg_opt_datetime changed");
+static_assert(alignof(rg_opt_datetime) == 8, "alignment of rg_opt_datetime changed");
+static_assert(offsetof(rg_opt_datetime, present) == 0, "rg_opt_datetime.present");
+static_assert(offsetof(rg_opt_datetime, value) == 8, "rg_opt_datetime.value");
+
+// Annotated[list[Mode], MaxLen(3)]: count + items
+typedef struct rg_list_i32_3 {
+    uint32_t count;                    //    0: 4 B
+    int32_t items[3];                  //    4: 12 B
+} rg_list_i32_3;
+static_assert(sizeof(rg_list_i32_3) == 16, "layout of rg_list_i32_3 changed");
+static_assert(alignof(rg_list_i32_3) == 4, "alignment of rg_list_i32_3 changed");
+static_assert(offsetof(rg_list_i32_3, count) == 0, "rg_list_i32_3.count");
+static_assert(offsetof(rg_list_i32_3, items) == 4, "rg_list_i32_3.items");
+
+// Tag | None: presence flag + value
+typedef struct rg_opt_Tag {
+    uint8_t present;                   //    0: 1 B
+    uint8_t _pad0[3];                  //    1: 3 B
+    Tag value;                         //    4: 56 B
+} rg_opt_Tag;
+static_assert(sizeof(rg_opt_Tag) == 60, "layout of rg_opt_Tag changed");
+static_assert(alignof(rg_opt_Tag) == 4, "alignment of rg_opt_Tag changed");
+static_assert(offsetof(rg_opt_Tag, present) == 0, "rg_opt_Tag.present");
+static_assert(offsetof(rg_opt_Tag, value) == 4, "rg_opt_Tag.value");
+
+// message Record
+typedef struct Record {
+    rg_uuid message_id;                //    0: 16 B, UUID of this message
+    rg_uuid correlation_id;            //   16: 16 B, message_id of the request (flags & RG_FLAG_HAS_CORRELATION)
+    uint32_t type_id;                  //   32: 4 B, RG_TYPE_ID_<Msg>
+    uint8_t priority;                  //   36: 1 B, 0..255, higher first
+    uint8_t flags;                     //   37: 1 B, RG_FLAG_*
+    uint8_t _pad0[2];                  //   38: 2 B
+    rg_str16 text;                     //   40: 20 B
+    rg_str16 other;                    //   60: 20 B
+    rg_list_i16_5 ids;                 //   80: 16 B
+    rg_opt_uuid owner;                 //   96: 17 B
+    rg_opt_uuid peer;                  //  113: 17 B
+    uint8_t _pad1[6];                  //  130: 6 B
+    rg_opt_datetime start;             //  136: 24 B
+    rg_opt_datetime end;               //  160: 24 B
+    int32_t mode;                      //  184: 4 B
+    rg_list_i32_3 modes;               //  188: 16 B
+    rg_opt_Tag tag;                    //  204: 60 B
+    int64_t index;                     //  264: 8 B
+} Record;
+static_assert(sizeof(Record) == 272, "layout of Record changed");
+static_assert(alignof(Record) == 8, "alignment of Record changed");
+static_assert(offsetof(Record, message_id) == 0, "Record.message_id");
+static_assert(offsetof(Record, correlation_id) == 16, "Record.correlation_id");
+static_assert(offsetof(Record, type_id) == 32, "Record.type_id");
+static_assert(offsetof(Record, priority) == 36, "Record.priority");
+static_assert(offsetof(Record, flags) == 37, "Record.flags");
+static_assert(offsetof(Record, text) == 40, "Record.text");
+static_assert(offsetof(Record, other) == 60, "Record.other");
+static_assert(offsetof(Record, ids) == 80, "Record.ids");
+static_assert(offsetof(Record, owner) == 96, "Record.owner");
+static_assert(offsetof(Record, peer) == 113, "Record.peer");
+static_assert(offsetof(Record, start) == 136, "Record.start");
+static_assert(offsetof(Record, end) == 160, "Record.end");
+static_assert(offsetof(Record, mode) == 184, "Record.mode");
+static_assert(offsetof(Record, modes) == 188, "Record.modes");
+static_assert(offsetof(Record, tag) == 204, "Record.tag");
+static_assert(offsetof(Record, index) == 264, "Record.index");
+
+// Annotated[str, MaxLen(4)]: UTF-8 length + data
+typedef struct rg_str4 {
+    uint32_t len;                      //    0: 4 B
+    char data[4];                      //    4: 4 B
+} rg_str4;
+static_assert(sizeof(rg_str4) == 8, "layout of rg_str4 changed");
+static_assert(alignof(rg_str4) == 4, "alignment of rg_str4 changed");
+static_assert(offsetof(rg_str4, len) == 0, "rg_str4.len");
+static_assert(offsetof(rg_str4, data) == 4, "rg_str4.data");
+
+// Annotated[list[np.int16], MaxLen(8)]: count + items
+typedef struct rg_list_i16_8 {
+    uint32_t count;                    //    0: 4 B
+    int16_t items[8];                  //    4: 16 B
+} rg_list_i16_8;
+static_assert(sizeof(rg_list_i16_8) == 20, "layout of rg_list_i16_8 changed");
+static_assert(alignof(rg_list_i16_8) == 4, "alignment of rg_list_i16_8 changed");
+static_assert(offsetof(rg_list_i16_8, count) == 0, "rg_list_i16_8.count");
+static_assert(offsetof(rg_list_i16_8, items) == 4, "rg_list_i16_8.items");
+
+// message Parsed
+typedef struct Parsed {
+    rg_uuid message_id;                //    0: 16 B, UUID of this message
+    rg_uuid correlation_id;            //   16: 16 B, message_id of the request (flags & RG_FLAG_HAS_CORRELATION)
+    uint32_t type_id;                  //   32: 4 B, RG_TYPE_ID_<Msg>
+    uint8_t priority;                  //   36: 1 B, 0..255, higher first
+    uint8_t flags;                     //   37: 1 B, RG_FLAG_*
+    uint8_t _pad0[2];                  //   38: 2 B
+    rg_str4 first;                     //   40: 8 B
+    rg_opt_str16 echo;                 //   48: 24 B
+    rg_list_i16_8 ids;                 //   72: 20 B
+    rg_opt_uuid owner;                 //   92: 17 B
+    uint8_t _pad1[3];                  //  109: 3 B
+    rg_opt_datetime start;             //  112: 24 B
+    int32_t mode;                      //  136: 4 B
+    rg_opt_Tag tag;                    //  140: 60 B
+    rg_opt_Tag inner;                  //  200: 60 B
+    uint8_t _pad2[4];                  //  260: 4 B
+    int64_t digits;                    //  264: 8 B
+    int64_t vowels;                    //  272: 8 B
+    int64_t code;                      //  280: 8 B
+    int64_t order;                     //  288: 8 B
+    uint8_t same_owner;                //  296: 1 B
+    uint8_t later;                     //  297: 1 B
+    uint8_t _pad3[6];                  //  298: 6 B
+    int64_t fast;                      //  304: 8 B
+    uint8_t found;                     //  312: 1 B
+    uint8_t _pad4[7];                  //  313: 7 B
+} Parsed;
+static_assert(sizeof(Parsed) == 320, "layout of Parsed changed");
+static_assert(alignof(Parsed) == 8, "alignment of Parsed changed");
+static_assert(offsetof(Parsed, message_id) == 0, "Parsed.message_id");
+static_assert(offsetof(Parsed, correlation_id) == 16, "Parsed.correlation_id");
+static_assert(offsetof(Parsed, type_id) == 32, "Parsed.type_id");
+static_assert(offsetof(Parsed, priority) == 36, "Parsed.priority");
+static_assert(offsetof(Parsed, flags) == 37, "Parsed.flags");
+static_assert(offsetof(Parsed, first) == 40, "Parsed.first");
+static_assert(offsetof(Parsed, echo) == 48, "Parsed.echo");
+static_assert(offsetof(Parsed, ids) == 72, "Parsed.ids");
+static_assert(offsetof(Parsed, owner) == 92, "Parsed.owner");
+static_assert(offsetof(Parsed, start) == 112, "Parsed.start");
+static_assert(offsetof(Parsed, mode) == 136, "Parsed.mode");
+static_assert(offsetof(Parsed, tag) == 140, "Parsed.tag");
+static_assert(offsetof(Parsed, inner) == 200, "Parsed.inner");
+static_assert(offsetof(Parsed, digits) == 264, "Parsed.digits");
+static_assert(offsetof(Parsed, vowels) == 272, "Parsed.vowels");
+static_assert(offsetof(Parsed, code) == 280, "Parsed.code");
+static_assert(offsetof(Parsed, order) == 288, "Parsed.order");
+static_assert(offsetof(Parsed, same_owner) == 296, "Parsed.same_owner");
+static_assert(offsetof(Parsed, later) == 297, "Parsed.later");
+static_assert(offsetof(Parsed, fast) == 304, "Parsed.fast");
+static_assert(offsetof(Parsed, found) == 312, "Parsed.found");
+
+// message Scale
+typedef struct Scale {
+    rg_uuid message_id;                //    0: 16 B, UUID of this message
+    rg_uuid correlation_id;            //   16: 16 B, message_id of the request (flags & RG_FLAG_HAS_CORRELATION)
+    uint32_t type_id;                  //   32: 4 B, RG_TYPE_ID_<Msg>
+    uint8_t priority;                  //   36: 1 B, 0..255, higher first
+    uint8_t flags;                     //   37: 1 B, RG_FLAG_*
+    uint8_t _pad0[2];                  //   38: 2 B
+    uint64_t data;                     //   40: 8 B
+    double factor;                     //   48: 8 B
+    int32_t bump;                      //   56: 4 B
+    uint8_t _pad1[4];                  //   60: 4 B
+} Scale;
+static_assert(sizeof(Scale) == 64, "layout of Scale changed");
+static_assert(alignof(Scale) == 8, "alignment of Scale changed");
+static_assert(offsetof(Scale, message_id) == 0, "Scale.message_id");
+static_assert(offsetof(Scale, correlation_id) == 16, "Scale.correlation_id");
+static_assert(offsetof(Scale, type_id) == 32, "Scale.type_id");
+static_assert(offsetof(Scale, priority) == 36, "Scale.priority");
+static_assert(offsetof(Scale, flags) == 37, "Scale.flags");
+static_assert(offsetof(Scale, data) == 40, "Scale.data");
+static_assert(offsetof(Scale, factor) == 48, "Scale.factor");
+static_assert(offsetof(Scale, bump) == 56, "Scale.bump");
+
+// message Scaled
+typedef struct Scaled {
+    rg_uuid message_id;                //    0: 16 B, UUID of this message
+    rg_uuid correlation_id;            //   16: 16 B, message_id of the request (flags & RG_FLAG_HAS_CORRELATION)
+    uint32_t type_id;                  //   32: 4 B, RG_TYPE_ID_<Msg>
+    uint8_t priority;                  //   36: 1 B, 0..255, higher first
+    uint8_t flags;                     //   37: 1 B, RG_FLAG_*
+    uint8_t _pad0[2];                  //   38: 2 B
+    double total;                      //   40: 8 B
+    int64_t n;                         //   48: 8 B
+    double first;                      //   56: 8 B
+    double peak;                       //   64: 8 B
+} Scaled;
+static_assert(sizeof(Scaled) == 72, "layout of Scaled changed");
+static_assert(alignof(Scaled) == 8, "alignment of Scaled changed");
+static_assert(offsetof(Scaled, message_id) == 0, "Scaled.message_id");
+static_assert(offsetof(Scaled, correlation_id) == 16, "Scaled.correlation_id");
+static_assert(offsetof(Scaled, type_id) == 32, "Scaled.type_id");
+static_assert(offsetof(Scaled, priority) == 36, "Scaled.priority");
+static_assert(offsetof(Scaled, flags) == 37, "Scaled.flags");
+static_assert(offsetof(Scaled, total) == 40, "Scaled.total");
+static_assert(offsetof(Scaled, n) == 48, "Scaled.n");
+static_assert(offsetof(Scaled, first) == 56, "Scaled.first");
+static_assert(offsetof(Scaled, peak) == 64, "Scaled.peak");
+
+// Annotated[str, MaxLen(8)]: UTF-8 length + data
+typedef struct rg_str8 {
+    uint32_t len;                      //    0: 4 B
+    char data[8];                      //    4: 8 B
+} rg_str8;
+static_assert(sizeof(rg_str8) == 12, "layout of rg_str8 changed");
+static_assert(alignof(rg_str8) == 4, "alignment of rg_str8 changed");
+static_assert(offsetof(rg_str8, len) == 0, "rg_str8.len");
+static_assert(offsetof(rg_str8, data) == 4, "rg_str8.data");
+
+// message Audit
+typedef struct Audit {
+    rg_uuid message_id;                //    0: 16 B, UUID of this message
+    rg_uuid correlation_id;            //   16: 16 B, message_id of the request (flags & RG_FLAG_HAS_CORRELATION)
+    uint32_t type_id;                  //   32: 4 B, RG_TYPE_ID_<Msg>
+    uint8_t priority;                  //   36: 1 B, 0..255, higher first
+    uint8_t flags;                     //   37: 1 B, RG_FLAG_*
+    uint8_t _pad0[2];                  //   38: 2 B
+    int64_t seq;                       //   40: 8 B
+    int64_t step;                      //   48: 8 B
+    rg_str8 note;                      //   56: 12 B
+    uint8_t _pad1[4];                  //   68: 4 B
+} Audit;
+static_assert(sizeof(Audit) == 72, "layout of Audit changed");
+static_assert(alignof(Audit) == 8, "alignment of Audit changed");
+static_assert(offsetof(Audit, message_id) == 0, "Audit.message_id");
+static_assert(offsetof(Audit, correlation_id) == 16, "Audit.correlation_id");
+static_assert(offsetof(Audit, type_id) == 32, "Audit.type_id");
+static_assert(offsetof(Audit, priority) == 36, "Audit.priority");
+static_assert(offsetof(Audit, flags) == 37, "Audit.flags");
+static_assert(offsetof(Audit, seq) == 40, "Audit.seq");
+static_assert(offsetof(Audit, step) == 48, "Audit.step");
+static_assert(offsetof(Audit, note) == 56, "Audit.note");
+
+// state Running
+typedef struct Running {
+    int64_t count;                     //    0: 8 B
+    double mean;                       //    8: 8 B
+    double m2;                         //   16: 8 B
+    double total;                      //   24: 8 B
+    uint8_t seen_negative;             //   32: 1 B
+    uint8_t _pad0[1];                  //   33: 1 B
+    int16_t ticks;                     //   34: 2 B
+    uint8_t _pad1[4];                  //   36: 4 B
+} Running;
+static_assert(sizeof(Running) == 40, "layout of Running changed");
+static_assert(alignof(Running) == 8, "alignment of Running changed");
+static_assert(offsetof(Running, count) == 0, "Running.count");
+static_assert(offsetof(Running, mean) == 8, "Running.mean");
+static_assert(offsetof(Running, m2) == 16, "Running.m2");
+static_assert(offsetof(Running, total) == 24, "Running.total");
+static_assert(offsetof(Running, seen_negative) == 32, "Running.seen_negative");
+static_assert(offsetof(Running, ticks) == 34, "Running.ticks");
+
 // The bytes of each message that a ring copy moves (rg_bus.h): its fixed runs (header, scalars,
 // counts and lengths, with the first 32 bytes of each list's and string's data), then, once
 // the counts are known, the rest of the used prefix of each bounded list and string; the
@@ -383,6 +744,94 @@ RG_FN uint32_t rg_used_runs(const BigResult* m, rg_run* out) {
 }
 RG_HD constexpr uint32_t rg_max_runs(const BigResult*) { return 1; }
 
+RG_FN uint32_t rg_fixed_runs(const Batch*, rg_run* out) {
+    out[0] = rg_run{0u, 80u};
+    out[1] = rg_run{112u, 1u};
+    return 2;
+}
+RG_FN uint32_t rg_used_runs(const Batch* m, rg_run* out) {
+    out[0] = rg_run{80u, 8u * (m->values.count < 8u ? (m->values.count > 4u ? (uint32_t)m->values.count - 4u : 0u) : 4u)};
+    return 1;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Batch*) { return 2; }
+
+RG_FN uint32_t rg_fixed_runs(const Summary*, rg_run* out) {
+    out[0] = rg_run{0u, 80u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Summary* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Summary*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Tag*, rg_run* out) {
+    out[0] = rg_run{0u, 56u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Tag* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Tag*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Record*, rg_run* out) {
+    out[0] = rg_run{0u, 272u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Record* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Record*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Parsed*, rg_run* out) {
+    out[0] = rg_run{0u, 313u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Parsed* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Parsed*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Scale*, rg_run* out) {
+    out[0] = rg_run{0u, 60u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Scale* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Scale*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Scaled*, rg_run* out) {
+    out[0] = rg_run{0u, 72u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Scaled* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Scaled*) { return 1; }
+
+RG_FN uint32_t rg_fixed_runs(const Audit*, rg_run* out) {
+    out[0] = rg_run{0u, 68u};
+    return 1;
+}
+RG_FN uint32_t rg_used_runs(const Audit* m, rg_run* out) {
+    (void)m;
+    (void)out;
+    return 0;
+}
+RG_HD constexpr uint32_t rg_max_runs(const Audit*) { return 1; }
+
 // Stable type ids (first 4 bytes of SHA-256 of the qualified name), stored in `type_id`.
 #define RG_TYPE_ID_Numbers 0x14daae4fu  // schemas.translated.Numbers
 #define RG_TYPE_ID_Arith 0x984f427bu  // schemas.translated.Arith
@@ -391,3 +840,16 @@ RG_HD constexpr uint32_t rg_max_runs(const BigResult*) { return 1; }
 #define RG_TYPE_ID_Stats 0x47f2f45fu  // schemas.translated.Stats
 #define RG_TYPE_ID_Big 0x9a9e1fa4u  // schemas.translated.Big
 #define RG_TYPE_ID_BigResult 0x66598442u  // schemas.translated.BigResult
+#define RG_TYPE_ID_Batch 0xbcb56067u  // schemas.translated.Batch
+#define RG_TYPE_ID_Summary 0xcf598997u  // schemas.translated.Summary
+#define RG_TYPE_ID_Tag 0xba6f896eu  // schemas.translated.Tag
+#define RG_TYPE_ID_Record 0x83f2c568u  // schemas.translated.Record
+#define RG_TYPE_ID_Parsed 0x39bde8fau  // schemas.translated.Parsed
+#define RG_TYPE_ID_Scale 0x07c39a20u  // schemas.translated.Scale
+#define RG_TYPE_ID_Scaled 0xcb704d75u  // schemas.translated.Scaled
+#define RG_TYPE_ID_Audit 0x79ebfb16u  // schemas.translated.Audit
+
+// schemas.translated.Mode: the values of its fields (int32_t) as constants.
+static constexpr int32_t Mode_FAST = 1;
+static constexpr int32_t Mode_SAFE = 2;
+static constexpr int32_t Mode_OFF = -7;

@@ -1,0 +1,781 @@
+// rg_kernel.h - the persistent ring-kernel loop that every generated kernel instantiates.
+//
+// Per block: thread 0 polls the control word and the input lanes (highest priority class
+// first), backing off when idle, and takes a batch of the requests waiting in one lane; the
+// block copies their used bytes into shared memory (rg_bus.h), each group of threads (the
+// block, a warp or a thread: per=) calls the handler on one request, thread 0 stamps the
+// responses (fresh UUIDv4 message_id, correlation_id = the request's message_id unless the
+// handler set one, priority carried over), and the block pushes them, waiting while the
+// output ring has no room for all of them: a response is never overwritten.
+#ifndef RG_KERNEL_H
+#define RG_KERNEL_H
+
+#include <assert.h>  // device code may assert(); a failed assert ends the kernel
+
+#include "rg_platform.h"
+#if !defined(__CUDACC__)
+#include "rg_cpu_shim.h"
+#endif
+#include "rg_ring.h"
+#include "rg_state.h"
+#include "rg_route.h"
+#include "rg_bus.h"
+
+#include <cuda/std/type_traits>
+
+// A numpy-typed view of a registered UnifiedBuffer (ctx.buffer(ref)).
+struct rg_buffer_view {
+    void* data;         // null when the reference is to no registered buffer
+    uint64_t nbytes;
+    uint32_t itemsize;
+    uint32_t dtype;     // the numpy type character ('f', 'd', 'i', ...) of its dtype
+    template <class T>
+    RG_HD T* as() const { return (T*)data; }
+    RG_HD uint64_t count() const { return itemsize ? nbytes / itemsize : 0; }
+};
+
+RG_FN void* rg_map_buffer(rg_buffer_entry* entry);
+
+// splitmix64: the per-block generators of message_ids (responses, sends).
+RG_FN uint64_t rg_next_random(uint64_t* state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+RG_FN void rg_uuid4(uint64_t* state, rg_uuid* out) {
+    uint64_t a = rg_next_random(state), b = rg_next_random(state);
+    for (int i = 0; i < 8; ++i) {
+        out->bytes[i] = (uint8_t)(a >> (8 * i));
+        out->bytes[8 + i] = (uint8_t)(b >> (8 * i));
+    }
+    out->bytes[6] = (uint8_t)((out->bytes[6] & 0x0f) | 0x40);  // version 4
+    out->bytes[8] = (uint8_t)((out->bytes[8] & 0x3f) | 0x80);  // RFC 4122 variant
+}
+
+// The block's routes out (rg_route.h), shared by its threads: those of its response (port 0)
+// and those of each declared send target (port p: the p-th of sends=). Thread 0 rewrites the
+// table between two messages (rg_poller::refresh_links) holding `lock`, as every send does, so
+// that a send from any thread sees a whole table and the sends of one block into one ring
+// stay single-producer. On the CPU backend a block's threads are fibers that switch only at
+// barriers, so there the lock is never contended.
+#define RG_ROUTE_WAIT_NS 100000u  // longest nap of a sender waiting for room in a full route
+
+struct rg_outs {
+    uint32_t lock;
+    uint32_t n;       // entries in use
+    uint64_t random;  // message_ids of the block's sends (under the lock)
+    rg_link link[RG_MAX_LINKS];
+    rg_route* route[RG_MAX_LINKS];
+    uint32_t rr[RG_MAX_LINKS];  // each route's round robin over the target's blocks
+
+    // (Device code only: nvcc's host pass over these RG_HD functions sees no body.)
+    RG_HD void acquire() {
+#if defined(__CUDA_ARCH__) || !defined(__CUDACC__)
+        while (atomicCAS(&lock, 0u, 1u) != 0u) {
+        }
+        __threadfence_block();
+#endif
+    }
+    RG_HD void release() {
+#if defined(__CUDA_ARCH__) || !defined(__CUDACC__)
+        __threadfence_block();
+        atomicExch(&lock, 0u);
+#endif
+    }
+
+    // Pushes msg into every route of `port` (a fan-out), each into the lane of its priority in
+    // the block its link picks, calling wait() while a ring is full: wait() returns false when
+    // the kernel is terminated, and then push returns false. *pushed counts the copies sent.
+    template <class M, class Wait>
+    RG_HD bool push(uint32_t port, const M* msg, uint32_t* pushed, Wait wait) {
+        for (uint32_t i = 0; i < n; ++i) {
+            if (link[i].port != port) continue;
+            uint32_t d = rg_link_target(&link[i], (const uint8_t*)msg, &rr[i]);
+            rg_ring* ring = rg_route_ring(route[i], blockIdx.x, d, rg_lane_of(msg->priority));
+            uint32_t sleep_ns = 1000;
+            // Slots are reused once the target finished their request (rg_route_push).
+            while (!rg_route_push(ring, msg)) {
+                if (!wait()) return false;
+#if defined(__CUDA_ARCH__) || !defined(__CUDACC__)  // the device, or the CPU shim's
+                __nanosleep(sleep_ns);
+#endif
+                // A full route means a busy target, which frees a slot soon: short naps (a
+                // target rings nothing when it finishes, so a long one would idle the line).
+                sleep_ns = sleep_ns * 2 > RG_ROUTE_WAIT_NS ? RG_ROUTE_WAIT_NS : sleep_ns * 2;
+            }
+            rg_bell_ring(&route[i]->bell);  // CPU: wakes the target block if it sleeps
+            ++*pushed;
+        }
+        return true;
+    }
+};
+
+// A handler, as a @ring_kernel's cuda= source defines it:
+//   __device__ bool <kernel_id>_handle(const In& req, Out& resp, rg_ctx& ctx)   (request-response)
+//   __device__ void <kernel_id>_handle(const In& req, rg_ctx& ctx)              (fire-and-forget)
+// Every thread of the request's group (ctx: the block, a warp or one thread, per=) calls it,
+// with the same req, resp and ctx (in shared memory). resp starts from Out's field defaults,
+// with the request's priority; the return value of the group's first thread alone decides
+// whether it is sent, stamped with a fresh message_id and the request's message_id as
+// correlation_id (unless the handler set RG_FLAG_HAS_CORRELATION). Only the bytes a request
+// uses are copied in: past a list's count or a string's len lie earlier requests' leftovers.
+// State that outlives a request: __shared__ (or static __device__) variables, or a
+// UnifiedBuffer through ctx.buffer(ref).
+//
+// What a handler sees besides its messages; shared by the block.
+struct rg_ctx {
+    rg_region* region;
+    uint32_t lane;    // the priority class the request came from (0 lowest .. 4)
+    uint32_t failed;  // set by fail(): counted in the kernel's `errors`
+    uint32_t routed;  // the request came over a route from another kernel (rg_route.h)
+    // The group of threads that handles this request (@ring_kernel(per=...)): the whole block
+    // (per="block"), a warp ("warp") or one thread ("thread"); `group` numbers it in the block,
+    // `group_size` threads from thread `first` on.
+    uint32_t group, group_size, first;
+
+    // This thread's index in its group: threadIdx.x for per="block", the lane for "warp", 0
+    // for "thread". A handler spreads its loops over the group: for (i = ctx.rank(); i < n;
+    // i += ctx.group_size).
+    __device__ uint32_t rank() const { return threadIdx.x - first; }
+
+    // A barrier of the group: __syncthreads for a block, __syncwarp for a warp, none for one thread.
+    __device__ void sync() const {
+        if (group_size == 1) return;
+        if (first == 0 && group_size == blockDim.x) __syncthreads();
+        else __syncwarp();
+    }
+    rg_ring* routed_from;  // then: its route ring, whose `done` becomes routed_done once it is
+    uint64_t routed_done;  // finished (a target that dies leaves it there for the host)
+    rg_uuid conversation;  // the correlation_id of what answers the request (see rg_ring_loop)
+    rg_outs* outs;         // the block's routes out
+    rg_block_status* status;
+
+    // Counts this request as a handler error (the response, if any, is still sent).
+    RG_HD void fail() { failed = 1; }
+
+    // The buffer a BufferRef field refers to; data is null if no such buffer is registered.
+    RG_HD rg_buffer_view buffer(uint64_t ref) const {
+        rg_buffer_entry* table = rg_region_buffers(region);
+        for (uint32_t i = 0; i < RG_MAX_BUFFERS; ++i) {
+            if (table[i].buffer_id == ref && ref != 0) {
+                return rg_buffer_view{rg_map_buffer(&table[i]), table[i].nbytes, table[i].itemsize,
+                                      table[i].dtype_code};
+            }
+        }
+        return rg_buffer_view{nullptr, 0, 0, 0};
+    }
+
+    // One message to send target `port` (the generated <kernel_id>_ctx::send_<name> calls it
+    // with the port and type id of its sends= entry): stamped with a fresh message_id, its
+    // type_id and, unless the handler set RG_FLAG_HAS_CORRELATION, the conversation's
+    // correlation_id; pushed into every route bound to the port (a kernel, or the host's dead
+    // letters while none is bound), waiting while one is full. From one thread per message;
+    // false if the kernel was terminated while it waited (then the message is not sent).
+    template <class M>
+    RG_HD bool send(uint32_t port, const M& msg, uint32_t type_id) {
+        M m = msg;
+        outs->acquire();
+        rg_uuid4(&outs->random, &m.message_id);
+        m.type_id = type_id;
+        if (!(m.flags & RG_FLAG_HAS_CORRELATION)) {
+            m.correlation_id = conversation;
+            m.flags |= RG_FLAG_HAS_CORRELATION;
+        }
+        uint32_t pushed = 0;
+        rg_region* r = region;
+        rg_block_status* s = status;
+        bool sent = outs->push(port, &m, &pushed, [r, s]() {
+            // waiting on a target, not hung (the watchdog reads the heartbeat)
+            rg_store_release(&s->heartbeat, rg_load_relaxed(&s->heartbeat) + 1);
+            return (rg_load_acquire(&r->control.command.value) & 0xff) != RG_CMD_TERMINATE;
+        });
+        outs->release();
+        return sent;
+    }
+};
+
+// ---- helpers for the bounded fields of messages ------------------------------------------
+// A bounded str or bytes field is `{ uint32_t len; char data[N]; }` (data is not
+// NUL-terminated); a bounded list or tuple `{ uint32_t count; T items[N]; }`. Any thread may
+// call these; a handler usually lets one thread write a given field.
+
+// The capacity N of a bounded str/bytes (`data[N]`) or list/tuple (`items[N]`).
+template <class S>
+RG_HD constexpr uint32_t rg_str_capacity(const S& s) { return (uint32_t)sizeof(s.data); }
+template <class L>
+RG_HD constexpr uint32_t rg_list_capacity(const L& l) {
+    return (uint32_t)(sizeof(l.items) / sizeof(l.items[0]));
+}
+
+// Sets a bounded str/bytes field to the `n` bytes at `data`; false if they did not all fit
+// (then it holds the first bytes that do, cut at a UTF-8 character boundary).
+template <class S>
+RG_HD bool rg_str_set_n(S& s, const char* data, uint32_t n) {
+    uint32_t cap = rg_str_capacity(s), len = n;
+    if (len > cap) {
+        len = cap;
+        while (len > 0 && ((uint8_t)data[len] & 0xc0) == 0x80) --len;  // not inside a character
+    }
+    for (uint32_t i = 0; i < len; ++i) s.data[i] = data[i];
+    s.len = len;
+    return len == n;
+}
+
+// Sets a bounded str field from a NUL-terminated string (a literal: rg_str_set(resp.name, "ok")).
+template <class S>
+RG_HD bool rg_str_set(S& s, const char* text) {
+    uint32_t n = 0;
+    while (text[n]) ++n;
+    return rg_str_set_n(s, text, n);
+}
+
+// Whether a bounded str/bytes field holds exactly the NUL-terminated `text`.
+template <class S>
+RG_HD bool rg_str_eq(const S& s, const char* text) {
+    for (uint32_t i = 0; i < s.len; ++i)  // as bytes: a bytes field's data is uint8_t
+        if (text[i] == 0 || (uint8_t)text[i] != (uint8_t)s.data[i]) return false;
+    return text[s.len] == 0;
+}
+
+// Whether two bounded str/bytes fields (of any bounds) hold the same bytes.
+template <class A, class B>
+RG_HD bool rg_str_equal(const A& a, const B& b) {
+    if (a.len != b.len) return false;
+    for (uint32_t i = 0; i < a.len; ++i)
+        if ((uint8_t)a.data[i] != (uint8_t)b.data[i]) return false;
+    return true;
+}
+
+// Copies a bounded list/tuple into another (of any bound, same item type); false if not every
+// item fit (then `dst` holds the first ones).
+template <class D, class S>
+RG_HD bool rg_list_copy(D& dst, const S& src) {
+    uint32_t cap = rg_list_capacity(dst), n = src.count < cap ? src.count : cap;
+    for (uint32_t i = 0; i < n; ++i) dst.items[i] = src.items[i];
+    dst.count = n;
+    return n == src.count;
+}
+
+// Appends one item to a bounded list; false (and the list unchanged) when it is full.
+template <class L, class T>
+RG_HD bool rg_list_append(L& list, const T& item) {
+    if (list.count >= rg_list_capacity(list)) return false;
+    list.items[list.count++] = item;
+    return true;
+}
+
+#if defined(__CUDACC__)
+RG_FN void* rg_map_buffer(rg_buffer_entry* entry) { return (void*)entry->device_ptr; }
+RG_FN void rg_release_buffers(rg_region* region) { (void)region; }
+RG_FN rg_route* rg_map_route(const rg_link* link) { return (rg_route*)link->device_ptr; }
+#else
+// The CPU backend maps a buffer's (a route's) shared-memory file on first use, and unmaps the
+// buffers that left the table when the block is idle (rg_cpu_runner.cpp). A route without a
+// path is in this process's memory at device_ptr (the TSan stress test); rg_cpu_map_route is
+// weak so that programs that have no runner (that test) link.
+void* rg_cpu_map_buffer(rg_buffer_entry* entry);
+void rg_cpu_release_buffers(rg_region* region);
+__attribute__((weak)) rg_route* rg_cpu_map_route(const rg_link* link);
+RG_FN void* rg_map_buffer(rg_buffer_entry* entry) { return rg_cpu_map_buffer(entry); }
+RG_FN void rg_release_buffers(rg_region* region) { rg_cpu_release_buffers(region); }
+RG_FN rg_route* rg_map_route(const rg_link* link) {
+    if (!link->path[0] || !rg_cpu_map_route) return (rg_route*)link->device_ptr;
+    return rg_cpu_map_route(link);
+}
+#endif
+
+// Fire-and-forget kernels have no output message.
+struct rg_no_output {};
+
+#define RG_ACT_HANDLE 1u    // a batch of requests is planned (rg_batch)
+#define RG_ACT_EXIT 3u      // terminated
+#define RG_ACT_SNAPSHOT 4u  // the host asks for a snapshot of the block's state (rg_state.h)
+#define RG_SPIN_POLLS 64u           // polls before the first sleep
+// Longest sleep between polls when idle. A GPU has no bell to wake it: it naps briefly. On the
+// CPU backend every push, pop and command rings the doorbell the block sleeps on, so the nap
+// only bounds how stale the heartbeat gets (the host's hang watchdog reads it): an idle
+// kernel costs one wake-up a second per block.
+#if defined(__CUDA_ARCH__)
+#define RG_MAX_IDLE_NS 200000u
+#else
+#define RG_MAX_IDLE_NS 1000000000u
+#endif
+
+// How many threads handle one message (@ring_kernel(per=...)).
+#define RG_PER_BLOCK 0u
+#define RG_PER_WARP 1u
+#define RG_PER_THREAD 2u
+
+// What thread 0 planned for a round: `n` requests of lane `lane`, from ring index `index` on
+// (or, `routed`, one request that came over a route, already in the first request slot).
+struct rg_batch {
+    uint32_t action, lane, n, routed;
+    uint64_t index;  // a lane's: the first request's; routed: the route ring's `done` after it
+    rg_ring* from;   // routed: the route ring it came from (rg_poller::finish_routed)
+};
+
+// Thread 0's private state between rounds. It keeps its own copies of the indices only the
+// kernel writes (heads, `done`, the output tail) and of the last host indices it read (lane
+// tails, the output head), so that a round reads from the bus only what it must (rg_bus.h).
+struct rg_poller {
+    rg_region* region;
+    rg_block_status* status;
+    uint64_t seq;       // last command applied
+    uint64_t state;     // RG_STATE_*
+    uint64_t processed, emitted, errors, heartbeat;
+    uint64_t random;
+    uint64_t idle_since;
+    uint64_t head[RG_LANES], tail[RG_LANES];
+    uint64_t done[RG_LANES];  // each lane's `done`, which only this thread writes
+    uint64_t out_tail, out_head;
+    uint64_t metered[4];      // the bus meter as last published
+    rg_state_slot* state_slot;  // null: the kernel has no state
+    uint64_t state_done;        // the last snapshot written
+    // Routes (rg_route.h), as of links version `links_version`.
+    rg_links* links;
+    rg_link_block* link_status;
+    uint64_t links_version, routed_in, routed_out;
+    uint32_t n_out, n_in;  // n_out: the routes of the response (port 0) in *outs
+    rg_outs* outs;
+    rg_route* in_route[RG_MAX_LINKS];
+    uint64_t in_seen[RG_MAX_LINKS];  // CPU: each in-route's bell, read before looking for work
+
+    RG_HD void start(rg_region* r) {
+        region = r;
+        status = rg_region_status(r, blockIdx.x);
+        for (uint32_t l = 0; l <= RG_LANES; ++l) {
+            rg_ring* ring = rg_region_ring(r, blockIdx.x, l);
+            uint64_t h = rg_bus_load(&ring->head.value), t = rg_bus_load(&ring->tail.value);
+            if (l == RG_LANES) {
+                out_head = h;
+                out_tail = t;
+            } else {
+                head[l] = tail[l] = done[l] = h;
+            }
+        }
+        state = RG_STATE_LAUNCHED;
+        publish_state();
+    }
+
+    // The bus meter's counts into the block status (not itself metered: a GPU has no meter).
+    RG_HD void publish_meter() {
+#if !defined(__CUDACC__)
+        rg_bus_mark now = rg_bus_now();
+        if (metered[0] == now.counts[0] && metered[2] == now.counts[2]) return;
+        for (int i = 0; i < 4; ++i) {
+            metered[i] = now.counts[i];
+            rg_store_release(&status->bus[i], metered[i]);
+        }
+#endif
+    }
+
+    // Applies the host's latest routes, between two messages, and acknowledges them.
+    RG_HD void refresh_links() {
+        uint64_t v = rg_bus_load(&links->version.value);
+        if (v == links_version) return;
+        n_out = n_in = 0;
+        outs->acquire();  // a send of another thread may be under way
+        outs->n = 0;
+        for (uint32_t i = 0; i < RG_MAX_LINKS; ++i) {
+            if (links->out[i].route_id) {
+                uint32_t o = outs->n++;
+                outs->link[o] = links->out[i];
+                outs->route[o] = rg_map_route(&outs->link[o]);
+                assert(outs->route[o] && outs->route[o]->magic == RG_ROUTE_MAGIC);
+                outs->rr[o] = 0;
+                if (outs->link[o].port == 0) ++n_out;
+            }
+            if (links->in[i].route_id) {
+                in_route[n_in] = rg_map_route(&links->in[i]);
+                assert(in_route[n_in] && in_route[n_in]->magic == RG_ROUTE_MAGIC &&
+                       blockIdx.x < in_route[n_in]->dst_grid);
+                ++n_in;
+            }
+        }
+        outs->release();
+        links_version = v;
+        rg_bus_store(&link_status->ack, v);
+    }
+
+    // Takes a message of lane `l` from the routes into this block, if one waits; its ring
+    // into *from. Its slot stays readable until finish_routed(), as an input lane's does.
+    template <class In>
+    RG_HD bool pop_routed(In* req, uint32_t l, rg_ring** from) {
+        for (uint32_t i = 0; i < n_in; ++i) {
+            rg_route* r = in_route[i];
+            for (uint32_t s = 0; s < r->src_grid; ++s) {
+                rg_ring* ring = rg_route_ring(r, s, blockIdx.x, l);
+                if (rg_route_pop(ring, req)) {
+                    rg_store_release(&link_status->routed_in, ++routed_in);
+                    *from = ring;
+                    return true;
+                }
+            }
+        }
+        return false;
+    }
+
+    // Pushes a response into every route out of the kernel (fan-out), each into the lane of its
+    // priority in the block its link picks, waiting while that ring is full; false if the
+    // kernel was terminated while it waited.
+    // (Thread 0 is the table's one writer, so it reads it without the lock.)
+    template <class Out>
+    RG_HD bool route(const Out* resp) {
+        uint32_t pushed = 0;
+        bool sent = outs->push(0, resp, &pushed, [this]() {
+            rg_store_release(&status->heartbeat, ++heartbeat);  // waiting on a target, not hung
+            return apply_control();
+        });
+        routed_out += pushed;
+        rg_store_release(&link_status->routed_out, routed_out);
+        return sent;
+    }
+
+    // CPU backend: an idle block keeps polling for region->spin_ns before it sleeps on the
+    // doorbell, so that a request soon after the last one is taken without a wake-up (which
+    // costs tens of microseconds on a loaded machine). A GPU naps with __nanosleep at once.
+    RG_HD bool spinning(uint32_t idle) {
+#if defined(__CUDA_ARCH__)
+        (void)idle;
+        return false;
+#else
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        uint64_t t = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+        if (idle == RG_SPIN_POLLS + 1) idle_since = t;
+        return t - idle_since < region->spin_ns;
+#endif
+    }
+
+    RG_HD void publish_state() { rg_bus_store(&status->state, (seq << 8) | state); }
+
+    // Applies a new command, if any; false once the kernel must exit.
+    RG_HD bool apply_control() {
+        uint64_t cmd = rg_bus_load(&region->control.command.value);
+        if ((cmd >> 8) == seq) return state != RG_STATE_TERMINATED;
+        seq = cmd >> 8;
+        switch (cmd & 0xff) {
+            case RG_CMD_ACTIVATE: state = RG_STATE_ACTIVE; break;
+            case RG_CMD_DEACTIVATE: state = RG_STATE_PAUSED; break;
+            case RG_CMD_TERMINATE: state = RG_STATE_TERMINATED; break;
+            default: break;
+        }
+        publish_state();
+        return state != RG_STATE_TERMINATED;
+    }
+
+    // The doorbell's value before a look for work (the CPU backend sleeps on it; a GPU does not
+    // read it).
+    RG_HD uint64_t bell() {
+#if defined(__CUDA_ARCH__)
+        return 0;
+#else
+        return rg_load_acquire(&region->control.doorbell.value);
+#endif
+    }
+
+    // Waits for work (highest lane first): up to `max` requests of one lane, taken (its head
+    // published) at once; RG_ACT_EXIT on terminate. A lane's tail is read only when what is
+    // known to wait there is less than a full batch (in the baseline build: always).
+    template <class In>
+    RG_HD rg_batch next(In* req, uint32_t max) {
+        uint32_t idle = 0, sleep_ns = 1000;
+        for (;;) {
+            publish_meter();
+            rg_bus_mark poll = rg_bus_now();
+            rg_bus_store(&status->heartbeat, ++heartbeat);
+            uint64_t seen = bell();
+            if (!apply_control()) return rg_batch{RG_ACT_EXIT, 0, 0, 0, 0, nullptr};
+            if (state_slot && rg_bus_load(&state_slot->request.value) != state_done)
+                return rg_batch{RG_ACT_SNAPSHOT, 0, 0, 0, 0, nullptr};  // paused too: the state is kept
+            refresh_links();
+#if !defined(__CUDA_ARCH__)
+            for (uint32_t i = 0; i < n_in; ++i) in_seen[i] = rg_load_acquire(&in_route[i]->bell.value);
+#endif
+            if (state == RG_STATE_ACTIVE) {
+                for (uint32_t l = RG_LANES; l-- > 0;) {
+                    rg_ring* ring = rg_region_ring(region, blockIdx.x, l);
+#if !defined(RG_BUS_BASELINE)
+                    if (tail[l] - head[l] < max)
+#endif
+                        tail[l] = rg_bus_load(&ring->tail.value);
+                    uint64_t n = tail[l] - head[l];
+                    if (n) {
+                        rg_batch b{RG_ACT_HANDLE, l, (uint32_t)(n < max ? n : max), 0, head[l], nullptr};
+                        head[l] += b.n;
+                        rg_bus_store(&ring->head.value, head[l]);
+                        return b;
+                    }
+                    rg_ring* from = nullptr;
+                    if (pop_routed(req, l, &from))  // its ring's head after the pop: its `done`
+                        return rg_batch{RG_ACT_HANDLE, l, 1, 1, rg_load_relaxed(&from->head.value), from};
+                }
+            }
+            rg_bus_forget_since(poll);  // found no work (rg_bus.h)
+            if (++idle > RG_SPIN_POLLS && !spinning(idle)) {
+                rg_release_buffers(region);  // every thread of the block is between requests
+#if !defined(__CUDA_ARCH__)
+                if (n_in) {  // the host's doorbell and the senders' bells at once
+                    rg_bell* route_bells[RG_MAX_LINKS];
+                    for (uint32_t i = 0; i < n_in; ++i) route_bells[i] = &in_route[i]->bell;
+                    rg_route_sleep(&region->control.doorbell, seen, route_bells, in_seen, n_in,
+                                   sleep_ns);
+                } else {
+                    rg_bell_sleep(&region->control.doorbell, seen, sleep_ns);
+                }
+#else
+                rg_bell_sleep(&region->control.doorbell, seen, sleep_ns);
+#endif
+                sleep_ns = sleep_ns * 2 > RG_MAX_IDLE_NS ? RG_MAX_IDLE_NS : sleep_ns * 2;
+            }
+        }
+    }
+
+    // Waits for room for n responses in the output ring; false if terminated meanwhile. The
+    // host's head is read only when the room last seen is too small (baseline: always).
+    RG_HD bool reserve(uint64_t n) {
+        rg_ring* out = rg_region_ring(region, blockIdx.x, RG_LANES);
+        uint64_t cap = out->capacity;
+        uint32_t sleep_ns = 1000;
+#if defined(RG_BUS_BASELINE)
+        out_head = rg_bus_load(&out->head.value);
+#endif
+        while (cap - (out_tail - out_head) < n) {
+            out_head = rg_bus_load(&out->head.value);
+            if (cap - (out_tail - out_head) >= n) break;
+            rg_bus_store(&status->heartbeat, ++heartbeat);  // waiting on the host, not hung
+            if (!apply_control()) return false;
+            uint64_t seen = bell();
+            rg_bell_sleep(&region->control.doorbell, seen, sleep_ns);
+            sleep_ns = sleep_ns * 2 > RG_MAX_IDLE_NS ? RG_MAX_IDLE_NS : sleep_ns * 2;
+        }
+        return true;
+    }
+
+    // Counted before the responses are pushed: a host that holds a response must already see
+    // its request counted.
+    RG_HD void count(uint32_t n, uint32_t failed) {
+        processed += n;
+        rg_bus_store(&status->processed, processed);
+        if (failed) {
+            errors += failed;
+            rg_bus_store(&status->errors, errors);
+        }
+    }
+
+    // Before n responses to a batch of `taken` requests of `lane` are pushed: they are counted
+    // as emitted, and the block records which requests they answer, so that a host looking at a
+    // dead kernel's region can tell whether they went out (see rg_block_status: finishing).
+    // A request that came over a route is not in the lanes and records nothing.
+    RG_HD void emitting(uint32_t n, uint32_t taken, uint32_t lane, bool routed) {
+        emitted += n;
+        rg_bus_store(&status->emitted, emitted);
+        if (!routed) rg_bus_store(&status->finishing, rg_finishing(done[lane], taken, lane));
+    }
+
+    // The n responses are in the output ring's slots: one publish for all of them.
+    RG_HD void publish(uint32_t n) {
+        out_tail += n;
+        rg_bus_store(&rg_region_ring(region, blockIdx.x, RG_LANES)->tail.value, out_tail);
+        rg_bell_ring(&region->control.out_bell);
+    }
+
+    // The n requests of a batch from `lane` are finished (answered, or handled without a
+    // response): their slots may be reused. A block finishes its requests in the order it took
+    // them, so `done` of a lane counts a prefix of it.
+    RG_HD void finish(uint32_t lane, uint32_t n) {
+        done[lane] += n;
+        rg_bus_store(&rg_region_ring(region, blockIdx.x, lane)->head.done, done[lane]);
+    }
+
+    // The same for a request that came over a route: the sender may reuse its slot. Until
+    // then a target that dies leaves it in the ring, and the host dead-letters it.
+    RG_HD void finish_routed(rg_ring* from, uint64_t done_index) {
+        rg_route_finish(from, done_index);
+    }
+
+    // A batch is finished: a request that came over a route holds a slot of its route, not of
+    // the lanes.
+    RG_HD void finish_batch(const rg_batch& b) {
+        if (b.routed) finish_routed(b.from, b.index);
+        else finish(b.lane, b.n);
+    }
+};
+
+// The response to a request, before it is pushed: a fresh message_id, its type, and the
+// request's conversation (rg_ctx) as correlation_id unless the handler set one.
+template <class Kernel, class Out>
+RG_FN void rg_stamp(Out& r, const rg_uuid& conversation, uint64_t* random) {
+    rg_uuid4(random, &r.message_id);
+    r.type_id = Kernel::out_type_id;
+    if (!(r.flags & RG_FLAG_HAS_CORRELATION)) {
+        r.correlation_id = conversation;
+        r.flags |= RG_FLAG_HAS_CORRELATION;
+    }
+}
+
+// The kernel body, for a generated `Kernel` type that names In and Out (rg_no_output for
+// fire-and-forget), Ctx (the kernel's rg_ctx), State (rg_no_state without one) and `state()`
+// (the calling block's live state), `per` (RG_PER_*), `batch` (requests a round takes at most),
+// Out's type id, `init(Out*)` (its field defaults) and the handler call:
+// `bool operator()(const In&, Out&, Ctx&)`, or `void operator()(const In&, Ctx&)`.
+//
+// A round: thread 0 takes a batch of up to `batch` waiting requests of one lane (the highest
+// that has any) and publishes the lane's head once; the block copies their used bytes into
+// shared memory (rg_bus.h); each group (the block, a warp, or a thread: `per`) handles one
+// request at a time, the groups side by side; thread 0 stamps the responses and counts the
+// batch; the block copies the responses' used bytes into the output ring; thread 0 publishes
+// its tail once and finishes the batch (`done`). The host sees each (block, lane)'s responses in
+// the order of their requests.
+template <class Kernel>
+__device__ void rg_ring_loop(uint8_t* region_mem) {
+    typedef typename Kernel::In In;
+    typedef typename Kernel::Out Out;
+    typedef typename Kernel::State State;
+    constexpr bool has_output = !cuda::std::is_same<Out, rg_no_output>::value;
+    constexpr bool has_state = !cuda::std::is_same<State, rg_no_state>::value;
+#if defined(RG_BUS_BASELINE)
+    constexpr uint32_t K = 1;  // one request per round, as before batches
+#else
+    constexpr uint32_t K = Kernel::batch;
+#endif
+    __shared__ In req[K];
+    __shared__ Out resp[K];
+    __shared__ typename Kernel::Ctx ctx[K];
+    __shared__ uint8_t emits[K];
+    __shared__ uint16_t pick[K];  // the requests whose responses go out, in request order
+    __shared__ rg_batch plan[2];  // double buffered: thread 0 may plan a round ahead
+    __shared__ uint32_t out_n;    // responses to push this round (0: none, or terminated)
+    __shared__ uint64_t out_index;
+    __shared__ rg_outs outs;
+    rg_region* region = (rg_region*)region_mem;
+    rg_poller poller = {};
+    // The groups of the block, and this thread's.
+    const uint32_t groups = Kernel::per == RG_PER_BLOCK ? 1u
+                          : Kernel::per == RG_PER_WARP  ? (blockDim.x + 31) / 32
+                                                        : blockDim.x;
+    const uint32_t size = Kernel::per == RG_PER_BLOCK ? blockDim.x : Kernel::per == RG_PER_WARP ? 32u : 1u;
+    const uint32_t group = threadIdx.x / size;
+    // A round takes no more than the output ring holds: its responses go out at once.
+    const uint32_t max = K < region->out_capacity ? K : region->out_capacity;
+    uint32_t cur = 0;
+    if (threadIdx.x == 0) {
+        poller.random = region->seed ^ (0x9e3779b97f4a7c15ull * (blockIdx.x + 1));
+        poller.start(region);
+        poller.outs = &outs;
+        outs.lock = outs.n = 0;
+        outs.random = region->seed ^ (0xd1b54a32d192ed03ull * (blockIdx.x + 1));
+        if constexpr (has_state) {  // the defaults (or what the host wrote) before any request
+            uint8_t* area = region_mem + rg_state_area_offset(region->total_size);
+            poller.state_slot = rg_state_slot_of(area, blockIdx.x, sizeof(State));
+            rg_copy_bytes(Kernel::state(), rg_state_bytes(poller.state_slot), sizeof(State));
+        }
+        poller.links = (rg_links*)(region_mem + rg_links_offset(region->total_size, region->grid,
+                                                                 has_state ? sizeof(State) : 0));
+        poller.link_status = rg_links_block(poller.links, blockIdx.x);
+    }
+    for (;;) {
+        if (threadIdx.x == 0) plan[cur] = poller.next(&req[0], max);
+        __syncthreads();  // the plan is ready, and every thread is done with the last round
+        const rg_batch b = plan[cur];
+        cur ^= 1;
+        if (b.action == RG_ACT_EXIT) break;
+        if (b.action == RG_ACT_SNAPSHOT) {
+            // Every thread is done with the last request, and none starts the next before the
+            // next barrier: the state is between two messages.
+            if constexpr (has_state) {
+                if (threadIdx.x == 0) {
+                    uint64_t asked = rg_bus_load(&poller.state_slot->request.value);
+                    rg_copy_bytes(rg_state_bytes(poller.state_slot), Kernel::state(), sizeof(State));
+                    rg_bus_count(RG_BUS_WRITE, (sizeof(State) + 7) / 8, sizeof(State));
+                    rg_bus_store(&poller.state_slot->done.value, asked);
+                    poller.state_done = asked;
+                }
+            }
+            continue;
+        }
+        // RG_ACT_HANDLE: a routed request is already in req[0]; the block copies a lane's.
+        if (!b.routed) rg_bus_pop(rg_region_ring(region, blockIdx.x, b.lane), b.index, req, b.n);
+        for (uint32_t i = threadIdx.x; i < b.n; i += blockDim.x) {
+            uint32_t g = i % groups;
+            ctx[i].region = region;
+            ctx[i].outs = &outs;
+            ctx[i].status = rg_region_status(region, blockIdx.x);
+            ctx[i].lane = b.lane;
+            ctx[i].routed = b.routed;
+            ctx[i].routed_from = b.from;
+            ctx[i].routed_done = b.index;
+            ctx[i].failed = 0;
+            // A conversation: what comes over a route answers the request that entered the
+            // pipeline, so its correlation_id is kept; else this request's message_id.
+            bool carried = b.routed && (req[i].flags & RG_FLAG_HAS_CORRELATION);
+            ctx[i].conversation = carried ? req[i].correlation_id : req[i].message_id;
+            ctx[i].group = g;
+            ctx[i].first = g * size;
+            ctx[i].group_size = blockDim.x - g * size < size ? blockDim.x - g * size : size;
+            emits[i] = 0;
+            if constexpr (has_output) {
+                Kernel::init(&resp[i]);
+                resp[i].priority = req[i].priority;
+            }
+        }
+        __syncthreads();
+        // The groups side by side, each on its own request; a barrier before the next step,
+        // whose handlers may reuse what these kept in __shared__.
+        for (uint32_t s = 0; s < b.n; s += groups) {
+            uint32_t i = s + group;
+            if (i < b.n) {
+                if constexpr (has_output) {
+                    bool e = Kernel()(req[i], resp[i], ctx[i]);
+                    if (ctx[i].rank() == 0) emits[i] = e;
+                } else {
+                    Kernel()(req[i], ctx[i]);
+                }
+            }
+            if (s + groups < b.n) __syncthreads();
+        }
+        __syncthreads();  // every handler of the batch returned
+        if (threadIdx.x == 0) {
+            uint32_t failed = 0, n = 0;
+            for (uint32_t i = 0; i < b.n; ++i) {
+                failed += ctx[i].failed != 0;
+                if (has_output && emits[i]) pick[n++] = (uint16_t)i;
+            }
+            poller.count(b.n, failed);
+            bool finished = true;
+            out_n = 0;
+            if constexpr (has_output) {
+                for (uint32_t j = 0; j < n; ++j)
+                    rg_stamp<Kernel>(resp[pick[j]], ctx[pick[j]].conversation, &poller.random);
+                if (poller.n_out) {  // connected: the responses go to other kernels instead
+                    for (uint32_t j = 0; j < n && finished; ++j) finished = poller.route(&resp[pick[j]]);
+                } else if (n) {
+                    finished = poller.reserve(n);
+                    if (finished) {
+                        poller.emitting(n, b.n, b.lane, b.routed != 0);
+                        out_n = n;
+                        out_index = poller.out_tail;
+                    }
+                }
+            }
+            // Unfinished (terminated while waiting for room): the batch stays taken and
+            // unanswered, the host's to dead-letter; the next round's look at the control
+            // word ends the kernel.
+            if (finished && !out_n) poller.finish_batch(b);
+        }
+        __syncthreads();
+        if constexpr (has_output) {
+            if (out_n) {
+                rg_bus_push(rg_region_ring(region, blockIdx.x, RG_LANES), out_index, resp, pick, out_n);
+                if (threadIdx.x == 0) {
+                    poller.publish(out_n);
+                    poller.finish_batch(b);
+                }
+            }
+        }
+    }
+}
+
+#endif  // RG_KERNEL_H

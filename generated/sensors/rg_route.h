@@ -1,0 +1,244 @@
+// rg_route.h - routes between kernels: one kernel's output straight into another's input, with
+// no host hop (runtime.connect). One header for the kernels, the host and the TSan test.
+//
+// A route from kernel S (grid gs) to kernel D (grid gd) is its own memory (a shared-memory file
+// both runner processes map on the CPU backend; device memory on a GPU), laid out by
+// rg_route_init: a header line, then one SPSC ring (rg_ring.h) per (S block, D block, lane).
+// Block s of S is the only producer of rings (s, *, *), block d of D the only consumer of rings
+// (*, d, *): single-producer single-consumer as the host rings are, so FIFO per (sender block,
+// priority class) and nothing is ever overwritten (a full ring makes the sender wait, which is
+// how backpressure travels upstream).
+//
+// Each kernel's region is followed (after the state slots, rg_state.h) by its rg_links: the
+// routes its output goes to (`out`) and the routes it takes input from (`in`), written by the
+// host only, then published by bumping `version`. Thread 0 of every block applies a new version
+// between two messages and acknowledges it in its own line, so once every block acknowledged
+// a disconnect, no block pushes into that route any more; what is already in it is still
+// delivered. While a target is gone (failed or terminated) the host drains its routes itself
+// and turns what it finds into dead letters: the senders keep running.
+#ifndef RG_ROUTE_H
+#define RG_ROUTE_H
+
+#include "rg_ring.h"
+#include "rg_state.h"
+
+#define RG_MAX_LINKS 8                          // routes out of, and into, one kernel
+#define RG_ROUTE_MAGIC 0x31544f5247524730ull    // "0RGROUT1"
+
+// How a target picks the block of a routed message: round robin, or the hash of its key field
+// (the same hash as runtime/keys.py: splitmix64's finalizer of an integer, FNV-1a 64 of bytes).
+#define RG_KEY_NONE 0u
+#define RG_KEY_INT 1u   // a signed integer of key_size bytes at key_offset
+#define RG_KEY_UINT 2u  // an unsigned one
+#define RG_KEY_TEXT 3u  // a bounded str/bytes: uint32 length at key_offset, bytes at key_data
+
+typedef struct rg_route {
+    uint64_t magic;
+    uint64_t total_size;
+    uint32_t src_grid, dst_grid;
+    uint32_t capacity, slot_size;
+    uint64_t ring_stride;
+    uint8_t _pad[RG_LINE - 40];
+    // CPU backend: rung by a sender after each push, so that a target block asleep on it (and
+    // on its region's doorbell, see rg_route_sleep) takes the message at once. A GPU neither
+    // rings nor sleeps on it: a device block naps briefly and polls.
+    rg_bell bell;
+    // followed by src_grid * dst_grid * RG_LANES rings of ring_stride bytes
+} rg_route;
+
+// Lays out a route in `mem` (or only measures it when mem is null); returns its size.
+RG_FN uint64_t rg_route_init(void* mem, uint32_t src_grid, uint32_t dst_grid, uint32_t capacity,
+                             uint32_t slot_size) {
+    uint64_t stride = rg_ring_bytes(capacity, slot_size);
+    uint64_t total = sizeof(rg_route) + (uint64_t)src_grid * dst_grid * RG_LANES * stride;
+    if (!mem) return total;
+    memset(mem, 0, total);
+    rg_route* r = (rg_route*)mem;
+    r->magic = RG_ROUTE_MAGIC;
+    r->total_size = total;
+    r->src_grid = src_grid;
+    r->dst_grid = dst_grid;
+    r->capacity = capacity;
+    r->slot_size = slot_size;
+    r->ring_stride = stride;
+    for (uint64_t i = 0; i < (uint64_t)src_grid * dst_grid * RG_LANES; ++i) {
+        rg_ring* ring = (rg_ring*)((uint8_t*)mem + sizeof(rg_route) + i * stride);
+        ring->capacity = capacity;
+        ring->slot_size = slot_size;
+    }
+    return total;
+}
+
+RG_FN rg_ring* rg_route_ring(rg_route* r, uint32_t src, uint32_t dst, uint32_t lane) {
+    uint64_t i = ((uint64_t)src * r->dst_grid + dst) * RG_LANES + lane;
+    return (rg_ring*)((uint8_t*)r + sizeof(rg_route) + i * r->ring_stride);
+}
+
+// Route rings on a GPU live in its own memory and both their ends are blocks of that GPU, so the
+// producer's release and the consumer's acquire need device scope only (ld.acquire.gpu /
+// st.release.gpu): nothing is fenced over the bus, unlike the host rings' system scope. The
+// same single-producer single-consumer protocol as rg_ring.h, one message at a time. On a
+// host (the CPU backend, the host's drain of a gone target) rg_ring_push/rg_ring_pop serve.
+#if defined(__CUDA_ARCH__)
+typedef cuda::atomic_ref<uint64_t, cuda::thread_scope_device> rg_route_atomic;
+
+// Producer: a slot is reused once the target finished its request (head.done, as an input
+// lane's).
+RG_FN bool rg_route_push(rg_ring* ring, const void* msg) {
+    uint64_t tail = rg_route_atomic(ring->tail.value).load(cuda::std::memory_order_relaxed);
+    uint64_t done = rg_route_atomic(ring->head.done).load(cuda::std::memory_order_acquire);
+    if (tail - done >= ring->capacity) return false;
+    rg_copy_bytes(rg_ring_slot(ring, tail), msg, ring->slot_size);
+    rg_route_atomic(ring->tail.value).store(tail + 1, cuda::std::memory_order_release);
+    return true;
+}
+
+RG_FN bool rg_route_pop(rg_ring* ring, void* dst) {
+    uint64_t head = rg_route_atomic(ring->head.value).load(cuda::std::memory_order_relaxed);
+    uint64_t tail = rg_route_atomic(ring->tail.value).load(cuda::std::memory_order_acquire);
+    if (tail == head) return false;
+    rg_copy_bytes(dst, rg_ring_slot(ring, head), ring->slot_size);
+    rg_route_atomic(ring->head.value).store(head + 1, cuda::std::memory_order_release);
+    return true;
+}
+
+// Consumer: the requests before `done` are finished; their slots may be reused.
+RG_FN void rg_route_finish(rg_ring* ring, uint64_t done) {
+    rg_route_atomic(ring->head.done).store(done, cuda::std::memory_order_release);
+}
+#else
+RG_FN bool rg_route_push(rg_ring* ring, const void* msg) {
+    return rg_ring_push_until(ring, &ring->head.done, msg, 1) == 1;
+}
+RG_FN bool rg_route_pop(rg_ring* ring, void* dst) { return rg_ring_pop(ring, dst, 1) == 1; }
+RG_FN void rg_route_finish(rg_ring* ring, uint64_t done) { rg_store_release(&ring->head.done, done); }
+#endif
+
+typedef struct rg_link {
+    uint64_t route_id;    // 0: an empty entry
+    uint64_t device_ptr;  // CUDA: the route's device address; CPU: 0 (mapped from `path`)
+    uint32_t src_grid, dst_grid;
+    uint32_t key_kind, key_offset, key_size, key_data;
+    uint32_t port;        // out links: 0 the kernel's response, p its p-th sends= target
+    char path[84];        // CPU backend: the shared-memory file of the route
+} rg_link;
+
+typedef struct rg_links {
+    rg_line version;             // host-owned: bumped after out/in changed
+    rg_link out[RG_MAX_LINKS];   // where this kernel's output goes (none: to the host)
+    rg_link in[RG_MAX_LINKS];    // whose output comes in
+    // followed by one rg_link_block line per block
+} rg_links;
+
+typedef struct alignas(RG_LINE) rg_link_block {
+    uint64_t ack;        // the version this block applied
+    uint64_t routed_in;  // messages it took from routes (the host did not send them)
+    uint64_t routed_out; // messages it pushed into routes (one per route of a fan-out)
+    uint64_t _pad[13];
+} rg_link_block;
+
+RG_FN uint64_t rg_links_bytes(uint32_t grid) {
+    return sizeof(rg_links) + (uint64_t)grid * sizeof(rg_link_block);
+}
+
+// Where the links start: after the state slots of a region of region_size bytes.
+RG_FN uint64_t rg_links_offset(uint64_t region_size, uint32_t grid, uint64_t state_size) {
+    return rg_state_area_offset(region_size) + rg_state_area_bytes(grid, state_size);
+}
+
+RG_FN rg_link_block* rg_links_block(rg_links* links, uint32_t b) {
+    return (rg_link_block*)(links + 1) + b;
+}
+
+RG_FN uint64_t rg_key_mix(uint64_t x) {
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+RG_FN uint64_t rg_key_fnv(const uint8_t* data, uint32_t n) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (uint32_t i = 0; i < n; ++i) h = (h ^ data[i]) * 0x100000001b3ull;
+    return h;
+}
+
+// The block of D that a message (its struct's bytes) goes to; `rr`: the sender block's round
+// robin counter for this route, used without a key.
+RG_FN uint32_t rg_link_target(const rg_link* l, const uint8_t* msg, uint32_t* rr) {
+    if (l->key_kind == RG_KEY_NONE) {
+        uint32_t b = *rr % l->dst_grid;
+        *rr = b + 1;
+        return b;
+    }
+    uint64_t h;
+    if (l->key_kind == RG_KEY_TEXT) {
+        uint32_t n;
+        rg_copy_bytes(&n, msg + l->key_offset, 4);
+        if (n > l->key_size) n = l->key_size;  // bounded by the field's capacity
+        h = rg_key_fnv(msg + l->key_data, n);
+    } else {
+        uint64_t v = 0;
+        rg_copy_bytes(&v, msg + l->key_offset, l->key_size);
+        if (l->key_kind == RG_KEY_INT && l->key_size < 8 && (v >> (8 * l->key_size - 1)) & 1)
+            v |= ~0ull << (8 * l->key_size);  // sign-extend
+        h = rg_key_mix(v);
+    }
+    return (uint32_t)(h % l->dst_grid);
+}
+
+#if !defined(__CUDA_ARCH__)
+#include <errno.h>
+#include <linux/futex.h>  // struct futex_waitv, FUTEX_32
+
+// A block with routes into it sleeps on its region's doorbell (what the host rings) and on the
+// bell of every route into it (what the senders ring) at once: futex_waitv (Linux 5.16) returns
+// as soon as any of them differs from the value seen before the block looked for work. Each
+// bell counts the block among its sleepers meanwhile, so a ringer makes the wake-up call only
+// when someone sleeps. Where the kernel lacks futex_waitv the block naps for up to `ns`.
+static inline void rg_route_sleep(rg_bell* own, uint64_t own_seen, rg_bell* const* routes,
+                                  const uint64_t* seen, uint32_t n, uint64_t ns) {
+    struct futex_waitv w[1 + RG_MAX_LINKS] = {};
+    w[0].val = (uint32_t)own_seen;
+    w[0].uaddr = (uint64_t)(uintptr_t)&own->value;
+    w[0].flags = FUTEX_32;
+    for (uint32_t i = 0; i < n; ++i) {
+        w[1 + i].val = (uint32_t)seen[i];
+        w[1 + i].uaddr = (uint64_t)(uintptr_t)&routes[i]->value;
+        w[1 + i].flags = FUTEX_32;
+    }
+    for (uint32_t i = 0; i <= n; ++i) {
+        rg_bell* b = i ? routes[i - 1] : own;
+        rg_atomic_u64(b->sleepers).fetch_add(1, cuda::std::memory_order_seq_cst);
+    }
+    struct timespec deadline;  // futex_waitv takes an absolute time
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    uint64_t end = (uint64_t)deadline.tv_nsec + ns;
+    deadline.tv_sec += (time_t)(end / 1000000000u);
+    deadline.tv_nsec = (long)(end % 1000000000u);
+    if (syscall(__NR_futex_waitv, w, n + 1, 0, &deadline, CLOCK_MONOTONIC) < 0 && errno == ENOSYS) {
+        struct timespec nap = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+        nanosleep(&nap, nullptr);
+    }
+    for (uint32_t i = 0; i <= n; ++i) {
+        rg_bell* b = i ? routes[i - 1] : own;
+        rg_atomic_u64(b->sleepers).fetch_sub(1, cuda::std::memory_order_seq_cst);
+    }
+}
+
+// Host: publishes the links as they now are; blocks apply them between two messages.
+static inline uint64_t rg_links_publish(rg_region* r, rg_links* links) {
+    uint64_t v = rg_load_relaxed(&links->version.value) + 1;
+    rg_store_release(&links->version.value, v);
+    rg_bell_ring(&r->control.doorbell);  // a sleeping block applies them at once
+    return v;
+}
+
+// Host: whether every block has applied links version `v`.
+static inline bool rg_links_acked(rg_links* links, uint32_t grid, uint64_t v) {
+    for (uint32_t b = 0; b < grid; ++b)
+        if (rg_load_acquire(&rg_links_block(links, b)->ack) < v) return false;
+    return true;
+}
+#endif
+
+#endif  // RG_ROUTE_H
