@@ -62,40 +62,15 @@ async def stage1(ctx: ActorContext) -> None:
         await ctx.send(raw.reply(Ack, accepted=len(raw.values)))
 
 
-# Lists are written element by element, which Python handlers do not translate yet: clip and
-# square are CUDA C, total (a reduction) is Python.
-CLIP_CU = r"""
-__device__ bool clip_handle(const RawData& req, Clipped& resp, clip_ctx& ctx) {
-    (void)ctx;
-    const double limit = 1000.0;  // LIMIT
-    for (uint32_t i = threadIdx.x; i < req.values.count; i += blockDim.x) {
-        double v = req.values.items[i];
-        v = -limit > v ? -limit : v;  // Python's max(v, -limit): a NaN stays NaN
-        resp.values.items[i] = limit < v ? limit : v;
-    }
-    if (threadIdx.x == 0) resp.values.count = req.values.count;
-    return true;
-}
-"""
-
-
-@ring_kernel(kernel_id="clip", input=RawData, output=Clipped, block=32, cuda=CLIP_CU)
+# Every device stage is a Python handler, translated to the device: clip and square build
+# their list responses element by element, total's sum is a block reduction.
+@ring_kernel(kernel_id="clip", input=RawData, output=Clipped, block=32)
 def clip(req: RawData) -> Clipped:
+    """max then min as Python orders them: a NaN stays NaN."""
     return Clipped(values=[min(max(v, -LIMIT), LIMIT) for v in req.values])
 
 
-SQUARE_CU = r"""
-__device__ bool square_handle(const Clipped& req, Squares& resp, square_ctx& ctx) {
-    (void)ctx;
-    for (uint32_t i = threadIdx.x; i < req.values.count; i += blockDim.x)
-        resp.values.items[i] = req.values.items[i] * req.values.items[i];
-    if (threadIdx.x == 0) resp.values.count = req.values.count;
-    return true;
-}
-"""
-
-
-@ring_kernel(kernel_id="square", input=Clipped, output=Squares, block=32, cuda=SQUARE_CU)
+@ring_kernel(kernel_id="square", input=Clipped, output=Squares, block=32)
 def square(req: Clipped) -> Squares:
     return Squares(values=[v * v for v in req.values])
 

@@ -14,18 +14,36 @@ struct clip_ctx : rg_ctx {};
 
 // ---- the handler, as written in examples/pipeline.py ----
 #line 68 "examples/pipeline.py"
-__device__ bool clip_handle(const RawData& req, Clipped& resp, clip_ctx& ctx) {
-    (void)ctx;
-    const double limit = 1000.0;  // LIMIT
-    for (uint32_t i = threadIdx.x; i < req.values.count; i += blockDim.x) {
-        double v = req.values.items[i];
-        v = -limit > v ? -limit : v;  // Python's max(v, -limit): a NaN stays NaN
-        resp.values.items[i] = limit < v ? limit : v;
+#include "rg_python.h"
+__device__ bool clip_handle(const RawData& req, Clipped& resp, rg_ctx& ctx) {
+    (void)req; (void)ctx;
+    int64_t rg_tmp1 = 0; (void)rg_tmp1;
+    double rg_tmp2 = 0.0; (void)rg_tmp2;
+    if (threadIdx.x != 0) return false;  // no prange: thread 0 runs it
+#line 70
+    {
+        if (threadIdx.x == 0) {
+            resp.values.count = 0;
+            {  // a list comprehension into resp.values
+                const int64_t rg_lo1 = INT64_C(0), rg_hi1 = (int64_t)req.values.count, rg_st1 = INT64_C(1);
+#line 70
+                rg_py_step(rg_st1, RG_PY_AT);
+                for (int64_t rg_i1 = rg_lo1; rg_st1 > 0 ? rg_i1 < rg_hi1 : rg_i1 > rg_hi1; rg_i1 += rg_st1) {
+                    rg_tmp1 = rg_i1;
+#line 70
+#line 70
+                    rg_tmp2 = req.values.items[rg_py_index(rg_tmp1, req.values.count, RG_PY_AT)];
+#line 70
+                    rg_py_fits(resp.values.count + 1u, 64u, RG_PY_AT);
+                    resp.values.items[resp.values.count++] = rg_py_min<double>(rg_py_max<double>(rg_tmp2, (-1000.0)), 1000.0);
+                }
+            }
+        }
+        return true;
     }
-    if (threadIdx.x == 0) resp.values.count = req.values.count;
-    return true;
+    return false;
 }
-#line 29 "clip.cu"
+#line 47 "clip.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a

@@ -13,15 +13,37 @@
 struct square_ctx : rg_ctx {};
 
 // ---- the handler, as written in examples/pipeline.py ----
-#line 88 "examples/pipeline.py"
-__device__ bool square_handle(const Clipped& req, Squares& resp, square_ctx& ctx) {
-    (void)ctx;
-    for (uint32_t i = threadIdx.x; i < req.values.count; i += blockDim.x)
-        resp.values.items[i] = req.values.items[i] * req.values.items[i];
-    if (threadIdx.x == 0) resp.values.count = req.values.count;
-    return true;
+#line 74 "examples/pipeline.py"
+#include "rg_python.h"
+__device__ bool square_handle(const Clipped& req, Squares& resp, rg_ctx& ctx) {
+    (void)req; (void)ctx;
+    int64_t rg_tmp1 = 0; (void)rg_tmp1;
+    double rg_tmp2 = 0.0; (void)rg_tmp2;
+    if (threadIdx.x != 0) return false;  // no prange: thread 0 runs it
+#line 75
+    {
+        if (threadIdx.x == 0) {
+            resp.values.count = 0;
+            {  // a list comprehension into resp.values
+                const int64_t rg_lo1 = INT64_C(0), rg_hi1 = (int64_t)req.values.count, rg_st1 = INT64_C(1);
+#line 75
+                rg_py_step(rg_st1, RG_PY_AT);
+                for (int64_t rg_i1 = rg_lo1; rg_st1 > 0 ? rg_i1 < rg_hi1 : rg_i1 > rg_hi1; rg_i1 += rg_st1) {
+                    rg_tmp1 = rg_i1;
+#line 75
+#line 75
+                    rg_tmp2 = req.values.items[rg_py_index(rg_tmp1, req.values.count, RG_PY_AT)];
+#line 75
+                    rg_py_fits(resp.values.count + 1u, 64u, RG_PY_AT);
+                    resp.values.items[resp.values.count++] = (rg_tmp2 * rg_tmp2);
+                }
+            }
+        }
+        return true;
+    }
+    return false;
 }
-#line 25 "square.cu"
+#line 47 "square.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a

@@ -13,7 +13,7 @@
 struct total_ctx : rg_ctx {};
 
 // ---- the handler, as written in examples/pipeline.py ----
-#line 104 "examples/pipeline.py"
+#line 79 "examples/pipeline.py"
 #include "rg_python.h"
 __device__ bool total_handle(const Squares& req, Total& resp, rg_ctx& ctx) {
     (void)req; (void)ctx;
@@ -22,9 +22,9 @@ __device__ bool total_handle(const Squares& req, Total& resp, rg_ctx& ctx) {
     __shared__ double rg_acc0;
     int64_t rg_tmp1 = 0; (void)rg_tmp1;
     double rg_tmp2 = 0.0; (void)rg_tmp2;
-#line 106
+#line 81
     rg_tmp2 = 0.0;
-#line 106
+#line 81
     {  // prange: rounds of 32 iterations, thread t runs iteration base + t; thread 0
         // folds each round's values in index order, so the result is Python's loop's
         const int64_t rg_lo1 = INT64_C(0), rg_hi1 = (int64_t)req.values.count;
@@ -35,8 +35,8 @@ __device__ bool total_handle(const Squares& req, Total& resp, rg_ctx& ctx) {
             const int64_t rg_i1 = rg_base1 + (int64_t)threadIdx.x;
             if (rg_i1 < rg_hi1) do {  // do/while(0): `continue` ends the iteration
                 rg_tmp1 = rg_i1;
-#line 106
-#line 106
+#line 81
+#line 81
                 rg_term0 = req.values.items[rg_py_index(rg_tmp1, req.values.count, RG_PY_AT)]; rg_got0 = true;
             } while (0);
             rg_red0[rg_round1][threadIdx.x] = rg_term0;
@@ -56,7 +56,7 @@ __device__ bool total_handle(const Squares& req, Total& resp, rg_ctx& ctx) {
         rg_tmp2 = rg_acc0;
         __syncthreads();  // read before thread 0 may write rg_acc again
     }
-#line 106
+#line 81
     {
         const double rg_r0 = rg_tmp2;
         const int64_t rg_r1 = (int64_t)req.values.count;
