@@ -32,7 +32,6 @@ class Reading:
 @dataclass
 class Summary:
     sensor_id: int = 0  # of the reading this answers
-    block: np.int32 = 0  # the actor instance that holds its sensor's statistics
     count: int = 0  # readings of the block's sensors so far
     mean: float = 0.0
     variance: float = 0.0  # the sample variance (n - 1), 0 below two readings
@@ -46,42 +45,19 @@ class RunningStats:
     m2: float = 0.0  # the sum of squared differences from the mean
 
 
-# state= is not translated from Python yet, so the handler is CUDA C; welford() below is its
-# Python meaning, operation for operation (the same doubles in the same order: equal results).
-WELFORD_CU = r"""
-__device__ bool running_stats_handle(const Reading& req, Summary& resp, RunningStats& state,
-                                     running_stats_ctx& ctx) {
-    (void)ctx;
-    if (threadIdx.x == 0) {
-        state.count += 1;
-        double delta = req.value - state.mean;
-        state.mean += delta / (double)state.count;
-        state.m2 += delta * (req.value - state.mean);
-        resp.sensor_id = req.sensor_id;
-        resp.block = (int32_t)blockIdx.x;
-        resp.count = state.count;
-        resp.mean = state.mean;
-        resp.variance = state.count > 1 ? state.m2 / (double)(state.count - 1) : 0.0;
-    }
-    return true;
-}
-"""
-
-
-def welford(req: Reading, state: RunningStats) -> Summary:
+# A Python handler, translated: the state's fields are read at entry and written back at the
+# return; the same double operations in the same order as Python, so the results are equal.
+@ring_kernel(kernel_id="running_stats", input=Reading, output=Summary, block=32, grid=BLOCKS,
+             state=RunningStats, key="sensor_id")
+def running_stats(req: Reading, state: RunningStats) -> Summary:
     state.count += 1
     delta = req.value - state.mean
     state.mean += delta / state.count
     state.m2 += delta * (req.value - state.mean)
-    variance = state.m2 / (state.count - 1) if state.count > 1 else 0.0
-    return Summary(sensor_id=req.sensor_id, block=np.int32(key_hash(req.sensor_id) % BLOCKS),
-                   count=state.count, mean=state.mean, variance=variance)
-
-
-@ring_kernel(kernel_id="running_stats", input=Reading, output=Summary, block=32, grid=BLOCKS,
-             state=RunningStats, key="sensor_id", cuda=WELFORD_CU)
-def running_stats(req: Reading, state: RunningStats) -> Summary:
-    return welford(req, state)
+    variance = 0.0
+    if state.count > 1:
+        variance = state.m2 / (state.count - 1)
+    return Summary(sensor_id=req.sensor_id, count=state.count, mean=state.mean, variance=variance)
 
 
 async def demo(runtime: RingKernelRuntime) -> None:
@@ -105,8 +81,7 @@ async def demo(runtime: RingKernelRuntime) -> None:
         if not batch:
             raise TimeoutError(f"{len(answers)} of {len(readings)} readings answered in time")
         answers += batch
-    block_of = {a.sensor_id: int(a.block) for a in answers}  # the key decides, always the same
-    assert len(block_of) == len({(a.sensor_id, int(a.block)) for a in answers})
+    block_of = {s: key_hash(s) % BLOCKS for s in sensors}  # the block each sensor's key picks
     for b, state in enumerate(snapshot):
         owned = sorted(s for s, at in block_of.items() if at == b)
         mine = [r.value for r in readings if r.sensor_id in owned]

@@ -19,12 +19,11 @@ DTYPES = {
  'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '<i8', '<f8'],
  'offsets': [0, 16, 32, 36, 37, 40, 48],
  'itemsize': 56}),
-    'Summary': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'sensor_id', 'block',
-           'count', 'mean', 'variance'],
- 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '<i8', '<i4', '<i8', '<f8',
-             '<f8'],
- 'offsets': [0, 16, 32, 36, 37, 40, 48, 56, 64, 72],
- 'itemsize': 80}),
+    'Summary': np.dtype({'names': ['message_id', 'correlation_id', 'type_id', 'priority', 'flags', 'sensor_id', 'count',
+           'mean', 'variance'],
+ 'formats': [('u1', (16,)), ('u1', (16,)), '<u4', '|u1', 'u1', '<i8', '<i8', '<f8', '<f8'],
+ 'offsets': [0, 16, 32, 36, 37, 40, 48, 56, 64],
+ 'itemsize': 72}),
 }
 # messages that have no C layout (host actors only), and why
 HOST_ONLY = {
@@ -37,7 +36,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='sensors',
-    schema_hash='1d9606e613d8098e',
+    schema_hash='d239debc9c746a22',
     build_command='ringgen build examples/sensors.py -o generated',
     sources=('examples/sensors.py',),
     type_ids=TYPE_IDS,

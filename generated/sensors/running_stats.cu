@@ -18,23 +18,73 @@ __device__ RunningStats running_stats_state[4];
 
 // ---- the handler, as written in examples/sensors.py ----
 #line 52 "examples/sensors.py"
-__device__ bool running_stats_handle(const Reading& req, Summary& resp, RunningStats& state,
-                                     running_stats_ctx& ctx) {
-    (void)ctx;
-    if (threadIdx.x == 0) {
-        state.count += 1;
-        double delta = req.value - state.mean;
-        state.mean += delta / (double)state.count;
-        state.m2 += delta * (req.value - state.mean);
-        resp.sensor_id = req.sensor_id;
-        resp.block = (int32_t)blockIdx.x;
-        resp.count = state.count;
-        resp.mean = state.mean;
-        resp.variance = state.count > 1 ? state.m2 / (double)(state.count - 1) : 0.0;
+#include "rg_python.h"
+__device__ bool running_stats_handle(const Reading& req, Summary& resp, RunningStats& state, rg_ctx& ctx) {
+    (void)req; (void)ctx;
+    int64_t rg_state_count = 0; (void)rg_state_count;
+    double rg_state_mean = 0.0; (void)rg_state_mean;
+    double rg_state_m2 = 0.0; (void)rg_state_m2;
+    double py_delta = 0.0; (void)py_delta;
+    double py_variance = 0.0; (void)py_variance;
+    if (threadIdx.x != 0) return false;  // no prange: thread 0 runs it
+    rg_state_count = state.count;
+    rg_state_mean = state.mean;
+    rg_state_m2 = state.m2;
+#line 53
+#line 53
+    rg_state_count = rg_py_add(rg_state_count, INT64_C(1), RG_PY_AT);
+#line 54
+    py_delta = (req.value - rg_state_mean);
+#line 55
+#line 55
+    rg_state_mean = (rg_state_mean + rg_py_div(py_delta, (double)(rg_state_count), RG_PY_AT));
+#line 56
+    rg_state_m2 = (rg_state_m2 + (py_delta * (req.value - rg_state_mean)));
+#line 57
+    py_variance = 0.0;
+#line 58
+    if ((rg_state_count > INT64_C(1))) {
+#line 59
+#line 59
+        py_variance = rg_py_div(rg_state_m2, (double)(rg_py_sub(rg_state_count, INT64_C(1), RG_PY_AT)), RG_PY_AT);
     }
-    return true;
+#line 60
+    {
+        const int64_t rg_r0 = req.sensor_id;
+        const int64_t rg_r1 = rg_state_count;
+        const double rg_r2 = rg_state_mean;
+        const double rg_r3 = py_variance;
+        if (threadIdx.x == 0) {
+            resp.sensor_id = rg_r0;
+            resp.count = rg_r1;
+            resp.mean = rg_r2;
+            resp.variance = rg_r3;
+        }
+        {
+            const int64_t rg_s0 = rg_state_count;
+            const double rg_s1 = rg_state_mean;
+            const double rg_s2 = rg_state_m2;
+            if (threadIdx.x == 0) {
+                state.count = rg_s0;
+                state.mean = rg_s1;
+                state.m2 = rg_s2;
+            }
+        }
+        return true;
+    }
+    {
+        const int64_t rg_s0 = rg_state_count;
+        const double rg_s1 = rg_state_mean;
+        const double rg_s2 = rg_state_m2;
+        if (threadIdx.x == 0) {
+            state.count = rg_s0;
+            state.mean = rg_s1;
+            state.m2 = rg_s2;
+        }
+    }
+    return false;
 }
-#line 38 "running_stats.cu"
+#line 88 "running_stats.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a

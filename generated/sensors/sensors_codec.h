@@ -90,14 +90,12 @@ RG_FN int64_t rg_unpack_Reading(const uint8_t* in, size_t len, Reading* m) {
 }
 
 // ---- Summary (sensors.Summary) ----
-#define RG_MAX_PACKED_Summary 198
+#define RG_MAX_PACKED_Summary 179
 
 RG_FN void rg_write_Summary(rg_mp_writer* w, const Summary* m) {
-    rg_mp_write_map(w, 8);
+    rg_mp_write_map(w, 7);
     rg_mp_write_str(w, "sensor_id", 9);
     rg_mp_write_int(w, (int64_t)m->sensor_id);
-    rg_mp_write_str(w, "block", 5);
-    rg_mp_write_int(w, (int64_t)m->block);
     rg_mp_write_str(w, "count", 5);
     rg_mp_write_int(w, (int64_t)m->count);
     rg_mp_write_str(w, "mean", 4);
@@ -118,7 +116,6 @@ RG_FN void rg_init_Summary(Summary* m) {
     for (size_t i = 0; i < sizeof *m; ++i) ((uint8_t*)m)[i] = 0;
     m->type_id = RG_TYPE_ID_Summary;
     m->sensor_id = 0;
-    m->block = 0;
     m->count = 0;
     m->mean = 0.0;
     m->variance = 0.0;
@@ -137,11 +134,6 @@ RG_FN void rg_read_Summary(rg_mp_reader* r, Summary* m) {
             {
                 int64_t v;
                 if (rg_mp_read_int(r, &v, INT64_MIN, INT64_MAX)) m->sensor_id = (int64_t)v;
-            }
-        } else if (rg_mp_key_is(key, key_len, "block", 5)) {
-            {
-                int64_t v;
-                if (rg_mp_read_int(r, &v, INT32_MIN, INT32_MAX)) m->block = (int32_t)v;
             }
         } else if (rg_mp_key_is(key, key_len, "count", 5)) {
             {

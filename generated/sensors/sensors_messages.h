@@ -41,13 +41,11 @@ typedef struct Summary {
     uint8_t flags;                     //   37: 1 B, RG_FLAG_*
     uint8_t _pad0[2];                  //   38: 2 B
     int64_t sensor_id;                 //   40: 8 B
-    int32_t block;                     //   48: 4 B
-    uint8_t _pad1[4];                  //   52: 4 B
-    int64_t count;                     //   56: 8 B
-    double mean;                       //   64: 8 B
-    double variance;                   //   72: 8 B
+    int64_t count;                     //   48: 8 B
+    double mean;                       //   56: 8 B
+    double variance;                   //   64: 8 B
 } Summary;
-static_assert(sizeof(Summary) == 80, "layout of Summary changed");
+static_assert(sizeof(Summary) == 72, "layout of Summary changed");
 static_assert(alignof(Summary) == 8, "alignment of Summary changed");
 static_assert(offsetof(Summary, message_id) == 0, "Summary.message_id");
 static_assert(offsetof(Summary, correlation_id) == 16, "Summary.correlation_id");
@@ -55,10 +53,9 @@ static_assert(offsetof(Summary, type_id) == 32, "Summary.type_id");
 static_assert(offsetof(Summary, priority) == 36, "Summary.priority");
 static_assert(offsetof(Summary, flags) == 37, "Summary.flags");
 static_assert(offsetof(Summary, sensor_id) == 40, "Summary.sensor_id");
-static_assert(offsetof(Summary, block) == 48, "Summary.block");
-static_assert(offsetof(Summary, count) == 56, "Summary.count");
-static_assert(offsetof(Summary, mean) == 64, "Summary.mean");
-static_assert(offsetof(Summary, variance) == 72, "Summary.variance");
+static_assert(offsetof(Summary, count) == 48, "Summary.count");
+static_assert(offsetof(Summary, mean) == 56, "Summary.mean");
+static_assert(offsetof(Summary, variance) == 64, "Summary.variance");
 
 // state RunningStats
 typedef struct RunningStats {
@@ -88,7 +85,7 @@ RG_FN uint32_t rg_used_runs(const Reading* m, rg_run* out) {
 RG_HD constexpr uint32_t rg_max_runs(const Reading*) { return 1; }
 
 RG_FN uint32_t rg_fixed_runs(const Summary*, rg_run* out) {
-    out[0] = rg_run{0u, 80u};
+    out[0] = rg_run{0u, 72u};
     return 1;
 }
 RG_FN uint32_t rg_used_runs(const Summary* m, rg_run* out) {
