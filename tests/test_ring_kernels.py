@@ -135,6 +135,7 @@ def test_lanes_are_polled_highest_first(launch: Any, kernels_pkg: Any) -> None:
     assert seen == [192, 255, 129, 191, 128, 64, 127, 0, 63]  # FIFO within a lane
 
 
+@pytest.mark.serial  # terminate within 1 s
 def test_lifecycle_is_acknowledged_and_pause_pops_nothing(launch: Any, kernels_pkg: Any) -> None:
     kernel = launch("echo")
     assert kernel.status()[0].state == rings.STATE_ACTIVE
