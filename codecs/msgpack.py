@@ -191,14 +191,8 @@ class MessageCodec:
         else:
             pack = f"_enc({dict_display})"
         typed = None if self.any_field else typed_decoder(self.cls.__name__, self.fields)
-        if typed is None:
-            deserialize = [
-                "def deserialize(data):",
-                f"    try: w = _unpackb(data{unpack_options})",
-                "    except Exception as e: raise _malformed(e) from None",
-                "    nested = False",
-                *decode_body,
-            ]
+        if typed is None:  # the reference is the decoder
+            deserialize = ["deserialize = reference_deserialize"]
         else:
             ns["_typed"] = typed
             deserialize = [

@@ -181,8 +181,7 @@ class CompiledKernel:
             # a dead letter): drain returns, and the fault shows here.
             got = rt.receive_many(self.kernel_id, 2, timeout=0.0) if self.responds else []
         except KernelFaultError as e:
-            rt.terminate(self.kernel_id)
-            rt.launch(self.kernel_id)
+            self.reset()
             return Outcome(None, False, f"a kernel fault ({str(e).splitlines()[0]})")
         failed = rt.telemetry(self.kernel_id).errors != errors
         return Outcome(got[0] if got else None, failed, None, self.sent(expect_sends))
@@ -247,11 +246,10 @@ class StatefulCheck:
         guess = run_python(self.spec, request, copy.deepcopy(self.python[0]))
         compiled = self.kernel.run(request, len(guess.sent))
         if compiled.error is not None:  # relaunched: every block from its defaults again
-            python = run_python(self.spec, request, copy.deepcopy(self.python[0]))
             assert self.spec.state is not None
             self.python = [self.spec.state() for _ in range(self.spec.grid)]
             self.before = self.kernel.states()
-            return agree(self.spec, python, compiled)
+            return agree(self.spec, guess, compiled)
         after = self.kernel.states()
         changed = [b for b in range(self.spec.grid) if _as_tuple(after[b]) != _as_tuple(self.before[b])]
         if len(changed) > 1:

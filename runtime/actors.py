@@ -75,10 +75,10 @@ class HostChannel(Channel):
         super().__init__(runtime, kernel_id, input_cls, output_cls, queue_size, backpressure,
                          out_dtype)
         self.actor = actor
-        kdef = next((p.kernels[kernel_id] for p in runtime.packages if kernel_id in p.kernels),
-                    None)
+        kdef = runtime._kernel(kernel_id)
         # sends= of its @ring_kernel: port p is the p-th (runtime/routes.py)
         self.sends: tuple[tuple[str, type], ...] = kdef.spec.sends if kdef is not None else ()
+        self._send_cls = dict(self.sends)
         self.answers = True  # a host actor may ctx.send() whatever its declaration says
         self.terminating = False
         # The message the actor received last, until it answers it or asks for the next: what
@@ -124,7 +124,7 @@ class HostChannel(Channel):
 
     async def send_to(self, name: str, msg: Any) -> None:
         """ctx.send(name, msg): to the declared target's connections, else a dead letter."""
-        cls: Any = dict(self.sends).get(name)  # (Any: `type(msg) is cls` would narrow msg)
+        cls: Any = self._send_cls.get(name)  # (Any: `type(msg) is cls` would narrow msg)
         if cls is None:
             declared = ", ".join(n for n, _ in self.sends) or "none"
             raise TypeError(f"actor {self.kernel_id!r} declares no send target {name!r} (its "

@@ -517,7 +517,7 @@ class DeviceChannel(Channel):
         return self._final_counts
 
     def bus_counts(self) -> tuple[int, int, int, int]:
-        self.device_counts()
+        """As of the last device_counts(), which telemetry() reads just before (one status read)."""
         return self._final_bus
 
     def in_flight(self) -> int:

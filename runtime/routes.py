@@ -382,6 +382,8 @@ class Routes:
         """Dead letters of the target (of the sender, for an unbound send target). A
         request(..., reply_from=) whose conversation one of them was on its way to answer
         (reply_from is the target or downstream of it) raises: nothing else will answer it."""
+        if not raw:  # the usual case of a periodic drain: nothing to look up
+            return
         channel = owner or self.end(route.src).channel
         downstream = self._downstream(route.dst) if route.dst else []
         for msg in self._unpack(route, raw, owner):

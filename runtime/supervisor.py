@@ -157,7 +157,6 @@ class Supervisor:
                 log.error("kernel %s %s", kernel_id, gave_up)
                 events.publish(EventKind.GAVE_UP, kernel_id, gave_up, self.restarts(kernel_id))
             return
-        channel.restart_note = decision.note()
         task = self.runtime.loop.create_task(
             self._restart(channel, decision, was is not KernelState.PAUSED
                           and was is not KernelState.LAUNCHED, carried),

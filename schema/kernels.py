@@ -48,9 +48,6 @@ class KernelSpec:
     per: str = "block"  # the threads that handle one request: the block, a warp, or one thread
     batch: int | None = None  # requests one round takes at most; None: codegen picks
 
-    def send_type(self, name: str) -> type[Message] | None:
-        return dict(self.sends).get(name)
-
     @property
     def host_actor(self) -> bool:
         return inspect.iscoroutinefunction(self.fn)
@@ -157,6 +154,12 @@ def ring_kernel(
                                   "source; drop cuda=/cuda_file= or make it a plain def")
         elif input is None:
             raise SchemaError(f"{where}: a device kernel needs input=<@message class>")
+        elif not device and per != "block":
+            # the translator writes block-wide code (thread 0 stores, block barriers, prange
+            # over blockDim): a warp or thread group would return without its response
+            raise SchemaError(f"{where}: a Python handler runs per='block' (the translator writes "
+                              f"block-wide code), got per={per!r}; leave per out, or write the "
+                              "handler in CUDA C (cuda=) for warp- or thread-sized actors")
         if not (rtol >= 0 and atol >= 0):
             raise SchemaError(f"{where}: rtol and atol must be >= 0, got {rtol!r}, {atol!r}")
         if cuda is not None and cuda_file is not None:

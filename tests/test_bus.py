@@ -149,6 +149,9 @@ def test_batch_sizes_fit_shared_memory_and_per_is_checked() -> None:
     for bad in ({"per": "grid"}, {"per": "warp", "block": 64, "batch": 3}, {"batch": 0}):
         with pytest.raises(SchemaError, match=r"per|batch"):
             ring_kernel(kernel_id="k", input=Vec, output=VecOut, cuda="x", **bad)(lambda r: r)
+    for per in ("warp", "thread"):  # a Python handler (no cuda=) is translated block-wide
+        with pytest.raises(SchemaError, match=r"Python handler runs per='block'.*cuda="):
+            ring_kernel(kernel_id="k", input=Vec, output=VecOut, per=per)(lambda r: r)
 
 
 @pytest.mark.slow
