@@ -41,7 +41,9 @@ _SCALARS: dict[Kind, CType] = {
 UUID_TYPE = _SCALARS[Kind.UUID]
 
 
-def _numpy_scalar(dt: np.dtype) -> CType | None:
+def numpy_scalar(dt: np.dtype) -> CType | None:
+    """The C type of a numpy scalar dtype (a field annotated np.int32, a ctx.buffer view's
+    items); None where it is not a number or a bool."""
     if dt == np.bool_:
         return _SCALARS[Kind.BOOL]
     bits = dt.itemsize * 8
@@ -124,7 +126,7 @@ def c_type(node: TypeNode, where: str, ctx: LayoutContext) -> CType:
     if k in _SCALARS:
         return _SCALARS[k]
     if k is Kind.NUMPY:
-        scalar = _numpy_scalar(np.dtype(node.py))
+        scalar = numpy_scalar(np.dtype(node.py))
         if scalar is None:
             raise SchemaError(f"{where}: numpy type {np.dtype(node.py).name} has no C layout; "
                               "use an int8..int64, uint8..uint64, float32, float64 or bool_")

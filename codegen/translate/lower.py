@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ringgen.codegen.ir import CType
+from ringgen.codegen.layout import numpy_scalar
 from ringgen.codegen.translate import tir
 from ringgen.codegen.translate.diagnostics import Diagnostics, Unsupported
 from ringgen.codegen.translate.types import (
@@ -24,7 +25,6 @@ from ringgen.codegen.translate.types import (
     NONE,
     Messages,
     Ty,
-    buffer_item,
     of_ctype,
     unify_numeric,
 )
@@ -219,7 +219,7 @@ class Lowerer:
             raise Unsupported(node.args[0], f"ctx.buffer() of a {ref.ty}",
                               "pass a BufferRef field: ctx.buffer(req.data, np.float64)")
         dtype = self.numpy_dtype(node.args[1])
-        item = buffer_item(dtype) if dtype is not None else None
+        item = numpy_scalar(dtype) if dtype is not None else None
         if dtype is None or item is None:
             raise Unsupported(node.args[1], f"the dtype `{ast.unparse(node.args[1])}`",
                               "name a numpy number type: np.float64, np.float32, np.int32, np.bool_ ...")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from ringgen.codegen.ir import CType, MessageIR
 
 
@@ -109,18 +107,3 @@ class Messages:
     def field_ty(self, message: str, name: str) -> Ty | None:
         f = next(f for f in self.by_name[message].body_fields if f.name == name)
         return of_ctype(f.ctype, f.python_type)
-
-
-def buffer_item(dtype: np.dtype) -> CType | None:
-    """The C type of a ctx.buffer view's items of this numpy dtype (None: not a number)."""
-    bits = dtype.itemsize * 8
-    if dtype.kind == "b":
-        return CType("bool", "uint8_t", 1, 1, "bool", numpy=dtype.str)
-    if dtype.kind in "iu" and bits in (8, 16, 32, 64):
-        kind = "int" if dtype.kind == "i" else "uint"
-        return CType(kind, f"{kind}{bits}_t", dtype.itemsize, dtype.itemsize, f"{kind[0]}{bits}",
-                     bits=bits, numpy=dtype.str)
-    if dtype.kind == "f" and bits in (32, 64):
-        return CType("float", "float" if bits == 32 else "double", dtype.itemsize, dtype.itemsize,
-                     f"f{bits}", bits=bits, numpy=dtype.str)
-    return None
