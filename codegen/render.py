@@ -53,6 +53,7 @@ def environment() -> jinja2.Environment:
 def render_package(pkg: PackageIR, command: str, host_only: list[Any]) -> dict[str, str]:
     """File name -> text for everything in the package folder except manifest.json."""
     env = environment()
+    structs = {s.c_name: s for s in pkg.structs}  # the containers, by C name (message_runs)
     common = {
         "pkg": pkg,
         "command": command,
@@ -64,7 +65,7 @@ def render_package(pkg: PackageIR, command: str, host_only: list[Any]) -> dict[s
         "flag_redelivered": header.FLAG_REDELIVERED,
         "dtypes": {m.name: dtype_spec(pkg, m.layout) for m in pkg.messages},
         "max_packed": {m.name: max_packed_size(pkg, m) for m in pkg.messages},
-        "runs": {m.name: message_runs(m, {s.c_name: s for s in pkg.structs}) for m in pkg.messages},
+        "runs": {m.name: message_runs(m, structs) for m in pkg.messages},
     }
     files = {
         "__init__.py": env.get_template("init.py.j2").render(common),
