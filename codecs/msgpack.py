@@ -11,6 +11,7 @@ import dataclasses
 import inspect
 import struct
 import threading
+from datetime import datetime
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -20,7 +21,7 @@ import msgspec
 import numpy as np
 
 from ringgen.codecs import converters
-from ringgen.codecs.typed_decode import Mode, field_mode, typed_decoder
+from ringgen.codecs.typed_decode import Mode, field_mode, nested_message, typed_decoder, wire_shape
 from ringgen.errors import MessageSerializationError, ValidationError
 from ringgen.schema import header
 from ringgen.schema.types import MISSING, FieldSpec, Kind, TypeNode, read_fields
@@ -61,6 +62,7 @@ class MessageCodec:
         self.float32 = any(has_float32(f.node) for f in self.fields)
         self.any_field = any(_has_any(f.node, frozenset({cls})) for f in self.fields)
         self.native = _encodes_natively(cls, frozenset())
+        self.naive_guard = None if self.native else _naive_datetimes_guard(self.fields)
         self._init: Callable[..., None] | None = None
         self._wire_nodes = {f.name: f.node for f in self.fields}
         self.to_dict: Callable[[Any], dict[str, Any]]
@@ -69,6 +71,10 @@ class MessageCodec:
         self._serialize: Callable[[Any], bytes]
         self._deserialize: Callable[[bytes], Any]
         self._ns: dict[str, Any] = {}  # the compiled functions' globals
+        # msgspec's typed map of the class (codecs/typed_decode.py), made once: an enclosing
+        # message's shape embeds it.
+        self.wire_shape = None if self.any_field else wire_shape(cls.__name__, self.fields)
+        self.typed_from_wire: Callable[[dict[str, Any]], Any] | None = None
         self.c_struct = False  # see check_c_ranges
         self._compile()
 
@@ -154,8 +160,11 @@ class MessageCodec:
             "_Deep": converters.NestingTooDeep,
             "_write_f32": self._write_float32,
             "_uuid": converters.uuid_from_bytes,
+            "_uuid_bin": converters.UUID_OF_BIN,
+            "_bin16": converters.BIN16,
             "_types_in": _types_in,
             "_setattr": object.__setattr__,
+            "_datetime": datetime,
         }
         to_items, from_lines, check_lines = [], [], []
         for i, f in enumerate(self.fields):
@@ -188,18 +197,29 @@ class MessageCodec:
             pack = f"_tl.pack({dict_display})"
         elif self.native:  # msgspec encodes the dataclass itself: fields in order, no dict made
             pack = "_enc(m)"
+        elif self.naive_guard is not None:  # the same, while its datetimes are naive
+            pack = f"_enc(m) if {self.naive_guard} else _enc({dict_display})"
         else:
             pack = f"_enc({dict_display})"
-        typed = None if self.any_field else typed_decoder(self.cls.__name__, self.fields)
-        if typed is None:  # the reference is the decoder
+        if self.wire_shape is None:  # the reference is the decoder
             deserialize = ["deserialize = reference_deserialize"]
+            typed_from_wire: list[str] = []
         else:
-            ns["_typed"] = typed
+            ns["_typed"] = typed_decoder(self.wire_shape)
             deserialize = [
                 "def deserialize(data):",
                 "    try: w = _typed(data)",
                 "    except Exception: return reference_deserialize(data)",
-                *self._typed_lines(ns),
+                *self._typed_lines(ns, "return reference_deserialize(data)"),
+                "    o = _new(_cls)",
+                "    _setattr(o, '__dict__', w)",
+                "    return o",
+            ]
+            # The same for this class nested in another's typed map: any failure is the outer
+            # deserialize's to hand to its reference decoder, which names the field.
+            typed_from_wire = [
+                "def typed_from_wire(w):",
+                *self._typed_lines(ns, None),
                 "    o = _new(_cls)",
                 "    _setattr(o, '__dict__', w)",
                 "    return o",
@@ -225,11 +245,13 @@ class MessageCodec:
             "def validate(m):",
             "    d = m.__dict__",
             *(check_lines or ["    pass"]),
+            *typed_from_wire,
         ]
         exec(compile("\n".join(src), f"<ringgen codec {self.cls.__qualname__}>", "exec"), ns)
         self._ns = ns
         self.to_dict, self.from_dict, self.validate = ns["to_dict"], ns["from_dict"], ns["validate"]
         self._serialize, self._deserialize = ns["serialize"], ns["deserialize"]
+        self.typed_from_wire = ns.get("typed_from_wire")
 
     def _compile_init(self, ns: dict[str, Any]) -> Callable[..., None] | None:
         """The class's `__init__` with each field's check inline: the dataclass's own stores every
@@ -285,10 +307,11 @@ class MessageCodec:
         init.__qualname__ = f"{self.cls.__qualname__}.__init__"
         return init
 
-    def _typed_lines(self, ns: dict[str, Any]) -> list[str]:
+    def _typed_lines(self, ns: dict[str, Any], fallback: str | None) -> list[str]:
         """After the typed decode (codecs/typed_decode.py): in field order, as the reference
         converts them, the fields msgspec's value is not yet the stored one; then the defaults
-        of the absent fields among the others."""
+        of the absent fields among the others. `fallback`: the statement a nested message's
+        failure runs (None: let it propagate)."""
         lines: list[str] = ["    od = w", "    nested = False"]
         defaults: list[str] = []
         for i, f in enumerate(self.fields):
@@ -301,19 +324,33 @@ class MessageCodec:
             if mode is Mode.CONVERT:
                 lines += self._decode_lines(f, i, ns)
                 continue
-            if missing is not None:
+            if missing is not None:  # _f{i} / _d{i}: set by the reference's _decode_lines
                 defaults.append(f"        if {key} not in w: w[{key}] = {missing}")
-            if mode is Mode.UUID:  # a 16-byte bin (or None) by now
-                lines += [f"    v = w.get({key})",
-                          f"    if type(v) is bytes: w[{key}] = _uuid(v)"]
+            if mode is Mode.UUID:  # a 16-byte bin (or None) by now: made a UUID in C, no call
+                lines += [f"    if type(v := w.get({key})) is bytes: w[{key}] = _uuid_bin(_bin16 + v)"]
             elif mode is Mode.ASCII:  # within the bound in characters: exact if ASCII
                 lines += [f"    v = w.get({key})",
                           "    if type(v) is str and not v.isascii():",
                           f"        try: _r{i}(v)",
                           f"        except _FVE as e: raise _bad({key}, e) from None"]
+            elif mode is Mode.NESTED:
+                lines += self._nested_lines(f, i, ns, fallback)
         if defaults:  # all present (the usual case) or some to fill
             lines += [f"    if len(w) != {len(self.fields)}:", *defaults]
         return lines
+
+    @staticmethod
+    def _nested_lines(f: FieldSpec, i: int, ns: dict[str, Any], fallback: str | None) -> list[str]:
+        message = nested_message(f.node)
+        assert message is not None
+        ns[f"_n{i}"] = message.py._rg_codec().typed_from_wire
+        key, kind = repr(f.name), f.node.kind
+        make = {Kind.LIST: f"[*map(_n{i}, v)]", Kind.TUPLE: f"(*map(_n{i}, v),)"}.get(kind, f"_n{i}(v)")
+        # absent: its default comes later; None: an Optional's (msgspec refused it elsewhere)
+        lines = [f"    if (v := w.get({key})) is not None:"]
+        if fallback is None:
+            return [*lines, f"        w[{key}] = {make}"]
+        return [*lines, f"        try: w[{key}] = {make}", f"        except Exception: {fallback}"]
 
     def _str_keys_only(self) -> bool:
         def walk(node: TypeNode, seen: frozenset[type]) -> bool:
@@ -449,17 +486,35 @@ def _encodes_natively(cls: type, seen: frozenset[type]) -> bool:
     no name begins with '_' (msgspec leaves those out of a dataclass)."""
     if cls in seen:
         return True
-    fields = read_fields(cls)
     seen = seen | {cls}
+    return all(not f.name.startswith("_") and _native_node(f.node, seen) for f in read_fields(cls))
 
-    def native(node: TypeNode) -> bool:
-        if node.kind is Kind.MESSAGE:
-            return _encodes_natively(node.py, seen)
-        if node.kind is Kind.ENUM:
-            return all(type(m.value) in (int, str) for m in node.py)
-        return node.kind in _NATIVE and all(native(a) for a in node.args)
 
-    return all(not f.name.startswith("_") and native(f.node) for f in fields)
+def _native_node(node: TypeNode, seen: frozenset[type]) -> bool:
+    if node.kind is Kind.MESSAGE:
+        return _encodes_natively(node.py, seen)
+    if node.kind is Kind.ENUM:
+        return all(type(m.value) in (int, str) for m in node.py)
+    return node.kind in _NATIVE and all(_native_node(a, seen) for a in node.args)
+
+
+def _naive_datetimes_guard(fields: list[FieldSpec]) -> str | None:
+    """A condition on `d` (the message's __dict__) under which msgspec, given the message object,
+    writes its serialize() bytes although not every field is native: the only others are
+    datetimes (or Optional ones) of this class, and they are naive. msgspec writes a naive
+    datetime as exactly its isoformat() text; an aware one as a msgpack timestamp, so then the
+    dict of wire values is encoded instead."""
+    checks = []
+    for f in fields:
+        node = f.node
+        inner = node.args[0] if node.kind is Kind.OPTIONAL else node
+        if inner.kind is Kind.DATETIME:
+            t = f"d[{f.name!r}]"
+            naive = f"type({t}) is _datetime and {t}.tzinfo is None"
+            checks.append(f"({t} is None or {naive})" if inner is not node else naive)
+        elif f.name.startswith("_") or not _native_node(node, frozenset()):
+            return None
+    return " and ".join(checks) or None
 
 
 def _valid_as_given(node: TypeNode, v: str, c_struct: bool = False) -> str | None:
