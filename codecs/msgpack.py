@@ -23,7 +23,7 @@ import numpy as np
 from ringgen.codecs import converters
 from ringgen.codecs.typed_decode import Mode, field_mode, nested_message, typed_decoder, wire_shape
 from ringgen.errors import MessageSerializationError, ValidationError
-from ringgen.schema import header
+from ringgen.schema import header, ids
 from ringgen.schema.types import MISSING, FieldSpec, Kind, TypeNode, read_fields
 
 _MISSING = MISSING
@@ -282,23 +282,26 @@ class MessageCodec:
         signature = ["__rg_self", *map(param, positional)]
         if keyword:
             signature += ["*", *map(param, keyword)]
+        init_ns.update(__rg_take=ids.take, __rg_refill=ids.refill,
+                       **{f"__rg_{t.__name__}s": frozenset({t}) for t in (float, bool, int)})
         body = ["    __rg_d = __rg_self.__dict__"]
         for i, f in enumerate(params):
             name, key = f.name, repr(f.name)
-            if f.default_factory is not dataclasses.MISSING:
-                init_ns[f"__rg_f_{name}"] = f.default_factory
-                body.append(f"    if {name} is __rg_M: {name} = __rg_f_{name}()")
-            if name == "priority":
-                guard: str | None = _priority_guard(name)
-            else:
-                guard = _valid_as_given(specs[name].node, name, self.c_struct)
             init_ns[f"__rg_c_{name}"] = ns[f"_c{i}"]
-            body += [
-                *([] if guard is None else [f"    if not ({guard}):"]),
-                f"    {'    ' if guard else ''}try: {name} = __rg_c_{name}({name})",
-                f"    {'    ' if guard else ''}except __rg_FVE as e: raise __rg_invalid({key}, e) from None",
-                f"    __rg_d[{key}] = {name}",
-            ]
+            check = [f"try: {name} = __rg_c_{name}({name})",
+                     f"except __rg_FVE as e: raise __rg_invalid({key}, e) from None"]
+            if f.default_factory is ids.new_message_id:  # a UUID from the pool, taken inline
+                body += [f"    if {name} is __rg_M:",
+                         f"        try: {name} = __rg_take()",
+                         f"        except IndexError: {name} = __rg_refill()",
+                         f"    elif not ({_valid_as_given(specs[name].node, name, self.c_struct)}):",
+                         *(f"        {line}" for line in check)]
+            else:
+                if f.default_factory is not dataclasses.MISSING:
+                    init_ns[f"__rg_f_{name}"] = f.default_factory
+                    body.append(f"    if {name} is __rg_M: {name} = __rg_f_{name}()")
+                body += _checked_arg(specs[name].node, name, check, self.c_struct)
+            body.append(f"    __rg_d[{key}] = {name}")
         if init_ns["__rg_post"] is not None:
             body.append("    __rg_post(__rg_self)")
         src = [f"def __init__({', '.join(signature)}):", *body]
@@ -312,11 +315,11 @@ class MessageCodec:
         converts them, the fields msgspec's value is not yet the stored one; then the defaults
         of the absent fields among the others. `fallback`: the statement a nested message's
         failure runs (None: let it propagate)."""
-        lines: list[str] = ["    od = w", "    nested = False"]
+        modes = [field_mode(f)[1] for f in self.fields]
+        lines = ["    od = w"] if Mode.CONVERT in modes else []  # where _decode_lines store
         defaults: list[str] = []
-        for i, f in enumerate(self.fields):
+        for i, (f, mode) in enumerate(zip(self.fields, modes, strict=True)):
             key = repr(f.name)
-            mode = field_mode(f)[1]
             if f.default_factory is not _MISSING:
                 missing: str | None = f"_f{i}()"
             else:
@@ -329,9 +332,8 @@ class MessageCodec:
             if mode is Mode.UUID:  # a 16-byte bin (or None) by now: made a UUID in C, no call
                 lines += [f"    if type(v := w.get({key})) is bytes: w[{key}] = _uuid_bin(_bin16 + v)"]
             elif mode is Mode.ASCII:  # within the bound in characters: exact if ASCII
-                lines += [f"    v = w.get({key})",
-                          "    if type(v) is str and not v.isascii():",
-                          f"        try: _r{i}(v)",
+                lines += [f"    if not (w.get({key}) or '').isascii():  # a str, None or absent",
+                          f"        try: _r{i}(w[{key}])",
                           f"        except _FVE as e: raise _bad({key}, e) from None"]
             elif mode is Mode.NESTED:
                 lines += self._nested_lines(f, i, ns, fallback)
@@ -515,6 +517,38 @@ def _naive_datetimes_guard(fields: list[FieldSpec]) -> str | None:
         elif f.name.startswith("_") or not _native_node(node, frozenset()):
             return None
     return " and ".join(checks) or None
+
+
+def _checked_arg(node: TypeNode, v: str, check: list[str], c_struct: bool) -> list[str]:
+    """The constructor's lines that make argument `v` its stored value: a cheap test that proves
+    it valid as given (or, for a list of scalars, valid once copied), else the full `check`."""
+    if v == "priority":  # the header's uint8, whatever the class annotates
+        guard: str | None = _priority_guard(v)
+    else:
+        guard = _valid_as_given(node, v, c_struct)
+    if guard is not None:
+        return [f"    if not ({guard}):", *(f"        {line}" for line in check)]
+    sequence = _scalars_as_given(node, v, c_struct)
+    if sequence is None:
+        return [f"    {line}" for line in check]
+    test, stored = sequence
+    return [f"    if {test}: {v} = {stored}", "    else:", *(f"        {line}" for line in check)]
+
+
+def _scalars_as_given(node: TypeNode, v: str, c_struct: bool) -> tuple[str, str] | None:
+    """For a list or tuple[T, ...] of float, bool or int: a test that `v` is one whose items
+    all are exactly T (ints within range), and the value to store: a list copied, so that the
+    message never shares the caller's, a tuple as it is."""
+    if node.kind not in (Kind.LIST, Kind.TUPLE) or node.args[0].kind not in (Kind.FLOAT, Kind.BOOL, Kind.INT):
+        return None
+    item = node.args[0].kind
+    made = "list" if node.kind is Kind.LIST else "tuple"
+    bound = "" if node.max_len is None else f" and len({v}) <= {node.max_len}"
+    test = f"type({v}) is {made}{bound} and {{*map(type, {v})}} <= __rg_{_PLAIN[item]}s"
+    if item is Kind.INT:
+        low, high = _C_INT_RANGE if c_struct else _INT_RANGE
+        test += f" and (not {v} or ({low} <= min({v}) and max({v}) <= {high}))"
+    return test, (f"{v}.copy()" if made == "list" else v)
 
 
 def _valid_as_given(node: TypeNode, v: str, c_struct: bool = False) -> str | None:
