@@ -129,8 +129,9 @@ class StoresOnly:  # the construction floor: a Python __init__ that checks nothi
     def __init__(self, data: list[float], operation: str = "sum", *, message_id: UUID | None = None,
                  priority: int = 128, correlation_id: UUID | None = None) -> None:
         d = self.__dict__
-        d["data"], d["operation"], d["priority"], d["correlation_id"] = data, operation, priority, correlation_id
+        d["data"], d["operation"] = data, operation
         d["message_id"] = new_message_id() if message_id is None else message_id
+        d["priority"], d["correlation_id"] = priority, correlation_id
 
 
 _ENC = msgspec.msgpack.Encoder(uuid_format="bytes")

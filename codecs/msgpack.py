@@ -11,8 +11,8 @@ import dataclasses
 import inspect
 import struct
 import threading
-from datetime import datetime
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -226,7 +226,7 @@ class MessageCodec:
             ]
         src = [
             "def serialize(m):",
-            "    d = m.__dict__",
+            *(["    d = m.__dict__"] if "d[" in pack else []),  # read by a dict display or guard
             f"    try: return {pack}",
             "    except (TypeError, ValueError, OverflowError, RecursionError) as e:",
             "        raise _unpackable(e) from None",
