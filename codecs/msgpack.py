@@ -163,7 +163,7 @@ class MessageCodec:
             "_uuid_bin": converters.UUID_OF_BIN,
             "_bin16": converters.BIN16,
             "_types_in": _types_in,
-            "_setattr": object.__setattr__,
+            "_setdict": _dict_setter(self.cls),
             "_datetime": datetime,
         }
         to_items, from_lines, check_lines = [], [], []
@@ -212,7 +212,7 @@ class MessageCodec:
                 "    except Exception: return reference_deserialize(data)",
                 *self._typed_lines(ns, "return reference_deserialize(data)"),
                 "    o = _new(_cls)",
-                "    _setattr(o, '__dict__', w)",
+                "    _setdict(o, w)",
                 "    return o",
             ]
             # The same for this class nested in another's typed map: any failure is the outer
@@ -221,7 +221,7 @@ class MessageCodec:
                 "def typed_from_wire(w):",
                 *self._typed_lines(ns, None),
                 "    o = _new(_cls)",
-                "    _setattr(o, '__dict__', w)",
+                "    _setdict(o, w)",
                 "    return o",
             ]
         src = [
@@ -498,6 +498,15 @@ def _native_node(node: TypeNode, seen: frozenset[type]) -> bool:
     if node.kind is Kind.ENUM:
         return all(type(m.value) in (int, str) for m in node.py)
     return node.kind in _NATIVE and all(_native_node(a, seen) for a in node.args)
+
+
+def _dict_setter(cls: type) -> Callable[[Any, dict[str, Any]], None]:
+    """What `object.__setattr__(o, '__dict__', w)` calls, looked up once: the `__dict__`
+    descriptor of the first class in the MRO that has one (a frozen dataclass's own
+    __setattr__ refuses)."""
+    owner = next(c for c in cls.__mro__ if "__dict__" in c.__dict__)
+    setter: Callable[[Any, dict[str, Any]], None] = owner.__dict__["__dict__"].__set__
+    return setter
 
 
 def _naive_datetimes_guard(fields: list[FieldSpec]) -> str | None:
