@@ -198,7 +198,7 @@ class Channel:
     def sent(self, msg: Any) -> None:
         """One message was accepted: sample its send time, move the backlog on."""
         if self.answers:
-            self.replies.sample(msg)
+            self.replies.accepted(msg.message_id.int)
         self.enqueued()
 
     async def send_many(self, msgs: Sequence[Any], timeout: float | None = None) -> int:
@@ -218,7 +218,7 @@ class Channel:
             if admitted:
                 accepted += 1
                 if self.answers:
-                    self.replies.sample(msg)
+                    self.replies.accepted(msg.message_id.int)
         self.enqueued()
         return accepted
 
@@ -312,9 +312,6 @@ class Channel:
     def want_responses(self) -> None:
         """Someone waits for responses (a device channel makes sure it will be woken)."""
 
-    def answer_soon(self, future: asyncio.Future[Any], timeout: float | None) -> None:
-        """A request() was sent: a device channel may find its reply before the loop turns."""
-
     def check_receivable(self) -> None:
         if self.replies.inbox_count:
             return
@@ -365,18 +362,29 @@ class Channel:
         """Move responses that arrived meanwhile into the inbox (device channels)."""
 
     async def request(self, msg: Any, timeout: float | None) -> Any:
-        if not self.answers:
-            raise KernelStateError(f"kernel {self.kernel_id!r} sends no responses "
-                                   "(fire-and-forget); use send()")
+        self.check_answers()
         key = msg.message_id.int  # an attribute: .bytes computes 16 bytes each time
         future: asyncio.Future[Any] = self.loop.create_future()
-        self.replies.expect(key, future)  # refuses a message another request() waits with
-        gave_up = False  # a reply may still come: it will be a dead letter
+        self.replies.expect(key, future)  # refuses a message sent already
         try:
             if not await self.send(msg, timeout):
                 raise QueueFullError(f"kernel {self.kernel_id!r}: the request was dropped by "
                                      f"backpressure '{self.backpressure}'")
-            self.answer_soon(future, timeout)
+        except BaseException as e:
+            self.replies.settle(key, gave_up=isinstance(e, asyncio.CancelledError))
+            raise
+        return await self.await_reply(key, future, timeout)
+
+    def check_answers(self) -> None:
+        if not self.answers:
+            raise KernelStateError(f"kernel {self.kernel_id!r} sends no responses "
+                                   "(fire-and-forget); use send()")
+
+    async def await_reply(self, key: int, future: asyncio.Future[Any], timeout: float | None) -> Any:
+        """The rest of a request() whose message went out: its reply, which `future` awaits
+        under `key`, within `timeout` s."""
+        gave_up = False  # a reply may still come: it will be a dead letter
+        try:
             if future.done():  # answered at once: no event-loop turn
                 return future.result()
             self.want_responses()
