@@ -338,11 +338,30 @@ class Channel:
         return self.objects_of(await self._take_when_there(max_count, timeout))
 
     async def receive(self, timeout: float | None) -> Any:
-        got = await self.receive_many(1, timeout)
-        if not got:
-            raise asyncio.TimeoutError(
-                f"no response from kernel {self.kernel_id!r} within {timeout} s")
-        return got[0]
+        """One response. From responses collected already it returns without suspending or
+        polling the kernel (what is there now was collected after them, so order holds), and
+        one that arrived as a struct array is decoded alone, without a numpy slice."""
+        replies = self.replies
+        deadline = None
+        while True:
+            if not replies.inbox_count:
+                self.poll_responses()
+            if replies.inbox_count:
+                got = replies.take_one()
+                if not isinstance(got, bytes):
+                    return got
+                codec = self.out_codec
+                assert codec is not None  # struct rows come only from a struct layout
+                try:
+                    return codec.unpack(got)
+                except (MessageSerializationError, ValueError) as e:
+                    self._undecodable(got, e)  # a dead letter: the next one, then
+                    continue
+            if deadline is None and timeout is not None:
+                deadline = self.loop.time() + timeout
+            if not await self._wait_for_responses(deadline):
+                raise asyncio.TimeoutError(
+                    f"no response from kernel {self.kernel_id!r} within {timeout} s")
 
     async def receive_array(self, max_count: int, timeout: float | None) -> np.ndarray:
         chunks = await self._take_when_there(max_count, timeout)
@@ -432,10 +451,7 @@ class Channel:
         """A restart: take over the failed incarnation's unread responses, the buffers its
         messages still reference, the ids of requests that gave up (their late replies are
         dead letters), and what it carried (redeliver=True) with the request()s awaiting it."""
-        self.replies.inbox.extend(old.replies.inbox)
-        self.replies.inbox_count += old.replies.inbox_count
-        old.replies.inbox.clear()
-        old.replies.inbox_count = 0
+        self.replies.adopt_inbox(old.replies)
         self.replies.buffers_in_flight.update(old.replies.buffers_in_flight)
         self.replies.expired.update(old.replies.expired)
         self.replies.pending.update(carried.waiters)

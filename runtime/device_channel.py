@@ -103,15 +103,17 @@ class DeviceChannel(Channel):
     def message_of(self, entry: Any) -> Any:
         return self.in_codec.unpack(entry) if isinstance(entry, bytes) else entry
 
-    def _push_direct(self, msg: Any, data: bytes) -> bool:
-        """Push one packed message into its lane (its key's block, or the next in turn); False
-        if the lane is full."""
+    def _block_of(self, msg: Any) -> int:
+        """The block a message pushed directly goes to: its key's, or the next in turn."""
         if self._router is not None:
-            block = self._router.block_of(msg)
-        else:
-            block = self._next_block
-            self._next_block = (block + 1) % self.kernel.grid
-        if not self.kernel.push(block, rings.LANE_OF[msg.priority], data):
+            return self._router.block_of(msg)
+        block = self._next_block
+        self._next_block = (block + 1) % self.kernel.grid
+        return block
+
+    def _push_direct(self, msg: Any, data: bytes) -> bool:
+        """Push one packed message into its lane; False if the lane is full."""
+        if not self.kernel.push(self._block_of(msg), rings.LANE_OF[msg.priority], data):
             return False
         self.counters.sent += 1
         self.replies.accepted(msg.message_id.int)
@@ -131,8 +133,8 @@ class DeviceChannel(Channel):
 
     async def request(self, msg: Any, timeout: float | None) -> Any:
         """A lone request (no other request or receiver waiting, nothing in the backlog) goes
-        straight into its lane and waits for its reply in one native call, without the GIL, for
-        up to REQUEST_SPIN_S: a reply that comes alone and names it is decoded and returned
+        into its lane and waits for its reply in one native call (push_pop), without the GIL,
+        for up to REQUEST_SPIN_S: a reply that comes alone and names it is decoded and returned
         with no future, no event-loop turn and no bookkeeping but the counters. Anything else
         (the lane full, no reply yet, other responses with it) continues as Channel.request."""
         replies = self.replies
@@ -145,12 +147,12 @@ class DeviceChannel(Channel):
         replies.check_new(key)
         data = self.entry_of(msg)
         sent = time.perf_counter()
-        if not self._push_direct(msg, data):
+        raw = self.kernel.push_pop(self._block_of(msg), rings.LANE_OF[msg.priority], data,
+                                   POP_BATCH, spin)
+        if raw is None:
             return await super().request(msg, timeout)  # the lane is full: via the backlog
-        try:
-            raw = self.kernel.pop_spinning(POP_BATCH, spin)
-        except KernelFaultError:  # it broke its region and was stopped: its exit fails us
-            raw = b""
+        self.counters.sent += 1
+        replies.accepted(key)
         at = self._correlation_offset
         if len(raw) == self.out_size and int.from_bytes(raw[at:at + 16], "big") == key:
             try:

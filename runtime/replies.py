@@ -37,6 +37,11 @@ class Replies:
         self.buffers_in_flight: OrderedDict[int, list[Any]] = OrderedDict()  # id -> its buffers
         self.inbox: deque[Any] = deque()  # response objects and struct-array chunks, in order
         self.inbox_count = 0
+        # receive() takes one struct at a time from the struct array at the inbox's head as
+        # bytes cut from its copy, without a numpy slice each: `_cut` rows are taken already
+        # (_trim_cut() trims the array before anything else reads the inbox)
+        self._cut = 0
+        self._cut_raw: bytes | None = None
         self.waiters: deque[asyncio.Future[None]] = deque()  # receive*() waiting for the inbox
         # The ids of the messages accepted lately, in two generations of at most MEMORY each:
         # a request() of one of them would be answered by the reply to the earlier send.
@@ -185,8 +190,44 @@ class Replies:
             if sent is not None:
                 latencies.append(now - sent)
 
+    def take_one(self) -> Any:
+        """The next response of a non-empty inbox: an object, or (from a struct array) the
+        bytes of one struct."""
+        head = self.inbox[0]
+        self.inbox_count -= 1
+        self.counters.received += 1
+        if not isinstance(head, np.ndarray):
+            self.inbox.popleft()
+            return head
+        raw = self._cut_raw
+        if raw is None:
+            raw = self._cut_raw = head.tobytes()
+        size = head.itemsize
+        at = self._cut * size
+        self._cut += 1
+        if self._cut == len(head):
+            self.inbox.popleft()
+            self._cut, self._cut_raw = 0, None
+        return raw[at:at + size]
+
+    def _trim_cut(self) -> None:
+        """The rows take_one() cut from the head array leave it, before the inbox is read."""
+        if self._cut:
+            self.inbox[0] = self.inbox[0][self._cut:]
+            self._cut, self._cut_raw = 0, None
+
+    def adopt_inbox(self, old: Replies) -> None:
+        """A restart: the failed incarnation's unread responses are this one's."""
+        old._trim_cut()
+        self._trim_cut()
+        self.inbox.extend(old.inbox)
+        self.inbox_count += old.inbox_count
+        old.inbox.clear()
+        old.inbox_count = 0
+
     def take(self, n: int) -> list[Any]:
         """Up to n inbox entries' worth of responses, in order (arrays split as needed)."""
+        self._trim_cut()
         out: list[Any] = []
         taken = 0
         while self.inbox and taken < n:
