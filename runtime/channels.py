@@ -312,6 +312,10 @@ class Channel:
     def want_responses(self) -> None:
         """Someone waits for responses (a device channel makes sure it will be woken)."""
 
+    def ring_when_answered(self) -> None:
+        """want_responses() for a request polled for already: no more polling (device channels)."""
+        self.want_responses()
+
     def check_receivable(self) -> None:
         if self.replies.inbox_count:
             return
@@ -399,14 +403,18 @@ class Channel:
             raise KernelStateError(f"kernel {self.kernel_id!r} sends no responses "
                                    "(fire-and-forget); use send()")
 
-    async def await_reply(self, key: int, future: asyncio.Future[Any], timeout: float | None) -> Any:
+    async def await_reply(self, key: int, future: asyncio.Future[Any], timeout: float | None,
+                          polled: bool = False) -> Any:
         """The rest of a request() whose message went out: its reply, which `future` awaits
-        under `key`, within `timeout` s."""
+        under `key`, within `timeout` s; `polled`: it was polled for already."""
         gave_up = False  # a reply may still come: it will be a dead letter
         try:
             if future.done():  # answered at once: no event-loop turn
                 return future.result()
-            self.want_responses()
+            if polled:
+                self.ring_when_answered()
+            else:
+                self.want_responses()
             return await self.deadlines.wait(future, timeout)
         except asyncio.TimeoutError:
             gave_up = True

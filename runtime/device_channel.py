@@ -146,6 +146,8 @@ class DeviceChannel(Channel):
         key = msg.message_id.int
         replies.check_new(key)
         data = self.entry_of(msg)
+        if self._armed:  # nobody else awaits responses: no eventfd write to slow the kernel
+            self._set_armed(False)
         sent = time.perf_counter()
         raw = self.kernel.push_pop(self._block_of(msg), rings.LANE_OF[msg.priority], data,
                                    POP_BATCH, spin)
@@ -169,7 +171,7 @@ class DeviceChannel(Channel):
             self._arrived(raw)
             if len(raw) == POP_BATCH * self.out_size:
                 self._collect()
-        return await self.await_reply(key, future, timeout)
+        return await self.await_reply(key, future, timeout, polled=True)
 
     async def send_many(self, msgs: Sequence[Any], timeout: float | None = None) -> int:
         """A batch that fits the queue is packed at once and enqueued like an array; otherwise,
@@ -337,6 +339,13 @@ class DeviceChannel(Channel):
             self.replies.deliver_rows(np.frombuffer(bytearray(raw), dtype=self.out_dtype))
         else:
             self.replies.route(self.unpack_rows(raw))
+
+    def ring_when_answered(self) -> None:
+        """A lone request polled for its reply in native code for its spin and none came: the
+        kernel's eventfd wakes the loop from here on (the loop's own polling would only spin
+        longer, on the core the kernel may need)."""
+        if self.output_cls is not None and not self.kernel.closed:
+            self._set_armed(True)
 
     def want_responses(self) -> None:
         """Someone awaits responses. The loop first polls for them for SPIN_S: an answer that
