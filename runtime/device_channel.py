@@ -139,9 +139,10 @@ class DeviceChannel(Channel):
         (the lane full, no reply yet, other responses with it) continues as Channel.request."""
         replies = self.replies
         spin = REQUEST_SPIN_S if timeout is None else min(REQUEST_SPIN_S, timeout)
+        expected_type = type(msg) is self.input_cls  # (kept apart: it would narrow msg)
         if (spin <= 0 or self.state is not KernelState.ACTIVE or len(self.backlog)
-                or type(msg) is not self.input_cls or replies.pending or replies.waiters
-                or not self.answers):
+                or not expected_type or replies.pending or replies.waiters
+                or self.out_codec is None):
             return await super().request(msg, timeout)
         key = msg.message_id.int
         replies.check_new(key)
@@ -154,7 +155,7 @@ class DeviceChannel(Channel):
         if raw is None:
             return await super().request(msg, timeout)  # the lane is full: via the backlog
         self.counters.sent += 1
-        replies.accepted(key)
+        replies.remember(key)  # not sampled: every request's round trip is timed
         at = self._correlation_offset
         if len(raw) == self.out_size and int.from_bytes(raw[at:at + 16], "big") == key:
             try:

@@ -71,7 +71,8 @@ class Replies:
         self.time(key)
 
     def wait_for(self, key: int, future: asyncio.Future[Any], sent: float) -> None:
-        """expect() for a request whose message went out at perf_counter() `sent` already."""
+        """expect() for a request whose message went out at perf_counter() `sent` already
+        (and was remember()ed)."""
         self.pending[key] = future
         self.sent_at[key] = sent
         self._forget_unanswered()
@@ -89,12 +90,16 @@ class Replies:
         """Message id `key` was accepted: remembered (check_new), and one message in
         LATENCY_SAMPLE timed for the latency figures (a dict entry per message would cost a
         bulk sender more than the rest of its bookkeeping)."""
+        self.remember(key)
+        if not self.counters.sent % LATENCY_SAMPLE:
+            self.time(key)
+
+    def remember(self, key: int) -> None:
+        """Message id `key` was sent (a request() of it again is refused: check_new)."""
         sent = self._sent
         sent.add(key)
         if len(sent) >= MEMORY:
             self._sent_before, self._sent = sent, set()
-        if not self.counters.sent % LATENCY_SAMPLE:
-            self.time(key)
 
     def accepted_many(self, msgs: Sequence[Any]) -> None:
         self._sent.update([m.message_id.int for m in msgs])
@@ -167,8 +172,6 @@ class Replies:
         the ring and returned (DeviceChannel.request): what route() would have done for it."""
         self.counters.received += 1
         self.counters.latencies.append(time.perf_counter() - sent)
-        if self.sent_at:
-            self.sent_at.pop(key, None)
         if self.buffers_in_flight:
             for buffer in self.buffers_in_flight.pop(key, ()):
                 buffer.device_wrote()
