@@ -150,8 +150,12 @@ class DeviceChannel(Channel):
         if self._armed:  # nobody else awaits responses: no eventfd write to slow the kernel
             self._set_armed(False)
         sent = time.perf_counter()
-        raw = self.kernel.push_pop(self._block_of(msg), rings.LANE_OF[msg.priority], data,
-                                   POP_BATCH, spin)
+        try:
+            raw = self.kernel.push_pop(self._block_of(msg), rings.LANE_OF[msg.priority], data,
+                                       POP_BATCH, spin)
+        except KernelFaultError:
+            self._on_exit()  # it broke its region and was stopped: it fails now, as a hung one
+            raise
         if raw is None:
             return await super().request(msg, timeout)  # the lane is full: via the backlog
         self.counters.sent += 1
