@@ -511,3 +511,67 @@ def test_sends_are_the_python_functions(corpus: tuple[Any, SyncRuntime]) -> None
             assert agree(spec, python, compiled) == [], (batch, python.sent, compiled.sent)
     finally:
         runtime.terminate("sender")
+
+
+# ---- a response's defaults ----
+
+NESTED_DEFAULTS = '''\
+from __future__ import annotations
+from dataclasses import dataclass, field
+from typing import Annotated
+import numpy as np
+from ringgen import MaxLen, message, ring_kernel
+
+
+@message
+@dataclass
+class Tag:
+    name: Annotated[str, MaxLen(8)] = "none"
+    weight: float = 1.5
+    level: np.int16 = 3
+
+
+@message
+@dataclass
+class Holder:
+    tag: Tag = field(default_factory=lambda: Tag(name="held", level=-4))
+    count: int = 7
+
+
+@message
+@dataclass
+class Ask:
+    x: int = 0
+
+
+@message
+@dataclass
+class Answer:
+    x: int = 0
+    tag: Tag = field(default_factory=Tag)
+    custom: Tag = field(default_factory=lambda: Tag(name="custom", weight=-2.0))
+    maybe: Tag | None = field(default_factory=lambda: Tag(level=9))
+    absent: Tag | None = None
+    holder: Holder = field(default_factory=Holder)
+
+
+@ring_kernel(kernel_id="defaults", input=Ask, output=Answer)
+def defaults(req: Ask) -> Answer:
+    return Answer(x=req.x)
+
+
+@ring_kernel(kernel_id="nested", input=Ask, output=Holder)
+def nested(req: Ask) -> Holder:
+    return Holder(count=req.x)
+'''
+
+
+def test_message_typed_field_defaults_are_the_c_init(tmp_path: Path) -> None:
+    """A response starts from its defaults: a message-typed field's (its class's own, or what
+    its default_factory makes, nested in turn, Optional too) as Python's constructor gives
+    them, not zeros."""
+    from ringgen.verify import verify
+
+    path = tmp_path / "nested_defaults.py"
+    path.write_text(NESTED_DEFAULTS)
+    assert verify(str(path), examples=5, progress=lambda line: None) == ["defaults", "nested"]
