@@ -73,7 +73,10 @@ class Emitter:
             for r in f.reductions:
                 w(f"    __shared__ {r.ty.c} rg_red{r.slot}[2][{f.block}];  // a slot per thread of the block")
                 w(f"    __shared__ bool rg_has{r.slot}[2][{f.block}];")
-                w(f"    __shared__ {r.ty.c} rg_acc{r.slot}[{group.groups}];  // a slot per group")
+                # a result's slot per group, two by parity: the barrier of the next run of the
+                # prange is passed only once every thread has read this run's (no barrier after)
+                w(f"    __shared__ {r.ty.c} rg_acc{r.slot}[2][{group.groups}];")
+                w(f"    unsigned rg_par{r.slot} = 0u;  // the parity of the prange's run")
         for name, ty in f.locals.items():
             w(f"    {ty.c} {local(name)} = {_zero(ty)}; (void){local(name)};")
         parallel = self.parallel = _has_prange(f.body) and not group.alone
@@ -238,12 +241,12 @@ class Emitter:
         if reds:
             w(f"{pad}    if (rg_rank == 0) {{")
             for r in reds:
-                w(f"{pad}        rg_acc{r.slot}[{group.index}] = {local(r.target)};")
+                w(f"{pad}        rg_acc{r.slot}[rg_par{r.slot}][{group.index}] = {local(r.target)};")
             w(f"{pad}    }}")
             w(f"{pad}    {group.barrier('the results are in the group slots')}")
             for r in reds:
-                w(f"{pad}    {local(r.target)} = rg_acc{r.slot}[{group.index}];")
-            w(f"{pad}    {group.barrier('read before the first thread may write them again')}")
+                slot = f"rg_acc{r.slot}[rg_par{r.slot}][{group.index}]"
+                w(f"{pad}    {local(r.target)} = {slot}; rg_par{r.slot} ^= 1u;")
         w(f"{pad}}}")
 
     def prange_alone(self, s: tir.PRange, depth: int) -> None:

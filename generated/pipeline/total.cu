@@ -20,7 +20,8 @@ __device__ bool total_handle(const Squares& req, Total& resp, rg_ctx& ctx) {
     const uint32_t rg_rank = ctx.rank(); (void)rg_rank;  // this thread in its group
     __shared__ double rg_red0[2][32];  // a slot per thread of the block
     __shared__ bool rg_has0[2][32];
-    __shared__ double rg_acc0[1];  // a slot per group
+    __shared__ double rg_acc0[2][1];
+    unsigned rg_par0 = 0u;  // the parity of the prange's run
     int64_t rg_tmp1 = 0; (void)rg_tmp1;
     double rg_tmp2 = 0.0; (void)rg_tmp2;
 #line 81
@@ -51,11 +52,10 @@ __device__ bool total_handle(const Squares& req, Total& resp, rg_ctx& ctx) {
         }
         if (rg_hi1 > rg_lo1) rg_tmp1 = rg_hi1 - 1;  // its value after the loop
         if (rg_rank == 0) {
-            rg_acc0[0] = rg_tmp2;
+            rg_acc0[rg_par0][0] = rg_tmp2;
         }
         __syncthreads();  // the results are in the group slots
-        rg_tmp2 = rg_acc0[0];
-        __syncthreads();  // read before the first thread may write them again
+        rg_tmp2 = rg_acc0[rg_par0][0]; rg_par0 ^= 1u;
     }
 #line 81
     {

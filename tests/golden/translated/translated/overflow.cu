@@ -13,25 +13,25 @@
 struct overflow_ctx : rg_ctx {};
 
 // ---- the handler, as written in ../schemas/translated.py ----
-#line 177 "../schemas/translated.py"
+#line 184 "../schemas/translated.py"
 #include "rg_python.h"
 __device__ bool overflow_handle(const Big& req, BigResult& resp, rg_ctx& ctx) {
     (void)req; (void)ctx;
     const uint32_t rg_rank = ctx.rank(); (void)rg_rank;  // this thread in its group
     if (rg_rank != 0) return false;  // no prange: the group's first thread runs it
-#line 179
+#line 186
     {
-#line 179
+#line 186
         const int64_t rg_r0 = rg_py_add(req.a, req.b, RG_PY_AT);
-#line 179
+#line 186
         const int64_t rg_r1 = rg_py_mul(req.a, req.b, RG_PY_AT);
-#line 179
+#line 186
         const int64_t rg_r2 = rg_py_floordiv(req.a, req.b, RG_PY_AT);
-#line 179
+#line 186
         const int64_t rg_r3 = rg_py_mod(req.a, req.b, RG_PY_AT);
-#line 180
+#line 187
         const int64_t rg_r4 = rg_py_neg(req.a, RG_PY_AT);
-#line 180
+#line 187
         const int64_t rg_r5 = rg_py_ipow(req.a, INT64_C(3), RG_PY_AT);
         if (rg_rank == 0) {
             resp.s = rg_r0;

@@ -13,17 +13,19 @@
 struct scale_ctx : rg_ctx {};
 
 // ---- the handler, as written in ../schemas/translated.py ----
-#line 344 "../schemas/translated.py"
+#line 351 "../schemas/translated.py"
 #include "rg_python.h"
 __device__ bool scale_handle(const Scale& req, Scaled& resp, rg_ctx& ctx) {
     (void)req; (void)ctx;
     const uint32_t rg_rank = ctx.rank(); (void)rg_rank;  // this thread in its group
     __shared__ double rg_red0[2][32];  // a slot per thread of the block
     __shared__ bool rg_has0[2][32];
-    __shared__ double rg_acc0[1];  // a slot per group
+    __shared__ double rg_acc0[2][1];
+    unsigned rg_par0 = 0u;  // the parity of the prange's run
     __shared__ double rg_red1[2][32];  // a slot per thread of the block
     __shared__ bool rg_has1[2][32];
-    __shared__ double rg_acc1[1];  // a slot per group
+    __shared__ double rg_acc1[2][1];
+    unsigned rg_par1 = 0u;  // the parity of the prange's run
     rg_buffer_view py_view = rg_buffer_view{}; (void)py_view;
     double py_first = 0.0; (void)py_first;
     int64_t py_i = 0; (void)py_i;
@@ -33,13 +35,13 @@ __device__ bool scale_handle(const Scale& req, Scaled& resp, rg_ctx& ctx) {
     int64_t rg_tmp3 = 0; (void)rg_tmp3;
     double rg_tmp4 = 0.0; (void)rg_tmp4;
     int64_t rg_tmp5 = 0; (void)rg_tmp5;
-#line 347
-#line 347
+#line 354
+#line 354
     py_view = rg_py_buffer(ctx, req.data, 102u, 4u, RG_PY_AT);
-#line 348
-#line 348
+#line 355
+#line 355
     py_first = (((int64_t)py_view.count() > INT64_C(0)) ? (double)rg_py_buf_at<float>(py_view, INT64_C(0), RG_PY_AT) : 0.0);
-#line 349
+#line 356
     {  // prange: rounds of the group's 32 threads, rank r runs iteration base + r;
         // the first thread folds each round's values in index order: Python's loop's result
         const int64_t rg_lo1 = INT64_C(0), rg_hi1 = (int64_t)py_view.count();
@@ -49,22 +51,22 @@ __device__ bool scale_handle(const Scale& req, Scaled& resp, rg_ctx& ctx) {
             const int64_t rg_i1 = rg_base1 + (int64_t)rg_rank;
             if (rg_i1 < rg_hi1) do {  // do/while(0): `continue` ends the iteration
                 py_i = rg_i1;
-#line 350
-#line 350
+#line 357
+#line 357
                 rg_py_buf_at<float>(py_view, py_i, RG_PY_AT) = (float)(((double)rg_py_buf_at<float>(py_view, py_i, RG_PY_AT) * req.factor));
             } while (0);
         }
         if (rg_hi1 > rg_lo1) py_i = rg_hi1 - 1;  // its value after the loop
         __syncthreads();  // a buffer: every iteration writes are seen by all
     }
-#line 351
+#line 358
     __syncthreads();  // every thread has read the old value
-#line 351
+#line 358
     if (rg_rank == 0) rg_py_buf_at<float>(py_view, rg_py_neg(INT64_C(1), RG_PY_AT), RG_PY_AT) = (float)(((double)rg_py_buf_at<float>(py_view, rg_py_neg(INT64_C(1), RG_PY_AT), RG_PY_AT) + (double)((int64_t)req.bump)));
     __syncthreads();  // and sees the new one
-#line 352
+#line 359
     rg_tmp2 = 0.0;
-#line 352
+#line 359
     {  // prange: rounds of the group's 32 threads, rank r runs iteration base + r;
         // the first thread folds each round's values in index order: Python's loop's result
         const int64_t rg_lo2 = INT64_C(0), rg_hi2 = (int64_t)py_view.count();
@@ -76,8 +78,8 @@ __device__ bool scale_handle(const Scale& req, Scaled& resp, rg_ctx& ctx) {
             const int64_t rg_i2 = rg_base2 + (int64_t)rg_rank;
             if (rg_i2 < rg_hi2) do {  // do/while(0): `continue` ends the iteration
                 rg_tmp1 = rg_i2;
-#line 352
-#line 352
+#line 359
+#line 359
                 rg_term0 = (double)rg_py_buf_at<float>(py_view, rg_tmp1, RG_PY_AT); rg_got0 = true;
             } while (0);
             rg_red0[rg_round2][threadIdx.x] = rg_term0;
@@ -92,29 +94,28 @@ __device__ bool scale_handle(const Scale& req, Scaled& resp, rg_ctx& ctx) {
         if (rg_hi2 > rg_lo2) rg_tmp1 = rg_hi2 - 1;  // its value after the loop
         __syncthreads();  // a buffer: every iteration writes are seen by all
         if (rg_rank == 0) {
-            rg_acc0[0] = rg_tmp2;
+            rg_acc0[rg_par0][0] = rg_tmp2;
         }
         __syncthreads();  // the results are in the group slots
-        rg_tmp2 = rg_acc0[0];
-        __syncthreads();  // read before the first thread may write them again
+        rg_tmp2 = rg_acc0[rg_par0][0]; rg_par0 ^= 1u;
     }
-#line 352
+#line 359
     py_total = rg_tmp2;
-#line 353
-#line 353
+#line 360
+#line 360
     rg_tmp5 = rg_py_sub((int64_t)py_view.count(), INT64_C(0), RG_PY_AT);
-#line 353
-#line 353
+#line 360
+#line 360
     rg_py_nonempty(rg_tmp5, RG_PY_AT);
-#line 353
+#line 360
     rg_tmp3 = INT64_C(0);
-#line 353
-#line 353
+#line 360
+#line 360
     rg_tmp4 = (double)rg_py_buf_at<float>(py_view, rg_tmp3, RG_PY_AT);
-#line 353
+#line 360
     {  // prange: rounds of the group's 32 threads, rank r runs iteration base + r;
         // the first thread folds each round's values in index order: Python's loop's result
-#line 353
+#line 360
         const int64_t rg_lo3 = rg_py_add(rg_tmp3, INT64_C(1), RG_PY_AT), rg_hi3 = (int64_t)py_view.count();
         unsigned rg_round3 = 0;
         __syncthreads();  // a buffer: what the first thread wrote before is seen by all
@@ -124,8 +125,8 @@ __device__ bool scale_handle(const Scale& req, Scaled& resp, rg_ctx& ctx) {
             const int64_t rg_i3 = rg_base3 + (int64_t)rg_rank;
             if (rg_i3 < rg_hi3) do {  // do/while(0): `continue` ends the iteration
                 rg_tmp3 = rg_i3;
-#line 353
-#line 353
+#line 360
+#line 360
                 rg_term1 = (double)rg_py_buf_at<float>(py_view, rg_tmp3, RG_PY_AT); rg_got1 = true;
             } while (0);
             rg_red1[rg_round3][threadIdx.x] = rg_term1;
@@ -140,13 +141,12 @@ __device__ bool scale_handle(const Scale& req, Scaled& resp, rg_ctx& ctx) {
         if (rg_hi3 > rg_lo3) rg_tmp3 = rg_hi3 - 1;  // its value after the loop
         __syncthreads();  // a buffer: every iteration writes are seen by all
         if (rg_rank == 0) {
-            rg_acc1[0] = rg_tmp4;
+            rg_acc1[rg_par1][0] = rg_tmp4;
         }
         __syncthreads();  // the results are in the group slots
-        rg_tmp4 = rg_acc1[0];
-        __syncthreads();  // read before the first thread may write them again
+        rg_tmp4 = rg_acc1[rg_par1][0]; rg_par1 ^= 1u;
     }
-#line 353
+#line 360
     {
         const double rg_r0 = py_total;
         const int64_t rg_r1 = (int64_t)py_view.count();
