@@ -69,8 +69,6 @@ class DeviceChannel(Channel):
         self.device = kernel.device
         self.in_dtype = kernel.in_dtype
         self.out_size = info.out_dtype.itemsize if info.out_dtype is not None else 0
-        self._correlation_offset = (info.out_dtype.fields["correlation_id"][1]  # type: ignore[index]
-                                    if info.out_dtype is not None else 0)
         # the package's C codecs: a message becomes its slot, a slot its message's header ids,
         # in one native call each (runtime/native_codecs.py)
         self.in_codec = StructCodec(info.input, kernel.in_dtype,
@@ -128,11 +126,15 @@ class DeviceChannel(Channel):
         if len(msgs) < VECTOR_MIN or len(self.backlog) + len(msgs) > self.queue_size:
             return await super().send_many(msgs, timeout)
         self.check_open()
-        for m in msgs:
-            self.check_message(m)
-        for m in msgs:  # only once all are checked: a refused batch holds no buffer
-            self.buffers_to_device(m)
-        rows = self.in_codec.pack_many(msgs)
+        # One native call checks every message's class and packs the batch; a class it packs
+        # has no buffer fields (codecs/struct_plan.py), so there is nothing to publish.
+        rows = self.in_codec.pack_native(msgs)
+        if rows is None:
+            for m in msgs:
+                self.check_message(m)
+            for m in msgs:  # only once all are checked: a refused batch holds no buffer
+                self.buffers_to_device(m)
+            rows = self.in_codec.pack_many(msgs)
         if self.answers:
             self.replies.sample_many(msgs)
         return await self.send_array(rows, timeout)
@@ -283,7 +285,9 @@ class DeviceChannel(Channel):
         """Responses as popped: kept as a struct array when no request() or buffer waits for
         one (a receive_array takes them as they are), else routed as objects."""
         if not self.replies.wants_objects:
-            self.replies.time_arrivals(raw, self._correlation_offset, self.out_size)
+            if self.replies.sent_at:
+                assert self.out_codec is not None  # responses come only with an output
+                self.replies.time_arrivals(self.out_codec.correlation_keys(raw))
             self.replies.deliver_rows(np.frombuffer(bytearray(raw), dtype=self.out_dtype))
         else:
             self.replies.route(self.unpack_rows(raw))
