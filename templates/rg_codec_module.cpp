@@ -193,6 +193,9 @@ PyObject* new_uuid(const uint8_t* bytes16) {
         *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(u) + int_slot) = value;
         Py_INCREF(safe_unknown);
         *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(u) + is_safe_slot) = safe_unknown;
+        // No cycle can pass through it (an int and an enum member, and UUID refuses setattr):
+        // untracked, as CPython untracks a tuple of atoms, it costs the collector nothing.
+        PyObject_GC_UnTrack(u);
         return u;
     }
     if (!u || PyObject_GenericSetAttr(u, name_int, value) < 0 ||
@@ -452,6 +455,7 @@ PyObject* unpack_rows(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     const Entry* e = entry_at(args[0]);
     if (!e) return nullptr;
     PyTypeObject* cls = reinterpret_cast<PyTypeObject*>(args[1]);
+    const bool gc_type = PyType_IS_GC(cls);
     std::vector<Field> plan;
     if (!read_plan(args[2], e, plan)) return nullptr;
     Py_buffer view;
@@ -470,6 +474,11 @@ PyObject* unpack_rows(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
             // the Python engines make a message: its __init__ would check what the struct holds
             // again. Set attribute by attribute, an object keeps its values without a dict.
             PyObject* o = PyBaseObject_Type.tp_new(cls, empty_args, nullptr);
+            // Untracked until the batch is made: else the collections its allocations set off
+            // find the messages made so far alive (the list holds them), promote them, and
+            // soon scan the whole heap (3x the cost of the batch in a process holding 10^5
+            // messages; benchmarks/bench_runtime.py (b)).
+            if (o && gc_type) PyObject_GC_UnTrack(o);
             bool ok = o != nullptr;
             for (size_t k = 0; ok && k < plan.size(); ++k) {
                 PyObject* v = read_member(plan[k], slot, e);
@@ -482,6 +491,10 @@ PyObject* unpack_rows(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
                 break;
             }
             PyList_SET_ITEM(out, i, o);
+        }
+        for (Py_ssize_t i = 0; out && gc_type && i < n; ++i) {
+            PyObject* o = PyList_GET_ITEM(out, i);
+            if (!PyObject_GC_IsTracked(o)) PyObject_GC_Track(o);
         }
     }
     PyBuffer_Release(&view);

@@ -3,6 +3,8 @@ path give the same bytes, round-trip every type, and refuse what the C layout ca
 
 from __future__ import annotations
 
+import gc
+import weakref
 from typing import Any
 
 import msgpack
@@ -183,3 +185,21 @@ def test_native_batches_leave_what_they_cannot_pack_to_the_python_engines() -> N
     as_float = pkg.Ping(seq=1)
     as_float.__dict__["seq"] = 1.5  # past the constructor: struct refuses a float for an int
     assert native.pack_native([as_float]) is None
+
+
+def test_native_batches_make_messages_the_collector_tracks() -> None:
+    """unpack_rows makes its messages untracked and tracks them once the batch is made (the
+    collections its allocations set off would otherwise promote them all); none stays
+    untracked, or a cycle through one would never be collected."""
+    pkg = _package("kernels")
+    native = _native_codecs("kernels", pkg.Pong, pkg.DTYPES["Pong"])[0]
+    sent = [pkg.Pong(seq=i) for i in range(3000)]  # past gen 0's threshold, whatever it is
+    got = native.unpack_many(native.pack_many(sent))
+    assert got == sent and all(gc.is_tracked(m) for m in got)
+    assert {m.message_id for m in got} == {m.message_id for m in sent}
+    cycle = got[0]
+    object.__setattr__(cycle, "seq", [cycle])  # messages are frozen: past that
+    ref = weakref.ref(cycle)
+    del cycle, got
+    gc.collect()
+    assert ref() is None
