@@ -299,7 +299,11 @@ bool write_uuid(PyObject* v, uint8_t* at) {
     PyObject* value = PyObject_GetAttr(v, name_int);
     if (!value) return false;
     const int r = PyLong_Check(value) ? _PyLong_AsByteArray(reinterpret_cast<PyLongObject*>(value), at, 16,
-                                                            /*little_endian=*/0, /*is_signed=*/0)
+                                                            /*little_endian=*/0, /*is_signed=*/0
+#if PY_VERSION_HEX >= 0x030d0000
+                                                            , /*with_exceptions=*/1
+#endif
+                                                            )
                                       : -1;
     Py_DECREF(value);
     return r == 0;
