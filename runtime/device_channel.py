@@ -175,9 +175,14 @@ class DeviceChannel(Channel):
             return 0
         self.check_batch_fits(len(arr))
         priorities = arr["priority"]
-        order = np.argsort(-priorities.astype(np.int16), kind="stable")
-        rows = np.ascontiguousarray(arr[order])
-        bounds = np.flatnonzero(np.diff(priorities[order].astype(np.int16))) + 1
+        if (priorities == priorities[0]).all():  # one priority, as most batches: no sort
+            order = np.arange(len(arr))
+            rows = arr.copy()  # a copy all the same: the caller may reuse its array at once
+            bounds = np.empty(0, dtype=np.intp)
+        else:
+            order = np.argsort(-priorities.astype(np.int16), kind="stable")
+            rows = np.ascontiguousarray(arr[order])
+            bounds = np.flatnonzero(np.diff(priorities[order].astype(np.int16))) + 1
         accepted, at = 0, 0  # `at`: where the piece starts in `rows`
         taken: list[np.ndarray] = []  # the indices into `arr` of the pieces accepted
         for chunk in np.split(rows, bounds):

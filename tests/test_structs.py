@@ -194,8 +194,12 @@ def test_native_batches_make_messages_the_collector_tracks() -> None:
     pkg = _package("kernels")
     native = _native_codecs("kernels", pkg.Pong, pkg.DTYPES["Pong"])[0]
     sent = [pkg.Pong(seq=i) for i in range(3000)]  # past gen 0's threshold, whatever it is
-    got = native.unpack_many(native.pack_many(sent))
+    sent[::2] = [pkg.Ping(seq=i).reply(pkg.Pong, seq=i) for i in range(0, 3000, 2)]
+    rows = native.pack_many(sent)
+    assert rows.tobytes() == b"".join(StructCodec(pkg.Pong, pkg.DTYPES["Pong"]).pack(m) for m in sent)
+    got = native.unpack_many(rows)
     assert got == sent and all(gc.is_tracked(m) for m in got)
+    assert got[0].correlation_id is not None and got[1].correlation_id is None
     assert {m.message_id for m in got} == {m.message_id for m in sent}
     cycle = got[0]
     object.__setattr__(cycle, "seq", [cycle])  # messages are frozen: past that
