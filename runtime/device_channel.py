@@ -69,6 +69,8 @@ class DeviceChannel(Channel):
         self.device = kernel.device
         self.in_dtype = kernel.in_dtype
         self.out_size = info.out_dtype.itemsize if info.out_dtype is not None else 0
+        self._correlation_offset = (info.out_dtype.fields["correlation_id"][1]  # type: ignore[index]
+                                    if info.out_dtype is not None else 0)
         # the package's C codecs: a message becomes its slot, a slot its message's header ids,
         # in one native call each (runtime/native_codecs.py)
         self.in_codec = StructCodec(info.input, kernel.in_dtype,
