@@ -800,8 +800,11 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
             if (finished && !out_n) {
                 poller.finish_batch(b);
                 // Room in a lane, and no response to the host to tell it (they went to routes,
-                // or there are none): the out bell wakes a host that feeds a backlog.
-                if (!b.routed) rg_bell_ring(&region->control.out_bell);
+                // or there are none): the out bell wakes a host that feeds a backlog, once the
+                // lane is down to half (a wake-up per batch would cost the host more than the
+                // batch; half a lane still keeps the block busy while the host refills it).
+                if (!b.routed && poller.tail[b.lane] - poller.done[b.lane] <= region->lane_capacity / 2)
+                    rg_bell_ring(&region->control.out_bell);
             }
         }
         __syncthreads();
