@@ -759,8 +759,8 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
                 resp[i].priority = req[i].priority;
             }
         };
-        if (b.routed) {  // already in req[0]
-            if (threadIdx.x == 0) ready(0);
+        if (b.routed) {  // already in req[0 .. n)
+            for (uint32_t i = threadIdx.x; i < b.n; i += blockDim.x) ready(i);
             __syncthreads();
         } else {
             rg_bus_pop(rg_region_ring(region, blockIdx.x, b.lane), b.index, req, b.n, ready);
