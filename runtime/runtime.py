@@ -428,8 +428,14 @@ class RingKernelRuntime:
         """Wait until the kernel (every kernel: None) has processed all it accepted so far;
         asyncio.TimeoutError after `timeout`, KernelStateError if it is paused (it would never
         finish), KernelFaultError if it failed. Responses stay in the inbox for receive()."""
-        channels = [self.channel(kernel_id)] if kernel_id is not None else list(self._channels.values())
-        await asyncio.gather(*(c.drain(timeout) for c in channels))
+        if kernel_id is not None:
+            await self.channel(kernel_id).drain(timeout)
+            return
+        # Senders before their targets: a target's drain then counts all that was routed to it.
+        deadline = None if timeout is None else self.loop.time() + timeout
+        for k in self.routes.upstream_first(list(self._channels)):
+            left = None if deadline is None else max(deadline - self.loop.time(), 0.0)
+            await self.channel(k).drain(left)
 
     def kernel_ids(self) -> list[str]:
         """The kernels and host actors launched so far, in launch order (terminated and failed
