@@ -28,6 +28,7 @@ sys.path.insert(0, str(HERE))
 
 from bench_ring import build_echo  # noqa: E402
 
+from ringgen import RingKernelRuntime  # noqa: E402
 from ringgen.cluster import ClusterRuntime  # noqa: E402
 
 LATENCY_N = 1000
@@ -35,6 +36,7 @@ LATENCY_ROUNDS = 10
 OBJECTS_N = 50_000
 ARRAYS_N = 1_000_000
 BATCH = 1000
+ARRAYS_IN_FLIGHT = 4
 
 
 class PlainEcho:
@@ -103,7 +105,8 @@ async def ours_objects(rt: ClusterRuntime, pkg: Any, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-async def ours_arrays(rt: ClusterRuntime, pkg: Any, n: int) -> float:
+async def ours_arrays(rt: ClusterRuntime | RingKernelRuntime, pkg: Any, n: int) -> float:
+    """send_array/receive_array through `rt`: across nodes, or (the bound) in this process."""
     arr = pkg.package.new_array("Job", n)
     arr["seq"] = np.arange(n)
     step = 1 << 16
@@ -115,13 +118,27 @@ async def ours_arrays(rt: ClusterRuntime, pkg: Any, n: int) -> float:
             got += len(await rt.receive_array("echo", step, timeout=30.0))
 
     consumer = asyncio.ensure_future(consume())
-    for i in range(0, n, step):
-        await rt.send_array("echo", arr[i:i + step])
+    in_flight: set[asyncio.Future[int]] = set()
+    for i in range(0, n, step):  # several batches in flight: Ray's per-call time overlaps
+        if len(in_flight) >= ARRAYS_IN_FLIGHT:
+            _, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+        in_flight.add(asyncio.ensure_future(rt.send_array("echo", arr[i:i + step])))
+    await asyncio.gather(*in_flight)
     await consumer
     return n / (time.perf_counter() - start)
 
 
-async def run(pkg: Any, address: str) -> None:
+async def in_one_process(pkg: Any) -> tuple[list[float], float]:
+    """The same kernel without Ray: request round trips and array throughput in this process,
+    what a node's RingKernelRuntime can do at most (the bound of the figures across nodes)."""
+    async with RingKernelRuntime(pkg, backend="cpu", lane_capacity=1024) as rt:
+        await rt.launch("echo", queue_size=1 << 21)
+        (lat,) = await latency([lambda m: rt.request("echo", m, timeout=30.0)],
+                               [lambda i: pkg.Job(seq=i)])
+        return lat, await ours_arrays(rt, pkg, ARRAYS_N)
+
+
+async def run(pkg: Any, address: str, local: tuple[list[float], float]) -> None:
     import ray
 
     async with ClusterRuntime(pkg, address=address, backend="cpu", lane_capacity=1024) as rt:
@@ -144,6 +161,7 @@ async def run(pkg: Any, address: str) -> None:
     print(f"    plain Ray actor (one call):  {pct(base_lat, 50):9.1f} / {pct(base_lat, 99):9.1f} us")
     print(f"    ringgen.cluster request():   {pct(ours_lat, 50):9.1f} / {pct(ours_lat, 99):9.1f} us")
     print(f"    p50 ratio (plain / ringgen): {pct(base_lat, 50) / pct(ours_lat, 50):9.2f}x")
+    print(f"    (bound: the kernel in one process, no Ray: {pct(local[0], 50):9.1f} us p50)")
     print("(b) message objects across nodes")
     print(f"    plain actor, a call per message: {per_call:12,.0f} msg/s")
     print(f"    plain actor, a list per call:    {batched:12,.0f} msg/s")
@@ -152,11 +170,14 @@ async def run(pkg: Any, address: str) -> None:
     print("(c) numpy struct arrays across nodes")
     print(f"    ringgen send_array/receive_array: {arrays:12,.0f} msg/s   "
           f"{arrays / per_call:6.1f}x per call, {arrays / batched:5.2f}x batched")
+    print(f"    (bound: the kernel in one process, no Ray: {local[1]:12,.0f} msg/s)")
 
 
 def main() -> None:
     from ray.cluster_utils import Cluster
 
+    with tempfile.TemporaryDirectory() as tmp:  # measured first, while Ray is not running
+        local = asyncio.run(in_one_process(build_echo(Path(tmp))))
     cluster = Cluster(initialize_head=True,
                       head_node_args={"num_cpus": 1, "include_dashboard": False})
     cluster.add_node(num_cpus=1)
@@ -164,7 +185,7 @@ def main() -> None:
         cluster.wait_for_nodes()
         with tempfile.TemporaryDirectory() as tmp:
             pkg = build_echo(Path(tmp))
-            asyncio.run(run(pkg, cluster.address))
+            asyncio.run(run(pkg, cluster.address, local))
     finally:
         cluster.shutdown()
 

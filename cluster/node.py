@@ -20,8 +20,8 @@ from ringgen.cluster.bridge import Bridge, Target
 from ringgen.cluster.ray_api import ray_module
 from ringgen.cluster.wire import Failure, Letter, Outcome, PackageSpec
 from ringgen.codecs.structs import VECTOR_MIN
-from ringgen.errors import KernelStateError
-from ringgen.runtime.dead_letters import DeadLetter
+from ringgen.errors import KernelStateError, QueueFullError
+from ringgen.runtime.dead_letters import DeadLetter, DeadLetterReason
 from ringgen.runtime.device_channel import DeviceChannel
 from ringgen.runtime.runtime import RingKernelRuntime
 from ringgen.schema.package import Package
@@ -123,6 +123,21 @@ class NodeHost:
                    timeout: float | None) -> Outcome:
         return await self._answer(self.runtime.send(kernel_id, self._decode(class_name, data),
                                                     timeout))
+
+    async def send_nowait(self, kernel_id: str, class_name: str, data: bytes) -> Outcome:
+        """The driver's send_nowait(): enqueued now or not at all, with no await in between,
+        so that the driver's calls keep their order. Where one machine raises QueueFullError
+        (send() would wait for room), the message is a dead letter here: its sender moved on."""
+        async def go() -> bool:
+            msg = self._decode(class_name, data)
+            try:
+                return self.runtime.send_nowait(kernel_id, msg)
+            except QueueFullError as e:
+                self.runtime.add_dead_letter(DeadLetter(
+                    kernel_id, msg, DeadLetterReason.DROPPED_NEWEST,
+                    f"send_nowait() from another node found the queue full: {e}"))
+                return False
+        return await self._answer(go())
 
     async def send_many(self, kernel_id: str, class_name: str, blobs: list[bytes],
                         timeout: float | None) -> Outcome:
@@ -243,7 +258,7 @@ class NodeHost:
         except Exception as e:  # every error goes back to the driver, raised there again
             value, failure = None, Failure.of(e)
         letters, self._letters = self._letters, []
-        return Outcome(value, failure, letters)
+        return value, failure, letters
 
 
 async def _ready(value: Any) -> Any:

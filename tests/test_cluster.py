@@ -381,6 +381,79 @@ def test_a_host_bridge_between_devices_of_one_node(session: Session, pkg: Any) -
     asyncio.run(main())
 
 
+def test_send_nowait_hands_on_in_order_and_its_refusals_are_dead_letters(session: Session,
+                                                                         pkg: Any) -> None:
+    async def main() -> None:
+        async with ClusterRuntime(pkg, backend="cpu") as rt:
+            far = (await rt.nodes())[1]
+            await rt.launch("stage2", node=far, activate=False, queue_size=8)  # 'block'
+            msgs = [pkg.Clipped(origin=uuid.uuid4(), values=[float(i)]) for i in range(12)]
+            assert all(rt.send_nowait("stage2", m) for m in msgs)  # handed on, nothing awaited
+            with pytest.raises(TypeError, match="takes Clipped"):
+                rt.send_nowait("stage2", pkg.Squares(origin=uuid.uuid4(), values=[]))
+            await rt.activate("stage2")  # after the 12, on the node as here
+            got: list[Any] = []
+            while len(got) < 8:
+                got += await rt.receive_many("stage2", 8, timeout=TIMEOUT)
+            assert [r.correlation_id for r in got] == [m.message_id for m in msgs[:8]]  # FIFO
+            await rt.drain("stage2", timeout=TIMEOUT)  # the verdicts of send_nowait() come in
+            # Where one machine raises QueueFullError, the caller has moved on: a dead letter.
+            assert [(d.reason, d.message.message_id) for d in rt.dead_letters] == \
+                [(DeadLetterReason.DROPPED_NEWEST, m.message_id) for m in msgs[8:]]
+            await rt.terminate("stage2")
+            assert rt.send_nowait("stage2", msgs[0])  # refused on the node: a dead letter
+            await rt.drain("stage2", timeout=TIMEOUT)
+            assert rt.dead_letters[-1].reason is DeadLetterReason.TERMINATED
+            assert rt.dead_letters[-1].message.message_id == msgs[0].message_id
+
+    asyncio.run(main())
+
+
+def test_a_host_actor_on_a_node(session: Session, pkg: Any) -> None:
+    """stage1, the package's host actor (async def), runs on the far node: objects in and
+    out, and its output bridged to a device kernel on this node."""
+    async def main() -> None:
+        async with ClusterRuntime(pkg, backend="cpu") as rt:
+            here, far = await rt.nodes()
+            await rt.launch("stage1", node=far)
+            msgs = [pkg.Clipped(origin=uuid.uuid4(), values=[float(i)]) for i in range(20)]
+            assert await rt.send_many("stage1", msgs) == len(msgs)
+            got: list[Any] = []
+            while len(got) < len(msgs):
+                got += await rt.receive_many("stage1", len(msgs), timeout=TIMEOUT)
+            assert sorted(g.origin for g in got) == sorted(m.origin for m in msgs)
+            assert (await rt.telemetry("stage1")).processed == len(msgs)
+            await rt.launch("stage2", node=here)
+            await rt.connect("stage1", "stage2")
+            assert await rt.send_many("stage1", msgs) == len(msgs)
+            squares: list[Any] = []
+            while len(squares) < len(msgs):
+                squares += await rt.receive_many("stage2", len(msgs), timeout=TIMEOUT)
+            assert sorted(list(s.values) for s in squares) == [[float(i * i)] for i in range(20)]
+            assert not rt.dead_letters
+
+    asyncio.run(main())
+
+
+def test_the_cluster_runtime_has_the_one_machine_api() -> None:
+    """Every public call of RingKernelRuntime, with its parameters, but those docs/cluster.md
+    names as one machine's: its event loop and channels, events(), and unified buffers."""
+    import inspect
+
+    def public(cls: type) -> set[str]:
+        return {n for n in dir(cls) if not n.startswith("_")}
+
+    one_machine = {"channel", "current", "deadlines", "device_lost", "loop", "events",
+                   "unified_buffer", "register", "unregister"}
+    assert public(RingKernelRuntime) - public(ClusterRuntime) == one_machine
+    for name in public(RingKernelRuntime) & public(ClusterRuntime):
+        ours, theirs = getattr(ClusterRuntime, name), getattr(RingKernelRuntime, name)
+        if callable(theirs):
+            missing = set(inspect.signature(theirs).parameters) - \
+                set(inspect.signature(ours).parameters)
+            assert not missing, f"ClusterRuntime.{name} lacks {missing}"
+
+
 def test_a_killed_node_host_fails_its_kernels_and_the_rest_runs_on(session: Session,
                                                                    pkg: Any) -> None:
     async def main() -> None:
