@@ -6,10 +6,13 @@ the handler a method, one call per message or one call per list of messages).
 
 A local cluster of two Ray nodes on this machine (ray.cluster_utils); the driver is on the
 first, the echo kernel (benchmarks/bench_kernels.py, CPU backend) and the plain actor on the
-second, so every call crosses nodes. (a) request p50/p99, both sides in alternating rounds;
-(b) message objects: ringgen's send_many/receive_many against the plain actor called once per
-message (up to 1000 calls in flight) and once per list of 1000; (c) numpy struct arrays:
-send_array/receive_array (Ray's object store carries the batches) against the same two.
+second, so every call crosses nodes. (a) request p50/p99, all sides in alternating rounds,
+with the same handler on an async actor (a NodeHost is one: the asyncio hop Ray adds to each
+call of it); (b) message objects: ringgen's send_many/receive_many against the plain actor
+called once per message (up to 1000 calls in flight) and once per list of 1000; (c) numpy
+struct arrays: send_array/receive_array (Ray's object store carries the batches, four in
+flight) against the same two. Each part also prints the same kernel's figure in one process
+without Ray (measured first): what a node's runtime can do at most, the bound of ours.
 """
 
 from __future__ import annotations
@@ -47,6 +50,13 @@ class PlainEcho:
 
     def handle_many(self, msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [self.handle(m) for m in msgs]
+
+
+class AsyncEcho:
+    """The same handler on an async actor (as a NodeHost is): what Ray's asyncio hop adds."""
+
+    async def handle(self, msg: dict[str, Any]) -> dict[str, Any]:
+        return {"seq": msg["seq"], "correlation_id": msg["message_id"], "priority": msg["priority"]}
 
 
 def job(i: int) -> dict[str, Any]:
@@ -148,9 +158,12 @@ async def run(pkg: Any, address: str, local: tuple[list[float], float]) -> None:
 
         plain = ray.remote(PlainEcho).options(num_cpus=0,
                                               scheduling_strategy=node_affinity(far)).remote()
-        base_lat, ours_lat = await latency(
-            [plain.handle.remote, lambda m: rt.request("echo", m, timeout=30.0)],
-            [job, lambda i: pkg.Job(seq=i)])
+        hop = ray.remote(AsyncEcho).options(num_cpus=0, max_concurrency=1000,
+                                            scheduling_strategy=node_affinity(far)).remote()
+        base_lat, hop_lat, ours_lat = await latency(
+            [plain.handle.remote, hop.handle.remote,
+             lambda m: rt.request("echo", m, timeout=30.0)],
+            [job, job, lambda i: pkg.Job(seq=i)])
         per_call = await plain_per_call(plain, OBJECTS_N // 5)
         batched = await plain_batched(plain, OBJECTS_N)
         objects = await ours_objects(rt, pkg, OBJECTS_N)
@@ -159,6 +172,7 @@ async def run(pkg: Any, address: str, local: tuple[list[float], float]) -> None:
 
     print("(a) request across nodes, p50 / p99")
     print(f"    plain Ray actor (one call):  {pct(base_lat, 50):9.1f} / {pct(base_lat, 99):9.1f} us")
+    print(f"    the same on an async actor:  {pct(hop_lat, 50):9.1f} / {pct(hop_lat, 99):9.1f} us")
     print(f"    ringgen.cluster request():   {pct(ours_lat, 50):9.1f} / {pct(ours_lat, 99):9.1f} us")
     print(f"    p50 ratio (plain / ringgen): {pct(base_lat, 50) / pct(ours_lat, 50):9.2f}x")
     print(f"    (bound: the kernel in one process, no Ray: {pct(local[0], 50):9.1f} us p50)")

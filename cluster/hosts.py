@@ -23,6 +23,7 @@ from ringgen.schema.package import Package
 log = logging.getLogger("ringgen.cluster")
 
 SHUT_DOWN = "the runtime was shut down"  # why a node's host is gone after shutdown()
+WATCH_END_S = 5.0  # how long shutdown() waits for Ray to report its killed hosts dead
 
 
 @dataclasses.dataclass
@@ -163,9 +164,6 @@ class Hosts:
         if self._starting:
             await asyncio.gather(*self._starting.values(), return_exceptions=True)
         hosts = self.live()
-        for host in self._hosts.values():
-            if host.watch is not None:
-                host.watch.cancel()
         results = await asyncio.gather(*(self.call(h, "shutdown", timeout) for h in hosts),
                                        return_exceptions=True)
         for host, result in zip(hosts, results, strict=True):
@@ -173,3 +171,10 @@ class Hosts:
                 log.error("shutting node %s down failed: %s", host.node_id, result)
             self.ray.kill(host.handle, no_restart=True)
             host.dead = SHUT_DOWN
+        # Each watch ends as its host's death reaches it, not cancelled: Ray Client fails a
+        # cancelled call's future once more when it disconnects, and prints the error.
+        watches = [h.watch for h in self._hosts.values() if h.watch is not None]
+        if watches:
+            _, late = await asyncio.wait(watches, timeout=WATCH_END_S)
+            for watch in late:
+                watch.cancel()

@@ -47,20 +47,30 @@ class _Batch:
         self._keys: np.ndarray | None = None
 
     def close(self, ids: np.ndarray) -> np.ndarray:
-        """Rows whose id is in `ids` ((m, 2) words) are finished; returns which of `ids` were
-        this batch's."""
+        """Rows whose id is in `ids` ((m, 2) words) are finished, every row of an id that
+        several share; returns which of `ids` were this batch's."""
         if self._order is None:
-            keys = self.ids[:, 0] ^ self.ids[:, 1]  # a hint: the match is checked on all 16 bytes
-            self._order = np.argsort(keys, kind="stable")
+            keys = self.ids[:, 0] ^ self.ids[:, 1]  # a hint: matches are checked on all 16 bytes
+            self._order = np.argsort(keys)
             self._keys = keys[self._order]
         assert self._keys is not None
-        at = np.searchsorted(self._keys, ids[:, 0] ^ ids[:, 1])
-        at[at == len(self._keys)] = 0
-        rows = self._order[at]
-        found = (self.ids[rows] == ids).all(axis=1)
-        hit = rows[found]
-        self.left -= int(np.count_nonzero(self.open[hit]))
-        self.open[hit] = False
+        keys, last = self._keys, len(self._keys) - 1
+        wanted = ids[:, 0] ^ ids[:, 1]
+        by_key = np.argsort(wanted)  # sorted needles: a search close to the previous one
+        lo = np.empty(len(ids), dtype=np.intp)
+        lo[by_key] = np.searchsorted(keys, wanted[by_key])
+        np.minimum(lo, last, out=lo)
+        shared = (lo < last) & (keys[np.minimum(lo + 1, last)] == wanted)  # rare: np.zeros rows
+        rows = self._order[lo]
+        found = (self.ids[rows] == ids).all(axis=1) & ~shared
+        hit = [rows[found]]
+        for i in np.flatnonzero(shared):  # every row of the key, matched on all 16 bytes
+            rows = self._order[lo[i]:np.searchsorted(keys, wanted[i], "right")]
+            rows = rows[(self.ids[rows] == ids[i]).all(axis=1)]
+            found[i] = len(rows) > 0
+            hit.append(rows)
+        self.open[np.concatenate(hit)] = False
+        self.left = int(np.count_nonzero(self.open))
         return found
 
 

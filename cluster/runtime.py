@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from types import ModuleType, TracebackType
 from typing import Any
@@ -50,6 +51,10 @@ class _Placed:
     # and unpacked column-wise here), as RingKernelRuntime's own send_many/receive_many do.
     in_codec: StructCodec | None = None
     out_codec: StructCodec | None = None
+    # send_nowait()'s calls, numbered so that the node takes them in order: a stream per
+    # placement (a kernel launched again starts a new one, at 0).
+    stream: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
+    sent_nowait: int = 0
 
     @staticmethod
     def of(kernel_id: str, node: Host, device: int, kdef: KernelDef) -> _Placed:
@@ -116,8 +121,7 @@ class ClusterRuntime(DeadLetterStore):
     async def shutdown(self, timeout: float = 1.0) -> None:
         """Terminate every kernel on every node (each node's runtime shutdown), then end the
         node hosts; their runner processes end with them."""
-        if self._verdicts:  # what send_nowait() handed on is enqueued before the kernels end
-            await asyncio.gather(*self._verdicts, return_exceptions=True)
+        await self._verdicts_in()  # what send_nowait() handed on is enqueued before the end
         await self.hosts.shutdown(timeout)
 
     @property
@@ -271,8 +275,8 @@ class ClusterRuntime(DeadLetterStore):
             raise
 
     def send_nowait(self, kernel_id: str, msg: Any) -> bool:
-        """send() without waiting: `msg` is handed to its node now, after what this process
-        sent before (in order) and before what it sends next. True: handed on. The node's
+        """send() without waiting: `msg` is handed to its node now, and enqueued there after
+        the send_nowait()s to the kernel before it (in order). True: handed on. The node's
         verdict comes later, as a dead letter: dropped by backpressure as on one machine, or,
         where one machine raises QueueFullError (room to wait for), DROPPED_NEWEST; a kernel
         that failed or ended meanwhile makes it KERNEL_FAILED or TERMINATED."""
@@ -280,13 +284,21 @@ class ClusterRuntime(DeadLetterStore):
         if placed.kdef.input is not None and type(msg) is not placed.kdef.input:
             raise TypeError(f"kernel {kernel_id!r} takes {placed.kdef.input.__name__} messages, "
                             f"not {type(msg).__name__}; nothing was enqueued")
-        ref = self.hosts.submit(placed.node, "send_nowait", kernel_id, type(msg).__name__,
-                                msg.serialize(), kernel_id=kernel_id)
+        ref = self.hosts.submit(placed.node, "send_nowait", kernel_id, placed.stream,
+                                placed.sent_nowait, type(msg).__name__, msg.serialize(),
+                                kernel_id=kernel_id)
+        placed.sent_nowait += 1
         placed.ledger.add_messages([msg])
         verdict = asyncio.ensure_future(self._verdict(placed, msg, ref))
         self._verdicts.add(verdict)
         verdict.add_done_callback(self._verdicts.discard)
         return True
+
+    async def _verdicts_in(self) -> None:
+        """Every send_nowait() so far has been answered by its node (and its dead letter, if
+        any, is in `dead_letters`)."""
+        if self._verdicts:
+            await asyncio.gather(*list(self._verdicts), return_exceptions=True)
 
     async def _verdict(self, placed: _Placed, msg: Any, ref: Any) -> None:
         """What the node made of a send_nowait(): a refusal is a dead letter (a drop is one
@@ -435,8 +447,7 @@ class ClusterRuntime(DeadLetterStore):
 
     async def _drain(self, kernel_id: str, timeout: float | None) -> None:
         placed = self._placed_kernel(kernel_id)
-        if self._verdicts:  # send_nowait()s are sent "so far" too: enqueued first
-            await asyncio.gather(*list(self._verdicts), return_exceptions=True)
+        await self._verdicts_in()  # send_nowait()s are sent "so far" too: enqueued first
         mark = placed.ledger.mark()
         await self._lifecycle("drain", kernel_id, timeout)
         placed.ledger.drained(mark)
@@ -463,8 +474,10 @@ class ClusterRuntime(DeadLetterStore):
 
     async def fetch_dead_letters(self) -> list[DeadLetter]:
         """Collect the dead letters the nodes made since their last answer (each call brings
-        them too); returns the new ones, which are also in `dead_letters`."""
+        them too, and each send_nowait()'s answer is awaited); returns the new ones, which
+        are also in `dead_letters`."""
         before = sum(self.dead_letter_counts.values())
+        await self._verdicts_in()
         for host in self.hosts.live():
             await self.hosts.call(host, "letters")
         new = sum(self.dead_letter_counts.values()) - before
