@@ -343,14 +343,16 @@ def _build(node: TypeNode, wire: bool, c_struct: bool = False) -> Conv:
     raise AssertionError(f"unhandled kind {k}")
 
 
-_UUID_OF_BIN = msgspec.msgpack.Decoder(UUID).decode
+# UUID(bytes=v) for 16 bytes is UUID_OF_BIN(BIN16 + v): made in C by msgspec from them framed as
+# a msgpack bin 8, a sixth of UUID(bytes=)'s cost and half of object.__new__ with its two slots
+# set, on every message that comes back (two ids each). Compiled codecs inline the expression.
+UUID_OF_BIN = msgspec.msgpack.Decoder(UUID).decode
+BIN16 = b"\xc4\x10"
 
 
 def uuid_from_bytes(v: bytes) -> UUID:
-    """UUID(bytes=v) for 16 bytes, made in C by msgspec from them framed as a msgpack bin 8:
-    a sixth of UUID(bytes=)'s cost and half of object.__new__ with its two slots set, on
-    every message that comes back (two ids each)."""
-    return _UUID_OF_BIN(b"\xc4\x10" + v)
+    """UUID(bytes=v) for 16 bytes (see UUID_OF_BIN)."""
+    return UUID_OF_BIN(BIN16 + v)
 
 
 def _uuid_from_wire(node: TypeNode) -> Conv:

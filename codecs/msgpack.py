@@ -12,6 +12,7 @@ import inspect
 import struct
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -20,9 +21,9 @@ import msgspec
 import numpy as np
 
 from ringgen.codecs import converters
-from ringgen.codecs.typed_decode import Mode, field_mode, typed_decoder
+from ringgen.codecs.typed_decode import Mode, field_mode, nested_message, typed_decoder, wire_shape
 from ringgen.errors import MessageSerializationError, ValidationError
-from ringgen.schema import header
+from ringgen.schema import header, ids
 from ringgen.schema.types import MISSING, FieldSpec, Kind, TypeNode, read_fields
 
 _MISSING = MISSING
@@ -61,6 +62,7 @@ class MessageCodec:
         self.float32 = any(has_float32(f.node) for f in self.fields)
         self.any_field = any(_has_any(f.node, frozenset({cls})) for f in self.fields)
         self.native = _encodes_natively(cls, frozenset())
+        self.naive_guard = None if self.native else _naive_datetimes_guard(self.fields)
         self._init: Callable[..., None] | None = None
         self._wire_nodes = {f.name: f.node for f in self.fields}
         self.to_dict: Callable[[Any], dict[str, Any]]
@@ -69,6 +71,10 @@ class MessageCodec:
         self._serialize: Callable[[Any], bytes]
         self._deserialize: Callable[[bytes], Any]
         self._ns: dict[str, Any] = {}  # the compiled functions' globals
+        # msgspec's typed map of the class (codecs/typed_decode.py), made once: an enclosing
+        # message's shape embeds it.
+        self.wire_shape = None if self.any_field else wire_shape(cls.__name__, self.fields)
+        self.typed_from_wire: Callable[[dict[str, Any]], Any] | None = None
         self.c_struct = False  # see check_c_ranges
         self._compile()
 
@@ -154,8 +160,11 @@ class MessageCodec:
             "_Deep": converters.NestingTooDeep,
             "_write_f32": self._write_float32,
             "_uuid": converters.uuid_from_bytes,
+            "_uuid_bin": converters.UUID_OF_BIN,
+            "_bin16": converters.BIN16,
             "_types_in": _types_in,
-            "_setattr": object.__setattr__,
+            "_setdict": _dict_setter(self.cls),
+            "_datetime": datetime,
         }
         to_items, from_lines, check_lines = [], [], []
         for i, f in enumerate(self.fields):
@@ -188,25 +197,36 @@ class MessageCodec:
             pack = f"_tl.pack({dict_display})"
         elif self.native:  # msgspec encodes the dataclass itself: fields in order, no dict made
             pack = "_enc(m)"
+        elif self.naive_guard is not None:  # the same, while its datetimes are naive
+            pack = f"_enc(m) if {self.naive_guard} else _enc({dict_display})"
         else:
             pack = f"_enc({dict_display})"
-        typed = None if self.any_field else typed_decoder(self.cls.__name__, self.fields)
-        if typed is None:  # the reference is the decoder
+        if self.wire_shape is None:  # the reference is the decoder
             deserialize = ["deserialize = reference_deserialize"]
+            typed_from_wire: list[str] = []
         else:
-            ns["_typed"] = typed
+            ns["_typed"] = typed_decoder(self.wire_shape)
             deserialize = [
                 "def deserialize(data):",
                 "    try: w = _typed(data)",
                 "    except Exception: return reference_deserialize(data)",
-                *self._typed_lines(ns),
+                *self._typed_lines(ns, "return reference_deserialize(data)"),
                 "    o = _new(_cls)",
-                "    _setattr(o, '__dict__', w)",
+                "    _setdict(o, w)",
+                "    return o",
+            ]
+            # The same for this class nested in another's typed map: any failure is the outer
+            # deserialize's to hand to its reference decoder, which names the field.
+            typed_from_wire = [
+                "def typed_from_wire(w):",
+                *self._typed_lines(ns, None),
+                "    o = _new(_cls)",
+                "    _setdict(o, w)",
                 "    return o",
             ]
         src = [
             "def serialize(m):",
-            "    d = m.__dict__",
+            *(["    d = m.__dict__"] if "d[" in pack else []),  # read by a dict display or guard
             f"    try: return {pack}",
             "    except (TypeError, ValueError, OverflowError, RecursionError) as e:",
             "        raise _unpackable(e) from None",
@@ -225,11 +245,13 @@ class MessageCodec:
             "def validate(m):",
             "    d = m.__dict__",
             *(check_lines or ["    pass"]),
+            *typed_from_wire,
         ]
         exec(compile("\n".join(src), f"<ringgen codec {self.cls.__qualname__}>", "exec"), ns)
         self._ns = ns
         self.to_dict, self.from_dict, self.validate = ns["to_dict"], ns["from_dict"], ns["validate"]
         self._serialize, self._deserialize = ns["serialize"], ns["deserialize"]
+        self.typed_from_wire = ns.get("typed_from_wire")
 
     def _compile_init(self, ns: dict[str, Any]) -> Callable[..., None] | None:
         """The class's `__init__` with each field's check inline: the dataclass's own stores every
@@ -260,23 +282,26 @@ class MessageCodec:
         signature = ["__rg_self", *map(param, positional)]
         if keyword:
             signature += ["*", *map(param, keyword)]
+        init_ns.update(__rg_take=ids.take, __rg_refill=ids.refill,
+                       **{f"__rg_{t.__name__}s": frozenset({t}) for t in (float, bool, int)})
         body = ["    __rg_d = __rg_self.__dict__"]
         for i, f in enumerate(params):
             name, key = f.name, repr(f.name)
-            if f.default_factory is not dataclasses.MISSING:
-                init_ns[f"__rg_f_{name}"] = f.default_factory
-                body.append(f"    if {name} is __rg_M: {name} = __rg_f_{name}()")
-            if name == "priority":
-                guard: str | None = _priority_guard(name)
-            else:
-                guard = _valid_as_given(specs[name].node, name, self.c_struct)
             init_ns[f"__rg_c_{name}"] = ns[f"_c{i}"]
-            body += [
-                *([] if guard is None else [f"    if not ({guard}):"]),
-                f"    {'    ' if guard else ''}try: {name} = __rg_c_{name}({name})",
-                f"    {'    ' if guard else ''}except __rg_FVE as e: raise __rg_invalid({key}, e) from None",
-                f"    __rg_d[{key}] = {name}",
-            ]
+            check = [f"try: {name} = __rg_c_{name}({name})",
+                     f"except __rg_FVE as e: raise __rg_invalid({key}, e) from None"]
+            if f.default_factory is ids.new_message_id:  # a UUID from the pool, taken inline
+                body += [f"    if {name} is __rg_M:",
+                         f"        try: {name} = __rg_take()",
+                         f"        except IndexError: {name} = __rg_refill()",
+                         f"    elif not ({_valid_as_given(specs[name].node, name, self.c_struct)}):",
+                         *(f"        {line}" for line in check)]
+            else:
+                if f.default_factory is not dataclasses.MISSING:
+                    init_ns[f"__rg_f_{name}"] = f.default_factory
+                    body.append(f"    if {name} is __rg_M: {name} = __rg_f_{name}()")
+                body += _checked_arg(specs[name].node, name, check, self.c_struct)
+            body.append(f"    __rg_d[{key}] = {name}")
         if init_ns["__rg_post"] is not None:
             body.append("    __rg_post(__rg_self)")
         src = [f"def __init__({', '.join(signature)}):", *body]
@@ -285,15 +310,16 @@ class MessageCodec:
         init.__qualname__ = f"{self.cls.__qualname__}.__init__"
         return init
 
-    def _typed_lines(self, ns: dict[str, Any]) -> list[str]:
+    def _typed_lines(self, ns: dict[str, Any], fallback: str | None) -> list[str]:
         """After the typed decode (codecs/typed_decode.py): in field order, as the reference
         converts them, the fields msgspec's value is not yet the stored one; then the defaults
-        of the absent fields among the others."""
-        lines: list[str] = ["    od = w", "    nested = False"]
+        of the absent fields among the others. `fallback`: the statement a nested message's
+        failure runs (None: let it propagate)."""
+        modes = [field_mode(f)[1] for f in self.fields]
+        lines = ["    od = w"] if Mode.CONVERT in modes else []  # where _decode_lines store
         defaults: list[str] = []
-        for i, f in enumerate(self.fields):
+        for i, (f, mode) in enumerate(zip(self.fields, modes, strict=True)):
             key = repr(f.name)
-            mode = field_mode(f)[1]
             if f.default_factory is not _MISSING:
                 missing: str | None = f"_f{i}()"
             else:
@@ -301,19 +327,32 @@ class MessageCodec:
             if mode is Mode.CONVERT:
                 lines += self._decode_lines(f, i, ns)
                 continue
-            if missing is not None:
+            if missing is not None:  # _f{i} / _d{i}: set by the reference's _decode_lines
                 defaults.append(f"        if {key} not in w: w[{key}] = {missing}")
-            if mode is Mode.UUID:  # a 16-byte bin (or None) by now
-                lines += [f"    v = w.get({key})",
-                          f"    if type(v) is bytes: w[{key}] = _uuid(v)"]
+            if mode is Mode.UUID:  # a 16-byte bin (or None) by now: made a UUID in C, no call
+                lines += [f"    if type(v := w.get({key})) is bytes: w[{key}] = _uuid_bin(_bin16 + v)"]
             elif mode is Mode.ASCII:  # within the bound in characters: exact if ASCII
-                lines += [f"    v = w.get({key})",
-                          "    if type(v) is str and not v.isascii():",
-                          f"        try: _r{i}(v)",
+                lines += [f"    if not (w.get({key}) or '').isascii():  # a str, None or absent",
+                          f"        try: _r{i}(w[{key}])",
                           f"        except _FVE as e: raise _bad({key}, e) from None"]
+            elif mode is Mode.NESTED:
+                lines += self._nested_lines(f, i, ns, fallback)
         if defaults:  # all present (the usual case) or some to fill
             lines += [f"    if len(w) != {len(self.fields)}:", *defaults]
         return lines
+
+    @staticmethod
+    def _nested_lines(f: FieldSpec, i: int, ns: dict[str, Any], fallback: str | None) -> list[str]:
+        message = nested_message(f.node)
+        assert message is not None
+        ns[f"_n{i}"] = message.py._rg_codec().typed_from_wire
+        key, kind = repr(f.name), f.node.kind
+        make = {Kind.LIST: f"[*map(_n{i}, v)]", Kind.TUPLE: f"(*map(_n{i}, v),)"}.get(kind, f"_n{i}(v)")
+        # absent: its default comes later; None: an Optional's (msgspec refused it elsewhere)
+        lines = [f"    if (v := w.get({key})) is not None:"]
+        if fallback is None:
+            return [*lines, f"        w[{key}] = {make}"]
+        return [*lines, f"        try: w[{key}] = {make}", f"        except Exception: {fallback}"]
 
     def _str_keys_only(self) -> bool:
         def walk(node: TypeNode, seen: frozenset[type]) -> bool:
@@ -449,17 +488,76 @@ def _encodes_natively(cls: type, seen: frozenset[type]) -> bool:
     no name begins with '_' (msgspec leaves those out of a dataclass)."""
     if cls in seen:
         return True
-    fields = read_fields(cls)
     seen = seen | {cls}
+    return all(not f.name.startswith("_") and _native_node(f.node, seen) for f in read_fields(cls))
 
-    def native(node: TypeNode) -> bool:
-        if node.kind is Kind.MESSAGE:
-            return _encodes_natively(node.py, seen)
-        if node.kind is Kind.ENUM:
-            return all(type(m.value) in (int, str) for m in node.py)
-        return node.kind in _NATIVE and all(native(a) for a in node.args)
 
-    return all(not f.name.startswith("_") and native(f.node) for f in fields)
+def _native_node(node: TypeNode, seen: frozenset[type]) -> bool:
+    if node.kind is Kind.MESSAGE:
+        return _encodes_natively(node.py, seen)
+    if node.kind is Kind.ENUM:
+        return all(type(m.value) in (int, str) for m in node.py)
+    return node.kind in _NATIVE and all(_native_node(a, seen) for a in node.args)
+
+
+def _dict_setter(cls: type) -> Callable[[Any, dict[str, Any]], None]:
+    """What `object.__setattr__(o, '__dict__', w)` calls, looked up once: the `__dict__`
+    descriptor of the first class in the MRO that has one (a frozen dataclass's own
+    __setattr__ refuses)."""
+    owner = next(c for c in cls.__mro__ if "__dict__" in c.__dict__)
+    setter: Callable[[Any, dict[str, Any]], None] = owner.__dict__["__dict__"].__set__
+    return setter
+
+
+def _naive_datetimes_guard(fields: list[FieldSpec]) -> str | None:
+    """A condition on `d` (the message's __dict__) under which msgspec, given the message object,
+    writes its serialize() bytes although not every field is native: the only others are
+    datetimes (or Optional ones) of this class, and they are naive. msgspec writes a naive
+    datetime as exactly its isoformat() text; an aware one as a msgpack timestamp, so then the
+    dict of wire values is encoded instead."""
+    checks = []
+    for f in fields:
+        node = f.node
+        inner = node.args[0] if node.kind is Kind.OPTIONAL else node
+        if inner.kind is Kind.DATETIME:
+            t = f"d[{f.name!r}]"
+            naive = f"type({t}) is _datetime and {t}.tzinfo is None"
+            checks.append(f"({t} is None or {naive})" if inner is not node else naive)
+        elif f.name.startswith("_") or not _native_node(node, frozenset()):
+            return None
+    return " and ".join(checks) or None
+
+
+def _checked_arg(node: TypeNode, v: str, check: list[str], c_struct: bool) -> list[str]:
+    """The constructor's lines that make argument `v` its stored value: a cheap test that proves
+    it valid as given (or, for a list of scalars, valid once copied), else the full `check`."""
+    if v == "priority":  # the header's uint8, whatever the class annotates
+        guard: str | None = _priority_guard(v)
+    else:
+        guard = _valid_as_given(node, v, c_struct)
+    if guard is not None:
+        return [f"    if not ({guard}):", *(f"        {line}" for line in check)]
+    sequence = _scalars_as_given(node, v, c_struct)
+    if sequence is None:
+        return [f"    {line}" for line in check]
+    test, stored = sequence
+    return [f"    if {test}: {v} = {stored}", "    else:", *(f"        {line}" for line in check)]
+
+
+def _scalars_as_given(node: TypeNode, v: str, c_struct: bool) -> tuple[str, str] | None:
+    """For a list or tuple[T, ...] of float, bool or int: a test that `v` is one whose items
+    all are exactly T (ints within range), and the value to store: a list copied, so that the
+    message never shares the caller's, a tuple as it is."""
+    if node.kind not in (Kind.LIST, Kind.TUPLE) or node.args[0].kind not in (Kind.FLOAT, Kind.BOOL, Kind.INT):
+        return None
+    item = node.args[0].kind
+    made = "list" if node.kind is Kind.LIST else "tuple"
+    bound = "" if node.max_len is None else f" and len({v}) <= {node.max_len}"
+    test = f"type({v}) is {made}{bound} and {{*map(type, {v})}} <= __rg_{_PLAIN[item]}s"
+    if item is Kind.INT:
+        low, high = _C_INT_RANGE if c_struct else _INT_RANGE
+        test += f" and (not {v} or ({low} <= min({v}) and max({v}) <= {high}))"
+    return test, (f"{v}.copy()" if made == "list" else v)
 
 
 def _valid_as_given(node: TypeNode, v: str, c_struct: bool = False) -> str | None:

@@ -4,12 +4,15 @@ the same wire values and yields the same Python values).
 
 Each field gets a mode:
 
-* EXACT: msgspec's value is the stored value (int, float, bool, str, bytes, None, enum, and
-  lists, tuples and dicts of those, bounds included).
+* EXACT: msgspec's value is the stored value (int, float, bool, str, bytes, None, enum, numpy
+  scalars but float32, and lists, tuples and dicts of those, bounds included).
 * UUID: decoded as a 16-byte bin, made a UUID in Python: msgspec would also take a UUID's text,
   which ringgen's wire format (and so its deserialize) refuses.
 * ASCII: a bounded str, whose bound msgspec counts in characters: an ASCII value's characters
   are its UTF-8 bytes, any other value takes the precise check.
+* NESTED: a nested message (or an Optional one, a list or tuple of them) of a class without a
+  cycle back to itself: decoded by msgspec into that class's own typed map, which its codec's
+  `typed_from_wire` then makes the message (so nested maps cost no reference decode).
 * CONVERT: decoded as is (`Any`) and converted by the field's own from-wire conversion.
 
 Whatever msgspec refuses goes to the reference decoder, which names the field (or accepts it:
@@ -24,15 +27,17 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import msgspec
+import numpy as np
 
 from ringgen.schema import header
-from ringgen.schema.types import FieldSpec, Kind, TypeNode
+from ringgen.schema.types import FieldSpec, Kind, TypeNode, read_fields
 
 
 class Mode(enum.Enum):
     EXACT = "exact"
     UUID = "uuid"
     ASCII = "ascii"
+    NESTED = "nested"
     CONVERT = "convert"
 
 
@@ -57,6 +62,8 @@ def exact_type(node: TypeNode) -> Any | None:
         return _bounded(bytes, node)
     if k is Kind.ENUM:
         return node.py if _plain_enum(node.py) else None
+    if k is Kind.NUMPY:
+        return _numpy_type(np.dtype(node.py))
     inner = [exact_type(a) for a in node.args]
     if any(t is None and a.kind is not Kind.NONE for t, a in zip(inner, node.args, strict=True)):
         return None
@@ -71,6 +78,17 @@ def exact_type(node: TypeNode) -> Any | None:
     if k is Kind.DICT:
         return dict[inner[0], inner[1]]  # type: ignore[valid-type]
     return None
+
+
+def _numpy_type(dt: np.dtype) -> Any | None:
+    """A numpy scalar field's stored value is a Python int in the dtype's range, a float or a
+    bool; a float32 is rounded to float32 (converted in Python)."""
+    if dt.kind in "iu":
+        info = np.iinfo(dt)
+        return Annotated[int, msgspec.Meta(ge=int(info.min), le=int(info.max))]
+    if dt == np.float64:
+        return float
+    return bool if dt == np.bool_ else None
 
 
 def _plain_enum(cls: type[enum.Enum]) -> bool:
@@ -95,24 +113,68 @@ def field_mode(f: FieldSpec) -> tuple[Any, Mode]:
     if text.kind is Kind.STR and text.max_len is not None:
         bounded = Annotated[str, msgspec.Meta(max_length=text.max_len)]
         return (bounded if text is node else bounded | None), Mode.ASCII
+    nested = _nested_type(node)
+    if nested is not None:
+        return nested, Mode.NESTED
     tp = exact_type(node)
     if tp is None and node.kind is not Kind.NONE:
         return Any, Mode.CONVERT
     return tp, Mode.EXACT
 
 
-def typed_decoder(name: str, fields: list[FieldSpec]) -> Callable[[bytes], dict[str, Any]] | None:
-    """A decoder of the message's map into a dict of its declared fields (unknown keys left out,
-    fields with a default possibly absent); None where no field gains from it."""
+def nested_message(node: TypeNode) -> TypeNode | None:
+    """The message node of a NESTED field's type (a message, Optional, list or tuple of one)."""
+    inner = node.args[0] if node.kind in (Kind.OPTIONAL, Kind.LIST, Kind.TUPLE) else node
+    return inner if inner.kind is Kind.MESSAGE else None
+
+
+def _nested_type(node: TypeNode) -> Any | None:
+    message = nested_message(node)
+    if message is None or not _acyclic(message.py, frozenset()):
+        return None  # a recursive message's codec may be the one being built: no typed map
+    shape = message.py._rg_codec().wire_shape
+    if shape is None:
+        return None
+    if node.kind is Kind.OPTIONAL:
+        return typing.Optional[shape]  # noqa: UP045 (a runtime-made type)
+    if node.kind is Kind.LIST:
+        return _bounded(list[shape], node)  # type: ignore[valid-type]
+    if node.kind is Kind.TUPLE:
+        return _bounded(tuple[shape, ...], node)  # type: ignore[valid-type]
+    return shape
+
+
+def _acyclic(cls: type, path: frozenset[type]) -> bool:
+    if cls in path:
+        return False
+    path = path | {cls}
+
+    def walk(node: TypeNode) -> bool:
+        if node.kind is Kind.MESSAGE:
+            return _acyclic(node.py, path)
+        return all(walk(a) for a in node.args)
+
+    return all(walk(f.node) for f in read_fields(cls))
+
+
+def wire_shape(name: str, fields: list[FieldSpec]) -> Any | None:
+    """The TypedDict msgspec decodes the message's map into: its declared fields (unknown keys
+    left out, fields with a default possibly absent); None where no field gains from it or
+    msgspec cannot take a type."""
     modes = [field_mode(f) for f in fields]
     if all(mode is Mode.CONVERT for _, mode in modes):
         return None
     keys = {f.name: (tp if f.required else typing.NotRequired[tp])
             for f, (tp, _) in zip(fields, modes, strict=True)}
     make_shape: Any = typing.TypedDict  # the functional form, with names known only now
+    shape = make_shape(f"{name}Wire", keys)
     try:
-        decoder: msgspec.msgpack.Decoder[dict[str, Any]] = msgspec.msgpack.Decoder(
-            make_shape(f"{name}Wire", keys))
+        msgspec.msgpack.Decoder(shape)
     except (TypeError, ValueError):  # a type msgspec cannot take: the reference decoder only
         return None
+    return shape
+
+
+def typed_decoder(shape: Any) -> Callable[[bytes], dict[str, Any]]:
+    decoder: msgspec.msgpack.Decoder[dict[str, Any]] = msgspec.msgpack.Decoder(shape)
     return decoder.decode

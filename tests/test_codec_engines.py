@@ -187,3 +187,31 @@ def test_compiled_constructor_keeps_dataclass_semantics() -> None:
     with pytest.raises(TypeError):
         Checked([], "ab", [], "positional header")  # type: ignore[call-arg]
     assert Checked.__init__.__qualname__ == "Checked.__init__"
+
+
+@message
+@dataclass
+class Scalars:
+    floats: Annotated[list[float], MaxLen(3)]
+    ints: list[int] = field(default_factory=list)
+    flags: tuple[bool, ...] = ()
+
+
+def test_constructor_fast_path_for_lists_of_scalars_keeps_every_check() -> None:
+    """A list (or tuple) of exact floats, bools or in-range ints is stored without a call per
+    item; anything else takes the full check, with the same outcome as before."""
+    source = [1.0, 2.0]
+    msg = Scalars(source, [1, 2**64 - 1], (True,))
+    assert msg.floats == source and msg.floats is not source and msg.flags == (True,)
+    assert Scalars((1, 2.5)).floats == [1.0, 2.5]  # a tuple for a list: converted, a list stored
+    assert type(Scalars([], flags=[False]).flags) is tuple
+    with pytest.raises(ValidationError, match=r"Scalars\.floats: item: expected float, got bool"):
+        Scalars([1.0, True])
+    with pytest.raises(ValidationError, match=r"Scalars\.floats: 4 items exceeds the bound MaxLen\(3\)"):
+        Scalars([1.0] * 4)
+    with pytest.raises(ValidationError, match=r"Scalars\.ints: item: 18446744073709551616 is out of range"):
+        Scalars([], [0, 2**64])
+    with pytest.raises(ValidationError, match=r"Scalars\.ints: item: expected int, got bool"):
+        Scalars([], [1, False])
+    with pytest.raises(ValidationError, match=r"Scalars\.flags: item: expected bool, got int"):
+        Scalars([], flags=(1,))

@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ringgen import MaxLen, MessageSerializationError, message
+from ringgen.codecs.typed_decode import Mode, field_mode
 
 
 class Color(enum.Enum):
@@ -160,3 +161,33 @@ def test_typed_decode_matches_reference(name: str, data: st.DataObject) -> None:
 def test_typed_decode_matches_reference_on_any_bytes(data: bytes) -> None:
     typed, reference = typed_reference(Inner)
     assert outcome(typed, data) == outcome(reference, data)
+
+
+@message
+@dataclass
+class Tree:
+    """Recursive: its nested maps take the reference conversion, never a typed map of itself."""
+
+    n: int
+    children: list[Tree] = field(default_factory=list)
+
+
+def test_nested_messages_take_their_typed_map_unless_recursive() -> None:
+    modes = {f.name: field_mode(f)[1] for f in Mixed._rg_codec().fields}  # type: ignore[attr-defined]
+    assert modes["inner"] is Mode.NESTED and modes["inners"] is Mode.NESTED
+    assert modes["small"] is Mode.EXACT  # a numpy int: msgspec bounds it to the dtype
+    tree_modes = {f.name: field_mode(f)[1] for f in Tree._rg_codec().fields}  # type: ignore[attr-defined]
+    assert tree_modes["children"] is Mode.CONVERT
+    tree = Tree(n=1, children=[Tree(n=2, children=[Tree(n=3)])])
+    back = Tree.deserialize(tree.serialize())
+    assert back == tree and type(back.children[0].children[0]) is Tree
+
+
+def test_a_bad_nested_value_is_named_by_the_reference_decoder() -> None:
+    msg = Mixed(i=1, f=2.0, ok=True, text="a", raw=b"", floats=[], names=(), pair=(1, "b"), table={},
+                uid=None, color=Color.RED, level=Level.LOW, small=np.int16(1), when=datetime(2020, 1, 1),
+                inner=Inner(n=2), inners=[Inner(n=3)])
+    wire = msgpack.unpackb(msg.serialize())
+    wire["inners"][0]["tag"] = "ééé"  # 3 characters, 6 UTF-8 bytes: msgspec's bound lets it by
+    with pytest.raises(MessageSerializationError, match=r"Inner\.tag: 6 UTF-8 bytes exceeds"):
+        Mixed.deserialize(msgpack.packb(wire))
