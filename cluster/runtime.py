@@ -55,6 +55,9 @@ class _Placed:
     # placement (a kernel launched again starts a new one, at 0).
     stream: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
     sent_nowait: int = 0
+    # (node method, what it returned) for receives cancelled while the node took responses
+    kept: list[tuple[str, Any]] = dataclasses.field(default_factory=list)
+    keeping: set[asyncio.Future[None]] = dataclasses.field(default_factory=set)  # to come
 
     @staticmethod
     def of(kernel_id: str, node: Host, device: int, kdef: KernelDef) -> _Placed:
@@ -422,12 +425,10 @@ class ClusterRuntime(DeadLetterStore):
                            timeout: float | None = None) -> list[Any]:
         placed = self._placed_kernel(kernel_id)
         if placed.out_codec is not None:
-            rows = await self.hosts.call(placed.node, "receive_array", kernel_id, max_count, timeout,
-                                    kernel_id=kernel_id)
+            rows = await self._take(placed, "receive_array", max_count, timeout)
             responses = placed.out_codec.unpack_many(rows)
         else:
-            got = await self.hosts.call(placed.node, "receive_many", kernel_id, max_count, timeout,
-                                   kernel_id=kernel_id)
+            got = await self._take(placed, "receive_many", max_count, timeout)
             responses = [self._decode(name, data) for name, data in got]
         placed.ledger.answered_by(responses)
         return responses
@@ -435,10 +436,44 @@ class ClusterRuntime(DeadLetterStore):
     async def receive_array(self, kernel_id: str, max_count: int,
                             timeout: float | None = None) -> np.ndarray:
         placed = self._placed_kernel(kernel_id)
-        rows: np.ndarray = await self.hosts.call(placed.node, "receive_array", kernel_id, max_count,
-                                            timeout, kernel_id=kernel_id)
+        rows: np.ndarray = await self._take(placed, "receive_array", max_count, timeout)
         placed.ledger.forget_rows(rows, "correlation_id")
         return rows
+
+    async def _take(self, placed: _Placed, method: str, max_count: int,
+                    timeout: float | None) -> Any:
+        """What the node's receive_array or receive_many takes for this caller. A caller
+        cancelled meanwhile (asyncio.wait_for, a cancelled task) loses nothing: the node
+        still answers, and what it took is kept for the next receive of the kernel, which
+        waits for that answer first (up to its timeout)."""
+        if placed.keeping:
+            await asyncio.wait(set(placed.keeping), timeout=timeout)
+            if placed.keeping and not placed.kept:  # still waiting on the node: a timeout
+                return [] if method == "receive_many" else \
+                    np.empty(0, dtype=placed.kdef.out_dtype)
+        if placed.kept and placed.kept[0][0] == method:
+            _, got = placed.kept.pop(0)
+            if len(got) > max_count:
+                placed.kept.insert(0, (method, got[max_count:]))
+                got = got[:max_count]
+            return got
+        ref = self.hosts.submit(placed.node, method, placed.kernel_id, max_count, timeout,
+                                kernel_id=placed.kernel_id)
+        try:
+            return await self.hosts.outcome(placed.node, ref, placed.kernel_id)
+        except asyncio.CancelledError:
+            keeper = asyncio.ensure_future(self._keep(placed, method, ref))
+            placed.keeping.add(keeper)
+            keeper.add_done_callback(placed.keeping.discard)
+            raise
+
+    async def _keep(self, placed: _Placed, method: str, ref: Any) -> None:
+        try:
+            got = await self.hosts.outcome(placed.node, ref, placed.kernel_id)
+        except Exception:
+            return  # it took nothing: a kernel that failed or ended, a node gone
+        if len(got):
+            placed.kept.append((method, got))
 
     async def drain(self, kernel_id: str | None = None, timeout: float | None = None) -> None:
         """Wait until the kernel (every kernel: None) processed all it accepted so far."""

@@ -426,6 +426,28 @@ def test_send_nowait_hands_on_in_order_and_its_refusals_are_dead_letters(session
     asyncio.run(main())
 
 
+def test_a_cancelled_receive_loses_nothing(session: Session, pkg: Any) -> None:
+    """The node answers a receive whose caller was cancelled (asyncio.wait_for): what it
+    took comes with the next receive."""
+    async def main() -> None:
+        async with ClusterRuntime(pkg, backend="cpu") as rt:
+            await rt.launch("stage2", node=(await rt.nodes())[1], activate=False)
+            msgs = [pkg.Clipped(origin=uuid.uuid4(), values=[float(i)]) for i in range(5)]
+            assert await rt.send_many("stage2", msgs) == len(msgs)
+            with pytest.raises(asyncio.TimeoutError):  # the node is still waiting after this
+                await asyncio.wait_for(rt.receive_many("stage2", 10, timeout=5.0), 0.5)
+            await rt.activate("stage2")  # the node's waiting receive takes the responses
+            got: list[Any] = []
+            while len(got) < len(msgs):
+                batch = await rt.receive_many("stage2", 3, timeout=5.0)  # 3: kept in parts
+                assert batch, f"only {len(got)} of {len(msgs)}: the rest went to nobody"
+                got += batch
+            assert sorted(r.correlation_id for r in got) == sorted(m.message_id for m in msgs)
+            assert await rt.receive_many("stage2", 10, timeout=0.2) == []
+
+    asyncio.run(main())
+
+
 def test_a_host_actor_on_a_node(session: Session, pkg: Any) -> None:
     """stage1, the package's host actor (async def), runs on the far node: objects in and
     out, and its output bridged to a device kernel on this node."""
