@@ -3,9 +3,12 @@ a GPU").
 
 A message's slot is its whole C struct, but most of it is the unused capacity of bounded lists
 and strings. A copy over the bus moves, per message, its *fixed runs* (header, scalars, and the
-count/len words of lists and strings) and then, once those counts are known, the *used prefix*
-of each list's items and each string's data. The slot layout stays the C struct's; only the
-copy shrinks. The kernel loop (rg_bus.h) calls the C functions messages.h.j2 renders from this.
+count/len words of lists and strings) and the *used prefix* of each list's items and each
+string's data, in two steps: first the fixed runs up to the last that holds a count a prefix
+needs, then, once those counts are known, the prefixes and the fixed runs after them, in the
+order of their offsets, so that a prefix and the fixed run that follows it on the same line
+move as one (rg_bus.h: rg_coalesce). The slot layout stays the C struct's; only the copy
+shrinks. The kernel loop calls the C functions messages.h.j2 renders from this.
 """
 
 from __future__ import annotations
@@ -42,25 +45,38 @@ class Prefix:
     item_size: int
     capacity: int
     ahead: int = 0
+    count_offset: int = 0  # where the count word lies in the struct
 
 
 @dataclass(frozen=True)
 class MessageRuns:
-    fixed: tuple[Run, ...]
-    used: tuple[Prefix, ...]
+    fixed: tuple[Run, ...]          # the first step: every count word a prefix needs is in these
+    used: tuple[Run | Prefix, ...]  # the second, by offset: the prefixes and the fixed runs after
 
     def used_bytes(self, counts: dict[str, int]) -> int:
-        """What a copy moves for the given counts (C expression -> value): tests and benchmarks."""
+        """What a copy moves for the given counts (C expression -> value), before any two runs
+        on one line move as one: tests and benchmarks."""
         return (sum(r.size for r in self.fixed)
-                + sum(max(min(counts.get(p.count, 0), p.capacity) - p.ahead, 0) * p.item_size
-                      for p in self.used))
+                + sum(r.size if isinstance(r, Run)
+                      else max(min(counts.get(r.count, 0), r.capacity) - r.ahead, 0) * r.item_size
+                      for r in self.used))
 
 
 def message_runs(message: MessageIR, structs: dict[str, StructLayout]) -> MessageRuns:
-    fixed: list[Run] = []
-    used: list[Prefix] = []
-    _walk(message.layout, 0, "m->", structs, fixed, used)
-    return MessageRuns(tuple(_merge(fixed)), tuple(used))
+    found: list[Run] = []
+    prefixes: list[Prefix] = []
+    _walk(message.layout, 0, "m->", structs, found, prefixes)
+    fixed = _merge(found)
+    # The first step ends with the last run that holds a count word (all of them: no prefix).
+    counts = {p.count_offset for p in prefixes}
+    first = max((i + 1 for i, r in enumerate(fixed)
+                 if any(r.offset <= c < r.offset + r.size for c in counts)), default=len(fixed))
+    later: list[Run | Prefix] = [*fixed[first:], *prefixes]
+    return MessageRuns(tuple(fixed[:first]), tuple(sorted(later, key=_start)))
+
+
+def _start(r: Run | Prefix) -> int:
+    return r.offset if isinstance(r, Run) else r.offset + r.ahead * r.item_size
 
 
 def _walk(layout: StructLayout, base: int, path: str, structs: dict[str, StructLayout],
@@ -79,7 +95,7 @@ def _walk(layout: StructLayout, base: int, path: str, structs: dict[str, StructL
             fixed.append(Run(off + word.offset, items.offset - word.offset + ahead * item_size))
             if ahead < m.ctype.bound:
                 used.append(Prefix(off + items.offset, f"{path}{m.name}.{word.name}", item_size,
-                                   m.ctype.bound, ahead))
+                                   m.ctype.bound, ahead, off + word.offset))
         elif kind == "message":
             assert m.ctype is not None
             _walk(structs[m.ctype.c_name], off, f"{path}{m.name}.", structs, fixed, used)

@@ -114,11 +114,10 @@ def build_package(module: str, out_dir: Path) -> object:
     return import_package(p.package_dir, f"rg_built_{out_dir.parent.name}_{p.package_dir.name}")
 
 
-@pytest.fixture(scope="session")
-def kernels_pkg(tmp_path_factory: pytest.TempPathFactory) -> object:
-    """schemas.kernels, the package most test modules launch, built once for the whole run in
-    one folder that every pytest-xdist worker shares: the compile cache keys a package on its
-    folder, so the workers compile each of its kernels once between them."""
+def shared_package(module: str, name: str, tmp_path_factory: pytest.TempPathFactory) -> object:
+    """`module` built once for the whole run in one folder that every pytest-xdist worker
+    shares: the compile cache keys a package on its folder, so the workers compile each of its
+    kernels once between them."""
     import fcntl
 
     from ringgen.codegen.build import plan
@@ -126,14 +125,20 @@ def kernels_pkg(tmp_path_factory: pytest.TempPathFactory) -> object:
 
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # xdist: gw*'s parent
-    p = plan(["schemas.kernels"], shared / "kernels-shared" / "gen")
-    written = shared / "kernels-shared" / "written"
-    with open(shared / "kernels-shared.lock", "w") as lock:
+    p = plan([module], shared / f"{name}-shared" / "gen")
+    written = shared / f"{name}-shared" / "written"
+    with open(shared / f"{name}-shared.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker writes it; the others wait for it
         if not written.exists():
             write_package(p.package_dir, p.files())
             written.touch()
-    return import_package(p.package_dir, "rg_built_kernels_shared")
+    return import_package(p.package_dir, f"rg_built_{name}_shared")
+
+
+@pytest.fixture(scope="session")
+def kernels_pkg(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """schemas.kernels, the package most test modules launch (shared_package)."""
+    return shared_package("schemas.kernels", "kernels", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -131,10 +131,10 @@ def test_runs_are_the_fixed_bytes_then_the_used_prefixes() -> None:
     pkg = read_package("bus", [schemas.bus], ["schemas/bus.py"]).package
     structs = {s.c_name: s for s in pkg.structs}
     runs = message_runs(pkg.message("Vec"), structs)
-    # header + seq + xs.count and its first 4 items in one run; the 12-byte tag with its
-    # length and `fail`; then the items used after the first 4
-    assert runs.fixed == (Run(0, 88), Run(376, 17))
-    assert runs.used == (Prefix(56, "m->xs.count", 8, 40, 4),)
+    # header + seq + xs.count and its first 4 items in one run; then, once the count is known,
+    # the items used after the first 4, and the 12-byte tag with its length and `fail`
+    assert runs.fixed == (Run(0, 88),)
+    assert runs.used == (Prefix(56, "m->xs.count", 8, 40, 4, 48), Run(376, 17))
     assert runs.used_bytes({"m->xs.count": 3}) == 88 + 17
     assert runs.used_bytes({"m->xs.count": 40}) == 88 + 17 + 36 * 8
 

@@ -12,7 +12,8 @@ static_assert(RG_FLAG_HAS_CORRELATION == 1u, "rg_platform.h and ringgen disagree
 static_assert(RG_FLAG_REDELIVERED == 2u, "rg_platform.h and ringgen disagree on the header's flags");
 
 // The bytes of each message that a ring copy moves (rg_bus.h): its fixed runs (header, scalars,
-// counts and lengths, with the first 32 bytes of each list's and string's data), then, once
-// the counts are known, the rest of the used prefix of each bounded list and string; the
-// unused capacity beyond those first bytes never crosses the bus (codegen/runs.py).
+// counts and lengths, with the first 32 bytes of each list's and string's data) up to the last
+// count, then, once the counts are known, the rest of the used prefix of each bounded list and
+// string and the fixed runs after them, by offset; the unused capacity beyond those first
+// bytes never crosses the bus (codegen/runs.py).
 // Stable type ids (first 4 bytes of SHA-256 of the qualified name), stored in `type_id`.

@@ -125,9 +125,10 @@ static_assert(offsetof(ErrorReport, text) == 72, "ErrorReport.text");
 static_assert(offsetof(ErrorReport, value) == 128, "ErrorReport.value");
 
 // The bytes of each message that a ring copy moves (rg_bus.h): its fixed runs (header, scalars,
-// counts and lengths, with the first 32 bytes of each list's and string's data), then, once
-// the counts are known, the rest of the used prefix of each bounded list and string; the
-// unused capacity beyond those first bytes never crosses the bus (codegen/runs.py).
+// counts and lengths, with the first 32 bytes of each list's and string's data) up to the last
+// count, then, once the counts are known, the rest of the used prefix of each bounded list and
+// string and the fixed runs after them, by offset; the unused capacity beyond those first
+// bytes never crosses the bus (codegen/runs.py).
 RG_FN uint32_t rg_fixed_runs(const Measurement*, rg_run* out) {
     out[0] = rg_run{0u, 48u};
     return 1;
@@ -152,12 +153,12 @@ RG_HD constexpr uint32_t rg_max_runs(const Response*) { return 1; }
 
 RG_FN uint32_t rg_fixed_runs(const ErrorReport*, rg_run* out) {
     out[0] = rg_run{0u, 108u};
-    out[1] = rg_run{128u, 8u};
-    return 2;
+    return 1;
 }
 RG_FN uint32_t rg_used_runs(const ErrorReport* m, rg_run* out) {
     out[0] = rg_run{108u, 1u * (m->text.len < 48u ? (m->text.len > 32u ? (uint32_t)m->text.len - 32u : 0u) : 16u)};
-    return 1;
+    out[1] = rg_run{128u, 8u};
+    return 2;
 }
 RG_HD constexpr uint32_t rg_max_runs(const ErrorReport*) { return 2; }
 

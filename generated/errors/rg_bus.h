@@ -68,6 +68,26 @@ RG_FN void rg_bus_run(uint32_t way, const void* host, uint64_t n) {
     rg_bus_count(way, (a + n - 1) / RG_BUS_LINE - a / RG_BUS_LINE + 1, n);
 }
 
+// The k runs (by offset) of a message in `slot`, a slot of the region, whose line alignment
+// decides: two that share a line move as one, the bytes between them riding along (one
+// transaction where there were two); empty ones are dropped. Returns how many are left.
+RG_FN uint32_t rg_coalesce(rg_run* runs, uint32_t k, const uint8_t* slot) {
+    uint32_t out = 0;
+    for (uint32_t r = 0; r < k; ++r) {
+        if (!runs[r].size) continue;
+        if (out) {
+            rg_run* last = &runs[out - 1];
+            uintptr_t end = (uintptr_t)slot + last->offset + last->size - 1;
+            if (end / RG_BUS_LINE == ((uintptr_t)slot + runs[r].offset) / RG_BUS_LINE) {
+                last->size = runs[r].offset + runs[r].size - last->offset;
+                continue;
+            }
+        }
+        runs[out++] = runs[r];
+    }
+    return out;
+}
+
 // A region word that the kernel reads or writes (one thread, one 8-byte transaction).
 RG_FN uint64_t rg_bus_load(uint64_t* p) {
     rg_bus_count(RG_BUS_READ, 1, 8);
@@ -127,12 +147,27 @@ struct rg_warp_of {
         lanes = 1;
 #endif
     }
+    // A barrier of the warp's lanes (none for a warp of one).
+    __device__ void sync() const {
+        if (lanes > 1) __syncwarp(lanes == 32 ? 0xffffffffu : (1u << lanes) - 1);
+    }
 };
 
+// Whether the block's copies are made by more than one thread, so that a barrier must end
+// them before thread 0 publishes what they wrote (not on the CPU backend: rg_warp_of).
+RG_FN bool rg_bus_many_copiers() {
+#if defined(__CUDACC__) && !defined(RG_BUS_BASELINE)
+    return blockDim.x > 1;
+#else
+    return false;
+#endif
+}
+
 // Every thread of the block: copies messages [0, n) from ring slots index.. into msgs, only
-// their used bytes; warp w takes messages w, w + warps, ... Ends with a block barrier.
-template <class M>
-__device__ void rg_bus_pop(rg_ring* ring, uint64_t index, M* msgs, uint32_t n) {
+// their used bytes; warp w takes messages w, w + warps, ... and, once one is whole, its lane 0
+// calls ready(i) (thread 0 in the baseline build). Ends with a block barrier.
+template <class M, class Ready>
+__device__ void rg_bus_pop(rg_ring* ring, uint64_t index, M* msgs, uint32_t n, Ready ready) {
     rg_warp_of me;
     rg_run runs[rg_max_runs((const M*)nullptr)];
 #if defined(RG_BUS_BASELINE)
@@ -141,6 +176,7 @@ __device__ void rg_bus_pop(rg_ring* ring, uint64_t index, M* msgs, uint32_t n) {
         for (uint32_t i = 0; i < n; ++i) {
             rg_copy_bytes(&msgs[i], rg_ring_slot(ring, index + i), sizeof(M));
             rg_bus_count(RG_BUS_READ, sizeof(M) / 8, sizeof(M));
+            ready(i);
         }
     }
 #else
@@ -149,20 +185,26 @@ __device__ void rg_bus_pop(rg_ring* ring, uint64_t index, M* msgs, uint32_t n) {
             const uint8_t* slot = rg_ring_slot(ring, index + i);
             uint8_t* m = (uint8_t*)&msgs[i];
             uint32_t k = phase == 0 ? rg_fixed_runs(&msgs[i], runs) : rg_used_runs(&msgs[i], runs);
+            k = rg_coalesce(runs, k, slot);
             for (uint32_t r = 0; r < k; ++r) {
                 rg_warp_copy(m + runs[r].offset, slot + runs[r].offset, runs[r].size, me.lane,
                              me.lanes);
                 if (me.lane == 0) rg_bus_run(RG_BUS_READ, slot + runs[r].offset, runs[r].size);
             }
         }
-        __syncthreads();  // phase 0: the counts a warp's used runs need are in shared memory
+        // Phase 0: the counts the warp's used runs need are in shared memory; phase 1: its
+        // messages are whole. A warp reads only what it copied itself.
+        me.sync();
     }
+    if (me.lane == 0)
+        for (uint32_t i = me.warp; i < n; i += me.warps) ready(i);
 #endif
     __syncthreads();
 }
 
 // Every thread of the block: copies the used bytes of msgs[pick[j]], j < n, into the ring's
-// slots index + j. Ends with a block barrier.
+// slots index + j. Thread 0 may publish them on return (a block barrier ends the copies where
+// other threads make some).
 template <class M>
 __device__ void rg_bus_push(rg_ring* ring, uint64_t index, const M* msgs, const uint16_t* pick,
                             uint32_t n) {
@@ -183,6 +225,7 @@ __device__ void rg_bus_push(rg_ring* ring, uint64_t index, const M* msgs, const 
         for (uint32_t phase = 0; phase < 2; ++phase) {
             uint32_t k = phase == 0 ? rg_fixed_runs(&msgs[pick[j]], runs)
                                     : rg_used_runs(&msgs[pick[j]], runs);
+            k = rg_coalesce(runs, k, slot);
             for (uint32_t r = 0; r < k; ++r) {
                 rg_warp_copy(slot + runs[r].offset, m + runs[r].offset, runs[r].size, me.lane,
                              me.lanes);
@@ -191,7 +234,7 @@ __device__ void rg_bus_push(rg_ring* ring, uint64_t index, const M* msgs, const 
         }
     }
 #endif
-    __syncthreads();
+    if (rg_bus_many_copiers()) __syncthreads();
 }
 
 #endif  // RG_BUS_H

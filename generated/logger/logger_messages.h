@@ -55,17 +55,18 @@ static_assert(offsetof(LogEvent, message) == 52, "LogEvent.message");
 static_assert(offsetof(LogEvent, timestamp) == 256, "LogEvent.timestamp");
 
 // The bytes of each message that a ring copy moves (rg_bus.h): its fixed runs (header, scalars,
-// counts and lengths, with the first 32 bytes of each list's and string's data), then, once
-// the counts are known, the rest of the used prefix of each bounded list and string; the
-// unused capacity beyond those first bytes never crosses the bus (codegen/runs.py).
+// counts and lengths, with the first 32 bytes of each list's and string's data) up to the last
+// count, then, once the counts are known, the rest of the used prefix of each bounded list and
+// string and the fixed runs after them, by offset; the unused capacity beyond those first
+// bytes never crosses the bus (codegen/runs.py).
 RG_FN uint32_t rg_fixed_runs(const LogEvent*, rg_run* out) {
     out[0] = rg_run{0u, 88u};
-    out[1] = rg_run{256u, 8u};
-    return 2;
+    return 1;
 }
 RG_FN uint32_t rg_used_runs(const LogEvent* m, rg_run* out) {
     out[0] = rg_run{88u, 1u * (m->message.len < 200u ? (m->message.len > 32u ? (uint32_t)m->message.len - 32u : 0u) : 168u)};
-    return 1;
+    out[1] = rg_run{256u, 8u};
+    return 2;
 }
 RG_HD constexpr uint32_t rg_max_runs(const LogEvent*) { return 2; }
 

@@ -70,9 +70,10 @@ static_assert(offsetof(RunningStats, mean) == 8, "RunningStats.mean");
 static_assert(offsetof(RunningStats, m2) == 16, "RunningStats.m2");
 
 // The bytes of each message that a ring copy moves (rg_bus.h): its fixed runs (header, scalars,
-// counts and lengths, with the first 32 bytes of each list's and string's data), then, once
-// the counts are known, the rest of the used prefix of each bounded list and string; the
-// unused capacity beyond those first bytes never crosses the bus (codegen/runs.py).
+// counts and lengths, with the first 32 bytes of each list's and string's data) up to the last
+// count, then, once the counts are known, the rest of the used prefix of each bounded list and
+// string and the fixed runs after them, by offset; the unused capacity beyond those first
+// bytes never crosses the bus (codegen/runs.py).
 RG_FN uint32_t rg_fixed_runs(const Reading*, rg_run* out) {
     out[0] = rg_run{0u, 56u};
     return 1;

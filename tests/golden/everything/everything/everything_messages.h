@@ -259,9 +259,10 @@ static_assert(offsetof(Everything, buffer) == 648, "Everything.buffer");
 static_assert(offsetof(Everything, flags_list) == 664, "Everything.flags_list");
 
 // The bytes of each message that a ring copy moves (rg_bus.h): its fixed runs (header, scalars,
-// counts and lengths, with the first 32 bytes of each list's and string's data), then, once
-// the counts are known, the rest of the used prefix of each bounded list and string; the
-// unused capacity beyond those first bytes never crosses the bus (codegen/runs.py).
+// counts and lengths, with the first 32 bytes of each list's and string's data) up to the last
+// count, then, once the counts are known, the rest of the used prefix of each bounded list and
+// string and the fixed runs after them, by offset; the unused capacity beyond those first
+// bytes never crosses the bus (codegen/runs.py).
 RG_FN uint32_t rg_fixed_runs(const Leaf*, rg_run* out) {
     out[0] = rg_run{0u, 60u};
     return 1;
@@ -275,25 +276,25 @@ RG_HD constexpr uint32_t rg_max_runs(const Leaf*) { return 1; }
 
 RG_FN uint32_t rg_fixed_runs(const Branch*, rg_run* out) {
     out[0] = rg_run{0u, 48u};
-    out[1] = rg_run{240u, 76u};
-    return 2;
+    return 1;
 }
 RG_FN uint32_t rg_used_runs(const Branch* m, rg_run* out) {
     out[0] = rg_run{48u, 64u * (m->leaves.count < 3u ? (m->leaves.count > 0u ? (uint32_t)m->leaves.count - 0u : 0u) : 3u)};
-    return 1;
+    out[1] = rg_run{240u, 76u};
+    return 2;
 }
 RG_HD constexpr uint32_t rg_max_runs(const Branch*) { return 2; }
 
 RG_FN uint32_t rg_fixed_runs(const Everything*, rg_run* out) {
     out[0] = rg_run{0u, 152u};
     out[1] = rg_run{184u, 136u};
-    out[2] = rg_run{512u, 166u};
-    return 3;
+    return 2;
 }
 RG_FN uint32_t rg_used_runs(const Everything* m, rg_run* out) {
     out[0] = rg_run{152u, 8u * (m->samples.count < 8u ? (m->samples.count > 4u ? (uint32_t)m->samples.count - 4u : 0u) : 4u)};
     out[1] = rg_run{320u, 64u * (m->tree.leaves.count < 3u ? (m->tree.leaves.count > 0u ? (uint32_t)m->tree.leaves.count - 0u : 0u) : 3u)};
-    return 2;
+    out[2] = rg_run{512u, 166u};
+    return 3;
 }
 RG_HD constexpr uint32_t rg_max_runs(const Everything*) { return 3; }
 

@@ -163,17 +163,18 @@ static_assert(offsetof(LogEvent, message) == 52, "LogEvent.message");
 static_assert(offsetof(LogEvent, timestamp) == 176, "LogEvent.timestamp");
 
 // The bytes of each message that a ring copy moves (rg_bus.h): its fixed runs (header, scalars,
-// counts and lengths, with the first 32 bytes of each list's and string's data), then, once
-// the counts are known, the rest of the used prefix of each bounded list and string; the
-// unused capacity beyond those first bytes never crosses the bus (codegen/runs.py).
+// counts and lengths, with the first 32 bytes of each list's and string's data) up to the last
+// count, then, once the counts are known, the rest of the used prefix of each bounded list and
+// string and the fixed runs after them, by offset; the unused capacity beyond those first
+// bytes never crosses the bus (codegen/runs.py).
 RG_FN uint32_t rg_fixed_runs(const WorkRequest*, rg_run* out) {
     out[0] = rg_run{0u, 80u};
-    out[1] = rg_run{2096u, 20u};
-    return 2;
+    return 1;
 }
 RG_FN uint32_t rg_used_runs(const WorkRequest* m, rg_run* out) {
     out[0] = rg_run{80u, 8u * (m->data.count < 256u ? (m->data.count > 4u ? (uint32_t)m->data.count - 4u : 0u) : 252u)};
-    return 1;
+    out[1] = rg_run{2096u, 20u};
+    return 2;
 }
 RG_HD constexpr uint32_t rg_max_runs(const WorkRequest*) { return 2; }
 
@@ -200,12 +201,12 @@ RG_HD constexpr uint32_t rg_max_runs(const CalculateResponse*) { return 1; }
 
 RG_FN uint32_t rg_fixed_runs(const LogEvent*, rg_run* out) {
     out[0] = rg_run{0u, 88u};
-    out[1] = rg_run{176u, 8u};
-    return 2;
+    return 1;
 }
 RG_FN uint32_t rg_used_runs(const LogEvent* m, rg_run* out) {
     out[0] = rg_run{88u, 1u * (m->message.len < 120u ? (m->message.len > 32u ? (uint32_t)m->message.len - 32u : 0u) : 88u)};
-    return 1;
+    out[1] = rg_run{176u, 8u};
+    return 2;
 }
 RG_HD constexpr uint32_t rg_max_runs(const LogEvent*) { return 2; }
 

@@ -664,9 +664,10 @@ static_assert(offsetof(Running, seen_negative) == 32, "Running.seen_negative");
 static_assert(offsetof(Running, ticks) == 34, "Running.ticks");
 
 // The bytes of each message that a ring copy moves (rg_bus.h): its fixed runs (header, scalars,
-// counts and lengths, with the first 32 bytes of each list's and string's data), then, once
-// the counts are known, the rest of the used prefix of each bounded list and string; the
-// unused capacity beyond those first bytes never crosses the bus (codegen/runs.py).
+// counts and lengths, with the first 32 bytes of each list's and string's data) up to the last
+// count, then, once the counts are known, the rest of the used prefix of each bounded list and
+// string and the fixed runs after them, by offset; the unused capacity beyond those first
+// bytes never crosses the bus (codegen/runs.py).
 RG_FN uint32_t rg_fixed_runs(const Numbers*, rg_run* out) {
     out[0] = rg_run{0u, 70u};
     return 1;
@@ -702,12 +703,12 @@ RG_HD constexpr uint32_t rg_max_runs(const Inner*) { return 1; }
 
 RG_FN uint32_t rg_fixed_runs(const Samples*, rg_run* out) {
     out[0] = rg_run{0u, 80u};
-    out[1] = rg_run{368u, 136u};
-    return 2;
+    return 1;
 }
 RG_FN uint32_t rg_used_runs(const Samples* m, rg_run* out) {
     out[0] = rg_run{80u, 8u * (m->values.count < 40u ? (m->values.count > 4u ? (uint32_t)m->values.count - 4u : 0u) : 36u)};
-    return 1;
+    out[1] = rg_run{368u, 136u};
+    return 2;
 }
 RG_HD constexpr uint32_t rg_max_runs(const Samples*) { return 2; }
 
@@ -746,12 +747,12 @@ RG_HD constexpr uint32_t rg_max_runs(const BigResult*) { return 1; }
 
 RG_FN uint32_t rg_fixed_runs(const Batch*, rg_run* out) {
     out[0] = rg_run{0u, 80u};
-    out[1] = rg_run{112u, 1u};
-    return 2;
+    return 1;
 }
 RG_FN uint32_t rg_used_runs(const Batch* m, rg_run* out) {
     out[0] = rg_run{80u, 8u * (m->values.count < 8u ? (m->values.count > 4u ? (uint32_t)m->values.count - 4u : 0u) : 4u)};
-    return 1;
+    out[1] = rg_run{112u, 1u};
+    return 2;
 }
 RG_HD constexpr uint32_t rg_max_runs(const Batch*) { return 2; }
 

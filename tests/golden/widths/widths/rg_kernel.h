@@ -112,6 +112,19 @@ struct rg_outs {
     }
 };
 
+// A message the kernel sends (a response, or a send to a target), before it is pushed: a
+// fresh message_id, its type, and the conversation of the request it answers (rg_ctx) as
+// correlation_id unless the handler set one.
+template <class M>
+RG_FN void rg_stamp(M& m, uint32_t type_id, const rg_uuid& conversation, uint64_t* random) {
+    rg_uuid4(random, &m.message_id);
+    m.type_id = type_id;
+    if (!(m.flags & RG_FLAG_HAS_CORRELATION)) {
+        m.correlation_id = conversation;
+        m.flags |= RG_FLAG_HAS_CORRELATION;
+    }
+}
+
 // A handler, as a @ring_kernel's cuda= source defines it:
 //   __device__ bool <kernel_id>_handle(const In& req, Out& resp, rg_ctx& ctx)   (request-response)
 //   __device__ void <kernel_id>_handle(const In& req, rg_ctx& ctx)              (fire-and-forget)
@@ -177,12 +190,7 @@ struct rg_ctx {
     RG_HD bool send(uint32_t port, const M& msg, uint32_t type_id) {
         M m = msg;
         outs->acquire();
-        rg_uuid4(&outs->random, &m.message_id);
-        m.type_id = type_id;
-        if (!(m.flags & RG_FLAG_HAS_CORRELATION)) {
-            m.correlation_id = conversation;
-            m.flags |= RG_FLAG_HAS_CORRELATION;
-        }
+        rg_stamp(m, type_id, conversation, &outs->random);
         uint32_t pushed = 0;
         rg_region* r = region;
         rg_block_status* s = status;
@@ -554,15 +562,19 @@ struct rg_poller {
         return true;
     }
 
-    // Counted before the responses are pushed: a host that holds a response must already see
-    // its request counted.
-    RG_HD void count(uint32_t n, uint32_t failed) {
+    // Handler calls that reported ctx.fail(): counted once the handlers returned.
+    RG_HD void count_errors(uint32_t failed) {
+        if (!failed) return;
+        errors += failed;
+        rg_bus_store(&status->errors, errors);
+    }
+
+    // Requests processed: counted once they are, their responses in the output ring (before the
+    // tail that publishes them: a host that holds a response already sees its request counted)
+    // or routed on. A batch left unanswered at terminate is not: the host dead-letters it.
+    RG_HD void count(uint32_t n) {
         processed += n;
         rg_bus_store(&status->processed, processed);
-        if (failed) {
-            errors += failed;
-            rg_bus_store(&status->errors, errors);
-        }
     }
 
     // Before n responses to a batch of `taken` requests of `lane` are pushed: they are counted
@@ -604,18 +616,6 @@ struct rg_poller {
     }
 };
 
-// The response to a request, before it is pushed: a fresh message_id, its type, and the
-// request's conversation (rg_ctx) as correlation_id unless the handler set one.
-template <class Kernel, class Out>
-RG_FN void rg_stamp(Out& r, const rg_uuid& conversation, uint64_t* random) {
-    rg_uuid4(random, &r.message_id);
-    r.type_id = Kernel::out_type_id;
-    if (!(r.flags & RG_FLAG_HAS_CORRELATION)) {
-        r.correlation_id = conversation;
-        r.flags |= RG_FLAG_HAS_CORRELATION;
-    }
-}
-
 // The kernel body, for a generated `Kernel` type that names In and Out (rg_no_output for
 // fire-and-forget), Ctx (the kernel's rg_ctx), State (rg_no_state without one) and `state()`
 // (the calling block's live state), `per` (RG_PER_*), `batch` (requests a round takes at most),
@@ -625,9 +625,9 @@ RG_FN void rg_stamp(Out& r, const rg_uuid& conversation, uint64_t* random) {
 // A round: thread 0 takes a batch of up to `batch` waiting requests of one lane (the highest
 // that has any) and publishes the lane's head once; the block copies their used bytes into
 // shared memory (rg_bus.h); each group (the block, a warp, or a thread: `per`) handles one
-// request at a time, the groups side by side; thread 0 stamps the responses and counts the
-// batch; the block copies the responses' used bytes into the output ring; thread 0 publishes
-// its tail once and finishes the batch (`done`). The host sees each (block, lane)'s responses in
+// request at a time, the groups side by side; thread 0 stamps the responses; the block copies
+// their used bytes into the output ring; thread 0 counts the batch processed, publishes the
+// tail once and finishes the batch (`done`). The host sees each (block, lane)'s responses in
 // the order of their requests.
 template <class Kernel>
 __device__ void rg_ring_loop(uint8_t* region_mem) {
@@ -675,6 +675,17 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
         poller.links = (rg_links*)(region_mem + rg_links_offset(region->total_size, region->grid,
                                                                  has_state ? sizeof(State) : 0));
         poller.link_status = rg_links_block(poller.links, blockIdx.x);
+        // What every request's context holds whatever the batch: the block's, and the group
+        // that handles request slot i.
+        for (uint32_t i = 0; i < K; ++i) {
+            uint32_t g = i % groups;
+            ctx[i].region = region;
+            ctx[i].outs = &outs;
+            ctx[i].status = rg_region_status(region, blockIdx.x);
+            ctx[i].group = g;
+            ctx[i].first = g * size;
+            ctx[i].group_size = blockDim.x - g * size < size ? blockDim.x - g * size : size;
+        }
     }
     for (;;) {
         if (threadIdx.x == 0) plan[cur] = poller.next(&req[0], max);
@@ -696,13 +707,9 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
             }
             continue;
         }
-        // RG_ACT_HANDLE: a routed request is already in req[0]; the block copies a lane's.
-        if (!b.routed) rg_bus_pop(rg_region_ring(region, blockIdx.x, b.lane), b.index, req, b.n);
-        for (uint32_t i = threadIdx.x; i < b.n; i += blockDim.x) {
-            uint32_t g = i % groups;
-            ctx[i].region = region;
-            ctx[i].outs = &outs;
-            ctx[i].status = rg_region_status(region, blockIdx.x);
+        // RG_ACT_HANDLE. What a request's handler sees of its batch, with resp's defaults: set
+        // by the thread that copied the request in, before the barrier that ends the copy.
+        auto ready = [&](uint32_t i) {
             ctx[i].lane = b.lane;
             ctx[i].routed = b.routed;
             ctx[i].routed_from = b.from;
@@ -712,16 +719,18 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
             // pipeline, so its correlation_id is kept; else this request's message_id.
             bool carried = b.routed && (req[i].flags & RG_FLAG_HAS_CORRELATION);
             ctx[i].conversation = carried ? req[i].correlation_id : req[i].message_id;
-            ctx[i].group = g;
-            ctx[i].first = g * size;
-            ctx[i].group_size = blockDim.x - g * size < size ? blockDim.x - g * size : size;
             emits[i] = 0;
             if constexpr (has_output) {
                 Kernel::init(&resp[i]);
                 resp[i].priority = req[i].priority;
             }
+        };
+        if (b.routed) {  // already in req[0]
+            if (threadIdx.x == 0) ready(0);
+            __syncthreads();
+        } else {
+            rg_bus_pop(rg_region_ring(region, blockIdx.x, b.lane), b.index, req, b.n, ready);
         }
-        __syncthreads();
         // The groups side by side, each on its own request; a barrier before the next step,
         // whose handlers may reuse what these kept in __shared__.
         for (uint32_t s = 0; s < b.n; s += groups) {
@@ -743,12 +752,13 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
                 failed += ctx[i].failed != 0;
                 if (has_output && emits[i]) pick[n++] = (uint16_t)i;
             }
-            poller.count(b.n, failed);
+            poller.count_errors(failed);
             bool finished = true;
             out_n = 0;
             if constexpr (has_output) {
                 for (uint32_t j = 0; j < n; ++j)
-                    rg_stamp<Kernel>(resp[pick[j]], ctx[pick[j]].conversation, &poller.random);
+                    rg_stamp(resp[pick[j]], Kernel::out_type_id, ctx[pick[j]].conversation,
+                             &poller.random);
                 if (poller.n_out) {  // connected: the responses go to other kernels instead
                     for (uint32_t j = 0; j < n && finished; ++j) finished = poller.route(&resp[pick[j]]);
                 } else if (n) {
@@ -763,13 +773,17 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
             // Unfinished (terminated while waiting for room): the batch stays taken and
             // unanswered, the host's to dead-letter; the next round's look at the control
             // word ends the kernel.
-            if (finished && !out_n) poller.finish_batch(b);
+            if (finished && !out_n) {
+                poller.count(b.n);
+                poller.finish_batch(b);
+            }
         }
-        __syncthreads();
         if constexpr (has_output) {
+            __syncthreads();  // out_n and the stamps
             if (out_n) {
                 rg_bus_push(rg_region_ring(region, blockIdx.x, RG_LANES), out_index, resp, pick, out_n);
                 if (threadIdx.x == 0) {
+                    poller.count(b.n);
                     poller.publish(out_n);
                     poller.finish_batch(b);
                 }
