@@ -523,8 +523,13 @@ def test_ray_client_drives_a_cluster_runtime(session: Session, pkg: Any, tmp_pat
     script = tmp_path / "client.py"
     script.write_text(CLIENT)
     spec = dataclasses.asdict(PackageSpec.of(package_of(pkg)))
-    done = subprocess.run([sys.executable, str(script), f"ray://127.0.0.1:{session.client_port}",
-                           json.dumps(spec)], capture_output=True, text=True, timeout=180)
+    for _ in range(2):  # Ray's client server starts a server process per client, which can
+        # fail to start on a loaded machine (Ray's flake, not ours): then once more
+        done = subprocess.run([sys.executable, str(script),
+                               f"ray://127.0.0.1:{session.client_port}", json.dumps(spec)],
+                              capture_output=True, text=True, timeout=180)
+        if "Starting Ray client server failed" not in done.stderr:
+            break
     assert done.returncode == 0, done.stderr[-3000:]
     line = next(x for x in done.stdout.splitlines() if x.startswith("reply "))
     assert line.startswith("reply [9.0] ")
