@@ -185,11 +185,15 @@ class DeviceChannel(Channel):
         if len(msgs) < VECTOR_MIN or len(self.backlog) + len(msgs) > self.queue_size:
             return await super().send_many(msgs, timeout)
         self.check_open()
-        for m in msgs:
-            self.check_message(m)
-        for m in msgs:  # only once all are checked: a refused batch holds no buffer
-            self.buffers_to_device(m)
-        rows = self.in_codec.pack_many(msgs)
+        # One native call checks every message's class and packs the batch; a class it packs
+        # has no buffer fields (codecs/struct_plan.py), so there is nothing to publish.
+        rows = self.in_codec.pack_native(msgs)
+        if rows is None:
+            for m in msgs:
+                self.check_message(m)
+            for m in msgs:  # only once all are checked: a refused batch holds no buffer
+                self.buffers_to_device(m)
+            rows = self.in_codec.pack_many(msgs)
         if self.answers:
             self.replies.accepted_many(msgs)
         return await self.send_array(rows, timeout)
@@ -230,9 +234,14 @@ class DeviceChannel(Channel):
             return 0
         self.check_batch_fits(len(arr))
         priorities = arr["priority"]
-        order = np.argsort(-priorities.astype(np.int16), kind="stable")
-        rows = np.ascontiguousarray(arr[order])
-        bounds = np.flatnonzero(np.diff(priorities[order].astype(np.int16))) + 1
+        if (priorities == priorities[0]).all():  # one priority, as most batches: no sort
+            order = np.arange(len(arr))
+            rows = arr.copy()  # a copy all the same: the caller may reuse its array at once
+            bounds = np.empty(0, dtype=np.intp)
+        else:
+            order = np.argsort(-priorities.astype(np.int16), kind="stable")
+            rows = np.ascontiguousarray(arr[order])
+            bounds = np.flatnonzero(np.diff(priorities[order].astype(np.int16))) + 1
         accepted, at = 0, 0  # `at`: where the piece starts in `rows`
         taken: list[np.ndarray] = []  # the indices into `arr` of the pieces accepted
         for chunk in np.split(rows, bounds):
@@ -340,7 +349,9 @@ class DeviceChannel(Channel):
         """Responses as popped: kept as a struct array when no request() or buffer waits for
         one (a receive_array takes them as they are), else routed as objects."""
         if not self.replies.wants_objects:
-            self.replies.time_arrivals(raw, self._correlation_offset, self.out_size)
+            if self.replies.sent_at:
+                assert self.out_codec is not None  # responses come only with an output
+                self.replies.time_arrivals(self.out_codec.correlation_keys(raw))
             self.replies.deliver_rows(np.frombuffer(bytearray(raw), dtype=self.out_dtype))
         else:
             self.replies.route(self.unpack_rows(raw))

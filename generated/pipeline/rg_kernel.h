@@ -153,11 +153,17 @@ struct rg_ctx {
     // i += ctx.group_size).
     __device__ uint32_t rank() const { return threadIdx.x - first; }
 
+    // The lanes of a warp group, as __syncwarp's mask: the last warp of a block that is not a
+    // whole number of warps has fewer than 32, and a full mask there is undefined on a GPU.
+    __device__ unsigned lanes() const {
+        return group_size >= 32u ? 0xffffffffu : (1u << group_size) - 1u;
+    }
+
     // A barrier of the group: __syncthreads for a block, __syncwarp for a warp, none for one thread.
     __device__ void sync() const {
         if (group_size == 1) return;
         if (first == 0 && group_size == blockDim.x) __syncthreads();
-        else __syncwarp();
+        else __syncwarp(lanes());
     }
     rg_ring* routed_from;  // then: its route ring, whose `done` becomes routed_done once it is
     uint64_t routed_done;  // finished (a target that dies leaves it there for the host)
