@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -259,6 +260,48 @@ def test_receive_takes_one_at_a_time_from_a_collected_array(kernels_pkg: Any) ->
             assert rt.telemetry("echo").received == 50
 
     run(main())
+
+
+def test_concurrent_receivers_share_the_responses_and_time_out(kernels_pkg: Any) -> None:
+    """receive(), receive_many() and receive_array() awaiting one kernel together each get
+    distinct responses, none lost or repeated; those left waiting when another takes the last
+    responses return at their timeout (wait_for only bounds a hang: no performance limit).
+    A counter must be added to after the await: `got += len(await ...)` reads `got` before
+    suspending and loses the other receivers' updates (a repro once mistook that for a hang)."""
+    n = 60_000
+
+    async def main() -> list[int]:
+        async with RingKernelRuntime(kernels_pkg, backend="cpu", lane_capacity=1024) as rt:
+            await rt.launch("echo", queue_size=1 << 17)
+            batch = np.zeros(n, dtype=kernels_pkg.DTYPES["Ping"])
+            batch["seq"] = np.arange(n)
+            seqs: list[int] = []
+
+            async def one() -> list[int]:
+                try:
+                    return [(await rt.receive("echo", timeout=0.2)).seq]
+                except asyncio.TimeoutError:
+                    return []
+
+            async def many() -> list[int]:
+                return [p.seq for p in await rt.receive_many("echo", 5000, timeout=0.2)]
+
+            async def rows() -> list[int]:
+                return (await rt.receive_array("echo", 1 << 14, timeout=0.2))["seq"].tolist()
+
+            async def consume(take: Callable[[], Awaitable[list[int]]]) -> None:
+                while len(seqs) < n:
+                    seqs.extend(await asyncio.wait_for(take(), 5.0))
+
+            receivers = asyncio.gather(consume(one), consume(many), consume(rows))
+            for at in range(0, n, 1 << 14):
+                chunk = batch[at:at + (1 << 14)]
+                assert await rt.send_array("echo", chunk) == len(chunk)
+            await asyncio.wait_for(receivers, 30.0)
+            assert rt.telemetry("echo").received == n
+            return seqs
+
+    assert sorted(run(main())) == list(range(n))
 
 
 def test_late_reply_goes_to_the_dead_letters(kernels_pkg: Any) -> None:
