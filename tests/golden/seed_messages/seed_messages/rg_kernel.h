@@ -516,6 +516,19 @@ struct rg_poller {
 #endif
     }
 
+    // Work found in lane `l`, after the lanes above it read empty: the highest of those the
+    // host fed meanwhile, else `l`. The host pushes a block's lanes highest first, each tail a
+    // release store, so this lane's tail (acquired) makes the earlier pushes above it visible
+    // to a re-read; without one, a scan that read a lane empty just before the host fed it and
+    // then a lower one would take the lower priority first (exact order per block, README).
+    RG_HD uint32_t fed_above(uint32_t l) {
+        for (uint32_t h = RG_LANES; h-- > l + 1;) {
+            tail[h] = rg_bus_load(&rg_region_ring(region, blockIdx.x, h)->tail.value);
+            if (tail[h] != head[h]) return h;
+        }
+        return l;
+    }
+
     // Waits for work (highest lane first): up to `max` requests of one lane, taken (its head
     // published) at once; RG_ACT_EXIT on terminate. A lane's tail is read only when what is
     // known to wait there is less than a full batch (in the baseline build: always).
@@ -543,6 +556,11 @@ struct rg_poller {
                         tail[l] = rg_bus_load(&ring->tail.value);
                     uint64_t n = tail[l] - head[l];
                     if (n) {
+                        if (uint32_t higher = fed_above(l); higher != l) {
+                            l = higher;  // returns below: the scan ends here
+                            ring = rg_region_ring(region, blockIdx.x, l);
+                            n = tail[l] - head[l];
+                        }
                         rg_batch b{RG_ACT_HANDLE, l, (uint32_t)(n < max ? n : max), 0, head[l], nullptr, 0};
                         head[l] += b.n;
                         rg_bus_store(&ring->head.value, head[l]);
