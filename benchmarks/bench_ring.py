@@ -1,7 +1,8 @@
 """The ring protocol on the CPU backend, beside a Python thread echoing through queue.Queue.
 
 (a) throughput of one 32-thread kernel whose handler has no barrier, batched push and pop;
-(b) round-trip latency p50/p99 of one message at a time;
+(b) round-trip latency p50/p99 of one message at a time, polled for as a lone request() polls
+    (the native reference of bench_runtime (a)) and with a pop that sleeps at once;
 (c) the cost of one __syncthreads() of a 32-thread block (fibers switched in user space).
 
     python benchmarks/bench_ring.py
@@ -27,6 +28,7 @@ sys.path.insert(0, str(HERE))
 from ringgen.codegen.build import plan  # noqa: E402
 from ringgen.codegen.writer import write_package  # noqa: E402
 from ringgen.runtime.backends.cpu import CpuKernel  # noqa: E402
+from ringgen.runtime.device_channel import REQUEST_SPIN_S  # noqa: E402
 from ringgen.toolchain.compile import cccl_include, cxx, templates_dir  # noqa: E402
 
 THROUGHPUT_N = 2_000_000
@@ -107,16 +109,26 @@ def queue_throughput(n: int) -> float:
     return n / elapsed
 
 
-def ring_latency(kernel: CpuKernel, n: int) -> list[float]:
+def ring_latency(kernel: CpuKernel, n: int, spin_s: float = 0.0) -> list[float]:
+    """Round trips of one struct at a time, bytes in and out (no numpy, no Python message).
+    spin_s > 0: as a lone request() waits, push and a pop polling up to spin_s in one native
+    call (push_pop), then a sleeping pop; spin_s = 0: push, then a pop that sleeps on the
+    kernel's bell at once (the futex wake-up is then part of every round trip)."""
     job = np.zeros(1, dtype=kernel.info.in_dtype)
     samples = []
     for i in range(n):
         job["seq"] = i
+        data = job.tobytes()
         start = time.perf_counter()
-        kernel.push(0, 2, job)
-        got = kernel.pop(1, timeout=5.0)
+        if spin_s > 0:
+            got = kernel.push_pop(0, 2, data, 1, spin_s)
+        else:
+            kernel.push(0, 2, data)
+            got = b""
+        while not got:
+            got = kernel.pop_bytes(1, timeout=5.0)
         samples.append(time.perf_counter() - start)
-        assert len(got) == 1 and got["seq"][0] == i
+        assert np.frombuffer(got, dtype=kernel.info.out_dtype)["seq"][0] == i
     return samples
 
 
@@ -156,7 +168,9 @@ def main() -> None:
             ring_throughput(kernel, 50_000)  # warm up
             ours = statistics.median(ring_throughput(kernel, THROUGHPUT_N) for _ in range(3))
             base = statistics.median(queue_throughput(BASELINE_N) for _ in range(3))
-            ring_lat, queue_lat = ring_latency(kernel, LATENCY_N), queue_latency(LATENCY_N)
+            spun = ring_latency(kernel, LATENCY_N, REQUEST_SPIN_S)
+            slept = ring_latency(kernel, LATENCY_N)
+            queue_lat = queue_latency(LATENCY_N)
         finally:
             kernel.terminate()
         barrier = syncthreads_ns(pkg.package.path, work)
@@ -166,9 +180,12 @@ def main() -> None:
     print(f"    baseline queue.Queue thread:  {base:12,.0f} messages/s")
     print(f"    ratio:                        {ours / base:12.1f}x")
     print("(b) round-trip latency, one message at a time (p50 / p99)")
-    print(f"    ringgen CPU backend:          {pct(ring_lat, 50):7.1f} / {pct(ring_lat, 99):7.1f} us")
+    print(f"    ringgen CPU backend, polled:  {pct(spun, 50):7.1f} / {pct(spun, 99):7.1f} us"
+          f"   (push_pop, as a lone request() waits, up to {REQUEST_SPIN_S * 1e6:g} us)")
+    print(f"    ringgen CPU backend, slept:   {pct(slept, 50):7.1f} / {pct(slept, 99):7.1f} us"
+          "   (a pop that sleeps on the kernel's bell at once)")
     print(f"    baseline queue.Queue thread:  {pct(queue_lat, 50):7.1f} / {pct(queue_lat, 99):7.1f} us")
-    print(f"    p50 ratio (baseline/ringgen): {pct(queue_lat, 50) / pct(ring_lat, 50):7.2f}x")
+    print(f"    p50 ratio (baseline/polled):  {pct(queue_lat, 50) / pct(spun, 50):7.2f}x")
     print("(c) one __syncthreads() on the CPU backend")
     for threads, ns in barrier.items():
         print(f"    {threads:3d} threads: {ns:8.1f} ns per barrier ({ns / threads:.1f} ns per fiber switch)")

@@ -5,8 +5,9 @@ handler, on the CPU backend, in one run (time per message and the ratio), and th
     python benchmarks/bench_translate.py [--messages N]
 
 Pairs: the worker's block sum of 256 floats (block 128), a 256-element axpy reduced to one
-number (sum of a*x[i] + y[i]) and a string parser (comma-separated integers summed, one
-character at a time).
+number (sum of a*x[i] + y[i]), the same of 8 elements with a warp per request (per="warp")
+and with a thread per request (per="thread"), and a string parser (comma-separated integers
+summed, one character at a time).
 """
 
 from __future__ import annotations
@@ -161,6 +162,51 @@ def axpy_c(req: Data) -> Total:
     return Total(result=sum(req.a * req.data[i] + req.y[i] for i in range(n)))
 '''
 
+GROUPS = r'''
+
+@message
+@dataclass
+class Small:
+    x: Annotated[list[float], MaxLen(8)]
+    y: Annotated[list[float], MaxLen(8)]
+    a: float = 2.0
+
+
+# a group's own: rank and size from ctx, a warp meets over its lanes (a thread alone does not)
+GROUP_AXPY_CU = r"""
+__device__ bool {kid}_handle(const Small& req, Total& resp, rg_ctx& ctx) {{
+    __shared__ double part[64];
+    uint32_t n = req.x.count < req.y.count ? req.x.count : req.y.count;
+    double s = 0.0;
+    for (uint32_t i = ctx.rank(); i < n; i += ctx.group_size) s += req.a * req.x.items[i] + req.y.items[i];
+    if (ctx.group_size == 1) {{ resp.result = s; return true; }}
+    part[threadIdx.x] = s;
+    __syncwarp();
+    if (ctx.rank() == 0) {{
+        double t = 0.0;
+        for (uint32_t k = 0; k < ctx.group_size; ++k) t += part[ctx.first + k];
+        resp.result = t;
+    }}
+    __syncwarp();
+    return true;
+}}
+"""
+'''
+
+GROUP_PAIR = '''
+
+@ring_kernel(kernel_id="{per}_py", input=Small, output=Total, block=64, per="{per}")
+def {per}_py(req: Small) -> Total:
+    n = min(len(req.x), len(req.y))
+    return Total(result=sum(req.a * req.x[i] + req.y[i] for i in rg.prange(n)))
+
+
+@ring_kernel(kernel_id="{per}_c", input=Small, output=Total, block=64, per="{per}",
+             cuda=GROUP_AXPY_CU.format(kid="{per}_c"))
+def {per}_c(req: Small) -> Total:
+    return {per}_py(req)
+'''
+
 KERNEL_50 = '''
 @ring_kernel(kernel_id="k{i}", input=Data, output=Total, block=64)
 def k{i}(req: Data) -> Total:
@@ -209,7 +255,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         module = Path(tmp) / "bench_handlers.py"
-        module.write_text(HANDLERS)
+        pairs_of_groups = "".join(GROUP_PAIR.format(per=per) for per in ("warp", "thread"))
+        module.write_text(HANDLERS + GROUPS + pairs_of_groups)
         many = Path(tmp) / "bench_many.py"
         many.write_text(HANDLERS.split("SUM_CU =")[0] + "".join(KERNEL_50.format(i=i) for i in range(50)))
         sys.path.insert(0, tmp)
@@ -226,8 +273,11 @@ def main() -> None:
         msgs = [pkg.Data(data=data, a=1.5, y=data[::-1]) for _ in range(args.messages)]
         line = ",".join(str(i * 7919 % 100003) for i in range(20))  # 20 numbers, ~110 chars
         lines = [pkg.Line(text=line) for _ in range(args.messages)]
+        small = [pkg.Small(x=data[:8], y=data[8:16], a=1.5) for _ in range(args.messages)]
         pairs = [("worker block sum", "sum_py", "sum_c", msgs),
                  ("axpy of 256, reduced", "axpy_py", "axpy_c", msgs),
+                 ("axpy of 8, a warp per request", "warp_py", "warp_c", small),
+                 ("axpy of 8, a thread per request", "thread_py", "thread_c", small),
                  ("string parser", "parse_py", "parse_c", lines)]
         with SyncRuntime(pkg, backend="cpu") as runtime:
             for _, translated, handwritten, inputs in pairs:
@@ -238,6 +288,8 @@ def main() -> None:
             got = runtime.request("parse_py", lines[0], timeout=10.0)
             assert (got.total, got.count, got.ok) == (want.total, want.count, want.ok) == \
                 (sum(int(x) for x in line.split(",")), 20, True)
+            for kid in ("warp_py", "warp_c", "thread_py", "thread_c"):  # Python's sum, in order
+                assert runtime.request(kid, small[0], timeout=10.0).result == pkg.warp_py(small[0]).result
             for title, translated, handwritten, inputs in pairs:
                 py_times, c_times = [], []
                 for _ in range(args.rounds):  # interleaved, so drift hits both alike

@@ -59,24 +59,21 @@ def batch_size(spec: KernelSpec, message_bytes: int) -> int:
 
 def kernel_ir(spec: KernelSpec, reader: Any) -> KernelIR:
     """`reader` lays out the messages of device kernels (host actors need no C layout)."""
-    state = None
+    layout = None  # of the state= struct (a host actor has none: @ring_kernel refuses it)
     if spec.host_actor:
         source, file, line = "", "", 0
         names = [cls.__name__ if cls else None for cls in (spec.input, spec.output)]
-    elif spec.translated:
-        from ringgen.codegen.translate import translate
-
-        names = [reader.read_message(cls).name if cls else None for cls in (spec.input, spec.output)]
-        file = reader.shown(str(spec.module_file or "<unknown>"))
-        layout = reader.read_state(spec.state) if spec.state is not None else None
-        state = layout.c_name if layout is not None else None
-        source, line = translate(spec, {m.name: m for m in reader.messages.values()}, file, layout)
     else:
-        source, file, line = spec.handler_source()
-        file = reader.shown(file)
         names = [reader.read_message(cls).name if cls else None for cls in (spec.input, spec.output)]
-        if spec.state is not None:
-            state = reader.read_state(spec.state).c_name
+        layout = reader.read_state(spec.state) if spec.state is not None else None
+        if spec.translated:
+            from ringgen.codegen.translate import translate
+
+            file = reader.shown(str(spec.module_file or "<unknown>"))
+            source, line = translate(spec, {m.name: m for m in reader.messages.values()}, file, layout)
+        else:
+            source, file, line = spec.handler_source()
+            file = reader.shown(file)
     batch = 1
     if not spec.host_actor:
         sizes = [reader.read_message(cls).layout.size for cls in (spec.input, spec.output) if cls]
@@ -97,7 +94,7 @@ def kernel_ir(spec: KernelSpec, reader: Any) -> KernelIR:
         cuda_line=line,
         python_name=spec.fn.__name__,
         host_actor=spec.host_actor,
-        state=state,
+        state=layout.c_name if layout is not None else None,
         key=spec.key,
         sends=sends,
         per=spec.per,

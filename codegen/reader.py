@@ -179,7 +179,8 @@ class _Reader:
                     errors.append(str(e))
                     continue
                 fields.append(FieldIR(spec.name, ctype, -1, False, spec.node.describe(),
-                                      _default_c(spec, ctype), field_line(cls, spec.name)))
+                                      _default_c(spec, ctype, self.fields_of),
+                                      field_line(cls, spec.name)))
                 members.append((spec.name, ctype, 0))
         finally:
             self.in_progress.pop()
@@ -196,6 +197,10 @@ class _Reader:
         self.messages[cls] = ir
         self.names[cls.__name__] = cls
         return ir
+
+    def fields_of(self, cls: type) -> tuple[FieldIR, ...]:
+        """The fields of a message class already read (as a nested one is, before its holder)."""
+        return self.messages[cls].fields
 
     def read_state(self, cls: type) -> StructLayout:
         """A kernel's state dataclass as a plain C struct of the same name (no header). Its
@@ -230,15 +235,14 @@ class _Reader:
             raise SchemaError(f"{self.where(cls, key)}: kernel {kernel_id!r} routes by key={key!r}, "
                               f"which must be an int, uint, enum, str or bytes field, not {kind}")
 
-    @staticmethod
-    def _header_field(spec: FieldSpec, where: str, line: int) -> FieldIR:
+    def _header_field(self, spec: FieldSpec, where: str, line: int) -> FieldIR:
         member = next(m for m in header.MEMBERS if m.name == spec.name)
         annotation = member.python
         if spec.node.describe() != annotation:
             raise SchemaError(f"{where}: header field {spec.name} must be annotated {annotation}, "
                               f"not {spec.node.describe()}; fix the annotation or rename the field")
         ctype = _HEADER_CTYPES[spec.name]
-        default = _default_c(spec, ctype) if spec.name == "priority" else ""
+        default = _default_c(spec, ctype, self.fields_of) if spec.name == "priority" else ""
         return FieldIR(spec.name, ctype, member.offset, True, spec.node.describe(), default, line)
 
 
@@ -251,14 +255,30 @@ def _c_bytes(data: bytes) -> str:
                          for b in data) + '"'
 
 
-def _default_c(spec: FieldSpec, ctype: CType) -> str | None:
+def _default_c(spec: FieldSpec, ctype: CType, fields_of: Callable[[type], Sequence[FieldIR]]
+               ) -> str | None:
     """A C statement on `{lv}` that sets the field's default; '' when the zero value is the
-    default or the default is made by a factory at run time; None when the field is required."""
+    default or the default is made by a factory at run time; None when the field is required.
+    A message-typed field's factory (the class, or a lambda that builds one) is called here:
+    its value's fields are data, made the same on every call (its header is the runtime's).
+    fields_of: the FieldIRs of a message class read before this one (a nested message)."""
     if spec.required:
         return None
+    message = ctype.element if ctype.kind == "optional" else ctype
+    if message.kind == "message":
+        value = spec.default if spec.default_factory is dataclasses.MISSING else spec.default_factory()
+        if value is None:
+            return ""
+        text = _message_c(value, message, fields_of)
+        return f"{{lv}}.present = 1; {text.replace('{lv}', '{lv}.value')}" if message is not ctype else text
     if spec.default_factory is not dataclasses.MISSING:
         return ""
-    v = spec.default
+    return _value_c(spec.default, ctype)
+
+
+def _value_c(v: Any, ctype: CType) -> str:
+    """A C statement on `{lv}` that stores the constant `v` ('' where zero is its value or the
+    kind has no constant form here)."""
     if v is None or (isinstance(v, (list, tuple)) and not v):
         return ""
     kind = ctype.kind
@@ -270,6 +290,29 @@ def _default_c(spec: FieldSpec, ctype: CType) -> str | None:
         data = v.encode() if isinstance(v, str) else bytes(v)
         return f"{{lv}}.len = {len(data)}; rg_mp_copy({{lv}}.data, {_c_bytes(data)}, {len(data)});"
     return ""
+
+
+def _message_c(value: Any, ctype: CType, fields_of: Callable[[type], Sequence[FieldIR]]) -> str:
+    """`{lv}` set to a message value: its class's init (zeros, its type id, its own
+    constants), then each body field as the value holds it."""
+    parts = [f"rg_init_{ctype.c_name}(&{{lv}});"]
+    for f in fields_of(type(value)):
+        if f.header:
+            continue
+        field_value = getattr(value, f.name)
+        inner = f.ctype.element if f.ctype.kind == "optional" else f.ctype
+        if inner.kind == "message" and field_value is not None:
+            text = _message_c(field_value, inner, fields_of)
+            if inner is not f.ctype:
+                text = f"{{lv}}.present = 1; {text.replace('{lv}', '{lv}.value')}"
+        elif f.ctype.kind == "optional":
+            text = "" if field_value is None else \
+                f"{{lv}}.present = 1; {_value_c(field_value, inner).replace('{lv}', '{lv}.value')}"
+        else:
+            text = _value_c(field_value, f.ctype)
+        if text:
+            parts.append(text.replace("{lv}", f"{{lv}}.{f.name}"))
+    return " ".join(parts)
 
 
 def read_modules(specs: Sequence[str]) -> tuple[list[ModuleType], list[str]]:

@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("module", metavar="MODULE", help="actor module: a .py path or a dotted module name")
     v.add_argument("--kernel", metavar="K", help="only the kernel with this id")
     v.add_argument("--examples", type=int, default=100, metavar="N", help="messages per kernel (100)")
+    v.add_argument("--seed", type=int, default=0, metavar="S",
+                   help="where the messages are drawn from: a run repeats the last one's for the "
+                        "same seed, another seed explores others (0)")
     t = sub.add_parser("top", help="live view of a running runtime's kernels (monitor=True)")
     top.add_arguments(t)
     return p
@@ -143,7 +146,8 @@ def _print_resources(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from ringgen.verify import verify
 
-    verify(args.module, args.kernel, args.examples, progress=lambda line: print(line, flush=True))
+    verify(args.module, args.kernel, args.examples, progress=lambda line: print(line, flush=True),
+           seed=args.seed)
     return 0
 
 

@@ -7,7 +7,8 @@ exact), the same ctx.fail(), no response on both sides, or an exception in Pytho
 kernel traps. A `state=` kernel is driven with a sequence of requests from its launch state,
 and after each one the state of the block that handled it must equal the Python function's,
 field by field. The first difference is shrunk by hypothesis and reported with the messages
-that reproduce it. Needs the `verify` extra (hypothesis).
+that reproduce it. The messages are drawn from a seed (0 unless given): a run repeats the last
+one's, and another seed explores others. Needs the `verify` extra (hypothesis).
 """
 
 from __future__ import annotations
@@ -124,6 +125,8 @@ def message_strategy(cls: type, for_codecs: bool = False) -> Any:
 def differences(python: Any, kernel: Any, rtol: float, atol: float, path: str = "") -> list[str]:
     """The fields where two responses differ (header fields are the runtime's, not compared)."""
     if is_message_class(type(python)):
+        if type(kernel) is not type(python):  # None for an absent Optional
+            return [f"{path}: Python {python!r}, kernel {kernel!r}"]
         out: list[str] = []
         for spec in read_fields(type(python)):
             if spec.name in HEADER_FIELDS:
@@ -325,9 +328,11 @@ def built(module: str, out: Path | None = None) -> Iterator[tuple[ModuleType, di
 
 
 def verify_kernel(runtime: Any, spec: KernelSpec, examples: int,
-                  progress: Callable[[str], None] = print) -> None:
-    """Raise VerifyError with the shrunk first difference, if any."""
+                  progress: Callable[[str], None] = print, seed: int = 0) -> None:
+    """Raise VerifyError with the shrunk first difference, if any (`seed`: the messages drawn,
+    the same for the same seed)."""
     from hypothesis import HealthCheck, given, settings
+    from hypothesis import seed as seeded
     from hypothesis import strategies as st
 
     assert spec.input is not None
@@ -353,6 +358,7 @@ def verify_kernel(runtime: Any, spec: KernelSpec, examples: int,
                         enumerate(sequence[:i + 1])] + [f"  {d}" for d in found]
         return []
 
+    @seeded(seed)
     @settings(max_examples=examples, deadline=None, database=None, print_blob=False,
               suppress_health_check=list(HealthCheck))
     @given(requests if spec.state is None else st.lists(requests, min_size=1, max_size=6))
@@ -368,10 +374,11 @@ def verify_kernel(runtime: Any, spec: KernelSpec, examples: int,
             check()
     except AssertionError:
         raise VerifyError(f"kernel {spec.kernel_id!r}: the compiled handler and the Python function "
-                          "differ (shrunk; send this request to reproduce):\n" + "\n".join(seen)) from None
+                          f"differ (seed {seed}, shrunk; send this request to reproduce):\n"
+                          + "\n".join(seen)) from None
     finally:
         runtime.terminate(spec.kernel_id)
-    progress(f"{spec.kernel_id}: {examples} examples agree")
+    progress(f"{spec.kernel_id}: {examples} examples agree (seed {seed})")
 
 
 def device_kernels(kernels: dict[str, KernelSpec], kernel: str | None = None) -> list[KernelSpec]:
@@ -394,17 +401,17 @@ def _has_buffer(node: TypeNode) -> bool:
 
 
 def verify_package(package: ModuleType, specs: list[KernelSpec], examples: int,
-                   progress: Callable[[str], None] = print) -> None:
+                   progress: Callable[[str], None] = print, seed: int = 0) -> None:
     """Verify the kernels of a built package on the CPU backend."""
     from ringgen.runtime.sync import SyncRuntime
 
     with SyncRuntime(package, backend="cpu") as runtime:
         for spec in specs:
-            verify_kernel(runtime, spec, examples, progress)
+            verify_kernel(runtime, spec, examples, progress, seed)
 
 
 def verify(module: str, kernel: str | None = None, examples: int = 100,
-           progress: Callable[[str], None] = print) -> list[str]:
+           progress: Callable[[str], None] = print, seed: int = 0) -> list[str]:
     """Verify every device kernel of the module (or the one named); returns their ids."""
     with built(module) as (package, kernels):
         specs = device_kernels(kernels, kernel)
@@ -412,5 +419,5 @@ def verify(module: str, kernel: str | None = None, examples: int = 100,
             progress(f"{module}: no device kernel to verify (host actors and kernels that read "
                      "a BufferRef are not verified)")
             return []
-        verify_package(package, specs, examples, progress)
+        verify_package(package, specs, examples, progress, seed)
         return [s.kernel_id for s in specs]

@@ -198,7 +198,7 @@ class Channel:
     def sent(self, msg: Any) -> None:
         """One message was accepted: sample its send time, move the backlog on."""
         if self.answers:
-            self.replies.sample(msg)
+            self.replies.accepted(msg.message_id.int)
         self.enqueued()
 
     async def send_many(self, msgs: Sequence[Any], timeout: float | None = None) -> int:
@@ -218,7 +218,7 @@ class Channel:
             if admitted:
                 accepted += 1
                 if self.answers:
-                    self.replies.sample(msg)
+                    self.replies.accepted(msg.message_id.int)
         self.enqueued()
         return accepted
 
@@ -312,8 +312,9 @@ class Channel:
     def want_responses(self) -> None:
         """Someone waits for responses (a device channel makes sure it will be woken)."""
 
-    def answer_soon(self, future: asyncio.Future[Any], timeout: float | None) -> None:
-        """A request() was sent: a device channel may find its reply before the loop turns."""
+    def ring_when_answered(self) -> None:
+        """want_responses() for a request polled for already: no more polling (device channels)."""
+        self.want_responses()
 
     def check_receivable(self) -> None:
         if self.replies.inbox_count:
@@ -341,11 +342,30 @@ class Channel:
         return self.objects_of(await self._take_when_there(max_count, timeout))
 
     async def receive(self, timeout: float | None) -> Any:
-        got = await self.receive_many(1, timeout)
-        if not got:
-            raise asyncio.TimeoutError(
-                f"no response from kernel {self.kernel_id!r} within {timeout} s")
-        return got[0]
+        """One response. From responses collected already it returns without suspending or
+        polling the kernel (what is there now was collected after them, so order holds), and
+        one that arrived as a struct array is decoded alone, without a numpy slice."""
+        replies = self.replies
+        deadline = None
+        while True:
+            if not replies.inbox_count:
+                self.poll_responses()
+            if replies.inbox_count:
+                got = replies.take_one()
+                if not isinstance(got, bytes):
+                    return got
+                codec = self.out_codec
+                assert codec is not None  # struct rows come only from a struct layout
+                try:
+                    return codec.unpack(got)
+                except (MessageSerializationError, ValueError) as e:
+                    self._undecodable(got, e)  # a dead letter: the next one, then
+                    continue
+            if deadline is None and timeout is not None:
+                deadline = self.loop.time() + timeout
+            if not await self._wait_for_responses(deadline):
+                raise asyncio.TimeoutError(
+                    f"no response from kernel {self.kernel_id!r} within {timeout} s")
 
     async def receive_array(self, max_count: int, timeout: float | None) -> np.ndarray:
         chunks = await self._take_when_there(max_count, timeout)
@@ -365,21 +385,36 @@ class Channel:
         """Move responses that arrived meanwhile into the inbox (device channels)."""
 
     async def request(self, msg: Any, timeout: float | None) -> Any:
-        if not self.answers:
-            raise KernelStateError(f"kernel {self.kernel_id!r} sends no responses "
-                                   "(fire-and-forget); use send()")
+        self.check_answers()
         key = msg.message_id.int  # an attribute: .bytes computes 16 bytes each time
         future: asyncio.Future[Any] = self.loop.create_future()
-        self.replies.expect(key, future)  # refuses a message another request() waits with
-        gave_up = False  # a reply may still come: it will be a dead letter
+        self.replies.expect(key, future)  # refuses a message sent already
         try:
             if not await self.send(msg, timeout):
                 raise QueueFullError(f"kernel {self.kernel_id!r}: the request was dropped by "
                                      f"backpressure '{self.backpressure}'")
-            self.answer_soon(future, timeout)
+        except BaseException as e:
+            self.replies.settle(key, gave_up=isinstance(e, asyncio.CancelledError))
+            raise
+        return await self.await_reply(key, future, timeout)
+
+    def check_answers(self) -> None:
+        if not self.answers:
+            raise KernelStateError(f"kernel {self.kernel_id!r} sends no responses "
+                                   "(fire-and-forget); use send()")
+
+    async def await_reply(self, key: int, future: asyncio.Future[Any], timeout: float | None,
+                          polled: bool = False) -> Any:
+        """The rest of a request() whose message went out: its reply, which `future` awaits
+        under `key`, within `timeout` s; `polled`: it was polled for already."""
+        gave_up = False  # a reply may still come: it will be a dead letter
+        try:
             if future.done():  # answered at once: no event-loop turn
                 return future.result()
-            self.want_responses()
+            if polled:
+                self.ring_when_answered()
+            else:
+                self.want_responses()
             return await self.deadlines.wait(future, timeout)
         except asyncio.TimeoutError:
             gave_up = True
@@ -424,10 +459,7 @@ class Channel:
         """A restart: take over the failed incarnation's unread responses, the buffers its
         messages still reference, the ids of requests that gave up (their late replies are
         dead letters), and what it carried (redeliver=True) with the request()s awaiting it."""
-        self.replies.inbox.extend(old.replies.inbox)
-        self.replies.inbox_count += old.replies.inbox_count
-        old.replies.inbox.clear()
-        old.replies.inbox_count = 0
+        self.replies.adopt_inbox(old.replies)
         self.replies.buffers_in_flight.update(old.replies.buffers_in_flight)
         self.replies.expired.update(old.replies.expired)
         self.replies.pending.update(carried.waiters)

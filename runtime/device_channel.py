@@ -103,23 +103,80 @@ class DeviceChannel(Channel):
     def message_of(self, entry: Any) -> Any:
         return self.in_codec.unpack(entry) if isinstance(entry, bytes) else entry
 
+    def _block_of(self, msg: Any) -> int:
+        """The block a message pushed directly goes to: its key's, or the next in turn."""
+        if self._router is not None:
+            return self._router.block_of(msg)
+        block = self._next_block
+        self._next_block = (block + 1) % self.kernel.grid
+        return block
+
+    def _push_direct(self, msg: Any, data: bytes) -> bool:
+        """Push one packed message into its lane; False if the lane is full."""
+        if not self.kernel.push(self._block_of(msg), rings.LANE_OF[msg.priority], data):
+            return False
+        self.counters.sent += 1
+        self.replies.accepted(msg.message_id.int)
+        return True
+
     async def send(self, msg: Any, timeout: float | None = None) -> bool:
         """With nothing waiting on the host and room in the lane, a message goes straight into
-        its lane: no backlog round trip, which is most of a request's host-side cost."""
+        its lane, and send() returns without suspending: no backlog round trip, which is most
+        of a one-message send's host-side cost."""
         expected_type = type(msg) is self.input_cls  # (kept apart: it would narrow msg)
         if self.state is KernelState.ACTIVE and not len(self.backlog) and expected_type:
             data = self.entry_of(msg)
-            if self._router is not None:
-                block = self._router.block_of(msg)
-            else:
-                block = self._next_block
-                self._next_block = (block + 1) % self.kernel.grid
-            if self.kernel.push(block, rings.LANE_OF[msg.priority], data):
-                self.counters.sent += 1
-                self.replies.sample(msg)
+            if self._push_direct(msg, data):
                 return True
             return await self.enqueue(msg, data, timeout)  # the lane is full: via the backlog
         return await super().send(msg, timeout)
+
+    async def request(self, msg: Any, timeout: float | None) -> Any:
+        """A lone request (no other request or receiver waiting, nothing in the backlog) goes
+        into its lane and waits for its reply in one native call (push_pop), without the GIL,
+        for up to REQUEST_SPIN_S: a reply that comes alone and names it is decoded and returned
+        with no future, no event-loop turn and no bookkeeping but the counters. Anything else
+        (the lane full, no reply yet, other responses with it) continues as Channel.request."""
+        replies = self.replies
+        spin = REQUEST_SPIN_S if timeout is None else min(REQUEST_SPIN_S, timeout)
+        expected_type = type(msg) is self.input_cls  # (kept apart: it would narrow msg)
+        if (spin <= 0 or self.state is not KernelState.ACTIVE or len(self.backlog)
+                or not expected_type or replies.pending or replies.waiters
+                or self.out_codec is None):
+            return await super().request(msg, timeout)
+        key = msg.message_id.int
+        replies.check_new(key)
+        data = self.entry_of(msg)
+        if self._armed:  # nobody else awaits responses: no eventfd write to slow the kernel
+            self._set_armed(False)
+        sent = time.perf_counter()
+        try:
+            raw = self.kernel.push_pop(self._block_of(msg), rings.LANE_OF[msg.priority], data,
+                                       POP_BATCH, spin)
+        except KernelFaultError:
+            self._on_exit()  # it broke its region and was stopped: it fails now, as a hung one
+            raise
+        if raw is None:
+            return await super().request(msg, timeout)  # the lane is full: via the backlog
+        self.counters.sent += 1
+        replies.remember(key)  # not sampled: every request's round trip is timed
+        at = self._correlation_offset
+        if len(raw) == self.out_size and int.from_bytes(raw[at:at + 16], "big") == key:
+            try:
+                response = self.out_codec.unpack(raw)
+            except (MessageSerializationError, ValueError):
+                pass  # undecodable: _arrived makes it a dead letter and the request raises
+            else:
+                if response.correlation_id is not None:  # (the flag says the bytes are one)
+                    replies.answered(key, sent)
+                    return response
+        future: asyncio.Future[Any] = self.loop.create_future()
+        replies.wait_for(key, future, sent)
+        if raw:
+            self._arrived(raw)
+            if len(raw) == POP_BATCH * self.out_size:
+                self._collect()
+        return await self.await_reply(key, future, timeout, polled=True)
 
     async def send_many(self, msgs: Sequence[Any], timeout: float | None = None) -> int:
         """A batch that fits the queue is packed at once and enqueued like an array; otherwise,
@@ -134,7 +191,7 @@ class DeviceChannel(Channel):
             self.buffers_to_device(m)
         rows = self.in_codec.pack_many(msgs)
         if self.answers:
-            self.replies.sample_many(msgs)
+            self.replies.accepted_many(msgs)
         return await self.send_array(rows, timeout)
 
     def _as_input_rows(self, arr: np.ndarray) -> np.ndarray:
@@ -288,24 +345,12 @@ class DeviceChannel(Channel):
         else:
             self.replies.route(self.unpack_rows(raw))
 
-    def answer_soon(self, future: asyncio.Future[Any], timeout: float | None) -> None:
-        """The one request() awaited, sent into a lane: its reply usually comes within the
-        native round trip (microseconds), so one native call polls for it first; when it comes,
-        request() returns without the event loop's turns, its wake-up or its timers. Anything
-        else awaited (other requests, receivers) takes the loop's own path, which lets the
-        other tasks run meanwhile."""
-        spin = REQUEST_SPIN_S if timeout is None else min(REQUEST_SPIN_S, timeout)
-        if (spin <= 0 or len(self.replies.pending) != 1 or self.replies.waiters
-                or self.kernel.closed or self.state is not KernelState.ACTIVE or len(self.backlog)):
-            return
-        try:
-            raw = self.kernel.pop_spinning(POP_BATCH, spin)
-        except KernelFaultError:  # it broke its region and was stopped: its exit fails us
-            return
-        if raw:
-            self._arrived(raw)
-            if len(raw) == POP_BATCH * self.out_size:
-                self._collect()
+    def ring_when_answered(self) -> None:
+        """A lone request polled for its reply in native code for its spin and none came: the
+        kernel's eventfd wakes the loop from here on (the loop's own polling would only spin
+        longer, on the core the kernel may need)."""
+        if self.output_cls is not None and not self.kernel.closed:
+            self._set_armed(True)
 
     def want_responses(self) -> None:
         """Someone awaits responses. The loop first polls for them for SPIN_S: an answer that

@@ -37,18 +37,45 @@ class Replies:
         self.buffers_in_flight: OrderedDict[int, list[Any]] = OrderedDict()  # id -> its buffers
         self.inbox: deque[Any] = deque()  # response objects and struct-array chunks, in order
         self.inbox_count = 0
+        # receive() takes one struct at a time from the struct array at the inbox's head as
+        # bytes cut from its copy, without a numpy slice each: `_cut` rows are taken already
+        # (_trim_cut() trims the array before anything else reads the inbox)
+        self._cut = 0
+        self._cut_raw: bytes | None = None
         self.waiters: deque[asyncio.Future[None]] = deque()  # receive*() waiting for the inbox
+        # The ids of the messages accepted lately, in two generations of at most MEMORY each:
+        # a request() of one of them would be answered by the reply to the earlier send.
+        self._sent: set[int] = set()
+        self._sent_before: set[int] = set()
 
     # -- what was sent ----------------------------------------------------------------------
 
-    def expect(self, key: int, future: asyncio.Future[Any]) -> None:
-        """A request() waits for the response correlated to message id `key` (always timed)."""
+    def check_new(self, key: int) -> None:
+        """A request() needs a message of its own: one sent before (by send(), send_many() or
+        another request()) has a reply coming or come already, and a second send of the same
+        id would be answered twice, the earlier reply taken for this request's."""
         if key in self.pending:
             raise KernelStateError(
                 f"kernel {self.kernel_id!r}: a request() with this message (message_id "
                 f"{key:032x}) is already waiting for its reply; send a new message object")
+        if key in self._sent or key in self._sent_before:
+            raise KernelStateError(
+                f"kernel {self.kernel_id!r}: this message (message_id {key:032x}) was sent to "
+                "it already, and its reply answers that send; request() a new message object "
+                "(construct it again: each message gets a fresh message_id)")
+
+    def expect(self, key: int, future: asyncio.Future[Any]) -> None:
+        """A request() waits for the response correlated to message id `key` (always timed)."""
+        self.check_new(key)
         self.pending[key] = future
         self.time(key)
+
+    def wait_for(self, key: int, future: asyncio.Future[Any], sent: float) -> None:
+        """expect() for a request whose message went out at perf_counter() `sent` already
+        (and was remember()ed)."""
+        self.pending[key] = future
+        self.sent_at[key] = sent
+        self._forget_unanswered()
 
     def settle(self, key: int, gave_up: bool) -> None:
         """The request() for `key` returned; a reply that comes after it gave up (timed out
@@ -59,13 +86,25 @@ class Replies:
             while len(self.expired) > MEMORY:
                 self.expired.popitem(last=False)
 
-    def sample(self, msg: Any) -> None:
-        """Time one accepted message in LATENCY_SAMPLE for the latency figures: a dict entry
-        per message would cost a bulk sender more than the rest of its bookkeeping."""
+    def accepted(self, key: int) -> None:
+        """Message id `key` was accepted: remembered (check_new), and one message in
+        LATENCY_SAMPLE timed for the latency figures (a dict entry per message would cost a
+        bulk sender more than the rest of its bookkeeping)."""
+        self.remember(key)
         if not self.counters.sent % LATENCY_SAMPLE:
-            self.time(msg.message_id.int)
+            self.time(key)
 
-    def sample_many(self, msgs: Sequence[Any]) -> None:
+    def remember(self, key: int) -> None:
+        """Message id `key` was sent (a request() of it again is refused: check_new)."""
+        sent = self._sent
+        sent.add(key)
+        if len(sent) >= MEMORY:
+            self._sent_before, self._sent = sent, set()
+
+    def accepted_many(self, msgs: Sequence[Any]) -> None:
+        self._sent.update([m.message_id.int for m in msgs])
+        if len(self._sent) >= MEMORY:
+            self._sent_before, self._sent = self._sent, set()
         now = time.perf_counter()
         self.sent_at.update((m.message_id.int, now) for m in msgs[::LATENCY_SAMPLE])
         self._forget_unanswered()
@@ -128,6 +167,15 @@ class Replies:
             self.inbox_count += 1
         wake_all(self.waiters)
 
+    def answered(self, key: int, sent: float) -> None:
+        """The reply to request `key`, sent at perf_counter() `sent`, was taken straight from
+        the ring and returned (DeviceChannel.request): what route() would have done for it."""
+        self.counters.received += 1
+        self.counters.latencies.append(time.perf_counter() - sent)
+        if self.buffers_in_flight:
+            for buffer in self.buffers_in_flight.pop(key, ()):
+                buffer.device_wrote()
+
     def deliver_rows(self, rows: np.ndarray) -> None:
         """Responses kept as the struct array they arrived as (nobody awaits one of them)."""
         self.inbox.append(rows)
@@ -145,8 +193,44 @@ class Replies:
             if sent is not None:
                 latencies.append(now - sent)
 
+    def take_one(self) -> Any:
+        """The next response of a non-empty inbox: an object, or (from a struct array) the
+        bytes of one struct."""
+        head = self.inbox[0]
+        self.inbox_count -= 1
+        self.counters.received += 1
+        if not isinstance(head, np.ndarray):
+            self.inbox.popleft()
+            return head
+        raw = self._cut_raw
+        if raw is None:
+            raw = self._cut_raw = head.tobytes()
+        size = head.itemsize
+        at = self._cut * size
+        self._cut += 1
+        if self._cut == len(head):
+            self.inbox.popleft()
+            self._cut, self._cut_raw = 0, None
+        return raw[at:at + size]
+
+    def _trim_cut(self) -> None:
+        """The rows take_one() cut from the head array leave it, before the inbox is read."""
+        if self._cut:
+            self.inbox[0] = self.inbox[0][self._cut:]
+            self._cut, self._cut_raw = 0, None
+
+    def adopt_inbox(self, old: Replies) -> None:
+        """A restart: the failed incarnation's unread responses are this one's."""
+        old._trim_cut()
+        self._trim_cut()
+        self.inbox.extend(old.inbox)
+        self.inbox_count += old.inbox_count
+        old.inbox.clear()
+        old.inbox_count = 0
+
     def take(self, n: int) -> list[Any]:
         """Up to n inbox entries' worth of responses, in order (arrays split as needed)."""
+        self._trim_cut()
         out: list[Any] = []
         taken = 0
         while self.inbox and taken < n:

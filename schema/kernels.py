@@ -154,12 +154,14 @@ def ring_kernel(
                                   "source; drop cuda=/cuda_file= or make it a plain def")
         elif input is None:
             raise SchemaError(f"{where}: a device kernel needs input=<@message class>")
-        elif not device and per != "block":
-            # the translator writes block-wide code (thread 0 stores, block barriers, prange
-            # over blockDim): a warp or thread group would return without its response
-            raise SchemaError(f"{where}: a Python handler runs per='block' (the translator writes "
-                              f"block-wide code), got per={per!r}; leave per out, or write the "
-                              "handler in CUDA C (cuda=) for warp- or thread-sized actors")
+        elif not device and per != "block" and state is not None:
+            # the groups of a block run side by side on different requests: each would read the
+            # block's state before the others wrote it back, where Python steps it one request
+            # after another
+            raise SchemaError(f"{where}: a Python handler with state= runs per='block' (its "
+                              f"requests change the block's state one after another; per={per!r} "
+                              "would run several at once on it); leave per out, or keep the "
+                              "state in the messages")
         if not (rtol >= 0 and atol >= 0):
             raise SchemaError(f"{where}: rtol and atol must be >= 0, got {rtol!r}, {atol!r}")
         if cuda is not None and cuda_file is not None:

@@ -92,6 +92,16 @@ class Region {
         return out;
     }
 
+    // A lone request's ring part in one call: push `structs`; if they went in, their responses
+    // as pop() gives them, waiting (without the GIL, polling without a nap: a reply due within
+    // microseconds is seen the moment it lands) up to spin_ns for the first. None if the lane
+    // had no room for them (nothing was pushed).
+    py::object push_pop(uint32_t block, uint32_t lane, const py::buffer& structs, uint64_t max,
+                        int64_t spin_ns) {
+        if (!push(block, lane, structs)) return py::none();
+        return pop(max, spin_ns, spin_ns, spin_ns, false);
+    }
+
     // Free slots of a lane (their requests finished): what the host may push now.
     uint64_t lane_free(uint32_t block, uint32_t lane) {
         return rg_host_lane_free(lane_host(block, lane), block, lane, false);
@@ -427,6 +437,7 @@ PYBIND11_MODULE(_rg_host, m) {
         .def("lane_size", &Region::lane_size)
         .def("lane_free", &Region::lane_free)
         .def("pop", &Region::pop)
+        .def("push_pop", &Region::push_pop)
         .def("take_lane", &Region::take_lane)
         .def("command", &Region::command)
         .def("wait_ack", &Region::wait_ack)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,11 @@ def test_aligned_slots_read_one_line_a_step(bus_pkg: Any) -> None:
     assert 2 <= reads <= 2 + 4 / batch + 0.05, (reads, batch)
 
 
+@dataclass
+class _Tally:
+    n: int = 0
+
+
 def test_batch_sizes_fit_shared_memory_and_per_is_checked() -> None:
     from schemas.bus import Vec, VecOut, vec_block, vec_thread, vec_warp
 
@@ -175,9 +181,10 @@ def test_batch_sizes_fit_shared_memory_and_per_is_checked() -> None:
     for bad in ({"per": "grid"}, {"per": "warp", "block": 64, "batch": 3}, {"batch": 0}):
         with pytest.raises(SchemaError, match=r"per|batch"):
             ring_kernel(kernel_id="k", input=Vec, output=VecOut, cuda="x", **bad)(lambda r: r)
-    for per in ("warp", "thread"):  # a Python handler (no cuda=) is translated block-wide
-        with pytest.raises(SchemaError, match=r"Python handler runs per='block'.*cuda="):
-            ring_kernel(kernel_id="k", input=Vec, output=VecOut, per=per)(lambda r: r)
+    for per in ("warp", "thread"):  # a Python handler with state= steps it one request at a time
+        ring_kernel(kernel_id="k", input=Vec, output=VecOut, per=per)(lambda r: r)
+        with pytest.raises(SchemaError, match=r"Python handler with state= runs per='block'"):
+            ring_kernel(kernel_id="k", input=Vec, output=VecOut, per=per, state=_Tally)(lambda r, s: r)
 
 
 @pytest.mark.slow

@@ -184,6 +184,83 @@ def test_lone_request_is_answered_by_the_native_wait(kernels_pkg: Any, backend: 
     assert run(main(0.0)) == 50
 
 
+def test_request_of_a_message_sent_already_is_refused(kernels_pkg: Any) -> None:
+    """A message id names one send: request() of a message sent already (by send(), or by an
+    earlier request()) would be answered by that send's reply, the second reply left over in
+    the inbox, so it is refused and nothing is enqueued; the same message to another kernel,
+    and a new message, are requests of their own."""
+    async def main() -> None:
+        async with RingKernelRuntime(kernels_pkg, backend="cpu") as rt:
+            await rt.launch("echo")
+            await rt.launch("echo4")
+            sent = kernels_pkg.Ping(seq=1)
+            assert await rt.send("echo", sent)
+            with pytest.raises(KernelStateError, match="was sent to it already"):
+                await rt.request("echo", sent, timeout=5.0)
+            asked = kernels_pkg.Ping(seq=2)
+            assert (await rt.request("echo", asked, timeout=5.0)).correlation_id == asked.message_id
+            with pytest.raises(KernelStateError, match="was sent to it already"):
+                await rt.request("echo", asked, timeout=5.0)
+            batch = [kernels_pkg.Ping(seq=i) for i in range(3, 40)]
+            assert await rt.send_many("echo", batch) == len(batch)
+            with pytest.raises(KernelStateError, match="was sent to it already"):
+                await rt.request("echo", batch[-1], timeout=5.0)
+            other = await rt.request("echo4", sent, timeout=5.0)
+            assert other.correlation_id == sent.message_id
+            got = await _receive_all(rt, "echo", 1 + len(batch))
+            assert [p.seq for p in got] == [1, *range(3, 40)]  # one reply per send, none twice
+            assert await rt.receive_many("echo", 10, timeout=0.1) == []
+            assert rt.telemetry("echo").sent == 2 + len(batch)
+
+    run(main())
+
+
+def test_lone_request_amid_other_responses_gets_its_own(kernels_pkg: Any) -> None:
+    """Responses to earlier send()s that come with a lone request's reply, or instead of it,
+    go to the inbox in order; the request returns its own reply."""
+    async def main() -> None:
+        async with RingKernelRuntime(kernels_pkg, backend="cpu") as rt:
+            await rt.launch("echo")
+            for round_ in range(20):
+                for i in range(5):
+                    assert await rt.send("echo", kernels_pkg.Ping(seq=100 * round_ + i))
+                req = kernels_pkg.Ping(seq=100 * round_ + 99)
+                rep = await rt.request("echo", req, timeout=5.0)
+                assert rep.correlation_id == req.message_id and rep.seq == req.seq
+            got = await _receive_all(rt, "echo", 100)
+            assert [p.seq for p in got] == [100 * r + i for r in range(20) for i in range(5)]
+            t = rt.telemetry("echo")
+            assert (t.sent, t.received) == (120, 120)
+
+    run(main())
+
+
+def test_receive_takes_one_at_a_time_from_a_collected_array(kernels_pkg: Any) -> None:
+    """Responses collected as one struct array (nobody awaited them) are taken by receive()
+    one struct at a time, in order, interleaved with receive_many() and receive_array()
+    without losing or repeating one."""
+    async def main() -> None:
+        async with RingKernelRuntime(kernels_pkg, backend="cpu") as rt:
+            await rt.launch("echo")
+            assert await rt.send_many("echo", [kernels_pkg.Ping(seq=i) for i in range(50)]) == 50
+            await rt.drain("echo", timeout=10.0)
+            channel: Any = rt.channel("echo")
+            channel.poll_responses()
+            assert channel.replies.inbox_count == 50
+            assert isinstance(channel.replies.inbox[0], np.ndarray)  # one chunk of structs
+            seqs = [(await rt.receive("echo", timeout=1.0)).seq for _ in range(3)]
+            seqs += [p.seq for p in await rt.receive_many("echo", 5, timeout=1.0)]
+            seqs.append((await rt.receive("echo", timeout=1.0)).seq)
+            seqs += [int(s) for s in (await rt.receive_array("echo", 10, timeout=1.0))["seq"]]
+            seqs += [(await rt.receive("echo", timeout=1.0)).seq for _ in range(31)]
+            assert seqs == list(range(50))
+            with pytest.raises(asyncio.TimeoutError):
+                await rt.receive("echo", timeout=0.05)
+            assert rt.telemetry("echo").received == 50
+
+    run(main())
+
+
 def test_late_reply_goes_to_the_dead_letters(kernels_pkg: Any) -> None:
     async def main() -> RingKernelRuntime:
         async with RingKernelRuntime(kernels_pkg, backend="cpu") as rt:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 import uuid
 from collections.abc import Iterator
@@ -22,7 +23,14 @@ from ringgen.runtime.buffers import UnifiedBuffer
 from ringgen.runtime.sync import SyncRuntime
 from ringgen.schema.kernels import kernel_spec
 from ringgen.toolchain.compile import cccl_include
-from ringgen.verify import CompiledKernel, agree, run_python, state_differences, verify_kernel
+from ringgen.verify import (
+    CompiledKernel,
+    Outcome,
+    agree,
+    run_python,
+    state_differences,
+    verify_kernel,
+)
 
 CORPUS = ROOT / "tests" / "golden" / "translated" / "translated"
 
@@ -152,13 +160,51 @@ def test_every_error_of_a_handler_is_reported_at_once(tmp_path: Path) -> None:
 # ---- Python's meaning, on the CPU backend, against the Python function ----
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, SyncRuntime]]:
-    p = plan(["schemas.translated"], tmp_path_factory.mktemp("translated") / "gen")
-    write_package(p.package_dir, p.files())
-    pkg = import_package(p.package_dir, "rg_translated_corpus")
+# Every granularity of @ring_kernel(per=...): the corpus as written (per="block"), and copies
+# of it with per="warp" (a block of 48: a warp of 32 and one of 16 side by side) and
+# per="thread" (32 threads, each on its own request). `running` has state= and stays a block.
+PERS = ("block", "warp", "thread")
+_VARIANT = {"warp": ('PER = "warp"', "BLOCK = 48"), "thread": ('PER = "thread"', "BLOCK = 32")}
+
+
+def corpus_module(per: str, folder: Path) -> str:
+    """The corpus module of this granularity: schemas.translated, or a copy of its file."""
+    if per == "block":
+        return "schemas.translated"
+    source = (ROOT / "tests" / "schemas" / "translated.py").read_text()
+    assert 'PER = "block"\nBLOCK = 32\n' in source
+    per_line, block_line = _VARIANT[per]
+    path = folder / f"translated_{per}.py"
+    path.write_text(source.replace('PER = "block"\nBLOCK = 32\n', f"{per_line}\n{block_line}\n"))
+    return str(path)
+
+
+_BUILT: dict[str, Path] = {}  # a copy's module is imported once a process: built once
+
+
+def build_corpus(per: str, factory: pytest.TempPathFactory) -> Path:
+    """The corpus package of this granularity, built in this process."""
+    if per not in _BUILT:
+        folder = factory.mktemp(f"translated_{per}")
+        p = plan([corpus_module(per, folder)], folder / "gen")
+        write_package(p.package_dir, p.files())
+        _BUILT[per] = p.package_dir
+    return _BUILT[per]
+
+
+@pytest.fixture(scope="module", params=PERS)
+def corpus(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, SyncRuntime]]:
+    per = request.param
+    package_dir = build_corpus(per, tmp_path_factory)
+    pkg = import_package(package_dir, f"rg_translated_corpus_{per}")
+    assert kernel_spec(pkg.arith).per == per  # type: ignore[attr-defined, union-attr]
     with SyncRuntime(pkg, backend="cpu") as runtime:
         yield pkg, runtime
+
+
+# state= keeps a Python handler per="block": the tests of `running` need one corpus
+BLOCK_ONLY = pytest.mark.parametrize("corpus", ["block"], indirect=True)
 
 
 def _agree(corpus: tuple[Any, SyncRuntime], kernel_id: str, requests: list[Any]) -> list[str]:
@@ -224,29 +270,47 @@ def test_a_trap_names_the_python_line(corpus: tuple[Any, SyncRuntime]) -> None:
         runtime.terminate("overflow")
     source = (ROOT / "tests" / "schemas" / "translated.py").read_text().splitlines()
     line = next(i for i, t in enumerate(source, 1) if "d=req.a // req.b" in t)
-    assert f"translated.py:{line}" in text, text
+    assert re.search(rf"translated(_warp|_thread)?\.py:{line}\b", text), text
 
 
 # ---- the C compilers ----
 
 
-def _all_translated(tmp_path: Path) -> Path:
-    """One translation unit of every translated kernel of the corpus (one compiler start, not
-    one a kernel; the worker example's is compiled with the other generated kernels)."""
+def _all_translated(tmp_path: Path, per: str, factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(one translation unit of every translated kernel of the corpus of this granularity, its
+    package folder): one compiler start, not one a kernel; the worker example's is compiled
+    with the other generated kernels."""
+    folder = CORPUS if per == "block" else build_corpus(per, factory)
     unit = tmp_path / "translated_all.cu"
-    unit.write_text("".join(f'#include "{p}"\n' for p in sorted(CORPUS.glob("*.cu"))))
-    return unit
+    unit.write_text("".join(f'#include "{p}"\n' for p in sorted(folder.glob("*.cu"))))
+    return unit, folder
 
 
-def test_translated_sources_compile_with_gpp_werror(tmp_path: Path) -> None:
-    compile_cpp([_all_translated(tmp_path)], tmp_path / "all.o", [CORPUS, cccl_include()],
-                ["-x", "c++", "-c"])
+@pytest.mark.parametrize("per", PERS)
+def test_translated_sources_compile_with_gpp_werror(per: str, tmp_path: Path,
+                                                    tmp_path_factory: pytest.TempPathFactory) -> None:
+    unit, folder = _all_translated(tmp_path, per, tmp_path_factory)
+    compile_cpp([unit], tmp_path / "all.o", [folder, cccl_include()], ["-x", "c++", "-c"])
 
 
 @pytest.mark.nvcc
 @pytest.mark.skipif(not have_nvcc(), reason="nvcc is not on PATH")
-def test_translated_sources_compile_with_nvcc_sm90(tmp_path: Path) -> None:
-    compile_nvcc(_all_translated(tmp_path), tmp_path / "all.o", [CORPUS])
+@pytest.mark.parametrize("per", PERS)
+def test_translated_sources_compile_with_nvcc_sm90(per: str, tmp_path: Path,
+                                                   tmp_path_factory: pytest.TempPathFactory) -> None:
+    unit, folder = _all_translated(tmp_path, per, tmp_path_factory)
+    compile_nvcc(unit, tmp_path / "all.o", [folder])
+
+
+def test_a_group_waits_only_for_itself(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A warp's handler meets with __syncwarp over its lanes and a thread's with no one: a
+    __syncthreads there would wait for groups that are on other requests (or none)."""
+    for per in ("warp", "thread"):
+        folder = build_corpus(per, tmp_path_factory)
+        for kernel in ("arith", "stats", "fields", "scale", "sender", "overflow"):
+            handler = (folder / f"{kernel}.cu").read_text().split("// ---- end of the handler")[0]
+            assert "__syncthreads" not in handler and "threadIdx.x == 0" not in handler, (per, kernel)
+            assert ("__syncwarp(rg_lanes)" in handler) == (per == "warp" and kernel in ("stats", "scale"))
 
 
 @pytest.mark.parametrize("kernel_id", ["arith", "stats", "overflow", "fields", "sender"])
@@ -257,9 +321,47 @@ def test_hypothesis_messages_agree_with_python(kernel_id: str, corpus: tuple[Any
     verify_kernel(runtime, spec, 60, progress=lambda line: None)
 
 
+def test_groups_side_by_side_agree_with_python(corpus: tuple[Any, SyncRuntime],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests sent at once: a round takes a batch, and the block's groups (two warps, or 32
+    threads) handle theirs side by side, each with its own reductions and response; every
+    response is the Python function's for its own request. Under ThreadSanitizer: the CPU
+    backend runs a warp's fibers up to its __syncwarp, so two warps that shared a scratch slot
+    would still agree there; the race check sees them touch it between two block barriers."""
+    pkg = corpus[0]
+    spec = kernel_spec(pkg.stats)
+    assert spec is not None
+    rng = np.random.default_rng(13)
+    requests = [pkg.Samples(values=[float(v) for v in rng.normal(size=n % 41)],
+                            counts=[int(c) for c in rng.integers(-100, 100, size=n % 9)],
+                            label=["", "ab", "skip", "é" * 6][n % 4], limit=[None, 0, 50][n % 3],
+                            inner=None if n % 2 else pkg.Inner(scale=0.5, tag=n))
+                for n in range(160)]
+    pythons = [run_python(spec, req) for req in requests]
+    monkeypatch.setenv("RINGGEN_RACE_CHECK", "1")  # read by a runtime as it starts
+    with SyncRuntime(pkg, backend="cpu") as checked:
+        checked.launch("stats")
+        assert checked.send_many("stats", requests, timeout=10.0) == len(requests)
+        checked.drain("stats", timeout=60.0)
+        expected = sum(r.label != "skip" for r in requests)
+        got: dict[Any, Any] = {}
+        while len(got) < expected:  # a response a request that is not skipped, or a timeout
+            batch = checked.receive_many("stats", expected - len(got), timeout=30.0)
+            assert batch, f"{len(got)} of {expected} responses"
+            got.update((r.correlation_id, r) for r in batch)
+        # ctx.fail() is counted per kernel, not per request: the count is compared
+        assert checked.telemetry("stats").errors == sum(p.failed for p in pythons)
+    problems = []
+    for req, python in zip(requests, pythons, strict=True):
+        kernel = Outcome(got.get(req.message_id), python.failed, None)
+        problems += [f"{req!r}: {d}" for d in agree(spec, python, kernel)]
+    assert problems == []
+
+
 # ---- state= in a Python handler ----
 
 
+@BLOCK_ONLY
 def test_state_fields_are_kept_across_requests_as_python(corpus: tuple[Any, SyncRuntime]) -> None:
     """The state after each request equals what the Python function leaves in its own state
     (grid 1: one block, one state), NaN and inf included; a reset returns no response."""
@@ -283,6 +385,7 @@ def test_state_fields_are_kept_across_requests_as_python(corpus: tuple[Any, Sync
         runtime.terminate("running")
 
 
+@BLOCK_ONLY
 def test_verify_drives_a_stateful_kernel_with_request_sequences(corpus: tuple[Any, SyncRuntime]) -> None:
     pkg, runtime = corpus
     spec = kernel_spec(pkg.running)
@@ -412,3 +515,67 @@ def test_sends_are_the_python_functions(corpus: tuple[Any, SyncRuntime]) -> None
             assert agree(spec, python, compiled) == [], (batch, python.sent, compiled.sent)
     finally:
         runtime.terminate("sender")
+
+
+# ---- a response's defaults ----
+
+NESTED_DEFAULTS = '''\
+from __future__ import annotations
+from dataclasses import dataclass, field
+from typing import Annotated
+import numpy as np
+from ringgen import MaxLen, message, ring_kernel
+
+
+@message
+@dataclass
+class Tag:
+    name: Annotated[str, MaxLen(8)] = "none"
+    weight: float = 1.5
+    level: np.int16 = 3
+
+
+@message
+@dataclass
+class Holder:
+    tag: Tag = field(default_factory=lambda: Tag(name="held", level=-4))
+    count: int = 7
+
+
+@message
+@dataclass
+class Ask:
+    x: int = 0
+
+
+@message
+@dataclass
+class Answer:
+    x: int = 0
+    tag: Tag = field(default_factory=Tag)
+    custom: Tag = field(default_factory=lambda: Tag(name="custom", weight=-2.0))
+    maybe: Tag | None = field(default_factory=lambda: Tag(level=9))
+    absent: Tag | None = None
+    holder: Holder = field(default_factory=Holder)
+
+
+@ring_kernel(kernel_id="defaults", input=Ask, output=Answer)
+def defaults(req: Ask) -> Answer:
+    return Answer(x=req.x)
+
+
+@ring_kernel(kernel_id="nested", input=Ask, output=Holder)
+def nested(req: Ask) -> Holder:
+    return Holder(count=req.x)
+'''
+
+
+def test_message_typed_field_defaults_are_the_c_init(tmp_path: Path) -> None:
+    """A response starts from its defaults: a message-typed field's (its class's own, or what
+    its default_factory makes, nested in turn, Optional too) as Python's constructor gives
+    them, not zeros."""
+    from ringgen.verify import verify
+
+    path = tmp_path / "nested_defaults.py"
+    path.write_text(NESTED_DEFAULTS)
+    assert verify(str(path), examples=5, progress=lambda line: None) == ["defaults", "nested"]

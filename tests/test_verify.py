@@ -11,7 +11,7 @@ from conftest import ROOT, generated_package
 from ringgen.cli import main
 from ringgen.codegen.kernels import collect_kernels
 from ringgen.schema.modules import load_module
-from ringgen.verify import device_kernels, verify_package
+from ringgen.verify import built, device_kernels, verify_package
 
 TRUNCATING = '''\
 from __future__ import annotations
@@ -118,3 +118,49 @@ def test_every_example_agrees_with_its_python(example: str) -> None:
     specs = device_kernels(collect_kernels([module]))
     if specs:
         verify_package(generated_package(example), specs, 25, progress=lambda line: None)
+
+
+RECORDING = '''\
+from __future__ import annotations
+from dataclasses import dataclass
+from ringgen import message, ring_kernel
+
+SEEN: list[int] = []  # what the Python function was given, in order
+
+
+@message
+@dataclass
+class Num:
+    x: int = 0
+
+
+ECHO_CU = r"""
+__device__ bool echo_handle(const Num& req, Num& resp, rg_ctx& ctx) {
+    (void)ctx;
+    resp.x = req.x;
+    return true;
+}
+"""
+
+
+@ring_kernel(kernel_id="echo", input=Num, output=Num, cuda=ECHO_CU)
+def echo(req: Num) -> Num:
+    SEEN.append(req.x)
+    return Num(x=req.x)
+'''
+
+
+def test_a_seed_draws_the_same_messages_and_another_seed_others(tmp_path: Path) -> None:
+    path = tmp_path / "recording.py"
+    path.write_text(RECORDING)
+    with built(str(path)) as (package, kernels):
+        spec = kernels["echo"]
+        seen = spec.fn.__globals__["SEEN"]
+        runs = []
+        for seed in (0, 0, 7):
+            seen.clear()
+            verify_package(package, [spec], 15, progress=lambda line: None, seed=seed)
+            runs.append(list(seen))
+    assert len(runs[0]) >= 15 and len(set(runs[0])) > 1
+    assert runs[0] == runs[1]  # the same seed: the same messages, in the same order
+    assert runs[2] != runs[0]

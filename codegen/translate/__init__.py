@@ -22,7 +22,7 @@ def translate(spec: KernelSpec, messages: dict[str, MessageIR], shown_file: str,
     diags = Diagnostics(shown_file, first_line - 1)
     assert spec.input is not None
     func = Function(spec.kernel_id, spec.input.__name__, spec.output.__name__ if spec.output else None,
-                    spec.block, shown_file,
+                    spec.block, shown_file, spec.per,
                     state.c_name if state else None,
                     {m.name: m.ctype for m in state.fields if m.ctype} if state else {},
                     {name: cls.__name__ for name, cls in spec.sends})

@@ -1,22 +1,25 @@
-"""Typed IR -> the C handler. Every thread of the block runs the handler with the same
-values, so control flow is uniform: sequential code runs redundantly on each thread (a
-handler without a prange is run by thread 0 alone), a prange runs in rounds of blockDim
-iterations (thread t runs iteration base + t), and the response and ctx.fail() are written by
-thread 0 alone.
+"""Typed IR -> the C handler. Every thread of the request's group (the block, a warp or one
+thread: per=, group.py) runs the handler with the same values, so control flow is uniform:
+sequential code runs redundantly on each thread (a handler without a prange is run by the
+group's first thread alone), a prange runs in rounds of the group's size (rank r runs iteration
+base + r; one thread runs it as a plain loop), and the response and ctx.fail() are written by
+the group's first thread alone. Only the group's own barrier is used: the other groups of the
+block are on other requests.
 
 Reductions, in a fixed order that is Python's: each iteration's value (`acc += v`,
-`m = max(m, v)`) goes to a shared slot, and after the round's barrier thread 0 folds the slots
-in index order into the accumulator, as the sequential loop would (ints checked for overflow,
-min/max replacing only on strictly less/greater, so NaN and -0.0 come out as in Python, float
-sums rounded in the same order). The values are computed in parallel; the fold is a few
-instructions an iteration. After the loop thread 0 broadcasts the results through shared
-memory."""
+`m = max(m, v)`) goes to a shared slot, and after the round's barrier the first thread folds the
+slots in index order into the accumulator, as the sequential loop would (ints checked for
+overflow, min/max replacing only on strictly less/greater, so NaN and -0.0 come out as in
+Python, float sums rounded in the same order). The values are computed in parallel; the fold
+is a few instructions an iteration. After the loop the first thread broadcasts the results
+through shared memory (a slot per group). One thread folds each value as it goes."""
 
 from __future__ import annotations
 
 from ringgen.codegen.escape import c_literal
 from ringgen.codegen.ir import CType
 from ringgen.codegen.translate import tir
+from ringgen.codegen.translate.group import Group
 from ringgen.codegen.translate.types import BOOL, FLOAT, INT, Messages, Ty
 
 _INT_RANGE = {8: (-2**7, 2**7 - 1), 16: (-2**15, 2**15 - 1), 32: (-2**31, 2**31 - 1)}
@@ -48,6 +51,7 @@ class Emitter:
         self.line = 0  # the Python line of what is being emitted
         self.parallel = False  # the handler has a prange: every thread runs it
         self.in_prange = 0
+        self.group = Group(func.per, func.block)
 
     def emit(self) -> str:
         f = self.func
@@ -62,23 +66,31 @@ class Emitter:
         w('#include "rg_python.h"')
         w(f"{sig} {{")
         w("    (void)req; (void)ctx;")
-        for r in f.reductions:
-            w(f"    __shared__ {r.ty.c} rg_red{r.slot}[2][{f.block}];")
-            w(f"    __shared__ bool rg_has{r.slot}[2][{f.block}];")
-            w(f"    __shared__ {r.ty.c} rg_acc{r.slot};")
+        group = self.group
+        for line in group.prologue():
+            w(line)
+        if not group.alone:  # one thread folds in registers
+            for r in f.reductions:
+                w(f"    __shared__ {r.ty.c} rg_red{r.slot}[2][{f.block}];  // a slot per thread of the block")
+                w(f"    __shared__ bool rg_has{r.slot}[2][{f.block}];")
+                # a result's slot per group, two by parity: the barrier of the next run of the
+                # prange is passed only once every thread has read this run's (no barrier after)
+                w(f"    __shared__ {r.ty.c} rg_acc{r.slot}[2][{group.groups}];")
+                w(f"    unsigned rg_par{r.slot} = 0u;  // the parity of the prange's run")
         for name, ty in f.locals.items():
             w(f"    {ty.c} {local(name)} = {_zero(ty)}; (void){local(name)};")
-        parallel = self.parallel = _has_prange(f.body)
-        if not parallel:  # nothing for the other threads to share: they do not repeat the work
+        parallel = self.parallel = _has_prange(f.body) and not group.alone
+        if not parallel and not group.alone:  # nothing to share: the others do not repeat the work
             back = " false" if f.output else ""
-            w(f"    if (threadIdx.x != 0) return{back};  // no prange: thread 0 runs it")
+            w(f"    if (rg_rank != 0) return{back};  // no prange: the group's first thread runs it")
         if f.state:
-            # The state is read into locals that every thread computes on alike, and thread 0
-            # writes them back at each return: no thread reads a field another one changed.
+            # The state is read into locals that every thread computes on alike, and the first
+            # thread writes them back at each return: no thread reads a field another one changed.
             for name, ctype in f.state_fields.items():
                 w(f"    {local('%' + name)} = {self.load(f'state.{name}', ctype)};")
-            if parallel:
-                w("    __syncthreads();  // every thread has read the state before thread 0 writes it")
+            barrier = group.barrier("every thread has read the state before the first writes it")
+            if parallel and barrier:
+                w(f"    {barrier}")
         self.block(f.body, 1)
         self.save_state("    ")
         w("    return false;" if f.output else "    return;")
@@ -136,7 +148,7 @@ class Emitter:
         elif isinstance(s, tir.Check):
             w(f"{pad}{s.what}({self.expr(s.value)}, RG_PY_AT);")
         elif isinstance(s, tir.Fail):
-            w(f"{pad}if (threadIdx.x == 0) ctx.fail();")
+            w(f"{pad}{self.group.leader('ctx.fail();')}")
         elif isinstance(s, tir.Send):
             self.send(s, pad)
         elif isinstance(s, tir.Return):
@@ -159,9 +171,9 @@ class Emitter:
         w(f"{pad}}}")
 
     def buffer_store(self, s: tir.BufferStore, pad: str) -> None:
-        """An item of a buffer view: in a prange, each iteration its own item; elsewhere thread
-        0 stores, between barriers when every thread runs the handler (they all read the old
-        value before, and see the new one after)."""
+        """An item of a buffer view: in a prange, each iteration its own item; elsewhere the
+        group's first thread stores, between the group's barriers when every thread runs the
+        handler (they all read the old value before, and see the new one after)."""
         w = self.out
         ty = self.func.locals[s.view]
         assert ty.ctype is not None
@@ -170,9 +182,9 @@ class Emitter:
         if self.in_prange or not self.parallel:
             w(f"{pad}{store}")
             return
-        w(f"{pad}__syncthreads();  // every thread has read the item's old value")
-        w(f"{pad}if (threadIdx.x == 0) {store}")
-        w(f"{pad}__syncthreads();  // and sees the new one")
+        w(f"{pad}{self.group.barrier('every thread has read the old value')}")
+        w(f"{pad}{self.group.leader(store)}")
+        w(f"{pad}{self.group.barrier('and sees the new one')}")
 
     def for_str(self, s: tir.ForStr, depth: int) -> None:
         pad, w = "    " * depth, self.out
@@ -184,21 +196,24 @@ class Emitter:
         w(f"{pad}}}")
 
     def prange(self, s: tir.PRange, depth: int) -> None:
+        if self.group.alone:
+            self.prange_alone(s, depth)
+            return
         pad, w = "    " * depth, self.out
         n = self.loops = self.loops + 1
-        block, reds = self.func.block, s.reductions
-        w(f"{pad}{{  // prange: rounds of {block} iterations, thread t runs iteration base + t; thread 0")
-        w(f"{pad}    // folds each round's values in index order, so the result is Python's loop's")
+        reds, size, group = s.reductions, self.group.size, self.group
+        w(f"{pad}{{  // prange: rounds of the group's {size} threads, rank r runs iteration base + r;")
+        w(f"{pad}    // the first thread folds each round's values in index order: Python's loop's result")
         w(f"{pad}    const int64_t rg_lo{n} = {self.expr(s.start)}, rg_hi{n} = {self.expr(s.stop)};")
         w(f"{pad}    unsigned rg_round{n} = 0;")
         if s.syncs:
-            w(f"{pad}    __syncthreads();  // a buffer: what thread 0 wrote before is seen by all")
+            w(f"{pad}    {group.barrier('a buffer: what the first thread wrote before is seen by all')}")
         w(f"{pad}    for (int64_t rg_base{n} = rg_lo{n}; rg_base{n} < rg_hi{n}; "
-          f"rg_base{n} += {block}, rg_round{n} ^= 1u) {{")
+          f"rg_base{n} += {size}, rg_round{n} ^= 1u) {{")
         for r in reds:
             w(f"{pad}        {r.ty.c} rg_term{r.slot} = {_zero(r.ty)};")
             w(f"{pad}        bool rg_got{r.slot} = false;")
-        w(f"{pad}        const int64_t rg_i{n} = rg_base{n} + (int64_t)threadIdx.x;")
+        w(f"{pad}        const int64_t rg_i{n} = rg_base{n} + (int64_t)rg_rank;")
         w(f"{pad}        if (rg_i{n} < rg_hi{n}) do {{  // do/while(0): `continue` ends the iteration")
         w(f"{pad}            {local(s.var)} = rg_i{n};")
         self.in_prange += 1
@@ -210,9 +225,10 @@ class Emitter:
             for r in reds:
                 w(f"{pad}        rg_red{r.slot}[rg_round{n}][threadIdx.x] = rg_term{r.slot};")
                 w(f"{pad}        rg_has{r.slot}[rg_round{n}][threadIdx.x] = rg_got{r.slot};")
-            w(f"{pad}        __syncthreads();  // slots double-buffered: one barrier a round")
-            w(f"{pad}        if (threadIdx.x == 0) {{")
-            w(f"{pad}            for (unsigned rg_t = 0; rg_t < {block}u; ++rg_t) {{")
+            w(f"{pad}        {group.barrier('slots double-buffered: one barrier a round')}")
+            w(f"{pad}        if (rg_rank == 0) {{")
+            first = group.first
+            w(f"{pad}            for (unsigned rg_t = {first}; rg_t < {first} + {size}; ++rg_t) {{")
             for r in reds:
                 acc, value = local(r.target), f"rg_red{r.slot}[rg_round{n}][rg_t]"
                 w(f"{pad}                if (rg_has{r.slot}[rg_round{n}][rg_t]) {_fold(r, acc, value)}")
@@ -221,16 +237,39 @@ class Emitter:
         w(f"{pad}    }}")
         w(f"{pad}    if (rg_hi{n} > rg_lo{n}) {local(s.var)} = rg_hi{n} - 1;  // its value after the loop")
         if s.syncs:
-            w(f"{pad}    __syncthreads();  // a buffer: every iteration's writes are seen by all")
+            w(f"{pad}    {group.barrier('a buffer: every iteration writes are seen by all')}")
         if reds:
-            w(f"{pad}    if (threadIdx.x == 0) {{")
+            w(f"{pad}    if (rg_rank == 0) {{")
             for r in reds:
-                w(f"{pad}        rg_acc{r.slot} = {local(r.target)};")
+                w(f"{pad}        rg_acc{r.slot}[rg_par{r.slot}][{group.index}] = {local(r.target)};")
             w(f"{pad}    }}")
-            w(f"{pad}    __syncthreads();")
+            w(f"{pad}    {group.barrier('the results are in the group slots')}")
             for r in reds:
-                w(f"{pad}    {local(r.target)} = rg_acc{r.slot};")
-            w(f"{pad}    __syncthreads();  // read before thread 0 may write rg_acc again")
+                slot = f"rg_acc{r.slot}[rg_par{r.slot}][{group.index}]"
+                w(f"{pad}    {local(r.target)} = {slot}; rg_par{r.slot} ^= 1u;")
+        w(f"{pad}}}")
+
+    def prange_alone(self, s: tir.PRange, depth: int) -> None:
+        """A prange of one thread (per="thread"): Python's loop, each value folded as it comes."""
+        pad, w = "    " * depth, self.out
+        n = self.loops = self.loops + 1
+        w(f"{pad}{{  // prange of one thread: the loop in order, each value folded as it comes")
+        w(f"{pad}    const int64_t rg_lo{n} = {self.expr(s.start)}, rg_hi{n} = {self.expr(s.stop)};")
+        w(f"{pad}    for (int64_t rg_i{n} = rg_lo{n}; rg_i{n} < rg_hi{n}; ++rg_i{n}) {{")
+        for r in s.reductions:
+            w(f"{pad}        {r.ty.c} rg_term{r.slot} = {_zero(r.ty)};")
+            w(f"{pad}        bool rg_got{r.slot} = false;")
+        w(f"{pad}        do {{  // do/while(0): `continue` ends the iteration")
+        w(f"{pad}            {local(s.var)} = rg_i{n};")
+        self.in_prange += 1
+        self.block(s.body, depth + 3)
+        self.in_prange -= 1
+        self.line = s.line
+        w(f"{pad}        }} while (0);")
+        for r in s.reductions:
+            w(f"{pad}        if (rg_got{r.slot}) {_fold(r, local(r.target), f'rg_term{r.slot}')}")
+        w(f"{pad}    }}")
+        w(f"{pad}    if (rg_hi{n} > rg_lo{n}) {local(s.var)} = rg_hi{n} - 1;  // its value after the loop")
         w(f"{pad}}}")
 
     def accumulate(self, s: tir.Accumulate, pad: str) -> None:
@@ -246,9 +285,9 @@ class Emitter:
         assert self.func.output is not None
         w(f"{pad}{{")
         pad += "    "
-        stores: list[str] = []  # thread 0's
+        stores: list[str] = []  # the first thread's
         self.place_fields("resp", self.func.output, s.fields, pad, stores)
-        w(f"{pad}if (threadIdx.x == 0) {{")
+        w(f"{pad}{self.group.leader('{')}")
         for v in stores:  # each carries its own #line (place)
             self.lines.append(v if v.startswith("#line") else f"{pad}    {v}")
         w(f"{pad}}}")
@@ -258,10 +297,10 @@ class Emitter:
         w(f"{pad[4:]}}}")
 
     def send(self, s: tir.Send, pad: str) -> None:
-        """Thread 0 builds the message (its checks computed by every thread) and sends it."""
+        """The first thread builds the message (its checks computed by every thread) and sends it."""
         w = self.out
         if not isinstance(s.value, tir.Construct):
-            w(f"{pad}if (threadIdx.x == 0) ctx.send_{s.target}({self.lvalue(s.value)});")
+            w(f"{pad}{self.group.leader(f'ctx.send_{s.target}({self.lvalue(s.value)});')}")
             return
         assert s.value.ty.ctype is not None
         n = self.loops = self.loops + 1
@@ -269,7 +308,7 @@ class Emitter:
         w(f"{pad}{{")
         stores: list[str] = []
         self.place_fields(msg, s.value.ty.ctype.c_name, s.value.fields, pad + "    ", stores)
-        w(f"{pad}    if (threadIdx.x == 0) {{")
+        w(f"{pad}    {self.group.leader('{')}")
         w(f"{pad}        {s.value.ty.ctype.c_name} {msg};")
         w(f"{pad}        rg_init_{s.value.ty.ctype.c_name}(&{msg});")
         for v in stores:
@@ -288,7 +327,7 @@ class Emitter:
 
     def place(self, target: str, ctype: CType, value: tir.Expr, pad: str, into: list[str]) -> None:
         """Stores `value` into the response's `target`. Values and checks are computed by
-        every thread (which trap alike, at the field's line); thread 0 stores."""
+        every thread (which trap alike, at the field's line); the first thread stores."""
         stores = _Stores(into, self.line)
         if ctype.kind == "optional":
             if value.ty.kind == "none":
@@ -335,7 +374,7 @@ class Emitter:
         stores.append(f"{target} = rg_r{n};")
 
     def list_build(self, target: str, ctype: CType, b: tir.ListBuild) -> list[str]:
-        """Thread 0's loop that appends each item, checking MaxLen as Python's constructor."""
+        """The first thread's loop that appends each item, checking MaxLen as Python's constructor."""
         saved, self.lines = self.lines, []
         w = self.out
         n = self.loops = self.loops + 1
@@ -360,7 +399,7 @@ class Emitter:
         return out
 
     def save_state(self, pad: str) -> None:
-        """Thread 0 writes the state's locals back; narrow fields are checked (ints) or
+        """The first thread writes the state's locals back; narrow fields are checked (ints) or
         rounded (float32) here, as a store into the struct, by every thread alike."""
         fields = self.func.state_fields
         if not fields:
@@ -370,7 +409,7 @@ class Emitter:
         for i, (name, ctype) in enumerate(fields.items()):
             value = self.store(tir.Local(self.func.locals["%" + name], "%" + name), ctype)
             w(f"{pad}    const {_store_type(ctype)} rg_s{i} = {value};")
-        w(f"{pad}    if (threadIdx.x == 0) {{")
+        w(f"{pad}    {self.group.leader('{')}")
         for i, name in enumerate(fields):
             w(f"{pad}        state.{name} = rg_s{i};")
         w(f"{pad}    }}")
@@ -560,7 +599,7 @@ class Emitter:
 
 
 class _Stores:
-    """Thread 0's statements of a response field; one that can trap is preceded by the
+    """The first thread's statements of a response field; one that can trap is preceded by the
     field's #line."""
 
     def __init__(self, lines: list[str], line: int) -> None:

@@ -467,8 +467,7 @@ class Lowerer:
             cls_node = args.pop(0)
         else:
             cls_node = f
-        cls = self.globals.get(cls_node.id) if isinstance(cls_node, ast.Name) else None
-        if getattr(cls, "__name__", None) != self.func.output or args:
+        if not self.names_class(cls_node, self.func.output) or args:
             raise Unsupported(v, f"returning {_describe(v)}",
                               f"return {self.func.output}(field=value, ...) or "
                               f"{self.request}.reply({self.func.output}, field=value, ...)")
@@ -493,10 +492,9 @@ class Lowerer:
             return self.field_value(node, ctype.element, ty.element, name)
         if ty.kind == "list" and isinstance(node, ast.ListComp):
             return self.list_build(node, ty, name)
-        if ty.kind == "message" and isinstance(node, ast.Call) and not node.args:
-            cls = self.globals.get(node.func.id) if isinstance(node.func, ast.Name) else None
-            if getattr(cls, "__name__", None) == ctype.c_name:
-                return tir.Construct(ty, self.constructor_fields(ctype.c_name, node.keywords))
+        if ty.kind == "message" and self.constructs(node, ctype.c_name):
+            assert isinstance(node, ast.Call)
+            return tir.Construct(ty, self.constructor_fields(ctype.c_name, node.keywords))
         if ty.kind == "str" and isinstance(node, ast.Constant) and isinstance(node.value, str):
             size = len(node.value.encode())
             if size > ctype.bound:
@@ -566,6 +564,14 @@ class Lowerer:
                               f"give items of type {item}")
         return tir.ListBuild(ty, index, start, stop, step, read, conds, value)
 
+    def names_class(self, node: ast.expr, message: str) -> bool:
+        """Whether `node` is a module-level name of the message class of this C name."""
+        return isinstance(node, ast.Name) and getattr(self.globals.get(node.id), "__name__", None) == message
+
+    def constructs(self, node: ast.expr, message: str) -> bool:
+        """Whether `node` calls that class's constructor, by keyword only: `Tag(name="x")`."""
+        return isinstance(node, ast.Call) and not node.args and self.names_class(node.func, message)
+
     def constructor_fields(self, message: str, keywords: list[ast.keyword]) -> tuple[tir.FieldStore, ...]:
         fields = self.messages.fields(message)
         stores = []
@@ -593,8 +599,8 @@ class Lowerer:
         target = str(call.args[0].value)
         cls_name = targets[target]
         node = call.args[1]
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.args \
-                and getattr(self.globals.get(node.func.id), "__name__", None) == cls_name:
+        if self.constructs(node, cls_name):
+            assert isinstance(node, ast.Call)
             value: tir.Expr = tir.Construct(Ty("message", _message_ctype(self.messages, cls_name)),
                                             self.constructor_fields(cls_name, node.keywords))
         else:

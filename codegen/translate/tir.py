@@ -264,6 +264,7 @@ class Function:
     output: str | None
     block: int
     file: str
+    per: str = "block"  # the threads that run one request: block | warp | thread
     state: str | None = None  # the C struct of the kernel's state=
     state_fields: dict[str, CType] = field(default_factory=dict)  # its fields, in order
     sends: dict[str, str] = field(default_factory=dict)  # its sends= targets: name -> message

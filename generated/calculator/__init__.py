@@ -47,7 +47,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='calculator',
-    schema_hash='4ddd7deae08e158f',
+    schema_hash='67b1c9e0ab4ee6eb',
     build_command='ringgen build examples/calculator.py -o generated',
     sources=('examples/calculator.py',),
     type_ids=TYPE_IDS,

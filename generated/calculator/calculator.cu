@@ -17,6 +17,7 @@ struct calculator_ctx : rg_ctx {};
 #include "rg_python.h"
 __device__ bool calculator_handle(const CalculateRequest& req, CalculateResponse& resp, rg_ctx& ctx) {
     (void)req; (void)ctx;
+    const uint32_t rg_rank = ctx.rank(); (void)rg_rank;  // this thread in its group
     int64_t py_n = 0; (void)py_n;
     int64_t py_i = 0; (void)py_i;
     double py_a = 0.0; (void)py_a;
@@ -31,7 +32,7 @@ __device__ bool calculator_handle(const CalculateRequest& req, CalculateResponse
     bool py_dot = false; (void)py_dot;
     uint32_t py_c = 0u; (void)py_c;
     double py_value = 0.0; (void)py_value;
-    if (threadIdx.x != 0) return false;  // no prange: thread 0 runs it
+    if (rg_rank != 0) return false;  // no prange: the group's first thread runs it
 #line 41
     py_n = rg_py_strlen(req.expression.data, req.expression.len);
 #line 42
@@ -142,7 +143,7 @@ __device__ bool calculator_handle(const CalculateRequest& req, CalculateResponse
 #line 83
                 {
                     const double rg_r0 = py_a;
-                    if (threadIdx.x == 0) {
+                    if (rg_rank == 0) {
                         resp.result = rg_r0;
                     }
                     return true;
@@ -162,12 +163,12 @@ __device__ bool calculator_handle(const CalculateRequest& req, CalculateResponse
 #line 88
     if (((!py_parsed) || (py_i != py_n))) {
 #line 89
-        if (threadIdx.x == 0) ctx.fail();
+        if (rg_rank == 0) ctx.fail();
 #line 90
         {
             const double rg_r0 = 0.0;
             const uint8_t rg_r1 = (uint8_t)(false);
-            if (threadIdx.x == 0) {
+            if (rg_rank == 0) {
                 resp.result = rg_r0;
                 resp.success = rg_r1;
                 resp.error.present = 1;
@@ -181,7 +182,7 @@ __device__ bool calculator_handle(const CalculateRequest& req, CalculateResponse
 #line 92
         {
             const double rg_r0 = (py_a + py_b);
-            if (threadIdx.x == 0) {
+            if (rg_rank == 0) {
                 resp.result = rg_r0;
             }
             return true;
@@ -192,7 +193,7 @@ __device__ bool calculator_handle(const CalculateRequest& req, CalculateResponse
 #line 94
         {
             const double rg_r0 = (py_a - py_b);
-            if (threadIdx.x == 0) {
+            if (rg_rank == 0) {
                 resp.result = rg_r0;
             }
             return true;
@@ -203,7 +204,7 @@ __device__ bool calculator_handle(const CalculateRequest& req, CalculateResponse
 #line 96
         {
             const double rg_r0 = (py_a * py_b);
-            if (threadIdx.x == 0) {
+            if (rg_rank == 0) {
                 resp.result = rg_r0;
             }
             return true;
@@ -215,21 +216,21 @@ __device__ bool calculator_handle(const CalculateRequest& req, CalculateResponse
         {
 #line 98
             const double rg_r0 = rg_py_div(py_a, py_b, RG_PY_AT);
-            if (threadIdx.x == 0) {
+            if (rg_rank == 0) {
                 resp.result = rg_r0;
             }
             return true;
         }
     }
 #line 99
-    if (threadIdx.x == 0) ctx.fail();
+    if (rg_rank == 0) ctx.fail();
 #line 100
     if ((py_op == INT64_C(47))) {
 #line 101
         {
             const double rg_r0 = 0.0;
             const uint8_t rg_r1 = (uint8_t)(false);
-            if (threadIdx.x == 0) {
+            if (rg_rank == 0) {
                 resp.result = rg_r0;
                 resp.success = rg_r1;
                 resp.error.present = 1;
@@ -242,7 +243,7 @@ __device__ bool calculator_handle(const CalculateRequest& req, CalculateResponse
     {
         const double rg_r0 = 0.0;
         const uint8_t rg_r1 = (uint8_t)(false);
-        if (threadIdx.x == 0) {
+        if (rg_rank == 0) {
             resp.result = rg_r0;
             resp.success = rg_r1;
             resp.error.present = 1;
@@ -252,7 +253,7 @@ __device__ bool calculator_handle(const CalculateRequest& req, CalculateResponse
     }
     return false;
 }
-#line 256 "calculator.cu"
+#line 257 "calculator.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a

@@ -64,7 +64,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='pipeline',
-    schema_hash='b455539819763cf3',
+    schema_hash='c19248400425163d',
     build_command='ringgen build examples/pipeline.py -o generated',
     sources=('examples/pipeline.py',),
     type_ids=TYPE_IDS,

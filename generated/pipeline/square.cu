@@ -17,12 +17,13 @@ struct square_ctx : rg_ctx {};
 #include "rg_python.h"
 __device__ bool square_handle(const Clipped& req, Squares& resp, rg_ctx& ctx) {
     (void)req; (void)ctx;
+    const uint32_t rg_rank = ctx.rank(); (void)rg_rank;  // this thread in its group
     int64_t rg_tmp1 = 0; (void)rg_tmp1;
     double rg_tmp2 = 0.0; (void)rg_tmp2;
-    if (threadIdx.x != 0) return false;  // no prange: thread 0 runs it
+    if (rg_rank != 0) return false;  // no prange: the group's first thread runs it
 #line 75
     {
-        if (threadIdx.x == 0) {
+        if (rg_rank == 0) {
             resp.values.count = 0;
             {  // a list comprehension into resp.values
                 const int64_t rg_lo1 = INT64_C(0), rg_hi1 = (int64_t)req.values.count, rg_st1 = INT64_C(1);
@@ -43,7 +44,7 @@ __device__ bool square_handle(const Clipped& req, Squares& resp, rg_ctx& ctx) {
     }
     return false;
 }
-#line 47 "square.cu"
+#line 48 "square.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a

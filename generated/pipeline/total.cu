@@ -17,22 +17,24 @@ struct total_ctx : rg_ctx {};
 #include "rg_python.h"
 __device__ bool total_handle(const Squares& req, Total& resp, rg_ctx& ctx) {
     (void)req; (void)ctx;
-    __shared__ double rg_red0[2][32];
+    const uint32_t rg_rank = ctx.rank(); (void)rg_rank;  // this thread in its group
+    __shared__ double rg_red0[2][32];  // a slot per thread of the block
     __shared__ bool rg_has0[2][32];
-    __shared__ double rg_acc0;
+    __shared__ double rg_acc0[2][1];
+    unsigned rg_par0 = 0u;  // the parity of the prange's run
     int64_t rg_tmp1 = 0; (void)rg_tmp1;
     double rg_tmp2 = 0.0; (void)rg_tmp2;
 #line 81
     rg_tmp2 = 0.0;
 #line 81
-    {  // prange: rounds of 32 iterations, thread t runs iteration base + t; thread 0
-        // folds each round's values in index order, so the result is Python's loop's
+    {  // prange: rounds of the group's 32 threads, rank r runs iteration base + r;
+        // the first thread folds each round's values in index order: Python's loop's result
         const int64_t rg_lo1 = INT64_C(0), rg_hi1 = (int64_t)req.values.count;
         unsigned rg_round1 = 0;
         for (int64_t rg_base1 = rg_lo1; rg_base1 < rg_hi1; rg_base1 += 32, rg_round1 ^= 1u) {
             double rg_term0 = 0.0;
             bool rg_got0 = false;
-            const int64_t rg_i1 = rg_base1 + (int64_t)threadIdx.x;
+            const int64_t rg_i1 = rg_base1 + (int64_t)rg_rank;
             if (rg_i1 < rg_hi1) do {  // do/while(0): `continue` ends the iteration
                 rg_tmp1 = rg_i1;
 #line 81
@@ -42,25 +44,24 @@ __device__ bool total_handle(const Squares& req, Total& resp, rg_ctx& ctx) {
             rg_red0[rg_round1][threadIdx.x] = rg_term0;
             rg_has0[rg_round1][threadIdx.x] = rg_got0;
             __syncthreads();  // slots double-buffered: one barrier a round
-            if (threadIdx.x == 0) {
-                for (unsigned rg_t = 0; rg_t < 32u; ++rg_t) {
+            if (rg_rank == 0) {
+                for (unsigned rg_t = 0u; rg_t < 0u + 32; ++rg_t) {
                     if (rg_has0[rg_round1][rg_t]) rg_tmp2 = rg_tmp2 + rg_red0[rg_round1][rg_t];
                 }
             }
         }
         if (rg_hi1 > rg_lo1) rg_tmp1 = rg_hi1 - 1;  // its value after the loop
-        if (threadIdx.x == 0) {
-            rg_acc0 = rg_tmp2;
+        if (rg_rank == 0) {
+            rg_acc0[rg_par0][0] = rg_tmp2;
         }
-        __syncthreads();
-        rg_tmp2 = rg_acc0;
-        __syncthreads();  // read before thread 0 may write rg_acc again
+        __syncthreads();  // the results are in the group slots
+        rg_tmp2 = rg_acc0[rg_par0][0]; rg_par0 ^= 1u;
     }
 #line 81
     {
         const double rg_r0 = rg_tmp2;
         const int64_t rg_r1 = (int64_t)req.values.count;
-        if (threadIdx.x == 0) {
+        if (rg_rank == 0) {
             resp.energy = rg_r0;
             resp.count = rg_r1;
         }
@@ -68,7 +69,7 @@ __device__ bool total_handle(const Squares& req, Total& resp, rg_ctx& ctx) {
     }
     return false;
 }
-#line 72 "total.cu"
+#line 73 "total.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a

@@ -42,7 +42,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='pubsub',
-    schema_hash='299dd7714968cf28',
+    schema_hash='ece6f5f1ef9c6949',
     build_command='ringgen build examples/pubsub.py -o generated',
     sources=('examples/pubsub.py',),
     type_ids=TYPE_IDS,

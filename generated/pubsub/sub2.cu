@@ -17,14 +17,15 @@ struct sub2_ctx : rg_ctx {};
 #include "rg_python.h"
 __device__ bool sub2_handle(const Event& req, Delivery& resp, rg_ctx& ctx) {
     (void)req; (void)ctx;
-    if (threadIdx.x != 0) return false;  // no prange: thread 0 runs it
+    const uint32_t rg_rank = ctx.rank(); (void)rg_rank;  // this thread in its group
+    if (rg_rank != 0) return false;  // no prange: the group's first thread runs it
 #line 60
     {
 #line 60
         const int32_t rg_r0 = rg_py_narrow<int32_t>(INT64_C(2), -2147483648, 2147483647, RG_PY_AT);
 #line 60
         const int32_t rg_r1 = rg_py_narrow<int32_t>(rg_py_strlen(req.data.data, req.data.len), -2147483648, 2147483647, RG_PY_AT);
-        if (threadIdx.x == 0) {
+        if (rg_rank == 0) {
             resp.subscriber = rg_r0;
             resp.length = rg_r1;
         }
@@ -32,7 +33,7 @@ __device__ bool sub2_handle(const Event& req, Delivery& resp, rg_ctx& ctx) {
     }
     return false;
 }
-#line 36 "sub2.cu"
+#line 37 "sub2.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a

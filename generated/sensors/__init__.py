@@ -36,7 +36,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='sensors',
-    schema_hash='d239debc9c746a22',
+    schema_hash='109308f68a70212d',
     build_command='ringgen build examples/sensors.py -o generated',
     sources=('examples/sensors.py',),
     type_ids=TYPE_IDS,

@@ -21,12 +21,13 @@ __device__ RunningStats running_stats_state[4];
 #include "rg_python.h"
 __device__ bool running_stats_handle(const Reading& req, Summary& resp, RunningStats& state, rg_ctx& ctx) {
     (void)req; (void)ctx;
+    const uint32_t rg_rank = ctx.rank(); (void)rg_rank;  // this thread in its group
     int64_t rg_state_count = 0; (void)rg_state_count;
     double rg_state_mean = 0.0; (void)rg_state_mean;
     double rg_state_m2 = 0.0; (void)rg_state_m2;
     double py_delta = 0.0; (void)py_delta;
     double py_variance = 0.0; (void)py_variance;
-    if (threadIdx.x != 0) return false;  // no prange: thread 0 runs it
+    if (rg_rank != 0) return false;  // no prange: the group's first thread runs it
     rg_state_count = state.count;
     rg_state_mean = state.mean;
     rg_state_m2 = state.m2;
@@ -54,7 +55,7 @@ __device__ bool running_stats_handle(const Reading& req, Summary& resp, RunningS
         const int64_t rg_r1 = rg_state_count;
         const double rg_r2 = rg_state_mean;
         const double rg_r3 = py_variance;
-        if (threadIdx.x == 0) {
+        if (rg_rank == 0) {
             resp.sensor_id = rg_r0;
             resp.count = rg_r1;
             resp.mean = rg_r2;
@@ -64,7 +65,7 @@ __device__ bool running_stats_handle(const Reading& req, Summary& resp, RunningS
             const int64_t rg_s0 = rg_state_count;
             const double rg_s1 = rg_state_mean;
             const double rg_s2 = rg_state_m2;
-            if (threadIdx.x == 0) {
+            if (rg_rank == 0) {
                 state.count = rg_s0;
                 state.mean = rg_s1;
                 state.m2 = rg_s2;
@@ -76,7 +77,7 @@ __device__ bool running_stats_handle(const Reading& req, Summary& resp, RunningS
         const int64_t rg_s0 = rg_state_count;
         const double rg_s1 = rg_state_mean;
         const double rg_s2 = rg_state_m2;
-        if (threadIdx.x == 0) {
+        if (rg_rank == 0) {
             state.count = rg_s0;
             state.mean = rg_s1;
             state.m2 = rg_s2;
@@ -84,7 +85,7 @@ __device__ bool running_stats_handle(const Reading& req, Summary& resp, RunningS
     }
     return false;
 }
-#line 88 "running_stats.cu"
+#line 89 "running_stats.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a

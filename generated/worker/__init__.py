@@ -43,7 +43,7 @@ HOST_ONLY = {
 package = bind_package(
     globals(),
     name='worker',
-    schema_hash='5742b08180225249',
+    schema_hash='2ca9b21337bfa6cc',
     build_command='ringgen build examples/worker.py -o generated',
     sources=('examples/worker.py',),
     type_ids=TYPE_IDS,

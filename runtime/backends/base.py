@@ -205,16 +205,18 @@ class RingKernel(ABC):
         except self._region_fault as e:
             raise self._broken(e) from None
 
-    def pop_spinning(self, max_count: int, spin_s: float) -> bytes:
-        """pop_bytes() polling in native code, without the GIL, up to spin_s for the first
-        response (no nap: a reply due within microseconds is seen the moment it lands)."""
+    def push_pop(self, block: int, lane: int, data: bytes, max_count: int,
+                 spin_s: float) -> bytes | None:
+        """push() of one packed message, then its responses as pop_bytes() gives them, polled
+        for in native code without the GIL (no nap: a reply due within microseconds is seen
+        the moment it lands) up to spin_s for the first; in one native call, a lone request's
+        ring part. None if the lane was full (nothing pushed)."""
         if self.info.out_dtype is None:
             raise KernelStateError(f"kernel {self.kernel_id!r} has no output (fire-and-forget)")
         if self.host_fault is not None:
             raise self._broken(None)
-        ns = int(spin_s * 1e9)
         try:
-            return self.rings.pop(max_count, ns, ns, ns, False)
+            return self.rings.push_pop(block, lane, data, max_count, int(spin_s * 1e9))
         except self._region_fault as e:
             raise self._broken(e) from None
 

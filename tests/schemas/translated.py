@@ -16,6 +16,10 @@ import ringgen as rg
 from ringgen import BufferRef, MaxLen, message, ring_kernel
 
 LIMIT = 1000  # a module constant is a literal in the translated code
+# The granularity of the stateless kernels, and their block: tests/test_translate.py builds
+# copies of this module with per="warp" (two warps, the second of 16 lanes) and per="thread".
+PER = "block"
+BLOCK = 32
 
 
 @message
@@ -50,7 +54,7 @@ class Arith:
     steps: int = 0
 
 
-@ring_kernel(kernel_id="arith", input=Numbers, output=Arith, block=32)
+@ring_kernel(kernel_id="arith", input=Numbers, output=Arith, block=BLOCK, per=PER)
 def arith(req: Numbers) -> Arith:
     """Python's arithmetic where C's differs: floor division and modulo of negatives, **,
     min/max with NaN, abs, int() of a float, narrowing into numpy fields."""
@@ -114,10 +118,11 @@ class Stats:
     isum: int = 0
     chars: int = 0
     over: int = 0
+    swept: float = 0.0
     status: Annotated[str, MaxLen(16)] | None = None
 
 
-@ring_kernel(kernel_id="stats", input=Samples, output=Stats, block=32)
+@ring_kernel(kernel_id="stats", input=Samples, output=Stats, block=BLOCK, per=PER)
 def stats(req: Samples, ctx: object) -> Stats | None:
     """Block reductions (prange accumulations, sum/min/max of lists and generators), reading
     str, Optional, nested and list fields, early return, reply and ctx.fail()."""
@@ -141,6 +146,12 @@ def stats(req: Samples, ctx: object) -> Stats | None:
     if req.inner is not None:
         scale = req.inner.scale + req.inner.tag
     scaled = sum(v * scale for v in req.values)
+    swept = 0.0
+    for k in range(3):  # one prange run after another: its result slot is reused
+        part = 0.0
+        for i in rg.prange(len(req.values)):
+            part += req.values[i] * k
+        swept += part
     isum = sum(req.counts)
     over = 0
     if req.limit is not None:
@@ -148,7 +159,7 @@ def stats(req: Samples, ctx: object) -> Stats | None:
             if c > req.limit:
                 over += 1
     return Stats(total=total, scaled=scaled, hi=hi, lo=min(req.values), first_hi=max(req.values),
-                 positives=positives, isum=isum, chars=len(req.label), over=over)
+                 positives=positives, isum=isum, chars=len(req.label), over=over, swept=swept)
 
 
 @message
@@ -169,7 +180,7 @@ class BigResult:
     cube: int = 0
 
 
-@ring_kernel(kernel_id="overflow", input=Big, output=BigResult, block=32)
+@ring_kernel(kernel_id="overflow", input=Big, output=BigResult, block=BLOCK, per=PER)
 def overflow(req: Big) -> BigResult:
     """64-bit ints: every operation checked; a result outside int64 traps at this line."""
     return BigResult(s=req.a + req.b, p=req.a * req.b, d=req.a // req.b, m=req.a % req.b,
@@ -278,7 +289,7 @@ class Parsed:
     found: bool = False
 
 
-@ring_kernel(kernel_id="fields", input=Record, output=Parsed, block=32)
+@ring_kernel(kernel_id="fields", input=Record, output=Parsed, block=BLOCK, per=PER)
 def fields(req: Record) -> Parsed:
     """Every field kind read, compared and copied into the response: str by character
     (indexing, iteration, ord, `in`, ordering), UUID, datetime, enum, nested, Optional, list;
@@ -336,7 +347,7 @@ class Scaled:
     peak: float = 0.0
 
 
-@ring_kernel(kernel_id="scale", input=Scale, output=Scaled, block=32)
+@ring_kernel(kernel_id="scale", input=Scale, output=Scaled, block=BLOCK, per=PER)
 def scale(req: Scale, ctx: object) -> Scaled:
     """ctx.buffer(ref, dtype): items read and written in a prange (each iteration its own),
     written by the sequential code, and reduced."""
@@ -357,7 +368,7 @@ class Audit:
     note: Annotated[str, MaxLen(8)] = ""
 
 
-@ring_kernel(kernel_id="sender", input=Batch, output=Summary, block=32,
+@ring_kernel(kernel_id="sender", input=Batch, output=Summary, block=BLOCK, per=PER,
              sends={"audit": Audit, "echo": Batch})
 def sender(req: Batch, ctx: object) -> Summary:
     """ctx.send: a message built by its constructor per item, in Python's order, and the

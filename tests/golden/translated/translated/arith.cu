@@ -13,10 +13,11 @@
 struct arith_ctx : rg_ctx {};
 
 // ---- the handler, as written in ../schemas/translated.py ----
-#line 54 "../schemas/translated.py"
+#line 58 "../schemas/translated.py"
 #include "rg_python.h"
 __device__ bool arith_handle(const Numbers& req, Arith& resp, rg_ctx& ctx) {
     (void)req; (void)ctx;
+    const uint32_t rg_rank = ctx.rank(); (void)rg_rank;  // this thread in its group
     int64_t py_a = 0; (void)py_a;
     int64_t py_b = 0; (void)py_b;
     int64_t py_q = 0; (void)py_q;
@@ -28,100 +29,100 @@ __device__ bool arith_handle(const Numbers& req, Arith& resp, rg_ctx& ctx) {
     int64_t py_k = 0; (void)py_k;
     int64_t py_trunc = 0; (void)py_trunc;
     double py_root = 0.0; (void)py_root;
-    if (threadIdx.x != 0) return false;  // no prange: thread 0 runs it
-#line 57
-    py_a = (int64_t)req.a;
-#line 58
-    py_b = (int64_t)req.b;
-#line 59
-#line 59
-    py_q = ((py_b != INT64_C(0)) ? rg_py_floordiv(py_a, py_b, RG_PY_AT) : rg_py_floordiv(rg_py_neg(py_a, RG_PY_AT), INT64_C(7), RG_PY_AT));
-#line 60
-#line 60
-    py_r = ((py_b != INT64_C(0)) ? rg_py_mod(py_a, py_b, RG_PY_AT) : rg_py_mod(rg_py_neg(py_a, RG_PY_AT), INT64_C(7), RG_PY_AT));
+    if (rg_rank != 0) return false;  // no prange: the group's first thread runs it
 #line 61
-    py_fq = 0.0;
+    py_a = (int64_t)req.a;
 #line 62
-    py_fr = 0.0;
+    py_b = (int64_t)req.b;
 #line 63
+#line 63
+    py_q = ((py_b != INT64_C(0)) ? rg_py_floordiv(py_a, py_b, RG_PY_AT) : rg_py_floordiv(rg_py_neg(py_a, RG_PY_AT), INT64_C(7), RG_PY_AT));
+#line 64
+#line 64
+    py_r = ((py_b != INT64_C(0)) ? rg_py_mod(py_a, py_b, RG_PY_AT) : rg_py_mod(rg_py_neg(py_a, RG_PY_AT), INT64_C(7), RG_PY_AT));
+#line 65
+    py_fq = 0.0;
+#line 66
+    py_fr = 0.0;
+#line 67
     if ((((req.y != 0.0) && (bool)isfinite(req.x)) && (bool)isfinite(req.y))) {
-#line 64
-#line 64
+#line 68
+#line 68
         py_fq = rg_py_ffloordiv(req.x, req.y, RG_PY_AT);
-#line 65
-#line 65
+#line 69
+#line 69
         py_fr = rg_py_fmod(req.x, req.y, RG_PY_AT);
     }
-#line 66
+#line 70
     py_steps = INT64_C(0);
-#line 67
-#line 67
-    py_n = rg_py_mod(rg_py_iabs(py_a, RG_PY_AT), INT64_C(50), RG_PY_AT);
-#line 68
-    while ((py_n > INT64_C(1))) {
-#line 69
-#line 69
-        py_n = ((rg_py_mod(py_n, INT64_C(2), RG_PY_AT) == INT64_C(0)) ? rg_py_floordiv(py_n, INT64_C(2), RG_PY_AT) : rg_py_add(rg_py_mul(INT64_C(3), py_n, RG_PY_AT), INT64_C(1), RG_PY_AT));
-#line 70
-#line 70
-        py_steps = rg_py_add(py_steps, INT64_C(1), RG_PY_AT);
 #line 71
-        if ((py_steps > INT64_C(1000))) {
+#line 71
+    py_n = rg_py_mod(rg_py_iabs(py_a, RG_PY_AT), INT64_C(50), RG_PY_AT);
 #line 72
+    while ((py_n > INT64_C(1))) {
+#line 73
+#line 73
+        py_n = ((rg_py_mod(py_n, INT64_C(2), RG_PY_AT) == INT64_C(0)) ? rg_py_floordiv(py_n, INT64_C(2), RG_PY_AT) : rg_py_add(rg_py_mul(INT64_C(3), py_n, RG_PY_AT), INT64_C(1), RG_PY_AT));
+#line 74
+#line 74
+        py_steps = rg_py_add(py_steps, INT64_C(1), RG_PY_AT);
+#line 75
+        if ((py_steps > INT64_C(1000))) {
+#line 76
             break;
         }
     }
-#line 73
+#line 77
     {  // range(): bounds evaluated once, the variable keeps its last value
-#line 73
+#line 77
         const int64_t rg_lo1 = INT64_C(10), rg_hi1 = INT64_C(0), rg_st1 = rg_py_neg(INT64_C(3), RG_PY_AT);
-#line 73
+#line 77
         rg_py_step(rg_st1, RG_PY_AT);
         for (int64_t rg_i1 = rg_lo1; rg_st1 > 0 ? rg_i1 < rg_hi1 : rg_i1 > rg_hi1; rg_i1 += rg_st1) {
             py_k = rg_i1;
-#line 74
+#line 78
             if ((py_k == INT64_C(4))) {
-#line 75
+#line 79
                 continue;
             }
-#line 76
-#line 76
+#line 80
+#line 80
             py_steps = rg_py_add(py_steps, py_k, RG_PY_AT);
         }
     }
-#line 77
+#line 81
     py_trunc = INT64_C(0);
-#line 78
+#line 82
     if (((bool)isfinite(req.x) && (fabs(req.x) < 1e+18))) {
-#line 79
-#line 79
+#line 83
+#line 83
         py_trunc = rg_py_int(req.x, RG_PY_AT);
     }
-#line 81
-#line 81
+#line 85
+#line 85
     py_root = (rg_py_math(sqrt(fabs(req.x)), fabs(req.x), 0.0, RG_PY_AT) + ((fabs((double)req.f) < 1000000000.0) ? ((double)(rg_py_int(floor((double)req.f), RG_PY_AT)) * 0.5) : (-1.0)));
-#line 82
+#line 86
     {
         const int64_t rg_r0 = py_q;
         const int64_t rg_r1 = py_r;
         const double rg_r2 = py_fq;
         const double rg_r3 = py_fr;
-#line 82
+#line 86
         const int64_t rg_r4 = rg_py_sub(rg_py_ipow(rg_py_mod(py_a, INT64_C(9), RG_PY_AT), INT64_C(3), RG_PY_AT), py_b, RG_PY_AT);
-#line 82
+#line 86
         const double rg_r5 = rg_py_pow(fabs(req.x), 0.5, RG_PY_AT);
         const double rg_r6 = rg_py_max<double>(req.x, req.y);
         const double rg_r7 = rg_py_min<double>(rg_py_min<double>(req.x, req.y), 2.5);
-#line 83
+#line 87
         const int64_t rg_r8 = rg_py_iabs(rg_py_sub(py_a, py_b, RG_PY_AT), RG_PY_AT);
         const int64_t rg_r9 = py_trunc;
-#line 84
+#line 88
         const int32_t rg_r10 = rg_py_narrow<int32_t>(rg_py_add(py_a, (int64_t)req.u, RG_PY_AT), -2147483648, 2147483647, RG_PY_AT);
         const float rg_r11 = (float)((req.x * 0.5));
         const uint8_t rg_r12 = (uint8_t)(((req.flag != 0) && (req.x > req.y)));
         const double rg_r13 = py_root;
         const int64_t rg_r14 = py_steps;
-        if (threadIdx.x == 0) {
+        if (rg_rank == 0) {
             resp.q = rg_r0;
             resp.r = rg_r1;
             resp.fq = rg_r2;
@@ -142,7 +143,7 @@ __device__ bool arith_handle(const Numbers& req, Arith& resp, rg_ctx& ctx) {
     }
     return false;
 }
-#line 146 "arith.cu"
+#line 147 "arith.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a

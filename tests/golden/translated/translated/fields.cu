@@ -13,10 +13,11 @@
 struct fields_ctx : rg_ctx {};
 
 // ---- the handler, as written in ../schemas/translated.py ----
-#line 282 "../schemas/translated.py"
+#line 293 "../schemas/translated.py"
 #include "rg_python.h"
 __device__ bool fields_handle(const Record& req, Parsed& resp, rg_ctx& ctx) {
     (void)req; (void)ctx;
+    const uint32_t rg_rank = ctx.rank(); (void)rg_rank;  // this thread in its group
     int64_t py_digits = 0; (void)py_digits;
     int64_t py_vowels = 0; (void)py_vowels;
     uint32_t py_c = 0u; (void)py_c;
@@ -30,101 +31,101 @@ __device__ bool fields_handle(const Record& req, Parsed& resp, rg_ctx& ctx) {
     int64_t rg_tmp2 = 0; (void)rg_tmp2;
     int64_t rg_tmp3 = 0; (void)rg_tmp3;
     int64_t rg_tmp4 = 0; (void)rg_tmp4;
-    if (threadIdx.x != 0) return false;  // no prange: thread 0 runs it
-#line 286
+    if (rg_rank != 0) return false;  // no prange: the group's first thread runs it
+#line 297
     py_digits = INT64_C(0);
-#line 287
+#line 298
     py_vowels = INT64_C(0);
-#line 288
+#line 299
     for (uint32_t rg_at1 = 0; rg_at1 < req.text.len;) {  // a character at a time
         py_c = rg_py_decode(req.text.data, req.text.len, &rg_at1);
-#line 289
+#line 300
         if (((INT64_C(48) <= py_c) && (py_c <= INT64_C(57)))) {
-#line 290
-#line 290
+#line 301
+#line 301
             py_digits = rg_py_add(py_digits, INT64_C(1), RG_PY_AT);
         } else {
-#line 291
+#line 302
             if (((((((py_c == INT64_C(97)) || (py_c == INT64_C(101))) || (py_c == INT64_C(105))) || (py_c == INT64_C(111))) || (py_c == INT64_C(117))) || (py_c == INT64_C(233)))) {
-#line 292
-#line 292
+#line 303
+#line 303
                 py_vowels = rg_py_add(py_vowels, INT64_C(1), RG_PY_AT);
             }
         }
     }
-#line 293
+#line 304
     py_code = INT64_C(0);
-#line 294
+#line 305
     if ((rg_py_strlen(req.text.data, req.text.len) > INT64_C(0))) {
-#line 295
-#line 295
+#line 306
+#line 306
         py_last = rg_py_str_at(req.text.data, req.text.len, rg_py_neg(INT64_C(1), RG_PY_AT), RG_PY_AT);
-#line 296
-#line 296
+#line 307
+#line 307
         py_code = rg_py_add(rg_py_mul((int64_t)(py_last), INT64_C(1000), RG_PY_AT), (int64_t)(rg_py_str_at(req.text.data, req.text.len, rg_py_mod(req.index, rg_py_strlen(req.text.data, req.text.len), RG_PY_AT), RG_PY_AT)), RG_PY_AT);
     }
-#line 297
+#line 308
     py_order = INT64_C(0);
-#line 298
+#line 309
     if ((rg_py_strcmp(req.text.data, req.text.len, req.other.data, req.other.len) < 0)) {
-#line 299
-#line 299
+#line 310
+#line 310
         py_order = rg_py_neg(INT64_C(1), RG_PY_AT);
     } else {
-#line 300
+#line 311
         if ((rg_py_strcmp(req.text.data, req.text.len, req.other.data, req.other.len) > 0)) {
-#line 301
+#line 312
             py_order = INT64_C(1);
         }
     }
-#line 302
+#line 313
     py_later = false;
-#line 303
+#line 314
     if (((req.start.present) && (req.end.present))) {
-#line 304
-#line 304
+#line 315
+#line 315
         py_later = (rg_py_same_tz((rg_py_present(req.end.present, RG_PY_AT), req.end.value).naive, (rg_py_present(req.start.present, RG_PY_AT), req.start.value).naive, RG_PY_AT), (rg_py_present(req.end.present, RG_PY_AT), req.end.value).ns >= (rg_py_present(req.start.present, RG_PY_AT), req.start.value).ns);
     }
-#line 305
+#line 316
     py_fast = INT64_C(0);
-#line 306
+#line 317
     {  // range(): bounds evaluated once, the variable keeps its last value
         const int64_t rg_lo2 = INT64_C(0), rg_hi2 = (int64_t)req.modes.count, rg_st2 = INT64_C(1);
-#line 306
+#line 317
         rg_py_step(rg_st2, RG_PY_AT);
         for (int64_t rg_i2 = rg_lo2; rg_st2 > 0 ? rg_i2 < rg_hi2 : rg_i2 > rg_hi2; rg_i2 += rg_st2) {
             rg_tmp1 = rg_i2;
-#line 306
-#line 306
+#line 317
+#line 317
             py_m = req.modes.items[rg_py_index(rg_tmp1, req.modes.count, RG_PY_AT)];
-#line 307
+#line 318
             if (((py_m == INT64_C(1)) || (py_m == req.mode))) {
-#line 308
-#line 308
+#line 319
+#line 319
                 py_fast = rg_py_add(py_fast, INT64_C(1), RG_PY_AT);
             }
         }
     }
-#line 309
+#line 320
     if ((req.mode == INT64_C(-7))) {
-#line 310
+#line 321
         {
             const int32_t rg_r0 = (int32_t)(INT64_C(-7));
             const uint8_t rg_r1 = (uint8_t)(rg_py_contains(req.text.data, req.text.len, "ab", 2u));
-            if (threadIdx.x == 0) {
+            if (rg_rank == 0) {
                 resp.mode = rg_r0;
                 resp.found = rg_r1;
                 resp.ids.count = 0;
                 {  // a list comprehension into resp.ids
-#line 311
+#line 322
                     const int64_t rg_lo3 = rg_py_mod(req.index, INT64_C(5), RG_PY_AT), rg_hi3 = INT64_C(10), rg_st3 = INT64_C(3);
-#line 311
+#line 322
                     rg_py_step(rg_st3, RG_PY_AT);
                     for (int64_t rg_i3 = rg_lo3; rg_st3 > 0 ? rg_i3 < rg_hi3 : rg_i3 > rg_hi3; rg_i3 += rg_st3) {
                         rg_tmp2 = rg_i3;
-#line 311
+#line 322
                         rg_py_fits(resp.ids.count + 1u, 8u, RG_PY_AT);
-#line 311
+#line 322
                         resp.ids.items[resp.ids.count++] = rg_py_narrow<int16_t>(rg_py_mul(rg_tmp2, rg_tmp2, RG_PY_AT), -32768, 32767, RG_PY_AT);
                     }
                 }
@@ -132,23 +133,23 @@ __device__ bool fields_handle(const Record& req, Parsed& resp, rg_ctx& ctx) {
             return true;
         }
     }
-#line 312
-#line 312
+#line 323
+#line 323
     if (((req.tag.present) && rg_py_streq((rg_py_present(req.tag.present, RG_PY_AT), req.tag.value).name.data, (rg_py_present(req.tag.present, RG_PY_AT), req.tag.value).name.len, "copy", 4u))) {
-#line 313
+#line 324
         {
-#line 313
+#line 324
             rg_py_fits((rg_py_present(req.tag.present, RG_PY_AT), req.tag.value).name.len, 4u, RG_PY_AT);
-#line 313
+#line 324
             rg_py_fits(req.other.len, 16u, RG_PY_AT);
-#line 313
+#line 324
             rg_py_fits(req.ids.count, 8u, RG_PY_AT);
             const int32_t rg_r8 = (int32_t)(req.mode);
-#line 315
+#line 326
             const float rg_r13 = (float)(((double)(rg_py_present(req.tag.present, RG_PY_AT), req.tag.value).weight * (double)(INT64_C(2))));
             const int64_t rg_r14 = py_digits;
-            if (threadIdx.x == 0) {
-#line 313
+            if (rg_rank == 0) {
+#line 324
                 rg_py_strcpy(resp.first.data, &resp.first.len, (rg_py_present(req.tag.present, RG_PY_AT), req.tag.value).name.data, (rg_py_present(req.tag.present, RG_PY_AT), req.tag.value).name.len);
                 resp.echo.present = 1;
                 rg_py_strcpy(resp.echo.value.data, &resp.echo.value.len, req.other.data, req.other.len);
@@ -167,22 +168,22 @@ __device__ bool fields_handle(const Record& req, Parsed& resp, rg_ctx& ctx) {
             return true;
         }
     }
-#line 316
+#line 327
     {
-#line 316
+#line 327
         rg_py_fits(req.other.len, 4u, RG_PY_AT);
         const int64_t rg_r3 = py_digits;
         const int64_t rg_r4 = py_vowels;
         const int64_t rg_r5 = py_code;
         const int64_t rg_r6 = py_order;
-#line 317
+#line 328
         const uint8_t rg_r7 = (uint8_t)((((!(req.owner.present)) && (!(req.peer.present))) || (((req.owner.present) && (req.peer.present)) && rg_py_uuid_eq((rg_py_present(req.owner.present, RG_PY_AT), req.owner.value), (rg_py_present(req.peer.present, RG_PY_AT), req.peer.value)))));
         const uint8_t rg_r8 = (uint8_t)(py_later);
         const int64_t rg_r9 = py_fast;
         const uint8_t rg_r10 = (uint8_t)(rg_py_contains(req.text.data, req.text.len, req.other.data, req.other.len));
-#line 318
+#line 329
         rg_py_fits(req.other.len, 6u, RG_PY_AT);
-        if (threadIdx.x == 0) {
+        if (rg_rank == 0) {
             rg_py_strcpy(resp.first.data, &resp.first.len, req.other.data, req.other.len);
             resp.echo.present = 0;
             resp.owner = req.peer;
@@ -200,17 +201,17 @@ __device__ bool fields_handle(const Record& req, Parsed& resp, rg_ctx& ctx) {
             resp.ids.count = 0;
             {  // a list comprehension into resp.ids
                 const int64_t rg_lo4 = INT64_C(0), rg_hi4 = (int64_t)req.ids.count, rg_st4 = INT64_C(1);
-#line 319
+#line 330
                 rg_py_step(rg_st4, RG_PY_AT);
                 for (int64_t rg_i4 = rg_lo4; rg_st4 > 0 ? rg_i4 < rg_hi4 : rg_i4 > rg_hi4; rg_i4 += rg_st4) {
                     rg_tmp3 = rg_i4;
-#line 319
-#line 319
+#line 330
+#line 330
                     rg_tmp4 = (int64_t)req.ids.items[rg_py_index(rg_tmp3, req.ids.count, RG_PY_AT)];
                     if (!((rg_tmp4 > INT64_C(0)))) continue;
-#line 319
+#line 330
                     rg_py_fits(resp.ids.count + 1u, 8u, RG_PY_AT);
-#line 319
+#line 330
                     resp.ids.items[resp.ids.count++] = rg_py_narrow<int16_t>(rg_py_mul(rg_tmp4, INT64_C(2), RG_PY_AT), -32768, 32767, RG_PY_AT);
                 }
             }
@@ -219,7 +220,7 @@ __device__ bool fields_handle(const Record& req, Parsed& resp, rg_ctx& ctx) {
     }
     return false;
 }
-#line 223 "fields.cu"
+#line 224 "fields.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a

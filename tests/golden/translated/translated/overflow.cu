@@ -13,26 +13,27 @@
 struct overflow_ctx : rg_ctx {};
 
 // ---- the handler, as written in ../schemas/translated.py ----
-#line 173 "../schemas/translated.py"
+#line 184 "../schemas/translated.py"
 #include "rg_python.h"
 __device__ bool overflow_handle(const Big& req, BigResult& resp, rg_ctx& ctx) {
     (void)req; (void)ctx;
-    if (threadIdx.x != 0) return false;  // no prange: thread 0 runs it
-#line 175
+    const uint32_t rg_rank = ctx.rank(); (void)rg_rank;  // this thread in its group
+    if (rg_rank != 0) return false;  // no prange: the group's first thread runs it
+#line 186
     {
-#line 175
+#line 186
         const int64_t rg_r0 = rg_py_add(req.a, req.b, RG_PY_AT);
-#line 175
+#line 186
         const int64_t rg_r1 = rg_py_mul(req.a, req.b, RG_PY_AT);
-#line 175
+#line 186
         const int64_t rg_r2 = rg_py_floordiv(req.a, req.b, RG_PY_AT);
-#line 175
+#line 186
         const int64_t rg_r3 = rg_py_mod(req.a, req.b, RG_PY_AT);
-#line 176
+#line 187
         const int64_t rg_r4 = rg_py_neg(req.a, RG_PY_AT);
-#line 176
+#line 187
         const int64_t rg_r5 = rg_py_ipow(req.a, INT64_C(3), RG_PY_AT);
-        if (threadIdx.x == 0) {
+        if (rg_rank == 0) {
             resp.s = rg_r0;
             resp.p = rg_r1;
             resp.d = rg_r2;
@@ -44,7 +45,7 @@ __device__ bool overflow_handle(const Big& req, BigResult& resp, rg_ctx& ctx) {
     }
     return false;
 }
-#line 48 "overflow.cu"
+#line 49 "overflow.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a

@@ -17,13 +17,15 @@ struct running_ctx : rg_ctx {};
 __device__ Running running_state[1];
 
 // ---- the handler, as written in ../schemas/translated.py ----
-#line 209 "../schemas/translated.py"
+#line 220 "../schemas/translated.py"
 #include "rg_python.h"
 __device__ bool running_handle(const Batch& req, Summary& resp, Running& state, rg_ctx& ctx) {
     (void)req; (void)ctx;
-    __shared__ double rg_red0[2][32];
+    const uint32_t rg_rank = ctx.rank(); (void)rg_rank;  // this thread in its group
+    __shared__ double rg_red0[2][32];  // a slot per thread of the block
     __shared__ bool rg_has0[2][32];
-    __shared__ double rg_acc0;
+    __shared__ double rg_acc0[2][1];
+    unsigned rg_par0 = 0u;  // the parity of the prange's run
     int64_t rg_state_count = 0; (void)rg_state_count;
     double rg_state_mean = 0.0; (void)rg_state_mean;
     double rg_state_m2 = 0.0; (void)rg_state_m2;
@@ -41,28 +43,28 @@ __device__ bool running_handle(const Batch& req, Summary& resp, Running& state, 
     rg_state_total = state.total;
     rg_state_seen_negative = (state.seen_negative != 0);
     rg_state_ticks = (int64_t)state.ticks;
-    __syncthreads();  // every thread has read the state before thread 0 writes it
-#line 211
-#line 211
+    __syncthreads();  // every thread has read the state before the first writes it
+#line 222
+#line 222
     rg_state_ticks = rg_py_mod(rg_py_add(rg_state_ticks, INT64_C(1), RG_PY_AT), INT64_C(1000), RG_PY_AT);
-#line 212
+#line 223
     if ((req.reset != 0)) {
-#line 213
+#line 224
         rg_state_count = INT64_C(0);
-#line 214
+#line 225
         rg_state_mean = 0.0;
-#line 215
+#line 226
         rg_state_m2 = 0.0;
-#line 216
+#line 227
         {
             const int64_t rg_s0 = rg_state_count;
             const double rg_s1 = rg_state_mean;
             const double rg_s2 = rg_state_m2;
             const double rg_s3 = rg_state_total;
             const uint8_t rg_s4 = (uint8_t)(rg_state_seen_negative);
-#line 216
+#line 227
             const int16_t rg_s5 = rg_py_narrow<int16_t>(rg_state_ticks, -32768, 32767, RG_PY_AT);
-            if (threadIdx.x == 0) {
+            if (rg_rank == 0) {
                 state.count = rg_s0;
                 state.mean = rg_s1;
                 state.m2 = rg_s2;
@@ -73,76 +75,75 @@ __device__ bool running_handle(const Batch& req, Summary& resp, Running& state, 
         }
         return false;
     }
-#line 217
-    {  // prange: rounds of 32 iterations, thread t runs iteration base + t; thread 0
-        // folds each round's values in index order, so the result is Python's loop's
+#line 228
+    {  // prange: rounds of the group's 32 threads, rank r runs iteration base + r;
+        // the first thread folds each round's values in index order: Python's loop's result
         const int64_t rg_lo1 = INT64_C(0), rg_hi1 = (int64_t)req.values.count;
         unsigned rg_round1 = 0;
         for (int64_t rg_base1 = rg_lo1; rg_base1 < rg_hi1; rg_base1 += 32, rg_round1 ^= 1u) {
             double rg_term0 = 0.0;
             bool rg_got0 = false;
-            const int64_t rg_i1 = rg_base1 + (int64_t)threadIdx.x;
+            const int64_t rg_i1 = rg_base1 + (int64_t)rg_rank;
             if (rg_i1 < rg_hi1) do {  // do/while(0): `continue` ends the iteration
                 py_i = rg_i1;
-#line 218
-#line 218
+#line 229
+#line 229
                 rg_term0 = req.values.items[rg_py_index(py_i, req.values.count, RG_PY_AT)]; rg_got0 = true;
             } while (0);
             rg_red0[rg_round1][threadIdx.x] = rg_term0;
             rg_has0[rg_round1][threadIdx.x] = rg_got0;
             __syncthreads();  // slots double-buffered: one barrier a round
-            if (threadIdx.x == 0) {
-                for (unsigned rg_t = 0; rg_t < 32u; ++rg_t) {
+            if (rg_rank == 0) {
+                for (unsigned rg_t = 0u; rg_t < 0u + 32; ++rg_t) {
                     if (rg_has0[rg_round1][rg_t]) rg_state_total = rg_state_total + rg_red0[rg_round1][rg_t];
                 }
             }
         }
         if (rg_hi1 > rg_lo1) py_i = rg_hi1 - 1;  // its value after the loop
-        if (threadIdx.x == 0) {
-            rg_acc0 = rg_state_total;
+        if (rg_rank == 0) {
+            rg_acc0[rg_par0][0] = rg_state_total;
         }
-        __syncthreads();
-        rg_state_total = rg_acc0;
-        __syncthreads();  // read before thread 0 may write rg_acc again
+        __syncthreads();  // the results are in the group slots
+        rg_state_total = rg_acc0[rg_par0][0]; rg_par0 ^= 1u;
     }
-#line 219
+#line 230
     {  // range(): bounds evaluated once, the variable keeps its last value
         const int64_t rg_lo2 = INT64_C(0), rg_hi2 = (int64_t)req.values.count, rg_st2 = INT64_C(1);
-#line 219
+#line 230
         rg_py_step(rg_st2, RG_PY_AT);
         for (int64_t rg_i2 = rg_lo2; rg_st2 > 0 ? rg_i2 < rg_hi2 : rg_i2 > rg_hi2; rg_i2 += rg_st2) {
             rg_tmp1 = rg_i2;
-#line 219
-#line 219
+#line 230
+#line 230
             py_v = req.values.items[rg_py_index(rg_tmp1, req.values.count, RG_PY_AT)];
-#line 220
-#line 220
+#line 231
+#line 231
             rg_state_count = rg_py_add(rg_state_count, INT64_C(1), RG_PY_AT);
-#line 221
+#line 232
             py_delta = (py_v - rg_state_mean);
-#line 222
-#line 222
+#line 233
+#line 233
             rg_state_mean = (rg_state_mean + rg_py_div(py_delta, (double)(rg_state_count), RG_PY_AT));
-#line 223
+#line 234
             rg_state_m2 = (rg_state_m2 + (py_delta * (py_v - rg_state_mean)));
-#line 224
+#line 235
             if ((py_v < (double)(INT64_C(0)))) {
-#line 225
+#line 236
                 rg_state_seen_negative = true;
             }
         }
     }
-#line 226
-#line 226
+#line 237
+#line 237
     py_variance = ((rg_state_count > INT64_C(1)) ? rg_py_div(rg_state_m2, (double)(rg_py_sub(rg_state_count, INT64_C(1), RG_PY_AT)), RG_PY_AT) : 0.0);
-#line 227
+#line 238
     {
         const int64_t rg_r0 = rg_state_count;
         const double rg_r1 = rg_state_mean;
         const double rg_r2 = py_variance;
         const double rg_r3 = rg_state_total;
         const int64_t rg_r4 = rg_state_ticks;
-        if (threadIdx.x == 0) {
+        if (rg_rank == 0) {
             resp.count = rg_r0;
             resp.mean = rg_r1;
             resp.variance = rg_r2;
@@ -155,9 +156,9 @@ __device__ bool running_handle(const Batch& req, Summary& resp, Running& state, 
             const double rg_s2 = rg_state_m2;
             const double rg_s3 = rg_state_total;
             const uint8_t rg_s4 = (uint8_t)(rg_state_seen_negative);
-#line 227
+#line 238
             const int16_t rg_s5 = rg_py_narrow<int16_t>(rg_state_ticks, -32768, 32767, RG_PY_AT);
-            if (threadIdx.x == 0) {
+            if (rg_rank == 0) {
                 state.count = rg_s0;
                 state.mean = rg_s1;
                 state.m2 = rg_s2;
@@ -174,9 +175,9 @@ __device__ bool running_handle(const Batch& req, Summary& resp, Running& state, 
         const double rg_s2 = rg_state_m2;
         const double rg_s3 = rg_state_total;
         const uint8_t rg_s4 = (uint8_t)(rg_state_seen_negative);
-#line 227
+#line 238
         const int16_t rg_s5 = rg_py_narrow<int16_t>(rg_state_ticks, -32768, 32767, RG_PY_AT);
-        if (threadIdx.x == 0) {
+        if (rg_rank == 0) {
             state.count = rg_s0;
             state.mean = rg_s1;
             state.m2 = rg_s2;
@@ -187,7 +188,7 @@ __device__ bool running_handle(const Batch& req, Summary& resp, Running& state, 
     }
     return false;
 }
-#line 191 "running.cu"
+#line 192 "running.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a

@@ -13,16 +13,19 @@
 struct scale_ctx : rg_ctx {};
 
 // ---- the handler, as written in ../schemas/translated.py ----
-#line 340 "../schemas/translated.py"
+#line 351 "../schemas/translated.py"
 #include "rg_python.h"
 __device__ bool scale_handle(const Scale& req, Scaled& resp, rg_ctx& ctx) {
     (void)req; (void)ctx;
-    __shared__ double rg_red0[2][32];
+    const uint32_t rg_rank = ctx.rank(); (void)rg_rank;  // this thread in its group
+    __shared__ double rg_red0[2][32];  // a slot per thread of the block
     __shared__ bool rg_has0[2][32];
-    __shared__ double rg_acc0;
-    __shared__ double rg_red1[2][32];
+    __shared__ double rg_acc0[2][1];
+    unsigned rg_par0 = 0u;  // the parity of the prange's run
+    __shared__ double rg_red1[2][32];  // a slot per thread of the block
     __shared__ bool rg_has1[2][32];
-    __shared__ double rg_acc1;
+    __shared__ double rg_acc1[2][1];
+    unsigned rg_par1 = 0u;  // the parity of the prange's run
     rg_buffer_view py_view = rg_buffer_view{}; (void)py_view;
     double py_first = 0.0; (void)py_first;
     int64_t py_i = 0; (void)py_i;
@@ -32,126 +35,124 @@ __device__ bool scale_handle(const Scale& req, Scaled& resp, rg_ctx& ctx) {
     int64_t rg_tmp3 = 0; (void)rg_tmp3;
     double rg_tmp4 = 0.0; (void)rg_tmp4;
     int64_t rg_tmp5 = 0; (void)rg_tmp5;
-#line 343
-#line 343
+#line 354
+#line 354
     py_view = rg_py_buffer(ctx, req.data, 102u, 4u, RG_PY_AT);
-#line 344
-#line 344
+#line 355
+#line 355
     py_first = (((int64_t)py_view.count() > INT64_C(0)) ? (double)rg_py_buf_at<float>(py_view, INT64_C(0), RG_PY_AT) : 0.0);
-#line 345
-    {  // prange: rounds of 32 iterations, thread t runs iteration base + t; thread 0
-        // folds each round's values in index order, so the result is Python's loop's
+#line 356
+    {  // prange: rounds of the group's 32 threads, rank r runs iteration base + r;
+        // the first thread folds each round's values in index order: Python's loop's result
         const int64_t rg_lo1 = INT64_C(0), rg_hi1 = (int64_t)py_view.count();
         unsigned rg_round1 = 0;
-        __syncthreads();  // a buffer: what thread 0 wrote before is seen by all
+        __syncthreads();  // a buffer: what the first thread wrote before is seen by all
         for (int64_t rg_base1 = rg_lo1; rg_base1 < rg_hi1; rg_base1 += 32, rg_round1 ^= 1u) {
-            const int64_t rg_i1 = rg_base1 + (int64_t)threadIdx.x;
+            const int64_t rg_i1 = rg_base1 + (int64_t)rg_rank;
             if (rg_i1 < rg_hi1) do {  // do/while(0): `continue` ends the iteration
                 py_i = rg_i1;
-#line 346
-#line 346
+#line 357
+#line 357
                 rg_py_buf_at<float>(py_view, py_i, RG_PY_AT) = (float)(((double)rg_py_buf_at<float>(py_view, py_i, RG_PY_AT) * req.factor));
             } while (0);
         }
         if (rg_hi1 > rg_lo1) py_i = rg_hi1 - 1;  // its value after the loop
-        __syncthreads();  // a buffer: every iteration's writes are seen by all
+        __syncthreads();  // a buffer: every iteration writes are seen by all
     }
-#line 347
-    __syncthreads();  // every thread has read the item's old value
-#line 347
-    if (threadIdx.x == 0) rg_py_buf_at<float>(py_view, rg_py_neg(INT64_C(1), RG_PY_AT), RG_PY_AT) = (float)(((double)rg_py_buf_at<float>(py_view, rg_py_neg(INT64_C(1), RG_PY_AT), RG_PY_AT) + (double)((int64_t)req.bump)));
+#line 358
+    __syncthreads();  // every thread has read the old value
+#line 358
+    if (rg_rank == 0) rg_py_buf_at<float>(py_view, rg_py_neg(INT64_C(1), RG_PY_AT), RG_PY_AT) = (float)(((double)rg_py_buf_at<float>(py_view, rg_py_neg(INT64_C(1), RG_PY_AT), RG_PY_AT) + (double)((int64_t)req.bump)));
     __syncthreads();  // and sees the new one
-#line 348
+#line 359
     rg_tmp2 = 0.0;
-#line 348
-    {  // prange: rounds of 32 iterations, thread t runs iteration base + t; thread 0
-        // folds each round's values in index order, so the result is Python's loop's
+#line 359
+    {  // prange: rounds of the group's 32 threads, rank r runs iteration base + r;
+        // the first thread folds each round's values in index order: Python's loop's result
         const int64_t rg_lo2 = INT64_C(0), rg_hi2 = (int64_t)py_view.count();
         unsigned rg_round2 = 0;
-        __syncthreads();  // a buffer: what thread 0 wrote before is seen by all
+        __syncthreads();  // a buffer: what the first thread wrote before is seen by all
         for (int64_t rg_base2 = rg_lo2; rg_base2 < rg_hi2; rg_base2 += 32, rg_round2 ^= 1u) {
             double rg_term0 = 0.0;
             bool rg_got0 = false;
-            const int64_t rg_i2 = rg_base2 + (int64_t)threadIdx.x;
+            const int64_t rg_i2 = rg_base2 + (int64_t)rg_rank;
             if (rg_i2 < rg_hi2) do {  // do/while(0): `continue` ends the iteration
                 rg_tmp1 = rg_i2;
-#line 348
-#line 348
+#line 359
+#line 359
                 rg_term0 = (double)rg_py_buf_at<float>(py_view, rg_tmp1, RG_PY_AT); rg_got0 = true;
             } while (0);
             rg_red0[rg_round2][threadIdx.x] = rg_term0;
             rg_has0[rg_round2][threadIdx.x] = rg_got0;
             __syncthreads();  // slots double-buffered: one barrier a round
-            if (threadIdx.x == 0) {
-                for (unsigned rg_t = 0; rg_t < 32u; ++rg_t) {
+            if (rg_rank == 0) {
+                for (unsigned rg_t = 0u; rg_t < 0u + 32; ++rg_t) {
                     if (rg_has0[rg_round2][rg_t]) rg_tmp2 = rg_tmp2 + rg_red0[rg_round2][rg_t];
                 }
             }
         }
         if (rg_hi2 > rg_lo2) rg_tmp1 = rg_hi2 - 1;  // its value after the loop
-        __syncthreads();  // a buffer: every iteration's writes are seen by all
-        if (threadIdx.x == 0) {
-            rg_acc0 = rg_tmp2;
+        __syncthreads();  // a buffer: every iteration writes are seen by all
+        if (rg_rank == 0) {
+            rg_acc0[rg_par0][0] = rg_tmp2;
         }
-        __syncthreads();
-        rg_tmp2 = rg_acc0;
-        __syncthreads();  // read before thread 0 may write rg_acc again
+        __syncthreads();  // the results are in the group slots
+        rg_tmp2 = rg_acc0[rg_par0][0]; rg_par0 ^= 1u;
     }
-#line 348
+#line 359
     py_total = rg_tmp2;
-#line 349
-#line 349
+#line 360
+#line 360
     rg_tmp5 = rg_py_sub((int64_t)py_view.count(), INT64_C(0), RG_PY_AT);
-#line 349
-#line 349
+#line 360
+#line 360
     rg_py_nonempty(rg_tmp5, RG_PY_AT);
-#line 349
+#line 360
     rg_tmp3 = INT64_C(0);
-#line 349
-#line 349
+#line 360
+#line 360
     rg_tmp4 = (double)rg_py_buf_at<float>(py_view, rg_tmp3, RG_PY_AT);
-#line 349
-    {  // prange: rounds of 32 iterations, thread t runs iteration base + t; thread 0
-        // folds each round's values in index order, so the result is Python's loop's
-#line 349
+#line 360
+    {  // prange: rounds of the group's 32 threads, rank r runs iteration base + r;
+        // the first thread folds each round's values in index order: Python's loop's result
+#line 360
         const int64_t rg_lo3 = rg_py_add(rg_tmp3, INT64_C(1), RG_PY_AT), rg_hi3 = (int64_t)py_view.count();
         unsigned rg_round3 = 0;
-        __syncthreads();  // a buffer: what thread 0 wrote before is seen by all
+        __syncthreads();  // a buffer: what the first thread wrote before is seen by all
         for (int64_t rg_base3 = rg_lo3; rg_base3 < rg_hi3; rg_base3 += 32, rg_round3 ^= 1u) {
             double rg_term1 = 0.0;
             bool rg_got1 = false;
-            const int64_t rg_i3 = rg_base3 + (int64_t)threadIdx.x;
+            const int64_t rg_i3 = rg_base3 + (int64_t)rg_rank;
             if (rg_i3 < rg_hi3) do {  // do/while(0): `continue` ends the iteration
                 rg_tmp3 = rg_i3;
-#line 349
-#line 349
+#line 360
+#line 360
                 rg_term1 = (double)rg_py_buf_at<float>(py_view, rg_tmp3, RG_PY_AT); rg_got1 = true;
             } while (0);
             rg_red1[rg_round3][threadIdx.x] = rg_term1;
             rg_has1[rg_round3][threadIdx.x] = rg_got1;
             __syncthreads();  // slots double-buffered: one barrier a round
-            if (threadIdx.x == 0) {
-                for (unsigned rg_t = 0; rg_t < 32u; ++rg_t) {
+            if (rg_rank == 0) {
+                for (unsigned rg_t = 0u; rg_t < 0u + 32; ++rg_t) {
                     if (rg_has1[rg_round3][rg_t]) if (rg_red1[rg_round3][rg_t] > rg_tmp4) rg_tmp4 = rg_red1[rg_round3][rg_t];
                 }
             }
         }
         if (rg_hi3 > rg_lo3) rg_tmp3 = rg_hi3 - 1;  // its value after the loop
-        __syncthreads();  // a buffer: every iteration's writes are seen by all
-        if (threadIdx.x == 0) {
-            rg_acc1 = rg_tmp4;
+        __syncthreads();  // a buffer: every iteration writes are seen by all
+        if (rg_rank == 0) {
+            rg_acc1[rg_par1][0] = rg_tmp4;
         }
-        __syncthreads();
-        rg_tmp4 = rg_acc1;
-        __syncthreads();  // read before thread 0 may write rg_acc again
+        __syncthreads();  // the results are in the group slots
+        rg_tmp4 = rg_acc1[rg_par1][0]; rg_par1 ^= 1u;
     }
-#line 349
+#line 360
     {
         const double rg_r0 = py_total;
         const int64_t rg_r1 = (int64_t)py_view.count();
         const double rg_r2 = py_first;
         const double rg_r3 = rg_tmp4;
-        if (threadIdx.x == 0) {
+        if (rg_rank == 0) {
             resp.total = rg_r0;
             resp.n = rg_r1;
             resp.first = rg_r2;
@@ -161,7 +162,7 @@ __device__ bool scale_handle(const Scale& req, Scaled& resp, rg_ctx& ctx) {
     }
     return false;
 }
-#line 165 "scale.cu"
+#line 166 "scale.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a

@@ -22,28 +22,29 @@ struct sender_ctx : rg_ctx {
 };
 
 // ---- the handler, as written in ../schemas/translated.py ----
-#line 362 "../schemas/translated.py"
+#line 373 "../schemas/translated.py"
 #include "rg_python.h"
 __device__ bool sender_handle(const Batch& req, Summary& resp, sender_ctx& ctx) {
     (void)req; (void)ctx;
+    const uint32_t rg_rank = ctx.rank(); (void)rg_rank;  // this thread in its group
     int64_t py_k = 0; (void)py_k;
-    if (threadIdx.x != 0) return false;  // no prange: thread 0 runs it
-#line 365
+    if (rg_rank != 0) return false;  // no prange: the group's first thread runs it
+#line 376
     {  // range(): bounds evaluated once, the variable keeps its last value
         const int64_t rg_lo1 = INT64_C(0), rg_hi1 = (int64_t)req.values.count, rg_st1 = INT64_C(1);
-#line 365
+#line 376
         rg_py_step(rg_st1, RG_PY_AT);
         for (int64_t rg_i1 = rg_lo1; rg_st1 > 0 ? rg_i1 < rg_hi1 : rg_i1 > rg_hi1; rg_i1 += rg_st1) {
             py_k = rg_i1;
-#line 366
-#line 366
+#line 377
+#line 377
             if ((req.values.items[rg_py_index(py_k, req.values.count, RG_PY_AT)] > (double)(INT64_C(0)))) {
-#line 367
+#line 378
                 {
                     const int64_t rg_r0 = py_k;
-#line 367
+#line 378
                     const int64_t rg_r1 = ((req.values.items[rg_py_index(py_k, req.values.count, RG_PY_AT)] < 1000000000.0) ? rg_py_int(req.values.items[rg_py_index(py_k, req.values.count, RG_PY_AT)], RG_PY_AT) : rg_py_neg(INT64_C(1), RG_PY_AT));
-                    if (threadIdx.x == 0) {
+                    if (rg_rank == 0) {
                         Audit rg_msg2;
                         rg_init_Audit(&rg_msg2);
                         rg_msg2.seq = rg_r0;
@@ -55,22 +56,22 @@ __device__ bool sender_handle(const Batch& req, Summary& resp, sender_ctx& ctx) 
             }
         }
     }
-#line 369
+#line 380
     if ((req.reset != 0)) {
-#line 370
-        if (threadIdx.x == 0) ctx.send_echo(req);
+#line 381
+        if (rg_rank == 0) ctx.send_echo(req);
     }
-#line 371
+#line 382
     {
         const int64_t rg_r0 = (int64_t)req.values.count;
-        if (threadIdx.x == 0) {
+        if (rg_rank == 0) {
             resp.count = rg_r0;
         }
         return true;
     }
     return false;
 }
-#line 74 "sender.cu"
+#line 75 "sender.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a

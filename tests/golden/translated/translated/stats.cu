@@ -13,31 +13,43 @@
 struct stats_ctx : rg_ctx {};
 
 // ---- the handler, as written in ../schemas/translated.py ----
-#line 121 "../schemas/translated.py"
+#line 126 "../schemas/translated.py"
 #include "rg_python.h"
 __device__ bool stats_handle(const Samples& req, Stats& resp, rg_ctx& ctx) {
     (void)req; (void)ctx;
-    __shared__ double rg_red0[2][32];
+    const uint32_t rg_rank = ctx.rank(); (void)rg_rank;  // this thread in its group
+    __shared__ double rg_red0[2][32];  // a slot per thread of the block
     __shared__ bool rg_has0[2][32];
-    __shared__ double rg_acc0;
-    __shared__ double rg_red1[2][32];
+    __shared__ double rg_acc0[2][1];
+    unsigned rg_par0 = 0u;  // the parity of the prange's run
+    __shared__ double rg_red1[2][32];  // a slot per thread of the block
     __shared__ bool rg_has1[2][32];
-    __shared__ double rg_acc1;
-    __shared__ int64_t rg_red2[2][32];
+    __shared__ double rg_acc1[2][1];
+    unsigned rg_par1 = 0u;  // the parity of the prange's run
+    __shared__ int64_t rg_red2[2][32];  // a slot per thread of the block
     __shared__ bool rg_has2[2][32];
-    __shared__ int64_t rg_acc2;
-    __shared__ double rg_red3[2][32];
+    __shared__ int64_t rg_acc2[2][1];
+    unsigned rg_par2 = 0u;  // the parity of the prange's run
+    __shared__ double rg_red3[2][32];  // a slot per thread of the block
     __shared__ bool rg_has3[2][32];
-    __shared__ double rg_acc3;
-    __shared__ int64_t rg_red4[2][32];
+    __shared__ double rg_acc3[2][1];
+    unsigned rg_par3 = 0u;  // the parity of the prange's run
+    __shared__ double rg_red4[2][32];  // a slot per thread of the block
     __shared__ bool rg_has4[2][32];
-    __shared__ int64_t rg_acc4;
-    __shared__ double rg_red5[2][32];
+    __shared__ double rg_acc4[2][1];
+    unsigned rg_par4 = 0u;  // the parity of the prange's run
+    __shared__ int64_t rg_red5[2][32];  // a slot per thread of the block
     __shared__ bool rg_has5[2][32];
-    __shared__ double rg_acc5;
-    __shared__ double rg_red6[2][32];
+    __shared__ int64_t rg_acc5[2][1];
+    unsigned rg_par5 = 0u;  // the parity of the prange's run
+    __shared__ double rg_red6[2][32];  // a slot per thread of the block
     __shared__ bool rg_has6[2][32];
-    __shared__ double rg_acc6;
+    __shared__ double rg_acc6[2][1];
+    unsigned rg_par6 = 0u;  // the parity of the prange's run
+    __shared__ double rg_red7[2][32];  // a slot per thread of the block
+    __shared__ bool rg_has7[2][32];
+    __shared__ double rg_acc7[2][1];
+    unsigned rg_par7 = 0u;  // the parity of the prange's run
     double py_total = 0.0; (void)py_total;
     double py_hi = 0.0; (void)py_hi;
     int64_t py_positives = 0; (void)py_positives;
@@ -48,6 +60,9 @@ __device__ bool stats_handle(const Samples& req, Stats& resp, rg_ctx& ctx) {
     double rg_tmp2 = 0.0; (void)rg_tmp2;
     double rg_tmp3 = 0.0; (void)rg_tmp3;
     double py_scaled = 0.0; (void)py_scaled;
+    double py_swept = 0.0; (void)py_swept;
+    int64_t py_k = 0; (void)py_k;
+    double py_part = 0.0; (void)py_part;
     int64_t rg_tmp4 = 0; (void)rg_tmp4;
     int64_t rg_tmp5 = 0; (void)rg_tmp5;
     int64_t py_isum = 0; (void)py_isum;
@@ -60,33 +75,33 @@ __device__ bool stats_handle(const Samples& req, Stats& resp, rg_ctx& ctx) {
     int64_t rg_tmp10 = 0; (void)rg_tmp10;
     double rg_tmp11 = 0.0; (void)rg_tmp11;
     int64_t rg_tmp12 = 0; (void)rg_tmp12;
-#line 124
+#line 129
     if (rg_py_streq(req.label.data, req.label.len, "skip", 4u)) {
-#line 125
+#line 130
         return false;
     }
-#line 126
+#line 131
     if (((int64_t)req.values.count == INT64_C(0))) {
-#line 127
-        if (threadIdx.x == 0) ctx.fail();
-#line 128
+#line 132
+        if (rg_rank == 0) ctx.fail();
+#line 133
         {
-            if (threadIdx.x == 0) {
+            if (rg_rank == 0) {
                 resp.status.present = 1;
                 rg_py_strcpy(resp.status.value.data, &resp.status.value.len, "empty", 5);
             }
             return true;
         }
     }
-#line 129
+#line 134
     py_total = 0.0;
-#line 130
+#line 135
     py_hi = (-(double)INFINITY);
-#line 131
+#line 136
     py_positives = INT64_C(0);
-#line 132
-    {  // prange: rounds of 32 iterations, thread t runs iteration base + t; thread 0
-        // folds each round's values in index order, so the result is Python's loop's
+#line 137
+    {  // prange: rounds of the group's 32 threads, rank r runs iteration base + r;
+        // the first thread folds each round's values in index order: Python's loop's result
         const int64_t rg_lo1 = INT64_C(0), rg_hi1 = (int64_t)req.values.count;
         unsigned rg_round1 = 0;
         for (int64_t rg_base1 = rg_lo1; rg_base1 < rg_hi1; rg_base1 += 32, rg_round1 ^= 1u) {
@@ -96,24 +111,24 @@ __device__ bool stats_handle(const Samples& req, Stats& resp, rg_ctx& ctx) {
             bool rg_got1 = false;
             int64_t rg_term2 = 0;
             bool rg_got2 = false;
-            const int64_t rg_i1 = rg_base1 + (int64_t)threadIdx.x;
+            const int64_t rg_i1 = rg_base1 + (int64_t)rg_rank;
             if (rg_i1 < rg_hi1) do {  // do/while(0): `continue` ends the iteration
                 py_i = rg_i1;
-#line 133
-#line 133
+#line 138
+#line 138
                 py_v = req.values.items[rg_py_index(py_i, req.values.count, RG_PY_AT)];
-#line 134
+#line 139
                 if ((py_v != py_v)) {
-#line 135
+#line 140
                     continue;
                 }
-#line 136
+#line 141
                 rg_term0 = py_v; rg_got0 = true;
-#line 137
+#line 142
                 rg_term1 = py_v; rg_got1 = true;
-#line 138
+#line 143
                 if ((py_v > (double)(INT64_C(0)))) {
-#line 139
+#line 144
                     rg_term2 = INT64_C(1); rg_got2 = true;
                 }
             } while (0);
@@ -124,223 +139,264 @@ __device__ bool stats_handle(const Samples& req, Stats& resp, rg_ctx& ctx) {
             rg_red2[rg_round1][threadIdx.x] = rg_term2;
             rg_has2[rg_round1][threadIdx.x] = rg_got2;
             __syncthreads();  // slots double-buffered: one barrier a round
-            if (threadIdx.x == 0) {
-                for (unsigned rg_t = 0; rg_t < 32u; ++rg_t) {
+            if (rg_rank == 0) {
+                for (unsigned rg_t = 0u; rg_t < 0u + 32; ++rg_t) {
                     if (rg_has0[rg_round1][rg_t]) py_total = py_total + rg_red0[rg_round1][rg_t];
                     if (rg_has1[rg_round1][rg_t]) if (rg_red1[rg_round1][rg_t] > py_hi) py_hi = rg_red1[rg_round1][rg_t];
-#line 132
+#line 137
                     if (rg_has2[rg_round1][rg_t]) py_positives = rg_py_add(py_positives, rg_red2[rg_round1][rg_t], RG_PY_AT);
                 }
             }
         }
         if (rg_hi1 > rg_lo1) py_i = rg_hi1 - 1;  // its value after the loop
-        if (threadIdx.x == 0) {
-            rg_acc0 = py_total;
-            rg_acc1 = py_hi;
-            rg_acc2 = py_positives;
+        if (rg_rank == 0) {
+            rg_acc0[rg_par0][0] = py_total;
+            rg_acc1[rg_par1][0] = py_hi;
+            rg_acc2[rg_par2][0] = py_positives;
         }
-        __syncthreads();
-        py_total = rg_acc0;
-        py_hi = rg_acc1;
-        py_positives = rg_acc2;
-        __syncthreads();  // read before thread 0 may write rg_acc again
+        __syncthreads();  // the results are in the group slots
+        py_total = rg_acc0[rg_par0][0]; rg_par0 ^= 1u;
+        py_hi = rg_acc1[rg_par1][0]; rg_par1 ^= 1u;
+        py_positives = rg_acc2[rg_par2][0]; rg_par2 ^= 1u;
     }
-#line 140
+#line 145
     py_scale = 1.0;
-#line 141
+#line 146
     if ((req.inner.present)) {
-#line 142
-#line 142
+#line 147
+#line 147
         py_scale = ((rg_py_present(req.inner.present, RG_PY_AT), req.inner.value).scale + (double)((int64_t)(rg_py_present(req.inner.present, RG_PY_AT), req.inner.value).tag));
     }
-#line 143
+#line 148
     rg_tmp3 = 0.0;
-#line 143
-    {  // prange: rounds of 32 iterations, thread t runs iteration base + t; thread 0
-        // folds each round's values in index order, so the result is Python's loop's
+#line 148
+    {  // prange: rounds of the group's 32 threads, rank r runs iteration base + r;
+        // the first thread folds each round's values in index order: Python's loop's result
         const int64_t rg_lo2 = INT64_C(0), rg_hi2 = (int64_t)req.values.count;
         unsigned rg_round2 = 0;
         for (int64_t rg_base2 = rg_lo2; rg_base2 < rg_hi2; rg_base2 += 32, rg_round2 ^= 1u) {
             double rg_term3 = 0.0;
             bool rg_got3 = false;
-            const int64_t rg_i2 = rg_base2 + (int64_t)threadIdx.x;
+            const int64_t rg_i2 = rg_base2 + (int64_t)rg_rank;
             if (rg_i2 < rg_hi2) do {  // do/while(0): `continue` ends the iteration
                 rg_tmp1 = rg_i2;
-#line 143
-#line 143
+#line 148
+#line 148
                 rg_tmp2 = req.values.items[rg_py_index(rg_tmp1, req.values.count, RG_PY_AT)];
-#line 143
+#line 148
                 rg_term3 = (rg_tmp2 * py_scale); rg_got3 = true;
             } while (0);
             rg_red3[rg_round2][threadIdx.x] = rg_term3;
             rg_has3[rg_round2][threadIdx.x] = rg_got3;
             __syncthreads();  // slots double-buffered: one barrier a round
-            if (threadIdx.x == 0) {
-                for (unsigned rg_t = 0; rg_t < 32u; ++rg_t) {
+            if (rg_rank == 0) {
+                for (unsigned rg_t = 0u; rg_t < 0u + 32; ++rg_t) {
                     if (rg_has3[rg_round2][rg_t]) rg_tmp3 = rg_tmp3 + rg_red3[rg_round2][rg_t];
                 }
             }
         }
         if (rg_hi2 > rg_lo2) rg_tmp1 = rg_hi2 - 1;  // its value after the loop
-        if (threadIdx.x == 0) {
-            rg_acc3 = rg_tmp3;
+        if (rg_rank == 0) {
+            rg_acc3[rg_par3][0] = rg_tmp3;
         }
-        __syncthreads();
-        rg_tmp3 = rg_acc3;
-        __syncthreads();  // read before thread 0 may write rg_acc again
+        __syncthreads();  // the results are in the group slots
+        rg_tmp3 = rg_acc3[rg_par3][0]; rg_par3 ^= 1u;
     }
-#line 143
+#line 148
     py_scaled = rg_tmp3;
-#line 144
+#line 149
+    py_swept = 0.0;
+#line 150
+    {  // range(): bounds evaluated once, the variable keeps its last value
+        const int64_t rg_lo3 = INT64_C(0), rg_hi3 = INT64_C(3), rg_st3 = INT64_C(1);
+#line 150
+        rg_py_step(rg_st3, RG_PY_AT);
+        for (int64_t rg_i3 = rg_lo3; rg_st3 > 0 ? rg_i3 < rg_hi3 : rg_i3 > rg_hi3; rg_i3 += rg_st3) {
+            py_k = rg_i3;
+#line 151
+            py_part = 0.0;
+#line 152
+            {  // prange: rounds of the group's 32 threads, rank r runs iteration base + r;
+                // the first thread folds each round's values in index order: Python's loop's result
+                const int64_t rg_lo4 = INT64_C(0), rg_hi4 = (int64_t)req.values.count;
+                unsigned rg_round4 = 0;
+                for (int64_t rg_base4 = rg_lo4; rg_base4 < rg_hi4; rg_base4 += 32, rg_round4 ^= 1u) {
+                    double rg_term4 = 0.0;
+                    bool rg_got4 = false;
+                    const int64_t rg_i4 = rg_base4 + (int64_t)rg_rank;
+                    if (rg_i4 < rg_hi4) do {  // do/while(0): `continue` ends the iteration
+                        py_i = rg_i4;
+#line 153
+#line 153
+                        rg_term4 = (req.values.items[rg_py_index(py_i, req.values.count, RG_PY_AT)] * (double)(py_k)); rg_got4 = true;
+                    } while (0);
+                    rg_red4[rg_round4][threadIdx.x] = rg_term4;
+                    rg_has4[rg_round4][threadIdx.x] = rg_got4;
+                    __syncthreads();  // slots double-buffered: one barrier a round
+                    if (rg_rank == 0) {
+                        for (unsigned rg_t = 0u; rg_t < 0u + 32; ++rg_t) {
+                            if (rg_has4[rg_round4][rg_t]) py_part = py_part + rg_red4[rg_round4][rg_t];
+                        }
+                    }
+                }
+                if (rg_hi4 > rg_lo4) py_i = rg_hi4 - 1;  // its value after the loop
+                if (rg_rank == 0) {
+                    rg_acc4[rg_par4][0] = py_part;
+                }
+                __syncthreads();  // the results are in the group slots
+                py_part = rg_acc4[rg_par4][0]; rg_par4 ^= 1u;
+            }
+#line 154
+            py_swept = (py_swept + py_part);
+        }
+    }
+#line 155
     rg_tmp5 = INT64_C(0);
-#line 144
-    {  // prange: rounds of 32 iterations, thread t runs iteration base + t; thread 0
-        // folds each round's values in index order, so the result is Python's loop's
-        const int64_t rg_lo3 = INT64_C(0), rg_hi3 = (int64_t)req.counts.count;
-        unsigned rg_round3 = 0;
-        for (int64_t rg_base3 = rg_lo3; rg_base3 < rg_hi3; rg_base3 += 32, rg_round3 ^= 1u) {
-            int64_t rg_term4 = 0;
-            bool rg_got4 = false;
-            const int64_t rg_i3 = rg_base3 + (int64_t)threadIdx.x;
-            if (rg_i3 < rg_hi3) do {  // do/while(0): `continue` ends the iteration
-                rg_tmp4 = rg_i3;
-#line 144
-#line 144
-                rg_term4 = (int64_t)req.counts.items[rg_py_index(rg_tmp4, req.counts.count, RG_PY_AT)]; rg_got4 = true;
+#line 155
+    {  // prange: rounds of the group's 32 threads, rank r runs iteration base + r;
+        // the first thread folds each round's values in index order: Python's loop's result
+        const int64_t rg_lo5 = INT64_C(0), rg_hi5 = (int64_t)req.counts.count;
+        unsigned rg_round5 = 0;
+        for (int64_t rg_base5 = rg_lo5; rg_base5 < rg_hi5; rg_base5 += 32, rg_round5 ^= 1u) {
+            int64_t rg_term5 = 0;
+            bool rg_got5 = false;
+            const int64_t rg_i5 = rg_base5 + (int64_t)rg_rank;
+            if (rg_i5 < rg_hi5) do {  // do/while(0): `continue` ends the iteration
+                rg_tmp4 = rg_i5;
+#line 155
+#line 155
+                rg_term5 = (int64_t)req.counts.items[rg_py_index(rg_tmp4, req.counts.count, RG_PY_AT)]; rg_got5 = true;
             } while (0);
-            rg_red4[rg_round3][threadIdx.x] = rg_term4;
-            rg_has4[rg_round3][threadIdx.x] = rg_got4;
+            rg_red5[rg_round5][threadIdx.x] = rg_term5;
+            rg_has5[rg_round5][threadIdx.x] = rg_got5;
             __syncthreads();  // slots double-buffered: one barrier a round
-            if (threadIdx.x == 0) {
-                for (unsigned rg_t = 0; rg_t < 32u; ++rg_t) {
-#line 144
-                    if (rg_has4[rg_round3][rg_t]) rg_tmp5 = rg_py_add(rg_tmp5, rg_red4[rg_round3][rg_t], RG_PY_AT);
+            if (rg_rank == 0) {
+                for (unsigned rg_t = 0u; rg_t < 0u + 32; ++rg_t) {
+#line 155
+                    if (rg_has5[rg_round5][rg_t]) rg_tmp5 = rg_py_add(rg_tmp5, rg_red5[rg_round5][rg_t], RG_PY_AT);
                 }
             }
         }
-        if (rg_hi3 > rg_lo3) rg_tmp4 = rg_hi3 - 1;  // its value after the loop
-        if (threadIdx.x == 0) {
-            rg_acc4 = rg_tmp5;
+        if (rg_hi5 > rg_lo5) rg_tmp4 = rg_hi5 - 1;  // its value after the loop
+        if (rg_rank == 0) {
+            rg_acc5[rg_par5][0] = rg_tmp5;
         }
-        __syncthreads();
-        rg_tmp5 = rg_acc4;
-        __syncthreads();  // read before thread 0 may write rg_acc again
+        __syncthreads();  // the results are in the group slots
+        rg_tmp5 = rg_acc5[rg_par5][0]; rg_par5 ^= 1u;
     }
-#line 144
+#line 155
     py_isum = rg_tmp5;
-#line 145
+#line 156
     py_over = INT64_C(0);
-#line 146
+#line 157
     if ((req.limit.present)) {
-#line 147
+#line 158
         {  // range(): bounds evaluated once, the variable keeps its last value
-            const int64_t rg_lo4 = INT64_C(0), rg_hi4 = (int64_t)req.counts.count, rg_st4 = INT64_C(1);
-#line 147
-            rg_py_step(rg_st4, RG_PY_AT);
-            for (int64_t rg_i4 = rg_lo4; rg_st4 > 0 ? rg_i4 < rg_hi4 : rg_i4 > rg_hi4; rg_i4 += rg_st4) {
-                rg_tmp6 = rg_i4;
-#line 147
-#line 147
+            const int64_t rg_lo6 = INT64_C(0), rg_hi6 = (int64_t)req.counts.count, rg_st6 = INT64_C(1);
+#line 158
+            rg_py_step(rg_st6, RG_PY_AT);
+            for (int64_t rg_i6 = rg_lo6; rg_st6 > 0 ? rg_i6 < rg_hi6 : rg_i6 > rg_hi6; rg_i6 += rg_st6) {
+                rg_tmp6 = rg_i6;
+#line 158
+#line 158
                 py_c = (int64_t)req.counts.items[rg_py_index(rg_tmp6, req.counts.count, RG_PY_AT)];
-#line 148
-#line 148
+#line 159
+#line 159
                 if ((py_c > (rg_py_present(req.limit.present, RG_PY_AT), req.limit.value))) {
-#line 149
-#line 149
+#line 160
+#line 160
                     py_over = rg_py_add(py_over, INT64_C(1), RG_PY_AT);
                 }
             }
         }
     }
-#line 150
-#line 150
+#line 161
+#line 161
     rg_tmp9 = rg_py_sub((int64_t)req.values.count, INT64_C(0), RG_PY_AT);
-#line 150
-#line 150
+#line 161
+#line 161
     rg_py_nonempty(rg_tmp9, RG_PY_AT);
-#line 150
+#line 161
     rg_tmp7 = INT64_C(0);
-#line 150
-#line 150
+#line 161
+#line 161
     rg_tmp8 = req.values.items[rg_py_index(rg_tmp7, req.values.count, RG_PY_AT)];
-#line 150
-    {  // prange: rounds of 32 iterations, thread t runs iteration base + t; thread 0
-        // folds each round's values in index order, so the result is Python's loop's
-#line 150
-        const int64_t rg_lo5 = rg_py_add(rg_tmp7, INT64_C(1), RG_PY_AT), rg_hi5 = (int64_t)req.values.count;
-        unsigned rg_round5 = 0;
-        for (int64_t rg_base5 = rg_lo5; rg_base5 < rg_hi5; rg_base5 += 32, rg_round5 ^= 1u) {
-            double rg_term5 = 0.0;
-            bool rg_got5 = false;
-            const int64_t rg_i5 = rg_base5 + (int64_t)threadIdx.x;
-            if (rg_i5 < rg_hi5) do {  // do/while(0): `continue` ends the iteration
-                rg_tmp7 = rg_i5;
-#line 150
-#line 150
-                rg_term5 = req.values.items[rg_py_index(rg_tmp7, req.values.count, RG_PY_AT)]; rg_got5 = true;
-            } while (0);
-            rg_red5[rg_round5][threadIdx.x] = rg_term5;
-            rg_has5[rg_round5][threadIdx.x] = rg_got5;
-            __syncthreads();  // slots double-buffered: one barrier a round
-            if (threadIdx.x == 0) {
-                for (unsigned rg_t = 0; rg_t < 32u; ++rg_t) {
-                    if (rg_has5[rg_round5][rg_t]) if (rg_red5[rg_round5][rg_t] < rg_tmp8) rg_tmp8 = rg_red5[rg_round5][rg_t];
-                }
-            }
-        }
-        if (rg_hi5 > rg_lo5) rg_tmp7 = rg_hi5 - 1;  // its value after the loop
-        if (threadIdx.x == 0) {
-            rg_acc5 = rg_tmp8;
-        }
-        __syncthreads();
-        rg_tmp8 = rg_acc5;
-        __syncthreads();  // read before thread 0 may write rg_acc again
-    }
-#line 150
-#line 150
-    rg_tmp12 = rg_py_sub((int64_t)req.values.count, INT64_C(0), RG_PY_AT);
-#line 150
-#line 150
-    rg_py_nonempty(rg_tmp12, RG_PY_AT);
-#line 150
-    rg_tmp10 = INT64_C(0);
-#line 150
-#line 150
-    rg_tmp11 = req.values.items[rg_py_index(rg_tmp10, req.values.count, RG_PY_AT)];
-#line 150
-    {  // prange: rounds of 32 iterations, thread t runs iteration base + t; thread 0
-        // folds each round's values in index order, so the result is Python's loop's
-#line 150
-        const int64_t rg_lo6 = rg_py_add(rg_tmp10, INT64_C(1), RG_PY_AT), rg_hi6 = (int64_t)req.values.count;
-        unsigned rg_round6 = 0;
-        for (int64_t rg_base6 = rg_lo6; rg_base6 < rg_hi6; rg_base6 += 32, rg_round6 ^= 1u) {
+#line 161
+    {  // prange: rounds of the group's 32 threads, rank r runs iteration base + r;
+        // the first thread folds each round's values in index order: Python's loop's result
+#line 161
+        const int64_t rg_lo7 = rg_py_add(rg_tmp7, INT64_C(1), RG_PY_AT), rg_hi7 = (int64_t)req.values.count;
+        unsigned rg_round7 = 0;
+        for (int64_t rg_base7 = rg_lo7; rg_base7 < rg_hi7; rg_base7 += 32, rg_round7 ^= 1u) {
             double rg_term6 = 0.0;
             bool rg_got6 = false;
-            const int64_t rg_i6 = rg_base6 + (int64_t)threadIdx.x;
-            if (rg_i6 < rg_hi6) do {  // do/while(0): `continue` ends the iteration
-                rg_tmp10 = rg_i6;
-#line 150
-#line 150
-                rg_term6 = req.values.items[rg_py_index(rg_tmp10, req.values.count, RG_PY_AT)]; rg_got6 = true;
+            const int64_t rg_i7 = rg_base7 + (int64_t)rg_rank;
+            if (rg_i7 < rg_hi7) do {  // do/while(0): `continue` ends the iteration
+                rg_tmp7 = rg_i7;
+#line 161
+#line 161
+                rg_term6 = req.values.items[rg_py_index(rg_tmp7, req.values.count, RG_PY_AT)]; rg_got6 = true;
             } while (0);
-            rg_red6[rg_round6][threadIdx.x] = rg_term6;
-            rg_has6[rg_round6][threadIdx.x] = rg_got6;
+            rg_red6[rg_round7][threadIdx.x] = rg_term6;
+            rg_has6[rg_round7][threadIdx.x] = rg_got6;
             __syncthreads();  // slots double-buffered: one barrier a round
-            if (threadIdx.x == 0) {
-                for (unsigned rg_t = 0; rg_t < 32u; ++rg_t) {
-                    if (rg_has6[rg_round6][rg_t]) if (rg_red6[rg_round6][rg_t] > rg_tmp11) rg_tmp11 = rg_red6[rg_round6][rg_t];
+            if (rg_rank == 0) {
+                for (unsigned rg_t = 0u; rg_t < 0u + 32; ++rg_t) {
+                    if (rg_has6[rg_round7][rg_t]) if (rg_red6[rg_round7][rg_t] < rg_tmp8) rg_tmp8 = rg_red6[rg_round7][rg_t];
                 }
             }
         }
-        if (rg_hi6 > rg_lo6) rg_tmp10 = rg_hi6 - 1;  // its value after the loop
-        if (threadIdx.x == 0) {
-            rg_acc6 = rg_tmp11;
+        if (rg_hi7 > rg_lo7) rg_tmp7 = rg_hi7 - 1;  // its value after the loop
+        if (rg_rank == 0) {
+            rg_acc6[rg_par6][0] = rg_tmp8;
         }
-        __syncthreads();
-        rg_tmp11 = rg_acc6;
-        __syncthreads();  // read before thread 0 may write rg_acc again
+        __syncthreads();  // the results are in the group slots
+        rg_tmp8 = rg_acc6[rg_par6][0]; rg_par6 ^= 1u;
     }
-#line 150
+#line 161
+#line 161
+    rg_tmp12 = rg_py_sub((int64_t)req.values.count, INT64_C(0), RG_PY_AT);
+#line 161
+#line 161
+    rg_py_nonempty(rg_tmp12, RG_PY_AT);
+#line 161
+    rg_tmp10 = INT64_C(0);
+#line 161
+#line 161
+    rg_tmp11 = req.values.items[rg_py_index(rg_tmp10, req.values.count, RG_PY_AT)];
+#line 161
+    {  // prange: rounds of the group's 32 threads, rank r runs iteration base + r;
+        // the first thread folds each round's values in index order: Python's loop's result
+#line 161
+        const int64_t rg_lo8 = rg_py_add(rg_tmp10, INT64_C(1), RG_PY_AT), rg_hi8 = (int64_t)req.values.count;
+        unsigned rg_round8 = 0;
+        for (int64_t rg_base8 = rg_lo8; rg_base8 < rg_hi8; rg_base8 += 32, rg_round8 ^= 1u) {
+            double rg_term7 = 0.0;
+            bool rg_got7 = false;
+            const int64_t rg_i8 = rg_base8 + (int64_t)rg_rank;
+            if (rg_i8 < rg_hi8) do {  // do/while(0): `continue` ends the iteration
+                rg_tmp10 = rg_i8;
+#line 161
+#line 161
+                rg_term7 = req.values.items[rg_py_index(rg_tmp10, req.values.count, RG_PY_AT)]; rg_got7 = true;
+            } while (0);
+            rg_red7[rg_round8][threadIdx.x] = rg_term7;
+            rg_has7[rg_round8][threadIdx.x] = rg_got7;
+            __syncthreads();  // slots double-buffered: one barrier a round
+            if (rg_rank == 0) {
+                for (unsigned rg_t = 0u; rg_t < 0u + 32; ++rg_t) {
+                    if (rg_has7[rg_round8][rg_t]) if (rg_red7[rg_round8][rg_t] > rg_tmp11) rg_tmp11 = rg_red7[rg_round8][rg_t];
+                }
+            }
+        }
+        if (rg_hi8 > rg_lo8) rg_tmp10 = rg_hi8 - 1;  // its value after the loop
+        if (rg_rank == 0) {
+            rg_acc7[rg_par7][0] = rg_tmp11;
+        }
+        __syncthreads();  // the results are in the group slots
+        rg_tmp11 = rg_acc7[rg_par7][0]; rg_par7 ^= 1u;
+    }
+#line 161
     {
         const double rg_r0 = py_total;
         const double rg_r1 = py_scaled;
@@ -351,7 +407,8 @@ __device__ bool stats_handle(const Samples& req, Stats& resp, rg_ctx& ctx) {
         const int64_t rg_r6 = py_isum;
         const int64_t rg_r7 = rg_py_strlen(req.label.data, req.label.len);
         const int64_t rg_r8 = py_over;
-        if (threadIdx.x == 0) {
+        const double rg_r9 = py_swept;
+        if (rg_rank == 0) {
             resp.total = rg_r0;
             resp.scaled = rg_r1;
             resp.hi = rg_r2;
@@ -361,12 +418,13 @@ __device__ bool stats_handle(const Samples& req, Stats& resp, rg_ctx& ctx) {
             resp.isum = rg_r6;
             resp.chars = rg_r7;
             resp.over = rg_r8;
+            resp.swept = rg_r9;
         }
         return true;
     }
     return false;
 }
-#line 370 "stats.cu"
+#line 428 "stats.cu"
 // ---- end of the handler ----
 
 // What the call below finds when no handler of the expected signature is defined: a

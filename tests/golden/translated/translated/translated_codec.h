@@ -479,10 +479,10 @@ RG_FN int64_t rg_unpack_Samples(const uint8_t* in, size_t len, Samples* m) {
 }
 
 // ---- Stats (schemas.translated.Stats) ----
-#define RG_MAX_PACKED_Stats 300
+#define RG_MAX_PACKED_Stats 319
 
 RG_FN void rg_write_Stats(rg_mp_writer* w, const Stats* m) {
-    rg_mp_write_map(w, 13);
+    rg_mp_write_map(w, 14);
     rg_mp_write_str(w, "total", 5);
     rg_mp_write_f64(w, m->total);
     rg_mp_write_str(w, "scaled", 6);
@@ -501,6 +501,8 @@ RG_FN void rg_write_Stats(rg_mp_writer* w, const Stats* m) {
     rg_mp_write_int(w, (int64_t)m->chars);
     rg_mp_write_str(w, "over", 4);
     rg_mp_write_int(w, (int64_t)m->over);
+    rg_mp_write_str(w, "swept", 5);
+    rg_mp_write_f64(w, m->swept);
     rg_mp_write_str(w, "status", 6);
     if (m->status.present) {
         if (rg_mp_check_len(w, m->status.value.len, 16)) rg_mp_write_str(w, m->status.value.data, m->status.value.len);
@@ -529,6 +531,7 @@ RG_FN void rg_init_Stats(Stats* m) {
     m->isum = 0;
     m->chars = 0;
     m->over = 0;
+    m->swept = 0.0;
     m->priority = 128;
 }
 
@@ -570,6 +573,8 @@ RG_FN void rg_read_Stats(rg_mp_reader* r, Stats* m) {
                 int64_t v;
                 if (rg_mp_read_int(r, &v, INT64_MIN, INT64_MAX)) m->over = (int64_t)v;
             }
+        } else if (rg_mp_key_is(key, key_len, "swept", 5)) {
+            rg_mp_read_f64(r, &m->swept);
         } else if (rg_mp_key_is(key, key_len, "status", 6)) {
             if (rg_mp_read_nil(r)) {
                 m->status.present = 0;

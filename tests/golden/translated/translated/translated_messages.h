@@ -232,9 +232,10 @@ typedef struct Stats {
     int64_t isum;                      //   88: 8 B
     int64_t chars;                     //   96: 8 B
     int64_t over;                      //  104: 8 B
-    rg_opt_str16 status;               //  112: 24 B
+    double swept;                      //  112: 8 B
+    rg_opt_str16 status;               //  120: 24 B
 } Stats;
-static_assert(sizeof(Stats) == 136, "layout of Stats changed");
+static_assert(sizeof(Stats) == 144, "layout of Stats changed");
 static_assert(alignof(Stats) == 8, "alignment of Stats changed");
 static_assert(offsetof(Stats, message_id) == 0, "Stats.message_id");
 static_assert(offsetof(Stats, correlation_id) == 16, "Stats.correlation_id");
@@ -250,7 +251,8 @@ static_assert(offsetof(Stats, positives) == 80, "Stats.positives");
 static_assert(offsetof(Stats, isum) == 88, "Stats.isum");
 static_assert(offsetof(Stats, chars) == 96, "Stats.chars");
 static_assert(offsetof(Stats, over) == 104, "Stats.over");
-static_assert(offsetof(Stats, status) == 112, "Stats.status");
+static_assert(offsetof(Stats, swept) == 112, "Stats.swept");
+static_assert(offsetof(Stats, status) == 120, "Stats.status");
 
 // message Big
 typedef struct Big {
@@ -713,7 +715,7 @@ RG_FN uint32_t rg_used_runs(const Samples* m, rg_run* out) {
 RG_HD constexpr uint32_t rg_max_runs(const Samples*) { return 2; }
 
 RG_FN uint32_t rg_fixed_runs(const Stats*, rg_run* out) {
-    out[0] = rg_run{0u, 136u};
+    out[0] = rg_run{0u, 144u};
     return 1;
 }
 RG_FN uint32_t rg_used_runs(const Stats* m, rg_run* out) {
