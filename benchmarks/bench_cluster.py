@@ -6,10 +6,14 @@ the handler a method, one call per message or one call per list of messages).
 
 A local cluster of two Ray nodes on this machine (ray.cluster_utils); the driver is on the
 first, the echo kernel (benchmarks/bench_kernels.py, CPU backend) and the plain actor on the
-second, so every call crosses nodes. (a) request p50/p99, both sides in alternating rounds;
-(b) message objects: ringgen's send_many/receive_many against the plain actor called once per
-message (up to 1000 calls in flight) and once per list of 1000; (c) numpy struct arrays:
-send_array/receive_array (Ray's object store carries the batches) against the same two.
+second, so every call crosses nodes. (a) request p50/p99, all sides in alternating rounds,
+with the same handler on an async actor (a NodeHost is one: the asyncio hop Ray adds to each
+call of it); (b) message objects: ringgen's send_many/receive_many against the plain actor
+called once per message (up to 1000 calls in flight) and once per list of 1000 (four lists
+in flight); (c) numpy struct arrays: send_array/receive_array (Ray's object store carries
+the batches, four in flight) against the same two. Each part also prints the same kernel's
+figure in one process without Ray (measured first): what a node's runtime can do at most,
+the bound of ours.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ sys.path.insert(0, str(HERE))
 
 from bench_ring import build_echo  # noqa: E402
 
+from ringgen import RingKernelRuntime  # noqa: E402
 from ringgen.cluster import ClusterRuntime  # noqa: E402
 
 LATENCY_N = 1000
@@ -35,6 +40,7 @@ LATENCY_ROUNDS = 10
 OBJECTS_N = 50_000
 ARRAYS_N = 1_000_000
 BATCH = 1000
+IN_FLIGHT = 4
 
 
 class PlainEcho:
@@ -45,6 +51,13 @@ class PlainEcho:
 
     def handle_many(self, msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [self.handle(m) for m in msgs]
+
+
+class AsyncEcho:
+    """The same handler on an async actor (as a NodeHost is): what Ray's asyncio hop adds."""
+
+    async def handle(self, msg: dict[str, Any]) -> dict[str, Any]:
+        return {"seq": msg["seq"], "correlation_id": msg["message_id"], "priority": msg["priority"]}
 
 
 def job(i: int) -> dict[str, Any]:
@@ -80,10 +93,15 @@ async def plain_per_call(actor: Any, n: int) -> float:
 
 
 async def plain_batched(actor: Any, n: int) -> float:
+    """Lists of BATCH, as many calls in flight as ours has batches (a Ray user pipelines too)."""
     start = time.perf_counter()
+    in_flight: list[Any] = []
     for i in range(0, n, BATCH):
-        replies = await actor.handle_many.remote([job(k) for k in range(i, i + BATCH)])
-        assert len(replies) == BATCH
+        if len(in_flight) >= IN_FLIGHT:
+            assert len(await in_flight.pop(0)) == BATCH
+        in_flight.append(actor.handle_many.remote([job(k) for k in range(i, i + BATCH)]))
+    for call in in_flight:
+        assert len(await call) == BATCH
     return n / (time.perf_counter() - start)
 
 
@@ -103,7 +121,8 @@ async def ours_objects(rt: ClusterRuntime, pkg: Any, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-async def ours_arrays(rt: ClusterRuntime, pkg: Any, n: int) -> float:
+async def ours_arrays(rt: ClusterRuntime | RingKernelRuntime, pkg: Any, n: int) -> float:
+    """send_array/receive_array through `rt`: across nodes, or (the bound) in this process."""
     arr = pkg.package.new_array("Job", n)
     arr["seq"] = np.arange(n)
     step = 1 << 16
@@ -115,13 +134,27 @@ async def ours_arrays(rt: ClusterRuntime, pkg: Any, n: int) -> float:
             got += len(await rt.receive_array("echo", step, timeout=30.0))
 
     consumer = asyncio.ensure_future(consume())
-    for i in range(0, n, step):
-        await rt.send_array("echo", arr[i:i + step])
+    in_flight: set[asyncio.Future[int]] = set()
+    for i in range(0, n, step):  # several batches in flight: Ray's per-call time overlaps
+        if len(in_flight) >= IN_FLIGHT:
+            _, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+        in_flight.add(asyncio.ensure_future(rt.send_array("echo", arr[i:i + step])))
+    await asyncio.gather(*in_flight)
     await consumer
     return n / (time.perf_counter() - start)
 
 
-async def run(pkg: Any, address: str) -> None:
+async def in_one_process(pkg: Any) -> tuple[list[float], float]:
+    """The same kernel without Ray: request round trips and array throughput in this process,
+    what a node's RingKernelRuntime can do at most (the bound of the figures across nodes)."""
+    async with RingKernelRuntime(pkg, backend="cpu", lane_capacity=1024) as rt:
+        await rt.launch("echo", queue_size=1 << 21)
+        (lat,) = await latency([lambda m: rt.request("echo", m, timeout=30.0)],
+                               [lambda i: pkg.Job(seq=i)])
+        return lat, await ours_arrays(rt, pkg, ARRAYS_N)
+
+
+async def run(pkg: Any, address: str, local: tuple[list[float], float]) -> None:
     import ray
 
     async with ClusterRuntime(pkg, address=address, backend="cpu", lane_capacity=1024) as rt:
@@ -131,9 +164,12 @@ async def run(pkg: Any, address: str) -> None:
 
         plain = ray.remote(PlainEcho).options(num_cpus=0,
                                               scheduling_strategy=node_affinity(far)).remote()
-        base_lat, ours_lat = await latency(
-            [plain.handle.remote, lambda m: rt.request("echo", m, timeout=30.0)],
-            [job, lambda i: pkg.Job(seq=i)])
+        hop = ray.remote(AsyncEcho).options(num_cpus=0, max_concurrency=1000,
+                                            scheduling_strategy=node_affinity(far)).remote()
+        base_lat, hop_lat, ours_lat = await latency(
+            [plain.handle.remote, hop.handle.remote,
+             lambda m: rt.request("echo", m, timeout=30.0)],
+            [job, job, lambda i: pkg.Job(seq=i)])
         per_call = await plain_per_call(plain, OBJECTS_N // 5)
         batched = await plain_batched(plain, OBJECTS_N)
         objects = await ours_objects(rt, pkg, OBJECTS_N)
@@ -142,8 +178,10 @@ async def run(pkg: Any, address: str) -> None:
 
     print("(a) request across nodes, p50 / p99")
     print(f"    plain Ray actor (one call):  {pct(base_lat, 50):9.1f} / {pct(base_lat, 99):9.1f} us")
+    print(f"    the same on an async actor:  {pct(hop_lat, 50):9.1f} / {pct(hop_lat, 99):9.1f} us")
     print(f"    ringgen.cluster request():   {pct(ours_lat, 50):9.1f} / {pct(ours_lat, 99):9.1f} us")
     print(f"    p50 ratio (plain / ringgen): {pct(base_lat, 50) / pct(ours_lat, 50):9.2f}x")
+    print(f"    (bound: the kernel in one process, no Ray: {pct(local[0], 50):9.1f} us p50)")
     print("(b) message objects across nodes")
     print(f"    plain actor, a call per message: {per_call:12,.0f} msg/s")
     print(f"    plain actor, a list per call:    {batched:12,.0f} msg/s")
@@ -152,11 +190,14 @@ async def run(pkg: Any, address: str) -> None:
     print("(c) numpy struct arrays across nodes")
     print(f"    ringgen send_array/receive_array: {arrays:12,.0f} msg/s   "
           f"{arrays / per_call:6.1f}x per call, {arrays / batched:5.2f}x batched")
+    print(f"    (bound: the kernel in one process, no Ray: {local[1]:12,.0f} msg/s)")
 
 
 def main() -> None:
     from ray.cluster_utils import Cluster
 
+    with tempfile.TemporaryDirectory() as tmp:  # measured first, while Ray is not running
+        local = asyncio.run(in_one_process(build_echo(Path(tmp))))
     cluster = Cluster(initialize_head=True,
                       head_node_args={"num_cpus": 1, "include_dashboard": False})
     cluster.add_node(num_cpus=1)
@@ -164,7 +205,7 @@ def main() -> None:
         cluster.wait_for_nodes()
         with tempfile.TemporaryDirectory() as tmp:
             pkg = build_echo(Path(tmp))
-            asyncio.run(run(pkg, cluster.address))
+            asyncio.run(run(pkg, cluster.address, local))
     finally:
         cluster.shutdown()
 

@@ -5,8 +5,9 @@ to the next). Both on the CPU backend, in one run, the same messages in and out.
 
     python benchmarks/bench_pipeline.py [--messages N] [--requests N] [--rounds N]
 
-(a) throughput: N RawData of 8 values sent with send_array into clip while total's answers are
-collected with receive_array (the relay moves message objects, as the example did);
+(a) throughput: N RawData of 8 values of mixed priorities sent with one send_array into clip
+while total's answers are collected with receive_array (the relay moves message objects, as the
+example did);
 (b) latency of one request at a time through the three stages:
 `request("clip", raw, reply_from="total")` when connected; send to clip and receive from total
 when relayed (a relay cannot keep the conversation: the next stage answers the relayed copy).
@@ -91,8 +92,7 @@ async def throughput(rt: RingKernelRuntime, n: int) -> float:
         return got
 
     t0 = time.perf_counter()
-    sent = asyncio.gather(*(rt.send_array("clip", rows[i:i + 4096]) for i in range(0, n, 4096)))
-    _, got = await asyncio.gather(sent, collect())
+    _, got = await asyncio.gather(rt.send_array("clip", rows), collect())
     elapsed = time.perf_counter() - t0
     assert got == n
     return n / elapsed

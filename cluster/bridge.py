@@ -71,10 +71,11 @@ class Bridge:
                     await self.runtime.send_array(kernel_id, rows)
                     return
                 outcome: Outcome = await host.send_array.remote(kernel_id, rows, None)
-                self._add_letters(outcome.letters)
-                if outcome.failure is None:
+                _, failure, letters = outcome
+                self._add_letters(letters)
+                if failure is None:
                     return
-                raise outcome.failure.error()
+                raise failure.error()
             except QueueFullError as e:  # the target's backpressure refused (part of) the batch
                 refused = np.setdiff1d(np.arange(len(rows)), e.accepted if e.accepted is not None
                                        else np.empty(0, dtype=np.intp))

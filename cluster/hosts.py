@@ -23,6 +23,7 @@ from ringgen.schema.package import Package
 log = logging.getLogger("ringgen.cluster")
 
 SHUT_DOWN = "the runtime was shut down"  # why a node's host is gone after shutdown()
+WATCH_END_S = 5.0  # how long shutdown() waits for Ray to report its killed hosts dead
 
 
 @dataclasses.dataclass
@@ -123,21 +124,36 @@ class Hosts:
     async def call(self, host: Host, method: str, *args: Any, kernel_id: str | None = None) -> Any:
         """One call of a host: its value, or its error raised here again; a dead host is a
         KernelFaultError (for the kernel named)."""
-        what = f"kernel {kernel_id!r}" if kernel_id is not None else f"node {host.node_id}"
+        return await self.outcome(host, self.submit(host, method, *args, kernel_id=kernel_id),
+                                  kernel_id)
+
+    def submit(self, host: Host, method: str, *args: Any, kernel_id: str | None = None) -> Any:
+        """The call handed to Ray now (calls from this process start on the node in the order
+        they were submitted); outcome() awaits what it returns."""
         if method != "shutdown":
-            self.check(host, what)
+            self.check(host, self._what(host, kernel_id))
+        return getattr(host.handle, method).remote(*args)
+
+    async def outcome(self, host: Host, ref: Any, kernel_id: str | None = None) -> Any:
+        """A submitted call's value, or its error raised here again (see call())."""
         try:
-            outcome: Outcome = await getattr(host.handle, method).remote(*args)
+            outcome: Outcome = await ref
         except Exception as e:
             if not is_actor_death(e):
                 raise
             self.died(host, f"{type(e).__name__}: {e}")
-            raise KernelFaultError(f"{what} failed: node {host.node_id} died "
-                                   f"({host.dead})") from None
-        self.on_letters(outcome.letters)
-        if outcome.failure is not None:
-            raise outcome.failure.error()
-        return outcome.value
+            raise KernelFaultError(f"{self._what(host, kernel_id)} failed: node {host.node_id} "
+                                   f"died ({host.dead})") from None
+        value, failure, letters = outcome
+        if letters:
+            self.on_letters(letters)
+        if failure is not None:
+            raise failure.error()
+        return value
+
+    @staticmethod
+    def _what(host: Host, kernel_id: str | None) -> str:
+        return f"kernel {kernel_id!r}" if kernel_id is not None else f"node {host.node_id}"
 
     async def processes(self) -> dict[str, tuple[int, list[int]]]:
         return {h.node_id: (h.pid, await h.handle.runner_pids.remote()) for h in self.live()}
@@ -148,9 +164,6 @@ class Hosts:
         if self._starting:
             await asyncio.gather(*self._starting.values(), return_exceptions=True)
         hosts = self.live()
-        for host in self._hosts.values():
-            if host.watch is not None:
-                host.watch.cancel()
         results = await asyncio.gather(*(self.call(h, "shutdown", timeout) for h in hosts),
                                        return_exceptions=True)
         for host, result in zip(hosts, results, strict=True):
@@ -158,3 +171,10 @@ class Hosts:
                 log.error("shutting node %s down failed: %s", host.node_id, result)
             self.ray.kill(host.handle, no_restart=True)
             host.dead = SHUT_DOWN
+        # Each watch ends as its host's death reaches it, not cancelled: Ray Client fails a
+        # cancelled call's future once more when it disconnects, and prints the error.
+        watches = [h.watch for h in self._hosts.values() if h.watch is not None]
+        if watches:
+            _, late = await asyncio.wait(watches, timeout=WATCH_END_S)
+            for watch in late:
+                watch.cancel()

@@ -20,8 +20,8 @@ from ringgen.cluster.bridge import Bridge, Target
 from ringgen.cluster.ray_api import ray_module
 from ringgen.cluster.wire import Failure, Letter, Outcome, PackageSpec
 from ringgen.codecs.structs import VECTOR_MIN
-from ringgen.errors import KernelStateError
-from ringgen.runtime.dead_letters import DeadLetter
+from ringgen.errors import KernelStateError, QueueFullError
+from ringgen.runtime.dead_letters import DeadLetter, DeadLetterReason
 from ringgen.runtime.device_channel import DeviceChannel
 from ringgen.runtime.runtime import RingKernelRuntime
 from ringgen.schema.package import Package
@@ -39,6 +39,7 @@ class NodeHost:
         self._packages: list[Package] = []
         self._classes: dict[str, type] = {}
         self._awaited: dict[bytes, asyncio.Future[Any]] = {}  # expect() -> await_reply()
+        self._turns: dict[str, Turns] = {}  # send_nowait()'s order, per stream of the driver
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -123,6 +124,29 @@ class NodeHost:
                    timeout: float | None) -> Outcome:
         return await self._answer(self.runtime.send(kernel_id, self._decode(class_name, data),
                                                     timeout))
+
+    async def send_nowait(self, kernel_id: str, stream: str, seq: int, class_name: str,
+                          data: bytes) -> Outcome:
+        """The driver's send_nowait(): enqueued now or not at all, in the order the driver
+        numbered its calls of `stream` (Ray may start an async actor's calls out of order).
+        Where one machine raises QueueFullError (send() would wait for room), the message is
+        a dead letter here: its sender moved on."""
+        turns = self._turns.setdefault(stream, Turns())
+        await turns.wait(seq)
+        try:
+            msg = self._decode(class_name, data)
+            try:
+                accepted = self.runtime.send_nowait(kernel_id, msg)
+            except QueueFullError as e:
+                self.runtime.add_dead_letter(DeadLetter(
+                    kernel_id, msg, DeadLetterReason.DROPPED_NEWEST,
+                    f"send_nowait() from another node found the queue full: {e}"))
+                accepted = False
+        except Exception as e:
+            return await self._answer(_failed(e))
+        finally:
+            turns.done(seq)
+        return await self._answer(_ready(accepted))
 
     async def send_many(self, kernel_id: str, class_name: str, blobs: list[bytes],
                         timeout: float | None) -> Outcome:
@@ -243,8 +267,32 @@ class NodeHost:
         except Exception as e:  # every error goes back to the driver, raised there again
             value, failure = None, Failure.of(e)
         letters, self._letters = self._letters, []
-        return Outcome(value, failure, letters)
+        return value, failure, letters
 
 
 async def _ready(value: Any) -> Any:
     return value
+
+
+async def _failed(error: Exception) -> Any:
+    raise error
+
+
+class Turns:
+    """Calls numbered 0, 1, 2, ... by their sender go on in that order, whatever order they
+    arrive in: each waits for the one before it to be done."""
+
+    def __init__(self) -> None:
+        self.next = 0
+        self._waiting: dict[int, asyncio.Future[None]] = {}
+
+    async def wait(self, seq: int) -> None:
+        if seq != self.next:
+            future = self._waiting[seq] = asyncio.get_running_loop().create_future()
+            await future
+
+    def done(self, seq: int) -> None:
+        self.next = seq + 1
+        future = self._waiting.pop(self.next, None)
+        if future is not None:
+            future.set_result(None)

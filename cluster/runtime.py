@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections import Counter, deque
+import uuid
 from collections.abc import Callable, Sequence
 from types import ModuleType, TracebackType
 from typing import Any
@@ -27,14 +27,14 @@ from typing import Any
 import numpy as np
 
 from ringgen.cluster.hosts import SHUT_DOWN, Host, Hosts
-from ringgen.cluster.ledger import Ledger, row_ids
+from ringgen.cluster.ledger import Ledger
 from ringgen.cluster.ray_api import ray_module
 from ringgen.cluster.wire import Letter
 from ringgen.codecs.structs import StructCodec
 from ringgen.errors import KernelFaultError, KernelStateError, QueueFullError
 from ringgen.runtime.channels import KernelState
-from ringgen.runtime.dead_letters import DeadLetter
-from ringgen.runtime.runtime import DEAD_LETTER_MEMORY
+from ringgen.runtime.dead_letters import DeadLetter, DeadLetterReason, DeadLetterStore
+from ringgen.runtime.runtime import Default
 from ringgen.runtime.telemetry import Telemetry
 from ringgen.schema.package import KernelDef, Package, package_of
 
@@ -51,17 +51,25 @@ class _Placed:
     # and unpacked column-wise here), as RingKernelRuntime's own send_many/receive_many do.
     in_codec: StructCodec | None = None
     out_codec: StructCodec | None = None
+    # send_nowait()'s calls, numbered so that the node takes them in order: a stream per
+    # placement (a kernel launched again starts a new one, at 0).
+    stream: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
+    sent_nowait: int = 0
+    # (node method, what it returned) for receives cancelled while the node took responses
+    kept: list[tuple[str, Any]] = dataclasses.field(default_factory=list)
+    keeping: set[asyncio.Future[None]] = dataclasses.field(default_factory=set)  # to come
 
     @staticmethod
     def of(kernel_id: str, node: Host, device: int, kdef: KernelDef) -> _Placed:
+        device_kernel = not kdef.host_actor  # a host actor takes and gives objects
         return _Placed(kernel_id, node, device, kdef, Ledger(kernel_id),
-                       StructCodec(kdef.input, kdef.in_dtype) if kdef.in_dtype is not None
-                       else None,
-                       StructCodec(kdef.output, kdef.out_dtype) if kdef.out_dtype is not None
-                       else None)
+                       StructCodec(kdef.input, kdef.in_dtype)
+                       if kdef.in_dtype is not None and device_kernel else None,
+                       StructCodec(kdef.output, kdef.out_dtype)
+                       if kdef.out_dtype is not None and device_kernel else None)
 
 
-class ClusterRuntime:
+class ClusterRuntime(DeadLetterStore):
     """An async context manager that places kernels on Ray nodes and owns them."""
 
     def __init__(self, *packages: ModuleType | Package, address: str | None = None,
@@ -75,9 +83,7 @@ class ClusterRuntime:
         to ray.init."""
         self.packages = [package_of(p) for p in packages]
         self.address = address
-        self.dead_letter_hook = dead_letter_hook
-        self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTER_MEMORY)
-        self.dead_letter_counts: Counter[str] = Counter()
+        DeadLetterStore.__init__(self, dead_letter_hook)  # dead_letters, add_dead_letter()
         self._options = {"backend": backend, **runtime_options}
         self._ray_options = ray_options or {}
         self._ray: Any = None
@@ -85,6 +91,7 @@ class ClusterRuntime:
         self._hosts: Hosts | None = None  # made on entering
         self._placed: dict[str, _Placed] = {}
         self._edges: dict[str, list[str]] = {}  # connect(): src -> dsts
+        self._verdicts: set[asyncio.Future[None]] = set()  # send_nowait()s not yet answered
 
     # -- context ---------------------------------------------------------------------------
 
@@ -117,7 +124,21 @@ class ClusterRuntime:
     async def shutdown(self, timeout: float = 1.0) -> None:
         """Terminate every kernel on every node (each node's runtime shutdown), then end the
         node hosts; their runner processes end with them."""
+        await self._verdicts_in()  # what send_nowait() handed on is enqueued before the end
         await self.hosts.shutdown(timeout)
+
+    @property
+    def closing(self) -> bool:
+        """shutdown() began: nothing is launched any more."""
+        return self._hosts is not None and self._hosts.closing
+
+    def dtype_of(self, cls: type) -> np.dtype | None:
+        """The C struct (numpy dtype) of a message class of the packages, if it has one."""
+        for pkg in self.packages:
+            dtype = pkg.dtype_of(cls)
+            if dtype is not None:
+                return dtype
+        return None
 
     @property
     def hosts(self) -> Hosts:
@@ -148,20 +169,25 @@ class ClusterRuntime:
                 detail = (f"node {host.node_id} died with kernel {placed.kernel_id!r} "
                           f"({host.dead}) before it was processed")
                 for letter in placed.ledger.fail(detail):
-                    self._add_dead_letter(letter)
+                    self.add_dead_letter(letter)
 
     def _letters(self, letters: list[Letter]) -> None:
         for letter in letters:
-            self._add_dead_letter(letter.decode(self.packages))
+            self.add_dead_letter(letter.decode(self.packages))
 
     # -- kernels ---------------------------------------------------------------------------
 
     async def launch(self, kernel_id: str, actor: Any = None, activate: bool = True, *,
                      node: str | None = None, device: int = 0, queue_size: int | None = None,
-                     backpressure: str | None = None, lane_capacity: int | None = None) -> None:
-        """Start a kernel of the packages on `node` (default: the driver's) and `device`.
-        Host actors are the packages' own (`async def` under @ring_kernel): a function passed
-        as `actor` would have to be shipped to the node, which this runtime does not do."""
+                     backpressure: str | None = None, lane_capacity: int | None = None,
+                     restart: str = "never", max_restarts: int = 3, within_s: float = 60.0,
+                     backoff_s: float = 0.5, redeliver: bool = False,
+                     watchdog_s: float | Default | None = Default.HANG_TIMEOUT) -> None:
+        """Start a kernel of the packages on `node` (default: the driver's) and `device`; the
+        other options are RingKernelRuntime.launch's, applied by the node's runtime (which
+        supervises a restart="on_failure" kernel where it runs). Host actors are the
+        packages' own (`async def` under @ring_kernel): a function passed as `actor` would
+        have to be shipped to the node, which this runtime does not do."""
         if self.hosts.closing:
             raise KernelStateError(f"cannot launch {kernel_id!r}: the runtime is shut down")
         if actor is not None:
@@ -175,8 +201,12 @@ class ClusterRuntime:
             raise KernelStateError(f"kernel {kernel_id!r} is already running on node "
                                    f"{old.node.node_id}; terminate it first")
         host = await self.hosts.get(node or (await self.nodes())[0])
-        options = {"queue_size": queue_size, "backpressure": backpressure,
-                   "lane_capacity": lane_capacity, "device": device}
+        options: dict[str, Any] = {
+            "queue_size": queue_size, "backpressure": backpressure, "lane_capacity": lane_capacity,
+            "device": device, "restart": restart, "max_restarts": max_restarts,
+            "within_s": within_s, "backoff_s": backoff_s, "redeliver": redeliver}
+        if watchdog_s is not Default.HANG_TIMEOUT:  # left out: the node runtime's hang_timeout
+            options["watchdog_s"] = watchdog_s
         await self.hosts.call(host, "launch", kernel_id, activate, options, kernel_id=kernel_id)
         self._placed[kernel_id] = _Placed.of(kernel_id, host, device, kdef)
 
@@ -247,6 +277,45 @@ class ClusterRuntime:
             self._refused(placed, [msg], e)
             raise
 
+    def send_nowait(self, kernel_id: str, msg: Any) -> bool:
+        """send() without waiting: `msg` is handed to its node now, and enqueued there after
+        the send_nowait()s to the kernel before it (in order). True: handed on. The node's
+        verdict comes later, as a dead letter: dropped by backpressure as on one machine, or,
+        where one machine raises QueueFullError (room to wait for), DROPPED_NEWEST; a kernel
+        that failed or ended meanwhile makes it KERNEL_FAILED or TERMINATED."""
+        placed = self._sendable(kernel_id)
+        if placed.kdef.input is not None and type(msg) is not placed.kdef.input:
+            raise TypeError(f"kernel {kernel_id!r} takes {placed.kdef.input.__name__} messages, "
+                            f"not {type(msg).__name__}; nothing was enqueued")
+        ref = self.hosts.submit(placed.node, "send_nowait", kernel_id, placed.stream,
+                                placed.sent_nowait, type(msg).__name__, msg.serialize(),
+                                kernel_id=kernel_id)
+        placed.sent_nowait += 1
+        placed.ledger.add_messages([msg])
+        verdict = asyncio.ensure_future(self._verdict(placed, msg, ref))
+        self._verdicts.add(verdict)
+        verdict.add_done_callback(self._verdicts.discard)
+        return True
+
+    async def _verdicts_in(self) -> None:
+        """Every send_nowait() so far has been answered by its node (and its dead letter, if
+        any, is in `dead_letters`)."""
+        if self._verdicts:
+            await asyncio.gather(*list(self._verdicts), return_exceptions=True)
+
+    async def _verdict(self, placed: _Placed, msg: Any, ref: Any) -> None:
+        """What the node made of a send_nowait(): a refusal is a dead letter (a drop is one
+        already, made by the node)."""
+        try:
+            await self.hosts.outcome(placed.node, ref, placed.kernel_id)
+        except Exception as e:
+            if isinstance(e, KernelFaultError) and placed.node.dead is not None:
+                return  # the node died: the ledger made it a dead letter
+            reason = (DeadLetterReason.TERMINATED if isinstance(e, KernelStateError)
+                      else DeadLetterReason.KERNEL_FAILED)
+            self.add_dead_letter(DeadLetter(placed.kernel_id, msg, reason,
+                                            f"send_nowait() was refused on the node: {e}"))
+
     async def send_many(self, kernel_id: str, msgs: Sequence[Any],
                         timeout: float | None = None) -> int:
         """Enqueue a batch (one class of message) in one call; what RingKernelRuntime's does."""
@@ -287,7 +356,7 @@ class ClusterRuntime:
             refused = np.setdiff1d(np.arange(len(arr)), accepted if accepted is not None
                                    else np.empty(0, dtype=np.intp))
             if not (isinstance(e, KernelFaultError) and placed.node.dead is not None):
-                placed.ledger.forget(row_ids(arr[refused], "message_id"))
+                placed.ledger.forget_rows(arr[refused], "message_id")
             raise
 
     def _refused(self, placed: _Placed, msgs: Sequence[Any], error: Exception) -> None:
@@ -356,12 +425,10 @@ class ClusterRuntime:
                            timeout: float | None = None) -> list[Any]:
         placed = self._placed_kernel(kernel_id)
         if placed.out_codec is not None:
-            rows = await self.hosts.call(placed.node, "receive_array", kernel_id, max_count, timeout,
-                                    kernel_id=kernel_id)
+            rows = await self._take(placed, "receive_array", max_count, timeout)
             responses = placed.out_codec.unpack_many(rows)
         else:
-            got = await self.hosts.call(placed.node, "receive_many", kernel_id, max_count, timeout,
-                                   kernel_id=kernel_id)
+            got = await self._take(placed, "receive_many", max_count, timeout)
             responses = [self._decode(name, data) for name, data in got]
         placed.ledger.answered_by(responses)
         return responses
@@ -369,10 +436,44 @@ class ClusterRuntime:
     async def receive_array(self, kernel_id: str, max_count: int,
                             timeout: float | None = None) -> np.ndarray:
         placed = self._placed_kernel(kernel_id)
-        rows: np.ndarray = await self.hosts.call(placed.node, "receive_array", kernel_id, max_count,
-                                            timeout, kernel_id=kernel_id)
-        placed.ledger.forget(row_ids(rows, "correlation_id"))
+        rows: np.ndarray = await self._take(placed, "receive_array", max_count, timeout)
+        placed.ledger.forget_rows(rows, "correlation_id")
         return rows
+
+    async def _take(self, placed: _Placed, method: str, max_count: int,
+                    timeout: float | None) -> Any:
+        """What the node's receive_array or receive_many takes for this caller. A caller
+        cancelled meanwhile (asyncio.wait_for, a cancelled task) loses nothing: the node
+        still answers, and what it took is kept for the next receive of the kernel, which
+        waits for that answer first (up to its timeout)."""
+        if placed.keeping:
+            await asyncio.wait(set(placed.keeping), timeout=timeout)
+            if placed.keeping and not placed.kept:  # still waiting on the node: a timeout
+                return [] if method == "receive_many" else \
+                    np.empty(0, dtype=placed.kdef.out_dtype)
+        if placed.kept and placed.kept[0][0] == method:
+            _, got = placed.kept.pop(0)
+            if len(got) > max_count:
+                placed.kept.insert(0, (method, got[max_count:]))
+                got = got[:max_count]
+            return got
+        ref = self.hosts.submit(placed.node, method, placed.kernel_id, max_count, timeout,
+                                kernel_id=placed.kernel_id)
+        try:
+            return await self.hosts.outcome(placed.node, ref, placed.kernel_id)
+        except asyncio.CancelledError:
+            keeper = asyncio.ensure_future(self._keep(placed, method, ref))
+            placed.keeping.add(keeper)
+            keeper.add_done_callback(placed.keeping.discard)
+            raise
+
+    async def _keep(self, placed: _Placed, method: str, ref: Any) -> None:
+        try:
+            got = await self.hosts.outcome(placed.node, ref, placed.kernel_id)
+        except Exception:
+            return  # it took nothing: a kernel that failed or ended, a node gone
+        if len(got):
+            placed.kept.append((method, got))
 
     async def drain(self, kernel_id: str | None = None, timeout: float | None = None) -> None:
         """Wait until the kernel (every kernel: None) processed all it accepted so far."""
@@ -381,6 +482,7 @@ class ClusterRuntime:
 
     async def _drain(self, kernel_id: str, timeout: float | None) -> None:
         placed = self._placed_kernel(kernel_id)
+        await self._verdicts_in()  # send_nowait()s are sent "so far" too: enqueued first
         mark = placed.ledger.mark()
         await self._lifecycle("drain", kernel_id, timeout)
         placed.ledger.drained(mark)
@@ -407,8 +509,10 @@ class ClusterRuntime:
 
     async def fetch_dead_letters(self) -> list[DeadLetter]:
         """Collect the dead letters the nodes made since their last answer (each call brings
-        them too); returns the new ones, which are also in `dead_letters`."""
+        them too, and each send_nowait()'s answer is awaited); returns the new ones, which
+        are also in `dead_letters`."""
         before = sum(self.dead_letter_counts.values())
+        await self._verdicts_in()
         for host in self.hosts.live():
             await self.hosts.call(host, "letters")
         new = sum(self.dead_letter_counts.values()) - before
@@ -450,11 +554,10 @@ class ClusterRuntime:
         raise TypeError(f"a node answered with {class_name}, which no package of the driver "
                         "has; give the driver the same packages as the nodes")
 
-    def _add_dead_letter(self, letter: DeadLetter) -> None:
+    def add_dead_letter(self, letter: DeadLetter) -> None:
+        """A dead letter settles what the ledger held of its message, then is kept as on one
+        machine."""
         placed = self._placed.get(letter.kernel_id)
         if placed is not None:
             placed.ledger.settle(letter)
-        self.dead_letters.append(letter)
-        self.dead_letter_counts[letter.kernel_id] += 1
-        if self.dead_letter_hook is not None:
-            self.dead_letter_hook(letter)
+        super().add_dead_letter(letter)

@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import importlib.util
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -132,11 +132,8 @@ class Letter:
         return DeadLetter(self.kernel_id, message, DeadLetterReason(self.reason), self.detail)
 
 
-@dataclass
-class Outcome:
-    """What every call of a node returns: its value or its failure, and the node's new dead
-    letters (so that the driver's `dead_letters` follows the nodes without a poll)."""
-
-    value: Any = None
-    failure: Failure | None = None
-    letters: list[Letter] = field(default_factory=list)
+# What every call of a node returns: (its value, its failure or None, the node's new dead
+# letters), so that the driver's `dead_letters` follows the nodes without a poll. A plain tuple,
+# not a dataclass: Ray packs a tuple of plain values with msgpack, where a class instance costs
+# a pickle on each side of every call (a request's latency).
+Outcome = tuple[Any, Failure | None, list[Letter]]

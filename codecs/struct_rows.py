@@ -221,7 +221,12 @@ def _members(cls: Any, dtype: np.dtype) -> tuple[list[str], list[tuple[int, str,
 def message_flat(cls: Any, dtype: np.dtype) -> _Flat:
     """A whole message: header members, then its fields, as the generated struct lays them."""
     names, members = _members(cls, dtype)
-    fmt, zeros = _padded([(offset, flat) for offset, _, flat in members], dtype.itemsize)
+    return _message_flat(cls, names, members, dtype.itemsize)
+
+
+def _message_flat(cls: Any, names: list[str], members: list[tuple[int, str, _Flat]],
+                  itemsize: int) -> _Flat:
+    fmt, zeros = _padded([(offset, flat) for offset, _, flat in members], itemsize)
     type_id = cls.type_id()
     body = [(name, flat) for _, name, flat in members if name not in header.MEMBER_NAMES]
 
@@ -238,12 +243,6 @@ def message_flat(cls: Any, dtype: np.dtype) -> _Flat:
 
     unpack: Unpack = _message_unpacker(cls, names, members)
     return _Flat(fmt, pack, unpack, zeros)
-
-
-def _top_unpacker(cls: Any, dtype: np.dtype, ids: Ids) -> Callable[[tuple[Any, ...], Any], Any]:
-    """unpack(flat values, struct bytes) of a whole message, its header ids from `ids`."""
-    names, members = _members(cls, dtype)
-    return _message_unpacker(cls, names, members, ids)
 
 
 def _message_unpacker(cls: Any, names: list[str], members: list[tuple[int, str, _Flat]],
@@ -292,10 +291,11 @@ class RowCodec:
 
     def __init__(self, cls: Any, dtype: np.dtype, ids: Ids | None = None):
         self.cls, self.dtype = cls, dtype
-        self._flat = message_flat(cls, dtype)
+        names, members = _members(cls, dtype)  # once: the flat form and the top unpack share them
+        self._flat = _message_flat(cls, names, members, dtype.itemsize)
         self._struct = struct.Struct("<" + self._flat.fmt)
         assert self._struct.size == dtype.itemsize, (self._struct.size, dtype.itemsize)
-        self._top = None if ids is None else _top_unpacker(cls, dtype, ids)
+        self._top = None if ids is None else _message_unpacker(cls, names, members, ids)
         self.flat_values = len(self._flat.zeros)  # how many values struct.unpack makes
 
     def pack(self, msg: Any) -> bytes:

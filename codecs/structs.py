@@ -4,7 +4,8 @@ One message packs to the bytes of one struct, many to a numpy struct array. Two 
 work, and the codec picks one by count, so no caller weighs them: struct_rows.py (Python's
 `struct`, one C call per message) costs least for a few messages; struct_columns.py (numpy,
 column by column over a whole batch) has a fixed cost of ~15 us a call and wins from about
-VECTOR_MIN messages on.
+VECTOR_MIN messages on. A message of fixed-size fields only (struct_plan.py) has a third, the
+package's native codec, which moves a whole batch in one C call with no Python per message.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ringgen.codecs import struct_columns
+from ringgen.codecs.struct_plan import batch_plan
 from ringgen.codecs.struct_rows import RowCodec
 from ringgen.errors import MessageSerializationError
 
@@ -33,6 +35,9 @@ class NativeSlots:
         self.to_struct: Callable[[bytes], bytes] = partial(module.to_struct, index)
         self.to_msgpack: Callable[[bytes | memoryview], bytes] = partial(module.to_msgpack, index)
         self.ids: Callable[[Any], tuple[Any, Any]] = partial(module.ids, index)
+        self.pack_rows: Callable[..., bytearray] = partial(module.pack_rows, index)
+        self.unpack_rows: Callable[..., list[Any]] = partial(module.unpack_rows, index)
+        self.correlation_keys: Callable[[Any], list[int]] = partial(module.correlation_keys, index)
 
 
 class StructCodec:
@@ -53,6 +58,15 @@ class StructCodec:
         # there, plus the typed msgpack decoder cost less (seed WorkRequest: 4.2 against 13 us).
         self._to_msgpack = (native.to_msgpack if native is not None
                             and self._rows.flat_values >= MSGPACK_UNPACK_MIN_VALUES else None)
+        # whole batches in one C call each, for messages of fixed-size fields (struct_plan.py)
+        plan = None if native is None else batch_plan(cls, dtype)
+        self._pack_rows: Callable[[Sequence[Any]], bytearray] | None = None
+        self._unpack_rows: Callable[[Any], list[Any]] | None = None
+        if native is not None and plan is not None:
+            self._pack_rows = partial(native.pack_rows, cls, cls.type_id(), plan)
+            self._unpack_rows = partial(native.unpack_rows, cls, plan)
+        self._correlation_keys = None if native is None else native.correlation_keys
+        self._correlation_at = dtype.fields["correlation_id"][1]  # type: ignore[index]
 
     def pack(self, msg: Any) -> bytes:
         """One message -> the bytes of its struct."""
@@ -72,14 +86,30 @@ class StructCodec:
                 pass  # bytes no valid message: the Python engine names what is wrong
         return self._rows.unpack(data)
 
+    def pack_native(self, msgs: Sequence[Any]) -> np.ndarray | None:
+        """Messages -> a struct array in one native call; None where that cannot be: no native
+        codec for the class, a message not exactly of it, or a value its C member cannot
+        hold (pack_many's engines then say which)."""
+        if self._pack_rows is None:
+            return None
+        try:
+            return np.frombuffer(self._pack_rows(msgs), dtype=self.dtype)
+        except ValueError:
+            return None
+
     def pack_many(self, msgs: Sequence[Any]) -> np.ndarray:
         """Messages -> a struct array (of `dtype`)."""
+        rows = self.pack_native(msgs)
+        if rows is not None:
+            return rows
         if len(msgs) >= VECTOR_MIN:
             return struct_columns.pack(self.cls, self.dtype, msgs)
         return np.frombuffer(bytearray(b"".join(map(self.pack, msgs))), dtype=self.dtype)
 
     def unpack_many(self, rows: np.ndarray | bytes) -> list[Any]:
         """A struct array, or the bytes of consecutive structs -> the messages."""
+        if self._unpack_rows is not None:
+            return self._unpack_rows(np.ascontiguousarray(rows) if isinstance(rows, np.ndarray) else rows)
         count = len(rows) if isinstance(rows, np.ndarray) else len(rows) // self.itemsize
         if count >= VECTOR_MIN:
             array = rows if isinstance(rows, np.ndarray) else np.frombuffer(rows, dtype=self.dtype)
@@ -87,3 +117,10 @@ class StructCodec:
         raw = rows.tobytes() if isinstance(rows, np.ndarray) else rows
         size, unpack = self.itemsize, self._rows.unpack
         return [unpack(raw[i:i + size]) for i in range(0, len(raw), size)]
+
+    def correlation_keys(self, raw: bytes) -> list[int]:
+        """The correlation_id of each struct in `raw`, as UUID.int (whatever the flags say)."""
+        if self._correlation_keys is not None:
+            return self._correlation_keys(raw)
+        at, size = self._correlation_at, self.itemsize
+        return [int.from_bytes(raw[i:i + 16], "big") for i in range(at, len(raw), size)]

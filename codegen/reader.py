@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NoReturn, TypeVar
@@ -272,8 +273,13 @@ def _default_c(spec: FieldSpec, ctype: CType, fields_of: Callable[[type], Sequen
         text = _message_c(value, message, fields_of)
         return f"{{lv}}.present = 1; {text.replace('{lv}', '{lv}.value')}" if message is not ctype else text
     if spec.default_factory is not dataclasses.MISSING:
-        return ""
+        # A list's factory (`lambda: [1.0, 2.0]`) makes data, the same on every call; another
+        # kind's (uuid4, datetime.now) makes a new value each time, which C cannot repeat.
+        return _value_c(spec.default_factory(), ctype) if ctype.kind == "list" else ""
     return _value_c(spec.default, ctype)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _value_c(v: Any, ctype: CType) -> str:
@@ -289,6 +295,18 @@ def _value_c(v: Any, ctype: CType) -> str:
     if kind in ("str", "bytes"):
         data = v.encode() if isinstance(v, str) else bytes(v)
         return f"{{lv}}.len = {len(data)}; rg_mp_copy({{lv}}.data, {_c_bytes(data)}, {len(data)});"
+    if kind == "uuid":
+        return f"rg_mp_copy({{lv}}.bytes, {_c_bytes(v.bytes)}, 16);"
+    if kind == "datetime":  # rg_datetime: ns since the epoch, UTC, and whether it was naive
+        aware = v if v.tzinfo is not None else v.replace(tzinfo=timezone.utc)
+        ns = (aware - _EPOCH) // timedelta(microseconds=1) * 1000
+        return f"{{lv}}.ns = INT64_C({ns}); {{lv}}.naive = {int(v.tzinfo is None)};"
+    if kind == "optional":
+        return f"{{lv}}.present = 1; {_value_c(v, ctype.element).replace('{lv}', '{lv}.value')}"
+    if kind == "list":
+        items = [_value_c(item, ctype.element).replace("{lv}", f"{{lv}}.items[{i}]")
+                 for i, item in enumerate(v)]
+        return " ".join([f"{{lv}}.count = {len(v)};", *filter(None, items)])
     return ""
 
 
@@ -305,9 +323,6 @@ def _message_c(value: Any, ctype: CType, fields_of: Callable[[type], Sequence[Fi
             text = _message_c(field_value, inner, fields_of)
             if inner is not f.ctype:
                 text = f"{{lv}}.present = 1; {text.replace('{lv}', '{lv}.value')}"
-        elif f.ctype.kind == "optional":
-            text = "" if field_value is None else \
-                f"{{lv}}.present = 1; {_value_c(field_value, inner).replace('{lv}', '{lv}.value')}"
         else:
             text = _value_c(field_value, f.ctype)
         if text:

@@ -63,6 +63,7 @@ def render_package(pkg: PackageIR, command: str, host_only: list[Any]) -> dict[s
         "header_comments": HEADER_COMMENTS,
         "flag_has_correlation": header.FLAG_HAS_CORRELATION,
         "flag_redelivered": header.FLAG_REDELIVERED,
+        "flag_conversation": header.FLAG_CONVERSATION,
         "dtypes": {m.name: dtype_spec(pkg, m.layout) for m in pkg.messages},
         "max_packed": {m.name: max_packed_size(pkg, m) for m in pkg.messages},
         "runs": {m.name: message_runs(m, structs) for m in pkg.messages},

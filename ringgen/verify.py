@@ -139,6 +139,8 @@ def differences(python: Any, kernel: Any, rtol: float, atol: float, path: str = 
             return [f"{path}: {len(python)} items in Python, {len(kernel)} from the kernel"]
         return [d for i, (a, b) in enumerate(zip(python, kernel, strict=True))
                 for d in differences(a, b, rtol, atol, f"{path}[{i}]")]
+    if python is None or kernel is None:  # an Optional present on one side only
+        return [] if python is kernel else [f"{path}: Python {python!r}, kernel {kernel!r}"]
     if isinstance(python, (float, np.floating)) or isinstance(kernel, (float, np.floating)):
         a, b = float(python), float(kernel)
         same = (math.isnan(a) and math.isnan(b)) or (

@@ -150,7 +150,9 @@ class HostChannel(Channel):
         for kernel_id in dsts:
             target = self.runtime.channel(kernel_id)
             try:
-                await target.send(msg)  # under the target's backpressure (a drop: a dead letter)
+                # under the target's backpressure (a drop: a dead letter); a device target keeps
+                # the conversation (reply_from= across this hop)
+                await target.send_in_conversation(msg)
             except (KernelFaultError, KernelStateError) as e:
                 failed = target.state is KernelState.FAILED
                 target.dead_letter(msg, DeadLetterReason.KERNEL_FAILED if failed

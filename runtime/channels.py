@@ -188,6 +188,12 @@ class Channel:
         self.check_message(msg)
         return await self.enqueue(msg, self.entry_of(msg), timeout)
 
+    async def send_in_conversation(self, msg: Any, timeout: float | None = None) -> bool:
+        """send() of a message that continues a conversation (forwarded over a connection by
+        a host actor): what answers it keeps its correlation_id. A host actor keeps it itself
+        (actors.py: answered); a device kernel is told by a header flag (DeviceChannel)."""
+        return await self.send(msg, timeout)
+
     async def enqueue(self, msg: Any, entry: Any, timeout: float | None) -> bool:
         """send() of a checked message whose backlog entry is made already."""
         if not await self.admit(entry, msg.priority, msg, 1, timeout):
@@ -309,7 +315,7 @@ class Channel:
             return True
         return await wait_in(self.deadlines, self.replies.waiters, deadline)
 
-    def want_responses(self) -> None:
+    def want_responses(self, spin: bool = True) -> None:
         """Someone waits for responses (a device channel makes sure it will be woken)."""
 
     def ring_when_answered(self) -> None:
@@ -519,6 +525,12 @@ class Channel:
         processed, _ = self.device_counts()
         return max(self.counters.sent - self.counters.evicted - processed, 0)
 
+    def _owed(self) -> int:
+        """What drain() waits for: what the host sent, and what other kernels routed to it
+        (while it runs: a gone kernel's routes are the host's, dead letters)."""
+        gone = self.state in (KernelState.FAILED, KernelState.TERMINATED)
+        return self.in_flight() + (0 if gone else self.runtime.routes.pending_into(self.kernel_id))
+
     async def drain(self, timeout: float | None) -> None:
         """Wait until the kernel has processed every message accepted so far (responses may
         still wait in the inbox): what a fire-and-forget sender does before it shuts down.
@@ -526,8 +538,8 @@ class Channel:
         it held is then dead letters, not processed."""
         deadline = None if timeout is None else self.loop.time() + timeout
         nap = 0.0001
-        waited = self.in_flight() > 0
-        while self.in_flight():
+        waited = self._owed() > 0
+        while self._owed():
             self.check_open()
             if self.state is not KernelState.ACTIVE:
                 raise KernelStateError(

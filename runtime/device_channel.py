@@ -46,13 +46,16 @@ log = logging.getLogger("ringgen.runtime")
 # The priorities of each lane, lane 0 lowest: low 0-63, below normal 64-127, normal 128,
 # above normal 129-191, high 192-255.
 LANE_RANGES = ((0, 63), (64, 127), (128, 128), (129, 191), (192, 255))
-REFILL_DELAY = 0.0005  # how soon a backlog that did not fit the lanes tries again
+# How soon a backlog that did not fit the lanes tries again, at the latest: the kernel's bell
+# (armed meanwhile) says sooner when it frees lane slots, on the CPU backend.
+REFILL_DELAY = 0.0005
 POP_BATCH = 4096
 DISARM_AFTER = 0.01  # seconds without anyone waiting for responses before the bell is disarmed
 # How long the event loop polls for the responses it awaits before it waits for the kernel's
 # eventfd; RINGGEN_HOST_SPIN_US changes it (0: never poll).
 SPIN_S = float(os.environ.get("RINGGEN_HOST_SPIN_US", 50)) / 1e6
 PRIORITY_AT = next(m.offset for m in header.MEMBERS if m.name == "priority")  # in a packed struct
+FLAGS_AT = next(m.offset for m in header.MEMBERS if m.name == "flags")
 # How long a lone request() waits for its reply in native code, without the GIL, before it
 # gives the loop back; the loop's other tasks wait that long at most. RINGGEN_REQUEST_SPIN_US
 # changes it (0: never).
@@ -91,8 +94,8 @@ class DeviceChannel(Channel):
                         if info.spec.key is not None else None)
         self._disarm: asyncio.TimerHandle | None = None
         kernel.on_exit = self._exited
-        if info.output is not None:
-            self.loop.add_reader(kernel.notify_fd, self._on_notify)
+        # Responses, and lane room while a backlog waits (a kernel rings for that too)
+        self.loop.add_reader(kernel.notify_fd, self._on_notify)
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -130,6 +133,18 @@ class DeviceChannel(Channel):
                 return True
             return await self.enqueue(msg, data, timeout)  # the lane is full: via the backlog
         return await super().send(msg, timeout)
+
+    async def send_in_conversation(self, msg: Any, timeout: float | None = None) -> bool:
+        """The message's slot carries FLAG_CONVERSATION, so the kernel answers it with its
+        correlation_id (the conversation's, as for a request popped from a route), and a
+        request(..., reply_from=) through a host actor into this kernel gets its answer."""
+        if msg.correlation_id is None or type(msg) is not self.input_cls:
+            return await self.send(msg, timeout)
+        self.check_open()
+        self.check_message(msg)
+        entry = bytearray(self.entry_of(msg))
+        entry[FLAGS_AT] |= header.FLAG_CONVERSATION
+        return await self.enqueue(msg, bytes(entry), timeout)
 
     async def request(self, msg: Any, timeout: float | None) -> Any:
         """A lone request (no other request or receiver waiting, nothing in the backlog) goes
@@ -185,11 +200,15 @@ class DeviceChannel(Channel):
         if len(msgs) < VECTOR_MIN or len(self.backlog) + len(msgs) > self.queue_size:
             return await super().send_many(msgs, timeout)
         self.check_open()
-        for m in msgs:
-            self.check_message(m)
-        for m in msgs:  # only once all are checked: a refused batch holds no buffer
-            self.buffers_to_device(m)
-        rows = self.in_codec.pack_many(msgs)
+        # One native call checks every message's class and packs the batch; a class it packs
+        # has no buffer fields (codecs/struct_plan.py), so there is nothing to publish.
+        rows = self.in_codec.pack_native(msgs)
+        if rows is None:
+            for m in msgs:
+                self.check_message(m)
+            for m in msgs:  # only once all are checked: a refused batch holds no buffer
+                self.buffers_to_device(m)
+            rows = self.in_codec.pack_many(msgs)
         if self.answers:
             self.replies.accepted_many(msgs)
         return await self.send_array(rows, timeout)
@@ -230,9 +249,14 @@ class DeviceChannel(Channel):
             return 0
         self.check_batch_fits(len(arr))
         priorities = arr["priority"]
-        order = np.argsort(-priorities.astype(np.int16), kind="stable")
-        rows = np.ascontiguousarray(arr[order])
-        bounds = np.flatnonzero(np.diff(priorities[order].astype(np.int16))) + 1
+        if (priorities == priorities[0]).all():  # one priority, as most batches: no sort
+            order = np.arange(len(arr))
+            rows = arr.copy()  # a copy all the same: the caller may reuse its array at once
+            bounds = np.empty(0, dtype=np.intp)
+        else:
+            order = np.argsort(-priorities.astype(np.int16), kind="stable")
+            rows = np.ascontiguousarray(arr[order])
+            bounds = np.flatnonzero(np.diff(priorities[order].astype(np.int16))) + 1
         accepted, at = 0, 0  # `at`: where the piece starts in `rows`
         taken: list[np.ndarray] = []  # the indices into `arr` of the pieces accepted
         for chunk in np.split(rows, bounds):
@@ -263,8 +287,20 @@ class DeviceChannel(Channel):
         else:
             self._feed_any_block()
         self.space_freed()
-        if len(self.backlog) and self._refill is None:
-            self._refill = self.loop.call_later(REFILL_DELAY, self._refill_now)
+        if len(self.backlog):
+            self._await_room()
+            if self._refill is None:
+                self._refill = self.loop.call_later(REFILL_DELAY, self._refill_now)
+
+    def _await_room(self) -> None:
+        """The backlog did not fit the lanes: be woken when the kernel frees a slot (it rings
+        the out bell as it finishes requests whose responses do not come here), rather than
+        by the refill timer alone, which would pace a connected kernel's input."""
+        if self._armed or self.kernel.closed:
+            return
+        self.kernel.arm(True)
+        self._armed = True
+        self.loop.call_soon(self.feed)  # room made before the arming rang nothing
 
     def _feed_keyed(self, router: KeyRouter) -> None:
         """One message at a time into the lane of its key's block; a full lane holds up the
@@ -321,8 +357,9 @@ class DeviceChannel(Channel):
         self.feed()
 
     def _collect(self, clear_notify: bool = False) -> None:
-        """Pop what the kernel answered into the replies."""
-        if self.output_cls is None or self.kernel.closed:
+        """Pop what the kernel answered into the replies (a kernel without output answers
+        nothing, but its bell may have rung: the eventfd is cleared all the same)."""
+        if self.kernel.closed or (self.output_cls is None and not clear_notify):
             return
         while True:
             try:
@@ -340,7 +377,9 @@ class DeviceChannel(Channel):
         """Responses as popped: kept as a struct array when no request() or buffer waits for
         one (a receive_array takes them as they are), else routed as objects."""
         if not self.replies.wants_objects:
-            self.replies.time_arrivals(raw, self._correlation_offset, self.out_size)
+            if self.replies.sent_at:
+                assert self.out_codec is not None  # responses come only with an output
+                self.replies.time_arrivals(self.out_codec.correlation_keys(raw))
             self.replies.deliver_rows(np.frombuffer(bytearray(raw), dtype=self.out_dtype))
         else:
             self.replies.route(self.unpack_rows(raw))
@@ -352,12 +391,18 @@ class DeviceChannel(Channel):
         if self.output_cls is not None and not self.kernel.closed:
             self._set_armed(True)
 
-    def want_responses(self) -> None:
+    def want_responses(self, spin: bool = True) -> None:
         """Someone awaits responses. The loop first polls for them for SPIN_S: an answer that
         comes within it is found an iteration after it lands, rather than after the kernel's
         eventfd write and the loop's wake-up (several microseconds, tens on a busy machine).
-        The bell is disarmed meanwhile: the kernel writes no eventfd for what the loop finds."""
+        The bell is disarmed meanwhile: the kernel writes no eventfd for what the loop finds.
+        `spin=False`: the answer is known to take longer (it crosses other kernels first), so
+        the loop would only take a core from them: the bell wakes it."""
         if self.output_cls is None or self.kernel.closed:
+            return
+        if not spin:
+            if not self._spinning:
+                self._set_armed(True)
             return
         self._spin_until = time.perf_counter() + SPIN_S
         if self._spinning:
@@ -399,7 +444,7 @@ class DeviceChannel(Channel):
         self._disarm = None
         if not self._armed or self.kernel.closed:
             return
-        if self.replies.awaited:
+        if self.replies.awaited or len(self.backlog):
             self._disarm = self.loop.call_later(DISARM_AFTER, self._disarm_if_idle)
             return
         self._set_armed(False)

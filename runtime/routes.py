@@ -2,8 +2,12 @@
 each dst's input (fan-out when several), `disconnect(src)` back to the host. A source is a
 kernel's output ("stage2") or one of its declared send targets ("worker.audit": sends=).
 
-A route is the memory of rg_route.h (a shared-memory file both runner processes map on the
-CPU backend): one SPSC ring per (sender block, target block, priority class). The host only
+A route is the memory of rg_route.h: one SPSC ring per (sender block, target block, priority
+class). On the CPU backend a shared-memory file both runner processes map; on the cuda backend
+(backends/cuda.py: placement) the GPU's memory between two kernels of one GPU, the target's
+between GPUs that reach each other's memory, else pinned host memory the host drains (into a
+host actor, the dead letters, or the target on a GPU the sender cannot reach: the host forwards
+into its lanes, under its backpressure). The host only
 writes the kernels' link tables and waits for every block to acknowledge them, so once
 connect() returns every block sends into the routes, and once disconnect() returns none does
 any more. A route stays attached to its target until the runtime closes: what is in it when
@@ -23,6 +27,11 @@ A target that fails or is terminated takes nothing more from its routes; from th
 is their consumer and turns everything in them (the request it held, what was queued, and
 what is sent later) into dead letters of the target, so that the senders keep running and
 nothing vanishes; a request(..., reply_from=) waiting for one of them raises KernelFaultError.
+A route in GPU memory the host cannot drain while kernels push into it: it is retired first
+(`_retire`): its senders are switched to a pinned route the host drains, and once every one of
+their blocks acknowledged, what the old one holds is read back and dead-lettered. (A kernel
+that faults on a GPU loses that GPU's context, so every kernel on it fails with it; what its
+GPU routes held cannot be read back and is reported in one dead letter per route.)
 """
 
 from __future__ import annotations
@@ -30,10 +39,13 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import itertools
+import logging
 import mmap
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from ringgen.codecs.structs import StructCodec
 from ringgen.errors import (
@@ -49,16 +61,26 @@ from ringgen.runtime.channels import Channel, KernelState
 from ringgen.runtime.dead_letters import DeadLetterReason
 from ringgen.runtime.device_channel import DeviceChannel
 from ringgen.runtime.shm import path_of, shared_memory
+from ringgen.schema import header
 
 if TYPE_CHECKING:
+    from ringgen.runtime.backends.cuda import RouteMemory
     from ringgen.runtime.runtime import RingKernelRuntime
+
+log = logging.getLogger("ringgen.runtime")
 
 MAX_LINKS = 8  # RG_MAX_LINKS: routes out of, and into, one kernel
 ROUTE_CAPACITY = 64  # slots of each (sender block, target block, lane) ring
 ACK_TIMEOUT = 5.0  # seconds for every block to apply new links (it does so between messages)
-DRAIN_PERIOD = 0.001  # how often the host drains the routes it consumes
+# How often the host drains the routes it consumes: into a host actor, often (its messages are
+# a pipeline's traffic); else (dead letters of an unbound send target or a gone target, the
+# error paths) seldom, so that a pipeline of device kernels alone does not wake the loop
+# a thousand times a second.
+DRAIN_PERIOD = 0.001
+SLOW_DRAIN_PERIOD = 0.02
 # Key kinds of rg_route.h
 KEY_NONE, KEY_INT, KEY_UINT, KEY_TEXT = 0, 1, 2, 3
+SCOPE_DEVICE = 0  # RG_ROUTE_DEVICE: the CPU backend ignores the scope
 GONE = (KernelState.FAILED, KernelState.TERMINATED)
 
 
@@ -87,14 +109,22 @@ class _Route:
     route_id: int
     src: str  # the End's name
     dst: str  # the target's kernel_id; "" for the dead letters of an unbound send target
-    fd: int  # the memory file, kept open: a runner launched later opens it by `path`
+    fd: int  # CPU: the memory file, kept open: a runner launched later opens it by `path`
     path: str
-    memory: mmap.mmap
-    rings: rings.Route
+    memory: mmap.mmap | None
+    rings: rings.Route | None  # the host's view; None: GPU memory (see `device`)
     anchor: Any  # keeps the buffer export alive while `rings` uses its address
     port: int
     codec: StructCodec  # what travels in it, for the host when it is the consumer
     target: Channel | None = None  # the channel that takes from it (none: the dead letters)
+    device: RouteMemory | None = None  # cuda: where it lives (backends/cuda.py)
+    scope: int = SCOPE_DEVICE  # RG_ROUTE_* of its atomics on a GPU
+    grids: tuple[int, int] = (1, 1)  # (sender's, target's)
+
+    def host_forwards(self) -> bool:
+        """The host is the consumer of a route into a device kernel: pinned memory between
+        GPUs that cannot reach each other (cuda), drained into the target's lanes."""
+        return self.device is not None and self.device.forwarded
 
 
 @dataclass
@@ -104,6 +134,7 @@ class Routes:
     _routes: dict[tuple[str, str], _Route] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _drainer: asyncio.TimerHandle | None = None
+    _retiring: set[int] = field(default_factory=set)  # route ids being retired (_retire)
 
     # -- connect / disconnect --------------------------------------------------------------
 
@@ -112,6 +143,13 @@ class Routes:
             raise KernelStateError(f"connect({src!r}) names no target; give one or more kernels")
         end = self.end(src)
         targets = [self._target(d) for d in dsts]
+        for t in targets:
+            if (isinstance(t, DeviceChannel) and isinstance(end.channel, DeviceChannel)
+                    and t.backend_name != end.channel.backend_name):
+                raise KernelStateError(
+                    f"cannot connect {src!r} ({end.channel.backend_name}) to {t.kernel_id!r} "
+                    f"({t.backend_name}): a route joins kernels of one backend; relay through a "
+                    "host actor between backends")
         if len(set(dsts)) != len(dsts):
             raise KernelStateError(f"connect({src!r}, {', '.join(map(repr, dsts))}) names a "
                                    "target twice")
@@ -139,7 +177,7 @@ class Routes:
         self.edges[src] = self.edges.get(src, []) + new
         if isinstance(end.channel, DeviceChannel):
             await self._publish_out(end.channel)
-        self._schedule_drain()
+        self.reschedule()
 
     async def disconnect(self, src: str) -> None:
         """src's output goes to the host again (a send target: to the dead letters); what is
@@ -206,9 +244,9 @@ class Routes:
 
     @staticmethod
     def _check_backend(channel: DeviceChannel) -> None:
-        if channel.backend_name != "cpu":
+        if channel.backend_name not in ("cpu", "cuda"):
             raise BackendUnavailableError(
-                f"connect() and sends= are built on the CPU backend only so far; "
+                f"connect() and sends= are built on the cpu and cuda backends; "
                 f"{channel.kernel_id!r} runs on {channel.backend_name}: relay through a host "
                 "actor there")
 
@@ -227,16 +265,42 @@ class Routes:
                  else self.runtime.dtype_of(end.cls))
         assert dtype is not None  # a device kernel's messages have a layout (ringgen build)
         dst_grid = target.kernel.grid if isinstance(target, DeviceChannel) else 1
+        grids = (source.kernel.grid, dst_grid)
         route_type = rings.route_type()
-        size = route_type.size(source.kernel.grid, dst_grid, ROUTE_CAPACITY, dtype.itemsize)
-        fd, memory = shared_memory(f"ringgen-route-{end.name}-{dst or 'dead-letters'}", size)
-        anchor = ctypes.c_char.from_buffer(memory)
-        native = route_type(ctypes.addressof(anchor), source.kernel.grid, dst_grid,
-                            ROUTE_CAPACITY, dtype.itemsize)
-        route = _Route(next(self._ids), end.name, dst, fd, path_of(fd), memory, native, anchor,
-                       end.port, StructCodec(end.cls, dtype))
+        size = route_type.size(*grids, ROUTE_CAPACITY, dtype.itemsize)
+        codec = StructCodec(end.cls, dtype)
+        if source.backend_name == "cuda":
+            route = self._gpu_route(end, dst, target, size, grids, codec)
+        else:
+            fd, memory = shared_memory(f"ringgen-route-{end.name}-{dst or 'dead-letters'}", size)
+            anchor = ctypes.c_char.from_buffer(memory)
+            native = route_type(ctypes.addressof(anchor), *grids, ROUTE_CAPACITY, dtype.itemsize)
+            route = _Route(next(self._ids), end.name, dst, fd, path_of(fd), memory, native,
+                           anchor, end.port, codec, grids=grids)
         self._routes[key] = route
         return route
+
+    def _gpu_route(self, end: End, dst: str, target: Channel | None, size: int,
+                   grids: tuple[int, int], codec: StructCodec,
+                   host_only: bool = False) -> _Route:
+        """A route out of a kernel on a GPU, placed by backends/cuda.py (`host_only`: in pinned
+        memory the host drains, whatever the target: a retired route's successor)."""
+        from ringgen.runtime.backends import cuda
+
+        source = end.channel
+        assert isinstance(source, DeviceChannel)
+        slot = codec.dtype.itemsize
+        on_gpu = isinstance(target, DeviceChannel) and target.backend_name == "cuda"
+        dst_device = (target.kernel.device if isinstance(target, DeviceChannel) and on_gpu
+                      and not host_only else None)
+        memory = cuda.route_memory(
+            size, lambda address: rings.route_type()(address, *grids, ROUTE_CAPACITY, slot),
+            source.kernel.device, dst_device)
+        memory.forwarded = on_gpu and memory.host != 0 and not host_only
+        view = (rings.route_type()(memory.host, *grids, ROUTE_CAPACITY, slot, False)
+                if memory.host else None)
+        return _Route(next(self._ids), end.name, dst, -1, "", None, view, None, end.port, codec,
+                      device=memory, scope=memory.scope, grids=grids)
 
     def _link_args(self, route: _Route, source_grid: int) -> tuple[Any, ...]:
         """set_link's arguments after (offset, out, index): the route and the target's key."""
@@ -255,16 +319,21 @@ class Routes:
             else:
                 kind = KEY_UINT if field_dtype.kind == "u" else KEY_INT
                 size = field_dtype.itemsize
-        return (route.route_id, 0, source_grid, dst_grid, kind, offset, size, data, route.path,
-                route.port)
+        device_ptr = route.device.device_ptr if route.device is not None else 0
+        return (route.route_id, device_ptr, source_grid, dst_grid, kind, offset, size, data,
+                route.path, route.port, route.scope)
 
     async def _attach(self, route: _Route, target: Channel) -> None:
         """Make `target` the route's consumer: a device kernel takes it into its in-links
         (once per launch of the target); the host drains it into a host actor."""
         if route.target is target:
             return
+        if route.host_forwards():
+            route.target = target  # the host forwards it into the target's lanes
+            return
         if isinstance(target, DeviceChannel):
-            attached = [r for r in self._routes.values() if r.target is target]
+            attached = [r for r in self._routes.values() if r.target is target
+                        and not r.host_forwards()]
             if len(attached) >= MAX_LINKS:
                 raise KernelStateError(f"{target.kernel_id!r} would take input from more than "
                                        f"{MAX_LINKS} routes")
@@ -291,7 +360,7 @@ class Routes:
                 links.append(self._link_args(self._routes[(end.name, d)], channel.kernel.grid))
         assert len(links) <= MAX_LINKS  # connect() counts them
         for i in range(MAX_LINKS):
-            args = links[i] if i < len(links) else (0, 0, 0, 0, 0, 0, 0, 0, "", 0)
+            args = links[i] if i < len(links) else (0, 0, 0, 0, 0, 0, 0, 0, "", 0, 0)
             channel.kernel.rings.set_link(channel.kernel.links_offset, True, i, *args)
         await self._publish(channel)
 
@@ -321,25 +390,43 @@ class Routes:
                 await channel.terminate(ACK_TIMEOUT)  # it never ran: nothing is left behind
                 raise
             await self._publish_out(channel)
-        self._schedule_drain()
+        self.reschedule()
 
     # -- what the host consumes ------------------------------------------------------------
 
     def _schedule_drain(self) -> None:
         if self._drainer is None and self._routes:
-            self._drainer = self.runtime.loop.call_later(DRAIN_PERIOD, self._drain_tick)
+            busy = any((isinstance(r.target, HostChannel) or r.host_forwards())
+                       and r.target is not None and r.target.state not in GONE
+                       for r in self._routes.values())
+            self._drainer = self.runtime.loop.call_later(
+                DRAIN_PERIOD if busy else SLOW_DRAIN_PERIOD, self._drain_tick)
 
     def _drain_tick(self) -> None:
         self._drainer = None
         self.drain_host_ends()
         self._schedule_drain()
 
-    def drain_host_ends(self) -> None:
+    def reschedule(self) -> None:
+        """Something changed what the host consumes (a connect, a launch): drain soon."""
+        if self._drainer is not None:
+            self._drainer.cancel()
+            self._drainer = None
+        self._schedule_drain()
+
+    def drain_host_ends(self, final: bool = False) -> None:
         """The routes whose consumer is the host: into a host actor (as far as its queue has
         room), into the dead letters of an unbound send target, or into a target that failed
-        or was terminated (its process is gone, so the host is their one consumer)."""
-        for route in self._routes.values():
+        or was terminated (its process is gone, so the host is their one consumer).
+        `final`: every kernel has stopped (close), so GPU routes are read back at once."""
+        for route in list(self._routes.values()):
             target = route.target
+            if route.rings is None:  # GPU memory, taken by the target alone while it runs
+                if final:
+                    self._read_back(route)
+                elif target is not None and target.state in GONE:
+                    self._retire_soon(route)
+                continue
             if target is None:
                 self._dead_letters(route, route.rings.drain(), DeadLetterReason.UNBOUND,
                                    f"sent to {route.src!r}, which is bound to no kernel: bind it "
@@ -357,11 +444,78 @@ class Routes:
                     + (f"failed: {target.failure}" if failed else "was terminated"), target)
             elif isinstance(target, HostChannel):
                 self._to_host_actor(route, target)
+            elif route.host_forwards() and isinstance(target, DeviceChannel):
+                self._forward(route, target)
+
+    def _forward(self, route: _Route, target: DeviceChannel) -> None:
+        """A route between GPUs that cannot reach each other: the host moves what waits in it
+        into the target's lanes, as far as its queue has room (a full target makes the sender
+        wait, as a route does), flagged as part of a conversation (rg_ring_loop keeps their
+        correlation_id, as for a request popped from a route)."""
+        assert route.rings is not None
+        room = target.queue_size - len(target.backlog)
+        if room <= 0 or target.state is not KernelState.ACTIVE:
+            return
+        raw = route.rings.drain(room)
+        if not raw:
+            return
+        rows = np.frombuffer(bytearray(raw), dtype=target.in_dtype)
+        rows["flags"] |= header.FLAG_CONVERSATION
+        # room was there: send_array admits it all at once, without waiting, so the drains of
+        # successive ticks reach the lanes in order
+        self.runtime.loop.create_task(target.send_array(rows, None))
+
+    def _retire_soon(self, route: _Route) -> None:
+        if route.route_id not in self._retiring:
+            self._retiring.add(route.route_id)
+            self.runtime.loop.create_task(self._retire(route))
+
+    async def _retire(self, route: _Route) -> None:
+        """A route in GPU memory whose target is gone: its sender is switched to a pinned route
+        the host drains (into the target's dead letters, as on the CPU backend); once every
+        block of the sender acknowledged, nothing writes the old one, which is read back and
+        dead-lettered (from `done`: what the target took and never finished comes first)."""
+        assert route.device is not None
+        target = route.target
+        end = self.end(route.src)
+        successor = self._gpu_route(end, route.dst, target, route.device.size, route.grids,
+                                     route.codec, host_only=True)
+        successor.target = target
+        self._routes[(route.src, route.dst)] = successor
+        source = end.channel
+        if isinstance(source, DeviceChannel) and not source.kernel.closed:
+            try:
+                await self._publish_out(source)
+            except KernelStateError:
+                log.exception("route %s -> %s: its sender did not leave it", route.src, route.dst)
+                return  # it may still push: the old route is left alone
+        self._read_back(route)
+        route.device.free()
+
+    def _read_back(self, route: _Route) -> None:
+        """What a GPU route nothing writes any more holds, into dead letters of its target."""
+        assert route.device is not None
+        target = route.target
+        failed = target is not None and target.state is KernelState.FAILED
+        reason = DeadLetterReason.KERNEL_FAILED if failed else DeadLetterReason.TERMINATED
+        detail = (f"routed from {route.src!r} to {route.dst!r}, which "
+                  + (f"failed: {getattr(target, 'failure', '')}" if failed else "was terminated"))
+        try:
+            address = route.device.read_back()
+        except Exception as e:  # a faulted GPU's memory cannot be read any more
+            owner = target or self.end(route.src).channel
+            owner.dead_letter(b"", reason, f"{detail}; what its route held on the GPU is lost "
+                              f"with the GPU's context ({e})")
+            return
+        copy = rings.route_type()(address, *route.grids, ROUTE_CAPACITY,
+                                  route.codec.dtype.itemsize, False)
+        self._dead_letters(route, copy.drain(), reason, detail, target)
 
     def _to_host_actor(self, route: _Route, target: HostChannel) -> None:
         room = target.queue_size - len(target.backlog)
         if room <= 0:
             return  # the route fills and the sender waits: backpressure upstream
+        assert route.rings is not None  # a host actor's route is host memory on every backend
         for msg in self._unpack(route, route.rings.drain(room), target):
             target.send_nowait(msg)
 
@@ -396,6 +550,29 @@ class Routes:
             for kernel_id in downstream:
                 self.runtime.channel(kernel_id).replies.refuse(msg.correlation_id.int, error)
 
+    def upstream_first(self, kernel_ids: list[str]) -> list[str]:
+        """kernel_ids ordered so that every sender comes before its targets (routes make no
+        cycle): draining them in that order, a target's drain sees all its senders routed."""
+        order: list[str] = []
+
+        def visit(k: str) -> None:
+            if k in order:
+                return
+            for name, dsts in self.edges.items():
+                if k in dsts:
+                    visit(name.partition(".")[0])
+            order.append(k)
+
+        for k in kernel_ids:
+            visit(k)
+        return [k for k in order if k in kernel_ids]
+
+    def pending_into(self, kernel_id: str) -> int:
+        """Messages routed to kernel_id and not yet finished by it (drain() waits for them)."""
+        # (GPU memory is the target's alone while it runs: not counted, see DESIGN.md)
+        return sum(r.rings.pending() for r in self._routes.values()
+                   if r.dst == kernel_id and r.rings is not None and not r.host_forwards())
+
     def _downstream(self, kernel_id: str) -> list[str]:
         """kernel_id and every actor its output or sends reach over connections."""
         seen = [kernel_id]
@@ -410,11 +587,14 @@ class Routes:
         if self._drainer is not None:
             self._drainer.cancel()
             self._drainer = None
-        self.drain_host_ends()
+        self.drain_host_ends(final=True)
         for route in self._routes.values():
-            route.anchor = None
-            route.memory.close()
-            os.close(route.fd)
+            if route.device is not None:
+                route.device.free()
+            if route.memory is not None:
+                route.anchor = None
+                route.memory.close()
+                os.close(route.fd)
         self._routes.clear()
         self.edges.clear()
 
@@ -433,7 +613,7 @@ async def request_through(first: Channel, last: Channel, msg: Any, timeout: floa
         if not await first.send(msg, timeout):
             raise QueueFullError(f"kernel {first.kernel_id!r}: the request was dropped by "
                                  f"backpressure '{first.backpressure}'")
-        last.want_responses()
+        last.want_responses(spin=False)  # the answer crosses the pipeline's hops first
         return await last.deadlines.wait(future, timeout)
     except asyncio.TimeoutError:
         timed_out = True

@@ -15,7 +15,6 @@ import enum
 import logging
 import os
 import threading
-from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from types import ModuleType, TracebackType
 from typing import Any
@@ -31,7 +30,7 @@ from ringgen.runtime.backends.cpu import runner_build_from_env
 from ringgen.runtime.backends.select import create_kernel, resolve_backend
 from ringgen.runtime.buffers import UnifiedBuffer
 from ringgen.runtime.channels import Channel, KernelState
-from ringgen.runtime.dead_letters import DeadLetter
+from ringgen.runtime.dead_letters import DeadLetter, DeadLetterStore
 from ringgen.runtime.device_channel import DeviceChannel
 from ringgen.runtime.events import DEFAULT_CAPACITY, EventBus, EventKind, EventStream
 from ringgen.runtime.monitor import MonitorServer
@@ -44,8 +43,6 @@ from ringgen.schema.kernels import BACKPRESSURE
 from ringgen.schema.package import KernelDef, Package, package_of
 
 log = logging.getLogger("ringgen.runtime")
-
-DEAD_LETTER_MEMORY = 100_000
 
 
 class Default(enum.Enum):
@@ -61,7 +58,7 @@ def _check_watchdog(name: str, seconds: float | None) -> None:
                               f"{seconds!r}")
 
 
-class RingKernelRuntime:
+class RingKernelRuntime(DeadLetterStore):
     """An async context manager that owns the kernels it launches."""
 
     def __init__(self, *packages: ModuleType | Package, backend: str = "auto",
@@ -88,15 +85,12 @@ class RingKernelRuntime:
                           else None)
         self.requested_backend = backend
         self.backend = ""  # "cpu" or "cuda", once resolved (on entering)
-        self.dead_letter_hook = dead_letter_hook
-        self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTER_MEMORY)
-        self.dead_letter_counts: Counter[str] = Counter()  # per kernel id, never forgotten
+        DeadLetterStore.__init__(self, dead_letter_hook)  # dead_letters, add_dead_letter()
         self.lane_capacity = limits.ring_capacity("lane_capacity", lane_capacity)
         self._channels: dict[str, Channel] = {}
         self._buffers: dict[int, tuple[int, UnifiedBuffer]] = {}  # id -> (table slot, buffer)
         self._deadlines: Deadlines | None = None  # made on entering, for the running loop
         self._watchdog: Watchdog | None = None  # likewise
-        self._warned_dead_letters = False
         self._launching: set[str] = set()  # kernel ids with a launch() in progress
         self._launches: set[asyncio.Future[None]] = set()  # each done when its launch() ends
         self._closing = False  # shutdown() began: launches in progress undo themselves
@@ -428,8 +422,14 @@ class RingKernelRuntime:
         """Wait until the kernel (every kernel: None) has processed all it accepted so far;
         asyncio.TimeoutError after `timeout`, KernelStateError if it is paused (it would never
         finish), KernelFaultError if it failed. Responses stay in the inbox for receive()."""
-        channels = [self.channel(kernel_id)] if kernel_id is not None else list(self._channels.values())
-        await asyncio.gather(*(c.drain(timeout) for c in channels))
+        if kernel_id is not None:
+            await self.channel(kernel_id).drain(timeout)
+            return
+        # Senders before their targets: a target's drain then counts all that was routed to it.
+        deadline = None if timeout is None else self.loop.time() + timeout
+        for k in self.routes.upstream_first(list(self._channels)):
+            left = None if deadline is None else max(deadline - self.loop.time(), 0.0)
+            await self.channel(k).drain(left)
 
     def kernel_ids(self) -> list[str]:
         """The kernels and host actors launched so far, in launch order (terminated and failed
@@ -491,21 +491,6 @@ class RingKernelRuntime:
         for channel in self._channels.values():
             if isinstance(channel, DeviceChannel) and not channel.kernel.closed:
                 channel.kernel.set_buffer(slot, (0, 0, 0, 0, 0, ""))
-
-    # -- dead letters ----------------------------------------------------------------------
-
-    def add_dead_letter(self, letter: DeadLetter) -> None:
-        if len(self.dead_letters) == self.dead_letters.maxlen and not self._warned_dead_letters:
-            log.warning("more than %d dead letters: the oldest are forgotten (telemetry still "
-                        "counts them); read runtime.dead_letters or pass dead_letter_hook",
-                        DEAD_LETTER_MEMORY)
-            self._warned_dead_letters = True
-        self.dead_letters.append(letter)
-        self.dead_letter_counts[letter.kernel_id] += 1
-        if self.dead_letter_hook is not None:
-            self.dead_letter_hook(letter)
-
-
 
 
 def _terminate_orphan(made: asyncio.Future[RingKernel]) -> None:

@@ -24,6 +24,10 @@ FLAG_HAS_CORRELATION = 0x01
 # A request a supervised kernel (redeliver=True) had taken when it failed, handed to its next
 # incarnation: the handler may have seen it before (runtime/supervisor.py).
 FLAG_REDELIVERED = 0x02
+# A request that arrived over a connection the host forwards (a route between GPUs that cannot
+# reach each other): its correlation_id is its conversation's, kept by what answers it, as for
+# a request popped from a route (runtime/routes.py).
+FLAG_CONVERSATION = 0x04
 
 
 @dataclass(frozen=True)

@@ -211,7 +211,7 @@ class Region {
     void set_link(uint64_t links_offset, bool out, uint32_t index, uint64_t route_id,
                   uint64_t device_ptr, uint32_t src_grid, uint32_t dst_grid, uint32_t key_kind,
                   uint32_t key_offset, uint32_t key_size, uint32_t key_data,
-                  const std::string& path, uint32_t port) {
+                  const std::string& path, uint32_t port, uint32_t scope) {
         rg_links* links = links_at(links_offset);
         if (index >= RG_MAX_LINKS || path.size() >= sizeof(rg_link().path))
             throw py::index_error("no link " + std::to_string(index) + " for a path of " +
@@ -227,6 +227,7 @@ class Region {
         link.key_size = key_size;
         link.key_data = key_data;
         link.port = port;
+        link.scope = scope;
         memcpy(link.path, path.data(), path.size());
         (out ? links->out : links->in)[index] = link;
     }
@@ -325,13 +326,15 @@ class Region {
 class Route {
   public:
     Route(uintptr_t address, uint32_t src_grid, uint32_t dst_grid, uint32_t capacity,
-          uint32_t slot_size)
+          uint32_t slot_size, bool lay_out)
         : r_((rg_route*)address), src_grid_(src_grid), dst_grid_(dst_grid), capacity_(capacity),
           slot_(slot_size), stride_(rg_ring_bytes(capacity, slot_size, 0)) {
         if (!address) throw py::value_error("a route needs memory: the address is 0");
         if (!src_grid || !dst_grid || !rg_host_pow2(capacity) || !slot_size)
             throw py::value_error("a route needs grids >= 1, a power-of-two capacity and a slot");
-        rg_route_init(r_, src_grid, dst_grid, capacity, slot_size);
+        // !lay_out: a copy of a route laid out before (a GPU's, read back), whose indices the
+        // host bounds as it drains, as any route's
+        if (lay_out) rg_route_init(r_, src_grid, dst_grid, capacity, slot_size);
     }
 
     static uint64_t size(uint32_t src_grid, uint32_t dst_grid, uint32_t capacity,
@@ -352,6 +355,22 @@ class Route {
                     uint64_t tail = rg_load_acquire(&r->tail.value);
                     if ((int64_t)(tail - head) < 0) bad_ring(s, d, l, head, tail);
                     n += tail - head < capacity_ ? tail - head : capacity_;
+                }
+        return n;
+    }
+
+    // Messages pushed into the route and not yet finished by their target (waiting, or taken
+    // and in its handlers): what the target still owes, for drain(). Clamped as queued() is.
+    uint64_t pending() {
+        uint64_t n = 0;
+        for (uint32_t s = 0; s < src_grid_; ++s)
+            for (uint32_t d = 0; d < dst_grid_; ++d)
+                for (uint32_t l = 0; l < RG_LANES; ++l) {
+                    rg_ring* r = ring(s, d, l);
+                    uint64_t done = rg_load_acquire(&r->head.done);
+                    uint64_t tail = rg_load_acquire(&r->tail.value);
+                    if ((int64_t)(tail - done) > 0)
+                        n += tail - done < capacity_ ? tail - done : capacity_;
                 }
         return n;
     }
@@ -456,8 +475,11 @@ PYBIND11_MODULE(_rg_host, m) {
         .def("state_snapshot", &Region::state_snapshot)
         .def("detach", &Region::detach);
     py::class_<Route>(m, "Route")
-        .def(py::init<uintptr_t, uint32_t, uint32_t, uint32_t, uint32_t>())
+        .def(py::init<uintptr_t, uint32_t, uint32_t, uint32_t, uint32_t, bool>(), py::arg("address"),
+             py::arg("src_grid"), py::arg("dst_grid"), py::arg("capacity"), py::arg("slot_size"),
+             py::arg("lay_out") = true)
         .def_static("size", &Route::size)
         .def("queued", &Route::queued)
+        .def("pending", &Route::pending)
         .def("drain", &Route::drain, py::arg("max_count") = UINT64_MAX);
 }

@@ -92,6 +92,33 @@ def test_new_array_round_trip_through_a_kernel(kernels_pkg: Any) -> None:
         assert bytes(by_seq[int(row["seq"])]["correlation_id"]) == bytes(row["message_id"])
 
 
+def test_send_many_and_receive_many_in_native_batches(kernels_pkg: Any) -> None:
+    """Pings (fixed-size fields: the native codec packs and unpacks whole batches) round trip
+    with their ids and priorities; a batch holding one message of another class is refused
+    whole, before anything is enqueued."""
+    pings = [kernels_pkg.Ping(seq=i, priority=(7 * i) % 256) for i in range(200)]
+    by_id = {p.message_id: p for p in pings}
+
+    async def main() -> tuple[list[Any], int]:
+        async with RingKernelRuntime(kernels_pkg, backend="cpu") as rt:
+            await rt.launch("echo")
+            with pytest.raises(TypeError, match="takes Ping messages, not Pong"):
+                await rt.send_many("echo", [*pings[:20], kernels_pkg.Pong(seq=1)])
+            refused_sent = rt.telemetry("echo").sent
+            assert await rt.send_many("echo", pings) == len(pings)
+            got: list[Any] = []
+            while len(got) < len(pings):
+                got += await rt.receive_many("echo", len(pings), timeout=10.0)
+            return got, refused_sent
+
+    got, refused_sent = asyncio.run(main())
+    assert refused_sent == 0
+    assert sorted(r.seq for r in got) == list(range(200))
+    for r in got:
+        assert isinstance(r, kernels_pkg.Pong) and by_id[r.correlation_id].seq == r.seq
+        assert r.priority == by_id[r.correlation_id].priority
+
+
 def test_send_array_names_what_differs(kernels_pkg: Any) -> None:
     rows = kernels_pkg.new_array("Ping", 2)
     wrong_type = np.zeros(2, dtype=[(n, "<f8" if n == "seq" else rows.dtype[n])

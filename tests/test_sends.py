@@ -197,6 +197,10 @@ def test_host_actors_at_either_end(sends_pkg: Any) -> None:
             await rt.send("worker", pkg.Job(seq=9, audits=2))
             got = await _receive(rt, "auditor", 2)
             assert sorted((a.seq, a.k, a.hops) for a in got) == [(9, 0, 2), (9, 1, 2)]
+            # the conversation crosses the host -> device hop too: reply_from the device end
+            job = pkg.Job(seq=10, audits=1)
+            reply = await rt.request("worker", job, timeout=10.0, reply_from="auditor")
+            assert reply.seq == 10 and reply.hops == 2 and reply.correlation_id == job.message_id
 
             await rt.terminate("auditor")  # sent to a target that is gone: dead letters
             await rt.request("host_worker", pkg.Job(seq=8, audits=2), timeout=10.0)

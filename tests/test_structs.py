@@ -3,6 +3,8 @@ path give the same bytes, round-trip every type, and refuse what the C layout ca
 
 from __future__ import annotations
 
+import gc
+import weakref
 from typing import Any
 
 import msgpack
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 from ringgen import MessageSerializationError
 from ringgen.codecs import struct_columns as structs
 from ringgen.codecs import structs as struct_codecs
+from ringgen.codecs.struct_plan import batch_plan
 from ringgen.codecs.structs import VECTOR_MIN, StructCodec
 from ringgen.runtime import native_codecs
 from ringgen.toolchain.compile import compile_codec_module
@@ -131,3 +134,76 @@ def test_native_codec_module_is_a_checked_cache_artifact() -> None:
     assert first is not None and again is not None and again.cached and again.path == first.path
     assert first.path.stat().st_mode & 0o777 == 0o700
     assert compile_codec_module(ROOT / "tests") is None  # no codec header: no module
+
+
+# --- the native batch engine: a whole batch of fixed-size messages in one C call -------------
+
+
+def _planned(case: str) -> list[tuple[Any, np.dtype, StructCodec]]:
+    """The classes of `case` that the native codec packs a batch at a time, with their codec."""
+    pkg = _package(case)
+    out = []
+    for name, dtype in pkg.DTYPES.items():
+        cls = pkg.package.classes[name]
+        if batch_plan(cls, dtype) is not None:
+            out.append((cls, dtype, _native_codecs(case, cls, dtype)[0]))
+    return out
+
+
+def test_batch_plans_cover_the_fixed_size_messages_only() -> None:
+    kernels = {cls.__name__ for cls, _, _ in _planned("kernels")}
+    assert {"Ping", "Pong", "Stats"} <= kernels and "Numbers" not in kernels  # a list: none
+    assert [cls.__name__ for cls, _, _ in _planned("widths")] == ["Widths"]
+
+
+@pytest.mark.parametrize("case", ["widths", "kernels", "everything"])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_native_batches_write_and_read_the_python_struct_bytes(case: str, data: st.DataObject) -> None:
+    for cls, dtype, native in _planned(case):
+        python = StructCodec(cls, dtype)
+        msgs = data.draw(st.lists(message_strategy(cls, for_codecs=True), min_size=0, max_size=40),
+                         label=cls.__name__)
+        rows = native.pack_native(msgs)
+        assert rows is not None and rows.dtype == dtype
+        assert rows.tobytes() == b"".join(python.pack(m) for m in msgs)
+        assert native.unpack_many(rows.tobytes()) == msgs == native.unpack_many(rows)
+        keys = [m.correlation_id.int if m.correlation_id is not None else 0 for m in msgs]
+        assert native.correlation_keys(rows.tobytes()) == keys == python.correlation_keys(rows.tobytes())
+
+
+def test_native_batches_leave_what_they_cannot_pack_to_the_python_engines() -> None:
+    pkg = _package("kernels")
+    dtype = pkg.DTYPES["Ping"]
+    native = _native_codecs("kernels", pkg.Ping, dtype)[0]
+    pings = [pkg.Ping(seq=i) for i in range(VECTOR_MIN)]
+    too_big = pkg.Ping.deserialize(msgpack.packb({"seq": 2**63}))
+    assert native.pack_native([*pings, too_big]) is None
+    with pytest.raises(MessageSerializationError, match=r"Ping\.seq"):
+        native.pack_many([*pings, too_big])
+    assert native.pack_native([*pings, pkg.Pong(seq=1)]) is None  # not exactly a Ping
+    as_float = pkg.Ping(seq=1)
+    as_float.__dict__["seq"] = 1.5  # past the constructor: struct refuses a float for an int
+    assert native.pack_native([as_float]) is None
+
+
+def test_native_batches_make_messages_the_collector_tracks() -> None:
+    """unpack_rows makes its messages untracked and tracks them once the batch is made (the
+    collections its allocations set off would otherwise promote them all); none stays
+    untracked, or a cycle through one would never be collected."""
+    pkg = _package("kernels")
+    native = _native_codecs("kernels", pkg.Pong, pkg.DTYPES["Pong"])[0]
+    sent = [pkg.Pong(seq=i) for i in range(3000)]  # past gen 0's threshold, whatever it is
+    sent[::2] = [pkg.Ping(seq=i).reply(pkg.Pong, seq=i) for i in range(0, 3000, 2)]
+    rows = native.pack_many(sent)
+    assert rows.tobytes() == b"".join(StructCodec(pkg.Pong, pkg.DTYPES["Pong"]).pack(m) for m in sent)
+    got = native.unpack_many(rows)
+    assert got == sent and all(gc.is_tracked(m) for m in got)
+    assert got[0].correlation_id is not None and got[1].correlation_id is None
+    assert {m.message_id for m in got} == {m.message_id for m in sent}
+    cycle = got[0]
+    object.__setattr__(cycle, "seq", [cycle])  # messages are frozen: past that
+    ref = weakref.ref(cycle)
+    del cycle, got
+    gc.collect()
+    assert ref() is None

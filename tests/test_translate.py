@@ -579,3 +579,49 @@ def test_message_typed_field_defaults_are_the_c_init(tmp_path: Path) -> None:
     path = tmp_path / "nested_defaults.py"
     path.write_text(NESTED_DEFAULTS)
     assert verify(str(path), examples=5, progress=lambda line: None) == ["defaults", "nested"]
+
+
+CONSTANT_DEFAULTS = '''\
+from __future__ import annotations
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Annotated
+from uuid import UUID
+from ringgen import MaxLen, message, ring_kernel
+
+
+@message
+@dataclass
+class Ping:
+    x: int = 0
+
+
+@message
+@dataclass
+class Stamped:
+    x: int = 0
+    naive: datetime = datetime(2021, 3, 4, 5, 6, 7, 890123)
+    aware: datetime = datetime(1999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+    before_epoch: datetime = datetime(1960, 1, 1, tzinfo=timezone.utc)
+    ident: UUID = UUID("12345678-9abc-4def-8123-456789abcdef")
+    maybe: int | None = 5
+    maybe_zero: float | None = 0.0
+    weights: Annotated[tuple[float, ...], MaxLen(4)] = (1.5, -2.0, 3.25)
+    names: Annotated[list[Annotated[str, MaxLen(4)]], MaxLen(3)] = field(
+        default_factory=lambda: ["ab", "", "xyz"])
+
+
+@ring_kernel(kernel_id="stamped", input=Ping, output=Stamped)
+def stamped(req: Ping) -> Stamped:
+    return Stamped(x=req.x)
+'''
+
+
+def test_constant_field_defaults_are_the_c_init(tmp_path: Path) -> None:
+    """Datetime, UUID, Optional and list defaults (a constant, or a list's factory) are what
+    Python's constructor gives in a translated handler's response too, not zeros."""
+    from ringgen.verify import verify
+
+    path = tmp_path / "constant_defaults.py"
+    path.write_text(CONSTANT_DEFAULTS)
+    assert verify(str(path), examples=5, progress=lambda line: None) == ["stamped"]

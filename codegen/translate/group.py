@@ -52,8 +52,7 @@ class Group:
             return []
         lines = ["    const uint32_t rg_rank = ctx.rank(); (void)rg_rank;  // this thread in its group"]
         if self.per == "warp":
-            lines.append("    const unsigned rg_lanes = ctx.group_size >= 32u ? 0xffffffffu : "
-                         "(1u << ctx.group_size) - 1u; (void)rg_lanes;  // the warp's lanes")
+            lines.append("    const unsigned rg_lanes = ctx.lanes(); (void)rg_lanes;  // the warp's lanes")
         return lines
 
     def barrier(self, why: str) -> str | None:

@@ -10,6 +10,7 @@
 
 static_assert(RG_FLAG_HAS_CORRELATION == 1u, "rg_platform.h and ringgen disagree on the header's flags");
 static_assert(RG_FLAG_REDELIVERED == 2u, "rg_platform.h and ringgen disagree on the header's flags");
+static_assert(RG_FLAG_CONVERSATION == 4u, "rg_platform.h and ringgen disagree on the header's flags");
 
 // The bytes of each message that a ring copy moves (rg_bus.h): its fixed runs (header, scalars,
 // counts and lengths, with the first 32 bytes of each list's and string's data) up to the last

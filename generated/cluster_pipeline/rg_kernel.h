@@ -11,6 +11,9 @@
 #define RG_KERNEL_H
 
 #include <assert.h>  // device code may assert(); a failed assert ends the kernel
+#if !defined(__CUDA_ARCH__)
+#include <sched.h>  // sched_yield: the CPU backend's spin (rg_poller::spinning)
+#endif
 
 #include "rg_platform.h"
 #if !defined(__CUDACC__)
@@ -88,15 +91,18 @@ struct rg_outs {
     // Pushes msg into every route of `port` (a fan-out), each into the lane of its priority in
     // the block its link picks, calling wait() while a ring is full: wait() returns false when
     // the kernel is terminated, and then push returns false. *pushed counts the copies sent.
+    // `ring`: wake the targets now; else the caller rings once for a batch (ring_all), which
+    // spares a wake-up per message (a full ring rings first: its target may sleep on it).
     template <class M, class Wait>
-    RG_HD bool push(uint32_t port, const M* msg, uint32_t* pushed, Wait wait) {
+    RG_HD bool push(uint32_t port, const M* msg, uint32_t* pushed, Wait wait, bool ring = true) {
         for (uint32_t i = 0; i < n; ++i) {
             if (link[i].port != port) continue;
             uint32_t d = rg_link_target(&link[i], (const uint8_t*)msg, &rr[i]);
-            rg_ring* ring = rg_route_ring(route[i], blockIdx.x, d, rg_lane_of(msg->priority));
+            rg_ring* r = rg_route_ring(route[i], blockIdx.x, d, rg_lane_of(msg->priority));
             uint32_t sleep_ns = 1000;
             // Slots are reused once the target finished their request (rg_route_push).
-            while (!rg_route_push(ring, msg)) {
+            while (!rg_route_push(r, msg, link[i].scope)) {
+                rg_bell_ring(&route[i]->bell);
                 if (!wait()) return false;
 #if defined(__CUDA_ARCH__) || !defined(__CUDACC__)  // the device, or the CPU shim's
                 __nanosleep(sleep_ns);
@@ -105,10 +111,16 @@ struct rg_outs {
                 // target rings nothing when it finishes, so a long one would idle the line).
                 sleep_ns = sleep_ns * 2 > RG_ROUTE_WAIT_NS ? RG_ROUTE_WAIT_NS : sleep_ns * 2;
             }
-            rg_bell_ring(&route[i]->bell);  // CPU: wakes the target block if it sleeps
+            if (ring) rg_bell_ring(&route[i]->bell);  // CPU: wakes the target block if it sleeps
             ++*pushed;
         }
         return true;
+    }
+
+    // Wakes the targets of every route of `port` (after a batch pushed with ring = false).
+    RG_HD void ring_all(uint32_t port) {
+        for (uint32_t i = 0; i < n; ++i)
+            if (link[i].port == port) rg_bell_ring(&route[i]->bell);
     }
 };
 
@@ -153,11 +165,17 @@ struct rg_ctx {
     // i += ctx.group_size).
     __device__ uint32_t rank() const { return threadIdx.x - first; }
 
+    // The lanes of a warp group, as __syncwarp's mask: the last warp of a block that is not a
+    // whole number of warps has fewer than 32, and a full mask there is undefined on a GPU.
+    __device__ unsigned lanes() const {
+        return group_size >= 32u ? 0xffffffffu : (1u << group_size) - 1u;
+    }
+
     // A barrier of the group: __syncthreads for a block, __syncwarp for a warp, none for one thread.
     __device__ void sync() const {
         if (group_size == 1) return;
         if (first == 0 && group_size == blockDim.x) __syncthreads();
-        else __syncwarp();
+        else __syncwarp(lanes());
     }
     rg_ring* routed_from;  // then: its route ring, whose `done` becomes routed_done once it is
     uint64_t routed_done;  // finished (a target that dies leaves it there for the host)
@@ -317,11 +335,12 @@ struct rg_no_output {};
 #define RG_PER_THREAD 2u
 
 // What thread 0 planned for a round: `n` requests of lane `lane`, from ring index `index` on
-// (or, `routed`, one request that came over a route, already in the first request slot).
+// (or, `routed`, n requests that came over one route ring, already in the request slots).
 struct rg_batch {
     uint32_t action, lane, n, routed;
-    uint64_t index;  // a lane's: the first request's; routed: the route ring's `done` after it
+    uint64_t index;  // a lane's: the first request's; routed: the route ring's `done` after them
     rg_ring* from;   // routed: the route ring it came from (rg_poller::finish_routed)
+    uint32_t scope;  // routed: that route's RG_ROUTE_* (the scope its `done` is stored at)
 };
 
 // Thread 0's private state between rounds. It keeps its own copies of the indices only the
@@ -352,6 +371,7 @@ struct rg_poller {
     uint32_t n_out, n_in;  // n_out: the routes of the response (port 0) in *outs
     rg_outs* outs;
     rg_route* in_route[RG_MAX_LINKS];
+    uint32_t in_scope[RG_MAX_LINKS];  // each in-route's RG_ROUTE_*
     uint64_t in_seen[RG_MAX_LINKS];  // CPU: each in-route's bell, read before looking for work
 
     RG_HD void start(rg_region* r) {
@@ -403,6 +423,7 @@ struct rg_poller {
             }
             if (links->in[i].route_id) {
                 in_route[n_in] = rg_map_route(&links->in[i]);
+                in_scope[n_in] = links->in[i].scope;
                 assert(in_route[n_in] && in_route[n_in]->magic == RG_ROUTE_MAGIC &&
                        blockIdx.x < in_route[n_in]->dst_grid);
                 ++n_in;
@@ -413,35 +434,42 @@ struct rg_poller {
         rg_bus_store(&link_status->ack, v);
     }
 
-    // Takes a message of lane `l` from the routes into this block, if one waits; its ring
-    // into *from. Its slot stays readable until finish_routed(), as an input lane's does.
+    // Takes the messages of lane `l` waiting in one ring of the routes into this block, up to
+    // max (a batch, as a lane's), into req; its ring into *from. Their slots are not reused
+    // before finish_routed(), as an input lane's are not before finish().
     template <class In>
-    RG_HD bool pop_routed(In* req, uint32_t l, rg_ring** from) {
+    RG_HD uint32_t pop_routed(In* req, uint32_t l, uint32_t max, rg_ring** from, uint32_t* scope) {
         for (uint32_t i = 0; i < n_in; ++i) {
             rg_route* r = in_route[i];
             for (uint32_t s = 0; s < r->src_grid; ++s) {
                 rg_ring* ring = rg_route_ring(r, s, blockIdx.x, l);
-                if (rg_route_pop(ring, req)) {
-                    rg_store_release(&link_status->routed_in, ++routed_in);
+                uint32_t n = rg_route_pop(ring, req, max, in_scope[i]);
+                if (n) {
+                    routed_in += n;
+                    rg_store_release(&link_status->routed_in, routed_in);
                     *from = ring;
-                    return true;
+                    *scope = in_scope[i];
+                    return n;
                 }
             }
         }
-        return false;
+        return 0;
     }
 
-    // Pushes a response into every route out of the kernel (fan-out), each into the lane of its
-    // priority in the block its link picks, waiting while that ring is full; false if the
-    // kernel was terminated while it waited.
-    // (Thread 0 is the table's one writer, so it reads it without the lock.)
+    // Pushes a batch's responses (resp[pick[j]], j < n) into every route out of the kernel
+    // (fan-out), each into the lane of its priority in the block its link picks, waiting while
+    // that ring is full, then wakes the targets once; false if the kernel was terminated while
+    // it waited. (Thread 0 is the table's one writer, so it reads it without the lock.)
     template <class Out>
-    RG_HD bool route(const Out* resp) {
+    RG_HD bool route(const Out* resp, const uint16_t* pick, uint32_t n) {
         uint32_t pushed = 0;
-        bool sent = outs->push(0, resp, &pushed, [this]() {
-            rg_store_release(&status->heartbeat, ++heartbeat);  // waiting on a target, not hung
-            return apply_control();
-        });
+        bool sent = true;
+        for (uint32_t j = 0; j < n && sent; ++j)
+            sent = outs->push(0, &resp[pick[j]], &pushed, [this]() {
+                rg_store_release(&status->heartbeat, ++heartbeat);  // waiting on a target, not hung
+                return apply_control();
+            }, false);
+        outs->ring_all(0);
         routed_out += pushed;
         rg_store_release(&link_status->routed_out, routed_out);
         return sent;
@@ -449,7 +477,9 @@ struct rg_poller {
 
     // CPU backend: an idle block keeps polling for region->spin_ns before it sleeps on the
     // doorbell, so that a request soon after the last one is taken without a wake-up (which
-    // costs tens of microseconds on a loaded machine). A GPU naps with __nanosleep at once.
+    // costs tens of microseconds on a loaded machine). It yields the core between two polls:
+    // where runners outnumber cores (a pipeline's stages), a spinning stage would otherwise hold
+    // the core the stage that has work needs, for a whole time slice. A GPU naps at once.
     RG_HD bool spinning(uint32_t idle) {
 #if defined(__CUDA_ARCH__)
         (void)idle;
@@ -459,7 +489,9 @@ struct rg_poller {
         clock_gettime(CLOCK_MONOTONIC, &now);
         uint64_t t = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
         if (idle == RG_SPIN_POLLS + 1) idle_since = t;
-        return t - idle_since < region->spin_ns;
+        if (t - idle_since >= region->spin_ns) return false;
+        sched_yield();
+        return true;
 #endif
     }
 
@@ -502,9 +534,9 @@ struct rg_poller {
             rg_bus_mark poll = rg_bus_now();
             rg_bus_store(&status->heartbeat, ++heartbeat);
             uint64_t seen = bell();
-            if (!apply_control()) return rg_batch{RG_ACT_EXIT, 0, 0, 0, 0, nullptr};
+            if (!apply_control()) return rg_batch{RG_ACT_EXIT, 0, 0, 0, 0, nullptr, 0};
             if (state_slot && rg_bus_load(&state_slot->request.value) != state_done)
-                return rg_batch{RG_ACT_SNAPSHOT, 0, 0, 0, 0, nullptr};  // paused too: the state is kept
+                return rg_batch{RG_ACT_SNAPSHOT, 0, 0, 0, 0, nullptr, 0};  // paused too: the state is kept
             refresh_links();
 #if !defined(__CUDA_ARCH__)
             for (uint32_t i = 0; i < n_in; ++i) in_seen[i] = rg_load_acquire(&in_route[i]->bell.value);
@@ -530,20 +562,26 @@ struct rg_poller {
 #endif
                     uint64_t n = tail[l] - head[l];
                     if (n) {
-                        rg_batch b{RG_ACT_HANDLE, l, (uint32_t)(n < max ? n : max), 0, head[l], nullptr};
+                        rg_batch b{RG_ACT_HANDLE, l, (uint32_t)(n < max ? n : max), 0, head[l], nullptr, 0};
                         head[l] += b.n;
                         rg_bus_store(&ring->head.value, head[l]);
                         return b;
                     }
                     rg_ring* from = nullptr;
-                    if (pop_routed(req, l, &from))  // its ring's head after the pop: its `done`
-                        return rg_batch{RG_ACT_HANDLE, l, 1, 1, rg_load_relaxed(&from->head.value), from};
+                    uint32_t scope = 0;
+                    if (uint32_t got = pop_routed(req, l, max, &from, &scope))  // index: `done` after
+                        return rg_batch{RG_ACT_HANDLE, l, got, 1, rg_load_relaxed(&from->head.value),
+                                        from, scope};
                 }
             }
             rg_bus_forget_since(poll);  // found no work (rg_bus.h)
             if (++idle > RG_SPIN_POLLS && !spinning(idle)) {
                 rg_release_buffers(region);  // every thread of the block is between requests
 #if !defined(__CUDA_ARCH__)
+                // Whatever it waits for rings a bell it sleeps on (the host's pushes, commands,
+                // links and snapshots the doorbell; a sender's push its route's bell): it sleeps
+                // until one rings, with no back-off of short naps, each a wake-up for nothing.
+                sleep_ns = RG_MAX_IDLE_NS;
                 if (n_in) {  // the host's doorbell and the senders' bells at once
                     rg_bell* route_bells[RG_MAX_LINKS];
                     for (uint32_t i = 0; i < n_in; ++i) route_bells[i] = &in_route[i]->bell;
@@ -554,8 +592,8 @@ struct rg_poller {
                 }
 #else
                 rg_bell_sleep(&region->control.doorbell, seen, sleep_ns);
-#endif
                 sleep_ns = sleep_ns * 2 > RG_MAX_IDLE_NS ? RG_MAX_IDLE_NS : sleep_ns * 2;
+#endif
             }
         }
     }
@@ -623,14 +661,14 @@ struct rg_poller {
 
     // The same for a request that came over a route: the sender may reuse its slot. Until
     // then a target that dies leaves it in the ring, and the host dead-letters it.
-    RG_HD void finish_routed(rg_ring* from, uint64_t done_index) {
-        rg_route_finish(from, done_index);
+    RG_HD void finish_routed(rg_ring* from, uint64_t done_index, uint32_t scope) {
+        rg_route_finish(from, done_index, scope);
     }
 
     // A batch is finished: a request that came over a route holds a slot of its route, not of
     // the lanes.
     RG_HD void finish_batch(const rg_batch& b) {
-        if (b.routed) finish_routed(b.from, b.index);
+        if (b.routed) finish_routed(b.from, b.index, b.scope);
         else finish(b.lane, b.n);
     }
 };
@@ -734,9 +772,11 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
             ctx[i].routed_from = b.from;
             ctx[i].routed_done = b.index;
             ctx[i].failed = 0;
-            // A conversation: what comes over a route answers the request that entered the
-            // pipeline, so its correlation_id is kept; else this request's message_id.
-            bool carried = b.routed && (req[i].flags & RG_FLAG_HAS_CORRELATION);
+            // A conversation: what comes over a route (or the host forwarded from one) answers
+            // the request that entered the pipeline, so its correlation_id is kept; else this
+            // request's message_id.
+            bool carried = (b.routed || (req[i].flags & RG_FLAG_CONVERSATION)) &&
+                           (req[i].flags & RG_FLAG_HAS_CORRELATION);
             ctx[i].conversation = carried ? req[i].correlation_id : req[i].message_id;
             emits[i] = 0;
             if constexpr (has_output) {
@@ -744,8 +784,8 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
                 resp[i].priority = req[i].priority;
             }
         };
-        if (b.routed) {  // already in req[0]
-            if (threadIdx.x == 0) ready(0);
+        if (b.routed) {  // already in req[0 .. n)
+            for (uint32_t i = threadIdx.x; i < b.n; i += blockDim.x) ready(i);
             __syncthreads();
         } else {
             rg_bus_pop(rg_region_ring(region, blockIdx.x, b.lane), b.index, req, b.n, ready);
@@ -779,7 +819,7 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
                     rg_stamp(resp[pick[j]], Kernel::out_type_id, ctx[pick[j]].conversation,
                              &poller.random);
                 if (poller.n_out) {  // connected: the responses go to other kernels instead
-                    for (uint32_t j = 0; j < n && finished; ++j) finished = poller.route(&resp[pick[j]]);
+                    finished = poller.route(resp, pick, n);
                 } else if (n) {
                     finished = poller.reserve(n);
                     if (finished) {
@@ -795,6 +835,12 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
             if (finished && !out_n) {
                 poller.count(b.n);
                 poller.finish_batch(b);
+                // Room in a lane, and no response to the host to tell it (they went to routes,
+                // or there are none): the out bell wakes a host that feeds a backlog, once the
+                // lane is down to half (a wake-up per batch would cost the host more than the
+                // batch; half a lane still keeps the block busy while the host refills it).
+                if (!b.routed && poller.tail[b.lane] - poller.done[b.lane] <= region->lane_capacity / 2)
+                    rg_bell_ring(&region->control.out_bell);
             }
         }
         if constexpr (has_output) {

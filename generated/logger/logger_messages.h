@@ -10,6 +10,7 @@
 
 static_assert(RG_FLAG_HAS_CORRELATION == 1u, "rg_platform.h and ringgen disagree on the header's flags");
 static_assert(RG_FLAG_REDELIVERED == 2u, "rg_platform.h and ringgen disagree on the header's flags");
+static_assert(RG_FLAG_CONVERSATION == 4u, "rg_platform.h and ringgen disagree on the header's flags");
 
 // Annotated[str, MaxLen(8)]: UTF-8 length + data
 typedef struct rg_str8 {

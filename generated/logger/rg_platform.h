@@ -74,5 +74,8 @@ typedef struct rg_run {
 // A request that a supervised kernel (launch(..., redeliver=True)) had taken when it failed,
 // delivered once more to its next incarnation: the handler may have seen it before.
 #define RG_FLAG_REDELIVERED 0x02u
+// A request the host forwarded from a route (between GPUs that cannot reach each other): it
+// continues a conversation, as one popped from a route does (rg_ring_loop keeps its correlation).
+#define RG_FLAG_CONVERSATION 0x04u
 
 #endif  // RG_PLATFORM_H

@@ -11,6 +11,16 @@ legacy stream while it runs.
 `launch(..., device=N)` runs a kernel on GPU N (CUDA's numbering; CUDA_VISIBLE_DEVICES picks and
 orders them): each device has its primary context and its own count of resident blocks. The
 rings are pinned host memory, mapped into the context of the kernel's device.
+
+Routes between kernels (runtime.connect, runtime/routes.py) are placed by `placement`: between
+two kernels of one GPU in that GPU's memory (device-scope atomics, nothing crosses the bus);
+between GPUs that can reach each other's memory (cuDeviceCanAccessPeer) in the target's memory,
+peer access enabled from the sender's context (system scope: device scope covers one GPU);
+otherwise in mapped pinned host memory (system scope), which the host drains: into a host
+actor, the dead letters, or the target kernel on a GPU the sender cannot reach. Device memory
+for routes comes from one arena per GPU, allocated with its copy stream before the first
+persistent launch on it (an allocation may wait for a device that is never idle once a
+persistent kernel runs).
 """
 
 from __future__ import annotations
@@ -22,12 +32,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ringgen.errors import BackendUnavailableError
+from ringgen.errors import BackendUnavailableError, KernelStateError
 from ringgen.runtime.backends import rings
 from ringgen.runtime.backends.base import (
     DEFAULT_LANE_CAPACITY,
@@ -166,6 +177,7 @@ class CudaKernel(RingKernel):
                     f"kernel {info.kernel_id!r} asks for {info.block} threads a block; its code "
                     f"allows at most {limit} on {gpu.name()} (registers); lower block")
             self.stream = drv.Stream(flags=1)  # CU_STREAM_NON_BLOCKING
+            _route_arena(drv, self.device)  # before the first persistent launch: see RouteArena
             self.memory = drv.pagelocked_empty(self.region_size, np.uint8,
                                                mem_flags=drv.host_alloc_flags.DEVICEMAP)
             self._init_region(self.memory.ctypes.data, secrets.randbits(64))
@@ -265,3 +277,186 @@ class CudaKernel(RingKernel):
                 self.memory.base.free()
                 with _lock:
                     _resident_blocks[self.device] -= self._blocks
+
+
+# -- routes (runtime/routes.py) ----------------------------------------------------------------
+
+SCOPE_DEVICE, SCOPE_SYSTEM = 0, 1  # RG_ROUTE_DEVICE, RG_ROUTE_SYSTEM of rg_route.h
+DEFAULT_ROUTE_ARENA_MB = 64  # device memory kept for routes per GPU; RINGGEN_CUDA_ROUTE_MB
+ROUTE_ALIGN = 128  # a route's rings are laid out on 128-byte lines (rg_route.h)
+
+
+def placement(src_device: int, dst_device: int | None, peer: bool) -> str:
+    """Where a route from a kernel on src_device lives: "device" (the GPU both ends run on),
+    "peer" (the target's GPU, which the sender's can reach: `peer`), or "host" (mapped pinned
+    memory, drained by the host: dst_device None is a host consumer, or the GPUs cannot reach
+    each other)."""
+    if dst_device is None:
+        return "host"
+    if dst_device == src_device:
+        return "device"
+    return "peer" if peer else "host"
+
+
+class FreeList:
+    """First-fit allocation of ROUTE_ALIGN-aligned pieces of `size` bytes, freed pieces merged."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.free: list[tuple[int, int]] = [(0, size)]  # (offset, size), sorted by offset
+
+    def allocate(self, size: int) -> int | None:
+        size = -(-size // ROUTE_ALIGN) * ROUTE_ALIGN
+        for i, (offset, room) in enumerate(self.free):
+            if room >= size:
+                self.free[i:i + 1] = [(offset + size, room - size)] if room > size else []
+                return offset
+        return None
+
+    def release(self, offset: int, size: int) -> None:
+        size = -(-size // ROUTE_ALIGN) * ROUTE_ALIGN
+        merged: list[tuple[int, int]] = []
+        for o, n in sorted([*self.free, (offset, size)]):
+            if merged and merged[-1][0] + merged[-1][1] == o:
+                merged[-1] = (merged[-1][0], merged[-1][1] + n)
+            else:
+                merged.append((o, n))
+        self.free = merged
+
+
+class RouteArena:
+    """One GPU's device memory for routes, allocated once (before any persistent kernel runs
+    on it), with pinned staging where the host lays a route out (rg_route_init, the same code as
+    on the CPU backend) or reads one back, and a non-blocking stream for those copies."""
+
+    def __init__(self, drv: Any, size: int) -> None:
+        self.memory = drv.mem_alloc(size)
+        self.staging = drv.pagelocked_empty(size, np.uint8)
+        self.stream = drv.Stream(flags=1)  # CU_STREAM_NON_BLOCKING: never waits for the kernels
+        self.pieces = FreeList(size)
+
+    def allocate(self, size: int) -> int:
+        with _lock:
+            offset = self.pieces.allocate(size)
+        if offset is None:
+            raise BackendUnavailableError(
+                f"no room for a route of {size} bytes in the {self.pieces.size >> 20} MiB of "
+                "device memory kept for routes; set RINGGEN_CUDA_ROUTE_MB higher (read at the "
+                "first launch on a GPU), or connect kernels with smaller grids or messages")
+        return offset
+
+    def release(self, offset: int, size: int) -> None:
+        with _lock:
+            self.pieces.release(offset, size)
+
+
+_arenas: dict[int, RouteArena] = {}
+
+
+def _route_arena(drv: Any, device: int) -> RouteArena:
+    """GPU `device`'s route arena, made by its first launch (its context is current)."""
+    with _lock:
+        arena = _arenas.get(device)
+        if arena is None:
+            mb = int(os.environ.get("RINGGEN_CUDA_ROUTE_MB", DEFAULT_ROUTE_ARENA_MB))
+            arena = _arenas[device] = RouteArena(drv, mb << 20)
+        return arena
+
+
+def can_access_peer(src_device: int, dst_device: int) -> bool:
+    """Whether kernels on src_device can read and write dst_device's memory."""
+    _, src, _ = _device(src_device)
+    _, dst, _ = _device(dst_device)
+    return bool(src.can_access_peer(dst))
+
+
+_peers: set[tuple[int, int]] = set()  # (from, to) pairs with peer access enabled
+
+
+def _enable_peer(src_device: int, dst_device: int) -> None:
+    """Peer access from src_device's context to dst_device's memory, once per pair."""
+    with _lock:
+        if (src_device, dst_device) in _peers:
+            return
+        _peers.add((src_device, dst_device))
+    _, _, dst_context = _device(dst_device)
+    with current_context(src_device) as drv:
+        try:
+            drv.Context.enable_peer_access(dst_context)
+        except drv.LogicError as e:  # CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED: what we want
+            if "ALREADY" not in str(e).upper():
+                raise
+
+
+@dataclass
+class RouteMemory:
+    """A route's memory on the cuda backend: `device_ptr` is what the sender's (and the
+    target's) blocks use, `scope` the RG_ROUTE_* of their atomics, `host` the host's address of
+    it (pinned memory, which the host drains) or 0 (GPU memory: see read_back)."""
+
+    device_ptr: int
+    scope: int
+    host: int
+    size: int
+    forwarded: bool = False  # pinned between GPUs: the host forwards it into the target's lanes
+    _arena: RouteArena | None = None
+    _offset: int = 0
+    _device: int = 0  # the GPU whose memory it is (with _arena)
+    _pinned: Any = None
+
+    def read_back(self) -> int:
+        """GPU memory, copied into its arena's pinned staging once nothing writes it any more
+        (its senders no longer push into it, its target is gone): the host's address of the
+        copy, which the host then drains into dead letters. Pinned memory: itself."""
+        if self._arena is None:
+            return self.host
+        staging = self._arena.staging[self._offset:self._offset + self.size]
+        with current_context(self._device) as drv:
+            drv.memcpy_dtoh_async(staging, self.device_ptr, self._arena.stream)
+            self._arena.stream.synchronize()
+        return int(staging.ctypes.data)
+
+    def free(self) -> None:
+        """After every kernel that used it stopped."""
+        if self._arena is not None:
+            self._arena.release(self._offset, self.size)
+        elif self._pinned is not None:
+            self._pinned.base.free()
+            self._pinned = None
+
+
+def route_memory(size: int, lay_out: Any, src_device: int, dst_device: int | None) -> RouteMemory:
+    """Memory for a route of `size` bytes from a kernel on src_device to one on dst_device
+    (None: the host consumes it), laid out by `lay_out(address)` (rg_route_init) on host memory
+    first. Where it goes: `placement`."""
+    peer = (dst_device is not None and dst_device != src_device
+            and can_access_peer(src_device, dst_device))
+    where = placement(src_device, dst_device, peer)
+    if where == "host":
+        # Portable: mapped in every context, so whichever GPU sends (or forwards) reaches it;
+        # with unified addressing its device address is its host address.
+        drv, _, _ = _device(src_device)
+        with current_context(src_device):
+            pinned = drv.pagelocked_empty(size, np.uint8, mem_flags=(
+                drv.host_alloc_flags.DEVICEMAP | drv.host_alloc_flags.PORTABLE))
+            lay_out(pinned.ctypes.data)
+            device_ptr = int(pinned.base.get_device_pointer())
+        return RouteMemory(device_ptr, SCOPE_SYSTEM, int(pinned.ctypes.data), size,
+                           _pinned=pinned)
+    home = src_device if where == "device" else dst_device
+    assert home is not None
+    if where == "peer":
+        _enable_peer(src_device, home)
+    arena = _arenas.get(home)
+    if arena is None:
+        raise KernelStateError(f"routes on GPU {home} need a kernel launched there first: "
+                               "launch both ends, then connect them")
+    offset = arena.allocate(size)
+    staging = arena.staging[offset:offset + size]
+    lay_out(staging.ctypes.data)
+    device_ptr = int(arena.memory) + offset
+    with current_context(home) as drv:
+        drv.memcpy_htod_async(device_ptr, staging, arena.stream)
+        arena.stream.synchronize()
+    return RouteMemory(device_ptr, SCOPE_DEVICE if where == "device" else SCOPE_SYSTEM, 0, size,
+                       _arena=arena, _offset=offset, _device=home)

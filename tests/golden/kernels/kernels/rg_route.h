@@ -73,44 +73,77 @@ RG_FN rg_ring* rg_route_ring(rg_route* r, uint32_t src, uint32_t dst, uint32_t l
     return (rg_ring*)((uint8_t*)r + sizeof(rg_route) + i * r->ring_stride);
 }
 
-// Route rings on a GPU live in its own memory and both their ends are blocks of that GPU, so the
-// producer's release and the consumer's acquire need device scope only (ld.acquire.gpu /
-// st.release.gpu): nothing is fenced over the bus, unlike the host rings' system scope. The
-// same single-producer single-consumer protocol as rg_ring.h, one message at a time. On a
-// host (the CPU backend, the host's drain of a gone target) rg_ring_push/rg_ring_pop serve.
+// Where a route lives on a GPU, and so the scope of its acquire/release (rg_link::scope):
+//  RG_ROUTE_DEVICE: both ends are blocks of one GPU and the rings are in its memory, so the
+//    producer's release and the consumer's acquire need device scope only (ld.acquire.gpu /
+//    st.release.gpu): nothing is fenced over the bus, unlike the host rings' system scope.
+//  RG_ROUTE_SYSTEM: the other end is another GPU (peer memory: device scope covers one GPU
+//    only) or the host (mapped pinned memory it drains: into a host actor, the dead letters,
+//    or another GPU that cannot reach this one's memory), so system scope.
+// The same single-producer single-consumer protocol as rg_ring.h either way; a push is one
+// message, a pop takes what waits, up to a batch. On a host (the CPU backend, the host's drain)
+// rg_ring_push/rg_ring_pop serve, whatever the scope.
+#define RG_ROUTE_DEVICE 0u
+#define RG_ROUTE_SYSTEM 1u
+
 #if defined(__CUDA_ARCH__)
-typedef cuda::atomic_ref<uint64_t, cuda::thread_scope_device> rg_route_atomic;
+template <cuda::thread_scope S>
+struct rg_route_ops {
+    typedef cuda::atomic_ref<uint64_t, S> atomic;
 
-// Producer: a slot is reused once the target finished its request (head.done, as an input
-// lane's).
-RG_FN bool rg_route_push(rg_ring* ring, const void* msg) {
-    uint64_t tail = rg_route_atomic(ring->tail.value).load(cuda::std::memory_order_relaxed);
-    uint64_t done = rg_route_atomic(ring->head.done).load(cuda::std::memory_order_acquire);
-    if (tail - done >= ring->capacity) return false;
-    rg_copy_bytes(rg_ring_slot(ring, tail), msg, ring->slot_size);
-    rg_route_atomic(ring->tail.value).store(tail + 1, cuda::std::memory_order_release);
-    return true;
+    // Producer: a slot is reused once the target finished its request (head.done, as an
+    // input lane's).
+    static __device__ bool push(rg_ring* ring, const void* msg) {
+        uint64_t tail = atomic(ring->tail.value).load(cuda::std::memory_order_relaxed);
+        uint64_t done = atomic(ring->head.done).load(cuda::std::memory_order_acquire);
+        if (tail - done >= ring->capacity) return false;
+        rg_copy_bytes(rg_ring_slot(ring, tail), msg, ring->slot_size);
+        atomic(ring->tail.value).store(tail + 1, cuda::std::memory_order_release);
+        return true;
+    }
+
+    // Consumer: takes up to max messages at once (one acquire, one release for the batch).
+    static __device__ uint32_t pop(rg_ring* ring, void* dst, uint32_t max) {
+        uint64_t head = atomic(ring->head.value).load(cuda::std::memory_order_relaxed);
+        uint64_t tail = atomic(ring->tail.value).load(cuda::std::memory_order_acquire);
+        uint64_t n = tail - head < max ? tail - head : max;
+        for (uint64_t i = 0; i < n; ++i)
+            rg_copy_bytes((uint8_t*)dst + i * ring->slot_size, rg_ring_slot(ring, head + i),
+                          ring->slot_size);
+        if (n) atomic(ring->head.value).store(head + n, cuda::std::memory_order_release);
+        return (uint32_t)n;
+    }
+
+    // Consumer: the requests before `done` are finished; their slots may be reused.
+    static __device__ void finish(rg_ring* ring, uint64_t done) {
+        atomic(ring->head.done).store(done, cuda::std::memory_order_release);
+    }
+};
+typedef rg_route_ops<cuda::thread_scope_device> rg_route_device_ops;
+typedef rg_route_ops<cuda::thread_scope_system> rg_route_system_ops;
+
+RG_FN bool rg_route_push(rg_ring* ring, const void* msg, uint32_t scope) {
+    return scope == RG_ROUTE_DEVICE ? rg_route_device_ops::push(ring, msg)
+                                    : rg_route_system_ops::push(ring, msg);
 }
-
-RG_FN bool rg_route_pop(rg_ring* ring, void* dst) {
-    uint64_t head = rg_route_atomic(ring->head.value).load(cuda::std::memory_order_relaxed);
-    uint64_t tail = rg_route_atomic(ring->tail.value).load(cuda::std::memory_order_acquire);
-    if (tail == head) return false;
-    rg_copy_bytes(dst, rg_ring_slot(ring, head), ring->slot_size);
-    rg_route_atomic(ring->head.value).store(head + 1, cuda::std::memory_order_release);
-    return true;
+RG_FN uint32_t rg_route_pop(rg_ring* ring, void* dst, uint32_t max, uint32_t scope) {
+    return scope == RG_ROUTE_DEVICE ? rg_route_device_ops::pop(ring, dst, max)
+                                    : rg_route_system_ops::pop(ring, dst, max);
 }
-
-// Consumer: the requests before `done` are finished; their slots may be reused.
-RG_FN void rg_route_finish(rg_ring* ring, uint64_t done) {
-    rg_route_atomic(ring->head.done).store(done, cuda::std::memory_order_release);
+RG_FN void rg_route_finish(rg_ring* ring, uint64_t done, uint32_t scope) {
+    if (scope == RG_ROUTE_DEVICE) rg_route_device_ops::finish(ring, done);
+    else rg_route_system_ops::finish(ring, done);
 }
 #else
-RG_FN bool rg_route_push(rg_ring* ring, const void* msg) {
+RG_FN bool rg_route_push(rg_ring* ring, const void* msg, uint32_t) {
     return rg_ring_push_until(ring, &ring->head.done, msg, 1) == 1;
 }
-RG_FN bool rg_route_pop(rg_ring* ring, void* dst) { return rg_ring_pop(ring, dst, 1) == 1; }
-RG_FN void rg_route_finish(rg_ring* ring, uint64_t done) { rg_store_release(&ring->head.done, done); }
+RG_FN uint32_t rg_route_pop(rg_ring* ring, void* dst, uint32_t max, uint32_t) {
+    return (uint32_t)rg_ring_pop(ring, dst, max);
+}
+RG_FN void rg_route_finish(rg_ring* ring, uint64_t done, uint32_t) {
+    rg_store_release(&ring->head.done, done);
+}
 #endif
 
 typedef struct rg_link {
@@ -119,7 +152,8 @@ typedef struct rg_link {
     uint32_t src_grid, dst_grid;
     uint32_t key_kind, key_offset, key_size, key_data;
     uint32_t port;        // out links: 0 the kernel's response, p its p-th sends= target
-    char path[84];        // CPU backend: the shared-memory file of the route
+    uint32_t scope;       // RG_ROUTE_DEVICE or RG_ROUTE_SYSTEM: where the route lives (GPU)
+    char path[80];        // CPU backend: the shared-memory file of the route
 } rg_link;
 
 typedef struct rg_links {
