@@ -14,6 +14,7 @@ import numpy as np
 from ringgen.codegen.dtypes import dtype_spec
 from ringgen.codegen.reader import read_package
 from ringgen.codegen.render import STATIC_HEADERS, template_text
+from ringgen.codegen.runs import message_runs, slot_lead
 from ringgen.errors import StaleSchemaError
 from ringgen.schema.modules import load_module
 from ringgen.schema.package import KernelDef, Package
@@ -39,6 +40,11 @@ def bind_package(ns: dict[str, Any], *, name: str, schema_hash: str, build_comma
         schema.classes[class_name]._rg_codec().check_c_ranges()
     kernels = {}
     structs = {s.c_name: s for s in schema.package.structs}
+    leads = {m.name: slot_lead(message_runs(m, structs)) for m in schema.package.messages}
+
+    def lead_of(cls: type | None, device: bool) -> int:
+        return leads.get(cls.__name__, 0) if device and cls is not None else 0
+
     for kernel_id, spec in schema.kernels.items():
         ns.setdefault(spec.fn.__name__, spec.fn)
         if spec.state is not None:
@@ -51,7 +57,8 @@ def bind_package(ns: dict[str, Any], *, name: str, schema_hash: str, build_comma
         state = (np.dtype(dtype_spec(schema.package, structs[spec.state.__name__]))  # type: ignore[call-overload]
                  if device and spec.state is not None else None)
         kernels[kernel_id] = KernelDef(spec, struct_of(spec.input), struct_of(spec.output),
-                                       path / f"{kernel_id}.cu" if device else None, path, state)
+                                       path / f"{kernel_id}.cu" if device else None, path, state,
+                                       lead_of(spec.input, device), lead_of(spec.output, device))
     package = Package(name, path, MappingProxyType(dict(schema.classes)),
                       MappingProxyType(dict(dtypes)), MappingProxyType(dict(type_ids)),
                       MappingProxyType(dict(host_only)), MappingProxyType(kernels), tuple(modules))

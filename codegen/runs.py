@@ -24,6 +24,8 @@ MERGE_GAP = 16
 # moves whole with the fixed runs, a larger one's first items ride along (its used prefix
 # starts after them). A small message then needs no second look at a line it has just read.
 AHEAD = 32
+# Bytes of one bus transaction at most (rg_bus.h: RG_BUS_LINE).
+BUS_LINE = 128
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,17 @@ class MessageRuns:
                 + sum(r.size if isinstance(r, Run)
                       else max(min(counts.get(r.count, 0), r.capacity) - r.ahead, 0) * r.item_size
                       for r in self.used))
+
+
+def slot_lead(runs: MessageRuns) -> int:
+    """Bytes before a ring's first slot (rg_ring.h: rg_slot_lead), so that the first step of
+    a copy ends on a line boundary: the second then starts on a fresh line rather than reading
+    again the one the first ended in. Slots of whole lines keep this offset in every line; a
+    message with no second step (no bounded list or string) needs none."""
+    if not any(isinstance(r, Prefix) for r in runs.used) or not runs.fixed:
+        return 0
+    end = runs.fixed[-1].offset + runs.fixed[-1].size
+    return -end % BUS_LINE
 
 
 def message_runs(message: MessageIR, structs: dict[str, StructLayout]) -> MessageRuns:

@@ -30,6 +30,10 @@ class KernelDef:
     source: Path | None  # the generated .cu; None for a host actor
     package_dir: Path
     state_dtype: np.dtype | None = None  # the C struct of each block's state (state=)
+    # Bytes before the first slot of its input lanes and of its output ring (codegen/runs.py:
+    # slot_lead).
+    in_lead: int = 0
+    out_lead: int = 0
 
     @property
     def kernel_id(self) -> str:

@@ -30,17 +30,19 @@ class Region {
     // layout here: nothing later is read back from the region but the kernel's ring indices,
     // bounded (rg_host.h).
     Region(uintptr_t address, uint32_t grid, uint32_t block, uint32_t lane_capacity,
-           uint32_t out_capacity, uint32_t in_slot, uint32_t out_slot, uint64_t seed) {
+           uint32_t out_capacity, uint32_t in_slot, uint32_t out_slot, uint64_t seed,
+           uint32_t in_lead, uint32_t out_lead) {
         rg_host_init(&h_, (void*)address, grid, block, lane_capacity, out_capacity, in_slot,
-                     out_slot, seed);
+                     out_slot, seed, in_lead, out_lead);
     }
 
     ~Region() { stop_watcher(); }
 
     static uint64_t size(uint32_t grid, uint32_t block, uint32_t lane_capacity,
-                         uint32_t out_capacity, uint32_t in_slot, uint32_t out_slot) {
+                         uint32_t out_capacity, uint32_t in_slot, uint32_t out_slot,
+                         uint32_t in_lead, uint32_t out_lead) {
         return rg_region_init(nullptr, grid, block, lane_capacity, out_capacity, in_slot,
-                              out_slot, 0);
+                              out_slot, 0, in_lead, out_lead);
     }
 
     // (offset, bytes) of the state slots that follow a region of region_size bytes.
@@ -326,7 +328,7 @@ class Route {
     Route(uintptr_t address, uint32_t src_grid, uint32_t dst_grid, uint32_t capacity,
           uint32_t slot_size, bool lay_out)
         : r_((rg_route*)address), src_grid_(src_grid), dst_grid_(dst_grid), capacity_(capacity),
-          slot_(slot_size), stride_(rg_ring_bytes(capacity, slot_size)) {
+          slot_(slot_size), stride_(rg_ring_bytes(capacity, slot_size, 0)) {
         if (!address) throw py::value_error("a route needs memory: the address is 0");
         if (!src_grid || !dst_grid || !rg_host_pow2(capacity) || !slot_size)
             throw py::value_error("a route needs grids >= 1, a power-of-two capacity and a slot");
@@ -393,7 +395,7 @@ class Route {
                     if (!n) continue;
                     size_t at = out.size();
                     out.resize(at + n * slot_);
-                    rg_host_copy(r, capacity_, slot_, head, (uint8_t*)&out[at], n, false);
+                    rg_host_copy(r, capacity_, slot_, 0, head, (uint8_t*)&out[at], n, false);
                     rg_store_release(&r->head.value, head + n);
                     rg_store_release(&r->head.done, head + n);
                 }
@@ -439,9 +441,15 @@ PYBIND11_MODULE(_rg_host, m) {
     m.attr("LANE_OF") = lane_of;
     py::register_exception<rg_host_fault>(m, "RegionFault", PyExc_RuntimeError);
     py::class_<Region>(m, "Region")
+        // The leads last, 0 by default: a region laid out without them (tests) has none.
         .def(py::init<uintptr_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t,
-                      uint64_t>())
-        .def_static("size", &Region::size)
+                      uint64_t, uint32_t, uint32_t>(),
+             py::arg("address"), py::arg("grid"), py::arg("block"), py::arg("lane_capacity"),
+             py::arg("out_capacity"), py::arg("in_slot"), py::arg("out_slot"), py::arg("seed"),
+             py::arg("in_lead") = 0, py::arg("out_lead") = 0)
+        .def_static("size", &Region::size, py::arg("grid"), py::arg("block"),
+                    py::arg("lane_capacity"), py::arg("out_capacity"), py::arg("in_slot"),
+                    py::arg("out_slot"), py::arg("in_lead") = 0, py::arg("out_lead") = 0)
         .def_static("state_area", &Region::state_area)
         .def("push", &Region::push)
         .def("push_wait", &Region::push_wait)

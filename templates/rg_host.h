@@ -37,6 +37,7 @@ struct rg_host_fault : std::runtime_error {
 struct rg_host {
     uint8_t* base = nullptr;
     uint32_t grid = 0, lane_capacity = 0, out_capacity = 0, in_slot = 0, out_slot = 0;
+    uint32_t in_lead = 0, out_lead = 0;  // bytes before a ring's first slot (rg_slot_lead)
     uint64_t status_offset = 0, rings_offset = 0, lane_stride = 0, out_stride = 0;
     uint64_t buffers_offset = 0;
     std::atomic<uint64_t> command_seq{0};
@@ -53,7 +54,8 @@ static inline bool rg_host_pow2(uint64_t n) { return n && !(n & (n - 1)); }
 // capacities, and a ring needs a slot.
 static inline void rg_host_init(rg_host* h, void* mem, uint32_t grid, uint32_t block,
                                 uint32_t lane_capacity, uint32_t out_capacity, uint32_t in_slot,
-                                uint32_t out_slot, uint64_t seed) {
+                                uint32_t out_slot, uint64_t seed, uint32_t in_lead,
+                                uint32_t out_lead) {
     if (!mem) throw std::invalid_argument("a region needs memory: the address is 0");
     if (!grid || !block) throw std::invalid_argument("a region needs grid >= 1 and block >= 1");
     if (!rg_host_pow2(lane_capacity) || !rg_host_pow2(out_capacity))
@@ -61,7 +63,8 @@ static inline void rg_host_init(rg_host* h, void* mem, uint32_t grid, uint32_t b
                                     std::to_string(lane_capacity) + " and " +
                                     std::to_string(out_capacity));
     if (!in_slot || !out_slot) throw std::invalid_argument("ring slots must be at least a byte");
-    rg_region_init(mem, grid, block, lane_capacity, out_capacity, in_slot, out_slot, seed);
+    rg_region_init(mem, grid, block, lane_capacity, out_capacity, in_slot, out_slot, seed, in_lead,
+                   out_lead);
     // Read back before the kernel starts, so what is read is what rg_region_init computed.
     const rg_region* r = (const rg_region*)mem;
     h->base = (uint8_t*)mem;
@@ -70,6 +73,8 @@ static inline void rg_host_init(rg_host* h, void* mem, uint32_t grid, uint32_t b
     h->out_capacity = out_capacity;
     h->in_slot = in_slot;
     h->out_slot = out_slot;
+    h->in_lead = (uint32_t)rg_slot_lead(in_slot, in_lead);
+    h->out_lead = (uint32_t)rg_slot_lead(out_slot, out_lead);
     h->status_offset = r->status_offset;
     h->rings_offset = r->rings_offset;
     h->lane_stride = r->lane_stride;
@@ -108,7 +113,9 @@ static inline rg_ring* rg_host_checked_ring(const rg_host* h, uint32_t b, uint32
     rg_ring* ring = rg_host_ring(h, b, l);
     uint64_t capacity = l < RG_LANES ? h->lane_capacity : h->out_capacity;
     uint64_t slot = l < RG_LANES ? h->in_slot : h->out_slot;
-    if (ring->capacity != capacity || ring->slot_size != slot) {
+    uint64_t lead = l < RG_LANES ? h->in_lead : h->out_lead;
+    if (ring->capacity != capacity || ring->slot_size != slot ||
+        ring->slot_stride != rg_slot_stride(slot) || ring->slot_lead != lead) {
         std::string which = l < RG_LANES ? "lane " + std::to_string(l) : std::string("output ring");
         throw rg_host_fault("block " + std::to_string(b) + "'s " + which + " says " +
                             std::to_string(ring->capacity) + " slots of " +
@@ -220,21 +227,11 @@ static inline void rg_host_audit_lanes(const rg_host* h, uint32_t b) {
     for (uint32_t l = 0; l < RG_LANES; ++l) rg_host_lane_fill(h, b, l, false);
 }
 
-// Copies n slots between a ring (from ring index `index`, wrapping at `capacity`) and `flat`.
-static inline void rg_host_copy(rg_ring* ring, uint64_t capacity, uint64_t slot, uint64_t index,
-                                uint8_t* flat, uint64_t n, bool into_ring) {
-    uint8_t* slots = (uint8_t*)(ring + 1);
-    uint64_t at = index & (capacity - 1);
-    uint64_t first = capacity - at < n ? capacity - at : n;
-    uint8_t* a = slots + at * slot;
-    uint8_t* c = flat + first * slot;
-    if (into_ring) {
-        rg_copy_bytes(a, flat, first * slot);
-        rg_copy_bytes(slots, c, (n - first) * slot);
-    } else {
-        rg_copy_bytes(flat, a, first * slot);
-        rg_copy_bytes(c, slots, (n - first) * slot);
-    }
+// Copies n slots between a ring (from ring index `index`, wrapping at `capacity`) and `flat`,
+// by the layout the host laid out (not the ring header's).
+static inline void rg_host_copy(rg_ring* ring, uint64_t capacity, uint64_t slot, uint64_t lead,
+                                uint64_t index, uint8_t* flat, uint64_t n, bool into_ring) {
+    rg_ring_copy(ring, capacity, slot, rg_slot_stride(slot), lead, index, flat, n, into_ring);
 }
 
 // rg_bell_ring for the host's doorbell, without the eventfd that rg_bell_ring would take from
@@ -262,9 +259,10 @@ static inline uint64_t rg_host_push(rg_host* h, uint32_t b, uint32_t l, const vo
     uint64_t tail = own.load(std::memory_order_relaxed);
     rg_ring* ring = rg_host_ring(h, b, l);
     rg_host_check_own(b, l, &ring->tail.value, tail);
-    rg_host_copy(ring, h->lane_capacity, h->in_slot, tail, (uint8_t*)src, n, true);
+    rg_host_copy(ring, h->lane_capacity, h->in_slot, h->in_lead, tail, (uint8_t*)src, n, true);
     own.store(tail + n, std::memory_order_release);  // first: see rg_host_lane_indices
     rg_store_release(&ring->tail.value, tail + n);
+    rg_atomic_u64(rg_host_ring(h, b, 0)->tail.posted).fetch_add(1, cuda::std::memory_order_release);
     rg_host_ring_doorbell(h);
     return n;
 }
@@ -340,7 +338,7 @@ static inline uint64_t rg_host_pop(rg_host* h, void* dst, uint64_t n, uint32_t* 
         uint64_t head = h->out_head[b].load(std::memory_order_relaxed);
         rg_ring* ring = rg_host_ring(h, b, RG_LANES);
         rg_host_check_own(b, RG_LANES, &ring->head.value, head);
-        rg_host_copy(ring, h->out_capacity, h->out_slot, head, out + got * h->out_slot, k, false);
+        rg_host_copy(ring, h->out_capacity, h->out_slot, h->out_lead, head, out + got * h->out_slot, k, false);
         rg_store_release(&ring->head.value, head + k);
         h->out_head[b].store(head + k, std::memory_order_release);
         got += k;
@@ -381,7 +379,7 @@ static inline rg_unfinished rg_host_unfinished(const rg_host* h, uint32_t b, uin
 static inline void rg_host_take_unfinished(rg_host* h, uint32_t b, uint32_t l, rg_unfinished u,
                                            void* dst) {
     rg_ring* ring = rg_host_ring(h, b, l);
-    rg_host_copy(ring, h->lane_capacity, h->in_slot, u.first, (uint8_t*)dst, u.count, false);
+    rg_host_copy(ring, h->lane_capacity, h->in_slot, h->in_lead, u.first, (uint8_t*)dst, u.count, false);
     rg_store_release(&ring->head.value, u.first + u.count);
     rg_store_release(&ring->head.done, u.first + u.count);
 }

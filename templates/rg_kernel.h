@@ -355,6 +355,10 @@ struct rg_poller {
     uint64_t random;
     uint64_t idle_since;
     uint64_t head[RG_LANES], tail[RG_LANES];
+    // Lane 0's `posted` when the tails were last found stale (rg_ring.h), and the lanes whose
+    // tail has not been read since (a bit each): only those may hold more than tail[] says.
+    uint64_t posted_seen;
+    uint32_t stale;
     uint64_t done[RG_LANES];  // each lane's `done`, which only this thread writes
     uint64_t out_tail, out_head;
     uint64_t metered[4];      // the bus meter as last published
@@ -383,6 +387,8 @@ struct rg_poller {
                 head[l] = tail[l] = done[l] = h;
             }
         }
+        posted_seen = ~0ull;
+        stale = (1u << RG_LANES) - 1;
         state = RG_STATE_LAUNCHED;
         publish_state();
     }
@@ -531,7 +537,8 @@ struct rg_poller {
 
     // Waits for work (highest lane first): up to `max` requests of one lane, taken (its head
     // published) at once; RG_ACT_EXIT on terminate. A lane's tail is read only when what is
-    // known to wait there is less than a full batch (in the baseline build: always).
+    // known to wait there is less than a full batch and a push since it was last read moved
+    // lane 0's `posted` (in the baseline build: always).
     template <class In>
     RG_HD rg_batch next(In* req, uint32_t max) {
         uint32_t idle = 0, sleep_ns = 1000;
@@ -548,12 +555,24 @@ struct rg_poller {
             for (uint32_t i = 0; i < n_in; ++i) in_seen[i] = rg_load_acquire(&in_route[i]->bell.value);
 #endif
             if (state == RG_STATE_ACTIVE) {
+#if !defined(RG_BUS_BASELINE)
+                // Read before the tails: a push it counts stored its tail before (release).
+                uint64_t posted = rg_bus_load(&rg_region_ring(region, blockIdx.x, 0)->tail.posted);
+                if (posted != posted_seen) {
+                    posted_seen = posted;
+                    stale = (1u << RG_LANES) - 1;
+                }
+#endif
                 for (uint32_t l = RG_LANES; l-- > 0;) {
                     rg_ring* ring = rg_region_ring(region, blockIdx.x, l);
 #if !defined(RG_BUS_BASELINE)
-                    if (tail[l] - head[l] < max)
-#endif
+                    if ((stale >> l & 1) && tail[l] - head[l] < max) {
                         tail[l] = rg_bus_load(&ring->tail.value);
+                        stale &= ~(1u << l);
+                    }
+#else
+                    tail[l] = rg_bus_load(&ring->tail.value);
+#endif
                     uint64_t n = tail[l] - head[l];
                     if (n) {
                         if (uint32_t higher = fed_above(l); higher != l) {

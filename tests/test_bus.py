@@ -14,7 +14,7 @@ from conftest import build_package, compile_nvcc, have_nvcc
 
 from ringgen import RingKernelRuntime
 from ringgen.codegen.kernels import batch_size
-from ringgen.codegen.runs import Prefix, Run, message_runs
+from ringgen.codegen.runs import BUS_LINE, MessageRuns, Prefix, Run, message_runs, slot_lead
 from ringgen.errors import SchemaError
 from ringgen.schema.kernels import ring_kernel
 
@@ -138,6 +138,32 @@ def test_runs_are_the_fixed_bytes_then_the_used_prefixes() -> None:
     assert runs.used == (Prefix(56, "m->xs.count", 8, 40, 4, 48), Run(376, 17))
     assert runs.used_bytes({"m->xs.count": 3}) == 88 + 17
     assert runs.used_bytes({"m->xs.count": 40}) == 88 + 17 + 36 * 8
+    # the ring's lead puts the end of the first step on a line boundary; a message without a
+    # second step needs none
+    assert slot_lead(runs) == 40 and (40 + 88) % BUS_LINE == 0
+    assert slot_lead(MessageRuns((Run(0, 60),), ())) == 0
+
+
+def test_aligned_slots_read_one_line_a_step(bus_pkg: Any) -> None:
+    """Vec with one item from slots of whole lines, 40 bytes in: its first step [40, 128) and its
+    second, the tag and `fail` [416, 433), are a line each; the host's indices add at most
+    a few reads a batch (the tails only after a push moved lane 0's `posted`)."""
+    n = 256
+    k = bus_pkg.package.kernels["vec_thread"]
+    assert k.in_lead == 40
+
+    async def go() -> float:
+        async with RingKernelRuntime(bus_pkg, backend="cpu") as rt:
+            await rt.launch("vec_thread", activate=False, lane_capacity=n)
+            await rt.send_many("vec_thread", [bus_pkg.Vec(seq=i, xs=[1.0]) for i in range(n)])
+            await rt.activate("vec_thread")
+            got = await collect(rt, "vec_thread", n)
+            assert [r.seq for r in got] == list(range(n))
+            return rt.telemetry("vec_thread").bus_reads / n
+
+    batch = batch_size(k.spec, k.in_dtype.itemsize + k.out_dtype.itemsize)
+    reads = run(go())
+    assert 2 <= reads <= 2 + 4 / batch + 0.05, (reads, batch)
 
 
 @dataclass

@@ -49,7 +49,7 @@ typedef struct rg_route {
 // Lays out a route in `mem` (or only measures it when mem is null); returns its size.
 RG_FN uint64_t rg_route_init(void* mem, uint32_t src_grid, uint32_t dst_grid, uint32_t capacity,
                              uint32_t slot_size) {
-    uint64_t stride = rg_ring_bytes(capacity, slot_size);
+    uint64_t stride = rg_ring_bytes(capacity, slot_size, 0);
     uint64_t total = sizeof(rg_route) + (uint64_t)src_grid * dst_grid * RG_LANES * stride;
     if (!mem) return total;
     memset(mem, 0, total);
@@ -63,8 +63,7 @@ RG_FN uint64_t rg_route_init(void* mem, uint32_t src_grid, uint32_t dst_grid, ui
     r->ring_stride = stride;
     for (uint64_t i = 0; i < (uint64_t)src_grid * dst_grid * RG_LANES; ++i) {
         rg_ring* ring = (rg_ring*)((uint8_t*)mem + sizeof(rg_route) + i * stride);
-        ring->capacity = capacity;
-        ring->slot_size = slot_size;
+        rg_ring_layout(ring, capacity, slot_size, 0);
     }
     return total;
 }

@@ -133,13 +133,25 @@ typedef struct alignas(RG_LINE) rg_consumer_line {
     uint8_t _pad[RG_LINE - 16];
 } rg_consumer_line;
 
+// A ring's producer line: `value` is its tail (next slot to write). In lane 0 of a block's
+// region `posted` counts the host's pushes into any of the block's lanes, each bumped after
+// the push's tail: a kernel that finds it as it last saw it knows that no lane's tail moved
+// since it last read them, and reads none (rg_kernel.h: next()). Unused elsewhere.
+typedef struct alignas(RG_LINE) rg_producer_line {
+    uint64_t value;
+    uint64_t posted;
+    uint8_t _pad[RG_LINE - 16];
+} rg_producer_line;
+
 typedef struct rg_ring {
     rg_consumer_line head;  // consumer-owned
-    rg_line tail;  // producer-owned
+    rg_producer_line tail;  // producer-owned
     uint64_t capacity;
-    uint64_t slot_size;
-    uint8_t _pad[RG_LINE - 16];
-    // followed by capacity * slot_size bytes of slots
+    uint64_t slot_size;    // the message's struct
+    uint64_t slot_stride;  // bytes from one slot to the next (rg_slot_stride)
+    uint64_t slot_lead;    // bytes before the first slot
+    uint8_t _pad[RG_LINE - 32];
+    // followed by slot_lead bytes, then capacity slots of slot_stride bytes
 } rg_ring;
 
 typedef struct rg_control {
@@ -209,19 +221,46 @@ typedef struct rg_buffer_entry {
 
 RG_FN uint64_t rg_round_up(uint64_t n, uint64_t a) { return (n + a - 1) / a * a; }
 
-RG_FN uint64_t rg_ring_bytes(uint64_t capacity, uint64_t slot_size) {
-    return rg_round_up(sizeof(rg_ring) + capacity * slot_size, RG_LINE);
+// Bytes from one slot to the next. A slot larger than a line takes whole lines, so that every
+// slot starts at the same offset in its line (the ring's lead) and the runs a copy moves
+// (rg_bus.h) cross no more lines in one slot than in another; a smaller one takes the power
+// of two that holds it, so that none straddles two lines.
+RG_FN uint64_t rg_slot_stride(uint64_t slot_size) {
+    if (slot_size >= RG_LINE) return rg_round_up(slot_size, RG_LINE);
+    uint64_t s = 1;
+    while (s < slot_size) s <<= 1;
+    return s;
+}
+
+// The lead a ring keeps: the package's (where the first step of a message's copy ends on a
+// line boundary, codegen/runs.py: slot_lead) for slots of whole lines; none for smaller ones,
+// which a lead would make straddle two lines.
+RG_FN uint64_t rg_slot_lead(uint64_t slot_size, uint64_t lead) {
+    return rg_slot_stride(slot_size) >= RG_LINE ? lead % RG_LINE : 0;
+}
+
+RG_FN uint64_t rg_ring_bytes(uint64_t capacity, uint64_t slot_size, uint64_t lead) {
+    return rg_round_up(sizeof(rg_ring) + rg_slot_lead(slot_size, lead) +
+                       capacity * rg_slot_stride(slot_size), RG_LINE);
+}
+
+// Writes a ring's layout into its header (the indices stay as they are: zero).
+RG_FN void rg_ring_layout(rg_ring* ring, uint64_t capacity, uint64_t slot_size, uint64_t lead) {
+    ring->capacity = capacity;
+    ring->slot_size = slot_size;
+    ring->slot_stride = rg_slot_stride(slot_size);
+    ring->slot_lead = rg_slot_lead(slot_size, lead);
 }
 
 // Lays out a region in `mem` (or only measures it when mem is null); returns its size.
 RG_FN uint64_t rg_region_init(void* mem, uint32_t grid, uint32_t block, uint32_t lane_capacity,
                               uint32_t out_capacity, uint32_t in_slot, uint32_t out_slot,
-                              uint64_t seed) {
+                              uint64_t seed, uint32_t in_lead, uint32_t out_lead) {
     uint64_t status = rg_round_up(sizeof(rg_region), RG_LINE);
     uint64_t buffers = status + (uint64_t)grid * sizeof(rg_block_status);
     uint64_t rings = rg_round_up(buffers + RG_MAX_BUFFERS * sizeof(rg_buffer_entry), RG_LINE);
-    uint64_t lane = rg_ring_bytes(lane_capacity, in_slot);
-    uint64_t out = rg_ring_bytes(out_capacity, out_slot);
+    uint64_t lane = rg_ring_bytes(lane_capacity, in_slot, in_lead);
+    uint64_t out = rg_ring_bytes(out_capacity, out_slot, out_lead);
     uint64_t total = rings + (uint64_t)grid * (RG_LANES * lane + out);
     if (!mem) return total;
     uint8_t* base = (uint8_t*)mem;
@@ -244,8 +283,10 @@ RG_FN uint64_t rg_region_init(void* mem, uint32_t grid, uint32_t block, uint32_t
     for (uint32_t b = 0; b < grid; ++b) {
         for (uint32_t l = 0; l <= RG_LANES; ++l) {
             rg_ring* ring = (rg_ring*)(base + rings + b * (RG_LANES * lane + out) + l * lane);
-            ring->capacity = l < RG_LANES ? lane_capacity : out_capacity;
-            ring->slot_size = l < RG_LANES ? in_slot : out_slot;
+            if (l < RG_LANES)
+                rg_ring_layout(ring, lane_capacity, in_slot, in_lead);
+            else
+                rg_ring_layout(ring, out_capacity, out_slot, out_lead);
         }
     }
     return total;
@@ -272,7 +313,37 @@ RG_FN uint32_t rg_lane_of(uint32_t priority) {
 }
 
 RG_FN uint8_t* rg_ring_slot(rg_ring* ring, uint64_t index) {
-    return (uint8_t*)(ring + 1) + (index & (ring->capacity - 1)) * ring->slot_size;
+    return (uint8_t*)(ring + 1) + ring->slot_lead + (index & (ring->capacity - 1)) * ring->slot_stride;
+}
+
+// Copies n slots between the ring, from index `index` on (wrapping at its end), and `flat`,
+// n structs back to back: into the ring when `into_ring`. `capacity`, `size`, `stride` and
+// `lead` are the ring's layout as the caller knows it (the host keeps its own copy).
+RG_FN void rg_ring_copy(rg_ring* ring, uint64_t capacity, uint64_t size, uint64_t stride,
+                        uint64_t lead, uint64_t index, uint8_t* flat, uint64_t n,
+                        bool into_ring) {
+    uint8_t* slots = (uint8_t*)(ring + 1) + lead;
+    uint64_t at = index & (capacity - 1);
+    if (stride == size) {  // slots back to back: at most two copies, to the end and from the start
+        uint64_t first = capacity - at < n ? capacity - at : n;
+        uint8_t* a = slots + at * size;
+        uint8_t* c = flat + first * size;
+        if (into_ring) {
+            rg_copy_bytes(a, flat, first * size);
+            rg_copy_bytes(slots, c, (n - first) * size);
+        } else {
+            rg_copy_bytes(flat, a, first * size);
+            rg_copy_bytes(c, slots, (n - first) * size);
+        }
+        return;
+    }
+    for (uint64_t i = 0; i < n; ++i) {
+        uint8_t* a = slots + ((at + i) & (capacity - 1)) * stride;
+        if (into_ring)
+            rg_copy_bytes(a, flat + i * size, size);
+        else
+            rg_copy_bytes(flat + i * size, a, size);
+    }
 }
 
 // Producer: copies up to n slots from src, reusing only the slots before index `*free_below`
@@ -283,13 +354,8 @@ RG_FN uint64_t rg_ring_push_until(rg_ring* ring, uint64_t* free_below, const voi
     uint64_t head = rg_load_acquire(free_below);
     uint64_t free_slots = ring->capacity - (tail - head);
     if (n > free_slots) n = free_slots;
-    // At most two copies: up to the end of the slot array, then from its start.
-    uint64_t first = ring->capacity - (tail & (ring->capacity - 1));
-    if (first > n) first = n;
-    const uint8_t* s = (const uint8_t*)src;
-    rg_copy_bytes(rg_ring_slot(ring, tail), s, first * ring->slot_size);
-    rg_copy_bytes(rg_ring_slot(ring, tail + first), s + first * ring->slot_size,
-                  (n - first) * ring->slot_size);
+    rg_ring_copy(ring, ring->capacity, ring->slot_size, ring->slot_stride, ring->slot_lead, tail,
+                 (uint8_t*)src, n, true);
     if (n) rg_store_release(&ring->tail.value, tail + n);
     return n;
 }
@@ -310,12 +376,8 @@ RG_FN uint64_t rg_ring_pop(rg_ring* ring, void* dst, uint64_t max) {
     uint64_t tail = rg_load_acquire(&ring->tail.value);
     uint64_t n = tail - head;
     if (n > max) n = max;
-    uint64_t first = ring->capacity - (head & (ring->capacity - 1));
-    if (first > n) first = n;
-    uint8_t* d = (uint8_t*)dst;
-    rg_copy_bytes(d, rg_ring_slot(ring, head), first * ring->slot_size);
-    rg_copy_bytes(d + first * ring->slot_size, rg_ring_slot(ring, head + first),
-                  (n - first) * ring->slot_size);
+    rg_ring_copy(ring, ring->capacity, ring->slot_size, ring->slot_stride, ring->slot_lead, head,
+                 (uint8_t*)dst, n, false);
     if (n) rg_store_release(&ring->head.value, head + n);
     return n;
 }

@@ -74,7 +74,7 @@ class RingKernel(ABC):
         self._out_slot = info.out_dtype.itemsize if info.out_dtype is not None else 8
         self.region_size = rings.region_type().size(
             info.grid, info.block, lane_capacity, out_capacity, self.in_dtype.itemsize,
-            self._out_slot)
+            self._out_slot, info.in_lead, info.out_lead)
         # A kernel with state= has one state slot per block after the rings (rg_state.h).
         self.state_codec = (StateCodec(info.spec.state, info.state_dtype)
                             if info.state_dtype is not None and info.spec.state is not None
@@ -99,7 +99,7 @@ class RingKernel(ABC):
         info = self.info
         self.region = rings.region_type()(address, info.grid, info.block, self.lane_capacity,
                                            self.out_capacity, self.in_dtype.itemsize,
-                                           self._out_slot, seed)
+                                           self._out_slot, seed, info.in_lead, info.out_lead)
         # The state slots and links after the rings start zeroed (pinned memory is not).
         ctypes.memset(address + self._state_offset, 0, self.region_size - self._state_offset)
         if self.state_codec is not None:  # before the launch: each block starts from these

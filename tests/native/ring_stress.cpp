@@ -49,13 +49,14 @@ int main(int argc, char** argv) {
         return 1;
     }
     const uint32_t grid = 4, block = 8, lane_cap = 64, out_cap = 256;
-    uint64_t size = rg_region_init(nullptr, grid, block, lane_cap, out_cap, sizeof(Ping), sizeof(Pong), 0);
+    uint64_t size = rg_region_init(nullptr, grid, block, lane_cap, out_cap, sizeof(Ping), sizeof(Pong), 0, 0, 0);
     // The kernel also reads its links (rg_route.h) after the region: none, so all zero.
     uint64_t with_links = rg_round_up(rg_links_offset(size, grid, 0) + rg_links_bytes(grid), RG_LINE);
     rg_region* region = (rg_region*)aligned_alloc(RG_LINE, with_links);
     memset((void*)region, 0, with_links);
     rg_host host;
-    rg_host_init(&host, region, grid, block, lane_cap, out_cap, sizeof(Ping), sizeof(Pong), 42);
+    // 56-byte slots 64 apart (rg_slot_stride): the copies go slot by slot.
+    rg_host_init(&host, region, grid, block, lane_cap, out_cap, sizeof(Ping), sizeof(Pong), 42, 0, 0);
     int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     std::atomic<bool> stop_watching{false};
     std::thread watcher;

@@ -45,12 +45,12 @@ static void make_id(rg_uuid* id, uint64_t block, uint64_t lane, uint64_t seq) {
 // A region with its (zeroed) links after it, as the runtime lays one out, its layout kept in
 // *host as the Python side keeps it; *links set.
 static rg_region* make_region(rg_host* host, uint32_t grid, uint32_t block, rg_links** links) {
-    uint64_t size = rg_region_init(nullptr, grid, block, 64, 256, sizeof(Item), sizeof(Item), 0);
+    uint64_t size = rg_region_init(nullptr, grid, block, 64, 256, sizeof(Item), sizeof(Item), 0, 0, 0);
     uint64_t offset = rg_links_offset(size, grid, 0);
     uint64_t total = rg_round_up(offset + rg_links_bytes(grid), RG_LINE);
     uint8_t* mem = (uint8_t*)aligned_alloc(RG_LINE, total);
     memset(mem, 0, total);
-    rg_host_init(host, mem, grid, block, 64, 256, sizeof(Item), sizeof(Item), grid);
+    rg_host_init(host, mem, grid, block, 64, 256, sizeof(Item), sizeof(Item), grid, 0, 0);
     *links = (rg_links*)(mem + offset);
     return (rg_region*)mem;
 }

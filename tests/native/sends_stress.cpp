@@ -47,12 +47,12 @@ static uint64_t id_seq(const rg_uuid& id) {
 // A region with its (zeroed) links after it, its layout kept in *host as the Python side does.
 static rg_region* make_region(rg_host* host, uint32_t grid, uint32_t block, uint32_t in_slot,
                               uint32_t out_slot, rg_links** links) {
-    uint64_t size = rg_region_init(nullptr, grid, block, 64, 256, in_slot, out_slot, 0);
+    uint64_t size = rg_region_init(nullptr, grid, block, 64, 256, in_slot, out_slot, 0, 0, 0);
     uint64_t offset = rg_links_offset(size, grid, 0);
     uint64_t total = rg_round_up(offset + rg_links_bytes(grid), RG_LINE);
     uint8_t* mem = (uint8_t*)aligned_alloc(RG_LINE, total);
     memset(mem, 0, total);
-    rg_host_init(host, mem, grid, block, 64, 256, in_slot, out_slot, grid);
+    rg_host_init(host, mem, grid, block, 64, 256, in_slot, out_slot, grid, 0, 0);
     *links = (rg_links*)(mem + offset);
     return (rg_region*)mem;
 }
