@@ -565,8 +565,10 @@ struct rg_poller {
 #endif
                 for (uint32_t l = RG_LANES; l-- > 0;) {
                     rg_ring* ring = rg_region_ring(region, blockIdx.x, l);
+                    bool fresh = true;  // tail[l] read in this scan, after the lanes above
 #if !defined(RG_BUS_BASELINE)
-                    if ((stale >> l & 1) && tail[l] - head[l] < max) {
+                    fresh = (stale >> l & 1) && tail[l] - head[l] < max;
+                    if (fresh) {
                         tail[l] = rg_bus_load(&ring->tail.value);
                         stale &= ~(1u << l);
                     }
@@ -575,7 +577,9 @@ struct rg_poller {
 #endif
                     uint64_t n = tail[l] - head[l];
                     if (n) {
-                        if (uint32_t higher = fed_above(l); higher != l) {
+                        // Only a tail read now can show requests pushed after the reads above:
+                        // those known before were checked against the lanes above then.
+                        if (uint32_t higher = fresh ? fed_above(l) : l; higher != l) {
                             l = higher;  // returns below: the scan ends here
                             ring = rg_region_ring(region, blockIdx.x, l);
                             n = tail[l] - head[l];
