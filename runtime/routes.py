@@ -462,8 +462,20 @@ class Routes:
         rows = np.frombuffer(bytearray(raw), dtype=target.in_dtype)
         rows["flags"] |= header.FLAG_CONVERSATION
         # room was there: send_array admits it all at once, without waiting, so the drains of
-        # successive ticks reach the lanes in order
-        self.runtime.loop.create_task(target.send_array(rows, None))
+        # successive ticks reach the lanes in order. The route's slots are free already: if the
+        # target fails or ends before the task runs, what it carried becomes dead letters.
+        task = self.runtime.loop.create_task(target.send_array(rows, None))
+        task.add_done_callback(lambda t: self._forward_done(t, route, target, raw))
+
+    def _forward_done(self, task: asyncio.Task[Any], route: _Route, target: DeviceChannel,
+                      raw: bytes) -> None:
+        error = None if task.cancelled() else task.exception()
+        if task.cancelled() or error is not None:
+            failed = target.state is KernelState.FAILED
+            self._dead_letters(
+                route, raw, DeadLetterReason.KERNEL_FAILED if failed else DeadLetterReason.TERMINATED,
+                f"forwarded by the host from {route.src!r} to {route.dst!r}, which refused it: "
+                f"{error or 'the runtime closed'}", target)
 
     def _retire_soon(self, route: _Route) -> None:
         if route.route_id not in self._retiring:

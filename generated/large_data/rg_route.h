@@ -227,7 +227,8 @@ RG_FN uint32_t rg_link_target(const rg_link* l, const uint8_t* msg, uint32_t* rr
 // bell of every route into it (what the senders ring) at once: futex_waitv (Linux 5.16) returns
 // as soon as any of them differs from the value seen before the block looked for work. Each
 // bell counts the block among its sleepers meanwhile, so a ringer makes the wake-up call only
-// when someone sleeps. Where the kernel lacks futex_waitv the block naps for up to `ns`.
+// when someone sleeps. Where the kernel lacks futex_waitv the block naps (1 ms at most).
+#define RG_ROUTE_NAP_NS 1000000u  // 1 ms: the longest nap without futex_waitv (Linux < 5.16)
 static inline void rg_route_sleep(rg_bell* own, uint64_t own_seen, rg_bell* const* routes,
                                   const uint64_t* seen, uint32_t n, uint64_t ns) {
     struct futex_waitv w[1 + RG_MAX_LINKS] = {};
@@ -249,7 +250,9 @@ static inline void rg_route_sleep(rg_bell* own, uint64_t own_seen, rg_bell* cons
     deadline.tv_sec += (time_t)(end / 1000000000u);
     deadline.tv_nsec = (long)(end % 1000000000u);
     if (syscall(__NR_futex_waitv, w, n + 1, 0, &deadline, CLOCK_MONOTONIC) < 0 && errno == ENOSYS) {
-        struct timespec nap = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+        // No ringer can wake a nap: keep it short, or an idle block answers a push a second late.
+        uint64_t nap_ns = ns < RG_ROUTE_NAP_NS ? ns : RG_ROUTE_NAP_NS;
+        struct timespec nap = {(time_t)(nap_ns / 1000000000u), (long)(nap_ns % 1000000000u)};
         nanosleep(&nap, nullptr);
     }
     for (uint32_t i = 0; i <= n; ++i) {

@@ -378,14 +378,15 @@ def _enable_peer(src_device: int, dst_device: int) -> None:
     with _lock:
         if (src_device, dst_device) in _peers:
             return
-        _peers.add((src_device, dst_device))
     _, _, dst_context = _device(dst_device)
     with current_context(src_device) as drv:
         try:
             drv.Context.enable_peer_access(dst_context)
         except drv.LogicError as e:  # CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED: what we want
             if "ALREADY" not in str(e).upper():
-                raise
+                raise  # not recorded: the next route of the pair tries again
+    with _lock:
+        _peers.add((src_device, dst_device))
 
 
 @dataclass

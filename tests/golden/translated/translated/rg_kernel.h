@@ -102,7 +102,10 @@ struct rg_outs {
             uint32_t sleep_ns = 1000;
             // Slots are reused once the target finished their request (rg_route_push).
             while (!rg_route_push(r, msg, link[i].scope)) {
-                rg_bell_ring(&route[i]->bell);
+                // Wake this target, and, in a batch pushed without rings, every target of the
+                // port: one may hold this batch's earlier messages and sleep on them meanwhile.
+                if (ring) rg_bell_ring(&route[i]->bell);
+                else ring_all(port);
                 if (!wait()) return false;
 #if defined(__CUDA_ARCH__) || !defined(__CUDACC__)  // the device, or the CPU shim's
                 __nanosleep(sleep_ns);
