@@ -34,7 +34,7 @@ from ringgen.codecs.structs import StructCodec
 from ringgen.errors import KernelFaultError, KernelStateError, QueueFullError
 from ringgen.runtime.channels import KernelState
 from ringgen.runtime.dead_letters import DeadLetter, DeadLetterReason, DeadLetterStore
-from ringgen.runtime.runtime import Default
+from ringgen.runtime.runtime import Default, dtype_in
 from ringgen.runtime.telemetry import Telemetry
 from ringgen.schema.package import KernelDef, Package, package_of
 
@@ -134,11 +134,7 @@ class ClusterRuntime(DeadLetterStore):
 
     def dtype_of(self, cls: type) -> np.dtype | None:
         """The C struct (numpy dtype) of a message class of the packages, if it has one."""
-        for pkg in self.packages:
-            dtype = pkg.dtype_of(cls)
-            if dtype is not None:
-                return dtype
-        return None
+        return dtype_in(self.packages, cls)
 
     @property
     def hosts(self) -> Hosts:

@@ -58,6 +58,15 @@ def _check_watchdog(name: str, seconds: float | None) -> None:
                               f"{seconds!r}")
 
 
+def dtype_in(packages: Sequence[Any], cls: type) -> np.dtype | None:
+    """The C struct (numpy dtype) of a message class in the first of `packages` that has one."""
+    for pkg in packages:
+        dtype = pkg.dtype_of(cls)
+        if dtype is not None:
+            return dtype
+    return None
+
+
 class RingKernelRuntime(DeadLetterStore):
     """An async context manager that owns the kernels it launches."""
 
@@ -150,11 +159,7 @@ class RingKernelRuntime(DeadLetterStore):
         return None
 
     def dtype_of(self, cls: type) -> np.dtype | None:
-        for pkg in self.packages:
-            dtype = pkg.dtype_of(cls)
-            if dtype is not None:
-                return dtype
-        return None
+        return dtype_in(self.packages, cls)
 
     def current(self, kernel_id: str) -> Channel | None:
         """The kernel id's channel (its latest incarnation), if it was ever launched."""

@@ -345,35 +345,11 @@ class Route {
     // Messages waiting in the route, for every target block. The senders may push meanwhile,
     // so only what no interleaving breaks is checked (a head never passes its tail), and each
     // ring's count is clamped to its capacity.
-    uint64_t queued() {
-        uint64_t n = 0;
-        for (uint32_t s = 0; s < src_grid_; ++s)
-            for (uint32_t d = 0; d < dst_grid_; ++d)
-                for (uint32_t l = 0; l < RG_LANES; ++l) {
-                    rg_ring* r = ring(s, d, l);
-                    uint64_t head = rg_load_acquire(&r->head.value);
-                    uint64_t tail = rg_load_acquire(&r->tail.value);
-                    if ((int64_t)(tail - head) < 0) bad_ring(s, d, l, head, tail);
-                    n += tail - head < capacity_ ? tail - head : capacity_;
-                }
-        return n;
-    }
+    uint64_t queued() { return count(false); }
 
     // Messages pushed into the route and not yet finished by their target (waiting, or taken
     // and in its handlers): what the target still owes, for drain(). Clamped as queued() is.
-    uint64_t pending() {
-        uint64_t n = 0;
-        for (uint32_t s = 0; s < src_grid_; ++s)
-            for (uint32_t d = 0; d < dst_grid_; ++d)
-                for (uint32_t l = 0; l < RG_LANES; ++l) {
-                    rg_ring* r = ring(s, d, l);
-                    uint64_t done = rg_load_acquire(&r->head.done);
-                    uint64_t tail = rg_load_acquire(&r->tail.value);
-                    if ((int64_t)(tail - done) > 0)
-                        n += tail - done < capacity_ ? tail - done : capacity_;
-                }
-        return n;
-    }
+    uint64_t pending() { return count(true); }
 
     // Takes up to max_count messages waiting for every target block, highest lane first, as
     // struct bytes. Only where the host is the rings' one consumer (a target that is gone, a
@@ -411,6 +387,25 @@ class Route {
     rg_ring* ring(uint32_t s, uint32_t d, uint32_t l) {
         uint64_t i = ((uint64_t)s * dst_grid_ + d) * RG_LANES + l;
         return (rg_ring*)((uint8_t*)r_ + sizeof(rg_route) + i * stride_);
+    }
+
+    // Messages from each ring's head (its `done`, with since_done: taken ones too) to its tail.
+    // A head past its tail is a kernel's scribble; a done past it, a target still finishing.
+    uint64_t count(bool since_done) {
+        uint64_t n = 0;
+        for (uint32_t s = 0; s < src_grid_; ++s)
+            for (uint32_t d = 0; d < dst_grid_; ++d)
+                for (uint32_t l = 0; l < RG_LANES; ++l) {
+                    rg_ring* r = ring(s, d, l);
+                    uint64_t from = rg_load_acquire(since_done ? &r->head.done : &r->head.value);
+                    uint64_t tail = rg_load_acquire(&r->tail.value);
+                    if ((int64_t)(tail - from) < 0) {
+                        if (!since_done) bad_ring(s, d, l, from, tail);
+                        continue;
+                    }
+                    n += tail - from < capacity_ ? tail - from : capacity_;
+                }
+        return n;
     }
 
     [[noreturn]] void bad_ring(uint32_t s, uint32_t d, uint32_t l, uint64_t head, uint64_t tail) {
