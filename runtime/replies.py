@@ -96,15 +96,18 @@ class Replies:
 
     def remember(self, key: int) -> None:
         """Message id `key` was sent (a request() of it again is refused: check_new)."""
-        sent = self._sent
-        sent.add(key)
-        if len(sent) >= MEMORY:
-            self._sent_before, self._sent = sent, set()
+        self._sent.add(key)
+        self._age_sent()
 
-    def accepted_many(self, msgs: Sequence[Any]) -> None:
-        self._sent.update([m.message_id.int for m in msgs])
+    def _age_sent(self) -> None:
+        """A full generation of sent ids becomes the older one (the oldest is forgotten)."""
         if len(self._sent) >= MEMORY:
             self._sent_before, self._sent = self._sent, set()
+
+    def accepted_many(self, msgs: Sequence[Any]) -> None:
+        """accepted() for a batch: every id remembered, one in LATENCY_SAMPLE timed."""
+        self._sent.update([m.message_id.int for m in msgs])
+        self._age_sent()
         now = time.perf_counter()
         self.sent_at.update((m.message_id.int, now) for m in msgs[::LATENCY_SAMPLE])
         self._forget_unanswered()
