@@ -262,7 +262,7 @@ static inline uint64_t rg_host_push(rg_host* h, uint32_t b, uint32_t l, const vo
     rg_host_copy(ring, h->lane_capacity, h->in_slot, h->in_lead, tail, (uint8_t*)src, n, true);
     own.store(tail + n, std::memory_order_release);  // first: see rg_host_lane_indices
     rg_store_release(&ring->tail.value, tail + n);
-    rg_atomic_u64(rg_host_ring(h, b, 0)->tail.posted).fetch_add(1, cuda::std::memory_order_release);
+    rg_atomic_u64(rg_host_ring(h, b, 0)->tail.poll.posted).fetch_add(1, cuda::std::memory_order_release);
     rg_host_ring_doorbell(h);
     return n;
 }
@@ -388,6 +388,7 @@ static inline void rg_host_take_unfinished(rg_host* h, uint32_t b, uint32_t l, r
 static inline uint64_t rg_host_command(rg_host* h, uint32_t command) {
     uint64_t seq = h->command_seq.fetch_add(1) + 1;
     rg_store_release(&rg_host_region(h)->control.command.value, (seq << 8) | command);
+    rg_region_attend(rg_host_region(h));  // blocks read the command word only when told
     rg_host_ring_doorbell(h);
     return seq;
 }

@@ -54,6 +54,7 @@ RG_FN uint8_t* rg_state_bytes(rg_state_slot* slot) { return (uint8_t*)(slot + 1)
 static inline bool rg_state_host_snapshot(rg_region* r, rg_state_slot* slot, int64_t timeout_ns) {
     uint64_t want = rg_load_relaxed(&slot->request.value) + 1;
     rg_store_release(&slot->request.value, want);
+    rg_region_attend(r);  // blocks read their slot's request only when told
     rg_bell_ring(&r->control.doorbell);  // a sleeping block looks at once
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);

@@ -93,6 +93,24 @@ RG_FN uint64_t rg_bus_load(uint64_t* p) {
     rg_bus_count(RG_BUS_READ, 1, 8);
     return rg_load_acquire(p);
 }
+// A block's poll words (rg_ring.h: rg_poll) in one 16-byte load: one transaction. Each word
+// is read whole (a vector load is single-copy atomic per element), and the acquire fence
+// after it orders what the kernel reads next after the host's writes that each word counts.
+RG_FN rg_poll rg_bus_load_poll(rg_poll* p) {
+    rg_bus_count(RG_BUS_READ, 1, sizeof(rg_poll));
+    rg_poll v;
+#if defined(__CUDA_ARCH__)
+    asm volatile("ld.relaxed.sys.v2.u64 {%0, %1}, [%2];"
+                 : "=l"(v.posted), "=l"(v.attention)
+                 : "l"(p)
+                 : "memory");
+    cuda::atomic_thread_fence(cuda::std::memory_order_acquire, cuda::thread_scope_system);
+#else
+    v.posted = rg_load_acquire(&p->posted);
+    v.attention = rg_load_acquire(&p->attention);
+#endif
+    return v;
+}
 RG_FN void rg_bus_store(uint64_t* p, uint64_t v) {
     rg_bus_count(RG_BUS_WRITE, 1, 8);
     rg_store_release(p, v);

@@ -358,10 +358,13 @@ struct rg_poller {
     uint64_t random;
     uint64_t idle_since;
     uint64_t head[RG_LANES], tail[RG_LANES];
-    // Lane 0's `posted` when the tails were last found stale (rg_ring.h), and the lanes whose
-    // tail has not been read since (a bit each): only those may hold more than tail[] says.
-    uint64_t posted_seen;
+    // Lane 0's `posted` when the tails were last found stale (rg_ring.h: rg_poll), and the
+    // lanes whose tail has not been read since (a bit each): only those may hold more than
+    // tail[] says. Its `attention` as last seen, and whether the command word, the state
+    // slot's request and the links version are still to be read since it moved.
+    uint64_t posted_seen, attention_seen;
     uint32_t stale;
+    bool look;
     uint64_t done[RG_LANES];  // each lane's `done`, which only this thread writes
     uint64_t out_tail, out_head;
     uint64_t metered[4];      // the bus meter as last published
@@ -390,8 +393,9 @@ struct rg_poller {
                 head[l] = tail[l] = done[l] = h;
             }
         }
-        posted_seen = ~0ull;
+        posted_seen = attention_seen = ~0ull;
         stale = (1u << RG_LANES) - 1;
+        look = true;
         state = RG_STATE_LAUNCHED;
         publish_state();
     }
@@ -550,22 +554,34 @@ struct rg_poller {
             rg_bus_mark poll = rg_bus_now();
             rg_bus_store(&status->heartbeat, ++heartbeat);
             uint64_t seen = bell();
-            if (!apply_control()) return rg_batch{RG_ACT_EXIT, 0, 0, 0, 0, nullptr, 0};
-            if (state_slot && rg_bus_load(&state_slot->request.value) != state_done)
-                return rg_batch{RG_ACT_SNAPSHOT, 0, 0, 0, 0, nullptr, 0};  // paused too: the state is kept
-            refresh_links();
+#if !defined(RG_BUS_BASELINE)
+            // One load for what the host wrote since the last round (rg_ring.h: rg_poll); read
+            // before the tails, the command word, links and state request: a write it counts
+            // was stored before it (release).
+            rg_poll polled = rg_bus_load_poll(&rg_region_ring(region, blockIdx.x, 0)->tail.poll);
+            if (polled.posted != posted_seen) {
+                posted_seen = polled.posted;
+                stale = (1u << RG_LANES) - 1;
+            }
+            if (polled.attention != attention_seen) {
+                attention_seen = polled.attention;
+                look = true;
+            }
+#else
+            look = true;  // the baseline reads them every round
+#endif
+            if (look) {  // else the command, the links and the state's request are as last read
+                if (!apply_control()) return rg_batch{RG_ACT_EXIT, 0, 0, 0, 0, nullptr, 0};
+                // (look stays set: the links are read on the round after the snapshot)
+                if (state_slot && rg_bus_load(&state_slot->request.value) != state_done)
+                    return rg_batch{RG_ACT_SNAPSHOT, 0, 0, 0, 0, nullptr, 0};  // paused too: the state is kept
+                refresh_links();
+                look = false;
+            }
 #if !defined(__CUDA_ARCH__)
             for (uint32_t i = 0; i < n_in; ++i) in_seen[i] = rg_load_acquire(&in_route[i]->bell.value);
 #endif
             if (state == RG_STATE_ACTIVE) {
-#if !defined(RG_BUS_BASELINE)
-                // Read before the tails: a push it counts stored its tail before (release).
-                uint64_t posted = rg_bus_load(&rg_region_ring(region, blockIdx.x, 0)->tail.posted);
-                if (posted != posted_seen) {
-                    posted_seen = posted;
-                    stale = (1u << RG_LANES) - 1;
-                }
-#endif
                 for (uint32_t l = RG_LANES; l-- > 0;) {
                     rg_ring* ring = rg_region_ring(region, blockIdx.x, l);
                     bool fresh = true;  // tail[l] read in this scan, after the lanes above
