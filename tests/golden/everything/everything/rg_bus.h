@@ -181,18 +181,20 @@ RG_FN bool rg_bus_many_copiers() {
 #endif
 }
 
-// Every thread of the block: copies messages [0, n) from ring slots index.. into msgs, only
-// their used bytes; warp w takes messages w, w + warps, ... and, once one is whole, its lane 0
-// calls ready(i) (thread 0 in the baseline build). Ends with a block barrier.
+// Copies messages [0, n) from ring slots index.. into msgs, only their used bytes; warp w
+// takes messages w, w + warps, ... and, once one is whole, its lane 0 calls ready(i) (thread 0
+// in the baseline build). Where the block's copies are made by more than one thread
+// (rg_bus_many_copiers), every thread of the block calls it and it ends with a block barrier;
+// else thread 0 alone calls it, before the barrier that ends the round's plan (rg_kernel.h).
 template <class M, class Ready>
-__device__ void rg_bus_pop(rg_ring* ring, uint64_t index, M* msgs, uint32_t n, Ready ready) {
+__device__ void rg_bus_pop(const rg_slots& ring, uint64_t index, M* msgs, uint32_t n, Ready ready) {
     rg_warp_of me;
     rg_run runs[rg_max_runs((const M*)nullptr)];
 #if defined(RG_BUS_BASELINE)
     (void)runs;
     if (threadIdx.x == 0) {
         for (uint32_t i = 0; i < n; ++i) {
-            rg_copy_bytes(&msgs[i], rg_ring_slot(ring, index + i), sizeof(M));
+            rg_copy_bytes(&msgs[i], rg_slot_at(ring, index + i), sizeof(M));
             rg_bus_count(RG_BUS_READ, sizeof(M) / 8, sizeof(M));
             ready(i);
         }
@@ -200,7 +202,7 @@ __device__ void rg_bus_pop(rg_ring* ring, uint64_t index, M* msgs, uint32_t n, R
 #else
     for (uint32_t phase = 0; phase < 2; ++phase) {
         for (uint32_t i = me.warp; i < n; i += me.warps) {
-            const uint8_t* slot = rg_ring_slot(ring, index + i);
+            const uint8_t* slot = rg_slot_at(ring, index + i);
             uint8_t* m = (uint8_t*)&msgs[i];
             uint32_t k = phase == 0 ? rg_fixed_runs(&msgs[i], runs) : rg_used_runs(&msgs[i], runs);
             k = rg_coalesce(runs, k, slot);
@@ -217,14 +219,14 @@ __device__ void rg_bus_pop(rg_ring* ring, uint64_t index, M* msgs, uint32_t n, R
     if (me.lane == 0)
         for (uint32_t i = me.warp; i < n; i += me.warps) ready(i);
 #endif
-    __syncthreads();
+    if (rg_bus_many_copiers()) __syncthreads();
 }
 
 // Every thread of the block: copies the used bytes of msgs[pick[j]], j < n, into the ring's
 // slots index + j. Thread 0 may publish them on return (a block barrier ends the copies where
 // other threads make some).
 template <class M>
-__device__ void rg_bus_push(rg_ring* ring, uint64_t index, const M* msgs, const uint16_t* pick,
+__device__ void rg_bus_push(const rg_slots& ring, uint64_t index, const M* msgs, const uint16_t* pick,
                             uint32_t n) {
     rg_warp_of me;
     rg_run runs[rg_max_runs((const M*)nullptr)];
@@ -232,13 +234,13 @@ __device__ void rg_bus_push(rg_ring* ring, uint64_t index, const M* msgs, const 
     (void)runs;
     if (threadIdx.x == 0) {
         for (uint32_t j = 0; j < n; ++j) {
-            rg_copy_bytes(rg_ring_slot(ring, index + j), &msgs[pick[j]], sizeof(M));
+            rg_copy_bytes(rg_slot_at(ring, index + j), &msgs[pick[j]], sizeof(M));
             rg_bus_count(RG_BUS_WRITE, sizeof(M) / 8, sizeof(M));
         }
     }
 #else
     for (uint32_t j = me.warp; j < n; j += me.warps) {
-        uint8_t* slot = rg_ring_slot(ring, index + j);
+        uint8_t* slot = rg_slot_at(ring, index + j);
         const uint8_t* m = (const uint8_t*)&msgs[pick[j]];
         for (uint32_t phase = 0; phase < 2; ++phase) {
             uint32_t k = phase == 0 ? rg_fixed_runs(&msgs[pick[j]], runs)

@@ -336,6 +336,22 @@ RG_FN uint8_t* rg_ring_slot(rg_ring* ring, uint64_t index) {
     return (uint8_t*)(ring + 1) + ring->slot_lead + (index & (ring->capacity - 1)) * ring->slot_stride;
 }
 
+// A ring's slots as the kernel keeps them, read once from the ring's header (written by the
+// host before launch): on a GPU the header is in host memory, where every read crosses the bus.
+struct rg_slots {
+    uint8_t* first;   // slot 0, past the ring's lead
+    uint64_t mask;    // capacity - 1
+    uint64_t stride;  // rg_slot_stride
+};
+
+RG_FN rg_slots rg_slots_of(rg_ring* ring) {
+    return rg_slots{(uint8_t*)(ring + 1) + ring->slot_lead, ring->capacity - 1, ring->slot_stride};
+}
+
+RG_FN uint8_t* rg_slot_at(const rg_slots& s, uint64_t index) {
+    return s.first + (index & s.mask) * s.stride;
+}
+
 // Copies n slots between the ring, from index `index` on (wrapping at its end), and `flat`,
 // n structs back to back: into the ring when `into_ring`. `capacity`, `size`, `stride` and
 // `lead` are the ring's layout as the caller knows it (the host keeps its own copy).
