@@ -760,11 +760,13 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
                           : Kernel::per == RG_PER_WARP  ? (blockDim.x + 31) / 32
                                                         : blockDim.x;
     const uint32_t size = Kernel::per == RG_PER_BLOCK ? blockDim.x : Kernel::per == RG_PER_WARP ? 32u : 1u;
-    const uint32_t group = threadIdx.x / size;
+    // This thread's index, read once: on the CPU backend threadIdx.x is a call into the runtime.
+    const uint32_t tid = threadIdx.x;
+    const uint32_t group = tid / size;
     // A round takes no more than the output ring holds: its responses go out at once.
     const uint32_t max = K < region->out_capacity ? K : region->out_capacity;
     uint32_t cur = 0;
-    if (threadIdx.x == 0) {
+    if (tid == 0) {
         poller.random = region->seed ^ (0x9e3779b97f4a7c15ull * (blockIdx.x + 1));
         poller.start(region);
         for (uint32_t l = 0; l <= RG_LANES; ++l) slots[l] = rg_slots_of(poller.ring[l]);
@@ -818,14 +820,14 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
         };
         if (b.routed) {  // already in req[0 .. n)
             uint32_t step = rg_bus_many_copiers() ? blockDim.x : 1u;
-            for (uint32_t i = threadIdx.x; i < b.n; i += step) ready(i);
+            for (uint32_t i = tid; i < b.n; i += step) ready(i);
             if (rg_bus_many_copiers()) __syncthreads();
         } else {
             rg_bus_pop(slots[b.lane], b.index, req, b.n, ready);
         }
     };
     for (;;) {
-        if (threadIdx.x == 0) {
+        if (tid == 0) {
             plan[cur] = poller.next(&req[0], max);
             if (!rg_bus_many_copiers() && plan[cur].action == RG_ACT_HANDLE) take(plan[cur]);
         }
@@ -839,7 +841,7 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
             // Every thread is done with the last request, and none starts the next before the
             // next barrier: the state is between two messages.
             if constexpr (has_state) {
-                if (threadIdx.x == 0) {
+                if (tid == 0) {
                     uint64_t asked = rg_bus_load(&poller.state_slot->request.value);
                     rg_copy_bytes(rg_state_bytes(poller.state_slot), Kernel::state(), sizeof(State));
                     rg_bus_count(RG_BUS_WRITE, (sizeof(State) + 7) / 8, sizeof(State));
@@ -866,7 +868,7 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
             if (s + groups < b.n) __syncthreads();
         }
         __syncthreads();  // every handler of the batch returned
-        if (threadIdx.x == 0) {
+        if (tid == 0) {
             uint32_t failed = 0, n = 0;
             for (uint32_t i = 0; i < b.n; ++i) {
                 failed += ctx[i].failed != 0;
@@ -908,7 +910,7 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
             __syncthreads();  // out_n and the stamps
             if (out_n) {
                 rg_bus_push(slots[RG_LANES], out_index, resp, pick, out_n);
-                if (threadIdx.x == 0) {
+                if (tid == 0) {
                     poller.count(b.n);
                     poller.publish(out_n);
                     poller.finish_batch(b);

@@ -61,12 +61,21 @@ RG_FN void rg_bus_forget_since(rg_bus_mark m) {
 #endif
 }
 
-// A warp's coalesced copy of the n bytes at `host` (the region's side of the copy).
-RG_FN void rg_bus_run(uint32_t way, const void* host, uint64_t n) {
-    if (!n) return;
-    uintptr_t a = (uintptr_t)host;
-    rg_bus_count(way, (a + n - 1) / RG_BUS_LINE - a / RG_BUS_LINE + 1, n);
-}
+// What one warp's copies of a batch move, counted into the meter once at the end: an atomic
+// add per run would cost the CPU backend more than the copies.
+struct rg_bus_tally {
+    uint64_t transactions = 0, bytes = 0;
+    // A warp's coalesced copy of the n bytes at `host` (the region's side of the copy).
+    __device__ void run(const void* host, uint64_t n) {
+        if (!n) return;
+        uintptr_t a = (uintptr_t)host;
+        transactions += (a + n - 1) / RG_BUS_LINE - a / RG_BUS_LINE + 1;
+        bytes += n;
+    }
+    __device__ void count(uint32_t way) const {
+        if (transactions) rg_bus_count(way, transactions, bytes);
+    }
+};
 
 // The k runs (by offset) of a message in `slot`, a slot of the region, whose line alignment
 // decides: two that share a line move as one, the bytes between them riding along (one
@@ -200,6 +209,7 @@ __device__ void rg_bus_pop(const rg_slots& ring, uint64_t index, M* msgs, uint32
         }
     }
 #else
+    rg_bus_tally tally;
     for (uint32_t phase = 0; phase < 2; ++phase) {
         for (uint32_t i = me.warp; i < n; i += me.warps) {
             const uint8_t* slot = rg_slot_at(ring, index + i);
@@ -209,15 +219,17 @@ __device__ void rg_bus_pop(const rg_slots& ring, uint64_t index, M* msgs, uint32
             for (uint32_t r = 0; r < k; ++r) {
                 rg_warp_copy(m + runs[r].offset, slot + runs[r].offset, runs[r].size, me.lane,
                              me.lanes);
-                if (me.lane == 0) rg_bus_run(RG_BUS_READ, slot + runs[r].offset, runs[r].size);
+                if (me.lane == 0) tally.run(slot + runs[r].offset, runs[r].size);
             }
         }
         // Phase 0: the counts the warp's used runs need are in shared memory; phase 1: its
         // messages are whole. A warp reads only what it copied itself.
         me.sync();
     }
-    if (me.lane == 0)
+    if (me.lane == 0) {
+        tally.count(RG_BUS_READ);
         for (uint32_t i = me.warp; i < n; i += me.warps) ready(i);
+    }
 #endif
     if (rg_bus_many_copiers()) __syncthreads();
 }
@@ -239,6 +251,7 @@ __device__ void rg_bus_push(const rg_slots& ring, uint64_t index, const M* msgs,
         }
     }
 #else
+    rg_bus_tally tally;
     for (uint32_t j = me.warp; j < n; j += me.warps) {
         uint8_t* slot = rg_slot_at(ring, index + j);
         const uint8_t* m = (const uint8_t*)&msgs[pick[j]];
@@ -249,10 +262,11 @@ __device__ void rg_bus_push(const rg_slots& ring, uint64_t index, const M* msgs,
             for (uint32_t r = 0; r < k; ++r) {
                 rg_warp_copy(slot + runs[r].offset, m + runs[r].offset, runs[r].size, me.lane,
                              me.lanes);
-                if (me.lane == 0) rg_bus_run(RG_BUS_WRITE, slot + runs[r].offset, runs[r].size);
+                if (me.lane == 0) tally.run(slot + runs[r].offset, runs[r].size);
             }
         }
     }
+    if (me.lane == 0) tally.count(RG_BUS_WRITE);
 #endif
     if (rg_bus_many_copiers()) __syncthreads();
 }
