@@ -290,7 +290,7 @@ def _all_translated(tmp_path: Path, per: str, factory: pytest.TempPathFactory) -
 def test_translated_sources_compile_with_gpp_werror(per: str, tmp_path: Path,
                                                     tmp_path_factory: pytest.TempPathFactory) -> None:
     unit, folder = _all_translated(tmp_path, per, tmp_path_factory)
-    compile_cpp([unit], tmp_path / "all.cubin", [folder, cccl_include()], ["-x", "c++", "-c"])
+    compile_cpp([unit], tmp_path / "all.o", [folder, cccl_include()], ["-x", "c++", "-c"])
 
 
 @pytest.mark.nvcc
