@@ -131,6 +131,14 @@ class _Route:
     lost_seen: int = 0  # rg_route::lost as last reported
     abandoned_of: Channel | None = None  # the exited sender whose abandoned sends were taken
 
+    def host_address(self) -> int:
+        """Where the host reads and writes a route in host memory: the CPU backend's memory
+        file as this process maps it, or pinned memory (cuda)."""
+        if self.anchor is not None:
+            return ctypes.addressof(self.anchor)
+        assert self.device is not None and self.device.host
+        return self.device.host
+
     def host_forwards(self) -> bool:
         """The host is the consumer of a route into a device kernel: pinned memory between
         GPUs that cannot reach each other (cuda), drained into the target's lanes."""
@@ -420,14 +428,21 @@ class Routes:
         await self._publish(channel)
 
     async def _publish(self, channel: DeviceChannel) -> None:
+        """Publishes a kernel's links and waits until every block applied them. The acks are
+        looked at from the event loop, between naps, never from a thread: a terminate on the
+        loop releases the region meanwhile (a kernel that ended pushes nothing any more)."""
         kernel = channel.kernel
         version = kernel.rings.publish_links(kernel.links_offset)
-        acked = await self.runtime.loop.run_in_executor(
-            None, kernel.rings.links_acked, kernel.links_offset, version, int(ACK_TIMEOUT * 1e9))
-        if not acked:
-            raise KernelStateError(
-                f"kernel {channel.kernel_id!r} did not apply its new routes within {ACK_TIMEOUT} "
-                "s; a block applies them between two messages, so a handler runs that long")
+        deadline = self.runtime.loop.time() + ACK_TIMEOUT
+        nap = 0.0001
+        while not (kernel.closed or kernel.rings.links_acked(kernel.links_offset, version, 0)):
+            if self.runtime.loop.time() > deadline:
+                raise KernelStateError(
+                    f"kernel {channel.kernel_id!r} did not apply its new routes within "
+                    f"{ACK_TIMEOUT} s; a block applies them between two messages, so a handler "
+                    "runs that long")
+            await asyncio.sleep(nap)
+            nap = min(nap * 2, 0.005)
 
     async def launched(self, kernel_id: str) -> None:
         """A kernel was launched (again), before it is activated: its send targets are bound
@@ -601,14 +616,13 @@ class Routes:
         latest incarnation has exited (a copy is read, then written back); with `force`, now
         (no block of the sender runs: it is being launched again, or every kernel stopped)."""
         sender = self.end(route.src).channel
-        if route.device is None or route.device.host:
+        if route.rings is not None:
             # Host memory, whose abandoned rings the host drains in place while the sender
             # terminates: its blocks may wait for room in them (rg_route_abandon).
             if force or sender.state in GONE:
-                address = (route.device.host if route.device is not None
-                           else ctypes.addressof(route.anchor))
-                self._abandoned_letters(route, address)
+                self._abandoned_letters(route, route.host_address())
             return
+        assert route.device is not None  # GPU memory
         if not force and (route.abandoned_of is sender or not (
                 isinstance(sender, DeviceChannel) and sender.state in GONE
                 and sender.kernel.exited())):
