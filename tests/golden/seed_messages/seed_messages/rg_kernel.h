@@ -519,21 +519,21 @@ struct rg_poller {
 
     // Pushes a batch's responses (resp[pick[j]], j < n) into every route out of the kernel
     // (fan-out), each into the lane of its priority in the block its link picks, waiting while
-    // that ring is full, then wakes the targets once; false if the kernel was terminated while
-    // it waited. (Thread 0 is the table's one writer, so it reads it without the lock.)
+    // that ring is full, then wakes the targets once. A terminate while it waits abandons what
+    // it has not pushed (rg_outs::push: dead letters of this kernel), so every response is
+    // routed or a dead letter either way, and the batch is finished: its requests are not
+    // dead letters too. (While it runs no handler sends, so it uses the table without the lock.)
     template <class Out>
-    RG_HD bool route(const Out* resp, const uint16_t* pick, uint32_t n) {
+    RG_HD void route(const Out* resp, const uint16_t* pick, uint32_t n) {
         uint32_t pushed = 0;
-        bool sent = true;
-        for (uint32_t j = 0; j < n && sent; ++j)
-            sent = outs->push(0, &resp[pick[j]], &pushed, [this]() {
+        for (uint32_t j = 0; j < n; ++j)
+            outs->push(0, &resp[pick[j]], &pushed, [this]() {
                 rg_store_release(&status->heartbeat, ++heartbeat);  // waiting on a target, not hung
                 return apply_control();
             }, false);
         outs->ring_all(0);
         routed_out += pushed;
         rg_store_release(&link_status->routed_out, routed_out);
-        return sent;
     }
 
     // CPU backend: an idle block keeps polling for region->spin_ns before it sleeps on the
@@ -904,7 +904,7 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
                     rg_stamp(resp[pick[j]], Kernel::out_type_id, ctx[pick[j]].conversation,
                              &poller.random);
                 if (poller.n_out) {  // connected: the responses go to other kernels instead
-                    finished = poller.route(resp, pick, n);
+                    poller.route(resp, pick, n);  // routed, or abandoned at terminate
                 } else if (n) {
                     finished = poller.reserve(n);
                     if (finished) {
