@@ -66,7 +66,8 @@ RG_FN void rg_uuid4(uint64_t* state, rg_uuid* out) {
 // retires its GPU route and waits for every sender to leave it). On the CPU backend a block's
 // threads are fibers that switch only at barriers, so there the lock is never contended.
 RG_FN rg_route* rg_map_route(const rg_link* link);  // where a link's route is mapped (below)
-#define RG_ROUTE_WAIT_NS 100000u  // longest nap of a sender waiting for room in a full route
+#define RG_ROUTE_WAIT_NS 100000u
+#define RG_ANY_PORT 0xffffffffu   // rg_outs::relink: whatever the new links hold  // longest nap of a sender waiting for room in a full route
 
 struct rg_outs {
     uint32_t lock;
@@ -94,10 +95,16 @@ struct rg_outs {
     }
 
     // Applies the host's out links if their version moved (the caller holds the lock); true
-    // if it did. The block acknowledges a version only in rg_poller::refresh_links.
-    RG_HD bool relink() {
+    // if it did. `port`: only if they have a route for it (else they wait for the next
+    // message, as they did before this one). The block acknowledges a version only in
+    // rg_poller::refresh_links.
+    RG_HD bool relink(uint32_t port = RG_ANY_PORT) {
         uint64_t v = rg_bus_load(&links->version.value);
         if (v == version) return false;
+        bool wanted = port == RG_ANY_PORT;
+        for (uint32_t i = 0; i < RG_MAX_LINKS && !wanted; ++i)
+            wanted = links->out[i].route_id && links->out[i].port == port;
+        if (!wanted) return false;
         n = 0;
         for (uint32_t i = 0; i < RG_MAX_LINKS; ++i) {
             if (!links->out[i].route_id) continue;
@@ -113,10 +120,10 @@ struct rg_outs {
 
     // Pushes msg into every route of `port` (a fan-out), each into the lane of its priority in
     // the block its link picks, calling wait() while a ring is full. While it waits, new links
-    // are applied (relink): if the port has routes in them, the copies not yet pushed go by
-    // them, into each route once (a route the host retired is left for its successor); if
-    // not (a response whose output was disconnected), the copy waits for room where it is, as
-    // it would have without the relink. wait() returns false when the kernel is terminated:
+    // that have routes for the port are applied (relink), and the copies not yet pushed go by
+    // them, into each route once (a route the host retired is left for its successor); others
+    // (a response whose output was disconnected) wait for the next message, and the copy for
+    // room where it is. wait() returns false when the kernel is terminated:
     // the copies not yet pushed are abandoned into their routes' abandoned rings
     // (rg_route_abandon), for the host to dead-letter, and push returns false. *pushed counts
     // the copies sent. `ring`: wake the targets now; else the caller rings once for a batch
@@ -150,7 +157,7 @@ struct rg_outs {
                             rg_route_abandon(route[k], blockIdx.x, msg, lane, link[k].scope);
                     return false;
                 }
-                if (relink() && has(port)) {  // this route may be gone from the table
+                if (relink(port)) {  // this route may be gone from the table
                     moved = true;
                     break;
                 }
@@ -435,7 +442,7 @@ struct rg_poller {
     rg_links* links;
     rg_link_block* link_status;
     uint64_t links_version, routed_in, routed_out;
-    uint32_t n_out, n_in;  // n_out: the routes of the response (port 0) in *outs
+    uint32_t n_in;
     rg_outs* outs;
     rg_route* in_route[RG_MAX_LINKS];
     uint32_t in_scope[RG_MAX_LINKS];  // each in-route's RG_ROUTE_*
@@ -476,10 +483,9 @@ struct rg_poller {
     RG_HD void refresh_links() {
         uint64_t v = rg_bus_load(&links->version.value);
         if (v == links_version) return;
-        n_out = n_in = 0;
+        n_in = 0;
         outs->acquire();  // a send of another thread may be under way
         outs->relink();   // (a sender that waited for room may have applied them already)
-        for (uint32_t i = 0; i < outs->n; ++i) n_out += outs->link[i].port == 0;
         v = outs->version;  // what is acknowledged: the table as applied
         for (uint32_t i = 0; i < RG_MAX_LINKS; ++i) {
             if (links->in[i].route_id) {
@@ -903,7 +909,9 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
                 for (uint32_t j = 0; j < n; ++j)
                     rg_stamp(resp[pick[j]], Kernel::out_type_id, ctx[pick[j]].conversation,
                              &poller.random);
-                if (poller.n_out) {  // connected: the responses go to other kernels instead
+                // Connected: the responses go to other kernels instead. Asked of the table as it
+                // is now: a send that waited for room may have applied new links this round.
+                if (outs.has(0)) {
                     poller.route(resp, pick, n);  // routed, or abandoned at terminate
                 } else if (n) {
                     finished = poller.reserve(n);
