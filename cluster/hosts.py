@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ringgen.cluster.node import WATCH_GROUP, NodeHost
+from ringgen.cluster.node import NodeHost
 from ringgen.cluster.ray_api import is_actor_death, node_affinity
 from ringgen.cluster.wire import Letter, Outcome, PackageSpec
 from ringgen.errors import KernelFaultError, KernelStateError
@@ -80,8 +80,8 @@ class Hosts:
             raise KernelStateError(f"no live Ray node {node_id!r}; await runtime.nodes() lists "
                                    "the nodes that can host kernels")
         # A threaded actor (cluster/node.py): as many calls at once as an async one had, each
-        # on a thread of its pool; alive() in a group of its own.
-        actor = self.ray.remote(concurrency_groups={WATCH_GROUP: 1})(NodeHost).options(
+        # on a thread of its pool (alive() holds one for good).
+        actor = self.ray.remote(NodeHost).options(
             num_cpus=0, max_concurrency=1000, max_restarts=0,
             scheduling_strategy=node_affinity(node_id))
         handle = actor.remote([PackageSpec.of(p) for p in self.packages], self.options)
@@ -102,7 +102,7 @@ class Hosts:
     async def _watch(self, host: Host) -> None:
         """Awaits a call that never returns: it fails when the host dies."""
         try:
-            await host.handle.alive.options(concurrency_group=WATCH_GROUP).remote()
+            await host.handle.alive.remote()
         except asyncio.CancelledError:
             raise
         except Exception as e:

@@ -34,7 +34,6 @@ from ringgen.schema.package import Package
 
 P = ParamSpec("P")
 T = TypeVar("T")
-WATCH_GROUP = "watch"  # alive()'s concurrency group: its call holds a thread for good
 
 
 def on_loop(method: Callable[Concatenate[NodeHost, P], Coroutine[Any, Any, T]]
@@ -48,8 +47,7 @@ def on_loop(method: Callable[Concatenate[NodeHost, P], Coroutine[Any, Any, T]]
 
 
 class NodeHost:
-    """Made with `ray.remote(NodeHost)` by the driver (ray is imported only there), with a
-    concurrency group WATCH_GROUP for alive()."""
+    """Made with `ray.remote(NodeHost)` by the driver (ray is imported only there)."""
 
     def __init__(self, specs: list[PackageSpec], options: dict[str, Any]) -> None:
         self._held = HeldLoop("ringgen-node")
@@ -81,7 +79,7 @@ class NodeHost:
 
     def alive(self) -> None:
         """Never returns: the driver awaits it, and learns of the actor's death when it fails.
-        Called in WATCH_GROUP, so that the thread it holds is none of the other calls'."""
+        It holds one of the threads Ray runs the actor's calls on."""
         threading.Event().wait()
 
     @on_loop
