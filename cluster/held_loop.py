@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-class _ReleasingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+class _ReleasingSelector(selectors.DefaultSelector):
     """Lets go of the loop's lock while it waits for the loop's file descriptors."""
 
     def __init__(self, lock: threading.Lock) -> None:
@@ -31,7 +31,7 @@ class _ReleasingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-
     def select(self, timeout: float | None = None) -> list[Any]:
         self._lock.release()
         try:
-            return super().select(timeout)  # type: ignore[no-any-return]
+            return super().select(timeout)
         finally:
             self._lock.acquire()
 

@@ -223,7 +223,7 @@ class NodeHost:
                     self.runtime.channel(kernel_id).await_reply(got.key, got.future, timeout,
                                                                 polled=True))))
             if got is not NOT_LONE:
-                return got  # type: ignore[no-any-return]
+                return got
         async def go() -> Any:
             return await self.runtime.request(kernel_id, self._decode(class_name, data),
                                               timeout, reply_from=reply_from)
