@@ -13,6 +13,7 @@ host together; nothing orders the blocks among themselves (README: Order).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -60,6 +61,17 @@ FLAGS_AT = next(m.offset for m in header.MEMBERS if m.name == "flags")
 # gives the loop back; the loop's other tasks wait that long at most. RINGGEN_REQUEST_SPIN_US
 # changes it (0: never).
 REQUEST_SPIN_S = float(os.environ.get("RINGGEN_REQUEST_SPIN_US", 20)) / 1e6
+
+
+NOT_LONE = object()  # lone_request(): not a lone request, nothing done
+
+
+@dataclasses.dataclass(frozen=True)
+class Pending:
+    """lone_request(): the request went out, and its reply is awaited under `key`."""
+
+    key: int
+    future: asyncio.Future[Any]
 
 
 class DeviceChannel(Channel):
@@ -149,16 +161,36 @@ class DeviceChannel(Channel):
     async def request(self, msg: Any, timeout: float | None) -> Any:
         """A lone request (no other request or receiver waiting, nothing in the backlog) goes
         into its lane and waits for its reply in one native call (push_pop), without the GIL,
-        for up to REQUEST_SPIN_S: a reply that comes alone and names it is decoded and returned
-        with no future, no event-loop turn and no bookkeeping but the counters. Anything else
-        (the lane full, no reply yet, other responses with it) continues as Channel.request."""
+        for up to REQUEST_SPIN_S (lone_request); anything else continues as Channel.request."""
+        try:
+            got = self.lone_request(msg, timeout)
+        except KernelFaultError:
+            self._on_exit()  # it broke its region and was stopped: it fails now, as a hung one
+            raise
+        if got is NOT_LONE:
+            return await super().request(msg, timeout)
+        if isinstance(got, Pending):
+            return await self.await_reply(got.key, got.future, timeout, polled=True)
+        return got
+
+    def lone_request(self, msg: Any, timeout: float | None) -> Any:
+        """The part of request() that needs no event-loop turn: for a lone request, its push
+        and the native wait for its reply. Returns the response, decoded, if it came alone
+        and names it within the spin (no future, no bookkeeping but the counters); NOT_LONE
+        if the request is not lone or its lane is full (nothing was done: request() it); else
+        a Pending, whose reply await_reply(key, future, timeout, polled=True) awaits.
+
+        It neither awaits nor schedules anything, so another thread may call it while the
+        loop's thread is held still between two iterations (cluster/node.py does, to answer
+        a request without a hop to the loop); a KernelFaultError (the kernel broke its
+        region) then fails the channel on the loop, as the kernel's exit does."""
         replies = self.replies
         spin = REQUEST_SPIN_S if timeout is None else min(REQUEST_SPIN_S, timeout)
         expected_type = type(msg) is self.input_cls  # (kept apart: it would narrow msg)
         if (spin <= 0 or self.state is not KernelState.ACTIVE or len(self.backlog)
                 or not expected_type or replies.pending or replies.waiters
                 or self.out_codec is None):
-            return await super().request(msg, timeout)
+            return NOT_LONE
         key = msg.message_id.int
         replies.check_new(key)
         data = self.entry_of(msg)
@@ -169,10 +201,10 @@ class DeviceChannel(Channel):
             raw = self.kernel.push_pop(self._block_of(msg), rings.LANE_OF[msg.priority], data,
                                        POP_BATCH, spin)
         except KernelFaultError:
-            self._on_exit()  # it broke its region and was stopped: it fails now, as a hung one
+            self._exited()
             raise
         if raw is None:
-            return await super().request(msg, timeout)  # the lane is full: via the backlog
+            return NOT_LONE  # the lane is full: via the backlog
         self.counters.sent += 1
         replies.remember(key)  # not sampled: every request's round trip is timed
         at = self._correlation_offset
@@ -191,7 +223,7 @@ class DeviceChannel(Channel):
             self._arrived(raw)
             if len(raw) == POP_BATCH * self.out_size:
                 self._collect()
-        return await self.await_reply(key, future, timeout, polled=True)
+        return Pending(key, future)
 
     async def send_many(self, msgs: Sequence[Any], timeout: float | None = None) -> int:
         """A batch that fits the queue is packed at once and enqueued like an array; otherwise,
