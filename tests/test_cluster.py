@@ -550,6 +550,10 @@ asyncio.run(main())
 """
 
 
+# What Ray's client server prints when it fails to start a server for a client.
+_RAY_CLIENT_FLAKES = ("Starting Ray client server failed", "psutil.ZombieProcess")
+
+
 @pytest.mark.slow
 def test_ray_client_drives_a_cluster_runtime(session: Session, pkg: Any, tmp_path: Path) -> None:
     """address="ray://...": a process that is no Ray node places a kernel and requests from
@@ -557,12 +561,14 @@ def test_ray_client_drives_a_cluster_runtime(session: Session, pkg: Any, tmp_pat
     script = tmp_path / "client.py"
     script.write_text(CLIENT)
     spec = dataclasses.asdict(PackageSpec.of(package_of(pkg)))
-    for _ in range(2):  # Ray's client server starts a server process per client, which can
-        # fail to start on a loaded machine (Ray's flake, not ours): then once more
+    for _ in range(3):  # Ray's client server starts a server process per client, which can
+        # fail to start on a loaded machine (Ray's flakes, not ours: the server not starting in
+        # time, or its proxier reading the command line of an earlier server, now a zombie,
+        # through psutil): then again
         done = subprocess.run([sys.executable, str(script),
                                f"ray://127.0.0.1:{session.client_port}", json.dumps(spec)],
                               capture_output=True, text=True, timeout=180)
-        if "Starting Ray client server failed" not in done.stderr:
+        if not any(flake in done.stderr for flake in _RAY_CLIENT_FLAKES):
             break
     assert done.returncode == 0, done.stderr[-3000:]
     line = next(x for x in done.stdout.splitlines() if x.startswith("reply "))
