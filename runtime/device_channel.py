@@ -120,7 +120,8 @@ class DeviceChannel(Channel):
 
     def _push_direct(self, msg: Any, data: bytes) -> bool:
         """Push one packed message into its lane; False if the lane is full."""
-        if not self.kernel.push(self._block_of(msg), rings.LANE_OF[msg.priority], data):
+        block = 0 if self._one_block else self._block_of(msg)
+        if not self.kernel.push(block, rings.LANE_OF[msg.priority], data):
             return False
         self.counters.sent += 1
         self.replies.accepted(msg.message_id.int)
@@ -131,8 +132,8 @@ class DeviceChannel(Channel):
         its lane, and send() returns without suspending: no backlog round trip, which is most
         of a one-message send's host-side cost."""
         expected_type = type(msg) is self.input_cls  # (kept apart: it would narrow msg)
-        if self.state is KernelState.ACTIVE and not len(self.backlog) and expected_type:
-            data = self.entry_of(msg)
+        if self.state is KernelState.ACTIVE and not self.backlog.count and expected_type:
+            data = self._pack_one(msg)
             if self._push_direct(msg, data):
                 return True
             return await self.enqueue(msg, data, timeout)  # the lane is full: via the backlog
