@@ -60,6 +60,12 @@ FLAGS_AT = next(m.offset for m in header.MEMBERS if m.name == "flags")
 # gives the loop back; the loop's other tasks wait that long at most. RINGGEN_REQUEST_SPIN_US
 # changes it (0: never).
 REQUEST_SPIN_S = float(os.environ.get("RINGGEN_REQUEST_SPIN_US", 20)) / 1e6
+# After this many polls for SPIN_S in a row that found no answer (the kernel's answers take
+# longer: a busy machine, a slow handler), the loop waits for the eventfd at once, and polls
+# again only every SPIN_RETRY-th time, to notice when answers come quickly again: each poll
+# that finds nothing costs SPIN_S of a core that the kernel itself may need.
+SPIN_MISSES = 3
+SPIN_RETRY = 16
 
 
 class DeviceChannel(Channel):
@@ -86,6 +92,8 @@ class DeviceChannel(Channel):
         self._armed = False
         self._spinning = False
         self._spin_until = 0.0
+        self._spin_misses = 0  # polls for SPIN_S in a row that found no answer
+        self._spin_skips = 0  # waits since, on the bell alone
         self._final_counts = (0, 0)  # (processed, errors) as last read from the kernel
         self._final_bus = (0, 0, 0, 0)  # the bus meter as last read from the kernel
         self._next_block = 0  # round robin of the direct path over the blocks
@@ -407,7 +415,7 @@ class DeviceChannel(Channel):
         comes within it is found an iteration after it lands, rather than after the kernel's
         eventfd write and the loop's wake-up (several microseconds, tens on a busy machine).
         The bell is disarmed meanwhile: the kernel writes no eventfd for what the loop finds.
-        `spin=False`: the answer is known to take longer (it crosses other kernels first), so
+        Polls that keep finding nothing are mostly skipped (SPIN_MISSES). `spin=False`: the answer is known to take longer (it crosses other kernels first), so
         the loop would only take a core from them: the bell wakes it."""
         if self.output_cls is None or self.kernel.closed:
             return
@@ -418,6 +426,12 @@ class DeviceChannel(Channel):
         self._spin_until = time.perf_counter() + SPIN_S
         if self._spinning:
             return
+        if self._spin_misses >= SPIN_MISSES:  # polling finds nothing lately: the bell, mostly
+            self._spin_skips += 1
+            if self._spin_skips % SPIN_RETRY:
+                if not self._armed:
+                    self._set_armed(True)
+                return
         if SPIN_S > 0:
             self._set_armed(False)
             self._spinning = True
@@ -430,10 +444,12 @@ class DeviceChannel(Channel):
             self.poll_responses()
         if self.kernel.closed or not self.replies.awaited:
             self._spinning = False
+            self._spin_misses = self._spin_skips = 0  # answered while polling: poll next time
         elif time.perf_counter() < self._spin_until:
             self.loop.call_soon(self._spin)
         else:  # the answer takes a while: the kernel's eventfd wakes the loop from here on
             self._spinning = False
+            self._spin_misses += 1
             self._set_armed(True)
 
     def _set_armed(self, armed: bool) -> None:
