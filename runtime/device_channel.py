@@ -415,8 +415,9 @@ class DeviceChannel(Channel):
         comes within it is found an iteration after it lands, rather than after the kernel's
         eventfd write and the loop's wake-up (several microseconds, tens on a busy machine).
         The bell is disarmed meanwhile: the kernel writes no eventfd for what the loop finds.
-        Polls that keep finding nothing are mostly skipped (SPIN_MISSES). `spin=False`: the answer is known to take longer (it crosses other kernels first), so
-        the loop would only take a core from them: the bell wakes it."""
+        Polls that keep finding nothing are mostly skipped (SPIN_MISSES). `spin=False`: the
+        answer is known to take longer (it crosses other kernels first), so the loop would only
+        take a core from them: the bell wakes it."""
         if self.output_cls is None or self.kernel.closed:
             return
         if not spin:
