@@ -171,7 +171,8 @@ class DeviceChannel(Channel):
         spin = REQUEST_SPIN_S
         if timeout is not None and timeout < spin:
             spin = timeout
-        if (type(msg) is not self.input_cls or self.state is not KernelState.ACTIVE
+        expected_type = type(msg) is self.input_cls  # (kept apart: it would narrow msg)
+        if (not expected_type or self.state is not KernelState.ACTIVE
                 or replies.pending or replies.waiters or self.backlog.count or spin <= 0
                 or self._unpack_one is None):
             return await super().request(msg, timeout)
