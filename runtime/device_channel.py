@@ -66,6 +66,10 @@ REQUEST_SPIN_S = float(os.environ.get("RINGGEN_REQUEST_SPIN_US", 20)) / 1e6
 # that finds nothing costs SPIN_S of a core that the kernel itself may need.
 SPIN_MISSES = 3
 SPIN_RETRY = 16
+# Past this much of its poll, the loop yields its core between looks (os.sched_yield): on busy
+# cores the kernel's runner is often queued on the loop's own core (rg_host.h:
+# RG_HOST_SPIN_ALONE_NS, the same for a request's native wait).
+SPIN_ALONE_S = 4e-6
 
 
 class DeviceChannel(Channel):
@@ -92,6 +96,7 @@ class DeviceChannel(Channel):
         self._armed = False
         self._spinning = False
         self._spin_until = 0.0
+        self._spin_alone_until = 0.0  # from then on the poll yields the core between looks
         self._spin_misses = 0  # polls for SPIN_S in a row that found no answer
         self._spin_skips = 0  # waits since, on the bell alone
         self._final_counts = (0, 0)  # (processed, errors) as last read from the kernel
@@ -425,9 +430,11 @@ class DeviceChannel(Channel):
             if not self._spinning:
                 self._set_armed(True)
             return
-        self._spin_until = time.perf_counter() + SPIN_S
+        now = time.perf_counter()
+        self._spin_until = now + SPIN_S
         if self._spinning:
             return
+        self._spin_alone_until = now + SPIN_ALONE_S
         if self._spin_misses >= SPIN_MISSES:  # polling finds nothing lately: the bell, mostly
             self._spin_skips += 1
             if self._spin_skips % SPIN_RETRY:
@@ -447,7 +454,9 @@ class DeviceChannel(Channel):
         if self.kernel.closed or not self.replies.awaited:
             self._spinning = False
             self._spin_misses = self._spin_skips = 0  # answered while polling: poll next time
-        elif time.perf_counter() < self._spin_until:
+        elif (now := time.perf_counter()) < self._spin_until:
+            if now >= self._spin_alone_until:
+                os.sched_yield()
             self.loop.call_soon(self._spin)
         else:  # the answer takes a while: the kernel's eventfd wakes the loop from here on
             self._spinning = False
