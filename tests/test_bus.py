@@ -214,4 +214,4 @@ def test_race_check_finds_no_race_in_batches(bus_pkg: Any) -> None:
 def test_every_granularity_compiles_with_nvcc_sm90(bus_pkg: Any, tmp_path: Path) -> None:
     folder = Path(bus_pkg.__file__).parent
     for per in PERS:
-        compile_nvcc(folder / f"vec_{per}.cu", tmp_path / f"vec_{per}.o", [folder])
+        compile_nvcc(folder / f"vec_{per}.cu", tmp_path / f"vec_{per}.cubin", [folder])

@@ -69,7 +69,7 @@ def test_headers_compile_with_gpp_werror(built: Built, tmp_path: Path) -> None:
 def test_headers_compile_with_nvcc_for_sm90_device_code(built: Built, tmp_path: Path) -> None:
     src = tmp_path / "tu.cu"
     src.write_text(_kernel_like_tu(built))
-    compile_nvcc(src, tmp_path / "tu.o", [built.dir])
+    compile_nvcc(src, tmp_path / "tu.cubin", [built.dir])
 
 
 def test_c_layout_equals_numpy_dtypes(built: Built, tmp_path: Path) -> None:

@@ -238,7 +238,7 @@ def test_a_send_target_without_device_layout_is_a_build_error(tmp_path: Path) ->
 @pytest.mark.skipif(not have_nvcc(), reason="nvcc is not on PATH")
 def test_kernels_with_sends_compile_with_nvcc_sm90(sends_pkg: Any, tmp_path: Path) -> None:
     source = sends_pkg.package.path / "worker.cu"  # sends from any thread of the block
-    compile_nvcc(source, tmp_path / "worker.o", [source.parent])
+    compile_nvcc(source, tmp_path / "worker.cubin", [source.parent])
 
 
 def test_sends_under_thread_sanitizer(sends_pkg: Any, tmp_path: Path) -> None:

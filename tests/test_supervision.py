@@ -275,7 +275,7 @@ def test_sync_runtime_mirrors_events_and_restarts_show_everywhere(sup_pkg: Any) 
 def test_a_handler_reading_the_redelivered_flag_compiles_with_nvcc_sm90(sup_pkg: Any,
                                                                         tmp_path: Any) -> None:
     source = sup_pkg.package.path / "sup.cu"
-    compile_nvcc(source, tmp_path / "sup.o", [source.parent])
+    compile_nvcc(source, tmp_path / "sup.cubin", [source.parent])
 
 
 def test_a_lost_device_fails_every_kernel_on_it_and_restarts_none(sup_pkg: Any) -> None:

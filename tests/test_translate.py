@@ -299,7 +299,7 @@ def test_translated_sources_compile_with_gpp_werror(per: str, tmp_path: Path,
 def test_translated_sources_compile_with_nvcc_sm90(per: str, tmp_path: Path,
                                                    tmp_path_factory: pytest.TempPathFactory) -> None:
     unit, folder = _all_translated(tmp_path, per, tmp_path_factory)
-    compile_nvcc(unit, tmp_path / "all.o", [folder])
+    compile_nvcc(unit, tmp_path / "all.cubin", [folder])
 
 
 def test_a_group_waits_only_for_itself(tmp_path_factory: pytest.TempPathFactory) -> None:
