@@ -32,6 +32,12 @@ A route in GPU memory the host cannot drain while kernels push into it: it is re
 their blocks acknowledged, what the old one holds is read back and dead-lettered. (A kernel
 that faults on a GPU loses that GPU's context, so every kernel on it fails with it; what its
 GPU routes held cannot be read back and is reported in one dead letter per route.)
+
+A send that a terminate interrupts while it waits for room in a full route is not lost: the
+sender leaves it in the route's abandoned rings (rg_route.h), which the host drains into
+TERMINATED dead letters of the sender once the sender has exited (or is launched again, or
+the runtime closes); where those rings were full too, each message they could not take is
+counted, and reported in a dead letter without its message.
 """
 
 from __future__ import annotations
@@ -64,7 +70,7 @@ from ringgen.runtime.shm import path_of, shared_memory
 from ringgen.schema import header
 
 if TYPE_CHECKING:
-    from ringgen.runtime.backends.cuda import RouteMemory
+    from ringgen.runtime.backends.cuda import RouteMemory, Rows
     from ringgen.runtime.runtime import RingKernelRuntime
 
 log = logging.getLogger("ringgen.runtime")
@@ -81,6 +87,8 @@ SLOW_DRAIN_PERIOD = 0.02
 # Key kinds of rg_route.h
 KEY_NONE, KEY_INT, KEY_UINT, KEY_TEXT = 0, 1, 2, 3
 SCOPE_DEVICE = 0  # RG_ROUTE_DEVICE: the CPU backend ignores the scope
+LOST_AT = 40  # rg_route::lost, after magic, total_size, the grids, capacity, slot and stride
+HOST_DRAINS_AT = 48  # rg_route::host_drains, after lost
 GONE = (KernelState.FAILED, KernelState.TERMINATED)
 
 
@@ -120,11 +128,58 @@ class _Route:
     device: RouteMemory | None = None  # cuda: where it lives (backends/cuda.py)
     scope: int = SCOPE_DEVICE  # RG_ROUTE_* of its atomics on a GPU
     grids: tuple[int, int] = (1, 1)  # (sender's, target's)
+    lost_seen: int = 0  # rg_route::lost as last reported
+    abandoned_of: Channel | None = None  # the exited sender whose abandoned sends were taken
+
+    def host_address(self) -> int:
+        """Where the host reads and writes a route in host memory: the CPU backend's memory
+        file as this process maps it, or pinned memory (cuda)."""
+        if self.anchor is not None:
+            return ctypes.addressof(self.anchor)
+        assert self.device is not None and self.device.host
+        return self.device.host
 
     def host_forwards(self) -> bool:
         """The host is the consumer of a route into a device kernel: pinned memory between
         GPUs that cannot reach each other (cuda), drained into the target's lanes."""
         return self.device is not None and self.device.forwarded
+
+
+def route_geometry(capacity: int, slot: int) -> tuple[int, int]:
+    """(bytes of an rg_route header, bytes of one of its rings), from rg_route_init's sizes:
+    a route of s x d senders and targets is 2 headers and (s * d + s) * LANES rings (its own,
+    then its abandoned rings, one target block each)."""
+    size = rings.route_type().size
+    one, two = size(1, 1, capacity, slot), size(1, 2, capacity, slot)
+    stride = (two - one) // rings.LANES
+    return (one - 2 * rings.LANES * stride) // 2, stride
+
+
+def abandoned_offset(grids: tuple[int, int], capacity: int, slot: int) -> int:
+    """Where a route's abandoned rings (an rg_route of their own) start in its memory."""
+    header, stride = route_geometry(capacity, slot)
+    return header + grids[0] * grids[1] * rings.LANES * stride
+
+
+def ring_headers(grids: tuple[int, int], capacity: int, slot: int) -> Rows:
+    """The rows of a route's memory that hold its rings' headers (their indices), for
+    RouteMemory.read_rows: each ring's first bytes, up to its first slot at least (a ring of
+    `stride` bytes holds `capacity` slots of `slot` bytes or more after its header)."""
+    from ringgen.runtime.backends.cuda import Rows
+
+    header, stride = route_geometry(capacity, slot)
+    return Rows(header, stride - capacity * slot, stride, grids[0] * grids[1] * rings.LANES)
+
+
+def take_abandoned(address: int, grids: tuple[int, int], capacity: int, slot: int,
+                   lost_seen: int) -> tuple[bytes, int]:
+    """What the senders of the route laid out at `address` abandoned at terminate (struct
+    bytes, taken: the host is those rings' one consumer, so the senders may push meanwhile),
+    and its `lost` count now (the messages that found them full)."""
+    view = rings.route_type()(address + abandoned_offset(grids, capacity, slot), grids[0], 1,
+                              capacity, slot, False)
+    lost = ctypes.c_uint64.from_address(address + LOST_AT).value
+    return view.drain(), max(lost, lost_seen)
 
 
 @dataclass
@@ -135,6 +190,9 @@ class Routes:
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _drainer: asyncio.TimerHandle | None = None
     _retiring: set[int] = field(default_factory=set)  # route ids being retired (_retire)
+    # The pinned routes that replace GPU routes being retired, by the same key as _routes: in
+    # their senders' links already, in _routes once every sender block acknowledged them.
+    _successors: dict[tuple[str, str], _Route] = field(default_factory=dict)
 
     # -- connect / disconnect --------------------------------------------------------------
 
@@ -275,6 +333,7 @@ class Routes:
             fd, memory = shared_memory(f"ringgen-route-{end.name}-{dst or 'dead-letters'}", size)
             anchor = ctypes.c_char.from_buffer(memory)
             native = route_type(ctypes.addressof(anchor), *grids, ROUTE_CAPACITY, dtype.itemsize)
+            ctypes.c_uint32.from_address(ctypes.addressof(anchor) + HOST_DRAINS_AT).value = 1
             route = _Route(next(self._ids), end.name, dst, fd, path_of(fd), memory, native,
                            anchor, end.port, codec, grids=grids)
         self._routes[key] = route
@@ -297,6 +356,8 @@ class Routes:
             size, lambda address: rings.route_type()(address, *grids, ROUTE_CAPACITY, slot),
             source.kernel.device, dst_device)
         memory.forwarded = on_gpu and memory.host != 0 and not host_only
+        if memory.host:  # pinned: the host drains its abandoned rings in place (rg_route.h)
+            ctypes.c_uint32.from_address(memory.host + HOST_DRAINS_AT).value = 1
         view = (rings.route_type()(memory.host, *grids, ROUTE_CAPACITY, slot, False)
                 if memory.host else None)
         return _Route(next(self._ids), end.name, dst, -1, "", None, view, None, end.port, codec,
@@ -357,7 +418,9 @@ class Routes:
                 sink = self._route(end, "", None)
                 links.append(self._link_args(sink, channel.kernel.grid))
             for d in dsts:
-                links.append(self._link_args(self._routes[(end.name, d)], channel.kernel.grid))
+                key = (end.name, d)
+                route = self._successors.get(key) or self._routes[key]
+                links.append(self._link_args(route, channel.kernel.grid))
         assert len(links) <= MAX_LINKS  # connect() counts them
         for i in range(MAX_LINKS):
             args = links[i] if i < len(links) else (0, 0, 0, 0, 0, 0, 0, 0, "", 0, 0)
@@ -365,21 +428,30 @@ class Routes:
         await self._publish(channel)
 
     async def _publish(self, channel: DeviceChannel) -> None:
+        """Publishes a kernel's links and waits until every block applied them. The acks are
+        looked at from the event loop, between naps, never from a thread: a terminate on the
+        loop releases the region meanwhile (a kernel that ended pushes nothing any more)."""
         kernel = channel.kernel
         version = kernel.rings.publish_links(kernel.links_offset)
-        acked = await self.runtime.loop.run_in_executor(
-            None, kernel.rings.links_acked, kernel.links_offset, version, int(ACK_TIMEOUT * 1e9))
-        if not acked:
-            raise KernelStateError(
-                f"kernel {channel.kernel_id!r} did not apply its new routes within {ACK_TIMEOUT} "
-                "s; a block applies them between two messages, so a handler runs that long")
+        deadline = self.runtime.loop.time() + ACK_TIMEOUT
+        nap = 0.0001
+        while not (kernel.closed or kernel.rings.links_acked(kernel.links_offset, version, 0)):
+            if self.runtime.loop.time() > deadline:
+                raise KernelStateError(
+                    f"kernel {channel.kernel_id!r} did not apply its new routes within "
+                    f"{ACK_TIMEOUT} s; a block applies them between two messages, so a handler "
+                    "runs that long")
+            await asyncio.sleep(nap)
+            nap = min(nap * 2, 0.005)
 
     async def launched(self, kernel_id: str) -> None:
         """A kernel was launched (again), before it is activated: its send targets are bound
         (to the dead letters while connected to nothing), and its connections either way
         are restored."""
         channel = self.runtime.channel(kernel_id)
-        for (_, dst), route in self._routes.items():
+        for (src, dst), route in list(self._routes.items()):
+            if src.partition(".")[0] == kernel_id:  # what the last incarnation abandoned
+                self._collect_abandoned(route, force=True)  # (this one has no links yet)
             if dst == kernel_id and route.target is not channel:
                 await self._attach(route, self._target(dst))
         if isinstance(channel, DeviceChannel) and (
@@ -419,14 +491,17 @@ class Routes:
         room), into the dead letters of an unbound send target, or into a target that failed
         or was terminated (its process is gone, so the host is their one consumer).
         `final`: every kernel has stopped (close), so GPU routes are read back at once."""
-        for route in list(self._routes.values()):
+        for route in [*self._routes.values(), *self._successors.values()]:
             target = route.target
             if route.rings is None:  # GPU memory, taken by the target alone while it runs
                 if final:
                     self._read_back(route)
                 elif target is not None and target.state in GONE:
                     self._retire_soon(route)
+                else:
+                    self._collect_abandoned(route)
                 continue
+            self._collect_abandoned(route, force=final)
             if target is None:
                 self._dead_letters(route, route.rings.drain(), DeadLetterReason.UNBOUND,
                                    f"sent to {route.src!r}, which is bound to no kernel: bind it "
@@ -486,21 +561,32 @@ class Routes:
         """A route in GPU memory whose target is gone: its sender is switched to a pinned route
         the host drains (into the target's dead letters, as on the CPU backend); once every
         block of the sender acknowledged, nothing writes the old one, which is read back and
-        dead-lettered (from `done`: what the target took and never finished comes first)."""
+        dead-lettered (from `done`: what the target took and never finished comes first), and
+        the successor takes its place. Until then the old route stays in the table (and the
+        successor in _successors, drained as well): a sender that does not acknowledge in time
+        is asked again at a later drain, and nothing in either route is lost meanwhile."""
         assert route.device is not None
-        target = route.target
-        end = self.end(route.src)
-        successor = self._gpu_route(end, route.dst, target, route.device.size, route.grids,
-                                     route.codec, host_only=True)
-        successor.target = target
-        self._routes[(route.src, route.dst)] = successor
-        source = end.channel
+        key = (route.src, route.dst)
+        successor = self._successors.get(key)
+        if successor is None:
+            successor = self._gpu_route(self.end(route.src), route.dst, route.target,
+                                        route.device.size, route.grids, route.codec,
+                                        host_only=True)
+            successor.target = route.target
+            self._successors[key] = successor
+        source = self.end(route.src).channel
         if isinstance(source, DeviceChannel) and not source.kernel.closed:
             try:
                 await self._publish_out(source)
-            except KernelStateError:
-                log.exception("route %s -> %s: its sender did not leave it", route.src, route.dst)
-                return  # it may still push: the old route is left alone
+            except KernelStateError as e:
+                log.warning("route %s -> %s: its sender has not left it yet (%s); asked again "
+                            "at a later drain", route.src, route.dst, e)
+                self._retiring.discard(route.route_id)
+                return
+        if self._routes.get(key) is not route:  # the runtime closed meanwhile
+            return
+        self._routes[key] = self._successors.pop(key)
+        self._retiring.discard(route.route_id)
         self._read_back(route)
         route.device.free()
 
@@ -522,6 +608,56 @@ class Routes:
         copy = rings.route_type()(address, *route.grids, ROUTE_CAPACITY,
                                   route.codec.dtype.itemsize, False)
         self._dead_letters(route, copy.drain(), reason, detail, target)
+        self._abandoned_letters(route, address)
+
+    def _collect_abandoned(self, route: _Route, force: bool = False) -> None:
+        """The sends that the route's sender abandoned at terminate, into its dead letters:
+        from host memory while it is gone (terminating, or ended); from GPU memory once its
+        latest incarnation has exited (a copy is read, then written back); with `force`, now
+        (no block of the sender runs: it is being launched again, or every kernel stopped)."""
+        sender = self.end(route.src).channel
+        if route.rings is not None:
+            # Host memory, whose abandoned rings the host drains in place while the sender
+            # terminates: its blocks may wait for room in them (rg_route_abandon).
+            if force or sender.state in GONE:
+                self._abandoned_letters(route, route.host_address())
+            return
+        assert route.device is not None  # GPU memory
+        if not force and (route.abandoned_of is sender or not (
+                isinstance(sender, DeviceChannel) and sender.state in GONE
+                and sender.kernel.exited())):
+            return
+        route.abandoned_of = sender
+        # GPU memory: a copy, whose abandoned rings, once drained, are written back (the
+        # target's blocks may use the rest of the route meanwhile; it is not written back).
+        offset = abandoned_offset(route.grids, ROUTE_CAPACITY, route.codec.dtype.itemsize)
+        try:
+            address = route.device.read_back()
+        except Exception as e:  # a lost GPU: the final read back reports what it held
+            log.warning("route %s -> %s: its abandoned sends cannot be read back: %s",
+                        route.src, route.dst, e)
+            return
+        self._abandoned_letters(route, address)
+        route.device.write_back(offset)
+
+    def _abandoned_letters(self, route: _Route, address: int) -> None:
+        """Dead letters of the sender for what it abandoned in the route at `address` (its
+        memory, or a copy of it), and for what it counted as lost there."""
+        raw, lost = take_abandoned(address, route.grids, ROUTE_CAPACITY,
+                                   route.codec.dtype.itemsize, route.lost_seen)
+        if not raw and lost == route.lost_seen:
+            return
+        kernel_id = route.src.partition(".")[0]
+        into = f"its route to {route.dst!r}" if route.dst else "the host's dead letters"
+        detail = (f"sent by {kernel_id!r} ({route.src!r}) and abandoned: {kernel_id!r} was "
+                  f"terminated while it waited for room in {into}")
+        sender = self.end(route.src).channel
+        self._dead_letters(route, raw, DeadLetterReason.TERMINATED, detail, sender)
+        for _ in range(lost - route.lost_seen):
+            sender.dead_letter(b"", DeadLetterReason.TERMINATED,
+                               f"{detail}; the route's abandoned rings were full, so the "
+                               "message itself is lost (only counted)")
+        route.lost_seen = lost
 
     def _to_host_actor(self, route: _Route, target: HostChannel) -> None:
         room = target.queue_size - len(target.backlog)
@@ -580,10 +716,23 @@ class Routes:
         return [k for k in order if k in kernel_ids]
 
     def pending_into(self, kernel_id: str) -> int:
-        """Messages routed to kernel_id and not yet finished by it (drain() waits for them)."""
-        # (GPU memory is the target's alone while it runs: not counted, see DESIGN.md)
-        return sum(r.rings.pending() for r in self._routes.values()
-                   if r.dst == kernel_id and r.rings is not None and not r.host_forwards())
+        """Messages routed to kernel_id and not yet finished by it (drain() waits for them).
+        A route in GPU memory is counted from a copy of its rings' headers (one strided copy
+        while the kernels run): each header's `done` lies before its `tail`, and the copy reads
+        front to back (as a copy engine does), so a count from it is not below what was pending
+        when it began."""
+        pending = 0
+        for r in self._routes.values():
+            if r.dst != kernel_id or r.host_forwards():
+                continue
+            if r.rings is not None:
+                pending += r.rings.pending()
+            elif r.device is not None:
+                slot = r.codec.dtype.itemsize
+                address = r.device.read_rows(ring_headers(r.grids, ROUTE_CAPACITY, slot))
+                pending += rings.route_type()(address, *r.grids, ROUTE_CAPACITY, slot,
+                                              False).pending()
+        return pending
 
     def _downstream(self, kernel_id: str) -> list[str]:
         """kernel_id and every actor its output or sends reach over connections."""
@@ -600,7 +749,7 @@ class Routes:
             self._drainer.cancel()
             self._drainer = None
         self.drain_host_ends(final=True)
-        for route in self._routes.values():
+        for route in [*self._routes.values(), *self._successors.values()]:
             if route.device is not None:
                 route.device.free()
             if route.memory is not None:
@@ -608,6 +757,7 @@ class Routes:
                 route.memory.close()
                 os.close(route.fd)
         self._routes.clear()
+        self._successors.clear()
         self.edges.clear()
 
 

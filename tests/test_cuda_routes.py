@@ -7,15 +7,17 @@ other (which needs no driver); runs on GPUs are owed."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import build_package, have_nvcc
 
-from ringgen import RingKernelRuntime
-from ringgen.runtime.backends import cuda
+from ringgen import DeadLetterReason, KernelStateError, RingKernelRuntime
+from ringgen.runtime.backends import cuda, rings
 from ringgen.toolchain.compile import cccl_include, templates_dir
 
 ROUTE_PROBE = r"""
@@ -142,5 +144,129 @@ def test_a_route_the_host_forwards_keeps_order_backpressure_and_the_conversation
             reply = await rt.request("a", pkg.Item(seq=-7), timeout=10.0, reply_from="c")
             assert reply.seq == -7 and reply.hops == 3
             assert not rt.dead_letters
+
+    asyncio.run(main())
+
+
+def _host_successor(routes: Any) -> Any:
+    """What Routes._gpu_route(..., host_only=True) makes on a GPU (pinned memory the host
+    drains), made of host memory as on the CPU backend, for runners that map it by path."""
+    from ringgen.runtime.routes import ROUTE_CAPACITY, _Route
+    from ringgen.runtime.shm import path_of, shared_memory
+
+    def make(end: Any, dst: str, target: Any, size: int, grids: tuple[int, int], codec: Any,
+             host_only: bool = False) -> Any:
+        assert host_only  # only a retired route's successor is made here
+        fd, memory = shared_memory(f"ringgen-test-successor-{end.name}-{dst}", size)
+        anchor = ctypes.c_char.from_buffer(memory)
+        view = rings.route_type()(ctypes.addressof(anchor), *grids, ROUTE_CAPACITY,
+                                  codec.dtype.itemsize)
+        return _Route(next(routes._ids), end.name, dst, fd, path_of(fd), memory, view, anchor,
+                      end.port, codec, grids=grids)
+
+    return make
+
+
+def test_a_retired_route_stays_until_its_stuck_sender_follows_the_successor(
+        tmp_path: Path) -> None:
+    """The GPU path of a target that is gone (routes.py: _retire), on CPU runners: the route
+    a -> b is marked as GPU memory (the host takes nothing from it in place; it reads it back
+    once no sender writes it), and b stops while a waits for room in it. The first try to
+    retire it fails (a sender that did not acknowledge in time, injected): the old route stays
+    in the table meanwhile. The next try switches a to a successor the host drains while a
+    still waits in the full route, which a must follow (rg_outs::relink) to acknowledge.
+    Every message a routed to b, before and after, is then a dead letter of b, once."""
+    pkg: Any = build_package("schemas.routed", tmp_path / "gen")
+
+    async def main() -> None:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            for k in ("b", "a"):
+                await rt.launch(k)
+            await rt.connect("a", "b")
+            routes = rt.routes
+            key = ("a", "b")
+            route = routes._routes[key]
+            assert route.rings is not None and route.memory is not None
+            route.device = cuda.RouteMemory(0, cuda.SCOPE_DEVICE, route.host_address(),
+                                            len(route.memory))
+            route.rings = None  # GPU memory: read back (here: in place), never drained
+            routes._gpu_route = _host_successor(routes)  # type: ignore[method-assign]
+            publish = routes._publish_out
+            tries: list[bool] = []
+
+            async def flaky(channel: Any) -> None:
+                tries.append(routes._routes[key] is route and key in routes._successors)
+                if len(tries) == 1:
+                    raise KernelStateError("kernel 'a' did not apply its new routes (injected)")
+                await publish(channel)
+
+            await rt.deactivate("b")  # takes nothing: a fills the route and waits in it
+            first = [pkg.Item(seq=i, priority=128) for i in range(300)]
+            await rt.send_many("a", first)
+            seen = -1
+            while (left := rt.telemetry("a").in_flight) != seen:
+                seen = left
+                await asyncio.sleep(0.2)
+            assert left > 0  # a is stuck in the full route
+            routes._publish_out = flaky  # type: ignore[method-assign]
+            await rt.terminate("b")
+            for _ in range(300):
+                if routes._routes[key] is not route:
+                    break
+                await asyncio.sleep(0.05)
+            assert routes._routes[key] is not route, f"not retired: {tries}"
+            assert tries[:2] == [True, True]  # after the failed try, both were kept
+            later = [pkg.Item(seq=1000 + i, priority=200) for i in range(5)]
+            await rt.send_many("a", later)
+            want = sorted(m.seq for m in first + later)
+            for _ in range(300):
+                dead = [d for d in rt.dead_letters if d.reason is DeadLetterReason.TERMINATED]
+                if len(dead) >= len(want):
+                    break
+                await asyncio.sleep(0.05)
+            assert sorted(d.message.seq for d in dead) == want
+            assert all(d.kernel_id == "b" and "routed from 'a' to 'b'" in d.detail for d in dead)
+            assert rt.state("a").value == "active"
+
+    asyncio.run(main())
+
+
+def test_drain_counts_a_gpu_route_from_a_copy_of_its_ring_headers(tmp_path: Path) -> None:
+    """drain() of a target counts what waits for it in a route in GPU memory from the rows
+    RouteMemory.read_rows copies (routes.py: ring_headers): here a route between CPU runners
+    whose rows alone are copied, as the 2D copy does, into an otherwise empty buffer gives the
+    route's own count, for every (sender block, target block, lane) ring."""
+    from ringgen.runtime.routes import ROUTE_CAPACITY, ring_headers
+
+    pkg: Any = build_package("schemas.routed", tmp_path / "gen")
+
+    async def main() -> None:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            for k in ("keyed_sink", "pub"):
+                await rt.launch(k)
+            await rt.connect("pub", "keyed_sink")
+            await rt.deactivate("keyed_sink")  # what pub routes waits in the rings
+            await rt.send_many("pub", [pkg.Item(seq=i, tag=i % 7, priority=(10, 128, 200)[i % 3])
+                                       for i in range(90)])
+            route = rt.routes._routes[("pub", "keyed_sink")]
+            assert route.rings is not None and route.memory is not None
+            for _ in range(200):
+                if route.rings.pending() == 90:
+                    break
+                await asyncio.sleep(0.02)
+            assert route.rings.pending() == 90
+            slot = route.codec.dtype.itemsize
+            rows = ring_headers(route.grids, ROUTE_CAPACITY, slot)
+            assert rows.count == 2 * 4 * rings.LANES and rows.width <= rows.pitch
+            whole = np.frombuffer(route.memory[:], dtype=np.uint8)  # (paused: it stays)
+            copy = np.zeros_like(whole)
+            for i in range(rows.count):  # what the 2D copy moves
+                at = rows.first + i * rows.pitch
+                copy[at:at + rows.width] = whole[at:at + rows.width]
+            view = rings.route_type()(int(copy.ctypes.data), *route.grids, ROUTE_CAPACITY, slot,
+                                      False)
+            assert view.pending() == 90
+            await rt.activate("keyed_sink")
+            await rt.drain()
 
     asyncio.run(main())

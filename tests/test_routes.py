@@ -11,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import ROOT, build_package, compile_cpp, compile_nvcc_each, have_nvcc
 
@@ -54,6 +55,13 @@ async def _receive(rt: RingKernelRuntime, kernel_id: str, n: int) -> list[Any]:
         assert batch, f"{kernel_id}: only {len(got)} of {n}"
         got += batch
     return got
+
+
+def _seq_hops(message: Any) -> list[tuple[int, int]]:
+    """(seq, hops) of a dead letter's Item, or of each of its rows (send_many's structs)."""
+    if isinstance(message, np.ndarray):
+        return [(int(r["seq"]), int(r["hops"])) for r in message]
+    return [(message.seq, message.hops)]
 
 
 def _items(pkg: Any, n: int, seed: int = 1) -> list[Any]:
@@ -164,6 +172,45 @@ def test_a_crashing_middle_stage_turns_its_input_into_dead_letters(routed_pkg: A
             assert all(d.reason is DeadLetterReason.KERNEL_FAILED and "routed from 'a'" in d.detail
                        for d in dead)
             assert rt.state("a").value == "active"
+
+    asyncio.run(main())
+
+
+def test_a_sender_terminated_while_its_route_is_full(routed_pkg: Any) -> None:
+    """a is terminated while it waits for room in its route to a paused b: each request a
+    took is answered into the route (b gets it once resumed) or its response is a dead letter
+    of a (abandoned), and each it did not take is a dead letter as itself, never both."""
+    pkg = routed_pkg
+
+    async def main() -> None:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            for k in ("b", "a"):
+                await rt.launch(k)
+            await rt.connect("a", "b")
+            await rt.deactivate("b")
+            msgs = [pkg.Item(seq=i, priority=128) for i in range(400)]  # > the 64 a ring holds
+            await rt.send_many("a", msgs)
+            seen = -1
+            while (left := rt.telemetry("a").in_flight) != seen:  # until a is stuck
+                seen = left
+                await asyncio.sleep(0.2)
+            assert left > 0
+            await rt.terminate("a")
+            await rt.activate("b")
+            got: list[int] = []
+            while batch := await rt.receive_many("b", 1000, timeout=0.5):
+                got += [r.seq for r in batch]
+            for _ in range(100):  # the abandoned ones: at the host's next drain
+                dead = [(d, seq, hops) for d in rt.dead_letters if d.kernel_id == "a"
+                        for seq, hops in _seq_hops(d.message)]
+                if any(hops == 1 for _, _, hops in dead):
+                    break
+                await asyncio.sleep(0.02)
+            assert all(d.reason is DeadLetterReason.TERMINATED for d, _, _ in dead)
+            requests = [seq for _, seq, hops in dead if hops == 0]
+            abandoned = [seq for _, seq, hops in dead if hops == 1]
+            assert abandoned and all("abandoned" in d.detail for d, _, hops in dead if hops)
+            assert sorted(got + requests + abandoned) == list(range(len(msgs)))
 
     asyncio.run(main())
 

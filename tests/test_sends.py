@@ -166,6 +166,52 @@ def test_a_target_that_crashes_mid_stream(sends_pkg: Any) -> None:
     asyncio.run(main())
 
 
+def test_a_send_abandoned_at_terminate_is_a_dead_letter(sends_pkg: Any) -> None:
+    """The worker's threads wait in ctx.send on a route to a paused auditor when the worker is
+    terminated: what they were sending becomes TERMINATED dead letters of the worker, so each
+    audit of a job the worker took is either delivered (once the auditor resumes) or a dead
+    letter, never both and never neither."""
+    pkg = sends_pkg
+
+    async def main() -> None:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            for k in ("worker", "auditor"):
+                await rt.launch(k)
+            await rt.connect("worker.audit", "auditor")
+            await rt.deactivate("auditor")  # takes nothing from its routes: they fill
+            jobs = [pkg.Job(seq=i, audits=8, priority=200) for i in range(100)]  # 800 > 2 x 128
+            await rt.send_many("worker", jobs)
+            seen = -1
+            while (left := rt.telemetry("worker").in_flight) != seen:  # until its blocks are
+                seen = left                                            # stuck in full routes
+                await asyncio.sleep(0.2)
+            assert left > 0
+            await rt.terminate("worker")
+            answered = await rt.receive_many("worker", len(jobs), timeout=0.1)
+            await rt.activate("auditor")
+            got: list[Any] = []
+            while batch := await rt.receive_many("auditor", 1000, timeout=0.5):
+                got += batch
+            dead_jobs = {d.message.seq for d in rt.dead_letters
+                         if isinstance(d.message, pkg.Job)}
+            done = {d.seq for d in answered}
+            assert not dead_jobs & done and dead_jobs | done == set(range(len(jobs)))
+            abandoned = await _dead(rt, 1, DeadLetterReason.TERMINATED)
+            abandoned = [d for d in abandoned if isinstance(d.message, pkg.Audit)]
+            assert abandoned and all(
+                d.kernel_id == "worker" and "abandoned" in d.detail
+                and "'worker' was terminated while it waited for room in its route to "
+                    "'auditor'" in d.detail for d in abandoned)
+            audits = Counter((a.seq, a.k) for a in got) + Counter(
+                (d.message.seq, d.message.k) for d in abandoned)
+            assert max(audits.values()) == 1  # none both delivered and a dead letter
+            assert all((s, k) in audits for s in done for k in range(8))  # none lost
+            assert {s for s, _ in audits} <= done | dead_jobs
+            assert not [d for d in rt.dead_letters if d.message == b""]  # none only counted
+
+    asyncio.run(main())
+
+
 def test_host_actors_at_either_end(sends_pkg: Any) -> None:
     """device -> host actor (a conversation answered by the host stage), host actor ->
     device kernel, and a host actor's unbound target."""

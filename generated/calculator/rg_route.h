@@ -16,6 +16,12 @@
 // a disconnect, no block pushes into that route any more; what is already in it is still
 // delivered. While a target is gone (failed or terminated) the host drains its routes itself
 // and turns what it finds into dead letters: the senders keep running.
+//
+// A send that a terminate interrupts while it waits for room (rg_outs::push) is not lost: the
+// sender puts it into the route's abandoned rings (a second rg_route after the first's rings,
+// from the same sender blocks to one consumer, the host: rg_route_abandoned), which the host
+// drains into dead letters of the sender (runtime/routes.py). Only where those are full too is a
+// message counted in `lost` instead, which the host reports as one dead letter per count.
 #ifndef RG_ROUTE_H
 #define RG_ROUTE_H
 
@@ -38,7 +44,12 @@ typedef struct rg_route {
     uint32_t src_grid, dst_grid;
     uint32_t capacity, slot_size;
     uint64_t ring_stride;
-    uint8_t _pad[RG_LINE - 40];
+    uint64_t lost;  // abandoned sends that found the abandoned rings full (atomic add; host reads)
+    // Set by the host before any kernel sees the route: it drains the abandoned rings while
+    // the senders terminate (the route is in host memory), so a full one is worth waiting for.
+    uint32_t host_drains;
+    uint32_t _reserved;
+    uint8_t _pad[RG_LINE - 56];
     // CPU backend: rung by a sender after each push, so that a target block asleep on it (and
     // on its region's doorbell, see rg_route_sleep) takes the message at once. A GPU neither
     // rings nor sleeps on it: a device block naps briefly and polls.
@@ -46,9 +57,10 @@ typedef struct rg_route {
     // followed by src_grid * dst_grid * RG_LANES rings of ring_stride bytes
 } rg_route;
 
-// Lays out a route in `mem` (or only measures it when mem is null); returns its size.
-RG_FN uint64_t rg_route_init(void* mem, uint32_t src_grid, uint32_t dst_grid, uint32_t capacity,
-                             uint32_t slot_size) {
+// Lays out a route's header and its src_grid * dst_grid * RG_LANES rings in `mem` (or only
+// measures them when mem is null); returns their size.
+RG_FN uint64_t rg_route_lay_out(void* mem, uint32_t src_grid, uint32_t dst_grid,
+                                uint32_t capacity, uint32_t slot_size) {
     uint64_t stride = rg_ring_bytes(capacity, slot_size, 0);
     uint64_t total = sizeof(rg_route) + (uint64_t)src_grid * dst_grid * RG_LANES * stride;
     if (!mem) return total;
@@ -66,6 +78,22 @@ RG_FN uint64_t rg_route_init(void* mem, uint32_t src_grid, uint32_t dst_grid, ui
         rg_ring_layout(ring, capacity, slot_size, 0);
     }
     return total;
+}
+
+// Lays out a route in `mem` (or only measures it when mem is null); returns its size: the
+// route, then its abandoned rings (one target block: the host), as a route of their own.
+RG_FN uint64_t rg_route_init(void* mem, uint32_t src_grid, uint32_t dst_grid, uint32_t capacity,
+                             uint32_t slot_size) {
+    uint64_t main = rg_route_lay_out(mem, src_grid, dst_grid, capacity, slot_size);
+    uint8_t* abandoned = mem ? (uint8_t*)mem + main : nullptr;
+    return main + rg_route_lay_out(abandoned, src_grid, 1, capacity, slot_size);
+}
+
+// The abandoned rings of a route: ring (s, 0, lane) of this route holds what sender block s
+// gave up sending into the route at terminate.
+RG_FN rg_route* rg_route_abandoned(rg_route* r) {
+    return (rg_route*)((uint8_t*)r + sizeof(rg_route) +
+                       (uint64_t)r->src_grid * r->dst_grid * RG_LANES * r->ring_stride);
 }
 
 RG_FN rg_ring* rg_route_ring(rg_route* r, uint32_t src, uint32_t dst, uint32_t lane) {
@@ -145,6 +173,35 @@ RG_FN void rg_route_finish(rg_ring* ring, uint64_t done, uint32_t) {
     rg_store_release(&ring->head.done, done);
 }
 #endif
+
+// A sender block gives up a message at terminate: into its abandoned ring of the route, for the
+// host to dead-letter. Where that ring is full, the sender waits for the host to drain it, if
+// the host does so while senders terminate (host_drains) and for RG_ABANDON_WAIT_NS at most
+// (a runtime that closes drains nothing more); else the message is counted in `lost`.
+#define RG_ABANDON_WAIT_NS 500000000ull  // 0.5 s: under the host's 1 s wait for a terminate
+RG_FN void rg_route_abandon(rg_route* r, uint32_t src, const void* msg, uint32_t lane,
+                            uint32_t scope) {
+    rg_ring* ring = rg_route_ring(rg_route_abandoned(r), src, 0, lane);
+    uint64_t waited = 0;
+    for (uint32_t nap = 1000; !rg_route_push(ring, msg, scope); nap = nap < 1000000u ? nap * 2 : nap) {
+        if (!r->host_drains || waited >= RG_ABANDON_WAIT_NS) {
+#if defined(__CUDA_ARCH__)
+            if (scope == RG_ROUTE_DEVICE)
+                cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(r->lost).fetch_add(
+                    1, cuda::std::memory_order_relaxed);
+            else
+                rg_atomic_u64(r->lost).fetch_add(1, cuda::std::memory_order_relaxed);
+#else
+            rg_atomic_u64(r->lost).fetch_add(1, cuda::std::memory_order_relaxed);
+#endif
+            return;
+        }
+#if defined(__CUDA_ARCH__) || defined(__nanosleep)  // the device, or the CPU shim's
+        __nanosleep(nap);
+#endif
+        waited += nap;
+    }
+}
 
 typedef struct rg_link {
     uint64_t route_id;    // 0: an empty entry

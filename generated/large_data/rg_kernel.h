@@ -58,17 +58,23 @@ RG_FN void rg_uuid4(uint64_t* state, rg_uuid* out) {
 }
 
 // The block's routes out (rg_route.h), shared by its threads: those of its response (port 0)
-// and those of each declared send target (port p: the p-th of sends=). Thread 0 rewrites the
-// table between two messages (rg_poller::refresh_links) holding `lock`, as every send does, so
-// that a send from any thread sees a whole table and the sends of one block into one ring
-// stay single-producer. On the CPU backend a block's threads are fibers that switch only at
-// barriers, so there the lock is never contended.
-#define RG_ROUTE_WAIT_NS 100000u  // longest nap of a sender waiting for room in a full route
+// and those of each declared send target (port p: the p-th of sends=), as of links version
+// `version`. Rewritten (relink) holding `lock`, as every send holds it, so that a send from any
+// thread sees a whole table and the sends of one block into one ring stay single-producer: by
+// thread 0 between two messages (rg_poller::refresh_links), and by a sender waiting for room
+// in a full route, which must follow the host's new links (a target that is gone: the host
+// retires its GPU route and waits for every sender to leave it). On the CPU backend a block's
+// threads are fibers that switch only at barriers, so there the lock is never contended.
+RG_FN rg_route* rg_map_route(const rg_link* link);  // where a link's route is mapped (below)
+#define RG_ROUTE_WAIT_NS 100000u
+#define RG_ANY_PORT 0xffffffffu   // rg_outs::relink: whatever the new links hold  // longest nap of a sender waiting for room in a full route
 
 struct rg_outs {
     uint32_t lock;
     uint32_t n;       // entries in use
     uint64_t random;  // message_ids of the block's sends (under the lock)
+    rg_links* links;  // the host's table (in the region)
+    uint64_t version; // the links version of link[] (0: none applied yet)
     rg_link link[RG_MAX_LINKS];
     rg_route* route[RG_MAX_LINKS];
     uint32_t rr[RG_MAX_LINKS];  // each route's round robin over the target's blocks
@@ -88,25 +94,73 @@ struct rg_outs {
 #endif
     }
 
+    // Applies the host's out links if their version moved (the caller holds the lock); true
+    // if it did. `port`: only if they have a route for it (else they wait for the next
+    // message, as they did before this one). The block acknowledges a version only in
+    // rg_poller::refresh_links.
+    RG_HD bool relink(uint32_t port = RG_ANY_PORT) {
+        uint64_t v = rg_bus_load(&links->version.value);
+        if (v == version) return false;
+        bool wanted = port == RG_ANY_PORT;
+        for (uint32_t i = 0; i < RG_MAX_LINKS && !wanted; ++i)
+            wanted = links->out[i].route_id && links->out[i].port == port;
+        if (!wanted) return false;
+        n = 0;
+        for (uint32_t i = 0; i < RG_MAX_LINKS; ++i) {
+            if (!links->out[i].route_id) continue;
+            uint32_t o = n++;
+            link[o] = links->out[i];
+            route[o] = rg_map_route(&link[o]);
+            assert(route[o] && route[o]->magic == RG_ROUTE_MAGIC);
+            rr[o] = 0;
+        }
+        version = v;
+        return true;
+    }
+
     // Pushes msg into every route of `port` (a fan-out), each into the lane of its priority in
-    // the block its link picks, calling wait() while a ring is full: wait() returns false when
-    // the kernel is terminated, and then push returns false. *pushed counts the copies sent.
-    // `ring`: wake the targets now; else the caller rings once for a batch (ring_all), which
-    // spares a wake-up per message (a full ring rings first: its target may sleep on it).
+    // the block its link picks, calling wait() while a ring is full. While it waits, new links
+    // that have routes for the port are applied (relink), and the copies not yet pushed go by
+    // them, into each route once (a route the host retired is left for its successor); others
+    // (a response whose output was disconnected) wait for the next message, and the copy for
+    // room where it is. wait() returns false when the kernel is terminated:
+    // the copies not yet pushed are abandoned into their routes' abandoned rings
+    // (rg_route_abandon), for the host to dead-letter, and push returns false. *pushed counts
+    // the copies sent. `ring`: wake the targets now; else the caller rings once for a batch
+    // (ring_all), which spares a wake-up per message (a full ring rings first: its target may
+    // sleep on it).
     template <class M, class Wait>
     RG_HD bool push(uint32_t port, const M* msg, uint32_t* pushed, Wait wait, bool ring = true) {
+        uint64_t sent[RG_MAX_LINKS];  // the routes this message went into
+        uint32_t n_sent = 0;
+        const uint32_t lane = rg_lane_of(msg->priority);
         for (uint32_t i = 0; i < n; ++i) {
-            if (link[i].port != port) continue;
+            if (link[i].port != port || in(sent, n_sent, link[i].route_id)) continue;
+            const uint64_t id = link[i].route_id;
+            rg_route* rt = route[i];
+            const uint32_t scope = link[i].scope;
             uint32_t d = rg_link_target(&link[i], (const uint8_t*)msg, &rr[i]);
-            rg_ring* r = rg_route_ring(route[i], blockIdx.x, d, rg_lane_of(msg->priority));
+            rg_ring* r = rg_route_ring(rt, blockIdx.x, d, lane);
             uint32_t sleep_ns = 1000;
+            bool moved = false;
             // Slots are reused once the target finished their request (rg_route_push).
-            while (!rg_route_push(r, msg, link[i].scope)) {
+            while (!rg_route_push(r, msg, scope)) {
                 // Wake this target, and, in a batch pushed without rings, every target of the
                 // port: one may hold this batch's earlier messages and sleep on them meanwhile.
-                if (ring) rg_bell_ring(&route[i]->bell);
+                if (ring) rg_bell_ring(&rt->bell);
                 else ring_all(port);
-                if (!wait()) return false;
+                if (!wait()) {
+                    rg_route_abandon(rt, blockIdx.x, msg, lane, scope);
+                    for (uint32_t k = 0; k < n; ++k)
+                        if (link[k].port == port && link[k].route_id != id &&
+                            !in(sent, n_sent, link[k].route_id))
+                            rg_route_abandon(route[k], blockIdx.x, msg, lane, link[k].scope);
+                    return false;
+                }
+                if (relink(port)) {  // this route may be gone from the table
+                    moved = true;
+                    break;
+                }
 #if defined(__CUDA_ARCH__) || !defined(__CUDACC__)  // the device, or the CPU shim's
                 __nanosleep(sleep_ns);
 #endif
@@ -114,10 +168,27 @@ struct rg_outs {
                 // target rings nothing when it finishes, so a long one would idle the line).
                 sleep_ns = sleep_ns * 2 > RG_ROUTE_WAIT_NS ? RG_ROUTE_WAIT_NS : sleep_ns * 2;
             }
-            if (ring) rg_bell_ring(&route[i]->bell);  // CPU: wakes the target block if it sleeps
+            if (moved) {
+                i = (uint32_t)-1;  // then ++i: the new table from its first entry
+                continue;
+            }
+            if (ring) rg_bell_ring(&rt->bell);  // CPU: wakes the target block if it sleeps
+            if (n_sent < RG_MAX_LINKS) sent[n_sent++] = id;
             ++*pushed;
         }
         return true;
+    }
+
+    RG_HD static bool in(const uint64_t* ids, uint32_t count, uint64_t id) {
+        for (uint32_t j = 0; j < count; ++j)
+            if (ids[j] == id) return true;
+        return false;
+    }
+
+    RG_HD bool has(uint32_t port) const {
+        for (uint32_t i = 0; i < n; ++i)
+            if (link[i].port == port) return true;
+        return false;
     }
 
     // Wakes the targets of every route of `port` (after a batch pushed with ring = false).
@@ -378,7 +449,7 @@ struct rg_poller {
     rg_links* links;
     rg_link_block* link_status;
     uint64_t links_version, routed_in, routed_out;
-    uint32_t n_out, n_in;  // n_out: the routes of the response (port 0) in *outs
+    uint32_t n_in;
     rg_outs* outs;
     rg_route* in_route[RG_MAX_LINKS];
     uint32_t in_scope[RG_MAX_LINKS];  // each in-route's RG_ROUTE_*
@@ -422,18 +493,11 @@ struct rg_poller {
     RG_HD void refresh_links() {
         uint64_t v = rg_bus_load(&links->version.value);
         if (v == links_version) return;
-        n_out = n_in = 0;
+        n_in = 0;
         outs->acquire();  // a send of another thread may be under way
-        outs->n = 0;
+        outs->relink();   // (a sender that waited for room may have applied them already)
+        v = outs->version;  // what is acknowledged: the table as applied
         for (uint32_t i = 0; i < RG_MAX_LINKS; ++i) {
-            if (links->out[i].route_id) {
-                uint32_t o = outs->n++;
-                outs->link[o] = links->out[i];
-                outs->route[o] = rg_map_route(&outs->link[o]);
-                assert(outs->route[o] && outs->route[o]->magic == RG_ROUTE_MAGIC);
-                outs->rr[o] = 0;
-                if (outs->link[o].port == 0) ++n_out;
-            }
             if (links->in[i].route_id) {
                 in_route[n_in] = rg_map_route(&links->in[i]);
                 in_scope[n_in] = links->in[i].scope;
@@ -471,21 +535,21 @@ struct rg_poller {
 
     // Pushes a batch's responses (resp[pick[j]], j < n) into every route out of the kernel
     // (fan-out), each into the lane of its priority in the block its link picks, waiting while
-    // that ring is full, then wakes the targets once; false if the kernel was terminated while
-    // it waited. (Thread 0 is the table's one writer, so it reads it without the lock.)
+    // that ring is full, then wakes the targets once. A terminate while it waits abandons what
+    // it has not pushed (rg_outs::push: dead letters of this kernel), so every response is
+    // routed or a dead letter either way, and the batch is finished: its requests are not
+    // dead letters too. (While it runs no handler sends, so it uses the table without the lock.)
     template <class Out>
-    RG_HD bool route(const Out* resp, const uint16_t* pick, uint32_t n) {
+    RG_HD void route(const Out* resp, const uint16_t* pick, uint32_t n) {
         uint32_t pushed = 0;
-        bool sent = true;
-        for (uint32_t j = 0; j < n && sent; ++j)
-            sent = outs->push(0, &resp[pick[j]], &pushed, [this]() {
+        for (uint32_t j = 0; j < n; ++j)
+            outs->push(0, &resp[pick[j]], &pushed, [this]() {
                 rg_store_release(&status->heartbeat, ++heartbeat);  // waiting on a target, not hung
                 return apply_control();
             }, false);
         outs->ring_all(0);
         routed_out += pushed;
         rg_store_release(&link_status->routed_out, routed_out);
-        return sent;
     }
 
     // CPU backend: an idle block keeps polling for region->spin_ns before it sleeps on the
@@ -772,6 +836,7 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
         for (uint32_t l = 0; l <= RG_LANES; ++l) slots[l] = rg_slots_of(poller.ring[l]);
         poller.outs = &outs;
         outs.lock = outs.n = 0;
+        outs.version = 0;
         outs.random = region->seed ^ (0xd1b54a32d192ed03ull * (blockIdx.x + 1));
         if constexpr (has_state) {  // the defaults (or what the host wrote) before any request
             uint8_t* area = region_mem + rg_state_area_offset(region->total_size);
@@ -781,6 +846,7 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
         poller.links = (rg_links*)(region_mem + rg_links_offset(region->total_size, region->grid,
                                                                  has_state ? sizeof(State) : 0));
         poller.link_status = rg_links_block(poller.links, blockIdx.x);
+        outs.links = poller.links;
         // What every request's context holds whatever the batch: the block's, and the group
         // that handles request slot i.
         for (uint32_t i = 0; i < K; ++i) {
@@ -881,8 +947,10 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
                 for (uint32_t j = 0; j < n; ++j)
                     rg_stamp(resp[pick[j]], Kernel::out_type_id, ctx[pick[j]].conversation,
                              &poller.random);
-                if (poller.n_out) {  // connected: the responses go to other kernels instead
-                    finished = poller.route(resp, pick, n);
+                // Connected: the responses go to other kernels instead. Asked of the table as it
+                // is now: a send that waited for room may have applied new links this round.
+                if (outs.has(0)) {
+                    poller.route(resp, pick, n);  // routed, or abandoned at terminate
                 } else if (n) {
                     finished = poller.reserve(n);
                     if (finished) {

@@ -389,6 +389,17 @@ def _enable_peer(src_device: int, dst_device: int) -> None:
         _peers.add((src_device, dst_device))
 
 
+@dataclass(frozen=True)
+class Rows:
+    """Rows of a route's memory, for a strided copy: `count` rows of `width` bytes, the first
+    at `first`, one every `pitch` bytes."""
+
+    first: int
+    width: int
+    pitch: int
+    count: int
+
+
 @dataclass
 class RouteMemory:
     """A route's memory on the cuda backend: `device_ptr` is what the sender's (and the
@@ -414,6 +425,35 @@ class RouteMemory:
         staging = self._arena.staging[self._offset:self._offset + self.size]
         with current_context(self._device) as drv:
             drv.memcpy_dtoh_async(staging, self.device_ptr, self._arena.stream)
+            self._arena.stream.synchronize()
+        return int(staging.ctypes.data)
+
+    def write_back(self, offset: int) -> None:
+        """Copies the staging copy that read_back made, from `offset` on, back to GPU memory:
+        what the host took from the rings there (their heads), where no block writes meanwhile.
+        Pinned memory: nothing to do (the host wrote it in place)."""
+        if self._arena is None:
+            return
+        staging = self._arena.staging[self._offset + offset:self._offset + self.size]
+        with current_context(self._device) as drv:
+            drv.memcpy_htod_async(self.device_ptr + offset, staging, self._arena.stream)
+            self._arena.stream.synchronize()
+
+    def read_rows(self, rows: Rows) -> int:
+        """GPU memory: the `rows` of it (each ring's header: its indices) copied into its
+        arena's staging, where they lie as in the route, in one 2D copy while the kernels run
+        (the rest of the copy is stale): the host's address of the copy. Pinned: itself."""
+        if self._arena is None:
+            return self.host
+        staging = self._arena.staging[self._offset:self._offset + self.size]
+        with current_context(self._device) as drv:
+            copy = drv.Memcpy2D()
+            copy.set_src_device(self.device_ptr + rows.first)
+            copy.set_dst_host(staging[rows.first:])
+            copy.src_pitch = copy.dst_pitch = rows.pitch
+            copy.width_in_bytes = rows.width
+            copy.height = rows.count
+            copy(self._arena.stream)
             self._arena.stream.synchronize()
         return int(staging.ctypes.data)
 
