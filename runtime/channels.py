@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +30,7 @@ from ringgen.runtime.backlog import PriorityBacklog
 from ringgen.runtime.dead_letters import DeadLetter, DeadLetterReason
 from ringgen.runtime.replies import Replies
 from ringgen.runtime.telemetry import Counters, Telemetry
-from ringgen.runtime.waiting import wait_in, wake_all, wake_some
+from ringgen.runtime.waiting import RoomWaiters, wait_in
 
 if TYPE_CHECKING:
     from ringgen.runtime.runtime import RingKernelRuntime
@@ -86,7 +85,7 @@ class Channel:
         self.counters = Counters()
         self.replies = Replies(kernel_id, self.counters, self.dead_letter)
         self._buffer_fields = _buffer_fields(input_cls)
-        self._space_waiters: deque[asyncio.Future[None]] = deque()
+        self._space_waiters = RoomWaiters()
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -243,7 +242,7 @@ class Channel:
         if len(self.backlog) + count <= self.queue_size:
             return
         try:
-            woken = await wait_in(self.deadlines, self._space_waiters, deadline)
+            woken = await self._space_waiters.wait(self.deadlines, count, deadline)
         except asyncio.CancelledError:
             self.space_freed()  # a wake-up given to this sender goes to the next in line
             raise
@@ -253,12 +252,12 @@ class Channel:
                 "within the timeout (backpressure='block'); is the kernel activated?")
 
     def space_freed(self) -> None:
-        """Wake as many blocked senders, first blocked first, as there are free places (each
-        needs one at least); each checks whether its messages fit now, and one that finds no
-        room parks again. A sender woken for nothing (cancelled) passes its wake-up on."""
+        """Wake the blocked senders whose messages fit in the free places, first blocked first
+        (RoomWaiters.wake); each checks whether its messages fit now, and one that finds no room
+        parks again. A sender woken for nothing (cancelled) passes its wake-up on."""
         room = self.queue_size - len(self.backlog)
         if room > 0 and self._space_waiters:
-            wake_some(self._space_waiters, room)
+            self._space_waiters.wake(room)
 
     def enqueued(self) -> None:
         """New messages are in the backlog (subclasses move them on)."""
@@ -490,7 +489,7 @@ class Channel:
 
     def _fail_waiters(self, error: Exception) -> None:
         self.replies.fail_all(error)
-        wake_all(self._space_waiters)  # they re-check and raise
+        self._space_waiters.wake_all()  # they re-check and raise
 
     def _evict_backlog(self, reason: DeadLetterReason, detail: str) -> None:
         for entry in self.backlog.clear():

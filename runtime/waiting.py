@@ -92,12 +92,60 @@ def wake_all(waiters: deque[asyncio.Future[None]]) -> None:
             waiter.set_result(None)
 
 
-def wake_some(waiters: deque[asyncio.Future[None]], n: int) -> None:
-    """Resolve the first `n` futures of a queue of waiters that still wait, in FIFO order: as
-    many as can proceed, rather than every one of them to find the room taken and park again
-    (a thundering herd, and a new place at the back of the queue for each)."""
-    while n > 0 and waiters:
-        waiter = waiters.popleft()
-        if not waiter.done():
-            waiter.set_result(None)
-            n -= 1
+class RoomWaiters:
+    """Senders parked until a queue has room, each for the `need` places its messages take.
+
+    space freed wakes, first parked first, each sender whose need fits in what is left of the
+    room, and no more: rather than every one of them to find the room taken and park again (a
+    thundering herd, with a new place at the back of the queue for each). A sender that does not
+    fit stays parked without taking a wake-up, so a batch waiting for many places never holds
+    back a message behind it that would fit in one."""
+
+    def __init__(self) -> None:
+        self._parked: deque[tuple[asyncio.Future[None], int]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._parked)
+
+    async def wait(self, deadlines: Deadlines, need: int, deadline: float | None) -> bool:
+        """Park until wake() finds room for `need` places, or wake_all(), or the loop.time()
+        `deadline`; False if the deadline came first. The woken sender re-checks the room."""
+        waiter: asyncio.Future[None] = deadlines.loop.create_future()
+        entry = (waiter, need)
+        self._parked.append(entry)
+        try:
+            left = None if deadline is None else max(deadline - deadlines.loop.time(), 0.0)
+            await deadlines.wait(waiter, left)
+            return True
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            # woken: wake() took it off already; timed out or cancelled: it leaves by itself
+            if not waiter.done() or waiter.cancelled() or waiter.exception() is not None:
+                try:
+                    self._parked.remove(entry)
+                except ValueError:  # wake() dropped it, done, on its way
+                    pass
+
+    def wake(self, room: int) -> None:
+        """Wake the parked senders, in the order they parked, whose needs fit in `room` places
+        together; the others stay parked, in their order."""
+        kept: deque[tuple[asyncio.Future[None], int]] = deque()
+        while room > 0 and self._parked:
+            waiter, need = entry = self._parked.popleft()
+            if waiter.done():  # timed out or cancelled: it leaves by itself
+                continue
+            if need <= room:
+                waiter.set_result(None)
+                room -= need
+            else:
+                kept.append(entry)
+        kept.extend(self._parked)
+        self._parked = kept
+
+    def wake_all(self) -> None:
+        """Wake every parked sender (the queue closed: each re-checks and raises)."""
+        parked, self._parked = self._parked, deque()
+        for waiter, _ in parked:
+            if not waiter.done():
+                waiter.set_result(None)

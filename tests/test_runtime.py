@@ -141,17 +141,17 @@ def test_blocked_senders_wake_as_room_frees_not_all_at_once(kernels_pkg: Any,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Room for one wakes one blocked sender, first blocked first: waking all of them (to find
     the room taken and park again) cost each place freed a wake-up per waiting sender."""
-    from ringgen.runtime import channels
+    from ringgen.runtime.waiting import RoomWaiters
 
     parks = 0
-    original = channels.wait_in
+    original = RoomWaiters.wait
 
     async def counted(*args: Any) -> bool:
         nonlocal parks
         parks += 1
         return await original(*args)
 
-    monkeypatch.setattr(channels, "wait_in", counted)
+    monkeypatch.setattr(RoomWaiters, "wait", counted)
 
     async def main() -> list[int]:
         # lanes as small as they come: the backlog stays full while the kernel works

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ringgen.runtime.waiting import Deadlines
+from ringgen.runtime.waiting import Deadlines, RoomWaiters
 
 # Each wait must expire within 0.1 s of its deadline: run alone, not beside other tests' load.
 pytestmark = pytest.mark.serial
@@ -55,5 +55,48 @@ def test_a_cancelled_wait_leaves_nothing_behind() -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
         assert deadlines.pending() == 0
+
+    asyncio.run(main())
+
+
+def test_room_wakes_the_senders_that_fit_in_order_and_leaves_the_others_parked() -> None:
+    """A batch waiting for eight places does not take the wake-up of one free place: the sender
+    behind it that needs one goes, and the batch keeps its place at the head of the queue."""
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        deadlines, room = Deadlines(loop), RoomWaiters()
+        woken: list[str] = []
+
+        async def sender(name: str, need: int) -> None:
+            assert await room.wait(deadlines, need, None)
+            woken.append(name)
+
+        tasks = [asyncio.ensure_future(sender(n, k)) for n, k in (("batch", 8), ("one", 1), ("two", 2))]
+        await asyncio.sleep(0)
+        room.wake(1)
+        await asyncio.sleep(0)
+        assert woken == ["one"] and len(room) == 2
+        room.wake(10)  # the batch first, then what is left fits the next
+        await asyncio.gather(*tasks)
+        assert len(room) == 0
+        return woken
+
+    assert asyncio.run(main()) == ["one", "batch", "two"]
+
+
+def test_a_timed_out_or_cancelled_room_wait_leaves_the_queue() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        deadlines, room = Deadlines(loop), RoomWaiters()
+        assert not await room.wait(deadlines, 1, loop.time() + 0.002)
+        cancelled = asyncio.ensure_future(room.wait(deadlines, 1, None))
+        await asyncio.sleep(0)
+        assert len(room) == 1
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        assert len(room) == 0
+        room.wake(5)  # nobody left to wake: nothing happens
+        room.wake_all()
 
     asyncio.run(main())
