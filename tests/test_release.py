@@ -1,0 +1,166 @@
+"""Releasing a kernel's region while other threads wait in native code on it (pop, push_wait,
+wait_ack, links_acked, state_snapshot drop the GIL): the release wakes them and waits until
+they have left the region, so none reads freed memory; each waiter gets a clear error."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from ringgen.codecs import struct_columns as structs
+from ringgen.errors import KernelStateError
+from ringgen.runtime.backends import rings
+from ringgen.runtime.backends.cpu import CpuKernel
+
+WAIT_S = 30.0  # far longer than a test: a waiter that returns was woken by the release
+ROUNDS = 12  # releases per kind of wait, each at a different moment of the wait
+
+Wait = Callable[[CpuKernel], object]
+
+
+def _ping(kernel: CpuKernel) -> Any:
+    pkg = kernel.info.input
+    return structs.pack(pkg, kernel.info.in_dtype, [pkg(seq=0, priority=0)])
+
+
+def _pop(kernel: CpuKernel) -> object:
+    return kernel.pop_bytes(1, timeout=WAIT_S)  # nothing is sent: no response comes
+
+
+def _push_wait(kernel: CpuKernel) -> object:
+    kernel.deactivate()  # a paused kernel takes nothing: the lane stays full
+    one = _ping(kernel)
+    while kernel.push(0, 0, one):
+        pass
+    return kernel.push_wait(0, 0, one, timeout=WAIT_S)
+
+
+def _wait_ack(kernel: CpuKernel) -> object:
+    # a command no block will ever acknowledge (sequence numbers only grow)
+    return kernel.rings.wait_ack(1 << 40, int(WAIT_S * 1e9))
+
+
+def _links_acked(kernel: CpuKernel) -> object:
+    return kernel.rings.links_acked(kernel.links_offset, 1 << 40, int(WAIT_S * 1e9))
+
+
+WAITS: dict[str, Wait] = {"pop": _pop, "push_wait": _push_wait, "wait_ack": _wait_ack,
+                          "links_acked": _links_acked}
+
+
+def _release_during(kernel: CpuKernel, wait: Wait, release: Callable[[], None],
+                    delay_s: float) -> BaseException | None:
+    """Runs `wait` in a thread, releases the region `delay_s` after it started; what the
+    waiter raised (None if it returned)."""
+    outcome: list[BaseException | None] = []
+    started = threading.Event()
+
+    def waiter() -> None:
+        started.set()
+        try:
+            wait(kernel)
+            outcome.append(None)
+        except BaseException as e:  # noqa: BLE001 - the test inspects whatever it was
+            outcome.append(e)
+
+    thread = threading.Thread(target=waiter, daemon=True)
+    thread.start()
+    started.wait()
+    time.sleep(delay_s)
+    begun = time.monotonic()
+    release()
+    thread.join(WAIT_S)
+    assert not thread.is_alive(), "the release did not end the wait"
+    # the waiter left within a nap or two of the release, not at its timeout
+    assert time.monotonic() - begun < 5.0
+    return outcome[0]
+
+
+@pytest.mark.parametrize("how", ["terminate", "release"])
+@pytest.mark.parametrize("kind", sorted(WAITS))
+def test_release_ends_every_native_wait_cleanly(kernels_pkg: Any, kind: str, how: str) -> None:
+    rng = random.Random(f"{kind}-{how}")
+    released = rings.region_released()
+    for _ in range(ROUNDS):
+        kernel = CpuKernel(kernels_pkg.package.kernel("echo"))
+        try:
+            kernel.activate()
+            release = kernel.release if how == "release" else lambda: kernel.terminate(0.5)
+            error = _release_during(kernel, WAITS[kind], release, rng.uniform(0, 0.004))
+        finally:
+            _end(kernel)
+        # through RingKernel: KernelStateError; straight on the Region: RegionReleased
+        assert isinstance(error, (KernelStateError, released)), repr(error)
+        assert "released" in str(error)
+
+
+def _end(kernel: CpuKernel) -> None:
+    """Terminates the kernel; one whose region was released first (release() alone leaves
+    the runner process going) is killed: no command reaches it any more."""
+    if not kernel.closed:
+        kernel.terminate(0.5)
+    elif kernel.proc.poll() is None:
+        kernel.proc.kill()
+        kernel.proc.wait()
+
+
+def test_calls_after_release_raise_region_released(kernels_pkg: Any) -> None:
+    kernel = CpuKernel(kernels_pkg.package.kernel("echo"))
+    kernel.activate()
+    region = kernel.rings
+    kernel.terminate(0.5)
+    released = rings.region_released()
+    for call in (lambda: region.pop(1, 10**9, 10**6, 0, False), lambda: region.status(),
+                 lambda: region.wait_ack(1, 10**9), lambda: region.command(1),
+                 lambda: region.links_acked(kernel.links_offset, 1, 10**9)):
+        with pytest.raises(released, match="released"):
+            call()
+    with pytest.raises(KernelStateError, match="released"):
+        kernel.pop_bytes(1, timeout=1.0)
+    region.detach()  # again: nothing left to wait for
+
+
+def test_concurrent_detach_from_many_threads(kernels_pkg: Any) -> None:
+    """Every thread's detach returns once the region is free; none joins the watcher twice."""
+    kernel = CpuKernel(kernels_pkg.package.kernel("echo"))
+    kernel.activate()
+    region = kernel.rings
+    waiter = threading.Thread(target=lambda: pytest.raises(KernelStateError, _pop, kernel))
+    waiter.start()
+    time.sleep(0.01)
+    threads = [threading.Thread(target=region.detach) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads + [waiter]:
+        t.join(10.0)
+        assert not t.is_alive()
+    kernel.release()  # detached already: returns at once
+    _end(kernel)
+
+
+def test_concurrent_terminates_all_return(kernels_pkg: Any) -> None:
+    """A terminate whose acknowledgement wait another thread's terminate released returns
+    as the other does: the kernel is terminated either way."""
+    for _ in range(ROUNDS):
+        kernel = CpuKernel(kernels_pkg.package.kernel("echo"))
+        kernel.activate()
+        errors: list[BaseException] = []
+
+        def terminate(k: CpuKernel = kernel) -> None:
+            try:
+                k.terminate(0.5)
+            except BaseException as e:  # noqa: BLE001 - the test reports any
+                errors.append(e)
+
+        threads = [threading.Thread(target=terminate) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10.0)
+            assert not t.is_alive()
+        assert errors == [] and kernel.closed and kernel.exited()
