@@ -1,9 +1,12 @@
 """Releasing a kernel's region while other threads wait in native code on it (pop, push_wait,
 wait_ack, links_acked, state_snapshot drop the GIL): the release wakes them and waits until
-they have left the region, so none reads freed memory; each waiter gets a clear error."""
+they have left the region, so none reads freed memory; each waiter gets a clear error. And
+overlapping rewrites of one kernel's links (a disconnect and a connect at once): one at a
+time, never while a block may still be copying the version before."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import subprocess
 import threading
@@ -13,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, compile_cpp
+from conftest import ROOT, build_package, compile_cpp
 
+from ringgen import RingKernelRuntime
 from ringgen.codecs import struct_columns as structs
 from ringgen.errors import KernelStateError
 from ringgen.runtime.backends import rings
@@ -193,3 +197,62 @@ def test_release_under_thread_sanitizer(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-4000:]
     rounds, ended, refused = map(int, result.stdout.split()[1:])
     assert rounds == 400 and ended + refused == 4 * 400 and ended > 0
+
+
+@pytest.fixture(scope="module")
+def routed_pkg(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return build_package("schemas.routed", tmp_path_factory.mktemp("routed") / "gen")
+
+
+class SlowAcks:
+    """A kernel's Region whose blocks look slow to apply new links: each version published
+    reads as unacknowledged for its first `late` looks, which widens the window in which an
+    overlapping rewrite would write the table. Records every set_link made while a published
+    version was not yet acknowledged."""
+
+    def __init__(self, region: Any, late: int = 30):
+        self.region, self.late = region, late
+        self.published = self.acked = self.looks = 0
+        self.overlaps: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.region, name)
+
+    def set_link(self, *args: Any) -> None:
+        if self.published > self.acked:
+            self.overlaps.append(self.published)
+        self.region.set_link(*args)
+
+    def publish_links(self, links_offset: int) -> int:
+        self.published = self.region.publish_links(links_offset)
+        self.looks = 0
+        return self.published
+
+    def links_acked(self, links_offset: int, version: int, timeout_ns: int) -> bool:
+        self.looks += 1
+        if self.looks <= self.late or not self.region.links_acked(links_offset, version,
+                                                                  timeout_ns):
+            return False
+        self.acked = max(self.acked, version)
+        return True
+
+
+def test_overlapping_link_rewrites_wait_for_each_other(routed_pkg: Any) -> None:
+    pkg = routed_pkg
+
+    async def main() -> None:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            for k in ("a", "b", "c"):
+                await rt.launch(k)
+            await rt.connect("a", "b")
+            kernel = rt.channel("a").kernel  # type: ignore[attr-defined]
+            slow = kernel.region = SlowAcks(kernel.region)
+            # A disconnect and a connect of a's output at once: both rewrite a's out links.
+            await asyncio.gather(rt.disconnect("a"), rt.connect("a", "c"))
+            assert slow.overlaps == [], "a table was rewritten while blocks could copy it"
+            assert slow.acked == slow.published >= 2  # both published, each applied
+            reply = await rt.request("a", pkg.Item(seq=7), timeout=10.0, reply_from="c")
+            assert reply.seq == 7 and reply.hops == 2  # the last rewrite is what holds
+            kernel.region = slow.region
+
+    asyncio.run(main())
