@@ -29,6 +29,7 @@
 #include <string>
 
 #include "rg_ring.h"
+#include "rg_state.h"  // rg_bell_ring_from_host
 
 // A region whose kernel broke the ring protocol (wrote over the indices the host reads).
 struct rg_host_fault : std::runtime_error {
@@ -273,13 +274,9 @@ static inline void rg_host_copy(rg_ring* ring, uint64_t capacity, uint64_t slot,
     rg_ring_copy(ring, capacity, slot, rg_slot_stride(slot), lead, index, flat, n, into_ring);
 }
 
-// rg_bell_ring for the host's doorbell, without the eventfd that rg_bell_ring would take from
-// the region: that number is the kernel's to write, and the host writes no fd it was handed.
+// The doorbell rung without the eventfd whose number is in the region (rg_state.h).
 static inline void rg_host_ring_doorbell(const rg_host* h) {
-    rg_bell* bell = &rg_host_region(h)->control.doorbell;
-    rg_atomic_u64(bell->value).fetch_add(1, cuda::std::memory_order_seq_cst);
-    if (rg_atomic_u64(bell->sleepers).load(cuda::std::memory_order_seq_cst))
-        syscall(SYS_futex, &bell->value, FUTEX_WAKE, 0x7fffffff, nullptr, nullptr, 0);
+    rg_bell_ring_from_host(&rg_host_region(h)->control.doorbell);
 }
 
 static inline int64_t rg_host_now_ns() {

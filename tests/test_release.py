@@ -7,7 +7,9 @@ time, never while a block may still be copying the version before."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
 import subprocess
 import threading
 import time
@@ -116,6 +118,41 @@ def _end(kernel: CpuKernel) -> None:
     elif kernel.proc.poll() is None:
         kernel.proc.kill()
         kernel.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def stateful_pkg(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return build_package("schemas.stateful", tmp_path_factory.mktemp("stateful") / "gen")
+
+
+def _stop_process(pid: int) -> None:
+    """SIGSTOP, returning once every thread of the process is stopped (kill() returns before)."""
+    os.kill(pid, signal.SIGSTOP)
+    tasks = Path(f"/proc/{pid}/task")
+    deadline = time.monotonic() + 5.0
+    while not all((t / "stat").read_text().rsplit(")", 1)[1].split()[0] in "tT"
+                  for t in tasks.iterdir()):
+        assert time.monotonic() < deadline, "the runner did not stop"
+        time.sleep(0.001)
+
+
+@pytest.mark.parametrize("how", ["terminate", "release"])
+def test_release_ends_a_state_snapshot_wait(stateful_pkg: Any, how: str) -> None:
+    """A snapshot waits for blocks that, stopped, never answer: the release ends it."""
+    rng = random.Random(how)
+    for _ in range(ROUNDS // 2):
+        kernel = CpuKernel(stateful_pkg.package.kernel("tally"))
+        try:
+            kernel.activate()
+            _stop_process(kernel.proc.pid)  # no block answers from here on
+            release = (kernel.release if how == "release"
+                       else lambda k=kernel: k.terminate(0.2))  # killed: it acks nothing
+            error = _release_during(kernel, lambda k: k.read_state(WAIT_S), release,
+                                    rng.uniform(0, 0.004))
+        finally:
+            kernel.proc.kill()
+            _end(kernel)
+        assert isinstance(error, KernelStateError) and "released" in str(error), repr(error)
 
 
 def test_calls_after_release_raise_region_released(kernels_pkg: Any) -> None:

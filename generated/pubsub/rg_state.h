@@ -51,6 +51,15 @@ RG_FN uint8_t* rg_state_bytes(rg_state_slot* slot) { return (uint8_t*)(slot + 1)
 
 #include <atomic>
 
+// The host's ring of a bell in a kernel's region: the futex only. rg_bell_ring would also
+// write the eventfd whose number it finds in the bell, a number in memory the kernel can write,
+// so a kernel that wrote over it could make the host write into any file it has open.
+static inline void rg_bell_ring_from_host(rg_bell* bell) {
+    rg_atomic_u64(bell->value).fetch_add(1, cuda::std::memory_order_seq_cst);
+    if (rg_atomic_u64(bell->sleepers).load(cuda::std::memory_order_seq_cst))
+        syscall(SYS_futex, &bell->value, FUTEX_WAKE, 0x7fffffff, nullptr, nullptr, 0);
+}
+
 // Host: asks block `slot`'s kernel for a snapshot and waits up to timeout_ns for it; true when
 // the slot's bytes are now that snapshot. One asker at a time per slot (the runtime's lock).
 // `cancel`: a flag that, once set, ends the wait as a timeout does (the region is going).
@@ -58,7 +67,7 @@ static inline bool rg_state_host_snapshot(rg_region* r, rg_state_slot* slot, int
                                           const std::atomic<bool>* cancel = nullptr) {
     uint64_t want = rg_load_relaxed(&slot->request.value) + 1;
     rg_store_release(&slot->request.value, want);
-    rg_bell_ring(&r->control.doorbell);  // a sleeping block looks at once
+    rg_bell_ring_from_host(&r->control.doorbell);  // a sleeping block looks at once
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
     uint32_t nap_ns = 1000;
