@@ -11,14 +11,17 @@ with the same handler on an async actor (a NodeHost is one: the asyncio hop Ray 
 call of it); (b) message objects: ringgen's send_many/receive_many against the plain actor
 called once per message (up to 1000 calls in flight) and once per list of 1000 (four lists
 in flight); (c) numpy struct arrays: send_array/receive_array (Ray's object store carries
-the batches, four in flight) against the same two. Each part also prints the same kernel's
-figure in one process without Ray (measured first): what a node's runtime can do at most,
-the bound of ours.
+the batches, four in flight) against the same two, through the echo kernel and through
+echo_thread (benchmarks/bench_cluster_kernels.py: the same handler at the granularity that
+fits it, per="thread", 32 messages per round of a 32-thread block, where the echo kernel runs
+per="block", one message per round). Each part also prints the same kernel's figure in one
+process without Ray (measured first): what a node's runtime can do at most, the bound of ours.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import sys
 import tempfile
 import time
@@ -30,10 +33,10 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_ring import build_echo  # noqa: E402
-
 from ringgen import RingKernelRuntime  # noqa: E402
 from ringgen.cluster import ClusterRuntime  # noqa: E402
+from ringgen.codegen.build import plan  # noqa: E402
+from ringgen.codegen.writer import write_package  # noqa: E402
 
 LATENCY_N = 1000
 LATENCY_ROUNDS = 10
@@ -41,6 +44,21 @@ OBJECTS_N = 50_000
 ARRAYS_N = 1_000_000
 BATCH = 1000
 IN_FLIGHT = 4
+ARRAY_KERNELS = ("echo", "echo_thread")  # per="block", per="thread"
+
+
+def build(work: Path) -> Any:
+    """bench_kernels' echo and bench_cluster_kernels' echo_thread, in one package."""
+    p = plan([str(HERE / "bench_kernels.py"), str(HERE / "bench_cluster_kernels.py")],
+             work / "gen")
+    write_package(p.package_dir, p.files())
+    spec = importlib.util.spec_from_file_location("bench_cluster_gen", p.package_dir / "__init__.py",
+                                                  submodule_search_locations=[str(p.package_dir)])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_cluster_gen"] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 class PlainEcho:
@@ -121,8 +139,10 @@ async def ours_objects(rt: ClusterRuntime, pkg: Any, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-async def ours_arrays(rt: ClusterRuntime | RingKernelRuntime, pkg: Any, n: int) -> float:
-    """send_array/receive_array through `rt`: across nodes, or (the bound) in this process."""
+async def ours_arrays(rt: ClusterRuntime | RingKernelRuntime, pkg: Any, n: int,
+                      kernel: str = "echo") -> float:
+    """send_array/receive_array through `rt` to `kernel`: across nodes, or (the bound) in
+    this process."""
     arr = pkg.package.new_array("Job", n)
     arr["seq"] = np.arange(n)
     step = 1 << 16
@@ -131,35 +151,37 @@ async def ours_arrays(rt: ClusterRuntime | RingKernelRuntime, pkg: Any, n: int) 
     async def consume() -> None:
         got = 0
         while got < n:
-            got += len(await rt.receive_array("echo", step, timeout=30.0))
+            got += len(await rt.receive_array(kernel, step, timeout=30.0))
 
     consumer = asyncio.ensure_future(consume())
     in_flight: set[asyncio.Future[int]] = set()
     for i in range(0, n, step):  # several batches in flight: Ray's per-call time overlaps
         if len(in_flight) >= IN_FLIGHT:
             _, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-        in_flight.add(asyncio.ensure_future(rt.send_array("echo", arr[i:i + step])))
+        in_flight.add(asyncio.ensure_future(rt.send_array(kernel, arr[i:i + step])))
     await asyncio.gather(*in_flight)
     await consumer
     return n / (time.perf_counter() - start)
 
 
-async def in_one_process(pkg: Any) -> tuple[list[float], float]:
-    """The same kernel without Ray: request round trips and array throughput in this process,
+async def in_one_process(pkg: Any) -> tuple[list[float], dict[str, float]]:
+    """The same kernels without Ray: request round trips and array throughput in this process,
     what a node's RingKernelRuntime can do at most (the bound of the figures across nodes)."""
     async with RingKernelRuntime(pkg, backend="cpu", lane_capacity=1024) as rt:
-        await rt.launch("echo", queue_size=1 << 21)
+        for kernel in ARRAY_KERNELS:
+            await rt.launch(kernel, queue_size=1 << 21)
         (lat,) = await latency([lambda m: rt.request("echo", m, timeout=30.0)],
                                [lambda i: pkg.Job(seq=i)])
-        return lat, await ours_arrays(rt, pkg, ARRAYS_N)
+        return lat, {k: await ours_arrays(rt, pkg, ARRAYS_N, k) for k in ARRAY_KERNELS}
 
 
-async def run(pkg: Any, address: str, local: tuple[list[float], float]) -> None:
+async def run(pkg: Any, address: str, local: tuple[list[float], dict[str, float]]) -> None:
     import ray
 
     async with ClusterRuntime(pkg, address=address, backend="cpu", lane_capacity=1024) as rt:
         far = (await rt.nodes())[1]
-        await rt.launch("echo", node=far, queue_size=1 << 21)
+        for kernel in ARRAY_KERNELS:
+            await rt.launch(kernel, node=far, queue_size=1 << 21)
         from ringgen.cluster.ray_api import node_affinity
 
         plain = ray.remote(PlainEcho).options(num_cpus=0,
@@ -173,7 +195,7 @@ async def run(pkg: Any, address: str, local: tuple[list[float], float]) -> None:
         per_call = await plain_per_call(plain, OBJECTS_N // 5)
         batched = await plain_batched(plain, OBJECTS_N)
         objects = await ours_objects(rt, pkg, OBJECTS_N)
-        arrays = await ours_arrays(rt, pkg, ARRAYS_N)
+        arrays = {k: await ours_arrays(rt, pkg, ARRAYS_N, k) for k in ARRAY_KERNELS}
         assert not rt.dead_letters
 
     print("(a) request across nodes, p50 / p99")
@@ -187,24 +209,25 @@ async def run(pkg: Any, address: str, local: tuple[list[float], float]) -> None:
     print(f"    plain actor, a list per call:    {batched:12,.0f} msg/s")
     print(f"    ringgen send_many/receive_many:  {objects:12,.0f} msg/s   "
           f"{objects / per_call:6.1f}x per call, {objects / batched:5.2f}x batched")
-    print("(c) numpy struct arrays across nodes")
-    print(f"    ringgen send_array/receive_array: {arrays:12,.0f} msg/s   "
-          f"{arrays / per_call:6.1f}x per call, {arrays / batched:5.2f}x batched")
-    print(f"    (bound: the kernel in one process, no Ray: {local[1]:12,.0f} msg/s)")
+    print("(c) numpy struct arrays across nodes, send_array/receive_array")
+    for k in ARRAY_KERNELS:
+        print(f"    ringgen, {k + ':':12s} {arrays[k]:12,.0f} msg/s   "
+              f"{arrays[k] / per_call:6.1f}x per call, {arrays[k] / batched:5.2f}x batched")
+        print(f"    (bound: {k} in one process, no Ray: {local[1][k]:12,.0f} msg/s)")
 
 
 def main() -> None:
     from ray.cluster_utils import Cluster
 
     with tempfile.TemporaryDirectory() as tmp:  # measured first, while Ray is not running
-        local = asyncio.run(in_one_process(build_echo(Path(tmp))))
+        local = asyncio.run(in_one_process(build(Path(tmp))))
     cluster = Cluster(initialize_head=True,
                       head_node_args={"num_cpus": 1, "include_dashboard": False})
     cluster.add_node(num_cpus=1)
     try:
         cluster.wait_for_nodes()
         with tempfile.TemporaryDirectory() as tmp:
-            pkg = build_echo(Path(tmp))
+            pkg = build(Path(tmp))
             asyncio.run(run(pkg, cluster.address, local))
     finally:
         cluster.shutdown()

@@ -79,6 +79,8 @@ class Hosts:
         if node_id not in await self.nodes():
             raise KernelStateError(f"no live Ray node {node_id!r}; await runtime.nodes() lists "
                                    "the nodes that can host kernels")
+        # A threaded actor (cluster/node.py): as many calls at once as an async one had, each
+        # on a thread of its pool (alive() holds one for good).
         actor = self.ray.remote(NodeHost).options(
             num_cpus=0, max_concurrency=1000, max_restarts=0,
             scheduling_strategy=node_affinity(node_id))

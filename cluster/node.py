@@ -1,7 +1,10 @@
 """NodeHost: the Ray actor that hosts one node's kernels in a RingKernelRuntime of its own.
 
-One per Ray node that runs kernels, pinned to that node. Its methods run on the actor's event
-loop, which is the runtime's loop, so they simply await the runtime. Each returns an `Outcome`:
+One per Ray node that runs kernels, pinned to that node. It is a threaded actor, not an async
+one: Ray runs each call on a thread of its pool, and most run as a coroutine on the loop of the
+node's runtime (cluster/held_loop.py, @on_loop), where they simply await the runtime. A lone
+request does not even hop to that loop: its thread holds the loop still and pushes the message
+and waits for its reply itself, in native code (request()). Each method returns an `Outcome`:
 the value, or the error as a `Failure` the driver raises again, plus the dead letters the node
 made since its last answer. Messages come as their codec's bytes (`serialize()`) with their
 class name, batches of structs as numpy arrays; responses go back the same way.
@@ -10,27 +13,44 @@ class name, batches of structs as numpy arrays; responses go back the same way.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
-from collections.abc import Awaitable, Callable
-from typing import Any
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
 from ringgen.cluster.bridge import Bridge, Target
+from ringgen.cluster.held_loop import HeldLoop
 from ringgen.cluster.ray_api import ray_module
 from ringgen.cluster.wire import Failure, Letter, Outcome, PackageSpec
 from ringgen.codecs.structs import VECTOR_MIN
 from ringgen.errors import KernelStateError, QueueFullError
 from ringgen.runtime.dead_letters import DeadLetter, DeadLetterReason
-from ringgen.runtime.device_channel import DeviceChannel
+from ringgen.runtime.device_channel import NOT_LONE, DeviceChannel, Pending
 from ringgen.runtime.runtime import RingKernelRuntime
 from ringgen.schema.package import Package
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def on_loop(method: Callable[Concatenate[NodeHost, P], Coroutine[Any, Any, T]]
+            ) -> Callable[Concatenate[NodeHost, P], T]:
+    """A method written as a coroutine of the runtime's loop, called by Ray on a thread of
+    its pool, which waits for it."""
+    @functools.wraps(method)
+    def call(self: NodeHost, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._held.run(method(self, *args, **kwargs))
+    return call
 
 
 class NodeHost:
     """Made with `ray.remote(NodeHost)` by the driver (ray is imported only there)."""
 
     def __init__(self, specs: list[PackageSpec], options: dict[str, Any]) -> None:
+        self._held = HeldLoop("ringgen-node")
         self._specs = specs
         self._options = options
         self._letters: list[Letter] = []
@@ -43,6 +63,7 @@ class NodeHost:
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    @on_loop
     async def start(self) -> Outcome:
         """Import the packages and enter the runtime on this actor's loop; the value is
         (this process's id, the backend it resolved, the Ray node it runs on)."""
@@ -56,10 +77,12 @@ class NodeHost:
             return os.getpid(), runtime.backend, ray_module().get_runtime_context().get_node_id()
         return await self._answer(go())
 
-    async def alive(self) -> None:
-        """Never returns: the driver awaits it, and learns of the actor's death when it fails."""
-        await asyncio.Event().wait()
+    def alive(self) -> None:
+        """Never returns: the driver awaits it, and learns of the actor's death when it fails.
+        It holds one of the threads Ray runs the actor's calls on."""
+        threading.Event().wait()
 
+    @on_loop
     async def shutdown(self, timeout: float) -> Outcome:
         async def go() -> None:
             for bridge in list(self._bridges.values()):
@@ -68,6 +91,7 @@ class NodeHost:
             await self.runtime.close(timeout)
         return await self._answer(go())
 
+    @on_loop
     async def runner_pids(self) -> list[int]:
         """The CPU backend's runner processes (what a clean shutdown must leave none of)."""
         runtime = self.runtime
@@ -82,9 +106,11 @@ class NodeHost:
 
     # -- kernels ---------------------------------------------------------------------------
 
+    @on_loop
     async def launch(self, kernel_id: str, activate: bool, options: dict[str, Any]) -> Outcome:
         return await self._answer(self.runtime.launch(kernel_id, activate=activate, **options))
 
+    @on_loop
     async def lifecycle(self, what: str, kernel_id: str, *args: Any) -> Outcome:
         """activate, deactivate, terminate, drain, telemetry, state or read_state."""
         runtime = self.runtime
@@ -97,9 +123,11 @@ class NodeHost:
         call: Callable[..., Awaitable[Any]] = getattr(runtime, what)
         return await self._answer(call(kernel_id, *args))
 
+    @on_loop
     async def connect(self, src: str, dsts: list[str]) -> Outcome:
         return await self._answer(self.runtime.connect(src, *dsts))
 
+    @on_loop
     async def bridge(self, src: str, targets: list[Target]) -> Outcome:
         """Forward src's output to `targets` (kernels here, or on other nodes), batched."""
         async def go() -> None:
@@ -109,6 +137,7 @@ class NodeHost:
             self._bridges[src] = Bridge(self.runtime, src, targets, self._add_letters)
         return await self._answer(go())
 
+    @on_loop
     async def disconnect(self, src: str) -> Outcome:
         async def go() -> None:
             bridge = self._bridges.pop(src, None)
@@ -120,11 +149,13 @@ class NodeHost:
 
     # -- messages --------------------------------------------------------------------------
 
+    @on_loop
     async def send(self, kernel_id: str, class_name: str, data: bytes,
                    timeout: float | None) -> Outcome:
         return await self._answer(self.runtime.send(kernel_id, self._decode(class_name, data),
                                                     timeout))
 
+    @on_loop
     async def send_nowait(self, kernel_id: str, stream: str, seq: int, class_name: str,
                           data: bytes) -> Outcome:
         """The driver's send_nowait(): enqueued now or not at all, in the order the driver
@@ -148,12 +179,14 @@ class NodeHost:
             turns.done(seq)
         return await self._answer(_ready(accepted))
 
+    @on_loop
     async def send_many(self, kernel_id: str, class_name: str, blobs: list[bytes],
                         timeout: float | None) -> Outcome:
         cls = self._class(class_name)
         return await self._answer(self.runtime.send_many(
             kernel_id, [cls.deserialize(b) for b in blobs], timeout))
 
+    @on_loop
     async def send_structs(self, kernel_id: str, rows: np.ndarray,
                            timeout: float | None) -> Outcome:
         """send_many() of a device kernel's messages that the driver packed as its C structs.
@@ -170,17 +203,50 @@ class NodeHost:
                                                 timeout)
         return await self._answer(go())
 
+    @on_loop
     async def send_array(self, kernel_id: str, rows: np.ndarray, timeout: float | None) -> Outcome:
         return await self._answer(self.runtime.send_array(kernel_id, rows, timeout))
 
-    async def request(self, kernel_id: str, class_name: str, data: bytes, timeout: float | None,
-                      reply_from: str | None) -> Outcome:
-        async def go() -> tuple[str, bytes]:
-            response = await self.runtime.request(kernel_id, self._decode(class_name, data),
-                                                  timeout, reply_from=reply_from)
-            return type(response).__name__, response.serialize()
-        return await self._answer(go())
+    def request(self, kernel_id: str, class_name: str, data: bytes, timeout: float | None,
+                reply_from: str | None) -> Outcome:
+        """A lone request to a device kernel is answered on this thread, with the loop held
+        still (DeviceChannel.lone_request: a push, then a native wait for the reply); when the
+        loop is busy, or the request is not lone, or no reply came within the spin, the
+        request goes on on the loop, as RingKernelRuntime.request."""
+        if reply_from in (None, kernel_id) and self._held.try_hold():
+            try:
+                got = self._lone_request(kernel_id, class_name, data, timeout)
+            finally:
+                self._held.lock.release()
+            if isinstance(got, Pending):
+                return self._held.run(self._answer(_response(
+                    self.runtime.channel(kernel_id).await_reply(got.key, got.future, timeout,
+                                                                polled=True))))
+            if got is not NOT_LONE:
+                return got
+        async def go() -> Any:
+            return await self.runtime.request(kernel_id, self._decode(class_name, data),
+                                              timeout, reply_from=reply_from)
+        return self._held.run(self._answer(_response(go())))
 
+    def _lone_request(self, kernel_id: str, class_name: str, data: bytes,
+                      timeout: float | None) -> Any:
+        """With the loop held: the request's Outcome, or NOT_LONE, or the Pending reply."""
+        try:
+            channel = self.runtime.channel(kernel_id)
+        except KernelStateError:
+            return NOT_LONE  # the loop's request() says what is wrong
+        if not isinstance(channel, DeviceChannel):
+            return NOT_LONE  # a host actor
+        try:
+            got = channel.lone_request(self._decode(class_name, data), timeout)
+        except Exception as e:
+            return self._outcome(None, Failure.of(e))
+        if got is NOT_LONE or isinstance(got, Pending):
+            return got
+        return self._outcome((type(got).__name__, got.serialize()), None)
+
+    @on_loop
     async def expect(self, kernel_id: str, key: bytes) -> Outcome:
         """The first half of a request whose pipeline ends on this node: wait for the reply
         correlated to `key` from now on (await_reply collects it)."""
@@ -194,6 +260,7 @@ class NodeHost:
             self._awaited[key] = future
         return await self._answer(go())
 
+    @on_loop
     async def await_reply(self, kernel_id: str, key: bytes, timeout: float | None) -> Outcome:
         async def go() -> tuple[str, bytes]:
             channel = self.runtime.channel(kernel_id)
@@ -213,6 +280,7 @@ class NodeHost:
             return type(response).__name__, response.serialize()
         return await self._answer(go())
 
+    @on_loop
     async def forget_reply(self, key: bytes) -> Outcome:
         """The driver gave up on a request before its reply came: await_reply ends now."""
         async def go() -> None:
@@ -221,6 +289,7 @@ class NodeHost:
                 future.set_exception(KernelStateError("the request was abandoned by its caller"))
         return await self._answer(go())
 
+    @on_loop
     async def receive_many(self, kernel_id: str, max_count: int,
                            timeout: float | None) -> Outcome:
         async def go() -> list[tuple[str, bytes]]:
@@ -228,10 +297,12 @@ class NodeHost:
             return [(type(m).__name__, m.serialize()) for m in got]
         return await self._answer(go())
 
+    @on_loop
     async def receive_array(self, kernel_id: str, max_count: int,
                             timeout: float | None) -> Outcome:
         return await self._answer(self.runtime.receive_array(kernel_id, max_count, timeout))
 
+    @on_loop
     async def letters(self) -> Outcome:
         """Only the dead letters made since the last answer."""
         return await self._answer(_ready(None))
@@ -261,13 +332,29 @@ class NodeHost:
         """Dead letters another node made for a bridge of this one: sent on with ours."""
         self._letters.extend(letters)
 
-    async def _answer(self, work: Awaitable[Any]) -> Outcome:
-        try:
-            value, failure = await work, None
-        except Exception as e:  # every error goes back to the driver, raised there again
-            value, failure = None, Failure.of(e)
+    def _answer(self, work: Awaitable[Any]) -> Coroutine[Any, Any, Outcome]:
+        """`work`'s Outcome, awaited on the loop. (A plain method that returns a coroutine:
+        an `async def` would make Ray take NodeHost for an async actor.)"""
+        return _answered(self, work)
+
+    def _outcome(self, value: Any, failure: Failure | None) -> Outcome:
+        """On the loop, or with it held: with the dead letters made since the last answer."""
         letters, self._letters = self._letters, []
         return value, failure, letters
+
+
+async def _answered(host: NodeHost, work: Awaitable[Any]) -> Outcome:
+    try:
+        value, failure = await work, None
+    except Exception as e:  # every error goes back to the driver, raised there again
+        value, failure = None, Failure.of(e)
+    return host._outcome(value, failure)
+
+
+async def _response(work: Awaitable[Any]) -> tuple[str, bytes]:
+    """A response as it crosses: its class name and its bytes."""
+    response = await work
+    return type(response).__name__, response.serialize()
 
 
 async def _ready(value: Any) -> Any:

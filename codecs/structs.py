@@ -37,6 +37,8 @@ class NativeSlots:
         self.ids: Callable[[Any], tuple[Any, Any]] = partial(module.ids, index)
         self.pack_rows: Callable[..., bytearray] = partial(module.pack_rows, index)
         self.unpack_rows: Callable[..., list[Any]] = partial(module.unpack_rows, index)
+        self.pack_one: Callable[..., bytes] = partial(module.pack_one, index)
+        self.unpack_one: Callable[..., Any] = partial(module.unpack_one, index)
         self.correlation_keys: Callable[[Any], list[int]] = partial(module.correlation_keys, index)
 
 
@@ -62,14 +64,24 @@ class StructCodec:
         plan = None if native is None else batch_plan(cls, dtype)
         self._pack_rows: Callable[[Sequence[Any]], bytearray] | None = None
         self._unpack_rows: Callable[[Any], list[Any]] | None = None
+        # and single messages so, in one C call each (a lone request's and send's codecs)
+        self._pack_one: Callable[[Any], bytes] | None = None
+        self._unpack_one: Callable[[bytes | memoryview], Any] | None = None
         if native is not None and plan is not None:
             self._pack_rows = partial(native.pack_rows, cls, cls.type_id(), plan)
             self._unpack_rows = partial(native.unpack_rows, cls, plan)
+            self._pack_one = partial(native.pack_one, cls, cls.type_id(), plan)
+            self._unpack_one = partial(native.unpack_one, cls, plan)
         self._correlation_keys = None if native is None else native.correlation_keys
         self._correlation_at = dtype.fields["correlation_id"][1]  # type: ignore[index]
 
     def pack(self, msg: Any) -> bytes:
         """One message -> the bytes of its struct."""
+        if self._pack_one is not None:
+            try:
+                return self._pack_one(msg)
+            except ValueError:
+                pass  # not exactly the class, or a value its C member cannot hold: see below
         if self._to_struct is not None:
             try:
                 return self._to_struct(self._serialize(msg))
@@ -79,6 +91,8 @@ class StructCodec:
 
     def unpack(self, data: bytes | memoryview) -> Any:
         """The bytes of one struct -> the message."""
+        if self._unpack_one is not None:  # fixed-size fields: any bytes of the size decode
+            return self._unpack_one(data)
         if self._to_msgpack is not None:
             try:
                 return self._deserialize(self._to_msgpack(data))

@@ -7,7 +7,8 @@ from types import ModuleType
 from typing import Any
 
 from ringgen.codegen.ir import KernelIR
-from ringgen.errors import SchemaError
+from ringgen.codegen.layout import describe_layout
+from ringgen.errors import DeviceResourceError, SchemaError
 from ringgen.schema.kernels import KernelSpec, groups_of, kernel_spec
 from ringgen.schema.messages import Message
 
@@ -44,17 +45,53 @@ BATCH_SHARED_BYTES = 40 * 1024
 BATCH_TARGET = 32  # requests a round takes by default, where they fit
 
 
+# The static shared memory a kernel may declare on sm_90 (toolchain/resources.py checks ptxas'
+# figure against the same limit once nvcc compiled the kernel).
+STATIC_SHARED_MAX = 48 * 1024
+
+
 def batch_size(spec: KernelSpec, message_bytes: int) -> int:
     """The requests a round takes at most: `batch=` as declared, else a whole number of steps
     of the block's groups, up to BATCH_TARGET, as many as fit in BATCH_SHARED_BYTES with their
-    responses (`message_bytes`: one request and one response); at least one step."""
+    responses (`message_bytes`: one request and one response). Where not even one step fits (a
+    wide block at per="thread" with large messages), as many requests as fit, at least one:
+    the groups past them idle, as in a partial batch."""
     if spec.batch is not None:
         return spec.batch
     groups = groups_of(spec.per, spec.block)
     steps = max(1, -(-BATCH_TARGET // groups))
     while steps > 1 and steps * groups * message_bytes > BATCH_SHARED_BYTES:
         steps -= 1
-    return steps * groups
+    if steps * groups * message_bytes <= BATCH_SHARED_BYTES:
+        return steps * groups
+    return max(1, BATCH_SHARED_BYTES // message_bytes)
+
+
+def check_batch_fits(spec: KernelSpec, batch: int, messages: list[Any]) -> None:
+    """Refuses, at build and without nvcc, a kernel whose batch of requests and responses
+    (`messages`: its input's and output's MessageIR) cannot be in 48 KB of static shared
+    memory, where ptxas would refuse it or the GPU could not launch it: the error names the
+    message, its size and the fix."""
+    message_bytes = sum(m.layout.size for m in messages)
+    if batch * message_bytes <= STATIC_SHARED_MAX:
+        return
+    big = max(messages, key=lambda m: m.layout.size)
+    member, ctype, _, size = max(describe_layout(big.layout), key=lambda r: r[3])
+    fits = STATIC_SHARED_MAX // message_bytes
+    if spec.batch is None:  # batch_size took one request: one alone does not fit
+        fix = (f"a smaller MaxLen on {big.name}.{member} ({ctype}, {size:,} bytes) or a BufferRef "
+               "for the bulk data (ctx.buffer maps it)")
+    else:
+        groups = groups_of(spec.per, spec.block)
+        smaller = fits // groups * groups
+        fix = (f"a smaller batch ({f'batch={smaller}' if smaller else 'leave batch= out'}: "
+               f"{fits} request(s) fit), a smaller MaxLen on {big.name}.{member} ({ctype}, "
+               f"{size:,} bytes) or a BufferRef for the bulk data (ctx.buffer maps it)")
+    raise DeviceResourceError(
+        f"kernel {spec.kernel_id!r}: a batch of {batch} request(s) holds {batch} x ("
+        + " + ".join(f"{m.name} {m.layout.size:,}" for m in messages)
+        + f") = {batch * message_bytes:,} bytes in shared memory, over the {STATIC_SHARED_MAX:,} "
+        f"bytes (48 KB) of static shared memory a GPU kernel may use. Fix: {fix}")
 
 
 def kernel_ir(spec: KernelSpec, reader: Any) -> KernelIR:
@@ -76,8 +113,9 @@ def kernel_ir(spec: KernelSpec, reader: Any) -> KernelIR:
             file = reader.shown(file)
     batch = 1
     if not spec.host_actor:
-        sizes = [reader.read_message(cls).layout.size for cls in (spec.input, spec.output) if cls]
-        batch = batch_size(spec, sum(sizes))
+        messages = [reader.read_message(cls) for cls in (spec.input, spec.output) if cls]
+        batch = batch_size(spec, sum(m.layout.size for m in messages))
+        check_batch_fits(spec, batch, messages)
     if spec.key is not None:  # a handler in CUDA C or in Python: the host and routes hash it
         assert spec.input is not None  # a device kernel has one
         reader.check_key(spec.input, spec.key, spec.kernel_id)

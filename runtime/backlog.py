@@ -25,10 +25,10 @@ class PriorityBacklog:
         self._queues: list[deque[Any]] = [deque() for _ in range(256)]
         self._counts = [0] * 256
         self._mask = 0
-        self._size = 0
+        self.count = 0  # messages held (len() of it; an attribute for the hot paths' checks)
 
     def __len__(self) -> int:
-        return self._size
+        return self.count
 
     def push(self, entry: Any, priority: int) -> None:
         n = _count(entry)
@@ -37,7 +37,7 @@ class PriorityBacklog:
         self._queues[priority].append(entry)
         self._counts[priority] += n
         self._mask |= 1 << priority
-        self._size += n
+        self.count += n
 
     def has(self, lo: int, hi: int) -> bool:
         """Whether a message with a priority in lo..hi waits."""
@@ -65,7 +65,7 @@ class PriorityBacklog:
                 q[0] = entry[k:]
                 taken += k
         self._counts[priority] -= taken
-        self._size -= taken
+        self.count -= taken
         if not q:
             self._mask &= ~(1 << priority)
         return out

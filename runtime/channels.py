@@ -31,7 +31,7 @@ from ringgen.runtime.backlog import PriorityBacklog
 from ringgen.runtime.dead_letters import DeadLetter, DeadLetterReason
 from ringgen.runtime.replies import Replies
 from ringgen.runtime.telemetry import Counters, Telemetry
-from ringgen.runtime.waiting import wait_in, wake_all
+from ringgen.runtime.waiting import wait_in, wake_all, wake_some
 
 if TYPE_CHECKING:
     from ringgen.runtime.runtime import RingKernelRuntime
@@ -242,15 +242,23 @@ class Channel:
         self.enqueued()  # move on what send_many admitted so far: it may make the room
         if len(self.backlog) + count <= self.queue_size:
             return
-        if not await wait_in(self.deadlines, self._space_waiters, deadline):
+        try:
+            woken = await wait_in(self.deadlines, self._space_waiters, deadline)
+        except asyncio.CancelledError:
+            self.space_freed()  # a wake-up given to this sender goes to the next in line
+            raise
+        if not woken:
             raise QueueFullError(
                 f"kernel {self.kernel_id!r}: no room in its queue of {self.queue_size} messages "
                 "within the timeout (backpressure='block'); is the kernel activated?")
 
     def space_freed(self) -> None:
-        """Wake the blocked senders; each checks whether its messages fit now."""
-        if len(self.backlog) < self.queue_size:
-            wake_all(self._space_waiters)
+        """Wake as many blocked senders, first blocked first, as there are free places (each
+        needs one at least); each checks whether its messages fit now, and one that finds no
+        room parks again. A sender woken for nothing (cancelled) passes its wake-up on."""
+        room = self.queue_size - len(self.backlog)
+        if room > 0 and self._space_waiters:
+            wake_some(self._space_waiters, room)
 
     def enqueued(self) -> None:
         """New messages are in the backlog (subclasses move them on)."""

@@ -13,6 +13,7 @@ host together; nothing orders the blocks among themselves (README: Order).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -60,6 +61,27 @@ FLAGS_AT = next(m.offset for m in header.MEMBERS if m.name == "flags")
 # gives the loop back; the loop's other tasks wait that long at most. RINGGEN_REQUEST_SPIN_US
 # changes it (0: never).
 REQUEST_SPIN_S = float(os.environ.get("RINGGEN_REQUEST_SPIN_US", 20)) / 1e6
+# After this many polls for SPIN_S in a row that found no answer (the kernel's answers take
+# longer: a busy machine, a slow handler), the loop waits for the eventfd at once, and polls
+# again only every SPIN_RETRY-th time, to notice when answers come quickly again: each poll
+# that finds nothing costs SPIN_S of a core that the kernel itself may need.
+SPIN_MISSES = 3
+SPIN_RETRY = 16
+# Past this much of its poll, the loop yields its core between looks (os.sched_yield): on busy
+# cores the kernel's runner is often queued on the loop's own core (rg_host.h:
+# RG_HOST_SPIN_ALONE_NS, the same for a request's native wait).
+SPIN_ALONE_S = 4e-6
+
+
+NOT_LONE = object()  # lone_request(): not a lone request, nothing done
+
+
+@dataclasses.dataclass(frozen=True)
+class Pending:
+    """lone_request(): the request went out, and its reply is awaited under `key`."""
+
+    key: int
+    future: asyncio.Future[Any]
 
 
 class DeviceChannel(Channel):
@@ -86,6 +108,9 @@ class DeviceChannel(Channel):
         self._armed = False
         self._spinning = False
         self._spin_until = 0.0
+        self._spin_alone_until = 0.0  # from then on the poll yields the core between looks
+        self._spin_misses = 0  # polls for SPIN_S in a row that found no answer
+        self._spin_skips = 0  # waits since, on the bell alone
         self._final_counts = (0, 0)  # (processed, errors) as last read from the kernel
         self._final_bus = (0, 0, 0, 0)  # the bus meter as last read from the kernel
         self._next_block = 0  # round robin of the direct path over the blocks
@@ -93,6 +118,10 @@ class DeviceChannel(Channel):
         self._router = (KeyRouter(info.spec.key, kernel.in_dtype, kernel.grid)
                         if info.spec.key is not None else None)
         self._disarm: asyncio.TimerHandle | None = None
+        self._one_block = self._router is None and kernel.grid == 1  # no block to choose
+        # a lone request's codecs, looked up once (DeviceChannel.request)
+        self._pack_one = self.entry_of if self._buffer_fields else self.in_codec.pack
+        self._unpack_one = self.out_codec.unpack if self.out_codec is not None else None
         kernel.on_exit = self._exited
         # Responses, and lane room while a backlog waits (a kernel rings for that too)
         self.loop.add_reader(kernel.notify_fd, self._on_notify)
@@ -116,7 +145,8 @@ class DeviceChannel(Channel):
 
     def _push_direct(self, msg: Any, data: bytes) -> bool:
         """Push one packed message into its lane; False if the lane is full."""
-        if not self.kernel.push(self._block_of(msg), rings.LANE_OF[msg.priority], data):
+        block = 0 if self._one_block else self._block_of(msg)
+        if not self.kernel.push(block, rings.LANE_OF[msg.priority], data):
             return False
         self.counters.sent += 1
         self.replies.accepted(msg.message_id.int)
@@ -127,8 +157,8 @@ class DeviceChannel(Channel):
         its lane, and send() returns without suspending: no backlog round trip, which is most
         of a one-message send's host-side cost."""
         expected_type = type(msg) is self.input_cls  # (kept apart: it would narrow msg)
-        if self.state is KernelState.ACTIVE and not len(self.backlog) and expected_type:
-            data = self.entry_of(msg)
+        if self.state is KernelState.ACTIVE and not self.backlog.count and expected_type:
+            data = self._pack_one(msg)
             if self._push_direct(msg, data):
                 return True
             return await self.enqueue(msg, data, timeout)  # the lane is full: via the backlog
@@ -149,40 +179,67 @@ class DeviceChannel(Channel):
     async def request(self, msg: Any, timeout: float | None) -> Any:
         """A lone request (no other request or receiver waiting, nothing in the backlog) goes
         into its lane and waits for its reply in one native call (push_pop), without the GIL,
-        for up to REQUEST_SPIN_S: a reply that comes alone and names it is decoded and returned
-        with no future, no event-loop turn and no bookkeeping but the counters. Anything else
-        (the lane full, no reply yet, other responses with it) continues as Channel.request."""
-        replies = self.replies
-        spin = REQUEST_SPIN_S if timeout is None else min(REQUEST_SPIN_S, timeout)
-        expected_type = type(msg) is self.input_cls  # (kept apart: it would narrow msg)
-        if (spin <= 0 or self.state is not KernelState.ACTIVE or len(self.backlog)
-                or not expected_type or replies.pending or replies.waiters
-                or self.out_codec is None):
-            return await super().request(msg, timeout)
-        key = msg.message_id.int
-        replies.check_new(key)
-        data = self.entry_of(msg)
-        if self._armed:  # nobody else awaits responses: no eventfd write to slow the kernel
-            self._set_armed(False)
-        sent = time.perf_counter()
+        for up to REQUEST_SPIN_S (lone_request); anything else continues as Channel.request."""
         try:
-            raw = self.kernel.push_pop(self._block_of(msg), rings.LANE_OF[msg.priority], data,
-                                       POP_BATCH, spin)
+            got = self.lone_request(msg, timeout)
         except KernelFaultError:
             self._on_exit()  # it broke its region and was stopped: it fails now, as a hung one
             raise
+        if got is NOT_LONE:
+            return await super().request(msg, timeout)
+        if isinstance(got, Pending):
+            return await self.await_reply(got.key, got.future, timeout, polled=True)
+        return got
+
+    def lone_request(self, msg: Any, timeout: float | None) -> Any:
+        """The part of request() that needs no event-loop turn: for a lone request, its push
+        and the native wait for its reply. Returns the response, decoded, if it came alone
+        and names it within the spin (no future, no bookkeeping but the counters); NOT_LONE
+        if the request is not lone or its lane is full (nothing was done: request() it); else
+        a Pending, whose reply await_reply(key, future, timeout, polled=True) awaits.
+
+        It neither awaits nor schedules anything, so another thread may call it while the
+        loop's thread is held still between two iterations (cluster/node.py does, to answer
+        a request without a hop to the loop); a KernelFaultError (the kernel broke its
+        region) then fails the channel on the loop, as the kernel's exit does. Every microsecond
+        of Python here is a microsecond of every request, so the checks are inlined and ordered
+        cheapest first."""
+        replies = self.replies
+        spin = REQUEST_SPIN_S
+        if timeout is not None and timeout < spin:
+            spin = timeout
+        expected_type = type(msg) is self.input_cls  # (kept apart: it would narrow msg)
+        if (not expected_type or self.state is not KernelState.ACTIVE
+                or replies.pending or replies.waiters or self.backlog.count or spin <= 0
+                or self._unpack_one is None):
+            return NOT_LONE
+        key = msg.message_id.int
+        replies.check_sent(key)  # (pending is empty: no need to look there)
+        data = self._pack_one(msg)
+        if self._armed:  # nobody else awaits responses: no eventfd write to slow the kernel
+            self._set_armed(False)
+        block = 0 if self._one_block else self._block_of(msg)
+        sent = time.perf_counter()
+        try:
+            raw = self.kernel.push_pop(block, rings.LANE_OF[msg.priority], data, POP_BATCH, spin)
+        except KernelFaultError:
+            if self.kernel.rings.push_pop_pushed():  # the pop half found the fault: it went in
+                self.counters.sent += 1
+                replies.remember(key)
+            self._exited()  # (thread-safe: cluster/node.py calls this from Ray's thread)
+            raise
         if raw is None:
-            return await super().request(msg, timeout)  # the lane is full: via the backlog
+            return NOT_LONE  # the lane is full: via the backlog
         self.counters.sent += 1
         replies.remember(key)  # not sampled: every request's round trip is timed
-        at = self._correlation_offset
-        if len(raw) == self.out_size and int.from_bytes(raw[at:at + 16], "big") == key:
+        if len(raw) == self.out_size:
             try:
-                response = self.out_codec.unpack(raw)
+                response = self._unpack_one(raw)
             except (MessageSerializationError, ValueError):
                 pass  # undecodable: _arrived makes it a dead letter and the request raises
             else:
-                if response.correlation_id is not None:  # (the flag says the bytes are one)
+                corr = response.correlation_id
+                if corr is not None and corr.int == key:  # (the flag says the bytes are one)
                     replies.answered(key, sent)
                     return response
         future: asyncio.Future[Any] = self.loop.create_future()
@@ -191,7 +248,7 @@ class DeviceChannel(Channel):
             self._arrived(raw)
             if len(raw) == POP_BATCH * self.out_size:
                 self._collect()
-        return await self.await_reply(key, future, timeout, polled=True)
+        return Pending(key, future)
 
     async def send_many(self, msgs: Sequence[Any], timeout: float | None = None) -> int:
         """A batch that fits the queue is packed at once and enqueued like an array; otherwise,
@@ -396,17 +453,26 @@ class DeviceChannel(Channel):
         comes within it is found an iteration after it lands, rather than after the kernel's
         eventfd write and the loop's wake-up (several microseconds, tens on a busy machine).
         The bell is disarmed meanwhile: the kernel writes no eventfd for what the loop finds.
-        `spin=False`: the answer is known to take longer (it crosses other kernels first), so
-        the loop would only take a core from them: the bell wakes it."""
+        Polls that keep finding nothing are mostly skipped (SPIN_MISSES). `spin=False`: the
+        answer is known to take longer (it crosses other kernels first), so the loop would only
+        take a core from them: the bell wakes it."""
         if self.output_cls is None or self.kernel.closed:
             return
         if not spin:
             if not self._spinning:
                 self._set_armed(True)
             return
-        self._spin_until = time.perf_counter() + SPIN_S
+        now = time.perf_counter()
+        self._spin_until = now + SPIN_S
         if self._spinning:
             return
+        self._spin_alone_until = now + SPIN_ALONE_S
+        if self._spin_misses >= SPIN_MISSES:  # polling finds nothing lately: the bell, mostly
+            self._spin_skips += 1
+            if self._spin_skips % SPIN_RETRY:
+                if not self._armed:
+                    self._set_armed(True)
+                return
         if SPIN_S > 0:
             self._set_armed(False)
             self._spinning = True
@@ -419,10 +485,14 @@ class DeviceChannel(Channel):
             self.poll_responses()
         if self.kernel.closed or not self.replies.awaited:
             self._spinning = False
-        elif time.perf_counter() < self._spin_until:
+            self._spin_misses = self._spin_skips = 0  # answered while polling: poll next time
+        elif (now := time.perf_counter()) < self._spin_until:
+            if now >= self._spin_alone_until:
+                os.sched_yield()
             self.loop.call_soon(self._spin)
         else:  # the answer takes a while: the kernel's eventfd wakes the loop from here on
             self._spinning = False
+            self._spin_misses += 1
             self._set_armed(True)
 
     def _set_armed(self, armed: bool) -> None:

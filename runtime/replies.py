@@ -58,6 +58,10 @@ class Replies:
             raise KernelStateError(
                 f"kernel {self.kernel_id!r}: a request() with this message (message_id "
                 f"{key:032x}) is already waiting for its reply; send a new message object")
+        self.check_sent(key)
+
+    def check_sent(self, key: int) -> None:
+        """check_new() where no request() is pending (the lone request's fast path)."""
         if key in self._sent or key in self._sent_before:
             raise KernelStateError(
                 f"kernel {self.kernel_id!r}: this message (message_id {key:032x}) was sent to "

@@ -90,3 +90,14 @@ def wake_all(waiters: deque[asyncio.Future[None]]) -> None:
         waiter = waiters.popleft()
         if not waiter.done():
             waiter.set_result(None)
+
+
+def wake_some(waiters: deque[asyncio.Future[None]], n: int) -> None:
+    """Resolve the first `n` futures of a queue of waiters that still wait, in FIFO order: as
+    many as can proceed, rather than every one of them to find the room taken and park again
+    (a thundering herd, and a new place at the back of the queue for each)."""
+    while n > 0 and waiters:
+        waiter = waiters.popleft()
+        if not waiter.done():
+            waiter.set_result(None)
+            n -= 1

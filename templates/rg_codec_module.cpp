@@ -14,6 +14,8 @@
 //   layout() -> tuple of (name, sizeof) per message, checked against the numpy dtypes
 //   pack_rows(i, cls, type_id, plan, msgs) -> bytearray   a batch of messages -> their slots
 //   unpack_rows(i, cls, plan, slots: bytes-like) -> list  a batch of slots -> the messages
+//   pack_one(i, cls, type_id, plan, msg) -> bytes; unpack_one(i, cls, plan, slot) -> msg
+//                                                 the same for one message (a lone request)
 //   correlation_keys(i, slots: bytes-like) -> list of int  each slot's correlation_id, as .int
 // The batch functions (one call a batch, not a message) take a `plan` that Python makes once
 // per class (codecs/struct_plan.py): the message's fields, all of fixed-size C types.
@@ -285,6 +287,26 @@ bool read_plan(PyObject* plan, const Entry* e, std::vector<Field>& out) {
     return true;
 }
 
+// The last plan read for each message, kept with the tuple it was read from: Python passes
+// the same tuple on every call (StructCodec makes it once), so a call parses no plan, which
+// would cost about as much as moving a one-message batch. Only under the GIL.
+struct CachedPlan {
+    PyObject* source = nullptr;  // a reference held, so that its identity stays its own
+    std::vector<Field> fields;
+};
+CachedPlan plans[n_entries];
+
+const std::vector<Field>* plan_of(PyObject* plan, const Entry* e) {
+    CachedPlan& cached = plans[e - entries];
+    if (cached.source == plan) return &cached.fields;
+    std::vector<Field> fields;
+    if (!read_plan(plan, e, fields)) return nullptr;
+    Py_INCREF(plan);
+    Py_XSETREF(cached.source, plan);
+    cached.fields = std::move(fields);
+    return &cached.fields;
+}
+
 bool bad_value(PyObject* name) {
     if (!PyErr_Occurred() || PyErr_ExceptionMatches(PyExc_OverflowError) ||
         PyErr_ExceptionMatches(PyExc_TypeError)) {
@@ -369,6 +391,57 @@ bool write_member(const Field& f, PyObject* v, uint8_t* slot, const Entry* e) {
     return true;
 }
 
+// Message `m` (number i of its batch) into the zeroed slot at `slot`, by `plan`.
+bool pack_slot(PyObject* m, Py_ssize_t i, PyObject* cls, uint32_t type_id,
+               const std::vector<Field>& plan, uint8_t* slot, const Entry* e) {
+    if (reinterpret_cast<PyObject*>(Py_TYPE(m)) != cls) {
+        PyErr_Format(PyExc_ValueError, "message %zd is a %s", i, Py_TYPE(m)->tp_name);
+        return false;
+    }
+    PyObject* d = PyObject_GenericGetDict(m, nullptr);
+    if (!d) return false;
+    memcpy(slot + e->type_id, &type_id, 4);
+    bool ok = true;
+    for (const Field& f : plan) {
+        PyObject* v = PyDict_GetItemWithError(d, f.name);
+        if (!v) {
+            if (!PyErr_Occurred()) PyErr_Format(PyExc_ValueError, "message %zd lacks %U", i, f.name);
+            ok = false;
+            break;
+        }
+        if (!write_member(f, v, slot, e)) {
+            ok = false;
+            break;
+        }
+    }
+    Py_DECREF(d);
+    return ok;
+}
+
+// pack_rows of one message, as bytes (what a backlog entry and a ring push take): the lone
+// request's and send's packer, one C call with no msgpack in between.
+PyObject* pack_one(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "pack_one(index, cls, type_id, plan, msg)");
+        return nullptr;
+    }
+    const Entry* e = entry_at(args[0]);
+    if (!e) return nullptr;
+    const unsigned long type_id = PyLong_AsUnsignedLong(args[2]);
+    if (type_id == static_cast<unsigned long>(-1) && PyErr_Occurred()) return nullptr;
+    const std::vector<Field>* plan = plan_of(args[3], e);
+    if (!plan) return nullptr;
+    PyObject* out = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(e->size));
+    if (!out) return nullptr;
+    uint8_t* slot = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(out));
+    memset(slot, 0, e->size);
+    if (!pack_slot(args[4], 0, args[1], static_cast<uint32_t>(type_id), *plan, slot, e)) {
+        Py_DECREF(out);
+        return nullptr;
+    }
+    return out;
+}
+
 PyObject* pack_rows(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (nargs != 5) {
         PyErr_SetString(PyExc_TypeError, "pack_rows(index, cls, type_id, plan, msgs)");
@@ -379,8 +452,8 @@ PyObject* pack_rows(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     PyObject* cls = args[1];
     const unsigned long type_id = PyLong_AsUnsignedLong(args[2]);
     if (type_id == static_cast<unsigned long>(-1) && PyErr_Occurred()) return nullptr;
-    std::vector<Field> plan;
-    if (!read_plan(args[3], e, plan)) return nullptr;
+    const std::vector<Field>* plan = plan_of(args[3], e);
+    if (!plan) return nullptr;
     PyObject* msgs = PySequence_Fast(args[4], "pack_rows takes a sequence of messages");
     if (!msgs) return nullptr;
     const Py_ssize_t n = PySequence_Fast_GET_SIZE(msgs);
@@ -394,34 +467,8 @@ PyObject* pack_rows(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     const uint32_t type_id32 = static_cast<uint32_t>(type_id);
     PyObject** items = PySequence_Fast_ITEMS(msgs);
     bool ok = true;
-    for (Py_ssize_t i = 0; ok && i < n; ++i) {
-        PyObject* m = items[i];
-        uint8_t* slot = rows + static_cast<size_t>(i) * e->size;
-        if (reinterpret_cast<PyObject*>(Py_TYPE(m)) != cls) {
-            PyErr_Format(PyExc_ValueError, "message %zd is a %s", i, Py_TYPE(m)->tp_name);
-            ok = false;
-            break;
-        }
-        PyObject* d = PyObject_GenericGetDict(m, nullptr);
-        if (!d) {
-            ok = false;
-            break;
-        }
-        memcpy(slot + e->type_id, &type_id32, 4);
-        for (const Field& f : plan) {
-            PyObject* v = PyDict_GetItemWithError(d, f.name);
-            if (!v) {
-                if (!PyErr_Occurred()) PyErr_Format(PyExc_ValueError, "message %zd lacks %U", i, f.name);
-                ok = false;
-                break;
-            }
-            if (!write_member(f, v, slot, e)) {
-                ok = false;
-                break;
-            }
-        }
-        Py_DECREF(d);
-    }
+    for (Py_ssize_t i = 0; ok && i < n; ++i)
+        ok = pack_slot(items[i], i, cls, type_id32, *plan, rows + static_cast<size_t>(i) * e->size, e);
     Py_DECREF(msgs);
     if (!ok) {
         Py_DECREF(out);
@@ -451,6 +498,53 @@ PyObject* read_member(const Field& f, const uint8_t* slot, const Entry* e) {
     }
 }
 
+// The message a slot (copied out of shared memory already) holds, by `plan`; left untracked
+// by the collector with `untracked` (the caller tracks it).
+PyObject* new_message(PyTypeObject* cls, const std::vector<Field>& plan, const uint8_t* slot,
+                      const Entry* e, bool untracked) {
+    // object.__new__(cls) and object.__setattr__ (a frozen class's own refuses), as the Python
+    // engines make a message: its __init__ would check what the struct holds again. Set
+    // attribute by attribute, an object keeps its values without a dict.
+    PyObject* o = PyBaseObject_Type.tp_new(cls, empty_args, nullptr);
+    if (o && untracked) PyObject_GC_UnTrack(o);
+    bool ok = o != nullptr;
+    for (size_t k = 0; ok && k < plan.size(); ++k) {
+        PyObject* v = read_member(plan[k], slot, e);
+        ok = v && PyObject_GenericSetAttr(o, plan[k].name, v) == 0;
+        Py_XDECREF(v);
+    }
+    if (!ok) Py_CLEAR(o);
+    return o;
+}
+
+// unpack_rows of exactly one slot: the message itself, not a list of it.
+PyObject* unpack_one(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyType_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "unpack_one(index, cls, plan, slot: bytes-like)");
+        return nullptr;
+    }
+    const Entry* e = entry_at(args[0]);
+    if (!e) return nullptr;
+    const std::vector<Field>* plan = plan_of(args[2], e);
+    if (!plan) return nullptr;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[3], &view, PyBUF_SIMPLE) < 0) return nullptr;
+    PyObject* out = nullptr;
+    if (static_cast<size_t>(view.len) != e->size) {
+        PyErr_Format(PyExc_ValueError, "a %s slot is %zu bytes, not %zd", e->name, e->size, view.len);
+    } else {
+        uint8_t* slot = static_cast<uint8_t*>(scratch.get(e->size));  // copied: see unpack_rows
+        if (!slot) {
+            PyErr_NoMemory();
+        } else {
+            memcpy(slot, view.buf, e->size);
+            out = new_message(reinterpret_cast<PyTypeObject*>(args[1]), *plan, slot, e, false);
+        }
+    }
+    PyBuffer_Release(&view);
+    return out;
+}
+
 PyObject* unpack_rows(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (nargs != 4 || !PyType_Check(args[1])) {
         PyErr_SetString(PyExc_TypeError, "unpack_rows(index, cls, plan, slots: bytes-like)");
@@ -460,8 +554,8 @@ PyObject* unpack_rows(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (!e) return nullptr;
     PyTypeObject* cls = reinterpret_cast<PyTypeObject*>(args[1]);
     const bool gc_type = PyType_IS_GC(cls);
-    std::vector<Field> plan;
-    if (!read_plan(args[2], e, plan)) return nullptr;
+    const std::vector<Field>* plan = plan_of(args[2], e);
+    if (!plan) return nullptr;
     Py_buffer view;
     if (PyObject_GetBuffer(args[3], &view, PyBUF_SIMPLE) < 0) return nullptr;
     PyObject* out = nullptr;
@@ -474,23 +568,12 @@ PyObject* unpack_rows(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
         out = slot ? PyList_New(n) : PyErr_NoMemory();
         for (Py_ssize_t i = 0; out && i < n; ++i) {
             memcpy(slot, static_cast<const uint8_t*>(view.buf) + static_cast<size_t>(i) * e->size, e->size);
-            // object.__new__(cls) and object.__setattr__ (a frozen class's own refuses), as
-            // the Python engines make a message: its __init__ would check what the struct holds
-            // again. Set attribute by attribute, an object keeps its values without a dict.
-            PyObject* o = PyBaseObject_Type.tp_new(cls, empty_args, nullptr);
             // Untracked until the batch is made: else the collections its allocations set off
             // find the messages made so far alive (the list holds them), promote them, and
             // soon scan the whole heap (3x the cost of the batch in a process holding 10^5
             // messages; benchmarks/bench_runtime.py (b)).
-            if (o && gc_type) PyObject_GC_UnTrack(o);
-            bool ok = o != nullptr;
-            for (size_t k = 0; ok && k < plan.size(); ++k) {
-                PyObject* v = read_member(plan[k], slot, e);
-                ok = v && PyObject_GenericSetAttr(o, plan[k].name, v) == 0;
-                Py_XDECREF(v);
-            }
-            if (!ok) {
-                Py_XDECREF(o);
+            PyObject* o = new_message(cls, *plan, slot, e, gc_type);
+            if (!o) {
                 Py_CLEAR(out);
                 break;
             }
@@ -560,6 +643,10 @@ PyMethodDef methods[] = {
      METH_FASTCALL, "messages -> the bytes of their C structs, by a plan"},
     {"unpack_rows", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(unpack_rows)),
      METH_FASTCALL, "C structs -> their messages, by a plan"},
+    {"pack_one", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(pack_one)),
+     METH_FASTCALL, "a message -> the bytes of its C struct, by a plan"},
+    {"unpack_one", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(unpack_one)),
+     METH_FASTCALL, "one C struct -> its message, by a plan"},
     {"correlation_keys", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(correlation_keys)),
      METH_FASTCALL, "the correlation_id of each C struct, as an int"},
     {"layout", layout, METH_NOARGS, "(name, sizeof) of each message, in index order"},

@@ -115,9 +115,15 @@ class Region {
     // had no room for them (nothing was pushed).
     py::object push_pop(uint32_t block, uint32_t lane, const py::buffer& structs, uint64_t max,
                         int64_t spin_ns) {
+        pushed_ = false;
         if (!push(block, lane, structs)) return py::none();
+        pushed_ = true;
         return pop(max, spin_ns, spin_ns, spin_ns, false);
     }
+
+    // Whether the last push_pop pushed its structs: one that raised a fault may have done so
+    // (the pop half found the fault), and the host counts what it sent.
+    bool push_pop_pushed() const { return pushed_; }
 
     // Free slots of a lane (their requests finished): what the host may push now.
     uint64_t lane_free(uint32_t block, uint32_t lane) {
@@ -310,6 +316,7 @@ class Region {
   private:
     rg_host h_;
     uint32_t next_ = 0;  // the block the next pop starts at
+    bool pushed_ = false;  // see push_pop_pushed
     int notify_fd_ = -1;
     std::atomic<bool> stop_{false};
     std::thread watcher_;
@@ -494,6 +501,7 @@ PYBIND11_MODULE(_rg_host, m) {
         .def("lane_free", &Region::lane_free)
         .def("pop", &Region::pop)
         .def("push_pop", &Region::push_pop)
+        .def("push_pop_pushed", &Region::push_pop_pushed)
         .def("take_lane", &Region::take_lane)
         .def("command", &Region::command)
         .def("wait_ack", &Region::wait_ack)

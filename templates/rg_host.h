@@ -18,6 +18,7 @@
 #ifndef RG_HOST_H
 #define RG_HOST_H
 
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -298,7 +299,7 @@ static inline uint64_t rg_host_push(rg_host* h, uint32_t b, uint32_t l, const vo
     rg_host_copy(ring, h->lane_capacity, h->in_slot, h->in_lead, tail, (uint8_t*)src, n, true);
     own.store(tail + n, std::memory_order_release);  // first: see rg_host_lane_indices
     rg_store_release(&ring->tail.value, tail + n);
-    rg_atomic_u64(rg_host_ring(h, b, 0)->tail.posted).fetch_add(1, cuda::std::memory_order_release);
+    rg_atomic_u64(rg_host_ring(h, b, 0)->tail.poll.posted).fetch_add(1, cuda::std::memory_order_release);
     rg_host_ring_doorbell(h);
     return n;
 }
@@ -338,16 +339,26 @@ static inline void rg_host_relax() {
 #endif
 }
 
+// How long a wait polls with a pause alone before it yields its core between polls: an answer
+// due within this (a kernel that polls its lanes) is seen the moment it lands.
+#define RG_HOST_SPIN_ALONE_NS 4000
+
 // rg_host_responses, waiting up to timeout_ns for the first response: polling for spin_ns,
 // then sleeping on the output bell for at most poll_ns at a time. A GPU rings no bell, so on
 // CUDA the spin is what finds a response within microseconds; the naps only bound the cost
-// of a long wait. A release ends the wait at once (it rings the bell after it marks the
-// region: the bell is read before the mark, so a sleep that missed the mark never starts).
+// of a long wait. Past RG_HOST_SPIN_ALONE_NS the polls yield the core in between: on a machine
+// with fewer free cores than runnable threads, the kernel's runner that the push woke is
+// often queued on this very core (the scheduler places a wakee beside its waker), and a
+// spin that never yields only delays the answer it waits for (measured on 2 busy cores: every
+// answer came ~20 us after the spin ended, whatever its length). A release ends the wait at
+// once (it rings the bell after it marks the region: the bell is read before the mark, so a
+// sleep that missed the mark never starts).
 static inline uint64_t rg_host_wait_responses(const rg_host* h, uint64_t max, int64_t timeout_ns,
                                               int64_t poll_ns, int64_t spin_ns) {
     rg_bell* out_bell = &rg_host_region(h)->control.out_bell;
     int64_t start = rg_host_now_ns();
     int64_t deadline = start + timeout_ns, spin_until = start + spin_ns;
+    int64_t alone_until = start + RG_HOST_SPIN_ALONE_NS;
     for (;;) {
         uint64_t bell = rg_load_acquire(&out_bell->value);
         if (rg_host_is_released(h)) return 0;
@@ -355,7 +366,10 @@ static inline uint64_t rg_host_wait_responses(const rg_host* h, uint64_t max, in
         int64_t now = rg_host_now_ns();
         if (n || now >= deadline) return n;
         if (now < spin_until) {
-            rg_host_relax();
+            if (now < alone_until)
+                rg_host_relax();
+            else
+                sched_yield();
             continue;
         }
         int64_t left = deadline - now;
@@ -427,6 +441,7 @@ static inline void rg_host_take_unfinished(rg_host* h, uint32_t b, uint32_t l, r
 static inline uint64_t rg_host_command(rg_host* h, uint32_t command) {
     uint64_t seq = h->command_seq.fetch_add(1) + 1;
     rg_store_release(&rg_host_region(h)->control.command.value, (seq << 8) | command);
+    rg_region_attend(rg_host_region(h));  // blocks read the command word only when told
     rg_host_ring_doorbell(h);
     return seq;
 }

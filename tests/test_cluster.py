@@ -12,6 +12,7 @@ RINGGEN_CLUSTER_MESSAGES sizes the 100,000-message test (the issue asks for 100,
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import json
 import os
@@ -20,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -42,6 +44,7 @@ from ringgen import (
     ValidationError,
 )
 from ringgen.cluster import ClusterRuntime
+from ringgen.cluster.held_loop import HeldLoop
 from ringgen.cluster.wire import PackageSpec
 from ringgen.schema.package import package_of
 
@@ -227,10 +230,40 @@ def test_request_response_across_nodes(session: Session, pkg: Any) -> None:
                 await rt.send("stage2", pkg.Squares(origin=msgs[0].origin, values=[]))
             with pytest.raises(asyncio.TimeoutError):
                 await rt.receive("stage2", timeout=0.05)
+            for i in range(200):  # one at a time: each a lone request, on Ray's thread
+                m = pkg.Clipped(origin=uuid.uuid4(), values=[float(i)], priority=i % 256)
+                a = await rt.request("stage2", m, timeout=TIMEOUT)
+                assert a.correlation_id == m.message_id and list(a.values) == [float(i * i)]
             tele = await rt.telemetry("stage2")
-            assert tele.sent == tele.processed == len(msgs) and not rt.dead_letters
+            assert tele.sent == tele.processed == len(msgs) + 200 and not rt.dead_letters
 
     asyncio.run(main())
+
+
+def test_a_held_loop_is_held_only_between_its_iterations() -> None:
+    """What lets a node's request skip the hop to its runtime's loop: the lock is free while
+    the loop waits, and taken while the loop runs a callback."""
+    held = HeldLoop("test-held-loop")
+    assert held.try_hold()  # idle: it waits in select()
+    held.lock.release()
+    busy, go_on = threading.Event(), threading.Event()
+
+    async def work() -> str:
+        busy.set()
+        go_on.wait(TIMEOUT)  # the loop's thread runs this, lock in hand
+        return "done"
+
+    done = concurrent.futures.ThreadPoolExecutor(1).submit(held.run, work())
+    assert busy.wait(TIMEOUT)
+    assert not held.try_hold()
+    go_on.set()
+    assert done.result(TIMEOUT) == "done"
+    deadline = time.monotonic() + TIMEOUT
+    while not held.try_hold():  # back in select() (the call's result wakes us first)
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    held.lock.release()
+    held.loop.call_soon_threadsafe(held.loop.stop)
 
 
 def test_100k_mixed_priority_messages_across_nodes_none_lost_or_twice(session: Session,
@@ -498,6 +531,7 @@ def test_the_cluster_runtime_has_the_one_machine_api() -> None:
 CLIENT = """
 import asyncio, json, sys, uuid
 from ringgen.cluster import ClusterRuntime
+from ringgen.cluster.held_loop import HeldLoop
 from ringgen.cluster.wire import PackageSpec
 
 spec = json.loads(sys.argv[2])
@@ -516,6 +550,10 @@ asyncio.run(main())
 """
 
 
+# What Ray's client server prints when it fails to start a server for a client.
+_RAY_CLIENT_FLAKES = ("Starting Ray client server failed", "psutil.ZombieProcess")
+
+
 @pytest.mark.slow
 def test_ray_client_drives_a_cluster_runtime(session: Session, pkg: Any, tmp_path: Path) -> None:
     """address="ray://...": a process that is no Ray node places a kernel and requests from
@@ -523,12 +561,14 @@ def test_ray_client_drives_a_cluster_runtime(session: Session, pkg: Any, tmp_pat
     script = tmp_path / "client.py"
     script.write_text(CLIENT)
     spec = dataclasses.asdict(PackageSpec.of(package_of(pkg)))
-    for _ in range(2):  # Ray's client server starts a server process per client, which can
-        # fail to start on a loaded machine (Ray's flake, not ours): then once more
+    for _ in range(3):  # Ray's client server starts a server process per client, which can
+        # fail to start on a loaded machine (Ray's flakes, not ours: the server not starting in
+        # time, or its proxier reading the command line of an earlier server, now a zombie,
+        # through psutil): then again
         done = subprocess.run([sys.executable, str(script),
                                f"ray://127.0.0.1:{session.client_port}", json.dumps(spec)],
                               capture_output=True, text=True, timeout=180)
-        if "Starting Ray client server failed" not in done.stderr:
+        if not any(flake in done.stderr for flake in _RAY_CLIENT_FLAKES):
             break
     assert done.returncode == 0, done.stderr[-3000:]
     line = next(x for x in done.stdout.splitlines() if x.startswith("reply "))

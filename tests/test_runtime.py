@@ -137,6 +137,56 @@ def test_blocked_sender_proceeds_when_room_frees(kernels_pkg: Any) -> None:
     assert run(main()) == list(range(10))
 
 
+def test_blocked_senders_wake_as_room_frees_not_all_at_once(kernels_pkg: Any,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Room for one wakes one blocked sender, first blocked first: waking all of them (to find
+    the room taken and park again) cost each place freed a wake-up per waiting sender."""
+    from ringgen.runtime import channels
+
+    parks = 0
+    original = channels.wait_in
+
+    async def counted(*args: Any) -> bool:
+        nonlocal parks
+        parks += 1
+        return await original(*args)
+
+    monkeypatch.setattr(channels, "wait_in", counted)
+
+    async def main() -> list[int]:
+        # lanes as small as they come: the backlog stays full while the kernel works
+        async with RingKernelRuntime(kernels_pkg, backend="cpu", lane_capacity=1) as rt:
+            await rt.launch("echo", activate=False, queue_size=2, backpressure="block")
+            senders = [asyncio.ensure_future(rt.send("echo", kernels_pkg.Ping(seq=i), timeout=10.0))
+                       for i in range(N)]
+            await asyncio.sleep(0.05)
+            assert sum(s.done() for s in senders) == 2 and parks == N - 2  # the rest are blocked
+            await rt.activate("echo")
+            assert all(await asyncio.gather(*senders))
+            return sorted(r.seq for r in await _receive_all(rt, "echo", N))
+
+    N = 60
+    assert run(main()) == list(range(N))
+    # each blocked sender parks about once, twice at most; woken all at once, they parked
+    # again for every place freed (hundreds of times in all)
+    assert parks <= 2 * (N - 2), parks
+
+
+def test_a_sender_cancelled_once_woken_passes_its_wake_up_on(kernels_pkg: Any) -> None:
+    async def main() -> bool:
+        async with RingKernelRuntime(kernels_pkg, backend="cpu") as rt:
+            await rt.launch("echo", activate=False, queue_size=1, backpressure="block")
+            await rt.send("echo", kernels_pkg.Ping(seq=0))
+            first = asyncio.ensure_future(rt.send("echo", kernels_pkg.Ping(seq=1)))
+            second = asyncio.ensure_future(rt.send("echo", kernels_pkg.Ping(seq=2), timeout=5.0))
+            await asyncio.sleep(0.05)
+            await rt.activate("echo")  # room for one: `first` is woken, and cancelled unrun
+            first.cancel()
+            return await second  # else it waits for a place nobody frees again
+
+    assert run(main()) is True
+
+
 def test_concurrent_requests_get_their_own_replies(kernels_pkg: Any, backend: str) -> None:
     async def main() -> None:
         async with RingKernelRuntime(kernels_pkg, backend=backend) as rt:

@@ -97,11 +97,15 @@ def test_an_impossible_output_index_fails_that_kernel_only(scribbler_pkg: Any) -
             except KernelFaultError as e:
                 later = "refused"
             other = (await rt.request("bystander", pkg.Scribble(seq=7), timeout=5)).seq
-            return [error, rt.state("scribbler").name, later, other]
+            t = rt.telemetry("scribbler")
+            return [error, rt.state("scribbler").name, later, other, t.sent, t.in_flight]
     """, timeout=60)
-    error, state, later, other = outcome
+    error, state, later, other, sent, in_flight = outcome
     assert "'scribbler'" in error and "output ring" in error and "wrote over its region" in error
     assert (state, later, other) == ("FAILED", "refused", 7)
+    # the request went into its lane before the pop found the fault: it was sent, and it is
+    # not in flight any more (the failure accounted for it)
+    assert (sent, in_flight) == (1, 0)
 
 
 def test_the_host_writes_no_file_descriptor_the_kernel_names(scribbler_pkg: Any) -> None:

@@ -61,12 +61,21 @@ RG_FN void rg_bus_forget_since(rg_bus_mark m) {
 #endif
 }
 
-// A warp's coalesced copy of the n bytes at `host` (the region's side of the copy).
-RG_FN void rg_bus_run(uint32_t way, const void* host, uint64_t n) {
-    if (!n) return;
-    uintptr_t a = (uintptr_t)host;
-    rg_bus_count(way, (a + n - 1) / RG_BUS_LINE - a / RG_BUS_LINE + 1, n);
-}
+// What one warp's copies of a batch move, counted into the meter once at the end: an atomic
+// add per run would cost the CPU backend more than the copies.
+struct rg_bus_tally {
+    uint64_t transactions = 0, bytes = 0;
+    // A warp's coalesced copy of the n bytes at `host` (the region's side of the copy).
+    __device__ void run(const void* host, uint64_t n) {
+        if (!n) return;
+        uintptr_t a = (uintptr_t)host;
+        transactions += (a + n - 1) / RG_BUS_LINE - a / RG_BUS_LINE + 1;
+        bytes += n;
+    }
+    __device__ void count(uint32_t way) const {
+        if (transactions) rg_bus_count(way, transactions, bytes);
+    }
+};
 
 // The k runs (by offset) of a message in `slot`, a slot of the region, whose line alignment
 // decides: two that share a line move as one, the bytes between them riding along (one
@@ -92,6 +101,24 @@ RG_FN uint32_t rg_coalesce(rg_run* runs, uint32_t k, const uint8_t* slot) {
 RG_FN uint64_t rg_bus_load(uint64_t* p) {
     rg_bus_count(RG_BUS_READ, 1, 8);
     return rg_load_acquire(p);
+}
+// A block's poll words (rg_ring.h: rg_poll) in one 16-byte load: one transaction. Each word
+// is read whole (a vector load is single-copy atomic per element), and the acquire fence
+// after it orders what the kernel reads next after the host's writes that each word counts.
+RG_FN rg_poll rg_bus_load_poll(rg_poll* p) {
+    rg_bus_count(RG_BUS_READ, 1, sizeof(rg_poll));
+    rg_poll v;
+#if defined(__CUDA_ARCH__)
+    asm volatile("ld.relaxed.sys.v2.u64 {%0, %1}, [%2];"
+                 : "=l"(v.posted), "=l"(v.attention)
+                 : "l"(p)
+                 : "memory");
+    cuda::atomic_thread_fence(cuda::std::memory_order_acquire, cuda::thread_scope_system);
+#else
+    v.posted = rg_load_acquire(&p->posted);
+    v.attention = rg_load_acquire(&p->attention);
+#endif
+    return v;
 }
 RG_FN void rg_bus_store(uint64_t* p, uint64_t v) {
     rg_bus_count(RG_BUS_WRITE, 1, 8);
@@ -163,50 +190,55 @@ RG_FN bool rg_bus_many_copiers() {
 #endif
 }
 
-// Every thread of the block: copies messages [0, n) from ring slots index.. into msgs, only
-// their used bytes; warp w takes messages w, w + warps, ... and, once one is whole, its lane 0
-// calls ready(i) (thread 0 in the baseline build). Ends with a block barrier.
+// Copies messages [0, n) from ring slots index.. into msgs, only their used bytes; warp w
+// takes messages w, w + warps, ... and, once one is whole, its lane 0 calls ready(i) (thread 0
+// in the baseline build). Where the block's copies are made by more than one thread
+// (rg_bus_many_copiers), every thread of the block calls it and it ends with a block barrier;
+// else thread 0 alone calls it, before the barrier that ends the round's plan (rg_kernel.h).
 template <class M, class Ready>
-__device__ void rg_bus_pop(rg_ring* ring, uint64_t index, M* msgs, uint32_t n, Ready ready) {
+__device__ void rg_bus_pop(const rg_slots& ring, uint64_t index, M* msgs, uint32_t n, Ready ready) {
     rg_warp_of me;
     rg_run runs[rg_max_runs((const M*)nullptr)];
 #if defined(RG_BUS_BASELINE)
     (void)runs;
     if (threadIdx.x == 0) {
         for (uint32_t i = 0; i < n; ++i) {
-            rg_copy_bytes(&msgs[i], rg_ring_slot(ring, index + i), sizeof(M));
+            rg_copy_bytes(&msgs[i], rg_slot_at(ring, index + i), sizeof(M));
             rg_bus_count(RG_BUS_READ, sizeof(M) / 8, sizeof(M));
             ready(i);
         }
     }
 #else
+    rg_bus_tally tally;
     for (uint32_t phase = 0; phase < 2; ++phase) {
         for (uint32_t i = me.warp; i < n; i += me.warps) {
-            const uint8_t* slot = rg_ring_slot(ring, index + i);
+            const uint8_t* slot = rg_slot_at(ring, index + i);
             uint8_t* m = (uint8_t*)&msgs[i];
             uint32_t k = phase == 0 ? rg_fixed_runs(&msgs[i], runs) : rg_used_runs(&msgs[i], runs);
             k = rg_coalesce(runs, k, slot);
             for (uint32_t r = 0; r < k; ++r) {
                 rg_warp_copy(m + runs[r].offset, slot + runs[r].offset, runs[r].size, me.lane,
                              me.lanes);
-                if (me.lane == 0) rg_bus_run(RG_BUS_READ, slot + runs[r].offset, runs[r].size);
+                if (me.lane == 0) tally.run(slot + runs[r].offset, runs[r].size);
             }
         }
         // Phase 0: the counts the warp's used runs need are in shared memory; phase 1: its
         // messages are whole. A warp reads only what it copied itself.
         me.sync();
     }
-    if (me.lane == 0)
+    if (me.lane == 0) {
+        tally.count(RG_BUS_READ);
         for (uint32_t i = me.warp; i < n; i += me.warps) ready(i);
+    }
 #endif
-    __syncthreads();
+    if (rg_bus_many_copiers()) __syncthreads();
 }
 
 // Every thread of the block: copies the used bytes of msgs[pick[j]], j < n, into the ring's
 // slots index + j. Thread 0 may publish them on return (a block barrier ends the copies where
 // other threads make some).
 template <class M>
-__device__ void rg_bus_push(rg_ring* ring, uint64_t index, const M* msgs, const uint16_t* pick,
+__device__ void rg_bus_push(const rg_slots& ring, uint64_t index, const M* msgs, const uint16_t* pick,
                             uint32_t n) {
     rg_warp_of me;
     rg_run runs[rg_max_runs((const M*)nullptr)];
@@ -214,13 +246,14 @@ __device__ void rg_bus_push(rg_ring* ring, uint64_t index, const M* msgs, const 
     (void)runs;
     if (threadIdx.x == 0) {
         for (uint32_t j = 0; j < n; ++j) {
-            rg_copy_bytes(rg_ring_slot(ring, index + j), &msgs[pick[j]], sizeof(M));
+            rg_copy_bytes(rg_slot_at(ring, index + j), &msgs[pick[j]], sizeof(M));
             rg_bus_count(RG_BUS_WRITE, sizeof(M) / 8, sizeof(M));
         }
     }
 #else
+    rg_bus_tally tally;
     for (uint32_t j = me.warp; j < n; j += me.warps) {
-        uint8_t* slot = rg_ring_slot(ring, index + j);
+        uint8_t* slot = rg_slot_at(ring, index + j);
         const uint8_t* m = (const uint8_t*)&msgs[pick[j]];
         for (uint32_t phase = 0; phase < 2; ++phase) {
             uint32_t k = phase == 0 ? rg_fixed_runs(&msgs[pick[j]], runs)
@@ -229,10 +262,11 @@ __device__ void rg_bus_push(rg_ring* ring, uint64_t index, const M* msgs, const 
             for (uint32_t r = 0; r < k; ++r) {
                 rg_warp_copy(slot + runs[r].offset, m + runs[r].offset, runs[r].size, me.lane,
                              me.lanes);
-                if (me.lane == 0) rg_bus_run(RG_BUS_WRITE, slot + runs[r].offset, runs[r].size);
+                if (me.lane == 0) tally.run(slot + runs[r].offset, runs[r].size);
             }
         }
     }
+    if (me.lane == 0) tally.count(RG_BUS_WRITE);
 #endif
     if (rg_bus_many_copiers()) __syncthreads();
 }

@@ -133,15 +133,26 @@ typedef struct alignas(RG_LINE) rg_consumer_line {
     uint8_t _pad[RG_LINE - 16];
 } rg_consumer_line;
 
-// A ring's producer line: `value` is its tail (next slot to write). In lane 0 of a block's
-// region `posted` counts the host's pushes into any of the block's lanes, each bumped after
-// the push's tail: a kernel that finds it as it last saw it knows that no lane's tail moved
-// since it last read them, and reads none (rg_kernel.h: next()). Unused elsewhere.
+// What a block polls every round, one 16-byte load (rg_bus.h: rg_bus_load_poll), in lane 0's
+// producer line of its region. `posted` counts the host's pushes into any of the block's
+// lanes, each bumped after the push's tail: a kernel that finds it as it last saw it knows
+// that no lane's tail moved since it last read them, and reads none (rg_kernel.h: next()).
+// `attention` counts the host's other writes a block must look at, each bumped after the
+// write: a command, new links (rg_route.h), a snapshot request (rg_state.h). A kernel reads
+// the command word, the links version and its state slot's request only when it moved.
+typedef struct alignas(16) rg_poll {
+    uint64_t posted;
+    uint64_t attention;
+} rg_poll;
+
+// A ring's producer line: `value` is its tail (next slot to write); `poll` is used in lane 0
+// of a block's region only.
 typedef struct alignas(RG_LINE) rg_producer_line {
     uint64_t value;
-    uint64_t posted;
-    uint8_t _pad[RG_LINE - 16];
+    rg_poll poll;  // at offset 16: a 16-byte load needs it 16-byte aligned
+    uint8_t _pad[RG_LINE - 32];
 } rg_producer_line;
+static_assert(sizeof(rg_producer_line) == RG_LINE, "rg_producer_line is one line");
 
 typedef struct rg_ring {
     rg_consumer_line head;  // consumer-owned
@@ -298,6 +309,15 @@ RG_FN rg_ring* rg_region_ring(rg_region* r, uint32_t b, uint32_t l) {
     return (rg_ring*)(base + l * r->lane_stride);
 }
 
+#if !defined(__CUDA_ARCH__)
+// Host: after a write that every block must look at (rg_poll): bumps each block's `attention`.
+static inline void rg_region_attend(rg_region* r) {
+    for (uint32_t b = 0; b < r->grid; ++b)
+        rg_atomic_u64(rg_region_ring(r, b, 0)->tail.poll.attention)
+            .fetch_add(1, cuda::std::memory_order_release);
+}
+#endif
+
 RG_FN rg_block_status* rg_region_status(rg_region* r, uint32_t b) {
     return (rg_block_status*)((uint8_t*)r + r->status_offset) + b;
 }
@@ -314,6 +334,22 @@ RG_FN uint32_t rg_lane_of(uint32_t priority) {
 
 RG_FN uint8_t* rg_ring_slot(rg_ring* ring, uint64_t index) {
     return (uint8_t*)(ring + 1) + ring->slot_lead + (index & (ring->capacity - 1)) * ring->slot_stride;
+}
+
+// A ring's slots as the kernel keeps them, read once from the ring's header (written by the
+// host before launch): on a GPU the header is in host memory, where every read crosses the bus.
+struct rg_slots {
+    uint8_t* first;   // slot 0, past the ring's lead
+    uint64_t mask;    // capacity - 1
+    uint64_t stride;  // rg_slot_stride
+};
+
+RG_FN rg_slots rg_slots_of(rg_ring* ring) {
+    return rg_slots{(uint8_t*)(ring + 1) + ring->slot_lead, ring->capacity - 1, ring->slot_stride};
+}
+
+RG_FN uint8_t* rg_slot_at(const rg_slots& s, uint64_t index) {
+    return s.first + (index & s.mask) * s.stride;
 }
 
 // Copies n slots between the ring, from index `index` on (wrapping at its end), and `flat`,

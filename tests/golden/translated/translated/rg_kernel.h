@@ -429,12 +429,19 @@ struct rg_poller {
     uint64_t random;
     uint64_t idle_since;
     uint64_t head[RG_LANES], tail[RG_LANES];
-    // Lane 0's `posted` when the tails were last found stale (rg_ring.h), and the lanes whose
-    // tail has not been read since (a bit each): only those may hold more than tail[] says.
-    uint64_t posted_seen;
+    // Lane 0's `posted` when the tails were last found stale (rg_ring.h: rg_poll), and the
+    // lanes whose tail has not been read since (a bit each): only those may hold more than
+    // tail[] says. Its `attention` as last seen, and whether the command word, the state
+    // slot's request and the links version are still to be read since it moved.
+    uint64_t posted_seen, attention_seen;
     uint32_t stale;
+    bool look;
     uint64_t done[RG_LANES];  // each lane's `done`, which only this thread writes
     uint64_t out_tail, out_head;
+    // The block's rings (lanes, then the output ring) and their capacities, read once from the
+    // region's and rings' headers: on a GPU every read of them would cross the bus.
+    rg_ring* ring[RG_LANES + 1];
+    uint64_t lane_capacity, out_capacity;
     uint64_t metered[4];      // the bus meter as last published
     rg_state_slot* state_slot;  // null: the kernel has no state
     uint64_t state_done;        // the last snapshot written
@@ -451,9 +458,11 @@ struct rg_poller {
     RG_HD void start(rg_region* r) {
         region = r;
         status = rg_region_status(r, blockIdx.x);
+        lane_capacity = r->lane_capacity;
+        out_capacity = r->out_capacity;
         for (uint32_t l = 0; l <= RG_LANES; ++l) {
-            rg_ring* ring = rg_region_ring(r, blockIdx.x, l);
-            uint64_t h = rg_bus_load(&ring->head.value), t = rg_bus_load(&ring->tail.value);
+            ring[l] = rg_region_ring(r, blockIdx.x, l);
+            uint64_t h = rg_bus_load(&ring[l]->head.value), t = rg_bus_load(&ring[l]->tail.value);
             if (l == RG_LANES) {
                 out_head = h;
                 out_tail = t;
@@ -461,8 +470,9 @@ struct rg_poller {
                 head[l] = tail[l] = done[l] = h;
             }
         }
-        posted_seen = ~0ull;
+        posted_seen = attention_seen = ~0ull;
         stale = (1u << RG_LANES) - 1;
+        look = true;
         state = RG_STATE_LAUNCHED;
         publish_state();
     }
@@ -596,7 +606,7 @@ struct rg_poller {
     // then a lower one would take the lower priority first (exact order per block, README).
     RG_HD uint32_t fed_above(uint32_t l) {
         for (uint32_t h = RG_LANES; h-- > l + 1;) {
-            tail[h] = rg_bus_load(&rg_region_ring(region, blockIdx.x, h)->tail.value);
+            tail[h] = rg_bus_load(&ring[h]->tail.value);
             if (tail[h] != head[h]) return h;
         }
         return l;
@@ -614,33 +624,44 @@ struct rg_poller {
             rg_bus_mark poll = rg_bus_now();
             rg_bus_store(&status->heartbeat, ++heartbeat);
             uint64_t seen = bell();
-            if (!apply_control()) return rg_batch{RG_ACT_EXIT, 0, 0, 0, 0, nullptr, 0};
-            if (state_slot && rg_bus_load(&state_slot->request.value) != state_done)
-                return rg_batch{RG_ACT_SNAPSHOT, 0, 0, 0, 0, nullptr, 0};  // paused too: the state is kept
-            refresh_links();
+#if !defined(RG_BUS_BASELINE)
+            // One load for what the host wrote since the last round (rg_ring.h: rg_poll); read
+            // before the tails, the command word, links and state request: a write it counts
+            // was stored before it (release).
+            rg_poll polled = rg_bus_load_poll(&ring[0]->tail.poll);
+            if (polled.posted != posted_seen) {
+                posted_seen = polled.posted;
+                stale = (1u << RG_LANES) - 1;
+            }
+            if (polled.attention != attention_seen) {
+                attention_seen = polled.attention;
+                look = true;
+            }
+#else
+            look = true;  // the baseline reads them every round
+#endif
+            if (look) {  // else the command, the links and the state's request are as last read
+                if (!apply_control()) return rg_batch{RG_ACT_EXIT, 0, 0, 0, 0, nullptr, 0};
+                // (look stays set: the links are read on the round after the snapshot)
+                if (state_slot && rg_bus_load(&state_slot->request.value) != state_done)
+                    return rg_batch{RG_ACT_SNAPSHOT, 0, 0, 0, 0, nullptr, 0};  // paused too: the state is kept
+                refresh_links();
+                look = false;
+            }
 #if !defined(__CUDA_ARCH__)
             for (uint32_t i = 0; i < n_in; ++i) in_seen[i] = rg_load_acquire(&in_route[i]->bell.value);
 #endif
             if (state == RG_STATE_ACTIVE) {
-#if !defined(RG_BUS_BASELINE)
-                // Read before the tails: a push it counts stored its tail before (release).
-                uint64_t posted = rg_bus_load(&rg_region_ring(region, blockIdx.x, 0)->tail.posted);
-                if (posted != posted_seen) {
-                    posted_seen = posted;
-                    stale = (1u << RG_LANES) - 1;
-                }
-#endif
                 for (uint32_t l = RG_LANES; l-- > 0;) {
-                    rg_ring* ring = rg_region_ring(region, blockIdx.x, l);
                     bool fresh = true;  // tail[l] read in this scan, after the lanes above
 #if !defined(RG_BUS_BASELINE)
                     fresh = (stale >> l & 1) && tail[l] - head[l] < max;
                     if (fresh) {
-                        tail[l] = rg_bus_load(&ring->tail.value);
+                        tail[l] = rg_bus_load(&ring[l]->tail.value);
                         stale &= ~(1u << l);
                     }
 #else
-                    tail[l] = rg_bus_load(&ring->tail.value);
+                    tail[l] = rg_bus_load(&ring[l]->tail.value);
 #endif
                     uint64_t n = tail[l] - head[l];
                     if (n) {
@@ -648,12 +669,11 @@ struct rg_poller {
                         // those known before were checked against the lanes above then.
                         if (uint32_t higher = fresh ? fed_above(l) : l; higher != l) {
                             l = higher;  // returns below: the scan ends here
-                            ring = rg_region_ring(region, blockIdx.x, l);
                             n = tail[l] - head[l];
                         }
                         rg_batch b{RG_ACT_HANDLE, l, (uint32_t)(n < max ? n : max), 0, head[l], nullptr, 0};
                         head[l] += b.n;
-                        rg_bus_store(&ring->head.value, head[l]);
+                        rg_bus_store(&ring[l]->head.value, head[l]);
                         return b;
                     }
                     rg_ring* from = nullptr;
@@ -690,8 +710,8 @@ struct rg_poller {
     // Waits for room for n responses in the output ring; false if terminated meanwhile. The
     // host's head is read only when the room last seen is too small (baseline: always).
     RG_HD bool reserve(uint64_t n) {
-        rg_ring* out = rg_region_ring(region, blockIdx.x, RG_LANES);
-        uint64_t cap = out->capacity;
+        rg_ring* out = ring[RG_LANES];
+        uint64_t cap = out_capacity;
         uint32_t sleep_ns = 1000;
 #if defined(RG_BUS_BASELINE)
         out_head = rg_bus_load(&out->head.value);
@@ -736,7 +756,7 @@ struct rg_poller {
     // The n responses are in the output ring's slots: one publish for all of them.
     RG_HD void publish(uint32_t n) {
         out_tail += n;
-        rg_bus_store(&rg_region_ring(region, blockIdx.x, RG_LANES)->tail.value, out_tail);
+        rg_bus_store(&ring[RG_LANES]->tail.value, out_tail);
         rg_bell_ring(&region->control.out_bell);
     }
 
@@ -745,7 +765,7 @@ struct rg_poller {
     // them, so `done` of a lane counts a prefix of it.
     RG_HD void finish(uint32_t lane, uint32_t n) {
         done[lane] += n;
-        rg_bus_store(&rg_region_ring(region, blockIdx.x, lane)->head.done, done[lane]);
+        rg_bus_store(&ring[lane]->head.done, done[lane]);
     }
 
     // The same for a request that came over a route: the sender may reuse its slot. Until
@@ -796,6 +816,7 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
     __shared__ uint32_t out_n;    // responses to push this round (0: none, or terminated)
     __shared__ uint64_t out_index;
     __shared__ rg_outs outs;
+    __shared__ rg_slots slots[RG_LANES + 1];  // the block's rings' (poller.ring)
     rg_region* region = (rg_region*)region_mem;
     rg_poller poller = {};
     // The groups of the block, and this thread's.
@@ -803,13 +824,16 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
                           : Kernel::per == RG_PER_WARP  ? (blockDim.x + 31) / 32
                                                         : blockDim.x;
     const uint32_t size = Kernel::per == RG_PER_BLOCK ? blockDim.x : Kernel::per == RG_PER_WARP ? 32u : 1u;
-    const uint32_t group = threadIdx.x / size;
+    // This thread's index, read once: on the CPU backend threadIdx.x is a call into the runtime.
+    const uint32_t tid = threadIdx.x;
+    const uint32_t group = tid / size;
     // A round takes no more than the output ring holds: its responses go out at once.
     const uint32_t max = K < region->out_capacity ? K : region->out_capacity;
     uint32_t cur = 0;
-    if (threadIdx.x == 0) {
+    if (tid == 0) {
         poller.random = region->seed ^ (0x9e3779b97f4a7c15ull * (blockIdx.x + 1));
         poller.start(region);
+        for (uint32_t l = 0; l <= RG_LANES; ++l) slots[l] = rg_slots_of(poller.ring[l]);
         poller.outs = &outs;
         outs.lock = outs.n = 0;
         outs.version = 0;
@@ -835,28 +859,13 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
             ctx[i].group_size = blockDim.x - g * size < size ? blockDim.x - g * size : size;
         }
     }
-    for (;;) {
-        if (threadIdx.x == 0) plan[cur] = poller.next(&req[0], max);
-        __syncthreads();  // the plan is ready, and every thread is done with the last round
-        const rg_batch b = plan[cur];
-        cur ^= 1;
-        if (b.action == RG_ACT_EXIT) break;
-        if (b.action == RG_ACT_SNAPSHOT) {
-            // Every thread is done with the last request, and none starts the next before the
-            // next barrier: the state is between two messages.
-            if constexpr (has_state) {
-                if (threadIdx.x == 0) {
-                    uint64_t asked = rg_bus_load(&poller.state_slot->request.value);
-                    rg_copy_bytes(rg_state_bytes(poller.state_slot), Kernel::state(), sizeof(State));
-                    rg_bus_count(RG_BUS_WRITE, (sizeof(State) + 7) / 8, sizeof(State));
-                    rg_bus_store(&poller.state_slot->done.value, asked);
-                    poller.state_done = asked;
-                }
-            }
-            continue;
-        }
-        // RG_ACT_HANDLE. What a request's handler sees of its batch, with resp's defaults: set
-        // by the thread that copied the request in, before the barrier that ends the copy.
+    // Takes batch b's requests into req[0 .. n) (rg_bus.h: rg_bus_pop): every thread where many
+    // copy (then it ends with a barrier), else thread 0 alone, before the barrier that ends
+    // the round's plan: one barrier a round fewer where a block's threads are fibers that
+    // switch at each (the CPU backend).
+    auto take = [&](const rg_batch& b) {
+        // What a request's handler sees of its batch, with resp's defaults: set by the thread
+        // that copied the request in, before the barrier that ends the copy.
         auto ready = [&](uint32_t i) {
             ctx[i].lane = b.lane;
             ctx[i].routed = b.routed;
@@ -876,11 +885,40 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
             }
         };
         if (b.routed) {  // already in req[0 .. n)
-            for (uint32_t i = threadIdx.x; i < b.n; i += blockDim.x) ready(i);
-            __syncthreads();
+            uint32_t step = rg_bus_many_copiers() ? blockDim.x : 1u;
+            for (uint32_t i = tid; i < b.n; i += step) ready(i);
+            if (rg_bus_many_copiers()) __syncthreads();
         } else {
-            rg_bus_pop(rg_region_ring(region, blockIdx.x, b.lane), b.index, req, b.n, ready);
+            rg_bus_pop(slots[b.lane], b.index, req, b.n, ready);
         }
+    };
+    for (;;) {
+        if (tid == 0) {
+            plan[cur] = poller.next(&req[0], max);
+            if (!rg_bus_many_copiers() && plan[cur].action == RG_ACT_HANDLE) take(plan[cur]);
+        }
+        // The plan is ready (one copier: its requests too), and every thread is done with the
+        // last round.
+        __syncthreads();
+        const rg_batch b = plan[cur];
+        cur ^= 1;
+        if (b.action == RG_ACT_EXIT) break;
+        if (b.action == RG_ACT_SNAPSHOT) {
+            // Every thread is done with the last request, and none starts the next before the
+            // next barrier: the state is between two messages.
+            if constexpr (has_state) {
+                if (tid == 0) {
+                    uint64_t asked = rg_bus_load(&poller.state_slot->request.value);
+                    rg_copy_bytes(rg_state_bytes(poller.state_slot), Kernel::state(), sizeof(State));
+                    rg_bus_count(RG_BUS_WRITE, (sizeof(State) + 7) / 8, sizeof(State));
+                    rg_bus_store(&poller.state_slot->done.value, asked);
+                    poller.state_done = asked;
+                }
+            }
+            continue;
+        }
+        // RG_ACT_HANDLE.
+        if (rg_bus_many_copiers()) take(b);
         // The groups side by side, each on its own request; a barrier before the next step,
         // whose handlers may reuse what these kept in __shared__.
         for (uint32_t s = 0; s < b.n; s += groups) {
@@ -896,7 +934,7 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
             if (s + groups < b.n) __syncthreads();
         }
         __syncthreads();  // every handler of the batch returned
-        if (threadIdx.x == 0) {
+        if (tid == 0) {
             uint32_t failed = 0, n = 0;
             for (uint32_t i = 0; i < b.n; ++i) {
                 failed += ctx[i].failed != 0;
@@ -932,15 +970,15 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
                 // or there are none): the out bell wakes a host that feeds a backlog, once the
                 // lane is down to half (a wake-up per batch would cost the host more than the
                 // batch; half a lane still keeps the block busy while the host refills it).
-                if (!b.routed && poller.tail[b.lane] - poller.done[b.lane] <= region->lane_capacity / 2)
+                if (!b.routed && poller.tail[b.lane] - poller.done[b.lane] <= poller.lane_capacity / 2)
                     rg_bell_ring(&region->control.out_bell);
             }
         }
         if constexpr (has_output) {
             __syncthreads();  // out_n and the stamps
             if (out_n) {
-                rg_bus_push(rg_region_ring(region, blockIdx.x, RG_LANES), out_index, resp, pick, out_n);
-                if (threadIdx.x == 0) {
+                rg_bus_push(slots[RG_LANES], out_index, resp, pick, out_n);
+                if (tid == 0) {
                     poller.count(b.n);
                     poller.publish(out_n);
                     poller.finish_batch(b);

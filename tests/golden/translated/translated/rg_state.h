@@ -67,6 +67,7 @@ static inline bool rg_state_host_snapshot(rg_region* r, rg_state_slot* slot, int
                                           const std::atomic<bool>* cancel = nullptr) {
     uint64_t want = rg_load_relaxed(&slot->request.value) + 1;
     rg_store_release(&slot->request.value, want);
+    rg_region_attend(r);  // blocks read their slot's request only when told
     rg_bell_ring_from_host(&r->control.doorbell);  // a sleeping block looks at once
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
