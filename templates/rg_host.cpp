@@ -225,11 +225,13 @@ class Region {
                               int64_t timeout_ns) {
         rg_state_slot* slot = state_slot(area_offset, block, state_size);
         rg_host* h = host();
+        uint64_t want = rg_state_host_request(slot);
+        rg_host_tell(h);
         bool done;
         {
             rg_host_user user(h);
             py::gil_scoped_release nogil;
-            done = rg_state_host_snapshot(rg_host_region(h), slot, timeout_ns, &h->released);
+            done = rg_state_host_wait(slot, want, timeout_ns, &h->released);
         }
         host();  // released meanwhile: the snapshot's bytes are gone with the region
         if (!done) return py::none();
@@ -268,7 +270,10 @@ class Region {
     }
 
     uint64_t publish_links(uint64_t links_offset) {
-        return rg_links_publish(rg_host_region(host()), links_at(links_offset));
+        rg_links* links = links_at(links_offset);
+        uint64_t v = rg_links_publish(links);
+        rg_host_tell(host());
+        return v;
     }
 
     // Waits (without the GIL) up to timeout_ns until every block applied links version v.

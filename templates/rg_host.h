@@ -30,7 +30,6 @@
 #include <string>
 
 #include "rg_ring.h"
-#include "rg_state.h"  // rg_bell_ring_from_host
 
 // A region whose kernel broke the ring protocol (wrote over the indices the host reads).
 struct rg_host_fault : std::runtime_error {
@@ -275,9 +274,24 @@ static inline void rg_host_copy(rg_ring* ring, uint64_t capacity, uint64_t slot,
     rg_ring_copy(ring, capacity, slot, rg_slot_stride(slot), lead, index, flat, n, into_ring);
 }
 
-// The doorbell rung without the eventfd whose number is in the region (rg_state.h).
+// rg_bell_ring for the host's doorbell, without the eventfd that rg_bell_ring would take from
+// the region: that number is the kernel's to write, and the host writes no fd it was handed.
 static inline void rg_host_ring_doorbell(const rg_host* h) {
-    rg_bell_ring_from_host(&rg_host_region(h)->control.doorbell);
+    rg_bell* bell = &rg_host_region(h)->control.doorbell;
+    rg_atomic_u64(bell->value).fetch_add(1, cuda::std::memory_order_seq_cst);
+    if (rg_atomic_u64(bell->sleepers).load(cuda::std::memory_order_seq_cst))
+        syscall(SYS_futex, &bell->value, FUTEX_WAKE, 0x7fffffff, nullptr, nullptr, 0);
+}
+
+// Tells every block to look at what the host just wrote for them all (a command, new links, a
+// state request: rg_poll reads those only when `attention` moved), and wakes a sleeping one.
+// rg_region_attend by the host's layout: the region's grid and offsets are the kernel's to
+// write, and bumping by them could write anywhere in the host's memory.
+static inline void rg_host_tell(const rg_host* h) {
+    for (uint32_t b = 0; b < h->grid; ++b)
+        rg_atomic_u64(rg_host_ring(h, b, 0)->tail.poll.attention)
+            .fetch_add(1, cuda::std::memory_order_release);
+    rg_host_ring_doorbell(h);
 }
 
 static inline int64_t rg_host_now_ns() {
@@ -441,8 +455,7 @@ static inline void rg_host_take_unfinished(rg_host* h, uint32_t b, uint32_t l, r
 static inline uint64_t rg_host_command(rg_host* h, uint32_t command) {
     uint64_t seq = h->command_seq.fetch_add(1) + 1;
     rg_store_release(&rg_host_region(h)->control.command.value, (seq << 8) | command);
-    rg_region_attend(rg_host_region(h));  // blocks read the command word only when told
-    rg_host_ring_doorbell(h);
+    rg_host_tell(h);  // blocks read the command word only when told
     return seq;
 }
 

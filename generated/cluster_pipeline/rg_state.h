@@ -51,24 +51,20 @@ RG_FN uint8_t* rg_state_bytes(rg_state_slot* slot) { return (uint8_t*)(slot + 1)
 
 #include <atomic>
 
-// The host's ring of a bell in a kernel's region: the futex only. rg_bell_ring would also
-// write the eventfd whose number it finds in the bell, a number in memory the kernel can write,
-// so a kernel that wrote over it could make the host write into any file it has open.
-static inline void rg_bell_ring_from_host(rg_bell* bell) {
-    rg_atomic_u64(bell->value).fetch_add(1, cuda::std::memory_order_seq_cst);
-    if (rg_atomic_u64(bell->sleepers).load(cuda::std::memory_order_seq_cst))
-        syscall(SYS_futex, &bell->value, FUTEX_WAKE, 0x7fffffff, nullptr, nullptr, 0);
-}
-
-// Host: asks block `slot`'s kernel for a snapshot and waits up to timeout_ns for it; true when
-// the slot's bytes are now that snapshot. One asker at a time per slot (the runtime's lock).
-// `cancel`: a flag that, once set, ends the wait as a timeout does (the region is going).
-static inline bool rg_state_host_snapshot(rg_region* r, rg_state_slot* slot, int64_t timeout_ns,
-                                          const std::atomic<bool>* cancel = nullptr) {
+// Host: asks block `slot`'s kernel for a snapshot; the number to wait for (rg_state_host_wait).
+// The blocks read their slot's request only when told (rg_host_tell). One asker at a time per
+// slot (the runtime's lock).
+static inline uint64_t rg_state_host_request(rg_state_slot* slot) {
     uint64_t want = rg_load_relaxed(&slot->request.value) + 1;
     rg_store_release(&slot->request.value, want);
-    rg_region_attend(r);  // blocks read their slot's request only when told
-    rg_bell_ring_from_host(&r->control.doorbell);  // a sleeping block looks at once
+    return want;
+}
+
+// Host: waits up to timeout_ns for snapshot `want`; true when the slot's bytes are now that
+// snapshot. `cancel`: a flag that, once set, ends the wait as a timeout does (the region is
+// going).
+static inline bool rg_state_host_wait(rg_state_slot* slot, uint64_t want, int64_t timeout_ns,
+                                      const std::atomic<bool>* cancel) {
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
     uint32_t nap_ns = 1000;

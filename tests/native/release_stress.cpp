@@ -64,7 +64,9 @@ int main(int argc, char** argv) {
         });
         threads.emplace_back(waiter, &h, [&] { rg_host_wait_ack(&h, 1ull << 40, kWaitNs); });
         threads.emplace_back(waiter, &h, [&] {
-            rg_state_host_snapshot(rg_host_region(&h), slot, kWaitNs, &h.released);
+            uint64_t want = rg_state_host_request(slot);
+            rg_host_tell(&h);
+            rg_state_host_wait(slot, want, kWaitNs, &h.released);
         });
         // a quarter of the rounds release at once: some waiters come too late, and are refused
         if (rng() % 4) std::this_thread::sleep_for(std::chrono::microseconds(rng() % 3000));
