@@ -43,11 +43,14 @@ counted, and reported in a dead letter without its message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import itertools
 import logging
 import mmap
 import os
+import weakref
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +73,7 @@ from ringgen.runtime.shm import path_of, shared_memory
 from ringgen.schema import header
 
 if TYPE_CHECKING:
+    from ringgen.runtime.backends.base import RingKernel
     from ringgen.runtime.backends.cuda import RouteMemory, Rows
     from ringgen.runtime.runtime import RingKernelRuntime
 
@@ -183,6 +187,18 @@ def take_abandoned(address: int, grids: tuple[int, int], capacity: int, slot: in
 
 
 @dataclass
+class _LinkTable:
+    """The host's hold on one kernel's links (rg_route.h). A block copies the table when it
+    sees a new version, so the host rewrites it only while no block can be copying it: one
+    rewrite at a time (a retire and a connect may overlap on the loop), and only once every
+    block acknowledged the version before; else a block could apply half of one table and half
+    of the next."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    version: int = 0  # the last version published (0: none yet)
+
+
+@dataclass
 class Routes:
     runtime: RingKernelRuntime
     edges: dict[str, list[str]] = field(default_factory=dict)  # End name -> dsts, in order
@@ -193,6 +209,9 @@ class Routes:
     # The pinned routes that replace GPU routes being retired, by the same key as _routes: in
     # their senders' links already, in _routes once every sender block acknowledged them.
     _successors: dict[tuple[str, str], _Route] = field(default_factory=dict)
+    # Per launched kernel (a relaunch is a new one, with fresh links), while it lives.
+    _tables: weakref.WeakKeyDictionary[RingKernel, _LinkTable] = field(
+        default_factory=weakref.WeakKeyDictionary)
 
     # -- connect / disconnect --------------------------------------------------------------
 
@@ -393,49 +412,80 @@ class Routes:
             route.target = target  # the host forwards it into the target's lanes
             return
         if isinstance(target, DeviceChannel):
-            attached = [r for r in self._routes.values() if r.target is target
-                        and not r.host_forwards()]
-            if len(attached) >= MAX_LINKS:
-                raise KernelStateError(f"{target.kernel_id!r} would take input from more than "
-                                       f"{MAX_LINKS} routes")
-            route.target = target
-            source = self.end(route.src).channel
-            assert isinstance(source, DeviceChannel)
-            target.kernel.rings.set_link(target.kernel.links_offset, False, len(attached),
-                                         *self._link_args(route, source.kernel.grid))
-            await self._publish(target)
+            async with self._rewriting(target) as live:
+                if route.target is target:  # an attach that held the table before did it
+                    return
+                attached = [r for r in self._routes.values() if r.target is target
+                            and not r.host_forwards()]
+                if len(attached) >= MAX_LINKS:
+                    raise KernelStateError(f"{target.kernel_id!r} would take input from more "
+                                           f"than {MAX_LINKS} routes")
+                route.target = target
+                if not live:
+                    raise KernelStateError(f"{target.kernel_id!r} was terminated while a "
+                                           "route to it was attached")
+                source = self.end(route.src).channel
+                assert isinstance(source, DeviceChannel)
+                target.kernel.rings.set_link(target.kernel.links_offset, False, len(attached),
+                                             *self._link_args(route, source.kernel.grid))
+                await self._publish(target)
         route.target = target
 
     async def _publish_out(self, channel: DeviceChannel) -> None:
         """Writes a device kernel's out links, every End of it: its output's routes (none: to
-        the host), each send target's (none: to the dead letters)."""
+        the host), each send target's (none: to the dead letters). The table is computed once
+        the kernel's table is this call's (_rewriting): the routes as they are then."""
         if channel.kernel.closed:
             return
-        links = []
-        for end in self.ends_of(channel):
-            dsts = self.edges.get(end.name, [])
-            if not dsts and end.port:
-                sink = self._route(end, "", None)
-                links.append(self._link_args(sink, channel.kernel.grid))
-            for d in dsts:
-                key = (end.name, d)
-                route = self._successors.get(key) or self._routes[key]
-                links.append(self._link_args(route, channel.kernel.grid))
-        assert len(links) <= MAX_LINKS  # connect() counts them
-        for i in range(MAX_LINKS):
-            args = links[i] if i < len(links) else (0, 0, 0, 0, 0, 0, 0, 0, "", 0, 0)
-            channel.kernel.rings.set_link(channel.kernel.links_offset, True, i, *args)
-        await self._publish(channel)
+        async with self._rewriting(channel) as live:
+            if not live:
+                return
+            links = []
+            for end in self.ends_of(channel):
+                dsts = self.edges.get(end.name, [])
+                if not dsts and end.port:
+                    sink = self._route(end, "", None)
+                    links.append(self._link_args(sink, channel.kernel.grid))
+                for d in dsts:
+                    key = (end.name, d)
+                    route = self._successors.get(key) or self._routes[key]
+                    links.append(self._link_args(route, channel.kernel.grid))
+            assert len(links) <= MAX_LINKS  # connect() counts them
+            for i in range(MAX_LINKS):
+                args = links[i] if i < len(links) else (0, 0, 0, 0, 0, 0, 0, 0, "", 0, 0)
+                channel.kernel.rings.set_link(channel.kernel.links_offset, True, i, *args)
+            await self._publish(channel)
+
+    @contextlib.asynccontextmanager
+    async def _rewriting(self, channel: DeviceChannel) -> AsyncIterator[bool]:
+        """Holds a kernel's link table for one rewrite and its publish (_LinkTable): entered
+        once no other rewrite holds it and every block applied the last version published;
+        yields False if the kernel was closed meanwhile (there is nothing to write then)."""
+        kernel = channel.kernel
+        table = self._tables.setdefault(kernel, _LinkTable())
+        async with table.lock:
+            if table.version:  # a publish that timed out: its blocks may still copy it
+                await self._acked(channel, table.version)
+            yield not kernel.closed
 
     async def _publish(self, channel: DeviceChannel) -> None:
-        """Publishes a kernel's links and waits until every block applied them. The acks are
-        looked at from the event loop, between naps, never from a thread: a terminate on the
-        loop releases the region meanwhile (a kernel that ended pushes nothing any more)."""
+        """Publishes a kernel's links and waits until every block applied them; only within
+        _rewriting, whose table this is."""
         kernel = channel.kernel
-        version = kernel.rings.publish_links(kernel.links_offset)
+        table = self._tables[kernel]
+        assert table.lock.locked()
+        table.version = kernel.rings.publish_links(kernel.links_offset)
+        await self._acked(channel, table.version)
+
+    async def _acked(self, channel: DeviceChannel, version: int) -> None:
+        """Until every block of the kernel applied links `version` (or the kernel is closed:
+        a kernel that ended reads no table any more). The acks are looked at from the event
+        loop, between naps, never from a thread: a terminate on the loop releases the region
+        meanwhile."""
+        kernel = channel.kernel
         deadline = self.runtime.loop.time() + ACK_TIMEOUT
         nap = 0.0001
-        while not (kernel.closed or kernel.rings.links_acked(kernel.links_offset, version, 0)):
+        while not (kernel.closed or self._links_acked(kernel, version)):
             if self.runtime.loop.time() > deadline:
                 raise KernelStateError(
                     f"kernel {channel.kernel_id!r} did not apply its new routes within "
@@ -443,6 +493,13 @@ class Routes:
                     "runs that long")
             await asyncio.sleep(nap)
             nap = min(nap * 2, 0.005)
+
+    @staticmethod
+    def _links_acked(kernel: RingKernel, version: int) -> bool:
+        try:
+            return kernel.rings.links_acked(kernel.links_offset, version, 0)
+        except rings.region_released():  # released from another thread since closed was read
+            return True
 
     async def launched(self, kernel_id: str) -> None:
         """A kernel was launched (again), before it is activated: its send targets are bound

@@ -3,10 +3,14 @@
 // One `Region` object per launched kernel drives its region in place. A call that does not
 // wait takes a fraction of a microsecond, which matters because an event loop makes one push
 // and one pop per request (through ctypes each took ~1 us). The calls that wait (pop and
-// push_wait with a timeout, wait_ack) release the GIL while they wait.
+// push_wait with a timeout, wait_ack, links_acked, state_snapshot) release the GIL while they
+// wait. Each holds an rg_host_user meanwhile, so detach() (after which Python frees the
+// memory) ends their waits and returns only once they have left the region: a terminate or
+// close on another thread never makes them read freed memory. They then raise RegionReleased.
 #include <pybind11/pybind11.h>
 
 #include <atomic>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -61,8 +65,17 @@ class Region {
                        int64_t timeout_ns, int64_t nap_ns) {
         rg_host* h = lane_host(block, lane);
         Structs s = whole_structs(structs, h->in_slot);
-        py::gil_scoped_release nogil;
-        return rg_host_push_wait(h, block, lane, s.data, s.count, timeout_ns, nap_ns);
+        uint64_t done;
+        {
+            rg_host_user user(h);
+            py::gil_scoped_release nogil;
+            done = rg_host_push_wait(h, block, lane, s.data, s.count, timeout_ns, nap_ns);
+        }
+        if (done < s.count && rg_host_is_released(h))
+            throw rg_host_released("the kernel's region was released while a push waited for "
+                                   "room; " + std::to_string(done) + " of " +
+                                   std::to_string(s.count) + " went in");
+        return done;
     }
 
     uint64_t lane_size(uint32_t block, uint32_t lane) {
@@ -78,8 +91,12 @@ class Region {
         if (clear_notify && notify_fd_ >= 0) rg_host_clear_notify(h, notify_fd_);
         uint64_t n = rg_host_responses(h, max, true);  // at most grid * out_capacity: bounded
         if (!n && timeout_ns > 0) {
-            py::gil_scoped_release nogil;
-            n = rg_host_wait_responses(h, max, timeout_ns, poll_ns, spin_ns);
+            {
+                rg_host_user user(h);
+                py::gil_scoped_release nogil;
+                n = rg_host_wait_responses(h, max, timeout_ns, poll_ns, spin_ns);
+            }
+            host();  // released meanwhile: the region is no longer there to pop from
         }
         // Sized before the pop: only this thread pops, so the n responses counted are there,
         // unless the kernel moved a tail back, which is a fault like any impossible index.
@@ -127,8 +144,14 @@ class Region {
 
     bool wait_ack(uint64_t seq, int64_t timeout_ns) {
         rg_host* h = host();
-        py::gil_scoped_release nogil;
-        return rg_host_wait_ack(h, seq, timeout_ns);
+        bool acked;
+        {
+            rg_host_user user(h);
+            py::gil_scoped_release nogil;
+            acked = rg_host_wait_ack(h, seq, timeout_ns);
+        }
+        if (!acked) host();  // a release, not the blocks, ended the wait
+        return acked;
     }
 
     // Per block: (state, processed, emitted, errors, heartbeat, bus reads, read bytes, bus
@@ -161,15 +184,18 @@ class Region {
     void start_watcher(int64_t nap_ns, int64_t spin_ns) {
         rg_host* h = host();
         if (notify_fd_ < 0) throw py::value_error("start_watcher needs set_notify_fd first");
+        std::lock_guard<std::mutex> lock(watcher_lock_);  // never held with the GIL wanted
         if (watcher_.joinable()) throw py::value_error("the watcher runs already");
         stop_.store(false);
         watcher_ = std::thread(rg_host_watch, h, notify_fd_, &stop_, nap_ns, spin_ns);
     }
 
+    // Without the GIL (the watcher needs none, and another thread may be stopping it too).
     void stop_watcher() {
+        py::gil_scoped_release nogil;
+        std::lock_guard<std::mutex> lock(watcher_lock_);
         if (!watcher_.joinable()) return;
         stop_.store(true, std::memory_order_release);
-        py::gil_scoped_release nogil;
         watcher_.join();
     }
 
@@ -198,11 +224,16 @@ class Region {
     py::object state_snapshot(uint64_t area_offset, uint32_t block, uint64_t state_size,
                               int64_t timeout_ns) {
         rg_state_slot* slot = state_slot(area_offset, block, state_size);
+        rg_host* h = host();
+        uint64_t want = rg_state_host_request(slot);
+        rg_host_tell(h);
         bool done;
         {
+            rg_host_user user(h);
             py::gil_scoped_release nogil;
-            done = rg_state_host_snapshot(rg_host_region(host()), slot, timeout_ns);
+            done = rg_state_host_wait(slot, want, timeout_ns, &h->released);
         }
+        host();  // released meanwhile: the snapshot's bytes are gone with the region
         if (!done) return py::none();
         return py::bytes((const char*)rg_state_bytes(slot), state_size);
     }
@@ -239,21 +270,30 @@ class Region {
     }
 
     uint64_t publish_links(uint64_t links_offset) {
-        return rg_links_publish(rg_host_region(host()), links_at(links_offset));
+        rg_links* links = links_at(links_offset);
+        uint64_t v = rg_links_publish(links);
+        rg_host_tell(host());
+        return v;
     }
 
     // Waits (without the GIL) up to timeout_ns until every block applied links version v.
     bool links_acked(uint64_t links_offset, uint64_t v, int64_t timeout_ns) {
         rg_links* links = links_at(links_offset);
-        uint32_t grid = host()->grid;  // the host's figure: the region's may be overwritten
-        py::gil_scoped_release nogil;
-        int64_t deadline = rg_host_now_ns() + timeout_ns;
-        while (!rg_links_acked(links, grid, v)) {
-            if (rg_host_now_ns() > deadline) return false;
-            struct timespec ts = {0, 20000};
-            nanosleep(&ts, nullptr);
+        rg_host* h = host();
+        uint32_t grid = h->grid;  // the host's figure: the region's may be overwritten
+        bool acked;
+        {
+            rg_host_user user(h);
+            py::gil_scoped_release nogil;
+            int64_t deadline = rg_host_now_ns() + timeout_ns;
+            while (!(acked = rg_links_acked(links, grid, v))) {
+                if (rg_host_now_ns() > deadline || rg_host_is_released(h)) break;
+                struct timespec ts = {0, 20000};
+                nanosleep(&ts, nullptr);
+            }
         }
-        return true;
+        if (!acked) host();  // a release, not the blocks, ended the wait
+        return acked;
     }
 
     // Per block: (routed_in, routed_out).
@@ -267,23 +307,28 @@ class Region {
         return out;
     }
 
-    // The memory is about to go: from here on every call raises instead of touching it.
+    // The memory is about to go: from here on every call raises RegionReleased instead of
+    // touching it, and a call waiting in another thread is woken and raises it too. Returns
+    // once no thread reads the region (the watcher stopped, every waiter left), so the caller
+    // may free it; any thread may call it, as often as it likes.
     void detach() {
+        rg_host_release_begin(&h_);  // with the GIL: no call starts to use the region after this
         stop_watcher();
-        attached_ = false;
+        py::gil_scoped_release nogil;  // the waiters need it to leave
+        rg_host_release_wait(&h_);
     }
 
   private:
     rg_host h_;
-    bool attached_ = true;
     uint32_t next_ = 0;  // the block the next pop starts at
     bool pushed_ = false;  // see push_pop_pushed
     int notify_fd_ = -1;
     std::atomic<bool> stop_{false};
     std::thread watcher_;
+    std::mutex watcher_lock_;  // start_watcher and stop_watcher: the watcher is joined once
 
     rg_host* host() {
-        if (!attached_) throw py::value_error("the kernel's region was released");
+        if (rg_host_is_released(&h_)) throw rg_host_released("the kernel's region was released");
         return &h_;
     }
 
@@ -442,6 +487,8 @@ PYBIND11_MODULE(_rg_host, m) {
     for (uint32_t p = 0; p < 256; ++p) lane_of[p] = rg_lane_of(p);
     m.attr("LANE_OF") = lane_of;
     py::register_exception<rg_host_fault>(m, "RegionFault", PyExc_RuntimeError);
+    // A ValueError, as a call on a released region always raised.
+    py::register_exception<rg_host_released>(m, "RegionReleased", PyExc_ValueError);
     py::class_<Region>(m, "Region")
         // The leads last, 0 by default: a region laid out without them (tests) has none.
         .def(py::init<uintptr_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t,

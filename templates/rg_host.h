@@ -23,7 +23,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -31,6 +33,11 @@
 
 // A region whose kernel broke the ring protocol (wrote over the indices the host reads).
 struct rg_host_fault : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// A call on a region that was released (rg_host_release), or whose wait a release ended.
+struct rg_host_released : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
@@ -46,6 +53,38 @@ struct rg_host {
     // one thread that owns the index moves it.
     std::unique_ptr<std::atomic<uint64_t>[]> lane_tail;  // [grid * RG_LANES]: what the host pushed
     std::unique_ptr<std::atomic<uint64_t>[]> out_head;   // [grid]: what the host popped
+    // The region's memory is about to go (rg_host_release): no new user, every wait returns.
+    std::atomic<bool> released{false};
+    // Threads inside a call that reads the region without the caller's lock on it (a wait
+    // that dropped the GIL): the memory is freed only once none is left.
+    std::mutex users_lock;
+    std::condition_variable users_gone;
+    uint64_t users = 0;
+};
+
+static inline bool rg_host_is_released(const rg_host* h) {
+    return h->released.load(std::memory_order_seq_cst);
+}
+
+// A thread's use of a region for one call, taken before it drops the GIL: rg_host_release
+// waits until the last one is given back. Throws rg_host_released once a release began, so
+// no thread starts reading memory that is about to go.
+class rg_host_user {
+  public:
+    explicit rg_host_user(rg_host* h) : h_(h) {
+        std::lock_guard<std::mutex> lock(h->users_lock);
+        if (rg_host_is_released(h)) throw rg_host_released("the kernel's region was released");
+        ++h->users;
+    }
+    ~rg_host_user() {
+        std::lock_guard<std::mutex> lock(h_->users_lock);
+        if (--h_->users == 0) h_->users_gone.notify_all();
+    }
+    rg_host_user(const rg_host_user&) = delete;
+    rg_host_user& operator=(const rg_host_user&) = delete;
+
+  private:
+    rg_host* h_;
 };
 
 static inline bool rg_host_pow2(uint64_t n) { return n && !(n & (n - 1)); }
@@ -244,6 +283,17 @@ static inline void rg_host_ring_doorbell(const rg_host* h) {
         syscall(SYS_futex, &bell->value, FUTEX_WAKE, 0x7fffffff, nullptr, nullptr, 0);
 }
 
+// Tells every block to look at what the host just wrote for them all (a command, new links, a
+// state request: rg_poll reads those only when `attention` moved), and wakes a sleeping one.
+// rg_region_attend by the host's layout: the region's grid and offsets are the kernel's to
+// write, and bumping by them could write anywhere in the host's memory.
+static inline void rg_host_tell(const rg_host* h) {
+    for (uint32_t b = 0; b < h->grid; ++b)
+        rg_atomic_u64(rg_host_ring(h, b, 0)->tail.poll.attention)
+            .fetch_add(1, cuda::std::memory_order_release);
+    rg_host_ring_doorbell(h);
+}
+
 static inline int64_t rg_host_now_ns() {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -276,6 +326,7 @@ static inline uint64_t rg_host_push_wait(rg_host* h, uint32_t b, uint32_t l, con
     int64_t deadline = rg_host_now_ns() + timeout_ns;
     uint64_t done = 0;
     for (;;) {
+        if (rg_host_is_released(h)) return done;  // what a release cut short: the caller raises
         done += rg_host_push(h, b, l, (const uint8_t*)src + done * h->in_slot, n - done);
         if (done == n) return done;
         int64_t left = deadline - rg_host_now_ns();
@@ -313,7 +364,9 @@ static inline void rg_host_relax() {
 // with fewer free cores than runnable threads, the kernel's runner that the push woke is
 // often queued on this very core (the scheduler places a wakee beside its waker), and a
 // spin that never yields only delays the answer it waits for (measured on 2 busy cores: every
-// answer came ~20 us after the spin ended, whatever its length).
+// answer came ~20 us after the spin ended, whatever its length). A release ends the wait at
+// once (it rings the bell after it marks the region: the bell is read before the mark, so a
+// sleep that missed the mark never starts).
 static inline uint64_t rg_host_wait_responses(const rg_host* h, uint64_t max, int64_t timeout_ns,
                                               int64_t poll_ns, int64_t spin_ns) {
     rg_bell* out_bell = &rg_host_region(h)->control.out_bell;
@@ -322,6 +375,7 @@ static inline uint64_t rg_host_wait_responses(const rg_host* h, uint64_t max, in
     int64_t alone_until = start + RG_HOST_SPIN_ALONE_NS;
     for (;;) {
         uint64_t bell = rg_load_acquire(&out_bell->value);
+        if (rg_host_is_released(h)) return 0;
         uint64_t n = rg_host_responses(h, max, true);
         int64_t now = rg_host_now_ns();
         if (n || now >= deadline) return n;
@@ -401,8 +455,7 @@ static inline void rg_host_take_unfinished(rg_host* h, uint32_t b, uint32_t l, r
 static inline uint64_t rg_host_command(rg_host* h, uint32_t command) {
     uint64_t seq = h->command_seq.fetch_add(1) + 1;
     rg_store_release(&rg_host_region(h)->control.command.value, (seq << 8) | command);
-    rg_region_attend(rg_host_region(h));  // blocks read the command word only when told
-    rg_host_ring_doorbell(h);
+    rg_host_tell(h);  // blocks read the command word only when told
     return seq;
 }
 
@@ -411,6 +464,7 @@ static inline bool rg_host_wait_ack(const rg_host* h, uint64_t seq, int64_t time
     int64_t deadline = rg_host_now_ns() + timeout_ns;
     uint32_t sleep_ns = 1000;
     for (;;) {
+        if (rg_host_is_released(h)) return false;
         uint32_t acked = 0;
         for (uint32_t b = 0; b < h->grid; ++b)
             acked += (rg_load_acquire(&rg_host_status(h, b)->state) >> 8) >= seq;
@@ -505,6 +559,27 @@ static inline bool rg_host_set_buffer(const rg_host* h, uint32_t slot, uint64_t 
     e->path[path_len] = 0;
     rg_store_release(&e->buffer_id, buffer_id);
     return true;
+}
+
+// Releasing the region's memory from the host's side, in two steps: rg_host_release_begin
+// marks it (no new user; every wait returns within one nap) and wakes a pop asleep on the
+// output bell; rg_host_release_wait then waits until the last user is gone, after which
+// nothing of the host reads or writes the region and its memory may go. Both idempotent; the
+// caller of the wait must not hold what a user needs to finish (the GIL).
+static inline void rg_host_release_begin(rg_host* h) {
+    {
+        std::lock_guard<std::mutex> lock(h->users_lock);
+        if (rg_host_is_released(h)) return;
+        h->released.store(true, std::memory_order_seq_cst);
+    }
+    rg_bell* bell = &rg_host_region(h)->control.out_bell;  // still mapped: users may remain
+    rg_atomic_u64(bell->value).fetch_add(1, cuda::std::memory_order_seq_cst);
+    syscall(SYS_futex, &bell->value, FUTEX_WAKE, 0x7fffffff, nullptr, nullptr, 0);
+}
+
+static inline void rg_host_release_wait(rg_host* h) {
+    std::unique_lock<std::mutex> lock(h->users_lock);
+    h->users_gone.wait(lock, [h] { return h->users == 0; });
 }
 
 #endif  // RG_HOST_H

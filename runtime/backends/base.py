@@ -88,6 +88,7 @@ class RingKernel(ABC):
         self.region_size = self.links_offset + links_bytes
         self.region: rings.Region | None = None
         self._region_fault = rings.region_fault()
+        self._region_released = rings.region_released()
         self.host_fault: str | None = None  # why the host found the region broken, if it did
         self.notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._state_lock = threading.Lock()
@@ -139,6 +140,8 @@ class RingKernel(ABC):
             return self.rings.push(block, lane, structs)
         except self._region_fault as e:
             raise self._broken(e) from None
+        except self._region_released:
+            raise self._released() from None
 
     def push_wait(self, block: int, lane: int, structs: np.ndarray, timeout: float) -> int:
         """Push all of `structs`, sleeping (without the GIL) while the lane is full, for at most
@@ -154,6 +157,8 @@ class RingKernel(ABC):
                                              self.push_nap_ns)
             except self._region_fault as e:
                 raise self._broken(e) from None
+            except self._region_released:
+                raise self._released() from None
             if left <= 0 or self.failure() is not None:
                 break
         return done
@@ -168,6 +173,8 @@ class RingKernel(ABC):
             return self.rings.lane_size(block, lane)
         except self._region_fault as e:
             raise self._broken(e) from None
+        except self._region_released:
+            raise self._released() from None
 
     def lane_free(self, block: int, lane: int) -> int:
         """Slots of a lane the host may push into: a slot is reused only once the kernel has
@@ -176,6 +183,8 @@ class RingKernel(ABC):
             return self.rings.lane_free(block, lane)
         except self._region_fault as e:
             raise self._broken(e) from None
+        except self._region_released:
+            raise self._released() from None
 
     def pop(self, max_count: int, timeout: float = 0.0) -> np.ndarray:
         """Up to max_count responses (the output dtype); waits up to `timeout` s for the first."""
@@ -204,6 +213,8 @@ class RingKernel(ABC):
                     return raw
         except self._region_fault as e:
             raise self._broken(e) from None
+        except self._region_released:
+            raise self._released() from None
 
     def push_pop(self, block: int, lane: int, data: bytes, max_count: int,
                  spin_s: float) -> bytes | None:
@@ -219,6 +230,14 @@ class RingKernel(ABC):
             return self.rings.push_pop(block, lane, data, max_count, int(spin_s * 1e9))
         except self._region_fault as e:
             raise self._broken(e) from None
+        except self._region_released:
+            raise self._released() from None
+
+    def _released(self) -> KernelStateError:
+        """For a call that came after the region's release (terminate, close), or whose wait
+        in native code the release ended from another thread."""
+        return KernelStateError(f"kernel {self.kernel_id!r} was terminated or closed: its "
+                                "region is released")
 
     def _broken(self, fault: RuntimeError | None) -> KernelFaultError:
         """The kernel wrote indices into its region that no ring can have (a handler writing
@@ -234,15 +253,18 @@ class RingKernel(ABC):
 
     def command(self, command: int, timeout: float) -> bool:
         """Send a command to every block; True once all acknowledged it within `timeout`."""
-        seq = self.rings.command(command)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            step = min(self.death_check_s, max(deadline - time.monotonic(), 0.0))
-            if self.rings.wait_ack(seq, int(step * 1e9)):
-                return True
-            if self.failure() is not None:
-                return False
-        return self.rings.wait_ack(seq, 0)
+        try:
+            seq = self.rings.command(command)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                step = min(self.death_check_s, max(deadline - time.monotonic(), 0.0))
+                if self.rings.wait_ack(seq, int(step * 1e9)):
+                    return True
+                if self.failure() is not None:
+                    return False
+            return self.rings.wait_ack(seq, 0)
+        except self._region_released:
+            raise self._released() from None
 
     def activate(self, timeout: float = 1.0) -> None:
         self._expect(self.command(rings.CMD_ACTIVATE, timeout), "activate", timeout)
@@ -273,8 +295,11 @@ class RingKernel(ABC):
                                    "@ring_kernel(..., state=YourStateDataclass)")
         out = []
         for block in range(self.grid):
-            data = self.rings.state_snapshot(self._state_offset, block, codec.size,
-                                             int(timeout * 1e9))
+            try:
+                data = self.rings.state_snapshot(self._state_offset, block, codec.size,
+                                                 int(timeout * 1e9))
+            except self._region_released:
+                raise self._released() from None
             if data is None:
                 reason = self.failure()
                 if reason is not None:
@@ -385,5 +410,10 @@ class RingKernel(ABC):
                 np.frombuffer(bytearray(b"".join(untaken)), dtype=self.in_dtype))
 
     def terminate(self, timeout: float = 1.0) -> None:
-        self.stop(timeout)
+        try:
+            self.stop(timeout)
+        except KernelStateError:
+            if not self.closed:
+                raise
+            return  # another thread terminated or closed it meanwhile: what was asked is done
         self.release()

@@ -121,6 +121,13 @@ def region_fault() -> type[RuntimeError]:
     return cast(type[RuntimeError], native().RegionFault)
 
 
+def region_released() -> type[ValueError]:
+    """_rg_host.RegionReleased: what a Region raises once its memory is being released
+    (detach): on any call from then on, and from a wait (pop, push_wait, wait_ack,
+    links_acked, state_snapshot) that the release ended in another thread."""
+    return cast(type[ValueError], native().RegionReleased)
+
+
 def __getattr__(name: str) -> object:
     if name not in _CONSTANTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -76,9 +76,11 @@ int main(int argc, char** argv) {
     link.key_offset = offsetof(Item, tag);
     link.key_size = sizeof(int64_t);
     tlinks->in[0] = link;
-    uint64_t tv = rg_links_publish(target, tlinks);
+    uint64_t tv = rg_links_publish(tlinks);
+    rg_host_tell(&thost);
     slinks->out[0] = link;
-    uint64_t sv = rg_links_publish(sender, slinks);
+    uint64_t sv = rg_links_publish(slinks);
+    rg_host_tell(&shost);
 
     std::thread tkernel([&] { rg_cpu::run_grid(keyed_sink_ring_kernel, (uint8_t*)target, tgrid, block); });
     std::thread skernel([&] { rg_cpu::run_grid(pub_ring_kernel, (uint8_t*)sender, sgrid, block); });

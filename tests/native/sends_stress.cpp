@@ -76,9 +76,11 @@ int main(int argc, char** argv) {
     link.dst_grid = agrid;
     link.port = 1;  // the worker's first send target, "audit"
     alinks->in[0] = link;
-    uint64_t av = rg_links_publish(auditor, alinks);
+    uint64_t av = rg_links_publish(alinks);
+    rg_host_tell(&ahost);
     wlinks->out[0] = link;
-    uint64_t wv = rg_links_publish(worker, wlinks);
+    uint64_t wv = rg_links_publish(wlinks);
+    rg_host_tell(&whost);
 
     std::thread akernel([&] { rg_cpu::run_grid(auditor_ring_kernel, (uint8_t*)auditor, agrid, 2); });
     std::thread wkernel([&] { rg_cpu::run_grid(worker_ring_kernel, (uint8_t*)worker, wgrid, 8); });

@@ -318,12 +318,11 @@ static inline void rg_route_sleep(rg_bell* own, uint64_t own_seen, rg_bell* cons
     }
 }
 
-// Host: publishes the links as they now are; blocks apply them between two messages.
-static inline uint64_t rg_links_publish(rg_region* r, rg_links* links) {
+// Host: publishes the links as they now are; blocks apply them between two messages, once
+// told (rg_host_tell: they read the links version only when their attention moved).
+static inline uint64_t rg_links_publish(rg_links* links) {
     uint64_t v = rg_load_relaxed(&links->version.value) + 1;
     rg_store_release(&links->version.value, v);
-    rg_region_attend(r);  // blocks read the links version only when told
-    rg_bell_ring(&r->control.doorbell);  // a sleeping block applies them at once
     return v;
 }
 

@@ -49,18 +49,28 @@ RG_FN uint8_t* rg_state_bytes(rg_state_slot* slot) { return (uint8_t*)(slot + 1)
 #if !defined(__CUDA_ARCH__)
 #include <time.h>
 
-// Host: asks block `slot`'s kernel for a snapshot and waits up to timeout_ns for it; true when
-// the slot's bytes are now that snapshot. One asker at a time per slot (the runtime's lock).
-static inline bool rg_state_host_snapshot(rg_region* r, rg_state_slot* slot, int64_t timeout_ns) {
+#include <atomic>
+
+// Host: asks block `slot`'s kernel for a snapshot; the number to wait for (rg_state_host_wait).
+// The blocks read their slot's request only when told (rg_host_tell). One asker at a time per
+// slot (the runtime's lock).
+static inline uint64_t rg_state_host_request(rg_state_slot* slot) {
     uint64_t want = rg_load_relaxed(&slot->request.value) + 1;
     rg_store_release(&slot->request.value, want);
-    rg_region_attend(r);  // blocks read their slot's request only when told
-    rg_bell_ring(&r->control.doorbell);  // a sleeping block looks at once
+    return want;
+}
+
+// Host: waits up to timeout_ns for snapshot `want`; true when the slot's bytes are now that
+// snapshot. `cancel`: a flag that, once set, ends the wait as a timeout does (the region is
+// going).
+static inline bool rg_state_host_wait(rg_state_slot* slot, uint64_t want, int64_t timeout_ns,
+                                      const std::atomic<bool>* cancel) {
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
     uint32_t nap_ns = 1000;
     for (;;) {
         if (rg_load_acquire(&slot->done.value) >= want) return true;
+        if (cancel && cancel->load(std::memory_order_seq_cst)) return false;
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         int64_t spent = (int64_t)(now.tv_sec - start.tv_sec) * 1000000000 + (now.tv_nsec - start.tv_nsec);
