@@ -193,6 +193,10 @@ class Routes:
     # The pinned routes that replace GPU routes being retired, by the same key as _routes: in
     # their senders' links already, in _routes once every sender block acknowledged them.
     _successors: dict[tuple[str, str], _Route] = field(default_factory=dict)
+    # Successors whose retire a relaunch of the target cancelled (`launched`): drained into the
+    # old target's dead letters like any successor (a sender may still push into one until it
+    # acknowledges its links back to the route) and freed at close.
+    _dropped: list[_Route] = field(default_factory=list)
 
     # -- connect / disconnect --------------------------------------------------------------
 
@@ -453,7 +457,16 @@ class Routes:
             if src.partition(".")[0] == kernel_id:  # what the last incarnation abandoned
                 self._collect_abandoned(route, force=True)  # (this one has no links yet)
             if dst == kernel_id and route.target is not channel:
+                # A retire of the route (its last target was gone) is cancelled: the route
+                # keeps what it holds for this incarnation, and its sender, which a retire may
+                # have switched to the successor already, is linked back to it.
+                successor = self._successors.pop((src, dst), None)
                 await self._attach(route, self._target(dst))
+                if successor is not None:
+                    self._dropped.append(successor)
+                    sender = self.end(src).channel
+                    if isinstance(sender, DeviceChannel):
+                        await self._publish_out(sender)
         if isinstance(channel, DeviceChannel) and (
                 sends_of(channel) or any(e.name in self.edges for e in self.ends_of(channel))):
             try:
@@ -491,7 +504,7 @@ class Routes:
         room), into the dead letters of an unbound send target, or into a target that failed
         or was terminated (its process is gone, so the host is their one consumer).
         `final`: every kernel has stopped (close), so GPU routes are read back at once."""
-        for route in [*self._routes.values(), *self._successors.values()]:
+        for route in [*self._routes.values(), *self._successors.values(), *self._dropped]:
             target = route.target
             if route.rings is None:  # GPU memory, taken by the target alone while it runs
                 if final:
@@ -567,6 +580,7 @@ class Routes:
         is asked again at a later drain, and nothing in either route is lost meanwhile."""
         assert route.device is not None
         key = (route.src, route.dst)
+        gone = route.target
         successor = self._successors.get(key)
         if successor is None:
             successor = self._gpu_route(self.end(route.src), route.dst, route.target,
@@ -583,7 +597,11 @@ class Routes:
                             "at a later drain", route.src, route.dst, e)
                 self._retiring.discard(route.route_id)
                 return
-        if self._routes.get(key) is not route:  # the runtime closed meanwhile
+        if (self._routes.get(key) is not route or self._successors.get(key) is not successor
+                or route.target is not gone):
+            # The runtime closed meanwhile, or the target was launched again (`launched`
+            # cancelled the retire and took the successor away): the route is live again.
+            self._retiring.discard(route.route_id)
             return
         self._routes[key] = self._successors.pop(key)
         self._retiring.discard(route.route_id)
@@ -749,7 +767,7 @@ class Routes:
             self._drainer.cancel()
             self._drainer = None
         self.drain_host_ends(final=True)
-        for route in [*self._routes.values(), *self._successors.values()]:
+        for route in [*self._routes.values(), *self._successors.values(), *self._dropped]:
             if route.device is not None:
                 route.device.free()
             if route.memory is not None:
@@ -758,6 +776,7 @@ class Routes:
                 os.close(route.fd)
         self._routes.clear()
         self._successors.clear()
+        self._dropped.clear()
         self.edges.clear()
 
 

@@ -270,3 +270,56 @@ def test_drain_counts_a_gpu_route_from_a_copy_of_its_ring_headers(tmp_path: Path
             await rt.drain()
 
     asyncio.run(main())
+
+
+def test_a_target_launched_again_while_its_route_retires_keeps_the_route(
+        tmp_path: Path) -> None:
+    """The GPU path of a target that is gone (routes.py: _retire), on CPU runners as above, and
+    the target launched again while the retire waits: its sender is switched to the successor
+    and has acknowledged, then b is launched again before the retire goes on. The route stays
+    b's (what it holds and what a sends later reach the new b), the retire is given up, and the
+    sender is linked back to the route, not to the successor that dead-letters into the old b."""
+    pkg: Any = build_package("schemas.routed", tmp_path / "gen")
+
+    async def main() -> None:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            for k in ("b", "a"):
+                await rt.launch(k)
+            await rt.connect("a", "b")
+            routes = rt.routes
+            key = ("a", "b")
+            route = routes._routes[key]
+            assert route.rings is not None and route.memory is not None
+            route.device = cuda.RouteMemory(0, cuda.SCOPE_DEVICE, route.host_address(),
+                                            len(route.memory))
+            route.rings = None  # GPU memory: read back (here: in place), never drained
+            routes._gpu_route = _host_successor(routes)  # type: ignore[method-assign]
+            publish = routes._publish_out
+            switched, relaunched = asyncio.Event(), asyncio.Event()
+
+            async def held(channel: Any) -> None:
+                await publish(channel)
+                if not switched.is_set():  # the retire's switch: hold it until b is back
+                    switched.set()
+                    await relaunched.wait()
+
+            routes._publish_out = held  # type: ignore[method-assign]
+            await rt.terminate("b")
+            await asyncio.wait_for(switched.wait(), 10.0)
+            assert routes._successors.get(key) is not None  # a sends into the successor
+            await rt.launch("b")
+            relaunched.set()
+            for _ in range(20):  # the retire goes on, on the loop
+                await asyncio.sleep(0.02)
+            assert routes._routes[key] is route and key not in routes._successors
+            items = [pkg.Item(seq=i, priority=128) for i in range(50)]
+            await rt.send_many("a", items)
+            got = []
+            while len(got) < len(items):
+                batch = await rt.receive_many("b", len(items) - len(got), timeout=10.0)
+                assert batch, f"b got {len(got)} of {len(items)}; dead: {rt.dead_letters}"
+                got += batch
+            assert sorted(m.seq for m in got) == list(range(50))
+            assert not rt.dead_letters
+
+    asyncio.run(main())
