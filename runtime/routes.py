@@ -48,6 +48,7 @@ import itertools
 import logging
 import mmap
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -171,6 +172,13 @@ def ring_headers(grids: tuple[int, int], capacity: int, slot: int) -> Rows:
     return Rows(header, stride - capacity * slot, stride, grids[0] * grids[1] * rings.LANES)
 
 
+def lost_bound(grids: tuple[int, int], capacity: int) -> int:
+    """The most messages a route's senders can count as lost between two looks of the host:
+    a generous bound (every lane of every sender block, a route's capacity each), well below
+    what a scribbled counter makes the host loop over."""
+    return grids[0] * rings.LANES * capacity
+
+
 def take_abandoned(address: int, grids: tuple[int, int], capacity: int, slot: int,
                    lost_seen: int) -> tuple[bytes, int]:
     """What the senders of the route laid out at `address` abandoned at terminate (struct
@@ -197,6 +205,9 @@ class Routes:
     # old target's dead letters like any successor (a sender may still push into one until it
     # acknowledges its links back to the route) and freed at close.
     _dropped: list[_Route] = field(default_factory=list)
+    # Route ids a kernel wrote over (impossible ring indices): the host takes nothing more from
+    # them, so that one scribbled route neither stops the drains of the others nor a launch.
+    _broken: set[int] = field(default_factory=set)
 
     # -- connect / disconnect --------------------------------------------------------------
 
@@ -455,7 +466,8 @@ class Routes:
         channel = self.runtime.channel(kernel_id)
         for (src, dst), route in list(self._routes.items()):
             if src.partition(".")[0] == kernel_id:  # what the last incarnation abandoned
-                self._collect_abandoned(route, force=True)  # (this one has no links yet)
+                # (this one has no links yet)
+                self._guarded(route, lambda r=route: self._collect_abandoned(r, force=True))
             if dst == kernel_id and route.target is not channel:
                 # A retire of the route (its last target was gone) is cancelled: the route
                 # keeps what it holds for this incarnation, and its sender, which a retire may
@@ -505,35 +517,58 @@ class Routes:
         or was terminated (its process is gone, so the host is their one consumer).
         `final`: every kernel has stopped (close), so GPU routes are read back at once."""
         for route in [*self._routes.values(), *self._successors.values(), *self._dropped]:
-            target = route.target
-            if route.rings is None:  # GPU memory, taken by the target alone while it runs
-                if final:
-                    self._read_back(route)
-                elif target is not None and target.state in GONE:
-                    self._retire_soon(route)
-                else:
-                    self._collect_abandoned(route)
-                continue
-            self._collect_abandoned(route, force=final)
-            if target is None:
-                self._dead_letters(route, route.rings.drain(), DeadLetterReason.UNBOUND,
-                                   f"sent to {route.src!r}, which is bound to no kernel: bind it "
-                                   f"with await runtime.connect({route.src!r}, <kernel_id>) "
-                                   "before the kernel sends")
-            elif target.state in GONE:
-                if isinstance(target, DeviceChannel) and not (
-                        target.state is KernelState.TERMINATED or target.kernel.exited()):
-                    continue
-                failed = target.state is KernelState.FAILED
-                self._dead_letters(
-                    route, route.rings.drain(),
-                    DeadLetterReason.KERNEL_FAILED if failed else DeadLetterReason.TERMINATED,
-                    f"routed from {route.src!r} to {route.dst!r}, which "
-                    + (f"failed: {target.failure}" if failed else "was terminated"), target)
-            elif isinstance(target, HostChannel):
-                self._to_host_actor(route, target)
-            elif route.host_forwards() and isinstance(target, DeviceChannel):
-                self._forward(route, target)
+            self._guarded(route, lambda r=route: self._drain_one(r, final))
+
+    def _guarded(self, route: _Route, take: Callable[[], None]) -> None:
+        """Runs `take` (the host taking from the route) unless the route is broken; a route
+        whose rings hold indices no ring can have (rg_host.cpp: bad_ring) is broken from then
+        on: its sender, the one writer of what the host takes, fails, and one dead letter says
+        that what the route held is lost."""
+        if route.route_id in self._broken:
+            return
+        try:
+            take()
+        except rings.region_fault() as e:
+            self._broken.add(route.route_id)
+            sender = self.end(route.src).channel
+            reason = (f"it wrote over its route {route.src!r} -> {route.dst or 'dead letters'!r} "
+                      f"({e}); the host takes nothing more from that route")
+            log.error("kernel %s: %s", sender.kernel_id, reason)
+            sender.dead_letter(b"", DeadLetterReason.KERNEL_FAILED,
+                               f"what {sender.kernel_id!r} had sent into a route is lost: {reason}")
+            sender.fail(reason)
+
+    def _drain_one(self, route: _Route, final: bool) -> None:
+        """One route of drain_host_ends."""
+        target = route.target
+        if route.rings is None:  # GPU memory, taken by the target alone while it runs
+            if final:
+                self._read_back(route)
+            elif target is not None and target.state in GONE:
+                self._retire_soon(route)
+            else:
+                self._collect_abandoned(route)
+            return
+        self._collect_abandoned(route, force=final)
+        if target is None:
+            self._dead_letters(route, route.rings.drain(), DeadLetterReason.UNBOUND,
+                               f"sent to {route.src!r}, which is bound to no kernel: bind it "
+                               f"with await runtime.connect({route.src!r}, <kernel_id>) "
+                               "before the kernel sends")
+        elif target.state in GONE:
+            if isinstance(target, DeviceChannel) and not (
+                    target.state is KernelState.TERMINATED or target.kernel.exited()):
+                return
+            failed = target.state is KernelState.FAILED
+            self._dead_letters(
+                route, route.rings.drain(),
+                DeadLetterReason.KERNEL_FAILED if failed else DeadLetterReason.TERMINATED,
+                f"routed from {route.src!r} to {route.dst!r}, which "
+                + (f"failed: {target.failure}" if failed else "was terminated"), target)
+        elif isinstance(target, HostChannel):
+            self._to_host_actor(route, target)
+        elif route.host_forwards() and isinstance(target, DeviceChannel):
+            self._forward(route, target)
 
     def _forward(self, route: _Route, target: DeviceChannel) -> None:
         """A route between GPUs that cannot reach each other: the host moves what waits in it
@@ -605,7 +640,7 @@ class Routes:
             return
         self._routes[key] = self._successors.pop(key)
         self._retiring.discard(route.route_id)
-        self._read_back(route)
+        self._guarded(route, lambda: self._read_back(route))
         route.device.free()
 
     def _read_back(self, route: _Route) -> None:
@@ -671,11 +706,20 @@ class Routes:
                   f"terminated while it waited for room in {into}")
         sender = self.end(route.src).channel
         self._dead_letters(route, raw, DeadLetterReason.TERMINATED, detail, sender)
-        for _ in range(lost - route.lost_seen):
+        count = lost - route.lost_seen
+        route.lost_seen = lost
+        if count > lost_bound(route.grids, ROUTE_CAPACITY):
+            # `lost` lies in memory the senders write: a count no terminate can reach is a
+            # scribble, reported once with its count rather than one dead letter each.
+            sender.dead_letter(b"", DeadLetterReason.TERMINATED,
+                               f"{detail}; the route's lost counter rose by {count}, more than "
+                               "its senders can lose at one terminate, so a kernel wrote over "
+                               "it: how many messages were lost is unknown")
+            return
+        for _ in range(count):
             sender.dead_letter(b"", DeadLetterReason.TERMINATED,
                                f"{detail}; the route's abandoned rings were full, so the "
                                "message itself is lost (only counted)")
-        route.lost_seen = lost
 
     def _to_host_actor(self, route: _Route, target: HostChannel) -> None:
         room = target.queue_size - len(target.backlog)

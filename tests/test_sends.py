@@ -6,6 +6,7 @@ targets that crash turn what is sent into dead letters, and the senders keep run
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -111,6 +112,72 @@ def test_a_send_to_an_unbound_target_is_a_dead_letter_and_never_a_hang(sends_pkg
             assert sorted(d.message.k for d in dead if d.message.seq == 101) == [0, 1, 2]
 
     asyncio.run(main())
+
+
+def _sink_route(rt: RingKernelRuntime) -> tuple[Any, int]:
+    """worker.audit's route into the dead letters (it is bound to nothing), and the address of
+    its memory as the host maps it."""
+    route = rt.routes._routes[("worker.audit", "")]
+    assert route.memory is not None
+    return route, route.host_address()
+
+
+def test_a_route_a_kernel_wrote_over_fails_its_sender_and_not_the_drains(
+        sends_pkg: Any) -> None:
+    """A ring of worker.audit's route given a tail no ring can have (a scribble): the host's
+    drain of it raises (rg_host.cpp: bad_ring). The sender fails with that reason, one dead
+    letter says what the route held is lost, and the host keeps draining (routes.py:
+    _guarded), rather than its periodic drain stopping for good."""
+    from ringgen.runtime.routes import ROUTE_CAPACITY, route_geometry
+
+    pkg = sends_pkg
+
+    async def main() -> None:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            await rt.launch("worker")
+            await rt.request("worker", pkg.Job(seq=1, audits=2), timeout=10.0)
+            assert len(await _dead(rt, 2, DeadLetterReason.UNBOUND)) == 2
+            route, address = _sink_route(rt)
+            first, _ = route_geometry(ROUTE_CAPACITY, route.codec.dtype.itemsize)
+            head = ctypes.c_uint64.from_address(address + first).value
+            ctypes.c_uint64.from_address(address + first + 128).value = head + 10**6  # tail
+            for _ in range(200):
+                if rt.state("worker").value == "failed":
+                    break
+                await asyncio.sleep(0.05)
+            assert rt.state("worker").value == "failed"
+            lost = [d for d in rt.dead_letters if d.reason is DeadLetterReason.KERNEL_FAILED
+                    and "wrote over its route 'worker.audit'" in d.detail]
+            assert len(lost) == 1 and lost[0].message == b"", rt.dead_letters
+            await asyncio.sleep(0.2)  # the periodic drain goes on
+            assert rt.routes._drainer is not None
+
+    asyncio.run(main())
+
+
+def test_a_scribbled_lost_counter_is_one_dead_letter_and_never_a_hang(sends_pkg: Any) -> None:
+    """rg_route::lost, which the senders write, set to 2**60 after worker was terminated: the
+    host reports one dead letter with that count, instead of looping once per message."""
+    from ringgen.runtime.routes import LOST_AT
+
+    pkg = sends_pkg
+
+    async def main() -> None:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            await rt.launch("worker")
+            await rt.request("worker", pkg.Job(seq=1, audits=1), timeout=10.0)
+            _, address = _sink_route(rt)
+            await rt.terminate("worker")
+            ctypes.c_uint64.from_address(address + LOST_AT).value = 2**60
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                counted = [d for d in rt.dead_letters if "lost counter rose" in d.detail]
+                if counted:
+                    break
+            assert len(counted) == 1 and f"rose by {2**60}" in counted[0].detail
+            assert counted[0].kernel_id == "worker" and counted[0].message == b""
+
+    asyncio.run(asyncio.wait_for(main(), 60))
 
 
 def test_connect_checks_send_targets(sends_pkg: Any) -> None:
