@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import itertools
 import logging
 import mmap
@@ -467,7 +468,7 @@ class Routes:
         for (src, dst), route in list(self._routes.items()):
             if src.partition(".")[0] == kernel_id:  # what the last incarnation abandoned
                 # (this one has no links yet)
-                self._guarded(route, lambda r=route: self._collect_abandoned(r, force=True))
+                self._guarded(route, functools.partial(self._collect_abandoned, route, True))
             if dst == kernel_id and route.target is not channel:
                 # A retire of the route (its last target was gone) is cancelled: the route
                 # keeps what it holds for this incarnation, and its sender, which a retire may
@@ -517,7 +518,7 @@ class Routes:
         or was terminated (its process is gone, so the host is their one consumer).
         `final`: every kernel has stopped (close), so GPU routes are read back at once."""
         for route in [*self._routes.values(), *self._successors.values(), *self._dropped]:
-            self._guarded(route, lambda r=route: self._drain_one(r, final))
+            self._guarded(route, functools.partial(self._drain_one, route, final))
 
     def _guarded(self, route: _Route, take: Callable[[], None]) -> None:
         """Runs `take` (the host taking from the route) unless the route is broken; a route
@@ -640,7 +641,7 @@ class Routes:
             return
         self._routes[key] = self._successors.pop(key)
         self._retiring.discard(route.route_id)
-        self._guarded(route, lambda: self._read_back(route))
+        self._guarded(route, functools.partial(self._read_back, route))
         route.device.free()
 
     def _read_back(self, route: _Route) -> None:
