@@ -132,6 +132,12 @@ class _Route:
     grids: tuple[int, int] = (1, 1)  # (sender's, target's)
     lost_seen: int = 0  # rg_route::lost as last reported
     abandoned_of: Channel | None = None  # the exited sender whose abandoned sends were taken
+    # The connection it carries (rg_link::edge_id): its first route's id, kept by a retired
+    # route's successor, so that a send following new links mid-way pushes into it once.
+    edge_id: int = 0
+
+    def __post_init__(self) -> None:
+        self.edge_id = self.edge_id or self.route_id
 
     def host_address(self) -> int:
         """Where the host reads and writes a route in host memory: the CPU backend's memory
@@ -397,7 +403,7 @@ class Routes:
                 kind = KEY_UINT if field_dtype.kind == "u" else KEY_INT
                 size = field_dtype.itemsize
         device_ptr = route.device.device_ptr if route.device is not None else 0
-        return (route.route_id, device_ptr, source_grid, dst_grid, kind, offset, size, data,
+        return (route.route_id, route.edge_id, device_ptr, source_grid, dst_grid, kind, offset, size, data,
                 route.path, route.port, route.scope)
 
     async def _attach(self, route: _Route, target: Channel) -> None:
@@ -439,7 +445,7 @@ class Routes:
                 links.append(self._link_args(route, channel.kernel.grid))
         assert len(links) <= MAX_LINKS  # connect() counts them
         for i in range(MAX_LINKS):
-            args = links[i] if i < len(links) else (0, 0, 0, 0, 0, 0, 0, 0, "", 0, 0)
+            args = links[i] if i < len(links) else (0, 0, 0, 0, 0, 0, 0, 0, 0, "", 0, 0)
             channel.kernel.rings.set_link(channel.kernel.links_offset, True, i, *args)
         await self._publish(channel)
 
@@ -623,6 +629,7 @@ class Routes:
                                         route.device.size, route.grids, route.codec,
                                         host_only=True)
             successor.target = route.target
+            successor.edge_id = route.edge_id  # the same connection: no send goes into both
             self._successors[key] = successor
         source = self.end(route.src).channel
         if isinstance(source, DeviceChannel) and not source.kernel.closed:

@@ -215,7 +215,7 @@ class Region {
 
     // Writes entry `index` of the out (or in) links; seen by the blocks at publish_links().
     void set_link(uint64_t links_offset, bool out, uint32_t index, uint64_t route_id,
-                  uint64_t device_ptr, uint32_t src_grid, uint32_t dst_grid, uint32_t key_kind,
+                  uint64_t edge_id, uint64_t device_ptr, uint32_t src_grid, uint32_t dst_grid, uint32_t key_kind,
                   uint32_t key_offset, uint32_t key_size, uint32_t key_data,
                   const std::string& path, uint32_t port, uint32_t scope) {
         rg_links* links = links_at(links_offset);
@@ -225,6 +225,7 @@ class Region {
                                   std::to_string(RG_MAX_LINKS) + " routes a kernel");
         rg_link link = {};
         link.route_id = route_id;
+        link.edge_id = edge_id;
         link.device_ptr = device_ptr;
         link.src_grid = src_grid;
         link.dst_grid = dst_grid;

@@ -323,3 +323,64 @@ def test_a_target_launched_again_while_its_route_retires_keeps_the_route(
             assert not rt.dead_letters
 
     asyncio.run(main())
+
+
+def test_a_send_that_follows_a_retired_route_to_its_successor_is_not_sent_twice(
+        tmp_path: Path) -> None:
+    """a fans out to keyed_sink (its route marked as GPU memory, as above) and c. Both take
+    nothing, and a fills its route to c first (c has one block, keyed_sink four): a waits with
+    a message pushed into keyed_sink's route already. keyed_sink is terminated, so its route
+    retires and a follows the successor mid-send (rg_outs::push, relink): the successor carries
+    the same connection (rg_link::edge_id), so the message is not pushed into it again. Every
+    message is then one dead letter of keyed_sink, and reaches c once."""
+    pkg: Any = build_package("schemas.routed", tmp_path / "gen")
+
+    async def main() -> None:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            for k in ("keyed_sink", "c", "a"):
+                await rt.launch(k)
+            await rt.connect("a", "keyed_sink", "c")
+            routes = rt.routes
+            route = routes._routes[("a", "keyed_sink")]
+            assert route.rings is not None and route.memory is not None
+            route.device = cuda.RouteMemory(0, cuda.SCOPE_DEVICE, route.host_address(),
+                                            len(route.memory))
+            route.rings = None  # GPU memory: read back (here: in place), never drained
+            routes._gpu_route = _host_successor(routes)  # type: ignore[method-assign]
+            for k in ("keyed_sink", "c"):
+                await rt.deactivate(k)
+            items = [pkg.Item(seq=i, tag=i % 16, priority=128) for i in range(100)]
+            await rt.send_many("a", items)
+            seen = -1
+            while (left := rt.telemetry("a").in_flight) != seen:
+                seen = left
+                await asyncio.sleep(0.2)
+            assert left > 0  # a waits for room in its route to c
+            await rt.terminate("keyed_sink")
+            for _ in range(200):  # the successor is published: a follows it, still waiting
+                if ("a", "keyed_sink") in routes._successors:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)
+            await rt.activate("c")  # a finishes the message, then acknowledges
+            for _ in range(300):
+                if retired := routes._routes[("a", "keyed_sink")] is not route:
+                    break
+                await asyncio.sleep(0.05)
+            assert retired
+            got = []
+            while len(got) < len(items):
+                batch = await rt.receive_many("c", len(items) - len(got), timeout=10.0)
+                assert batch, f"c got {len(got)} of {len(items)}"
+                got += batch
+            assert sorted(m.seq for m in got) == list(range(100))
+            for _ in range(100):
+                dead = [d.message.seq for d in rt.dead_letters if d.kernel_id == "keyed_sink"]
+                if len(dead) >= len(items):
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)  # a second copy would come with the successor's drains
+            dead = [d.message.seq for d in rt.dead_letters if d.kernel_id == "keyed_sink"]
+            assert sorted(dead) == list(range(100)), [s for s in set(dead) if dead.count(s) > 1]
+
+    asyncio.run(main())

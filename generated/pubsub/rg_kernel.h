@@ -121,7 +121,8 @@ struct rg_outs {
     // Pushes msg into every route of `port` (a fan-out), each into the lane of its priority in
     // the block its link picks, calling wait() while a ring is full. While it waits, new links
     // that have routes for the port are applied (relink), and the copies not yet pushed go by
-    // them, into each route once (a route the host retired is left for its successor); others
+    // them, into each connection once (by edge id: a retired route's successor carries the
+    // connection on, and is not pushed into again); others
     // (a response whose output was disconnected) wait for the next message, and the copy for
     // room where it is. wait() returns false when the kernel is terminated:
     // the copies not yet pushed are abandoned into their routes' abandoned rings
@@ -131,12 +132,12 @@ struct rg_outs {
     // sleep on it).
     template <class M, class Wait>
     RG_HD bool push(uint32_t port, const M* msg, uint32_t* pushed, Wait wait, bool ring = true) {
-        uint64_t sent[RG_MAX_LINKS];  // the routes this message went into
+        uint64_t sent[RG_MAX_LINKS];  // the connections (edge ids) this message went into
         uint32_t n_sent = 0;
         const uint32_t lane = rg_lane_of(msg->priority);
         for (uint32_t i = 0; i < n; ++i) {
-            if (link[i].port != port || in(sent, n_sent, link[i].route_id)) continue;
-            const uint64_t id = link[i].route_id;
+            if (link[i].port != port || in(sent, n_sent, link[i].edge_id)) continue;
+            const uint64_t id = link[i].edge_id;
             rg_route* rt = route[i];
             const uint32_t scope = link[i].scope;
             uint32_t d = rg_link_target(&link[i], (const uint8_t*)msg, &rr[i]);
@@ -152,8 +153,8 @@ struct rg_outs {
                 if (!wait()) {
                     rg_route_abandon(rt, blockIdx.x, msg, lane, scope);
                     for (uint32_t k = 0; k < n; ++k)
-                        if (link[k].port == port && link[k].route_id != id &&
-                            !in(sent, n_sent, link[k].route_id))
+                        if (link[k].port == port && link[k].edge_id != id &&
+                            !in(sent, n_sent, link[k].edge_id))
                             rg_route_abandon(route[k], blockIdx.x, msg, lane, link[k].scope);
                     return false;
                 }

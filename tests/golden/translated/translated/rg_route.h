@@ -205,6 +205,10 @@ RG_FN void rg_route_abandon(rg_route* r, uint32_t src, const void* msg, uint32_t
 
 typedef struct rg_link {
     uint64_t route_id;    // 0: an empty entry
+    // The connection (a kernel's End and its target) the route carries: a retired route's
+    // successor keeps it, so a send that follows new links mid-way (rg_outs::push) pushes
+    // into each connection once, whichever route carries it now.
+    uint64_t edge_id;
     uint64_t device_ptr;  // CUDA: the route's device address; CPU: 0 (mapped from `path`)
     uint32_t src_grid, dst_grid;
     uint32_t key_kind, key_offset, key_size, key_data;
