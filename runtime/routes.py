@@ -91,6 +91,7 @@ KEY_NONE, KEY_INT, KEY_UINT, KEY_TEXT = 0, 1, 2, 3
 SCOPE_DEVICE = 0  # RG_ROUTE_DEVICE: the CPU backend ignores the scope
 LOST_AT = 40  # rg_route::lost, after magic, total_size, the grids, capacity, slot and stride
 HOST_DRAINS_AT = 48  # rg_route::host_drains, after lost
+HEAD_BYTES = 16  # a ring's first bytes: rg_consumer_line's value and done (the host's heads)
 GONE = (KernelState.FAILED, KernelState.TERMINATED)
 
 
@@ -132,6 +133,9 @@ class _Route:
     grids: tuple[int, int] = (1, 1)  # (sender's, target's)
     lost_seen: int = 0  # rg_route::lost as last reported
     abandoned_of: Channel | None = None  # the exited sender whose abandoned sends were taken
+    # GPU memory: the abandoned rings of a copy the host drained and could not write back
+    # (their heads: what was reported), restored into the next copy so nothing is reported twice.
+    unwritten: bytes | None = None
     # The connection it carries (rg_link::edge_id): its first route's id, kept by a retired
     # route's successor, so that a send following new links mid-way pushes into it once.
     edge_id: int = 0
@@ -669,6 +673,7 @@ class Routes:
         copy = rings.route_type()(address, *route.grids, ROUTE_CAPACITY,
                                   route.codec.dtype.itemsize, False)
         self._dead_letters(route, copy.drain(), reason, detail, target)
+        self._restore_taken(route, address)
         self._abandoned_letters(route, address)
 
     def _collect_abandoned(self, route: _Route, force: bool = False) -> None:
@@ -688,7 +693,6 @@ class Routes:
                 isinstance(sender, DeviceChannel) and sender.state in GONE
                 and sender.kernel.exited())):
             return
-        route.abandoned_of = sender
         # GPU memory: a copy, whose abandoned rings, once drained, are written back (the
         # target's blocks may use the rest of the route meanwhile; it is not written back).
         offset = abandoned_offset(route.grids, ROUTE_CAPACITY, route.codec.dtype.itemsize)
@@ -697,9 +701,33 @@ class Routes:
         except Exception as e:  # a lost GPU: the final read back reports what it held
             log.warning("route %s -> %s: its abandoned sends cannot be read back: %s",
                         route.src, route.dst, e)
-            return
+            return  # (not marked taken: tried again at the next drain)
+        route.abandoned_of = sender
+        self._restore_taken(route, address)
         self._abandoned_letters(route, address)
-        route.device.write_back(offset)
+        try:
+            route.device.write_back(offset)
+            route.unwritten = None
+        except Exception as e:
+            route.unwritten = ctypes.string_at(address + offset, route.device.size - offset)
+            log.warning("route %s -> %s: what the host took of its abandoned sends cannot be "
+                        "written back (%s); the next look restores it into its copy",
+                        route.src, route.dst, e)
+
+    @staticmethod
+    def _restore_taken(route: _Route, address: int) -> None:
+        """Into a fresh copy at `address` of a route in GPU memory: the heads of its
+        abandoned rings as the host left them in a copy it could not write back, so what
+        that copy reported is not reported again (nothing but the host moves those heads)."""
+        if route.unwritten is None:
+            return
+        slot = route.codec.dtype.itemsize
+        offset = abandoned_offset(route.grids, ROUTE_CAPACITY, slot)
+        header, stride = route_geometry(ROUTE_CAPACITY, slot)
+        for i in range(route.grids[0] * rings.LANES):  # one target block: the host
+            at = header + i * stride
+            ctypes.memmove(address + offset + at, route.unwritten[at:at + HEAD_BYTES],
+                           HEAD_BYTES)
 
     def _abandoned_letters(self, route: _Route, address: int) -> None:
         """Dead letters of the sender for what it abandoned in the route at `address` (its

@@ -279,6 +279,80 @@ def test_a_send_abandoned_at_terminate_is_a_dead_letter(sends_pkg: Any) -> None:
     asyncio.run(main())
 
 
+class _CopiedMemory:
+    """A test double of a route in GPU memory (backends/cuda.py: RouteMemory) over the CPU
+    backend's route file: read_back copies it into a staging buffer, as the GPU path does,
+    and write_back copies the staging back from an offset, failing the first `fail` times."""
+
+    def __init__(self, address: int, size: int, fail: int) -> None:
+        self.address, self.size, self.fail = address, size, fail
+        self.staging = ctypes.create_string_buffer(size)
+        self.writes: list[str] = []
+        self.device_ptr, self.scope, self.host, self.forwarded = 0, 0, 0, False
+
+    def read_back(self) -> int:
+        ctypes.memmove(self.staging, self.address, self.size)
+        return ctypes.addressof(self.staging)
+
+    def write_back(self, offset: int) -> None:
+        if self.fail:
+            self.fail -= 1
+            self.writes.append("failed")
+            raise RuntimeError("write back failed (injected)")
+        ctypes.memmove(self.address + offset, ctypes.addressof(self.staging) + offset,
+                       self.size - offset)
+        self.writes.append("written")
+
+    def free(self) -> None:
+        pass
+
+
+def test_abandoned_sends_a_failed_write_back_reported_are_not_reported_again(
+        sends_pkg: Any) -> None:
+    """The GPU path of abandoned sends (routes.py: _collect_abandoned) over a copy of the route
+    (_CopiedMemory): the host reports what the terminated worker abandoned from a copy, and
+    writing the drained copy back fails. The runtime's final read back copies the route again,
+    still holding them: it restores what the host took (route.unwritten), so each abandoned
+    audit is one dead letter (and what waited for the auditor one of the auditor's)."""
+    from ringgen.runtime.routes import HOST_DRAINS_AT
+
+    pkg = sends_pkg
+
+    async def main() -> tuple[list[str], list[Any]]:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            for k in ("worker", "auditor"):
+                await rt.launch(k)
+            await rt.connect("worker.audit", "auditor")
+            route = rt.routes._routes[("worker.audit", "auditor")]
+            assert route.memory is not None
+            memory = _CopiedMemory(route.host_address(), len(route.memory), fail=1)
+            route.device, route.rings = memory, None  # type: ignore[assignment]
+            # (as on a GPU: the host does not drain its abandoned rings while the sender runs)
+            ctypes.c_uint32.from_address(route.host_address() + HOST_DRAINS_AT).value = 0
+            await rt.deactivate("auditor")
+            jobs = [pkg.Job(seq=i, audits=8, priority=200) for i in range(100)]
+            await rt.send_many("worker", jobs)
+            seen = -1
+            while (left := rt.telemetry("worker").in_flight) != seen:
+                seen = left
+                await asyncio.sleep(0.2)
+            assert left > 0
+            await rt.terminate("worker")
+            for _ in range(200):
+                if memory.writes:
+                    break
+                await asyncio.sleep(0.05)
+            assert memory.writes == ["failed"]
+        return memory.writes, [d for d in rt.dead_letters if isinstance(d.message, pkg.Audit)]
+
+    writes, dead = asyncio.run(main())  # closed: the route was read back once more
+    assert writes == ["failed"]
+    abandoned = [d for d in dead if "abandoned" in d.detail]
+    assert abandoned and all(d.kernel_id == "worker" for d in abandoned)
+    audits = Counter((d.message.seq, d.message.k) for d in dead)
+    assert max(audits.values()) == 1, [a for a, n in audits.items() if n > 1][:5]
+
+
 def test_host_actors_at_either_end(sends_pkg: Any) -> None:
     """device -> host actor (a conversation answered by the host stage), host actor ->
     device kernel, and a host actor's unbound target."""
