@@ -89,9 +89,6 @@ SLOW_DRAIN_PERIOD = 0.02
 # Key kinds of rg_route.h
 KEY_NONE, KEY_INT, KEY_UINT, KEY_TEXT = 0, 1, 2, 3
 SCOPE_DEVICE = 0  # RG_ROUTE_DEVICE: the CPU backend ignores the scope
-LOST_AT = 40  # rg_route::lost, after magic, total_size, the grids, capacity, slot and stride
-HOST_DRAINS_AT = 48  # rg_route::host_drains, after lost
-HEAD_BYTES = 16  # a ring's first bytes: rg_consumer_line's value and done (the host's heads)
 GONE = (KernelState.FAILED, KernelState.TERMINATED)
 
 
@@ -197,7 +194,7 @@ def take_abandoned(address: int, grids: tuple[int, int], capacity: int, slot: in
     and its `lost` count now (the messages that found them full)."""
     view = rings.route_type()(address + abandoned_offset(grids, capacity, slot), grids[0], 1,
                               capacity, slot, False)
-    lost = ctypes.c_uint64.from_address(address + LOST_AT).value
+    lost = ctypes.c_uint64.from_address(address + rings.ROUTE_LOST_AT).value
     return view.drain(), max(lost, lost_seen)
 
 
@@ -359,7 +356,7 @@ class Routes:
             fd, memory = shared_memory(f"ringgen-route-{end.name}-{dst or 'dead-letters'}", size)
             anchor = ctypes.c_char.from_buffer(memory)
             native = route_type(ctypes.addressof(anchor), *grids, ROUTE_CAPACITY, dtype.itemsize)
-            ctypes.c_uint32.from_address(ctypes.addressof(anchor) + HOST_DRAINS_AT).value = 1
+            ctypes.c_uint32.from_address(ctypes.addressof(anchor) + rings.ROUTE_HOST_DRAINS_AT).value = 1
             route = _Route(next(self._ids), end.name, dst, fd, path_of(fd), memory, native,
                            anchor, end.port, codec, grids=grids)
         self._routes[key] = route
@@ -383,7 +380,7 @@ class Routes:
             source.kernel.device, dst_device)
         memory.forwarded = on_gpu and memory.host != 0 and not host_only
         if memory.host:  # pinned: the host drains its abandoned rings in place (rg_route.h)
-            ctypes.c_uint32.from_address(memory.host + HOST_DRAINS_AT).value = 1
+            ctypes.c_uint32.from_address(memory.host + rings.ROUTE_HOST_DRAINS_AT).value = 1
         view = (rings.route_type()(memory.host, *grids, ROUTE_CAPACITY, slot, False)
                 if memory.host else None)
         return _Route(next(self._ids), end.name, dst, -1, "", None, view, None, end.port, codec,
@@ -726,8 +723,8 @@ class Routes:
         header, stride = route_geometry(ROUTE_CAPACITY, slot)
         for i in range(route.grids[0] * rings.LANES):  # one target block: the host
             at = header + i * stride
-            ctypes.memmove(address + offset + at, route.unwritten[at:at + HEAD_BYTES],
-                           HEAD_BYTES)
+            heads = route.unwritten[at:at + rings.RING_HEAD_BYTES]  # (head, then done)
+            ctypes.memmove(address + offset + at, heads, len(heads))
 
     def _abandoned_letters(self, route: _Route, address: int) -> None:
         """Dead letters of the sender for what it abandoned in the route at `address` (its

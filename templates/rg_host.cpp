@@ -442,6 +442,13 @@ PYBIND11_MODULE(_rg_host, m) {
     py::tuple lane_of(256);
     for (uint32_t p = 0; p < 256; ++p) lane_of[p] = rg_lane_of(p);
     m.attr("LANE_OF") = lane_of;
+    // Where the host reads and writes a route's and a ring's words by address (routes.py):
+    // from the structs themselves, so no offset is copied by hand.
+    m.attr("ROUTE_LOST_AT") = offsetof(rg_route, lost);
+    m.attr("ROUTE_HOST_DRAINS_AT") = offsetof(rg_route, host_drains);
+    m.attr("RING_DONE_AT") = offsetof(rg_ring, head) + offsetof(rg_consumer_line, done);
+    m.attr("RING_TAIL_AT") = offsetof(rg_ring, tail) + offsetof(rg_producer_line, value);
+    m.attr("RING_HEAD_BYTES") = offsetof(rg_consumer_line, done) + sizeof(uint64_t);
     py::register_exception<rg_host_fault>(m, "RegionFault", PyExc_RuntimeError);
     py::class_<Region>(m, "Region")
         // The leads last, 0 by default: a region laid out without them (tests) has none.

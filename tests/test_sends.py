@@ -24,6 +24,7 @@ from ringgen import (
     message,
     ring_kernel,
 )
+from ringgen.runtime.backends import rings
 from ringgen.toolchain.compile import cccl_include, templates_dir
 
 
@@ -140,7 +141,8 @@ def test_a_route_a_kernel_wrote_over_fails_its_sender_and_not_the_drains(
             route, address = _sink_route(rt)
             first, _ = route_geometry(ROUTE_CAPACITY, route.codec.dtype.itemsize)
             head = ctypes.c_uint64.from_address(address + first).value
-            ctypes.c_uint64.from_address(address + first + 128).value = head + 10**6  # tail
+            tail = address + first + rings.RING_TAIL_AT
+            ctypes.c_uint64.from_address(tail).value = head + 10**6
             for _ in range(200):
                 if rt.state("worker").value == "failed":
                     break
@@ -158,8 +160,6 @@ def test_a_route_a_kernel_wrote_over_fails_its_sender_and_not_the_drains(
 def test_a_scribbled_lost_counter_is_one_dead_letter_and_never_a_hang(sends_pkg: Any) -> None:
     """rg_route::lost, which the senders write, set to 2**60 after worker was terminated: the
     host reports one dead letter with that count, instead of looping once per message."""
-    from ringgen.runtime.routes import LOST_AT
-
     pkg = sends_pkg
 
     async def main() -> None:
@@ -168,7 +168,7 @@ def test_a_scribbled_lost_counter_is_one_dead_letter_and_never_a_hang(sends_pkg:
             await rt.request("worker", pkg.Job(seq=1, audits=1), timeout=10.0)
             _, address = _sink_route(rt)
             await rt.terminate("worker")
-            ctypes.c_uint64.from_address(address + LOST_AT).value = 2**60
+            ctypes.c_uint64.from_address(address + rings.ROUTE_LOST_AT).value = 2**60
             for _ in range(100):
                 await asyncio.sleep(0.05)
                 counted = [d for d in rt.dead_letters if "lost counter rose" in d.detail]
@@ -314,8 +314,6 @@ def test_abandoned_sends_a_failed_write_back_reported_are_not_reported_again(
     writing the drained copy back fails. The runtime's final read back copies the route again,
     still holding them: it restores what the host took (route.unwritten), so each abandoned
     audit is one dead letter (and what waited for the auditor one of the auditor's)."""
-    from ringgen.runtime.routes import HOST_DRAINS_AT
-
     pkg = sends_pkg
 
     async def main() -> tuple[list[str], list[Any]]:
@@ -328,7 +326,7 @@ def test_abandoned_sends_a_failed_write_back_reported_are_not_reported_again(
             memory = _CopiedMemory(route.host_address(), len(route.memory), fail=1)
             route.device, route.rings = memory, None  # type: ignore[assignment]
             # (as on a GPU: the host does not drain its abandoned rings while the sender runs)
-            ctypes.c_uint32.from_address(route.host_address() + HOST_DRAINS_AT).value = 0
+            ctypes.c_uint32.from_address(route.host_address() + rings.ROUTE_HOST_DRAINS_AT).value = 0
             await rt.deactivate("auditor")
             jobs = [pkg.Job(seq=i, audits=8, priority=200) for i in range(100)]
             await rt.send_many("worker", jobs)

@@ -32,8 +32,16 @@ STATE_ACTIVE: int
 STATE_PAUSED: int
 STATE_TERMINATED: int
 LANE_OF: tuple[int, ...]  # the lane of each priority 0..255 (lane 0 lowest)
+# Offsets of the words the host reads and writes by address (routes.py), from offsetof.
+ROUTE_LOST_AT: int  # rg_route::lost
+ROUTE_HOST_DRAINS_AT: int  # rg_route::host_drains
+RING_DONE_AT: int  # rg_ring::head.done
+RING_TAIL_AT: int  # rg_ring::tail.value
+RING_HEAD_BYTES: int  # rg_ring's head.value and head.done, from the ring's start
 _CONSTANTS = ("LANES", "MAX_BUFFERS", "CMD_ACTIVATE", "CMD_DEACTIVATE", "CMD_TERMINATE",
-              "STATE_LAUNCHED", "STATE_ACTIVE", "STATE_PAUSED", "STATE_TERMINATED", "LANE_OF")
+              "STATE_LAUNCHED", "STATE_ACTIVE", "STATE_PAUSED", "STATE_TERMINATED", "LANE_OF",
+              "ROUTE_LOST_AT", "ROUTE_HOST_DRAINS_AT", "RING_DONE_AT", "RING_TAIL_AT",
+              "RING_HEAD_BYTES")
 
 
 class Region(Protocol):
