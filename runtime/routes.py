@@ -170,14 +170,17 @@ def abandoned_offset(grids: tuple[int, int], capacity: int, slot: int) -> int:
     return header + grids[0] * grids[1] * rings.LANES * stride
 
 
-def ring_headers(grids: tuple[int, int], capacity: int, slot: int) -> Rows:
-    """The rows of a route's memory that hold its rings' headers (their indices), for
-    RouteMemory.read_rows: each ring's first bytes, up to its first slot at least (a ring of
-    `stride` bytes holds `capacity` slots of `slot` bytes or more after its header)."""
+def ring_headers(grids: tuple[int, int], capacity: int, slot: int) -> tuple[Rows, Rows]:
+    """The rows of a route's memory that hold its rings' `done` words, then those that hold
+    their tails, for RouteMemory.read_rows: copied in that order (two copies, the second
+    after the first), a ring's count from them is not below what was pending when the first
+    began, as `done` only grows towards the tail."""
     from ringgen.runtime.backends.cuda import Rows
 
     header, stride = route_geometry(capacity, slot)
-    return Rows(header, stride - capacity * slot, stride, grids[0] * grids[1] * rings.LANES)
+    count = grids[0] * grids[1] * rings.LANES
+    return (Rows(header + rings.RING_DONE_AT, 8, stride, count),
+            Rows(header + rings.RING_TAIL_AT, 8, stride, count))
 
 
 def lost_bound(grids: tuple[int, int], capacity: int) -> int:
@@ -812,10 +815,10 @@ class Routes:
 
     def pending_into(self, kernel_id: str) -> int:
         """Messages routed to kernel_id and not yet finished by it (drain() waits for them).
-        A route in GPU memory is counted from a copy of its rings' headers (one strided copy
-        while the kernels run): each header's `done` lies before its `tail`, and the copy reads
-        front to back (as a copy engine does), so a count from it is not below what was pending
-        when it began."""
+        A route in GPU memory is counted from copies of its rings' `done` words, then of their
+        tails (two strided copies while the kernels run: a copy engine guarantees no order
+        within one), so a count from them is not below what was pending when they began. A GPU
+        that is lost makes this a KernelStateError naming the route, not a raw CUDA error."""
         pending = 0
         for r in self._routes.values():
             if r.dst != kernel_id or r.host_forwards():
@@ -824,7 +827,15 @@ class Routes:
                 pending += r.rings.pending()
             elif r.device is not None:
                 slot = r.codec.dtype.itemsize
-                address = r.device.read_rows(ring_headers(r.grids, ROUTE_CAPACITY, slot))
+                done, tails = ring_headers(r.grids, ROUTE_CAPACITY, slot)
+                try:
+                    address = r.device.read_rows(done)
+                    r.device.read_rows(tails)  # (into the same copy, after `done`)
+                except Exception as e:  # a faulted GPU: its memory cannot be read any more
+                    raise KernelStateError(
+                        f"cannot count what waits in the route {r.src!r} -> {r.dst!r} on its "
+                        f"GPU ({e}); the GPU's context is lost, and what the route held with "
+                        "it (reported in dead letters when the runtime closes)") from e
                 pending += rings.route_type()(address, *r.grids, ROUTE_CAPACITY, slot,
                                               False).pending()
         return pending

@@ -256,13 +256,14 @@ def test_drain_counts_a_gpu_route_from_a_copy_of_its_ring_headers(tmp_path: Path
                 await asyncio.sleep(0.02)
             assert route.rings.pending() == 90
             slot = route.codec.dtype.itemsize
-            rows = ring_headers(route.grids, ROUTE_CAPACITY, slot)
-            assert rows.count == 2 * 4 * rings.LANES and rows.width <= rows.pitch
+            done, tails = ring_headers(route.grids, ROUTE_CAPACITY, slot)
             whole = np.frombuffer(route.memory[:], dtype=np.uint8)  # (paused: it stays)
             copy = np.zeros_like(whole)
-            for i in range(rows.count):  # what the 2D copy moves
-                at = rows.first + i * rows.pitch
-                copy[at:at + rows.width] = whole[at:at + rows.width]
+            for rows in (done, tails):  # what the two 2D copies move
+                assert rows.count == 2 * 4 * rings.LANES and rows.width <= rows.pitch
+                for i in range(rows.count):
+                    at = rows.first + i * rows.pitch
+                    copy[at:at + rows.width] = whole[at:at + rows.width]
             view = rings.route_type()(int(copy.ctypes.data), *route.grids, ROUTE_CAPACITY, slot,
                                       False)
             assert view.pending() == 90
@@ -384,3 +385,57 @@ def test_a_send_that_follows_a_retired_route_to_its_successor_is_not_sent_twice(
             assert sorted(dead) == list(range(100)), [s for s in set(dead) if dead.count(s) > 1]
 
     asyncio.run(main())
+
+
+class _RowsCopy:
+    """A test double of RouteMemory.read_rows over host memory: copies each call's rows into
+    a staging buffer (as the 2D copy does) and records them; `lost`: raises as a lost GPU."""
+
+    def __init__(self, address: int, size: int, lost: bool = False) -> None:
+        self.address, self.lost, self.forwarded = address, lost, False
+        self.staging = ctypes.create_string_buffer(size)
+        self.calls: list[Any] = []
+
+    def read_rows(self, rows: Any) -> int:
+        if self.lost:
+            raise RuntimeError("cuMemcpy2DAsync failed: an illegal memory access (injected)")
+        self.calls.append(rows)
+        for i in range(rows.count):
+            at = rows.first + i * rows.pitch
+            ctypes.memmove(ctypes.addressof(self.staging) + at, self.address + at, rows.width)
+        return ctypes.addressof(self.staging)
+
+
+def test_drain_copies_the_rings_done_words_before_their_tails() -> None:
+    """pending_into (drain()) of a route in GPU memory: one copy of every ring's `done`, then
+    another of the tails (one 2D copy guarantees no order between its rows, so `done` could
+    be read after a later tail: an undercount, and drain() returning early). The count is
+    the route's own; a lost GPU is a KernelStateError naming the route."""
+    from ringgen.runtime.routes import ROUTE_CAPACITY, Routes, _Route, route_geometry
+
+    slot, grids = 64, (2, 3)
+    size = rings.route_type().size(*grids, ROUTE_CAPACITY, slot)
+    memory = ctypes.create_string_buffer(size)
+    address = ctypes.addressof(memory)
+    rings.route_type()(address, *grids, ROUTE_CAPACITY, slot)  # lays it out
+    header, stride = route_geometry(ROUTE_CAPACITY, slot)
+    for i in range(grids[0] * grids[1] * rings.LANES):  # ring i: i + 1 pushed, 1 finished
+        ring = address + header + i * stride
+        ctypes.c_uint64.from_address(ring + rings.RING_TAIL_AT).value = i + 1
+        ctypes.c_uint64.from_address(ring + rings.RING_DONE_AT).value = 1
+        ctypes.c_uint64.from_address(ring).value = 1  # head
+    n = grids[0] * grids[1] * rings.LANES
+    want = sum(range(n))
+    codec = type("Codec", (), {"dtype": np.dtype((np.void, slot))})()
+    for lost in (False, True):
+        copy = _RowsCopy(address, size, lost)
+        route = _Route(1, "a", "b", -1, "", None, None, None, 0, codec,  # type: ignore[arg-type]
+                       device=copy, grids=grids)  # type: ignore[arg-type]
+        routes = Routes(None, _routes={("a", "b"): route})  # type: ignore[arg-type]
+        if lost:
+            with pytest.raises(KernelStateError, match=r"'a' -> 'b'.*GPU"):
+                routes.pending_into("b")
+            continue
+        assert routes.pending_into("b") == want
+        assert [(c.first, c.width) for c in copy.calls] == [
+            (header + rings.RING_DONE_AT, 8), (header + rings.RING_TAIL_AT, 8)]
