@@ -351,6 +351,53 @@ def test_abandoned_sends_a_failed_write_back_reported_are_not_reported_again(
     assert max(audits.values()) == 1, [a for a, n in audits.items() if n > 1][:5]
 
 
+def test_a_block_waits_once_for_room_to_abandon_its_sends(
+        sends_pkg: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """worker's route to a paused auditor is full, and so are its abandoned rings, which the
+    host does not drain while worker runs (GPU memory: _CopiedMemory). At terminate, each of a
+    block's threads abandons its audit: the block waits for room RG_ABANDON_WAIT_NS (0.5 s) in
+    all, not that long for each message (8 threads: 4 s, past the host's 1 s for a terminate,
+    which then kills the runner). What found no room is counted, and reported."""
+    from ringgen.runtime.routes import ROUTE_CAPACITY, abandoned_offset, route_geometry
+
+    pkg = sends_pkg
+
+    async def main() -> None:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            for k in ("worker", "auditor"):
+                await rt.launch(k)
+            await rt.connect("worker.audit", "auditor")
+            route = rt.routes._routes[("worker.audit", "auditor")]
+            assert route.memory is not None
+            address = route.host_address()
+            route.device = _CopiedMemory(address, len(route.memory), fail=0)  # type: ignore[assignment]
+            route.rings = None
+            slot = route.codec.dtype.itemsize
+            header, stride = route_geometry(ROUTE_CAPACITY, slot)
+            abandoned = address + abandoned_offset(route.grids, ROUTE_CAPACITY, slot) + header
+            for i in range(route.grids[0] * rings.LANES):  # every abandoned ring full
+                ring = abandoned + i * stride
+                ctypes.c_uint64.from_address(ring + rings.RING_TAIL_AT).value = ROUTE_CAPACITY
+            await rt.deactivate("auditor")
+            await rt.send_many("worker", [pkg.Job(seq=i, audits=8, priority=200)
+                                          for i in range(100)])
+            seen = -1
+            while (left := rt.telemetry("worker").in_flight) != seen:
+                seen = left
+                await asyncio.sleep(0.2)
+            assert left > 0
+            await rt.terminate("worker")
+            for _ in range(100):
+                counted = [d for d in rt.dead_letters if "only counted" in d.detail]
+                if counted:
+                    break
+                await asyncio.sleep(0.05)
+            assert counted and all(d.kernel_id == "worker" for d in counted)
+
+    asyncio.run(main())
+    assert not [r for r in caplog.records if "killed" in r.getMessage()], caplog.text[-2000:]
+
+
 def test_host_actors_at_either_end(sends_pkg: Any) -> None:
     """device -> host actor (a conversation answered by the host stage), host actor ->
     device kernel, and a host actor's unbound target."""

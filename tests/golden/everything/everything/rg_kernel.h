@@ -78,6 +78,7 @@ struct rg_outs {
     rg_link link[RG_MAX_LINKS];
     rg_route* route[RG_MAX_LINKS];
     uint32_t rr[RG_MAX_LINKS];  // each route's round robin over the target's blocks
+    uint64_t abandon_wait_ns;   // left of the block's wait for room to abandon (rg_route_abandon)
 
     // (Device code only: nvcc's host pass over these RG_HD functions sees no body.)
     RG_HD void acquire() {
@@ -151,11 +152,12 @@ struct rg_outs {
                 if (ring) rg_bell_ring(&rt->bell);
                 else ring_all(port);
                 if (!wait()) {
-                    rg_route_abandon(rt, blockIdx.x, msg, lane, scope);
+                    rg_route_abandon(rt, blockIdx.x, msg, lane, scope, &abandon_wait_ns);
                     for (uint32_t k = 0; k < n; ++k)
                         if (link[k].port == port && link[k].edge_id != id &&
                             !in(sent, n_sent, link[k].edge_id))
-                            rg_route_abandon(route[k], blockIdx.x, msg, lane, link[k].scope);
+                            rg_route_abandon(route[k], blockIdx.x, msg, lane, link[k].scope,
+                                             &abandon_wait_ns);
                     return false;
                 }
                 if (relink(port)) {  // this route may be gone from the table
@@ -838,6 +840,7 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
         poller.outs = &outs;
         outs.lock = outs.n = 0;
         outs.version = 0;
+        outs.abandon_wait_ns = RG_ABANDON_WAIT_NS;  // one terminate per launch
         outs.random = region->seed ^ (0xd1b54a32d192ed03ull * (blockIdx.x + 1));
         if constexpr (has_state) {  // the defaults (or what the host wrote) before any request
             uint8_t* area = region_mem + rg_state_area_offset(region->total_size);
