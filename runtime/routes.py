@@ -45,12 +45,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import itertools
 import logging
 import mmap
 import os
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -91,8 +92,6 @@ SLOW_DRAIN_PERIOD = 0.02
 # Key kinds of rg_route.h
 KEY_NONE, KEY_INT, KEY_UINT, KEY_TEXT = 0, 1, 2, 3
 SCOPE_DEVICE = 0  # RG_ROUTE_DEVICE: the CPU backend ignores the scope
-LOST_AT = 40  # rg_route::lost, after magic, total_size, the grids, capacity, slot and stride
-HOST_DRAINS_AT = 48  # rg_route::host_drains, after lost
 GONE = (KernelState.FAILED, KernelState.TERMINATED)
 
 
@@ -134,6 +133,15 @@ class _Route:
     grids: tuple[int, int] = (1, 1)  # (sender's, target's)
     lost_seen: int = 0  # rg_route::lost as last reported
     abandoned_of: Channel | None = None  # the exited sender whose abandoned sends were taken
+    # GPU memory: the abandoned rings of a copy the host drained and could not write back
+    # (their heads: what was reported), restored into the next copy so nothing is reported twice.
+    unwritten: bytes | None = None
+    # The connection it carries (rg_link::edge_id): its first route's id, kept by a retired
+    # route's successor, so that a send following new links mid-way pushes into it once.
+    edge_id: int = 0
+
+    def __post_init__(self) -> None:
+        self.edge_id = self.edge_id or self.route_id
 
     def host_address(self) -> int:
         """Where the host reads and writes a route in host memory: the CPU backend's memory
@@ -165,14 +173,24 @@ def abandoned_offset(grids: tuple[int, int], capacity: int, slot: int) -> int:
     return header + grids[0] * grids[1] * rings.LANES * stride
 
 
-def ring_headers(grids: tuple[int, int], capacity: int, slot: int) -> Rows:
-    """The rows of a route's memory that hold its rings' headers (their indices), for
-    RouteMemory.read_rows: each ring's first bytes, up to its first slot at least (a ring of
-    `stride` bytes holds `capacity` slots of `slot` bytes or more after its header)."""
+def ring_headers(grids: tuple[int, int], capacity: int, slot: int) -> tuple[Rows, Rows]:
+    """The rows of a route's memory that hold its rings' `done` words, then those that hold
+    their tails, for RouteMemory.read_rows: copied in that order (two copies, the second
+    after the first), a ring's count from them is not below what was pending when the first
+    began, as `done` only grows towards the tail."""
     from ringgen.runtime.backends.cuda import Rows
 
     header, stride = route_geometry(capacity, slot)
-    return Rows(header, stride - capacity * slot, stride, grids[0] * grids[1] * rings.LANES)
+    count = grids[0] * grids[1] * rings.LANES
+    return (Rows(header + rings.RING_DONE_AT, 8, stride, count),
+            Rows(header + rings.RING_TAIL_AT, 8, stride, count))
+
+
+def lost_bound(grids: tuple[int, int], capacity: int) -> int:
+    """The most messages a route's senders can count as lost between two looks of the host:
+    a generous bound (every lane of every sender block, a route's capacity each), well below
+    what a scribbled counter makes the host loop over."""
+    return grids[0] * rings.LANES * capacity
 
 
 def take_abandoned(address: int, grids: tuple[int, int], capacity: int, slot: int,
@@ -182,7 +200,7 @@ def take_abandoned(address: int, grids: tuple[int, int], capacity: int, slot: in
     and its `lost` count now (the messages that found them full)."""
     view = rings.route_type()(address + abandoned_offset(grids, capacity, slot), grids[0], 1,
                               capacity, slot, False)
-    lost = ctypes.c_uint64.from_address(address + LOST_AT).value
+    lost = ctypes.c_uint64.from_address(address + rings.ROUTE_LOST_AT).value
     return view.drain(), max(lost, lost_seen)
 
 
@@ -212,6 +230,13 @@ class Routes:
     # Per launched kernel (a relaunch is a new one, with fresh links), while it lives.
     _tables: weakref.WeakKeyDictionary[RingKernel, _LinkTable] = field(
         default_factory=weakref.WeakKeyDictionary)
+    # Successors whose retire a relaunch of the target cancelled (`launched`): drained into the
+    # old target's dead letters like any successor (a sender may still push into one until it
+    # acknowledges its links back to the route) and freed at close.
+    _dropped: list[_Route] = field(default_factory=list)
+    # Route ids a kernel wrote over (impossible ring indices): the host takes nothing more from
+    # them, so that one scribbled route neither stops the drains of the others nor a launch.
+    _broken: set[int] = field(default_factory=set)
 
     # -- connect / disconnect --------------------------------------------------------------
 
@@ -352,7 +377,7 @@ class Routes:
             fd, memory = shared_memory(f"ringgen-route-{end.name}-{dst or 'dead-letters'}", size)
             anchor = ctypes.c_char.from_buffer(memory)
             native = route_type(ctypes.addressof(anchor), *grids, ROUTE_CAPACITY, dtype.itemsize)
-            ctypes.c_uint32.from_address(ctypes.addressof(anchor) + HOST_DRAINS_AT).value = 1
+            ctypes.c_uint32.from_address(ctypes.addressof(anchor) + rings.ROUTE_HOST_DRAINS_AT).value = 1
             route = _Route(next(self._ids), end.name, dst, fd, path_of(fd), memory, native,
                            anchor, end.port, codec, grids=grids)
         self._routes[key] = route
@@ -376,7 +401,7 @@ class Routes:
             source.kernel.device, dst_device)
         memory.forwarded = on_gpu and memory.host != 0 and not host_only
         if memory.host:  # pinned: the host drains its abandoned rings in place (rg_route.h)
-            ctypes.c_uint32.from_address(memory.host + HOST_DRAINS_AT).value = 1
+            ctypes.c_uint32.from_address(memory.host + rings.ROUTE_HOST_DRAINS_AT).value = 1
         view = (rings.route_type()(memory.host, *grids, ROUTE_CAPACITY, slot, False)
                 if memory.host else None)
         return _Route(next(self._ids), end.name, dst, -1, "", None, view, None, end.port, codec,
@@ -400,7 +425,7 @@ class Routes:
                 kind = KEY_UINT if field_dtype.kind == "u" else KEY_INT
                 size = field_dtype.itemsize
         device_ptr = route.device.device_ptr if route.device is not None else 0
-        return (route.route_id, device_ptr, source_grid, dst_grid, kind, offset, size, data,
+        return (route.route_id, route.edge_id, device_ptr, source_grid, dst_grid, kind, offset, size, data,
                 route.path, route.port, route.scope)
 
     async def _attach(self, route: _Route, target: Channel) -> None:
@@ -452,7 +477,7 @@ class Routes:
                     links.append(self._link_args(route, channel.kernel.grid))
             assert len(links) <= MAX_LINKS  # connect() counts them
             for i in range(MAX_LINKS):
-                args = links[i] if i < len(links) else (0, 0, 0, 0, 0, 0, 0, 0, "", 0, 0)
+                args = links[i] if i < len(links) else (0, 0, 0, 0, 0, 0, 0, 0, 0, "", 0, 0)
                 channel.kernel.rings.set_link(channel.kernel.links_offset, True, i, *args)
             await self._publish(channel)
 
@@ -508,9 +533,19 @@ class Routes:
         channel = self.runtime.channel(kernel_id)
         for (src, dst), route in list(self._routes.items()):
             if src.partition(".")[0] == kernel_id:  # what the last incarnation abandoned
-                self._collect_abandoned(route, force=True)  # (this one has no links yet)
+                # (this one has no links yet)
+                self._guarded(route, functools.partial(self._collect_abandoned, route, True))
             if dst == kernel_id and route.target is not channel:
+                # A retire of the route (its last target was gone) is cancelled: the route
+                # keeps what it holds for this incarnation, and its sender, which a retire may
+                # have switched to the successor already, is linked back to it.
+                successor = self._successors.pop((src, dst), None)
                 await self._attach(route, self._target(dst))
+                if successor is not None:
+                    self._dropped.append(successor)
+                    sender = self.end(src).channel
+                    if isinstance(sender, DeviceChannel):
+                        await self._publish_out(sender)
         if isinstance(channel, DeviceChannel) and (
                 sends_of(channel) or any(e.name in self.edges for e in self.ends_of(channel))):
             try:
@@ -548,36 +583,59 @@ class Routes:
         room), into the dead letters of an unbound send target, or into a target that failed
         or was terminated (its process is gone, so the host is their one consumer).
         `final`: every kernel has stopped (close), so GPU routes are read back at once."""
-        for route in [*self._routes.values(), *self._successors.values()]:
-            target = route.target
-            if route.rings is None:  # GPU memory, taken by the target alone while it runs
-                if final:
-                    self._read_back(route)
-                elif target is not None and target.state in GONE:
-                    self._retire_soon(route)
-                else:
-                    self._collect_abandoned(route)
-                continue
-            self._collect_abandoned(route, force=final)
-            if target is None:
-                self._dead_letters(route, route.rings.drain(), DeadLetterReason.UNBOUND,
-                                   f"sent to {route.src!r}, which is bound to no kernel: bind it "
-                                   f"with await runtime.connect({route.src!r}, <kernel_id>) "
-                                   "before the kernel sends")
-            elif target.state in GONE:
-                if isinstance(target, DeviceChannel) and not (
-                        target.state is KernelState.TERMINATED or target.kernel.exited()):
-                    continue
-                failed = target.state is KernelState.FAILED
-                self._dead_letters(
-                    route, route.rings.drain(),
-                    DeadLetterReason.KERNEL_FAILED if failed else DeadLetterReason.TERMINATED,
-                    f"routed from {route.src!r} to {route.dst!r}, which "
-                    + (f"failed: {target.failure}" if failed else "was terminated"), target)
-            elif isinstance(target, HostChannel):
-                self._to_host_actor(route, target)
-            elif route.host_forwards() and isinstance(target, DeviceChannel):
-                self._forward(route, target)
+        for route in [*self._routes.values(), *self._successors.values(), *self._dropped]:
+            self._guarded(route, functools.partial(self._drain_one, route, final))
+
+    def _guarded(self, route: _Route, take: Callable[[], None]) -> None:
+        """Runs `take` (the host taking from the route) unless the route is broken; a route
+        whose rings hold indices no ring can have (rg_host.cpp: bad_ring) is broken from then
+        on: its sender, the one writer of what the host takes, fails, and one dead letter says
+        that what the route held is lost."""
+        if route.route_id in self._broken:
+            return
+        try:
+            take()
+        except rings.region_fault() as e:
+            self._broken.add(route.route_id)
+            sender = self.end(route.src).channel
+            reason = (f"it wrote over its route {route.src!r} -> {route.dst or 'dead letters'!r} "
+                      f"({e}); the host takes nothing more from that route")
+            log.error("kernel %s: %s", sender.kernel_id, reason)
+            sender.dead_letter(b"", DeadLetterReason.KERNEL_FAILED,
+                               f"what {sender.kernel_id!r} had sent into a route is lost: {reason}")
+            sender.fail(reason)
+
+    def _drain_one(self, route: _Route, final: bool) -> None:
+        """One route of drain_host_ends."""
+        target = route.target
+        if route.rings is None:  # GPU memory, taken by the target alone while it runs
+            if final:
+                self._read_back(route)
+            elif target is not None and target.state in GONE:
+                self._retire_soon(route)
+            else:
+                self._collect_abandoned(route)
+            return
+        self._collect_abandoned(route, force=final)
+        if target is None:
+            self._dead_letters(route, route.rings.drain(), DeadLetterReason.UNBOUND,
+                               f"sent to {route.src!r}, which is bound to no kernel: bind it "
+                               f"with await runtime.connect({route.src!r}, <kernel_id>) "
+                               "before the kernel sends")
+        elif target.state in GONE:
+            if isinstance(target, DeviceChannel) and not (
+                    target.state is KernelState.TERMINATED or target.kernel.exited()):
+                return
+            failed = target.state is KernelState.FAILED
+            self._dead_letters(
+                route, route.rings.drain(),
+                DeadLetterReason.KERNEL_FAILED if failed else DeadLetterReason.TERMINATED,
+                f"routed from {route.src!r} to {route.dst!r}, which "
+                + (f"failed: {target.failure}" if failed else "was terminated"), target)
+        elif isinstance(target, HostChannel):
+            self._to_host_actor(route, target)
+        elif route.host_forwards() and isinstance(target, DeviceChannel):
+            self._forward(route, target)
 
     def _forward(self, route: _Route, target: DeviceChannel) -> None:
         """A route between GPUs that cannot reach each other: the host moves what waits in it
@@ -624,12 +682,14 @@ class Routes:
         is asked again at a later drain, and nothing in either route is lost meanwhile."""
         assert route.device is not None
         key = (route.src, route.dst)
+        gone = route.target
         successor = self._successors.get(key)
         if successor is None:
             successor = self._gpu_route(self.end(route.src), route.dst, route.target,
                                         route.device.size, route.grids, route.codec,
                                         host_only=True)
             successor.target = route.target
+            successor.edge_id = route.edge_id  # the same connection: no send goes into both
             self._successors[key] = successor
         source = self.end(route.src).channel
         if isinstance(source, DeviceChannel) and not source.kernel.closed:
@@ -640,11 +700,15 @@ class Routes:
                             "at a later drain", route.src, route.dst, e)
                 self._retiring.discard(route.route_id)
                 return
-        if self._routes.get(key) is not route:  # the runtime closed meanwhile
+        if (self._routes.get(key) is not route or self._successors.get(key) is not successor
+                or route.target is not gone):
+            # The runtime closed meanwhile, or the target was launched again (`launched`
+            # cancelled the retire and took the successor away): the route is live again.
+            self._retiring.discard(route.route_id)
             return
         self._routes[key] = self._successors.pop(key)
         self._retiring.discard(route.route_id)
-        self._read_back(route)
+        self._guarded(route, functools.partial(self._read_back, route))
         route.device.free()
 
     def _read_back(self, route: _Route) -> None:
@@ -665,6 +729,7 @@ class Routes:
         copy = rings.route_type()(address, *route.grids, ROUTE_CAPACITY,
                                   route.codec.dtype.itemsize, False)
         self._dead_letters(route, copy.drain(), reason, detail, target)
+        self._restore_taken(route, address)
         self._abandoned_letters(route, address)
 
     def _collect_abandoned(self, route: _Route, force: bool = False) -> None:
@@ -684,7 +749,6 @@ class Routes:
                 isinstance(sender, DeviceChannel) and sender.state in GONE
                 and sender.kernel.exited())):
             return
-        route.abandoned_of = sender
         # GPU memory: a copy, whose abandoned rings, once drained, are written back (the
         # target's blocks may use the rest of the route meanwhile; it is not written back).
         offset = abandoned_offset(route.grids, ROUTE_CAPACITY, route.codec.dtype.itemsize)
@@ -693,9 +757,33 @@ class Routes:
         except Exception as e:  # a lost GPU: the final read back reports what it held
             log.warning("route %s -> %s: its abandoned sends cannot be read back: %s",
                         route.src, route.dst, e)
-            return
+            return  # (not marked taken: tried again at the next drain)
+        route.abandoned_of = sender
+        self._restore_taken(route, address)
         self._abandoned_letters(route, address)
-        route.device.write_back(offset)
+        try:
+            route.device.write_back(offset)
+            route.unwritten = None
+        except Exception as e:
+            route.unwritten = ctypes.string_at(address + offset, route.device.size - offset)
+            log.warning("route %s -> %s: what the host took of its abandoned sends cannot be "
+                        "written back (%s); the next look restores it into its copy",
+                        route.src, route.dst, e)
+
+    @staticmethod
+    def _restore_taken(route: _Route, address: int) -> None:
+        """Into a fresh copy at `address` of a route in GPU memory: the heads of its
+        abandoned rings as the host left them in a copy it could not write back, so what
+        that copy reported is not reported again (nothing but the host moves those heads)."""
+        if route.unwritten is None:
+            return
+        slot = route.codec.dtype.itemsize
+        offset = abandoned_offset(route.grids, ROUTE_CAPACITY, slot)
+        header, stride = route_geometry(ROUTE_CAPACITY, slot)
+        for i in range(route.grids[0] * rings.LANES):  # one target block: the host
+            at = header + i * stride
+            heads = route.unwritten[at:at + rings.RING_HEAD_BYTES]  # (head, then done)
+            ctypes.memmove(address + offset + at, heads, len(heads))
 
     def _abandoned_letters(self, route: _Route, address: int) -> None:
         """Dead letters of the sender for what it abandoned in the route at `address` (its
@@ -710,11 +798,20 @@ class Routes:
                   f"terminated while it waited for room in {into}")
         sender = self.end(route.src).channel
         self._dead_letters(route, raw, DeadLetterReason.TERMINATED, detail, sender)
-        for _ in range(lost - route.lost_seen):
+        count = lost - route.lost_seen
+        route.lost_seen = lost
+        if count > lost_bound(route.grids, ROUTE_CAPACITY):
+            # `lost` lies in memory the senders write: a count no terminate can reach is a
+            # scribble, reported once with its count rather than one dead letter each.
+            sender.dead_letter(b"", DeadLetterReason.TERMINATED,
+                               f"{detail}; the route's lost counter rose by {count}, more than "
+                               "its senders can lose at one terminate, so a kernel wrote over "
+                               "it: how many messages were lost is unknown")
+            return
+        for _ in range(count):
             sender.dead_letter(b"", DeadLetterReason.TERMINATED,
                                f"{detail}; the route's abandoned rings were full, so the "
                                "message itself is lost (only counted)")
-        route.lost_seen = lost
 
     def _to_host_actor(self, route: _Route, target: HostChannel) -> None:
         room = target.queue_size - len(target.backlog)
@@ -774,10 +871,10 @@ class Routes:
 
     def pending_into(self, kernel_id: str) -> int:
         """Messages routed to kernel_id and not yet finished by it (drain() waits for them).
-        A route in GPU memory is counted from a copy of its rings' headers (one strided copy
-        while the kernels run): each header's `done` lies before its `tail`, and the copy reads
-        front to back (as a copy engine does), so a count from it is not below what was pending
-        when it began."""
+        A route in GPU memory is counted from copies of its rings' `done` words, then of their
+        tails (two strided copies while the kernels run: a copy engine guarantees no order
+        within one), so a count from them is not below what was pending when they began. A GPU
+        that is lost makes this a KernelStateError naming the route, not a raw CUDA error."""
         pending = 0
         for r in self._routes.values():
             if r.dst != kernel_id or r.host_forwards():
@@ -786,7 +883,15 @@ class Routes:
                 pending += r.rings.pending()
             elif r.device is not None:
                 slot = r.codec.dtype.itemsize
-                address = r.device.read_rows(ring_headers(r.grids, ROUTE_CAPACITY, slot))
+                done, tails = ring_headers(r.grids, ROUTE_CAPACITY, slot)
+                try:
+                    address = r.device.read_rows(done)
+                    r.device.read_rows(tails)  # (into the same copy, after `done`)
+                except Exception as e:  # a faulted GPU: its memory cannot be read any more
+                    raise KernelStateError(
+                        f"cannot count what waits in the route {r.src!r} -> {r.dst!r} on its "
+                        f"GPU ({e}); the GPU's context is lost, and what the route held with "
+                        "it (reported in dead letters when the runtime closes)") from e
                 pending += rings.route_type()(address, *r.grids, ROUTE_CAPACITY, slot,
                                               False).pending()
         return pending
@@ -806,7 +911,7 @@ class Routes:
             self._drainer.cancel()
             self._drainer = None
         self.drain_host_ends(final=True)
-        for route in [*self._routes.values(), *self._successors.values()]:
+        for route in [*self._routes.values(), *self._successors.values(), *self._dropped]:
             if route.device is not None:
                 route.device.free()
             if route.memory is not None:
@@ -815,6 +920,7 @@ class Routes:
                 os.close(route.fd)
         self._routes.clear()
         self._successors.clear()
+        self._dropped.clear()
         self.edges.clear()
 
 

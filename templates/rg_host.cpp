@@ -246,7 +246,7 @@ class Region {
 
     // Writes entry `index` of the out (or in) links; seen by the blocks at publish_links().
     void set_link(uint64_t links_offset, bool out, uint32_t index, uint64_t route_id,
-                  uint64_t device_ptr, uint32_t src_grid, uint32_t dst_grid, uint32_t key_kind,
+                  uint64_t edge_id, uint64_t device_ptr, uint32_t src_grid, uint32_t dst_grid, uint32_t key_kind,
                   uint32_t key_offset, uint32_t key_size, uint32_t key_data,
                   const std::string& path, uint32_t port, uint32_t scope) {
         rg_links* links = links_at(links_offset);
@@ -256,6 +256,7 @@ class Region {
                                   std::to_string(RG_MAX_LINKS) + " routes a kernel");
         rg_link link = {};
         link.route_id = route_id;
+        link.edge_id = edge_id;
         link.device_ptr = device_ptr;
         link.src_grid = src_grid;
         link.dst_grid = dst_grid;
@@ -486,6 +487,13 @@ PYBIND11_MODULE(_rg_host, m) {
     py::tuple lane_of(256);
     for (uint32_t p = 0; p < 256; ++p) lane_of[p] = rg_lane_of(p);
     m.attr("LANE_OF") = lane_of;
+    // Where the host reads and writes a route's and a ring's words by address (routes.py):
+    // from the structs themselves, so no offset is copied by hand.
+    m.attr("ROUTE_LOST_AT") = offsetof(rg_route, lost);
+    m.attr("ROUTE_HOST_DRAINS_AT") = offsetof(rg_route, host_drains);
+    m.attr("RING_DONE_AT") = offsetof(rg_ring, head) + offsetof(rg_consumer_line, done);
+    m.attr("RING_TAIL_AT") = offsetof(rg_ring, tail) + offsetof(rg_producer_line, value);
+    m.attr("RING_HEAD_BYTES") = offsetof(rg_consumer_line, done) + sizeof(uint64_t);
     py::register_exception<rg_host_fault>(m, "RegionFault", PyExc_RuntimeError);
     // A ValueError, as a call on a released region always raised.
     py::register_exception<rg_host_released>(m, "RegionReleased", PyExc_ValueError);

@@ -256,13 +256,14 @@ def test_drain_counts_a_gpu_route_from_a_copy_of_its_ring_headers(tmp_path: Path
                 await asyncio.sleep(0.02)
             assert route.rings.pending() == 90
             slot = route.codec.dtype.itemsize
-            rows = ring_headers(route.grids, ROUTE_CAPACITY, slot)
-            assert rows.count == 2 * 4 * rings.LANES and rows.width <= rows.pitch
+            done, tails = ring_headers(route.grids, ROUTE_CAPACITY, slot)
             whole = np.frombuffer(route.memory[:], dtype=np.uint8)  # (paused: it stays)
             copy = np.zeros_like(whole)
-            for i in range(rows.count):  # what the 2D copy moves
-                at = rows.first + i * rows.pitch
-                copy[at:at + rows.width] = whole[at:at + rows.width]
+            for rows in (done, tails):  # what the two 2D copies move
+                assert rows.count == 2 * 4 * rings.LANES and rows.width <= rows.pitch
+                for i in range(rows.count):
+                    at = rows.first + i * rows.pitch
+                    copy[at:at + rows.width] = whole[at:at + rows.width]
             view = rings.route_type()(int(copy.ctypes.data), *route.grids, ROUTE_CAPACITY, slot,
                                       False)
             assert view.pending() == 90
@@ -270,3 +271,171 @@ def test_drain_counts_a_gpu_route_from_a_copy_of_its_ring_headers(tmp_path: Path
             await rt.drain()
 
     asyncio.run(main())
+
+
+def test_a_target_launched_again_while_its_route_retires_keeps_the_route(
+        tmp_path: Path) -> None:
+    """The GPU path of a target that is gone (routes.py: _retire), on CPU runners as above, and
+    the target launched again while the retire waits: its sender is switched to the successor
+    and has acknowledged, then b is launched again before the retire goes on. The route stays
+    b's (what it holds and what a sends later reach the new b), the retire is given up, and the
+    sender is linked back to the route, not to the successor that dead-letters into the old b."""
+    pkg: Any = build_package("schemas.routed", tmp_path / "gen")
+
+    async def main() -> None:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            for k in ("b", "a"):
+                await rt.launch(k)
+            await rt.connect("a", "b")
+            routes = rt.routes
+            key = ("a", "b")
+            route = routes._routes[key]
+            assert route.rings is not None and route.memory is not None
+            route.device = cuda.RouteMemory(0, cuda.SCOPE_DEVICE, route.host_address(),
+                                            len(route.memory))
+            route.rings = None  # GPU memory: read back (here: in place), never drained
+            routes._gpu_route = _host_successor(routes)  # type: ignore[method-assign]
+            publish = routes._publish_out
+            switched, relaunched = asyncio.Event(), asyncio.Event()
+
+            async def held(channel: Any) -> None:
+                await publish(channel)
+                if not switched.is_set():  # the retire's switch: hold it until b is back
+                    switched.set()
+                    await relaunched.wait()
+
+            routes._publish_out = held  # type: ignore[method-assign]
+            await rt.terminate("b")
+            await asyncio.wait_for(switched.wait(), 10.0)
+            assert routes._successors.get(key) is not None  # a sends into the successor
+            await rt.launch("b")
+            relaunched.set()
+            for _ in range(20):  # the retire goes on, on the loop
+                await asyncio.sleep(0.02)
+            assert routes._routes[key] is route and key not in routes._successors
+            items = [pkg.Item(seq=i, priority=128) for i in range(50)]
+            await rt.send_many("a", items)
+            got = []
+            while len(got) < len(items):
+                batch = await rt.receive_many("b", len(items) - len(got), timeout=10.0)
+                assert batch, f"b got {len(got)} of {len(items)}; dead: {rt.dead_letters}"
+                got += batch
+            assert sorted(m.seq for m in got) == list(range(50))
+            assert not rt.dead_letters
+
+    asyncio.run(main())
+
+
+def test_a_send_that_follows_a_retired_route_to_its_successor_is_not_sent_twice(
+        tmp_path: Path) -> None:
+    """a fans out to keyed_sink (its route marked as GPU memory, as above) and c. Both take
+    nothing, and a fills its route to c first (c has one block, keyed_sink four): a waits with
+    a message pushed into keyed_sink's route already. keyed_sink is terminated, so its route
+    retires and a follows the successor mid-send (rg_outs::push, relink): the successor carries
+    the same connection (rg_link::edge_id), so the message is not pushed into it again. Every
+    message is then one dead letter of keyed_sink, and reaches c once."""
+    pkg: Any = build_package("schemas.routed", tmp_path / "gen")
+
+    async def main() -> None:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            for k in ("keyed_sink", "c", "a"):
+                await rt.launch(k)
+            await rt.connect("a", "keyed_sink", "c")
+            routes = rt.routes
+            route = routes._routes[("a", "keyed_sink")]
+            assert route.rings is not None and route.memory is not None
+            route.device = cuda.RouteMemory(0, cuda.SCOPE_DEVICE, route.host_address(),
+                                            len(route.memory))
+            route.rings = None  # GPU memory: read back (here: in place), never drained
+            routes._gpu_route = _host_successor(routes)  # type: ignore[method-assign]
+            for k in ("keyed_sink", "c"):
+                await rt.deactivate(k)
+            items = [pkg.Item(seq=i, tag=i % 16, priority=128) for i in range(100)]
+            await rt.send_many("a", items)
+            seen = -1
+            while (left := rt.telemetry("a").in_flight) != seen:
+                seen = left
+                await asyncio.sleep(0.2)
+            assert left > 0  # a waits for room in its route to c
+            await rt.terminate("keyed_sink")
+            for _ in range(200):  # the successor is published: a follows it, still waiting
+                if ("a", "keyed_sink") in routes._successors:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)
+            await rt.activate("c")  # a finishes the message, then acknowledges
+            for _ in range(300):
+                if retired := routes._routes[("a", "keyed_sink")] is not route:
+                    break
+                await asyncio.sleep(0.05)
+            assert retired
+            got = []
+            while len(got) < len(items):
+                batch = await rt.receive_many("c", len(items) - len(got), timeout=10.0)
+                assert batch, f"c got {len(got)} of {len(items)}"
+                got += batch
+            assert sorted(m.seq for m in got) == list(range(100))
+            for _ in range(100):
+                dead = [d.message.seq for d in rt.dead_letters if d.kernel_id == "keyed_sink"]
+                if len(dead) >= len(items):
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)  # a second copy would come with the successor's drains
+            dead = [d.message.seq for d in rt.dead_letters if d.kernel_id == "keyed_sink"]
+            assert sorted(dead) == list(range(100)), [s for s in set(dead) if dead.count(s) > 1]
+
+    asyncio.run(main())
+
+
+class _RowsCopy:
+    """A test double of RouteMemory.read_rows over host memory: copies each call's rows into
+    a staging buffer (as the 2D copy does) and records them; `lost`: raises as a lost GPU."""
+
+    def __init__(self, address: int, size: int, lost: bool = False) -> None:
+        self.address, self.lost, self.forwarded = address, lost, False
+        self.staging = ctypes.create_string_buffer(size)
+        self.calls: list[Any] = []
+
+    def read_rows(self, rows: Any) -> int:
+        if self.lost:
+            raise RuntimeError("cuMemcpy2DAsync failed: an illegal memory access (injected)")
+        self.calls.append(rows)
+        for i in range(rows.count):
+            at = rows.first + i * rows.pitch
+            ctypes.memmove(ctypes.addressof(self.staging) + at, self.address + at, rows.width)
+        return ctypes.addressof(self.staging)
+
+
+def test_drain_copies_the_rings_done_words_before_their_tails() -> None:
+    """pending_into (drain()) of a route in GPU memory: one copy of every ring's `done`, then
+    another of the tails (one 2D copy guarantees no order between its rows, so `done` could
+    be read after a later tail: an undercount, and drain() returning early). The count is
+    the route's own; a lost GPU is a KernelStateError naming the route."""
+    from ringgen.runtime.routes import ROUTE_CAPACITY, Routes, _Route, route_geometry
+
+    slot, grids = 64, (2, 3)
+    size = rings.route_type().size(*grids, ROUTE_CAPACITY, slot)
+    memory = ctypes.create_string_buffer(size)
+    address = ctypes.addressof(memory)
+    rings.route_type()(address, *grids, ROUTE_CAPACITY, slot)  # lays it out
+    header, stride = route_geometry(ROUTE_CAPACITY, slot)
+    for i in range(grids[0] * grids[1] * rings.LANES):  # ring i: i + 1 pushed, 1 finished
+        ring = address + header + i * stride
+        ctypes.c_uint64.from_address(ring + rings.RING_TAIL_AT).value = i + 1
+        ctypes.c_uint64.from_address(ring + rings.RING_DONE_AT).value = 1
+        ctypes.c_uint64.from_address(ring).value = 1  # head
+    n = grids[0] * grids[1] * rings.LANES
+    want = sum(range(n))
+    codec = type("Codec", (), {"dtype": np.dtype((np.void, slot))})()
+    for lost in (False, True):
+        copy = _RowsCopy(address, size, lost)
+        route = _Route(1, "a", "b", -1, "", None, None, None, 0, codec,  # type: ignore[arg-type]
+                       device=copy, grids=grids)  # type: ignore[arg-type]
+        routes = Routes(None, _routes={("a", "b"): route})  # type: ignore[arg-type]
+        if lost:
+            with pytest.raises(KernelStateError, match=r"'a' -> 'b'.*GPU"):
+                routes.pending_into("b")
+            continue
+        assert routes.pending_into("b") == want
+        assert [(c.first, c.width) for c in copy.calls] == [
+            (header + rings.RING_DONE_AT, 8), (header + rings.RING_TAIL_AT, 8)]

@@ -6,6 +6,7 @@ targets that crash turn what is sent into dead letters, and the senders keep run
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -23,6 +24,7 @@ from ringgen import (
     message,
     ring_kernel,
 )
+from ringgen.runtime.backends import rings
 from ringgen.toolchain.compile import cccl_include, templates_dir
 
 
@@ -111,6 +113,71 @@ def test_a_send_to_an_unbound_target_is_a_dead_letter_and_never_a_hang(sends_pkg
             assert sorted(d.message.k for d in dead if d.message.seq == 101) == [0, 1, 2]
 
     asyncio.run(main())
+
+
+def _sink_route(rt: RingKernelRuntime) -> tuple[Any, int]:
+    """worker.audit's route into the dead letters (it is bound to nothing), and the address of
+    its memory as the host maps it."""
+    route = rt.routes._routes[("worker.audit", "")]
+    assert route.memory is not None
+    return route, route.host_address()
+
+
+def test_a_route_a_kernel_wrote_over_fails_its_sender_and_not_the_drains(
+        sends_pkg: Any) -> None:
+    """A ring of worker.audit's route given a tail no ring can have (a scribble): the host's
+    drain of it raises (rg_host.cpp: bad_ring). The sender fails with that reason, one dead
+    letter says what the route held is lost, and the host keeps draining (routes.py:
+    _guarded), rather than its periodic drain stopping for good."""
+    from ringgen.runtime.routes import ROUTE_CAPACITY, route_geometry
+
+    pkg = sends_pkg
+
+    async def main() -> None:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            await rt.launch("worker")
+            await rt.request("worker", pkg.Job(seq=1, audits=2), timeout=10.0)
+            assert len(await _dead(rt, 2, DeadLetterReason.UNBOUND)) == 2
+            route, address = _sink_route(rt)
+            first, _ = route_geometry(ROUTE_CAPACITY, route.codec.dtype.itemsize)
+            head = ctypes.c_uint64.from_address(address + first).value
+            tail = address + first + rings.RING_TAIL_AT
+            ctypes.c_uint64.from_address(tail).value = head + 10**6
+            for _ in range(200):
+                if rt.state("worker").value == "failed":
+                    break
+                await asyncio.sleep(0.05)
+            assert rt.state("worker").value == "failed"
+            lost = [d for d in rt.dead_letters if d.reason is DeadLetterReason.KERNEL_FAILED
+                    and "wrote over its route 'worker.audit'" in d.detail]
+            assert len(lost) == 1 and lost[0].message == b"", rt.dead_letters
+            await asyncio.sleep(0.2)  # the periodic drain goes on
+            assert rt.routes._drainer is not None
+
+    asyncio.run(main())
+
+
+def test_a_scribbled_lost_counter_is_one_dead_letter_and_never_a_hang(sends_pkg: Any) -> None:
+    """rg_route::lost, which the senders write, set to 2**60 after worker was terminated: the
+    host reports one dead letter with that count, instead of looping once per message."""
+    pkg = sends_pkg
+
+    async def main() -> None:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            await rt.launch("worker")
+            await rt.request("worker", pkg.Job(seq=1, audits=1), timeout=10.0)
+            _, address = _sink_route(rt)
+            await rt.terminate("worker")
+            ctypes.c_uint64.from_address(address + rings.ROUTE_LOST_AT).value = 2**60
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                counted = [d for d in rt.dead_letters if "lost counter rose" in d.detail]
+                if counted:
+                    break
+            assert len(counted) == 1 and f"rose by {2**60}" in counted[0].detail
+            assert counted[0].kernel_id == "worker" and counted[0].message == b""
+
+    asyncio.run(asyncio.wait_for(main(), 60))
 
 
 def test_connect_checks_send_targets(sends_pkg: Any) -> None:
@@ -210,6 +277,125 @@ def test_a_send_abandoned_at_terminate_is_a_dead_letter(sends_pkg: Any) -> None:
             assert not [d for d in rt.dead_letters if d.message == b""]  # none only counted
 
     asyncio.run(main())
+
+
+class _CopiedMemory:
+    """A test double of a route in GPU memory (backends/cuda.py: RouteMemory) over the CPU
+    backend's route file: read_back copies it into a staging buffer, as the GPU path does,
+    and write_back copies the staging back from an offset, failing the first `fail` times."""
+
+    def __init__(self, address: int, size: int, fail: int) -> None:
+        self.address, self.size, self.fail = address, size, fail
+        self.staging = ctypes.create_string_buffer(size)
+        self.writes: list[str] = []
+        self.device_ptr, self.scope, self.host, self.forwarded = 0, 0, 0, False
+
+    def read_back(self) -> int:
+        ctypes.memmove(self.staging, self.address, self.size)
+        return ctypes.addressof(self.staging)
+
+    def write_back(self, offset: int) -> None:
+        if self.fail:
+            self.fail -= 1
+            self.writes.append("failed")
+            raise RuntimeError("write back failed (injected)")
+        ctypes.memmove(self.address + offset, ctypes.addressof(self.staging) + offset,
+                       self.size - offset)
+        self.writes.append("written")
+
+    def free(self) -> None:
+        pass
+
+
+def test_abandoned_sends_a_failed_write_back_reported_are_not_reported_again(
+        sends_pkg: Any) -> None:
+    """The GPU path of abandoned sends (routes.py: _collect_abandoned) over a copy of the route
+    (_CopiedMemory): the host reports what the terminated worker abandoned from a copy, and
+    writing the drained copy back fails. The runtime's final read back copies the route again,
+    still holding them: it restores what the host took (route.unwritten), so each abandoned
+    audit is one dead letter (and what waited for the auditor one of the auditor's)."""
+    pkg = sends_pkg
+
+    async def main() -> tuple[list[str], list[Any]]:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            for k in ("worker", "auditor"):
+                await rt.launch(k)
+            await rt.connect("worker.audit", "auditor")
+            route = rt.routes._routes[("worker.audit", "auditor")]
+            assert route.memory is not None
+            memory = _CopiedMemory(route.host_address(), len(route.memory), fail=1)
+            route.device, route.rings = memory, None  # type: ignore[assignment]
+            # (as on a GPU: the host does not drain its abandoned rings while the sender runs)
+            ctypes.c_uint32.from_address(route.host_address() + rings.ROUTE_HOST_DRAINS_AT).value = 0
+            await rt.deactivate("auditor")
+            jobs = [pkg.Job(seq=i, audits=8, priority=200) for i in range(100)]
+            await rt.send_many("worker", jobs)
+            seen = -1
+            while (left := rt.telemetry("worker").in_flight) != seen:
+                seen = left
+                await asyncio.sleep(0.2)
+            assert left > 0
+            await rt.terminate("worker")
+            for _ in range(200):
+                if memory.writes:
+                    break
+                await asyncio.sleep(0.05)
+            assert memory.writes == ["failed"]
+        return memory.writes, [d for d in rt.dead_letters if isinstance(d.message, pkg.Audit)]
+
+    writes, dead = asyncio.run(main())  # closed: the route was read back once more
+    assert writes == ["failed"]
+    abandoned = [d for d in dead if "abandoned" in d.detail]
+    assert abandoned and all(d.kernel_id == "worker" for d in abandoned)
+    audits = Counter((d.message.seq, d.message.k) for d in dead)
+    assert max(audits.values()) == 1, [a for a, n in audits.items() if n > 1][:5]
+
+
+def test_a_block_waits_once_for_room_to_abandon_its_sends(
+        sends_pkg: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """worker's route to a paused auditor is full, and so are its abandoned rings, which the
+    host does not drain while worker runs (GPU memory: _CopiedMemory). At terminate, each of a
+    block's threads abandons its audit: the block waits for room RG_ABANDON_WAIT_NS (0.5 s) in
+    all, not that long for each message (8 threads: 4 s, past the host's 1 s for a terminate,
+    which then kills the runner). What found no room is counted, and reported."""
+    from ringgen.runtime.routes import ROUTE_CAPACITY, abandoned_offset, route_geometry
+
+    pkg = sends_pkg
+
+    async def main() -> None:
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            for k in ("worker", "auditor"):
+                await rt.launch(k)
+            await rt.connect("worker.audit", "auditor")
+            route = rt.routes._routes[("worker.audit", "auditor")]
+            assert route.memory is not None
+            address = route.host_address()
+            route.device = _CopiedMemory(address, len(route.memory), fail=0)  # type: ignore[assignment]
+            route.rings = None
+            slot = route.codec.dtype.itemsize
+            header, stride = route_geometry(ROUTE_CAPACITY, slot)
+            abandoned = address + abandoned_offset(route.grids, ROUTE_CAPACITY, slot) + header
+            for i in range(route.grids[0] * rings.LANES):  # every abandoned ring full
+                ring = abandoned + i * stride
+                ctypes.c_uint64.from_address(ring + rings.RING_TAIL_AT).value = ROUTE_CAPACITY
+            await rt.deactivate("auditor")
+            await rt.send_many("worker", [pkg.Job(seq=i, audits=8, priority=200)
+                                          for i in range(100)])
+            seen = -1
+            while (left := rt.telemetry("worker").in_flight) != seen:
+                seen = left
+                await asyncio.sleep(0.2)
+            assert left > 0
+            await rt.terminate("worker")
+            for _ in range(100):
+                counted = [d for d in rt.dead_letters if "only counted" in d.detail]
+                if counted:
+                    break
+                await asyncio.sleep(0.05)
+            assert counted and all(d.kernel_id == "worker" for d in counted)
+
+    asyncio.run(main())
+    assert not [r for r in caplog.records if "killed" in r.getMessage()], caplog.text[-2000:]
 
 
 def test_host_actors_at_either_end(sends_pkg: Any) -> None:

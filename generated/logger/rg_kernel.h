@@ -78,6 +78,7 @@ struct rg_outs {
     rg_link link[RG_MAX_LINKS];
     rg_route* route[RG_MAX_LINKS];
     uint32_t rr[RG_MAX_LINKS];  // each route's round robin over the target's blocks
+    uint64_t abandon_wait_ns;   // left of the block's wait for room to abandon (rg_route_abandon)
 
     // (Device code only: nvcc's host pass over these RG_HD functions sees no body.)
     RG_HD void acquire() {
@@ -121,7 +122,8 @@ struct rg_outs {
     // Pushes msg into every route of `port` (a fan-out), each into the lane of its priority in
     // the block its link picks, calling wait() while a ring is full. While it waits, new links
     // that have routes for the port are applied (relink), and the copies not yet pushed go by
-    // them, into each route once (a route the host retired is left for its successor); others
+    // them, into each connection once (by edge id: a retired route's successor carries the
+    // connection on, and is not pushed into again); others
     // (a response whose output was disconnected) wait for the next message, and the copy for
     // room where it is. wait() returns false when the kernel is terminated:
     // the copies not yet pushed are abandoned into their routes' abandoned rings
@@ -131,12 +133,12 @@ struct rg_outs {
     // sleep on it).
     template <class M, class Wait>
     RG_HD bool push(uint32_t port, const M* msg, uint32_t* pushed, Wait wait, bool ring = true) {
-        uint64_t sent[RG_MAX_LINKS];  // the routes this message went into
+        uint64_t sent[RG_MAX_LINKS];  // the connections (edge ids) this message went into
         uint32_t n_sent = 0;
         const uint32_t lane = rg_lane_of(msg->priority);
         for (uint32_t i = 0; i < n; ++i) {
-            if (link[i].port != port || in(sent, n_sent, link[i].route_id)) continue;
-            const uint64_t id = link[i].route_id;
+            if (link[i].port != port || in(sent, n_sent, link[i].edge_id)) continue;
+            const uint64_t id = link[i].edge_id;
             rg_route* rt = route[i];
             const uint32_t scope = link[i].scope;
             uint32_t d = rg_link_target(&link[i], (const uint8_t*)msg, &rr[i]);
@@ -150,11 +152,12 @@ struct rg_outs {
                 if (ring) rg_bell_ring(&rt->bell);
                 else ring_all(port);
                 if (!wait()) {
-                    rg_route_abandon(rt, blockIdx.x, msg, lane, scope);
+                    rg_route_abandon(rt, blockIdx.x, msg, lane, scope, &abandon_wait_ns);
                     for (uint32_t k = 0; k < n; ++k)
-                        if (link[k].port == port && link[k].route_id != id &&
-                            !in(sent, n_sent, link[k].route_id))
-                            rg_route_abandon(route[k], blockIdx.x, msg, lane, link[k].scope);
+                        if (link[k].port == port && link[k].edge_id != id &&
+                            !in(sent, n_sent, link[k].edge_id))
+                            rg_route_abandon(route[k], blockIdx.x, msg, lane, link[k].scope,
+                                             &abandon_wait_ns);
                     return false;
                 }
                 if (relink(port)) {  // this route may be gone from the table
@@ -837,6 +840,7 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
         poller.outs = &outs;
         outs.lock = outs.n = 0;
         outs.version = 0;
+        outs.abandon_wait_ns = RG_ABANDON_WAIT_NS;  // one terminate per launch
         outs.random = region->seed ^ (0xd1b54a32d192ed03ull * (blockIdx.x + 1));
         if constexpr (has_state) {  // the defaults (or what the host wrote) before any request
             uint8_t* area = region_mem + rg_state_area_offset(region->total_size);

@@ -32,8 +32,16 @@ STATE_ACTIVE: int
 STATE_PAUSED: int
 STATE_TERMINATED: int
 LANE_OF: tuple[int, ...]  # the lane of each priority 0..255 (lane 0 lowest)
+# Offsets of the words the host reads and writes by address (routes.py), from offsetof.
+ROUTE_LOST_AT: int  # rg_route::lost
+ROUTE_HOST_DRAINS_AT: int  # rg_route::host_drains
+RING_DONE_AT: int  # rg_ring::head.done
+RING_TAIL_AT: int  # rg_ring::tail.value
+RING_HEAD_BYTES: int  # rg_ring's head.value and head.done, from the ring's start
 _CONSTANTS = ("LANES", "MAX_BUFFERS", "CMD_ACTIVATE", "CMD_DEACTIVATE", "CMD_TERMINATE",
-              "STATE_LAUNCHED", "STATE_ACTIVE", "STATE_PAUSED", "STATE_TERMINATED", "LANE_OF")
+              "STATE_LAUNCHED", "STATE_ACTIVE", "STATE_PAUSED", "STATE_TERMINATED", "LANE_OF",
+              "ROUTE_LOST_AT", "ROUTE_HOST_DRAINS_AT", "RING_DONE_AT", "RING_TAIL_AT",
+              "RING_HEAD_BYTES")
 
 
 class Region(Protocol):
@@ -62,8 +70,8 @@ class Region(Protocol):
     def state_write(self, area_offset: int, block: int, data: bytes, /) -> None: ...
     def state_snapshot(self, area_offset: int, block: int, state_size: int,
                        timeout_ns: int, /) -> bytes | None: ...
-    def set_link(self, links_offset: int, out: bool, index: int, route_id: int, device_ptr: int,
-                 src_grid: int, dst_grid: int, key_kind: int, key_offset: int, key_size: int,
+    def set_link(self, links_offset: int, out: bool, index: int, route_id: int, edge_id: int,
+                 device_ptr: int, src_grid: int, dst_grid: int, key_kind: int, key_offset: int, key_size: int,
                  key_data: int, path: str, port: int, scope: int, /) -> None: ...
     def publish_links(self, links_offset: int, /) -> int: ...
     def links_acked(self, links_offset: int, version: int, timeout_ns: int, /) -> bool: ...

@@ -71,6 +71,7 @@ int main(int argc, char** argv) {
 
     rg_link link = {};
     link.route_id = 1;
+    link.edge_id = 1;  // the connection (rg_outs::push sends into each once)
     link.device_ptr = (uint64_t)route;  // no path: in this process's memory
     link.src_grid = wgrid;
     link.dst_grid = agrid;

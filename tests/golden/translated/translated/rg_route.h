@@ -176,15 +176,16 @@ RG_FN void rg_route_finish(rg_ring* ring, uint64_t done, uint32_t) {
 
 // A sender block gives up a message at terminate: into its abandoned ring of the route, for the
 // host to dead-letter. Where that ring is full, the sender waits for the host to drain it, if
-// the host does so while senders terminate (host_drains) and for RG_ABANDON_WAIT_NS at most
-// (a runtime that closes drains nothing more); else the message is counted in `lost`.
+// the host does so while senders terminate (host_drains), out of *wait_ns: what is left of the
+// block's RG_ABANDON_WAIT_NS for all its abandons at this terminate (K responses into several
+// routes would otherwise wait that long each; a runtime that closes drains nothing more); else
+// the message is counted in `lost`.
 #define RG_ABANDON_WAIT_NS 500000000ull  // 0.5 s: under the host's 1 s wait for a terminate
 RG_FN void rg_route_abandon(rg_route* r, uint32_t src, const void* msg, uint32_t lane,
-                            uint32_t scope) {
+                            uint32_t scope, uint64_t* wait_ns) {
     rg_ring* ring = rg_route_ring(rg_route_abandoned(r), src, 0, lane);
-    uint64_t waited = 0;
     for (uint32_t nap = 1000; !rg_route_push(ring, msg, scope); nap = nap < 1000000u ? nap * 2 : nap) {
-        if (!r->host_drains || waited >= RG_ABANDON_WAIT_NS) {
+        if (!r->host_drains || *wait_ns == 0) {
 #if defined(__CUDA_ARCH__)
             if (scope == RG_ROUTE_DEVICE)
                 cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(r->lost).fetch_add(
@@ -196,15 +197,22 @@ RG_FN void rg_route_abandon(rg_route* r, uint32_t src, const void* msg, uint32_t
 #endif
             return;
         }
-#if defined(__CUDA_ARCH__) || defined(__nanosleep)  // the device, or the CPU shim's
+        if (nap > *wait_ns) nap = (uint32_t)*wait_ns;
+        // The device, or the CPU shim's (a macro). Not `!defined(__CUDACC__)` as in
+        // rg_kernel.h: the host module (rg_host.cpp) includes this file without the shim.
+#if defined(__CUDA_ARCH__) || defined(__nanosleep)
         __nanosleep(nap);
 #endif
-        waited += nap;
+        *wait_ns -= nap;
     }
 }
 
 typedef struct rg_link {
     uint64_t route_id;    // 0: an empty entry
+    // The connection (a kernel's End and its target) the route carries: a retired route's
+    // successor keeps it, so a send that follows new links mid-way (rg_outs::push) pushes
+    // into each connection once, whichever route carries it now.
+    uint64_t edge_id;
     uint64_t device_ptr;  // CUDA: the route's device address; CPU: 0 (mapped from `path`)
     uint32_t src_grid, dst_grid;
     uint32_t key_kind, key_offset, key_size, key_data;
