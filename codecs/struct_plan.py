@@ -8,6 +8,7 @@ no plan and take the Python engines (codecs/struct_rows.py, struct_columns.py).
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -34,8 +35,22 @@ def _code(name: str, kind: Kind, member: np.dtype) -> str | None:
     return "?" if kind is Kind.BOOL and code == "B" else code
 
 
+# One plan per (class, dtype), so that every codec of a class passes the same tuple: the native
+# module keeps the plan it parsed last by the tuple's identity, and two equal tuples taken in
+# turn would have it parse one on every call. Weak: a class that goes takes its plans along.
+_PLANS: weakref.WeakKeyDictionary[Any, dict[np.dtype, Plan | None]] = weakref.WeakKeyDictionary()
+
+
 def batch_plan(cls: Any, dtype: np.dtype) -> Plan | None:
-    """The plan of `cls`, laid out as `dtype`; None where a field is not of fixed size."""
+    """The plan of `cls`, laid out as `dtype` (the same tuple on every call); None where a
+    field is not of fixed size."""
+    plans = _PLANS.setdefault(cls, {})
+    if dtype not in plans:
+        plans[dtype] = _new_plan(cls, dtype)
+    return plans[dtype]
+
+
+def _new_plan(cls: Any, dtype: np.dtype) -> Plan | None:
     fields = dtype.fields
     assert fields is not None
     plan = []

@@ -28,6 +28,7 @@
 #include <cfloat>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <vector>
 
@@ -250,7 +251,7 @@ PyObject* ids(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 // UUID or None, with RG_FLAG_HAS_CORRELATION in flags). Anything a plan's member cannot hold
 // raises ValueError: the caller then takes its Python codec, whose error names the field.
 struct Field {
-    PyObject* name;  // borrowed from the plan, which the caller holds for the call
+    PyObject* name;  // borrowed from the plan, which the caller's arguments hold for the call
     size_t offset;
     int code;
 };
@@ -288,23 +289,34 @@ bool read_plan(PyObject* plan, const Entry* e, std::vector<Field>& out) {
 }
 
 // The last plan read for each message, kept with the tuple it was read from: Python passes
-// the same tuple on every call (StructCodec makes it once), so a call parses no plan, which
-// would cost about as much as moving a one-message batch. Only under the GIL.
+// the same tuple on every call (struct_plan.py makes one per class and dtype), so a call
+// parses no plan, which would cost about as much as moving a one-message batch. Only under
+// the GIL.
+typedef std::shared_ptr<const std::vector<Field>> Fields;
 struct CachedPlan {
     PyObject* source = nullptr;  // a reference held, so that its identity stays its own
-    std::vector<Field> fields;
+    Fields fields;
 };
 CachedPlan plans[n_entries];
 
-const std::vector<Field>* plan_of(PyObject* plan, const Entry* e) {
+// The fields of `plan`, which the caller holds for the whole call: Python code that the call
+// runs (a field's __index__, a finalizer the collector runs) may pack this message by another
+// plan, which replaces the cached one, and must not free the fields the call is walking.
+// Null with a Python error set.
+Fields plan_of(PyObject* plan, const Entry* e) {
     CachedPlan& cached = plans[e - entries];
-    if (cached.source == plan) return &cached.fields;
-    std::vector<Field> fields;
-    if (!read_plan(plan, e, fields)) return nullptr;
-    Py_INCREF(plan);
-    Py_XSETREF(cached.source, plan);
-    cached.fields = std::move(fields);
-    return &cached.fields;
+    if (cached.source == plan) return cached.fields;
+    try {
+        auto fields = std::make_shared<std::vector<Field>>();
+        if (!read_plan(plan, e, *fields)) return nullptr;
+        Py_INCREF(plan);
+        Py_XSETREF(cached.source, plan);
+        cached.fields = fields;
+        return fields;
+    } catch (const std::bad_alloc&) {
+        PyErr_NoMemory();
+        return nullptr;
+    }
 }
 
 bool bad_value(PyObject* name) {
@@ -429,7 +441,7 @@ PyObject* pack_one(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (!e) return nullptr;
     const unsigned long type_id = PyLong_AsUnsignedLong(args[2]);
     if (type_id == static_cast<unsigned long>(-1) && PyErr_Occurred()) return nullptr;
-    const std::vector<Field>* plan = plan_of(args[3], e);
+    const Fields plan = plan_of(args[3], e);
     if (!plan) return nullptr;
     PyObject* out = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(e->size));
     if (!out) return nullptr;
@@ -452,7 +464,7 @@ PyObject* pack_rows(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     PyObject* cls = args[1];
     const unsigned long type_id = PyLong_AsUnsignedLong(args[2]);
     if (type_id == static_cast<unsigned long>(-1) && PyErr_Occurred()) return nullptr;
-    const std::vector<Field>* plan = plan_of(args[3], e);
+    const Fields plan = plan_of(args[3], e);
     if (!plan) return nullptr;
     PyObject* msgs = PySequence_Fast(args[4], "pack_rows takes a sequence of messages");
     if (!msgs) return nullptr;
@@ -525,7 +537,7 @@ PyObject* unpack_one(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     }
     const Entry* e = entry_at(args[0]);
     if (!e) return nullptr;
-    const std::vector<Field>* plan = plan_of(args[2], e);
+    const Fields plan = plan_of(args[2], e);
     if (!plan) return nullptr;
     Py_buffer view;
     if (PyObject_GetBuffer(args[3], &view, PyBUF_SIMPLE) < 0) return nullptr;
@@ -554,7 +566,7 @@ PyObject* unpack_rows(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (!e) return nullptr;
     PyTypeObject* cls = reinterpret_cast<PyTypeObject*>(args[1]);
     const bool gc_type = PyType_IS_GC(cls);
-    const std::vector<Field>* plan = plan_of(args[2], e);
+    const Fields plan = plan_of(args[2], e);
     if (!plan) return nullptr;
     Py_buffer view;
     if (PyObject_GetBuffer(args[3], &view, PyBUF_SIMPLE) < 0) return nullptr;

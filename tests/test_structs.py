@@ -187,6 +187,40 @@ def test_native_batches_leave_what_they_cannot_pack_to_the_python_engines() -> N
     assert native.pack_native([as_float]) is None
 
 
+def test_every_codec_of_a_class_passes_the_native_module_the_same_plan() -> None:
+    """The native module keeps the plan it parsed last by the tuple's identity: two codecs of
+    one class once passed two equal tuples in turn, and each call parsed its plan again."""
+    pkg = _package("kernels")
+    first, second = _native_codecs("kernels", pkg.Ping, pkg.DTYPES["Ping"])
+    assert first._pack_rows.args[2] is second._pack_rows.args[2]  # type: ignore[union-attr]
+    assert batch_plan(pkg.Ping, pkg.DTYPES["Ping"]) is batch_plan(pkg.Ping, pkg.DTYPES["Ping"])
+
+
+def test_a_plan_replaced_during_a_batch_does_not_change_the_batch() -> None:
+    """pack_rows walks the fields of the plan it was given while Python code runs (a field's
+    __index__ here; a finalizer could do the same), which may pack the same message by another
+    plan and so replace the module's cached one. The batch once went on by the other plan
+    (over the freed fields of its own): here its second message lost its `seq`."""
+    pkg = _package("kernels")
+    cls, dtype = pkg.Ping, pkg.DTYPES["Ping"]
+    slots = native_codecs.slots_of(ROOT / "tests" / "golden" / "kernels" / "kernels", cls, dtype)
+    assert slots is not None
+    plan = batch_plan(cls, dtype)
+    assert plan is not None
+    without_seq = tuple(f for f in plan if f[0] != "seq")
+    assert len(without_seq) == len(plan) - 1
+
+    class Reentrant:
+        def __index__(self) -> int:
+            slots.pack_one(cls, cls.type_id(), without_seq, cls(seq=1))
+            return 5
+
+    first = cls(seq=0)
+    first.__dict__["seq"] = Reentrant()  # past the constructor, as a numpy integer would be
+    rows = slots.pack_rows(cls, cls.type_id(), plan, [first, cls(seq=7)])
+    assert np.frombuffer(rows, dtype)["seq"].tolist() == [5, 7]
+
+
 def test_native_batches_make_messages_the_collector_tracks() -> None:
     """unpack_rows makes its messages untracked and tracks them once the batch is made (the
     collections its allocations set off would otherwise promote them all); none stays
