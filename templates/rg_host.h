@@ -285,7 +285,7 @@ static inline void rg_host_ring_doorbell(const rg_host* h) {
 
 // Tells every block to look at what the host just wrote for them all (a command, new links, a
 // state request: rg_poll reads those only when `attention` moved), and wakes a sleeping one.
-// rg_region_attend by the host's layout: the region's grid and offsets are the kernel's to
+// By the host's own copy of the layout: the region's grid and offsets are the kernel's to
 // write, and bumping by them could write anywhere in the host's memory.
 static inline void rg_host_tell(const rg_host* h) {
     for (uint32_t b = 0; b < h->grid; ++b)

@@ -309,15 +309,6 @@ RG_FN rg_ring* rg_region_ring(rg_region* r, uint32_t b, uint32_t l) {
     return (rg_ring*)(base + l * r->lane_stride);
 }
 
-#if !defined(__CUDA_ARCH__)
-// Host: after a write that every block must look at (rg_poll): bumps each block's `attention`.
-static inline void rg_region_attend(rg_region* r) {
-    for (uint32_t b = 0; b < r->grid; ++b)
-        rg_atomic_u64(rg_region_ring(r, b, 0)->tail.poll.attention)
-            .fetch_add(1, cuda::std::memory_order_release);
-}
-#endif
-
 RG_FN rg_block_status* rg_region_status(rg_region* r, uint32_t b) {
     return (rg_block_status*)((uint8_t*)r + r->status_offset) + b;
 }

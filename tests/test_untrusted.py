@@ -131,6 +131,41 @@ def test_the_host_writes_no_file_descriptor_the_kernel_names(scribbler_pkg: Any)
         os.close(write_end)
 
 
+def test_the_host_attends_by_its_own_layout(scribbler_pkg: Any) -> None:
+    """Every host write the blocks must look at (a command, a snapshot request, new links)
+    bumps each block's `attention`; the host once found those words by the region's grid,
+    rings offset and strides, which the kernel wrote here (a grid of 0xFFFFFFF0, offsets of
+    2^40: a segfault), and rang the doorbell's eventfd, which the kernel named here (a pipe of
+    the host's process). The kernel read its layout at launch and goes on answering, through
+    deactivate/activate, a snapshot of its state and a connect/disconnect."""
+    outcome = run_child(scribbler_pkg, f"""
+        import os
+        read_end, write_end = os.pipe()
+        os.set_blocking(read_end, False)
+        async with RingKernelRuntime(pkg, backend="cpu") as rt:
+            await rt.launch("ledger")
+            await rt.launch("sink")
+            seqs = []
+            for target, value in (({sc.DOORBELL_FD}, write_end + 1), ({sc.LAYOUT}, 1 << 40)):
+                request = pkg.Scribble(seq=len(seqs) + 1, target=target, value=value)
+                seqs.append((await rt.request("ledger", request, timeout=5)).seq)
+            await rt.deactivate("ledger")
+            await rt.activate("ledger")
+            seqs.append((await rt.request("ledger", pkg.Scribble(seq=3), timeout=5)).seq)
+            counts = [state.count for state in await rt.read_state("ledger")]
+            await rt.connect("ledger", "sink")
+            await rt.disconnect("ledger")
+            seqs.append((await rt.request("ledger", pkg.Scribble(seq=4), timeout=5)).seq)
+            states = [rt.state(k).name for k in ("ledger", "sink")]
+        try:
+            written = len(os.read(read_end, 64))
+        except BlockingIOError:
+            written = 0
+        return [seqs, counts, states, written]
+    """, timeout=60)
+    assert outcome == [[1, 2, 3, 4], [3], ["ACTIVE", "ACTIVE"], 0]
+
+
 FUZZ_SEEDS = 24  # per target and wake-up path
 
 
