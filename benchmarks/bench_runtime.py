@@ -2,8 +2,7 @@
 task serving an asyncio.PriorityQueue of msgpack-serialized messages, with a concurrent
 consumer. Kernels: benchmarks/bench_kernels.py (a 32-thread echo; the seed's WorkRequest).
 
-    python benchmarks/bench_runtime.py        (all of it)
-    python benchmarks/bench_runtime.py d      ((d) alone, in seconds)
+    python benchmarks/bench_runtime.py
 
 Every target of issue 11 is printed as a ratio measured in this one run:
 (a) round-trip p50 of request(), baseline and ringgen in alternating rounds (target: 2x the
@@ -203,39 +202,6 @@ async def host_share(rt: RingKernelRuntime, make: Any, n: int) -> float:
         kernel.push_pop = ring_call
 
 
-async def figures_d(pkg: Any) -> tuple[float, float, float]:
-    """(d): the baseline's and ringgen's msg/s, and the kernel alone's, in that order; ringgen's
-    in a runtime of its own (kernel "work" the only one), as a user sending them would have."""
-    seed, seed_done = pkg.WorkRequest, pkg.WorkResponse
-    seed_msgs = [seed(data=[1.0, 2.0, 3.0]) for _ in range(ONE_AT_A_TIME_N)]
-    seed_base = Baseline(seed, seed_done, lambda req: req.reply(seed_done, result=sum(req.data)))
-    base_one = await one_at_a_time(seed_base.send, seed_base.receive, seed_msgs)
-    seed_base.task.cancel()
-    async with RingKernelRuntime(pkg, backend="cpu", lane_capacity=1024) as rt:
-        await rt.launch("work", queue_size=1 << 16)
-        seed_msgs = [seed(data=[1.0, 2.0, 3.0]) for _ in range(ONE_AT_A_TIME_N)]
-        ours_one = await one_at_a_time(lambda m: rt.send("work", m),
-                                       lambda: rt.receive("work", timeout=10.0), seed_msgs)
-    ceiling = kernel_alone(pkg, seed(data=[1.0, 2.0, 3.0]), ONE_AT_A_TIME_N)
-    return base_one, ours_one, ceiling
-
-
-def print_d(base_one: float, ours_one: float, ceiling: float) -> None:
-    print(f"(d) {ONE_AT_A_TIME_N:,} seed WorkRequests, one send() and one receive() at a time")
-    print(f"    baseline: {base_one:12,.0f} msg/s   ringgen: {ours_one:12,.0f} msg/s   "
-          f"ratio {ours_one / base_one:5.1f}x   {target(ours_one / base_one, 3)}")
-    print(f"    the kernel alone (struct rows, push_wait and a popping thread): {ceiling:,.0f} msg/s;"
-          f" ringgen reaches {ours_one / ceiling:.0%} of it")
-    # the 3x target needs a kernel that moves 3x the baseline by itself: say when it does not
-    print(f"    the kernel alone is {ceiling / base_one:.1f}x the baseline: the most any host path "
-          "can reach")
-
-
-async def only_d() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        print_d(*await figures_d(build_echo(Path(tmp))))
-
-
 def target(ratio: float, goal: float) -> str:
     return f"target >= {goal:g}x: {'met' if ratio >= goal else 'NOT met'}"
 
@@ -258,7 +224,13 @@ async def main() -> None:
             return out
 
         base_obj = await throughput_objects(base_many, base_recv, lambda i: job(seq=i), OBJECTS_N // 2)
+        seed, seed_done = pkg.WorkRequest, pkg.WorkResponse
+        seed_msgs = [seed(data=[1.0, 2.0, 3.0]) for _ in range(ONE_AT_A_TIME_N)]
+        seed_base = Baseline(seed, seed_done, lambda req: req.reply(seed_done, result=sum(req.data)))
+        base_one = await one_at_a_time(seed_base.send, seed_base.receive, seed_msgs)
+        seed_base.task.cancel()
         native = native_round_trip(pkg)
+        ceiling = kernel_alone(pkg, seed(data=[1.0, 2.0, 3.0]), ONE_AT_A_TIME_N)
 
         async with RingKernelRuntime(pkg, backend="cpu", lane_capacity=1024) as rt:
             await rt.launch("echo", queue_size=1 << 21)
@@ -284,8 +256,11 @@ async def main() -> None:
             await consumer
             ours_arr = ARRAYS_N / (time.perf_counter() - start)
             share = await host_share(rt, lambda i: job(seq=i), LATENCY_N)
+            await rt.launch("work", queue_size=1 << 16)
+            seed_msgs = [seed(data=[1.0, 2.0, 3.0]) for _ in range(ONE_AT_A_TIME_N)]
+            ours_one = await one_at_a_time(lambda m: rt.send("work", m),
+                                           lambda: rt.receive("work", timeout=10.0), seed_msgs)
         base.task.cancel()
-        d = await figures_d(pkg)
 
     p50_ratio = pct(base_lat, 50) / pct(ours_lat, 50)
     native_ratio = pct(ours_lat, 50) / pct(native, 50)
@@ -305,9 +280,13 @@ async def main() -> None:
     print("(c) send_array/receive_array, numpy struct arrays (no object per message)")
     print(f"    baseline: {base_obj:12,.0f} msg/s   ringgen: {ours_arr:12,.0f} msg/s   "
           f"ratio {ours_arr / base_obj:5.1f}x   {target(ours_arr / base_obj, 50)}")
-    print_d(*d)
+    print(f"(d) {ONE_AT_A_TIME_N:,} seed WorkRequests, one send() and one receive() at a time")
+    print(f"    baseline: {base_one:12,.0f} msg/s   ringgen: {ours_one:12,.0f} msg/s   "
+          f"ratio {ours_one / base_one:5.1f}x   {target(ours_one / base_one, 3)}")
+    print(f"    the kernel alone (struct rows, push_wait and a popping thread): {ceiling:,.0f} msg/s;"
+          f" ringgen reaches {ours_one / ceiling:.0%} of it")
     print(f"(e) the host's share of a request (push_pop answered in-process): {share:.2f} us of CPU")
 
 
 if __name__ == "__main__":
-    asyncio.run(only_d() if sys.argv[1:] == ["d"] else main())
+    asyncio.run(main())

@@ -132,7 +132,7 @@ class Channel:
         """Put a backlog entry of `count` messages in, under the backpressure strategy, without
         waiting: ACCEPTED, DROPPED (a dead letter now) or FULL ('block': no room yet).
         QueueFullError with 'reject'."""
-        while self.backlog.count + count > self.queue_size:
+        while len(self.backlog) + count > self.queue_size:
             strategy = self.backpressure
             if strategy == "reject":
                 raise QueueFullError(

@@ -33,7 +33,7 @@ from ringgen.errors import (
 from ringgen.runtime import native_codecs
 from ringgen.runtime.backends import rings
 from ringgen.runtime.backends.base import KernelDef, RingKernel
-from ringgen.runtime.channels import Admission, Channel, KernelState
+from ringgen.runtime.channels import Channel, KernelState
 from ringgen.runtime.dead_letters import DeadLetterReason
 from ringgen.runtime.keys import KeyRouter
 from ringgen.schema import header
@@ -114,9 +114,6 @@ class DeviceChannel(Channel):
         self._final_counts = (0, 0)  # (processed, errors) as last read from the kernel
         self._final_bus = (0, 0, 0, 0)  # the bus meter as last read from the kernel
         self._next_block = 0  # round robin of the direct path over the blocks
-        # Bit l: lane l of every block was found full by the last feed, and nothing has shown
-        # the kernel's progress since (enqueued() then skips the native scan; feed() clears it)
-        self._full_lanes = 0
         # key=: each message goes to the block of its key (runtime/keys.py), not round robin
         self._router = (KeyRouter(info.spec.key, kernel.in_dtype, kernel.grid)
                         if info.spec.key is not None else None)
@@ -160,18 +157,11 @@ class DeviceChannel(Channel):
         its lane, and send() returns without suspending: no backlog round trip, which is most
         of a one-message send's host-side cost."""
         expected_type = type(msg) is self.input_cls  # (kept apart: it would narrow msg)
-        if self.state is KernelState.ACTIVE and expected_type:  # what check_open/message check
+        if self.state is KernelState.ACTIVE and not self.backlog.count and expected_type:
             data = self._pack_one(msg)
-            if not self.backlog.count and self._push_direct(msg, data):
+            if self._push_direct(msg, data):
                 return True
-            # Behind what waits (FIFO), or the lane is full: via the backlog, admitted here
-            # without the coroutines of enqueue() unless it must wait for room ('block').
-            outcome = self.try_admit(data, msg.priority, msg, 1)
-            if outcome is Admission.FULL:
-                return await self.enqueue(msg, data, timeout)
-            if outcome is Admission.ACCEPTED:
-                self.sent(msg)
-            return outcome is Admission.ACCEPTED
+            return await self.enqueue(msg, data, timeout)  # the lane is full: via the backlog
         return await super().send(msg, timeout)
 
     async def send_in_conversation(self, msg: Any, timeout: float | None = None) -> bool:
@@ -343,26 +333,10 @@ class DeviceChannel(Channel):
         return accepted
 
     def enqueued(self) -> None:
-        """New messages wait in the backlog. Lanes found full since the kernel last showed
-        progress are not looked at again: only the kernel frees their slots, and a sign of
-        that (its bell, a response collected, the refill timer) calls feed(), which looks
-        again. A sender that never suspends thus costs an append per message once the lanes
-        are full, not a native scan of every lane (which also took the kernel's core)."""
-        backlog = self.backlog
-        if (self._full_lanes and backlog.count
-                and self._full_lanes >> rings.LANE_OF[backlog.highest()] & 1):
-            return  # the first lane to feed is full: nothing below it may go either
-        self._feed()
+        self.feed()
 
     def feed(self) -> None:
-        """Move backlog into the lanes, as far as their free slots go (all lanes looked at
-        afresh: called when the kernel may have taken from them)."""
-        self._full_lanes = 0
-        self._feed()
-
-    def _feed(self) -> None:
-        """feed(), skipping the lanes in _full_lanes. Whenever it leaves a backlog, the bell is
-        armed and the refill timer set, so a lane marked full is looked at again soon."""
+        """Move backlog into the lanes, as far as their free slots go."""
         if self.state is not KernelState.ACTIVE or not len(self.backlog):
             return
         if self._router is not None:
@@ -391,10 +365,9 @@ class DeviceChannel(Channel):
         kernel = self.kernel
         for lane in range(4, -1, -1):
             lo, hi = LANE_RANGES[lane]
-            while not self._full_lanes >> lane & 1 and self.backlog.has(lo, hi):
+            while self.backlog.has(lo, hi):
                 entry = self.backlog.peek(lo, hi)
                 if not kernel.push(router.block_of_struct(entry), lane, self._contiguous([entry])):
-                    self._full_lanes |= 1 << lane  # the head's lane; it stays the head
                     break
                 self.backlog.take(1, lo, hi)
             if self.backlog.has(lo, hi):
@@ -406,8 +379,6 @@ class DeviceChannel(Channel):
             lo, hi = LANE_RANGES[lane]
             if not self.backlog.has(lo, hi):
                 continue
-            if self._full_lanes >> lane & 1:
-                break  # full when last looked at, and the kernel has not shown progress since
             for block in range(kernel.grid):
                 free = kernel.lane_free(block, lane)
                 if free <= 0:
@@ -421,7 +392,6 @@ class DeviceChannel(Channel):
             if self.backlog.has(lo, hi):
                 # Higher priorities still wait on the host: feeding a lower lane now would let
                 # the kernel take a lower message first. The lower lanes wait for a refill.
-                self._full_lanes |= 1 << lane  # every block's lane of this class is full
                 break
 
     def _refill_now(self) -> None:

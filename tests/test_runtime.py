@@ -83,41 +83,6 @@ def test_urgent_message_overtakes_a_backlog(kernels_pkg: Any) -> None:
     assert seqs[0] == -1 and seqs[1:] == list(range(2000))
 
 
-def test_full_lanes_are_not_rescanned_by_a_sender_that_never_yields(kernels_pkg: Any) -> None:
-    """Once a feed found a lane full, sends into the backlog do not ask the kernel again
-    (only its progress frees slots, and the loop hears of that when it runs): issue 11 (d).
-    A message of a higher lane still goes straight into it, and once the loop runs the
-    backlog follows, in order. The low lane is made to look full (its pushes refused)."""
-    ping = kernels_pkg.Ping
-
-    async def main() -> tuple[list[int], int, bool]:
-        async with RingKernelRuntime(kernels_pkg, backend="cpu") as rt:
-            await rt.launch("echo", queue_size=4096)
-            kernel = rt.channel("echo").kernel  # type: ignore[attr-defined]
-            push, lane_free = kernel.push, kernel.lane_free
-            looks = 0
-
-            def counted_free(block: int, lane: int) -> int:
-                nonlocal looks
-                looks += 1
-                return 0 if lane == 0 else lane_free(block, lane)
-
-            kernel.push = lambda block, lane, data: 0 if lane == 0 else push(block, lane, data)
-            kernel.lane_free = counted_free
-            for i in range(300):  # lane 0: priorities 0..63
-                await rt.send("echo", ping(seq=i, priority=5))
-            looked = looks
-            await rt.send("echo", ping(seq=-1, priority=255))
-            urgent_in_lane = not rt.channel("echo").backlog.has(255, 255)
-            kernel.push, kernel.lane_free = push, lane_free  # the kernel frees slots again
-            return [r.seq for r in await _receive_all(rt, "echo", 301)], looked, urgent_in_lane
-
-    seqs, looked, urgent_in_lane = run(main())
-    assert looked <= 1, f"the full lane was looked at {looked} times"  # by the first feed only (grid 1)
-    assert urgent_in_lane
-    assert seqs == [-1, *range(300)]
-
-
 @pytest.mark.parametrize("strategy", ["block", "reject", "drop_oldest", "drop_newest"])
 def test_backpressure(kernels_pkg: Any, strategy: str) -> None:
     """A paused kernel with room for 5: exactly which messages go through, which are dropped,
