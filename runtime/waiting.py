@@ -74,14 +74,21 @@ async def wait_in(deadlines: Deadlines, waiters: deque[asyncio.Future[None]],
     waiter: asyncio.Future[None] = deadlines.loop.create_future()
     waiters.append(waiter)
     try:
-        left = None if deadline is None else max(deadline - deadlines.loop.time(), 0.0)
+        return await _woken(deadlines, waiter, deadline)
+    finally:
+        if waiter in waiters:
+            waiters.remove(waiter)
+
+
+async def _woken(deadlines: Deadlines, waiter: asyncio.Future[None], deadline: float | None) -> bool:
+    """Awaits `waiter` until the loop.time() `deadline`: True if it was resolved, False if the
+    deadline came first."""
+    left = None if deadline is None else max(deadline - deadlines.loop.time(), 0.0)
+    try:
         await deadlines.wait(waiter, left)
         return True
     except asyncio.TimeoutError:
         return False
-    finally:
-        if waiter in waiters:
-            waiters.remove(waiter)
 
 
 def wake_all(waiters: deque[asyncio.Future[None]]) -> None:
@@ -114,11 +121,7 @@ class RoomWaiters:
         entry = (waiter, need)
         self._parked.append(entry)
         try:
-            left = None if deadline is None else max(deadline - deadlines.loop.time(), 0.0)
-            await deadlines.wait(waiter, left)
-            return True
-        except asyncio.TimeoutError:
-            return False
+            return await _woken(deadlines, waiter, deadline)
         finally:
             # woken: wake() took it off already; timed out or cancelled: it leaves by itself
             if not waiter.done() or waiter.cancelled() or waiter.exception() is not None:

@@ -167,6 +167,17 @@ def _host_successor(routes: Any) -> Any:
     return make
 
 
+def _in_gpu_memory(routes: Any, key: tuple[str, str]) -> Any:
+    """Route `key` as if in GPU memory (read back in place, never drained), whose retire makes
+    a host-memory successor (_host_successor): the GPU path of routes.py on CPU runners."""
+    route = routes._routes[key]
+    assert route.rings is not None and route.memory is not None
+    route.device = cuda.RouteMemory(0, cuda.SCOPE_DEVICE, route.host_address(), len(route.memory))
+    route.rings = None
+    routes._gpu_route = _host_successor(routes)
+    return route
+
+
 def test_a_retired_route_stays_until_its_stuck_sender_follows_the_successor(
         tmp_path: Path) -> None:
     """The GPU path of a target that is gone (routes.py: _retire), on CPU runners: the route
@@ -185,12 +196,7 @@ def test_a_retired_route_stays_until_its_stuck_sender_follows_the_successor(
             await rt.connect("a", "b")
             routes = rt.routes
             key = ("a", "b")
-            route = routes._routes[key]
-            assert route.rings is not None and route.memory is not None
-            route.device = cuda.RouteMemory(0, cuda.SCOPE_DEVICE, route.host_address(),
-                                            len(route.memory))
-            route.rings = None  # GPU memory: read back (here: in place), never drained
-            routes._gpu_route = _host_successor(routes)  # type: ignore[method-assign]
+            route = _in_gpu_memory(routes, key)
             publish = routes._publish_out
             tries: list[bool] = []
 
@@ -289,12 +295,7 @@ def test_a_target_launched_again_while_its_route_retires_keeps_the_route(
             await rt.connect("a", "b")
             routes = rt.routes
             key = ("a", "b")
-            route = routes._routes[key]
-            assert route.rings is not None and route.memory is not None
-            route.device = cuda.RouteMemory(0, cuda.SCOPE_DEVICE, route.host_address(),
-                                            len(route.memory))
-            route.rings = None  # GPU memory: read back (here: in place), never drained
-            routes._gpu_route = _host_successor(routes)  # type: ignore[method-assign]
+            route = _in_gpu_memory(routes, key)
             publish = routes._publish_out
             switched, relaunched = asyncio.Event(), asyncio.Event()
 
@@ -342,12 +343,7 @@ def test_a_send_that_follows_a_retired_route_to_its_successor_is_not_sent_twice(
                 await rt.launch(k)
             await rt.connect("a", "keyed_sink", "c")
             routes = rt.routes
-            route = routes._routes[("a", "keyed_sink")]
-            assert route.rings is not None and route.memory is not None
-            route.device = cuda.RouteMemory(0, cuda.SCOPE_DEVICE, route.host_address(),
-                                            len(route.memory))
-            route.rings = None  # GPU memory: read back (here: in place), never drained
-            routes._gpu_route = _host_successor(routes)  # type: ignore[method-assign]
+            route = _in_gpu_memory(routes, ("a", "keyed_sink"))
             for k in ("keyed_sink", "c"):
                 await rt.deactivate(k)
             items = [pkg.Item(seq=i, tag=i % 16, priority=128) for i in range(100)]
