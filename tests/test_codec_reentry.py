@@ -8,8 +8,8 @@ import gc
 from collections.abc import Iterator
 
 import pytest
-
 from conftest import ROOT, import_package
+
 from ringgen.codecs.struct_plan import batch_plan
 from ringgen.codecs.structs import StructCodec
 from ringgen.runtime import native_codecs
