@@ -290,6 +290,14 @@ class NodeHost:
         return await self._answer(go())
 
     @on_loop
+    async def unexpect(self, kernel_id: str, key: bytes) -> Outcome:
+        """expect() undone: its caller gave up before await_reply; a reply is a dead letter."""
+        async def go() -> None:
+            if self._awaited.pop(key, None) is not None:
+                self.runtime.channel(kernel_id).replies.settle(int.from_bytes(key, "big"), True)
+        return await self._answer(go())
+
+    @on_loop
     async def forget_reply(self, key: bytes) -> Outcome:
         """The driver gave up on a request before its reply came: await_reply ends now."""
         async def go() -> None:

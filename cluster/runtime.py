@@ -420,7 +420,13 @@ class ClusterRuntime(DeadLetterStore):
                               timeout: float | None) -> Any:
         """The reply is awaited on last's node, registered there before msg is sent."""
         key = msg.message_id.bytes
-        await self.hosts.call(last.node, "expect", last.kernel_id, key, kernel_id=last.kernel_id)
+        expected = self.hosts.submit(last.node, "expect", last.kernel_id, key,
+                                     kernel_id=last.kernel_id)
+        try:
+            await self.hosts.outcome(last.node, expected, last.kernel_id)
+        except asyncio.CancelledError:  # expect() runs on the node all the same: undo it there
+            await asyncio.shield(self._unexpect(last, key, expected))
+            raise
         waiting = asyncio.ensure_future(self.hosts.call(
             last.node, "await_reply", last.kernel_id, key, timeout, kernel_id=last.kernel_id))
         try:
@@ -433,6 +439,16 @@ class ClusterRuntime(DeadLetterStore):
                 await asyncio.shield(self._forget_reply(last, key))
             raise
         return self._answered(first, last, msg, name, data)
+
+    async def _unexpect(self, last: _Placed, key: bytes, expected: Any) -> None:
+        """A request cancelled while its expect() was on its way: once that ran, the node
+        forgets it (else its kernel's requests would keep an awaited reply nobody collects)."""
+        try:
+            await self.hosts.outcome(last.node, expected, last.kernel_id)
+            await self.hosts.call(last.node, "unexpect", last.kernel_id, key,
+                                  kernel_id=last.kernel_id)
+        except Exception:
+            pass  # refused there (nothing registered), or the node is gone with what it held
 
     async def _forget_reply(self, last: _Placed, key: bytes) -> None:
         try:
