@@ -35,21 +35,31 @@ Target = tuple[str, Any]  # (kernel id, the NodeHost actor handle of its node; N
 
 class Bridge:
     def __init__(self, runtime: RingKernelRuntime, src: str, targets: list[Target],
-                 add_letters: Callable[[list[Letter]], None]) -> None:
+                 add_letters: Callable[[list[Letter]], None], after: Bridge | None = None) -> None:
         self.runtime = runtime
         self.src = src
         self.targets = targets
         self._add_letters = add_letters  # a remote node's dead letters, sent on to the driver
         self._gone: dict[str, str] = {}  # target -> why it takes nothing more
         self._stopping = False
+        # A bridge of the same source stopped before this one: its last batch goes first.
+        self._after = after
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"bridge-{src}")
 
-    async def stop(self) -> None:
-        """Stop taking from the source; the batch in hand is delivered first."""
+    def stop(self) -> None:
+        """Stop taking from the source (seen within POLL_S). The batch in hand still goes on
+        to its targets, as what a route holds stays for its target: a paused, full target keeps
+        it waiting for room, and no disconnect waits for that. ended() does."""
         self._stopping = True
-        await self._task
+
+    async def ended(self) -> None:
+        """After stop(): the batch in hand delivered (or its targets' dead letters)."""
+        await asyncio.shield(self._task)
 
     async def _run(self) -> None:
+        if self._after is not None:
+            await self._after.ended()
+            self._after = None
         while not self._stopping:
             try:
                 rows = await self.runtime.receive_array(self.src, BATCH, POLL_S)

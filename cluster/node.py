@@ -55,6 +55,7 @@ class NodeHost:
         self._options = options
         self._letters: list[Letter] = []
         self._bridges: dict[str, Bridge] = {}
+        self._ending: dict[str, Bridge] = {}  # disconnected (maybe still delivering its last batch)
         self._runtime: RingKernelRuntime | None = None
         self._packages: list[Package] = []
         self._classes: dict[str, type] = {}
@@ -85,10 +86,16 @@ class NodeHost:
     @on_loop
     async def shutdown(self, timeout: float) -> Outcome:
         async def go() -> None:
-            for bridge in list(self._bridges.values()):
-                await bridge.stop()
+            bridges = [*self._bridges.values(), *self._ending.values()]
+            for bridge in bridges:
+                bridge.stop()
             self._bridges.clear()
+            self._ending.clear()
+            # The targets end first: a batch a paused, full target kept waiting becomes its
+            # dead letters then, and the bridge ends.
             await self.runtime.close(timeout)
+            for bridge in bridges:
+                await bridge.ended()
         return await self._answer(go())
 
     @on_loop
@@ -134,7 +141,8 @@ class NodeHost:
             if src in self._bridges:
                 raise KernelStateError(f"{src!r} is already connected; disconnect it first")
             self.runtime.channel(src).check_open()
-            self._bridges[src] = Bridge(self.runtime, src, targets, self._add_letters)
+            self._bridges[src] = Bridge(self.runtime, src, targets, self._add_letters,
+                                        after=self._ending.pop(src, None))
         return await self._answer(go())
 
     @on_loop
@@ -142,7 +150,8 @@ class NodeHost:
         async def go() -> None:
             bridge = self._bridges.pop(src, None)
             if bridge is not None:
-                await bridge.stop()
+                bridge.stop()
+                self._ending[src] = bridge  # a later bridge of src delivers after its last batch
             else:
                 await self.runtime.disconnect(src)
         return await self._answer(go())
@@ -278,6 +287,14 @@ class NodeHost:
                 del self._awaited[key]
                 channel.replies.settle(int.from_bytes(key, "big"), gave_up)
             return type(response).__name__, response.serialize()
+        return await self._answer(go())
+
+    @on_loop
+    async def unexpect(self, kernel_id: str, key: bytes) -> Outcome:
+        """expect() undone: its caller gave up before await_reply; a reply is a dead letter."""
+        async def go() -> None:
+            if self._awaited.pop(key, None) is not None:
+                self.runtime.channel(kernel_id).replies.settle(int.from_bytes(key, "big"), True)
         return await self._answer(go())
 
     @on_loop

@@ -92,6 +92,7 @@ class ClusterRuntime(DeadLetterStore):
         self._placed: dict[str, _Placed] = {}
         self._edges: dict[str, list[str]] = {}  # connect(): src -> dsts
         self._verdicts: set[asyncio.Future[None]] = set()  # send_nowait()s not yet answered
+        self._late: set[asyncio.Future[None]] = set()  # cancelled request()s' replies to come
 
     # -- context ---------------------------------------------------------------------------
 
@@ -126,6 +127,10 @@ class ClusterRuntime(DeadLetterStore):
         node hosts; their runner processes end with them."""
         await self._verdicts_in()  # what send_nowait() handed on is enqueued before the end
         await self.hosts.shutdown(timeout)
+        if self._late:  # each ends with its node's answer, or with the node's end
+            _, left = await asyncio.wait(self._late, timeout=timeout)
+            for task in left:
+                task.cancel()
 
     @property
     def closing(self) -> bool:
@@ -373,25 +378,55 @@ class ClusterRuntime(DeadLetterStore):
         if last.node is not placed.node:
             return await self._request_across(placed, last, msg, timeout)
         placed.ledger.add_messages([msg])
+        call = self.hosts.submit(placed.node, "request", kernel_id, type(msg).__name__,
+                                 msg.serialize(), timeout, reply_from, kernel_id=kernel_id)
         try:
-            name, data = await self.hosts.call(placed.node, "request", kernel_id, type(msg).__name__,
-                                          msg.serialize(), timeout, reply_from,
-                                          kernel_id=kernel_id)
+            name, data = await self.hosts.outcome(placed.node, call, kernel_id)
         except asyncio.TimeoutError:
             raise  # the late reply will settle it (a dead letter on the node)
+        except asyncio.CancelledError:
+            # The node answers it all the same (a Ray call runs to its end): as on one
+            # machine, that answer is a late reply, a dead letter.
+            self._late_reply(placed, last, msg, call)
+            raise
         except Exception as e:
             self._refused(placed, [msg], e)
             raise
+        return self._answered(placed, last, msg, name, data)
+
+    def _answered(self, first: _Placed, last: _Placed, msg: Any, name: str, data: bytes) -> Any:
+        """The reply to a request: `msg` was processed (its first kernel's ledger lets it go,
+        a node's death later is no dead letter of it), and the reply is last's."""
         response = self._decode(name, data)
-        placed.ledger.forget([msg.message_id.bytes])
+        first.ledger.forget([msg.message_id.bytes])
         last.ledger.answered_by([response])
         return response
+
+    def _late_reply(self, first: _Placed, last: _Placed, msg: Any, call: Any) -> None:
+        async def settle() -> None:
+            try:
+                name, data = await self.hosts.outcome(first.node, call, first.kernel_id)
+            except Exception:
+                return  # refused, timed out or the node died: each is accounted where it happened
+            response = self._answered(first, last, msg, name, data)
+            self.add_dead_letter(DeadLetter(
+                last.kernel_id, response, DeadLetterReason.LATE_REPLY,
+                "the response came after its request() was cancelled by its caller"))
+        task = asyncio.ensure_future(settle())
+        self._late.add(task)
+        task.add_done_callback(self._late.discard)
 
     async def _request_across(self, first: _Placed, last: _Placed, msg: Any,
                               timeout: float | None) -> Any:
         """The reply is awaited on last's node, registered there before msg is sent."""
         key = msg.message_id.bytes
-        await self.hosts.call(last.node, "expect", last.kernel_id, key, kernel_id=last.kernel_id)
+        expected = self.hosts.submit(last.node, "expect", last.kernel_id, key,
+                                     kernel_id=last.kernel_id)
+        try:
+            await self.hosts.outcome(last.node, expected, last.kernel_id)
+        except asyncio.CancelledError:  # expect() runs on the node all the same: undo it there
+            await asyncio.shield(self._unexpect(last, key, expected))
+            raise
         waiting = asyncio.ensure_future(self.hosts.call(
             last.node, "await_reply", last.kernel_id, key, timeout, kernel_id=last.kernel_id))
         try:
@@ -403,7 +438,17 @@ class ClusterRuntime(DeadLetterStore):
             if not waiting.done():  # the node stops waiting too (a late reply: a dead letter)
                 await asyncio.shield(self._forget_reply(last, key))
             raise
-        return self._decode(name, data)
+        return self._answered(first, last, msg, name, data)
+
+    async def _unexpect(self, last: _Placed, key: bytes, expected: Any) -> None:
+        """A request cancelled while its expect() was on its way: once that ran, the node
+        forgets it (else its kernel's requests would keep an awaited reply nobody collects)."""
+        try:
+            await self.hosts.outcome(last.node, expected, last.kernel_id)
+            await self.hosts.call(last.node, "unexpect", last.kernel_id, key,
+                                  kernel_id=last.kernel_id)
+        except Exception:
+            pass  # refused there (nothing registered), or the node is gone with what it held
 
     async def _forget_reply(self, last: _Placed, key: bytes) -> None:
         try:

@@ -536,6 +536,11 @@ class Routes:
                 # (this one has no links yet)
                 self._guarded(route, functools.partial(self._collect_abandoned, route, True))
             if dst == kernel_id and route.target is not channel:
+                # What the last incarnation held (queued, or taken and never finished) is its
+                # dead letters now, as the drain tick would have made them: the new one pops
+                # from the route's head, past what the last one took.
+                if route.rings is not None and route.target is not None and route.target.state in GONE:
+                    self._guarded(route, functools.partial(self._drain_one, route, False))
                 # A retire of the route (its last target was gone) is cancelled: the route
                 # keeps what it holds for this incarnation, and its sender, which a retire may
                 # have switched to the successor already, is linked back to it.
@@ -626,7 +631,7 @@ class Routes:
             if isinstance(target, DeviceChannel) and not (
                     target.state is KernelState.TERMINATED or target.kernel.exited()):
                 return
-            failed = target.state is KernelState.FAILED
+            failed = target.failure is not None  # also once a relaunch terminated the failed one
             self._dead_letters(
                 route, route.rings.drain(),
                 DeadLetterReason.KERNEL_FAILED if failed else DeadLetterReason.TERMINATED,
@@ -933,7 +938,7 @@ async def request_through(first: Channel, last: Channel, msg: Any, timeout: floa
     key = msg.message_id.int
     future: asyncio.Future[Any] = last.loop.create_future()
     last.replies.expect(key, future)
-    timed_out = False
+    gave_up = False  # a reply may still come: it will be a dead letter, never an inbox's
     try:
         if not await first.send(msg, timeout):
             raise QueueFullError(f"kernel {first.kernel_id!r}: the request was dropped by "
@@ -941,9 +946,12 @@ async def request_through(first: Channel, last: Channel, msg: Any, timeout: floa
         last.want_responses(spin=False)  # the answer crosses the pipeline's hops first
         return await last.deadlines.wait(future, timeout)
     except asyncio.TimeoutError:
-        timed_out = True
+        gave_up = True
         raise asyncio.TimeoutError(
             f"no reply from kernel {last.kernel_id!r} within {timeout} s; a late reply will go "
             "to the dead letters") from None
+    except asyncio.CancelledError:
+        gave_up = True
+        raise
     finally:
-        last.replies.settle(key, timed_out)
+        last.replies.settle(key, gave_up)

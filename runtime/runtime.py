@@ -421,6 +421,12 @@ class RingKernelRuntime(DeadLetterStore):
         if reply_from is not None and reply_from != kernel_id:
             return await request_through(self.channel(kernel_id), self.channel(reply_from), msg,
                                          timeout)
+        onward = self.routes.edges.get(kernel_id)
+        if onward:  # its answer would go down the route: the caller would wait out its timeout
+            raise KernelStateError(
+                f"kernel {kernel_id!r} answers into its connection to {', '.join(map(repr, onward))}, "
+                f"not to the host: await the end of the pipeline with request({kernel_id!r}, msg, "
+                f"reply_from=<its last kernel>), or disconnect({kernel_id!r}) first")
         return await self.channel(kernel_id).request(msg, timeout)
 
     async def drain(self, kernel_id: str | None = None, timeout: float | None = None) -> None:

@@ -121,6 +121,12 @@ def message(cls: type[T] | None = None, /) -> Any:
 def _make_message(cls: type[T]) -> type[T]:
     if not isinstance(cls, type):
         raise SchemaError(f"@message decorates a class, not {cls!r}")
+    if "__slots__" in cls.__dict__:
+        # A message keeps its fields in its __dict__: the compiled __init__ and the native
+        # decoder fill it directly, so a slotted class cannot be rebuilt as one.
+        raise SchemaError(f"@message class {cls.__qualname__} declares __slots__ (dataclass "
+                          "slots=True?): message classes keep their fields in __dict__; remove "
+                          "slots=True (messages are frozen and cheap to build without it)")
     namespace = _rebuilt_namespace(cls)
     bases = cls.__bases__ if issubclass(cls, Message) else (*_without_object(cls.__bases__), Message)
     metaclass: Any = type(cls)

@@ -93,23 +93,47 @@ PyObject* codec_error(int64_t code) {
     return nullptr;
 }
 
-// A buffer aligned for any message, reused per thread: PyBytes data is only 8-byte aligned.
+// A buffer aligned for any message (PyBytes data is only 8-byte aligned), reused per thread.
+// A call holds it as a Lease for as long as it reads from it; a decode that allocates Python
+// objects can run a collection whose finalizers decode again on this thread, so a lease taken
+// while the buffer is held gets a buffer of its own instead of the one being read.
 struct Scratch {
     void* data = nullptr;
     size_t cap = 0;
+    bool held = false;
     ~Scratch() { ::operator delete(data, std::align_val_t(64)); }
-    void* get(size_t n) {
-        if (n > cap) {
-            void* grown = ::operator new(n, std::align_val_t(64), std::nothrow);
-            if (!grown) return nullptr;
-            ::operator delete(data, std::align_val_t(64));
-            data = grown;
-            cap = n;
-        }
-        return data;
-    }
 };
 thread_local Scratch scratch;
+
+class Lease {
+public:
+    explicit Lease(size_t n) {
+        if (!scratch.held) {
+            if (n > scratch.cap) {
+                void* grown = ::operator new(n, std::align_val_t(64), std::nothrow);
+                if (!grown) return;
+                ::operator delete(scratch.data, std::align_val_t(64));
+                scratch.data = grown;
+                scratch.cap = n;
+            }
+            scratch.held = shared_ = true;
+            data_ = scratch.data;
+        } else {
+            data_ = ::operator new(n, std::align_val_t(64), std::nothrow);
+        }
+    }
+    ~Lease() {
+        if (shared_) scratch.held = false;
+        else ::operator delete(data_, std::align_val_t(64));
+    }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    void* get() const { return data_; }  // nullptr: out of memory
+
+private:
+    void* data_ = nullptr;
+    bool shared_ = false;  // the thread's buffer, not one of its own
+};
 
 PyObject* to_struct(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (nargs != 2 || !PyBytes_Check(args[1])) {
@@ -122,7 +146,8 @@ PyObject* to_struct(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (!out) return nullptr;
     char* dst = PyBytes_AS_STRING(out);
     const bool aligned = reinterpret_cast<uintptr_t>(dst) % e->align == 0;
-    void* target = aligned ? static_cast<void*>(dst) : scratch.get(e->size);
+    Lease lease(aligned ? 0 : e->size);
+    void* target = aligned ? static_cast<void*>(dst) : lease.get();
     if (!target) {
         Py_DECREF(out);
         return PyErr_NoMemory();
@@ -152,7 +177,8 @@ PyObject* to_msgpack(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     } else {
         // The slot came from shared memory: copy it (aligned) before reading, so the kernel
         // cannot change a length between its check and its use.
-        void* m = scratch.get(e->size + e->max_packed);
+        Lease lease(e->size + e->max_packed);
+        void* m = lease.get();
         if (!m) {
             PyErr_NoMemory();
         } else {
@@ -545,7 +571,8 @@ PyObject* unpack_one(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (static_cast<size_t>(view.len) != e->size) {
         PyErr_Format(PyExc_ValueError, "a %s slot is %zu bytes, not %zd", e->name, e->size, view.len);
     } else {
-        uint8_t* slot = static_cast<uint8_t*>(scratch.get(e->size));  // copied: see unpack_rows
+        Lease lease(e->size);
+        uint8_t* slot = static_cast<uint8_t*>(lease.get());  // copied: see unpack_rows
         if (!slot) {
             PyErr_NoMemory();
         } else {
@@ -576,7 +603,8 @@ PyObject* unpack_rows(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     } else {
         const Py_ssize_t n = view.len / static_cast<Py_ssize_t>(e->size);
         // Slots in shared memory could change under the reads: each is copied first.
-        uint8_t* slot = static_cast<uint8_t*>(scratch.get(e->size));
+        Lease lease(e->size);
+        uint8_t* slot = static_cast<uint8_t*>(lease.get());
         out = slot ? PyList_New(n) : PyErr_NoMemory();
         for (Py_ssize_t i = 0; out && i < n; ++i) {
             memcpy(slot, static_cast<const uint8_t*>(view.buf) + static_cast<size_t>(i) * e->size, e->size);

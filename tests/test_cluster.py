@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import json
 import os
@@ -481,6 +482,66 @@ def test_a_cancelled_receive_loses_nothing(session: Session, pkg: Any) -> None:
             assert await rt.receive_many("stage2", 10, timeout=0.2) == []
 
     asyncio.run(main())
+
+
+def test_cancelled_and_answered_requests_and_a_disconnect_keep_their_accounting(
+        session: Session, pkg: Any) -> None:
+    """A request() its caller cancels is answered by the node all the same: a LATE_REPLY dead
+    letter, as on one machine. A request answered by a kernel on another node (reply_from)
+    leaves nothing behind in its first kernel's ledger: that node dying later makes no dead
+    letter of it. disconnect() of a bridge whose target is paused and full returns at once;
+    the batch the bridge holds reaches the target once it is activated, the rest stays for the
+    host: each message once."""
+    async def main() -> None:
+        async with ClusterRuntime(pkg, backend="cpu") as rt:
+            here, far = await rt.nodes()
+            await rt.launch("stage2", node=far, activate=False)
+            cancelled = pkg.Clipped(origin=uuid.uuid4(), values=[3.0])
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(rt.request("stage2", cancelled), 0.5)
+            await rt.activate("stage2")
+            for _ in range(500):
+                if rt.dead_letters:
+                    break
+                await asyncio.sleep(0.02)
+            assert [(d.reason, d.message.correlation_id) for d in rt.dead_letters] == \
+                [(DeadLetterReason.LATE_REPLY, cancelled.message_id)]
+            assert await rt.receive_many("stage2", 10, timeout=0.2) == []
+
+            await rt.launch("stage3", node=here, queue_size=16)
+            await rt.connect("stage2", "stage3")
+            across = pkg.Clipped(origin=uuid.uuid4(), values=[1.0, 2.0])
+            total = await rt.request("stage2", across, timeout=TIMEOUT, reply_from="stage3")
+            assert total.correlation_id == across.message_id and total.energy == 5.0
+
+            await rt.deactivate("stage3")
+            msgs = [pkg.Clipped(origin=uuid.uuid4(), values=[1.0]) for _ in range(100)]
+            assert await rt.send_many("stage2", msgs) == len(msgs)
+            await rt.drain("stage2", timeout=TIMEOUT)  # processed: the bridge holds a batch
+            await asyncio.wait_for(rt.disconnect("stage2"), 10.0)
+            await rt.activate("stage3")
+            bridged = [t.origin for t in await _receive_all(rt, "stage3")]
+            direct = [sq.origin for sq in await _receive_all(rt, "stage2")]
+            assert bridged and sorted(bridged + direct) == sorted(m.origin for m in msgs)
+
+            host, _ = (await rt.processes())[far]
+            os.kill(host, signal.SIGKILL)
+            for _ in range(500):  # until the driver learnt of the death (a call may find it first)
+                with contextlib.suppress(KernelFaultError):
+                    if await rt.state("stage2") is KernelState.FAILED:
+                        break
+                await asyncio.sleep(0.02)
+            assert await rt.state("stage2") is KernelState.FAILED
+            assert [d.reason for d in rt.dead_letters] == [DeadLetterReason.LATE_REPLY]
+
+    asyncio.run(main())
+
+
+async def _receive_all(rt: ClusterRuntime, kernel_id: str) -> list[Any]:
+    got: list[Any] = []
+    while batch := await rt.receive_many(kernel_id, 1000, timeout=1.0):
+        got += batch
+    return got
 
 
 def test_a_host_actor_on_a_node(session: Session, pkg: Any) -> None:

@@ -114,6 +114,14 @@ def test_plain_class_and_bare_dataclass_forms() -> None:
     assert Plain.deserialize(p.serialize()) == p
 
 
+def test_a_slotted_dataclass_is_refused_with_the_fix() -> None:
+    with pytest.raises(SchemaError, match=r"Slotted declares __slots__.*remove slots=True"):
+        @message
+        @dataclass(slots=True)
+        class Slotted:
+            seq: int = 0
+
+
 def test_user_post_init_runs_after_validation() -> None:
     seen = []
 
