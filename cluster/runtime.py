@@ -29,7 +29,7 @@ import numpy as np
 from ringgen.cluster.hosts import SHUT_DOWN, Host, Hosts
 from ringgen.cluster.ledger import Ledger
 from ringgen.cluster.ray_api import ray_module
-from ringgen.cluster.wire import Letter
+from ringgen.cluster.wire import Letter, pack_ask, unpack_reply
 from ringgen.codecs.structs import StructCodec
 from ringgen.errors import KernelFaultError, KernelStateError, QueueFullError
 from ringgen.runtime.channels import KernelState
@@ -374,15 +374,15 @@ class ClusterRuntime(DeadLetterStore):
             return await self._request_across(placed, last, msg, timeout)
         placed.ledger.add_messages([msg])
         try:
-            name, data = await self.hosts.call(placed.node, "request", kernel_id, type(msg).__name__,
-                                          msg.serialize(), timeout, reply_from,
-                                          kernel_id=kernel_id)
+            got = await self.hosts.call(placed.node, "ask", pack_ask(
+                kernel_id, type(msg).__name__, msg.serialize(), timeout, reply_from),
+                kernel_id=kernel_id)
         except asyncio.TimeoutError:
             raise  # the late reply will settle it (a dead letter on the node)
         except Exception as e:
             self._refused(placed, [msg], e)
             raise
-        response = self._decode(name, data)
+        response = self._decode(*(unpack_reply(got) if type(got) is bytes else got))
         placed.ledger.forget([msg.message_id.bytes])
         last.ledger.answered_by([response])
         return response
