@@ -146,7 +146,7 @@ class Hosts:
             self.died(host, f"{type(e).__name__}: {e}")
             raise KernelFaultError(f"{self._what(host, kernel_id)} failed: node {host.node_id} "
                                    f"died ({host.dead})") from None
-        if type(outcome) is bytes:
+        if isinstance(outcome, bytes):
             return outcome  # a request's reply that is all it says (NodeHost.ask)
         value, failure, letters = outcome
         if letters:
