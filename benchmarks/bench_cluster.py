@@ -7,15 +7,17 @@ the handler a method, one call per message or one call per list of messages).
 A local cluster of two Ray nodes on this machine (ray.cluster_utils); the driver is on the
 first, the echo kernel (benchmarks/bench_kernels.py, CPU backend) and the plain actor on the
 second, so every call crosses nodes. (a) request p50/p99, all sides in alternating rounds,
-with the same handler on an async actor (a NodeHost is one: the asyncio hop Ray adds to each
-call of it); (b) message objects: ringgen's send_many/receive_many against the plain actor
-called once per message (up to 1000 calls in flight) and once per list of 1000 (four lists
-in flight); (c) numpy struct arrays: send_array/receive_array (Ray's object store carries
+with the same handler on an async actor (the asyncio hop Ray adds to each call of one, which
+NodeHost, a threaded actor, avoids); (b) message objects: ringgen's send_many/receive_many
+against the plain actor called once per message (up to 1000 calls in flight) and once per list
+of 1000 (four lists in flight); (c) numpy struct arrays: send_array/receive_array (Ray's object store carries
 the batches, four in flight) against the same two, through the echo kernel and through
 echo_thread (benchmarks/bench_cluster_kernels.py: the same handler at the granularity that
 fits it, per="thread", 32 messages per round of a 32-thread block, where the echo kernel runs
-per="block", one message per round). Each part also prints the same kernel's figure in one
-process without Ray (measured first): what a node's runtime can do at most, the bound of ours.
+per="block", one message per round). (b) and (c) run in THROUGHPUT_ROUNDS alternating rounds
+(the plain actor's lists, then ours) and print each side's median. Each part also prints the
+same kernel's figure in one process without Ray (measured first): what a node's runtime can do
+at most, the bound of ours.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ OBJECTS_N = 50_000
 ARRAYS_N = 1_000_000
 BATCH = 1000
 IN_FLIGHT = 4
+THROUGHPUT_ROUNDS = 3
 ARRAY_KERNELS = ("echo", "echo_thread")  # per="block", per="thread"
 
 
@@ -72,7 +75,7 @@ class PlainEcho:
 
 
 class AsyncEcho:
-    """The same handler on an async actor (as a NodeHost is): what Ray's asyncio hop adds."""
+    """The same handler on an async actor: what Ray's asyncio hop adds (NodeHost is threaded)."""
 
     async def handle(self, msg: dict[str, Any]) -> dict[str, Any]:
         return {"seq": msg["seq"], "correlation_id": msg["message_id"], "priority": msg["priority"]}
@@ -193,9 +196,16 @@ async def run(pkg: Any, address: str, local: tuple[list[float], dict[str, float]
              lambda m: rt.request("echo", m, timeout=30.0)],
             [job, job, lambda i: pkg.Job(seq=i)])
         per_call = await plain_per_call(plain, OBJECTS_N // 5)
-        batched = await plain_batched(plain, OBJECTS_N)
-        objects = await ours_objects(rt, pkg, OBJECTS_N)
-        arrays = {k: await ours_arrays(rt, pkg, ARRAYS_N, k) for k in ARRAY_KERNELS}
+        # Throughput in alternating rounds too, each side's median: a shared machine drifts
+        # by more than the ratios within one run.
+        rounds: dict[str, list[float]] = {}
+        for _ in range(THROUGHPUT_ROUNDS):
+            for name, rate in (("batched", plain_batched(plain, OBJECTS_N)),
+                               ("objects", ours_objects(rt, pkg, OBJECTS_N)),
+                               *((k, ours_arrays(rt, pkg, ARRAYS_N, k)) for k in ARRAY_KERNELS)):
+                rounds.setdefault(name, []).append(await rate)
+        batched, objects, *rates = (float(np.median(r)) for r in rounds.values())
+        arrays = dict(zip(ARRAY_KERNELS, rates, strict=True))
         assert not rt.dead_letters
 
     print("(a) request across nodes, p50 / p99")

@@ -16,7 +16,7 @@ from typing import Any
 
 from ringgen.cluster.node import NodeHost
 from ringgen.cluster.ray_api import is_actor_death, node_affinity
-from ringgen.cluster.wire import Letter, Outcome, PackageSpec
+from ringgen.cluster.wire import Answer, Letter, PackageSpec
 from ringgen.errors import KernelFaultError, KernelStateError
 from ringgen.schema.package import Package
 
@@ -139,13 +139,15 @@ class Hosts:
     async def outcome(self, host: Host, ref: Any, kernel_id: str | None = None) -> Any:
         """A submitted call's value, or its error raised here again (see call())."""
         try:
-            outcome: Outcome = await ref
+            outcome: Answer = await ref
         except Exception as e:
             if not is_actor_death(e):
                 raise
             self.died(host, f"{type(e).__name__}: {e}")
             raise KernelFaultError(f"{self._what(host, kernel_id)} failed: node {host.node_id} "
                                    f"died ({host.dead})") from None
+        if isinstance(outcome, bytes):
+            return outcome  # a request's reply that is all it says (NodeHost.ask)
         value, failure, letters = outcome
         if letters:
             self.on_letters(letters)

@@ -4,7 +4,7 @@ One per Ray node that runs kernels, pinned to that node. It is a threaded actor,
 one: Ray runs each call on a thread of its pool, and most run as a coroutine on the loop of the
 node's runtime (cluster/held_loop.py, @on_loop), where they simply await the runtime. A lone
 request does not even hop to that loop: its thread holds the loop still and pushes the message
-and waits for its reply itself, in native code (request()). Each method returns an `Outcome`:
+and waits for its reply itself, in native code (ask()). Each method returns an `Outcome`:
 the value, or the error as a `Failure` the driver raises again, plus the dead letters the node
 made since its last answer. Messages come as their codec's bytes (`serialize()`) with their
 class name, batches of structs as numpy arrays; responses go back the same way.
@@ -24,7 +24,7 @@ import numpy as np
 from ringgen.cluster.bridge import Bridge, Target
 from ringgen.cluster.held_loop import HeldLoop
 from ringgen.cluster.ray_api import ray_module
-from ringgen.cluster.wire import Failure, Letter, Outcome, PackageSpec
+from ringgen.cluster.wire import Answer, Failure, Letter, Outcome, PackageSpec, pack_reply, unpack_ask
 from ringgen.codecs.structs import VECTOR_MIN
 from ringgen.errors import KernelStateError, QueueFullError
 from ringgen.runtime.dead_letters import DeadLetter, DeadLetterReason
@@ -216,12 +216,21 @@ class NodeHost:
     async def send_array(self, kernel_id: str, rows: np.ndarray, timeout: float | None) -> Outcome:
         return await self._answer(self.runtime.send_array(kernel_id, rows, timeout))
 
-    def request(self, kernel_id: str, class_name: str, data: bytes, timeout: float | None,
-                reply_from: str | None) -> Outcome:
-        """A lone request to a device kernel is answered on this thread, with the loop held
+    def ask(self, packed: bytes) -> Answer:
+        """A request (wire.pack_ask), answered as pack_reply's bytes where that says it all.
+
+        A lone request to a device kernel is answered on this thread, with the loop held
         still (DeviceChannel.lone_request: a push, then a native wait for the reply); when the
         loop is busy, or the request is not lone, or no reply came within the spin, the
         request goes on on the loop, as RingKernelRuntime.request."""
+        outcome = self._request(*unpack_ask(packed))
+        value, failure, letters = outcome
+        if failure is None and not letters:
+            return pack_reply(*value)
+        return outcome
+
+    def _request(self, kernel_id: str, class_name: str, data: bytes, timeout: float | None,
+                 reply_from: str | None) -> Outcome:
         if reply_from in (None, kernel_id) and self._held.try_hold():
             try:
                 got = self._lone_request(kernel_id, class_name, data, timeout)

@@ -29,7 +29,7 @@ import numpy as np
 from ringgen.cluster.hosts import SHUT_DOWN, Host, Hosts
 from ringgen.cluster.ledger import Ledger
 from ringgen.cluster.ray_api import ray_module
-from ringgen.cluster.wire import Letter
+from ringgen.cluster.wire import Letter, pack_ask, unpack_reply
 from ringgen.codecs.structs import StructCodec
 from ringgen.errors import KernelFaultError, KernelStateError, QueueFullError
 from ringgen.runtime.channels import KernelState
@@ -378,10 +378,11 @@ class ClusterRuntime(DeadLetterStore):
         if last.node is not placed.node:
             return await self._request_across(placed, last, msg, timeout)
         placed.ledger.add_messages([msg])
-        call = self.hosts.submit(placed.node, "request", kernel_id, type(msg).__name__,
-                                 msg.serialize(), timeout, reply_from, kernel_id=kernel_id)
+        call = self.hosts.submit(placed.node, "ask", pack_ask(
+            kernel_id, type(msg).__name__, msg.serialize(), timeout, reply_from),
+            kernel_id=kernel_id)
         try:
-            name, data = await self.hosts.outcome(placed.node, call, kernel_id)
+            got = await self.hosts.outcome(placed.node, call, kernel_id)
         except asyncio.TimeoutError:
             raise  # the late reply will settle it (a dead letter on the node)
         except asyncio.CancelledError:
@@ -392,12 +393,14 @@ class ClusterRuntime(DeadLetterStore):
         except Exception as e:
             self._refused(placed, [msg], e)
             raise
-        return self._answered(placed, last, msg, name, data)
+        return self._answered(placed, last, msg, got)
 
-    def _answered(self, first: _Placed, last: _Placed, msg: Any, name: str, data: bytes) -> Any:
-        """The reply to a request: `msg` was processed (its first kernel's ledger lets it go,
-        a node's death later is no dead letter of it), and the reply is last's."""
-        response = self._decode(name, data)
+    def _answered(self, first: _Placed, last: _Placed, msg: Any,
+                  got: bytes | tuple[str, bytes]) -> Any:
+        """The reply to a request (NodeHost.ask's bytes, or a class name and bytes): `msg` was
+        processed (its first kernel's ledger lets it go, a node's death later is no dead
+        letter of it), and the reply is last's."""
+        response = self._decode(*(unpack_reply(got) if isinstance(got, bytes) else got))
         first.ledger.forget([msg.message_id.bytes])
         last.ledger.answered_by([response])
         return response
@@ -405,10 +408,10 @@ class ClusterRuntime(DeadLetterStore):
     def _late_reply(self, first: _Placed, last: _Placed, msg: Any, call: Any) -> None:
         async def settle() -> None:
             try:
-                name, data = await self.hosts.outcome(first.node, call, first.kernel_id)
+                got = await self.hosts.outcome(first.node, call, first.kernel_id)
             except Exception:
                 return  # refused, timed out or the node died: each is accounted where it happened
-            response = self._answered(first, last, msg, name, data)
+            response = self._answered(first, last, msg, got)
             self.add_dead_letter(DeadLetter(
                 last.kernel_id, response, DeadLetterReason.LATE_REPLY,
                 "the response came after its request() was cancelled by its caller"))
@@ -433,12 +436,12 @@ class ClusterRuntime(DeadLetterStore):
             if not await self.send(first.kernel_id, msg, timeout):
                 raise QueueFullError(f"kernel {first.kernel_id!r}: the request was dropped by "
                                      "backpressure")
-            name, data = await waiting
+            got = await waiting
         except BaseException:
             if not waiting.done():  # the node stops waiting too (a late reply: a dead letter)
                 await asyncio.shield(self._forget_reply(last, key))
             raise
-        return self._answered(first, last, msg, name, data)
+        return self._answered(first, last, msg, got)
 
     async def _unexpect(self, last: _Placed, key: bytes, expected: Any) -> None:
         """A request cancelled while its expect() was on its way: once that ran, the node

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.util
+import math
+import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,3 +139,40 @@ class Letter:
 # not a dataclass: Ray packs a tuple of plain values with msgpack, where a class instance costs
 # a pickle on each side of every call (a request's latency).
 Outcome = tuple[Any, Failure | None, list[Letter]]
+# What a request returns: an Outcome, or pack_reply's bytes when that is all it would say.
+Answer = bytes | Outcome
+
+
+# A request: its timeout (NaN: none), the lengths of its kernel id, message class and
+# reply_from (0: none), then those three names and the message's codec bytes.
+_ASK = struct.Struct("<dHHH")
+
+
+def pack_ask(kernel_id: str, class_name: str, data: bytes, timeout: float | None,
+             reply_from: str | None) -> bytes:
+    names = [kernel_id.encode(), class_name.encode(), (reply_from or "").encode()]
+    head = _ASK.pack(math.nan if timeout is None else timeout, *map(len, names))
+    return b"".join([head, *names, data])
+
+
+def unpack_ask(ask: bytes) -> tuple[str, str, bytes, float | None, str | None]:
+    """pack_ask's arguments again."""
+    timeout, *lengths = _ASK.unpack_from(ask)
+    at, names = _ASK.size, []
+    for n in lengths:
+        names.append(ask[at:at + n].decode())
+        at += n
+    kernel_id, class_name, reply_from = names
+    return (kernel_id, class_name, ask[at:], None if math.isnan(timeout) else timeout,
+            reply_from or None)
+
+
+def pack_reply(class_name: str, data: bytes) -> bytes:
+    """A response that is all of its Outcome (no failure, no dead letters): its class name, a
+    NUL (which no class name holds) and its codec bytes."""
+    return b"\0".join([class_name.encode(), data])
+
+
+def unpack_reply(reply: bytes) -> tuple[str, bytes]:
+    name, _, data = reply.partition(b"\0")
+    return name.decode(), data

@@ -46,7 +46,8 @@ from ringgen import (
 )
 from ringgen.cluster import ClusterRuntime
 from ringgen.cluster.held_loop import HeldLoop
-from ringgen.cluster.wire import PackageSpec
+from ringgen.cluster.ledger import Ledger
+from ringgen.cluster.wire import PackageSpec, pack_ask, pack_reply, unpack_ask, unpack_reply
 from ringgen.schema.package import package_of
 
 MESSAGES = int(os.environ.get("RINGGEN_CLUSTER_MESSAGES", "100000"))
@@ -265,6 +266,57 @@ def test_a_held_loop_is_held_only_between_its_iterations() -> None:
         time.sleep(0.001)
     held.lock.release()
     held.loop.call_soon_threadsafe(held.loop.stop)
+
+
+ROW = np.dtype([("message_id", "V16"), ("correlation_id", "V16"), ("seq", "<i8")])
+
+
+def _rows(n: int, start: int) -> np.ndarray:
+    rows = np.zeros(n, dtype=ROW)
+    rows["seq"] = np.arange(start, start + n)
+    rows["message_id"] = np.frombuffer(os.urandom(16 * n), dtype="V16")
+    return rows
+
+
+def _answers(rows: np.ndarray) -> np.ndarray:
+    answers = np.zeros(len(rows), dtype=ROW)
+    answers["correlation_id"], answers["seq"] = rows["message_id"], rows["seq"]
+    return answers
+
+
+@pytest.mark.parametrize("order", ["sent", "shuffled", "chunks reversed"])
+def test_the_ledger_keeps_exactly_the_unanswered_rows(order: str) -> None:
+    """Responses in sending order (matched by comparing the next rows), out of order (by
+    search), or in runs that break and cross batches: whatever is left when the node dies
+    is exactly what was not answered, a dead letter each."""
+    ledger = Ledger("k")
+    batches = [_rows(n, start) for n, start in ((700, 0), (500, 700), (300, 1200))]
+    for rows in batches:
+        ledger.add_rows(rows)
+    sent = np.concatenate(batches)
+    rng = np.random.default_rng(7)
+    unanswered = set(rng.choice(len(sent), 60, replace=False).tolist())
+    answered = np.array([i for i in range(len(sent)) if i not in unanswered])
+    if order == "shuffled":
+        rng.shuffle(answered)
+    chunks = np.array_split(answered, 9)
+    if order == "chunks reversed":  # each chunk in order, runs crossing batch ends
+        chunks = chunks[::-1]
+    for chunk in chunks:
+        ledger.forget_rows(_answers(sent[chunk]), "correlation_id")
+        ledger.forget_rows(_answers(sent[chunk[:3]]), "correlation_id")  # a reply again: no-op
+    assert len(ledger) == len(unanswered)
+    letters = ledger.fail("gone")
+    assert sorted(int(letter.message["seq"][0]) for letter in letters) == sorted(unanswered)
+    assert {letter.reason for letter in letters} == {DeadLetterReason.KERNEL_FAILED}
+    assert len(ledger) == 0
+
+
+def test_a_request_crosses_as_one_argument_and_its_reply_as_one_value() -> None:
+    for timeout, reply_from in ((None, None), (2.5, "stage3"), (0.0, None)):
+        packed = pack_ask("stage2", "Clipped", b"\0\x01body", timeout, reply_from)
+        assert unpack_ask(packed) == ("stage2", "Clipped", b"\0\x01body", timeout, reply_from)
+    assert unpack_reply(pack_reply("Squares", b"\0\0x")) == ("Squares", b"\0\0x")
 
 
 def test_100k_mixed_priority_messages_across_nodes_none_lost_or_twice(session: Session,
@@ -593,7 +645,8 @@ CLIENT = """
 import asyncio, json, sys, uuid
 from ringgen.cluster import ClusterRuntime
 from ringgen.cluster.held_loop import HeldLoop
-from ringgen.cluster.wire import PackageSpec
+from ringgen.cluster.ledger import Ledger
+from ringgen.cluster.wire import PackageSpec, pack_ask, pack_reply, unpack_ask, unpack_reply
 
 spec = json.loads(sys.argv[2])
 pkg = PackageSpec(spec["name"], spec["path"], tuple(spec["sys_path"])).load()
