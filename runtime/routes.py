@@ -36,8 +36,10 @@ GPU routes held cannot be read back and is reported in one dead letter per route
 A send that a terminate interrupts while it waits for room in a full route is not lost: the
 sender leaves it in the route's abandoned rings (rg_route.h), which the host drains into
 TERMINATED dead letters of the sender once the sender has exited (or is launched again, or
-the runtime closes); where those rings were full too, each message they could not take is
-counted, and reported in a dead letter without its message.
+the runtime closes). The sender's batch stops there (rg_kernel.h: rg_outs::stopped): its
+requests not yet answered stay in its input, dead letters as themselves, so a block abandons
+one message's copies at most and those rings do not fill; were they full even so (a scribble),
+each message they could not take is counted, and reported in a dead letter without it.
 """
 
 from __future__ import annotations

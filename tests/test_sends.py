@@ -254,7 +254,10 @@ def test_a_send_abandoned_at_terminate_is_a_dead_letter(sends_pkg: Any) -> None:
                 await asyncio.sleep(0.2)
             assert left > 0
             await rt.terminate("worker")
-            answered = await rt.receive_many("worker", len(jobs), timeout=0.1)
+            try:
+                answered = await rt.receive_many("worker", len(jobs), timeout=0.1)
+            except KernelStateError:  # none: each block's only batch stopped at terminate
+                answered = []
             await rt.activate("auditor")
             got: list[Any] = []
             while batch := await rt.receive_many("auditor", 1000, timeout=0.5):
@@ -275,6 +278,10 @@ def test_a_send_abandoned_at_terminate_is_a_dead_letter(sends_pkg: Any) -> None:
             assert all((s, k) in audits for s in done for k in range(8))  # none lost
             assert {s for s, _ in audits} <= done | dead_jobs
             assert not [d for d in rt.dead_letters if d.message == b""]  # none only counted
+            # Each block's batch stopped at its first abandoned send (rg_outs::stopped): the
+            # other sends of its jobs were not made, and the jobs are dead letters instead, so
+            # a terminate cannot fill the abandoned rings (64 messages a block and lane).
+            assert len(abandoned) <= 2, len(abandoned)  # worker: grid=2, one target
 
     asyncio.run(main())
 
