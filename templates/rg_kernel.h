@@ -13,6 +13,8 @@
 #include <assert.h>  // device code may assert(); a failed assert ends the kernel
 #if !defined(__CUDA_ARCH__)
 #include <sched.h>  // sched_yield: the CPU backend's spin (rg_poller::spinning)
+#include <stdio.h>   // rg_region_extent_check's report
+#include <stdlib.h>
 #endif
 
 #include "rg_platform.h"
@@ -397,6 +399,27 @@ RG_FN void rg_release_buffers(rg_region* region) { rg_cpu_release_buffers(region
 RG_FN rg_route* rg_map_route(const rg_link* link) {
     if (!link->path[0] || !rg_cpu_map_route) return (rg_route*)link->device_ptr;
     return rg_cpu_map_route(link);
+}
+#endif
+
+// The CPU backend's runner knows how many bytes of the region it mapped (rg_cpu_runner.cpp;
+// weak: programs without a runner link). A region whose header puts its state slots and links
+// (`end`: where they end) past them, a layout the host got wrong or a header written over,
+// ends the kernel with a report before any block reads or writes there. A GPU kernel has no
+// such figure: the host allocated what it computed from the same layout.
+#if defined(__CUDACC__)
+RG_FN void rg_region_extent_check(const rg_region*, uint64_t) {}
+#else
+__attribute__((weak)) uint64_t rg_cpu_region_bytes();
+RG_FN void rg_region_extent_check(const rg_region* region, uint64_t end) {
+    if (!rg_cpu_region_bytes || end <= rg_cpu_region_bytes()) return;
+    fprintf(stderr, "ringgen: the region's header puts its state slots and links up to byte "
+            "%llu, past the %llu bytes of the region (total_size %llu, grid %u): the host laid "
+            "it out wrong or it was written over\n", (unsigned long long)end,
+            (unsigned long long)rg_cpu_region_bytes(), (unsigned long long)region->total_size,
+            region->grid);
+    fflush(stderr);
+    abort();
 }
 #endif
 
@@ -862,6 +885,11 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
         outs.abandon_wait_ns = RG_ABANDON_WAIT_NS;  // one terminate per launch
         outs.stopped = 0;
         outs.random = region->seed ^ (0xd1b54a32d192ed03ull * (blockIdx.x + 1));
+        // Past the rings lie the state slots and the links, at offsets computed from the
+        // region's header: they must end within the memory mapped (rg_region_extent_check).
+        rg_region_extent_check(region, rg_links_offset(region->total_size, region->grid,
+                                                       has_state ? sizeof(State) : 0) +
+                                            rg_links_bytes(region->grid));
         if constexpr (has_state) {  // the defaults (or what the host wrote) before any request
             uint8_t* area = region_mem + rg_state_area_offset(region->total_size);
             poller.state_slot = rg_state_slot_of(area, blockIdx.x, sizeof(State));
