@@ -429,7 +429,16 @@ struct rg_no_output {};
 #define RG_ACT_HANDLE 1u    // a batch of requests is planned (rg_batch)
 #define RG_ACT_EXIT 3u      // terminated
 #define RG_ACT_SNAPSHOT 4u  // the host asks for a snapshot of the block's state (rg_state.h)
-#define RG_SPIN_POLLS 64u           // polls before the first sleep
+// Polls of an idle block before its first nap (a GPU), or before it yields its core between
+// polls (the CPU backend: rg_poller::spinning). On the CPU only the first poll after work goes
+// without a yield: 64 of them held the core some 30 us after every message, while a process
+// queued on that core (the next stage of a pipeline, which that message just woke, or the
+// host) waited (bench_pipeline's connected p50, 2 busy cores: ~70 -> ~45 us).
+#if defined(__CUDA_ARCH__)
+#define RG_SPIN_POLLS 64u
+#else
+#define RG_SPIN_POLLS 1u
+#endif
 // Longest sleep between polls when idle. A GPU has no bell to wake it: it naps briefly. On the
 // CPU backend every push, pop and command rings the doorbell the block sleeps on, so the nap
 // only bounds how stale the heartbeat gets (the host's hang watchdog reads it): an idle
