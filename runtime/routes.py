@@ -36,8 +36,10 @@ GPU routes held cannot be read back and is reported in one dead letter per route
 A send that a terminate interrupts while it waits for room in a full route is not lost: the
 sender leaves it in the route's abandoned rings (rg_route.h), which the host drains into
 TERMINATED dead letters of the sender once the sender has exited (or is launched again, or
-the runtime closes); where those rings were full too, each message they could not take is
-counted, and reported in a dead letter without its message.
+the runtime closes). The sender's batch stops there (rg_kernel.h: rg_outs::stopped): its
+requests not yet answered stay in its input, dead letters as themselves, so a block abandons
+one message's copies at most and those rings do not fill; were they full even so (a scribble),
+each message they could not take is counted, and reported in a dead letter without it.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ SLOW_DRAIN_PERIOD = 0.02
 KEY_NONE, KEY_INT, KEY_UINT, KEY_TEXT = 0, 1, 2, 3
 SCOPE_DEVICE = 0  # RG_ROUTE_DEVICE: the CPU backend ignores the scope
 GONE = (KernelState.FAILED, KernelState.TERMINATED)
+_NO_LINK = (0, 0, 0, 0, 0, 0, 0, 0, 0, "", 0, 0)  # set_link's arguments of an empty entry
 
 
 @dataclass(frozen=True)
@@ -441,7 +444,7 @@ class Routes:
                 if route.target is target:  # an attach that held the table before did it
                     return
                 attached = [r for r in self._routes.values() if r.target is target
-                            and not r.host_forwards()]
+                            and not r.host_forwards() and r is not route]
                 if len(attached) >= MAX_LINKS:
                     raise KernelStateError(f"{target.kernel_id!r} would take input from more "
                                            f"than {MAX_LINKS} routes")
@@ -449,10 +452,11 @@ class Routes:
                 if not live:
                     raise KernelStateError(f"{target.kernel_id!r} was terminated while a "
                                            "route to it was attached")
-                source = self.end(route.src).channel
-                assert isinstance(source, DeviceChannel)
-                target.kernel.rings.set_link(target.kernel.links_offset, False, len(attached),
-                                             *self._link_args(route, source.kernel.grid))
+                # The whole table: a route replaced (_replace_broken) leaves it with the rest.
+                links = [self._link_args(r, r.grids[0]) for r in [*attached, route]]
+                for i in range(MAX_LINKS):
+                    args = links[i] if i < len(links) else _NO_LINK
+                    target.kernel.rings.set_link(target.kernel.links_offset, False, i, *args)
                 await self._publish(target)
         route.target = target
 
@@ -477,7 +481,7 @@ class Routes:
                     links.append(self._link_args(route, channel.kernel.grid))
             assert len(links) <= MAX_LINKS  # connect() counts them
             for i in range(MAX_LINKS):
-                args = links[i] if i < len(links) else (0, 0, 0, 0, 0, 0, 0, 0, 0, "", 0, 0)
+                args = links[i] if i < len(links) else _NO_LINK
                 channel.kernel.rings.set_link(channel.kernel.links_offset, True, i, *args)
             await self._publish(channel)
 
@@ -531,6 +535,7 @@ class Routes:
         (to the dead letters while connected to nothing), and its connections either way
         are restored."""
         channel = self.runtime.channel(kernel_id)
+        await self._replace_broken(kernel_id)
         for (src, dst), route in list(self._routes.items()):
             if src.partition(".")[0] == kernel_id:  # what the last incarnation abandoned
                 # (this one has no links yet)
@@ -560,6 +565,26 @@ class Routes:
                 raise
             await self._publish_out(channel)
         self.reschedule()
+
+    async def _replace_broken(self, kernel_id: str) -> None:
+        """A kernel launched again: each route out of it or into it that a kernel wrote over
+        (_broken: its sender failed for it, and nothing is taken from it any more) is replaced
+        by a fresh one, in the target's in links at once and in the sender's out links at its
+        launch, so that neither end uses rings whose indices no push or pop can trust (a
+        sender would wait on them for good, a target take junk). The old one stays mapped
+        until close: a block of the target may still be finishing a request from it."""
+        for key, route in list(self._routes.items()):
+            if route.route_id not in self._broken or kernel_id not in (
+                    route.src.partition(".")[0], route.dst):
+                continue
+            del self._routes[key]
+            self._dropped.append(route)
+            fresh = self._route(self.end(route.src), route.dst, route.target)
+            target = route.target
+            if isinstance(target, DeviceChannel) and target.state not in GONE:
+                await self._attach(fresh, target)
+            else:  # the host consumes it (a host actor, a gone target, the dead letters)
+                fresh.target = target
 
     # -- what the host consumes ------------------------------------------------------------
 

@@ -44,6 +44,11 @@ rg_route* rg_cpu_map_route(const rg_link* link) {
     return route;
 }
 
+// The bytes of the region file mapped: its state slots and links must end within them
+// (rg_kernel.h: rg_region_extent_check).
+static uint64_t region_bytes;
+uint64_t rg_cpu_region_bytes() { return region_bytes; }
+
 int main(int argc, char** argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: %s REGION_FILE PARENT_PID\n", argv[0]);
@@ -61,6 +66,7 @@ int main(int argc, char** argv) {
         fprintf(stderr, "ringgen: %s is not a ring region laid out by this ringgen\n", argv[1]);
         return 2;
     }
+    region_bytes = size;
     rg_cpu::install_fault_reports();
     rg_cpu::run_grid(RG_ENTRY, mem, region->grid, region->block);
     return 0;

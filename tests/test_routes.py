@@ -5,6 +5,8 @@ target that crashes, types and cycles refused."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import os
 import random
 import subprocess
 from collections import defaultdict
@@ -16,8 +18,11 @@ import pytest
 from conftest import ROOT, build_package, compile_cpp, compile_nvcc_each, have_nvcc
 
 from ringgen import DeadLetterReason, KernelStateError, RingKernelRuntime
+from ringgen.runtime.backends import rings
+from ringgen.runtime.backends.base import DEFAULT_LANE_CAPACITY, DEFAULT_OUT_CAPACITY
 from ringgen.runtime.keys import key_hash
-from ringgen.toolchain.compile import cccl_include, templates_dir
+from ringgen.runtime.shm import shared_memory
+from ringgen.toolchain.compile import cccl_include, compile_runner, templates_dir
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +216,10 @@ def test_a_sender_terminated_while_its_route_is_full(routed_pkg: Any) -> None:
             abandoned = [seq for _, seq, hops in dead if hops == 1]
             assert abandoned and all("abandoned" in d.detail for d, _, hops in dead if hops)
             assert sorted(got + requests + abandoned) == list(range(len(msgs)))
+            # The batch stopped at the response whose push the terminate interrupted: the
+            # requests after it are dead letters as themselves, not abandoned responses, so a
+            # terminate cannot fill the abandoned rings.
+            assert len(abandoned) == 1, abandoned  # a: grid=1, one route
 
     asyncio.run(main())
 
@@ -232,3 +241,27 @@ def test_connect_refuses_other_types_and_cycles(routed_pkg: Any) -> None:
                 await rt.connect("a", "a")
 
     asyncio.run(main())
+
+
+def test_a_runner_refuses_a_region_too_short_for_its_links(routed_pkg: Any) -> None:
+    """A region file that holds the rings its header describes and not the state slots and
+    links after them (a layout the host got wrong): the runner ends with a report naming the
+    sizes before any block reads or writes past the file (rg_region_extent_check)."""
+    info = routed_pkg.package.kernel("a")
+    assert info.out_dtype is not None
+    args = (info.grid, info.block, DEFAULT_LANE_CAPACITY, DEFAULT_OUT_CAPACITY,
+            info.in_dtype.itemsize, info.out_dtype.itemsize, info.in_lead, info.out_lead)
+    size = rings.region_type().size(*args)
+    fd, memory = shared_memory("ringgen-test-short-region", size)
+    anchor = ctypes.c_char.from_buffer(memory)
+    try:
+        rings.region_type()(ctypes.addressof(anchor), *args[:6], 1, *args[6:])
+        runner = compile_runner(Path(info.package_dir), "a").path
+        done = subprocess.run([str(runner), f"/proc/self/fd/{fd}", str(os.getpid())],
+                              pass_fds=(fd,), capture_output=True, text=True, timeout=30)
+    finally:
+        del anchor
+        memory.close()
+        os.close(fd)
+    assert done.returncode != 0
+    assert f"past the {size} bytes of the region" in done.stderr, done.stderr

@@ -13,6 +13,8 @@
 #include <assert.h>  // device code may assert(); a failed assert ends the kernel
 #if !defined(__CUDA_ARCH__)
 #include <sched.h>  // sched_yield: the CPU backend's spin (rg_poller::spinning)
+#include <stdio.h>   // rg_region_extent_check's report
+#include <stdlib.h>
 #endif
 
 #include "rg_platform.h"
@@ -79,6 +81,12 @@ struct rg_outs {
     rg_route* route[RG_MAX_LINKS];
     uint32_t rr[RG_MAX_LINKS];  // each route's round robin over the target's blocks
     uint64_t abandon_wait_ns;   // left of the block's wait for room to abandon (rg_route_abandon)
+    // A push was interrupted by terminate (and abandoned what it had not pushed): the block's
+    // batch stops there. Every push after it returns false at once, without abandoning
+    // anything, and the batch's requests that were not answered stay unfinished, for the host
+    // to dead-letter from the input rings. So a terminate abandons the copies of one message
+    // per block at most (fewer than an abandoned ring holds): none is only counted as lost.
+    uint32_t stopped;
 
     // (Device code only: nvcc's host pass over these RG_HD functions sees no body.)
     RG_HD void acquire() {
@@ -127,12 +135,14 @@ struct rg_outs {
     // (a response whose output was disconnected) wait for the next message, and the copy for
     // room where it is. wait() returns false when the kernel is terminated:
     // the copies not yet pushed are abandoned into their routes' abandoned rings
-    // (rg_route_abandon), for the host to dead-letter, and push returns false. *pushed counts
+    // (rg_route_abandon), for the host to dead-letter, the block is `stopped` and push returns
+    // false (as does every push after it, which pushes nothing). *pushed counts
     // the copies sent. `ring`: wake the targets now; else the caller rings once for a batch
     // (ring_all), which spares a wake-up per message (a full ring rings first: its target may
     // sleep on it).
     template <class M, class Wait>
     RG_HD bool push(uint32_t port, const M* msg, uint32_t* pushed, Wait wait, bool ring = true) {
+        if (stopped) return false;  // the batch stopped at an abandoned push: not sent
         uint64_t sent[RG_MAX_LINKS];  // the connections (edge ids) this message went into
         uint32_t n_sent = 0;
         const uint32_t lane = rg_lane_of(msg->priority);
@@ -158,6 +168,7 @@ struct rg_outs {
                             !in(sent, n_sent, link[k].edge_id))
                             rg_route_abandon(route[k], blockIdx.x, msg, lane, link[k].scope,
                                              &abandon_wait_ns);
+                    stopped = 1;
                     return false;
                 }
                 if (relink(port)) {  // this route may be gone from the table
@@ -280,7 +291,9 @@ struct rg_ctx {
     // type_id and, unless the handler set RG_FLAG_HAS_CORRELATION, the conversation's
     // correlation_id; pushed into every route bound to the port (a kernel, or the host's dead
     // letters while none is bound), waiting while one is full. From one thread per message;
-    // false if the kernel was terminated while it waited (then the message is not sent).
+    // false if the kernel was terminated while it waited (then the message is not sent: a dead
+    // letter of this kernel) or while another send of the block's batch did (then the message
+    // is not sent and the request is left to the host: rg_outs::stopped).
     template <class M>
     RG_HD bool send(uint32_t port, const M& msg, uint32_t type_id) {
         M m = msg;
@@ -389,13 +402,43 @@ RG_FN rg_route* rg_map_route(const rg_link* link) {
 }
 #endif
 
+// The CPU backend's runner knows how many bytes of the region it mapped (rg_cpu_runner.cpp;
+// weak: programs without a runner link). A region whose header puts its state slots and links
+// (`end`: where they end) past them, a layout the host got wrong or a header written over,
+// ends the kernel with a report before any block reads or writes there. A GPU kernel has no
+// such figure: the host allocated what it computed from the same layout.
+#if defined(__CUDACC__)
+RG_FN void rg_region_extent_check(const rg_region*, uint64_t) {}
+#else
+__attribute__((weak)) uint64_t rg_cpu_region_bytes();
+RG_FN void rg_region_extent_check(const rg_region* region, uint64_t end) {
+    if (!rg_cpu_region_bytes || end <= rg_cpu_region_bytes()) return;
+    fprintf(stderr, "ringgen: the region's header puts its state slots and links up to byte "
+            "%llu, past the %llu bytes of the region (total_size %llu, grid %u): the host laid "
+            "it out wrong or it was written over\n", (unsigned long long)end,
+            (unsigned long long)rg_cpu_region_bytes(), (unsigned long long)region->total_size,
+            region->grid);
+    fflush(stderr);
+    abort();
+}
+#endif
+
 // Fire-and-forget kernels have no output message.
 struct rg_no_output {};
 
 #define RG_ACT_HANDLE 1u    // a batch of requests is planned (rg_batch)
 #define RG_ACT_EXIT 3u      // terminated
 #define RG_ACT_SNAPSHOT 4u  // the host asks for a snapshot of the block's state (rg_state.h)
-#define RG_SPIN_POLLS 64u           // polls before the first sleep
+// Polls of an idle block before its first nap (a GPU), or before it yields its core between
+// polls (the CPU backend: rg_poller::spinning). On the CPU only the first poll after work goes
+// without a yield: 64 of them held the core some 30 us after every message, while a process
+// queued on that core (the next stage of a pipeline, which that message just woke, or the
+// host) waited (bench_pipeline's connected p50, 2 busy cores: ~70 -> ~45 us).
+#if defined(__CUDA_ARCH__)
+#define RG_SPIN_POLLS 64u
+#else
+#define RG_SPIN_POLLS 1u
+#endif
 // Longest sleep between polls when idle. A GPU has no bell to wake it: it naps briefly. On the
 // CPU backend every push, pop and command rings the doorbell the block sleeps on, so the nap
 // only bounds how stale the heartbeat gets (the host's hang watchdog reads it): an idle
@@ -536,23 +579,31 @@ struct rg_poller {
         return 0;
     }
 
-    // Pushes a batch's responses (resp[pick[j]], j < n) into every route out of the kernel
-    // (fan-out), each into the lane of its priority in the block its link picks, waiting while
-    // that ring is full, then wakes the targets once. A terminate while it waits abandons what
-    // it has not pushed (rg_outs::push: dead letters of this kernel), so every response is
-    // routed or a dead letter either way, and the batch is finished: its requests are not
-    // dead letters too. (While it runs no handler sends, so it uses the table without the lock.)
+    // Pushes a batch's responses (resp[pick[j]], j < n, in request order) into every route out
+    // of the kernel (fan-out), each into the lane of its priority in the block its link picks,
+    // waiting while that ring is full, then wakes the targets once. Returns how many of the
+    // batch's `taken` requests are answered: all of them, unless a terminate interrupted the
+    // push of a response; then the copies of it not pushed are abandoned (rg_outs::push: dead
+    // letters of this kernel) and the batch stops there: its request counts as answered, those
+    // after it are not (their responses are not sent; the host dead-letters the requests). So
+    // each request is answered, a dead letter as itself, or its response one, never two of
+    // them. (While it runs no handler sends, so it uses the table without the lock.)
     template <class Out>
-    RG_HD void route(const Out* resp, const uint16_t* pick, uint32_t n) {
-        uint32_t pushed = 0;
-        for (uint32_t j = 0; j < n; ++j)
-            outs->push(0, &resp[pick[j]], &pushed, [this]() {
-                rg_store_release(&status->heartbeat, ++heartbeat);  // waiting on a target, not hung
-                return apply_control();
-            }, false);
+    RG_HD uint32_t route(const Out* resp, const uint16_t* pick, uint32_t n, uint32_t taken) {
+        uint32_t pushed = 0, answered = taken;
+        for (uint32_t j = 0; j < n; ++j) {
+            if (!outs->push(0, &resp[pick[j]], &pushed, [this]() {
+                    rg_store_release(&status->heartbeat, ++heartbeat);  // waiting on a target
+                    return apply_control();
+                }, false)) {
+                answered = pick[j] + 1u;
+                break;
+            }
+        }
         outs->ring_all(0);
         routed_out += pushed;
         rg_store_release(&link_status->routed_out, routed_out);
+        return answered;
     }
 
     // CPU backend: an idle block keeps polling for region->spin_ns before it sleeps on the
@@ -777,11 +828,11 @@ struct rg_poller {
         rg_route_finish(from, done_index, scope);
     }
 
-    // A batch is finished: a request that came over a route holds a slot of its route, not of
-    // the lanes.
-    RG_HD void finish_batch(const rg_batch& b) {
-        if (b.routed) finish_routed(b.from, b.index, b.scope);
-        else finish(b.lane, b.n);
+    // The first n requests of a batch are finished (all of them but where a terminate stopped
+    // it): a request that came over a route holds a slot of its route, not of the lanes.
+    RG_HD void finish_batch(const rg_batch& b, uint32_t n) {
+        if (b.routed) finish_routed(b.from, b.index - (b.n - n), b.scope);
+        else finish(b.lane, n);
     }
 };
 
@@ -841,7 +892,13 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
         outs.lock = outs.n = 0;
         outs.version = 0;
         outs.abandon_wait_ns = RG_ABANDON_WAIT_NS;  // one terminate per launch
+        outs.stopped = 0;
         outs.random = region->seed ^ (0xd1b54a32d192ed03ull * (blockIdx.x + 1));
+        // Past the rings lie the state slots and the links, at offsets computed from the
+        // region's header: they must end within the memory mapped (rg_region_extent_check).
+        rg_region_extent_check(region, rg_links_offset(region->total_size, region->grid,
+                                                       has_state ? sizeof(State) : 0) +
+                                            rg_links_bytes(region->grid));
         if constexpr (has_state) {  // the defaults (or what the host wrote) before any request
             uint8_t* area = region_mem + rg_state_area_offset(region->total_size);
             poller.state_slot = rg_state_slot_of(area, blockIdx.x, sizeof(State));
@@ -945,31 +1002,36 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
                 if (has_output && emits[i]) pick[n++] = (uint16_t)i;
             }
             poller.count_errors(failed);
-            bool finished = true;
+            // A send of the batch was abandoned at terminate (rg_outs::stopped): none of its
+            // requests is finished nor answered; the host dead-letters them.
+            bool finished = !outs.stopped;
+            uint32_t answered = b.n;
             out_n = 0;
             if constexpr (has_output) {
-                for (uint32_t j = 0; j < n; ++j)
-                    rg_stamp(resp[pick[j]], Kernel::out_type_id, ctx[pick[j]].conversation,
-                             &poller.random);
-                // Connected: the responses go to other kernels instead. Asked of the table as it
-                // is now: a send that waited for room may have applied new links this round.
-                if (outs.has(0)) {
-                    poller.route(resp, pick, n);  // routed, or abandoned at terminate
-                } else if (n) {
-                    finished = poller.reserve(n);
-                    if (finished) {
-                        poller.emitting(n, b.n, b.lane, b.routed != 0);
-                        out_n = n;
-                        out_index = poller.out_tail;
+                if (finished) {
+                    for (uint32_t j = 0; j < n; ++j)
+                        rg_stamp(resp[pick[j]], Kernel::out_type_id, ctx[pick[j]].conversation,
+                                 &poller.random);
+                    // Connected: the responses go to other kernels instead. Asked of the table as
+                    // it is now: a send that waited for room may have applied new links this round.
+                    if (outs.has(0)) {
+                        answered = poller.route(resp, pick, n, b.n);  // routed, or abandoned
+                    } else if (n) {
+                        finished = poller.reserve(n);
+                        if (finished) {
+                            poller.emitting(n, b.n, b.lane, b.routed != 0);
+                            out_n = n;
+                            out_index = poller.out_tail;
+                        }
                     }
                 }
             }
-            // Unfinished (terminated while waiting for room): the batch stays taken and
-            // unanswered, the host's to dead-letter; the next round's look at the control
-            // word ends the kernel.
+            // Unfinished (a send abandoned, or terminated while waiting for room in the output
+            // ring): the batch stays taken and unanswered, the host's to dead-letter; the next
+            // round's look at the control word ends the kernel.
             if (finished && !out_n) {
-                poller.count(b.n);
-                poller.finish_batch(b);
+                poller.count(answered);
+                poller.finish_batch(b, answered);
                 // Room in a lane, and no response to the host to tell it (they went to routes,
                 // or there are none): the out bell wakes a host that feeds a backlog, once the
                 // lane is down to half (a wake-up per batch would cost the host more than the
@@ -985,7 +1047,7 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
                 if (tid == 0) {
                     poller.count(b.n);
                     poller.publish(out_n);
-                    poller.finish_batch(b);
+                    poller.finish_batch(b, b.n);
                 }
             }
         }

@@ -20,8 +20,10 @@
 // A send that a terminate interrupts while it waits for room (rg_outs::push) is not lost: the
 // sender puts it into the route's abandoned rings (a second rg_route after the first's rings,
 // from the same sender blocks to one consumer, the host: rg_route_abandoned), which the host
-// drains into dead letters of the sender (runtime/routes.py). Only where those are full too is a
-// message counted in `lost` instead, which the host reports as one dead letter per count.
+// drains into dead letters of the sender (runtime/routes.py). A block abandons the copies of one
+// message at most per terminate (rg_kernel.h: rg_outs::stopped), so those rings do not fill;
+// were they full even so (a kernel wrote over them), a message is counted in `lost` instead,
+// which the host reports as one dead letter per count.
 #ifndef RG_ROUTE_H
 #define RG_ROUTE_H
 
