@@ -25,6 +25,15 @@ log = logging.getLogger("ringgen.cluster")
 SHUT_DOWN = "the runtime was shut down"  # why a node's host is gone after shutdown()
 WATCH_END_S = 5.0  # how long shutdown() waits for Ray to report its killed hosts dead
 
+# A NodeHost runs each call on a thread of its pool (cluster/node.py), and a call that waits
+# (for a reply, for room, for responses) holds its thread meanwhile. Those calls get at most
+# THREADS - CONTROL_THREADS of them, so that activate(), terminate() or shutdown() -- what
+# ends the waits -- always find a thread (alive() holds one for good).
+THREADS = 1000
+CONTROL_THREADS = 64
+WAITING_CALLS = frozenset({"ask", "expect", "await_reply", "send", "send_structs", "send_many",
+                           "send_array", "receive_many", "receive_array"})
+
 
 @dataclasses.dataclass
 class Host:
@@ -34,6 +43,8 @@ class Host:
     backend: str = ""
     dead: str | None = None  # why the host is gone
     watch: asyncio.Task[None] | None = None
+    waiting: asyncio.Semaphore = dataclasses.field(  # its threads that calls may wait on
+        default_factory=lambda: asyncio.Semaphore(THREADS - CONTROL_THREADS))
 
 
 class Hosts:
@@ -82,7 +93,7 @@ class Hosts:
         # A threaded actor (cluster/node.py): as many calls at once as an async one had, each
         # on a thread of its pool (alive() holds one for good).
         actor = self.ray.remote(NodeHost).options(
-            num_cpus=0, max_concurrency=1000, max_restarts=0,
+            num_cpus=0, max_concurrency=THREADS, max_restarts=0,
             scheduling_strategy=node_affinity(node_id))
         handle = actor.remote([PackageSpec.of(p) for p in self.packages], self.options)
         host = Host(node_id, handle)
@@ -126,8 +137,27 @@ class Hosts:
     async def call(self, host: Host, method: str, *args: Any, kernel_id: str | None = None) -> Any:
         """One call of a host: its value, or its error raised here again; a dead host is a
         KernelFaultError (for the kernel named)."""
-        return await self.outcome(host, self.submit(host, method, *args, kernel_id=kernel_id),
-                                  kernel_id)
+        return await asyncio.shield(await self.started(host, method, *args, kernel_id=kernel_id))
+
+    async def started(self, host: Host, method: str, *args: Any,
+                      kernel_id: str | None = None) -> asyncio.Future[Any]:
+        """The call submitted (a call that may wait, once the host has a thread for it): its
+        outcome() as a future, which runs to the call's end even if its awaiter is cancelled
+        (the call runs on the node all the same, and holds its thread until then)."""
+        waits = method in WAITING_CALLS
+        if waits:
+            await host.waiting.acquire()
+        try:
+            ref = self.submit(host, method, *args, kernel_id=kernel_id)
+        except BaseException:
+            if waits:
+                host.waiting.release()
+            raise
+        ended = asyncio.ensure_future(self.outcome(host, ref, kernel_id))
+        ended.add_done_callback(lambda f: f.cancelled() or f.exception())  # an error is the awaiter's
+        if waits:
+            ended.add_done_callback(lambda _: host.waiting.release())
+        return ended
 
     def submit(self, host: Host, method: str, *args: Any, kernel_id: str | None = None) -> Any:
         """The call handed to Ray now (calls from this process start on the node in the order

@@ -377,18 +377,18 @@ class ClusterRuntime(DeadLetterStore):
         last = self._sendable(reply_from) if reply_from is not None else placed
         if last.node is not placed.node:
             return await self._request_across(placed, last, msg, timeout)
-        placed.ledger.add_messages([msg])
-        call = self.hosts.submit(placed.node, "ask", pack_ask(
+        asked = await self.hosts.started(placed.node, "ask", pack_ask(
             kernel_id, type(msg).__name__, msg.serialize(), timeout, reply_from),
             kernel_id=kernel_id)
+        placed.ledger.add_messages([msg])  # no loop turn since it was handed to Ray
         try:
-            got = await self.hosts.outcome(placed.node, call, kernel_id)
+            got = await asyncio.shield(asked)
         except asyncio.TimeoutError:
             raise  # the late reply will settle it (a dead letter on the node)
         except asyncio.CancelledError:
             # The node answers it all the same (a Ray call runs to its end): as on one
             # machine, that answer is a late reply, a dead letter.
-            self._late_reply(placed, last, msg, call)
+            self._late_reply(placed, last, msg, asked)
             raise
         except Exception as e:
             self._refused(placed, [msg], e)
@@ -405,10 +405,11 @@ class ClusterRuntime(DeadLetterStore):
         last.ledger.answered_by([response])
         return response
 
-    def _late_reply(self, first: _Placed, last: _Placed, msg: Any, call: Any) -> None:
+    def _late_reply(self, first: _Placed, last: _Placed, msg: Any,
+                    asked: asyncio.Future[Any]) -> None:
         async def settle() -> None:
             try:
-                got = await self.hosts.outcome(first.node, call, first.kernel_id)
+                got = await asked
             except Exception:
                 return  # refused, timed out or the node died: each is accounted where it happened
             response = self._answered(first, last, msg, got)
@@ -423,10 +424,10 @@ class ClusterRuntime(DeadLetterStore):
                               timeout: float | None) -> Any:
         """The reply is awaited on last's node, registered there before msg is sent."""
         key = msg.message_id.bytes
-        expected = self.hosts.submit(last.node, "expect", last.kernel_id, key,
-                                     kernel_id=last.kernel_id)
+        expected = await self.hosts.started(last.node, "expect", last.kernel_id, key,
+                                            kernel_id=last.kernel_id)
         try:
-            await self.hosts.outcome(last.node, expected, last.kernel_id)
+            await asyncio.shield(expected)
         except asyncio.CancelledError:  # expect() runs on the node all the same: undo it there
             await asyncio.shield(self._unexpect(last, key, expected))
             raise
@@ -443,11 +444,11 @@ class ClusterRuntime(DeadLetterStore):
             raise
         return self._answered(first, last, msg, got)
 
-    async def _unexpect(self, last: _Placed, key: bytes, expected: Any) -> None:
+    async def _unexpect(self, last: _Placed, key: bytes, expected: asyncio.Future[Any]) -> None:
         """A request cancelled while its expect() was on its way: once that ran, the node
         forgets it (else its kernel's requests would keep an awaited reply nobody collects)."""
         try:
-            await self.hosts.outcome(last.node, expected, last.kernel_id)
+            await expected
             await self.hosts.call(last.node, "unexpect", last.kernel_id, key,
                                   kernel_id=last.kernel_id)
         except Exception:
@@ -501,19 +502,19 @@ class ClusterRuntime(DeadLetterStore):
                 placed.kept.insert(0, (method, got[max_count:]))
                 got = got[:max_count]
             return got
-        ref = self.hosts.submit(placed.node, method, placed.kernel_id, max_count, timeout,
-                                kernel_id=placed.kernel_id)
+        taken = await self.hosts.started(placed.node, method, placed.kernel_id, max_count,
+                                         timeout, kernel_id=placed.kernel_id)
         try:
-            return await self.hosts.outcome(placed.node, ref, placed.kernel_id)
+            return await asyncio.shield(taken)
         except asyncio.CancelledError:
-            keeper = asyncio.ensure_future(self._keep(placed, method, ref))
+            keeper = asyncio.ensure_future(self._keep(placed, method, taken))
             placed.keeping.add(keeper)
             keeper.add_done_callback(placed.keeping.discard)
             raise
 
-    async def _keep(self, placed: _Placed, method: str, ref: Any) -> None:
+    async def _keep(self, placed: _Placed, method: str, taken: asyncio.Future[Any]) -> None:
         try:
-            got = await self.hosts.outcome(placed.node, ref, placed.kernel_id)
+            got = await taken
         except Exception:
             return  # it took nothing: a kernel that failed or ended, a node gone
         if len(got):

@@ -44,7 +44,7 @@ from ringgen import (
     UnifiedBuffer,
     ValidationError,
 )
-from ringgen.cluster import ClusterRuntime
+from ringgen.cluster import ClusterRuntime, hosts
 from ringgen.cluster.held_loop import HeldLoop
 from ringgen.cluster.ledger import Ledger
 from ringgen.cluster.wire import PackageSpec, pack_ask, pack_reply, unpack_ask, unpack_reply
@@ -594,6 +594,28 @@ async def _receive_all(rt: ClusterRuntime, kernel_id: str) -> list[Any]:
     while batch := await rt.receive_many(kernel_id, 1000, timeout=1.0):
         got += batch
     return got
+
+
+def test_calls_that_wait_leave_their_node_threads_to_end_the_waits(
+        session: Session, pkg: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests to a paused kernel each hold a thread of its node's host until answered; they
+    get at most THREADS - CONTROL_THREADS of them (the rest wait on the driver), so activate()
+    finds a thread. With every thread waiting, it never ran."""
+    monkeypatch.setattr(hosts, "THREADS", 24)
+    monkeypatch.setattr(hosts, "CONTROL_THREADS", 8)
+
+    async def main() -> None:
+        async with ClusterRuntime(pkg, backend="cpu") as rt:
+            await rt.launch("stage2", node=(await rt.nodes())[1], activate=False)
+            msgs = [pkg.Clipped(origin=uuid.uuid4(), values=[float(i)]) for i in range(40)]
+            pending = [asyncio.ensure_future(rt.request("stage2", m, timeout=TIMEOUT))
+                       for m in msgs]
+            await asyncio.sleep(1.0)  # 16 are waiting on the node
+            await asyncio.wait_for(rt.activate("stage2"), 10.0)
+            answers = await asyncio.gather(*pending)
+            assert [a.correlation_id for a in answers] == [m.message_id for m in msgs]
+
+    asyncio.run(main())
 
 
 def test_a_host_actor_on_a_node(session: Session, pkg: Any) -> None:
