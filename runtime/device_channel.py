@@ -382,7 +382,7 @@ class DeviceChannel(Channel):
                     accepted += len(piece)
                     taken.append(order[at:at + len(piece)])
                 at += len(piece)
-        self.enqueued()
+        self.feed()  # a batch is worth a fresh look at every lane (the marks serve lone sends)
         return accepted
 
     def enqueued(self) -> None:
