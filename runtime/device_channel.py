@@ -131,8 +131,8 @@ class DeviceChannel(Channel):
         self._next_block = 0  # round robin of the direct path over the blocks
         # Bit l: lane l of every block was found full, and nothing has shown the kernel's
         # progress since (a pop, its bell, the refill timer): enqueued() then skips the native
-        # scan of those lanes. Whoever observes progress clears it (_progressed), so the
-        # kernel is fed as soon as anything on the host could know it has room.
+        # scan of those lanes. Whatever observes progress clears it (feed(), _collect(), the
+        # lone request's pop), so the kernel is fed as soon as the host could know it has room.
         self._full_lanes = 0
         self._unlooked = 0  # admissions skipped by enqueued() since the last look (LOOK_AFTER)
         self._unrung = 0  # messages pushed quietly since the doorbell last rang (RING_AFTER)
@@ -389,9 +389,9 @@ class DeviceChannel(Channel):
         """New messages wait in the backlog. Lanes found full since the kernel last showed
         progress are not looked at again: only the kernel frees their slots, and whatever
         sees a sign of that (a pop of its responses, its bell, the refill timer) calls feed(),
-        which looks again. A sender that never suspends thus costs an append per message once
-        the lanes are full, not a native scan of every lane (which also took the kernel's
-        core)."""
+        which looks again; a sender that never suspends looks itself every LOOK_AFTER
+        admissions. It thus costs an append per message once the lanes are full, not a native
+        scan of every lane (which also took the kernel's core)."""
         backlog = self.backlog
         if (self._full_lanes and backlog.count
                 and self._full_lanes >> rings.LANE_OF[backlog.highest()] & 1):
