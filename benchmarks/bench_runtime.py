@@ -1,6 +1,7 @@
 """The asyncio runtime on the CPU backend, beside what a user would write by hand: an asyncio
 task serving an asyncio.PriorityQueue of msgpack-serialized messages, with a concurrent
-consumer. Kernels: benchmarks/bench_kernels.py (a 32-thread echo; the seed's WorkRequest).
+consumer. Kernels: benchmarks/bench_kernels.py (a 32-thread echo; the seed's WorkRequest), each
+at the seed's per="block" and at per="thread", the granularity that fits their small payloads.
 
     python benchmarks/bench_runtime.py
 
@@ -13,6 +14,9 @@ Every target of issue 11 is printed as a ratio measured in this one run:
 (d) 20,000 seed WorkRequests of three floats, sent one send() at a time and received one
     receive() at a time by a concurrent task (target 3x), beside what the kernel moves alone
     (struct rows, no Python per message): the ceiling of any host path to it.
+(c) and (d) are printed for both kernels, each beside its own kernel-alone ceiling: the
+    per="block" one (a 32-thread echo; "work", a 128-thread block reduction with barriers per
+    request) and the per="thread" one ("echo_thread", "work_thread": a request per thread).
 (e) the host's own share of a request (no target): thread CPU time per request() with the
     kernel's ring call (push_pop) answered in-process at once, so that neither the kernel nor
     the machine's other load is in the figure: what a request costs in Python.
@@ -34,7 +38,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_ring import build_echo, ring_latency  # noqa: E402
+from bench_ring import build_echo, ring_latency, ring_throughput  # noqa: E402
 
 from ringgen import RingKernelRuntime  # noqa: E402
 from ringgen.codecs.structs import StructCodec  # noqa: E402
@@ -47,6 +51,12 @@ LATENCY_ROUNDS = 12
 OBJECTS_N = 100_000
 ARRAYS_N = 2_000_000
 ONE_AT_A_TIME_N = 20_000
+KERNEL_KIND = {
+    "echo": 'per="block", 32 threads, the seed\'s granularity',
+    "echo_thread": 'per="thread", 32 threads: a request per thread',
+    "work": 'per="block", 128 threads: a block reduction, ~8 barriers a request',
+    "work_thread": 'per="thread", 32 threads: a request per thread, no barrier',
+}
 
 
 class Baseline:
@@ -149,10 +159,10 @@ def native_round_trip(pkg: Any) -> list[float]:
         kernel.terminate()
 
 
-def kernel_alone(pkg: Any, msg: Any, n: int) -> float:
+def kernel_alone(pkg: Any, kernel_id: str, msg: Any, n: int) -> float:
     """What the kernel itself moves: n structs of `msg` pushed with push_wait while a thread
     pops them, no Python per message (the ceiling of any host path to it)."""
-    kernel = CpuKernel(pkg.package.kernel("work"), lane_capacity=1024, out_capacity=4096)
+    kernel = CpuKernel(pkg.package.kernel(kernel_id), lane_capacity=1024, out_capacity=4096)
     kernel.activate()
     try:
         codec = StructCodec(type(msg), kernel.in_dtype)
@@ -202,6 +212,33 @@ async def host_share(rt: RingKernelRuntime, make: Any, n: int) -> float:
         kernel.push_pop = ring_call
 
 
+def echo_alone(pkg: Any, kernel_id: str) -> float:
+    """bench_ring (a) on kernel `kernel_id`: what it moves of batched Job rows alone."""
+    kernel = CpuKernel(pkg.package.kernel(kernel_id), lane_capacity=1024, out_capacity=4096)
+    kernel.activate()
+    try:
+        ring_throughput(kernel, 50_000)  # warm up
+        return ring_throughput(kernel, ARRAYS_N)
+    finally:
+        kernel.terminate()
+
+
+async def arrays(rt: RingKernelRuntime, kernel_id: str, arr: np.ndarray) -> float:
+    """(c): send_array of the rows in pieces while a task receive_array()s them."""
+    start = time.perf_counter()
+
+    async def drain() -> None:
+        got = 0
+        while got < len(arr):
+            got += len(await rt.receive_array(kernel_id, 1 << 16, timeout=10.0))
+
+    consumer = asyncio.ensure_future(drain())
+    for i in range(0, len(arr), 1 << 16):
+        await rt.send_array(kernel_id, arr[i:i + (1 << 16)])
+    await consumer
+    return len(arr) / (time.perf_counter() - start)
+
+
 def target(ratio: float, goal: float) -> str:
     return f"target >= {goal:g}x: {'met' if ratio >= goal else 'NOT met'}"
 
@@ -230,7 +267,11 @@ async def main() -> None:
         base_one = await one_at_a_time(seed_base.send, seed_base.receive, seed_msgs)
         seed_base.task.cancel()
         native = native_round_trip(pkg)
-        ceiling = kernel_alone(pkg, seed(data=[1.0, 2.0, 3.0]), ONE_AT_A_TIME_N)
+        one_kernels = ("work", "work_thread")
+        ceilings = {k: kernel_alone(pkg, k, seed(data=[1.0, 2.0, 3.0]), ONE_AT_A_TIME_N)
+                    for k in one_kernels}
+        array_kernels = ("echo", "echo_thread")
+        array_ceilings = {k: echo_alone(pkg, k) for k in array_kernels}
 
         async with RingKernelRuntime(pkg, backend="cpu", lane_capacity=1024) as rt:
             await rt.launch("echo", queue_size=1 << 21)
@@ -243,23 +284,16 @@ async def main() -> None:
             arr = np.zeros(ARRAYS_N, dtype=pkg.DTYPES["Job"])
             arr["seq"] = np.arange(ARRAYS_N)
             arr["priority"] = 128
-            start = time.perf_counter()
-
-            async def drain() -> None:
-                got = 0
-                while got < ARRAYS_N:
-                    got += len(await rt.receive_array("echo", 1 << 16, timeout=10.0))
-
-            consumer = asyncio.ensure_future(drain())
-            for i in range(0, ARRAYS_N, 1 << 16):
-                await rt.send_array("echo", arr[i:i + (1 << 16)])
-            await consumer
-            ours_arr = ARRAYS_N / (time.perf_counter() - start)
+            ours_arr = {"echo": await arrays(rt, "echo", arr)}
             share = await host_share(rt, lambda i: job(seq=i), LATENCY_N)
-            await rt.launch("work", queue_size=1 << 16)
-            seed_msgs = [seed(data=[1.0, 2.0, 3.0]) for _ in range(ONE_AT_A_TIME_N)]
-            ours_one = await one_at_a_time(lambda m: rt.send("work", m),
-                                           lambda: rt.receive("work", timeout=10.0), seed_msgs)
+            await rt.launch("echo_thread", queue_size=1 << 21)
+            ours_arr["echo_thread"] = await arrays(rt, "echo_thread", arr)
+            ours_one = {}
+            for k in one_kernels:
+                await rt.launch(k, queue_size=1 << 16)
+                seed_msgs = [seed(data=[1.0, 2.0, 3.0]) for _ in range(ONE_AT_A_TIME_N)]
+                ours_one[k] = await one_at_a_time(lambda m, k=k: rt.send(k, m),
+                                                  lambda k=k: rt.receive(k, timeout=10.0), seed_msgs)
         base.task.cancel()
 
     p50_ratio = pct(base_lat, 50) / pct(ours_lat, 50)
@@ -278,13 +312,21 @@ async def main() -> None:
     print(f"    baseline: {base_obj:12,.0f} msg/s   ringgen: {ours_obj:12,.0f} msg/s   "
           f"ratio {ours_obj / base_obj:5.1f}x   {target(ours_obj / base_obj, 10)}")
     print("(c) send_array/receive_array, numpy struct arrays (no object per message)")
-    print(f"    baseline: {base_obj:12,.0f} msg/s   ringgen: {ours_arr:12,.0f} msg/s   "
-          f"ratio {ours_arr / base_obj:5.1f}x   {target(ours_arr / base_obj, 50)}")
+    for k in array_kernels:
+        rate, alone = ours_arr[k], array_ceilings[k]
+        print(f"    kernel {k!r} ({KERNEL_KIND[k]})")
+        print(f"      baseline: {base_obj:12,.0f} msg/s   ringgen: {rate:12,.0f} msg/s   "
+              f"ratio {rate / base_obj:5.1f}x   {target(rate / base_obj, 50)}")
+        print(f"      the kernel alone (bench_ring (a) on it): {alone:,.0f} msg/s;"
+              f" ringgen reaches {rate / alone:.0%} of it")
     print(f"(d) {ONE_AT_A_TIME_N:,} seed WorkRequests, one send() and one receive() at a time")
-    print(f"    baseline: {base_one:12,.0f} msg/s   ringgen: {ours_one:12,.0f} msg/s   "
-          f"ratio {ours_one / base_one:5.1f}x   {target(ours_one / base_one, 3)}")
-    print(f"    the kernel alone (struct rows, push_wait and a popping thread): {ceiling:,.0f} msg/s;"
-          f" ringgen reaches {ours_one / ceiling:.0%} of it")
+    for k in one_kernels:
+        rate, alone = ours_one[k], ceilings[k]
+        print(f"    kernel {k!r} ({KERNEL_KIND[k]})")
+        print(f"      baseline: {base_one:12,.0f} msg/s   ringgen: {rate:12,.0f} msg/s   "
+              f"ratio {rate / base_one:5.1f}x   {target(rate / base_one, 3)}")
+        print(f"      the kernel alone (struct rows, push_wait and a popping thread): "
+              f"{alone:,.0f} msg/s; ringgen reaches {rate / alone:.0%} of it")
     print(f"(e) the host's share of a request (push_pop answered in-process): {share:.2f} us of CPU")
 
 

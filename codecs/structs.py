@@ -100,6 +100,14 @@ class StructCodec:
                 pass  # bytes no valid message: the Python engine names what is wrong
         return self._rows.unpack(data)
 
+    def native_rows_decoder(self) -> Callable[[np.ndarray], list[Any]] | None:
+        """unpack_many for struct arrays in one native call, where every row decodes (fixed-size
+        fields: any bytes of the size are a message); None where a row may be refused."""
+        unpack_rows = self._unpack_rows
+        if unpack_rows is None:
+            return None
+        return lambda rows: unpack_rows(np.ascontiguousarray(rows))
+
     def pack_native(self, msgs: Sequence[Any]) -> np.ndarray | None:
         """Messages -> a struct array in one native call; None where that cannot be: no native
         codec for the class, a message not exactly of it, or a value its C member cannot

@@ -26,6 +26,7 @@ from ringgen.codecs.struct_bounds import check_rows
 from ringgen.codecs.structs import VECTOR_MIN, StructCodec
 from ringgen.errors import (
     KernelFaultError,
+    KernelStateError,
     MessageSerializationError,
     QueueFullError,
     ValidationError,
@@ -33,7 +34,7 @@ from ringgen.errors import (
 from ringgen.runtime import native_codecs
 from ringgen.runtime.backends import rings
 from ringgen.runtime.backends.base import KernelDef, RingKernel
-from ringgen.runtime.channels import Channel, KernelState
+from ringgen.runtime.channels import Admission, Channel, KernelState
 from ringgen.runtime.dead_letters import DeadLetterReason
 from ringgen.runtime.keys import KeyRouter
 from ringgen.schema import header
@@ -51,6 +52,18 @@ LANE_RANGES = ((0, 63), (64, 127), (128, 128), (129, 191), (192, 255))
 # (armed meanwhile) says sooner when it frees lane slots, on the CPU backend.
 REFILL_DELAY = 0.0005
 POP_BATCH = 4096
+# A sender that never suspends keeps the loop from hearing the kernel's progress (its bell,
+# the refill timer): after this many admissions to a backlog whose first lane was found full,
+# send() looks for it itself (pops the answers kept as rows, which frees the kernel's output
+# ring, and feeds the lanes again), so the kernel works on while the sender runs. One look per
+# this many messages, rather than a native scan of every lane per message.
+LOOK_AFTER = 64
+# send() pushes a lone message without ringing the kernel's doorbell, and rings it once the
+# loop turns (after the sender's burst), when the lane is full, or after this many quiet
+# pushes: a kernel that keeps up with a sender sleeps between its messages, and a futex
+# wake-up per message (with the switch to the kernel's thread it causes on a busy core) cost
+# the sender more than the rest of its send (issue 11 (d)).
+RING_AFTER = 256
 DISARM_AFTER = 0.01  # seconds without anyone waiting for responses before the bell is disarmed
 # How long the event loop polls for the responses it awaits before it waits for the kernel's
 # eventfd; RINGGEN_HOST_SPIN_US changes it (0: never poll).
@@ -104,6 +117,8 @@ class DeviceChannel(Channel):
             self.out_codec = StructCodec(
                 info.output, info.out_dtype,
                 native_codecs.slots_of(info.package_dir, info.output, info.out_dtype))
+            # receive() decodes responses kept as struct rows a batch at a time
+            self.replies.decode_rows = self.out_codec.native_rows_decoder()
         self._refill: asyncio.TimerHandle | None = None
         self._armed = False
         self._spinning = False
@@ -114,6 +129,13 @@ class DeviceChannel(Channel):
         self._final_counts = (0, 0)  # (processed, errors) as last read from the kernel
         self._final_bus = (0, 0, 0, 0)  # the bus meter as last read from the kernel
         self._next_block = 0  # round robin of the direct path over the blocks
+        # Bit l: lane l of every block was found full, and nothing has shown the kernel's
+        # progress since (a pop, its bell, the refill timer): enqueued() then skips the native
+        # scan of those lanes. Whatever observes progress clears it (feed(), _collect(), the
+        # lone request's pop), so the kernel is fed as soon as the host could know it has room.
+        self._full_lanes = 0
+        self._unlooked = 0  # admissions skipped by enqueued() since the last look (LOOK_AFTER)
+        self._unrung = 0  # messages pushed quietly since the doorbell last rang (RING_AFTER)
         # key=: each message goes to the block of its key (runtime/keys.py), not round robin
         self._router = (KeyRouter(info.spec.key, kernel.in_dtype, kernel.grid)
                         if info.spec.key is not None else None)
@@ -144,24 +166,54 @@ class DeviceChannel(Channel):
         return block
 
     def _push_direct(self, msg: Any, data: bytes) -> bool:
-        """Push one packed message into its lane; False if the lane is full."""
+        """Push one packed message into its lane, the doorbell rung once for a burst (_ring);
+        False if the lane is full."""
         block = 0 if self._one_block else self._block_of(msg)
-        if not self.kernel.push(block, rings.LANE_OF[msg.priority], data):
+        if not self.kernel.push_quiet(block, rings.LANE_OF[msg.priority], data):
+            self._ring()  # what it was not woken for fills the lane
             return False
+        self._unrung += 1
+        if self._unrung == 1:
+            self.loop.call_soon(self._ring)
+        elif self._unrung >= RING_AFTER:
+            self._ring()
         self.counters.sent += 1
         self.replies.accepted(msg.message_id.int)
         return True
+
+    def _ring(self) -> None:
+        """Ring the doorbell for the messages pushed quietly since it last rang."""
+        if self._unrung and not self.kernel.closed:
+            self._unrung = 0
+            try:
+                self.kernel.ring()
+            except KernelStateError:
+                pass  # released meanwhile: no kernel is left to wake
 
     async def send(self, msg: Any, timeout: float | None = None) -> bool:
         """With nothing waiting on the host and room in the lane, a message goes straight into
         its lane, and send() returns without suspending: no backlog round trip, which is most
         of a one-message send's host-side cost."""
         expected_type = type(msg) is self.input_cls  # (kept apart: it would narrow msg)
-        if self.state is KernelState.ACTIVE and not self.backlog.count and expected_type:
+        if self.state is KernelState.ACTIVE and expected_type:  # what check_open/message check
             data = self._pack_one(msg)
-            if self._push_direct(msg, data):
+            backlog = self.backlog
+            if not backlog.count and self._push_direct(msg, data):
                 return True
-            return await self.enqueue(msg, data, timeout)  # the lane is full: via the backlog
+            # Behind what waits (FIFO), or the lane is full: via the backlog, admitted here
+            # without enqueue()'s coroutines unless it must wait for room ('block'), and
+            # without try_admit() while there is room (what it would do then).
+            if backlog.count < self.queue_size:
+                backlog.push(data, msg.priority)
+                self.counters.sent += 1
+                self.sent(msg)
+                return True
+            outcome = self.try_admit(data, msg.priority, msg, 1)
+            if outcome is Admission.FULL:
+                return await self.enqueue(msg, data, timeout)
+            if outcome is Admission.ACCEPTED:
+                self.sent(msg)
+            return outcome is Admission.ACCEPTED
         return await super().send(msg, timeout)
 
     async def send_in_conversation(self, msg: Any, timeout: float | None = None) -> bool:
@@ -245,6 +297,7 @@ class DeviceChannel(Channel):
         future: asyncio.Future[Any] = self.loop.create_future()
         replies.wait_for(key, future, sent)
         if raw:
+            self._full_lanes = 0  # the kernel answered: it has taken from its lanes
             self._arrived(raw)
             if len(raw) == POP_BATCH * self.out_size:
                 self._collect()
@@ -329,14 +382,41 @@ class DeviceChannel(Channel):
                     accepted += len(piece)
                     taken.append(order[at:at + len(piece)])
                 at += len(piece)
-        self.enqueued()
+        self.feed()  # a batch is worth a fresh look at every lane (the marks serve lone sends)
         return accepted
 
     def enqueued(self) -> None:
-        self.feed()
+        """New messages wait in the backlog. Lanes found full since the kernel last showed
+        progress are not looked at again: only the kernel frees their slots, and whatever
+        sees a sign of that (a pop of its responses, its bell, the refill timer) calls feed(),
+        which looks again; a sender that never suspends looks itself every LOOK_AFTER
+        admissions. It thus costs an append per message once the lanes are full, not a native
+        scan of every lane (which also took the kernel's core)."""
+        backlog = self.backlog
+        if (self._full_lanes and backlog.count
+                and self._full_lanes >> rings.LANE_OF[backlog.highest()] & 1):
+            # the first lane to feed is full: nothing below it may go either
+            self._unlooked += 1
+            if self._unlooked >= LOOK_AFTER:  # look for the kernel's progress
+                # Its answers are popped only while they are kept as rows (a copy): routing
+                # them to request()s would decode each one mid-send. The lanes are looked at
+                # afresh either way (feed() clears the marks).
+                if not self.replies.wants_objects:
+                    self._collect()
+                self.feed()
+            return
+        self._feed()
 
     def feed(self) -> None:
-        """Move backlog into the lanes, as far as their free slots go."""
+        """Move backlog into the lanes, as far as their free slots go, every lane looked at
+        afresh (the kernel may have taken from them)."""
+        self._full_lanes = self._unlooked = 0
+        self._feed()
+
+    def _feed(self) -> None:
+        """feed(), skipping the lanes in _full_lanes. Whenever it leaves a backlog, the bell is
+        armed and the refill timer set, so a lane marked full is looked at again soon even if
+        nobody pops."""
         if self.state is not KernelState.ACTIVE or not len(self.backlog):
             return
         if self._router is not None:
@@ -365,9 +445,10 @@ class DeviceChannel(Channel):
         kernel = self.kernel
         for lane in range(4, -1, -1):
             lo, hi = LANE_RANGES[lane]
-            while self.backlog.has(lo, hi):
+            while not self._full_lanes >> lane & 1 and self.backlog.has(lo, hi):
                 entry = self.backlog.peek(lo, hi)
                 if not kernel.push(router.block_of_struct(entry), lane, self._contiguous([entry])):
+                    self._full_lanes |= 1 << lane  # the head's lane; it stays the head
                     break
                 self.backlog.take(1, lo, hi)
             if self.backlog.has(lo, hi):
@@ -379,6 +460,8 @@ class DeviceChannel(Channel):
             lo, hi = LANE_RANGES[lane]
             if not self.backlog.has(lo, hi):
                 continue
+            if self._full_lanes >> lane & 1:
+                break  # full when last looked at, and the kernel has not shown progress since
             for block in range(kernel.grid):
                 free = kernel.lane_free(block, lane)
                 if free <= 0:
@@ -392,6 +475,7 @@ class DeviceChannel(Channel):
             if self.backlog.has(lo, hi):
                 # Higher priorities still wait on the host: feeding a lower lane now would let
                 # the kernel take a lower message first. The lower lanes wait for a refill.
+                self._full_lanes |= 1 << lane  # every block's lane of this class is full
                 break
 
     def _refill_now(self) -> None:
@@ -426,6 +510,7 @@ class DeviceChannel(Channel):
             clear_notify = False
             if not raw:
                 break
+            self._full_lanes = 0  # the kernel answered: it has taken from its lanes
             self._arrived(raw)
             if len(raw) < POP_BATCH * self.out_size:
                 break

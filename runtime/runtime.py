@@ -15,7 +15,7 @@ import enum
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from types import ModuleType, TracebackType
 from typing import Any
 
@@ -376,9 +376,21 @@ class RingKernelRuntime(DeadLetterStore):
 
     # -- messages --------------------------------------------------------------------------
 
-    async def send(self, kernel_id: str, msg: Any, timeout: float | None = None) -> bool:
-        """Enqueue `msg`; False if backpressure dropped it (it is then a dead letter)."""
-        return await self.channel(kernel_id).send(msg, timeout)
+    def send(self, kernel_id: str, msg: Any,
+             timeout: float | None = None) -> Coroutine[Any, Any, bool]:
+        """Enqueue `msg`; False if backpressure dropped it (it is then a dead letter).
+
+        A coroutine as an `async def` gives (await it): the channel's own, so that a message
+        sent one at a time makes one coroutine, not two (its fast path never suspends)."""
+        channel = self._channels.get(kernel_id)
+        if channel is None:
+            return self._not_launched(kernel_id)
+        return channel.send(msg, timeout)
+
+    async def _not_launched(self, kernel_id: str) -> Any:
+        """What send() and receive() of a kernel that is not launched give: raised on await,
+        as from an `async def`."""
+        return self.channel(kernel_id)  # raises KernelStateError
 
     def send_nowait(self, kernel_id: str, msg: Any) -> bool:
         """send() without waiting: False if backpressure dropped `msg` (a dead letter), and
@@ -401,9 +413,13 @@ class RingKernelRuntime(DeadLetterStore):
             raise KernelStateError(f"{kernel_id!r} is a host actor; send it message objects")
         return await channel.send_array(arr, timeout)
 
-    async def receive(self, kernel_id: str, timeout: float | None = None) -> Any:
-        """The next response from the kernel (not one a request() is waiting for)."""
-        return await self.channel(kernel_id).receive(timeout)
+    def receive(self, kernel_id: str, timeout: float | None = None) -> Coroutine[Any, Any, Any]:
+        """The next response from the kernel (not one a request() is waiting for); a
+        coroutine, the channel's own, as send()."""
+        channel = self._channels.get(kernel_id)
+        if channel is None:
+            return self._not_launched(kernel_id)
+        return channel.receive(timeout)
 
     async def receive_many(self, kernel_id: str, max_count: int,
                            timeout: float | None = None) -> list[Any]:

@@ -61,6 +61,15 @@ class Region {
         return rg_host_push(h, block, lane, s.data, s.count);
     }
 
+    // push() whose doorbell the caller rings later (ring()), once for a burst of pushes.
+    uint64_t push_quiet(uint32_t block, uint32_t lane, const py::buffer& structs) {
+        rg_host* h = lane_host(block, lane);
+        Structs s = whole_structs(structs, h->in_slot);
+        return rg_host_push_quiet(h, block, lane, s.data, s.count);
+    }
+
+    void ring() { rg_host_ring_doorbell(host()); }
+
     uint64_t push_wait(uint32_t block, uint32_t lane, const py::buffer& structs,
                        int64_t timeout_ns, int64_t nap_ns) {
         rg_host* h = lane_host(block, lane);
@@ -509,6 +518,8 @@ PYBIND11_MODULE(_rg_host, m) {
                     py::arg("out_slot"), py::arg("in_lead") = 0, py::arg("out_lead") = 0)
         .def_static("state_area", &Region::state_area)
         .def("push", &Region::push)
+        .def("push_quiet", &Region::push_quiet)
+        .def("ring", &Region::ring)
         .def("push_wait", &Region::push_wait)
         .def("lane_size", &Region::lane_size)
         .def("lane_free", &Region::lane_free)

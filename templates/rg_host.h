@@ -300,9 +300,11 @@ static inline int64_t rg_host_now_ns() {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-// Pushes up to n structs into lane `l` of block `b`; returns how many fit.
-static inline uint64_t rg_host_push(rg_host* h, uint32_t b, uint32_t l, const void* src,
-                                    uint64_t n) {
+// rg_host_push without the doorbell: the caller rings it (rg_host_ring_doorbell) once for a
+// burst of pushes, so a kernel asleep is woken once per burst rather than once per message.
+// Until it is rung, a kernel that went to sleep just before the push takes it when its nap ends.
+static inline uint64_t rg_host_push_quiet(rg_host* h, uint32_t b, uint32_t l, const void* src,
+                                          uint64_t n) {
     uint64_t room = rg_host_lane_free(h, b, l, true);
     if (n > room) n = room;
     if (!n) return 0;
@@ -314,7 +316,14 @@ static inline uint64_t rg_host_push(rg_host* h, uint32_t b, uint32_t l, const vo
     own.store(tail + n, std::memory_order_release);  // first: see rg_host_lane_indices
     rg_store_release(&ring->tail.value, tail + n);
     rg_atomic_u64(rg_host_ring(h, b, 0)->tail.poll.posted).fetch_add(1, cuda::std::memory_order_release);
-    rg_host_ring_doorbell(h);
+    return n;
+}
+
+// Pushes up to n structs into lane `l` of block `b`, and rings the doorbell; returns how many fit.
+static inline uint64_t rg_host_push(rg_host* h, uint32_t b, uint32_t l, const void* src,
+                                    uint64_t n) {
+    n = rg_host_push_quiet(h, b, l, src, n);
+    if (n) rg_host_ring_doorbell(h);
     return n;
 }
 

@@ -143,6 +143,24 @@ class RingKernel(ABC):
         except self._region_released:
             raise self._released() from None
 
+    def push_quiet(self, block: int, lane: int, data: bytes) -> int:
+        """push() of packed structs without ringing the kernel's doorbell: the caller rings it
+        (ring()) once for a burst of pushes. A kernel asleep meanwhile takes them when rung,
+        or when its nap ends."""
+        try:
+            return self.rings.push_quiet(block, lane, data)
+        except self._region_fault as e:
+            raise self._broken(e) from None
+        except self._region_released:
+            raise self._released() from None
+
+    def ring(self) -> None:
+        """Ring the doorbell: a kernel asleep on it wakes and looks at its lanes."""
+        try:
+            self.rings.ring()
+        except self._region_released:
+            raise self._released() from None
+
     def push_wait(self, block: int, lane: int, structs: np.ndarray, timeout: float) -> int:
         """Push all of `structs`, sleeping (without the GIL) while the lane is full, for at most
         `timeout` seconds; returns how many went in."""
