@@ -159,7 +159,10 @@ def test_blocked_senders_wake_as_room_frees_not_all_at_once(kernels_pkg: Any,
             await rt.launch("echo", activate=False, queue_size=2, backpressure="block")
             senders = [asyncio.ensure_future(rt.send("echo", kernels_pkg.Ping(seq=i), timeout=10.0))
                        for i in range(N)]
-            await asyncio.sleep(0.05)
+            for _ in range(500):  # each sender runs to its admission or its first park
+                if parks >= N - 2:
+                    break
+                await asyncio.sleep(0.01)
             assert sum(s.done() for s in senders) == 2 and parks == N - 2  # the rest are blocked
             await rt.activate("echo")
             assert all(await asyncio.gather(*senders))
