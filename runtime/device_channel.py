@@ -709,7 +709,9 @@ class DeviceChannel(Channel):
         """Once the kernel has exited, what it never finished goes to the dead letters (as
         messages): the requests it took and never answered, then those it never took."""
         held, untaken = self.kernel.unfinished()
-        for rows, detail in ((held, f"{why}, while handling it (no response went out)"),
+        for rows, detail in ((held, f"{why}, while handling it: no response went out, but its "
+                                    "handler may have run (in part or whole), and sends it made "
+                                    "may have gone out"),
                              (untaken, f"{why}, before processing it")):
             try:
                 msgs = self.in_codec.unpack_many(rows)

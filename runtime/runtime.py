@@ -384,13 +384,15 @@ class RingKernelRuntime(DeadLetterStore):
         sent one at a time makes one coroutine, not two (its fast path never suspends)."""
         channel = self._channels.get(kernel_id)
         if channel is None:
-            return self._not_launched(kernel_id)
+            return self._when_awaited(kernel_id, lambda c: c.send(msg, timeout))
         return channel.send(msg, timeout)
 
-    async def _not_launched(self, kernel_id: str) -> Any:
-        """What send() and receive() of a kernel that is not launched give: raised on await,
-        as from an `async def`."""
-        return self.channel(kernel_id)  # raises KernelStateError
+    async def _when_awaited(self, kernel_id: str,
+                            call: Callable[[Channel], Coroutine[Any, Any, Any]]) -> Any:
+        """send() or receive() of a kernel not launched when called: the kernel is looked up
+        when awaited, as in an `async def` (launched meanwhile: it goes to it; still not:
+        KernelStateError)."""
+        return await call(self.channel(kernel_id))
 
     def send_nowait(self, kernel_id: str, msg: Any) -> bool:
         """send() without waiting: False if backpressure dropped `msg` (a dead letter), and
@@ -418,7 +420,7 @@ class RingKernelRuntime(DeadLetterStore):
         coroutine, the channel's own, as send()."""
         channel = self._channels.get(kernel_id)
         if channel is None:
-            return self._not_launched(kernel_id)
+            return self._when_awaited(kernel_id, lambda c: c.receive(timeout))
         return channel.receive(timeout)
 
     async def receive_many(self, kernel_id: str, max_count: int,

@@ -408,16 +408,17 @@ RG_FN rg_route* rg_map_route(const rg_link* link) {
 // ends the kernel with a report before any block reads or writes there. A GPU kernel has no
 // such figure: the host allocated what it computed from the same layout.
 #if defined(__CUDACC__)
-RG_FN void rg_region_extent_check(const rg_region*, uint64_t) {}
+RG_FN void rg_region_extent_check(const rg_region*, uint64_t, uint64_t) {}
 #else
 __attribute__((weak)) uint64_t rg_cpu_region_bytes();
-RG_FN void rg_region_extent_check(const rg_region* region, uint64_t end) {
-    if (!rg_cpu_region_bytes || end <= rg_cpu_region_bytes()) return;
-    fprintf(stderr, "ringgen: the region's header puts its state slots and links up to byte "
-            "%llu, past the %llu bytes of the region (total_size %llu, grid %u): the host laid "
-            "it out wrong or it was written over\n", (unsigned long long)end,
-            (unsigned long long)rg_cpu_region_bytes(), (unsigned long long)region->total_size,
-            region->grid);
+// [start, end): the state slots and links, from the end of the rings (`start`, the header's
+// total_size) on; an `end` below `start` is a sum that wrapped around.
+RG_FN void rg_region_extent_check(const rg_region* region, uint64_t start, uint64_t end) {
+    if (!rg_cpu_region_bytes || (start <= end && end <= rg_cpu_region_bytes())) return;
+    fprintf(stderr, "ringgen: the region's header puts its state slots and links at bytes "
+            "%llu..%llu, not within the %llu bytes of the region (grid %u): the host laid it "
+            "out wrong or it was written over\n", (unsigned long long)start,
+            (unsigned long long)end, (unsigned long long)rg_cpu_region_bytes(), region->grid);
     fflush(stderr);
     abort();
 }
@@ -895,17 +896,18 @@ __device__ void rg_ring_loop(uint8_t* region_mem) {
         outs.stopped = 0;
         outs.random = region->seed ^ (0xd1b54a32d192ed03ull * (blockIdx.x + 1));
         // Past the rings lie the state slots and the links, at offsets computed from the
-        // region's header: they must end within the memory mapped (rg_region_extent_check).
-        rg_region_extent_check(region, rg_links_offset(region->total_size, region->grid,
-                                                       has_state ? sizeof(State) : 0) +
-                                            rg_links_bytes(region->grid));
+        // region's header: they must lie within the memory mapped (rg_region_extent_check).
+        // The header is read once, so a handler writing over it cannot change what was checked.
+        const uint64_t total = region->total_size;
+        const uint32_t grid = region->grid;
+        const uint64_t links_at = rg_links_offset(total, grid, has_state ? sizeof(State) : 0);
+        rg_region_extent_check(region, total, links_at + rg_links_bytes(grid));
         if constexpr (has_state) {  // the defaults (or what the host wrote) before any request
-            uint8_t* area = region_mem + rg_state_area_offset(region->total_size);
+            uint8_t* area = region_mem + rg_state_area_offset(total);
             poller.state_slot = rg_state_slot_of(area, blockIdx.x, sizeof(State));
             rg_copy_bytes(Kernel::state(), rg_state_bytes(poller.state_slot), sizeof(State));
         }
-        poller.links = (rg_links*)(region_mem + rg_links_offset(region->total_size, region->grid,
-                                                                 has_state ? sizeof(State) : 0));
+        poller.links = (rg_links*)(region_mem + links_at);
         poller.link_status = rg_links_block(poller.links, blockIdx.x);
         outs.links = poller.links;
         // What every request's context holds whatever the batch: the block's, and the group

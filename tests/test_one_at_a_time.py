@@ -209,5 +209,11 @@ def test_send_and_receive_of_a_kernel_not_launched_raise_when_awaited(kernels_pk
             for pending in (sending, receiving):
                 with pytest.raises(KernelStateError, match="not launched"):
                     await pending
+            # Launched between the call and the await: they go to it, as an async def's would.
+            sending = rt.send("echo", kernels_pkg.Ping(seq=2))
+            receiving = rt.receive("echo", timeout=10.0)
+            await rt.launch("echo")
+            assert await sending is True
+            assert (await receiving).seq == 2
 
     run(main())

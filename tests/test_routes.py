@@ -264,4 +264,4 @@ def test_a_runner_refuses_a_region_too_short_for_its_links(routed_pkg: Any) -> N
         memory.close()
         os.close(fd)
     assert done.returncode != 0
-    assert f"past the {size} bytes of the region" in done.stderr, done.stderr
+    assert f"not within the {size} bytes of the region" in done.stderr, done.stderr

@@ -405,10 +405,12 @@ class RingKernel(ABC):
         """True once the kernel runs no more (terminated, crashed or killed)."""
 
     def unfinished(self) -> tuple[np.ndarray, np.ndarray]:
-        """What the kernel took and never answered (the request each block was handling, and
-        one whose response a full output ring kept back), then what it never took from its
-        lanes, highest lane first (input dtype); both empty while the kernel might still run.
-        A request handled without a response counts as finished, so it is in neither."""
+        """What the kernel took and never finished (the batch each block was handling -- all
+        of it where a terminate cut off one of its sends (rg_outs::stopped), though handlers of
+        it ran -- and one whose response a full output ring kept back), then what it never took
+        from its lanes, highest lane first (input dtype); both empty while the kernel might
+        still run. A request handled without a response counts as finished, so it is in
+        neither."""
         if self.closed or not self.exited():
             empty = np.empty(0, dtype=self.in_dtype)
             return empty, empty
