@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ringgen.cluster.node import NodeHost
+from ringgen.cluster.node import WAITING_CALLS, NodeHost
 from ringgen.cluster.ray_api import is_actor_death, node_affinity
 from ringgen.cluster.wire import Answer, Letter, PackageSpec
 from ringgen.errors import KernelFaultError, KernelStateError
@@ -25,14 +25,12 @@ log = logging.getLogger("ringgen.cluster")
 SHUT_DOWN = "the runtime was shut down"  # why a node's host is gone after shutdown()
 WATCH_END_S = 5.0  # how long shutdown() waits for Ray to report its killed hosts dead
 
-# A NodeHost runs each call on a thread of its pool (cluster/node.py), and a call that waits
-# (for a reply, for room, for responses) holds its thread meanwhile. Those calls get at most
-# THREADS - CONTROL_THREADS of them, so that activate(), terminate() or shutdown() -- what
-# ends the waits -- always find a thread (alive() holds one for good).
+# A NodeHost runs each call on a thread of its pool, and a call that waits (WAITING_CALLS,
+# cluster/node.py) holds its thread meanwhile. Those calls get at most THREADS -
+# CONTROL_THREADS of them, so that activate(), terminate() or shutdown() -- what ends the
+# waits -- always find a thread (alive() holds one for good).
 THREADS = 1000
 CONTROL_THREADS = 64
-WAITING_CALLS = frozenset({"ask", "expect", "await_reply", "send", "send_structs", "send_many",
-                           "send_array", "receive_many", "receive_array"})
 
 
 @dataclasses.dataclass

@@ -46,6 +46,12 @@ def on_loop(method: Callable[Concatenate[NodeHost, P], Coroutine[Any, Any, T]]
     return call
 
 
+# The calls of a NodeHost that can wait (for a reply, for room, for responses), holding the
+# thread Ray runs them on meanwhile: the driver keeps threads for the others (cluster/hosts.py).
+WAITING_CALLS = frozenset({"ask", "await_reply", "send", "send_structs", "send_many",
+                           "send_array", "receive_many", "receive_array"})
+
+
 class NodeHost:
     """Made with `ray.remote(NodeHost)` by the driver (ray is imported only there)."""
 

@@ -201,13 +201,7 @@ class DeviceChannel(Channel):
             if not backlog.count and self._push_direct(msg, data):
                 return True
             # Behind what waits (FIFO), or the lane is full: via the backlog, admitted here
-            # without enqueue()'s coroutines unless it must wait for room ('block'), and
-            # without try_admit() while there is room (what it would do then).
-            if backlog.count < self.queue_size:
-                backlog.push(data, msg.priority)
-                self.counters.sent += 1
-                self.sent(msg)
-                return True
+            # without enqueue()'s coroutines unless it must wait for room ('block').
             outcome = self.try_admit(data, msg.priority, msg, 1)
             if outcome is Admission.FULL:
                 return await self.enqueue(msg, data, timeout)
@@ -297,7 +291,6 @@ class DeviceChannel(Channel):
         future: asyncio.Future[Any] = self.loop.create_future()
         replies.wait_for(key, future, sent)
         if raw:
-            self._full_lanes = 0  # the kernel answered: it has taken from its lanes
             self._arrived(raw)
             if len(raw) == POP_BATCH * self.out_size:
                 self._collect()
@@ -510,7 +503,6 @@ class DeviceChannel(Channel):
             clear_notify = False
             if not raw:
                 break
-            self._full_lanes = 0  # the kernel answered: it has taken from its lanes
             self._arrived(raw)
             if len(raw) < POP_BATCH * self.out_size:
                 break
@@ -518,6 +510,7 @@ class DeviceChannel(Channel):
     def _arrived(self, raw: bytes) -> None:
         """Responses as popped: kept as a struct array when no request() or buffer waits for
         one (a receive_array takes them as they are), else routed as objects."""
+        self._full_lanes = 0  # the kernel answered: it has taken from its lanes
         if not self.replies.wants_objects:
             if self.replies.sent_at:
                 assert self.out_codec is not None  # responses come only with an output

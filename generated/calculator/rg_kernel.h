@@ -441,9 +441,10 @@ struct rg_no_output {};
 #define RG_SPIN_POLLS 1u
 #endif
 // Longest sleep between polls when idle. A GPU has no bell to wake it: it naps briefly. On the
-// CPU backend every push, pop and command rings the doorbell the block sleeps on, so the nap
-// only bounds how stale the heartbeat gets (the host's hang watchdog reads it): an idle
-// kernel costs one wake-up a second per block.
+// CPU backend the host's pushes (a burst of lone sends rings once, by its event loop's next
+// turn), pops and commands ring the doorbell the block sleeps on, so the nap only bounds how
+// stale the heartbeat gets (the host's hang watchdog reads it): an idle kernel costs one
+// wake-up a second per block.
 #if defined(__CUDA_ARCH__)
 #define RG_MAX_IDLE_NS 200000u
 #else

@@ -167,7 +167,7 @@ typedef struct rg_ring {
 
 typedef struct rg_control {
     rg_line command;   // host-owned: (seq << 8) | RG_CMD_*
-    rg_bell doorbell;  // rung by the host after every push and command (idle blocks sleep on it)
+    rg_bell doorbell;  // rung by the host after its pushes and every command (idle blocks sleep on it)
     rg_bell out_bell;  // rung by the kernel after every response (a waiting host sleeps on it)
 } rg_control;
 
