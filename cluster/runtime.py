@@ -602,7 +602,10 @@ class ClusterRuntime(DeadLetterStore):
     def add_dead_letter(self, letter: DeadLetter) -> None:
         """A dead letter settles what the ledger held of its message, then is kept as on one
         machine."""
-        placed = self._placed.get(letter.kernel_id)
-        if placed is not None:
+        if letter.reason is DeadLetterReason.LATE_REPLY:
+            # The request it answers may have entered another kernel (reply_from, across nodes).
+            for placed in self._placed.values():
+                placed.ledger.settle(letter)
+        elif (placed := self._placed.get(letter.kernel_id)) is not None:
             placed.ledger.settle(letter)
         super().add_dead_letter(letter)

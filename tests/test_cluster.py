@@ -538,12 +538,12 @@ def test_a_cancelled_receive_loses_nothing(session: Session, pkg: Any) -> None:
 
 def test_cancelled_and_answered_requests_and_a_disconnect_keep_their_accounting(
         session: Session, pkg: Any) -> None:
-    """A request() its caller cancels is answered by the node all the same: a LATE_REPLY dead
-    letter, as on one machine. A request answered by a kernel on another node (reply_from)
-    leaves nothing behind in its first kernel's ledger: that node dying later makes no dead
-    letter of it. disconnect() of a bridge whose target is paused and full returns at once;
-    the batch the bridge holds reaches the target once it is activated, the rest stays for the
-    host: each message once."""
+    """A request() its caller cancels, or that times out, is answered by the node all the
+    same: a LATE_REPLY dead letter, as on one machine. disconnect() of a bridge whose target is
+    paused and full returns at once; the batch the bridge holds reaches the target once it is
+    activated, the rest stays for the host: each message once. A request answered, by its
+    kernel late or by one on another node (reply_from), is done: that node dying later makes
+    no dead letter of it (no drain() came between to tell the driver)."""
     async def main() -> None:
         async with ClusterRuntime(pkg, backend="cpu") as rt:
             here, far = await rt.nodes()
@@ -560,13 +560,8 @@ def test_cancelled_and_answered_requests_and_a_disconnect_keep_their_accounting(
                 [(DeadLetterReason.LATE_REPLY, cancelled.message_id)]
             assert await rt.receive_many("stage2", 10, timeout=0.2) == []
 
-            await rt.launch("stage3", node=here, queue_size=16)
+            await rt.launch("stage3", node=here, queue_size=16, activate=False)
             await rt.connect("stage2", "stage3")
-            across = pkg.Clipped(origin=uuid.uuid4(), values=[1.0, 2.0])
-            total = await rt.request("stage2", across, timeout=TIMEOUT, reply_from="stage3")
-            assert total.correlation_id == across.message_id and total.energy == 5.0
-
-            await rt.deactivate("stage3")
             msgs = [pkg.Clipped(origin=uuid.uuid4(), values=[1.0]) for _ in range(100)]
             assert await rt.send_many("stage2", msgs) == len(msgs)
             await rt.drain("stage2", timeout=TIMEOUT)  # processed: the bridge holds a batch
@@ -576,6 +571,21 @@ def test_cancelled_and_answered_requests_and_a_disconnect_keep_their_accounting(
             direct = [sq.origin for sq in await _receive_all(rt, "stage2")]
             assert bridged and sorted(bridged + direct) == sorted(m.origin for m in msgs)
 
+            await rt.deactivate("stage2")
+            timed_out = pkg.Clipped(origin=uuid.uuid4(), values=[1.0])
+            with pytest.raises(asyncio.TimeoutError):
+                await rt.request("stage2", timed_out, timeout=0.3)
+            await rt.activate("stage2")
+            for _ in range(500):  # the node's late reply comes back as a dead letter
+                if len(await rt.fetch_dead_letters()) or len(rt.dead_letters) == 2:
+                    break
+                await asyncio.sleep(0.02)
+            assert [d.message.correlation_id for d in rt.dead_letters][1:] == [timed_out.message_id]
+            await rt.connect("stage2", "stage3")
+            across = pkg.Clipped(origin=uuid.uuid4(), values=[1.0, 2.0])
+            total = await rt.request("stage2", across, timeout=TIMEOUT, reply_from="stage3")
+            assert total.correlation_id == across.message_id and total.energy == 5.0
+
             host, _ = (await rt.processes())[far]
             os.kill(host, signal.SIGKILL)
             for _ in range(500):  # until the driver learnt of the death (a call may find it first)
@@ -584,7 +594,7 @@ def test_cancelled_and_answered_requests_and_a_disconnect_keep_their_accounting(
                         break
                 await asyncio.sleep(0.02)
             assert await rt.state("stage2") is KernelState.FAILED
-            assert [d.reason for d in rt.dead_letters] == [DeadLetterReason.LATE_REPLY]
+            assert [d.reason for d in rt.dead_letters] == [DeadLetterReason.LATE_REPLY] * 2
 
     asyncio.run(main())
 
