@@ -602,10 +602,9 @@ class ClusterRuntime(DeadLetterStore):
     def add_dead_letter(self, letter: DeadLetter) -> None:
         """A dead letter settles what the ledger held of its message, then is kept as on one
         machine."""
-        if letter.reason is DeadLetterReason.LATE_REPLY:
-            # The request it answers may have entered another kernel (reply_from, across nodes).
-            for placed in self._placed.values():
-                placed.ledger.settle(letter)
-        elif (placed := self._placed.get(letter.kernel_id)) is not None:
+        # A late reply's request may have entered another kernel (reply_from, across nodes).
+        settled = (self._placed.values() if letter.reason is DeadLetterReason.LATE_REPLY else
+                   [p for p in [self._placed.get(letter.kernel_id)] if p is not None])
+        for placed in settled:
             placed.ledger.settle(letter)
         super().add_dead_letter(letter)
