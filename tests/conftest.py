@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -169,3 +170,13 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 def generated_package(name: str) -> object:
     return import_package(ROOT / "generated" / name, f"rg_generated_{name}")
+
+
+async def receive_n(rt: Any, kernel_id: str, n: int) -> list[Any]:
+    """n responses of `kernel_id`, however many receive_many() calls they take (10 s each)."""
+    got: list[Any] = []
+    while len(got) < n:
+        batch = await rt.receive_many(kernel_id, n - len(got), timeout=10.0)
+        assert batch, f"{kernel_id}: only {len(got)} of {n} responses"
+        got += batch
+    return got

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import pytest
+from conftest import receive_n
 
 from ringgen import QueueFullError, RingKernelRuntime
 from ringgen.runtime.device_channel import LOOK_AFTER
@@ -19,15 +20,6 @@ LANE = 2  # the lane of priority 128
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
-
-
-async def _receive_all(rt: RingKernelRuntime, kernel_id: str, n: int) -> list[Any]:
-    got: list[Any] = []
-    while len(got) < n:
-        batch = await rt.receive_many(kernel_id, n - len(got), timeout=10.0)
-        assert batch, f"only {len(got)} of {n} responses"
-        got += batch
-    return got
 
 
 def test_full_lanes_are_not_rescanned_by_a_sender_that_never_yields(kernels_pkg: Any) -> None:
@@ -60,7 +52,7 @@ def test_full_lanes_are_not_rescanned_by_a_sender_that_never_yields(kernels_pkg:
             urgent_in_lane = not rt.channel("echo").backlog.has(255, 255)
             # the kernel frees slots again
             kernel.push, kernel.push_quiet, kernel.lane_free = push, push_quiet, lane_free
-            return [r.seq for r in await _receive_all(rt, "echo", 301)], looked, urgent_in_lane
+            return [r.seq for r in await receive_n(rt, "echo", 301)], looked, urgent_in_lane
 
     seqs, looked, urgent_in_lane = run(main())
     # by the first feed, then once per LOOK_AFTER admissions (send() looks for progress itself)
@@ -102,7 +94,7 @@ def test_every_receive_path_feeds_lanes_found_full(kernels_pkg: Any, path: str) 
                 channel.poll_responses()  # what drain() does between its naps
                 first = []
             fed = waiting - len(channel.backlog)
-            rest = [p.seq for p in await _receive_all(rt, "echo", n - len(first))]
+            rest = [p.seq for p in await receive_n(rt, "echo", n - len(first))]
             return waiting, fed, first + rest
 
     waiting, fed, seqs = run(main())

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import ROOT, build_package, compile_cpp, compile_nvcc_each, have_nvcc
+from conftest import ROOT, build_package, compile_cpp, compile_nvcc_each, have_nvcc, receive_n
 
 from ringgen import DeadLetterReason, KernelStateError, RingKernelRuntime
 from ringgen.runtime.backends import rings
@@ -53,15 +53,6 @@ def test_routed_kernels_compile_with_nvcc_sm90(routed_pkg: Any, tmp_path: Path) 
     compile_nvcc_each(sorted(routed_pkg.package.path.glob("*.cu")), tmp_path)
 
 
-async def _receive(rt: RingKernelRuntime, kernel_id: str, n: int) -> list[Any]:
-    got: list[Any] = []
-    while len(got) < n:
-        batch = await rt.receive_many(kernel_id, n - len(got), timeout=10.0)
-        assert batch, f"{kernel_id}: only {len(got)} of {n}"
-        got += batch
-    return got
-
-
 def _seq_hops(message: Any) -> list[tuple[int, int]]:
     """(seq, hops) of a dead letter's Item, or of each of its rows (send_many's structs)."""
     if isinstance(message, np.ndarray):
@@ -86,7 +77,7 @@ def test_a_pipeline_of_device_stages_loses_nothing_and_keeps_order(routed_pkg: A
             await rt.connect("b", "c")
             msgs = _items(pkg, 3000)
             # Received while sent: c's output ring holds 1024, and a full one stops the line.
-            _, got = await asyncio.gather(rt.send_many("a", msgs), _receive(rt, "c", len(msgs)))
+            _, got = await asyncio.gather(rt.send_many("a", msgs), receive_n(rt, "c", len(msgs)))
             assert sorted(r.seq for r in got) == list(range(len(msgs)))  # each exactly once
             assert all(r.hops == 3 for r in got)
             by_id = {m.message_id: m for m in msgs}
@@ -122,7 +113,7 @@ def test_fan_out_gives_every_subscriber_every_message_once(routed_pkg: Any) -> N
             msgs = _items(pkg, 1000, seed=2)
             await rt.send_many("pub", msgs)
             for k in ("a", "b", "c"):
-                got = await _receive(rt, k, len(msgs))
+                got = await receive_n(rt, k, len(msgs))
                 assert sorted(r.seq for r in got) == list(range(len(msgs))), k
                 assert all(r.hops == 2 for r in got)
 
@@ -139,7 +130,7 @@ def test_a_key_picks_the_block_over_a_route_too(routed_pkg: Any) -> None:
             await rt.connect("pub", "keyed_sink")
             msgs = _items(pkg, 400, seed=3)
             await rt.send_many("pub", msgs)
-            got = await _receive(rt, "keyed_sink", len(msgs))
+            got = await receive_n(rt, "keyed_sink", len(msgs))
             assert {(r.tag, int(r.block)) for r in got} == {
                 (t, key_hash(t) % 4) for t in {m.tag for m in msgs}}
 
@@ -157,7 +148,7 @@ def test_a_crashing_middle_stage_turns_its_input_into_dead_letters(routed_pkg: A
             await rt.connect("b", "c")
             before = [pkg.Item(seq=i) for i in range(200)]
             await rt.send_many("a", before)
-            assert len(await _receive(rt, "c", 200)) == 200
+            assert len(await receive_n(rt, "c", 200)) == 200
             await rt.send("a", pkg.Item(seq=200, tag=-1))  # b dies on this one
             for _ in range(500):
                 if rt.state("b").value == "failed":

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import receive_n
 
 from ringgen import (
     ActorContext,
@@ -27,15 +28,6 @@ from ringgen.runtime.backends.cpu import CpuKernel
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
-
-
-async def _receive_all(rt: RingKernelRuntime, kernel_id: str, n: int) -> list[Any]:
-    got: list[Any] = []
-    while len(got) < n:
-        batch = await rt.receive_many(kernel_id, n - len(got), timeout=10.0)
-        assert batch, f"only {len(got)} of {n} responses"
-        got += batch
-    return got
 
 
 def test_backend_is_chosen_and_reported(kernels_pkg: Any, backend: str) -> None:
@@ -63,7 +55,7 @@ def test_exact_priority_order_over_all_256_values(kernels_pkg: Any, backend: str
                 by_priority.setdefault(p, []).append(seq)
                 await rt.send("echo", ping(seq=seq, priority=p))
             await rt.activate("echo")
-            return await _receive_all(rt, "echo", len(order))
+            return await receive_n(rt, "echo", len(order))
 
     got = run(main())
     assert [r.priority for r in got] == sorted((p for p, _ in order), reverse=True)
@@ -77,7 +69,7 @@ def test_urgent_message_overtakes_a_backlog(kernels_pkg: Any) -> None:
             await rt.send_many("echo", [kernels_pkg.Ping(seq=i, priority=5) for i in range(2000)])
             await rt.send("echo", kernels_pkg.Ping(seq=-1, priority=255))
             await rt.activate("echo")
-            return [r.seq for r in await _receive_all(rt, "echo", 2001)]
+            return [r.seq for r in await receive_n(rt, "echo", 2001)]
 
     seqs = run(main())
     assert seqs[0] == -1 and seqs[1:] == list(range(2000))
@@ -104,7 +96,7 @@ def test_backpressure(kernels_pkg: Any, strategy: str) -> None:
                     refused += 1
             await rt.activate("echo")
             expected = len(msgs) - refused - len(letters)  # a later drop may evict an earlier one
-            got = [r.seq for r in await _receive_all(rt, "echo", expected)]
+            got = [r.seq for r in await receive_n(rt, "echo", expected)]
             return got, rt.telemetry("echo")
 
     got, telemetry = run(main())
@@ -132,7 +124,7 @@ def test_blocked_sender_proceeds_when_room_frees(kernels_pkg: Any) -> None:
             assert not sender.done()  # blocked on the full queue
             await rt.activate("echo")
             assert await sender == 10
-            return sorted(r.seq for r in await _receive_all(rt, "echo", 10))
+            return sorted(r.seq for r in await receive_n(rt, "echo", 10))
 
     assert run(main()) == list(range(10))
 
@@ -166,7 +158,7 @@ def test_blocked_senders_wake_as_room_frees_not_all_at_once(kernels_pkg: Any,
             assert sum(s.done() for s in senders) == 2 and parks == N - 2  # the rest are blocked
             await rt.activate("echo")
             assert all(await asyncio.gather(*senders))
-            return sorted(r.seq for r in await _receive_all(rt, "echo", N))
+            return sorted(r.seq for r in await receive_n(rt, "echo", N))
 
     N = 60
     assert run(main()) == list(range(N))
@@ -261,7 +253,7 @@ def test_request_of_a_message_sent_already_is_refused(kernels_pkg: Any) -> None:
                 await rt.request("echo", batch[-1], timeout=5.0)
             other = await rt.request("echo4", sent, timeout=5.0)
             assert other.correlation_id == sent.message_id
-            got = await _receive_all(rt, "echo", 1 + len(batch))
+            got = await receive_n(rt, "echo", 1 + len(batch))
             assert [p.seq for p in got] == [1, *range(3, 40)]  # one reply per send, none twice
             assert await rt.receive_many("echo", 10, timeout=0.1) == []
             assert rt.telemetry("echo").sent == 2 + len(batch)
@@ -281,7 +273,7 @@ def test_lone_request_amid_other_responses_gets_its_own(kernels_pkg: Any) -> Non
                 req = kernels_pkg.Ping(seq=100 * round_ + 99)
                 rep = await rt.request("echo", req, timeout=5.0)
                 assert rep.correlation_id == req.message_id and rep.seq == req.seq
-            got = await _receive_all(rt, "echo", 100)
+            got = await receive_n(rt, "echo", 100)
             assert [p.seq for p in got] == [100 * r + i for r in range(20) for i in range(5)]
             t = rt.telemetry("echo")
             assert (t.sent, t.received) == (120, 120)
@@ -601,7 +593,7 @@ def test_telemetry_counts(kernels_pkg: Any) -> None:
             await rt.launch("crasher")
             await rt.send_many("crasher", [kernels_pkg.Ping(seq=i, mode=4 if i % 2 else 0)
                                            for i in range(10)])
-            await _receive_all(rt, "crasher", 10)
+            await receive_n(rt, "crasher", 10)
             return rt.telemetry("crasher")
 
     t = run(main())

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, build_package, compile_cpp, compile_nvcc, have_nvcc
+from conftest import ROOT, build_package, compile_cpp, compile_nvcc, have_nvcc, receive_n
 
 from ringgen import (
     DeadLetterReason,
@@ -31,15 +31,6 @@ from ringgen.toolchain.compile import cccl_include, templates_dir
 @pytest.fixture(scope="module")
 def sends_pkg(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return build_package("schemas.sends", tmp_path_factory.mktemp("sends") / "gen")
-
-
-async def _receive(rt: RingKernelRuntime, kernel_id: str, n: int) -> list[Any]:
-    got: list[Any] = []
-    while len(got) < n:
-        batch = await rt.receive_many(kernel_id, n - len(got), timeout=10.0)
-        assert batch, f"{kernel_id}: only {len(got)} of {n}"
-        got += batch
-    return got
 
 
 async def _dead(rt: RingKernelRuntime, n: int, reason: DeadLetterReason) -> list[Any]:
@@ -68,11 +59,11 @@ def test_sends_zero_one_or_many_per_request_reach_every_bound_target(sends_pkg: 
             jobs = _jobs(pkg, 300)
             total = sum(j.audits for j in jobs)
             await rt.send_many("worker", jobs)
-            done = await _receive(rt, "worker", len(jobs))
+            done = await receive_n(rt, "worker", len(jobs))
             assert sorted(d.seq for d in done) == list(range(len(jobs)))  # responses unchanged
             by_id = {j.message_id: j for j in jobs}
             for target in ("auditor", "host_auditor"):
-                got = await _receive(rt, target, total)
+                got = await receive_n(rt, target, total)
                 want = Counter((j.seq, k) for j in jobs for k in range(j.audits))
                 assert Counter((a.seq, a.k) for a in got) == want, target
                 for a in got:  # the conversation of the job that caused it, and its priority
@@ -95,7 +86,7 @@ def test_a_send_to_an_unbound_target_is_a_dead_letter_and_never_a_hang(sends_pkg
             await rt.launch("worker")
             jobs = [pkg.Job(seq=i, audits=8) for i in range(40)]  # more than a route holds
             await rt.send_many("worker", jobs)
-            assert len(await _receive(rt, "worker", len(jobs))) == len(jobs)
+            assert len(await receive_n(rt, "worker", len(jobs))) == len(jobs)
             dead = await _dead(rt, 320, DeadLetterReason.UNBOUND)
             assert len(dead) == 320
             assert Counter((d.message.seq, d.message.k) for d in dead) == Counter(
@@ -106,7 +97,7 @@ def test_a_send_to_an_unbound_target_is_a_dead_letter_and_never_a_hang(sends_pkg
             await rt.launch("auditor")
             await rt.connect("worker.audit", "auditor")
             await rt.request("worker", pkg.Job(seq=100, audits=2), timeout=10.0)
-            assert len(await _receive(rt, "auditor", 2)) == 2
+            assert len(await receive_n(rt, "auditor", 2)) == 2
             await rt.disconnect("worker.audit")
             await rt.request("worker", pkg.Job(seq=101, audits=3), timeout=10.0)
             dead = await _dead(rt, 323, DeadLetterReason.UNBOUND)
@@ -158,7 +149,7 @@ def test_a_route_a_kernel_wrote_over_fails_its_sender_and_not_the_drains(
             await rt.launch("worker")
             jobs = [pkg.Job(seq=10 + i, audits=8) for i in range(40)]  # 320: > a ring's 64
             await rt.send_many("worker", jobs)
-            assert len(await _receive(rt, "worker", len(jobs))) == len(jobs)
+            assert len(await receive_n(rt, "worker", len(jobs))) == len(jobs)
             dead = await _dead(rt, 2 + 320, DeadLetterReason.UNBOUND)
             assert Counter((d.message.seq, d.message.k) for d in dead[2:]) == Counter(
                 (j.seq, k) for j in jobs for k in range(8))
@@ -180,7 +171,7 @@ def test_a_route_written_over_into_a_target_is_replaced_when_either_end_relaunch
                 await rt.launch(k)
             await rt.connect("worker.audit", "auditor")
             await rt.request("worker", pkg.Job(seq=1, audits=1), timeout=10.0)
-            assert len(await _receive(rt, "auditor", 1)) == 1
+            assert len(await receive_n(rt, "auditor", 1)) == 1
             await rt.terminate("auditor")
             route = rt.routes._routes[("worker.audit", "auditor")]
             from ringgen.runtime.routes import ROUTE_CAPACITY, route_geometry
@@ -199,8 +190,8 @@ def test_a_route_written_over_into_a_target_is_replaced_when_either_end_relaunch
             assert rt.routes._routes[("worker.audit", "auditor")] is not route
             jobs = [pkg.Job(seq=10 + i, audits=8) for i in range(40)]
             await rt.send_many("worker", jobs)
-            assert len(await _receive(rt, "worker", len(jobs))) == len(jobs)
-            got = await _receive(rt, "auditor", 320)
+            assert len(await receive_n(rt, "worker", len(jobs))) == len(jobs)
+            got = await receive_n(rt, "auditor", 320)
             assert Counter((a.seq, a.k) for a in got) == Counter(
                 (j.seq, k) for j in jobs for k in range(8))  # no junk, none lost
 
@@ -272,7 +263,7 @@ def test_a_target_that_crashes_mid_stream(sends_pkg: Any) -> None:
             assert rt.state("crashy_auditor").value == "failed"
             jobs = [pkg.Job(seq=2 + i, audits=4) for i in range(50)]
             await rt.send_many("worker", jobs)
-            assert len(await _receive(rt, "worker", len(jobs))) == len(jobs)  # no hang
+            assert len(await receive_n(rt, "worker", len(jobs))) == len(jobs)  # no hang
             dead = await _dead(rt, 201, DeadLetterReason.KERNEL_FAILED)
             assert Counter((d.message.seq, d.message.k) for d in dead) == Counter(
                 [(1, 0)] + [(j.seq, k) for j in jobs for k in range(4)])  # held one included
@@ -477,14 +468,14 @@ def test_host_actors_at_either_end(sends_pkg: Any) -> None:
             await rt.connect("host_worker.audit", "auditor")
             hjob = pkg.Job(seq=7, audits=3, priority=200)
             await rt.request("host_worker", hjob, timeout=10.0)
-            got = await _receive(rt, "auditor", 3)
+            got = await receive_n(rt, "auditor", 3)
             assert sorted(a.k for a in got) == [0, 1, 2]
             assert all(a.seq == 7 and a.priority == 200 for a in got)
 
             # device -> host actor -> device: a pipeline that mixes host and device stages
             await rt.connect("host_auditor", "auditor")
             await rt.send("worker", pkg.Job(seq=9, audits=2))
-            got = await _receive(rt, "auditor", 2)
+            got = await receive_n(rt, "auditor", 2)
             assert sorted((a.seq, a.k, a.hops) for a in got) == [(9, 0, 2), (9, 1, 2)]
             # the conversation crosses the host -> device hop too: reply_from the device end
             job = pkg.Job(seq=10, audits=1)
